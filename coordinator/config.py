@@ -1,0 +1,131 @@
+"""The run configuration, parsed once into a frozen model at the edge.
+
+Flower hands the ServerApp and ClientApps a flat ``run_config`` with hyphenated keys
+(defaults in ``[tool.flwr.app.config]`` of ``pyproject.toml``); the ``fedcredit
+simulate`` command builds the same model from its flags. Below the entry points, code
+receives a :class:`RunConfig`, never raw keys.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from credit.encoding import EncodingKind, StatsSource
+from credit.errors import ConfigError
+from credit.feature_stats import DEFAULT_GRID_BINS
+from credit.metrics import DEFAULT_SCORE_BINS
+from credit.models import ModelKind
+from simulations.partition import PartitionScheme
+
+__all__ = ["RunConfig"]
+
+_FLOWER_RENAMES = {"num-server-rounds": "rounds"}
+
+
+class RunConfig(BaseModel):
+    """Everything the coordinator decides for one federated run.
+
+    Parameters
+    ----------
+    rounds : int, default 10
+        Federated rounds (train then evaluate), >= 1.
+    model : ModelKind, default ``logreg``
+        ``logreg`` or ``mlp``.
+    encoding : EncodingKind, default ``binned``
+        ``binned`` (quantile bins, one-hot) or ``standardized`` (z-scores).
+    feature_stats : StatsSource, default ``federated``
+        Encoder parameters from per-bank aggregates (``federated``) or from the
+        schema's public bounds only (``public``).
+    quantile_bins : int, default 10
+        Bins per numeric column for the binned encoding, >= 2.
+    local_epochs, batch_size, learning_rate
+        Local SGD settings per round.
+    hidden_sizes : tuple of int, default (64, 32)
+        MLP hidden layers (accepts ``"64,32"``).
+    seed : int, default 0
+        Seeds model initialisation, splits, shuffles and simulated partitions.
+    test_fraction : float, default 0.2
+        Share of each bank's own rows held out as its test split.
+    min_banks : int, default 2
+        Fewest banks a round needs; fewer replies fail the run cleanly.
+    score_bins : int, default 10000
+        Bins of the score histograms banks release for evaluation.
+    schema, data : str
+        Schema and data file ('' = embedded); ``data`` is used by simulations only.
+    partition, alpha, partition_column
+        How a ``flwr run`` simulation splits the data into banks.
+    out_dir : str
+        Where the coordinator writes metrics, model and plot.
+    round_timeout : float, default 600
+        Seconds to wait for replies in one round.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    rounds: int = Field(default=10, ge=1)
+    model: ModelKind = ModelKind.LOGREG
+    encoding: EncodingKind = EncodingKind.BINNED
+    feature_stats: StatsSource = StatsSource.FEDERATED
+    quantile_bins: int = Field(default=10, ge=2, le=100)
+    local_epochs: int = Field(default=1, ge=1)
+    batch_size: int = Field(default=64, ge=1)
+    learning_rate: float = Field(default=0.01, gt=0)
+    hidden_sizes: tuple[int, ...] = (64, 32)
+    seed: int = 0
+    test_fraction: float = Field(default=0.2, gt=0, lt=1)
+    min_banks: int = Field(default=2, ge=1)
+    score_bins: int = Field(default=DEFAULT_SCORE_BINS, ge=2)
+    grid_bins: int = Field(default=DEFAULT_GRID_BINS, ge=2)
+    schema_file: str = Field(default="", alias="schema")
+    data: str = ""
+    partition: PartitionScheme = PartitionScheme.IID
+    alpha: float = Field(default=0.5, gt=0)
+    partition_column: str = "EDUCATION"
+    out_dir: str = "fedcredit-run"
+    round_timeout: float = Field(default=600.0, gt=0)
+
+    @field_validator("hidden_sizes", mode="before")
+    @classmethod
+    def _parse_hidden(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            try:
+                return tuple(int(part) for part in value.split(",") if part.strip())
+            except ValueError as exc:
+                raise ValueError(f"expected comma-separated integers like '64,32'; got '{value}'") from exc
+        return value
+
+    @field_validator("score_bins")
+    @classmethod
+    def _even_bins(cls, value: int) -> int:
+        if value % 2:
+            raise ValueError(f"must be even so that 0.5 is a bin edge; got {value}")
+        return value
+
+    @classmethod
+    def from_flower(cls, run_config: Mapping[str, Any]) -> RunConfig:
+        """Parse Flower's ``context.run_config`` (hyphenated keys)."""
+        fields = {
+            _FLOWER_RENAMES.get(key, key.replace("-", "_")): value for key, value in run_config.items()
+        }
+        return cls.build(fields, source="run config")
+
+    @classmethod
+    def build(cls, fields: Mapping[str, Any], *, source: str) -> RunConfig:
+        """Validate fields, turning pydantic errors into one-line :class:`ConfigError`."""
+        try:
+            return cls.model_validate(dict(fields))
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            key = ".".join(str(part) for part in first["loc"])
+            raise ConfigError(f"'{key}': {first['msg']}", source=source) from exc
+
+    def to_flower(self) -> dict[str, Any]:
+        """The hyphenated form used in ``run_config`` and ``metrics.json``."""
+        data = self.model_dump(mode="json", by_alias=True)
+        data["hidden-sizes"] = ",".join(str(h) for h in self.hidden_sizes)
+        data.pop("hidden_sizes")
+        renamed = {v: k for k, v in _FLOWER_RENAMES.items()}
+        return {renamed.get(k, k.replace("_", "-")): v for k, v in data.items()}

@@ -1,0 +1,259 @@
+"""One federated run, driven by the coordinator over Flower's Grid.
+
+How a run flows::
+
+    coordinator                                   each bank
+    ───────────                                   ─────────
+    wait for min_banks nodes
+    query "feature-stats"  ───────────────────▶   validate file, split 80/20,
+                           ◀───────────────────   aggregates of train rows (no rows)
+    combine aggregates, fit encoder
+    for round 1..R:
+        train(weights, encoder) ──────────────▶   local SGD on train rows
+                           ◀───────────────────   new weights, n_train
+        FedAvg (weighted by n_train)
+        evaluate(weights)  ───────────────────▶   score own test rows
+                           ◀───────────────────   score histograms, loss sums
+        pooled AUC, KS, ... from summed histograms
+
+Rounds that get fewer than ``min_banks`` usable replies raise
+:class:`~coordinator.errors.RoundFailed`; the global model is then the last
+completed round's.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType, RecordDict
+from flwr.serverapp import Grid
+
+from coordinator.config import RunConfig
+from coordinator.errors import RoundFailed
+from coordinator.strategy import CreditFedAvg
+from credit import keys
+from credit.encoding import FeatureEncoder, fit_encoder
+from credit.feature_stats import combine_feature_stats
+from credit.metrics import CreditMetrics
+from credit.models import ModelSpec, build_model
+from credit.schema import DatasetSchema, load_schema
+from credit.wire import feature_stats_from_record
+
+__all__ = ["BankInfo", "Federation", "RoundResult", "RunOutcome"]
+
+_NODE_WAIT_SECONDS = 600.0
+_NODE_POLL_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class BankInfo:
+    """A participating bank as the coordinator knows it."""
+
+    name: str
+    node_id: int
+    n_train: int
+    n_test: int
+
+
+@dataclass(frozen=True)
+class RoundResult:
+    """Outcome of one completed round."""
+
+    server_round: int
+    metrics: CreditMetrics
+    train_loss: float
+    banks: tuple[str, ...]
+    seconds: float
+
+
+@dataclass
+class RunOutcome:
+    """Everything a finished run produced (the coordinator writes it to disk)."""
+
+    config: RunConfig
+    schema: DatasetSchema
+    encoder: FeatureEncoder
+    spec: ModelSpec
+    banks: list[BankInfo]
+    arrays: ArrayRecord
+    rounds: list[RoundResult] = field(default_factory=list)
+
+
+RoundCallback = Callable[[RoundResult, int], None]
+EventCallback = Callable[[str], None]
+
+
+class Federation:
+    """Drive set-up, training and evaluation rounds for one run.
+
+    Parameters
+    ----------
+    grid : flwr.serverapp.Grid
+        Flower's handle on the connected nodes.
+    config : RunConfig
+        The run configuration.
+    on_round : callable, optional
+        Called with each :class:`RoundResult` and the planned number of rounds.
+    on_event : callable, optional
+        Called with one-line progress messages during set-up.
+    """
+
+    def __init__(
+        self,
+        grid: Grid,
+        config: RunConfig,
+        *,
+        on_round: RoundCallback | None = None,
+        on_event: EventCallback | None = None,
+    ) -> None:
+        self.grid = grid
+        self.config = config
+        self.schema = load_schema(config.schema_file or None)
+        self.strategy = CreditFedAvg(min_banks=config.min_banks)
+        self._on_round = on_round or (lambda result, total: None)
+        self._on_event = on_event or (lambda text: None)
+
+    def run(self) -> RunOutcome:
+        """Run set-up and every round; return the outcome."""
+        node_ids = self._wait_for_nodes()
+        banks, encoder = self._fit_encoder(node_ids)
+        spec = ModelSpec(
+            kind=self.config.model,
+            n_inputs=encoder.n_inputs,
+            hidden_sizes=self.config.hidden_sizes,
+        )
+        arrays = ArrayRecord(build_model(spec, seed=self.config.seed).state_dict())
+        outcome = RunOutcome(
+            config=self.config, schema=self.schema, encoder=encoder, spec=spec, banks=banks, arrays=arrays
+        )
+        names = {bank.node_id: bank.name for bank in banks}
+        for server_round in range(1, self.config.rounds + 1):
+            result, outcome.arrays = self._round(server_round, outcome.arrays, encoder, spec, names)
+            outcome.rounds.append(result)
+            self._on_round(result, self.config.rounds)
+        return outcome
+
+    # -- set-up ---------------------------------------------------------------------
+
+    def _wait_for_nodes(self) -> list[int]:
+        deadline = time.monotonic() + _NODE_WAIT_SECONDS
+        while True:
+            node_ids = sorted(self.grid.get_node_ids())
+            if len(node_ids) >= self.config.min_banks:
+                self._on_event(f"{len(node_ids)} banks connected")
+                return node_ids
+            if time.monotonic() > deadline:
+                raise RoundFailed(
+                    stage="connect",
+                    server_round=0,
+                    received=len(node_ids),
+                    required=self.config.min_banks,
+                    reasons=[f"waited {_NODE_WAIT_SECONDS:.0f} s for banks to connect"],
+                )
+            time.sleep(_NODE_POLL_SECONDS)
+
+    def _base_config(self) -> ConfigRecord:
+        return ConfigRecord(
+            {
+                keys.SCHEMA_HASH: self.schema.schema_hash(),
+                keys.TEST_FRACTION: self.config.test_fraction,
+                keys.SEED: self.config.seed,
+            }
+        )
+
+    def _fit_encoder(self, node_ids: list[int]) -> tuple[list[BankInfo], FeatureEncoder]:
+        config = self._base_config()
+        config[keys.TASK] = keys.TASK_FEATURE_STATS
+        config[keys.GRID_BINS] = self.config.grid_bins
+        messages = [
+            Message(RecordDict({keys.CONFIG: config}), node_id, MessageType.QUERY)
+            for node_id in node_ids
+        ]
+        replies = self._usable(self.grid.send_and_receive(messages, timeout=self.config.round_timeout), "feature-stats", 0)
+        banks = [
+            BankInfo(
+                name=str(r.content[keys.BANK][keys.BANK_NAME]),
+                node_id=r.metadata.src_node_id,
+                n_train=int(r.content[keys.METRICS][keys.N_TRAIN]),  # type: ignore[call-overload]
+                n_test=int(r.content[keys.METRICS][keys.N_TEST]),  # type: ignore[call-overload]
+            )
+            for r in replies
+        ]
+        banks.sort(key=lambda bank: bank.name)
+        stats = combine_feature_stats([feature_stats_from_record(r.content[keys.FEATURE_STATS]) for r in replies])
+        encoder = fit_encoder(
+            self.schema,
+            kind=self.config.encoding,
+            source=self.config.feature_stats,
+            stats=stats,
+            quantile_bins=self.config.quantile_bins,
+        )
+        total = sum(bank.n_train for bank in banks)
+        self._on_event(
+            f"encoder fitted ({self.config.encoding}, {self.config.feature_stats} statistics "
+            f"from {len(banks)} banks, {total:,} training rows): {encoder.n_inputs} model inputs"
+        )
+        return banks, encoder
+
+    # -- rounds ---------------------------------------------------------------------
+
+    def _round(
+        self,
+        server_round: int,
+        arrays: ArrayRecord,
+        encoder: FeatureEncoder,
+        spec: ModelSpec,
+        names: dict[int, str],
+    ) -> tuple[RoundResult, ArrayRecord]:
+        started = time.monotonic()
+        config = self._base_config()
+        config[keys.ENCODER] = encoder.model_dump_json()
+        config[keys.MODEL_SPEC] = spec.model_dump_json()
+        config[keys.SCORE_BINS] = self.config.score_bins
+        train_config = ConfigRecord(dict(config))
+        train_config[keys.LOCAL_EPOCHS] = self.config.local_epochs
+        train_config[keys.BATCH_SIZE] = self.config.batch_size
+        train_config[keys.LEARNING_RATE] = self.config.learning_rate
+        timeout = self.config.round_timeout
+
+        train_replies = self._usable(
+            self.grid.send_and_receive(
+                self.strategy.configure_train(server_round, arrays, train_config, self.grid), timeout=timeout
+            ),
+            "train",
+            server_round,
+        )
+        new_arrays, train_metrics = self.strategy.aggregate_train(server_round, train_replies)
+        evaluate_replies = self._usable(
+            self.grid.send_and_receive(
+                self.strategy.configure_evaluate(server_round, new_arrays, config, self.grid), timeout=timeout
+            ),
+            "evaluate",
+            server_round,
+        )
+        metrics_record = self.strategy.aggregate_evaluate(server_round, evaluate_replies)
+        result = RoundResult(
+            server_round=server_round,
+            metrics=CreditMetrics(**dict(metrics_record)),
+            train_loss=float(train_metrics[keys.TRAIN_LOSS]),
+            banks=tuple(sorted(names.get(r.metadata.src_node_id, str(r.metadata.src_node_id)) for r in train_replies)),
+            seconds=time.monotonic() - started,
+        )
+        return result, new_arrays
+
+    def _usable(self, replies: Iterable[Message], stage: str, server_round: int) -> list[Message]:
+        """Keep replies without errors; fail the round below ``min_banks``."""
+        replies = list(replies)
+        valid = [r for r in replies if not r.has_error()]
+        if len(valid) < self.config.min_banks:
+            reasons = [f"node {r.metadata.src_node_id}: {r.error.reason}" for r in replies if r.has_error()]
+            raise RoundFailed(
+                stage=stage,
+                server_round=server_round,
+                received=len(valid),
+                required=self.config.min_banks,
+                reasons=reasons,
+            )
+        return valid

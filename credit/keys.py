@@ -1,0 +1,44 @@
+"""Record and config keys carried in Flower messages: the wire contract of one round.
+
+Both apps import these constants; no key is spelled out anywhere else.
+"""
+
+from __future__ import annotations
+
+# Message contents (RecordDict keys).
+ARRAYS = "arrays"
+CONFIG = "config"
+METRICS = "metrics"
+BANK = "bank"
+FEATURE_STATS = "feature-stats"
+SCORES = "scores"
+
+# Query tasks (ConfigRecord[TASK]).
+TASK = "task"
+TASK_FEATURE_STATS = "feature-stats"
+
+# ConfigRecord entries sent by the coordinator.
+SERVER_ROUND = "server-round"
+SCHEMA_HASH = "schema-hash"
+GRID_BINS = "grid-bins"
+ENCODER = "encoder"
+MODEL_SPEC = "model-spec"
+LOCAL_EPOCHS = "local-epochs"
+BATCH_SIZE = "batch-size"
+LEARNING_RATE = "learning-rate"
+SEED = "seed"
+SCORE_BINS = "score-bins"
+TEST_FRACTION = "test-fraction"
+
+# Entries sent back by banks.
+BANK_NAME = "name"
+NUM_EXAMPLES = "num-examples"
+N_TRAIN = "n-train"
+N_TEST = "n-test"
+TRAIN_LOSS = "train-loss"
+BRIER_SUM = "brier-sum"
+LOG_LOSS_SUM = "log-loss-sum"
+POSITIVES = "positives"
+NEGATIVES = "negatives"
+MOMENTS_SUFFIX = "/moments"
+HISTOGRAM_SUFFIX = "/histogram"

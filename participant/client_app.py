@@ -1,0 +1,116 @@
+"""The participant's Flower ClientApp: feature statistics, local training, evaluation.
+
+A bank answers three kinds of message from the coordinator:
+
+* ``query`` with task ``feature-stats``: aggregates of its training rows (counts, sums,
+  sums of squares, histograms over the public grid), never rows;
+* ``train``: a few epochs of local SGD from the global weights, returning new weights;
+* ``evaluate``: a score histogram and loss sums on its own test split, never scores.
+
+Where the bank's data lives comes from the SuperNode's node config in deployment
+(``data-path``, optional ``bank-name`` and ``schema-path``) or from the simulation's
+partition plan (see :mod:`participant.sources`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
+from flwr.clientapp import ClientApp
+
+from credit import keys
+from credit.encoding import FeatureEncoder
+from credit.feature_stats import compute_feature_stats
+from credit.metrics import summarize_scores
+from credit.models import ModelSpec, build_model
+from credit.wire import feature_stats_to_record, score_summary_to_records
+from participant.bank import BankSource, PreparedBank, encoded_split, prepare_bank
+from participant.sources import source_from_context
+from participant.training import TrainSettings, predict_proba, train_locally
+
+__all__ = ["app", "make_client_app"]
+
+SourceResolver = Callable[[Context], BankSource]
+
+
+def make_client_app(resolve_source: SourceResolver = source_from_context) -> ClientApp:
+    """Build the ClientApp; ``resolve_source`` tells each node where its rows are."""
+    client_app = ClientApp()
+
+    def load(message: Message, context: Context) -> PreparedBank:
+        config = message.content[keys.CONFIG]
+        bank = prepare_bank(
+            resolve_source(context), float(config[keys.TEST_FRACTION]), int(config[keys.SEED])  # type: ignore[arg-type]
+        )
+        expected = str(config[keys.SCHEMA_HASH])
+        if bank.schema.schema_hash() != expected:
+            raise ValueError(
+                f"bank '{bank.name}' uses a different dataset schema "
+                f"({bank.schema.schema_hash()[:12]}) from the run's ({expected[:12]}); "
+                "install the consortium's schema"
+            )
+        return bank
+
+    @client_app.query()
+    def query(message: Message, context: Context) -> Message:
+        bank = load(message, context)
+        config = message.content[keys.CONFIG]
+        if config[keys.TASK] != keys.TASK_FEATURE_STATS:
+            raise ValueError(f"unknown query task '{config[keys.TASK]}'")
+        stats = compute_feature_stats(bank.train, bank.schema, int(config[keys.GRID_BINS]))  # type: ignore[arg-type]
+        content = RecordDict(
+            {
+                keys.FEATURE_STATS: feature_stats_to_record(stats),
+                keys.BANK: ConfigRecord({keys.BANK_NAME: bank.name}),
+                keys.METRICS: MetricRecord(
+                    {keys.N_TRAIN: len(bank.train), keys.N_TEST: len(bank.test)}
+                ),
+            }
+        )
+        return Message(content=content, reply_to=message)
+
+    @client_app.train()
+    def train(message: Message, context: Context) -> Message:
+        bank = load(message, context)
+        config = message.content[keys.CONFIG]
+        encoder = FeatureEncoder.model_validate_json(str(config[keys.ENCODER]))
+        split = encoded_split(bank, encoder)
+        model = build_model(ModelSpec.model_validate_json(str(config[keys.MODEL_SPEC])))
+        model.load_state_dict(message.content[keys.ARRAYS].to_torch_state_dict())
+        settings = TrainSettings(
+            epochs=int(config[keys.LOCAL_EPOCHS]),  # type: ignore[arg-type]
+            batch_size=int(config[keys.BATCH_SIZE]),  # type: ignore[arg-type]
+            learning_rate=float(config[keys.LEARNING_RATE]),  # type: ignore[arg-type]
+            seed=int(config[keys.SEED]) * 100_003 + int(config[keys.SERVER_ROUND]),  # type: ignore[arg-type]
+        )
+        loss = train_locally(model, split.train_x, split.train_y, settings)
+        content = RecordDict(
+            {
+                keys.ARRAYS: ArrayRecord(model.state_dict()),
+                keys.METRICS: MetricRecord(
+                    {keys.NUM_EXAMPLES: len(split.train_y), keys.TRAIN_LOSS: loss}
+                ),
+            }
+        )
+        return Message(content=content, reply_to=message)
+
+    @client_app.evaluate()
+    def evaluate(message: Message, context: Context) -> Message:
+        bank = load(message, context)
+        config = message.content[keys.CONFIG]
+        encoder = FeatureEncoder.model_validate_json(str(config[keys.ENCODER]))
+        split = encoded_split(bank, encoder)
+        model = build_model(ModelSpec.model_validate_json(str(config[keys.MODEL_SPEC])))
+        model.load_state_dict(message.content[keys.ARRAYS].to_torch_state_dict())
+        summary = summarize_scores(
+            predict_proba(model, split.test_x), split.test_y, int(config[keys.SCORE_BINS])  # type: ignore[arg-type]
+        )
+        histograms, sums = score_summary_to_records(summary)
+        content = RecordDict({keys.SCORES: histograms, keys.METRICS: sums})
+        return Message(content=content, reply_to=message)
+
+    return client_app
+
+
+app = make_client_app()

@@ -1,0 +1,118 @@
+"""Where a participant finds its rows, from Flower's node and run configuration.
+
+* Deployment: the SuperNode's node config names the file (``data-path``) and, when
+  given, the bank's display name (``bank-name``) and schema copy (``schema-path``).
+* Simulation through ``flwr run``: Flower's Simulation Engine sets ``partition-id``
+  and ``num-partitions``; the run config's ``data``, ``partition``, ``alpha``,
+  ``partition-column`` and ``seed`` say how the data set is split into banks.
+* ``fedcredit simulate`` writes one file per bank first and passes a
+  :class:`PartitionPlan` instead, so each bank reads only its own file.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from pathlib import Path
+
+from flwr.app import Context
+
+from credit.datasets import embedded_data_path
+from credit.errors import ConfigError
+from credit.schema import load_schema
+from participant.bank import BankSource
+from participant.loading import load_bank_csv
+
+__all__ = ["PartitionPlan", "source_from_context"]
+
+DATA_PATH = "data-path"
+BANK_NAME = "bank-name"
+SCHEMA_PATH = "schema-path"
+PARTITION_ID = "partition-id"
+NUM_PARTITIONS = "num-partitions"
+
+
+@dataclass(frozen=True)
+class PartitionPlan:
+    """The banks of a simulation, indexed by Flower's ``partition-id``."""
+
+    banks: tuple[BankSource, ...]
+
+    def __call__(self, context: Context) -> BankSource:
+        partition_id = int(context.node_config[PARTITION_ID])  # type: ignore[call-overload]
+        if not 0 <= partition_id < len(self.banks):
+            raise ConfigError(
+                f"partition-id {partition_id} outside the plan's {len(self.banks)} banks",
+                source="node config",
+            )
+        return self.banks[partition_id]
+
+
+def source_from_context(context: Context) -> BankSource:
+    """Resolve the bank's data source from node config (deployment) or run config."""
+    node = context.node_config
+    if DATA_PATH in node:
+        data_path = Path(str(node[DATA_PATH]))
+        schema = Path(str(node[SCHEMA_PATH])) if SCHEMA_PATH in node else None
+        name = str(node.get(BANK_NAME, data_path.stem.split(".")[0]))
+        return BankSource(name=name, data_path=data_path, schema_path=schema)
+    if PARTITION_ID not in node:
+        raise ConfigError(
+            f"node config has neither '{DATA_PATH}' nor '{PARTITION_ID}'; start the SuperNode "
+            f"with --node-config '{DATA_PATH}=\"/path/to/bank.csv\"'",
+            source="node config",
+        )
+    run = context.run_config
+    return _simulated_source(
+        partition_id=int(node[PARTITION_ID]),  # type: ignore[call-overload]
+        num_partitions=int(node[NUM_PARTITIONS]),  # type: ignore[call-overload]
+        data=str(run.get("data", "")),
+        schema=str(run.get("schema", "")),
+        scheme=str(run.get("partition", "iid")),
+        alpha=float(run.get("alpha", 0.5)),  # type: ignore[arg-type]
+        column=str(run.get("partition-column", "")),
+        seed=int(run.get("seed", 0)),  # type: ignore[call-overload]
+    )
+
+
+@functools.lru_cache(maxsize=4)
+def _simulated_source(
+    *,
+    partition_id: int,
+    num_partitions: int,
+    data: str,
+    schema: str,
+    scheme: str,
+    alpha: float,
+    column: str,
+    seed: int,
+) -> BankSource:
+    from simulations.partition import PartitionScheme, partition_rows
+
+    data_path = Path(data) if data else embedded_data_path()
+    schema_path = Path(schema) if schema else None
+    dataset_schema = load_schema(schema_path)
+    frame = load_bank_csv(data_path, dataset_schema).frame
+    partitions = partition_rows(
+        frame,
+        target=dataset_schema.target,
+        scheme=PartitionScheme(scheme),
+        n_banks=num_partitions,
+        seed=seed,
+        alpha=alpha,
+        column=column or None,
+        min_rows=dataset_schema.min_rows,
+    )
+    if partition_id >= len(partitions):
+        raise ConfigError(
+            f"partition-id {partition_id} but the '{scheme}' split has {len(partitions)} banks; "
+            f"run with num-supernodes={len(partitions)}",
+            source="federation config",
+        )
+    part = partitions[partition_id]
+    return BankSource(
+        name=part.name,
+        data_path=data_path,
+        schema_path=schema_path,
+        rows=tuple(int(r) for r in part.rows),
+    )

@@ -1,0 +1,89 @@
+"""Local training and scoring at one bank."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+from torch import nn
+
+__all__ = ["TrainSettings", "predict_proba", "train_locally"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainSettings:
+    """Local optimisation settings for one round.
+
+    Parameters
+    ----------
+    epochs : int
+        Passes over the bank's training rows per round, >= 1.
+    batch_size : int
+        Rows per SGD step, >= 1.
+    learning_rate : float
+        SGD step size, > 0.
+    seed : int
+        Seeds the shuffling of rows (not privacy-relevant).
+    """
+
+    epochs: int
+    batch_size: int
+    learning_rate: float
+    seed: int
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1:
+            raise ValueError(f"epochs must be >= 1; got {self.epochs}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1; got {self.batch_size}")
+        if not self.learning_rate > 0:
+            raise ValueError(f"learning_rate must be > 0; got {self.learning_rate}")
+
+
+def train_locally(
+    model: nn.Module,
+    features: NDArray[np.float32],
+    labels: NDArray[np.integer],
+    settings: TrainSettings,
+) -> float:
+    """Run SGD with momentum on binary cross-entropy; return the mean training loss.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        Updated in place.
+    features : numpy.ndarray
+        Encoded ``(n_rows, n_inputs)`` matrix.
+    labels : numpy.ndarray
+        Labels in {0, 1}.
+    settings : TrainSettings
+        Epochs, batch size, learning rate and shuffling seed.
+    """
+    inputs = torch.from_numpy(np.ascontiguousarray(features))
+    targets = torch.from_numpy(np.asarray(labels, dtype=np.float32))
+    generator = torch.Generator().manual_seed(settings.seed)
+    optimizer = torch.optim.SGD(model.parameters(), lr=settings.learning_rate, momentum=0.9)
+    loss_fn = nn.BCEWithLogitsLoss()
+    model.train()
+    total_loss, total_rows = 0.0, 0
+    for _ in range(settings.epochs):
+        order = torch.randperm(len(inputs), generator=generator)
+        for start in range(0, len(order), settings.batch_size):
+            batch = order[start : start + settings.batch_size]
+            optimizer.zero_grad()
+            loss = loss_fn(model(inputs[batch]).squeeze(-1), targets[batch])
+            loss.backward()
+            optimizer.step()
+            total_loss += float(loss.detach()) * len(batch)
+            total_rows += len(batch)
+    return total_loss / max(total_rows, 1)
+
+
+def predict_proba(model: nn.Module, features: NDArray[np.float32]) -> NDArray[np.float64]:
+    """Predicted default probabilities for encoded rows."""
+    model.eval()
+    with torch.no_grad():
+        logits = model(torch.from_numpy(np.ascontiguousarray(features))).squeeze(-1)
+    return torch.sigmoid(logits).double().numpy()
