@@ -30,7 +30,6 @@ from dataclasses import dataclass, field
 from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType, RecordDict
 from flwr.serverapp import Grid
 
-from coordinator.config import RunConfig
 from coordinator.errors import RoundFailed
 from coordinator.strategy import CreditFedAvg
 from credit import keys
@@ -38,8 +37,16 @@ from credit.encoding import FeatureEncoder, fit_encoder
 from credit.feature_stats import combine_feature_stats
 from credit.metrics import CreditMetrics
 from credit.models import ModelSpec, build_model
+from credit.run_config import RunConfig
 from credit.schema import DatasetSchema, load_schema
-from credit.wire import feature_stats_from_record
+from credit.wire import (
+    array_record,
+    config_record,
+    config_str,
+    feature_stats_from_record,
+    metric_number,
+    metric_record,
+)
 
 __all__ = ["BankInfo", "Federation", "RoundResult", "RunOutcome"]
 
@@ -126,7 +133,12 @@ class Federation:
         )
         arrays = ArrayRecord(build_model(spec, seed=self.config.seed).state_dict())
         outcome = RunOutcome(
-            config=self.config, schema=self.schema, encoder=encoder, spec=spec, banks=banks, arrays=arrays
+            config=self.config,
+            schema=self.schema,
+            encoder=encoder,
+            spec=spec,
+            banks=banks,
+            arrays=arrays,
         )
         names = {bank.node_id: bank.name for bank in banks}
         for server_round in range(1, self.config.rounds + 1):
@@ -171,18 +183,27 @@ class Federation:
             Message(RecordDict({keys.CONFIG: config}), node_id, MessageType.QUERY)
             for node_id in node_ids
         ]
-        replies = self._usable(self.grid.send_and_receive(messages, timeout=self.config.round_timeout), "feature-stats", 0)
+        replies = self._usable(
+            self.grid.send_and_receive(messages, timeout=self.config.round_timeout),
+            "feature-stats",
+            0,
+        )
         banks = [
             BankInfo(
-                name=str(r.content[keys.BANK][keys.BANK_NAME]),
+                name=config_str(config_record(r.content, keys.BANK), keys.BANK_NAME),
                 node_id=r.metadata.src_node_id,
-                n_train=int(r.content[keys.METRICS][keys.N_TRAIN]),  # type: ignore[call-overload]
-                n_test=int(r.content[keys.METRICS][keys.N_TEST]),  # type: ignore[call-overload]
+                n_train=int(metric_number(metric_record(r.content, keys.METRICS), keys.N_TRAIN)),
+                n_test=int(metric_number(metric_record(r.content, keys.METRICS), keys.N_TEST)),
             )
             for r in replies
         ]
         banks.sort(key=lambda bank: bank.name)
-        stats = combine_feature_stats([feature_stats_from_record(r.content[keys.FEATURE_STATS]) for r in replies])
+        stats = combine_feature_stats(
+            [
+                feature_stats_from_record(array_record(r.content, keys.FEATURE_STATS))
+                for r in replies
+            ]
+        )
         encoder = fit_encoder(
             self.schema,
             kind=self.config.encoding,
@@ -220,25 +241,40 @@ class Federation:
 
         train_replies = self._usable(
             self.grid.send_and_receive(
-                self.strategy.configure_train(server_round, arrays, train_config, self.grid), timeout=timeout
+                self.strategy.configure_train(server_round, arrays, train_config, self.grid),
+                timeout=timeout,
             ),
             "train",
             server_round,
         )
         new_arrays, train_metrics = self.strategy.aggregate_train(server_round, train_replies)
+        if new_arrays is None or train_metrics is None:
+            raise RoundFailed(
+                stage="train", server_round=server_round, received=0, required=1, reasons=[]
+            )
         evaluate_replies = self._usable(
             self.grid.send_and_receive(
-                self.strategy.configure_evaluate(server_round, new_arrays, config, self.grid), timeout=timeout
+                self.strategy.configure_evaluate(server_round, new_arrays, config, self.grid),
+                timeout=timeout,
             ),
             "evaluate",
             server_round,
         )
         metrics_record = self.strategy.aggregate_evaluate(server_round, evaluate_replies)
+        if metrics_record is None:
+            raise RoundFailed(
+                stage="evaluate", server_round=server_round, received=0, required=1, reasons=[]
+            )
         result = RoundResult(
             server_round=server_round,
-            metrics=CreditMetrics(**dict(metrics_record)),
-            train_loss=float(train_metrics[keys.TRAIN_LOSS]),
-            banks=tuple(sorted(names.get(r.metadata.src_node_id, str(r.metadata.src_node_id)) for r in train_replies)),
+            metrics=CreditMetrics.from_dict(metrics_record),
+            train_loss=metric_number(train_metrics, keys.TRAIN_LOSS),
+            banks=tuple(
+                sorted(
+                    names.get(r.metadata.src_node_id, str(r.metadata.src_node_id))
+                    for r in train_replies
+                )
+            ),
             seconds=time.monotonic() - started,
         )
         return result, new_arrays
@@ -248,7 +284,9 @@ class Federation:
         replies = list(replies)
         valid = [r for r in replies if not r.has_error()]
         if len(valid) < self.config.min_banks:
-            reasons = [f"node {r.metadata.src_node_id}: {r.error.reason}" for r in replies if r.has_error()]
+            reasons = [
+                f"node {r.metadata.src_node_id}: {r.error.reason}" for r in replies if r.has_error()
+            ]
             raise RoundFailed(
                 stage=stage,
                 server_round=server_round,

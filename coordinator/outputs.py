@@ -10,18 +10,29 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
-from coordinator.federation import RunOutcome  # noqa: E402
-from credit.model_card import save_model  # noqa: E402
-from credit.models import build_model  # noqa: E402
+from coordinator.federation import RunOutcome
+from credit.model_card import save_model
+from credit.models import build_model
 
 __all__ = ["RunFiles", "metrics_document", "run_files", "write_run_outputs"]
 
 METRICS_FILE = "metrics.json"
 MODEL_DIR = "model"
 PLOT_FILE = "rounds.png"
-_FINAL_KEYS = ("auc", "ks", "gini", "brier", "log_loss", "accuracy", "f1", "f1_threshold", "n_rows", "default_rate")
+_FINAL_KEYS = (
+    "auc",
+    "ks",
+    "gini",
+    "brier",
+    "log_loss",
+    "accuracy",
+    "f1",
+    "f1_threshold",
+    "n_rows",
+    "default_rate",
+)
 
 
 @dataclass(frozen=True)
@@ -35,7 +46,9 @@ class RunFiles:
 
 def run_files(out_dir: Path) -> RunFiles:
     """Where a run in ``out_dir`` keeps its outputs."""
-    return RunFiles(metrics=out_dir / METRICS_FILE, model=out_dir / MODEL_DIR, plot=out_dir / PLOT_FILE)
+    return RunFiles(
+        metrics=out_dir / METRICS_FILE, model=out_dir / MODEL_DIR, plot=out_dir / PLOT_FILE
+    )
 
 
 def metrics_document(outcome: RunOutcome, wall_seconds: float) -> dict[str, Any]:

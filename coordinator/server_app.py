@@ -15,9 +15,9 @@ from pathlib import Path
 from flwr.app import Context
 from flwr.serverapp import Grid, ServerApp
 
-from coordinator.config import RunConfig
 from coordinator.federation import Federation, RoundResult
 from coordinator.outputs import RunFiles, write_run_outputs
+from credit.run_config import RunConfig
 
 __all__ = ["app", "format_round", "make_server_app", "run_federation"]
 

@@ -15,12 +15,12 @@ from flwr.serverapp.strategy import FedAvg
 
 from credit import keys
 from credit.metrics import ScoreSummary, credit_metrics
-from credit.wire import score_summary_from_records
+from credit.wire import array_record, metric_record, score_summary_from_records
 
 __all__ = ["CreditFedAvg"]
 
 
-class CreditFedAvg(FedAvg):  # type: ignore[misc]
+class CreditFedAvg(FedAvg):
     """FedAvg over all available banks, with histogram-based credit metrics.
 
     Parameters
@@ -52,8 +52,10 @@ class CreditFedAvg(FedAvg):  # type: ignore[misc]
             return None
         summary = ScoreSummary.combine(
             [
-                score_summary_from_records(r.content[keys.SCORES], r.content[keys.METRICS])
+                score_summary_from_records(
+                    array_record(r.content, keys.SCORES), metric_record(r.content, keys.METRICS)
+                )
                 for r in valid
             ]
         )
-        return MetricRecord(credit_metrics(summary).as_dict())
+        return MetricRecord(dict(credit_metrics(summary).as_dict()))

@@ -20,7 +20,7 @@ from rich.table import Table
 from credit.encoding import EncodingKind, StatsSource
 from credit.errors import FedcreditError
 from credit.models import ModelKind
-from simulations.partition import PartitionScheme
+from credit.run_config import PartitionScheme
 
 __all__ = ["app", "main"]
 
@@ -53,28 +53,60 @@ def fail_cleanly() -> Iterator[None]:
         raise typer.Exit(EXIT_BAD_INPUT) from None
 
 
+@app.callback()
+def _root() -> None:
+    """Privacy-preserving federated credit-default modelling on Flower.
+
+    Researchers: `fedcredit simulate`. Operators and banks: see README.md.
+    """
+
+
 @app.command()
 def simulate(
-    data: Annotated[Path | None, typer.Option(help="Bank data CSV (plain or gzip); default: the embedded UCI data set.")] = None,
-    schema: Annotated[Path | None, typer.Option(help="Dataset schema TOML; default: the embedded data set's schema.")] = None,
-    banks: Annotated[int, typer.Option(min=1, help="Number of simulated banks (iid and dirichlet).")] = 5,
-    partition: Annotated[PartitionScheme, typer.Option(help="How rows are split into banks.")] = PartitionScheme.IID,
-    alpha: Annotated[float, typer.Option(help="Dirichlet concentration (smaller = more skewed).")] = 0.5,
-    partition_column: Annotated[str, typer.Option(help="Column for --partition column: one bank per value.")] = "EDUCATION",
+    data: Annotated[
+        Path | None,
+        typer.Option(help="Bank data CSV (plain or gzip); default: the embedded UCI data set."),
+    ] = None,
+    schema: Annotated[
+        Path | None,
+        typer.Option(help="Dataset schema TOML; default: the embedded data set's schema."),
+    ] = None,
+    banks: Annotated[
+        int, typer.Option(min=1, help="Number of simulated banks (iid and dirichlet).")
+    ] = 5,
+    partition: Annotated[
+        PartitionScheme, typer.Option(help="How rows are split into banks.")
+    ] = PartitionScheme.IID,
+    alpha: Annotated[
+        float, typer.Option(help="Dirichlet concentration (smaller = more skewed).")
+    ] = 0.5,
+    partition_column: Annotated[
+        str, typer.Option(help="Column for --partition column: one bank per value.")
+    ] = "EDUCATION",
     rounds: Annotated[int, typer.Option(min=1, help="Federated rounds.")] = 10,
     model: Annotated[ModelKind, typer.Option(help="Model family.")] = ModelKind.LOGREG,
-    encoding: Annotated[EncodingKind, typer.Option(help="Numeric encoding: quantile bins or z-scores.")] = EncodingKind.BINNED,
-    feature_stats: Annotated[StatsSource, typer.Option(help="Encoder parameters from bank aggregates or public bounds.")] = StatsSource.FEDERATED,
+    encoding: Annotated[
+        EncodingKind, typer.Option(help="Numeric encoding: quantile bins or z-scores.")
+    ] = EncodingKind.BINNED,
+    feature_stats: Annotated[
+        StatsSource, typer.Option(help="Encoder parameters from bank aggregates or public bounds.")
+    ] = StatsSource.FEDERATED,
     local_epochs: Annotated[int, typer.Option(min=1, help="Local epochs per round.")] = 1,
     batch_size: Annotated[int, typer.Option(min=1, help="Local batch size.")] = 64,
     learning_rate: Annotated[float, typer.Option(help="Local SGD learning rate (> 0).")] = 0.01,
-    seed: Annotated[int, typer.Option(help="Seed for partitions, splits, initialisation and shuffles.")] = 0,
-    out: Annotated[Path, typer.Option(help="Output folder for metrics.json, model/ and rounds.png.")] = Path("runs/simulate"),
-    cpus: Annotated[int | None, typer.Option(min=1, help="CPUs for the simulation engine (default: all).")] = None,
+    seed: Annotated[
+        int, typer.Option(help="Seed for partitions, splits, initialisation and shuffles.")
+    ] = 0,
+    out: Annotated[
+        Path, typer.Option(help="Output folder for metrics.json, model/ and rounds.png.")
+    ] = Path("runs/simulate"),
+    cpus: Annotated[
+        int | None, typer.Option(min=1, help="CPUs for the simulation engine (default: all).")
+    ] = None,
 ) -> None:
     """Train a shared model across simulated banks with Flower's Simulation Engine."""
-    from coordinator.config import RunConfig
     from coordinator.server_app import format_round
+    from credit.run_config import RunConfig
     from simulations.engine import plan_simulation, run_simulated_consortium
 
     with fail_cleanly():
@@ -98,14 +130,21 @@ def simulate(
             source="fedcredit simulate",
         )
         started = time.monotonic()
-        console.print(f"[bold]fedcredit simulate[/]: validating data and splitting it into banks ({partition})")
+        console.print(
+            "[bold]fedcredit simulate[/]: validating data and splitting it into banks "
+            f"({partition})"
+        )
         plan = plan_simulation(config, banks)
         for bank, part in zip(plan.banks, plan.partitions, strict=True):
             console.print(f"  {bank.name:<18} {part.rows.size:>6,} rows  -> {bank.data_path}")
-        console.print(f"starting Flower's Simulation Engine with {len(plan.banks)} virtual SuperNodes ...")
+        console.print(
+            f"starting Flower's Simulation Engine with {len(plan.banks)} virtual SuperNodes ..."
+        )
         files = run_simulated_consortium(
             plan,
-            on_round=lambda result, total: console.print(format_round(result, total), highlight=False),
+            on_round=lambda result, total: console.print(
+                format_round(result, total), highlight=False
+            ),
             on_event=lambda text: console.print(text, highlight=False),
             cpus=cpus,
         )
@@ -117,12 +156,17 @@ def _print_summary(metrics_path: Path, seconds: float) -> None:
     import json
 
     document = json.loads(metrics_path.read_text(encoding="utf-8"))
-    table = Table(title=f"Final pooled test metrics ({len(document['participants'])} banks, {seconds:.0f} s)")
+    table = Table(
+        title=f"Final pooled test metrics ({len(document['participants'])} banks, {seconds:.0f} s)"
+    )
     for column in ("AUC", "KS", "Gini", "Brier", "log loss", "accuracy", "F1"):
         table.add_column(column, justify="right")
     final = document["final"]
     table.add_row(
-        *(f"{final[key]:.4f}" for key in ("auc", "ks", "gini", "brier", "log_loss", "accuracy", "f1"))
+        *(
+            f"{final[key]:.4f}"
+            for key in ("auc", "ks", "gini", "brier", "log_loss", "accuracy", "f1")
+        )
     )
     console.print(table)
     banks = Table(title="Participants")

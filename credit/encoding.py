@@ -118,7 +118,9 @@ class FeatureEncoder(_Frozen):
         return np.ascontiguousarray(np.hstack(blocks), dtype=np.float32)
 
     def _numeric_block(self, frame: pd.DataFrame, encoding: NumericEncoding) -> NDArray[np.float32]:
-        values = transform_values(frame[encoding.name].to_numpy(dtype=np.float64), encoding.transform)
+        values = transform_values(
+            frame[encoding.name].to_numpy(dtype=np.float64), encoding.transform
+        )
         if self.kind is EncodingKind.BINNED:
             index = np.searchsorted(np.asarray(encoding.edges), values, side="right")
             block = np.zeros((values.size, encoding.width), dtype=np.float32)
@@ -128,7 +130,9 @@ class FeatureEncoder(_Frozen):
         return z.astype(np.float32).reshape(-1, 1)
 
 
-def _one_hot_levels(values: NDArray[np.generic], levels: tuple[int, ...] | tuple[str, ...]) -> NDArray[np.float32]:
+def _one_hot_levels(
+    values: NDArray[np.generic], levels: tuple[int, ...] | tuple[str, ...]
+) -> NDArray[np.float32]:
     block = np.zeros((values.size, len(levels)), dtype=np.float32)
     for column, level in enumerate(levels):
         block[:, column] = values == level
@@ -204,7 +208,9 @@ def _fit_numeric(
             edges = np.linspace(low, high, quantile_bins + 1)[1:-1]
         mean, std = (low + high) / 2.0, (high - low) / 4.0
     else:
-        edges = _quantile_edges(stats.histogram, grid_edges(feature, stats.histogram.size), quantile_bins)
+        edges = _quantile_edges(
+            stats.histogram, grid_edges(feature, stats.histogram.size), quantile_bins
+        )
         mean, std = stats.mean, stats.std if stats.std > 0 else 1.0
     if kind is EncodingKind.STANDARDIZED:
         edges = np.array([])
@@ -227,5 +233,6 @@ def _quantile_edges(
         return grid[1:-1][:: max(1, (grid.size - 2) // quantile_bins)]
     targets = total * np.arange(1, quantile_bins) / quantile_bins
     cells = np.searchsorted(cumulative, targets, side="left")
-    edges = np.unique(grid[cells + 1])
-    return edges[(edges > grid[0]) & (edges < grid[-1])]
+    edges: NDArray[np.float64] = np.unique(grid[cells + 1])
+    interior: NDArray[np.float64] = edges[(edges > grid[0]) & (edges < grid[-1])]
+    return interior

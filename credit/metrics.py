@@ -10,7 +10,7 @@ through ties inside one bin: with 10,000 bins on [0, 1] the difference is far be
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -48,7 +48,8 @@ class ScoreSummary:
     def __add__(self, other: ScoreSummary) -> ScoreSummary:
         if self.positives.shape != other.positives.shape:
             raise ValueError(
-                f"score histograms differ in length: {self.positives.size} vs {other.positives.size}"
+                "score histograms differ in length: "
+                f"{self.positives.size} vs {other.positives.size}"
             )
         return ScoreSummary(
             positives=self.positives + other.positives,
@@ -124,9 +125,20 @@ class CreditMetrics:
     n_rows: int
     default_rate: float
 
-    def as_dict(self) -> dict[str, float | int]:
+    def as_dict(self) -> dict[str, int | float | list[int] | list[float]]:
         """Plain dictionary for JSON and Flower MetricRecords."""
         return dict(self.__dict__)
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, object]) -> CreditMetrics:
+        """Inverse of :meth:`as_dict` (e.g. from an aggregated MetricRecord)."""
+        fields = {}
+        for name in cls.__dataclass_fields__:
+            value = values[name]
+            if not isinstance(value, int | float):
+                raise TypeError(f"metric '{name}' is {value!r}, expected a number")
+            fields[name] = int(value) if name == "n_rows" else float(value)
+        return cls(**fields)  # type: ignore[arg-type]
 
 
 def credit_metrics(summary: ScoreSummary) -> CreditMetrics:
@@ -143,7 +155,8 @@ def credit_metrics(summary: ScoreSummary) -> CreditMetrics:
     n_pos, n_neg = positives.sum(), negatives.sum()
     if n_pos == 0 or n_neg == 0:
         raise ValueError(
-            f"metrics need both classes; got {int(n_pos)} defaulters and {int(n_neg)} non-defaulters"
+            f"metrics need both classes; got {int(n_pos)} defaulters "
+            f"and {int(n_neg)} non-defaulters"
         )
     n_bins = positives.size
     negatives_below = np.cumsum(negatives) - negatives

@@ -73,7 +73,9 @@ def build_model(spec: ModelSpec, *, seed: int = 0) -> nn.Module:
         for parameter in model.parameters():
             if parameter.dim() > 1:
                 bound = 1.0 / parameter.shape[1] ** 0.5
-                parameter.copy_(torch.empty_like(parameter).uniform_(-bound, bound, generator=generator))
+                parameter.copy_(
+                    torch.empty_like(parameter).uniform_(-bound, bound, generator=generator)
+                )
             else:
                 parameter.zero_()
     return model

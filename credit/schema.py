@@ -100,7 +100,9 @@ class NumericFeature(_Frozen):
     @model_validator(mode="after")
     def _bounds_ordered(self) -> Self:
         if not self.min < self.max:
-            raise ValueError(f"numeric '{self.name}': min must be < max; got {self.min}, {self.max}")
+            raise ValueError(
+                f"numeric '{self.name}': min must be < max; got {self.min}, {self.max}"
+            )
         if self.bins is not None and list(self.bins) != sorted(set(self.bins)):
             raise ValueError(f"numeric '{self.name}': bins must be strictly increasing")
         return self

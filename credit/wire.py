@@ -3,18 +3,81 @@
 from __future__ import annotations
 
 import numpy as np
-from flwr.app import Array, ArrayRecord, MetricRecord
+from flwr.app import Array, ArrayRecord, ConfigRecord, MetricRecord, RecordDict
 
 from credit import keys
 from credit.feature_stats import FeatureStats, NumericStats
 from credit.metrics import ScoreSummary
 
 __all__ = [
+    "array_record",
+    "config_float",
+    "config_int",
+    "config_record",
+    "config_str",
     "feature_stats_from_record",
     "feature_stats_to_record",
+    "metric_number",
+    "metric_record",
     "score_summary_from_records",
     "score_summary_to_records",
 ]
+
+
+def array_record(content: RecordDict, key: str) -> ArrayRecord:
+    """The ArrayRecord under ``key``; TypeError naming the key otherwise."""
+    record = content[key]
+    if not isinstance(record, ArrayRecord):
+        raise TypeError(f"message record '{key}' is {type(record).__name__}, expected ArrayRecord")
+    return record
+
+
+def metric_record(content: RecordDict, key: str) -> MetricRecord:
+    """The MetricRecord under ``key``; TypeError naming the key otherwise."""
+    record = content[key]
+    if not isinstance(record, MetricRecord):
+        raise TypeError(f"message record '{key}' is {type(record).__name__}, expected MetricRecord")
+    return record
+
+
+def config_record(content: RecordDict, key: str) -> ConfigRecord:
+    """The ConfigRecord under ``key``; TypeError naming the key otherwise."""
+    record = content[key]
+    if not isinstance(record, ConfigRecord):
+        raise TypeError(f"message record '{key}' is {type(record).__name__}, expected ConfigRecord")
+    return record
+
+
+def config_int(record: ConfigRecord, key: str) -> int:
+    """An integer config entry (bools are refused)."""
+    value = record[key]
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"config entry '{key}' is {value!r}, expected an integer")
+    return value
+
+
+def config_float(record: ConfigRecord, key: str) -> float:
+    """A numeric config entry as float."""
+    value = record[key]
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"config entry '{key}' is {value!r}, expected a number")
+    return float(value)
+
+
+def config_str(record: ConfigRecord, key: str) -> str:
+    """A string config entry."""
+    value = record[key]
+    if not isinstance(value, str):
+        raise TypeError(f"config entry '{key}' is {value!r}, expected a string")
+    return value
+
+
+def metric_number(record: MetricRecord, key: str) -> float:
+    """A scalar metric entry as float."""
+    value = record[key]
+    if not isinstance(value, int | float):
+        raise TypeError(f"metric '{key}' is {value!r}, expected a number")
+    return float(value)
 
 
 def feature_stats_to_record(stats: FeatureStats) -> ArrayRecord:
@@ -70,6 +133,6 @@ def score_summary_from_records(arrays: ArrayRecord, metrics: MetricRecord) -> Sc
     return ScoreSummary(
         positives=arrays[keys.POSITIVES].numpy().astype(np.int64),
         negatives=arrays[keys.NEGATIVES].numpy().astype(np.int64),
-        brier_sum=float(metrics[keys.BRIER_SUM]),  # type: ignore[arg-type]
-        log_loss_sum=float(metrics[keys.LOG_LOSS_SUM]),  # type: ignore[arg-type]
+        brier_sum=metric_number(metrics, keys.BRIER_SUM),
+        log_loss_sum=metric_number(metrics, keys.LOG_LOSS_SUM),
     )

@@ -4,7 +4,7 @@ A bank answers three kinds of message from the coordinator:
 
 * ``query`` with task ``feature-stats``: aggregates of its training rows (counts, sums,
   sums of squares, histograms over the public grid), never rows;
-* ``train``: a few epochs of local SGD from the global weights, returning new weights;
+* ``train``: local SGD from the global weights, returning new weights;
 * ``evaluate``: a score histogram and loss sums on its own test split, never scores.
 
 Where the bank's data lives comes from the SuperNode's node config in deployment
@@ -18,14 +18,23 @@ from collections.abc import Callable
 
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
+from torch import nn
 
 from credit import keys
 from credit.encoding import FeatureEncoder
 from credit.feature_stats import compute_feature_stats
 from credit.metrics import summarize_scores
 from credit.models import ModelSpec, build_model
-from credit.wire import feature_stats_to_record, score_summary_to_records
-from participant.bank import BankSource, PreparedBank, encoded_split, prepare_bank
+from credit.wire import (
+    array_record,
+    config_float,
+    config_int,
+    config_record,
+    config_str,
+    feature_stats_to_record,
+    score_summary_to_records,
+)
+from participant.bank import BankSource, EncodedSplit, PreparedBank, encoded_split, prepare_bank
 from participant.sources import source_from_context
 from participant.training import TrainSettings, predict_proba, train_locally
 
@@ -34,31 +43,42 @@ __all__ = ["app", "make_client_app"]
 SourceResolver = Callable[[Context], BankSource]
 
 
+def _load_bank(config: ConfigRecord, source: BankSource) -> PreparedBank:
+    """Validate and split the bank's rows; refuse a run with another schema."""
+    bank = prepare_bank(
+        source, config_float(config, keys.TEST_FRACTION), config_int(config, keys.SEED)
+    )
+    expected = config_str(config, keys.SCHEMA_HASH)
+    if bank.schema.schema_hash() != expected:
+        raise ValueError(
+            f"bank '{bank.name}' uses a different dataset schema "
+            f"({bank.schema.schema_hash()[:12]}) from the run's ({expected[:12]}); "
+            "install the consortium's schema"
+        )
+    return bank
+
+
+def _model_and_split(message: Message, bank: PreparedBank) -> tuple[nn.Module, EncodedSplit]:
+    """Rebuild the global model and the encoded split from a train/evaluate message."""
+    config = config_record(message.content, keys.CONFIG)
+    encoder = FeatureEncoder.model_validate_json(config_str(config, keys.ENCODER))
+    model = build_model(ModelSpec.model_validate_json(config_str(config, keys.MODEL_SPEC)))
+    model.load_state_dict(array_record(message.content, keys.ARRAYS).to_torch_state_dict())
+    return model, encoded_split(bank, encoder)
+
+
 def make_client_app(resolve_source: SourceResolver = source_from_context) -> ClientApp:
     """Build the ClientApp; ``resolve_source`` tells each node where its rows are."""
     client_app = ClientApp()
 
-    def load(message: Message, context: Context) -> PreparedBank:
-        config = message.content[keys.CONFIG]
-        bank = prepare_bank(
-            resolve_source(context), float(config[keys.TEST_FRACTION]), int(config[keys.SEED])  # type: ignore[arg-type]
-        )
-        expected = str(config[keys.SCHEMA_HASH])
-        if bank.schema.schema_hash() != expected:
-            raise ValueError(
-                f"bank '{bank.name}' uses a different dataset schema "
-                f"({bank.schema.schema_hash()[:12]}) from the run's ({expected[:12]}); "
-                "install the consortium's schema"
-            )
-        return bank
-
     @client_app.query()
     def query(message: Message, context: Context) -> Message:
-        bank = load(message, context)
-        config = message.content[keys.CONFIG]
-        if config[keys.TASK] != keys.TASK_FEATURE_STATS:
-            raise ValueError(f"unknown query task '{config[keys.TASK]}'")
-        stats = compute_feature_stats(bank.train, bank.schema, int(config[keys.GRID_BINS]))  # type: ignore[arg-type]
+        config = config_record(message.content, keys.CONFIG)
+        task = config_str(config, keys.TASK)
+        if task != keys.TASK_FEATURE_STATS:
+            raise ValueError(f"unknown query task '{task}'")
+        bank = _load_bank(config, resolve_source(context))
+        stats = compute_feature_stats(bank.train, bank.schema, config_int(config, keys.GRID_BINS))
         content = RecordDict(
             {
                 keys.FEATURE_STATS: feature_stats_to_record(stats),
@@ -72,17 +92,14 @@ def make_client_app(resolve_source: SourceResolver = source_from_context) -> Cli
 
     @client_app.train()
     def train(message: Message, context: Context) -> Message:
-        bank = load(message, context)
-        config = message.content[keys.CONFIG]
-        encoder = FeatureEncoder.model_validate_json(str(config[keys.ENCODER]))
-        split = encoded_split(bank, encoder)
-        model = build_model(ModelSpec.model_validate_json(str(config[keys.MODEL_SPEC])))
-        model.load_state_dict(message.content[keys.ARRAYS].to_torch_state_dict())
+        config = config_record(message.content, keys.CONFIG)
+        bank = _load_bank(config, resolve_source(context))
+        model, split = _model_and_split(message, bank)
         settings = TrainSettings(
-            epochs=int(config[keys.LOCAL_EPOCHS]),  # type: ignore[arg-type]
-            batch_size=int(config[keys.BATCH_SIZE]),  # type: ignore[arg-type]
-            learning_rate=float(config[keys.LEARNING_RATE]),  # type: ignore[arg-type]
-            seed=int(config[keys.SEED]) * 100_003 + int(config[keys.SERVER_ROUND]),  # type: ignore[arg-type]
+            epochs=config_int(config, keys.LOCAL_EPOCHS),
+            batch_size=config_int(config, keys.BATCH_SIZE),
+            learning_rate=config_float(config, keys.LEARNING_RATE),
+            seed=config_int(config, keys.SEED) * 100_003 + config_int(config, keys.SERVER_ROUND),
         )
         loss = train_locally(model, split.train_x, split.train_y, settings)
         content = RecordDict(
@@ -97,14 +114,11 @@ def make_client_app(resolve_source: SourceResolver = source_from_context) -> Cli
 
     @client_app.evaluate()
     def evaluate(message: Message, context: Context) -> Message:
-        bank = load(message, context)
-        config = message.content[keys.CONFIG]
-        encoder = FeatureEncoder.model_validate_json(str(config[keys.ENCODER]))
-        split = encoded_split(bank, encoder)
-        model = build_model(ModelSpec.model_validate_json(str(config[keys.MODEL_SPEC])))
-        model.load_state_dict(message.content[keys.ARRAYS].to_torch_state_dict())
+        config = config_record(message.content, keys.CONFIG)
+        bank = _load_bank(config, resolve_source(context))
+        model, split = _model_and_split(message, bank)
         summary = summarize_scores(
-            predict_proba(model, split.test_x), split.test_y, int(config[keys.SCORE_BINS])  # type: ignore[arg-type]
+            predict_proba(model, split.test_x), split.test_y, config_int(config, keys.SCORE_BINS)
         )
         histograms, sums = score_summary_to_records(summary)
         content = RecordDict({keys.SCORES: histograms, keys.METRICS: sums})

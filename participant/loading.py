@@ -103,20 +103,27 @@ def _read_strings(source: Path) -> pd.DataFrame:
         head = handle.read(2)
     if not head:
         raise SchemaError("file is empty", file=source, hint="export the data again")
-    compression = "gzip" if head == _GZIP_MAGIC else None
     try:
         frame = pd.read_csv(
-            source, dtype=str, keep_default_na=False, compression=compression, skipinitialspace=True
+            source,
+            dtype=str,
+            keep_default_na=False,
+            compression="gzip" if head == _GZIP_MAGIC else None,
+            skipinitialspace=True,
         )
     except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
         raise SchemaError(
-            f"unreadable gzip ({exc})", file=source, hint="the file is truncated or corrupt; copy it again"
+            f"unreadable gzip ({exc})",
+            file=source,
+            hint="the file is truncated or corrupt; copy it again",
         ) from exc
     except pd.errors.EmptyDataError as exc:
         raise SchemaError("file is empty", file=source, hint="export the data again") from exc
     except (pd.errors.ParserError, UnicodeDecodeError) as exc:
         raise SchemaError(
-            f"not a readable CSV file ({exc})", file=source, hint="export it as comma-separated UTF-8"
+            f"not a readable CSV file ({exc})",
+            file=source,
+            hint="export it as comma-separated UTF-8",
         ) from exc
     frame.columns = [str(c).strip() for c in frame.columns]
     return frame
@@ -143,7 +150,7 @@ def _check_columns(raw: pd.DataFrame, schema: DatasetSchema, source: Path) -> li
                 file=source,
                 column=column,
                 row=0,
-                hint="drop it from the file, or set unexpected_columns = \"warn\" in the schema",
+                hint='drop it from the file, or set unexpected_columns = "warn" in the schema',
             )
         warnings.append(f"{source}, column '{column}': not in the schema; ignored")
     return warnings
@@ -219,9 +226,7 @@ def _check_numeric(values: pd.Series, feature: NumericFeature, source: Path) -> 
     return numbers
 
 
-def _check_categorical(
-    values: pd.Series, feature: CategoricalFeature, source: Path
-) -> pd.Series:
+def _check_categorical(values: pd.Series, feature: CategoricalFeature, source: Path) -> pd.Series:
     if feature.is_integer:
         numbers = _parse_numbers(values, feature.name, source)
         allowed = np.asarray(feature.levels, dtype=float)
@@ -263,7 +268,9 @@ def _check_ids(values: pd.Series, column: str, source: Path) -> pd.Series:
     empty = (ids == "").to_numpy()
     if empty.any():
         row = _first(empty)
-        raise SchemaError("empty id", file=source, column=column, row=row + 1, hint="every record needs an id")
+        raise SchemaError(
+            "empty id", file=source, column=column, row=row + 1, hint="every record needs an id"
+        )
     duplicated = ids.duplicated().to_numpy()
     if duplicated.any():
         row = _first(duplicated)
@@ -276,5 +283,3 @@ def _check_ids(values: pd.Series, column: str, source: Path) -> pd.Series:
             hint="each customer record must appear once; deduplicate the export",
         )
     return ids
-
-

@@ -19,6 +19,7 @@ from flwr.app import Context
 
 from credit.datasets import embedded_data_path
 from credit.errors import ConfigError
+from credit.run_config import RunConfig
 from credit.schema import load_schema
 from participant.bank import BankSource
 from participant.loading import load_bank_csv
@@ -39,7 +40,7 @@ class PartitionPlan:
     banks: tuple[BankSource, ...]
 
     def __call__(self, context: Context) -> BankSource:
-        partition_id = int(context.node_config[PARTITION_ID])  # type: ignore[call-overload]
+        partition_id = _node_int(context, PARTITION_ID)
         if not 0 <= partition_id < len(self.banks):
             raise ConfigError(
                 f"partition-id {partition_id} outside the plan's {len(self.banks)} banks",
@@ -62,50 +63,43 @@ def source_from_context(context: Context) -> BankSource:
             f"with --node-config '{DATA_PATH}=\"/path/to/bank.csv\"'",
             source="node config",
         )
-    run = context.run_config
+    config = RunConfig.from_flower(context.run_config)
     return _simulated_source(
-        partition_id=int(node[PARTITION_ID]),  # type: ignore[call-overload]
-        num_partitions=int(node[NUM_PARTITIONS]),  # type: ignore[call-overload]
-        data=str(run.get("data", "")),
-        schema=str(run.get("schema", "")),
-        scheme=str(run.get("partition", "iid")),
-        alpha=float(run.get("alpha", 0.5)),  # type: ignore[arg-type]
-        column=str(run.get("partition-column", "")),
-        seed=int(run.get("seed", 0)),  # type: ignore[call-overload]
+        partition_id=_node_int(context, PARTITION_ID),
+        num_partitions=_node_int(context, NUM_PARTITIONS),
+        config=config,
     )
 
 
-@functools.lru_cache(maxsize=4)
-def _simulated_source(
-    *,
-    partition_id: int,
-    num_partitions: int,
-    data: str,
-    schema: str,
-    scheme: str,
-    alpha: float,
-    column: str,
-    seed: int,
-) -> BankSource:
-    from simulations.partition import PartitionScheme, partition_rows
+def _node_int(context: Context, key: str) -> int:
+    value = context.node_config[key]
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"'{key}' is {value!r}, expected an integer", source="node config")
+    return value
 
-    data_path = Path(data) if data else embedded_data_path()
-    schema_path = Path(schema) if schema else None
+
+@functools.lru_cache(maxsize=4)
+def _simulated_source(*, partition_id: int, num_partitions: int, config: RunConfig) -> BankSource:
+    from simulations.partition import partition_rows
+
+    data_path = Path(config.data) if config.data else embedded_data_path()
+    schema_path = Path(config.schema_file) if config.schema_file else None
     dataset_schema = load_schema(schema_path)
     frame = load_bank_csv(data_path, dataset_schema).frame
     partitions = partition_rows(
         frame,
         target=dataset_schema.target,
-        scheme=PartitionScheme(scheme),
+        scheme=config.partition,
         n_banks=num_partitions,
-        seed=seed,
-        alpha=alpha,
-        column=column or None,
+        seed=config.seed,
+        alpha=config.alpha,
+        column=config.partition_column,
         min_rows=dataset_schema.min_rows,
     )
     if partition_id >= len(partitions):
         raise ConfigError(
-            f"partition-id {partition_id} but the '{scheme}' split has {len(partitions)} banks; "
+            f"partition-id {partition_id} but the '{config.partition}' split has "
+            f"{len(partitions)} banks; "
             f"run with num-supernodes={len(partitions)}",
             source="federation config",
         )

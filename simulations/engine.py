@@ -23,11 +23,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from coordinator.config import RunConfig
 from coordinator.federation import RoundResult
 from coordinator.outputs import RunFiles, run_files
 from coordinator.server_app import make_server_app
 from credit.datasets import embedded_data_path
+from credit.run_config import RunConfig
 from credit.schema import load_schema
 from participant.bank import BankSource
 from participant.client_app import make_client_app

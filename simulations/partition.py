@@ -14,26 +14,18 @@ Three schemes, each deterministic given its seed:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import StrEnum
 
 import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
 from credit.errors import ConfigError
+from credit.run_config import PartitionScheme
 
 __all__ = ["Partition", "PartitionScheme", "partition_rows"]
 
 MINOR_VALUE_SHARE = 0.02
 _DIRICHLET_ATTEMPTS = 100
-
-
-class PartitionScheme(StrEnum):
-    """How simulated banks split the data set."""
-
-    IID = "iid"
-    DIRICHLET = "dirichlet"
-    COLUMN = "column"
 
 
 @dataclass(frozen=True)
@@ -134,7 +126,11 @@ def _by_column(frame: pd.DataFrame, column: str | None) -> list[Partition]:
         raise ConfigError(f"no column '{column}' in the data", source="--partition-column")
     values = frame[column].to_numpy()
     levels, counts = np.unique(values, return_counts=True)
-    major = [level for level, count in zip(levels, counts, strict=True) if count / values.size >= MINOR_VALUE_SHARE]
+    major = [
+        level
+        for level, count in zip(levels, counts, strict=True)
+        if count / values.size >= MINOR_VALUE_SHARE
+    ]
     partitions = [
         Partition(f"{column}={level}", np.flatnonzero(values == level).astype(np.int64))
         for level in major

@@ -1,14 +1,16 @@
 """The run configuration, parsed once into a frozen model at the edge.
 
-Flower hands the ServerApp and ClientApps a flat ``run_config`` with hyphenated keys
-(defaults in ``[tool.flwr.app.config]`` of ``pyproject.toml``); the ``fedcredit
-simulate`` command builds the same model from its flags. Below the entry points, code
+Shared by both sides: Flower hands the ServerApp and ClientApps a flat
+``run_config`` with hyphenated keys (defaults in ``[tool.flwr.app.config]`` of
+``pyproject.toml``); the ``fedcredit simulate`` command builds the same model from
+its flags. Below the entry points, code
 receives a :class:`RunConfig`, never raw keys.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -18,11 +20,18 @@ from credit.errors import ConfigError
 from credit.feature_stats import DEFAULT_GRID_BINS
 from credit.metrics import DEFAULT_SCORE_BINS
 from credit.models import ModelKind
-from simulations.partition import PartitionScheme
 
-__all__ = ["RunConfig"]
+__all__ = ["PartitionScheme", "RunConfig"]
 
 _FLOWER_RENAMES = {"num-server-rounds": "rounds"}
+
+
+class PartitionScheme(StrEnum):
+    """How a simulation splits one data set into banks (see ``simulations.partition``)."""
+
+    IID = "iid"
+    DIRICHLET = "dirichlet"
+    COLUMN = "column"
 
 
 class RunConfig(BaseModel):
@@ -94,7 +103,9 @@ class RunConfig(BaseModel):
             try:
                 return tuple(int(part) for part in value.split(",") if part.strip())
             except ValueError as exc:
-                raise ValueError(f"expected comma-separated integers like '64,32'; got '{value}'") from exc
+                raise ValueError(
+                    f"expected comma-separated integers like '64,32'; got '{value}'"
+                ) from exc
         return value
 
     @field_validator("score_bins")
@@ -108,7 +119,8 @@ class RunConfig(BaseModel):
     def from_flower(cls, run_config: Mapping[str, Any]) -> RunConfig:
         """Parse Flower's ``context.run_config`` (hyphenated keys)."""
         fields = {
-            _FLOWER_RENAMES.get(key, key.replace("-", "_")): value for key, value in run_config.items()
+            _FLOWER_RENAMES.get(key, key.replace("-", "_")): value
+            for key, value in run_config.items()
         }
         return cls.build(fields, source="run config")
 
