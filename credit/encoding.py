@@ -214,6 +214,8 @@ def _fit_numeric(
         mean, std = stats.mean, stats.std if stats.std > 0 else 1.0
     if kind is EncodingKind.STANDARDIZED:
         edges = np.array([])
+    else:
+        mean, std = 0.0, 1.0  # unused by binned columns; keeps float sums out of the encoder
     return NumericEncoding(
         name=feature.name,
         transform=feature.transform,

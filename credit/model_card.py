@@ -96,6 +96,8 @@ def load_model(directory: Path | str) -> CreditModel:
     if card.get("format") != CARD_FORMAT:
         raise FedcreditError(f"{card_path}: unknown model format {card.get('format')!r}")
     weights = root / card["weights"]["file"]
+    if not weights.is_file():
+        raise FedcreditError(f"{weights}: weights file missing; copy the whole model folder")
     if _sha256(weights) != card["weights"]["sha256"]:
         raise FedcreditError(f"{weights}: weights do not match the hash in the model card")
     spec = ModelSpec.model_validate(card["model"])

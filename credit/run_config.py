@@ -118,20 +118,29 @@ class RunConfig(BaseModel):
     @classmethod
     def from_flower(cls, run_config: Mapping[str, Any]) -> RunConfig:
         """Parse Flower's ``context.run_config`` (hyphenated keys)."""
-        fields = {
-            _FLOWER_RENAMES.get(key, key.replace("-", "_")): value
-            for key, value in run_config.items()
-        }
-        return cls.build(fields, source="run config")
+        spelled = {_FLOWER_RENAMES.get(key, key.replace("-", "_")): key for key in run_config}
+        fields = {name: run_config[key] for name, key in spelled.items()}
+        return cls.build(fields, source="run config", spelled=spelled)
 
     @classmethod
-    def build(cls, fields: Mapping[str, Any], *, source: str) -> RunConfig:
-        """Validate fields, turning pydantic errors into one-line :class:`ConfigError`."""
+    def build(
+        cls,
+        fields: Mapping[str, Any],
+        *,
+        source: str,
+        spelled: Mapping[str, str] | None = None,
+    ) -> RunConfig:
+        """Validate fields, turning pydantic errors into one-line :class:`ConfigError`.
+
+        ``spelled`` maps field names back to the keys as the user wrote them, so the
+        error names ``num-server-rounds`` rather than ``rounds``.
+        """
         try:
             return cls.model_validate(dict(fields))
         except ValidationError as exc:
             first = exc.errors()[0]
             key = ".".join(str(part) for part in first["loc"])
+            key = (spelled or {}).get(key, key)
             raise ConfigError(f"'{key}': {first['msg']}", source=source) from exc
 
     def to_flower(self) -> dict[str, Any]:

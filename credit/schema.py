@@ -195,6 +195,12 @@ def load_schema(path: Path | str | None = None) -> DatasetSchema:
         raise SchemaError(
             "schema file not found", file=schema_path, hint="pass an existing file to --schema"
         ) from exc
+    except OSError as exc:  # a directory, no permission, ...
+        raise SchemaError(
+            f"cannot read schema file ({exc.strerror or exc})",
+            file=schema_path,
+            hint="pass a readable TOML file to --schema",
+        ) from exc
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise SchemaError(
             f"not valid TOML: {exc}", file=schema_path, hint="fix the syntax"

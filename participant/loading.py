@@ -8,7 +8,9 @@ column, the first offending row (1-based data row; the header is row 0) and a hi
 from __future__ import annotations
 
 import gzip
+import re
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -120,9 +122,12 @@ def _read_strings(source: Path) -> pd.DataFrame:
     except pd.errors.EmptyDataError as exc:
         raise SchemaError("file is empty", file=source, hint="export the data again") from exc
     except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        detail = " ".join(str(exc).split())  # pandas ends some messages with a newline
+        line = re.search(r"in line (\d+)", detail)
         raise SchemaError(
-            f"not a readable CSV file ({exc})",
+            f"not a readable CSV file ({detail})",
             file=source,
+            row=int(line.group(1)) - 1 if line else None,  # file line 1 is the header
             hint="export it as comma-separated UTF-8",
         ) from exc
     frame.columns = [str(c).strip() for c in frame.columns]
@@ -156,111 +161,117 @@ def _check_columns(raw: pd.DataFrame, schema: DatasetSchema, source: Path) -> li
     return warnings
 
 
-def _first(mask: np.ndarray) -> int:
-    """Index of the first True of a boolean mask (the caller knows one exists)."""
-    return int(np.flatnonzero(mask)[0])
+Check = tuple[np.ndarray, Callable[[int], str], str]
+"""A boolean mask of offending rows, the problem for a row, and the hint."""
 
 
-def _parse_numbers(values: pd.Series, column: str, source: Path) -> pd.Series:
-    """Parse strings to float64, rejecting NaN, infinities and non-numbers by row."""
+def _raise_first(checks: list[Check], column: str, source: Path) -> None:
+    """Raise for the earliest row any check flags (ties: the first check listed)."""
+    found = [
+        (int(np.flatnonzero(mask)[0]), i) for i, (mask, _, _) in enumerate(checks) if mask.any()
+    ]
+    if found:
+        row, index = min(found)
+        _, problem, hint = checks[index]
+        raise SchemaError(problem(row), file=source, column=column, row=row + 1, hint=hint)
+
+
+def _parse_numbers(values: pd.Series) -> tuple[pd.Series, list[Check]]:
+    """Parse strings to float64 (NaN where unusable) and list the parse problems by row."""
     text = values.str.strip()
     lowered = text.str.lower()
     missing = lowered.isin(_NAN_SPELLINGS).to_numpy()
-    if missing.any():
-        row = _first(missing)
-        raise SchemaError(
-            f"missing value (NaN) '{values.iloc[row]}'",
-            file=source,
-            column=column,
-            row=row + 1,
-            hint="fill or drop incomplete records before training",
-        )
     infinite = lowered.isin(_INF_SPELLINGS).to_numpy()
-    if infinite.any():
-        row = _first(infinite)
-        raise SchemaError(
-            f"infinite value '{values.iloc[row]}'",
-            file=source,
-            column=column,
-            row=row + 1,
-            hint="replace it with a finite value within the schema's bounds",
-        )
-    numbers = pd.to_numeric(text, errors="coerce")
-    bad = numbers.isna().to_numpy() | ~np.isfinite(numbers.to_numpy(dtype=float, na_value=np.nan))
-    if bad.any():
-        row = _first(bad)
-        raise SchemaError(
-            f"non-numeric value '{values.iloc[row]}'",
-            file=source,
-            column=column,
-            row=row + 1,
-            hint="numeric columns take plain numbers such as 1250 or -3.5",
-        )
-    return numbers.astype("float64")
+    numbers = pd.to_numeric(text.where(~(missing | infinite), ""), errors="coerce")
+    finite = np.isfinite(numbers.to_numpy(dtype=float, na_value=np.nan))
+    checks: list[Check] = [
+        (
+            missing,
+            lambda row: f"missing value (NaN) '{values.iloc[row]}'",
+            "fill or drop incomplete records before training",
+        ),
+        (
+            infinite,
+            lambda row: f"infinite value '{values.iloc[row]}'",
+            "replace it with a finite value within the schema's bounds",
+        ),
+        (
+            ~(missing | infinite | finite),
+            lambda row: f"non-numeric value '{values.iloc[row]}'",
+            "numeric columns take plain numbers such as 1250 or -3.5",
+        ),
+    ]
+    return numbers.astype("float64").where(finite), checks
+
+
+def _shown(values: pd.Series, row: int) -> str:
+    return str(values.iloc[row]).strip()
 
 
 def _check_numeric(values: pd.Series, feature: NumericFeature, source: Path) -> pd.Series:
-    numbers = _parse_numbers(values, feature.name, source)
+    numbers, checks = _parse_numbers(values)
     array = numbers.to_numpy()
+    usable = np.isfinite(array)
     if feature.integer:
-        fractional = array != np.round(array)
-        if fractional.any():
-            row = _first(fractional)
-            raise SchemaError(
-                f"value {array[row]:g} is not a whole number",
-                file=source,
-                column=feature.name,
-                row=row + 1,
-                hint="the schema declares this column integer",
+        checks.append(
+            (
+                usable & (array != np.round(array)),
+                lambda row: f"value '{_shown(values, row)}' is not a whole number",
+                "the schema declares this column integer",
             )
-    outside = (array < feature.min) | (array > feature.max)
-    if outside.any():
-        row = _first(outside)
-        raise SchemaError(
-            f"value {array[row]:g} outside the declared bounds [{feature.min:g}, {feature.max:g}]",
-            file=source,
-            column=feature.name,
-            row=row + 1,
-            hint="correct the record, or agree wider public bounds in the schema",
         )
+    checks.append(
+        (
+            usable & ((array < feature.min) | (array > feature.max)),
+            lambda row: (
+                f"value '{_shown(values, row)}' outside the declared bounds "
+                f"[{feature.min:.15g}, {feature.max:.15g}]"
+            ),
+            "correct the record, or agree wider public bounds in the schema",
+        )
+    )
+    _raise_first(checks, feature.name, source)
     return numbers
 
 
 def _check_categorical(values: pd.Series, feature: CategoricalFeature, source: Path) -> pd.Series:
+    levels = ", ".join(str(level) for level in feature.levels)
     if feature.is_integer:
-        numbers = _parse_numbers(values, feature.name, source)
-        allowed = np.asarray(feature.levels, dtype=float)
-        unknown = ~np.isin(numbers.to_numpy(), allowed)
-        parsed: pd.Series = numbers.astype("int64") if not unknown.any() else numbers
+        numbers, checks = _parse_numbers(values)
+        array = numbers.to_numpy()
+        unknown = np.isfinite(array) & ~np.isin(array, np.asarray(feature.levels, dtype=float))
     else:
+        checks = []
         parsed = values.str.strip()
         unknown = ~parsed.isin(feature.levels).to_numpy()
-    if unknown.any():
-        row = _first(unknown)
-        levels = ", ".join(str(level) for level in feature.levels)
-        raise SchemaError(
-            f"unknown category level '{values.iloc[row]}'; declared levels: {levels}",
-            file=source,
-            column=feature.name,
-            row=row + 1,
-            hint="map it to a declared level, or add the level to the schema",
+    checks.append(
+        (
+            unknown,
+            lambda row: f"unknown category level '{values.iloc[row]}'; declared levels: {levels}",
+            "map it to a declared level, or add the level to the schema",
         )
-    return parsed
+    )
+    _raise_first(checks, feature.name, source)
+    return numbers.astype("int64") if feature.is_integer else parsed
 
 
 def _check_target(values: pd.Series, column: str, source: Path) -> pd.Series:
-    numbers = _parse_numbers(values, column, source)
-    not_binary = ~numbers.isin([0.0, 1.0]).to_numpy()
-    if not_binary.any():
-        row = _first(not_binary)
-        raise SchemaError(
-            f"non-binary target value '{values.iloc[row]}'",
-            file=source,
-            column=column,
-            row=row + 1,
-            hint="the target must be 0 (repaid) or 1 (defaulted)",
+    numbers, checks = _parse_numbers(values)
+    array = numbers.to_numpy()
+    checks.append(
+        (
+            np.isfinite(array) & ~np.isin(array, [0.0, 1.0]),
+            lambda row: f"non-binary target value '{values.iloc[row]}'",
+            "the target must be 0 (repaid) or 1 (defaulted)",
         )
+    )
+    _raise_first(checks, column, source)
     return numbers.astype("int64")
+
+
+def _first(mask: np.ndarray) -> int:
+    """Index of the first True of a boolean mask (the caller knows one exists)."""
+    return int(np.flatnonzero(mask)[0])
 
 
 def _check_ids(values: pd.Series, column: str, source: Path) -> pd.Series:

@@ -1,0 +1,39 @@
+"""Shared fixtures: the embedded schema and small, valid bank files cut from the data."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from credit.datasets import embedded_data_path
+from credit.schema import DatasetSchema, load_schema
+
+
+@pytest.fixture(scope="session")
+def schema() -> DatasetSchema:
+    """The schema of the embedded UCI credit-card data set."""
+    return load_schema()
+
+
+@pytest.fixture(scope="session")
+def embedded_frame() -> pd.DataFrame:
+    """The embedded data set as raw strings-free pandas frame (read once per session)."""
+    return pd.read_csv(embedded_data_path())
+
+
+@pytest.fixture
+def write_bank_csv(tmp_path: Path, embedded_frame: pd.DataFrame) -> Callable[..., Path]:
+    """Write ``n_rows`` valid rows of the embedded data to a CSV; return its path.
+
+    Keyword ``start`` picks the first row; ``gzip=True`` compresses the file.
+    """
+
+    def write(n_rows: int = 200, *, start: int = 0, gzip: bool = False, name: str = "bank") -> Path:
+        path = tmp_path / (f"{name}.csv.gz" if gzip else f"{name}.csv")
+        embedded_frame.iloc[start : start + n_rows].to_csv(path, index=False)
+        return path
+
+    return write

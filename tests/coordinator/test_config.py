@@ -1,0 +1,185 @@
+"""RunConfig: Flower's hyphenated run_config in, a frozen validated model out."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from credit.encoding import EncodingKind, StatsSource
+from credit.errors import ConfigError
+from credit.models import ModelKind
+from credit.run_config import PartitionScheme, RunConfig
+
+PYPROJECT = Path(__file__).resolve().parents[2] / "pyproject.toml"
+
+
+@pytest.fixture(scope="module")
+def app_config() -> dict[str, Any]:
+    """``[tool.flwr.app.config]`` of the project's pyproject.toml."""
+    with PYPROJECT.open("rb") as handle:
+        config: dict[str, Any] = tomllib.load(handle)["tool"]["flwr"]["app"]["config"]
+    return config
+
+
+def test_from_flower_maps_hyphenated_keys() -> None:
+    config = RunConfig.from_flower(
+        {
+            "num-server-rounds": 3,
+            "model": "mlp",
+            "encoding": "standardized",
+            "feature-stats": "public",
+            "quantile-bins": 12,
+            "local-epochs": 2,
+            "batch-size": 32,
+            "learning-rate": 0.05,
+            "hidden-sizes": "16, 8",
+            "test-fraction": 0.25,
+            "min-banks": 3,
+            "score-bins": 200,
+            "grid-bins": 512,
+            "schema": "bank.toml",
+            "partition": "column",
+            "partition-column": "MARRIAGE",
+            "out-dir": "runs/x",
+            "round-timeout": 30.0,
+        }
+    )
+
+    assert config.rounds == 3
+    assert config.model is ModelKind.MLP
+    assert config.encoding is EncodingKind.STANDARDIZED
+    assert config.feature_stats is StatsSource.PUBLIC
+    assert config.quantile_bins == 12
+    assert config.local_epochs == 2
+    assert config.batch_size == 32
+    assert config.learning_rate == 0.05
+    assert config.hidden_sizes == (16, 8)
+    assert config.test_fraction == 0.25
+    assert config.min_banks == 3
+    assert config.score_bins == 200
+    assert config.grid_bins == 512
+    assert config.schema_file == "bank.toml"
+    assert config.partition is PartitionScheme.COLUMN
+    assert config.partition_column == "MARRIAGE"
+    assert config.out_dir == "runs/x"
+    assert config.round_timeout == 30.0
+    # Untouched keys keep their defaults.
+    assert config.seed == 0
+    assert config.alpha == 0.5
+    assert config.data == ""
+
+
+def test_empty_run_config_gives_the_defaults() -> None:
+    assert RunConfig.from_flower({}) == RunConfig()
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        RunConfig(),
+        RunConfig.model_validate(
+            {
+                "rounds": 4,
+                "model": "mlp",
+                "hidden_sizes": (7, 5, 3),
+                "feature_stats": "public",
+                "schema": "s.toml",
+                "data": "d.csv.gz",
+                "partition": "dirichlet",
+                "alpha": 0.1,
+                "seed": 11,
+                "round_timeout": 12.5,
+            }
+        ),
+    ],
+)
+def test_to_flower_round_trips_through_from_flower(config: RunConfig) -> None:
+    flower = config.to_flower()
+
+    assert RunConfig.from_flower(flower) == config
+    assert "num-server-rounds" in flower
+    assert "rounds" not in flower
+    assert flower["hidden-sizes"] == ",".join(str(h) for h in config.hidden_sizes)
+    assert flower["schema"] == config.schema_file
+    assert all("_" not in key for key in flower)
+    # Flower config values are scalars: no tuples, lists or None.
+    assert all(isinstance(value, str | int | float | bool) for value in flower.values())
+
+
+def test_every_pyproject_key_parses_to_the_model_defaults(app_config: dict[str, Any]) -> None:
+    config = RunConfig.from_flower(app_config)
+
+    assert config == RunConfig()
+    assert set(app_config) <= set(config.to_flower())
+
+
+def test_pyproject_defaults_match_to_flower(app_config: dict[str, Any]) -> None:
+    flower = RunConfig().to_flower()
+
+    assert {key: flower[key] for key in app_config} == app_config
+
+
+@pytest.mark.parametrize("key", ["bogus-key", "num-server-round", "local-epoch"])
+def test_unknown_key_is_rejected(key: str) -> None:
+    with pytest.raises(ConfigError, match="Extra inputs are not permitted") as caught:
+        RunConfig.from_flower({key: 1})
+
+    assert caught.value.source == "run config"
+
+
+def test_unknown_key_error_names_the_key_as_written() -> None:
+    """The operator wrote 'bogus-key' in pyproject.toml or --run-config; say so."""
+    with pytest.raises(ConfigError, match="'bogus-key'"):
+        RunConfig.from_flower({"bogus-key": 1})
+
+
+INVALID_VALUES = [
+    ("num-server-rounds", 0, "greater than or equal to 1"),
+    ("score-bins", 101, "must be even"),
+    ("score-bins", 0, "greater than or equal to 2"),
+    ("hidden-sizes", "a,b", "comma-separated integers"),
+    ("learning-rate", 0.0, "greater than 0"),
+    ("test-fraction", 1.0, "less than 1"),
+    ("alpha", 0, "greater than 0"),
+    ("quantile-bins", 1, "greater than or equal to 2"),
+    ("model", "forest", "'logreg' or 'mlp'"),
+    ("partition", "random", "'iid', 'dirichlet' or 'column'"),
+    ("min-banks", 0, "greater than or equal to 1"),
+]
+
+
+@pytest.mark.parametrize(("key", "value", "problem"), INVALID_VALUES)
+def test_invalid_value_is_rejected(key: str, value: Any, problem: str) -> None:
+    with pytest.raises(ConfigError, match=problem) as caught:
+        RunConfig.from_flower({key: value})
+
+    assert caught.value.source == "run config"
+
+
+@pytest.mark.parametrize(("key", "value"), [("num-server-rounds", 0), ("score-bins", 101)])
+def test_invalid_value_error_names_the_key_as_written(key: str, value: Any) -> None:
+    """'rounds' / 'score_bins' appear nowhere in the operator's configuration."""
+    with pytest.raises(ConfigError, match=f"^run config: '{key}': "):
+        RunConfig.from_flower({key: value})
+
+
+def test_build_reports_its_source() -> None:
+    with pytest.raises(ConfigError, match=r"^fedcredit simulate: 'rounds'"):
+        RunConfig.build({"rounds": 0}, source="fedcredit simulate")
+
+
+def test_config_is_frozen() -> None:
+    config = RunConfig()
+
+    with pytest.raises(ValidationError, match="frozen"):
+        config.rounds = 3  # type: ignore[misc]
+    assert config.rounds == 10
+
+
+def test_hidden_sizes_accepts_a_tuple_or_a_string() -> None:
+    assert RunConfig.from_flower({"hidden-sizes": "64,32,"}).hidden_sizes == (64, 32)
+    assert RunConfig.model_validate({"hidden_sizes": [5, 2]}).hidden_sizes == (5, 2)

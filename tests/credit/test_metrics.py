@@ -1,0 +1,240 @@
+"""Histogram-based credit metrics against scikit-learn on the pooled scores.
+
+Banks release only score histograms and loss sums (credit.metrics); these tests split
+pooled scores into banks, summarise each, combine, and check that the resulting
+metrics agree with scikit-learn computed on every pooled score.
+
+Threshold convention checked here: a score exactly on a bin edge belongs to the bin
+above it, so at threshold 0.5 a score of exactly 0.5 is predicted "default".
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from numpy.typing import NDArray
+from sklearn.metrics import brier_score_loss, f1_score, log_loss, roc_auc_score, roc_curve
+
+from credit.metrics import (
+    DEFAULT_SCORE_BINS,
+    CreditMetrics,
+    ScoreSummary,
+    credit_metrics,
+    summarize_scores,
+)
+
+Scores = tuple[NDArray[np.float64], NDArray[np.int64]]
+
+
+def _sigmoid(x: NDArray[np.float64]) -> NDArray[np.float64]:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def _sigmoid_normal_scores(seed: int, n: int = 20_000) -> Scores:
+    """Continuous scores: sigmoid of normals whose mean depends on the class."""
+    rng = np.random.default_rng(seed)
+    labels = (rng.random(n) < 0.22).astype(np.int64)
+    logits = rng.normal(np.where(labels == 1, 0.2, -1.6), 1.3)
+    return _sigmoid(logits), labels
+
+
+def _embedded_scores(frame: pd.DataFrame) -> Scores:
+    """A hand-set logistic score on the embedded data: few distinct values, many ties."""
+    pay = frame["PAY_0"].to_numpy(dtype=np.float64)
+    limit = np.arcsinh(frame["LIMIT_BAL"].to_numpy(dtype=np.float64))
+    scores = _sigmoid(-1.4 + 0.75 * pay - 0.35 * (limit - 12.0))
+    return scores, frame["default_payment_next_month"].to_numpy(dtype=np.int64)
+
+
+@pytest.fixture(params=["normal-0", "normal-1", "normal-2", "embedded"])
+def pooled(request: pytest.FixtureRequest, embedded_frame: pd.DataFrame) -> Scores:
+    if request.param == "embedded":
+        return _embedded_scores(embedded_frame)
+    return _sigmoid_normal_scores(int(request.param.split("-")[1]))
+
+
+def _split_into_banks(n: int, n_banks: int, seed: int) -> list[NDArray[np.int64]]:
+    """Row indices of ``n_banks`` banks of unequal (random) sizes."""
+    rng = np.random.default_rng(seed)
+    cuts = np.sort(rng.choice(np.arange(1, n), size=n_banks - 1, replace=False))
+    return np.split(rng.permutation(n), cuts)
+
+
+def _bank_summaries(scores: Scores, n_banks: int = 5, seed: int = 7) -> list[ScoreSummary]:
+    values, labels = scores
+    return [
+        summarize_scores(values[rows], labels[rows], DEFAULT_SCORE_BINS)
+        for rows in _split_into_banks(values.size, n_banks, seed)
+    ]
+
+
+def _exact_best_f1(scores: NDArray[np.float64], labels: NDArray[np.int64]) -> float:
+    """Best F1 of the rule "score >= t" over every threshold t (exact, ties respected)."""
+    order = np.argsort(-scores, kind="stable")
+    ranked, hits = scores[order], labels[order]
+    true_pos = np.cumsum(hits)
+    predicted = np.arange(1, scores.size + 1)
+    # Only cut after the last row of a group of tied scores.
+    ends = np.flatnonzero(np.append(ranked[1:] != ranked[:-1], True))
+    f1 = 2 * true_pos[ends] / (predicted[ends] + labels.sum())
+    return float(max(f1.max(), 0.0))
+
+
+def test_combined_banks_match_sklearn_on_pooled_scores(pooled: Scores) -> None:
+    scores, labels = pooled
+    metrics = credit_metrics(ScoreSummary.combine(_bank_summaries(pooled)))
+
+    assert metrics.auc == pytest.approx(roc_auc_score(labels, scores), abs=0.002)
+    fpr, tpr, _ = roc_curve(labels, scores, drop_intermediate=False)
+    assert metrics.ks == pytest.approx(np.max(np.abs(tpr - fpr)), abs=0.002)
+    assert metrics.brier == pytest.approx(brier_score_loss(labels, scores), rel=1e-9)
+    assert metrics.log_loss == pytest.approx(log_loss(labels, scores), rel=1e-9)
+    assert metrics.accuracy == np.mean((scores >= 0.5) == labels)
+    assert metrics.gini == 2 * metrics.auc - 1
+    assert metrics.n_rows == scores.size
+    assert metrics.default_rate == pytest.approx(labels.mean(), rel=1e-12)
+
+
+def test_f1_is_close_to_the_exact_best_and_reached_at_its_threshold(pooled: Scores) -> None:
+    scores, labels = pooled
+    metrics = credit_metrics(ScoreSummary.combine(_bank_summaries(pooled)))
+    best = _exact_best_f1(scores, labels)
+
+    # Bin edges are a subset of all thresholds: never better, at most 0.01 worse.
+    assert best - 0.01 <= metrics.f1 <= best + 1e-12
+    reached = f1_score(labels, (scores >= metrics.f1_threshold).astype(np.int64))
+    assert metrics.f1 == pytest.approx(reached, abs=1e-12)
+    assert 0.0 <= metrics.f1_threshold < 1.0
+
+
+def test_combining_banks_equals_summarising_pooled_scores(pooled: Scores) -> None:
+    scores, labels = pooled
+    combined = ScoreSummary.combine(_bank_summaries(pooled, n_banks=6, seed=11))
+    whole = summarize_scores(scores, labels)
+
+    np.testing.assert_array_equal(combined.positives, whole.positives)
+    np.testing.assert_array_equal(combined.negatives, whole.negatives)
+    assert combined.positives.dtype == np.int64
+    assert combined.negatives.dtype == np.int64
+    assert combined.n_rows == whole.n_rows == scores.size
+    assert combined.brier_sum == pytest.approx(whole.brier_sum, rel=1e-12)
+    assert combined.log_loss_sum == pytest.approx(whole.log_loss_sum, rel=1e-12)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    values=st.lists(
+        st.tuples(st.floats(0.0, 1.0, allow_nan=False), st.booleans()), min_size=1, max_size=80
+    ),
+    cut_fractions=st.lists(st.floats(0.0, 1.0), max_size=5),
+    n_bins=st.sampled_from([2, 10, 100, 10_000]),
+)
+def test_any_split_combines_to_the_pooled_summary(
+    values: list[tuple[float, bool]], cut_fractions: list[float], n_bins: int
+) -> None:
+    scores = np.array([v[0] for v in values])
+    labels = np.array([int(v[1]) for v in values])
+    cuts = sorted(int(f * scores.size) for f in cut_fractions)
+    parts = [
+        summarize_scores(s, y, n_bins)
+        for s, y in zip(np.split(scores, cuts), np.split(labels, cuts), strict=True)
+    ]
+    combined = ScoreSummary.combine(parts)
+    whole = summarize_scores(scores, labels, n_bins)
+
+    np.testing.assert_array_equal(combined.positives, whole.positives)
+    np.testing.assert_array_equal(combined.negatives, whole.negatives)
+    assert combined.brier_sum == pytest.approx(whole.brier_sum, rel=1e-12, abs=1e-12)
+    assert combined.log_loss_sum == pytest.approx(whole.log_loss_sum, rel=1e-12, abs=1e-12)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    data=st.data(),
+    n_bins=st.sampled_from([2, 4, 10, 100]),
+    size=st.integers(2, 60),
+)
+def test_scores_at_bin_centres_give_exact_metrics(
+    data: st.DataObject, n_bins: int, size: int
+) -> None:
+    """When each bin holds one distinct score, histogram metrics are exact (ties included)."""
+    cells = np.array(data.draw(st.lists(st.integers(0, n_bins - 1), min_size=size, max_size=size)))
+    labels = np.array(data.draw(st.lists(st.integers(0, 1), min_size=size, max_size=size)))
+    labels[0], labels[1] = 0, 1  # both classes present
+    scores = (cells + 0.5) / n_bins
+
+    metrics = credit_metrics(summarize_scores(scores, labels, n_bins))
+
+    assert metrics.auc == pytest.approx(roc_auc_score(labels, scores), abs=1e-12)
+    fpr, tpr, _ = roc_curve(labels, scores, drop_intermediate=False)
+    assert metrics.ks == pytest.approx(np.max(np.abs(tpr - fpr)), abs=1e-12)
+    assert metrics.accuracy == np.mean((scores >= 0.5) == labels)
+    assert metrics.f1 == pytest.approx(_exact_best_f1(scores, labels), abs=1e-12)
+
+
+@pytest.mark.parametrize(("first_label", "second_label", "expected"), [(1, 0, 1.0), (0, 1, 0.0)])
+def test_score_of_exactly_one_half_is_predicted_default(
+    first_label: int, second_label: int, expected: float
+) -> None:
+    just_below = np.nextafter(0.5, 0.0)
+    scores = np.array([0.5, just_below])
+    labels = np.array([first_label, second_label])
+
+    metrics = credit_metrics(summarize_scores(scores, labels))
+
+    assert metrics.accuracy == expected
+    assert metrics.accuracy == np.mean((scores >= 0.5) == labels)
+
+
+@pytest.mark.parametrize("label", [0, 1])
+def test_summary_with_one_class_is_rejected(label: int) -> None:
+    rng = np.random.default_rng(3)
+    summary = summarize_scores(rng.random(50), np.full(50, label))
+
+    with pytest.raises(ValueError, match="metrics need both classes"):
+        credit_metrics(summary)
+
+
+@pytest.mark.parametrize("n_bins", [0, 1, 3, 9_999])
+def test_odd_or_too_few_bins_are_rejected(n_bins: int) -> None:
+    with pytest.raises(ValueError, match="n_bins must be an even number >= 2"):
+        summarize_scores(np.array([0.1, 0.9]), np.array([0, 1]), n_bins)
+
+
+def test_scores_and_labels_of_different_shapes_are_rejected() -> None:
+    with pytest.raises(ValueError, match="scores and labels differ in shape"):
+        summarize_scores(np.array([0.1, 0.2, 0.3]), np.array([0, 1]))
+
+
+def test_summaries_with_different_bin_counts_do_not_combine() -> None:
+    scores, labels = np.array([0.2, 0.7]), np.array([0, 1])
+    parts = [summarize_scores(scores, labels, 10), summarize_scores(scores, labels, 20)]
+
+    with pytest.raises(ValueError, match="score histograms differ in length: 10 vs 20"):
+        ScoreSummary.combine(parts)
+
+
+def test_histograms_of_different_lengths_are_rejected() -> None:
+    with pytest.raises(ValueError, match="positive and negative histograms differ in length"):
+        ScoreSummary(
+            positives=np.zeros(4, dtype=np.int64),
+            negatives=np.zeros(6, dtype=np.int64),
+            brier_sum=0.0,
+            log_loss_sum=0.0,
+        )
+
+
+def test_combining_nothing_is_rejected() -> None:
+    with pytest.raises(ValueError, match="no score summaries to combine"):
+        ScoreSummary.combine([])
+
+
+def test_metrics_round_trip_through_a_plain_dict() -> None:
+    metrics = credit_metrics(ScoreSummary.combine(_bank_summaries(_sigmoid_normal_scores(5))))
+
+    assert CreditMetrics.from_dict(metrics.as_dict()) == metrics
+    with pytest.raises(TypeError, match="metric 'auc'"):
+        CreditMetrics.from_dict({**metrics.as_dict(), "auc": "high"})
