@@ -9,6 +9,7 @@ export FLWR_TELEMETRY_ENABLED := 0
 export FLWR_DISABLE_UPDATE_CHECK := 1
 export FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION := 1
 export RAY_USAGE_STATS_ENABLED := 0
+export RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO := 0
 
 .PHONY: demo test lint typecheck install bench clean
 

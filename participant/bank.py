@@ -1,7 +1,8 @@
 """A bank's view of its own data during a run: validated rows split into train and test.
 
-Each bank holds out ``test_fraction`` of its own rows as its test split, chosen by a
-seeded permutation so that every message of a run sees the same split. Splits and
+Each bank holds out ``test_fraction`` of its own rows as its test split, chosen by
+record id (see :func:`held_out_rows`) so that every message of a run sees the same
+split and a centralised run is scored on the same customers as a federated one. Splits and
 encoded matrices are cached per process: in simulation one worker process serves many
 messages, and re-reading the CSV for each would dominate the round time.
 """
@@ -21,7 +22,14 @@ from credit.encoding import FeatureEncoder
 from credit.schema import DatasetSchema, load_schema
 from participant.loading import load_bank_csv
 
-__all__ = ["BankSource", "EncodedSplit", "PreparedBank", "encoded_split", "prepare_bank"]
+__all__ = [
+    "BankSource",
+    "EncodedSplit",
+    "PreparedBank",
+    "encoded_split",
+    "held_out_rows",
+    "prepare_bank",
+]
 
 
 @dataclass(frozen=True)
@@ -86,10 +94,9 @@ def prepare_bank(source: BankSource, test_fraction: float, seed: int) -> Prepare
     frame = load_bank_csv(source.data_path, schema).frame
     if source.rows is not None:
         frame = frame.iloc[list(source.rows)].reset_index(drop=True)
-    order = np.random.default_rng([seed, _stable_hash(source.name)]).permutation(len(frame))
-    n_test = max(1, round(test_fraction * len(frame)))
-    test = frame.iloc[np.sort(order[:n_test])].reset_index(drop=True)
-    train = frame.iloc[np.sort(order[n_test:])].reset_index(drop=True)
+    is_test = held_out_rows(frame, schema, test_fraction=test_fraction, seed=seed, salt=source.name)
+    test = frame[is_test].reset_index(drop=True)
+    train = frame[~is_test].reset_index(drop=True)
     return PreparedBank(name=source.name, schema=schema, train=train, test=test)
 
 
@@ -103,6 +110,37 @@ def encoded_split(bank: PreparedBank, encoder: FeatureEncoder) -> EncodedSplit:
         test_x=encoder.transform(bank.test),
         test_y=bank.test[target].to_numpy(dtype=np.int64),
     )
+
+
+def held_out_rows(
+    frame: pd.DataFrame, schema: DatasetSchema, *, test_fraction: float, seed: int, salt: str
+) -> NDArray[np.bool_]:
+    """Which rows a bank holds out for testing.
+
+    With an id column, a record is held out when SHA-256 of ``seed:id`` falls below
+    ``test_fraction``: the same customer is a test record whichever bank holds it and
+    however the data is partitioned, so federated and centralised runs are scored on
+    the same records. Without ids, a seeded permutation (salted with the bank name)
+    holds out exactly ``round(test_fraction * n)`` rows.
+    """
+    if schema.id_column:
+        ids = frame[schema.id_column].astype(str)
+        draws = np.fromiter(
+            (_unit_interval(f"{seed}:{record_id}") for record_id in ids),
+            dtype=np.float64,
+            count=len(ids),
+        )
+        held_out: NDArray[np.bool_] = draws < test_fraction
+        return held_out
+    order = np.random.default_rng([seed, _stable_hash(salt)]).permutation(len(frame))
+    mask = np.zeros(len(frame), dtype=bool)
+    mask[order[: max(1, round(test_fraction * len(frame)))]] = True
+    return mask
+
+
+def _unit_interval(text: str) -> float:
+    """A uniform number in [0, 1) from the SHA-256 of a string."""
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little") / 2.0**64
 
 
 def _stable_hash(text: str) -> int:

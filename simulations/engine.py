@@ -45,6 +45,8 @@ _QUIET_ENV = {
     "FLWR_DISABLE_UPDATE_CHECK": "1",
     "RAY_USAGE_STATS_ENABLED": "0",
     "RAY_DEDUP_LOGS": "0",
+    # Keep Ray from rewriting CUDA_VISIBLE_DEVICES (and from warning that it will stop).
+    "RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO": "0",
 }
 
 
@@ -81,6 +83,9 @@ def plan_simulation(config: RunConfig, n_banks: int) -> SimulationPlan:
         column=config.partition_column,
         min_rows=schema.min_rows,
     )
+    # A consortium smaller than the default minimum (e.g. --banks 1, centralised
+    # training) must not wait for banks that will never connect.
+    config = config.model_copy(update={"min_banks": min(config.min_banks, len(partitions))})
     banks_dir = Path(config.out_dir) / BANKS_DIR
     banks_dir.mkdir(parents=True, exist_ok=True)
     banks = []
@@ -133,6 +138,7 @@ def run_simulated_consortium(
                     "num_cpus": cpus or os.cpu_count() or 1,
                     "num_gpus": 0,
                     "include_dashboard": False,
+                    "log_to_driver": False,
                 },
             },
         )

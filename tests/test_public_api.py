@@ -1,0 +1,40 @@
+"""Each package's public door: ``__all__`` is explicit, sorted and importable."""
+
+from __future__ import annotations
+
+import importlib
+
+import pytest
+
+PUBLIC = {
+    "credit": {
+        "ConfigError", "CreditMetrics", "CreditModel", "DatasetSchema", "EncodingKind",
+        "FeatureEncoder", "FeatureStats", "FedcreditError", "ModelKind", "ModelSpec",
+        "PartitionScheme", "RunConfig", "SchemaError", "ScoreSummary", "StatsSource",
+        "build_model", "combine_feature_stats", "compute_feature_stats", "credit_metrics",
+        "embedded_data_path", "fit_encoder", "load_model", "load_schema", "save_model",
+        "summarize_scores",
+    },
+    "participant": {
+        "BankData", "BankSource", "PreparedBank", "TrainSettings", "load_bank_csv",
+        "predict_proba", "prepare_bank", "train_locally",
+    },
+    "coordinator": {
+        "BankInfo", "CoordinatorError", "CreditFedAvg", "Federation", "RoundFailed",
+        "RoundResult", "RunOutcome",
+    },
+    "simulations": {
+        "Partition", "SimulationPlan", "partition_rows", "plan_simulation",
+        "run_simulated_consortium",
+    },
+    "privacy": set(),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("package", sorted(PUBLIC))
+def test_all_is_pinned_and_importable(package: str) -> None:
+    module = importlib.import_module(package)
+    assert set(module.__all__) == PUBLIC[package]
+    assert list(module.__all__) == sorted(module.__all__)
+    for name in module.__all__:
+        assert hasattr(module, name), f"{package}.{name}"
