@@ -1,0 +1,177 @@
+"""A bank's privacy ledger: every release about its training records, persisted.
+
+The ledger lives at the bank (a JSON-lines file next to its data) and is the single
+source of truth for what the bank has spent: epsilon is always recomputed from it,
+never stored as a running total. A restarted participant reopens the same file and
+keeps its spend. Checks happen before commits: :meth:`PrivacyLedger.charge` refuses a
+release that would pass ``max_epsilon`` and then leaves the file untouched.
+
+File format, one JSON object per line::
+
+    {"type": "budget", "bank": "bank-1", "max_epsilon": 1.0, "delta": 4.2e-05}
+    {"type": "plan", "run": "...", "noise_multiplier": 1.73, ...}
+    {"type": "event", "round": 1, "noise_multiplier": 1.73, "sample_rate": 0.0133, ...}
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from privacy.accounting import ACCOUNTANT, DpEvent, epsilon_spent
+from privacy.errors import LedgerError, PrivacyBudgetExceeded
+
+__all__ = ["PrivacyBudget", "PrivacyLedger", "RunPlan"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class PrivacyBudget:
+    """A bank's record-level budget.
+
+    Parameters
+    ----------
+    max_epsilon : float
+        Most epsilon the bank will ever spend on this data set, > 0.
+    delta : float
+        Target delta, in (0, 1); banks should pick at most 1 / (10 n_train).
+    """
+
+    max_epsilon: float
+    delta: float
+
+    def __post_init__(self) -> None:
+        if not self.max_epsilon > 0:
+            raise ValueError(f"max_epsilon must be > 0; got {self.max_epsilon}")
+        if not 0 < self.delta < 1:
+            raise ValueError(f"delta must be in (0, 1); got {self.delta}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunPlan:
+    """The noise calibration a bank fixed for one run (reused after a restart)."""
+
+    run: str
+    noise_multiplier: float
+    sample_rate: float
+    steps_per_round: int
+    planned_rounds: int
+    max_grad_norm: float
+
+
+class PrivacyLedger:
+    """Append-only, persisted record of a bank's DP releases.
+
+    Parameters
+    ----------
+    path : pathlib.Path
+        The ledger file; created with the budget line when missing.
+    bank : str
+        The bank's name; an existing file must belong to it.
+    budget : PrivacyBudget
+        The bank's budget; an existing file must record the same one (a bank cannot
+        raise its maximum by restarting with another flag).
+    """
+
+    def __init__(self, path: Path, *, bank: str, budget: PrivacyBudget) -> None:
+        self.path = path
+        self.bank = bank
+        self.budget = budget
+        self._events: list[DpEvent] = []
+        self._plans: dict[str, RunPlan] = {}
+        if path.exists():
+            self._load()
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._append({"type": "budget", "bank": bank, **asdict(budget)})
+
+    @property
+    def events(self) -> tuple[DpEvent, ...]:
+        """Every recorded release, oldest first."""
+        return tuple(self._events)
+
+    @property
+    def epsilon(self) -> float:
+        """Epsilon spent so far, recomputed from the events."""
+        return epsilon_spent(self._events, self.budget.delta)
+
+    def plan_for(self, run: str) -> RunPlan | None:
+        """The calibration fixed for ``run``, if any."""
+        return self._plans.get(run)
+
+    def record_plan(self, plan: RunPlan) -> None:
+        """Persist the calibration for a run (once per run)."""
+        if plan.run in self._plans:
+            raise LedgerError(f"{self.path}: run '{plan.run}' already has a plan")
+        self._append({"type": "plan", **asdict(plan)})
+        self._plans[plan.run] = plan
+
+    def charge(self, event: DpEvent) -> float:
+        """Record ``event`` if the budget allows it; return the new epsilon.
+
+        Raises
+        ------
+        PrivacyBudgetExceeded
+            The event would take epsilon past ``max_epsilon``; nothing is recorded.
+        """
+        spent = self.epsilon
+        after = epsilon_spent([*self._events, event], self.budget.delta)
+        if after > self.budget.max_epsilon:
+            raise PrivacyBudgetExceeded(
+                bank=self.bank,
+                spent=spent,
+                requested=after,
+                maximum=self.budget.max_epsilon,
+                server_round=event.round,
+            )
+        self._append({"type": "event", **asdict(event)})
+        self._events.append(event)
+        return after
+
+    def summary(self) -> dict[str, Any]:
+        """The ledger as released in ``metrics.json``'s ``privacy`` section."""
+        return {
+            "epsilon": self.epsilon,
+            "delta": self.budget.delta,
+            "max_epsilon": self.budget.max_epsilon,
+            "accountant": ACCOUNTANT,
+            "events": [asdict(event) for event in self._events],
+        }
+
+    def _append(self, entry: dict[str, Any]) -> None:
+        with self.path.open("a", encoding="utf-8") as handle:
+            handle.write(json.dumps(entry, sort_keys=True) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    def _load(self) -> None:
+        lines = self.path.read_text(encoding="utf-8").splitlines()
+        try:
+            entries = [json.loads(line) for line in lines if line.strip()]
+        except json.JSONDecodeError as exc:
+            raise LedgerError(f"{self.path}: not a privacy ledger ({exc})") from exc
+        if not entries or entries[0].get("type") != "budget":
+            raise LedgerError(f"{self.path}: first line must be the budget")
+        head = entries[0]
+        if head.get("bank") != self.bank:
+            raise LedgerError(
+                f"{self.path}: ledger belongs to bank '{head.get('bank')}', not '{self.bank}'"
+            )
+        recorded = PrivacyBudget(max_epsilon=head["max_epsilon"], delta=head["delta"])
+        if recorded != self.budget:
+            raise LedgerError(
+                f"{self.path}: ledger was opened with max_epsilon={recorded.max_epsilon}, "
+                f"delta={recorded.delta}; a budget cannot change once spending started "
+                "(start a new ledger for a new data set)"
+            )
+        for entry in entries[1:]:
+            kind = entry.pop("type", None)
+            if kind == "event":
+                self._events.append(DpEvent(**entry))
+            elif kind == "plan":
+                plan = RunPlan(**entry)
+                self._plans[plan.run] = plan
+            else:
+                raise LedgerError(f"{self.path}: unknown entry type {kind!r}")
