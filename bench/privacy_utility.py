@@ -1,0 +1,226 @@
+"""Utility of fedcredit under differential privacy (benchmark, not a test).
+
+Test AUC and KS versus each bank's epsilon for 5 banks on non-IID splits (Dirichlet
+alpha = 0.5, and banks by EDUCATION), both models, several seeds. Every run is a
+``fedcredit simulate`` subprocess; epsilon = inf is the same run without DP.
+Writes ``bench/results/privacy_utility.json``, ``privacy_utility.md`` (README table)
+and ``privacy_utility.png``.
+
+Usage::
+
+    .venv/bin/python bench/privacy_utility.py                  # full grid, 3 seeds
+    .venv/bin/python bench/privacy_utility.py --seeds 0 --epsilons 1 inf
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+SPLITS = {
+    "dirichlet-0.5": ["--partition", "dirichlet", "--alpha", "0.5", "--banks", "5"],
+    "education": ["--partition", "column", "--partition-column", "EDUCATION"],
+}
+MODELS = {
+    "logreg": ["--model", "logreg", "--encoding", "binned"],
+    "mlp": ["--model", "mlp", "--encoding", "standardized"],
+}
+COMMON = ["--batch-size", "256", "--learning-rate", "0.05"]
+
+
+def _key(epsilon: float) -> float | str:
+    return "inf" if math.isinf(epsilon) else epsilon
+
+
+def run_one(
+    split: str, model: str, epsilon: float, seed: int, rounds: int, work: Path
+) -> dict[str, object]:
+    """One ``fedcredit simulate`` run; its final metrics and privacy spend."""
+    out = work / f"{split}-{model}-{epsilon}-{seed}"
+    privacy = [] if math.isinf(epsilon) else ["--epsilon", str(epsilon)]
+    command = [
+        str(Path(sys.executable).parent / "fedcredit"),
+        "simulate",
+        *SPLITS[split],
+        *MODELS[model],
+        *COMMON,
+        *privacy,
+        "--rounds",
+        str(rounds),
+        "--seed",
+        str(seed),
+        "--out",
+        str(out),
+    ]
+    started = time.monotonic()
+    subprocess.run(command, check=True, capture_output=True, env=_env())
+    document = json.loads((out / "metrics.json").read_text())
+    spent = [ledger["epsilon"] for ledger in document["privacy"].values()]
+    return {
+        "split": split,
+        "model": model,
+        "epsilon": _key(epsilon),
+        "seed": seed,
+        "auc": document["final"]["auc"],
+        "ks": document["final"]["ks"],
+        "max_epsilon_spent": max(spent) if spent else None,
+        "status": document["status"],
+        "wall_seconds": time.monotonic() - started,
+    }
+
+
+def _group(
+    runs: list[dict[str, object]], split: str, model: str, key: object
+) -> list[dict[str, object]]:
+    return [r for r in runs if (r["split"], r["model"], r["epsilon"]) == (split, model, key)]
+
+
+def summarise(runs: list[dict[str, object]], epsilons: list[float]) -> list[dict[str, object]]:
+    """Mean and sd of AUC and KS per (split, model, epsilon)."""
+    rows = []
+    for split in SPLITS:
+        for model in MODELS:
+            for epsilon in epsilons:
+                group = _group(runs, split, model, _key(epsilon))
+                if not group:
+                    continue
+                aucs = [float(str(r["auc"])) for r in group]
+                kss = [float(str(r["ks"])) for r in group]
+                rows.append(
+                    {
+                        "split": split,
+                        "model": model,
+                        "epsilon": _key(epsilon),
+                        "runs": len(group),
+                        "auc_mean": statistics.fmean(aucs),
+                        "auc_sd": statistics.stdev(aucs) if len(aucs) > 1 else 0.0,
+                        "ks_mean": statistics.fmean(kss),
+                        "ks_sd": statistics.stdev(kss) if len(kss) > 1 else 0.0,
+                    }
+                )
+    return rows
+
+
+def markdown(summary: list[dict[str, object]], epsilons: list[float]) -> str:
+    """README table: AUC (and KS) mean ± sd per split and model, one column per epsilon."""
+    labels = ["∞" if math.isinf(e) else f"{e:g}" for e in epsilons]
+    lines = [
+        "| split | model | metric | " + " | ".join(f"ε = {label}" for label in labels) + " |",
+        "|---|---|---|" + "---|" * len(labels),
+    ]
+    index = {(r["split"], r["model"], r["epsilon"]): r for r in summary}
+    for split in SPLITS:
+        for model in MODELS:
+            for metric in ("auc", "ks"):
+                cells = []
+                for epsilon in epsilons:
+                    row = index.get((split, model, _key(epsilon)))
+                    cells.append(
+                        f"{row[metric + '_mean']:.4f} ± {row[metric + '_sd']:.4f}" if row else "—"
+                    )
+                lines.append(
+                    f"| {split} | {model} | {metric.upper()} | " + " | ".join(cells) + " |"
+                )
+    return "\n".join(lines) + "\n"
+
+
+def plot(summary: list[dict[str, object]], epsilons: list[float], path: Path) -> None:
+    """AUC and KS versus epsilon (log scale), non-private level dotted."""
+    finite = [e for e in epsilons if not math.isinf(e)]
+    figure, axes = plt.subplots(1, 2, figsize=(11, 4), dpi=110)
+    for axis, metric in zip(axes, ("auc", "ks"), strict=True):
+        for split in SPLITS:
+            for model in MODELS:
+                rows = {
+                    r["epsilon"]: r for r in summary if (r["split"], r["model"]) == (split, model)
+                }
+                xs = [e for e in finite if e in rows]
+                if not xs:
+                    continue
+                means = [float(str(rows[e][f"{metric}_mean"])) for e in xs]
+                sds = [float(str(rows[e][f"{metric}_sd"])) for e in xs]
+                drawn = axis.errorbar(
+                    xs, means, yerr=sds, marker="o", capsize=3, label=f"{split} {model}"
+                )
+                if "inf" in rows:
+                    level = float(str(rows["inf"][f"{metric}_mean"]))
+                    axis.axhline(level, linestyle=":", color=drawn[0].get_color())
+        axis.set_xscale("log", base=2)
+        axis.set_xlabel("ε per bank (dotted: same run without DP)")
+        axis.set_ylabel(f"pooled test {metric.upper()} (mean ± sd)")
+        axis.grid(alpha=0.3)
+    axes[1].legend(fontsize=8)
+    figure.suptitle("fedcredit: utility versus record-level privacy budget")
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        FLWR_TELEMETRY_ENABLED="0",
+        FLWR_DISABLE_UPDATE_CHECK="1",
+        RAY_USAGE_STATS_ENABLED="0",
+        RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO="0",
+    )
+    return env
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--epsilons", type=float, nargs="+", default=[0.5, 1, 2, 4, 8, math.inf])
+    parser.add_argument("--rounds", type=int, default=10)
+    args = parser.parse_args()
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    runs = []
+    with tempfile.TemporaryDirectory() as work:
+        for seed in args.seeds:
+            for split in SPLITS:
+                for model in MODELS:
+                    for epsilon in args.epsilons:
+                        run = run_one(split, model, epsilon, seed, args.rounds, Path(work))
+                        print(
+                            f"{split:<14} {model:<7} eps={run['epsilon']!s:<4} seed {seed}: "
+                            f"AUC {run['auc']:.4f} KS {run['ks']:.4f} "
+                            f"({run['wall_seconds']:.0f} s)",
+                            flush=True,
+                        )
+                        runs.append(run)
+    summary = summarise(runs, args.epsilons)
+    document = {
+        "generated": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "rounds": args.rounds,
+        "settings": COMMON,
+        "seeds": args.seeds,
+        "summary": summary,
+        "runs": runs,
+    }
+    (RESULTS / "privacy_utility.json").write_text(json.dumps(document, indent=2) + "\n")
+    table = markdown(summary, args.epsilons)
+    (RESULTS / "privacy_utility.md").write_text(table)
+    plot(summary, args.epsilons, RESULTS / "privacy_utility.png")
+    print(table)
+
+
+if __name__ == "__main__":
+    main()
