@@ -162,4 +162,5 @@ class RunConfig(BaseModel):
         data["hidden-sizes"] = ",".join(str(h) for h in self.hidden_sizes)
         data.pop("hidden_sizes")
         renamed = {v: k for k, v in _FLOWER_RENAMES.items()}
-        return {renamed.get(k, k.replace("_", "-")): v for k, v in data.items()}
+        # Flower config values are scalars: unset optional fields are left out.
+        return {renamed.get(k, k.replace("_", "-")): v for k, v in data.items() if v is not None}
