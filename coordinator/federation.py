@@ -26,11 +26,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType, RecordDict
 from flwr.serverapp import Grid
 
 from coordinator.errors import RoundFailed
+from coordinator.privacy_records import BudgetsExhausted, ledger_of, refusal_of, refusal_text
 from coordinator.strategy import CreditFedAvg
 from credit import keys
 from credit.encoding import FeatureEncoder, fit_encoder
@@ -70,9 +72,11 @@ class RoundResult:
 
     server_round: int
     metrics: CreditMetrics
-    train_loss: float
+    train_loss: float | None
     banks: tuple[str, ...]
     seconds: float
+    refused: tuple[str, ...] = ()
+    max_epsilon_spent: float | None = None
 
 
 @dataclass
@@ -86,6 +90,9 @@ class RunOutcome:
     banks: list[BankInfo]
     arrays: ArrayRecord
     rounds: list[RoundResult] = field(default_factory=list)
+    privacy: dict[str, dict[str, Any]] = field(default_factory=dict)
+    refusals: list[dict[str, Any]] = field(default_factory=list)
+    stopped: str | None = None
 
 
 RoundCallback = Callable[[RoundResult, int], None]
@@ -119,6 +126,8 @@ class Federation:
         self.config = config
         self.schema = load_schema(config.schema_file or None)
         self.strategy = CreditFedAvg(min_banks=config.min_banks)
+        self.privacy: dict[str, dict[str, Any]] = {}
+        self._refusals: list[dict[str, Any]] = []
         self._on_round = on_round or (lambda result, total: None)
         self._on_event = on_event or (lambda text: None)
 
@@ -142,9 +151,18 @@ class Federation:
         )
         names = {bank.node_id: bank.name for bank in banks}
         for server_round in range(1, self.config.rounds + 1):
-            result, outcome.arrays = self._round(server_round, outcome.arrays, encoder, spec, names)
+            try:
+                result, outcome.arrays = self._round(
+                    server_round, outcome.arrays, encoder, spec, names
+                )
+            except BudgetsExhausted as stop:
+                outcome.stopped = str(stop)
+                self._on_event(f"stopped: {stop}")
+                break
             outcome.rounds.append(result)
             self._on_round(result, self.config.rounds)
+        outcome.privacy = dict(self.privacy)
+        outcome.refusals = list(self._refusals)
         return outcome
 
     # -- set-up ---------------------------------------------------------------------
@@ -172,6 +190,10 @@ class Federation:
                 keys.SCHEMA_HASH: self.schema.schema_hash(),
                 keys.TEST_FRACTION: self.config.test_fraction,
                 keys.SEED: self.config.seed,
+                keys.PLANNED_ROUNDS: self.config.announced_rounds,
+                keys.LOCAL_EPOCHS: self.config.local_epochs,
+                keys.BATCH_SIZE: self.config.batch_size,
+                keys.MAX_GRAD_NORM: self.config.max_grad_norm,
             }
         )
 
@@ -188,6 +210,24 @@ class Federation:
             "feature-stats",
             0,
         )
+        accepted = []
+        for reply in replies:
+            self._record_privacy(reply)
+            refusal = refusal_of(reply)
+            if refusal is None:
+                accepted.append(reply)
+            else:
+                self._refusals.append(refusal)
+                self._on_event(refusal_text(refusal))
+        if len(accepted) < self.config.min_banks:
+            raise RoundFailed(
+                stage="feature-stats",
+                server_round=0,
+                received=len(accepted),
+                required=self.config.min_banks,
+                reasons=[refusal_text(r) for r in self._refusals],
+            )
+        replies = accepted
         banks = [
             BankInfo(
                 name=config_str(config_record(r.content, keys.BANK), keys.BANK_NAME),
@@ -239,7 +279,7 @@ class Federation:
         train_config[keys.LEARNING_RATE] = self.config.learning_rate
         timeout = self.config.round_timeout
 
-        train_replies = self._usable(
+        all_train = self._usable(
             self.grid.send_and_receive(
                 self.strategy.configure_train(server_round, arrays, train_config, self.grid),
                 timeout=timeout,
@@ -247,6 +287,13 @@ class Federation:
             "train",
             server_round,
         )
+        train_replies, refused = self._split_refusals(all_train)
+        if len(train_replies) < self.config.min_banks:
+            raise BudgetsExhausted(
+                f"round {server_round}: {len(refused)} bank(s) refused (privacy budget spent), "
+                f"{len(train_replies)} accepted, {self.config.min_banks} needed; "
+                f"the model of round {server_round - 1} is final"
+            )
         new_arrays, train_metrics = self.strategy.aggregate_train(server_round, train_replies)
         if new_arrays is None or train_metrics is None:
             raise RoundFailed(
@@ -265,19 +312,41 @@ class Federation:
             raise RoundFailed(
                 stage="evaluate", server_round=server_round, received=0, required=1, reasons=[]
             )
+        spent = [ledger["epsilon"] for ledger in self.privacy.values()]
         result = RoundResult(
             server_round=server_round,
             metrics=CreditMetrics.from_dict(metrics_record),
-            train_loss=metric_number(train_metrics, keys.TRAIN_LOSS),
-            banks=tuple(
-                sorted(
-                    names.get(r.metadata.src_node_id, str(r.metadata.src_node_id))
-                    for r in train_replies
-                )
+            train_loss=(
+                metric_number(train_metrics, keys.TRAIN_LOSS)
+                if keys.TRAIN_LOSS in train_metrics
+                else None
             ),
+            banks=tuple(sorted(names.get(r.metadata.src_node_id, "?") for r in train_replies)),
             seconds=time.monotonic() - started,
+            refused=tuple(sorted(str(r[keys.BANK_NAME]) for r in refused)),
+            max_epsilon_spent=max(spent) if spent else None,
         )
         return result, new_arrays
+
+    def _split_refusals(self, replies: list[Message]) -> tuple[list[Message], list[dict[str, Any]]]:
+        """Separate typed refusals from updates; record ledgers and refusals."""
+        accepted, refused = [], []
+        for reply in replies:
+            self._record_privacy(reply)
+            refusal = refusal_of(reply)
+            if refusal is None:
+                accepted.append(reply)
+            else:
+                refused.append(refusal)
+                self._refusals.append(refusal)
+                self._on_event(refusal_text(refusal))
+        return accepted, refused
+
+    def _record_privacy(self, reply: Message) -> None:
+        ledger = ledger_of(reply)
+        if ledger is not None:
+            bank, summary = ledger
+            self.privacy[bank] = summary
 
     def _usable(self, replies: Iterable[Message], stage: str, server_round: int) -> list[Message]:
         """Keep replies without errors; fail the round below ``min_banks``."""

@@ -65,6 +65,8 @@ def metrics_document(outcome: RunOutcome, wall_seconds: float) -> dict[str, Any]
                 "loss": r.metrics.log_loss,
                 "train_loss": r.train_loss,
                 "banks": list(r.banks),
+                "refused": list(r.refused),
+                "max_epsilon_spent": r.max_epsilon_spent,
                 "seconds": r.seconds,
             }
             for r in outcome.rounds
@@ -73,6 +75,9 @@ def metrics_document(outcome: RunOutcome, wall_seconds: float) -> dict[str, Any]
         "participants": {
             bank.name: {"n_train": bank.n_train, "n_test": bank.n_test} for bank in outcome.banks
         },
+        "privacy": outcome.privacy,
+        "refusals": outcome.refusals,
+        "status": "completed" if outcome.stopped is None else f"stopped: {outcome.stopped}",
         "wall_seconds": wall_seconds,
     }
 

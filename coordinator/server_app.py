@@ -25,10 +25,15 @@ __all__ = ["app", "format_round", "make_server_app", "run_federation"]
 def format_round(result: RoundResult, total: int) -> str:
     """One progress line: round, AUC, KS, test loss, time."""
     m = result.metrics
-    return (
+    line = (
         f"round {result.server_round:>3}/{total}  AUC {m.auc:.4f}  KS {m.ks:.4f}  "
-        f"loss {m.log_loss:.4f}  banks {len(result.banks)}  {result.seconds:5.1f} s"
+        f"loss {m.log_loss:.4f}  banks {len(result.banks)}"
     )
+    if result.max_epsilon_spent is not None:
+        line += f"  ε spent ≤ {result.max_epsilon_spent:.3f}"
+    if result.refused:
+        line += f"  refused {len(result.refused)}"
+    return line + f"  {result.seconds:5.1f} s"
 
 
 def _print_round(result: RoundResult, total: int) -> None:

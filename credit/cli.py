@@ -11,15 +11,18 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from credit.encoding import EncodingKind, StatsSource
-from credit.errors import FedcreditError
+from credit.errors import ConfigError, FedcreditError
 from credit.models import ModelKind
+
+if TYPE_CHECKING:
+    from simulations.budgets import BudgetPolicy
 from credit.run_config import PartitionScheme
 
 __all__ = ["app", "main"]
@@ -31,7 +34,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console()
+console = Console(soft_wrap=True)
 error_console = Console(stderr=True, soft_wrap=True)
 
 EXIT_BAD_INPUT = 2
@@ -100,6 +103,19 @@ def simulate(
     out: Annotated[
         Path, typer.Option(help="Output folder for metrics.json, model/ and rounds.png.")
     ] = Path("runs/simulate"),
+    epsilon: Annotated[
+        float | None,
+        typer.Option(help="Differential privacy: every bank's max epsilon (DP-SGD with Opacus)."),
+    ] = None,
+    delta: Annotated[
+        float | None,
+        typer.Option(help="With --epsilon: every bank's delta (default 1/(10 n_train) per bank)."),
+    ] = None,
+    budgets: Annotated[
+        Path | None,
+        typer.Option(help="TOML file with a privacy budget per bank (see README)."),
+    ] = None,
+    max_grad_norm: Annotated[float, typer.Option(help="DP-SGD per-sample clipping norm.")] = 1.0,
     cpus: Annotated[
         int | None, typer.Option(min=1, help="CPUs for the simulation engine (default: all).")
     ] = None,
@@ -126,15 +142,17 @@ def simulate(
                 "alpha": alpha,
                 "partition_column": partition_column,
                 "out_dir": str(out),
+                "max_grad_norm": max_grad_norm,
             },
             source="fedcredit simulate",
         )
+        policy, policy_source = _budget_policy(epsilon, delta, budgets)
         started = time.monotonic()
         console.print(
             "[bold]fedcredit simulate[/]: validating data and splitting it into banks "
             f"({partition})"
         )
-        plan = plan_simulation(config, banks)
+        plan = plan_simulation(config, banks, budgets=policy, budget_source=policy_source)
         for bank, part in zip(plan.banks, plan.partitions, strict=True):
             console.print(f"  {bank.name:<18} {part.rows.size:>6,} rows  -> {bank.data_path}")
         console.print(
@@ -150,6 +168,67 @@ def simulate(
         )
         _print_summary(files.metrics, time.monotonic() - started)
         console.print(f"metrics: {files.metrics}\nmodel:   {files.model}\nplot:    {files.plot}")
+
+
+privacy_app = typer.Typer(help="Differential privacy: re-check a run's privacy ledgers.")
+app.add_typer(privacy_app, name="privacy")
+
+
+@privacy_app.command("verify")
+def privacy_verify(
+    run_dir: Annotated[Path, typer.Argument(help="A run's output folder (holds metrics.json).")],
+) -> None:
+    """Recompute each bank's epsilon from its ledger with Google's dp_accounting."""
+    from privacy.verify import TOLERANCE, verify_run
+
+    with fail_cleanly():
+        checks = verify_run(run_dir)
+    table = Table(title=f"Privacy ledgers of {run_dir} (independent: dp_accounting)")
+    for column in ("bank", "reported ε", "RDP ε", "PLD ε", "max ε", "δ", "verdict"):
+        table.add_column(column, justify="left" if column == "bank" else "right")
+    for check in checks:
+        verdict = (
+            "ok"
+            if check.agrees and check.within_budget
+            else ("MISMATCH" if not check.agrees else "OVER BUDGET")
+        )
+        table.add_row(
+            check.bank,
+            f"{check.reported:.4f}",
+            f"{check.independent_rdp:.4f}",
+            f"{check.independent_pld:.4f}",
+            f"{check.max_epsilon:.4f}",
+            f"{check.delta:.3g}",
+            verdict,
+        )
+    console.print(table)
+    if all(c.agrees and c.within_budget for c in checks):
+        console.print(
+            f"all {len(checks)} ledgers agree within {TOLERANCE:.0%} and are within budget"
+        )
+        return
+    raise typer.Exit(EXIT_RUN_FAILED)
+
+
+def _budget_policy(
+    epsilon: float | None, delta: float | None, budgets: Path | None
+) -> tuple[BudgetPolicy | None, str]:
+    """The simulated banks' budgets from --epsilon/--delta or --budgets FILE."""
+    from simulations.budgets import BudgetPolicy, BudgetSpec, load_budget_file
+
+    if budgets is not None and epsilon is not None:
+        raise ConfigError("give either --epsilon or --budgets, not both", source="--budgets")
+    if budgets is not None:
+        return load_budget_file(budgets), str(budgets)
+    if epsilon is None:
+        if delta is not None:
+            raise ConfigError("--delta needs --epsilon", source="--delta")
+        return None, "--epsilon"
+    try:
+        spec = BudgetSpec(max_epsilon=epsilon, delta=delta)
+    except ValueError as exc:
+        raise ConfigError("epsilon must be > 0 and delta in (0, 1)", source="--epsilon") from exc
+    return BudgetPolicy(default=spec), "--epsilon"
 
 
 def _print_summary(metrics_path: Path, seconds: float) -> None:

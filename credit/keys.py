@@ -30,6 +30,9 @@ SEED = "seed"
 SCORE_BINS = "score-bins"
 TEST_FRACTION = "test-fraction"
 
+PLANNED_ROUNDS = "planned-rounds"
+MAX_GRAD_NORM = "max-grad-norm"
+
 # Entries sent back by banks.
 BANK_NAME = "name"
 NUM_EXAMPLES = "num-examples"
@@ -42,3 +45,13 @@ POSITIVES = "positives"
 NEGATIVES = "negatives"
 MOMENTS_SUFFIX = "/moments"
 HISTOGRAM_SUFFIX = "/histogram"
+
+# Differential privacy (replies of banks with a budget).
+PRIVACY = "privacy"
+LEDGER = "ledger"
+EPSILON = "epsilon"
+REFUSAL = "refusal"
+REFUSAL_TYPE = "type"
+REFUSAL_SPENT = "spent"
+REFUSAL_REQUESTED = "requested"
+REFUSAL_MAXIMUM = "maximum"

@@ -70,6 +70,12 @@ class RunConfig(BaseModel):
         Where the coordinator writes metrics, model and plot.
     round_timeout : float, default 600
         Seconds to wait for replies in one round.
+    max_grad_norm : float, default 1.0
+        Per-sample clipping norm banks with a privacy budget use for DP-SGD.
+    planned_rounds : int, optional
+        Rounds announced to banks for their noise calibration; ``rounds`` when unset.
+        Announcing fewer than are run models a coordinator that extends a run: banks
+        with a budget refuse every round past it.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -95,6 +101,13 @@ class RunConfig(BaseModel):
     partition_column: str = "EDUCATION"
     out_dir: str = "fedcredit-run"
     round_timeout: float = Field(default=600.0, gt=0)
+    max_grad_norm: float = Field(default=1.0, gt=0)
+    planned_rounds: int | None = Field(default=None, ge=1)
+
+    @property
+    def announced_rounds(self) -> int:
+        """Rounds the banks are told to plan their privacy budget for."""
+        return self.planned_rounds if self.planned_rounds is not None else self.rounds
 
     @field_validator("hidden_sizes", mode="before")
     @classmethod
@@ -149,4 +162,5 @@ class RunConfig(BaseModel):
         data["hidden-sizes"] = ",".join(str(h) for h in self.hidden_sizes)
         data.pop("hidden_sizes")
         renamed = {v: k for k, v in _FLOWER_RENAMES.items()}
-        return {renamed.get(k, k.replace("_", "-")): v for k, v in data.items()}
+        # Flower config values are scalars: unset optional fields are left out.
+        return {renamed.get(k, k.replace("_", "-")): v for k, v in data.items() if v is not None}

@@ -21,6 +21,7 @@ from numpy.typing import NDArray
 from credit.encoding import FeatureEncoder
 from credit.schema import DatasetSchema, load_schema
 from participant.loading import load_bank_csv
+from participant.privacy_guard import BankBudget
 
 __all__ = [
     "BankSource",
@@ -47,12 +48,15 @@ class BankSource:
     rows : tuple of int, optional
         A subset of row positions (simulation partitions computed on the fly);
         all rows when None.
+    budget : BankBudget, optional
+        The bank's differential-privacy budget; training is not private without one.
     """
 
     name: str
     data_path: Path
     schema_path: Path | None = None
     rows: tuple[int, ...] | None = None
+    budget: BankBudget | None = None
 
 
 @dataclass(frozen=True, eq=False)

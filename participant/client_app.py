@@ -14,6 +14,7 @@ partition plan (see :mod:`participant.sources`).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
@@ -35,8 +36,11 @@ from credit.wire import (
     score_summary_to_records,
 )
 from participant.bank import BankSource, EncodedSplit, PreparedBank, encoded_split, prepare_bank
+from participant.privacy_guard import PrivacyGuard, TrainingRequest
 from participant.sources import source_from_context
 from participant.training import TrainSettings, predict_proba, train_locally
+from privacy.dp_sgd import DpSgdSettings, train_dp_sgd
+from privacy.errors import PrivacyBudgetExceeded
 
 __all__ = ["app", "make_client_app"]
 
@@ -67,6 +71,51 @@ def _model_and_split(message: Message, bank: PreparedBank) -> tuple[nn.Module, E
     return model, encoded_split(bank, encoder)
 
 
+def _request(message: Message, config: ConfigRecord) -> TrainingRequest:
+    """The coordinator's plan and this round's settings, as the privacy guard sees them."""
+    return TrainingRequest(
+        run=str(message.metadata.run_id),
+        server_round=config_int(config, keys.SERVER_ROUND) if keys.SERVER_ROUND in config else 0,
+        planned_rounds=config_int(config, keys.PLANNED_ROUNDS),
+        local_epochs=config_int(config, keys.LOCAL_EPOCHS),
+        batch_size=config_int(config, keys.BATCH_SIZE),
+        max_grad_norm=config_float(config, keys.MAX_GRAD_NORM),
+    )
+
+
+def _guard(bank: PreparedBank, source: BankSource) -> PrivacyGuard | None:
+    """A fresh guard over the bank's ledger file (re-read on every message)."""
+    if source.budget is None:
+        return None
+    return PrivacyGuard(bank=bank.name, budget=source.budget, n_train=len(bank.train))
+
+
+def _ledger_record(guard: PrivacyGuard) -> ConfigRecord:
+    return ConfigRecord(
+        {keys.LEDGER: json.dumps(guard.ledger.summary()), keys.BANK_NAME: guard.ledger.bank}
+    )
+
+
+def _refusal(message: Message, refusal: PrivacyBudgetExceeded, guard: PrivacyGuard) -> Message:
+    """A typed refusal: the coordinator learns who refused and why, nothing else."""
+    content = RecordDict(
+        {
+            keys.REFUSAL: ConfigRecord(
+                {
+                    keys.REFUSAL_TYPE: type(refusal).__name__,
+                    keys.BANK_NAME: refusal.bank,
+                    keys.REFUSAL_SPENT: refusal.spent,
+                    keys.REFUSAL_REQUESTED: refusal.requested,
+                    keys.REFUSAL_MAXIMUM: refusal.maximum,
+                    keys.SERVER_ROUND: refusal.server_round,
+                }
+            ),
+            keys.PRIVACY: _ledger_record(guard),
+        }
+    )
+    return Message(content=content, reply_to=message)
+
+
 def make_client_app(resolve_source: SourceResolver = source_from_context) -> ClientApp:
     """Build the ClientApp; ``resolve_source`` tells each node where its rows are."""
     client_app = ClientApp()
@@ -77,37 +126,61 @@ def make_client_app(resolve_source: SourceResolver = source_from_context) -> Cli
         task = config_str(config, keys.TASK)
         if task != keys.TASK_FEATURE_STATS:
             raise ValueError(f"unknown query task '{task}'")
-        bank = _load_bank(config, resolve_source(context))
+        source = resolve_source(context)
+        bank = _load_bank(config, source)
         stats = compute_feature_stats(bank.train, bank.schema, config_int(config, keys.GRID_BINS))
+        guard = _guard(bank, source)
         content = RecordDict(
             {
-                keys.FEATURE_STATS: feature_stats_to_record(stats),
                 keys.BANK: ConfigRecord({keys.BANK_NAME: bank.name}),
                 keys.METRICS: MetricRecord(
                     {keys.N_TRAIN: len(bank.train), keys.N_TEST: len(bank.test)}
                 ),
             }
         )
+        if guard is not None:
+            try:
+                stats = guard.release_feature_stats(stats, bank.schema, _request(message, config))
+            except PrivacyBudgetExceeded as refusal:
+                return _refusal(message, refusal, guard)
+            content[keys.PRIVACY] = _ledger_record(guard)
+        content[keys.FEATURE_STATS] = feature_stats_to_record(stats)
         return Message(content=content, reply_to=message)
 
     @client_app.train()
     def train(message: Message, context: Context) -> Message:
         config = config_record(message.content, keys.CONFIG)
-        bank = _load_bank(config, resolve_source(context))
+        source = resolve_source(context)
+        bank = _load_bank(config, source)
+        guard = _guard(bank, source)
+        if guard is None:
+            return _train_plain(message, config, bank)
+        request = _request(message, config)
+        try:
+            event = guard.charge_round(request)  # before any training: refuse, or commit
+        except PrivacyBudgetExceeded as refusal:
+            return _refusal(message, refusal, guard)
         model, split = _model_and_split(message, bank)
-        settings = TrainSettings(
-            epochs=config_int(config, keys.LOCAL_EPOCHS),
-            batch_size=config_int(config, keys.BATCH_SIZE),
-            learning_rate=config_float(config, keys.LEARNING_RATE),
-            seed=config_int(config, keys.SEED) * 100_003 + config_int(config, keys.SERVER_ROUND),
+        train_dp_sgd(
+            model,
+            split.train_x,
+            split.train_y,
+            DpSgdSettings(
+                noise_multiplier=event.noise_multiplier,
+                max_grad_norm=event.max_grad_norm,
+                batch_size=request.batch_size,
+                epochs=request.local_epochs,
+                learning_rate=config_float(config, keys.LEARNING_RATE),
+            ),
         )
-        loss = train_locally(model, split.train_x, split.train_y, settings)
+        # The training loss is a statistic of the training rows: not released under DP.
         content = RecordDict(
             {
                 keys.ARRAYS: ArrayRecord(model.state_dict()),
                 keys.METRICS: MetricRecord(
-                    {keys.NUM_EXAMPLES: len(split.train_y), keys.TRAIN_LOSS: loss}
+                    {keys.NUM_EXAMPLES: len(split.train_y), keys.EPSILON: guard.ledger.epsilon}
                 ),
+                keys.PRIVACY: _ledger_record(guard),
             }
         )
         return Message(content=content, reply_to=message)
@@ -125,6 +198,27 @@ def make_client_app(resolve_source: SourceResolver = source_from_context) -> Cli
         return Message(content=content, reply_to=message)
 
     return client_app
+
+
+def _train_plain(message: Message, config: ConfigRecord, bank: PreparedBank) -> Message:
+    """Non-private local SGD (a bank without a privacy budget)."""
+    model, split = _model_and_split(message, bank)
+    settings = TrainSettings(
+        epochs=config_int(config, keys.LOCAL_EPOCHS),
+        batch_size=config_int(config, keys.BATCH_SIZE),
+        learning_rate=config_float(config, keys.LEARNING_RATE),
+        seed=config_int(config, keys.SEED) * 100_003 + config_int(config, keys.SERVER_ROUND),
+    )
+    loss = train_locally(model, split.train_x, split.train_y, settings)
+    content = RecordDict(
+        {
+            keys.ARRAYS: ArrayRecord(model.state_dict()),
+            keys.METRICS: MetricRecord(
+                {keys.NUM_EXAMPLES: len(split.train_y), keys.TRAIN_LOSS: loss}
+            ),
+        }
+    )
+    return Message(content=content, reply_to=message)
 
 
 app = make_client_app()

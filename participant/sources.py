@@ -23,12 +23,16 @@ from credit.run_config import RunConfig
 from credit.schema import load_schema
 from participant.bank import BankSource
 from participant.loading import load_bank_csv
+from participant.privacy_guard import BankBudget
 
 __all__ = ["PartitionPlan", "source_from_context"]
 
 DATA_PATH = "data-path"
 BANK_NAME = "bank-name"
 SCHEMA_PATH = "schema-path"
+MAX_EPSILON = "max-epsilon"
+DELTA = "delta"
+LEDGER_PATH = "ledger-path"
 PARTITION_ID = "partition-id"
 NUM_PARTITIONS = "num-partitions"
 
@@ -56,7 +60,9 @@ def source_from_context(context: Context) -> BankSource:
         data_path = Path(str(node[DATA_PATH]))
         schema = Path(str(node[SCHEMA_PATH])) if SCHEMA_PATH in node else None
         name = str(node.get(BANK_NAME, data_path.stem.split(".")[0]))
-        return BankSource(name=name, data_path=data_path, schema_path=schema)
+        return BankSource(
+            name=name, data_path=data_path, schema_path=schema, budget=_node_budget(context, name)
+        )
     if PARTITION_ID not in node:
         raise ConfigError(
             f"node config has neither '{DATA_PATH}' nor '{PARTITION_ID}'; start the SuperNode "
@@ -69,6 +75,21 @@ def source_from_context(context: Context) -> BankSource:
         num_partitions=_node_int(context, NUM_PARTITIONS),
         config=config,
     )
+
+
+def _node_budget(context: Context, bank: str) -> BankBudget | None:
+    """The bank's budget from its node config; None when it sets no ``max-epsilon``."""
+    node = context.node_config
+    if MAX_EPSILON not in node:
+        return None
+    data_path = Path(str(node[DATA_PATH]))
+    ledger = node.get(LEDGER_PATH, str(data_path.parent / f"{bank}.privacy-ledger.jsonl"))
+    try:
+        max_epsilon = float(node[MAX_EPSILON])
+        delta = float(node[DELTA]) if DELTA in node else None
+        return BankBudget(max_epsilon=max_epsilon, delta=delta, ledger_path=Path(str(ledger)))
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"invalid privacy budget: {exc}", source="node config") from exc
 
 
 def _node_int(context: Context, key: str) -> int:

@@ -32,12 +32,15 @@ from credit.schema import load_schema
 from participant.bank import BankSource
 from participant.client_app import make_client_app
 from participant.loading import load_bank_csv
+from participant.privacy_guard import BankBudget
 from participant.sources import PartitionPlan
+from simulations.budgets import BudgetPolicy
 from simulations.partition import Partition, partition_rows
 
 __all__ = ["SimulationPlan", "plan_simulation", "run_simulated_consortium"]
 
 BANKS_DIR = "banks"
+LEDGERS_DIR = "ledgers"
 RoundCallback = Callable[[RoundResult, int], None]
 EventCallback = Callable[[str], None]
 _QUIET_ENV = {
@@ -59,8 +62,18 @@ class SimulationPlan:
     partitions: tuple[Partition, ...]
 
 
-def plan_simulation(config: RunConfig, n_banks: int) -> SimulationPlan:
+def plan_simulation(
+    config: RunConfig,
+    n_banks: int,
+    *,
+    budgets: BudgetPolicy | None = None,
+    budget_source: str = "--epsilon",
+) -> SimulationPlan:
     """Validate the source data, split it into banks and write one file per bank.
+
+    With ``budgets``, every bank that has one trains with DP-SGD and keeps its
+    ledger in ``OUT/ledgers/<bank>.jsonl``; ledgers left by an earlier simulation in
+    the same folder are removed first, because the simulated banks are new.
 
     Raises
     ------
@@ -86,13 +99,31 @@ def plan_simulation(config: RunConfig, n_banks: int) -> SimulationPlan:
     # A consortium smaller than the default minimum (e.g. --banks 1, centralised
     # training) must not wait for banks that will never connect.
     config = config.model_copy(update={"min_banks": min(config.min_banks, len(partitions))})
+    if budgets is not None:
+        budgets.check_banks([p.name for p in partitions], source=budget_source)
     banks_dir = Path(config.out_dir) / BANKS_DIR
     banks_dir.mkdir(parents=True, exist_ok=True)
+    ledgers_dir = Path(config.out_dir) / LEDGERS_DIR
+    if ledgers_dir.exists():
+        for stale in ledgers_dir.glob("*.jsonl"):
+            stale.unlink()
     banks = []
     for part in partitions:
         path = banks_dir / f"{_file_name(part.name)}.csv"
         frame.iloc[part.rows].to_csv(path, index=False)
-        banks.append(BankSource(name=part.name, data_path=path, schema_path=schema_path))
+        spec = budgets.for_bank(part.name) if budgets is not None else None
+        budget = (
+            BankBudget(
+                max_epsilon=spec.max_epsilon,
+                delta=spec.delta,
+                ledger_path=ledgers_dir / f"{_file_name(part.name)}.jsonl",
+            )
+            if spec is not None
+            else None
+        )
+        banks.append(
+            BankSource(name=part.name, data_path=path, schema_path=schema_path, budget=budget)
+        )
     return SimulationPlan(config=config, banks=tuple(banks), partitions=tuple(partitions))
 
 

@@ -1,0 +1,74 @@
+"""Privacy budgets of simulated banks: one for all (``--epsilon``) or a TOML file.
+
+In a simulation the harness plays every bank, so it also sets their budgets. The
+file form gives each bank its own::
+
+    [default]            # optional: banks not listed below
+    max_epsilon = 1.0
+    delta = 1e-5         # optional: default 1 / (10 n_train) per bank
+
+    [banks."EDUCATION=other"]
+    max_epsilon = 0.5
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from credit.errors import ConfigError
+
+__all__ = ["BudgetPolicy", "BudgetSpec", "load_budget_file"]
+
+
+class BudgetSpec(BaseModel):
+    """One bank's budget: ``max_epsilon`` and an optional ``delta``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    max_epsilon: float = Field(gt=0)
+    delta: float | None = Field(default=None, gt=0, lt=1)
+
+
+class BudgetPolicy(BaseModel):
+    """Budgets for a simulation's banks: a default and per-bank overrides."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    default: BudgetSpec | None = None
+    banks: dict[str, BudgetSpec] = Field(default_factory=dict)
+
+    def for_bank(self, bank: str) -> BudgetSpec | None:
+        """The bank's budget, or None when the bank trains without DP."""
+        return self.banks.get(bank, self.default)
+
+    def check_banks(self, known: list[str], *, source: str) -> None:
+        """Refuse budgets for banks the simulation does not have."""
+        unknown = sorted(set(self.banks) - set(known))
+        if unknown:
+            raise ConfigError(
+                f"unknown participant '{unknown[0]}'; this simulation's banks are "
+                f"{', '.join(known)}",
+                source=source,
+            )
+
+
+def load_budget_file(path: Path) -> BudgetPolicy:
+    """Read a budget TOML file; one-line :class:`ConfigError` naming the file otherwise."""
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ConfigError("file not found; pass an existing TOML file", source=str(path)) from exc
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"not a readable TOML file ({exc})", source=str(path)) from exc
+    try:
+        policy = BudgetPolicy.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        key = ".".join(str(part) for part in first["loc"])
+        raise ConfigError(f"'{key}': {first['msg']}", source=str(path)) from exc
+    if policy.default is None and not policy.banks:
+        raise ConfigError('no budgets: add [default] or [banks."NAME"]', source=str(path))
+    return policy
