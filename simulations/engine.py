@@ -170,6 +170,8 @@ def run_simulated_consortium(
                     "num_gpus": 0,
                     "include_dashboard": False,
                     "log_to_driver": False,
+                    # Ray's processes talk over loopback only, not the machine's interfaces.
+                    "_node_ip_address": "127.0.0.1",
                 },
             },
         )
