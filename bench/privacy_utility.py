@@ -191,7 +191,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=10)
     args = parser.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
-    runs = []
+    runs: list[dict[str, object]] = []
     with tempfile.TemporaryDirectory() as work:
         for seed in args.seeds:
             for split in SPLITS:
@@ -205,9 +205,19 @@ def main() -> None:
                             flush=True,
                         )
                         runs.append(run)
+                        write_results(runs, args, complete=False)
+    table = write_results(runs, args, complete=True)
+    print(table)
+
+
+def write_results(
+    runs: list[dict[str, object]], args: argparse.Namespace, *, complete: bool
+) -> str:
+    """Write JSON (after every run, so a long benchmark keeps what it measured), table, plot."""
     summary = summarise(runs, args.epsilons)
     document = {
         "generated": datetime.now(UTC).isoformat(timespec="seconds"),
+        "complete": complete,
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
         "rounds": args.rounds,
         "settings": COMMON,
@@ -219,7 +229,7 @@ def main() -> None:
     table = markdown(summary, args.epsilons)
     (RESULTS / "privacy_utility.md").write_text(table)
     plot(summary, args.epsilons, RESULTS / "privacy_utility.png")
-    print(table)
+    return table
 
 
 if __name__ == "__main__":
