@@ -27,7 +27,11 @@ PUBLIC = {
         "Partition", "SimulationPlan", "partition_rows", "plan_simulation",
         "run_simulated_consortium",
     },
-    "privacy": set(),
+    "privacy": {
+        "DpEvent", "DpSgdSettings", "LedgerError", "PrivacyBudget", "PrivacyBudgetExceeded",
+        "PrivacyError", "PrivacyLedger", "RunPlan", "SecureGaussian",
+        "calibrate_noise_multiplier", "epsilon_spent", "train_dp_sgd", "validate_for_dp",
+    },
 }  # fmt: skip
 
 
