@@ -189,14 +189,22 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--epsilons", type=float, nargs="+", default=[0.5, 1, 2, 4, 8, math.inf])
     parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="keep the runs already in privacy_utility.json (same rounds) and do the rest",
+    )
     args = parser.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
-    runs: list[dict[str, object]] = []
+    runs: list[dict[str, object]] = _previous_runs(args) if args.resume else []
+    done = {(r["split"], r["model"], r["epsilon"], r["seed"]) for r in runs}
     with tempfile.TemporaryDirectory() as work:
         for seed in args.seeds:
             for split in SPLITS:
                 for model in MODELS:
                     for epsilon in args.epsilons:
+                        if (split, model, _key(epsilon), seed) in done:
+                            continue
                         run = run_one(split, model, epsilon, seed, args.rounds, Path(work))
                         print(
                             f"{split:<14} {model:<7} eps={run['epsilon']!s:<4} seed {seed}: "
@@ -208,6 +216,17 @@ def main() -> None:
                         write_results(runs, args, complete=False)
     table = write_results(runs, args, complete=True)
     print(table)
+
+
+def _previous_runs(args: argparse.Namespace) -> list[dict[str, object]]:
+    path = RESULTS / "privacy_utility.json"
+    if not path.exists():
+        return []
+    previous = json.loads(path.read_text())
+    if previous["rounds"] != args.rounds or previous["settings"] != COMMON:
+        raise SystemExit(f"{path} was measured with other settings; run without --resume")
+    runs: list[dict[str, object]] = previous["runs"]
+    return runs
 
 
 def write_results(

@@ -51,7 +51,31 @@ def _write_cases(folder: Path, frame: pd.DataFrame) -> dict[str, tuple[list[str]
     bad_toml = folder / "bad_schema.toml"
     bad_toml.write_text('name = "x"\n[[numeric]\nname = "AGE"\n', encoding="utf-8")
 
+    unknown_bank = folder / "unknown_bank.toml"
+    unknown_bank.write_text('[banks."bank-9"]\nmax_epsilon = 1.0\n', encoding="utf-8")
+    corrupt_budgets = folder / "corrupt_budgets.toml"
+    corrupt_budgets.write_text("[default\nmax_epsilon = 1\n", encoding="utf-8")
+    negative_budget = folder / "negative_budget.toml"
+    negative_budget.write_text("[default]\nmax_epsilon = -1\n", encoding="utf-8")
+
     return {
+        "unknown-participant": (
+            ["--budgets", str(unknown_bank)],
+            f"{unknown_bank}: unknown participant 'bank-9'",
+        ),
+        "corrupt-budgets": (
+            ["--budgets", str(corrupt_budgets)],
+            f"{corrupt_budgets}: not a readable TOML file",
+        ),
+        "negative-budget": (
+            ["--budgets", str(negative_budget)],
+            f"{negative_budget}: 'default.max_epsilon'",
+        ),
+        "epsilon-and-budgets": (
+            ["--epsilon", "1", "--budgets", str(unknown_bank)],
+            "--budgets: give either --epsilon or --budgets",
+        ),
+        "delta-without-epsilon": (["--delta", "1e-6"], "--delta: --delta needs --epsilon"),
         "non-numeric": (
             ["--data", str(non_numeric)],
             f"{non_numeric}, column 'LIMIT_BAL', row 7: ",
@@ -109,6 +133,11 @@ def test_console_script_is_installed() -> None:
         "unreadable-gzip",
         "nonexistent-file",
         "corrupt-schema",
+        "unknown-participant",
+        "corrupt-budgets",
+        "negative-budget",
+        "epsilon-and-budgets",
+        "delta-without-epsilon",
     ],
 )
 def test_bad_input_is_one_error_line(runs: dict[str, Run], case: str) -> None:
@@ -130,3 +159,19 @@ def test_zero_banks_is_a_usage_error(runs: dict[str, Run]) -> None:
     assert "Traceback" not in run.stderr
     assert "--banks" in run.stderr
     assert "Simulation Engine" not in run.stdout
+
+
+def test_privacy_verify_without_a_run_is_one_error_line(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [str(FEDCREDIT), "privacy", "verify", str(tmp_path)],
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert result.stderr.splitlines() == [
+        f"error: {tmp_path}: no metrics.json; pass a run's output folder"
+    ]
