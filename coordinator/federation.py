@@ -274,8 +274,6 @@ class Federation:
         config[keys.MODEL_SPEC] = spec.model_dump_json()
         config[keys.SCORE_BINS] = self.config.score_bins
         train_config = ConfigRecord(dict(config))
-        train_config[keys.LOCAL_EPOCHS] = self.config.local_epochs
-        train_config[keys.BATCH_SIZE] = self.config.batch_size
         train_config[keys.LEARNING_RATE] = self.config.learning_rate
         timeout = self.config.round_timeout
 

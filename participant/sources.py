@@ -17,12 +17,9 @@ from pathlib import Path
 
 from flwr.app import Context
 
-from credit.datasets import embedded_data_path
 from credit.errors import ConfigError
 from credit.run_config import RunConfig
-from credit.schema import load_schema
 from participant.bank import BankSource
-from participant.loading import load_bank_csv
 from participant.privacy_guard import BankBudget
 
 __all__ = ["PartitionPlan", "source_from_context"]
@@ -101,22 +98,10 @@ def _node_int(context: Context, key: str) -> int:
 
 @functools.lru_cache(maxsize=4)
 def _simulated_source(*, partition_id: int, num_partitions: int, config: RunConfig) -> BankSource:
-    from simulations.partition import partition_rows
+    from simulations.partition import partition_for_config
 
-    data_path = Path(config.data) if config.data else embedded_data_path()
-    schema_path = Path(config.schema_file) if config.schema_file else None
-    dataset_schema = load_schema(schema_path)
-    frame = load_bank_csv(data_path, dataset_schema).frame
-    partitions = partition_rows(
-        frame,
-        target=dataset_schema.target,
-        scheme=config.partition,
-        n_banks=num_partitions,
-        seed=config.seed,
-        alpha=config.alpha,
-        column=config.partition_column,
-        min_rows=dataset_schema.min_rows,
-    )
+    data = partition_for_config(config, num_partitions)
+    partitions = data.partitions
     if partition_id >= len(partitions):
         raise ConfigError(
             f"partition-id {partition_id} but the '{config.partition}' split has "
@@ -127,7 +112,7 @@ def _simulated_source(*, partition_id: int, num_partitions: int, config: RunConf
     part = partitions[partition_id]
     return BankSource(
         name=part.name,
-        data_path=data_path,
-        schema_path=schema_path,
+        data_path=data.data_path,
+        schema_path=data.schema_path,
         rows=tuple(int(r) for r in part.rows),
     )

@@ -26,16 +26,13 @@ from pathlib import Path
 from coordinator.federation import RoundResult
 from coordinator.outputs import RunFiles, run_files
 from coordinator.server_app import make_server_app
-from credit.datasets import embedded_data_path
 from credit.run_config import RunConfig
-from credit.schema import load_schema
 from participant.bank import BankSource
 from participant.client_app import make_client_app
-from participant.loading import load_bank_csv
 from participant.privacy_guard import BankBudget
 from participant.sources import PartitionPlan
 from simulations.budgets import BudgetPolicy
-from simulations.partition import Partition, partition_rows
+from simulations.partition import Partition, partition_for_config
 
 __all__ = ["SimulationPlan", "plan_simulation", "run_simulated_consortium"]
 
@@ -82,20 +79,8 @@ def plan_simulation(
     credit.errors.ConfigError
         The partition settings cannot be met.
     """
-    schema_path = Path(config.schema_file) if config.schema_file else None
-    schema = load_schema(schema_path)
-    data_path = Path(config.data) if config.data else embedded_data_path()
-    frame = load_bank_csv(data_path, schema).frame
-    partitions = partition_rows(
-        frame,
-        target=schema.target,
-        scheme=config.partition,
-        n_banks=n_banks,
-        seed=config.seed,
-        alpha=config.alpha,
-        column=config.partition_column,
-        min_rows=schema.min_rows,
-    )
+    data = partition_for_config(config, n_banks)
+    frame, partitions, schema_path = data.frame, data.partitions, data.schema_path
     # A consortium smaller than the default minimum (e.g. --banks 1, centralised
     # training) must not wait for banks that will never connect.
     config = config.model_copy(update={"min_banks": min(config.min_banks, len(partitions))})

@@ -14,15 +14,25 @@ Three schemes, each deterministic given its seed:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
+from credit.datasets import embedded_data_path
 from credit.errors import ConfigError
-from credit.run_config import PartitionScheme
+from credit.run_config import PartitionScheme, RunConfig
+from credit.schema import load_schema
+from participant.loading import load_bank_csv
 
-__all__ = ["Partition", "PartitionScheme", "partition_rows"]
+__all__ = [
+    "Partition",
+    "PartitionScheme",
+    "PartitionedData",
+    "partition_for_config",
+    "partition_rows",
+]
 
 MINOR_VALUE_SHARE = 0.02
 _DIRICHLET_ATTEMPTS = 100
@@ -34,6 +44,45 @@ class Partition:
 
     name: str
     rows: NDArray[np.int64]
+
+
+@dataclass(frozen=True, eq=False)
+class PartitionedData:
+    """A validated data set and its split into simulated banks."""
+
+    frame: pd.DataFrame
+    data_path: Path
+    schema_path: Path | None
+    partitions: list[Partition]
+
+
+def partition_for_config(config: RunConfig, n_banks: int) -> PartitionedData:
+    """Validate the run's data file against its schema and split it as configured.
+
+    Raises
+    ------
+    credit.errors.SchemaError
+        The data file breaks the schema (names file, column and row).
+    ConfigError
+        The partition settings cannot be met.
+    """
+    schema_path = Path(config.schema_file) if config.schema_file else None
+    schema = load_schema(schema_path)
+    data_path = Path(config.data) if config.data else embedded_data_path()
+    frame = load_bank_csv(data_path, schema).frame
+    partitions = partition_rows(
+        frame,
+        target=schema.target,
+        scheme=config.partition,
+        n_banks=n_banks,
+        seed=config.seed,
+        alpha=config.alpha,
+        column=config.partition_column,
+        min_rows=schema.min_rows,
+    )
+    return PartitionedData(
+        frame=frame, data_path=data_path, schema_path=schema_path, partitions=partitions
+    )
 
 
 def partition_rows(
