@@ -50,3 +50,23 @@ def test_rounds_past_the_plan_are_refused_and_the_run_stops_cleanly(tmp_path: Pa
         assert [e["round"] for e in ledger["events"]] == [0, 1, 2]
     model = load_model(tmp_path / "model")
     assert model.card["metrics"]["auc"] == document["final"]["auc"]
+
+
+def test_a_bank_without_budget_left_is_skipped_and_the_others_go_on(tmp_path: Path) -> None:
+    run_config = RunConfig(out_dir=str(tmp_path), rounds=2, batch_size=256, min_banks=2)
+    policy = BudgetPolicy(
+        default=BudgetSpec(max_epsilon=1.0), banks={"bank-3": BudgetSpec(max_epsilon=0.001)}
+    )
+    plan = plan_simulation(run_config, n_banks=3, budgets=policy)
+    events: list[str] = []
+    run_simulated_consortium(plan, on_event=events.append)
+    document = json.loads((tmp_path / "metrics.json").read_text())
+    assert document["status"] == "completed"
+    assert [r["banks"] for r in document["rounds"]] == [["bank-1", "bank-2"]] * 2
+    assert [r["refused"] for r in document["rounds"]] == [["bank-3"]] * 2
+    assert {r["name"] for r in document["refusals"]} == {"bank-3"}
+    assert document["privacy"]["bank-3"]["events"] == []
+    assert document["privacy"]["bank-3"]["epsilon"] == 0.0
+    for bank in ("bank-1", "bank-2"):
+        assert document["privacy"][bank]["epsilon"] <= 1.0
+    assert set(document["participants"]) == {"bank-1", "bank-2"}
