@@ -32,6 +32,10 @@ PUBLIC = {
         "PrivacyError", "PrivacyLedger", "RunPlan", "SecureGaussian",
         "calibrate_noise_multiplier", "epsilon_spent", "train_dp_sgd", "validate_for_dp",
     },
+    "privacy.secagg": {
+        "FixedPoint", "Share", "ShareRejected", "combine_shares", "derive_key", "expand_mask",
+        "generate_private_key", "open_share", "public_bytes", "seal_share", "split_secret",
+    },
 }  # fmt: skip
 
 

@@ -1,0 +1,33 @@
+"""Secure aggregation building blocks (the SecAgg+ protocol is built on these).
+
+Fixed-point ring encoding, Shamir secret sharing, and X25519/HKDF/ChaCha20/AEAD
+primitives from the ``cryptography`` package.
+"""
+
+from __future__ import annotations
+
+from privacy.secagg.fixed_point import FixedPoint
+from privacy.secagg.primitives import (
+    ShareRejected,
+    derive_key,
+    expand_mask,
+    generate_private_key,
+    open_share,
+    public_bytes,
+    seal_share,
+)
+from privacy.secagg.shamir import Share, combine_shares, split_secret
+
+__all__ = [
+    "FixedPoint",
+    "Share",
+    "ShareRejected",
+    "combine_shares",
+    "derive_key",
+    "expand_mask",
+    "generate_private_key",
+    "open_share",
+    "public_bytes",
+    "seal_share",
+    "split_secret",
+]
