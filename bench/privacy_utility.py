@@ -20,10 +20,7 @@ import math
 import os
 import platform
 import statistics
-import subprocess
-import sys
 import tempfile
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -31,6 +28,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+from _simulate import simulate
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -53,25 +51,10 @@ def run_one(
     split: str, model: str, epsilon: float, seed: int, rounds: int, work: Path
 ) -> dict[str, object]:
     """One ``fedcredit simulate`` run; its final metrics and privacy spend."""
-    out = work / f"{split}-{model}-{epsilon}-{seed}"
     privacy = [] if math.isinf(epsilon) else ["--epsilon", str(epsilon)]
-    command = [
-        str(Path(sys.executable).parent / "fedcredit"),
-        "simulate",
-        *SPLITS[split],
-        *MODELS[model],
-        *COMMON,
-        *privacy,
-        "--rounds",
-        str(rounds),
-        "--seed",
-        str(seed),
-        "--out",
-        str(out),
-    ]
-    started = time.monotonic()
-    subprocess.run(command, check=True, capture_output=True, env=_env())
-    document = json.loads((out / "metrics.json").read_text())
+    arguments = [*SPLITS[split], *MODELS[model], *COMMON, *privacy]
+    arguments += ["--rounds", str(rounds), "--seed", str(seed)]
+    document, seconds = simulate(arguments, work / f"{split}-{model}-{epsilon}-{seed}")
     spent = [ledger["epsilon"] for ledger in document["privacy"].values()]
     return {
         "split": split,
@@ -82,7 +65,7 @@ def run_one(
         "ks": document["final"]["ks"],
         "max_epsilon_spent": max(spent) if spent else None,
         "status": document["status"],
-        "wall_seconds": time.monotonic() - started,
+        "wall_seconds": seconds,
     }
 
 
@@ -171,17 +154,6 @@ def plot(summary: list[dict[str, object]], epsilons: list[float], path: Path) ->
     figure.tight_layout()
     figure.savefig(path)
     plt.close(figure)
-
-
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        FLWR_TELEMETRY_ENABLED="0",
-        FLWR_DISABLE_UPDATE_CHECK="1",
-        RAY_USAGE_STATS_ENABLED="0",
-        RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO="0",
-    )
-    return env
 
 
 def main() -> None:

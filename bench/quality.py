@@ -18,14 +18,12 @@ import json
 import os
 import platform
 import statistics
-import subprocess
-import sys
 import tempfile
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
+from _simulate import simulate
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -42,23 +40,8 @@ MODELS = {
 
 
 def run_simulation(split: str, model: str, seed: int, rounds: int, work: Path) -> dict[str, object]:
-    out = work / f"{split}-{model}-{seed}"
-    command = [
-        str(Path(sys.executable).parent / "fedcredit"),
-        "simulate",
-        *SPLITS[split],
-        *MODELS[model],
-        "--rounds",
-        str(rounds),
-        "--seed",
-        str(seed),
-        "--out",
-        str(out),
-    ]
-    started = time.monotonic()
-    subprocess.run(command, check=True, capture_output=True, env=_env())
-    seconds = time.monotonic() - started
-    document = json.loads((out / "metrics.json").read_text())
+    arguments = [*SPLITS[split], *MODELS[model], "--rounds", str(rounds), "--seed", str(seed)]
+    document, seconds = simulate(arguments, work / f"{split}-{model}-{seed}")
     return {
         "split": split,
         "model": model,
@@ -145,17 +128,6 @@ def markdown(summary: list[dict[str, object]], lgbm: list[dict[str, object]], ro
     lines.append("")
     lines.append(f"{rounds} rounds, 1 local epoch, batch 64; mean ± sd over seeds.")
     return "\n".join(lines) + "\n"
-
-
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        FLWR_TELEMETRY_ENABLED="0",
-        FLWR_DISABLE_UPDATE_CHECK="1",
-        RAY_USAGE_STATS_ENABLED="0",
-        RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO="0",
-    )
-    return env
 
 
 def main() -> None:
