@@ -31,7 +31,7 @@ SPLITS = {
     "iid-5": ["--partition", "iid", "--banks", "5"],
     "dirichlet-0.5-5": ["--partition", "dirichlet", "--alpha", "0.5", "--banks", "5"],
     "education": ["--partition", "column", "--partition-column", "EDUCATION"],
-    "central": ["--partition", "iid", "--banks", "1"],
+    "central": ["--partition", "iid", "--banks", "1", "--no-secure-aggregation"],
 }
 MODELS = {
     "logreg": ["--model", "logreg", "--encoding", "binned"],

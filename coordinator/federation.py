@@ -16,9 +16,14 @@ How a run flows::
                            ◀───────────────────   score histograms, loss sums
         pooled AUC, KS, ... from summed histograms
 
+With secure aggregation (the default) the train step returns masked updates and
+one more round trip unmasks only their sum; :mod:`coordinator.secure` shows the flow.
+
 Rounds that get fewer than ``min_banks`` usable replies raise
 :class:`~coordinator.errors.RoundFailed`; the global model is then the last
-completed round's.
+completed round's. A round that loses too many banks to dropouts (below
+``min_banks``, or below the secure-aggregation threshold) is aborted instead: the
+global model stays as it was, the round is recorded as aborted and the run goes on.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from flwr.serverapp import Grid
 
 from coordinator.errors import RoundFailed
 from coordinator.privacy_records import BudgetsExhausted, ledger_of, refusal_of, refusal_text
+from coordinator.secure import SecureAggregation
 from coordinator.strategy import CreditFedAvg
 from credit import keys
 from credit.encoding import FeatureEncoder, fit_encoder
@@ -46,9 +52,11 @@ from credit.wire import (
     config_record,
     config_str,
     feature_stats_from_record,
+    flatten,
     metric_number,
     metric_record,
 )
+from privacy.secagg.protocol import SecAggAborted
 
 __all__ = ["BankInfo", "Federation", "RoundResult", "RunOutcome"]
 
@@ -77,6 +85,8 @@ class RoundResult:
     seconds: float
     refused: tuple[str, ...] = ()
     max_epsilon_spent: float | None = None
+    dropped: tuple[str, ...] = ()
+    aborted: str | None = None
 
 
 @dataclass
@@ -127,6 +137,7 @@ class Federation:
         self.schema = load_schema(config.schema_file or None)
         self.strategy = CreditFedAvg(min_banks=config.min_banks)
         self.privacy: dict[str, dict[str, Any]] = {}
+        self.secure: SecureAggregation | None = None
         self._refusals: list[dict[str, Any]] = []
         self._on_round = on_round or (lambda result, total: None)
         self._on_event = on_event or (lambda text: None)
@@ -150,6 +161,9 @@ class Federation:
             arrays=arrays,
         )
         names = {bank.node_id: bank.name for bank in banks}
+        if self.secure is not None:
+            self._on_event(self.secure.describe())
+            self._request_advertisements(1, arrays)
         for server_round in range(1, self.config.rounds + 1):
             try:
                 result, outcome.arrays = self._round(
@@ -194,6 +208,7 @@ class Federation:
                 keys.LOCAL_EPOCHS: self.config.local_epochs,
                 keys.BATCH_SIZE: self.config.batch_size,
                 keys.MAX_GRAD_NORM: self.config.max_grad_norm,
+                keys.DROPOUT_RATE: self.config.dropout_rate,
             }
         )
 
@@ -201,33 +216,21 @@ class Federation:
         config = self._base_config()
         config[keys.TASK] = keys.TASK_FEATURE_STATS
         config[keys.GRID_BINS] = self.config.grid_bins
+        content = RecordDict({keys.CONFIG: config})
+        if self.config.secure_aggregation:
+            content[keys.SECAGG] = ConfigRecord()  # asks banks for their encryption keys
         messages = [
-            Message(RecordDict({keys.CONFIG: config}), node_id, MessageType.QUERY)
-            for node_id in node_ids
+            Message(RecordDict(dict(content)), node_id, MessageType.QUERY) for node_id in node_ids
         ]
-        replies = self._usable(
-            self.grid.send_and_receive(messages, timeout=self.config.round_timeout),
-            "feature-stats",
-            0,
-        )
-        accepted = []
-        for reply in replies:
-            self._record_privacy(reply)
-            refusal = refusal_of(reply)
-            if refusal is None:
-                accepted.append(reply)
-            else:
-                self._refusals.append(refusal)
-                self._on_event(refusal_text(refusal))
-        if len(accepted) < self.config.min_banks:
+        replies, _ = self._split_refusals(self._exchange(messages, "feature-stats", 0))
+        if len(replies) < self.config.min_banks:
             raise RoundFailed(
                 stage="feature-stats",
                 server_round=0,
-                received=len(accepted),
+                received=len(replies),
                 required=self.config.min_banks,
                 reasons=[refusal_text(r) for r in self._refusals],
             )
-        replies = accepted
         banks = [
             BankInfo(
                 name=config_str(config_record(r.content, keys.BANK), keys.BANK_NAME),
@@ -251,6 +254,22 @@ class Federation:
             stats=stats,
             quantile_bins=self.config.quantile_bins,
         )
+        if self.config.secure_aggregation:
+            self.secure = SecureAggregation(run=self.grid.run.run_id, clip=self.config.secagg_clip)
+            try:
+                self.secure.enroll(
+                    replies,
+                    {bank.node_id: bank.n_train for bank in banks},
+                    self.config.min_banks,
+                )
+            except ValueError as exc:
+                raise RoundFailed(
+                    stage="secure-aggregation set-up",
+                    server_round=0,
+                    received=len(replies),
+                    required=2,
+                    reasons=[str(exc)],
+                ) from exc
         total = sum(bank.n_train for bank in banks)
         self._on_event(
             f"encoder fitted ({self.config.encoding}, {self.config.feature_stats} statistics "
@@ -273,38 +292,23 @@ class Federation:
         config[keys.ENCODER] = encoder.model_dump_json()
         config[keys.MODEL_SPEC] = spec.model_dump_json()
         config[keys.SCORE_BINS] = self.config.score_bins
+        config[keys.SERVER_ROUND] = server_round
         train_config = ConfigRecord(dict(config))
         train_config[keys.LEARNING_RATE] = self.config.learning_rate
-        timeout = self.config.round_timeout
 
-        all_train = self._usable(
-            self.grid.send_and_receive(
-                self.strategy.configure_train(server_round, arrays, train_config, self.grid),
-                timeout=timeout,
-            ),
-            "train",
-            server_round,
-        )
-        train_replies, refused = self._split_refusals(all_train)
-        if len(train_replies) < self.config.min_banks:
-            raise BudgetsExhausted(
-                f"round {server_round}: {len(refused)} bank(s) refused (privacy budget spent), "
-                f"{len(train_replies)} accepted, {self.config.min_banks} needed; "
-                f"the model of round {server_round - 1} is final"
+        aborted: str | None = None
+        new_arrays, train_loss = arrays, None
+        trained: list[int] = []
+        refused: list[dict[str, Any]] = []
+        dropped: list[int] = []
+        try:
+            new_arrays, train_loss, trained, refused, dropped = self._train(
+                server_round, arrays, train_config
             )
-        new_arrays, train_metrics = self.strategy.aggregate_train(server_round, train_replies)
-        if new_arrays is None or train_metrics is None:
-            raise RoundFailed(
-                stage="train", server_round=server_round, received=0, required=1, reasons=[]
-            )
-        evaluate_replies = self._usable(
-            self.grid.send_and_receive(
-                self.strategy.configure_evaluate(server_round, new_arrays, config, self.grid),
-                timeout=timeout,
-            ),
-            "evaluate",
-            server_round,
-        )
+        except SecAggAborted as abort:
+            aborted = str(abort)
+            self._on_event(aborted)
+        evaluate_replies = self._evaluate(server_round, new_arrays, config)
         metrics_record = self.strategy.aggregate_evaluate(server_round, evaluate_replies)
         if metrics_record is None:
             raise RoundFailed(
@@ -314,17 +318,99 @@ class Federation:
         result = RoundResult(
             server_round=server_round,
             metrics=CreditMetrics.from_dict(metrics_record),
-            train_loss=(
-                metric_number(train_metrics, keys.TRAIN_LOSS)
-                if keys.TRAIN_LOSS in train_metrics
-                else None
-            ),
-            banks=tuple(sorted(names.get(r.metadata.src_node_id, "?") for r in train_replies)),
+            train_loss=train_loss,
+            banks=tuple(sorted(names.get(node, "?") for node in trained)),
             seconds=time.monotonic() - started,
             refused=tuple(sorted(str(r[keys.BANK_NAME]) for r in refused)),
             max_epsilon_spent=max(spent) if spent else None,
+            dropped=tuple(sorted(names.get(node, "?") for node in dropped)),
+            aborted=aborted,
         )
         return result, new_arrays
+
+    def _train(
+        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord
+    ) -> tuple[ArrayRecord, float | None, list[int], list[dict[str, Any]], list[int]]:
+        """One training step: new arrays, mean train loss, who trained, refused, dropped.
+
+        Raises
+        ------
+        SecAggAborted
+            If dropouts leave fewer banks than the round needs (the model is unchanged).
+        BudgetsExhausted
+            If refusals leave fewer than ``min_banks`` banks.
+        """
+        if self.secure is not None:
+            messages = self.secure.train_messages(server_round, arrays, config)
+        else:
+            messages = list(self.strategy.configure_train(server_round, arrays, config, self.grid))
+        replies, dropped = self._split_dropped(self._exchange(messages, "train", server_round))
+        accepted, refused = self._split_refusals(replies)
+        needed = self.config.min_banks
+        if len(accepted) < needed and len(accepted) + len(dropped) < needed:
+            raise BudgetsExhausted(
+                f"round {server_round}: {len(refused)} bank(s) refused (privacy budget spent), "
+                f"{len(accepted)} accepted, {needed} needed; "
+                f"the model of round {server_round - 1} is final"
+            )
+        if len(accepted) < needed:
+            raise SecAggAborted(server_round, "train", len(accepted), needed)
+        trained = [r.metadata.src_node_id for r in accepted]
+        if self.secure is not None:
+            update = self.secure.aggregate(server_round, accepted, arrays, config, self._exchange)
+            return update.arrays, update.train_loss, update.banks, refused, dropped
+        new_arrays, metrics = self.strategy.aggregate_train(server_round, accepted)
+        if new_arrays is None or metrics is None:
+            raise RoundFailed(
+                stage="train", server_round=server_round, received=0, required=1, reasons=[]
+            )
+        loss = metric_number(metrics, keys.TRAIN_LOSS) if keys.TRAIN_LOSS in metrics else None
+        return new_arrays, loss, trained, refused, dropped
+
+    def _evaluate(
+        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord
+    ) -> list[Message]:
+        """Evaluate ``arrays`` at every bank; with secure aggregation, gather next keys."""
+        messages = list(self.strategy.configure_evaluate(server_round, arrays, config, self.grid))
+        next_round = server_round + 1 if server_round < self.config.rounds else 0
+        if self.secure is not None and next_round:
+            self.secure.open_round(next_round, flatten(arrays).size)
+            for message in messages:
+                message.content[keys.SECAGG] = self.secure.record(advertise_round=next_round)
+        replies = self._exchange(messages, "evaluate", server_round)
+        if self.secure is not None and next_round:
+            self.secure.collect_advertisements(next_round, replies)
+        return replies
+
+    def _request_advertisements(self, server_round: int, arrays: ArrayRecord) -> None:
+        """Ask every bank of the roster for its keys of ``server_round`` (set-up only)."""
+        assert self.secure is not None
+        self.secure.open_round(server_round, flatten(arrays).size)
+        config = self._base_config()
+        config[keys.TASK] = keys.TASK_SECAGG_ADVERTISE
+        messages = [
+            Message(
+                RecordDict(
+                    {keys.CONFIG: config, keys.SECAGG: self.secure.record(advertise_round=1)}
+                ),
+                node_id,
+                MessageType.QUERY,
+            )
+            for node_id in sorted(self.secure.roster)
+        ]
+        replies, _ = self._split_dropped(self._exchange(messages, "advertise", 0))
+        self.secure.collect_advertisements(server_round, replies)
+
+    def _exchange(self, messages: list[Message], stage: str, server_round: int) -> list[Message]:
+        """Send ``messages``, wait for the replies, keep those without errors."""
+        replies = self.grid.send_and_receive(messages, timeout=self.config.round_timeout)
+        return self._usable(replies, stage, server_round)
+
+    def _split_dropped(self, replies: list[Message]) -> tuple[list[Message], list[int]]:
+        """Separate simulated dropouts (they answer only "dropped") from real replies."""
+        present = [r for r in replies if keys.DROPPED not in r.content.config_records]
+        gone = [r.metadata.src_node_id for r in replies if keys.DROPPED in r.content.config_records]
+        return present, gone
 
     def _split_refusals(self, replies: list[Message]) -> tuple[list[Message], list[dict[str, Any]]]:
         """Separate typed refusals from updates; record ledgers and refusals."""
@@ -347,9 +433,15 @@ class Federation:
             self.privacy[bank] = summary
 
     def _usable(self, replies: Iterable[Message], stage: str, server_round: int) -> list[Message]:
-        """Keep replies without errors; fail the round below ``min_banks``."""
+        """Keep replies without errors; fail the round below ``min_banks``.
+
+        Secure aggregation's own stages only drop the failed replies: the protocol
+        decides against its threshold whether the round goes on.
+        """
         replies = list(replies)
         valid = [r for r in replies if not r.has_error()]
+        if stage in ("advertise", "unmask"):
+            return valid
         if len(valid) < self.config.min_banks:
             reasons = [
                 f"node {r.metadata.src_node_id}: {r.error.reason}" for r in replies if r.has_error()

@@ -66,6 +66,8 @@ def metrics_document(outcome: RunOutcome, wall_seconds: float) -> dict[str, Any]
                 "train_loss": r.train_loss,
                 "banks": list(r.banks),
                 "refused": list(r.refused),
+                "dropped": list(r.dropped),
+                "aborted": r.aborted,
                 "max_epsilon_spent": r.max_epsilon_spent,
                 "seconds": r.seconds,
             }

@@ -33,6 +33,10 @@ def format_round(result: RoundResult, total: int) -> str:
         line += f"  ε spent ≤ {result.max_epsilon_spent:.3f}"
     if result.refused:
         line += f"  refused {len(result.refused)}"
+    if result.dropped:
+        line += f"  dropped {len(result.dropped)}"
+    if result.aborted:
+        line += "  ABORTED (model unchanged)"
     return line + f"  {result.seconds:5.1f} s"
 
 

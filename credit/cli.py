@@ -116,6 +116,16 @@ def simulate(
         typer.Option(help="TOML file with a privacy budget per bank (see README)."),
     ] = None,
     max_grad_norm: Annotated[float, typer.Option(help="DP-SGD per-sample clipping norm.")] = 1.0,
+    secure_aggregation: Annotated[
+        bool,
+        typer.Option(
+            help="Combine updates by secure aggregation (the coordinator learns only the sum)."
+        ),
+    ] = True,
+    dropout_rate: Annotated[
+        float,
+        typer.Option(help="Chance a bank drops out of a round at a random stage (0 <= p < 1)."),
+    ] = 0.0,
     cpus: Annotated[
         int | None, typer.Option(min=1, help="CPUs for the simulation engine (default: all).")
     ] = None,
@@ -143,6 +153,8 @@ def simulate(
                 "partition_column": partition_column,
                 "out_dir": str(out),
                 "max_grad_norm": max_grad_norm,
+                "secure_aggregation": secure_aggregation,
+                "dropout_rate": dropout_rate,
             },
             source="fedcredit simulate",
         )

@@ -55,3 +55,23 @@ REFUSAL_TYPE = "type"
 REFUSAL_SPENT = "spent"
 REFUSAL_REQUESTED = "requested"
 REFUSAL_MAXIMUM = "maximum"
+
+# Secure aggregation (see privacy.secagg.protocol for the message flow).
+SECAGG = "secagg"
+SECAGG_MASKED = "secagg-masked"
+TASK_SECAGG_ADVERTISE = "secagg-advertise"
+TASK_SECAGG_UNMASK = "secagg-unmask"
+ENCRYPTION_KEY = "encryption-key"
+ROSTER = "roster"
+THRESHOLD = "threshold"
+ADVERTISE_ROUND = "advertise-round"
+ADVERTISEMENT = "advertisement"
+FORWARD = "forward"
+FIXED_POINT = "fixed-point"
+UNMASK = "unmask"
+REVEAL = "reveal"
+PARTICIPANT_STATE = "participant-state"
+
+# Simulated dropouts (research knob of ``fedcredit simulate``).
+DROPOUT_RATE = "dropout-rate"
+DROPPED = "dropped"

@@ -76,6 +76,14 @@ class RunConfig(BaseModel):
         Rounds announced to banks for their noise calibration; ``rounds`` when unset.
         Announcing fewer than are run models a coordinator that extends a run: banks
         with a budget refuse every round past it.
+    secure_aggregation : bool, default True
+        Combine updates by secure aggregation: the coordinator learns only their sum.
+    secagg_clip : float, default 16.0
+        Per-coordinate clip of a bank's masked update (its difference from the
+        global model) in the fixed-point code of secure aggregation.
+    dropout_rate : float, default 0.0
+        Simulations only: the chance that a bank drops out of a round, at a random
+        stage (see ``participant.secure``).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -103,6 +111,9 @@ class RunConfig(BaseModel):
     round_timeout: float = Field(default=600.0, gt=0)
     max_grad_norm: float = Field(default=1.0, gt=0)
     planned_rounds: int | None = Field(default=None, ge=1)
+    secure_aggregation: bool = True
+    secagg_clip: float = Field(default=16.0, gt=0)
+    dropout_rate: float = Field(default=0.0, ge=0, lt=1)
 
     @property
     def announced_rounds(self) -> int:

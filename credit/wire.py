@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 from flwr.app import Array, ArrayRecord, ConfigRecord, MetricRecord, RecordDict
+from numpy.typing import NDArray
 
 from credit import keys
 from credit.feature_stats import FeatureStats, NumericStats
@@ -17,10 +18,12 @@ __all__ = [
     "config_str",
     "feature_stats_from_record",
     "feature_stats_to_record",
+    "flatten",
     "metric_number",
     "metric_record",
     "score_summary_from_records",
     "score_summary_to_records",
+    "unflatten",
 ]
 
 
@@ -136,3 +139,21 @@ def score_summary_from_records(arrays: ArrayRecord, metrics: MetricRecord) -> Sc
         brier_sum=metric_number(metrics, keys.BRIER_SUM),
         log_loss_sum=metric_number(metrics, keys.LOG_LOSS_SUM),
     )
+
+
+def flatten(arrays: ArrayRecord) -> NDArray[np.float64]:
+    """All parameters as one float64 vector, in the record's key order."""
+    return np.concatenate([arrays[name].numpy().ravel() for name in arrays]).astype(np.float64)
+
+
+def unflatten(vector: NDArray[np.float64], like: ArrayRecord) -> ArrayRecord:
+    """Split ``vector`` back into ``like``'s arrays, with their shapes and dtypes."""
+    out, start = {}, 0
+    for name in like:
+        template = like[name].numpy()
+        stop = start + template.size
+        out[name] = Array(vector[start:stop].reshape(template.shape).astype(template.dtype))
+        start = stop
+    if start != vector.size:
+        raise ValueError(f"vector has {vector.size} values; the model has {start}")
+    return ArrayRecord(out)

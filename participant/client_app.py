@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 
+import numpy as np
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 from torch import nn
@@ -33,10 +34,21 @@ from credit.wire import (
     config_record,
     config_str,
     feature_stats_to_record,
+    flatten,
     score_summary_to_records,
 )
 from participant.bank import BankSource, EncodedSplit, PreparedBank, encoded_split, prepare_bank
 from participant.privacy_guard import PrivacyGuard, TrainingRequest
+from participant.secure import (
+    DropStage,
+    advertise,
+    answer_unmask,
+    dropout_stage,
+    dropped_reply,
+    enrollment,
+    mask_update,
+    wants_secure,
+)
 from participant.sources import source_from_context
 from participant.training import TrainSettings, predict_proba, train_locally
 from privacy.dp_sgd import DpSgdSettings, train_dp_sgd
@@ -124,65 +136,78 @@ def make_client_app(resolve_source: SourceResolver = source_from_context) -> Cli
     def query(message: Message, context: Context) -> Message:
         config = config_record(message.content, keys.CONFIG)
         task = config_str(config, keys.TASK)
-        if task != keys.TASK_FEATURE_STATS:
-            raise ValueError(f"unknown query task '{task}'")
         source = resolve_source(context)
         bank = _load_bank(config, source)
-        stats = compute_feature_stats(bank.train, bank.schema, config_int(config, keys.GRID_BINS))
-        guard = _guard(bank, source)
-        content = RecordDict(
-            {
-                keys.BANK: ConfigRecord({keys.BANK_NAME: bank.name}),
-                keys.METRICS: MetricRecord(
-                    {keys.N_TRAIN: len(bank.train), keys.N_TEST: len(bank.test)}
-                ),
-            }
-        )
-        if guard is not None:
-            try:
-                stats = guard.release_feature_stats(stats, bank.schema, _request(message, config))
-            except PrivacyBudgetExceeded as refusal:
-                return _refusal(message, refusal, guard)
-            content[keys.PRIVACY] = _ledger_record(guard)
-        content[keys.FEATURE_STATS] = feature_stats_to_record(stats)
-        return Message(content=content, reply_to=message)
+        if task == keys.TASK_FEATURE_STATS:
+            return _feature_stats(message, context, config, source, bank)
+        if task == keys.TASK_SECAGG_ADVERTISE:
+            secagg = config_record(message.content, keys.SECAGG)
+            if _drops(config, bank, config_int(secagg, keys.ADVERTISE_ROUND)) == "advertise":
+                return dropped_reply(message, "advertise")
+            advertisement = advertise(context, message.metadata.run_id, secagg)
+            if advertisement is None:
+                raise ValueError("this bank is not in the run's secure-aggregation roster")
+            return Message(content=RecordDict({keys.SECAGG: advertisement}), reply_to=message)
+        if task == keys.TASK_SECAGG_UNMASK:
+            if _drops(config, bank, config_int(config, keys.SERVER_ROUND)) == "unmask":
+                return dropped_reply(message, "unmask")
+            reply = RecordDict({keys.SECAGG: answer_unmask(context, message)})
+            return Message(content=reply, reply_to=message)
+        raise ValueError(f"unknown query task '{task}'")
 
     @client_app.train()
     def train(message: Message, context: Context) -> Message:
         config = config_record(message.content, keys.CONFIG)
         source = resolve_source(context)
         bank = _load_bank(config, source)
+        server_round = config_int(config, keys.SERVER_ROUND)
+        if _drops(config, bank, server_round) == "train":
+            return dropped_reply(message, "train")
         guard = _guard(bank, source)
-        if guard is None:
-            return _train_plain(message, config, bank)
-        request = _request(message, config)
-        try:
-            event = guard.charge_round(request)  # before any training: refuse, or commit
-        except PrivacyBudgetExceeded as refusal:
-            return _refusal(message, refusal, guard)
         model, split = _model_and_split(message, bank)
-        train_dp_sgd(
-            model,
-            split.train_x,
-            split.train_y,
-            DpSgdSettings(
-                noise_multiplier=event.noise_multiplier,
-                max_grad_norm=event.max_grad_norm,
-                batch_size=request.batch_size,
-                epochs=request.local_epochs,
-                learning_rate=config_float(config, keys.LEARNING_RATE),
-            ),
-        )
-        # The training loss is a statistic of the training rows: not released under DP.
-        content = RecordDict(
-            {
-                keys.ARRAYS: ArrayRecord(model.state_dict()),
-                keys.METRICS: MetricRecord(
-                    {keys.NUM_EXAMPLES: len(split.train_y), keys.EPSILON: guard.ledger.epsilon}
+        metrics: dict[str, int | float | list[int] | list[float]] = {
+            keys.NUM_EXAMPLES: len(split.train_y)
+        }
+        content = RecordDict()
+        if guard is None:
+            loss: float | None = _train_plain(model, split, config)
+        else:
+            request = _request(message, config)
+            try:
+                event = guard.charge_round(request)  # before any training: refuse, or commit
+            except PrivacyBudgetExceeded as refusal:
+                return _refusal(message, refusal, guard)
+            train_dp_sgd(
+                model,
+                split.train_x,
+                split.train_y,
+                DpSgdSettings(
+                    noise_multiplier=event.noise_multiplier,
+                    max_grad_norm=event.max_grad_norm,
+                    batch_size=request.batch_size,
+                    epochs=request.local_epochs,
+                    learning_rate=config_float(config, keys.LEARNING_RATE),
                 ),
-                keys.PRIVACY: _ledger_record(guard),
-            }
-        )
+            )
+            loss = None  # a statistic of the training rows: not released under DP
+            metrics[keys.EPSILON] = guard.ledger.epsilon
+            content[keys.PRIVACY] = _ledger_record(guard)
+        arrays = ArrayRecord(model.state_dict())
+        if wants_secure(message):
+            # The coordinator learns only the sum: the update, the loss and the weight
+            # are masked together; per-bank metrics stay home.
+            delta = flatten(arrays) - flatten(array_record(message.content, keys.ARRAYS))
+            reported = 0.0 if loss is None else 1.0
+            values = np.append(delta, [(loss or 0.0) * reported, reported])
+            content[keys.ARRAYS] = mask_update(
+                context, message, server_round, values, float(len(split.train_y))
+            )
+            metrics = {k: v for k, v in metrics.items() if k == keys.EPSILON}
+        else:
+            content[keys.ARRAYS] = arrays
+            if loss is not None:
+                metrics[keys.TRAIN_LOSS] = loss
+        content[keys.METRICS] = MetricRecord(metrics)
         return Message(content=content, reply_to=message)
 
     @client_app.evaluate()
@@ -195,30 +220,63 @@ def make_client_app(resolve_source: SourceResolver = source_from_context) -> Cli
         )
         histograms, sums = score_summary_to_records(summary)
         content = RecordDict({keys.SCORES: histograms, keys.METRICS: sums})
+        if wants_secure(message):
+            secagg = config_record(message.content, keys.SECAGG)
+            next_round = config_int(secagg, keys.ADVERTISE_ROUND)
+            if next_round and _drops(config, bank, next_round) != "advertise":
+                advertisement = advertise(context, message.metadata.run_id, secagg)
+                if advertisement is not None:
+                    content[keys.SECAGG] = advertisement
         return Message(content=content, reply_to=message)
 
     return client_app
 
 
-def _train_plain(message: Message, config: ConfigRecord, bank: PreparedBank) -> Message:
-    """Non-private local SGD (a bank without a privacy budget)."""
-    model, split = _model_and_split(message, bank)
+def _feature_stats(
+    message: Message,
+    context: Context,
+    config: ConfigRecord,
+    source: BankSource,
+    bank: PreparedBank,
+) -> Message:
+    """Aggregates of the training rows (noisy under a privacy budget), never rows."""
+    stats = compute_feature_stats(bank.train, bank.schema, config_int(config, keys.GRID_BINS))
+    guard = _guard(bank, source)
+    content = RecordDict(
+        {
+            keys.BANK: ConfigRecord({keys.BANK_NAME: bank.name}),
+            keys.METRICS: MetricRecord(
+                {keys.N_TRAIN: len(bank.train), keys.N_TEST: len(bank.test)}
+            ),
+        }
+    )
+    if guard is not None:
+        try:
+            stats = guard.release_feature_stats(stats, bank.schema, _request(message, config))
+        except PrivacyBudgetExceeded as refusal:
+            return _refusal(message, refusal, guard)
+        content[keys.PRIVACY] = _ledger_record(guard)
+    content[keys.FEATURE_STATS] = feature_stats_to_record(stats)
+    if wants_secure(message):
+        content[keys.SECAGG] = enrollment(context, message.metadata.run_id)
+    return Message(content=content, reply_to=message)
+
+
+def _drops(config: ConfigRecord, bank: PreparedBank, server_round: int) -> DropStage | None:
+    """Where a simulated dropout takes this bank out of ``server_round`` (None: it stays)."""
+    rate = config_float(config, keys.DROPOUT_RATE) if keys.DROPOUT_RATE in config else 0.0
+    return dropout_stage(config_int(config, keys.SEED), bank.name, server_round, rate)
+
+
+def _train_plain(model: nn.Module, split: EncodedSplit, config: ConfigRecord) -> float:
+    """Non-private local SGD (a bank without a privacy budget); the mean training loss."""
     settings = TrainSettings(
         epochs=config_int(config, keys.LOCAL_EPOCHS),
         batch_size=config_int(config, keys.BATCH_SIZE),
         learning_rate=config_float(config, keys.LEARNING_RATE),
         seed=config_int(config, keys.SEED) * 100_003 + config_int(config, keys.SERVER_ROUND),
     )
-    loss = train_locally(model, split.train_x, split.train_y, settings)
-    content = RecordDict(
-        {
-            keys.ARRAYS: ArrayRecord(model.state_dict()),
-            keys.METRICS: MetricRecord(
-                {keys.NUM_EXAMPLES: len(split.train_y), keys.TRAIN_LOSS: loss}
-            ),
-        }
-    )
-    return Message(content=content, reply_to=message)
+    return train_locally(model, split.train_x, split.train_y, settings)
 
 
 app = make_client_app()

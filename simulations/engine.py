@@ -26,6 +26,7 @@ from pathlib import Path
 from coordinator.federation import RoundResult
 from coordinator.outputs import RunFiles, run_files
 from coordinator.server_app import make_server_app
+from credit.errors import ConfigError
 from credit.run_config import RunConfig
 from participant.bank import BankSource
 from participant.client_app import make_client_app
@@ -84,6 +85,12 @@ def plan_simulation(
     # A consortium smaller than the default minimum (e.g. --banks 1, centralised
     # training) must not wait for banks that will never connect.
     config = config.model_copy(update={"min_banks": min(config.min_banks, len(partitions))})
+    if config.secure_aggregation and len(partitions) < 2:
+        raise ConfigError(
+            f"secure aggregation needs at least 2 banks; got {len(partitions)} "
+            "(one bank's sum is its own update): add --no-secure-aggregation",
+            source="--secure-aggregation",
+        )
     if budgets is not None:
         budgets.check_banks([p.name for p in partitions], source=budget_source)
     banks_dir = Path(config.out_dir) / BANKS_DIR

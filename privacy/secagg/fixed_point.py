@@ -1,30 +1,41 @@
-"""Fixed-point encoding of weighted updates into the ring Z_(2^64).
+"""Fixed-point encoding of weighted updates into the ring Z_(2^k), k = 32 or 64.
 
-Secure aggregation sums integers modulo 2^64 (numpy's uint64 arithmetic wraps
+Secure aggregation sums integers modulo 2^k (numpy's unsigned arithmetic wraps
 exactly so). A participant with weight ``w`` encodes ``round(w * clip(x) * 2^f)`` as a
-two's-complement 64-bit integer; the coordinator decodes the masked-then-unmasked sum
-as a signed integer and divides by ``2^f`` and by the summed weight.
+two's-complement k-bit integer; the coordinator decodes the masked-then-unmasked sum
+as a signed integer and divides by ``2^f`` and by the summed weight. The weight itself
+is encoded as ``round(w * 2^f)``.
 
 Notes
 -----
-Headroom. The decoded sum is exact while ``|sum_i w_i x_i| * 2^f < 2^63``. With values
-clipped to ``[-c, c]`` that holds whenever ``W * c * 2^f + N / 2 < 2^63`` for total
-weight ``W`` over ``N`` participants; :class:`FixedPoint` checks it before any
-encoding (:meth:`FixedPoint.check_headroom`). Quantization: each participant's
-rounding moves its term by at most 1/2 unit, so the decoded weighted mean is within
-``N / (2 * 2^f * W)`` of the exact weighted mean of the clipped values.
+Headroom. The decoded sums are exact while ``|sum_i w_i x_i| * 2^f < 2^(k-1)`` and
+``sum_i w_i * 2^f < 2^(k-1)``. With values clipped to ``[-c, c]`` both hold whenever
+
+    W * max(c, 1) * 2^f + N / 2 < 2^(k-1)
+
+for total weight ``W`` over ``N`` participants; :meth:`FixedPoint.check_headroom`
+checks it and :meth:`FixedPoint.for_sum` picks the largest ``f`` that satisfies it.
+
+Quantization. Each participant's rounding moves its term by at most 1/2 unit, so the
+decoded weighted mean is within ``N / (2 * 2^f * W)`` of the exact weighted mean of
+the clipped values (:meth:`FixedPoint.mean_error_bound`).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["FixedPoint"]
+__all__ = ["FixedPoint", "RingArray"]
 
-_SIGNED_LIMIT = 2**63
+RingArray = NDArray[np.unsignedinteger]
+_RING_DTYPES: dict[int, tuple[type[np.unsignedinteger], type[np.signedinteger]]] = {
+    32: (np.uint32, np.int32),
+    64: (np.uint64, np.int64),
+}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -36,54 +47,100 @@ class FixedPoint:
     clip : float
         Values are clipped to ``[-clip, clip]`` before encoding, > 0.
     fraction_bits : int
-        Bits after the binary point, in [0, 52].
+        Bits after the binary point, in [0, ring_bits - 12].
+    ring_bits : int
+        The ring Z_(2^ring_bits): 32 (uploads as large as float32) or 64.
     """
 
     clip: float
     fraction_bits: int
+    ring_bits: int = 64
 
     def __post_init__(self) -> None:
+        if self.ring_bits not in _RING_DTYPES:
+            raise ValueError(f"ring_bits must be 32 or 64; got {self.ring_bits}")
         if not self.clip > 0:
             raise ValueError(f"clip must be > 0; got {self.clip}")
-        if not 0 <= self.fraction_bits <= 52:
-            raise ValueError(f"fraction_bits must be in [0, 52]; got {self.fraction_bits}")
+        if not 0 <= self.fraction_bits <= self.ring_bits - 12:
+            raise ValueError(
+                f"fraction_bits must be in [0, {self.ring_bits - 12}]; got {self.fraction_bits}"
+            )
+
+    @classmethod
+    def for_sum(
+        cls, *, clip: float, total_weight: float, participants: int, ring_bits: int = 32
+    ) -> FixedPoint:
+        """The finest code whose sum of ``participants`` terms of ``total_weight`` cannot wrap.
+
+        Raises
+        ------
+        ValueError
+            If even ``fraction_bits = 0`` leaves no headroom.
+        """
+        limit = 2.0 ** (ring_bits - 1) - participants / 2
+        magnitude = total_weight * max(clip, 1.0)
+        if not magnitude > 0 or limit <= magnitude:
+            raise ValueError(
+                f"no fixed-point code fits total weight {total_weight:g} x clip {clip:g} "
+                f"in a {ring_bits}-bit ring"
+            )
+        bits = min(math.floor(math.log2(limit / magnitude)), ring_bits - 12)
+        while bits > 0 and magnitude * 2.0**bits >= limit:  # guard against log2 rounding up
+            bits -= 1
+        code = cls(clip=clip, fraction_bits=max(bits, 0), ring_bits=ring_bits)
+        code.check_headroom(total_weight=total_weight, participants=participants)
+        return code
 
     @property
     def scale(self) -> float:
         """2 ** fraction_bits."""
         return float(2**self.fraction_bits)
 
+    @property
+    def dtype(self) -> type[np.unsignedinteger]:
+        """The numpy dtype of ring elements (uint32 or uint64)."""
+        return _RING_DTYPES[self.ring_bits][0]
+
     def check_headroom(self, *, total_weight: float, participants: int) -> None:
         """Raise ValueError if a sum of ``participants`` terms of ``total_weight`` may wrap."""
-        worst = total_weight * self.clip * self.scale + participants / 2
-        if worst >= _SIGNED_LIMIT:
+        worst = total_weight * max(self.clip, 1.0) * self.scale + participants / 2
+        if worst >= 2.0 ** (self.ring_bits - 1):
             raise ValueError(
                 f"fixed-point sum may overflow: total weight {total_weight:g} x clip "
-                f"{self.clip:g} x 2^{self.fraction_bits} reaches 2^{np.log2(worst):.1f} >= 2^63; "
-                "lower fraction_bits or the clip range"
+                f"{self.clip:g} x 2^{self.fraction_bits} reaches 2^{np.log2(worst):.1f} "
+                f">= 2^{self.ring_bits - 1}; lower fraction_bits or the clip range"
             )
 
-    def encode(self, values: NDArray[np.floating], weight: float) -> NDArray[np.uint64]:
+    def mean_error_bound(self, *, total_weight: float, participants: int) -> float:
+        """Largest possible gap between the decoded and the exact weighted mean."""
+        return participants / (2 * self.scale * total_weight)
+
+    def encode(self, values: NDArray[np.floating], weight: float) -> RingArray:
         """``round(weight * clip(values) * 2^f)`` as ring elements (two's complement)."""
         if not weight >= 0:
             raise ValueError(f"weight must be >= 0; got {weight}")
         clipped = np.clip(np.asarray(values, dtype=np.float64), -self.clip, self.clip)
         scaled = np.rint(clipped * weight * self.scale)
-        if np.any(np.abs(scaled) >= _SIGNED_LIMIT):
-            raise ValueError("a weighted value does not fit 63 bits; check the headroom first")
-        return scaled.astype(np.int64).view(np.uint64)
+        signed = _RING_DTYPES[self.ring_bits][1]
+        if np.any(np.abs(scaled) >= 2.0 ** (self.ring_bits - 1)):
+            raise ValueError(
+                f"a weighted value does not fit {self.ring_bits - 1} bits; check the headroom first"
+            )
+        encoded: RingArray = scaled.astype(signed).view(self.dtype)
+        return encoded
 
-    def encode_weight(self, weight: float) -> np.uint64:
+    def encode_weight(self, weight: float) -> np.unsignedinteger:
         """The weight itself as a ring element, scaled like the values."""
-        return np.uint64(int(np.rint(weight * self.scale)) % 2**64)
+        return self.dtype(int(np.rint(weight * self.scale)) % 2**self.ring_bits)
 
     def decode_mean(
-        self, total: NDArray[np.uint64], weight_total: np.uint64
+        self, total: RingArray, weight_total: np.unsignedinteger
     ) -> NDArray[np.float64]:
         """Weighted mean from the ring sums of weighted values and of weights."""
-        weights = float(np.int64(np.uint64(weight_total)).item()) / self.scale
+        signed = _RING_DTYPES[self.ring_bits][1]
+        weights = float(np.asarray(weight_total, dtype=self.dtype).view(signed)) / self.scale
         if not weights > 0:
             raise ValueError(f"summed weight must be > 0; got {weights}")
-        values = total.view(np.int64).astype(np.float64) / self.scale
+        values = np.asarray(total, dtype=self.dtype).view(signed).astype(np.float64) / self.scale
         mean: NDArray[np.float64] = values / weights
         return mean

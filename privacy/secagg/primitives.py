@@ -76,13 +76,20 @@ def derive_key(
     return HKDF(algorithm=hashes.SHA256(), length=KEY_BYTES, salt=None, info=info).derive(shared)
 
 
-def expand_mask(key: bytes, length: int) -> NDArray[np.uint64]:
-    """``length`` uniform elements of Z_(2^64) from the ChaCha20 keystream under ``key``."""
+def expand_mask(key: bytes, length: int, *, ring_bits: int = 64) -> NDArray[np.unsignedinteger]:
+    """``length`` uniform elements of Z_(2^ring_bits) from the ChaCha20 keystream under ``key``.
+
+    ``ring_bits`` is 32 or 64; the keystream is read as little-endian words of that size.
+    """
     if len(key) != KEY_BYTES:
         raise ValueError(f"mask key must be {KEY_BYTES} bytes; got {len(key)}")
+    if ring_bits not in (32, 64):
+        raise ValueError(f"ring_bits must be 32 or 64; got {ring_bits}")
+    width = ring_bits // 8
     encryptor = Cipher(algorithms.ChaCha20(key, bytes(16)), mode=None).encryptor()
-    stream = encryptor.update(bytes(8 * length))
-    return np.frombuffer(stream, dtype="<u8").astype(np.uint64)
+    stream = encryptor.update(bytes(width * length))
+    native = np.uint32 if ring_bits == 32 else np.uint64
+    return np.frombuffer(stream, dtype=f"<u{width}").astype(native)
 
 
 def _associated_data(sender: int, receiver: int, run: int, server_round: int) -> bytes:
