@@ -103,6 +103,7 @@ class RunOutcome:
     privacy: dict[str, dict[str, Any]] = field(default_factory=dict)
     refusals: list[dict[str, Any]] = field(default_factory=list)
     stopped: str | None = None
+    secure_aggregation: dict[str, Any] | None = None
 
 
 RoundCallback = Callable[[RoundResult, int], None]
@@ -176,6 +177,8 @@ class Federation:
             outcome.rounds.append(result)
             self._on_round(result, self.config.rounds)
         outcome.privacy = dict(self.privacy)
+        if self.secure is not None:
+            outcome.secure_aggregation = self.secure.summary()
         outcome.refusals = list(self._refusals)
         return outcome
 

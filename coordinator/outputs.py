@@ -79,6 +79,7 @@ def metrics_document(outcome: RunOutcome, wall_seconds: float) -> dict[str, Any]
         },
         "privacy": outcome.privacy,
         "refusals": outcome.refusals,
+        "secure_aggregation": outcome.secure_aggregation,
         "status": "completed" if outcome.stopped is None else f"stopped: {outcome.stopped}",
         "wall_seconds": wall_seconds,
     }

@@ -17,6 +17,7 @@ loss (banks under DP report none) and the summed weight.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from typing import Any
 
 from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType, RecordDict
 
@@ -96,6 +97,18 @@ class SecureAggregation:
             f"ring Z_2^{self.code.ring_bits}, {self.code.fraction_bits} fraction bits, "
             f"clip ±{self.code.clip:g}"
         )
+
+    def summary(self) -> dict[str, Any]:
+        """The run's protocol parameters, for ``metrics.json``."""
+        assert self.code is not None
+        return {
+            "protocol": "SecAgg (complete graph), keys advertised one round ahead",
+            "banks": len(self.roster),
+            "threshold": self.threshold,
+            "ring_bits": self.code.ring_bits,
+            "fraction_bits": self.code.fraction_bits,
+            "clip": self.code.clip,
+        }
 
     def record(self, *, advertise_round: int = 0, server_round: int = 0) -> ConfigRecord:
         """The ``secagg`` record of a message: roster, threshold, what to do."""
