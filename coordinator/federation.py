@@ -30,13 +30,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType, RecordDict
 from flwr.serverapp import Grid
 
+from coordinator.checkpoint import load_checkpoint, save_checkpoint
 from coordinator.errors import RoundFailed
+from coordinator.outcome import BankInfo, RoundResult, RunOutcome
 from coordinator.privacy_records import BudgetsExhausted, ledger_of, refusal_of, refusal_text
 from coordinator.secure import SecureAggregation
 from coordinator.strategy import CreditFedAvg
@@ -46,7 +48,7 @@ from credit.feature_stats import combine_feature_stats
 from credit.metrics import CreditMetrics
 from credit.models import ModelSpec, build_model
 from credit.run_config import RunConfig
-from credit.schema import DatasetSchema, load_schema
+from credit.schema import load_schema
 from credit.wire import (
     array_record,
     config_record,
@@ -62,48 +64,6 @@ __all__ = ["BankInfo", "Federation", "RoundResult", "RunOutcome"]
 
 _NODE_WAIT_SECONDS = 600.0
 _NODE_POLL_SECONDS = 1.0
-
-
-@dataclass(frozen=True)
-class BankInfo:
-    """A participating bank as the coordinator knows it."""
-
-    name: str
-    node_id: int
-    n_train: int
-    n_test: int
-
-
-@dataclass(frozen=True)
-class RoundResult:
-    """Outcome of one completed round."""
-
-    server_round: int
-    metrics: CreditMetrics
-    train_loss: float | None
-    banks: tuple[str, ...]
-    seconds: float
-    refused: tuple[str, ...] = ()
-    max_epsilon_spent: float | None = None
-    dropped: tuple[str, ...] = ()
-    aborted: str | None = None
-
-
-@dataclass
-class RunOutcome:
-    """Everything a finished run produced (the coordinator writes it to disk)."""
-
-    config: RunConfig
-    schema: DatasetSchema
-    encoder: FeatureEncoder
-    spec: ModelSpec
-    banks: list[BankInfo]
-    arrays: ArrayRecord
-    rounds: list[RoundResult] = field(default_factory=list)
-    privacy: dict[str, dict[str, Any]] = field(default_factory=dict)
-    refusals: list[dict[str, Any]] = field(default_factory=list)
-    stopped: str | None = None
-    secure_aggregation: dict[str, Any] | None = None
 
 
 RoundCallback = Callable[[RoundResult, int], None]
@@ -144,43 +104,110 @@ class Federation:
         self._on_event = on_event or (lambda text: None)
 
     def run(self) -> RunOutcome:
-        """Run set-up and every round; return the outcome."""
+        """Run set-up and every round (or continue from the checkpoint); return the outcome."""
         node_ids = self._wait_for_nodes()
-        banks, encoder = self._fit_encoder(node_ids)
-        spec = ModelSpec(
-            kind=self.config.model,
-            n_inputs=encoder.n_inputs,
-            hidden_sizes=self.config.hidden_sizes,
-        )
-        arrays = ArrayRecord(build_model(spec, seed=self.config.seed).state_dict())
-        outcome = RunOutcome(
-            config=self.config,
-            schema=self.schema,
-            encoder=encoder,
-            spec=spec,
-            banks=banks,
-            arrays=arrays,
-        )
-        names = {bank.node_id: bank.name for bank in banks}
-        if self.secure is not None:
+        out_dir = Path(self.config.out_dir)
+        if self.config.resume:
+            outcome, completed = load_checkpoint(out_dir, self.config)
+            self.privacy = dict(outcome.privacy)
+            self._refusals = list(outcome.refusals)
+            outcome.banks = self._rejoin(node_ids, outcome.banks)
+            self._on_event(f"resuming after round {completed} from {out_dir / 'checkpoint'}")
+        else:
+            outcome, completed = self._start(node_ids), 0
+        names = {bank.node_id: bank.name for bank in outcome.banks}
+        if self.secure is not None and completed < self.config.rounds:
             self._on_event(self.secure.describe())
-            self._request_advertisements(1, arrays)
-        for server_round in range(1, self.config.rounds + 1):
+            self._request_advertisements(completed + 1, outcome.arrays)
+        for server_round in range(completed + 1, self.config.rounds + 1):
             try:
                 result, outcome.arrays = self._round(
-                    server_round, outcome.arrays, encoder, spec, names
+                    server_round, outcome.arrays, outcome.encoder, outcome.spec, names
                 )
             except BudgetsExhausted as stop:
                 outcome.stopped = str(stop)
                 self._on_event(f"stopped: {stop}")
                 break
             outcome.rounds.append(result)
+            outcome.privacy = dict(self.privacy)
+            outcome.refusals = list(self._refusals)
+            save_checkpoint(out_dir, outcome, server_round)
             self._on_round(result, self.config.rounds)
         outcome.privacy = dict(self.privacy)
+        outcome.refusals = list(self._refusals)
         if self.secure is not None:
             outcome.secure_aggregation = self.secure.summary()
-        outcome.refusals = list(self._refusals)
         return outcome
+
+    def _start(self, node_ids: list[int]) -> RunOutcome:
+        """Set-up of a new run: encoder from the banks' aggregates, initial model."""
+        banks, encoder = self._fit_encoder(node_ids)
+        spec = ModelSpec(
+            kind=self.config.model,
+            n_inputs=encoder.n_inputs,
+            hidden_sizes=self.config.hidden_sizes,
+        )
+        return RunOutcome(
+            config=self.config,
+            schema=self.schema,
+            encoder=encoder,
+            spec=spec,
+            banks=banks,
+            arrays=ArrayRecord(build_model(spec, seed=self.config.seed).state_dict()),
+        )
+
+    def _rejoin(self, node_ids: list[int], known: list[BankInfo]) -> list[BankInfo]:
+        """On resume: find the run's banks again (no data release) and re-key.
+
+        The banks answer an ``enroll`` query with their name and row counts (and, with
+        secure aggregation, a new encryption key for the new Flower run); a bank the
+        checkpoint does not know is refused a place in the run.
+        """
+        config = self._base_config()
+        config[keys.TASK] = keys.TASK_ENROLL
+        content = RecordDict({keys.CONFIG: config})
+        if self.config.secure_aggregation:
+            content[keys.SECAGG] = ConfigRecord()
+        messages = [Message(RecordDict(dict(content)), n, MessageType.QUERY) for n in node_ids]
+        replies = self._exchange(messages, "enroll", 0)
+        by_name = {bank.name: bank for bank in known}
+        banks, accepted = [], []
+        for reply in replies:
+            info = self._bank_info(reply)
+            if info.name not in by_name:
+                self._on_event(f"bank '{info.name}' is not part of this run: left out")
+                continue
+            banks.append(info)
+            accepted.append(reply)
+        banks.sort(key=lambda bank: bank.name)
+        if self.config.secure_aggregation:
+            self._enroll_secure(accepted, banks)
+        return banks
+
+    @staticmethod
+    def _bank_info(reply: Message) -> BankInfo:
+        metrics = metric_record(reply.content, keys.METRICS)
+        return BankInfo(
+            name=config_str(config_record(reply.content, keys.BANK), keys.BANK_NAME),
+            node_id=reply.metadata.src_node_id,
+            n_train=int(metric_number(metrics, keys.N_TRAIN)),
+            n_test=int(metric_number(metrics, keys.N_TEST)),
+        )
+
+    def _enroll_secure(self, replies: list[Message], banks: list[BankInfo]) -> None:
+        self.secure = SecureAggregation(run=self.grid.run.run_id, clip=self.config.secagg_clip)
+        try:
+            self.secure.enroll(
+                replies, {bank.node_id: bank.n_train for bank in banks}, self.config.min_banks
+            )
+        except ValueError as exc:
+            raise RoundFailed(
+                stage="secure-aggregation set-up",
+                server_round=0,
+                received=len(replies),
+                required=2,
+                reasons=[str(exc)],
+            ) from exc
 
     # -- set-up ---------------------------------------------------------------------
 
@@ -212,6 +239,7 @@ class Federation:
                 keys.BATCH_SIZE: self.config.batch_size,
                 keys.MAX_GRAD_NORM: self.config.max_grad_norm,
                 keys.DROPOUT_RATE: self.config.dropout_rate,
+                keys.RUN_NAME: self.config.run_name,
             }
         )
 
@@ -234,15 +262,7 @@ class Federation:
                 required=self.config.min_banks,
                 reasons=[refusal_text(r) for r in self._refusals],
             )
-        banks = [
-            BankInfo(
-                name=config_str(config_record(r.content, keys.BANK), keys.BANK_NAME),
-                node_id=r.metadata.src_node_id,
-                n_train=int(metric_number(metric_record(r.content, keys.METRICS), keys.N_TRAIN)),
-                n_test=int(metric_number(metric_record(r.content, keys.METRICS), keys.N_TEST)),
-            )
-            for r in replies
-        ]
+        banks = [self._bank_info(r) for r in replies]
         banks.sort(key=lambda bank: bank.name)
         stats = combine_feature_stats(
             [
@@ -258,21 +278,7 @@ class Federation:
             quantile_bins=self.config.quantile_bins,
         )
         if self.config.secure_aggregation:
-            self.secure = SecureAggregation(run=self.grid.run.run_id, clip=self.config.secagg_clip)
-            try:
-                self.secure.enroll(
-                    replies,
-                    {bank.node_id: bank.n_train for bank in banks},
-                    self.config.min_banks,
-                )
-            except ValueError as exc:
-                raise RoundFailed(
-                    stage="secure-aggregation set-up",
-                    server_round=0,
-                    received=len(replies),
-                    required=2,
-                    reasons=[str(exc)],
-                ) from exc
+            self._enroll_secure(replies, banks)
         total = sum(bank.n_train for bank in banks)
         self._on_event(
             f"encoder fitted ({self.config.encoding}, {self.config.feature_stats} statistics "
@@ -394,7 +400,10 @@ class Federation:
         messages = [
             Message(
                 RecordDict(
-                    {keys.CONFIG: config, keys.SECAGG: self.secure.record(advertise_round=1)}
+                    {
+                        keys.CONFIG: config,
+                        keys.SECAGG: self.secure.record(advertise_round=server_round),
+                    }
                 ),
                 node_id,
                 MessageType.QUERY,

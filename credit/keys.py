@@ -16,6 +16,7 @@ SCORES = "scores"
 # Query tasks (ConfigRecord[TASK]).
 TASK = "task"
 TASK_FEATURE_STATS = "feature-stats"
+TASK_ENROLL = "enroll"
 
 # ConfigRecord entries sent by the coordinator.
 SERVER_ROUND = "server-round"
@@ -32,6 +33,7 @@ TEST_FRACTION = "test-fraction"
 
 PLANNED_ROUNDS = "planned-rounds"
 MAX_GRAD_NORM = "max-grad-norm"
+RUN_NAME = "run-name"
 
 # Entries sent back by banks.
 BANK_NAME = "name"

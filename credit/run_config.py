@@ -84,6 +84,11 @@ class RunConfig(BaseModel):
     dropout_rate : float, default 0.0
         Simulations only: the chance that a bank drops out of a round, at a random
         stage (see ``participant.secure``).
+    run_name : str
+        The consortium's name for the run; banks key their privacy plan by it (by
+        Flower's run id when empty), so a resumed run keeps the plan.
+    resume : bool, default False
+        Continue from the checkpoint in ``out_dir`` instead of starting afresh.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -114,6 +119,8 @@ class RunConfig(BaseModel):
     secure_aggregation: bool = True
     secagg_clip: float = Field(default=16.0, gt=0)
     dropout_rate: float = Field(default=0.0, ge=0, lt=1)
+    run_name: str = ""
+    resume: bool = False
 
     @property
     def announced_rounds(self) -> int:

@@ -85,8 +85,9 @@ def _model_and_split(message: Message, bank: PreparedBank) -> tuple[nn.Module, E
 
 def _request(message: Message, config: ConfigRecord) -> TrainingRequest:
     """The coordinator's plan and this round's settings, as the privacy guard sees them."""
+    run_name = config_str(config, keys.RUN_NAME) if keys.RUN_NAME in config else ""
     return TrainingRequest(
-        run=str(message.metadata.run_id),
+        run=run_name or str(message.metadata.run_id),
         server_round=config_int(config, keys.SERVER_ROUND) if keys.SERVER_ROUND in config else 0,
         planned_rounds=config_int(config, keys.PLANNED_ROUNDS),
         local_epochs=config_int(config, keys.LOCAL_EPOCHS),
@@ -140,6 +141,8 @@ def make_client_app(resolve_source: SourceResolver = source_from_context) -> Cli
         bank = _load_bank(config, source)
         if task == keys.TASK_FEATURE_STATS:
             return _feature_stats(message, context, config, source, bank)
+        if task == keys.TASK_ENROLL:
+            return _enroll(message, context, bank)
         if task == keys.TASK_SECAGG_ADVERTISE:
             secagg = config_record(message.content, keys.SECAGG)
             if _drops(config, bank, config_int(secagg, keys.ADVERTISE_ROUND)) == "advertise":
@@ -242,14 +245,7 @@ def _feature_stats(
     """Aggregates of the training rows (noisy under a privacy budget), never rows."""
     stats = compute_feature_stats(bank.train, bank.schema, config_int(config, keys.GRID_BINS))
     guard = _guard(bank, source)
-    content = RecordDict(
-        {
-            keys.BANK: ConfigRecord({keys.BANK_NAME: bank.name}),
-            keys.METRICS: MetricRecord(
-                {keys.N_TRAIN: len(bank.train), keys.N_TEST: len(bank.test)}
-            ),
-        }
-    )
+    content = _bank_records(bank)
     if guard is not None:
         try:
             stats = guard.release_feature_stats(stats, bank.schema, _request(message, config))
@@ -257,6 +253,26 @@ def _feature_stats(
             return _refusal(message, refusal, guard)
         content[keys.PRIVACY] = _ledger_record(guard)
     content[keys.FEATURE_STATS] = feature_stats_to_record(stats)
+    if wants_secure(message):
+        content[keys.SECAGG] = enrollment(context, message.metadata.run_id)
+    return Message(content=content, reply_to=message)
+
+
+def _bank_records(bank: PreparedBank) -> RecordDict:
+    """The bank's name and row counts (public: see the privacy model)."""
+    return RecordDict(
+        {
+            keys.BANK: ConfigRecord({keys.BANK_NAME: bank.name}),
+            keys.METRICS: MetricRecord(
+                {keys.N_TRAIN: len(bank.train), keys.N_TEST: len(bank.test)}
+            ),
+        }
+    )
+
+
+def _enroll(message: Message, context: Context, bank: PreparedBank) -> Message:
+    """Rejoin a resumed run: name and row counts, a new encryption key; no data release."""
+    content = _bank_records(bank)
     if wants_secure(message):
         content[keys.SECAGG] = enrollment(context, message.metadata.run_id)
     return Message(content=content, reply_to=message)
