@@ -5,6 +5,8 @@ The public door of the package; each name is documented in its module.
 
 from __future__ import annotations
 
+__version__ = "0.1.0"  # kept equal to pyproject.toml's version by a test
+
 from credit.datasets import embedded_data_path
 from credit.encoding import EncodingKind, FeatureEncoder, StatsSource, fit_encoder
 from credit.errors import ConfigError, FedcreditError, SchemaError

@@ -37,6 +37,7 @@ from credit.wire import (
     flatten,
     score_summary_to_records,
 )
+from participant.approval import check_approved
 from participant.bank import BankSource, EncodedSplit, PreparedBank, encoded_split, prepare_bank
 from participant.privacy_guard import PrivacyGuard, TrainingRequest
 from participant.secure import (
@@ -135,6 +136,7 @@ def make_client_app(resolve_source: SourceResolver = source_from_context) -> Cli
 
     @client_app.query()
     def query(message: Message, context: Context) -> Message:
+        check_approved(context)
         config = config_record(message.content, keys.CONFIG)
         task = config_str(config, keys.TASK)
         source = resolve_source(context)
@@ -160,6 +162,7 @@ def make_client_app(resolve_source: SourceResolver = source_from_context) -> Cli
 
     @client_app.train()
     def train(message: Message, context: Context) -> Message:
+        check_approved(context)
         config = config_record(message.content, keys.CONFIG)
         source = resolve_source(context)
         bank = _load_bank(config, source)
@@ -215,6 +218,7 @@ def make_client_app(resolve_source: SourceResolver = source_from_context) -> Cli
 
     @client_app.evaluate()
     def evaluate(message: Message, context: Context) -> Message:
+        check_approved(context)
         config = config_record(message.content, keys.CONFIG)
         bank = _load_bank(config, resolve_source(context))
         model, split = _model_and_split(message, bank)
