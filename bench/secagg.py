@@ -90,6 +90,7 @@ def run_one(system: str, mode: str, size: Size, rounds: int, repeat: int) -> Run
     banks, params = size
     command = [sys.executable, "-m", RUNNERS[system], "--mode", mode]
     command += ["--banks", str(banks), "--params", str(params), "--rounds", str(rounds)]
+    load = os.getloadavg()[0]
     started = time.monotonic()
     completed = subprocess.run(
         command, cwd=ROOT, capture_output=True, text=True, env={**os.environ, **QUIET_ENV}
@@ -103,6 +104,7 @@ def run_one(system: str, mode: str, size: Size, rounds: int, repeat: int) -> Run
     run: Run = json.loads(completed.stdout.strip().splitlines()[-1])
     run["repeat"] = repeat
     run["wall_seconds"] = round(time.monotonic() - started, 1)
+    run["load_average_before"] = round(load, 2)  # others' work on a shared machine shows here
     return run
 
 
@@ -204,11 +206,12 @@ def markdown(rows: list[dict[str, object]], rounds: int, repeats: int) -> str:
     lines += [
         "",
         f"Secure over plain wall time per round (median of rounds 2..{rounds}, median over "
-        f"{repeats} interleaved repeat(s)), plain → secure in brackets; fedcredit vs Flower "
-        "is the ratio of the two ratios. Bytes: serialized reply messages a participant "
-        "sends per round (all protocol stages). Peak: summed RSS of the process tree "
-        "(driver and Ray workers). fedcredit's plain round is train + evaluate, Flower's "
-        "is fit only.",
+        f"{repeats} interleaved repeat(s) of the per-repeat ratio); in brackets plain → secure "
+        "seconds per round, each a median over repeats, so their quotient can differ from "
+        "the ratio. fedcredit vs Flower is the ratio of the two ratios. "
+        "Bytes: serialized reply messages a participant sends per round (all protocol "
+        "stages). Peak: summed RSS of the process tree (driver and Ray workers). "
+        "fedcredit's plain round is train + evaluate, Flower's is fit only.",
     ]
     return "\n".join(lines) + "\n"
 

@@ -6,19 +6,21 @@ stderr and exit with code 2; a run that fails (too few banks replied) exits with
 
 from __future__ import annotations
 
-import contextlib
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from credit.console import (
+    EXIT_RUN_FAILED,
+    console,
+    fail_cleanly,
+)
 from credit.encoding import EncodingKind, StatsSource
-from credit.errors import ConfigError, FedcreditError
+from credit.errors import ConfigError
 from credit.models import ModelKind
 
 if TYPE_CHECKING:
@@ -34,26 +36,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console(soft_wrap=True)
-error_console = Console(stderr=True, soft_wrap=True)
-
-EXIT_BAD_INPUT = 2
-EXIT_RUN_FAILED = 1
-
-
-@contextlib.contextmanager
-def fail_cleanly() -> Iterator[None]:
-    """Turn fedcredit's own errors into one line on stderr and an exit code."""
-    from coordinator.errors import CoordinatorError
-
-    try:
-        yield
-    except CoordinatorError as exc:
-        error_console.print(f"error: {exc}", markup=False, highlight=False)
-        raise typer.Exit(EXIT_RUN_FAILED) from None
-    except FedcreditError as exc:
-        error_console.print(f"error: {exc}", markup=False, highlight=False)
-        raise typer.Exit(EXIT_BAD_INPUT) from None
 
 
 @app.callback()
@@ -184,6 +166,20 @@ def simulate(
 
 privacy_app = typer.Typer(help="Differential privacy: re-check a run's privacy ledgers.")
 app.add_typer(privacy_app, name="privacy")
+
+
+def _register_roles() -> None:
+    """Attach the operator's, the bank's and the auditor's command groups."""
+    from coordinator.cli import coordinator_app
+    from credit.audit_cli import audit_app
+    from participant.cli import participant_app
+
+    app.add_typer(coordinator_app, name="coordinator")
+    app.add_typer(participant_app, name="participant")
+    app.add_typer(audit_app, name="audit")
+
+
+_register_roles()
 
 
 @privacy_app.command("verify")

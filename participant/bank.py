@@ -20,8 +20,8 @@ from numpy.typing import NDArray
 
 from credit.encoding import FeatureEncoder
 from credit.schema import DatasetSchema, load_schema
+from participant.budget import BankBudget
 from participant.loading import load_bank_csv
-from participant.privacy_guard import BankBudget
 
 __all__ = [
     "BankSource",

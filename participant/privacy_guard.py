@@ -22,12 +22,12 @@ their evaluation histograms are outside the guarantee (see README, Privacy model
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
 from credit.feature_stats import FeatureStats, NumericStats, grid_edges
 from credit.schema import DatasetSchema
+from participant.budget import BankBudget, default_delta
 from privacy.accounting import DpEvent, calibrate_noise_multiplier
 from privacy.dp_sgd import steps_per_epoch
 from privacy.errors import PrivacyBudgetExceeded
@@ -37,24 +37,6 @@ from privacy.noise import SecureGaussian
 __all__ = ["BankBudget", "PrivacyGuard", "TrainingRequest", "default_delta"]
 
 STATS_NOISE_MULTIPLIER = 20.0
-
-
-def default_delta(n_train: int) -> float:
-    """The default delta of a bank: 1 / (10 n_train)."""
-    return 1.0 / (10 * n_train)
-
-
-@dataclass(frozen=True, kw_only=True)
-class BankBudget:
-    """What a bank configured: its maximum epsilon, optional delta, ledger file."""
-
-    max_epsilon: float
-    ledger_path: Path
-    delta: float | None = None
-
-    def __post_init__(self) -> None:
-        if not self.max_epsilon > 0:
-            raise ValueError(f"max_epsilon must be > 0; got {self.max_epsilon}")
 
 
 @dataclass(frozen=True, kw_only=True)
