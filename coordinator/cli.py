@@ -1,0 +1,200 @@
+"""``fedcredit coordinator``: the consortium operator's commands.
+
+Set up the consortium folder, onboard banks, run the SuperLink and its edge proxy,
+and launch, list, stop or resume federated runs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from credit.console import console, fail_cleanly
+from credit.model_spec import ModelKind
+
+__all__ = ["coordinator_app"]
+
+coordinator_app = typer.Typer(
+    help="Consortium operator: PKI, bank onboarding, SuperLink and edge, runs.",
+    no_args_is_help=True,
+)
+
+DirArgument = Annotated[Path, typer.Argument(help="The consortium folder.")]
+
+
+@coordinator_app.command("init")
+def init(
+    folder: DirArgument,
+    name: Annotated[str, typer.Option(help="The consortium's name.")],
+    host: Annotated[
+        list[str],
+        typer.Option(help="DNS name or IP banks dial (repeat for several); first = edge address."),
+    ],
+    schema: Annotated[
+        Path | None,
+        typer.Option(help="Dataset schema TOML to copy in; default: the embedded UCI schema."),
+    ] = None,
+    admin_host: Annotated[
+        str, typer.Option(help="Interface of the SuperLink (loopback or an admin network).")
+    ] = "127.0.0.1",
+    superlink_port: Annotated[int, typer.Option(help="The SuperLink's port.")] = 9092,
+    edge_host: Annotated[
+        str, typer.Option(help="Interface the edge proxy listens on for banks.")
+    ] = "0.0.0.0",
+    edge_port: Annotated[int, typer.Option(help="The edge proxy's port.")] = 9443,
+    edge_address: Annotated[
+        str | None,
+        typer.Option(help="host:port banks dial (default: first --host and --edge-port)."),
+    ] = None,
+    rounds: Annotated[int, typer.Option(help="Default rounds per run.")] = 10,
+    model: Annotated[ModelKind, typer.Option(help="Default model family.")] = ModelKind.LOGREG,
+    min_banks: Annotated[int, typer.Option(help="Fewest banks a round needs.")] = 2,
+    max_epsilon: Annotated[
+        float | None, typer.Option(help="Privacy budget recommended to each bank.")
+    ] = None,
+    delta: Annotated[float | None, typer.Option(help="Recommended delta.")] = None,
+) -> None:
+    """Create a consortium folder: CA, server certificate, config, FLWR_HOME, edge config."""
+    from coordinator.consortium import build_config, init_consortium
+
+    with fail_cleanly():
+        fields = {
+            "name": name,
+            "hosts": host,
+            "admin_host": admin_host,
+            "superlink_port": superlink_port,
+            "edge_host": edge_host,
+            "edge_port": edge_port,
+            "run": {"rounds": rounds, "model": model, "min_banks": min_banks},
+            "privacy": {"max_epsilon": max_epsilon, "delta": delta},
+        }
+        if edge_address:
+            fields["edge_address"] = edge_address
+        config = build_config(fields, source="fedcredit coordinator init")
+        consortium = init_consortium(folder, config, schema=schema)
+    paths = consortium.paths
+    console.print(f"consortium '{config.name}' created in {paths.root}", highlight=False)
+    for label, path in (
+        ("config", paths.config_file),
+        ("CA certificate", paths.ca_cert),
+        ("CA key (keep offline)", paths.ca_key),
+        ("server certificate", paths.server_cert),
+        ("Flower connection", paths.flwr_home / "config.toml"),
+        ("edge proxy config", paths.edge_config),
+    ):
+        console.print(f"  {label:<22} {path}", highlight=False)
+    console.print(
+        f"banks will dial {config.edge_address}; next: `fedcredit coordinator start {folder}`",
+        highlight=False,
+    )
+
+
+@coordinator_app.command("add-participant")
+def add_participant(
+    folder: DirArgument,
+    bank: Annotated[str, typer.Argument(help="The bank's name (a-z, 0-9, '-').")],
+    public_key: Annotated[
+        Path, typer.Option(help="The bank's node.pub (from `fedcredit participant keygen`).")
+    ],
+) -> None:
+    """Register a bank's node key with the running SuperLink and write its bundle."""
+    from coordinator import participants
+    from coordinator.consortium import load_consortium
+
+    with fail_cleanly():
+        consortium = load_consortium(folder)
+        record = participants.add_participant(consortium, bank, public_key)
+    bundle = consortium.paths.participant(bank) / "bundle"
+    console.print(f"participant '{bank}' registered as node {record.node_id}", highlight=False)
+    console.print(f"send this folder to the bank: {bundle}", highlight=False)
+
+
+@coordinator_app.command("remove-participant")
+def remove_participant(
+    folder: DirArgument,
+    bank: Annotated[str, typer.Argument(help="The bank's name.")],
+) -> None:
+    """Revoke a bank: unregister its node key (a running node is disconnected)."""
+    from coordinator import participants
+    from coordinator.consortium import load_consortium
+
+    with fail_cleanly():
+        consortium = load_consortium(folder)
+        record = participants.remove_participant(consortium, bank)
+    console.print(
+        f"participant '{bank}' removed (node {record.node_id} unregistered)", highlight=False
+    )
+
+
+@coordinator_app.command("start")
+def start(folder: DirArgument) -> None:
+    """Start the SuperLink (TLS, node authentication) and the fleet-only edge proxy."""
+    from coordinator.consortium import load_consortium
+    from coordinator.services import start_services
+
+    with fail_cleanly():
+        consortium = load_consortium(folder)
+        console.print("starting the SuperLink and the edge proxy ...")
+        states = start_services(consortium)
+    for state in states:
+        console.print(
+            f"  {state.name:<10} pid {state.pid}  {state.address}  log {state.log}",
+            highlight=False,
+        )
+    console.print(
+        f"banks connect to {consortium.config.edge_address} (Fleet API only)", highlight=False
+    )
+
+
+@coordinator_app.command("status")
+def status(folder: DirArgument) -> None:
+    """Show which services run and which banks are online."""
+    from coordinator.consortium import load_consortium
+    from coordinator.participants import ParticipantStatus, list_participants
+    from coordinator.services import node_states, service_states
+
+    with fail_cleanly():
+        consortium = load_consortium(folder)
+        states = service_states(consortium)
+        records = list_participants(consortium)
+        nodes = {n.node_id: n.status for n in node_states(consortium)} if states[0].up else None
+    services = Table(title=f"Consortium '{consortium.config.name}' services")
+    for column in ("service", "state", "pid", "address", "log"):
+        services.add_column(column)
+    for state in states:
+        services.add_row(
+            state.name,
+            "up" if state.up else "down",
+            str(state.pid or "-"),
+            state.address,
+            str(state.log),
+        )
+    console.print(services)
+    banks = Table(title="Participants")
+    for column in ("bank", "node id", "status"):
+        banks.add_column(column)
+    for record in records:
+        if record.status is ParticipantStatus.REMOVED:
+            shown = "removed"
+        elif nodes is None:
+            shown = "unknown (SuperLink down)"
+        else:
+            shown = "online" if nodes.get(record.node_id) == "online" else "offline"
+        banks.add_row(record.name, str(record.node_id), shown)
+    console.print(banks)
+
+
+@coordinator_app.command("stop")
+def stop(folder: DirArgument) -> None:
+    """Stop the edge proxy, then the SuperLink."""
+    from coordinator.consortium import load_consortium
+    from coordinator.services import stop_services
+
+    with fail_cleanly():
+        consortium = load_consortium(folder)
+        stopped = stop_services(consortium)
+    for name, was_running in stopped:
+        console.print(f"  {name:<10} {'stopped' if was_running else 'was not running'}")

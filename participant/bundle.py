@@ -1,0 +1,183 @@
+"""The onboarding bundle the operator hands a bank: what its SuperNode needs to connect.
+
+A bundle is a folder of three files, written by ``fedcredit coordinator
+add-participant`` into ``DIR/participants/<bank>/bundle/``::
+
+    bundle.toml   consortium and bank name, edge address, config and schema hashes,
+                  fedcredit version, recommended privacy budget
+    ca.crt        the consortium's root certificate (the only one the bank trusts)
+    schema.toml   the dataset schema the bank's data must meet
+
+Nothing in it is secret. The bank checks it on arrival: :meth:`Bundle.load`
+validates ``bundle.toml`` and refuses a schema whose hash is not the one recorded.
+``schema_sha256`` is :meth:`credit.schema.DatasetSchema.schema_hash`, the same
+canonical hash the coordinator sends with each round.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import tomllib
+from pathlib import Path
+
+import tomli_w
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from credit.errors import ConfigError, SchemaError
+from credit.schema import load_schema
+
+__all__ = ["BUNDLE_FILE", "Bundle", "first_problem"]
+
+BUNDLE_FILE = "bundle.toml"
+CA_FILE = "ca.crt"
+SCHEMA_FILE = "schema.toml"
+_SHA256 = r"^[0-9a-f]{64}$"
+_ADDRESS = re.compile(r"^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$")
+
+
+def first_problem(exc: ValidationError) -> str:
+    """The first error of a pydantic validation as ``'key': what is wrong``."""
+    first = exc.errors()[0]
+    key = ".".join(str(part) for part in first["loc"])
+    message = str(first["msg"]).removeprefix("Value error, ")
+    if first["type"] == "extra_forbidden":
+        message = "unknown key"
+    return f"'{key}': {message}" if key else message
+
+
+class Bundle(BaseModel):
+    """The contents of ``bundle.toml``, plus the folder it was read from.
+
+    Parameters
+    ----------
+    consortium : str
+        The consortium's name.
+    bank : str
+        The bank's registered name.
+    superlink : str
+        ``host:port`` of the consortium's edge, the address the SuperNode dials.
+    config_sha256 : str
+        SHA-256 of the operator's ``consortium.toml`` at onboarding.
+    schema_sha256 : str
+        Canonical hash of the dataset schema (``DatasetSchema.schema_hash()``).
+    fedcredit_version : str
+        The fedcredit release the consortium runs.
+    max_epsilon, delta : float, optional
+        The privacy budget the consortium recommends; the bank decides its own.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    consortium: str = Field(min_length=1)
+    bank: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
+    superlink: str
+    config_sha256: str = Field(pattern=_SHA256)
+    schema_sha256: str = Field(pattern=_SHA256)
+    fedcredit_version: str = Field(min_length=1)
+    max_epsilon: float | None = Field(default=None, gt=0)
+    delta: float | None = Field(default=None, gt=0, lt=1)
+    folder: Path = Field(default=Path("."), exclude=True)
+    """The bundle's folder (where ``ca.crt`` and ``schema.toml`` are); not serialized."""
+
+    @field_validator("superlink")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        match = _ADDRESS.match(value)
+        if match is None or not 0 < int(match.group(2)) < 65536:
+            raise ValueError(f"must be host:port, e.g. fl.example.org:9443; got '{value}'")
+        return value
+
+    @property
+    def ca_cert(self) -> Path:
+        """The consortium's root certificate."""
+        return self.folder / CA_FILE
+
+    @property
+    def schema_path(self) -> Path:
+        """The consortium's dataset schema."""
+        return self.folder / SCHEMA_FILE
+
+    def at(self, folder: Path) -> Bundle:
+        """This bundle, located in ``folder``."""
+        return self.model_copy(update={"folder": folder.expanduser().resolve()})
+
+    @classmethod
+    def load(cls, path: Path) -> Bundle:
+        """Read and check a bundle folder (or its ``bundle.toml``).
+
+        Raises
+        ------
+        ConfigError
+            ``bundle.toml`` is missing, not TOML, or breaks a rule; ``ca.crt`` or
+            ``schema.toml`` is missing; the schema's hash differs from the recorded
+            one. The message names the file and key.
+        """
+        path = path.expanduser().resolve()
+        folder = path.parent if path.name == BUNDLE_FILE or path.is_file() else path
+        source = folder / BUNDLE_FILE
+        try:
+            raw = tomllib.loads(source.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(
+                "no bundle.toml here: pass the bundle folder the operator sent",
+                source=str(folder),
+            ) from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"cannot read ({exc})", source=str(source)) from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"not valid TOML ({exc})", source=str(source)) from exc
+        if "folder" in raw:
+            raise ConfigError("'folder': unknown key", source=str(source))
+        try:
+            bundle = cls.model_validate(raw).at(folder)
+        except ValidationError as exc:
+            raise ConfigError(first_problem(exc), source=str(source)) from exc
+        bundle._check_files()
+        return bundle
+
+    def _check_files(self) -> None:
+        for required in (self.ca_cert, self.schema_path):
+            if not required.is_file():
+                raise ConfigError(
+                    "missing from the bundle; ask the operator for the whole folder",
+                    source=str(required),
+                )
+        try:
+            actual = load_schema(self.schema_path).schema_hash()
+        except SchemaError as exc:
+            raise ConfigError(str(exc), source=str(self.schema_path)) from exc
+        if actual != self.schema_sha256:
+            raise ConfigError(
+                f"schema hash {actual[:12]}… differs from the bundle's "
+                f"schema_sha256 {self.schema_sha256[:12]}…; the schema was changed after "
+                "onboarding: ask the operator for a fresh bundle",
+                source=str(self.schema_path),
+            )
+
+    def write(
+        self, folder: Path, *, ca_cert: Path | None = None, schema: Path | None = None
+    ) -> Bundle:
+        """Write ``bundle.toml`` and copies of ``ca_cert`` and ``schema`` into ``folder``.
+
+        ``ca_cert`` and ``schema`` default to this bundle's own files (copying a bundle).
+
+        Returns
+        -------
+        Bundle
+            This bundle located in ``folder``.
+        """
+        folder.mkdir(parents=True, exist_ok=True)
+        for source, name in (
+            (ca_cert or self.ca_cert, CA_FILE),
+            (schema or self.schema_path, SCHEMA_FILE),
+        ):
+            if source.resolve() != (folder / name).resolve():
+                shutil.copyfile(source, folder / name)
+        data = self.model_dump(mode="json", exclude_none=True)
+        header = (
+            "# fedcredit onboarding bundle: give this whole folder to the bank.\n"
+            "# Nothing here is secret; the bank checks the schema hash on arrival.\n"
+        )
+        (folder / BUNDLE_FILE).write_text(header + tomli_w.dumps(data), encoding="utf-8")
+        return self.at(folder)
