@@ -36,6 +36,7 @@ from typing import Any
 from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType, RecordDict
 from flwr.serverapp import Grid
 
+from coordinator.audit_trail import CoordinatorAudit
 from coordinator.checkpoint import load_checkpoint, save_checkpoint
 from coordinator.errors import RoundFailed
 from coordinator.outcome import BankInfo, RoundResult, RunOutcome
@@ -100,25 +101,57 @@ class Federation:
         self.privacy: dict[str, dict[str, Any]] = {}
         self.secure: SecureAggregation | None = None
         self._refusals: list[dict[str, Any]] = []
+        self._audit: CoordinatorAudit | None = None
         self._on_round = on_round or (lambda result, total: None)
         self._on_event = on_event or (lambda text: None)
 
     def run(self) -> RunOutcome:
-        """Run set-up and every round (or continue from the checkpoint); return the outcome."""
-        node_ids = self._wait_for_nodes()
+        """Run set-up and every round (or continue from the checkpoint); return the outcome.
+
+        Every step is recorded in the signed audit log ``OUT/audit/coordinator.jsonl``
+        (see :mod:`coordinator.audit_trail`), including a failure.
+        """
+        audit = CoordinatorAudit(self.config, flower_run_id=self.grid.run.run_id)
+        self._audit = audit
+        try:
+            outcome = self._run(audit)
+        except Exception as error:
+            audit.run_failed(error)
+            raise
+        else:
+            audit.run_end(outcome)
+        finally:
+            audit.close()
+            self._audit = None
+        return outcome
+
+    def _run(self, audit: CoordinatorAudit) -> RunOutcome:
         out_dir = Path(self.config.out_dir)
         if self.config.resume:
             outcome, completed = load_checkpoint(out_dir, self.config)
+            audit.run_resume(completed, outcome.arrays, self.schema.schema_hash())
+            node_ids = self._wait_for_nodes()
             self.privacy = dict(outcome.privacy)
             self._refusals = list(outcome.refusals)
             outcome.banks = self._rejoin(node_ids, outcome.banks)
             self._on_event(f"resuming after round {completed} from {out_dir / 'checkpoint'}")
         else:
-            outcome, completed = self._start(node_ids), 0
-        names = {bank.node_id: bank.name for bank in outcome.banks}
+            audit.run_start(self.schema.schema_hash())
+            outcome, completed = self._start(self._wait_for_nodes()), 0
+        audit.setup(outcome.banks, outcome.arrays)
         if self.secure is not None and completed < self.config.rounds:
             self._on_event(self.secure.describe())
             self._request_advertisements(completed + 1, outcome.arrays)
+        self._rounds(outcome, completed, audit)
+        outcome.privacy = dict(self.privacy)
+        outcome.refusals = list(self._refusals)
+        if self.secure is not None:
+            outcome.secure_aggregation = self.secure.summary()
+        return outcome
+
+    def _rounds(self, outcome: RunOutcome, completed: int, audit: CoordinatorAudit) -> None:
+        """Rounds ``completed + 1`` to the last; each is audited, then checkpointed."""
+        names = {bank.node_id: bank.name for bank in outcome.banks}
         for server_round in range(completed + 1, self.config.rounds + 1):
             try:
                 result, outcome.arrays = self._round(
@@ -131,13 +164,9 @@ class Federation:
             outcome.rounds.append(result)
             outcome.privacy = dict(self.privacy)
             outcome.refusals = list(self._refusals)
-            save_checkpoint(out_dir, outcome, server_round)
+            audit.round(result, outcome.arrays, self.privacy)
+            save_checkpoint(Path(self.config.out_dir), outcome, server_round)
             self._on_round(result, self.config.rounds)
-        outcome.privacy = dict(self.privacy)
-        outcome.refusals = list(self._refusals)
-        if self.secure is not None:
-            outcome.secure_aggregation = self.secure.summary()
-        return outcome
 
     def _start(self, node_ids: list[int]) -> RunOutcome:
         """Set-up of a new run: encoder from the banks' aggregates, initial model."""
@@ -176,6 +205,8 @@ class Federation:
             info = self._bank_info(reply)
             if info.name not in by_name:
                 self._on_event(f"bank '{info.name}' is not part of this run: left out")
+                if self._audit is not None:
+                    self._audit.refusal(info.name, 0, "not part of the run being resumed")
                 continue
             banks.append(info)
             accepted.append(reply)
@@ -436,6 +467,12 @@ class Federation:
                 refused.append(refusal)
                 self._refusals.append(refusal)
                 self._on_event(refusal_text(refusal))
+                if self._audit is not None:
+                    self._audit.refusal(
+                        str(refusal[keys.BANK_NAME]),
+                        int(refusal[keys.SERVER_ROUND]),
+                        refusal_text(refusal),
+                    )
         return accepted, refused
 
     def _record_privacy(self, reply: Message) -> None:

@@ -19,11 +19,12 @@ from credit.encoding import EncodingKind, StatsSource
 from credit.errors import ConfigError
 from credit.feature_stats import DEFAULT_GRID_BINS
 from credit.metrics import DEFAULT_SCORE_BINS
-from credit.models import ModelKind
+from credit.model_spec import ModelKind
 
 __all__ = ["PartitionScheme", "RunConfig"]
 
 _FLOWER_RENAMES = {"num-server-rounds": "rounds"}
+_NOT_DIGESTED = frozenset({"out-dir", "resume", "audit-key"})
 
 
 class PartitionScheme(StrEnum):
@@ -89,6 +90,9 @@ class RunConfig(BaseModel):
         Flower's run id when empty), so a resumed run keeps the plan.
     resume : bool, default False
         Continue from the checkpoint in ``out_dir`` instead of starting afresh.
+    audit_key : str
+        The coordinator's Ed25519 audit signing key (PEM); empty: create or reuse
+        ``out_dir/audit/coordinator.key``.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -121,11 +125,25 @@ class RunConfig(BaseModel):
     dropout_rate: float = Field(default=0.0, ge=0, lt=1)
     run_name: str = ""
     resume: bool = False
+    audit_key: str = ""
 
     @property
     def announced_rounds(self) -> int:
         """Rounds the banks are told to plan their privacy budget for."""
         return self.planned_rounds if self.planned_rounds is not None else self.rounds
+
+    def digest(self) -> str:
+        """SHA-256 (hex) of what the run does: canonical JSON of :meth:`to_flower`.
+
+        Where it writes (``out-dir``, ``audit-key``) and whether it resumes are left
+        out, so a resumed run keeps its digest; both sides record it in their audit logs.
+        """
+        import hashlib
+        import json
+
+        settings = {k: v for k, v in self.to_flower().items() if k not in _NOT_DIGESTED}
+        canonical = json.dumps(settings, sort_keys=True, separators=(",", ":"), allow_nan=False)
+        return hashlib.sha256(canonical.encode()).hexdigest()
 
     @field_validator("hidden_sizes", mode="before")
     @classmethod

@@ -16,17 +16,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
-from torch import nn
 
 from credit import keys
 from credit.encoding import FeatureEncoder
 from credit.feature_stats import compute_feature_stats
 from credit.metrics import summarize_scores
-from credit.models import ModelSpec, build_model
 from credit.wire import (
     array_record,
     config_float,
@@ -37,9 +36,9 @@ from credit.wire import (
     flatten,
     score_summary_to_records,
 )
-from participant.approval import check_approved
+from participant.approval import UnapprovedApp, check_approved
+from participant.audit_trail import record_evaluate, record_join, record_refusal, record_train
 from participant.bank import BankSource, EncodedSplit, PreparedBank, encoded_split, prepare_bank
-from participant.privacy_guard import PrivacyGuard, TrainingRequest
 from participant.secure import (
     DropStage,
     advertise,
@@ -51,9 +50,16 @@ from participant.secure import (
     wants_secure,
 )
 from participant.sources import source_from_context
-from participant.training import TrainSettings, predict_proba, train_locally
-from privacy.dp_sgd import DpSgdSettings, train_dp_sgd
 from privacy.errors import PrivacyBudgetExceeded
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from participant.privacy_guard import PrivacyGuard, TrainingRequest
+
+# torch and Opacus are imported inside the handlers that train or score: in
+# deployment every message starts a new ClientApp process, and secure-aggregation
+# queries should not pay for importing them.
 
 __all__ = ["app", "make_client_app"]
 
@@ -77,6 +83,8 @@ def _load_bank(config: ConfigRecord, source: BankSource) -> PreparedBank:
 
 def _model_and_split(message: Message, bank: PreparedBank) -> tuple[nn.Module, EncodedSplit]:
     """Rebuild the global model and the encoded split from a train/evaluate message."""
+    from credit.models import ModelSpec, build_model
+
     config = config_record(message.content, keys.CONFIG)
     encoder = FeatureEncoder.model_validate_json(config_str(config, keys.ENCODER))
     model = build_model(ModelSpec.model_validate_json(config_str(config, keys.MODEL_SPEC)))
@@ -86,6 +94,8 @@ def _model_and_split(message: Message, bank: PreparedBank) -> tuple[nn.Module, E
 
 def _request(message: Message, config: ConfigRecord) -> TrainingRequest:
     """The coordinator's plan and this round's settings, as the privacy guard sees them."""
+    from participant.privacy_guard import TrainingRequest
+
     run_name = config_str(config, keys.RUN_NAME) if keys.RUN_NAME in config else ""
     return TrainingRequest(
         run=run_name or str(message.metadata.run_id),
@@ -101,6 +111,8 @@ def _guard(bank: PreparedBank, source: BankSource) -> PrivacyGuard | None:
     """A fresh guard over the bank's ledger file (re-read on every message)."""
     if source.budget is None:
         return None
+    from participant.privacy_guard import PrivacyGuard
+
     return PrivacyGuard(bank=bank.name, budget=source.budget, n_train=len(bank.train))
 
 
@@ -110,8 +122,29 @@ def _ledger_record(guard: PrivacyGuard) -> ConfigRecord:
     )
 
 
-def _refusal(message: Message, refusal: PrivacyBudgetExceeded, guard: PrivacyGuard) -> Message:
+def _approved(message: Message, context: Context) -> None:
+    """Refuse a run of another fedcredit release than the approved one (and audit it)."""
+    try:
+        check_approved(context)
+    except UnapprovedApp as refusal:
+        config = (
+            config_record(message.content, keys.CONFIG) if keys.CONFIG in message.content else None
+        )
+        record_refusal(message, context, config, kind="unapproved-version", reason=str(refusal))
+        raise
+
+
+def _refusal(
+    message: Message, context: Context, refusal: PrivacyBudgetExceeded, guard: PrivacyGuard
+) -> Message:
     """A typed refusal: the coordinator learns who refused and why, nothing else."""
+    record_refusal(
+        message,
+        context,
+        config_record(message.content, keys.CONFIG),
+        kind="privacy-budget",
+        reason=str(refusal),
+    )
     content = RecordDict(
         {
             keys.REFUSAL: ConfigRecord(
@@ -136,25 +169,26 @@ def make_client_app(resolve_source: SourceResolver = source_from_context) -> Cli
 
     @client_app.query()
     def query(message: Message, context: Context) -> Message:
-        check_approved(context)
+        _approved(message, context)
         config = config_record(message.content, keys.CONFIG)
         task = config_str(config, keys.TASK)
         source = resolve_source(context)
-        bank = _load_bank(config, source)
-        if task == keys.TASK_FEATURE_STATS:
+        if task in (keys.TASK_FEATURE_STATS, keys.TASK_ENROLL):
+            bank = _load_bank(config, source)
+            record_join(message, context, config, task)
+            if task == keys.TASK_ENROLL:
+                return _enroll(message, context, bank)
             return _feature_stats(message, context, config, source, bank)
-        if task == keys.TASK_ENROLL:
-            return _enroll(message, context, bank)
         if task == keys.TASK_SECAGG_ADVERTISE:
             secagg = config_record(message.content, keys.SECAGG)
-            if _drops(config, bank, config_int(secagg, keys.ADVERTISE_ROUND)) == "advertise":
+            if _drops(config, source.name, config_int(secagg, keys.ADVERTISE_ROUND)) == "advertise":
                 return dropped_reply(message, "advertise")
             advertisement = advertise(context, message.metadata.run_id, secagg)
             if advertisement is None:
                 raise ValueError("this bank is not in the run's secure-aggregation roster")
             return Message(content=RecordDict({keys.SECAGG: advertisement}), reply_to=message)
         if task == keys.TASK_SECAGG_UNMASK:
-            if _drops(config, bank, config_int(config, keys.SERVER_ROUND)) == "unmask":
+            if _drops(config, source.name, config_int(config, keys.SERVER_ROUND)) == "unmask":
                 return dropped_reply(message, "unmask")
             reply = RecordDict({keys.SECAGG: answer_unmask(context, message)})
             return Message(content=reply, reply_to=message)
@@ -162,12 +196,12 @@ def make_client_app(resolve_source: SourceResolver = source_from_context) -> Cli
 
     @client_app.train()
     def train(message: Message, context: Context) -> Message:
-        check_approved(context)
+        _approved(message, context)
         config = config_record(message.content, keys.CONFIG)
         source = resolve_source(context)
         bank = _load_bank(config, source)
         server_round = config_int(config, keys.SERVER_ROUND)
-        if _drops(config, bank, server_round) == "train":
+        if _drops(config, bank.name, server_round) == "train":
             return dropped_reply(message, "train")
         guard = _guard(bank, source)
         model, split = _model_and_split(message, bank)
@@ -182,7 +216,9 @@ def make_client_app(resolve_source: SourceResolver = source_from_context) -> Cli
             try:
                 event = guard.charge_round(request)  # before any training: refuse, or commit
             except PrivacyBudgetExceeded as refusal:
-                return _refusal(message, refusal, guard)
+                return _refusal(message, context, refusal, guard)
+            from privacy.dp_sgd import DpSgdSettings, train_dp_sgd
+
             train_dp_sgd(
                 model,
                 split.train_x,
@@ -214,14 +250,24 @@ def make_client_app(resolve_source: SourceResolver = source_from_context) -> Cli
             if loss is not None:
                 metrics[keys.TRAIN_LOSS] = loss
         content[keys.METRICS] = MetricRecord(metrics)
+        record_train(
+            message,
+            context,
+            config,
+            epsilon=None if guard is None else guard.ledger.epsilon,
+            num_examples=len(split.train_y),
+            secure=wants_secure(message),
+        )
         return Message(content=content, reply_to=message)
 
     @client_app.evaluate()
     def evaluate(message: Message, context: Context) -> Message:
-        check_approved(context)
+        _approved(message, context)
         config = config_record(message.content, keys.CONFIG)
         bank = _load_bank(config, resolve_source(context))
         model, split = _model_and_split(message, bank)
+        from participant.training import predict_proba
+
         summary = summarize_scores(
             predict_proba(model, split.test_x), split.test_y, config_int(config, keys.SCORE_BINS)
         )
@@ -230,10 +276,11 @@ def make_client_app(resolve_source: SourceResolver = source_from_context) -> Cli
         if wants_secure(message):
             secagg = config_record(message.content, keys.SECAGG)
             next_round = config_int(secagg, keys.ADVERTISE_ROUND)
-            if next_round and _drops(config, bank, next_round) != "advertise":
+            if next_round and _drops(config, bank.name, next_round) != "advertise":
                 advertisement = advertise(context, message.metadata.run_id, secagg)
                 if advertisement is not None:
                     content[keys.SECAGG] = advertisement
+        record_evaluate(message, context, config)
         return Message(content=content, reply_to=message)
 
     return client_app
@@ -254,7 +301,7 @@ def _feature_stats(
         try:
             stats = guard.release_feature_stats(stats, bank.schema, _request(message, config))
         except PrivacyBudgetExceeded as refusal:
-            return _refusal(message, refusal, guard)
+            return _refusal(message, context, refusal, guard)
         content[keys.PRIVACY] = _ledger_record(guard)
     content[keys.FEATURE_STATS] = feature_stats_to_record(stats)
     if wants_secure(message):
@@ -282,14 +329,16 @@ def _enroll(message: Message, context: Context, bank: PreparedBank) -> Message:
     return Message(content=content, reply_to=message)
 
 
-def _drops(config: ConfigRecord, bank: PreparedBank, server_round: int) -> DropStage | None:
-    """Where a simulated dropout takes this bank out of ``server_round`` (None: it stays)."""
+def _drops(config: ConfigRecord, bank: str, server_round: int) -> DropStage | None:
+    """Where a simulated dropout takes ``bank`` out of ``server_round`` (None: it stays)."""
     rate = config_float(config, keys.DROPOUT_RATE) if keys.DROPOUT_RATE in config else 0.0
-    return dropout_stage(config_int(config, keys.SEED), bank.name, server_round, rate)
+    return dropout_stage(config_int(config, keys.SEED), bank, server_round, rate)
 
 
 def _train_plain(model: nn.Module, split: EncodedSplit, config: ConfigRecord) -> float:
     """Non-private local SGD (a bank without a privacy budget); the mean training loss."""
+    from participant.training import TrainSettings, train_locally
+
     settings = TrainSettings(
         epochs=config_int(config, keys.LOCAL_EPOCHS),
         batch_size=config_int(config, keys.BATCH_SIZE),

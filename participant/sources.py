@@ -7,6 +7,9 @@
   ``partition-column`` and ``seed`` say how the data set is split into banks.
 * ``fedcredit simulate`` writes one file per bank first and passes a
   :class:`PartitionPlan` instead, so each bank reads only its own file.
+
+The node config also says where the bank keeps its signed audit log (``audit-log``,
+and ``audit-key`` for its Ed25519 key); without ``audit-log`` it keeps none.
 """
 
 from __future__ import annotations
@@ -20,9 +23,9 @@ from flwr.app import Context
 from credit.errors import ConfigError
 from credit.run_config import RunConfig
 from participant.bank import BankSource
-from participant.privacy_guard import BankBudget
+from participant.budget import BankBudget
 
-__all__ = ["PartitionPlan", "source_from_context"]
+__all__ = ["AuditSettings", "PartitionPlan", "audit_settings", "source_from_context"]
 
 DATA_PATH = "data-path"
 BANK_NAME = "bank-name"
@@ -32,6 +35,36 @@ DELTA = "delta"
 LEDGER_PATH = "ledger-path"
 PARTITION_ID = "partition-id"
 NUM_PARTITIONS = "num-partitions"
+AUDIT_LOG = "audit-log"
+AUDIT_KEY = "audit-key"
+
+
+@dataclass(frozen=True)
+class AuditSettings:
+    """Where a bank keeps its audit log and signing key, and the name it signs as."""
+
+    log_path: Path
+    key_path: Path
+    writer: str
+
+
+def audit_settings(context: Context) -> AuditSettings | None:
+    """The bank's audit settings from its node config; None without ``audit-log``.
+
+    ``audit-key`` defaults to the log's path with the suffix ``.key`` (created on
+    first use, its public key beside it as ``.pub``).
+    """
+    node = context.node_config
+    if AUDIT_LOG not in node:
+        return None
+    log_path = Path(str(node[AUDIT_LOG]))
+    key_path = Path(str(node[AUDIT_KEY])) if AUDIT_KEY in node else log_path.with_suffix(".key")
+    if key_path == log_path:
+        raise ConfigError(f"'{AUDIT_KEY}' must differ from '{AUDIT_LOG}'", source="node config")
+    name = node.get(BANK_NAME)
+    if name is None and DATA_PATH in node:
+        name = Path(str(node[DATA_PATH])).stem.split(".")[0]
+    return AuditSettings(log_path=log_path, key_path=key_path, writer=f"bank {name or '?'}")
 
 
 @dataclass(frozen=True)

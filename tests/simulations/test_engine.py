@@ -70,3 +70,34 @@ def test_saved_model_reloads_and_scores_like_the_run(two_bank_run, schema) -> No
     assert pooled_auc == pytest.approx(reported, abs=0.002)
     again = load_model(out / "model").predict_proba(test)
     np.testing.assert_array_equal(again, scores[-1])
+
+
+def test_the_run_leaves_a_verified_audit_log_with_one_entry_per_round(two_bank_run) -> None:
+    """OUT/audit/coordinator.jsonl verifies, and its hashes match the run's own files."""
+    from credit.audit import arrays_sha256, fingerprint, load_public_key, verify_audit
+
+    _, out, _ = two_bank_run
+    log = out / "audit" / "coordinator.jsonl"
+    report = verify_audit(log, load_public_key(out / "audit" / "coordinator.pub"))
+    assert report.closed and report.writer == "coordinator"
+    assert report.fingerprint == fingerprint(load_public_key(out / "audit" / "coordinator.pub"))
+    entries = [json.loads(line) for line in log.read_text().splitlines()]
+    events = [entry["event"] for entry in entries]
+    assert events == ["log-open", "run-start", "setup", "round", "round", "run-end"]
+    document = json.loads((out / "metrics.json").read_text())
+    start = entries[1]["data"]
+    assert start["config_sha256"] == RunConfig.from_flower(document["config"]).digest()
+    assert start["schema_sha256"] == document["schema"]["sha256"]
+    assert start["planned_rounds"] == 2
+    rounds = [entry["data"] for entry in entries if entry["event"] == "round"]
+    assert [r["server_round"] for r in rounds] == [1, 2]
+    assert all(r["banks"] == ["bank-1", "bank-2"] and r["secure_aggregation"] for r in rounds)
+    initial = entries[2]["data"]["model_sha256"]
+    assert len({initial, rounds[0]["model_sha256"], rounds[1]["model_sha256"]}) == 3
+    state = json.loads((out / "checkpoint" / "state.json").read_text())
+    with np.load(out / "checkpoint" / "arrays.npz") as saved:
+        arrays = {name: saved[f"arr_{i}"] for i, name in enumerate(state["array_names"])}
+    end = entries[-1]["data"]
+    assert rounds[-1]["model_sha256"] == arrays_sha256(arrays) == end["final_model_sha256"]
+    assert end["status"] == "completed" and end["rounds_completed"] == 2
+    assert end["final_auc"] == pytest.approx(document["final"]["auc"])
