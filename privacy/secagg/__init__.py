@@ -1,6 +1,6 @@
 """Secure aggregation building blocks (the SecAgg+ protocol is built on these).
 
-Fixed-point ring encoding, Shamir secret sharing, and X25519/HKDF/ChaCha20/AEAD
+Fixed-point ring encoding, Shamir secret sharing, and X25519/HKDF/AES-CTR/AEAD
 primitives from the ``cryptography`` package.
 """
 

@@ -22,7 +22,7 @@ One round ``r``, for participants ``U`` (the run's roster, ids sorted)::
 
 ``c_i`` is the participant's per-run encryption key, exchanged once at set-up. The
 pairwise mask between ``i < j`` is added by ``i`` and subtracted by ``j``. Every
-PRG is the ChaCha20 keystream under a key used for one mask only.
+PRG is the AES-256-CTR keystream under a key used for one mask only.
 
 Security model: the coordinator is honest-but-curious and routes every message; it
 sees only masked vectors and the shares it asks for. Fewer than ``t`` colluding
@@ -330,7 +330,8 @@ class Participant:
                 length=length,
                 ring_bits=code.ring_bits,
             )
-            masked = masked + mask if self.me < pid else masked - mask
+            combine = np.add if self.me < pid else np.subtract
+            combine(masked, mask, out=masked)
         secrets.stage = ParticipantStage.MASKED
         result: RingArray = masked
         return result
@@ -562,7 +563,8 @@ class RoundAggregator:
                     ring_bits=bits,
                 )
                 # pid added +mask if pid < owner, else -mask: take that back.
-                total = total - mask if pid < owner else total + mask
+                combine = np.subtract if pid < owner else np.add
+                combine(total, mask, out=total)
         self.stage = CoordinatorStage.DONE
         return total, self._request.survivors
 
