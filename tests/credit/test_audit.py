@@ -1,0 +1,417 @@
+"""Audit logs: every kind of tampering is named at its first bad entry."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ec import SECP256R1, generate_private_key
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from typer.testing import CliRunner
+
+from credit.audit import (
+    GENESIS,
+    AuditBroken,
+    AuditLog,
+    arrays_sha256,
+    canonical_json,
+    fingerprint,
+    load_or_create_signing_key,
+    load_public_key,
+    public_key_path,
+    verify_audit,
+)
+from credit.cli import app
+from credit.errors import ConfigError
+
+EVENTS = ["run-start", "setup", "round", "round", "round", "run-end"]
+
+
+@pytest.fixture
+def key(tmp_path: Path) -> Ed25519PrivateKey:
+    return load_or_create_signing_key(tmp_path / "keys" / "coordinator.key")
+
+
+@pytest.fixture
+def log(tmp_path: Path, key: Ed25519PrivateKey) -> Path:
+    """A closed log: log-open, run-start, setup, rounds 1..3, run-end (7 lines)."""
+    path = tmp_path / "audit" / "coordinator.jsonl"
+    with AuditLog(path, key, "coordinator") as audit:
+        server_round = 0
+        for event in EVENTS:
+            server_round += event == "round"
+            audit.append(event, {"server_round": server_round, "epsilon": {"acme": 0.5}})
+    return path
+
+
+def _lines(path: Path) -> list[bytes]:
+    return path.read_bytes().split(b"\n")[:-1]
+
+
+def _write(path: Path, lines: list[bytes]) -> None:
+    path.write_bytes(b"".join(line + b"\n" for line in lines))
+
+
+def _broken(path: Path, **kwargs: object) -> AuditBroken:
+    with pytest.raises(AuditBroken) as caught:
+        verify_audit(path, **kwargs)  # type: ignore[arg-type]
+    return caught.value
+
+
+# -- an intact log --------------------------------------------------------------------------
+
+
+def test_an_intact_log_verifies_and_reports_its_head(log: Path, key: Ed25519PrivateKey) -> None:
+    report = verify_audit(log, key.public_key())
+    assert report.entries == 7 and report.closed
+    assert report.writer == "coordinator"
+    assert report.fingerprint == fingerprint(key.public_key())
+    assert report.first_event == "log-open" and report.last_event == "run-end"
+    assert report.events == {"log-open": 1, "run-start": 1, "setup": 1, "round": 3, "run-end": 1}
+    assert report.head == hashlib.sha256(_lines(log)[-1]).hexdigest()
+
+
+def test_entries_chain_and_sign_as_documented(log: Path, key: Ed25519PrivateKey) -> None:
+    lines = _lines(log)
+    entries = [json.loads(line) for line in lines]
+    assert [e["seq"] for e in entries] == list(range(1, 8))
+    assert entries[0]["event"] == "log-open" and entries[0]["prev"] == GENESIS
+    raw_key = base64.b64decode(entries[0]["data"]["public_key"])
+    assert hashlib.sha256(raw_key).hexdigest() == fingerprint(key.public_key())
+    for previous, line, entry in zip(lines, lines[1:], entries[1:], strict=False):
+        assert entry["prev"] == hashlib.sha256(previous).hexdigest()
+        unsigned = {k: v for k, v in entry.items() if k != "sig"}
+        key.public_key().verify(base64.b64decode(entry["sig"]), canonical_json(unsigned).encode())
+        assert line == canonical_json(entry).encode()
+
+
+# -- tampering, each named at its first bad entry ------------------------------------------
+
+
+def test_an_edited_field_is_a_bad_signature(log: Path) -> None:
+    lines = _lines(log)
+    entry = json.loads(lines[3])
+    entry["data"]["epsilon"]["acme"] = 0.1  # understate the privacy spent in round 1
+    lines[3] = canonical_json(entry).encode()
+    _write(log, lines)
+    error = _broken(log)
+    assert str(error) == (
+        f"{log} line 4 (seq 4, event round): "
+        "signature does not verify: the entry was edited after signing"
+    )
+
+
+def test_an_edited_signature_is_named(log: Path) -> None:
+    lines = _lines(log)
+    entry = json.loads(lines[4])
+    entry["sig"] = json.loads(lines[5])["sig"]
+    lines[4] = canonical_json(entry).encode()
+    _write(log, lines)
+    assert str(_broken(log)).startswith(
+        f"{log} line 5 (seq 5, event round): signature does not verify"
+    )
+
+
+def test_a_reformatted_line_is_named_even_though_its_signature_holds(log: Path) -> None:
+    lines = _lines(log)
+    lines[2] = lines[2].replace(b'"event":', b'"event": ')
+    _write(log, lines)
+    assert str(_broken(log)) == (
+        f"{log} line 3 (seq 3, event setup): "
+        "the line differs from its signed canonical form: it was edited"
+    )
+
+
+def test_an_unparseable_line_is_named(log: Path) -> None:
+    lines = _lines(log)
+    lines[5] = lines[5][:40] + b"}garbage"
+    _write(log, lines)
+    assert "line 6 " in str(_broken(log))
+    assert str(_broken(log)).endswith("not a JSON object: the line was edited or corrupted")
+
+
+def test_a_deleted_middle_line_names_the_entry_after_the_gap(log: Path) -> None:
+    lines = _lines(log)
+    del lines[3]
+    _write(log, lines)
+    assert str(_broken(log)) == (
+        f"{log} line 4 (seq 5, event round): seq 5 follows seq 3: entry 4 is missing (deleted)"
+    )
+
+
+def test_two_deleted_lines_are_named_as_a_range(log: Path) -> None:
+    lines = _lines(log)
+    del lines[2:4]
+    _write(log, lines)
+    assert "line 3 (seq 5, event round): seq 5 follows seq 2: entry 3..4 is missing" in str(
+        _broken(log)
+    )
+
+
+def test_a_deleted_first_line_is_named(log: Path) -> None:
+    _write(log, _lines(log)[1:])
+    assert str(_broken(log)) == (
+        f"{log} line 1 (seq 2, event run-start): the log does not start with its "
+        "'log-open' entry (seq 1): entries before this one were deleted or the file was replaced"
+    )
+
+
+def test_two_swapped_lines_are_named_as_reordered(log: Path) -> None:
+    lines = _lines(log)
+    lines[3], lines[4] = lines[4], lines[3]
+    _write(log, lines)
+    assert str(_broken(log)) == (
+        f"{log} line 4 (seq 5, event round): seq 5 comes before seq 4 (line 5): "
+        "entries were reordered"
+    )
+
+
+def test_a_duplicated_line_is_named(log: Path) -> None:
+    lines = _lines(log)
+    lines.insert(4, lines[3])
+    _write(log, lines)
+    assert "line 5 (seq 4, event round): seq 4 where 5 was expected" in str(_broken(log))
+
+
+def test_a_line_from_another_chain_breaks_prev(log: Path, tmp_path: Path) -> None:
+    other = tmp_path / "other.jsonl"
+    with AuditLog(other, load_or_create_signing_key(tmp_path / "other.key"), "coordinator") as o:
+        o.append("run-start", {})
+    lines = _lines(log)
+    lines[1] = _lines(other)[1]
+    _write(log, lines)
+    assert str(_broken(log)).startswith(
+        f"{log} line 2 (seq 2, event run-start): 'prev' does not match the hash of line 1"
+    )
+
+
+def test_a_log_truncated_mid_line_is_named(log: Path) -> None:
+    data = log.read_bytes()
+    log.write_bytes(data[: len(data) - 60])
+    error = str(_broken(log))
+    assert error.startswith(f"{log} line 7 (seq 7, event run-end): ")
+    assert error.endswith("incomplete last line (no newline): the log was truncated mid-entry")
+
+
+def test_a_log_without_its_run_end_is_reported_open(log: Path) -> None:
+    _write(log, _lines(log)[:-1])
+    assert str(_broken(log)).startswith(
+        f"{log} line 6 (seq 6, event round): the log ends without a closing entry (run-end)"
+    )
+    report = verify_audit(log, allow_open=True)
+    assert report.entries == 6 and not report.closed
+
+
+def test_a_wrong_public_key_is_named_at_the_first_line(log: Path, tmp_path: Path) -> None:
+    other = load_or_create_signing_key(tmp_path / "other.key")
+    error = _broken(log, public_key=other.public_key())
+    assert str(error).startswith(
+        f"{log} line 1 (seq 1, event log-open): the log was written with key "
+    )
+    assert fingerprint(other.public_key())[:16] in str(error)
+
+
+def test_a_log_resigned_with_another_key_is_caught_by_the_published_key(
+    log: Path, key: Ed25519PrivateKey, tmp_path: Path
+) -> None:
+    """Someone with their own key rewrites the whole log: only --public-key shows it."""
+    forged = tmp_path / "forged.jsonl"
+    with AuditLog(forged, load_or_create_signing_key(tmp_path / "forger.key"), "coordinator") as f:
+        for line in _lines(log)[1:]:
+            entry = json.loads(line)
+            f.append(entry["event"], entry["data"])
+    verify_audit(forged)  # self-consistent
+    assert "the log was written with key" in str(_broken(forged, public_key=key.public_key()))
+
+
+def test_an_empty_log_is_broken(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.jsonl"
+    empty.write_bytes(b"")
+    assert str(_broken(empty)) == f"{empty} line 1 (seq ?, event ?): empty log: no 'log-open' entry"
+
+
+# -- writing -----------------------------------------------------------------------------
+
+
+def test_reopening_continues_the_chain(log: Path, key: Ed25519PrivateKey) -> None:
+    with AuditLog(log, key, "coordinator") as audit:
+        assert audit.seq == 7
+        entry = audit.append("run-resume", {"after_round": 3})
+        audit.append("run-end", {"status": "completed"})
+    assert entry["seq"] == 8 and entry["prev"] == hashlib.sha256(_lines(log)[6]).hexdigest()
+    report = verify_audit(log, key.public_key())
+    assert report.entries == 9 and report.events["run-end"] == 2
+
+
+def test_two_writers_of_one_key_interleave_safely(tmp_path: Path, key: Ed25519PrivateKey) -> None:
+    """Per-message ClientApp processes share a bank's log: each catches up first."""
+    path = tmp_path / "bank.jsonl"
+    first, second = AuditLog(path, key, "bank a"), AuditLog(path, key, "bank a")
+    with first, second:
+        for index in range(3):
+            first.append("train", {"i": index})
+            second.append("evaluate", {"i": index})
+        first.append("run-end", {})
+    assert verify_audit(path).entries == 8
+
+
+def test_appending_to_a_broken_log_is_refused_and_leaves_it_alone(
+    log: Path, key: Ed25519PrivateKey
+) -> None:
+    lines = _lines(log)
+    del lines[3]
+    _write(log, lines)
+    before = log.read_bytes()
+    with pytest.raises(ConfigError, match=r"line 4 \(seq 5, event round\).*refusing to append"):
+        AuditLog(log, key, "coordinator")
+    assert log.read_bytes() == before
+
+
+def test_appending_with_another_key_is_refused(log: Path, tmp_path: Path) -> None:
+    other = load_or_create_signing_key(tmp_path / "other.key")
+    before = log.read_bytes()
+    with pytest.raises(ConfigError, match=r"line 1: the log was written with key [0-9a-f]{16}, "):
+        AuditLog(log, other, "coordinator")
+    assert log.read_bytes() == before
+
+
+def test_a_log_that_grew_a_torn_line_is_refused(log: Path, key: Ed25519PrivateKey) -> None:
+    with AuditLog(log, key, "coordinator") as audit:
+        with log.open("ab") as handle:
+            handle.write(b'{"data":{},"event":"round","seq":8')
+        with pytest.raises(ConfigError, match=r"line 8 \(seq 8, event round\): incomplete"):
+            audit.append("round", {})
+
+
+# -- keys ----------------------------------------------------------------------------------
+
+
+def test_a_new_key_is_private_and_publishes_its_public_half(tmp_path: Path) -> None:
+    path = tmp_path / "k" / "bank.key"
+    key = load_or_create_signing_key(path)
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert path.read_bytes().startswith(b"-----BEGIN PRIVATE KEY-----")
+    assert public_key_path(path) == tmp_path / "k" / "bank.pub"
+    assert fingerprint(load_public_key(public_key_path(path))) == fingerprint(key.public_key())
+    again = load_or_create_signing_key(path)
+    assert fingerprint(again.public_key()) == fingerprint(key.public_key())
+
+
+def test_a_key_readable_by_others_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "bank.key"
+    load_or_create_signing_key(path)
+    os.chmod(path, 0o644)
+    with pytest.raises(ConfigError, match="readable by other users; run: chmod 600"):
+        load_or_create_signing_key(path)
+
+
+def test_a_non_ed25519_key_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "ecdsa.key"
+    pem = generate_private_key(SECP256R1()).private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    path.write_bytes(pem)
+    os.chmod(path, 0o600)
+    with pytest.raises(ConfigError, match="must be Ed25519, got"):
+        load_or_create_signing_key(path)
+
+
+def test_an_openssh_public_key_loads(key: Ed25519PrivateKey, tmp_path: Path) -> None:
+    path = tmp_path / "k.pub"
+    path.write_bytes(
+        key.public_key().public_bytes(
+            serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
+        )
+    )
+    assert fingerprint(load_public_key(path)) == fingerprint(key.public_key())
+
+
+def test_arrays_hash_covers_names_shapes_dtypes_and_values() -> None:
+    import numpy as np
+
+    weights = {"w": np.arange(6, dtype=np.float32).reshape(2, 3), "b": np.zeros(1, np.float32)}
+    base = arrays_sha256(weights)
+    assert base == arrays_sha256({k: v.copy() for k, v in weights.items()})
+    assert base != arrays_sha256({"w": weights["w"].reshape(3, 2), "b": weights["b"]})
+    assert base != arrays_sha256({"w": weights["w"].astype(np.float64), "b": weights["b"]})
+    assert base != arrays_sha256({"v": weights["w"], "b": weights["b"]})
+    changed = weights["w"].copy()
+    changed[0, 0] = 1e-7
+    assert base != arrays_sha256({"w": changed, "b": weights["b"]})
+
+
+# -- fedcredit audit verify ---------------------------------------------------------------
+
+
+def _cli(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(app, ["audit", "verify", *args])
+    assert not isinstance(result.exception, Exception) or isinstance(
+        result.exception, SystemExit
+    ), result.exception
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_cli_prints_a_summary_of_an_intact_log(log: Path, tmp_path: Path) -> None:
+    code, out, err = _cli(str(log), "--public-key", str(tmp_path / "keys" / "coordinator.pub"))
+    report = verify_audit(log)
+    assert code == 0 and err == ""
+    assert f"audit log {log}: intact, 7 entries" in out
+    assert report.fingerprint in out and report.head in out
+    assert "first entry  log-open" in out and "last entry   run-end" in out
+
+
+def test_cli_names_the_first_bad_entry_and_exits_1(log: Path) -> None:
+    lines = _lines(log)
+    entry = json.loads(lines[4])
+    entry["data"]["server_round"] = 9
+    lines[4] = canonical_json(entry).encode()
+    _write(log, lines)
+    code, out, err = _cli(str(log))
+    assert code == 1 and out == ""
+    assert err == (
+        f"error: {log} line 5 (seq 5, event round): "
+        "signature does not verify: the entry was edited after signing\n"
+    )
+
+
+def test_cli_open_log_fails_unless_allowed(log: Path) -> None:
+    _write(log, _lines(log)[:-1])
+    code, _, err = _cli(str(log))
+    assert code == 1 and "line 6 (seq 6, event round): the log ends without" in err
+    code, out, _ = _cli(str(log), "--allow-open")
+    assert code == 0 and "open: the run may still be going" in out
+
+
+def test_cli_wrong_public_key_exits_1(log: Path, tmp_path: Path) -> None:
+    load_or_create_signing_key(tmp_path / "other.key")
+    code, _, err = _cli(str(log), "--public-key", str(tmp_path / "other.pub"))
+    assert code == 1 and "line 1 (seq 1, event log-open): the log was written with key" in err
+
+
+@pytest.mark.parametrize(
+    ("target", "message"),
+    [
+        ("missing.jsonl", "no such audit log (or not a regular file)"),
+        (".", "no such audit log (or not a regular file)"),
+    ],
+)
+def test_cli_unreadable_input_exits_2(tmp_path: Path, target: str, message: str) -> None:
+    code, _, err = _cli(str(tmp_path / target))
+    assert code == 2 and err.count("\n") == 1 and message in err
+
+
+def test_cli_bad_key_file_exits_2(log: Path, tmp_path: Path) -> None:
+    code, _, err = _cli(str(log), "--public-key", str(log))
+    assert (
+        code == 2
+        and err == f"error: {log}: not a PEM or OpenSSH public key; pass the writer's .pub file\n"
+    )
+    code, _, err = _cli(str(log), "--public-key", str(tmp_path / "nope.pub"))
+    assert code == 2 and "cannot read public key (No such file or directory)" in err
