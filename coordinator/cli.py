@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from coordinator.run_commands import register as register_run_commands
 from credit.console import console, fail_cleanly
 from credit.model_spec import ModelKind
 
@@ -187,9 +188,9 @@ def status(folder: DirArgument) -> None:
     console.print(banks)
 
 
-@coordinator_app.command("stop")
-def stop(folder: DirArgument) -> None:
-    """Stop the edge proxy, then the SuperLink."""
+@coordinator_app.command("shutdown")
+def shutdown(folder: DirArgument) -> None:
+    """Stop the edge proxy, then the SuperLink (runs in progress stop with them)."""
     from coordinator.consortium import load_consortium
     from coordinator.services import stop_services
 
@@ -198,3 +199,6 @@ def stop(folder: DirArgument) -> None:
         stopped = stop_services(consortium)
     for name, was_running in stopped:
         console.print(f"  {name:<10} {'stopped' if was_running else 'was not running'}")
+
+
+register_run_commands(coordinator_app)

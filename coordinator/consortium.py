@@ -267,6 +267,7 @@ def init_consortium(
         ``root`` already holds a consortium, or the schema is invalid.
     """
     from coordinator import edge, pki
+    from credit.audit import load_or_create_signing_key
 
     paths = ConsortiumPaths.of(root)
     if paths.config_file.exists() or paths.ca_key.exists():
@@ -288,6 +289,8 @@ def init_consortium(
     server_key, server_certificate = pki.issue_server_certificate(ca, sans)
     pki.write_private_key(server_key, paths.server_key)
     pki.write_certificate(server_certificate, paths.server_cert)
+
+    load_or_create_signing_key(paths.audit_key)  # the coordinator's audit-log key
 
     paths.config_file.write_text(config.to_toml(), encoding="utf-8")
     consortium = load_consortium(paths.root)

@@ -51,6 +51,9 @@ REFUSAL = "fedcredit edge: only the Fleet API is served here"
 MAX_BODY = "64m"
 """Largest request body: model parameters travel in push-object requests."""
 
+NGINX_LOCATIONS = (Path("/usr/sbin/nginx"), Path("/usr/local/sbin/nginx"))
+"""Where Debian and source builds put nginx when ``sbin`` is not on PATH."""
+
 _TEMP_KINDS = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
 
 
@@ -183,9 +186,7 @@ def write_edge_config(consortium: Consortium) -> Path:
 
 def nginx_binary() -> Path:
     """The nginx executable; ConfigError saying how to install it when missing."""
-    found = shutil.which("nginx") or next(
-        (p for p in ("/usr/sbin/nginx", "/usr/local/sbin/nginx") if Path(p).is_file()), None
-    )
+    found = shutil.which("nginx") or next((str(p) for p in NGINX_LOCATIONS if p.is_file()), None)
     if found is None:
         raise ConfigError(
             "nginx is not installed; the edge proxy needs it: "

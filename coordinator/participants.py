@@ -10,6 +10,7 @@ request with HTTP 401, which disconnects a running SuperNode.
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import hashlib
 import json
@@ -198,7 +199,7 @@ def add_participant(consortium: Consortium, bank: str, public_key: Path) -> Part
     """
     validate_bank_name(bank)
     key_bytes = _read_public_key(public_key)
-    key_sha256 = hashlib.sha256(key_bytes.split()[1]).hexdigest()
+    key_sha256 = hashlib.sha256(base64.b64decode(key_bytes.split()[1])).hexdigest()
     for existing in list_participants(consortium):
         if existing.status is not ParticipantStatus.REGISTERED:
             continue

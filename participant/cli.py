@@ -13,6 +13,7 @@ import typer
 from rich.table import Table
 
 from credit.console import console, fail_cleanly
+from participant.node_commands import register as register_node_commands
 
 __all__ = ["participant_app"]
 
@@ -74,3 +75,6 @@ def check(
         table.add_row(row.name, row.kind, str(row.missing), row.summary)
     console.print(table)
     console.print("ok: the file meets the schema", highlight=False)
+
+
+register_node_commands(participant_app)

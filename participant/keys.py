@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from credit.errors import ConfigError
 
@@ -95,24 +95,10 @@ def generate_bank_keys(folder: Path, *, comment: str = "fedcredit-node") -> Bank
 
 
 def _write_audit_key(files: BankKeyFiles) -> None:
-    """The Ed25519 audit-signing pair, in the format of :mod:`credit.audit`."""
-    audit = ed25519.Ed25519PrivateKey.generate()
-    _write_new(
-        files.audit_key,
-        audit.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        ),
-        mode=0o600,
-    )
-    _write_new(
-        files.audit_public,
-        audit.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        ),
-        mode=0o644,
-    )
+    """The Ed25519 audit-signing pair, made by :mod:`credit.audit` (PEM PKCS#8, 0600)."""
+    from credit.audit import load_or_create_signing_key
+
+    load_or_create_signing_key(files.audit_key)  # writes audit.pub beside it
 
 
 def load_node_private_key(path: Path) -> ec.EllipticCurvePrivateKey:
