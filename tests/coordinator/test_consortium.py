@@ -95,7 +95,7 @@ def test_init_copies_a_custom_schema_and_refuses_a_broken_one(tmp_path: Path) ->
     assert load_schema(consortium.schema_path).name == "mine-default-credit-card"
     broken = tmp_path / "broken.toml"
     broken.write_text("name = 1\n")
-    with pytest.raises(SchemaError, match="broken.toml"):
+    with pytest.raises(SchemaError, match=r"broken\.toml"):
         init_consortium(tmp_path / "d", _config(), schema=broken)
     assert not (tmp_path / "d").exists()
 

@@ -82,7 +82,7 @@ def test_missing_file_is_named(written: Bundle, missing: str) -> None:
 
 
 def test_not_a_bundle_folder(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="no bundle.toml here"):
+    with pytest.raises(ConfigError, match=r"no bundle\.toml here"):
         Bundle.load(tmp_path)
 
 
