@@ -17,7 +17,8 @@ Events (besides the log's own ``log-open``)::
 
 A resumed run appends to the same log, so the file tells the whole story of a run
 across crashes. The signing key is ``audit-key`` from the run config, or
-``OUT/audit/coordinator.key`` (created on first use, public key beside it).
+``OUT/audit/coordinator.key`` (created on first use); its public key is written
+beside the log as ``OUT/audit/coordinator.pub`` either way.
 """
 
 from __future__ import annotations
@@ -30,13 +31,14 @@ from flwr.app import ArrayRecord
 
 from coordinator.outcome import BankInfo, RoundResult, RunOutcome
 from credit import __version__
-from credit.audit import AuditLog, arrays_sha256, load_or_create_signing_key
+from credit.audit import AuditLog, arrays_sha256, load_or_create_signing_key, public_key_pem
 from credit.run_config import RunConfig
 
 __all__ = [
     "AUDIT_DIR",
     "COORDINATOR_KEY",
     "COORDINATOR_LOG",
+    "COORDINATOR_PUBLIC_KEY",
     "CoordinatorAudit",
     "coordinator_log_path",
     "record_sha256",
@@ -45,6 +47,7 @@ __all__ = [
 AUDIT_DIR = "audit"
 COORDINATOR_LOG = "coordinator.jsonl"
 COORDINATOR_KEY = "coordinator.key"
+COORDINATOR_PUBLIC_KEY = "coordinator.pub"
 WRITER = "coordinator"
 
 
@@ -76,12 +79,16 @@ class CoordinatorAudit:
 
     def __init__(self, config: RunConfig, *, flower_run_id: int) -> None:
         out_dir = Path(config.out_dir)
-        key_path = Path(config.audit_key) if config.audit_key else out_dir / AUDIT_DIR
-        if not config.audit_key:
-            key_path = key_path / COORDINATOR_KEY
-        self._log = AuditLog(
-            coordinator_log_path(out_dir), load_or_create_signing_key(key_path), WRITER
+        audit_dir = out_dir / AUDIT_DIR
+        key = load_or_create_signing_key(
+            Path(config.audit_key) if config.audit_key else audit_dir / COORDINATOR_KEY
         )
+        self._log = AuditLog(coordinator_log_path(out_dir), key, WRITER)
+        # The log is bound to this key (AuditLog refuses another): publish it beside the log.
+        public = public_key_pem(key.public_key())
+        beside = audit_dir / COORDINATOR_PUBLIC_KEY
+        if not beside.is_file() or beside.read_bytes() != public:
+            beside.write_bytes(public)
         self._config = config
         self._flower_run_id = flower_run_id
         self._run = config.run_name or str(flower_run_id)

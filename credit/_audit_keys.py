@@ -25,6 +25,7 @@ __all__ = [
     "load_or_create_signing_key",
     "load_public_key",
     "public_key_path",
+    "public_key_pem",
     "raw_public_bytes",
 ]
 
@@ -43,7 +44,7 @@ def raw_public_bytes(public_key: Ed25519PublicKey) -> bytes:
     return public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
 
 
-def _public_pem(public_key: Ed25519PublicKey) -> bytes:
+def public_key_pem(public_key: Ed25519PublicKey) -> bytes:
     return public_key.public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
@@ -111,7 +112,7 @@ def _write_public_key(key_path: Path, public_key: Ed25519PublicKey) -> None:
                 source=str(pub_path),
             )
         return
-    pub_path.write_bytes(_public_pem(public_key))
+    pub_path.write_bytes(public_key_pem(public_key))
 
 
 def load_public_key(path: Path) -> Ed25519PublicKey:

@@ -64,6 +64,7 @@ from credit._audit_keys import (
     load_or_create_signing_key,
     load_public_key,
     public_key_path,
+    public_key_pem,
     raw_public_bytes,
 )
 from credit.errors import ConfigError
@@ -81,6 +82,7 @@ __all__ = [
     "load_or_create_signing_key",
     "load_public_key",
     "public_key_path",
+    "public_key_pem",
     "verify_audit",
 ]
 
