@@ -39,6 +39,7 @@ from flwr.serverapp import Grid
 from coordinator.audit_trail import CoordinatorAudit
 from coordinator.checkpoint import load_checkpoint, save_checkpoint
 from coordinator.errors import RoundFailed
+from coordinator.exchange import send_and_receive
 from coordinator.outcome import BankInfo, RoundResult, RunOutcome
 from coordinator.privacy_records import BudgetsExhausted, ledger_of, refusal_of, refusal_text
 from coordinator.secure import SecureAggregation
@@ -446,7 +447,7 @@ class Federation:
 
     def _exchange(self, messages: list[Message], stage: str, server_round: int) -> list[Message]:
         """Send ``messages``, wait for the replies, keep those without errors."""
-        replies = self.grid.send_and_receive(messages, timeout=self.config.round_timeout)
+        replies = send_and_receive(self.grid, messages, timeout=self.config.round_timeout)
         return self._usable(replies, stage, server_round)
 
     def _split_dropped(self, replies: list[Message]) -> tuple[list[Message], list[int]]:

@@ -1,4 +1,9 @@
-"""Write a finished run to disk: metrics.json, the model with its card, a plot."""
+"""Write a finished run to disk: metrics.json, the model with its card, a plot, ledgers.
+
+Each bank with a privacy budget reports its ledger summary with its replies; the
+coordinator keeps the latest one per bank as ``ledgers/<bank>.json`` (the bank's own
+ledger file, with every event, stays at the bank).
+"""
 
 from __future__ import annotations
 
@@ -16,11 +21,21 @@ from coordinator.federation import RunOutcome
 from credit.model_card import save_model
 from credit.models import build_model
 
-__all__ = ["RunFiles", "metrics_document", "run_files", "write_run_outputs"]
+__all__ = [
+    "LEDGER_DIR",
+    "METRICS_FILE",
+    "MODEL_DIR",
+    "PLOT_FILE",
+    "RunFiles",
+    "metrics_document",
+    "run_files",
+    "write_run_outputs",
+]
 
 METRICS_FILE = "metrics.json"
 MODEL_DIR = "model"
 PLOT_FILE = "rounds.png"
+LEDGER_DIR = "ledgers"
 _FINAL_KEYS = (
     "auc",
     "ks",
@@ -103,7 +118,18 @@ def write_run_outputs(out_dir: Path, outcome: RunOutcome, wall_seconds: float) -
         metrics=document["final"],
     )
     _plot_rounds(document["rounds"], files.plot)
+    _write_ledgers(out_dir / LEDGER_DIR, outcome.privacy)
     return files
+
+
+def _write_ledgers(folder: Path, privacy: dict[str, Any]) -> None:
+    """One JSON file per bank: the ledger summary it last reported."""
+    if not privacy:
+        return
+    folder.mkdir(exist_ok=True)
+    for bank, summary in privacy.items():
+        text = json.dumps(summary, indent=2) + "\n"
+        (folder / f"{bank}.json").write_text(text, encoding="utf-8")
 
 
 def _plot_rounds(rounds: list[dict[str, Any]], path: Path) -> None:

@@ -114,7 +114,9 @@ def test_every_pyproject_key_parses_to_the_model_defaults(app_config: dict[str, 
     config = RunConfig.from_flower(app_config)
 
     assert config == RunConfig()
-    assert set(app_config) <= set(config.to_flower())
+    # The SuperLink rejects run-config keys the app does not declare ("Invalid run
+    # configuration"), so every field must be declared for `coordinator launch`.
+    assert set(app_config) == set(config.to_flower())
 
 
 def test_pyproject_defaults_match_to_flower(app_config: dict[str, Any]) -> None:

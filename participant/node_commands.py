@@ -1,0 +1,125 @@
+"""``fedcredit participant start | stop | status``: run the bank's SuperNode."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from credit.console import EXIT_RUN_FAILED, console, fail_cleanly
+from credit.errors import ConfigError
+
+__all__ = ["register"]
+
+Home = Annotated[
+    Path,
+    typer.Option(
+        help="The node folder: service files, privacy ledger, audit log (kept at the bank)."
+    ),
+]
+DEFAULT_HOME = Path("fedcredit-node")
+
+
+def start(
+    bundle: Annotated[
+        Path,
+        typer.Option(help="The onboarding bundle (folder or bundle.toml) from the operator."),
+    ],
+    key: Annotated[Path, typer.Option(help="The node's private key (`participant keygen`).")],
+    data: Annotated[Path, typer.Option(help="The bank's data file (CSV, plain or gzip).")],
+    max_epsilon: Annotated[
+        float | None,
+        typer.Option(
+            help="The bank's record-level privacy budget (default: the bundle's recommendation)."
+        ),
+    ] = None,
+    delta: Annotated[
+        float | None, typer.Option(help="The bank's delta (default 1/(10 n_train)).")
+    ] = None,
+    no_dp: Annotated[
+        bool,
+        typer.Option(
+            "--no-dp", help="Train without differential privacy (only if the bank decided so)."
+        ),
+    ] = False,
+    audit_key: Annotated[
+        Path | None,
+        typer.Option(help="The bank's audit-signing key (default: audit.key beside --key)."),
+    ] = None,
+    home: Home = DEFAULT_HOME,
+    runtime_port: Annotated[
+        int,
+        typer.Option(help="Local port of the SuperNode runtime API (one per node on a host)."),
+    ] = 9094,
+) -> None:
+    """Validate the data, then start the bank's SuperNode (TLS and node key) in the background."""
+    from credit.schema import load_schema
+    from participant.bundle import Bundle
+    from participant.loading import load_bank_csv
+    from participant.node import NodeSettings, start_node
+
+    with fail_cleanly():
+        loaded = Bundle.load(bundle)
+        epsilon = max_epsilon if max_epsilon is not None else loaded.max_epsilon
+        if no_dp and max_epsilon is not None:
+            raise ConfigError("give either --max-epsilon or --no-dp, not both", source="--no-dp")
+        if no_dp:
+            epsilon = None
+        elif epsilon is None:
+            raise ConfigError(
+                "no privacy budget: set --max-epsilon (the bank's record-level budget), or "
+                "--no-dp to train without differential privacy",
+                source="--max-epsilon",
+            )
+        if epsilon is not None and not epsilon > 0:
+            raise ConfigError(f"must be > 0; got {epsilon}", source="--max-epsilon")
+        console.print(f"checking {data} against the consortium's schema (nothing leaves) ...")
+        checked = load_bank_csv(data, load_schema(loaded.schema_path))
+        console.print(f"  {checked.n_rows:,} rows pass the schema '{loaded.consortium}'")
+        settings = NodeSettings(
+            bundle=loaded,
+            key=key.expanduser().resolve(),
+            data=data.expanduser().resolve(),
+            home=home.expanduser().resolve(),
+            max_epsilon=epsilon,
+            delta=delta if epsilon is not None else loaded.delta,
+            audit_key=(audit_key or key.with_name("audit.key")).expanduser().resolve(),
+            runtime_port=runtime_port,
+        )
+        pid = start_node(settings)
+    budget = f"max ε {epsilon:g}" if epsilon is not None else "no differential privacy"
+    console.print(
+        f"{loaded.bank}: SuperNode started (pid {pid}) towards {loaded.superlink} with TLS and "
+        f"its node key; {budget}.\n  log:    {settings.home / 'services' / 'supernode.log'}\n"
+        f"  ledger: {settings.ledger}\n  audit:  {settings.audit_log}"
+    )
+
+
+def stop(home: Home = DEFAULT_HOME) -> None:
+    """Stop the bank's SuperNode."""
+    from participant.node import stop_node
+
+    if stop_node(home):
+        console.print(f"stopped the SuperNode of {home}")
+    else:
+        console.print(f"no SuperNode runs from {home}")
+
+
+def status(home: Home = DEFAULT_HOME) -> None:
+    """Show whether the bank's SuperNode runs (exit code 1 if not)."""
+    from participant.node import node_status
+
+    state = node_status(home)
+    if state.running:
+        console.print(f"SuperNode running (pid {state.pid}); log: {state.log}")
+        return
+    console.print(f"SuperNode not running; log: {state.log}")
+    raise typer.Exit(EXIT_RUN_FAILED)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the node commands to the ``participant`` command group."""
+    app.command("start")(start)
+    app.command("stop")(stop)
+    app.command("status")(status)
