@@ -163,8 +163,9 @@ def status(folder: DirArgument) -> None:
         records = list_participants(consortium)
         nodes = {n.node_id: n.status for n in node_states(consortium)} if states[0].up else None
     services = Table(title=f"Consortium '{consortium.config.name}' services")
-    for column in ("service", "state", "pid", "address", "log"):
-        services.add_column(column)
+    for column in ("service", "state", "pid", "address"):
+        services.add_column(column, no_wrap=True)
+    services.add_column("log", overflow="fold")
     for state in states:
         services.add_row(
             state.name,

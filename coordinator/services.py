@@ -10,7 +10,7 @@
 - **edge**: nginx with ``DIR/edge/nginx.conf`` (see :mod:`coordinator.edge`), the
   only port partner banks reach.
 
-``stop`` ends the edge first (no new partner traffic), then the SuperLink.
+``shutdown`` ends the edge first (no new partner traffic), then the SuperLink.
 """
 
 from __future__ import annotations
@@ -149,7 +149,8 @@ def start_services(consortium: Consortium, *, timeout: float = START_TIMEOUT) ->
         if pid is not None:
             raise ServiceError(
                 f"the {service.name} of this consortium already runs (pid {pid}); "
-                f"see `fedcredit coordinator status {consortium.paths.root}`"
+                f"see `fedcredit coordinator status {consortium.paths.root}` or stop it with "
+                f"`fedcredit coordinator shutdown {consortium.paths.root}`"
             )
     config = consortium.config
     write_flower_config(consortium)
