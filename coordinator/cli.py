@@ -13,7 +13,7 @@ import typer
 from rich.table import Table
 
 from coordinator.run_commands import register as register_run_commands
-from credit.console import console, fail_cleanly
+from credit.console import OperationFailed, console, error_console, fail_cleanly
 from credit.model_spec import ModelKind
 
 __all__ = ["coordinator_app"]
@@ -161,7 +161,14 @@ def status(folder: DirArgument) -> None:
         consortium = load_consortium(folder)
         states = service_states(consortium)
         records = list_participants(consortium)
-        nodes = {n.node_id: n.status for n in node_states(consortium)} if states[0].up else None
+    nodes: dict[int, str] | None = None
+    unknown = "unknown (SuperLink down)"
+    if states[0].up:
+        try:
+            nodes = {n.node_id: n.status for n in node_states(consortium)}
+        except OperationFailed as exc:  # show the services anyway
+            unknown = "unknown (flwr supernode ls failed)"
+            error_console.print(f"warning: {exc}", markup=False, highlight=False)
     services = Table(title=f"Consortium '{consortium.config.name}' services")
     for column in ("service", "state", "pid", "address"):
         services.add_column(column, no_wrap=True)
@@ -182,7 +189,7 @@ def status(folder: DirArgument) -> None:
         if record.status is ParticipantStatus.REMOVED:
             shown = "removed"
         elif nodes is None:
-            shown = "unknown (SuperLink down)"
+            shown = unknown
         else:
             shown = "online" if nodes.get(record.node_id) == "online" else "offline"
         banks.add_row(record.name, str(record.node_id), shown)

@@ -20,7 +20,8 @@ streaming settings are needed.
 
 The rendered file is self-contained: run it with ``nginx -p DIR/edge -e
 DIR/edge/logs/error.log -c DIR/edge/nginx.conf``; pid, logs and temporary files stay
-in ``DIR/edge`` and nothing needs root.
+in ``DIR/edge`` and nothing needs root. Started as root, nginx runs its workers as
+``nobody``; request bodies and responses are kept in memory, so workers write no files.
 """
 
 from __future__ import annotations

@@ -60,7 +60,21 @@ class ParticipantStatus(StrEnum):
 
 
 class Participant(BaseModel):
-    """The record ``participants/<bank>/participant.json``."""
+    """The record ``participants/<bank>/participant.json``.
+
+    Attributes
+    ----------
+    name : str
+        The bank's name.
+    node_id : int
+        The node id the SuperLink assigned when the key was registered.
+    key_sha256 : str
+        SHA-256 (hex) of the OpenSSH public key blob (OpenSSH's SHA256 fingerprint).
+    added_at, removed_at : str
+        UTC times (ISO 8601) of ``add-participant`` and ``remove-participant``.
+    status : ParticipantStatus
+        ``registered`` or ``removed``.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
