@@ -107,7 +107,7 @@ def test_nginx_command_is_self_contained(consortium: Consortium) -> None:
 
 
 def test_missing_nginx_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(edge.shutil, "which", lambda name: None)
+    monkeypatch.setattr(shutil, "which", lambda name: None)
     monkeypatch.setattr(edge, "NGINX_LOCATIONS", ())
     with pytest.raises(ConfigError, match=r"nginx is not installed.*`apt-get install -y nginx`"):
         edge.nginx_binary()
