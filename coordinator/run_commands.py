@@ -93,11 +93,14 @@ def launch(
     if result.out is not None:
         console.print(f"results copied to {result.out}")
     if not result.completed:
-        console.print(
-            f"continue it with `fedcredit coordinator launch {consortium_dir} "
-            f"--resume {result.run_name}`",
-            style="yellow",
-        )
+        if result.error:
+            console.print(f"the run failed: {result.error}", style="red", highlight=False)
+        if result.rounds_done:
+            console.print(
+                f"continue it with `fedcredit coordinator launch {consortium_dir} "
+                f"--resume {result.run_name}`",
+                style="yellow",
+            )
         raise typer.Exit(EXIT_RUN_FAILED)
 
 

@@ -58,6 +58,7 @@ class LaunchResult:
     run_dir: Path
     out: Path | None
     status: str
+    error: str | None = None
 
 
 @dataclass(frozen=True)
@@ -246,7 +247,23 @@ def launch_run(
         run_dir=run_dir,
         out=collected,
         status=status if status != "not started" or handle.returncode == 0 else "failed",
+        error=None if completed else _server_error(handle.output),
     )
+
+
+_EXCEPTION = re.compile(
+    r"^(?:[A-Za-z_][\w.]*\.)?[A-Z]\w*(?:Error|Failed|Exceeded|Exhausted|Aborted)\b: "
+)
+
+
+def _server_error(output: list[str]) -> str | None:
+    """The last exception line the ServerApp logged (module path dropped), if any."""
+    for line in reversed(output):
+        text = line.strip()
+        if _EXCEPTION.match(text):
+            name, _, message = text.partition(": ")
+            return f"{name.rsplit('.', 1)[-1]}: {message}"
+    return None
 
 
 def _forget_submission(run_dir: Path, record: dict[str, Any], *, fresh: bool) -> None:

@@ -21,7 +21,7 @@ from credit.console import (
 )
 from credit.encoding import EncodingKind, StatsSource
 from credit.errors import ConfigError
-from credit.models import ModelKind
+from credit.model_spec import ModelKind
 
 if TYPE_CHECKING:
     from simulations.budgets import BudgetPolicy
