@@ -130,6 +130,7 @@ class RunningConsortium:
     root: Path
     work: Path
     supernodes: list[SuperNode] = field(default_factory=list)
+    bank_homes: list[Path] = field(default_factory=list)
 
     @property
     def consortium(self) -> Consortium:
@@ -240,10 +241,57 @@ class RunningConsortium:
         finally:
             connection.close()
 
+    def start_bank(
+        self, bank: str, keys: BankKeyFiles, data: Path, *, max_epsilon: float | None = 3.0
+    ) -> Path:
+        """``fedcredit participant start`` as the bank runs it; return its node folder."""
+        home = self.work / bank / "node"
+        budget = ["--max-epsilon", str(max_epsilon)] if max_epsilon is not None else ["--no-dp"]
+        fedcredit(
+            "participant", "start", "--bundle", str(self.bundle(bank)),
+            "--key", str(keys.node_key), "--data", str(data), "--home", str(home),
+            "--runtime-port", str(free_port()), *budget,
+        )  # fmt: skip
+        self.bank_homes.append(home)
+        return home
+
+    def kill_bank(self, home: Path) -> None:
+        """SIGKILL a bank's SuperNode and its children (a crash: no goodbye to the SuperLink)."""
+        pid = int((home / "services" / "supernode.pid").read_text())
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
+
+    def crash_coordinator(self) -> int:
+        """SIGKILL every process of the operator's side (SuperLink, SuperExec, ServerApp,
+        ``flwr run``, edge): the machine died. Return how many were killed."""
+        flwr_home = str(self.consortium.paths.flwr_home).encode()
+        marker = b"FLWR_HOME=" + flwr_home + b"\0"
+        killed = 0
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit() or int(entry.name) == os.getpid():
+                continue
+            try:
+                environment = (entry / "environ").read_bytes() + b"\0"
+            except OSError:
+                continue
+            if marker in environment:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(int(entry.name), signal.SIGKILL)
+                    killed += 1
+        edge_pid = self.consortium.paths.services / "edge.pid"
+        if edge_pid.is_file():
+            with contextlib.suppress(ProcessLookupError, ValueError):
+                os.killpg(int(edge_pid.read_text()), signal.SIGKILL)
+        return killed
+
     def close(self) -> None:
         """Stop every SuperNode, then the edge and the SuperLink."""
         for node in self.supernodes:
             node.stop()
+        from participant.node import stop_node
+
+        for home in self.bank_homes:
+            stop_node(home)
         from coordinator.services import stop_services
 
         stop_services(load_consortium(self.root))
