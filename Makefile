@@ -11,7 +11,7 @@ export FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION := 1
 export RAY_USAGE_STATS_ENABLED := 0
 export RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO := 0
 
-.PHONY: demo test lint typecheck install bench clean
+.PHONY: demo test lint typecheck install nginx bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -35,7 +35,14 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-test: lint typecheck
+# The deployment tests run the consortium's edge proxy: nginx from Debian's packages.
+nginx:
+	@command -v nginx >/dev/null 2>&1 || test -x /usr/sbin/nginx || \
+	  { DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends nginx \
+	    || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends nginx; }; } \
+	  || { echo "error: the deployment tests need nginx: run 'apt-get install -y nginx' as root" >&2; exit 2; }
+
+test: lint typecheck nginx
 	$(BIN)/python -m pytest -q -ra
 
 bench: $(STAMP)

@@ -56,8 +56,10 @@ TARGETS = (
     "A ratio is secure seconds per round over plain seconds per round (lower is "
     "cheaper); 'fedcredit_vs_flower' is fedcredit's ratio over Flower's. The plain "
     "baselines differ: fedcredit's plain round is train + evaluate (two round trips), "
-    "Flower's is fit only (one); in simulation every round trip costs at least the "
-    "in-memory Grid's 0.1 s poll interval, so absolute seconds per round are reported too."
+    "Flower's is fit only (one). Each round trip waits for replies by polling: Flower's "
+    "Grid.send_and_receive every 0.1 s in simulation, fedcredit's coordinator (and its "
+    "runner here) from 0.05 s backing off to 0.5 s; absolute seconds per round are "
+    "reported too."
 )
 Size = tuple[int, int]
 Run = dict[str, object]

@@ -51,6 +51,7 @@ from flwr.common.serde import message_to_proto
 from flwr.serverapp import Grid, ServerApp
 
 from bench._memory import PeakMemory
+from coordinator.exchange import send_and_receive
 from coordinator.secure import SecureAggregation
 from credit import keys
 from credit.wire import array_record, config_int, config_record, config_str, flatten
@@ -142,7 +143,8 @@ def _server_app(mode: str, n_banks: int, n_params: int, rounds: int, out: _Recor
         arrays = ArrayRecord({"w": Array(np.zeros(n_params, dtype=np.float32))})
 
         def exchange(messages: list[Message], stage: str, server_round: int) -> list[Message]:
-            replies = [r for r in grid.send_and_receive(messages) if not r.has_error()]
+            arrived = send_and_receive(grid, messages, timeout=600)
+            replies = [r for r in arrived if not r.has_error()]
             if len(replies) < len(messages):
                 raise RuntimeError(f"round {server_round}: {stage} lost replies")
             return out.count(server_round, replies)

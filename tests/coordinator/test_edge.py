@@ -12,11 +12,6 @@ from coordinator import edge
 from coordinator.consortium import Consortium, ConsortiumConfig, init_consortium
 from credit.errors import ConfigError
 
-needs_nginx = pytest.mark.skipif(
-    shutil.which("nginx") is None and not Path("/usr/sbin/nginx").is_file(),
-    reason="nginx is not installed (apt-get install -y nginx)",
-)
-
 
 @pytest.fixture
 def consortium(tmp_path: Path) -> Consortium:
@@ -32,12 +27,10 @@ def consortium(tmp_path: Path) -> Consortium:
     return init_consortium(tmp_path / "c", config)
 
 
-@needs_nginx
 def test_rendered_config_passes_nginx_t(consortium: Consortium) -> None:
     edge.test_nginx_config(consortium)
 
 
-@needs_nginx
 def test_nginx_t_failure_is_one_line_naming_the_config(consortium: Consortium) -> None:
     consortium.paths.server_cert.unlink()
     with pytest.raises(ConfigError) as caught:
