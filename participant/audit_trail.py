@@ -110,8 +110,13 @@ def record_train(
     epsilon: float | None,
     num_examples: int,
     secure: bool,
+    replayed: bool = False,
 ) -> None:
-    """The bank trained on the global model it received and sent an update back."""
+    """The bank trained on the global model it received and sent an update back.
+
+    ``replayed``: the round was asked for again (a resumed run) and the bank sent the
+    result it had already trained and paid for (see :mod:`participant.replay`).
+    """
     _record(
         context,
         (
@@ -123,6 +128,7 @@ def record_train(
                 "epsilon": epsilon,
                 "num_examples": num_examples,
                 "secure": secure,
+                "replayed": replayed,
             },
         ),
     )

@@ -39,6 +39,7 @@ from credit.wire import (
 from participant.approval import UnapprovedApp, check_approved
 from participant.audit_trail import record_evaluate, record_join, record_refusal, record_train
 from participant.bank import BankSource, EncodedSplit, PreparedBank, encoded_split, prepare_bank
+from participant.replay import ReplayStore
 from participant.secure import (
     DropStage,
     advertise,
@@ -56,6 +57,7 @@ if TYPE_CHECKING:
     from torch import nn
 
     from participant.privacy_guard import PrivacyGuard, TrainingRequest
+    from privacy.accounting import DpEvent
 
 # torch and Opacus are imported inside the handlers that train or score: in
 # deployment every message starts a new ClientApp process, and secure-aggregation
@@ -163,6 +165,48 @@ def _refusal(
     return Message(content=content, reply_to=message)
 
 
+def _received_hash(message: Message) -> str:
+    """SHA-256 of the global model in a train message (as the audit log records it)."""
+    from credit.audit import arrays_sha256
+
+    received = array_record(message.content, keys.ARRAYS)
+    return arrays_sha256({name: received[name].numpy() for name in received})
+
+
+def _model_arrays(model: nn.Module) -> dict[str, np.ndarray]:
+    return {name: value.detach().cpu().numpy() for name, value in model.state_dict().items()}
+
+
+def _load_arrays(model: nn.Module, arrays: dict[str, np.ndarray]) -> None:
+    import torch
+
+    model.load_state_dict({name: torch.from_numpy(value) for name, value in arrays.items()})
+
+
+def _train_private(
+    model: nn.Module,
+    split: EncodedSplit,
+    event: DpEvent,
+    request: TrainingRequest,
+    config: ConfigRecord,
+) -> None:
+    """One round of DP-SGD with the noise the bank's plan fixed (Opacus)."""
+    from privacy.dp_sgd import DpSgdSettings, train_dp_sgd
+
+    train_dp_sgd(
+        model,
+        split.train_x,
+        split.train_y,
+        DpSgdSettings(
+            noise_multiplier=event.noise_multiplier,
+            max_grad_norm=event.max_grad_norm,
+            batch_size=request.batch_size,
+            epochs=request.local_epochs,
+            learning_rate=config_float(config, keys.LEARNING_RATE),
+        ),
+    )
+
+
 def make_client_app(resolve_source: SourceResolver = source_from_context) -> ClientApp:
     """Build the ClientApp; ``resolve_source`` tells each node where its rows are."""
     client_app = ClientApp()
@@ -209,28 +253,25 @@ def make_client_app(resolve_source: SourceResolver = source_from_context) -> Cli
             keys.NUM_EXAMPLES: len(split.train_y)
         }
         content = RecordDict()
+        replayed = False
         if guard is None:
             loss: float | None = _train_plain(model, split, config)
         else:
             request = _request(message, config)
-            try:
-                event = guard.charge_round(request)  # before any training: refuse, or commit
-            except PrivacyBudgetExceeded as refusal:
-                return _refusal(message, context, refusal, guard)
-            from privacy.dp_sgd import DpSgdSettings, train_dp_sgd
-
-            train_dp_sgd(
-                model,
-                split.train_x,
-                split.train_y,
-                DpSgdSettings(
-                    noise_multiplier=event.noise_multiplier,
-                    max_grad_norm=event.max_grad_norm,
-                    batch_size=request.batch_size,
-                    epochs=request.local_epochs,
-                    learning_rate=config_float(config, keys.LEARNING_RATE),
-                ),
-            )
+            assert source.budget is not None  # a guard exists only with a budget
+            replays = ReplayStore.beside(source.budget.ledger_path)
+            model_hash = _received_hash(message)
+            kept = replays.load(request.run, server_round, model_hash)
+            if kept is not None:  # asked again after a coordinator crash: already paid for
+                _load_arrays(model, kept)
+                replayed = True
+            else:
+                try:
+                    event = guard.charge_round(request)  # before training: refuse, or commit
+                except PrivacyBudgetExceeded as refusal:
+                    return _refusal(message, context, refusal, guard)
+                _train_private(model, split, event, request, config)
+                replays.save(request.run, server_round, model_hash, _model_arrays(model))
             loss = None  # a statistic of the training rows: not released under DP
             metrics[keys.EPSILON] = guard.ledger.epsilon
             content[keys.PRIVACY] = _ledger_record(guard)
@@ -257,6 +298,7 @@ def make_client_app(resolve_source: SourceResolver = source_from_context) -> Cli
             epsilon=None if guard is None else guard.ledger.epsilon,
             num_examples=len(split.train_y),
             secure=wants_secure(message),
+            replayed=replayed,
         )
         return Message(content=content, reply_to=message)
 
