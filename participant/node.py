@@ -45,7 +45,15 @@ from participant.sources import (
     SCHEMA_PATH,
 )
 
-__all__ = ["NodeSettings", "NodeStatus", "node_command", "node_service", "start_node", "stop_node"]
+__all__ = [
+    "NodeSettings",
+    "NodeStatus",
+    "StartedNode",
+    "node_command",
+    "node_service",
+    "start_node",
+    "stop_node",
+]
 
 SERVICE_NAME = "supernode"
 DEFAULT_RUNTIME_PORT = 9094
@@ -206,8 +214,19 @@ def node_command(settings: NodeSettings) -> list[str]:
     ]
 
 
-def start_node(settings: NodeSettings) -> int:
-    """Start the SuperNode in the background; return its pid.
+@dataclass(frozen=True)
+class StartedNode:
+    """A SuperNode just started: its pid, and whether it reached the consortium yet."""
+
+    pid: int
+    connected: bool
+
+
+def start_node(settings: NodeSettings) -> StartedNode:
+    """Start the SuperNode in the background; return its pid and whether it connected.
+
+    A SuperNode that cannot reach the edge yet keeps retrying in the background;
+    one the consortium refuses (unknown key, wrong CA) exits, and that is an error.
 
     Raises
     ------
@@ -233,9 +252,9 @@ def start_node(settings: NodeSettings) -> int:
                 f"{service.log_tail(6)}"
             )
         if "SuperNode ID" in service.log_tail(40):
-            break
+            return StartedNode(pid=pid, connected=True)
         time.sleep(0.3)
-    return pid
+    return StartedNode(pid=pid, connected=False)
 
 
 def stop_node(home: Path) -> bool:

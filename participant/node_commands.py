@@ -76,7 +76,7 @@ def start(
             raise ConfigError(f"must be > 0; got {epsilon}", source="--max-epsilon")
         console.print(f"checking {data} against the consortium's schema (nothing leaves) ...")
         checked = load_bank_csv(data, load_schema(loaded.schema_path))
-        console.print(f"  {checked.n_rows:,} rows pass the schema '{loaded.consortium}'")
+        console.print(f"  {checked.n_rows:,} rows pass the schema of '{loaded.consortium}'")
         settings = NodeSettings(
             bundle=loaded,
             key=key.expanduser().resolve(),
@@ -87,11 +87,17 @@ def start(
             audit_key=(audit_key or key.with_name("audit.key")).expanduser().resolve(),
             runtime_port=runtime_port,
         )
-        pid = start_node(settings)
+        started = start_node(settings)
     budget = f"max ε {epsilon:g}" if epsilon is not None else "no differential privacy"
+    state = (
+        "connected"
+        if started.connected
+        else "not connected yet: the edge does not answer, the node keeps retrying"
+    )
     console.print(
-        f"{loaded.bank}: SuperNode started (pid {pid}) towards {loaded.superlink} with TLS and "
-        f"its node key; {budget}.\n  log:    {settings.home / 'services' / 'supernode.log'}\n"
+        f"{loaded.bank}: SuperNode started (pid {started.pid}) towards {loaded.superlink} with "
+        f"TLS and its node key, {state}; {budget}.\n"
+        f"  log:    {settings.home / 'services' / 'supernode.log'}\n"
         f"  ledger: {settings.ledger}\n  audit:  {settings.audit_log}"
     )
 
