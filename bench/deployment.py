@@ -137,7 +137,7 @@ def measure(root: Path, work: Path, mode: str, rounds: int, repeat: int) -> dict
         "seconds_per_round": round(statistics.median(seconds[1:] or seconds), 2),
         "launch_wall_seconds": round(wall, 1),
         "final_auc": metrics["final"]["auc"],
-        "load_average_before": round(os.getloadavg()[0], 2),
+        "load_average_after": round(os.getloadavg()[0], 2),  # 1-min mean: load during the run
     }
 
 

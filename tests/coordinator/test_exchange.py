@@ -62,6 +62,8 @@ def test_stops_at_the_timeout_with_the_replies_so_far() -> None:
 
 
 def test_polls_gently_on_long_waits() -> None:
-    grid = _SlowGrid(delays=[3.0])
-    send_and_receive(grid, [object()], timeout=10)  # type: ignore[arg-type]
-    assert grid.pulls <= 12  # backs off to one pull per 0.5 s
+    grid = _SlowGrid(delays=[6.0])
+    send_and_receive(grid, [object()], timeout=20)  # type: ignore[arg-type]
+    # 2 s of brisk polls (every 0.05 s: at most 40), then backing off to one per 0.5 s
+    # (a handful of steps, then at most 8 more): far fewer than 0.05 s polling for 6 s.
+    assert grid.pulls <= 60
