@@ -42,6 +42,7 @@ __all__ = [
 ]
 
 LAUNCH_FILE = "launch.json"
+_LIVE = frozenset({"pending", "starting", "running"})
 AUDIT_DIR = "audit"
 _RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
@@ -155,11 +156,21 @@ def run_config_for(
     run_name: str,
     resume: bool,
     overrides: Mapping[str, Any],
+    recorded: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The Flower run config of a run: consortium defaults, flags, fixed paths."""
+    """The Flower run config of a run: its base, the operator's flags, fixed paths.
+
+    The base is the consortium's run defaults for a new run, and the run's own
+    recorded config (``recorded``, Flower's hyphenated form) for a resumed one, so a
+    resumed run keeps every setting it started with unless a flag changes it.
+    """
     paths = consortium.paths
+    if recorded:
+        base = RunConfig.from_flower(recorded).model_dump(by_alias=True)
+    else:
+        base = consortium.config.run.model_dump()
     fields: dict[str, Any] = {
-        **consortium.config.run.model_dump(),
+        **base,
         **{key: value for key, value in overrides.items() if value is not None},
         "schema": str(consortium.schema_path),
         "out_dir": str(paths.run(run_name)),
@@ -190,10 +201,9 @@ def launch_run(
                 f"run '{name}' has no completed round to resume from; launch it afresh",
                 source="--resume",
             )
-        if "rounds" not in overrides or overrides["rounds"] is None:
-            recorded = _read_launch(run_dir).get("config", {})
-            overrides = {**overrides, "rounds": recorded.get("num-server-rounds")}
+        recorded = _read_launch(run_dir).get("config") or None
     else:
+        recorded = None
         name = run_name or time.strftime("run-%Y%m%d-%H%M%S", time.gmtime())
         if not _RUN_NAME.match(name):
             raise ConfigError(
@@ -207,7 +217,11 @@ def launch_run(
                 source="--run-name",
             )
     config = run_config_for(
-        consortium, run_name=name, resume=resume is not None, overrides=overrides
+        consortium,
+        run_name=name,
+        resume=resume is not None,
+        overrides=overrides,
+        recorded=recorded,
     )
     record = _read_launch(run_dir)
     record["run_name"] = name
@@ -307,19 +321,42 @@ def collect_outputs(run_dir: Path, out: Path) -> Path:
     return out
 
 
+def _flower_statuses(consortium: Consortium) -> dict[int, str]:
+    """Flower's status of every run the SuperLink knows ({} when it is not running)."""
+    if not _superlink_reachable(consortium):
+        return {}
+    result = subprocess.run(
+        flwr_command("ls", CONNECTION, "--format", "json"),
+        capture_output=True,
+        text=True,
+        env=flwr_env(consortium.paths.flwr_home),
+        check=False,
+    )
+    try:
+        runs = json.loads(result.stdout)["runs"]
+        return {int(run["run-id"]): str(run["status"]) for run in runs}
+    except (ValueError, KeyError, TypeError):
+        return {}
+
+
 def list_runs(consortium: Consortium) -> list[RunSummary]:
-    """Every run launched from this consortium folder, oldest first."""
+    """Every run launched from this consortium folder, oldest first.
+
+    A run whose latest Flower run is still pending, starting or running shows
+    Flower's status; otherwise the status its outputs record.
+    """
+    live = _flower_statuses(consortium)
     rows = []
     for run_dir in _known_runs(consortium):
         record = _read_launch(run_dir)
         submissions = record.get("submissions", [])
+        ids = tuple(int(s["flower_run_id"]) for s in submissions if s.get("flower_run_id"))
+        flower = live.get(ids[-1], "") if ids else ""
         rows.append(
             RunSummary(
                 run_name=run_dir.name,
-                flower_run_ids=tuple(
-                    int(s["flower_run_id"]) for s in submissions if s.get("flower_run_id")
-                ),
-                status=_run_status(run_dir),
+                flower_run_ids=ids,
+                status=flower if flower in _LIVE else _run_status(run_dir),
                 rounds_done=_completed_rounds(run_dir),
                 rounds_planned=int(record.get("config", {}).get("num-server-rounds", 0)),
                 submitted_at=submissions[0]["submitted_at"] if submissions else "",
