@@ -12,20 +12,27 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-import sys
 import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from coordinator.layout import CONNECTION
 from credit.errors import FedcreditError
-from credit.processes import OFFLINE_ENV
+from credit.processes import OFFLINE_ENV, venv_tool
 
-__all__ = ["LaunchError", "RunHandle", "flwr_command", "project_dir", "submit_run", "toml_line"]
+__all__ = [
+    "LaunchError",
+    "RunHandle",
+    "flwr_command",
+    "project_dir",
+    "started_run_id",
+    "submit_run",
+    "toml_line",
+]
 
 _STARTED = re.compile(r"Successfully started run (\d+)")
-CONNECTION = "consortium"
 
 
 class LaunchError(FedcreditError):
@@ -66,13 +73,18 @@ def toml_line(key: str, value: Any) -> str:
 
 def flwr_command(*args: str) -> list[str]:
     """``flwr`` from the same environment as this Python."""
-    executable = Path(sys.executable).with_name("flwr")
-    return [str(executable) if executable.exists() else "flwr", *args]
+    return [venv_tool("flwr"), *args]
 
 
 def flwr_env(flwr_home: Path) -> dict[str, str]:
     """The environment ``flwr`` commands run in: the consortium's FLWR_HOME, offline."""
     return {**os.environ, **OFFLINE_ENV, "FLWR_HOME": str(flwr_home)}
+
+
+def started_run_id(line: str) -> int | None:
+    """Flower's run id if ``line`` is ``flwr run``'s "Successfully started run N"."""
+    match = _STARTED.search(line)
+    return int(match.group(1)) if match else None
 
 
 def submit_run(
@@ -106,9 +118,8 @@ def submit_run(
             for raw in process.stdout:
                 line = raw.rstrip("\n")
                 output.append(line)
-                match = _STARTED.search(line)
-                if match and run_id is None:
-                    run_id = int(match.group(1))
+                if run_id is None:
+                    run_id = started_run_id(line)
                 on_line(line)
             returncode = process.wait()
     finally:

@@ -15,7 +15,6 @@ import json
 import re
 import shutil
 import socket
-import subprocess
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -24,9 +23,10 @@ from typing import Any
 
 from coordinator.checkpoint import CHECKPOINT_DIR
 from coordinator.consortium import Consortium
-from coordinator.launch import flwr_command, flwr_env, submit_run
+from coordinator.launch import started_run_id, submit_run
 from coordinator.layout import CONNECTION
 from coordinator.outputs import LEDGER_DIR, METRICS_FILE, MODEL_DIR, PLOT_FILE
+from coordinator.participants import run_flwr
 from credit.console import OperationFailed
 from credit.errors import ConfigError
 from credit.run_config import RunConfig
@@ -235,8 +235,8 @@ def launch_run(
     _write_launch(run_dir, record)
 
     def follow(line: str) -> None:
-        if submission["flower_run_id"] is None and "Successfully started run" in line:
-            submission["flower_run_id"] = int(line.rsplit(" ", 1)[-1].strip().rstrip("."))
+        if submission["flower_run_id"] is None and (started := started_run_id(line)):
+            submission["flower_run_id"] = started  # recorded at once: a crash keeps it
             _write_launch(run_dir, record)
         on_line(line)
 
@@ -322,20 +322,13 @@ def collect_outputs(run_dir: Path, out: Path) -> Path:
 
 
 def _flower_statuses(consortium: Consortium) -> dict[int, str]:
-    """Flower's status of every run the SuperLink knows ({} when it is not running)."""
+    """Flower's status of every run the SuperLink knows ({} when it cannot say)."""
     if not _superlink_reachable(consortium):
         return {}
-    result = subprocess.run(
-        flwr_command("ls", CONNECTION, "--format", "json"),
-        capture_output=True,
-        text=True,
-        env=flwr_env(consortium.paths.flwr_home),
-        check=False,
-    )
     try:
-        runs = json.loads(result.stdout)["runs"]
+        runs = run_flwr(consortium, "ls", CONNECTION)["runs"]
         return {int(run["run-id"]): str(run["status"]) for run in runs}
-    except (ValueError, KeyError, TypeError):
+    except (OperationFailed, ValueError, KeyError, TypeError):
         return {}
 
 
@@ -373,16 +366,5 @@ def stop_run(consortium: Consortium, reference: str) -> int:
     if not ids:
         raise ConfigError(f"run '{run_dir.name}' was never started by Flower", source="RUN")
     flower_id = int(ids[-1])
-    result = subprocess.run(
-        flwr_command("stop", str(flower_id), CONNECTION),
-        capture_output=True,
-        text=True,
-        env=flwr_env(consortium.paths.flwr_home),
-        check=False,
-    )
-    if result.returncode != 0:
-        detail = (result.stdout + result.stderr).strip().splitlines()
-        raise OperationFailed(
-            f"flwr stop {flower_id} failed: {detail[-1] if detail else result.returncode}"
-        )
+    run_flwr(consortium, "stop", str(flower_id), CONNECTION)
     return flower_id

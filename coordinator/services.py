@@ -16,9 +16,7 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import socket
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,7 +25,7 @@ from coordinator.consortium import Consortium, write_flower_config
 from coordinator.layout import CONNECTION
 from credit.console import OperationFailed
 from credit.errors import ConfigError
-from credit.processes import Service, ServiceError, wait_for_port
+from credit.processes import Service, ServiceError, venv_tool, wait_for_port
 
 __all__ = [
     "NodeState",
@@ -82,9 +80,8 @@ def edge_service(consortium: Consortium) -> Service:
 def superlink_command(consortium: Consortium) -> list[str]:
     """The ``flower-superlink`` command line of the consortium (TLS, node auth, DB)."""
     paths = consortium.paths
-    executable = Path(sys.executable).with_name("flower-superlink")
     return [
-        str(executable) if executable.exists() else "flower-superlink",
+        venv_tool("flower-superlink"),
         "--host",
         consortium.config.admin_host,
         "--port",
@@ -105,12 +102,8 @@ def superlink_command(consortium: Consortium) -> list[str]:
 
 
 def _superlink_env(consortium: Consortium) -> dict[str, str]:
-    """FLWR_HOME of the consortium; this venv's bin first (the SuperLink spawns flwr tools)."""
-    bin_dir = str(Path(sys.executable).parent)
-    return {
-        "FLWR_HOME": str(consortium.paths.flwr_home),
-        "PATH": os.pathsep.join([bin_dir, os.environ.get("PATH", "")]),
-    }
+    """The consortium's FLWR_HOME (Service adds the offline switches and PATH)."""
+    return {"FLWR_HOME": str(consortium.paths.flwr_home)}
 
 
 def _check_port_free(host: str, port: int, flag: str) -> None:

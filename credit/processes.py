@@ -13,6 +13,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -20,13 +21,24 @@ from pathlib import Path
 
 from credit.errors import FedcreditError
 
-__all__ = ["OFFLINE_ENV", "Service", "ServiceError", "wait_for_port"]
+__all__ = ["OFFLINE_ENV", "Service", "ServiceError", "venv_tool", "wait_for_port"]
 
 OFFLINE_ENV = {
     "FLWR_TELEMETRY_ENABLED": "0",
     "FLWR_DISABLE_UPDATE_CHECK": "1",
     "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION": "1",
 }
+
+
+def venv_tool(name: str) -> str:
+    """A console script of this Python environment (Flower's tools), else ``name`` on PATH."""
+    executable = Path(sys.executable).with_name(name)
+    return str(executable) if executable.exists() else name
+
+
+def _venv_first_path() -> str:
+    """PATH with this environment's bin first: Flower's services spawn its other tools."""
+    return os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
 
 
 class ServiceError(FedcreditError):
@@ -68,12 +80,16 @@ class Service:
         env: Mapping[str, str] | None = None,
         cwd: Path | None = None,
     ) -> int:
-        """Start ``command`` detached; refuse if this service already runs."""
+        """Start ``command`` detached; refuse if this service already runs.
+
+        The service runs offline (no telemetry, update check or dependency
+        installation) with this environment's bin folder first on its PATH.
+        """
         running = self.pid()
         if running is not None:
             raise ServiceError(f"{self.name} already runs (pid {running}); stop it first")
         self.folder.mkdir(parents=True, exist_ok=True)
-        environment = {**os.environ, **OFFLINE_ENV, **(env or {})}
+        environment = {**os.environ, **OFFLINE_ENV, "PATH": _venv_first_path(), **(env or {})}
         with self.log_file.open("ab") as log:
             log.write(f"\n--- {time.strftime('%Y-%m-%dT%H:%M:%S')} {' '.join(command)}\n".encode())
             log.flush()

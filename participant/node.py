@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import os
 import stat
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +30,7 @@ from cryptography.x509 import load_pem_x509_certificate
 
 from credit import __version__
 from credit.errors import ConfigError
-from credit.processes import Service, ServiceError
+from credit.processes import Service, ServiceError, venv_tool
 from participant.approval import APPROVED_VERSION
 from participant.bundle import Bundle
 from participant.sources import (
@@ -196,9 +195,8 @@ def node_config(settings: NodeSettings) -> str:
 
 def node_command(settings: NodeSettings) -> list[str]:
     """The ``flower-supernode`` command: TLS, node authentication, the bank's config."""
-    executable = Path(sys.executable).with_name("flower-supernode")
     return [
-        str(executable) if executable.exists() else "flower-supernode",
+        venv_tool("flower-supernode"),
         "--superlink",
         settings.bundle.superlink,
         "--root-certificates",
@@ -239,10 +237,7 @@ def start_node(settings: NodeSettings) -> StartedNode:
     settings.home.mkdir(parents=True, exist_ok=True)
     os.chmod(settings.home, 0o700)
     service = node_service(settings.home)
-    environment = {
-        "FLWR_HOME": str(settings.flwr_home),
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-    }
+    environment = {"FLWR_HOME": str(settings.flwr_home)}
     pid = service.start(node_command(settings), env=environment, cwd=settings.home)
     deadline = time.monotonic() + _STARTUP_GRACE_SECONDS
     while time.monotonic() < deadline:
