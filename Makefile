@@ -29,8 +29,8 @@ demo: $(STAMP)
 	$(BIN)/fedcredit simulate --out runs/demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check credit participant coordinator privacy simulations tests bench
-	$(BIN)/ruff format --check credit participant coordinator privacy simulations tests bench
+	$(BIN)/ruff check cli coordinator credit deploy participant privacy simulations tests bench
+	$(BIN)/ruff format --check cli coordinator credit deploy participant privacy simulations tests bench
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

@@ -10,8 +10,8 @@ training replaced by "add 0.001", so that only the aggregation's cost shows:
 
 * ``plain``: train (weights out, weights back; mean), evaluate (a tiny metric);
   two round trips per round, like fedcredit without secure aggregation.
-* ``secure``: the same rounds through :mod:`coordinator.secure` and
-  :mod:`participant.secure` exactly as the credit apps use them: train with the
+* ``secure``: the same rounds through :mod:`coordinator.app.secagg_server` and
+  :mod:`participant.app.secagg_client` exactly as the credit apps use them: train with the
   relayed keys and shares (masked vector back), unmask, and evaluate carrying the
   next round's keys; three round trips per round, plus two at set-up.
 
@@ -51,11 +51,17 @@ from flwr.common.serde import message_to_proto
 from flwr.serverapp import Grid, ServerApp
 
 from bench._memory import PeakMemory
-from coordinator.exchange import send_and_receive
-from coordinator.secure import SecureAggregation
-from credit import keys
-from credit.wire import array_record, config_int, config_record, config_str, flatten
-from participant.secure import advertise, answer_unmask, enrollment, mask_update, wants_secure
+from coordinator.app.exchange import send_and_receive
+from coordinator.app.secagg_server import SecureAggregation
+from credit import message_keys as keys
+from credit.records import array_record, config_int, config_record, config_str, flatten
+from participant.app.secagg_client import (
+    advertise,
+    answer_unmask,
+    enrollment,
+    mask_update,
+    wants_secure,
+)
 
 _QUIET_ENV = {
     "FLWR_TELEMETRY_ENABLED": "0",

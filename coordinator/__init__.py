@@ -7,9 +7,9 @@ from typing import TYPE_CHECKING
 from credit.lazy import lazy_getattr
 
 if TYPE_CHECKING:
+    from coordinator.app.run_driver import BankInfo, Federation, RoundResult, RunOutcome
+    from coordinator.app.strategy import CreditFedAvg
     from coordinator.errors import CoordinatorError, RoundFailed
-    from coordinator.federation import BankInfo, Federation, RoundResult, RunOutcome
-    from coordinator.strategy import CreditFedAvg
 
 __all__ = [
     "BankInfo",
@@ -23,13 +23,13 @@ __all__ = [
 
 # Exports resolve on first use (see credit.lazy): operator commands stay quick.
 _EXPORTS = {
-    "BankInfo": "coordinator.federation",
+    "BankInfo": "coordinator.app.run_driver",
     "CoordinatorError": "coordinator.errors",
-    "CreditFedAvg": "coordinator.strategy",
-    "Federation": "coordinator.federation",
+    "CreditFedAvg": "coordinator.app.strategy",
+    "Federation": "coordinator.app.run_driver",
     "RoundFailed": "coordinator.errors",
-    "RoundResult": "coordinator.federation",
-    "RunOutcome": "coordinator.federation",
+    "RoundResult": "coordinator.app.run_driver",
+    "RunOutcome": "coordinator.app.run_driver",
 }
 
 

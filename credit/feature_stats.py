@@ -112,7 +112,7 @@ def compute_feature_stats(
     Parameters
     ----------
     frame : pandas.DataFrame
-        Validated rows (see :func:`participant.loading.load_bank_csv`).
+        Validated rows (see :func:`credit.loading.load_bank_csv`).
     schema : DatasetSchema
         The dataset contract; its public bounds fix the histogram grid.
     grid_bins : int, default 1024

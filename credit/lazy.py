@@ -1,7 +1,7 @@
 """Lazy package exports: a name is imported from its module on first access.
 
 Importing a light module of a package (a ClientApp answering a secure-aggregation
-query imports ``credit.wire``) then does not import every export of the package,
+query imports ``credit.records``) then does not import every export of the package,
 torch and Opacus among them. Type checkers see the exports through
 ``if TYPE_CHECKING:`` imports in the package's ``__init__``.
 """

@@ -42,7 +42,7 @@ class CreditModel:
     card: dict[str, Any]
 
     def predict_proba(self, frame: pd.DataFrame) -> NDArray[np.float64]:
-        """Default probabilities for validated rows (see ``participant.loading``)."""
+        """Default probabilities for validated rows (see ``credit.loading``)."""
         self.module.eval()
         with torch.no_grad():
             logits = self.module(torch.from_numpy(self.encoder.transform(frame))).squeeze(-1)

@@ -84,7 +84,7 @@ class RunConfig(BaseModel):
         global model) in the fixed-point code of secure aggregation.
     dropout_rate : float, default 0.0
         Simulations only: the chance that a bank drops out of a round, at a random
-        stage (see ``participant.secure``).
+        stage (see ``participant.app.secagg_client``).
     run_name : str
         The consortium's name for the run; banks key their privacy plan by it (by
         Flower's run id when empty), so a resumed run keeps the plan.

@@ -7,9 +7,9 @@ from typing import TYPE_CHECKING
 from credit.lazy import lazy_getattr
 
 if TYPE_CHECKING:
-    from participant.bank import BankSource, PreparedBank, prepare_bank
-    from participant.loading import BankData, load_bank_csv
-    from participant.training import TrainSettings, predict_proba, train_locally
+    from credit.loading import BankData, load_bank_csv
+    from participant.app.bank import BankSource, PreparedBank, prepare_bank
+    from participant.app.training import TrainSettings, predict_proba, train_locally
 
 __all__ = [
     "BankData",
@@ -24,14 +24,14 @@ __all__ = [
 
 # Exports resolve on first use (see credit.lazy).
 _EXPORTS = {
-    "BankData": "participant.loading",
-    "BankSource": "participant.bank",
-    "PreparedBank": "participant.bank",
-    "TrainSettings": "participant.training",
-    "load_bank_csv": "participant.loading",
-    "predict_proba": "participant.training",
-    "prepare_bank": "participant.bank",
-    "train_locally": "participant.training",
+    "BankData": "credit.loading",
+    "BankSource": "participant.app.bank",
+    "PreparedBank": "participant.app.bank",
+    "TrainSettings": "participant.app.training",
+    "load_bank_csv": "credit.loading",
+    "predict_proba": "participant.app.training",
+    "prepare_bank": "participant.app.bank",
+    "train_locally": "participant.app.training",
 }
 
 

@@ -23,15 +23,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from coordinator.federation import RoundResult
-from coordinator.outputs import RunFiles, run_files
-from coordinator.server_app import make_server_app
+from coordinator.app.run_driver import RoundResult
+from coordinator.app.run_files import RunFiles, run_files
+from coordinator.app.server_app import make_server_app
 from credit.errors import ConfigError
 from credit.run_config import RunConfig
-from participant.bank import BankSource
-from participant.client_app import make_client_app
-from participant.privacy_guard import BankBudget
-from participant.sources import PartitionPlan
+from participant.app.bank import BankSource
+from participant.app.client_app import make_client_app
+from participant.app.node_config import PartitionPlan
+from participant.app.privacy_guard import BankBudget
 from simulations.budgets import BudgetPolicy
 from simulations.partition import Partition, partition_for_config
 
@@ -133,7 +133,7 @@ def run_simulated_consortium(
     plan : SimulationPlan
         From :func:`plan_simulation`.
     on_round, on_event : callable, optional
-        Progress callbacks (see :class:`coordinator.federation.Federation`).
+        Progress callbacks (see :class:`coordinator.app.run_driver.Federation`).
     cpus : int, optional
         CPUs given to Ray (one ClientApp per CPU at a time); all cores by default.
     """

@@ -22,9 +22,9 @@ from numpy.typing import NDArray
 
 from credit.datasets import embedded_data_path
 from credit.errors import ConfigError
+from credit.loading import load_bank_csv
 from credit.run_config import PartitionScheme, RunConfig
 from credit.schema import load_schema
-from participant.loading import load_bank_csv
 
 __all__ = [
     "Partition",

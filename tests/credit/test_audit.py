@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives.asymmetric.ec import SECP256R1, generate_pri
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from typer.testing import CliRunner
 
+from cli.app import app
 from credit.audit import (
     GENESIS,
     AuditBroken,
@@ -26,7 +27,6 @@ from credit.audit import (
     public_key_path,
     verify_audit,
 )
-from credit.cli import app
 from credit.errors import ConfigError
 
 EVENTS = ["run-start", "setup", "round", "round", "round", "run-end"]

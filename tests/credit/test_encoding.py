@@ -21,8 +21,8 @@ from credit.feature_stats import (
     compute_feature_stats,
     transform_values,
 )
+from credit.loading import load_bank_csv
 from credit.schema import DatasetSchema
-from participant.loading import load_bank_csv
 
 BANK_CUTS = [1_000, 4_000, 11_000, 19_000]
 

@@ -17,8 +17,8 @@ from credit.feature_stats import (
     grid_edges,
     transform_values,
 )
+from credit.loading import load_bank_csv
 from credit.schema import DatasetSchema
-from participant.loading import load_bank_csv
 
 # Five banks of unequal size: 1,000 / 3,000 / 7,000 / 8,000 / 11,000 rows.
 BANK_CUTS = [1_000, 4_000, 11_000, 19_000]

@@ -16,10 +16,10 @@ from torch import nn
 from credit.encoding import EncodingKind, FeatureEncoder, StatsSource, fit_encoder
 from credit.errors import FedcreditError
 from credit.feature_stats import compute_feature_stats
+from credit.loading import load_bank_csv
 from credit.model_card import CARD_FILE, WEIGHTS_FILE, load_model, save_model
 from credit.models import ModelKind, ModelSpec, build_model
 from credit.schema import DatasetSchema
-from participant.loading import load_bank_csv
 
 TRAINING = {"rounds": 3, "learning-rate": 0.01, "banks": ["bank-1", "bank-2"]}
 METRICS = {"auc": 0.78, "ks": 0.41, "n_rows": 600}

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from credit.loading import load_bank_csv
 from credit.model_card import load_model
 from credit.run_config import RunConfig
-from participant.loading import load_bank_csv
 from simulations.engine import plan_simulation, run_simulated_consortium
 
 pytestmark = pytest.mark.slow
@@ -51,7 +51,7 @@ def test_saved_model_reloads_and_scores_like_the_run(two_bank_run, schema) -> No
     """The model file scores the banks' test rows to the AUC the run reported."""
     from sklearn.metrics import roc_auc_score
 
-    from participant.bank import held_out_rows
+    from participant.app.bank import held_out_rows
 
     config, out, _ = two_bank_run
     model = load_model(out / "model")

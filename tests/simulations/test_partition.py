@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 
 from credit.datasets import embedded_data_path
 from credit.errors import ConfigError
+from credit.loading import load_bank_csv
 from credit.schema import DatasetSchema
-from participant.loading import load_bank_csv
 from simulations.partition import Partition, PartitionScheme, partition_rows
 
 TARGET = "default_payment_next_month"

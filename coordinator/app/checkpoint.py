@@ -1,0 +1,132 @@
+"""The coordinator's checkpoint: everything needed to continue a run after a crash.
+
+After every completed round the coordinator writes ``OUT/checkpoint/``: the global
+model's arrays (``arrays.npz``) and a JSON state (``state.json``: the completed
+round, encoder, model spec, banks, every round's results, privacy ledgers and
+refusals). Both files are written to a temporary name, fsynced and renamed, so a
+crash leaves the previous checkpoint whole. Resuming loads it and continues at the
+next round; FedAvg keeps no other strategy state between rounds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from flwr.app import Array, ArrayRecord
+
+from coordinator.app.run_state import BankInfo, RoundResult, RunOutcome
+from credit.encoding import FeatureEncoder
+from credit.errors import ConfigError
+from credit.metrics import CreditMetrics
+from credit.models import ModelSpec
+from credit.run_config import RunConfig
+from credit.schema import load_schema
+
+__all__ = ["CHECKPOINT_DIR", "load_checkpoint", "save_checkpoint"]
+
+CHECKPOINT_DIR = "checkpoint"
+_STATE = "state.json"
+_ARRAYS = "arrays.npz"
+_VERSION = 1
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    temporary = path.with_name(path.name + ".tmp")
+    with temporary.open("wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    temporary.replace(path)
+
+
+def save_checkpoint(out_dir: Path, outcome: RunOutcome, completed_round: int) -> Path:
+    """Write the state after ``completed_round``; return the checkpoint folder."""
+    folder = out_dir / CHECKPOINT_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    arrays_path = folder / _ARRAYS
+    temporary = arrays_path.with_name("arrays.tmp.npz")
+    with temporary.open("wb") as handle:
+        np.savez(handle, *[outcome.arrays[name].numpy() for name in outcome.arrays])
+        handle.flush()
+        os.fsync(handle.fileno())
+    temporary.replace(arrays_path)
+    state = {
+        "version": _VERSION,
+        "completed_round": completed_round,
+        "schema_hash": outcome.schema.schema_hash(),
+        "encoder": outcome.encoder.model_dump_json(),
+        "spec": outcome.spec.model_dump_json(),
+        "array_names": list(outcome.arrays),
+        "banks": [asdict(bank) for bank in outcome.banks],
+        "rounds": [_round_to_json(result) for result in outcome.rounds],
+        "privacy": outcome.privacy,
+        "refusals": outcome.refusals,
+    }
+    _write_atomically(folder / _STATE, json.dumps(state, indent=1).encode())
+    return folder
+
+
+def load_checkpoint(out_dir: Path, config: RunConfig) -> tuple[RunOutcome, int]:
+    """The saved outcome and its last completed round.
+
+    Raises
+    ------
+    ConfigError
+        No checkpoint in ``out_dir``, an unreadable one, or one made with another schema.
+    """
+    folder = out_dir / CHECKPOINT_DIR
+    state_path = folder / _STATE
+    if not state_path.is_file():
+        raise ConfigError(
+            f"no checkpoint to resume from in {folder} (a run writes one after each round)",
+            source="--resume",
+        )
+    try:
+        state = json.loads(state_path.read_text(encoding="utf-8"))
+        with np.load(folder / _ARRAYS) as saved:
+            arrays = ArrayRecord(
+                {
+                    name: Array(saved[f"arr_{index}"])
+                    for index, name in enumerate(state["array_names"])
+                }
+            )
+    except (OSError, ValueError, KeyError) as exc:
+        raise ConfigError(f"checkpoint {folder} is unreadable: {exc}", source="--resume") from exc
+    schema = load_schema(config.schema_file or None)
+    if state.get("version") != _VERSION or state["schema_hash"] != schema.schema_hash():
+        raise ConfigError(
+            f"checkpoint {folder} was made with another schema or version; "
+            "resume with the run's original configuration",
+            source="--resume",
+        )
+    outcome = RunOutcome(
+        config=config,
+        schema=schema,
+        encoder=FeatureEncoder.model_validate_json(state["encoder"]),
+        spec=ModelSpec.model_validate_json(state["spec"]),
+        banks=[BankInfo(**bank) for bank in state["banks"]],
+        arrays=arrays,
+        rounds=[_round_from_json(result) for result in state["rounds"]],
+        privacy=state["privacy"],
+        refusals=state["refusals"],
+    )
+    return outcome, int(state["completed_round"])
+
+
+def _round_to_json(result: RoundResult) -> dict[str, Any]:
+    data = asdict(result)
+    data["metrics"] = result.metrics.as_dict()
+    return data
+
+
+def _round_from_json(data: dict[str, Any]) -> RoundResult:
+    fields = dict(data)
+    fields["metrics"] = CreditMetrics.from_dict(data["metrics"])
+    for name in ("banks", "refused", "dropped"):
+        fields[name] = tuple(data[name])
+    return RoundResult(**fields)

@@ -1,0 +1,147 @@
+"""Write a finished run to disk: metrics.json, the model with its card, a plot, ledgers.
+
+Each bank with a privacy budget reports its ledger summary with its replies; the
+coordinator keeps the latest one per bank as ``ledgers/<bank>.json`` (the bank's own
+ledger file, with every event, stays at the bank).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+from coordinator.app.run_driver import RunOutcome
+from credit.model_card import save_model
+from credit.models import build_model
+
+__all__ = [
+    "LEDGER_DIR",
+    "METRICS_FILE",
+    "MODEL_DIR",
+    "PLOT_FILE",
+    "RunFiles",
+    "metrics_document",
+    "run_files",
+    "write_run_outputs",
+]
+
+METRICS_FILE = "metrics.json"
+MODEL_DIR = "model"
+PLOT_FILE = "rounds.png"
+LEDGER_DIR = "ledgers"
+_FINAL_KEYS = (
+    "auc",
+    "ks",
+    "gini",
+    "brier",
+    "log_loss",
+    "accuracy",
+    "f1",
+    "f1_threshold",
+    "n_rows",
+    "default_rate",
+)
+
+
+@dataclass(frozen=True)
+class RunFiles:
+    """Paths of a run's outputs."""
+
+    metrics: Path
+    model: Path
+    plot: Path
+
+
+def run_files(out_dir: Path) -> RunFiles:
+    """Where a run in ``out_dir`` keeps its outputs."""
+    return RunFiles(
+        metrics=out_dir / METRICS_FILE, model=out_dir / MODEL_DIR, plot=out_dir / PLOT_FILE
+    )
+
+
+def metrics_document(outcome: RunOutcome, wall_seconds: float) -> dict[str, Any]:
+    """The ``metrics.json`` document of a run."""
+    final = outcome.rounds[-1].metrics.as_dict() if outcome.rounds else {}
+    return {
+        "config": outcome.config.to_flower(),
+        "schema": {"name": outcome.schema.name, "sha256": outcome.schema.schema_hash()},
+        "rounds": [
+            {
+                "round": r.server_round,
+                "auc": r.metrics.auc,
+                "ks": r.metrics.ks,
+                "loss": r.metrics.log_loss,
+                "train_loss": r.train_loss,
+                "banks": list(r.banks),
+                "refused": list(r.refused),
+                "dropped": list(r.dropped),
+                "aborted": r.aborted,
+                "max_epsilon_spent": r.max_epsilon_spent,
+                "seconds": r.seconds,
+            }
+            for r in outcome.rounds
+        ],
+        "final": {key: final[key] for key in _FINAL_KEYS if key in final},
+        "participants": {
+            bank.name: {"n_train": bank.n_train, "n_test": bank.n_test} for bank in outcome.banks
+        },
+        "privacy": outcome.privacy,
+        "refusals": outcome.refusals,
+        "secure_aggregation": outcome.secure_aggregation,
+        "status": "completed" if outcome.stopped is None else f"stopped: {outcome.stopped}",
+        "wall_seconds": wall_seconds,
+    }
+
+
+def write_run_outputs(out_dir: Path, outcome: RunOutcome, wall_seconds: float) -> RunFiles:
+    """Write metrics, model and plot into ``out_dir`` (created if needed)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    document = metrics_document(outcome, wall_seconds)
+    files = run_files(out_dir)
+    files.metrics.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+    module = build_model(outcome.spec)
+    module.load_state_dict(outcome.arrays.to_torch_state_dict())
+    save_model(
+        files.model,
+        module,
+        spec=outcome.spec,
+        encoder=outcome.encoder,
+        schema_name=outcome.schema.name,
+        training=document["config"],
+        metrics=document["final"],
+    )
+    _plot_rounds(document["rounds"], files.plot)
+    _write_ledgers(out_dir / LEDGER_DIR, outcome.privacy)
+    return files
+
+
+def _write_ledgers(folder: Path, privacy: dict[str, Any]) -> None:
+    """One JSON file per bank: the ledger summary it last reported."""
+    if not privacy:
+        return
+    folder.mkdir(exist_ok=True)
+    for bank, summary in privacy.items():
+        text = json.dumps(summary, indent=2) + "\n"
+        (folder / f"{bank}.json").write_text(text, encoding="utf-8")
+
+
+def _plot_rounds(rounds: list[dict[str, Any]], path: Path) -> None:
+    figure, axis = plt.subplots(figsize=(7, 4), dpi=110)
+    numbers = [r["round"] for r in rounds]
+    axis.plot(numbers, [r["auc"] for r in rounds], marker="o", label="AUC")
+    axis.plot(numbers, [r["ks"] for r in rounds], marker="s", label="KS")
+    axis.set_xlabel("round")
+    axis.set_ylabel("pooled test metric")
+    axis.set_title("Federated test AUC and KS per round")
+    axis.grid(alpha=0.3)
+    axis.legend()
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)

@@ -1,0 +1,86 @@
+"""The coordinator's Flower ServerApp.
+
+``flwr run .`` loads :data:`app`, which parses ``context.run_config`` into a
+:class:`~coordinator.config.RunConfig`, runs the federation and writes the outputs to
+``out-dir``. ``fedcredit simulate`` builds its own instance with
+:func:`make_server_app` so that progress reaches its terminal.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from flwr.app import Context
+from flwr.serverapp import Grid, ServerApp
+
+from coordinator.app.run_driver import Federation, RoundResult
+from coordinator.app.run_files import RunFiles, write_run_outputs
+from credit.run_config import RunConfig
+
+__all__ = ["app", "format_round", "make_server_app", "run_federation"]
+
+
+def format_round(result: RoundResult, total: int) -> str:
+    """One progress line: round, AUC, KS, test loss, time."""
+    m = result.metrics
+    line = (
+        f"round {result.server_round:>3}/{total}  AUC {m.auc:.4f}  KS {m.ks:.4f}  "
+        f"loss {m.log_loss:.4f}  banks {len(result.banks)}"
+    )
+    if result.max_epsilon_spent is not None:
+        line += f"  ε spent ≤ {result.max_epsilon_spent:.3f}"
+    if result.refused:
+        line += f"  refused {len(result.refused)}"
+    if result.dropped:
+        line += f"  dropped {len(result.dropped)}"
+    if result.aborted:
+        line += "  ABORTED (model unchanged)"
+    return line + f"  {result.seconds:5.1f} s"
+
+
+def _print_round(result: RoundResult, total: int) -> None:
+    print(format_round(result, total), flush=True)
+
+
+def _print_event(text: str) -> None:
+    print(text, flush=True)
+
+
+def run_federation(
+    grid: Grid,
+    config: RunConfig,
+    *,
+    on_round: Callable[[RoundResult, int], None] = _print_round,
+    on_event: Callable[[str], None] = _print_event,
+) -> RunFiles:
+    """Run every round and write the outputs; return their paths."""
+    started = time.monotonic()
+    outcome = Federation(grid, config, on_round=on_round, on_event=on_event).run()
+    return write_run_outputs(Path(config.out_dir), outcome, time.monotonic() - started)
+
+
+def make_server_app(
+    config: RunConfig,
+    *,
+    on_round: Callable[[RoundResult, int], None] = _print_round,
+    on_event: Callable[[str], None] = _print_event,
+) -> ServerApp:
+    """A ServerApp bound to a fixed configuration (used by ``fedcredit simulate``)."""
+    server_app = ServerApp()
+
+    @server_app.main()
+    def main(grid: Grid, context: Context) -> None:
+        run_federation(grid, config, on_round=on_round, on_event=on_event)
+
+    return server_app
+
+
+app = ServerApp()
+
+
+@app.main()
+def main(grid: Grid, context: Context) -> None:
+    """Entry point for ``flwr run``: parse the run config once, then run."""
+    run_federation(grid, RunConfig.from_flower(context.run_config))

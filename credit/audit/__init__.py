@@ -1,0 +1,41 @@
+"""Tamper-evident audit logs: append-only JSON lines, hash-chained and Ed25519-signed.
+
+The package's door; :mod:`credit.audit.log` holds the writer and describes the
+format, ``_chain`` the verification and ``_keys`` the signing keys.
+"""
+
+from __future__ import annotations
+
+from credit.audit.log import (
+    CLOSING_EVENTS,
+    GENESIS,
+    LOG_OPEN,
+    AuditBroken,
+    AuditLog,
+    AuditReport,
+    arrays_sha256,
+    canonical_json,
+    fingerprint,
+    load_or_create_signing_key,
+    load_public_key,
+    public_key_path,
+    public_key_pem,
+    verify_audit,
+)
+
+__all__ = [
+    "CLOSING_EVENTS",
+    "GENESIS",
+    "LOG_OPEN",
+    "AuditBroken",
+    "AuditLog",
+    "AuditReport",
+    "arrays_sha256",
+    "canonical_json",
+    "fingerprint",
+    "load_or_create_signing_key",
+    "load_public_key",
+    "public_key_path",
+    "public_key_pem",
+    "verify_audit",
+]

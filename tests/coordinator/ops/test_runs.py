@@ -1,0 +1,74 @@
+"""Run configs of launched and resumed runs; where results are collected."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from coordinator.ops.consortium import Consortium, ConsortiumConfig, init_consortium
+from coordinator.ops.runs import collect_outputs, resolve_run, run_config_for
+from credit.errors import ConfigError
+
+
+@pytest.fixture
+def consortium(tmp_path: Path) -> Consortium:
+    config = ConsortiumConfig.model_validate(
+        {"name": "nordic", "hosts": ["fl.example"], "run": {"rounds": 7, "min_banks": 3}}
+    )
+    return init_consortium(tmp_path / "consortium", config)
+
+
+def test_a_new_run_takes_the_consortium_defaults_and_fixed_paths(consortium: Consortium) -> None:
+    config = run_config_for(
+        consortium, run_name="q3", resume=False, overrides={"rounds": None, "min_banks": 2}
+    )
+    assert config["num-server-rounds"] == 7  # unset flag: the consortium's default
+    assert config["min-banks"] == 2  # the flag wins
+    assert config["secure-aggregation"] is True
+    assert config["out-dir"] == str(consortium.paths.run("q3"))
+    assert config["run-name"] == "q3" and config["resume"] is False
+    assert config["audit-key"] == str(consortium.paths.audit_key)
+    assert config["schema"] == str(consortium.schema_path)
+
+
+def test_a_resumed_run_keeps_the_settings_it_started_with(consortium: Consortium) -> None:
+    started = run_config_for(
+        consortium,
+        run_name="q3",
+        resume=False,
+        overrides={"rounds": 5, "secure_aggregation": False, "min_banks": 2},
+    )
+    resumed = run_config_for(
+        consortium, run_name="q3", resume=True, overrides={"rounds": None}, recorded=started
+    )
+    assert resumed == {**started, "resume": True}
+    longer = run_config_for(
+        consortium, run_name="q3", resume=True, overrides={"rounds": 6}, recorded=started
+    )
+    assert longer["num-server-rounds"] == 6 and longer["secure-aggregation"] is False
+
+
+def test_unknown_run_names_the_known_ones(consortium: Consortium) -> None:
+    with pytest.raises(ConfigError, match=r"unknown run 'nope' \(runs: none yet\)"):
+        resolve_run(consortium, "nope")
+
+
+def test_outputs_are_collected_without_checkpoint_or_private_key(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    for name in ("metrics.json", "rounds.png", "launch.json", "model/model.pt",
+                 "ledgers/bank-a.json", "audit/coordinator.jsonl", "audit/coordinator.pub",
+                 "audit/coordinator.key", "checkpoint/state.json"):  # fmt: skip
+        (run / name).parent.mkdir(parents=True, exist_ok=True)
+        (run / name).write_text(name)
+    out = collect_outputs(run, tmp_path / "out")
+    copied = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
+    assert copied == [
+        "audit/coordinator.jsonl",
+        "audit/coordinator.pub",
+        "launch.json",
+        "ledgers/bank-a.json",
+        "metrics.json",
+        "model/model.pt",
+        "rounds.png",
+    ]

@@ -1,0 +1,118 @@
+"""Onboarding bundles: written by the operator, checked by the bank on arrival."""
+
+from __future__ import annotations
+
+import hashlib
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from credit.errors import ConfigError
+from credit.schema import embedded_schema_path, load_schema
+from deploy.bundle import BUNDLE_FILE, Bundle
+
+SCHEMA_HASH = load_schema().schema_hash()
+
+
+def _bundle(**fields: object) -> Bundle:
+    values: dict[str, object] = {
+        "consortium": "nordic",
+        "bank": "bank-a",
+        "superlink": "fl.example:9443",
+        "config_sha256": hashlib.sha256(b"config").hexdigest(),
+        "schema_sha256": SCHEMA_HASH,
+        "fedcredit_version": "0.1.0",
+        "max_epsilon": 3.0,
+    }
+    values.update(fields)
+    return Bundle.model_validate(values)
+
+
+@pytest.fixture
+def written(tmp_path: Path) -> Bundle:
+    ca = tmp_path / "source-ca.crt"
+    ca.write_text("-----BEGIN CERTIFICATE-----\n")
+    return _bundle().write(tmp_path / "bundle", ca_cert=ca, schema=embedded_schema_path())
+
+
+def test_round_trip(written: Bundle, tmp_path: Path) -> None:
+    folder = tmp_path / "bundle"
+    assert sorted(p.name for p in folder.iterdir()) == ["bundle.toml", "ca.crt", "schema.toml"]
+    for where in (folder, folder / BUNDLE_FILE):
+        loaded = Bundle.load(where)
+        assert loaded == written
+        assert loaded.folder == folder.resolve()
+        assert loaded.ca_cert == folder.resolve() / "ca.crt"
+        assert loaded.schema_path == folder.resolve() / "schema.toml"
+    assert loaded.max_epsilon == 3.0 and loaded.delta is None
+
+
+def test_folder_is_not_serialized(written: Bundle, tmp_path: Path) -> None:
+    raw = tomllib.loads((tmp_path / "bundle" / BUNDLE_FILE).read_text())
+    assert "folder" not in raw
+    assert "delta" not in raw  # unset optional values are left out
+    assert raw["superlink"] == "fl.example:9443"
+
+
+def test_copying_a_bundle(written: Bundle, tmp_path: Path) -> None:
+    copy = written.write(tmp_path / "copy")
+    assert Bundle.load(tmp_path / "copy") == copy
+    assert copy.ca_cert.read_bytes() == written.ca_cert.read_bytes()
+
+
+def test_changed_schema_is_refused(written: Bundle) -> None:
+    text = written.schema_path.read_text().replace("max = 2_000_000", "max = 3_000_000", 1)
+    assert text != written.schema_path.read_text()
+    written.schema_path.write_text(text)
+    with pytest.raises(ConfigError, match=r"schema\.toml: schema hash .* differs"):
+        Bundle.load(written.folder)
+
+
+def test_comment_only_changes_keep_the_schema_hash(written: Bundle) -> None:
+    written.schema_path.write_text("# annotated by the bank\n" + written.schema_path.read_text())
+    assert Bundle.load(written.folder).schema_sha256 == SCHEMA_HASH
+
+
+@pytest.mark.parametrize("missing", ["ca.crt", "schema.toml"])
+def test_missing_file_is_named(written: Bundle, missing: str) -> None:
+    (written.folder / missing).unlink()
+    with pytest.raises(ConfigError, match=rf"{missing}: missing from the bundle"):
+        Bundle.load(written.folder)
+
+
+def test_not_a_bundle_folder(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"no bundle\.toml here"):
+        Bundle.load(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda t: t + "\n[[[", r"bundle\.toml: not valid TOML"),
+        (lambda t: t + 'extra = "x"\n', r"bundle\.toml: 'extra': unknown key"),
+        (lambda t: t + 'folder = "/etc"\n', r"bundle\.toml: 'folder': unknown key"),
+        (
+            lambda t: t.replace('"fl.example:9443"', '"https://fl.example"'),
+            r"bundle\.toml: 'superlink': must be host:port",
+        ),
+        (
+            lambda t: t.replace('bank = "bank-a"', 'bank = "Bank A"'),
+            r"bundle\.toml: 'bank': String should match pattern",
+        ),
+        (
+            lambda t: t.replace("max_epsilon = 3.0", "max_epsilon = -1.0"),
+            r"bundle\.toml: 'max_epsilon': Input should be greater than 0",
+        ),
+        (
+            lambda t: "\n".join(line for line in t.splitlines() if "schema_sha256" not in line),
+            r"bundle\.toml: 'schema_sha256': Field required",
+        ),
+    ],
+)
+def test_bad_bundle_toml(written: Bundle, edit: object, message: str) -> None:
+    path = written.folder / BUNDLE_FILE
+    path.write_text(edit(path.read_text()))  # type: ignore[operator]
+    with pytest.raises(ConfigError, match=message) as caught:
+        Bundle.load(written.folder)
+    assert "\n" not in str(caught.value)

@@ -1,0 +1,161 @@
+"""The bank's SuperNode launcher: what it checks before anything connects."""
+
+from __future__ import annotations
+
+import hashlib
+import shlex
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ed25519
+
+from credit import __version__
+from credit.errors import ConfigError
+from credit.schema import embedded_schema_path, load_schema
+from deploy.bundle import Bundle
+from participant.node.node_keys import generate_bank_keys
+from participant.node.supernode import (
+    NodeSettings,
+    check_node_key,
+    check_tls,
+    node_command,
+    node_config,
+)
+
+FEDCREDIT = Path(sys.executable).with_name("fedcredit")
+
+
+@pytest.fixture
+def bundle(tmp_path: Path) -> Bundle:
+    from coordinator.ops.pki import create_ca, write_certificate
+
+    ca_cert = tmp_path / "ca.crt"
+    write_certificate(create_ca("nordic").certificate, ca_cert)
+    return Bundle.model_validate(
+        {
+            "consortium": "nordic",
+            "bank": "bank-a",
+            "superlink": "fl.example:9443",
+            "config_sha256": hashlib.sha256(b"config").hexdigest(),
+            "schema_sha256": load_schema().schema_hash(),
+            "fedcredit_version": __version__,
+        }
+    ).write(tmp_path / "bundle", ca_cert=ca_cert, schema=embedded_schema_path())
+
+
+def _settings(bundle: Bundle, tmp_path: Path, *, max_epsilon: float | None) -> NodeSettings:
+    keys = generate_bank_keys(tmp_path / "keys")
+    return NodeSettings(
+        bundle=bundle,
+        key=keys.node_key,
+        data=tmp_path / "bank a.csv",
+        home=tmp_path / "node",
+        max_epsilon=max_epsilon,
+        delta=None,
+        audit_key=keys.audit_key,
+        runtime_port=19194,
+    )
+
+
+def test_command_has_tls_node_key_and_the_bank_config(bundle: Bundle, tmp_path: Path) -> None:
+    settings = _settings(bundle, tmp_path, max_epsilon=2.5)
+    command = node_command(settings)
+
+    assert "--insecure" not in command
+    assert command[command.index("--root-certificates") + 1] == str(bundle.ca_cert)
+    assert command[command.index("--auth-supernode-private-key") + 1] == str(settings.key)
+    assert command[command.index("--superlink") + 1] == "fl.example:9443"
+    pairs = dict(item.split("=", 1) for item in shlex.split(node_config(settings)))
+    assert pairs["data-path"] == str(tmp_path / "bank a.csv")  # spaces survive quoting
+    assert pairs["bank-name"] == "bank-a"
+    assert pairs["max-epsilon"] == "2.5"
+    assert pairs["approved-version"] == __version__
+    assert pairs["ledger-path"] == str(settings.ledger)
+    assert pairs["audit-log"] == str(settings.audit_log)
+
+
+def test_without_a_budget_no_privacy_keys_are_set(bundle: Bundle, tmp_path: Path) -> None:
+    config = node_config(_settings(bundle, tmp_path, max_epsilon=None))
+    assert "max-epsilon" not in config and "ledger-path" not in config
+
+
+def test_node_key_checks(tmp_path: Path) -> None:
+    keys = generate_bank_keys(tmp_path / "keys")
+    check_node_key(keys.node_key)
+    with pytest.raises(ConfigError, match="cannot read the node key"):
+        check_node_key(tmp_path / "missing.key")
+    with pytest.raises(ConfigError, match="not an unencrypted OpenSSH private key"):
+        check_node_key(keys.node_public)
+    keys.node_key.chmod(0o644)
+    with pytest.raises(ConfigError, match="readable by others; run `chmod 600"):
+        check_node_key(keys.node_key)
+    ed = tmp_path / "ed.key"
+    from cryptography.hazmat.primitives import serialization
+
+    ed.write_bytes(
+        ed25519.Ed25519PrivateKey.generate().private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.OpenSSH,
+            serialization.NoEncryption(),
+        )
+    )
+    ed.chmod(0o600)
+    with pytest.raises(ConfigError, match="must be an ECDSA key"):
+        check_node_key(ed)
+
+
+def test_no_tls_without_the_consortium_ca(bundle: Bundle) -> None:
+    check_tls(bundle)
+    bundle.ca_cert.write_text("not a certificate\n")
+    with pytest.raises(ConfigError, match="never connects without TLS"):
+        check_tls(bundle)
+    bundle.ca_cert.unlink()
+    with pytest.raises(ConfigError, match="never connects without TLS"):
+        check_tls(bundle)
+
+
+def _start(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(FEDCREDIT), "participant", "start", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_start_refuses_bad_data_or_no_budget_before_connecting(
+    bundle: Bundle, tmp_path: Path, write_bank_csv: Callable[..., Path]
+) -> None:
+    keys = generate_bank_keys(tmp_path / "keys")
+    home = tmp_path / "node"
+    base = ["--bundle", str(bundle.folder), "--key", str(keys.node_key), "--home", str(home)]
+    good = write_bank_csv(200)
+    bad = tmp_path / "bad.csv"
+    lines = good.read_text().splitlines(keepends=True)
+    fields = lines[2].split(",")
+    fields[1] = "lots"  # LIMIT_BAL of data row 2
+    lines[2] = ",".join(fields)
+    bad.write_text("".join(lines))
+
+    from participant.node.supernode import stop_node
+
+    try:
+        no_budget = _start(*base, "--data", str(good))
+        broken = _start(*base, "--data", str(bad), "--max-epsilon", "2")
+        both = _start(*base, "--data", str(good), "--max-epsilon", "2", "--no-dp")
+    finally:
+        started = stop_node(home)  # never leave a stray SuperNode behind
+
+    assert not started  # nothing was started
+    assert no_budget.returncode == 2
+    assert "--max-epsilon: no privacy budget" in no_budget.stderr
+    assert broken.returncode == 2
+    assert f"{bad}, column 'LIMIT_BAL', row 2:" in broken.stderr, broken.stderr
+    assert both.returncode == 2 and "either --max-epsilon or --no-dp" in both.stderr
+    for result in (no_budget, broken, both):
+        assert "Traceback" not in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1
