@@ -1,4 +1,9 @@
-"""What the consortium operator runs: the Flower ServerApp, strategy and run driver."""
+"""What the consortium operator runs.
+
+``coordinator.app`` is the Flower ServerApp runtime (run driver, aggregation, run
+state, checkpoint, run files, audit trail); ``coordinator.ops`` sets up and operates the
+consortium (config, PKI, edge, services, members, runs).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,8 @@ from typing import TYPE_CHECKING
 from credit.lazy import lazy_getattr
 
 if TYPE_CHECKING:
-    from coordinator.app.run_driver import BankInfo, Federation, RoundResult, RunOutcome
+    from coordinator.app.run_driver import RunDriver
+    from coordinator.app.run_state import BankInfo, RoundResult, RunState
     from coordinator.app.strategy import CreditFedAvg
     from coordinator.errors import CoordinatorError, RoundFailed
 
@@ -15,21 +21,21 @@ __all__ = [
     "BankInfo",
     "CoordinatorError",
     "CreditFedAvg",
-    "Federation",
     "RoundFailed",
     "RoundResult",
-    "RunOutcome",
+    "RunDriver",
+    "RunState",
 ]
 
 # Exports resolve on first use (see credit.lazy): operator commands stay quick.
 _EXPORTS = {
-    "BankInfo": "coordinator.app.run_driver",
+    "BankInfo": "coordinator.app.run_state",
     "CoordinatorError": "coordinator.errors",
     "CreditFedAvg": "coordinator.app.strategy",
-    "Federation": "coordinator.app.run_driver",
+    "RunDriver": "coordinator.app.run_driver",
     "RoundFailed": "coordinator.errors",
-    "RoundResult": "coordinator.app.run_driver",
-    "RunOutcome": "coordinator.app.run_driver",
+    "RoundResult": "coordinator.app.run_state",
+    "RunState": "coordinator.app.run_state",
 }
 
 

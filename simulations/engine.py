@@ -23,8 +23,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from coordinator.app.run_driver import RoundResult
 from coordinator.app.run_files import RunFiles, run_files
+from coordinator.app.run_state import RoundResult
 from coordinator.app.server_app import make_server_app
 from credit.errors import ConfigError
 from credit.run_config import RunConfig
@@ -133,7 +133,7 @@ def run_simulated_consortium(
     plan : SimulationPlan
         From :func:`plan_simulation`.
     on_round, on_event : callable, optional
-        Progress callbacks (see :class:`coordinator.app.run_driver.Federation`).
+        Progress callbacks (see :class:`coordinator.app.run_driver.RunDriver`).
     cpus : int, optional
         CPUs given to Ray (one ClientApp per CPU at a time); all cores by default.
     """

@@ -20,8 +20,8 @@ PUBLIC = {
         "predict_proba", "prepare_bank", "train_locally",
     },
     "coordinator": {
-        "BankInfo", "CoordinatorError", "CreditFedAvg", "Federation", "RoundFailed",
-        "RoundResult", "RunOutcome",
+        "BankInfo", "CoordinatorError", "CreditFedAvg", "RunDriver", "RoundFailed",
+        "RoundResult", "RunState",
     },
     "simulations": {
         "Partition", "SimulationPlan", "partition_rows", "plan_simulation",

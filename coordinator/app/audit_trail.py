@@ -29,7 +29,7 @@ from typing import Any
 
 from flwr.app import ArrayRecord
 
-from coordinator.app.run_state import BankInfo, RoundResult, RunOutcome
+from coordinator.app.run_state import BankInfo, RoundResult, RunState
 from credit import __version__
 from credit.audit import AuditLog, arrays_sha256, load_or_create_signing_key, public_key_pem
 from credit.run_config import RunConfig
@@ -178,17 +178,17 @@ class CoordinatorAudit:
         )
         self._last_round = result.server_round
 
-    def run_end(self, outcome: RunOutcome) -> None:
+    def run_end(self, state: RunState) -> None:
         """The run finished: every round, or stopped early (budgets spent)."""
-        last = outcome.rounds[-1] if outcome.rounds else None
+        last = state.rounds[-1] if state.rounds else None
         self._append(
             "run-end",
             {
-                "status": "completed" if outcome.stopped is None else "stopped",
-                "reason": outcome.stopped,
+                "status": "completed" if state.stopped is None else "stopped",
+                "reason": state.stopped,
                 "rounds_completed": last.server_round if last else 0,
                 "final_auc": last.metrics.auc if last else None,
-                "final_model_sha256": record_sha256(outcome.arrays),
+                "final_model_sha256": record_sha256(state.arrays),
             },
         )
 

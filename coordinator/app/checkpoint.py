@@ -19,11 +19,11 @@ from typing import Any
 import numpy as np
 from flwr.app import Array, ArrayRecord
 
-from coordinator.app.run_state import BankInfo, RoundResult, RunOutcome
+from coordinator.app.run_state import BankInfo, RoundResult, RunState
 from credit.encoding import FeatureEncoder
 from credit.errors import ConfigError
 from credit.metrics import CreditMetrics
-from credit.models import ModelSpec
+from credit.model_spec import ModelSpec
 from credit.run_config import RunConfig
 from credit.schema import load_schema
 
@@ -44,35 +44,35 @@ def _write_atomically(path: Path, data: bytes) -> None:
     temporary.replace(path)
 
 
-def save_checkpoint(out_dir: Path, outcome: RunOutcome, completed_round: int) -> Path:
+def save_checkpoint(out_dir: Path, state: RunState, completed_round: int) -> Path:
     """Write the state after ``completed_round``; return the checkpoint folder."""
     folder = out_dir / CHECKPOINT_DIR
     folder.mkdir(parents=True, exist_ok=True)
     arrays_path = folder / _ARRAYS
     temporary = arrays_path.with_name("arrays.tmp.npz")
     with temporary.open("wb") as handle:
-        np.savez(handle, *[outcome.arrays[name].numpy() for name in outcome.arrays])
+        np.savez(handle, *[state.arrays[name].numpy() for name in state.arrays])
         handle.flush()
         os.fsync(handle.fileno())
     temporary.replace(arrays_path)
-    state = {
+    document = {
         "version": _VERSION,
         "completed_round": completed_round,
-        "schema_hash": outcome.schema.schema_hash(),
-        "encoder": outcome.encoder.model_dump_json(),
-        "spec": outcome.spec.model_dump_json(),
-        "array_names": list(outcome.arrays),
-        "banks": [asdict(bank) for bank in outcome.banks],
-        "rounds": [_round_to_json(result) for result in outcome.rounds],
-        "privacy": outcome.privacy,
-        "refusals": outcome.refusals,
+        "schema_hash": state.schema.schema_hash(),
+        "encoder": state.encoder.model_dump_json(),
+        "spec": state.spec.model_dump_json(),
+        "array_names": list(state.arrays),
+        "banks": [asdict(bank) for bank in state.banks],
+        "rounds": [_round_to_json(result) for result in state.rounds],
+        "privacy": state.privacy,
+        "refusals": state.refusals,
     }
-    _write_atomically(folder / _STATE, json.dumps(state, indent=1).encode())
+    _write_atomically(folder / _STATE, json.dumps(document, indent=1).encode())
     return folder
 
 
-def load_checkpoint(out_dir: Path, config: RunConfig) -> tuple[RunOutcome, int]:
-    """The saved outcome and its last completed round.
+def load_checkpoint(out_dir: Path, config: RunConfig) -> tuple[RunState, int]:
+    """The saved state and its last completed round.
 
     Raises
     ------
@@ -87,35 +87,35 @@ def load_checkpoint(out_dir: Path, config: RunConfig) -> tuple[RunOutcome, int]:
             source="--resume",
         )
     try:
-        state = json.loads(state_path.read_text(encoding="utf-8"))
+        document = json.loads(state_path.read_text(encoding="utf-8"))
         with np.load(folder / _ARRAYS) as saved:
             arrays = ArrayRecord(
                 {
                     name: Array(saved[f"arr_{index}"])
-                    for index, name in enumerate(state["array_names"])
+                    for index, name in enumerate(document["array_names"])
                 }
             )
     except (OSError, ValueError, KeyError) as exc:
         raise ConfigError(f"checkpoint {folder} is unreadable: {exc}", source="--resume") from exc
     schema = load_schema(config.schema_file or None)
-    if state.get("version") != _VERSION or state["schema_hash"] != schema.schema_hash():
+    if document.get("version") != _VERSION or document["schema_hash"] != schema.schema_hash():
         raise ConfigError(
             f"checkpoint {folder} was made with another schema or version; "
             "resume with the run's original configuration",
             source="--resume",
         )
-    outcome = RunOutcome(
+    state = RunState(
         config=config,
         schema=schema,
-        encoder=FeatureEncoder.model_validate_json(state["encoder"]),
-        spec=ModelSpec.model_validate_json(state["spec"]),
-        banks=[BankInfo(**bank) for bank in state["banks"]],
+        encoder=FeatureEncoder.model_validate_json(document["encoder"]),
+        spec=ModelSpec.model_validate_json(document["spec"]),
+        banks=[BankInfo(**bank) for bank in document["banks"]],
         arrays=arrays,
-        rounds=[_round_from_json(result) for result in state["rounds"]],
-        privacy=state["privacy"],
-        refusals=state["refusals"],
+        rounds=[_round_from_json(result) for result in document["rounds"]],
+        privacy=document["privacy"],
+        refusals=document["refusals"],
     )
-    return outcome, int(state["completed_round"])
+    return state, int(document["completed_round"])
 
 
 def _round_to_json(result: RoundResult) -> dict[str, Any]:

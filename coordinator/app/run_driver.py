@@ -40,7 +40,7 @@ from coordinator.app.audit_trail import CoordinatorAudit
 from coordinator.app.checkpoint import load_checkpoint, save_checkpoint
 from coordinator.app.exchange import send_and_receive
 from coordinator.app.privacy_records import BudgetsExhausted, ledger_of, refusal_of, refusal_text
-from coordinator.app.run_state import BankInfo, RoundResult, RunOutcome
+from coordinator.app.run_state import BankInfo, RoundResult, RunState
 from coordinator.app.secagg_server import SecureAggregation
 from coordinator.app.strategy import CreditFedAvg
 from coordinator.errors import RoundFailed
@@ -62,7 +62,7 @@ from credit.run_config import RunConfig
 from credit.schema import load_schema
 from privacy.secagg.protocol import SecAggAborted
 
-__all__ = ["BankInfo", "Federation", "RoundResult", "RunOutcome"]
+__all__ = ["RunDriver"]
 
 _NODE_WAIT_SECONDS = 600.0
 _NODE_POLL_SECONDS = 1.0
@@ -72,7 +72,7 @@ RoundCallback = Callable[[RoundResult, int], None]
 EventCallback = Callable[[str], None]
 
 
-class Federation:
+class RunDriver:
     """Drive set-up, training and evaluation rounds for one run.
 
     Parameters
@@ -106,8 +106,8 @@ class Federation:
         self._on_round = on_round or (lambda result, total: None)
         self._on_event = on_event or (lambda text: None)
 
-    def run(self) -> RunOutcome:
-        """Run set-up and every round (or continue from the checkpoint); return the outcome.
+    def run(self) -> RunState:
+        """Run set-up and every round (or continue from the checkpoint); return the state.
 
         Every step is recorded in the signed audit log ``OUT/audit/coordinator.jsonl``
         (see :mod:`coordinator.app.audit_trail`), including a failure.
@@ -115,61 +115,61 @@ class Federation:
         audit = CoordinatorAudit(self.config, flower_run_id=self.grid.run.run_id)
         self._audit = audit
         try:
-            outcome = self._run(audit)
+            state = self._run(audit)
         except Exception as error:
             audit.run_failed(error)
             raise
         else:
-            audit.run_end(outcome)
+            audit.run_end(state)
         finally:
             audit.close()
             self._audit = None
-        return outcome
+        return state
 
-    def _run(self, audit: CoordinatorAudit) -> RunOutcome:
+    def _run(self, audit: CoordinatorAudit) -> RunState:
         out_dir = Path(self.config.out_dir)
         if self.config.resume:
-            outcome, completed = load_checkpoint(out_dir, self.config)
-            audit.run_resume(completed, outcome.arrays, self.schema.schema_hash())
+            state, completed = load_checkpoint(out_dir, self.config)
+            audit.run_resume(completed, state.arrays, self.schema.schema_hash())
             node_ids = self._wait_for_nodes()
-            self.privacy = dict(outcome.privacy)
-            self._refusals = list(outcome.refusals)
-            outcome.banks = self._rejoin(node_ids, outcome.banks)
+            self.privacy = dict(state.privacy)
+            self._refusals = list(state.refusals)
+            state.banks = self._rejoin(node_ids, state.banks)
             self._on_event(f"resuming after round {completed} from {out_dir / 'checkpoint'}")
         else:
             audit.run_start(self.schema.schema_hash())
-            outcome, completed = self._start(self._wait_for_nodes()), 0
-        audit.setup(outcome.banks, outcome.arrays)
+            state, completed = self._start(self._wait_for_nodes()), 0
+        audit.setup(state.banks, state.arrays)
         if self.secure is not None and completed < self.config.rounds:
             self._on_event(self.secure.describe())
-            self._request_advertisements(completed + 1, outcome.arrays)
-        self._rounds(outcome, completed, audit)
-        outcome.privacy = dict(self.privacy)
-        outcome.refusals = list(self._refusals)
+            self._request_advertisements(completed + 1, state.arrays)
+        self._rounds(state, completed, audit)
+        state.privacy = dict(self.privacy)
+        state.refusals = list(self._refusals)
         if self.secure is not None:
-            outcome.secure_aggregation = self.secure.summary()
-        return outcome
+            state.secure_aggregation = self.secure.summary()
+        return state
 
-    def _rounds(self, outcome: RunOutcome, completed: int, audit: CoordinatorAudit) -> None:
+    def _rounds(self, state: RunState, completed: int, audit: CoordinatorAudit) -> None:
         """Rounds ``completed + 1`` to the last; each is audited, then checkpointed."""
-        names = {bank.node_id: bank.name for bank in outcome.banks}
+        names = {bank.node_id: bank.name for bank in state.banks}
         for server_round in range(completed + 1, self.config.rounds + 1):
             try:
-                result, outcome.arrays = self._round(
-                    server_round, outcome.arrays, outcome.encoder, outcome.spec, names
+                result, state.arrays = self._round(
+                    server_round, state.arrays, state.encoder, state.spec, names
                 )
             except BudgetsExhausted as stop:
-                outcome.stopped = str(stop)
+                state.stopped = str(stop)
                 self._on_event(f"stopped: {stop}")
                 break
-            outcome.rounds.append(result)
-            outcome.privacy = dict(self.privacy)
-            outcome.refusals = list(self._refusals)
-            audit.round(result, outcome.arrays, self.privacy)
-            save_checkpoint(Path(self.config.out_dir), outcome, server_round)
+            state.rounds.append(result)
+            state.privacy = dict(self.privacy)
+            state.refusals = list(self._refusals)
+            audit.round(result, state.arrays, self.privacy)
+            save_checkpoint(Path(self.config.out_dir), state, server_round)
             self._on_round(result, self.config.rounds)
 
-    def _start(self, node_ids: list[int]) -> RunOutcome:
+    def _start(self, node_ids: list[int]) -> RunState:
         """Set-up of a new run: encoder from the banks' aggregates, initial model."""
         banks, encoder = self._fit_encoder(node_ids)
         spec = ModelSpec(
@@ -177,7 +177,7 @@ class Federation:
             n_inputs=encoder.n_inputs,
             hidden_sizes=self.config.hidden_sizes,
         )
-        return RunOutcome(
+        return RunState(
             config=self.config,
             schema=self.schema,
             encoder=encoder,

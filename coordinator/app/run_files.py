@@ -10,16 +10,13 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import matplotlib
+if TYPE_CHECKING:
+    from coordinator.app.run_state import RunState
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
-
-from coordinator.app.run_driver import RunOutcome
-from credit.model_card import save_model
-from credit.models import build_model
+# torch (the model) and matplotlib (the plot) are imported where the files are
+# written: the operator's commands read these names without paying for them.
 
 __all__ = [
     "LEDGER_DIR",
@@ -66,12 +63,12 @@ def run_files(out_dir: Path) -> RunFiles:
     )
 
 
-def metrics_document(outcome: RunOutcome, wall_seconds: float) -> dict[str, Any]:
+def metrics_document(state: RunState, wall_seconds: float) -> dict[str, Any]:
     """The ``metrics.json`` document of a run."""
-    final = outcome.rounds[-1].metrics.as_dict() if outcome.rounds else {}
+    final = state.rounds[-1].metrics.as_dict() if state.rounds else {}
     return {
-        "config": outcome.config.to_flower(),
-        "schema": {"name": outcome.schema.name, "sha256": outcome.schema.schema_hash()},
+        "config": state.config.to_flower(),
+        "schema": {"name": state.schema.name, "sha256": state.schema.schema_hash()},
         "rounds": [
             {
                 "round": r.server_round,
@@ -86,39 +83,42 @@ def metrics_document(outcome: RunOutcome, wall_seconds: float) -> dict[str, Any]
                 "max_epsilon_spent": r.max_epsilon_spent,
                 "seconds": r.seconds,
             }
-            for r in outcome.rounds
+            for r in state.rounds
         ],
         "final": {key: final[key] for key in _FINAL_KEYS if key in final},
         "participants": {
-            bank.name: {"n_train": bank.n_train, "n_test": bank.n_test} for bank in outcome.banks
+            bank.name: {"n_train": bank.n_train, "n_test": bank.n_test} for bank in state.banks
         },
-        "privacy": outcome.privacy,
-        "refusals": outcome.refusals,
-        "secure_aggregation": outcome.secure_aggregation,
-        "status": "completed" if outcome.stopped is None else f"stopped: {outcome.stopped}",
+        "privacy": state.privacy,
+        "refusals": state.refusals,
+        "secure_aggregation": state.secure_aggregation,
+        "status": "completed" if state.stopped is None else f"stopped: {state.stopped}",
         "wall_seconds": wall_seconds,
     }
 
 
-def write_run_outputs(out_dir: Path, outcome: RunOutcome, wall_seconds: float) -> RunFiles:
+def write_run_outputs(out_dir: Path, state: RunState, wall_seconds: float) -> RunFiles:
     """Write metrics, model and plot into ``out_dir`` (created if needed)."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    document = metrics_document(outcome, wall_seconds)
+    document = metrics_document(state, wall_seconds)
     files = run_files(out_dir)
     files.metrics.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
-    module = build_model(outcome.spec)
-    module.load_state_dict(outcome.arrays.to_torch_state_dict())
+    from credit.model_card import save_model
+    from credit.models import build_model
+
+    module = build_model(state.spec)
+    module.load_state_dict(state.arrays.to_torch_state_dict())
     save_model(
         files.model,
         module,
-        spec=outcome.spec,
-        encoder=outcome.encoder,
-        schema_name=outcome.schema.name,
+        spec=state.spec,
+        encoder=state.encoder,
+        schema_name=state.schema.name,
         training=document["config"],
         metrics=document["final"],
     )
     _plot_rounds(document["rounds"], files.plot)
-    _write_ledgers(out_dir / LEDGER_DIR, outcome.privacy)
+    _write_ledgers(out_dir / LEDGER_DIR, state.privacy)
     return files
 
 
@@ -133,6 +133,11 @@ def _write_ledgers(folder: Path, privacy: dict[str, Any]) -> None:
 
 
 def _plot_rounds(rounds: list[dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
     figure, axis = plt.subplots(figsize=(7, 4), dpi=110)
     numbers = [r["round"] for r in rounds]
     axis.plot(numbers, [r["auc"] for r in rounds], marker="o", label="AUC")

@@ -1,4 +1,4 @@
-"""What a run produced, as the coordinator keeps it: banks, round results, the outcome."""
+"""What a run produced, as the coordinator keeps it: banks, round results, the state."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from credit.models import ModelSpec
 from credit.run_config import RunConfig
 from credit.schema import DatasetSchema
 
-__all__ = ["BankInfo", "RoundResult", "RunOutcome"]
+__all__ = ["BankInfo", "RoundResult", "RunState"]
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,7 @@ class RoundResult:
 
 
 @dataclass
-class RunOutcome:
+class RunState:
     """Everything a finished run produced (the coordinator writes it to disk)."""
 
     config: RunConfig

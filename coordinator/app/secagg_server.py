@@ -40,7 +40,7 @@ Exchange = Callable[[list[Message], str, int], list[Message]]
 
 
 class SecureUpdate:
-    """The decoded outcome of one securely aggregated round."""
+    """The decoded state of one securely aggregated round."""
 
     def __init__(self, arrays: ArrayRecord, train_loss: float | None, banks: list[int]) -> None:
         self.arrays = arrays

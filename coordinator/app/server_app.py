@@ -15,8 +15,9 @@ from pathlib import Path
 from flwr.app import Context
 from flwr.serverapp import Grid, ServerApp
 
-from coordinator.app.run_driver import Federation, RoundResult
+from coordinator.app.run_driver import RunDriver
 from coordinator.app.run_files import RunFiles, write_run_outputs
+from coordinator.app.run_state import RoundResult
 from credit.run_config import RunConfig
 
 __all__ = ["app", "format_round", "make_server_app", "run_federation"]
@@ -57,8 +58,8 @@ def run_federation(
 ) -> RunFiles:
     """Run every round and write the outputs; return their paths."""
     started = time.monotonic()
-    outcome = Federation(grid, config, on_round=on_round, on_event=on_event).run()
-    return write_run_outputs(Path(config.out_dir), outcome, time.monotonic() - started)
+    state = RunDriver(grid, config, on_round=on_round, on_event=on_event).run()
+    return write_run_outputs(Path(config.out_dir), state, time.monotonic() - started)
 
 
 def make_server_app(
