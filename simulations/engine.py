@@ -23,6 +23,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from flwr.clientapp import ClientApp
+
 from coordinator.app.run_files import RunFiles, run_files
 from coordinator.app.run_state import RoundResult
 from coordinator.app.server_app import make_server_app
@@ -35,7 +37,12 @@ from participant.app.privacy_guard import BankBudget
 from simulations.budgets import BudgetPolicy
 from simulations.partition import Partition, partition_for_config
 
-__all__ = ["SimulationPlan", "plan_simulation", "run_simulated_consortium"]
+__all__ = [
+    "SimulationPlan",
+    "plan_simulation",
+    "run_simulated_consortium",
+    "simulation_client_app",
+]
 
 BANKS_DIR = "banks"
 LEDGERS_DIR = "ledgers"
@@ -146,7 +153,7 @@ def run_simulated_consortium(
         on_round=on_round or (lambda result, total: None),
         on_event=on_event or (lambda text: None),
     )
-    client_app = make_client_app(PartitionPlan(plan.banks))
+    client_app = simulation_client_app(plan)
     flwr_logger = logging.getLogger("flwr")
     previous_level = flwr_logger.level
     flwr_logger.setLevel(logging.ERROR)
@@ -170,6 +177,11 @@ def run_simulated_consortium(
     finally:
         flwr_logger.setLevel(previous_level)
     return run_files(Path(plan.config.out_dir))
+
+
+def simulation_client_app(plan: SimulationPlan) -> ClientApp:
+    """The ClientApp every simulated bank runs: the bank's own app, wired to its file."""
+    return make_client_app(PartitionPlan(plan.banks))
 
 
 def _file_name(bank: str) -> str:
