@@ -222,7 +222,8 @@ def _budget_policy(
     epsilon: float | None, delta: float | None, budgets: Path | None
 ) -> tuple[BudgetPolicy | None, str]:
     """The simulated banks' budgets from --epsilon/--delta or --budgets FILE."""
-    from simulations.budgets import BudgetPolicy, BudgetSpec, load_budget_file
+    from privacy.budget import PrivacyBudget
+    from simulations.budgets import BudgetPolicy, load_budget_file
 
     if budgets is not None and epsilon is not None:
         raise ConfigError("give either --epsilon or --budgets, not both", source="--budgets")
@@ -233,7 +234,7 @@ def _budget_policy(
             raise ConfigError("--delta needs --epsilon", source="--delta")
         return None, "--epsilon"
     try:
-        spec = BudgetSpec(max_epsilon=epsilon, delta=delta)
+        spec = PrivacyBudget(max_epsilon=epsilon, delta=delta)
     except ValueError as exc:
         raise ConfigError("epsilon must be > 0 and delta in (0, 1)", source="--epsilon") from exc
     return BudgetPolicy(default=spec), "--epsilon"

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
 from cli.console import EXIT_RUN_FAILED, OperationFailed, console, error_console, fail_cleanly
+from credit.errors import ConfigError
 from credit.model_spec import ModelKind
 
 __all__ = ["coordinator_app"]
@@ -70,7 +71,7 @@ def init(
             "edge_host": edge_host,
             "edge_port": edge_port,
             "run": {"rounds": rounds, "model": model, "min_banks": min_banks},
-            "privacy": {"max_epsilon": max_epsilon, "delta": delta},
+            "privacy": _recommended_budget(max_epsilon, delta),
         }
         if edge_address:
             fields["edge_address"] = edge_address
@@ -91,6 +92,15 @@ def init(
         f"banks will dial {config.edge_address}; next: `fedcredit coordinator start {folder}`",
         highlight=False,
     )
+
+
+def _recommended_budget(max_epsilon: float | None, delta: float | None) -> dict[str, Any] | None:
+    """The ``[privacy]`` section of a new consortium's config (None: no recommendation)."""
+    if max_epsilon is None:
+        if delta is not None:
+            raise ConfigError("--delta needs --max-epsilon", source="--delta")
+        return None
+    return {"max_epsilon": max_epsilon, "delta": delta}
 
 
 @coordinator_app.command("add-participant")

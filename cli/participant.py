@@ -7,13 +7,16 @@ SuperNode next to its data.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
 from cli.console import EXIT_RUN_FAILED, console, fail_cleanly
 from credit.errors import ConfigError
+
+if TYPE_CHECKING:
+    from privacy.budget import PrivacyBudget
 
 __all__ = ["participant_app"]
 
@@ -127,7 +130,8 @@ def start(
 
     with fail_cleanly():
         loaded = Bundle.load(bundle)
-        epsilon = max_epsilon if max_epsilon is not None else loaded.max_epsilon
+        recommended = loaded.privacy.max_epsilon if loaded.privacy is not None else None
+        epsilon = max_epsilon if max_epsilon is not None else recommended
         if no_dp and max_epsilon is not None:
             raise ConfigError("give either --max-epsilon or --no-dp, not both", source="--no-dp")
         if no_dp:
@@ -138,8 +142,7 @@ def start(
                 "--no-dp to train without differential privacy",
                 source="--max-epsilon",
             )
-        if epsilon is not None and not epsilon > 0:
-            raise ConfigError(f"must be > 0; got {epsilon}", source="--max-epsilon")
+        budget = None if epsilon is None else _bank_budget(epsilon, delta)
         console.print(f"checking {data} against the consortium's schema (nothing leaves) ...")
         checked = load_bank_csv(data, load_schema(loaded.schema_path))
         console.print(f"  {checked.n_rows:,} rows pass the schema of '{loaded.consortium}'")
@@ -148,13 +151,12 @@ def start(
             key=key.expanduser().resolve(),
             data=data.expanduser().resolve(),
             home=home.expanduser().resolve(),
-            max_epsilon=epsilon,
-            delta=delta if epsilon is not None else loaded.delta,
+            budget=budget,
             audit_key=(audit_key or key.with_name("audit.key")).expanduser().resolve(),
             runtime_port=runtime_port,
         )
         started = start_node(settings)
-    budget = f"max ε {epsilon:g}" if epsilon is not None else "no differential privacy"
+    privacy = f"max ε {epsilon:g}" if epsilon is not None else "no differential privacy"
     state = (
         "connected"
         if started.connected
@@ -162,7 +164,7 @@ def start(
     )
     console.print(
         f"{loaded.bank}: SuperNode started (pid {started.pid}) towards {loaded.superlink} with "
-        f"TLS and its node key, {state}; {budget}.\n"
+        f"TLS and its node key, {state}; {privacy}.\n"
         f"  log:    {settings.home / 'services' / 'supernode.log'}\n"
         f"  ledger: {settings.ledger}\n  audit:  {settings.audit_log}"
     )
@@ -190,3 +192,18 @@ def status(home: Home = DEFAULT_HOME) -> None:
         return
     console.print(f"SuperNode not running; log: {state.log}")
     raise typer.Exit(EXIT_RUN_FAILED)
+
+
+def _bank_budget(max_epsilon: float, delta: float | None) -> PrivacyBudget:
+    """The bank's budget from its flags (ConfigError naming the flag)."""
+    from pydantic import ValidationError
+
+    from privacy.budget import PrivacyBudget
+
+    try:
+        return PrivacyBudget(max_epsilon=max_epsilon, delta=delta)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        flag = "--delta" if first["loc"] == ("delta",) else "--max-epsilon"
+        value = delta if flag == "--delta" else max_epsilon
+        raise ConfigError(f"{first['msg']}; got {value}", source=flag) from exc

@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from credit.errors import ConfigError, SchemaError
 from credit.schema import load_schema
+from privacy.budget import PrivacyBudget
 
 __all__ = ["BUNDLE_FILE", "Bundle", "first_problem"]
 
@@ -63,7 +64,7 @@ class Bundle(BaseModel):
         Canonical hash of the dataset schema (``DatasetSchema.schema_hash()``).
     fedcredit_version : str
         The fedcredit release the consortium runs.
-    max_epsilon, delta : float, optional
+    privacy : PrivacyBudget, optional
         The privacy budget the consortium recommends; the bank decides its own.
     """
 
@@ -75,8 +76,7 @@ class Bundle(BaseModel):
     config_sha256: str = Field(pattern=_SHA256)
     schema_sha256: str = Field(pattern=_SHA256)
     fedcredit_version: str = Field(min_length=1)
-    max_epsilon: float | None = Field(default=None, gt=0)
-    delta: float | None = Field(default=None, gt=0, lt=1)
+    privacy: PrivacyBudget | None = None
     folder: Path = Field(default=Path("."), exclude=True)
     """The bundle's folder (where ``ca.crt`` and ``schema.toml`` are); not serialized."""
 

@@ -11,9 +11,10 @@ from credit.lazy import lazy_getattr
 
 if TYPE_CHECKING:
     from privacy.accounting import DpEvent, calibrate_noise_multiplier, epsilon_spent
+    from privacy.budget import PrivacyBudget
     from privacy.dp_sgd import DpSgdSettings, train_dp_sgd, validate_for_dp
     from privacy.errors import LedgerError, PrivacyBudgetExceeded, PrivacyError
-    from privacy.ledger import PrivacyBudget, PrivacyLedger, RunPlan
+    from privacy.ledger import PrivacyLedger, RunPlan
     from privacy.noise import SecureGaussian
 
 __all__ = [
@@ -37,7 +38,7 @@ _EXPORTS = {
     "DpEvent": "privacy.accounting",
     "DpSgdSettings": "privacy.dp_sgd",
     "LedgerError": "privacy.errors",
-    "PrivacyBudget": "privacy.ledger",
+    "PrivacyBudget": "privacy.budget",
     "PrivacyBudgetExceeded": "privacy.errors",
     "PrivacyError": "privacy.errors",
     "PrivacyLedger": "privacy.ledger",

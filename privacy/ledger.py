@@ -22,31 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from privacy.accounting import ACCOUNTANT, DpEvent, epsilon_spent
+from privacy.budget import PrivacyBudget
 from privacy.errors import LedgerError, PrivacyBudgetExceeded
 
-__all__ = ["PrivacyBudget", "PrivacyLedger", "RunPlan"]
-
-
-@dataclass(frozen=True, kw_only=True)
-class PrivacyBudget:
-    """A bank's record-level budget.
-
-    Parameters
-    ----------
-    max_epsilon : float
-        Most epsilon the bank will ever spend on this data set, > 0.
-    delta : float
-        Target delta, in (0, 1); banks should pick at most 1 / (10 n_train).
-    """
-
-    max_epsilon: float
-    delta: float
-
-    def __post_init__(self) -> None:
-        if not self.max_epsilon > 0:
-            raise ValueError(f"max_epsilon must be > 0; got {self.max_epsilon}")
-        if not 0 < self.delta < 1:
-            raise ValueError(f"delta must be in (0, 1); got {self.delta}")
+__all__ = ["PrivacyLedger", "RunPlan"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -71,11 +50,17 @@ class PrivacyLedger:
     bank : str
         The bank's name; an existing file must belong to it.
     budget : PrivacyBudget
-        The bank's budget; an existing file must record the same one (a bank cannot
-        raise its maximum by restarting with another flag).
+        The bank's budget with its delta resolved (:meth:`PrivacyBudget.for_rows`);
+        an existing file must record the same one (a bank cannot raise its maximum
+        by restarting with another flag).
     """
 
     def __init__(self, path: Path, *, bank: str, budget: PrivacyBudget) -> None:
+        if budget.delta is None:
+            raise ValueError(
+                "the ledger needs the budget's delta resolved (PrivacyBudget.for_rows)"
+            )
+        self.delta: float = budget.delta
         self.path = path
         self.bank = bank
         self.budget = budget
@@ -85,7 +70,7 @@ class PrivacyLedger:
             self._load()
         else:
             path.parent.mkdir(parents=True, exist_ok=True)
-            self._append({"type": "budget", "bank": bank, **asdict(budget)})
+            self._append({"type": "budget", "bank": bank, **budget.model_dump()})
 
     @property
     def events(self) -> tuple[DpEvent, ...]:
@@ -95,7 +80,7 @@ class PrivacyLedger:
     @property
     def epsilon(self) -> float:
         """Epsilon spent so far, recomputed from the events."""
-        return epsilon_spent(self._events, self.budget.delta)
+        return epsilon_spent(self._events, self.delta)
 
     def plan_for(self, run: str) -> RunPlan | None:
         """The calibration fixed for ``run``, if any."""
@@ -117,7 +102,7 @@ class PrivacyLedger:
             The event would take epsilon past ``max_epsilon``; nothing is recorded.
         """
         spent = self.epsilon
-        after = epsilon_spent([*self._events, event], self.budget.delta)
+        after = epsilon_spent([*self._events, event], self.delta)
         if after > self.budget.max_epsilon:
             raise PrivacyBudgetExceeded(
                 bank=self.bank,
@@ -134,7 +119,7 @@ class PrivacyLedger:
         """The ledger as released in ``metrics.json``'s ``privacy`` section."""
         return {
             "epsilon": self.epsilon,
-            "delta": self.budget.delta,
+            "delta": self.delta,
             "max_epsilon": self.budget.max_epsilon,
             "accountant": ACCOUNTANT,
             "events": [asdict(event) for event in self._events],

@@ -19,17 +19,9 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from credit.errors import ConfigError
+from privacy.budget import PrivacyBudget
 
-__all__ = ["BudgetPolicy", "BudgetSpec", "load_budget_file"]
-
-
-class BudgetSpec(BaseModel):
-    """One bank's budget: ``max_epsilon`` and an optional ``delta``."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    max_epsilon: float = Field(gt=0)
-    delta: float | None = Field(default=None, gt=0, lt=1)
+__all__ = ["BudgetPolicy", "load_budget_file"]
 
 
 class BudgetPolicy(BaseModel):
@@ -37,10 +29,10 @@ class BudgetPolicy(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    default: BudgetSpec | None = None
-    banks: dict[str, BudgetSpec] = Field(default_factory=dict)
+    default: PrivacyBudget | None = None
+    banks: dict[str, PrivacyBudget] = Field(default_factory=dict)
 
-    def for_bank(self, bank: str) -> BudgetSpec | None:
+    def for_bank(self, bank: str) -> PrivacyBudget | None:
         """The bank's budget, or None when the bank trains without DP."""
         return self.banks.get(bank, self.default)
 

@@ -33,7 +33,6 @@ from credit.run_config import RunConfig
 from participant.app.bank import BankSource
 from participant.app.client_app import make_client_app
 from participant.app.node_config import PartitionPlan
-from participant.app.privacy_guard import BankBudget
 from simulations.budgets import BudgetPolicy
 from simulations.partition import Partition, partition_for_config
 
@@ -110,18 +109,16 @@ def plan_simulation(
     for part in partitions:
         path = banks_dir / f"{_file_name(part.name)}.csv"
         frame.iloc[part.rows].to_csv(path, index=False)
-        spec = budgets.for_bank(part.name) if budgets is not None else None
-        budget = (
-            BankBudget(
-                max_epsilon=spec.max_epsilon,
-                delta=spec.delta,
-                ledger_path=ledgers_dir / f"{_file_name(part.name)}.jsonl",
-            )
-            if spec is not None
-            else None
-        )
+        budget = budgets.for_bank(part.name) if budgets is not None else None
+        ledger = ledgers_dir / f"{_file_name(part.name)}.jsonl" if budget is not None else None
         banks.append(
-            BankSource(name=part.name, data_path=path, schema_path=schema_path, budget=budget)
+            BankSource(
+                name=part.name,
+                data_path=path,
+                schema_path=schema_path,
+                budget=budget,
+                ledger_path=ledger,
+            )
         )
     return SimulationPlan(config=config, banks=tuple(banks), partitions=tuple(partitions))
 

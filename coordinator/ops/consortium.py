@@ -45,11 +45,11 @@ from credit.errors import ConfigError
 from credit.model_spec import ModelKind
 from credit.schema import embedded_schema_path, load_schema
 from deploy.bundle import first_problem
+from privacy.budget import PrivacyBudget
 
 __all__ = [
     "Consortium",
     "ConsortiumConfig",
-    "PrivacyDefaults",
     "RunDefaults",
     "init_consortium",
     "load_consortium",
@@ -78,21 +78,6 @@ class RunDefaults(_Section):
     secure_aggregation: bool = True
 
 
-class PrivacyDefaults(_Section):
-    """The privacy budget the consortium recommends to each bank (banks decide).
-
-    Parameters
-    ----------
-    max_epsilon : float, optional
-        Recommended per-bank epsilon over a run; None means no recommendation.
-    delta : float, optional
-        Recommended delta in (0, 1); None lets each bank use 1/(10 n_train).
-    """
-
-    max_epsilon: float | None = Field(default=None, gt=0)
-    delta: float | None = Field(default=None, gt=0, lt=1)
-
-
 class ConsortiumConfig(BaseModel):
     """The contents of ``consortium.toml``.
 
@@ -118,7 +103,7 @@ class ConsortiumConfig(BaseModel):
         The dataset schema, a file name inside the consortium folder.
     run : RunDefaults
         Defaults of each run.
-    privacy : PrivacyDefaults
+    privacy : PrivacyBudget, optional
         Privacy budget recommended to banks (written into their bundles).
     """
 
@@ -133,7 +118,7 @@ class ConsortiumConfig(BaseModel):
     edge_address: str = ""
     schema_file: str = Field(default="schema.toml", alias="schema")
     run: RunDefaults = RunDefaults()
-    privacy: PrivacyDefaults = PrivacyDefaults()
+    privacy: PrivacyBudget | None = None
 
     @model_validator(mode="after")
     def _check(self) -> Self:

@@ -252,8 +252,7 @@ def write_bundle(consortium: Consortium, bank: str) -> Bundle:
         config_sha256=consortium.config_sha256,
         schema_sha256=load_schema(consortium.schema_path).schema_hash(),
         fedcredit_version=__version__,
-        max_epsilon=config.privacy.max_epsilon,
-        delta=config.privacy.delta,
+        privacy=config.privacy,
     )
     target = consortium.paths.participant(bank) / "bundle"
     if target.exists():

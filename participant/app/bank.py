@@ -21,7 +21,7 @@ from numpy.typing import NDArray
 from credit.encoding import FeatureEncoder
 from credit.loading import load_bank_csv
 from credit.schema import DatasetSchema, load_schema
-from participant.app.budget import BankBudget
+from privacy.budget import PrivacyBudget
 
 __all__ = [
     "BankSource",
@@ -48,15 +48,22 @@ class BankSource:
     rows : tuple of int, optional
         A subset of row positions (simulation partitions computed on the fly);
         all rows when None.
-    budget : BankBudget, optional
+    budget : PrivacyBudget, optional
         The bank's differential-privacy budget; training is not private without one.
+    ledger_path : pathlib.Path, optional
+        The bank's privacy ledger file; required with ``budget``.
     """
 
     name: str
     data_path: Path
     schema_path: Path | None = None
     rows: tuple[int, ...] | None = None
-    budget: BankBudget | None = None
+    budget: PrivacyBudget | None = None
+    ledger_path: Path | None = None
+
+    def __post_init__(self) -> None:
+        if self.budget is not None and self.ledger_path is None:
+            raise ValueError(f"bank '{self.name}' has a privacy budget but no ledger_path")
 
 
 @dataclass(frozen=True, eq=False)

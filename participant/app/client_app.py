@@ -111,11 +111,12 @@ def _request(message: Message, config: ConfigRecord) -> TrainingRequest:
 
 def _guard(bank: PreparedBank, source: BankSource) -> PrivacyGuard | None:
     """A fresh guard over the bank's ledger file (re-read on every message)."""
-    if source.budget is None:
+    budget, ledger = source.budget, source.ledger_path
+    if budget is None or ledger is None:  # BankSource refuses a budget without a ledger
         return None
     from participant.app.privacy_guard import PrivacyGuard
 
-    return PrivacyGuard(bank=bank.name, budget=source.budget, n_train=len(bank.train))
+    return PrivacyGuard(bank=bank.name, budget=budget, ledger_path=ledger, n_train=len(bank.train))
 
 
 def _ledger_record(guard: PrivacyGuard) -> ConfigRecord:
@@ -258,8 +259,7 @@ def make_client_app(resolve_source: SourceResolver = source_from_context) -> Cli
             loss: float | None = _train_plain(model, split, config)
         else:
             request = _request(message, config)
-            assert source.budget is not None  # a guard exists only with a budget
-            replays = ReplayStore.beside(source.budget.ledger_path)
+            replays = ReplayStore.beside(guard.ledger.path)
             model_hash = _received_hash(message)
             kept = replays.load(request.run, server_round, model_hash)
             if kept is not None:  # asked again after a coordinator crash: already paid for

@@ -23,7 +23,7 @@ from flwr.app import Context
 from credit.errors import ConfigError
 from credit.run_config import RunConfig
 from participant.app.bank import BankSource
-from participant.app.budget import BankBudget
+from privacy.budget import PrivacyBudget
 
 __all__ = ["AuditSettings", "PartitionPlan", "audit_settings", "source_from_context"]
 
@@ -90,8 +90,13 @@ def source_from_context(context: Context) -> BankSource:
         data_path = Path(str(node[DATA_PATH]))
         schema = Path(str(node[SCHEMA_PATH])) if SCHEMA_PATH in node else None
         name = str(node.get(BANK_NAME, data_path.stem.split(".")[0]))
+        budget = _node_budget(context)
         return BankSource(
-            name=name, data_path=data_path, schema_path=schema, budget=_node_budget(context, name)
+            name=name,
+            data_path=data_path,
+            schema_path=schema,
+            budget=budget,
+            ledger_path=None if budget is None else _ledger_path(context, name),
         )
     if PARTITION_ID not in node:
         raise ConfigError(
@@ -107,19 +112,24 @@ def source_from_context(context: Context) -> BankSource:
     )
 
 
-def _node_budget(context: Context, bank: str) -> BankBudget | None:
+def _node_budget(context: Context) -> PrivacyBudget | None:
     """The bank's budget from its node config; None when it sets no ``max-epsilon``."""
     node = context.node_config
     if MAX_EPSILON not in node:
         return None
-    data_path = Path(str(node[DATA_PATH]))
-    ledger = node.get(LEDGER_PATH, str(data_path.parent / f"{bank}.privacy-ledger.jsonl"))
     try:
         max_epsilon = float(node[MAX_EPSILON])
         delta = float(node[DELTA]) if DELTA in node else None
-        return BankBudget(max_epsilon=max_epsilon, delta=delta, ledger_path=Path(str(ledger)))
+        return PrivacyBudget(max_epsilon=max_epsilon, delta=delta)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"invalid privacy budget: {exc}", source="node config") from exc
+
+
+def _ledger_path(context: Context, bank: str) -> Path:
+    """The ledger the node config names, else ``<bank>.privacy-ledger.jsonl`` beside the data."""
+    node = context.node_config
+    data_path = Path(str(node[DATA_PATH]))
+    return Path(str(node.get(LEDGER_PATH, data_path.parent / f"{bank}.privacy-ledger.jsonl")))
 
 
 def _node_int(context: Context, key: str) -> int:

@@ -22,19 +22,20 @@ their evaluation histograms are outside the guarantee (see README, Privacy model
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from credit.feature_stats import FeatureStats, NumericStats, grid_edges
 from credit.schema import DatasetSchema
-from participant.app.budget import BankBudget, default_delta
 from privacy.accounting import DpEvent, calibrate_noise_multiplier
+from privacy.budget import PrivacyBudget
 from privacy.dp_sgd import steps_per_epoch
 from privacy.errors import PrivacyBudgetExceeded
-from privacy.ledger import PrivacyBudget, PrivacyLedger, RunPlan
+from privacy.ledger import PrivacyLedger, RunPlan
 from privacy.noise import SecureGaussian
 
-__all__ = ["BankBudget", "PrivacyGuard", "TrainingRequest", "default_delta"]
+__all__ = ["PrivacyGuard", "TrainingRequest"]
 
 STATS_NOISE_MULTIPLIER = 20.0
 
@@ -58,25 +59,19 @@ class PrivacyGuard:
     ----------
     bank : str
         The bank's name (the ledger must belong to it).
-    budget : BankBudget
-        The bank's configured budget.
+    budget : PrivacyBudget
+        The bank's configured budget (delta: 1/(10 n_train) when unset).
+    ledger_path : pathlib.Path
+        The bank's ledger file.
     n_train : int
         Training rows; sets the default delta and the sampling rate.
     """
 
-    def __init__(self, *, bank: str, budget: BankBudget, n_train: int) -> None:
-        delta = budget.delta if budget.delta is not None else default_delta(n_train)
-        if delta > default_delta(n_train):
-            raise ValueError(
-                f"delta {delta:.3g} is larger than 1/(10 n_train) = {default_delta(n_train):.3g}"
-                f" for {n_train} training rows; choose a smaller delta"
-            )
+    def __init__(
+        self, *, bank: str, budget: PrivacyBudget, ledger_path: Path, n_train: int
+    ) -> None:
         self.n_train = n_train
-        self.ledger = PrivacyLedger(
-            budget.ledger_path,
-            bank=bank,
-            budget=PrivacyBudget(max_epsilon=budget.max_epsilon, delta=delta),
-        )
+        self.ledger = PrivacyLedger(ledger_path, bank=bank, budget=budget.for_rows(n_train))
 
     def release_feature_stats(
         self, stats: FeatureStats, schema: DatasetSchema, request: TrainingRequest
@@ -135,7 +130,7 @@ class PrivacyGuard:
                 sample_rate=sample_rate,
                 steps_per_round=steps,
                 max_epsilon=budget.max_epsilon,
-                delta=budget.delta,
+                delta=self.ledger.delta,
             )
         except ValueError as exc:
             spent = self.ledger.epsilon

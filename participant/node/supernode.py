@@ -43,6 +43,7 @@ from participant.app.node_config import (
     MAX_EPSILON,
     SCHEMA_PATH,
 )
+from privacy.budget import PrivacyBudget
 
 __all__ = [
     "NodeSettings",
@@ -73,11 +74,9 @@ class NodeSettings:
         The bank's data file.
     home : pathlib.Path
         The node folder: service files, privacy ledger, audit log, Flower's home.
-    max_epsilon : float or None
+    budget : PrivacyBudget or None
         The bank's record-level budget; ``None`` trains without differential
         privacy (only when the bank passes ``--no-dp``).
-    delta : float or None
-        The bank's delta; default 1/(10 n_train).
     audit_key : pathlib.Path
         The bank's Ed25519 audit-signing key.
     runtime_port : int
@@ -88,8 +87,7 @@ class NodeSettings:
     key: Path
     data: Path
     home: Path
-    max_epsilon: float | None
-    delta: float | None
+    budget: PrivacyBudget | None
     audit_key: Path
     runtime_port: int = DEFAULT_RUNTIME_PORT
 
@@ -185,11 +183,11 @@ def node_config(settings: NodeSettings) -> str:
         AUDIT_LOG: _toml_string(str(settings.audit_log)),
         AUDIT_KEY: _toml_string(str(settings.audit_key)),
     }
-    if settings.max_epsilon is not None:
-        entries[MAX_EPSILON] = repr(float(settings.max_epsilon))
+    if settings.budget is not None:
+        entries[MAX_EPSILON] = repr(float(settings.budget.max_epsilon))
         entries[LEDGER_PATH] = _toml_string(str(settings.ledger))
-        if settings.delta is not None:
-            entries[DELTA] = repr(float(settings.delta))
+        if settings.budget.delta is not None:
+            entries[DELTA] = repr(float(settings.budget.delta))
     return " ".join(f"{key}={value}" for key, value in entries.items())
 
 

@@ -11,6 +11,7 @@ import pytest
 from credit.errors import ConfigError
 from credit.schema import embedded_schema_path, load_schema
 from deploy.bundle import BUNDLE_FILE, Bundle
+from privacy.budget import PrivacyBudget
 
 SCHEMA_HASH = load_schema().schema_hash()
 
@@ -23,7 +24,7 @@ def _bundle(**fields: object) -> Bundle:
         "config_sha256": hashlib.sha256(b"config").hexdigest(),
         "schema_sha256": SCHEMA_HASH,
         "fedcredit_version": "0.1.0",
-        "max_epsilon": 3.0,
+        "privacy": {"max_epsilon": 3.0},
     }
     values.update(fields)
     return Bundle.model_validate(values)
@@ -45,13 +46,13 @@ def test_round_trip(written: Bundle, tmp_path: Path) -> None:
         assert loaded.folder == folder.resolve()
         assert loaded.ca_cert == folder.resolve() / "ca.crt"
         assert loaded.schema_path == folder.resolve() / "schema.toml"
-    assert loaded.max_epsilon == 3.0 and loaded.delta is None
+    assert loaded.privacy == PrivacyBudget(max_epsilon=3.0)
 
 
 def test_folder_is_not_serialized(written: Bundle, tmp_path: Path) -> None:
     raw = tomllib.loads((tmp_path / "bundle" / BUNDLE_FILE).read_text())
     assert "folder" not in raw
-    assert "delta" not in raw  # unset optional values are left out
+    assert raw["privacy"] == {"max_epsilon": 3.0}  # unset optional values are left out
     assert raw["superlink"] == "fl.example:9443"
 
 
@@ -90,8 +91,8 @@ def test_not_a_bundle_folder(tmp_path: Path) -> None:
     ("edit", "message"),
     [
         (lambda t: t + "\n[[[", r"bundle\.toml: not valid TOML"),
-        (lambda t: t + 'extra = "x"\n', r"bundle\.toml: 'extra': unknown key"),
-        (lambda t: t + 'folder = "/etc"\n', r"bundle\.toml: 'folder': unknown key"),
+        (lambda t: 'extra = "x"\n' + t, r"bundle\.toml: 'extra': unknown key"),
+        (lambda t: 'folder = "/etc"\n' + t, r"bundle\.toml: 'folder': unknown key"),
         (
             lambda t: t.replace('"fl.example:9443"', '"https://fl.example"'),
             r"bundle\.toml: 'superlink': must be host:port",
@@ -102,7 +103,7 @@ def test_not_a_bundle_folder(tmp_path: Path) -> None:
         ),
         (
             lambda t: t.replace("max_epsilon = 3.0", "max_epsilon = -1.0"),
-            r"bundle\.toml: 'max_epsilon': Input should be greater than 0",
+            r"bundle\.toml: 'privacy.max_epsilon': Input should be greater than 0",
         ),
         (
             lambda t: "\n".join(line for line in t.splitlines() if "schema_sha256" not in line),

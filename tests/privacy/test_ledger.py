@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 
 from privacy.accounting import DpEvent, epsilon_spent
+from privacy.budget import PrivacyBudget
 from privacy.errors import LedgerError, PrivacyBudgetExceeded
-from privacy.ledger import PrivacyBudget, PrivacyLedger, RunPlan
+from privacy.ledger import PrivacyLedger, RunPlan
 
 BUDGET = PrivacyBudget(max_epsilon=1.0, delta=1e-5)
 

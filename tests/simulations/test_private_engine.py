@@ -9,8 +9,9 @@ import pytest
 
 from credit.model_card import load_model
 from credit.run_config import RunConfig
+from privacy.budget import PrivacyBudget
 from privacy.verify import verify_run
-from simulations.budgets import BudgetPolicy, BudgetSpec
+from simulations.budgets import BudgetPolicy
 from simulations.engine import plan_simulation, run_simulated_consortium
 
 pytestmark = pytest.mark.slow
@@ -18,7 +19,7 @@ pytestmark = pytest.mark.slow
 
 def _run(out: Path, **config: object) -> tuple[dict, list[str]]:
     run_config = RunConfig(out_dir=str(out), **config)  # type: ignore[arg-type]
-    policy = BudgetPolicy(default=BudgetSpec(max_epsilon=1.0))
+    policy = BudgetPolicy(default=PrivacyBudget(max_epsilon=1.0))
     plan = plan_simulation(run_config, n_banks=2, budgets=policy)
     events: list[str] = []
     run_simulated_consortium(plan, on_event=events.append)
@@ -55,7 +56,7 @@ def test_rounds_past_the_plan_are_refused_and_the_run_stops_cleanly(tmp_path: Pa
 def test_a_bank_without_budget_left_is_skipped_and_the_others_go_on(tmp_path: Path) -> None:
     run_config = RunConfig(out_dir=str(tmp_path), rounds=2, batch_size=256, min_banks=2)
     policy = BudgetPolicy(
-        default=BudgetSpec(max_epsilon=1.0), banks={"bank-3": BudgetSpec(max_epsilon=0.001)}
+        default=PrivacyBudget(max_epsilon=1.0), banks={"bank-3": PrivacyBudget(max_epsilon=0.001)}
     )
     plan = plan_simulation(run_config, n_banks=3, budgets=policy)
     events: list[str] = []

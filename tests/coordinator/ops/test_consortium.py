@@ -34,7 +34,7 @@ def test_defaults_and_edge_address() -> None:
     assert config.schema_file == "schema.toml"
     assert (config.run.rounds, config.run.min_banks, config.run.model) == (10, 2, ModelKind.LOGREG)
     assert config.run.secure_aggregation is True
-    assert config.privacy.max_epsilon is None
+    assert config.privacy is None
     assert _config(edge_port=443).edge_address == "fl.example:443"
     assert _config(edge_address="lb.example:8443").edge_address == "lb.example:8443"
 
@@ -61,7 +61,7 @@ def test_init_writes_the_folder(tmp_path: Path) -> None:
     assert consortium.config_sha256 == hashlib.sha256(paths.config_file.read_bytes()).hexdigest()
     again = load_consortium(root)
     assert again.config == consortium.config
-    assert again.config.privacy.max_epsilon == 3.0
+    assert again.config.privacy is not None and again.config.privacy.max_epsilon == 3.0
 
 
 def test_flower_reads_the_connection(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -145,7 +145,9 @@ def test_load_errors_name_file_and_key(tmp_path: Path, edit: object, message: st
 
 def test_privacy_section_is_validated() -> None:
     with pytest.raises(ValueError, match="delta"):
-        _config(privacy={"delta": 2.0})
+        _config(privacy={"max_epsilon": 1.0, "delta": 2.0})
+    with pytest.raises(ValueError, match="max_epsilon"):
+        _config(privacy={"delta": 1e-6})
     with pytest.raises(ValueError, match="max_epsilon"):
         _config(privacy={"max_epsilon": -1.0})
 
@@ -166,7 +168,8 @@ def test_init_command(tmp_path: Path) -> None:
     assert "banks will dial fl.example:19443" in result.stdout
     config = load_consortium(root).config
     assert config.hosts == ("fl.example", "10.0.0.7")
-    assert (config.run.rounds, config.privacy.max_epsilon) == (4, 2.5)
+    assert config.run.rounds == 4
+    assert config.privacy is not None and config.privacy.max_epsilon == 2.5
     assert config.edge_host == "127.0.0.1"
 
     again = runner.invoke(app, ["coordinator", "init", str(root), "--name", "x", "--host", "h"])

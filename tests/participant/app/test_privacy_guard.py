@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from credit.feature_stats import compute_feature_stats
-from participant.app.privacy_guard import BankBudget, PrivacyGuard, TrainingRequest, default_delta
+from participant.app.privacy_guard import PrivacyGuard, TrainingRequest
+from privacy.budget import PrivacyBudget, default_delta
 from privacy.errors import PrivacyBudgetExceeded
 
 N_TRAIN = 4_000
@@ -27,8 +28,8 @@ def _request(server_round: int, **changes: object) -> TrainingRequest:
 
 
 def _guard(path: Path, max_epsilon: float = 1.0) -> PrivacyGuard:
-    budget = BankBudget(max_epsilon=max_epsilon, ledger_path=path)
-    return PrivacyGuard(bank="bank-1", budget=budget, n_train=N_TRAIN)
+    budget = PrivacyBudget(max_epsilon=max_epsilon)
+    return PrivacyGuard(bank="bank-1", budget=budget, ledger_path=path, n_train=N_TRAIN)
 
 
 def test_planned_rounds_fit_and_later_rounds_are_refused(tmp_path: Path) -> None:
@@ -102,10 +103,11 @@ def test_budget_too_small_for_any_plan_is_refused_before_release(
 
 
 def test_delta_defaults_to_a_tenth_of_one_over_n(tmp_path: Path) -> None:
-    assert _guard(tmp_path / "l.jsonl").ledger.budget.delta == default_delta(N_TRAIN)
+    assert _guard(tmp_path / "l.jsonl").ledger.delta == default_delta(N_TRAIN)
     with pytest.raises(ValueError, match="larger than 1/\\(10 n_train\\)"):
         PrivacyGuard(
             bank="bank-1",
-            budget=BankBudget(max_epsilon=1.0, delta=0.01, ledger_path=tmp_path / "x.jsonl"),
+            budget=PrivacyBudget(max_epsilon=1.0, delta=0.01),
+            ledger_path=tmp_path / "x.jsonl",
             n_train=N_TRAIN,
         )

@@ -24,6 +24,7 @@ from participant.node.supernode import (
     node_command,
     node_config,
 )
+from privacy.budget import PrivacyBudget
 
 FEDCREDIT = Path(sys.executable).with_name("fedcredit")
 
@@ -53,8 +54,7 @@ def _settings(bundle: Bundle, tmp_path: Path, *, max_epsilon: float | None) -> N
         key=keys.node_key,
         data=tmp_path / "bank a.csv",
         home=tmp_path / "node",
-        max_epsilon=max_epsilon,
-        delta=None,
+        budget=None if max_epsilon is None else PrivacyBudget(max_epsilon=max_epsilon),
         audit_key=keys.audit_key,
         runtime_port=19194,
     )
