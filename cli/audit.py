@@ -7,7 +7,8 @@ from typing import Annotated
 
 import typer
 
-from cli.console import OperationFailed, console, fail_cleanly
+from cli.console import console, fail_cleanly
+from credit.errors import OperationFailed
 
 __all__ = ["audit_app"]
 

@@ -17,7 +17,6 @@ from credit.errors import FedcreditError
 __all__ = [
     "EXIT_BAD_INPUT",
     "EXIT_RUN_FAILED",
-    "OperationFailed",
     "console",
     "error_console",
     "fail_cleanly",
@@ -27,23 +26,16 @@ console = Console(soft_wrap=True)
 error_console = Console(stderr=True, soft_wrap=True)
 
 EXIT_BAD_INPUT = 2
+"""Exit code of input the user can fix (the default of :class:`FedcreditError`)."""
 EXIT_RUN_FAILED = 1
-
-
-class OperationFailed(FedcreditError):
-    """A well-formed request that failed (a run, a service): exit code 1, not 2."""
+"""Exit code of a well-formed request that failed."""
 
 
 @contextlib.contextmanager
 def fail_cleanly() -> Iterator[None]:
     """Turn fedcredit's own errors into one line on stderr and an exit code."""
-    from coordinator.errors import CoordinatorError
-
     try:
         yield
-    except (CoordinatorError, OperationFailed) as exc:
-        error_console.print(f"error: {exc}", markup=False, highlight=False)
-        raise typer.Exit(EXIT_RUN_FAILED) from None
     except FedcreditError as exc:
         error_console.print(f"error: {exc}", markup=False, highlight=False)
-        raise typer.Exit(EXIT_BAD_INPUT) from None
+        raise typer.Exit(exc.exit_code) from None

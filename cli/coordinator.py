@@ -13,8 +13,8 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from cli.console import EXIT_RUN_FAILED, OperationFailed, console, error_console, fail_cleanly
-from credit.errors import ConfigError
+from cli.console import EXIT_RUN_FAILED, console, error_console, fail_cleanly
+from credit.errors import ConfigError, OperationFailed
 from credit.model_spec import ModelKind
 
 __all__ = ["coordinator_app"]

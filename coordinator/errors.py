@@ -9,13 +9,17 @@ Hierarchy::
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from credit.errors import FedcreditError
 
 __all__ = ["CoordinatorError", "RoundFailed"]
 
 
 class CoordinatorError(FedcreditError):
-    """Root of coordinator-side errors."""
+    """Root of coordinator-side errors: a run that failed (exit code 1)."""
+
+    exit_code: ClassVar[int] = 1
 
 
 class RoundFailed(CoordinatorError, RuntimeError):

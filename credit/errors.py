@@ -4,21 +4,60 @@ Hierarchy::
 
     FedcreditError                      root of every error fedcredit raises on purpose
     ├── SchemaError(ValueError)         a data file or schema breaks the dataset contract
-    └── ConfigError(ValueError)         a flag, run config or config file is invalid
+    ├── ConfigError(ValueError)         a flag, run config or config file is invalid
+    ├── MalformedMessage(ValueError)    a message from the network breaks the contract
+    └── OperationFailed                 a well-formed request failed (a run, a service)
 
 Every error that reaches the command line is printed as one line naming what went
-wrong, where (file, column, row, flag) and what to do next; the CLI exits with code 2.
+wrong, where (file, column, row, flag) and what to do next; the CLI exits with the
+error's :attr:`~FedcreditError.exit_code`: 2 for input the user can fix, 1 for a
+request that failed. Each package's ``errors`` module roots its own errors here.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import ClassVar
 
-__all__ = ["ConfigError", "FedcreditError", "SchemaError"]
+__all__ = [
+    "ConfigError",
+    "FedcreditError",
+    "MalformedMessage",
+    "OperationFailed",
+    "SchemaError",
+]
 
 
 class FedcreditError(Exception):
-    """Root of the errors fedcredit raises deliberately."""
+    """Root of the errors fedcredit raises deliberately.
+
+    Attributes
+    ----------
+    exit_code : int
+        The command line's exit code for this error: 2 (bad input, the default) or
+        1 (a well-formed request that failed).
+    """
+
+    exit_code: ClassVar[int] = 2
+
+
+class OperationFailed(FedcreditError):
+    """A well-formed request that failed (a run, a service): exit code 1, not 2."""
+
+    exit_code: ClassVar[int] = 1
+
+
+class MalformedMessage(FedcreditError, ValueError):
+    """A message from the network does not follow the message contract.
+
+    The receiver drops that message (and its sender from the exchange), never the run.
+
+    Parameters
+    ----------
+    problem : str
+        What is wrong, naming the record and field, e.g. ``"'config.seed' must be an
+        integer; got 'x'"``.
+    """
 
 
 class SchemaError(FedcreditError, ValueError):

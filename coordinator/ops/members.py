@@ -26,12 +26,11 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from cli.console import OperationFailed
 from coordinator.ops.consortium import Consortium
 from coordinator.ops.flower_cli import flwr_command, flwr_env
 from coordinator.ops.layout import CONNECTION
 from credit import __version__
-from credit.errors import ConfigError
+from credit.errors import ConfigError, OperationFailed
 from credit.schema import load_schema
 from deploy.bundle import Bundle
 from deploy.services import Service, ServiceError

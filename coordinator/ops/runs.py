@@ -21,14 +21,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cli.console import OperationFailed
 from coordinator.app.checkpoint import CHECKPOINT_DIR
 from coordinator.app.run_files import LEDGER_DIR, METRICS_FILE, MODEL_DIR, PLOT_FILE
 from coordinator.ops.consortium import Consortium
 from coordinator.ops.flower_cli import started_run_id, submit_run
 from coordinator.ops.layout import CONNECTION
 from coordinator.ops.members import run_flwr
-from credit.errors import ConfigError
+from credit.errors import ConfigError, OperationFailed
 from credit.run_config import RunConfig
 
 __all__ = [

@@ -20,11 +20,10 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
-from cli.console import OperationFailed
 from coordinator.ops import edge
 from coordinator.ops.consortium import Consortium, write_flower_config
 from coordinator.ops.layout import CONNECTION
-from credit.errors import ConfigError
+from credit.errors import ConfigError, OperationFailed
 from deploy.services import Service, ServiceError, venv_tool, wait_for_port
 
 __all__ = [
