@@ -39,7 +39,6 @@ import numpy as np
 from flwr.app import (
     Array,
     ArrayRecord,
-    ConfigRecord,
     Context,
     Message,
     MessageType,
@@ -51,17 +50,16 @@ from flwr.common.serde import message_to_proto
 from flwr.serverapp import Grid, ServerApp
 
 from bench._memory import PeakMemory
+from coordinator.app.bank_replies import train_reply
 from coordinator.app.exchange import send_and_receive
 from coordinator.app.secagg_server import SecureAggregation
 from credit import message_keys as keys
-from credit.records import array_record, config_int, config_record, config_str, flatten
-from participant.app.secagg_client import (
-    advertise,
-    answer_unmask,
-    enrollment,
-    mask_update,
-    wants_secure,
-)
+from credit.encoding import StatsSource, fit_encoder
+from credit.messages import QueryInstructions, RoundInstructions, RunInstructions, Task, secagg
+from credit.model_spec import ModelKind, ModelSpec
+from credit.records import flatten, record_of
+from credit.schema import load_schema
+from participant.app.secagg_client import advertise, enrollment, mask_update, reveal
 
 _QUIET_ENV = {
     "FLWR_TELEMETRY_ENABLED": "0",
@@ -70,7 +68,6 @@ _QUIET_ENV = {
     "RAY_USAGE_STATS_ENABLED": "0",
     "RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO": "0",
 }
-_TASK_ENROLL = "enroll"
 _STEP = np.float32(0.001)
 
 
@@ -79,24 +76,26 @@ def _client_app() -> ClientApp:
 
     @app.query()
     def query(message: Message, context: Context) -> Message:
-        config = config_record(message.content, keys.CONFIG)
-        task = config_str(config, keys.TASK)
+        task = QueryInstructions.take(message.content).task
         run = message.metadata.run_id
-        secagg = config_record(message.content, keys.SECAGG)
-        if task == _TASK_ENROLL:
-            record = enrollment(context, run)
-        elif task == keys.TASK_SECAGG_ADVERTISE:
-            answer = advertise(context, run, secagg)
-            assert answer is not None
-            record = answer
+        content = RecordDict()
+        if task == Task.ENROLL:
+            enrollment(context, run).put(content)
+        elif task == Task.SECAGG_ADVERTISE:
+            asked = secagg.AdvertiseRequest.take(message.content)
+            answer = advertise(context, run, asked)
+            if answer is None:
+                raise RuntimeError("not in the roster")
+            answer.put(content)
         else:
-            record = answer_unmask(context, message)
-        return Message(RecordDict({keys.SECAGG: record}), reply_to=message)
+            reveal(context, run, secagg.UnmaskRequest.take(message.content)).put(content)
+        return Message(content, reply_to=message)
 
     @app.train()
     def train(message: Message, context: Context) -> Message:
-        arrays = array_record(message.content, keys.ARRAYS)
-        if not wants_secure(message):
+        arrays = record_of(message.content, keys.ARRAYS, ArrayRecord)
+        inputs = secagg.TrainInputs.take_optional(message.content)
+        if inputs is None:
             vector = arrays["w"].numpy() + _STEP
             content = RecordDict(
                 {
@@ -105,23 +104,48 @@ def _client_app() -> ClientApp:
                 }
             )
             return Message(content, reply_to=message)
-        server_round = config_int(config_record(message.content, keys.CONFIG), keys.SERVER_ROUND)
         delta = np.full(flatten(arrays).size, float(_STEP))
         values = np.append(delta, [0.0, 0.0])  # no loss reported
-        masked = mask_update(context, message, server_round, values, 1.0)
-        return Message(RecordDict({keys.ARRAYS: masked}), reply_to=message)
+        masked = mask_update(context, message.metadata.run_id, inputs, values, 1.0)
+        return Message(
+            RecordDict({keys.ARRAYS: masked, keys.METRICS: MetricRecord()}), reply_to=message
+        )
 
     @app.evaluate()
     def evaluate(message: Message, context: Context) -> Message:
         content = RecordDict({keys.METRICS: MetricRecord({"score": 0.5})})
-        if wants_secure(message):
-            secagg = config_record(message.content, keys.SECAGG)
-            answer = advertise(context, message.metadata.run_id, secagg)
+        asked = secagg.AdvertiseRequest.take_optional(message.content)
+        if asked is not None:
+            answer = advertise(context, message.metadata.run_id, asked)
             if answer is not None:
-                content[keys.SECAGG] = answer
+                answer.put(content)
         return Message(content, reply_to=message)
 
     return app
+
+
+def _instructions(n_params: int) -> tuple[RunInstructions, RoundInstructions]:
+    """The run's settings and a round's (the encoder and spec only fill the contract)."""
+    schema = load_schema()
+    run = RunInstructions(
+        run_name="bench",
+        schema_hash=schema.schema_hash(),
+        test_fraction=0.2,
+        seed=0,
+        planned_rounds=1,
+        local_epochs=1,
+        batch_size=64,
+        max_grad_norm=1.0,
+    )
+    round_ = RoundInstructions(
+        **run.model_dump(),
+        server_round=1,
+        learning_rate=0.01,
+        score_bins=2,
+        encoder=fit_encoder(schema, source=StatsSource.PUBLIC),
+        model_spec=ModelSpec(kind=ModelKind.LOGREG, n_inputs=n_params),
+    )
+    return run, round_
 
 
 class _Recorder:
@@ -155,58 +179,55 @@ def _server_app(mode: str, n_banks: int, n_params: int, rounds: int, out: _Recor
                 raise RuntimeError(f"round {server_round}: {stage} lost replies")
             return out.count(server_round, replies)
 
-        def query(task: str, secagg: ConfigRecord) -> list[Message]:
-            config = ConfigRecord({keys.TASK: task})
-            return [
-                Message(
-                    RecordDict({keys.CONFIG: config, keys.SECAGG: secagg}), n, MessageType.QUERY
-                )
-                for n in nodes
-            ]
-
+        run, round_template = _instructions(n_params)
         secure: SecureAggregation | None = None
         if mode == "secure":
-            secure = SecureAggregation(run=grid.run.run_id, clip=1.0)
-            enrolled = exchange(query(_TASK_ENROLL, ConfigRecord()), "enroll", 0)
-            secure.enroll(enrolled, dict.fromkeys(nodes, 1), min_banks=n_banks)
-            secure.open_round(1, n_params)
-            advertised = exchange(
-                query(keys.TASK_SECAGG_ADVERTISE, secure.record(advertise_round=1)), "adv", 0
+            enroll = run.query(Task.ENROLL)
+            messages = []
+            for node in nodes:
+                content = RecordDict()
+                enroll.put(content)
+                secagg.KeyRequest().put(content)
+                messages.append(Message(content, node, MessageType.QUERY))
+            enrolled = exchange(messages, "enroll", 0)
+            secure = SecureAggregation.enroll(
+                run=grid.run.run_id,
+                clip=1.0,
+                enrollments={
+                    r.metadata.src_node_id: secagg.Enrollment.take(r.content) for r in enrolled
+                },
+                weights=dict.fromkeys(nodes, 1),
+                min_banks=n_banks,
+                exchange=exchange,
             )
-            secure.collect_advertisements(1, advertised)
+            secure.prepare(1, arrays, run)
         out.round_ends.append(time.perf_counter())
         for server_round in range(1, rounds + 1):
-            config = ConfigRecord({keys.SERVER_ROUND: server_round})
+            instructions = round_template.model_copy(update={"server_round": server_round})
             if secure is None:
-                messages = [
-                    Message(
-                        RecordDict({keys.ARRAYS: arrays, keys.CONFIG: config}),
-                        n,
-                        MessageType.TRAIN,
-                    )
-                    for n in nodes
-                ]
+                messages = []
+                for node in nodes:
+                    content = RecordDict({keys.ARRAYS: arrays})
+                    instructions.put(content)
+                    messages.append(Message(content, node, MessageType.TRAIN))
                 replies = exchange(messages, "train", server_round)
-                stacked = np.stack(
-                    [array_record(r.content, keys.ARRAYS)["w"].numpy() for r in replies]
-                )
+                stacked = np.stack([r.content[keys.ARRAYS]["w"].numpy() for r in replies])
                 arrays = ArrayRecord({"w": Array(stacked.mean(axis=0))})
             else:
-                messages = secure.train_messages(server_round, arrays, config)
+                messages = secure.train_messages(arrays, instructions, nodes)
                 replies = exchange(messages, "train", server_round)
-                arrays = secure.aggregate(server_round, replies, arrays, config, exchange).arrays
-            evaluate = [
-                Message(
-                    RecordDict({keys.ARRAYS: arrays, keys.CONFIG: config}),
-                    n,
-                    MessageType.EVALUATE,
-                )
-                for n in nodes
-            ]
+                updates = [train_reply(reply) for reply in replies]
+                arrays = secure.aggregate(updates, arrays, instructions).arrays
+            request = None
             if secure is not None and server_round < rounds:
-                secure.open_round(server_round + 1, n_params)
-                for message in evaluate:
-                    message.content[keys.SECAGG] = secure.record(advertise_round=server_round + 1)
+                request = secure.advertise_request(server_round + 1, arrays)
+            evaluate = []
+            for node in nodes:
+                content = RecordDict({keys.ARRAYS: arrays})
+                instructions.put(content)
+                if request is not None:
+                    request.put(content)
+                evaluate.append(Message(content, node, MessageType.EVALUATE))
             evaluated = exchange(evaluate, "evaluate", server_round)
             if secure is not None and server_round < rounds:
                 secure.collect_advertisements(server_round + 1, evaluated)

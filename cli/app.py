@@ -136,7 +136,6 @@ def simulate(
                 "out_dir": str(out),
                 "max_grad_norm": max_grad_norm,
                 "secure_aggregation": secure_aggregation,
-                "dropout_rate": dropout_rate,
             },
             source="fedcredit simulate",
         )
@@ -146,7 +145,13 @@ def simulate(
             "[bold]fedcredit simulate[/]: validating data and splitting it into banks "
             f"({partition})"
         )
-        plan = plan_simulation(config, banks, budgets=policy, budget_source=policy_source)
+        plan = plan_simulation(
+            config,
+            banks,
+            budgets=policy,
+            budget_source=policy_source,
+            dropout_rate=dropout_rate,
+        )
         for bank, part in zip(plan.banks, plan.partitions, strict=True):
             console.print(f"  {bank.name:<18} {part.rows.size:>6,} rows  -> {bank.data_path}")
         console.print(

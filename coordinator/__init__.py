@@ -12,30 +12,39 @@ from typing import TYPE_CHECKING
 from credit.lazy import lazy_getattr
 
 if TYPE_CHECKING:
+    from coordinator.app.aggregation import Aggregation, PlainAggregation
     from coordinator.app.run_driver import RunDriver
     from coordinator.app.run_state import BankInfo, RoundResult, RunState
-    from coordinator.app.strategy import CreditFedAvg
-    from coordinator.errors import CoordinatorError, RoundFailed
+    from coordinator.app.secagg_server import SecureAggregation
+    from coordinator.errors import CoordinatorError, RoundAborted, RoundFailed, RunStopped
 
 __all__ = [
+    "Aggregation",
     "BankInfo",
     "CoordinatorError",
-    "CreditFedAvg",
+    "PlainAggregation",
+    "RoundAborted",
     "RoundFailed",
     "RoundResult",
     "RunDriver",
     "RunState",
+    "RunStopped",
+    "SecureAggregation",
 ]
 
 # Exports resolve on first use (see credit.lazy): operator commands stay quick.
 _EXPORTS = {
+    "Aggregation": "coordinator.app.aggregation",
     "BankInfo": "coordinator.app.run_state",
     "CoordinatorError": "coordinator.errors",
-    "CreditFedAvg": "coordinator.app.strategy",
-    "RunDriver": "coordinator.app.run_driver",
+    "PlainAggregation": "coordinator.app.aggregation",
+    "RoundAborted": "coordinator.errors",
     "RoundFailed": "coordinator.errors",
     "RoundResult": "coordinator.app.run_state",
+    "RunDriver": "coordinator.app.run_driver",
     "RunState": "coordinator.app.run_state",
+    "RunStopped": "coordinator.errors",
+    "SecureAggregation": "coordinator.app.secagg_server",
 }
 
 

@@ -24,6 +24,7 @@ __all__ = [
     "combine_feature_stats",
     "compute_feature_stats",
     "grid_edges",
+    "numeric_inputs",
     "transform_values",
 ]
 
@@ -104,6 +105,12 @@ class FeatureStats:
         )
 
 
+def numeric_inputs(schema: DatasetSchema) -> list[str]:
+    """The numeric model inputs whose statistics banks release, in schema order."""
+    inputs = set(schema.input_features)
+    return [feature.name for feature in schema.numeric if feature.name in inputs]
+
+
 def compute_feature_stats(
     frame: pd.DataFrame, schema: DatasetSchema, grid_bins: int = DEFAULT_GRID_BINS
 ) -> FeatureStats:
@@ -118,7 +125,7 @@ def compute_feature_stats(
     grid_bins : int, default 1024
         Number of equal-width grid cells between the transformed bounds.
     """
-    inputs = set(schema.input_features)
+    inputs = set(numeric_inputs(schema))
     numeric = {}
     for feature in schema.numeric:
         if feature.name not in inputs:

@@ -82,9 +82,6 @@ class RunConfig(BaseModel):
     secagg_clip : float, default 16.0
         Per-coordinate clip of a bank's masked update (its difference from the
         global model) in the fixed-point code of secure aggregation.
-    dropout_rate : float, default 0.0
-        Simulations only: the chance that a bank drops out of a round, at a random
-        stage (see ``participant.app.secagg_client``).
     run_name : str
         The consortium's name for the run; banks key their privacy plan by it (by
         Flower's run id when empty), so a resumed run keeps the plan.
@@ -122,7 +119,6 @@ class RunConfig(BaseModel):
     planned_rounds: int | None = Field(default=None, ge=1)
     secure_aggregation: bool = True
     secagg_clip: float = Field(default=16.0, gt=0)
-    dropout_rate: float = Field(default=0.0, ge=0, lt=1)
     run_name: str = ""
     resume: bool = False
     audit_key: str = ""

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from flwr.app import Context
 from flwr.clientapp import ClientApp
 
 from coordinator.app.run_files import RunFiles, run_files
@@ -32,11 +33,12 @@ from credit.errors import ConfigError
 from credit.run_config import RunConfig
 from participant.app.bank import BankSource
 from participant.app.client_app import make_client_app
-from participant.app.node_config import PartitionPlan
 from simulations.budgets import BudgetPolicy
+from simulations.dropouts import dropout_mod
 from simulations.partition import Partition, partition_for_config
 
 __all__ = [
+    "PartitionPlan",
     "SimulationPlan",
     "plan_simulation",
     "run_simulated_consortium",
@@ -59,11 +61,40 @@ _QUIET_ENV = {
 
 @dataclass(frozen=True)
 class SimulationPlan:
-    """The banks of a simulation and where their files were written."""
+    """The banks of a simulation and where their files were written.
+
+    Attributes
+    ----------
+    config : RunConfig
+        The coordinator's run configuration.
+    banks : tuple of BankSource
+        Each simulated bank's file, schema, budget and ledger, by Flower partition id.
+    partitions : tuple of Partition
+        Each bank's rows in the source data set.
+    dropout_rate : float
+        Chance a bank drops out of a round (see :mod:`simulations.dropouts`).
+    """
 
     config: RunConfig
     banks: tuple[BankSource, ...]
     partitions: tuple[Partition, ...]
+    dropout_rate: float = 0.0
+
+
+@dataclass(frozen=True)
+class PartitionPlan:
+    """The banks of a simulation, indexed by Flower's ``partition-id``."""
+
+    banks: tuple[BankSource, ...]
+
+    def __call__(self, context: Context) -> BankSource:
+        partition_id = context.node_config.get("partition-id")
+        if not isinstance(partition_id, int) or not 0 <= partition_id < len(self.banks):
+            raise ConfigError(
+                f"partition-id {partition_id!r} outside the plan's {len(self.banks)} banks",
+                source="node config",
+            )
+        return self.banks[partition_id]
 
 
 def plan_simulation(
@@ -72,6 +103,7 @@ def plan_simulation(
     *,
     budgets: BudgetPolicy | None = None,
     budget_source: str = "--epsilon",
+    dropout_rate: float = 0.0,
 ) -> SimulationPlan:
     """Validate the source data, split it into banks and write one file per bank.
 
@@ -86,6 +118,8 @@ def plan_simulation(
     credit.errors.ConfigError
         The partition settings cannot be met.
     """
+    if not 0.0 <= dropout_rate < 1.0:
+        raise ConfigError(f"must be in [0, 1); got {dropout_rate}", source="--dropout-rate")
     data = partition_for_config(config, n_banks)
     frame, partitions, schema_path = data.frame, data.partitions, data.schema_path
     # A consortium smaller than the default minimum (e.g. --banks 1, centralised
@@ -120,7 +154,12 @@ def plan_simulation(
                 ledger_path=ledger,
             )
         )
-    return SimulationPlan(config=config, banks=tuple(banks), partitions=tuple(partitions))
+    return SimulationPlan(
+        config=config,
+        banks=tuple(banks),
+        partitions=tuple(partitions),
+        dropout_rate=dropout_rate,
+    )
 
 
 def run_simulated_consortium(
@@ -177,8 +216,17 @@ def run_simulated_consortium(
 
 
 def simulation_client_app(plan: SimulationPlan) -> ClientApp:
-    """The ClientApp every simulated bank runs: the bank's own app, wired to its file."""
-    return make_client_app(PartitionPlan(plan.banks))
+    """The ClientApp every simulated bank runs: the bank's own app, wired to its file.
+
+    With a dropout rate, the simulation's dropout mod wraps it (research only: a
+    deployed bank's app has no such mod).
+    """
+    banks = PartitionPlan(plan.banks)
+    mods = []
+    if plan.dropout_rate > 0:
+        bank_of = lambda context: banks(context).name  # noqa: E731
+        mods.append(dropout_mod(seed=plan.config.seed, rate=plan.dropout_rate, bank_of=bank_of))
+    return make_client_app(banks, mods=mods)
 
 
 def _file_name(bank: str) -> str:

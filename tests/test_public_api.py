@@ -15,13 +15,24 @@ PUBLIC = {
         "embedded_data_path", "fit_encoder", "load_model", "load_schema", "save_model",
         "summarize_scores",
     },
+    "credit.messages": {
+        "BankIntro", "Dropped", "EvaluationSums", "LedgerEvent", "LedgerSummary",
+        "ProtocolStage", "QueryInstructions", "Refusal", "RoundInstructions", "RunInstructions",
+        "Task", "TrainMetrics", "feature_stats_from_record", "feature_stats_to_record",
+        "score_summary_from_content", "score_summary_to_content",
+    },
+    "credit.audit": {
+        "CLOSING_EVENTS", "GENESIS", "LOG_OPEN", "AuditBroken", "AuditLog", "AuditReport",
+        "arrays_sha256", "canonical_json", "fingerprint", "load_or_create_signing_key",
+        "load_public_key", "public_key_path", "public_key_pem", "verify_audit",
+    },
     "participant": {
         "BankData", "BankSource", "PreparedBank", "TrainSettings", "load_bank_csv",
         "predict_proba", "prepare_bank", "train_locally",
     },
     "coordinator": {
-        "BankInfo", "CoordinatorError", "CreditFedAvg", "RunDriver", "RoundFailed",
-        "RoundResult", "RunState",
+        "Aggregation", "BankInfo", "CoordinatorError", "PlainAggregation", "RoundAborted",
+        "RoundFailed", "RoundResult", "RunDriver", "RunState", "RunStopped", "SecureAggregation",
     },
     "simulations": {
         "Partition", "SimulationPlan", "partition_rows", "plan_simulation",

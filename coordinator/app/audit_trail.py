@@ -32,6 +32,7 @@ from flwr.app import ArrayRecord
 from coordinator.app.run_state import BankInfo, RoundResult, RunState
 from credit import __version__
 from credit.audit import AuditLog, arrays_sha256, load_or_create_signing_key, public_key_pem
+from credit.messages import LedgerSummary
 from credit.run_config import RunConfig
 
 __all__ = [
@@ -159,7 +160,7 @@ class CoordinatorAudit:
         self,
         result: RoundResult,
         arrays: ArrayRecord,
-        privacy: Mapping[str, Mapping[str, Any]],
+        privacy: Mapping[str, LedgerSummary],
     ) -> None:
         """A completed (or aborted) round and the global model after it."""
         self._append(
@@ -170,7 +171,7 @@ class CoordinatorAudit:
                 "refused": list(result.refused),
                 "dropped": list(result.dropped),
                 "aborted": result.aborted,
-                "epsilon": {bank: ledger.get("epsilon") for bank, ledger in privacy.items()},
+                "epsilon": {bank: ledger.epsilon for bank, ledger in privacy.items()},
                 "model_sha256": record_sha256(arrays),
                 "secure_aggregation": self._config.secure_aggregation,
                 "auc": result.metrics.auc,

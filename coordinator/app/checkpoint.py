@@ -22,17 +22,18 @@ from flwr.app import Array, ArrayRecord
 from coordinator.app.run_state import BankInfo, RoundResult, RunState
 from credit.encoding import FeatureEncoder
 from credit.errors import ConfigError
+from credit.messages import LedgerSummary, Refusal
 from credit.metrics import CreditMetrics
 from credit.model_spec import ModelSpec
 from credit.run_config import RunConfig
-from credit.schema import load_schema
+from credit.schema import DatasetSchema, load_schema
 
 __all__ = ["CHECKPOINT_DIR", "load_checkpoint", "save_checkpoint"]
 
 CHECKPOINT_DIR = "checkpoint"
 _STATE = "state.json"
 _ARRAYS = "arrays.npz"
-_VERSION = 1
+_VERSION = 2  # 2: typed refusals and ledger summaries
 
 
 def _write_atomically(path: Path, data: bytes) -> None:
@@ -64,8 +65,8 @@ def save_checkpoint(out_dir: Path, state: RunState, completed_round: int) -> Pat
         "array_names": list(state.arrays),
         "banks": [asdict(bank) for bank in state.banks],
         "rounds": [_round_to_json(result) for result in state.rounds],
-        "privacy": state.privacy,
-        "refusals": state.refusals,
+        "privacy": state.privacy_document(),
+        "refusals": state.refusals_document(),
     }
     _write_atomically(folder / _STATE, json.dumps(document, indent=1).encode())
     return folder
@@ -104,7 +105,18 @@ def load_checkpoint(out_dir: Path, config: RunConfig) -> tuple[RunState, int]:
             "resume with the run's original configuration",
             source="--resume",
         )
-    state = RunState(
+    try:
+        state = _state_from(document, config, schema, arrays)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(f"checkpoint {folder} is unreadable: {exc}", source="--resume") from exc
+    return state, int(document["completed_round"])
+
+
+def _state_from(
+    document: dict[str, Any], config: RunConfig, schema: DatasetSchema, arrays: ArrayRecord
+) -> RunState:
+    """The run state a checkpoint document describes (errors: malformed document)."""
+    return RunState(
         config=config,
         schema=schema,
         encoder=FeatureEncoder.model_validate_json(document["encoder"]),
@@ -112,10 +124,12 @@ def load_checkpoint(out_dir: Path, config: RunConfig) -> tuple[RunState, int]:
         banks=[BankInfo(**bank) for bank in document["banks"]],
         arrays=arrays,
         rounds=[_round_from_json(result) for result in document["rounds"]],
-        privacy=document["privacy"],
-        refusals=document["refusals"],
+        privacy={
+            bank: LedgerSummary.from_document(bank, summary)
+            for bank, summary in document["privacy"].items()
+        },
+        refusals=[Refusal.model_validate(refusal) for refusal in document["refusals"]],
     )
-    return state, int(document["completed_round"])
 
 
 def _round_to_json(result: RoundResult) -> dict[str, Any]:

@@ -14,11 +14,22 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
+from enum import StrEnum
 
 from flwr.app import Message
 from flwr.serverapp import Grid
 
-__all__ = ["BRISK_SECONDS", "FIRST_POLL", "MAX_POLL", "send_and_receive"]
+from coordinator.errors import RoundFailed
+
+__all__ = [
+    "BRISK_SECONDS",
+    "FIRST_POLL",
+    "MAX_POLL",
+    "PROTOCOL_STAGES",
+    "BankExchange",
+    "Stage",
+    "send_and_receive",
+]
 
 FIRST_POLL = 0.05
 BRISK_SECONDS = 2.0
@@ -59,3 +70,81 @@ def send_and_receive(grid: Grid, messages: Iterable[Message], *, timeout: float)
         if now - pushed >= BRISK_SECONDS:
             pause = min(pause * _BACKOFF, MAX_POLL)
     return replies
+
+
+class Stage(StrEnum):
+    """The message exchanges of a run, as errors and progress lines name them."""
+
+    CONNECT = "connect"
+    FEATURE_STATS = "feature-stats"
+    ENROLL = "enroll"
+    ADVERTISE = "advertise"
+    TRAIN = "train"
+    UNMASK = "unmask"
+    EVALUATE = "evaluate"
+
+
+PROTOCOL_STAGES = frozenset({Stage.ADVERTISE, Stage.UNMASK})
+"""Secure aggregation's own stages: the protocol, not ``min_banks``, decides if they suffice."""
+
+NODE_WAIT_SECONDS = 600.0
+_NODE_POLL_SECONDS = 1.0
+
+
+class BankExchange:
+    """The run's way to talk to banks: wait for them, send a stage, keep usable replies.
+
+    Parameters
+    ----------
+    grid : flwr.serverapp.Grid
+        The run's grid.
+    min_banks : int
+        Fewest banks a stage (other than secure aggregation's own) needs.
+    timeout : float
+        Seconds to wait for the replies of one stage.
+    """
+
+    def __init__(self, grid: Grid, *, min_banks: int, timeout: float) -> None:
+        self.grid = grid
+        self.min_banks = min_banks
+        self.timeout = timeout
+
+    def nodes(self) -> list[int]:
+        """The connected nodes, once at least ``min_banks`` are (RoundFailed after 600 s)."""
+        deadline = time.monotonic() + NODE_WAIT_SECONDS
+        while True:
+            node_ids = sorted(self.grid.get_node_ids())
+            if len(node_ids) >= self.min_banks:
+                return node_ids
+            if time.monotonic() > deadline:
+                raise RoundFailed(
+                    stage=Stage.CONNECT,
+                    server_round=0,
+                    received=len(node_ids),
+                    required=self.min_banks,
+                    reasons=[f"waited {NODE_WAIT_SECONDS:.0f} s for banks to connect"],
+                )
+            time.sleep(_NODE_POLL_SECONDS)
+
+    def __call__(self, messages: list[Message], stage: str, server_round: int) -> list[Message]:
+        """Send a stage's ``messages``; the replies without errors.
+
+        Raises
+        ------
+        RoundFailed
+            Fewer than ``min_banks`` replies without errors (secure aggregation's own
+            stages excepted: the protocol decides against its threshold).
+        """
+        replies = send_and_receive(self.grid, messages, timeout=self.timeout)
+        valid = [reply for reply in replies if not reply.has_error()]
+        if stage in PROTOCOL_STAGES or len(valid) >= self.min_banks:
+            return valid
+        raise RoundFailed(
+            stage=stage,
+            server_round=server_round,
+            received=len(valid),
+            required=self.min_banks,
+            reasons=[
+                f"node {r.metadata.src_node_id}: {r.error.reason}" for r in replies if r.has_error()
+            ],
+        )

@@ -89,8 +89,8 @@ def metrics_document(state: RunState, wall_seconds: float) -> dict[str, Any]:
         "participants": {
             bank.name: {"n_train": bank.n_train, "n_test": bank.n_test} for bank in state.banks
         },
-        "privacy": state.privacy,
-        "refusals": state.refusals,
+        "privacy": state.privacy_document(),
+        "refusals": state.refusals_document(),
         "secure_aggregation": state.secure_aggregation,
         "status": "completed" if state.stopped is None else f"stopped: {state.stopped}",
         "wall_seconds": wall_seconds,
@@ -118,7 +118,7 @@ def write_run_outputs(out_dir: Path, state: RunState, wall_seconds: float) -> Ru
         metrics=document["final"],
     )
     _plot_rounds(document["rounds"], files.plot)
-    _write_ledgers(out_dir / LEDGER_DIR, state.privacy)
+    _write_ledgers(out_dir / LEDGER_DIR, state.privacy_document())
     return files
 
 

@@ -1,4 +1,8 @@
-"""What a run produced, as the coordinator keeps it: banks, round results, the state."""
+"""What a run holds as it goes: banks, the global model, round results, privacy records.
+
+The run driver updates one :class:`RunState` round by round; the checkpoint saves
+it after every completed round and the run files are written from it at the end.
+"""
 
 from __future__ import annotations
 
@@ -8,12 +12,13 @@ from typing import Any
 from flwr.app import ArrayRecord
 
 from credit.encoding import FeatureEncoder
+from credit.messages import LedgerSummary, Refusal
 from credit.metrics import CreditMetrics
-from credit.models import ModelSpec
+from credit.model_spec import ModelSpec
 from credit.run_config import RunConfig
 from credit.schema import DatasetSchema
 
-__all__ = ["BankInfo", "RoundResult", "RunState"]
+__all__ = ["BankInfo", "RoundResult", "RunState", "TrainOutcome"]
 
 
 @dataclass(frozen=True)
@@ -27,8 +32,33 @@ class BankInfo:
 
 
 @dataclass(frozen=True)
+class TrainOutcome:
+    """The training step of one round.
+
+    Attributes
+    ----------
+    arrays : ArrayRecord
+        The new global model.
+    train_loss : float or None
+        Weighted mean training loss of the banks that report one (banks under DP do not).
+    trained : tuple of int
+        Nodes whose updates are in the new model.
+    refused : tuple of Refusal
+        Banks that refused the round (privacy budget).
+    dropped : tuple of int
+        Nodes that dropped out of the round.
+    """
+
+    arrays: ArrayRecord
+    train_loss: float | None
+    trained: tuple[int, ...]
+    refused: tuple[Refusal, ...] = ()
+    dropped: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
 class RoundResult:
-    """Outcome of one completed round."""
+    """Outcome of one completed (or aborted) round."""
 
     server_round: int
     metrics: CreditMetrics
@@ -43,7 +73,19 @@ class RoundResult:
 
 @dataclass
 class RunState:
-    """Everything a finished run produced (the coordinator writes it to disk)."""
+    """Everything a run has produced so far (the coordinator writes it to disk).
+
+    Attributes
+    ----------
+    privacy : dict of str to LedgerSummary
+        The latest ledger summary each bank with a budget reported.
+    refusals : list of Refusal
+        Every refusal of the run, in order.
+    stopped : str or None
+        Why the run stopped early (budgets spent); None when it ran every round.
+    secure_aggregation : dict or None
+        The secure-aggregation parameters (None: plain FedAvg).
+    """
 
     config: RunConfig
     schema: DatasetSchema
@@ -52,7 +94,15 @@ class RunState:
     banks: list[BankInfo]
     arrays: ArrayRecord
     rounds: list[RoundResult] = field(default_factory=list)
-    privacy: dict[str, dict[str, Any]] = field(default_factory=dict)
-    refusals: list[dict[str, Any]] = field(default_factory=list)
+    privacy: dict[str, LedgerSummary] = field(default_factory=dict)
+    refusals: list[Refusal] = field(default_factory=list)
     stopped: str | None = None
     secure_aggregation: dict[str, Any] | None = None
+
+    def privacy_document(self) -> dict[str, dict[str, Any]]:
+        """Each bank's ledger summary as ``metrics.json`` and the checkpoint keep it."""
+        return {bank: summary.document() for bank, summary in self.privacy.items()}
+
+    def refusals_document(self) -> list[dict[str, Any]]:
+        """Every refusal as ``metrics.json`` and the checkpoint keep it."""
+        return [refusal.document() for refusal in self.refusals]

@@ -16,15 +16,21 @@ loss (banks under DP report none) and the summed weight.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType, RecordDict
+from flwr.app import ArrayRecord, Message, MessageType, RecordDict
 
-from credit import message_keys as keys
-from credit.records import array_record, config_record, flatten, unflatten
+from coordinator.app.aggregation import AggregatedUpdate, Exchange
+from coordinator.app.bank_replies import TrainReply
+from coordinator.app.exchange import Stage
+from coordinator.errors import RoundAborted, RoundFailed
+from credit import message_keys
+from credit.errors import MalformedMessage
+from credit.messages import RoundInstructions, RunInstructions, Task, secagg
+from credit.records import array_of, flatten, unflatten
 from privacy.secagg.fixed_point import FixedPoint
-from privacy.secagg.protocol import RoundAggregator, default_threshold
+from privacy.secagg.protocol import RoundAggregator, SecAggAborted, default_threshold
 from privacy.secagg.records import (
     decode_advertisement,
     decode_keys,
@@ -34,73 +40,99 @@ from privacy.secagg.records import (
     encode_unmask,
 )
 
-__all__ = ["SecureAggregation", "SecureUpdate"]
+__all__ = ["SecureAggregation"]
 
-Exchange = Callable[[list[Message], str, int], list[Message]]
-
-
-class SecureUpdate:
-    """The decoded state of one securely aggregated round."""
-
-    def __init__(self, arrays: ArrayRecord, train_loss: float | None, banks: list[int]) -> None:
-        self.arrays = arrays
-        self.train_loss = train_loss
-        self.banks = banks
+_EXTRA = 3  # loss, reported flag, weight
 
 
 class SecureAggregation:
     """Roster, threshold and fixed-point code of a run; one :class:`RoundAggregator` per round.
 
+    Build it with :meth:`enroll` from the banks' set-up replies.
+
     Parameters
     ----------
     run : int
         Flower's run id (bound into every key).
-    clip : float
-        Per-coordinate clip of the masked update (difference from the global model).
+    roster : mapping of int to bytes
+        Node id -> the bank's per-run public encryption key.
+    threshold : int
+        Banks needed at every stage of a round.
+    code : FixedPoint
+        The fixed-point code of the sum.
+    exchange : callable
+        Sends a stage's messages and returns the error-free replies.
     """
 
-    def __init__(self, *, run: int, clip: float) -> None:
+    def __init__(
+        self,
+        *,
+        run: int,
+        roster: Mapping[int, bytes],
+        threshold: int,
+        code: FixedPoint,
+        exchange: Exchange,
+    ) -> None:
+        if len(roster) < 2:
+            raise ValueError(f"secure aggregation needs >= 2 banks; got {len(roster)}")
+        if not 1 <= threshold <= len(roster):
+            raise ValueError(f"threshold must be in [1, {len(roster)}]; got {threshold}")
         self.run = run
-        self.clip = clip
-        self.roster: dict[int, bytes] = {}
-        self.threshold = 0
-        self.code: FixedPoint | None = None
+        self.roster = dict(roster)
+        self.threshold = threshold
+        self.code = code
+        self._exchange = exchange
         self._rounds: dict[int, RoundAggregator] = {}
-        self._length = 0
 
-    def enroll(self, replies: Iterable[Message], weights: dict[int, int], min_banks: int) -> None:
-        """Fix the roster from the set-up replies; pick threshold and fixed-point code."""
-        for reply in replies:
-            record = config_record(reply.content, keys.SECAGG)
-            public = record[keys.ENCRYPTION_KEY]
-            if not isinstance(public, bytes):
-                raise ValueError("a bank sent no encryption key for secure aggregation")
-            self.roster[reply.metadata.src_node_id] = public
-        if len(self.roster) < 2:
-            raise ValueError(
-                "secure aggregation needs at least 2 banks (one bank's sum is its update); "
-                "run with --no-secure-aggregation"
+    @classmethod
+    def enroll(
+        cls,
+        *,
+        run: int,
+        clip: float,
+        enrollments: Mapping[int, secagg.Enrollment],
+        weights: Mapping[int, int],
+        min_banks: int,
+        exchange: Exchange,
+    ) -> SecureAggregation:
+        """Fix the roster from the banks' set-up replies; pick threshold and fixed-point code.
+
+        Raises
+        ------
+        RoundFailed
+            Fewer than two banks enrolled: one bank's sum is its own update.
+        """
+        roster = {node: part.encryption_key for node, part in enrollments.items()}
+        if len(roster) < 2:
+            raise RoundFailed(
+                stage="secure-aggregation set-up",
+                server_round=0,
+                received=len(roster),
+                required=2,
+                reasons=[
+                    "secure aggregation needs at least 2 banks (one bank's sum is its "
+                    "update); run with --no-secure-aggregation"
+                ],
             )
-        self.threshold = min(len(self.roster), max(default_threshold(len(self.roster)), min_banks))
-        self.code = FixedPoint.for_sum(
-            clip=self.clip,
-            total_weight=float(sum(weights[node] for node in self.roster)),
-            participants=len(self.roster),
+        threshold = min(len(roster), max(default_threshold(len(roster)), min_banks))
+        code = FixedPoint.for_sum(
+            clip=clip,
+            total_weight=float(sum(weights[node] for node in roster)),
+            participants=len(roster),
             ring_bits=32,
         )
+        return cls(run=run, roster=roster, threshold=threshold, code=code, exchange=exchange)
 
-    def describe(self) -> str:
+    def describe(self) -> str | None:
         """One line for the terminal."""
-        assert self.code is not None
         return (
             f"secure aggregation: {len(self.roster)} banks, threshold {self.threshold}, "
             f"ring Z_2^{self.code.ring_bits}, {self.code.fraction_bits} fraction bits, "
             f"clip ±{self.code.clip:g}"
         )
 
-    def summary(self) -> dict[str, Any]:
+    def summary(self) -> dict[str, Any] | None:
         """The run's protocol parameters, for ``metrics.json``."""
-        assert self.code is not None
         return {
             "protocol": "SecAgg (complete graph), keys advertised one round ahead",
             "banks": len(self.roster),
@@ -110,113 +142,141 @@ class SecureAggregation:
             "clip": self.code.clip,
         }
 
-    def record(self, *, advertise_round: int = 0, server_round: int = 0) -> ConfigRecord:
-        """The ``secagg`` record of a message: roster, threshold, what to do."""
-        return ConfigRecord(
-            {
-                keys.ROSTER: encode_keys(self.roster),
-                keys.THRESHOLD: self.threshold,
-                keys.ADVERTISE_ROUND: advertise_round,
-                keys.SERVER_ROUND: server_round,
-            }
-        )
+    # -- keys for a round -----------------------------------------------------------
 
-    def open_round(self, server_round: int, n_parameters: int) -> None:
-        """Start collecting advertisements for ``server_round``."""
-        assert self.code is not None
-        self._length = n_parameters + 3  # update, loss, reported flag, weight
-        self._rounds[server_round] = RoundAggregator(
+    def advertise_request(self, next_round: int, arrays: ArrayRecord) -> secagg.AdvertiseRequest:
+        """Open ``next_round`` and the request that asks banks for its keys."""
+        self._rounds[next_round] = RoundAggregator(
             run=self.run,
-            server_round=server_round,
+            server_round=next_round,
             roster=self.roster,
             threshold=self.threshold,
             code=self.code,
-            length=self._length,
+            length=flatten(arrays).size + _EXTRA,
         )
-        for old in [r for r in self._rounds if r < server_round - 1]:
+        for old in [r for r in self._rounds if r < next_round - 1]:
             del self._rounds[old]
+        return secagg.AdvertiseRequest(
+            roster=encode_keys(self.roster), threshold=self.threshold, advertise_round=next_round
+        )
 
-    def collect_advertisements(self, server_round: int, replies: Iterable[Message]) -> int:
-        """Take the advertisements for ``server_round`` that ``replies`` carry; how many."""
-        aggregator = self._rounds[server_round]
-        taken = 0
+    def collect_advertisements(self, next_round: int, replies: Sequence[Message]) -> None:
+        """Take the well-formed advertisements ``replies`` carry for ``next_round``."""
+        aggregator = self._rounds[next_round]
         for reply in replies:
-            if reply.has_error() or keys.SECAGG not in reply.content.config_records:
+            if reply.has_error() or not secagg.Advertisement.present(reply.content):
                 continue
-            record = config_record(reply.content, keys.SECAGG)
-            if keys.ADVERTISEMENT not in record:
-                continue
-            value = record[keys.ADVERTISEMENT]
-            assert isinstance(value, bytes)
-            taken += aggregator.add_advertisement(
-                reply.metadata.src_node_id, decode_advertisement(value)
-            )
-        return taken
+            try:
+                part = secagg.Advertisement.take(reply.content)
+                advertisement = decode_advertisement(part.advertisement)
+            except MalformedMessage:
+                continue  # the bank advertises nothing for this round
+            aggregator.add_advertisement(reply.metadata.src_node_id, advertisement)
+
+    def prepare(self, server_round: int, arrays: ArrayRecord, run: RunInstructions) -> None:
+        """Ask every bank of the roster for its keys of ``server_round`` (set-up, resume)."""
+        request = self.advertise_request(server_round, arrays)
+        query = run.query(Task.SECAGG_ADVERTISE)
+        messages = []
+        for node in sorted(self.roster):
+            content = RecordDict()
+            query.put(content)
+            request.put(content)
+            messages.append(Message(content, node, MessageType.QUERY))
+        self.collect_advertisements(server_round, self._exchange(messages, Stage.ADVERTISE, 0))
+
+    # -- one round ------------------------------------------------------------------
 
     def train_messages(
-        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord
+        self, arrays: ArrayRecord, instructions: RoundInstructions, nodes: Sequence[int]
     ) -> list[Message]:
-        """One train message per member of U1, each with the shares sealed for it.
+        """One train message per member of U1 (who advertised), with the shares sealed for it.
 
         Raises
         ------
-        SecAggAborted
-            If fewer than ``threshold`` banks advertised keys for this round.
+        RoundAborted
+            Fewer than ``threshold`` banks advertised keys for this round.
         """
-        assert self.code is not None
-        forwards = self._rounds[server_round].close_advertisements()
+        server_round = instructions.server_round
+        try:
+            forwards = self._rounds[server_round].close_advertisements()
+        except SecAggAborted as abort:
+            raise self._aborted(abort) from None
         messages = []
         for node, forward in forwards.items():
-            secagg = self.record(server_round=server_round)
-            secagg[keys.FORWARD] = encode_forward(forward)
-            secagg[keys.FIXED_POINT] = encode_fixed_point(self.code)
-            content = RecordDict({keys.ARRAYS: arrays, keys.CONFIG: config, keys.SECAGG: secagg})
+            content = RecordDict({message_keys.ARRAYS: arrays})
+            instructions.put(content)
+            secagg.TrainInputs(
+                roster=encode_keys(self.roster),
+                threshold=self.threshold,
+                server_round=server_round,
+                forward=encode_forward(forward),
+                fixed_point=encode_fixed_point(self.code),
+            ).put(content)
             messages.append(Message(content, node, MessageType.TRAIN))
         return messages
 
     def aggregate(
         self,
-        server_round: int,
-        replies: list[Message],
+        updates: Sequence[TrainReply],
         arrays: ArrayRecord,
-        config: ConfigRecord,
-        exchange: Exchange,
-    ) -> SecureUpdate:
-        """Unmask the sum of ``replies``' masked updates (one unmask round trip).
+        instructions: RoundInstructions,
+    ) -> AggregatedUpdate:
+        """Unmask the sum of the masked updates (one unmask round trip).
 
         Raises
         ------
-        SecAggAborted
-            If fewer than ``threshold`` banks are left at any stage.
+        RoundAborted
+            Fewer than ``threshold`` banks are left at any stage.
         """
-        assert self.code is not None
+        server_round = instructions.server_round
         aggregator = self._rounds[server_round]
-        for reply in replies:
-            masked = array_record(reply.content, keys.ARRAYS)[keys.SECAGG_MASKED].numpy()
-            aggregator.add_masked(reply.metadata.src_node_id, masked)
-        request = aggregator.close_masked()
-        unmask_config = ConfigRecord(dict(config))
-        unmask_config[keys.TASK] = keys.TASK_SECAGG_UNMASK
-        secagg = self.record(server_round=server_round)
-        secagg[keys.UNMASK] = encode_unmask(request)
-        queries = [
-            Message(
-                RecordDict({keys.CONFIG: unmask_config, keys.SECAGG: secagg}),
-                node,
-                MessageType.QUERY,
-            )
-            for node in sorted(request.survivors)
-        ]
-        for reply in exchange(queries, "unmask", server_round):
-            if keys.SECAGG not in reply.content.config_records:
-                continue  # dropped out before answering
-            record = config_record(reply.content, keys.SECAGG)
-            value = record[keys.REVEAL]
-            assert isinstance(value, bytes)
-            aggregator.add_reveal(reply.metadata.src_node_id, decode_keys(value, "reveal"))
-        total, survivors = aggregator.finish()
+        for reply in updates:
+            masked = array_of(reply.arrays, message_keys.SECAGG_MASKED, record_key="arrays")
+            if masked.dtype != self.code.dtype:
+                continue  # a malformed masked input: that bank drops out of the round
+            try:
+                aggregator.add_masked(reply.node, masked.astype(self.code.dtype, copy=False))
+            except ValueError:
+                continue
+        try:
+            request = aggregator.close_masked()
+            self._unmask(aggregator, instructions, request)
+            total, survivors = aggregator.finish()
+        except SecAggAborted as abort:
+            raise self._aborted(abort) from None
         mean = self.code.decode_mean(total[:-1], total[-1])
         update, loss_mean, reported = mean[:-2], mean[-2], mean[-1]
         new_arrays = unflatten(flatten(arrays) + update, arrays)
         loss = float(loss_mean / reported) if reported > 1e-6 else None
-        return SecureUpdate(new_arrays, loss, sorted(survivors))
+        return AggregatedUpdate(arrays=new_arrays, train_loss=loss, banks=tuple(sorted(survivors)))
+
+    def _unmask(
+        self, aggregator: RoundAggregator, instructions: RoundInstructions, request: Any
+    ) -> None:
+        """Ask the survivors for their shares; take every well-formed reveal."""
+        server_round = instructions.server_round
+        query = instructions.query(Task.SECAGG_UNMASK, server_round=server_round)
+        asked = secagg.UnmaskRequest(server_round=server_round, unmask=encode_unmask(request))
+        messages = []
+        for node in sorted(request.survivors):
+            content = RecordDict()
+            query.put(content)
+            asked.put(content)
+            messages.append(Message(content, node, MessageType.QUERY))
+        for reply in self._exchange(messages, Stage.UNMASK, server_round):
+            if not secagg.Reveal.present(reply.content):
+                continue  # dropped out before answering
+            try:
+                shares = decode_keys(secagg.Reveal.take(reply.content).reveal, "reveal")
+                aggregator.add_reveal(reply.metadata.src_node_id, shares)
+            except (MalformedMessage, ValueError):
+                continue
+
+    def _aborted(self, abort: SecAggAborted) -> RoundAborted:
+        return RoundAborted(
+            server_round=abort.server_round,
+            stage=abort.stage,
+            remaining=abort.have,
+            required=abort.threshold,
+        )

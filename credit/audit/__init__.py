@@ -23,13 +23,13 @@ from credit.audit.log import (
     verify_audit,
 )
 
-__all__ = [
-    "CLOSING_EVENTS",
-    "GENESIS",
-    "LOG_OPEN",
+__all__ = [  # noqa: RUF022 - plain sort, as every package door
     "AuditBroken",
     "AuditLog",
     "AuditReport",
+    "CLOSING_EVENTS",
+    "GENESIS",
+    "LOG_OPEN",
     "arrays_sha256",
     "canonical_json",
     "fingerprint",

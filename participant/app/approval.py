@@ -13,25 +13,26 @@ modified code. See README, "Security", for why and what a bank does instead.
 
 from __future__ import annotations
 
-from flwr.app import Context
+from typing import TYPE_CHECKING
 
 from credit import __version__
 
-__all__ = ["APPROVED_VERSION", "UnapprovedApp", "check_approved"]
+if TYPE_CHECKING:
+    from participant.app.node_config import NodeConfig
 
-APPROVED_VERSION = "approved-version"
+__all__ = ["UnapprovedApp", "check_approved"]
 
 
 class UnapprovedApp(RuntimeError):
     """The run's app is not the release this bank approved."""
 
 
-def check_approved(context: Context) -> None:
+def check_approved(node: NodeConfig) -> None:
     """Raise :class:`UnapprovedApp` if the node approved another fedcredit release."""
-    approved = context.node_config.get(APPROVED_VERSION)
+    approved = node.approved_version
     if approved is None:
         return  # simulation, or a SuperNode started without fedcredit's launcher
-    if str(approved) != __version__:
+    if approved != __version__:
         raise UnapprovedApp(
             f"this bank approved fedcredit {approved}; the run ships fedcredit {__version__}: "
             "refused before touching data (install and approve that release, or ask the "

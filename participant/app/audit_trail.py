@@ -9,9 +9,10 @@ Without ``audit-log`` (simulations) nothing is recorded. Events::
               coordinator computes it), schema_sha256, planned_rounds, fedcredit
     train     run, server_round, model_sha256 (the global model received, equal to
               the coordinator's model of the previous round), epsilon (spent per
-              the bank's ledger, banks with a budget only), num_examples, secure
+              the bank's ledger, banks with a budget only), num_examples, secure,
+              replayed
     refusal   run, server_round, kind (privacy-budget, unapproved-version), reason
-    evaluate  run, server_round (the global model it scored: model_sha256)
+    evaluate  run, server_round, model_sha256 (the global model it scored)
     run-end   run, server_round: after the evaluation of the last planned round
 
 Flower starts a new ClientApp process for every message, so each record opens the
@@ -23,29 +24,18 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from flwr.app import ConfigRecord, Context, Message
-
 from credit import __version__
-from credit import message_keys as keys
-from credit.audit import AuditLog, arrays_sha256, load_or_create_signing_key
-from credit.errors import ConfigError
-from credit.records import array_record, config_int, config_str
-from credit.run_config import RunConfig
-from participant.app.node_config import audit_settings
+from credit.audit import AuditLog, load_or_create_signing_key
+from credit.messages import QueryInstructions, RoundInstructions
+from participant.app.node_config import AuditSettings
 
-__all__ = [
-    "record_evaluate",
-    "record_join",
-    "record_refusal",
-    "record_train",
-]
+__all__ = ["record_evaluate", "record_join", "record_refusal", "record_train"]
 
 Event = tuple[str, Mapping[str, Any]]
 
 
-def _record(context: Context, *events: Event) -> None:
+def _record(settings: AuditSettings | None, *events: Event) -> None:
     """Append ``events`` to the bank's log, if the node keeps one."""
-    settings = audit_settings(context)
     if settings is None:
         return
     key = load_or_create_signing_key(settings.key_path)
@@ -54,114 +44,77 @@ def _record(context: Context, *events: Event) -> None:
             log.append(event, data)
 
 
-def _run(message: Message, config: ConfigRecord | None) -> str:
-    """The consortium's name of the run (Flower's run id when it has none)."""
-    if config is not None and keys.RUN_NAME in config:
-        name = config_str(config, keys.RUN_NAME)
-        if name:
-            return name
-    return str(message.metadata.run_id)
-
-
-def _round(config: ConfigRecord | None) -> int:
-    if config is None or keys.SERVER_ROUND not in config:
-        return 0
-    return config_int(config, keys.SERVER_ROUND)
-
-
-def _model_sha256(message: Message) -> str | None:
-    if keys.ARRAYS not in message.content.array_records:
-        return None
-    arrays = array_record(message.content, keys.ARRAYS)
-    return arrays_sha256({name: arrays[name].numpy() for name in arrays})
-
-
-def _config_sha256(context: Context) -> str | None:
-    """The digest of the run config the bank received (None: it does not parse)."""
-    try:
-        return RunConfig.from_flower(context.run_config).digest()
-    except ConfigError:
-        return None
-
-
-def record_join(message: Message, context: Context, config: ConfigRecord, task: str) -> None:
+def record_join(
+    settings: AuditSettings | None,
+    query: QueryInstructions,
+    *,
+    flower_run_id: int,
+    config_sha256: str | None,
+) -> None:
     """The bank joins a run: its first message (feature statistics, or enroll on resume)."""
-    _record(
-        context,
-        (
-            "run-join",
-            {
-                "run": _run(message, config),
-                "flower_run_id": message.metadata.run_id,
-                "task": task,
-                "config_sha256": _config_sha256(context),
-                "schema_sha256": config_str(config, keys.SCHEMA_HASH),
-                "planned_rounds": config_int(config, keys.PLANNED_ROUNDS),
-                "fedcredit": __version__,
-            },
-        ),
-    )
+    data = {
+        "run": query.run_key(flower_run_id),
+        "flower_run_id": flower_run_id,
+        "task": query.task,
+        "config_sha256": config_sha256,
+        "schema_sha256": query.schema_hash,
+        "planned_rounds": query.planned_rounds,
+        "fedcredit": __version__,
+    }
+    _record(settings, ("run-join", data))
 
 
 def record_train(
-    message: Message,
-    context: Context,
-    config: ConfigRecord,
+    settings: AuditSettings | None,
+    round_: RoundInstructions,
     *,
+    flower_run_id: int,
+    model_sha256: str,
     epsilon: float | None,
     num_examples: int,
     secure: bool,
-    replayed: bool = False,
+    replayed: bool,
 ) -> None:
     """The bank trained on the global model it received and sent an update back.
 
     ``replayed``: the round was asked for again (a resumed run) and the bank sent the
     result it had already trained and paid for (see :mod:`participant.app.replay`).
     """
-    _record(
-        context,
-        (
-            "train",
-            {
-                "run": _run(message, config),
-                "server_round": _round(config),
-                "model_sha256": _model_sha256(message),
-                "epsilon": epsilon,
-                "num_examples": num_examples,
-                "secure": secure,
-                "replayed": replayed,
-            },
-        ),
-    )
+    data = {
+        "run": round_.run_key(flower_run_id),
+        "server_round": round_.server_round,
+        "model_sha256": model_sha256,
+        "epsilon": epsilon,
+        "num_examples": num_examples,
+        "secure": secure,
+        "replayed": replayed,
+    }
+    _record(settings, ("train", data))
 
 
 def record_refusal(
-    message: Message, context: Context, config: ConfigRecord | None, *, kind: str, reason: str
+    settings: AuditSettings | None, *, run: str, server_round: int, kind: str, reason: str
 ) -> None:
     """The bank refused the request (before touching data for an unapproved version)."""
-    _record(
-        context,
-        (
-            "refusal",
-            {
-                "run": _run(message, config),
-                "server_round": _round(config),
-                "kind": kind,
-                "reason": reason,
-            },
-        ),
-    )
+    data = {"run": run, "server_round": server_round, "kind": kind, "reason": reason}
+    _record(settings, ("refusal", data))
 
 
-def record_evaluate(message: Message, context: Context, config: ConfigRecord) -> None:
+def record_evaluate(
+    settings: AuditSettings | None,
+    round_: RoundInstructions,
+    *,
+    flower_run_id: int,
+    model_sha256: str,
+) -> None:
     """The bank scored the global model; after the last planned round, the run ends."""
-    run, server_round = _run(message, config), _round(config)
+    run = round_.run_key(flower_run_id)
     events: list[Event] = [
         (
             "evaluate",
-            {"run": run, "server_round": server_round, "model_sha256": _model_sha256(message)},
+            {"run": run, "server_round": round_.server_round, "model_sha256": model_sha256},
         )
     ]
-    if server_round >= config_int(config, keys.PLANNED_ROUNDS):
-        events.append(("run-end", {"run": run, "server_round": server_round}))
-    _record(context, *events)
+    if round_.server_round >= round_.planned_rounds:
+        events.append(("run-end", {"run": run, "server_round": round_.server_round}))
+    _record(settings, *events)

@@ -1,42 +1,36 @@
-"""Where a participant finds its rows, from Flower's node and run configuration.
+"""The bank's node config: what its SuperNode tells the ClientApp, parsed once.
 
-* Deployment: the SuperNode's node config names the file (``data-path``) and, when
-  given, the bank's display name (``bank-name``) and schema copy (``schema-path``).
-* Simulation through ``flwr run``: Flower's Simulation Engine sets ``partition-id``
-  and ``num-partitions``; the run config's ``data``, ``partition``, ``alpha``,
-  ``partition-column`` and ``seed`` say how the data set is split into banks.
-* ``fedcredit simulate`` writes one file per bank first and passes a
-  :class:`PartitionPlan` instead, so each bank reads only its own file.
-
-The node config also says where the bank keeps its signed audit log (``audit-log``,
-and ``audit-key`` for its Ed25519 key); without ``audit-log`` it keeps none.
+``fedcredit participant start`` writes the node config (:meth:`NodeConfig.to_flower`)
+and Flower hands it to every message's ClientApp as ``context.node_config``; the
+ClientApp reads it back with :meth:`NodeConfig.from_context` and, below that, works
+with typed values only. It is the bank's own configuration: nothing in it comes from
+the coordinator. In a simulation the Simulation Engine's node config holds only
+Flower's ``partition-id`` and ``num-partitions``, and the simulation's own wiring
+says where each simulated bank's rows are (see :mod:`simulations.engine`).
 """
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from flwr.app import Context
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from credit.errors import ConfigError
-from credit.run_config import RunConfig
 from participant.app.bank import BankSource
 from privacy.budget import PrivacyBudget
 
-__all__ = ["AuditSettings", "PartitionPlan", "audit_settings", "source_from_context"]
+__all__ = ["AuditSettings", "NodeConfig", "node_source"]
 
-DATA_PATH = "data-path"
-BANK_NAME = "bank-name"
-SCHEMA_PATH = "schema-path"
-MAX_EPSILON = "max-epsilon"
-DELTA = "delta"
-LEDGER_PATH = "ledger-path"
-PARTITION_ID = "partition-id"
-NUM_PARTITIONS = "num-partitions"
-AUDIT_LOG = "audit-log"
-AUDIT_KEY = "audit-key"
+SOURCE = "node config"
+FLOWER_KEYS = frozenset({"partition-id", "num-partitions"})
+"""Keys Flower's Simulation Engine puts into a node config (not fedcredit's)."""
+
+
+def _hyphenated(name: str) -> str:
+    return name.replace("_", "-")
 
 
 @dataclass(frozen=True)
@@ -48,114 +42,135 @@ class AuditSettings:
     writer: str
 
 
-def audit_settings(context: Context) -> AuditSettings | None:
-    """The bank's audit settings from its node config; None without ``audit-log``.
+class NodeConfig(BaseModel):
+    """A bank's SuperNode configuration.
 
-    ``audit-key`` defaults to the log's path with the suffix ``.key`` (created on
-    first use, its public key beside it as ``.pub``).
+    Parameters
+    ----------
+    data_path : pathlib.Path, optional
+        The bank's data file (CSV, plain or gzip); absent in simulations.
+    bank_name : str, optional
+        The bank's name; default: the data file's name without suffixes.
+    schema_path : pathlib.Path, optional
+        The consortium's dataset schema; the embedded schema when absent.
+    max_epsilon, delta : float, optional
+        The bank's privacy budget (no ``max-epsilon``: no differential privacy).
+    ledger_path : pathlib.Path, optional
+        The bank's privacy ledger; default ``<bank>.privacy-ledger.jsonl`` beside the data.
+    audit_log, audit_key : pathlib.Path, optional
+        The bank's signed audit log (none without ``audit-log``) and its Ed25519 key
+        (default: the log's path with ``.key``).
+    approved_version : str, optional
+        The fedcredit release the bank approved (see :mod:`participant.app.approval`).
     """
-    node = context.node_config
-    if AUDIT_LOG not in node:
-        return None
-    log_path = Path(str(node[AUDIT_LOG]))
-    key_path = Path(str(node[AUDIT_KEY])) if AUDIT_KEY in node else log_path.with_suffix(".key")
-    if key_path == log_path:
-        raise ConfigError(f"'{AUDIT_KEY}' must differ from '{AUDIT_LOG}'", source="node config")
-    name = node.get(BANK_NAME)
-    if name is None and DATA_PATH in node:
-        name = Path(str(node[DATA_PATH])).stem.split(".")[0]
-    return AuditSettings(log_path=log_path, key_path=key_path, writer=f"bank {name or '?'}")
 
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", alias_generator=_hyphenated, populate_by_name=True
+    )
 
-@dataclass(frozen=True)
-class PartitionPlan:
-    """The banks of a simulation, indexed by Flower's ``partition-id``."""
+    data_path: Path | None = None
+    bank_name: str | None = Field(default=None, min_length=1)
+    schema_path: Path | None = None
+    max_epsilon: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    delta: float | None = Field(default=None, gt=0, lt=1)
+    ledger_path: Path | None = None
+    audit_log: Path | None = None
+    audit_key: Path | None = None
+    approved_version: str | None = None
 
-    banks: tuple[BankSource, ...]
+    @model_validator(mode="after")
+    def _consistent(self) -> NodeConfig:
+        if self.delta is not None and self.max_epsilon is None:
+            raise ValueError("'delta' needs 'max-epsilon'")
+        if self.audit_key is not None and self.audit_key == self.audit_log:
+            raise ValueError("'audit-key' must differ from 'audit-log'")
+        return self
 
-    def __call__(self, context: Context) -> BankSource:
-        partition_id = _node_int(context, PARTITION_ID)
-        if not 0 <= partition_id < len(self.banks):
+    @classmethod
+    def from_context(cls, context: Context) -> NodeConfig:
+        """Parse ``context.node_config`` (Flower's own simulation keys are ignored).
+
+        Raises
+        ------
+        ConfigError
+            An unknown key (a mistyped ``max-epsilon`` must not mean "no privacy") or
+            a bad value, named with the key.
+        """
+        entries = {k: v for k, v in context.node_config.items() if k not in FLOWER_KEYS}
+        try:
+            return cls.model_validate(entries)
+        except ValidationError as exc:
+            raise ConfigError(_first_problem(exc), source=SOURCE) from exc
+
+    def to_flower(self) -> str:
+        """The ``--node-config`` string of ``flower-supernode`` (space-separated TOML pairs)."""
+        entries = self.model_dump(by_alias=True, exclude_none=True, mode="json")
+        return " ".join(f"{key}={_toml_value(value)}" for key, value in entries.items())
+
+    @property
+    def name(self) -> str | None:
+        """The bank's name: ``bank-name``, else the data file's stem."""
+        if self.bank_name is not None:
+            return self.bank_name
+        return None if self.data_path is None else self.data_path.name.split(".")[0]
+
+    @property
+    def budget(self) -> PrivacyBudget | None:
+        """The bank's privacy budget; None without ``max-epsilon``."""
+        if self.max_epsilon is None:
+            return None
+        return PrivacyBudget(max_epsilon=self.max_epsilon, delta=self.delta)
+
+    def bank_source(self) -> BankSource:
+        """Where the bank's rows, schema, budget and ledger are.
+
+        Raises
+        ------
+        ConfigError
+            The node config names no ``data-path``.
+        """
+        if self.data_path is None or self.name is None:
             raise ConfigError(
-                f"partition-id {partition_id} outside the plan's {len(self.banks)} banks",
-                source="node config",
+                "no 'data-path': start the SuperNode with "
+                "--node-config 'data-path=\"/path/to/bank.csv\"' (fedcredit participant start "
+                "does); simulations run with `fedcredit simulate`",
+                source=SOURCE,
             )
-        return self.banks[partition_id]
-
-
-def source_from_context(context: Context) -> BankSource:
-    """Resolve the bank's data source from node config (deployment) or run config."""
-    node = context.node_config
-    if DATA_PATH in node:
-        data_path = Path(str(node[DATA_PATH]))
-        schema = Path(str(node[SCHEMA_PATH])) if SCHEMA_PATH in node else None
-        name = str(node.get(BANK_NAME, data_path.stem.split(".")[0]))
-        budget = _node_budget(context)
+        budget = self.budget
+        ledger = self.ledger_path or self.data_path.parent / f"{self.name}.privacy-ledger.jsonl"
         return BankSource(
-            name=name,
-            data_path=data_path,
-            schema_path=schema,
+            name=self.name,
+            data_path=self.data_path,
+            schema_path=self.schema_path,
             budget=budget,
-            ledger_path=None if budget is None else _ledger_path(context, name),
+            ledger_path=ledger if budget is not None else None,
         )
-    if PARTITION_ID not in node:
-        raise ConfigError(
-            f"node config has neither '{DATA_PATH}' nor '{PARTITION_ID}'; start the SuperNode "
-            f"with --node-config '{DATA_PATH}=\"/path/to/bank.csv\"'",
-            source="node config",
+
+    def audit_settings(self) -> AuditSettings | None:
+        """Where the bank's audit log and key are; None without ``audit-log``."""
+        if self.audit_log is None:
+            return None
+        key = self.audit_key or self.audit_log.with_suffix(".key")
+        return AuditSettings(
+            log_path=self.audit_log, key_path=key, writer=f"bank {self.name or '?'}"
         )
-    config = RunConfig.from_flower(context.run_config)
-    return _simulated_source(
-        partition_id=_node_int(context, PARTITION_ID),
-        num_partitions=_node_int(context, NUM_PARTITIONS),
-        config=config,
-    )
 
 
-def _node_budget(context: Context) -> PrivacyBudget | None:
-    """The bank's budget from its node config; None when it sets no ``max-epsilon``."""
-    node = context.node_config
-    if MAX_EPSILON not in node:
-        return None
-    try:
-        max_epsilon = float(node[MAX_EPSILON])
-        delta = float(node[DELTA]) if DELTA in node else None
-        return PrivacyBudget(max_epsilon=max_epsilon, delta=delta)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"invalid privacy budget: {exc}", source="node config") from exc
+def node_source(context: Context) -> BankSource:
+    """The bank's data source from its node config (a deployed SuperNode)."""
+    return NodeConfig.from_context(context).bank_source()
 
 
-def _ledger_path(context: Context, bank: str) -> Path:
-    """The ledger the node config names, else ``<bank>.privacy-ledger.jsonl`` beside the data."""
-    node = context.node_config
-    data_path = Path(str(node[DATA_PATH]))
-    return Path(str(node.get(LEDGER_PATH, data_path.parent / f"{bank}.privacy-ledger.jsonl")))
+def _toml_value(value: Any) -> str:
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return repr(float(value)) if isinstance(value, float) else str(value)
 
 
-def _node_int(context: Context, key: str) -> int:
-    value = context.node_config[key]
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(f"'{key}' is {value!r}, expected an integer", source="node config")
-    return value
-
-
-@functools.lru_cache(maxsize=4)
-def _simulated_source(*, partition_id: int, num_partitions: int, config: RunConfig) -> BankSource:
-    from simulations.partition import partition_for_config
-
-    data = partition_for_config(config, num_partitions)
-    partitions = data.partitions
-    if partition_id >= len(partitions):
-        raise ConfigError(
-            f"partition-id {partition_id} but the '{config.partition}' split has "
-            f"{len(partitions)} banks; "
-            f"run with num-supernodes={len(partitions)}",
-            source="federation config",
-        )
-    part = partitions[partition_id]
-    return BankSource(
-        name=part.name,
-        data_path=data.data_path,
-        schema_path=data.schema_path,
-        rows=tuple(int(r) for r in part.rows),
-    )
+def _first_problem(exc: ValidationError) -> str:
+    first = exc.errors()[0]
+    key = ".".join(str(part) for part in first["loc"])
+    message = str(first["msg"]).removeprefix("Value error, ")
+    if first["type"] == "extra_forbidden":
+        message = "unknown key (see `fedcredit participant start --help`)"
+    return f"'{key}': {message}" if key else message

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from credit.feature_stats import FeatureStats, NumericStats, grid_edges
+from credit.messages import LedgerSummary, RunInstructions
 from credit.schema import DatasetSchema
 from privacy.accounting import DpEvent, calibrate_noise_multiplier
 from privacy.budget import PrivacyBudget
@@ -35,7 +36,7 @@ from privacy.errors import PrivacyBudgetExceeded
 from privacy.ledger import PrivacyLedger, RunPlan
 from privacy.noise import SecureGaussian
 
-__all__ = ["PrivacyGuard", "TrainingRequest"]
+__all__ = ["PrivacyGuard", "TrainingRequest", "training_request"]
 
 STATS_NOISE_MULTIPLIER = 20.0
 
@@ -50,6 +51,20 @@ class TrainingRequest:
     local_epochs: int
     batch_size: int
     max_grad_norm: float
+
+
+def training_request(
+    instructions: RunInstructions, *, run: str, server_round: int
+) -> TrainingRequest:
+    """What a request of the coordinator asks, as the privacy guard sees it."""
+    return TrainingRequest(
+        run=run,
+        server_round=server_round,
+        planned_rounds=instructions.planned_rounds,
+        local_epochs=instructions.local_epochs,
+        batch_size=instructions.batch_size,
+        max_grad_norm=instructions.max_grad_norm,
+    )
 
 
 class PrivacyGuard:
@@ -72,6 +87,10 @@ class PrivacyGuard:
     ) -> None:
         self.n_train = n_train
         self.ledger = PrivacyLedger(ledger_path, bank=bank, budget=budget.for_rows(n_train))
+
+    def summary(self) -> LedgerSummary:
+        """The ledger as the bank reports it with its replies (public parameters, epsilon)."""
+        return LedgerSummary(bank=self.ledger.bank, **self.ledger.summary())
 
     def release_feature_stats(
         self, stats: FeatureStats, schema: DatasetSchema, request: TrainingRequest

@@ -1,27 +1,21 @@
-"""The participant's side of secure aggregation inside Flower messages.
+"""The bank's side of secure aggregation inside Flower messages.
 
 The protocol state (per-run encryption key, this and next round's masking key and
 self-mask seed, the shares other banks sealed for this one) lives in the node's
 ``context.state``, which Flower keeps at the bank's SuperNode between messages; it is
-never sent to the coordinator.
-
-Simulated dropouts: with ``dropout-rate`` p in the message config, a bank drops out of
-round r with probability p, at one of the stages ``advertise``, ``train`` or
-``unmask`` chosen at random; the choice is a hash of (seed, bank, round), so runs with
-and without secure aggregation drop the same banks in the same rounds.
+never sent to the coordinator. The cryptography is :mod:`privacy.secagg.protocol`;
+this module only moves its bytes in and out of the typed records of
+:mod:`credit.messages.secagg`.
 """
 
 from __future__ import annotations
 
-import hashlib
-from typing import Literal
-
 import numpy as np
-from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, RecordDict
+from flwr.app import Array, ArrayRecord, ConfigRecord, Context
 from numpy.typing import NDArray
 
-from credit import message_keys as keys
-from credit.records import config_int, config_record
+from credit import message_keys
+from credit.messages import secagg
 from privacy.secagg.protocol import Participant
 from privacy.secagg.records import (
     decode_fixed_point,
@@ -32,46 +26,18 @@ from privacy.secagg.records import (
     encode_keys,
 )
 
-__all__ = [
-    "DropStage",
-    "advertise",
-    "answer_unmask",
-    "dropout_stage",
-    "dropped_reply",
-    "enrollment",
-    "mask_update",
-    "wants_secure",
-]
+__all__ = ["advertise", "enrollment", "mask_update", "reveal"]
 
-DropStage = Literal["advertise", "train", "unmask"]
-_STAGES: tuple[DropStage, ...] = ("advertise", "train", "unmask")
-
-
-def wants_secure(message: Message) -> bool:
-    """Whether the coordinator runs this message's round with secure aggregation."""
-    return keys.SECAGG in message.content.config_records
-
-
-def dropout_stage(seed: int, bank: str, server_round: int, rate: float) -> DropStage | None:
-    """The stage at which a simulated bank drops out of ``server_round``, or None."""
-    if rate <= 0:
-        return None
-    digest = hashlib.sha256(f"dropout:{seed}:{bank}:{server_round}".encode()).digest()
-    draw = int.from_bytes(digest[:8], "big") / 2**64
-    return _STAGES[digest[8] % len(_STAGES)] if draw < rate else None
-
-
-def dropped_reply(message: Message, stage: DropStage) -> Message:
-    """What a simulated bank that dropped out sends instead of its answer."""
-    content = RecordDict({keys.DROPPED: ConfigRecord({"stage": stage})})
-    return Message(content=content, reply_to=message)
+_STATE = "participant-state"
 
 
 def _session(context: Context, run: int) -> Participant:
-    stored = context.state.config_records.get(keys.SECAGG)
-    if stored is not None:
-        value = stored[keys.PARTICIPANT_STATE]
-        assert isinstance(value, bytes)
+    """This node's protocol state for Flower run ``run`` (a new one for a new run)."""
+    stored = context.state.config_records.get(message_keys.SECAGG)
+    if stored is not None and _STATE in stored:
+        value = stored[_STATE]
+        if not isinstance(value, bytes):
+            raise TypeError(f"the node's secure-aggregation state is {type(value).__name__}")
         participant = Participant.from_bytes(value)
         if participant.run == run and participant.me == context.node_id:
             return participant
@@ -79,60 +45,51 @@ def _session(context: Context, run: int) -> Participant:
 
 
 def _save(context: Context, participant: Participant) -> None:
-    context.state[keys.SECAGG] = ConfigRecord({keys.PARTICIPANT_STATE: participant.to_bytes()})
+    context.state[message_keys.SECAGG] = ConfigRecord({_STATE: participant.to_bytes()})
 
 
-def enrollment(context: Context, run: int) -> ConfigRecord:
+def enrollment(context: Context, run: int) -> secagg.Enrollment:
     """The per-run public encryption key, sent once with the set-up reply."""
     participant = _session(context, run)
     _save(context, participant)
-    return ConfigRecord({keys.ENCRYPTION_KEY: participant.encryption_public})
+    return secagg.Enrollment(encryption_key=participant.encryption_public)
 
 
-def advertise(context: Context, run: int, secagg: ConfigRecord) -> ConfigRecord | None:
+def advertise(
+    context: Context, run: int, request: secagg.AdvertiseRequest
+) -> secagg.Advertisement | None:
     """Fresh keys for the requested round, shares sealed for the roster (None: not in it)."""
     participant = _session(context, run)
-    roster = decode_keys(_bytes(secagg, keys.ROSTER), "roster")
+    roster = decode_keys(request.roster, "roster")
     if participant.me not in roster:
         return None
-    advertisement = participant.advertise(
-        config_int(secagg, keys.ADVERTISE_ROUND), roster, config_int(secagg, keys.THRESHOLD)
-    )
+    advertisement = participant.advertise(request.advertise_round, roster, request.threshold)
     _save(context, participant)
-    return ConfigRecord({keys.ADVERTISEMENT: encode_advertisement(advertisement)})
+    return secagg.Advertisement(advertisement=encode_advertisement(advertisement))
 
 
 def mask_update(
     context: Context,
-    message: Message,
-    server_round: int,
+    run: int,
+    inputs: secagg.TrainInputs,
     values: NDArray[np.float64],
     weight: float,
 ) -> ArrayRecord:
     """Open the relayed shares, then mask ``weight * values`` for the coordinator."""
-    secagg = config_record(message.content, keys.SECAGG)
-    participant = _session(context, message.metadata.run_id)
-    roster = decode_keys(_bytes(secagg, keys.ROSTER), "roster")
-    participant.receive(server_round, decode_forward(_bytes(secagg, keys.FORWARD)), roster)
-    code = decode_fixed_point(str(secagg[keys.FIXED_POINT]))
-    masked = participant.mask(server_round, values, weight, code)
+    participant = _session(context, run)
+    roster = decode_keys(inputs.roster, "roster")
+    forward = decode_forward(inputs.forward)
+    participant.receive(inputs.server_round, forward, roster)
+    code = decode_fixed_point(inputs.fixed_point)
+    masked = participant.mask(inputs.server_round, values, weight, code)
     _save(context, participant)
-    return ArrayRecord({keys.SECAGG_MASKED: Array(masked)})
+    return ArrayRecord({message_keys.SECAGG_MASKED: Array(masked)})
 
 
-def answer_unmask(context: Context, message: Message) -> ConfigRecord:
+def reveal(context: Context, run: int, request: secagg.UnmaskRequest) -> secagg.Reveal:
     """The shares the coordinator asked for (refused if the request would expose an input)."""
-    secagg = config_record(message.content, keys.SECAGG)
-    participant = _session(context, message.metadata.run_id)
-    revealed = participant.unmask(
-        config_int(secagg, keys.SERVER_ROUND), decode_unmask(_bytes(secagg, keys.UNMASK))
-    )
+    participant = _session(context, run)
+    unmask = decode_unmask(request.unmask)
+    revealed = participant.unmask(request.server_round, unmask)
     _save(context, participant)
-    return ConfigRecord({keys.REVEAL: encode_keys(revealed)})
-
-
-def _bytes(record: ConfigRecord, key: str) -> bytes:
-    value = record[key]
-    if not isinstance(value, bytes):
-        raise ValueError(f"secure-aggregation entry '{key}' must be bytes")
-    return value
+    return secagg.Reveal(reveal=encode_keys(revealed))

@@ -32,17 +32,7 @@ from credit import __version__
 from credit.errors import ConfigError
 from deploy.bundle import Bundle
 from deploy.services import Service, ServiceError, venv_tool
-from participant.app.approval import APPROVED_VERSION
-from participant.app.node_config import (
-    AUDIT_KEY,
-    AUDIT_LOG,
-    BANK_NAME,
-    DATA_PATH,
-    DELTA,
-    LEDGER_PATH,
-    MAX_EPSILON,
-    SCHEMA_PATH,
-)
+from participant.app.node_config import NodeConfig
 from privacy.budget import PrivacyBudget
 
 __all__ = [
@@ -169,26 +159,20 @@ def check_tls(bundle: Bundle) -> None:
         ) from exc
 
 
-def _toml_string(value: str) -> str:
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def node_config(settings: NodeSettings) -> str:
-    """The SuperNode's ``--node-config`` string (space-separated TOML ``key=value``)."""
-    entries: dict[str, str] = {
-        DATA_PATH: _toml_string(str(settings.data)),
-        BANK_NAME: _toml_string(settings.bundle.bank),
-        SCHEMA_PATH: _toml_string(str(settings.bundle.schema_path)),
-        APPROVED_VERSION: _toml_string(__version__),
-        AUDIT_LOG: _toml_string(str(settings.audit_log)),
-        AUDIT_KEY: _toml_string(str(settings.audit_key)),
-    }
-    if settings.budget is not None:
-        entries[MAX_EPSILON] = repr(float(settings.budget.max_epsilon))
-        entries[LEDGER_PATH] = _toml_string(str(settings.ledger))
-        if settings.budget.delta is not None:
-            entries[DELTA] = repr(float(settings.budget.delta))
-    return " ".join(f"{key}={value}" for key, value in entries.items())
+def node_config(settings: NodeSettings) -> NodeConfig:
+    """The node config the bank's ClientApp reads (``--node-config``: its ``to_flower()``)."""
+    budget = settings.budget
+    return NodeConfig(
+        data_path=settings.data,
+        bank_name=settings.bundle.bank,
+        schema_path=settings.bundle.schema_path,
+        approved_version=__version__,
+        audit_log=settings.audit_log,
+        audit_key=settings.audit_key,
+        max_epsilon=None if budget is None else budget.max_epsilon,
+        delta=None if budget is None else budget.delta,
+        ledger_path=None if budget is None else settings.ledger,
+    )
 
 
 def node_command(settings: NodeSettings) -> list[str]:
@@ -206,7 +190,7 @@ def node_command(settings: NodeSettings) -> list[str]:
         "--port",
         str(settings.runtime_port),
         "--node-config",
-        node_config(settings),
+        node_config(settings).to_flower(),
     ]
 
 

@@ -94,6 +94,8 @@ class SecAggAborted(RuntimeError):
     def __init__(self, server_round: int, stage: str, have: int, threshold: int) -> None:
         self.server_round = server_round
         self.stage = stage
+        self.have = have
+        self.threshold = threshold
         super().__init__(
             f"round {server_round}: secure aggregation aborted at '{stage}': "
             f"{have} participant(s) left, threshold {threshold}; the global model is unchanged"
@@ -542,7 +544,8 @@ class RoundAggregator:
         """Unmask and return the ring sum of the survivors' encoded inputs, and who they are."""
         self._expect(CoordinatorStage.REVEALS)
         self._abort_below(len(self._reveals), "unmask")
-        assert self._request is not None
+        if self._request is None:
+            raise StageError("coordinator", self.server_round, "masked input closed", "none")
         bits = self.code.ring_bits
         total = np.zeros(self.length, dtype=self.code.dtype)
         for masked in self._masked.values():

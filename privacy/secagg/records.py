@@ -2,15 +2,19 @@
 
 Participant ids are Flower node ids (unsigned 64-bit), written as decimal strings;
 keys, seeds and ciphertexts as base64. Masked vectors travel separately as arrays.
+Every ``decode_*`` function reads bytes from the network: anything that is not what
+its ``encode_*`` twin writes raises :class:`~credit.errors.MalformedMessage`.
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
 import json
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
+from credit.errors import MalformedMessage
 from privacy.secagg.fixed_point import FixedPoint
 from privacy.secagg.protocol import Advertisement, Forward, UnmaskRequest
 
@@ -28,6 +32,26 @@ __all__ = [
 ]
 
 
+T = TypeVar("T")
+_BROKEN = (KeyError, TypeError, ValueError, AttributeError, binascii.Error)
+
+
+def _guarded(what: str, parse: Callable[[], T]) -> T:
+    """``parse()``, with any sign of a malformed input turned into MalformedMessage."""
+    try:
+        return parse()
+    except MalformedMessage:
+        raise
+    except _BROKEN as exc:
+        raise MalformedMessage(f"malformed secure-aggregation {what} ({exc})") from None
+
+
+def _b64(text: Any) -> bytes:
+    if not isinstance(text, str):
+        raise TypeError(f"expected base64 text, got {type(text).__name__}")
+    return base64.b64decode(text, validate=True)
+
+
 def _dump(data: Any) -> bytes:
     return json.dumps(data, separators=(",", ":"), sort_keys=True).encode()
 
@@ -36,7 +60,7 @@ def _load(data: bytes, what: str) -> Any:
     try:
         return json.loads(data)
     except (ValueError, UnicodeDecodeError) as exc:
-        raise ValueError(f"malformed secure-aggregation {what}") from exc
+        raise MalformedMessage(f"malformed secure-aggregation {what} (not JSON)") from exc
 
 
 def encode_keys(keys: Mapping[int, bytes]) -> bytes:
@@ -46,7 +70,8 @@ def encode_keys(keys: Mapping[int, bytes]) -> bytes:
 
 def decode_keys(data: bytes, what: str = "key map") -> dict[int, bytes]:
     """Inverse of :func:`encode_keys`."""
-    return {int(k): base64.b64decode(v) for k, v in _load(data, what).items()}
+    raw = _load(data, what)
+    return _guarded(what, lambda: {int(k): _b64(v) for k, v in raw.items()})
 
 
 def encode_advertisement(advertisement: Advertisement) -> bytes:
@@ -62,9 +87,12 @@ def encode_advertisement(advertisement: Advertisement) -> bytes:
 def decode_advertisement(data: bytes) -> Advertisement:
     """Inverse of :func:`encode_advertisement`."""
     raw = _load(data, "advertisement")
-    return Advertisement(
-        mask_public=base64.b64decode(raw["mask_public"]),
-        sealed=decode_keys(_dump(raw["sealed"])),
+    return _guarded(
+        "advertisement",
+        lambda: Advertisement(
+            mask_public=_b64(raw["mask_public"]),
+            sealed=decode_keys(_dump(raw["sealed"]), "advertisement"),
+        ),
     )
 
 
@@ -81,9 +109,12 @@ def encode_forward(forward: Forward) -> bytes:
 def decode_forward(data: bytes) -> Forward:
     """Inverse of :func:`encode_forward`."""
     raw = _load(data, "forward")
-    return Forward(
-        mask_publics=decode_keys(_dump(raw["mask_publics"])),
-        sealed=decode_keys(_dump(raw["sealed"])),
+    return _guarded(
+        "forward",
+        lambda: Forward(
+            mask_publics=decode_keys(_dump(raw["mask_publics"]), "forward"),
+            sealed=decode_keys(_dump(raw["sealed"]), "forward"),
+        ),
     )
 
 
@@ -100,9 +131,12 @@ def encode_unmask(request: UnmaskRequest) -> bytes:
 def decode_unmask(data: bytes) -> UnmaskRequest:
     """Inverse of :func:`encode_unmask`."""
     raw = _load(data, "unmask request")
-    return UnmaskRequest(
-        survivors=frozenset(int(p) for p in raw["survivors"]),
-        dropped=frozenset(int(p) for p in raw["dropped"]),
+    return _guarded(
+        "unmask request",
+        lambda: UnmaskRequest(
+            survivors=frozenset(int(p) for p in raw["survivors"]),
+            dropped=frozenset(int(p) for p in raw["dropped"]),
+        ),
     )
 
 
@@ -113,5 +147,9 @@ def encode_fixed_point(code: FixedPoint) -> str:
 
 def decode_fixed_point(text: str) -> FixedPoint:
     """Inverse of :func:`encode_fixed_point`."""
-    clip, bits, ring = text.split(":")
-    return FixedPoint(clip=float(clip), fraction_bits=int(bits), ring_bits=int(ring))
+
+    def parse() -> FixedPoint:
+        clip, bits, ring = text.split(":")
+        return FixedPoint(clip=float(clip), fraction_bits=int(bits), ring_bits=int(ring))
+
+    return _guarded("fixed-point code", parse)

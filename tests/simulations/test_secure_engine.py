@@ -15,9 +15,11 @@ pytestmark = pytest.mark.slow
 
 
 def _run(out: Path, **settings: Any) -> dict[str, Any]:
-    config = RunConfig(rounds=10, out_dir=str(out), seed=0, dropout_rate=0.2, **settings)
+    config = RunConfig(rounds=10, out_dir=str(out), seed=0, **settings)
     run_simulated_consortium(
-        plan_simulation(config, n_banks=5), on_round=lambda r, t: None, on_event=lambda t: None
+        plan_simulation(config, n_banks=5, dropout_rate=0.2),
+        on_round=lambda r, t: None,
+        on_event=lambda t: None,
     )
     document: dict[str, Any] = json.loads((out / "metrics.json").read_text())
     return document

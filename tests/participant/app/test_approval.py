@@ -9,11 +9,17 @@ import pytest
 from flwr.app import Context, RecordDict
 
 from credit import __version__
-from participant.app.approval import APPROVED_VERSION, UnapprovedApp, check_approved
+from participant.app.approval import UnapprovedApp, check_approved
+from participant.app.node_config import NodeConfig
+
+APPROVED_VERSION = "approved-version"
 
 
-def _context(node_config: dict[str, str]) -> Context:
-    return Context(run_id=1, node_id=2, node_config=node_config, state=RecordDict(), run_config={})
+def _context(node_config: dict[str, str | int]) -> NodeConfig:
+    context = Context(
+        run_id=1, node_id=2, node_config=node_config, state=RecordDict(), run_config={}
+    )
+    return NodeConfig.from_context(context)
 
 
 def test_the_code_version_is_the_package_version() -> None:
@@ -31,4 +37,4 @@ def test_another_release_is_refused_before_any_data_is_read() -> None:
 
 
 def test_simulations_have_nothing_to_approve() -> None:
-    check_approved(_context({"partition-id": "0"}))
+    check_approved(_context({"partition-id": 0, "num-partitions": 2}))

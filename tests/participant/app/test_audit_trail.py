@@ -3,88 +3,34 @@
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MessageType, Metadata, RecordDict
+from flwr.app import ConfigRecord, MessageType, RecordDict
 
 from credit import __version__
 from credit import message_keys as keys
 from credit.audit import arrays_sha256, verify_audit
-from credit.encoding import StatsSource, fit_encoder
-from credit.models import ModelKind, ModelSpec, build_model
 from credit.run_config import RunConfig
 from credit.schema import DatasetSchema
-from participant.app.approval import APPROVED_VERSION, UnapprovedApp
+from participant.app.approval import UnapprovedApp
 from participant.app.client_app import make_client_app
-from participant.app.node_config import audit_settings
-
-RUN_ID = 41
-
-
-def _message(kind: str, content: RecordDict) -> Message:
-    metadata = Metadata(
-        run_id=RUN_ID,
-        message_id="m",
-        src_node_id=1,
-        dst_node_id=5,
-        reply_to_message_id="",
-        group_id="g",
-        created_at=time.time(),
-        ttl=3600.0,
-        message_type=kind,
-    )
-    return Message(content, metadata=metadata)
-
-
-def _config(schema: DatasetSchema, **extra: Any) -> ConfigRecord:
-    settings: dict[str, Any] = {
-        keys.SCHEMA_HASH: schema.schema_hash(),
-        keys.TEST_FRACTION: 0.2,
-        keys.SEED: 0,
-        keys.PLANNED_ROUNDS: 1,
-        keys.LOCAL_EPOCHS: 1,
-        keys.BATCH_SIZE: 64,
-        keys.MAX_GRAD_NORM: 1.0,
-        keys.DROPOUT_RATE: 0.0,
-        keys.RUN_NAME: "q3-scorecard",
-    }
-    settings.update(extra)
-    return ConfigRecord(settings)
-
-
-def _round_content(schema: DatasetSchema, server_round: int) -> tuple[RecordDict, ArrayRecord]:
-    encoder = fit_encoder(schema, source=StatsSource.PUBLIC)
-    spec = ModelSpec(kind=ModelKind.LOGREG, n_inputs=encoder.n_inputs)
-    arrays = ArrayRecord(build_model(spec, seed=server_round).state_dict())
-    config = _config(
-        schema,
-        **{
-            keys.ENCODER: encoder.model_dump_json(),
-            keys.MODEL_SPEC: spec.model_dump_json(),
-            keys.SCORE_BINS: 100,
-            keys.SERVER_ROUND: server_round,
-            keys.LEARNING_RATE: 0.05,
-        },
-    )
-    return RecordDict({keys.CONFIG: config, keys.ARRAYS: arrays}), arrays
-
-
-def _context(node_config: dict[str, Any]) -> Context:
-    run_config = RunConfig(rounds=1, run_name="q3-scorecard").to_flower()
-    return Context(
-        run_id=RUN_ID, node_id=5, node_config=node_config, state=RecordDict(), run_config=run_config
-    )
+from participant.app.node_config import NodeConfig
+from tests.participant.app.bank_messages import (
+    RUN_ID,
+    context,
+    feature_stats_query,
+    message,
+    round_content,
+)
 
 
 def _entries(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
-@pytest.mark.slow
 def test_a_bank_logs_join_train_evaluate_end_and_a_refused_round(
     tmp_path: Path, schema: DatasetSchema, write_bank_csv: Callable[..., Path]
 ) -> None:
@@ -95,14 +41,13 @@ def test_a_bank_logs_join_train_evaluate_end_and_a_refused_round(
         "max-epsilon": 8.0,
         "audit-log": str(log),
     }
-    app, context = make_client_app(), _context(node)
-    stats = _config(schema, **{keys.TASK: keys.TASK_FEATURE_STATS, keys.GRID_BINS: 32})
-    app(_message(MessageType.QUERY, RecordDict({keys.CONFIG: stats})), context)
-    content, sent = _round_content(schema, 1)
-    reply = app(_message(MessageType.TRAIN, content), context)
-    epsilon = reply.content.metric_records[keys.METRICS][keys.EPSILON]
-    app(_message(MessageType.EVALUATE, _round_content(schema, 1)[0]), context)
-    refused = app(_message(MessageType.TRAIN, _round_content(schema, 2)[0]), context)
+    app, bank = make_client_app(), context(node)
+    app(message(MessageType.QUERY, feature_stats_query(schema)), bank)
+    content, sent = round_content(schema, 1)
+    reply = app(message(MessageType.TRAIN, content), bank)
+    epsilon = reply.content.metric_records[keys.METRICS]["epsilon"]
+    app(message(MessageType.EVALUATE, round_content(schema, 1)[0]), bank)
+    refused = app(message(MessageType.TRAIN, round_content(schema, 2)[0]), bank)
     assert keys.REFUSAL in refused.content  # round 2 was not planned: over budget
 
     report = verify_audit(log, allow_open=True)
@@ -131,14 +76,14 @@ def test_a_bank_logs_join_train_evaluate_end_and_a_refused_round(
 def test_an_unapproved_release_is_logged_before_the_refusal(tmp_path: Path) -> None:
     log = tmp_path / "bank.audit.jsonl"
     node = {
-        APPROVED_VERSION: "0.0.9",
+        "approved-version": "0.0.9",
         "data-path": str(tmp_path / "never-read.csv"),
         "audit-log": str(log),
         "audit-key": str(tmp_path / "keys" / "audit.key"),
     }
-    train = _message(MessageType.TRAIN, RecordDict({keys.CONFIG: ConfigRecord({"x": 1})}))
+    train = message(MessageType.TRAIN, RecordDict({keys.CONFIG: ConfigRecord({"x": 1})}))
     with pytest.raises(UnapprovedApp, match=r"approved fedcredit 0\.0\.9"):
-        make_client_app()(train, _context(node))
+        make_client_app()(train, context(node))
     entries = _entries(log)
     assert [e["event"] for e in entries] == ["log-open", "refusal"]
     assert entries[1]["data"]["kind"] == "unapproved-version"
@@ -148,11 +93,15 @@ def test_an_unapproved_release_is_logged_before_the_refusal(tmp_path: Path) -> N
     assert (tmp_path / "keys" / "audit.pub").is_file()
 
 
+def _audit_settings(node_config: dict[str, Any]) -> Any:
+    return NodeConfig.from_context(context(node_config)).audit_settings()
+
+
 def test_without_audit_log_a_node_keeps_none() -> None:
-    assert audit_settings(_context({"data-path": "/srv/bank.csv"})) is None
+    assert _audit_settings({"data-path": "/srv/bank.csv"}) is None
 
 
 def test_the_key_defaults_beside_the_log() -> None:
-    settings = audit_settings(_context({"audit-log": "/srv/audit/bank.jsonl", "bank-name": "b"}))
+    settings = _audit_settings({"audit-log": "/srv/audit/bank.jsonl", "bank-name": "b"})
     assert settings is not None
     assert settings.key_path == Path("/srv/audit/bank.key") and settings.writer == "bank b"

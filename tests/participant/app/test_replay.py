@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
-from flwr.app import MessageType, RecordDict
+from flwr.app import MessageType
 
 from credit import message_keys as keys
 from credit.schema import DatasetSchema
 from participant.app.client_app import make_client_app
 from participant.app.replay import ReplayStore
-from tests.participant.app.test_audit_trail import _config, _context, _message, _round_content
+from tests.participant.app.bank_messages import (
+    context,
+    feature_stats_query,
+    message,
+    round_content,
+)
 
 
 def test_store_returns_only_the_same_run_round_and_model(tmp_path: Path) -> None:
@@ -33,7 +37,6 @@ def test_store_returns_only_the_same_run_round_and_model(tmp_path: Path) -> None
     assert (tmp_path / "ledger.jsonl.replay").stat().st_mode & 0o777 == 0o700
 
 
-@pytest.mark.slow
 def test_a_repeated_round_sends_the_same_result_and_charges_nothing(
     tmp_path: Path, schema: DatasetSchema, write_bank_csv: Callable[..., Path]
 ) -> None:
@@ -44,14 +47,13 @@ def test_a_repeated_round_sends_the_same_result_and_charges_nothing(
         "max-epsilon": 4.0,
         "ledger-path": str(ledger),
     }
-    app, context = make_client_app(), _context(node)
-    stats = _config(schema, **{keys.TASK: keys.TASK_FEATURE_STATS, keys.GRID_BINS: 32})
-    app(_message(MessageType.QUERY, RecordDict({keys.CONFIG: stats})), context)
-    content, _ = _round_content(schema, 1)
+    app, bank = make_client_app(), context(node)
+    app(message(MessageType.QUERY, feature_stats_query(schema)), bank)
+    content, _ = round_content(schema, 1)
 
-    first = app(_message(MessageType.TRAIN, content), context)
+    first = app(message(MessageType.TRAIN, content), bank)
     spent = ledger.read_text()
-    again = app(_message(MessageType.TRAIN, _round_content(schema, 1)[0]), context)
+    again = app(message(MessageType.TRAIN, round_content(schema, 1)[0]), bank)
 
     assert keys.REFUSAL not in again.content
     assert ledger.read_text() == spent  # nothing charged for the repeat
@@ -59,12 +61,12 @@ def test_a_repeated_round_sends_the_same_result_and_charges_nothing(
         np.testing.assert_array_equal(
             first.content[keys.ARRAYS][name].numpy(), again.content[keys.ARRAYS][name].numpy()
         )
-    epsilon = json.loads(first.content.config_records[keys.PRIVACY][keys.LEDGER])["epsilon"]
-    assert again.content.metric_records[keys.METRICS][keys.EPSILON] == pytest.approx(epsilon)
+    epsilon = first.content.config_records[keys.PRIVACY]["epsilon"]
+    assert again.content.metric_records[keys.METRICS]["epsilon"] == pytest.approx(epsilon)
 
     # The same round from another global model is new work: charged (here: refused,
     # the single planned round is spent).
-    other, _ = _round_content(schema, 1)
-    other[keys.ARRAYS] = _round_content(schema, 7)[1]
-    refused = app(_message(MessageType.TRAIN, other), context)
+    other, _ = round_content(schema, 1)
+    other[keys.ARRAYS] = round_content(schema, 7)[1]
+    refused = app(message(MessageType.TRAIN, other), bank)
     assert keys.REFUSAL in refused.content

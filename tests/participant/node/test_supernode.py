@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import shlex
 import subprocess
 import sys
 from collections.abc import Callable
@@ -11,11 +10,14 @@ from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519
+from flwr.app import Context, RecordDict
+from flwr.common.config import parse_config_args
 
 from credit import __version__
 from credit.errors import ConfigError
 from credit.schema import embedded_schema_path, load_schema
 from deploy.bundle import Bundle
+from participant.app.node_config import NodeConfig
 from participant.node.node_keys import generate_bank_keys
 from participant.node.supernode import (
     NodeSettings,
@@ -68,17 +70,26 @@ def test_command_has_tls_node_key_and_the_bank_config(bundle: Bundle, tmp_path: 
     assert command[command.index("--root-certificates") + 1] == str(bundle.ca_cert)
     assert command[command.index("--auth-supernode-private-key") + 1] == str(settings.key)
     assert command[command.index("--superlink") + 1] == "fl.example:9443"
-    pairs = dict(item.split("=", 1) for item in shlex.split(node_config(settings)))
+    pairs = _as_the_supernode_reads(command[command.index("--node-config") + 1])
     assert pairs["data-path"] == str(tmp_path / "bank a.csv")  # spaces survive quoting
     assert pairs["bank-name"] == "bank-a"
-    assert pairs["max-epsilon"] == "2.5"
+    assert pairs["max-epsilon"] == 2.5
     assert pairs["approved-version"] == __version__
     assert pairs["ledger-path"] == str(settings.ledger)
     assert pairs["audit-log"] == str(settings.audit_log)
+    context = Context(run_id=1, node_id=2, node_config=pairs, state=RecordDict(), run_config={})
+    assert NodeConfig.from_context(context) == node_config(settings)  # the ClientApp's view
+
+
+def _as_the_supernode_reads(text: str) -> dict[str, object]:
+    """The node config as ``flower-supernode --node-config TEXT`` parses it."""
+    return parse_config_args([text])
 
 
 def test_without_a_budget_no_privacy_keys_are_set(bundle: Bundle, tmp_path: Path) -> None:
-    config = node_config(_settings(bundle, tmp_path, max_epsilon=None))
+    config = _as_the_supernode_reads(
+        node_config(_settings(bundle, tmp_path, max_epsilon=None)).to_flower()
+    )
     assert "max-epsilon" not in config and "ledger-path" not in config
 
 

@@ -1,0 +1,166 @@
+"""How a round's bank updates become the next global model: one interface, two ways.
+
+The run driver talks to an :class:`Aggregation` only. :class:`PlainAggregation` is
+FedAvg in the clear (Flower's weighted array average over the banks' weights);
+:class:`~coordinator.app.secagg_server.SecureAggregation` sums masked updates and
+unmasks only the sum. Both are complete when constructed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from flwr.app import ArrayRecord, Message, MessageType, MetricRecord, RecordDict
+from flwr.serverapp.strategy.strategy_utils import aggregate_arrayrecords
+
+from coordinator.app.bank_replies import TrainReply
+from credit import message_keys
+from credit.errors import MalformedMessage
+from credit.messages import RoundInstructions, RunInstructions, secagg
+
+__all__ = [
+    "AggregatedUpdate",
+    "Aggregation",
+    "Exchange",
+    "PlainAggregation",
+    "check_update",
+]
+
+Exchange = Callable[[list[Message], str, int], list[Message]]
+"""Send messages of a stage (name, round) and return the error-free replies."""
+
+
+@dataclass(frozen=True)
+class AggregatedUpdate:
+    """The new global model of a round and what it was made of."""
+
+    arrays: ArrayRecord
+    train_loss: float | None
+    banks: tuple[int, ...]
+
+
+class Aggregation(Protocol):
+    """What the run driver needs from an aggregation method."""
+
+    def describe(self) -> str | None:
+        """One line for the terminal at set-up (None: nothing to say)."""
+
+    def summary(self) -> dict[str, Any] | None:
+        """The method's parameters for ``metrics.json`` (None: plain FedAvg)."""
+
+    def prepare(self, server_round: int, arrays: ArrayRecord, run: RunInstructions) -> None:
+        """Whatever must happen before the first round this run trains (set-up or resume)."""
+
+    def train_messages(
+        self, arrays: ArrayRecord, instructions: RoundInstructions, nodes: Sequence[int]
+    ) -> list[Message]:
+        """The round's train messages (the nodes asked may be fewer than ``nodes``)."""
+
+    def aggregate(
+        self,
+        updates: Sequence[TrainReply],
+        arrays: ArrayRecord,
+        instructions: RoundInstructions,
+    ) -> AggregatedUpdate:
+        """The new global model from the accepted updates.
+
+        Raises
+        ------
+        RoundAborted
+            Too few banks are left to finish the round (the model stays as it was).
+        MalformedMessage
+            An update breaks the contract (plain aggregation: the round fails for it).
+        """
+
+    def advertise_request(
+        self, next_round: int, arrays: ArrayRecord
+    ) -> secagg.AdvertiseRequest | None:
+        """What to ask banks for with an evaluate message, for the next round."""
+
+    def collect_advertisements(self, next_round: int, replies: Sequence[Message]) -> None:
+        """Take what the evaluate replies brought for the next round."""
+
+
+def check_update(node: int, update: ArrayRecord, like: ArrayRecord) -> None:
+    """Refuse a plain update whose arrays are not the global model's names and shapes."""
+    if list(update) != list(like):
+        raise MalformedMessage(f"node {node}: the update's arrays are not the model's")
+    for name in like:
+        if update[name].shape != like[name].shape or update[name].dtype != like[name].dtype:
+            raise MalformedMessage(
+                f"node {node}: array '{name}' is {update[name].dtype}{update[name].shape}, "
+                f"expected {like[name].dtype}{like[name].shape}"
+            )
+
+
+class PlainAggregation:
+    """FedAvg in the clear: every bank's weights, averaged by its training rows."""
+
+    def describe(self) -> str | None:
+        return None
+
+    def summary(self) -> dict[str, Any] | None:
+        return None
+
+    def prepare(self, server_round: int, arrays: ArrayRecord, run: RunInstructions) -> None:
+        return None
+
+    def train_messages(
+        self, arrays: ArrayRecord, instructions: RoundInstructions, nodes: Sequence[int]
+    ) -> list[Message]:
+        messages = []
+        for node in nodes:
+            content = RecordDict({message_keys.ARRAYS: arrays})
+            instructions.put(content)
+            messages.append(Message(content, node, MessageType.TRAIN))
+        return messages
+
+    def aggregate(
+        self,
+        updates: Sequence[TrainReply],
+        arrays: ArrayRecord,
+        instructions: RoundInstructions,
+    ) -> AggregatedUpdate:
+        weighted = []
+        for update in updates:
+            check_update(update.node, update.arrays, arrays)
+            weight = update.metrics.num_examples
+            if weight is None or weight < 1:
+                raise MalformedMessage(
+                    f"node {update.node}: a plain update needs num-examples >= 1"
+                )
+            weight_record = MetricRecord({message_keys.NUM_EXAMPLES: weight})
+            weighted.append(
+                RecordDict(
+                    {message_keys.ARRAYS: update.arrays, message_keys.METRICS: weight_record}
+                )
+            )
+        new_arrays = aggregate_arrayrecords(weighted, message_keys.NUM_EXAMPLES)
+        return AggregatedUpdate(
+            arrays=new_arrays,
+            train_loss=_mean_loss(updates),
+            banks=tuple(update.node for update in updates),
+        )
+
+    def advertise_request(
+        self, next_round: int, arrays: ArrayRecord
+    ) -> secagg.AdvertiseRequest | None:
+        return None
+
+    def collect_advertisements(self, next_round: int, replies: Sequence[Message]) -> None:
+        return None
+
+
+def _mean_loss(updates: Sequence[TrainReply]) -> float | None:
+    """Weighted mean training loss of the banks that report one (None if none does)."""
+    reported = [
+        (update.metrics.num_examples or 0, update.metrics.train_loss)
+        for update in updates
+        if update.metrics.train_loss is not None
+    ]
+    total = sum(weight for weight, _ in reported)
+    if not reported or total <= 0:
+        return None
+    return sum(weight * loss for weight, loss in reported) / total

@@ -1,0 +1,98 @@
+"""The coordinator's reading of bank replies: typed, and sorted into what they mean.
+
+A reply is one of: an answer (parsed into typed parts), a typed refusal (the bank's
+privacy budget does not allow the request), a simulated dropout, or something that
+does not follow the message contract. :func:`sort_replies` sorts a stage's replies
+into those four piles; a malformed reply drops its sender from the stage (it is
+reported, never fatal to the run). Banks with a budget attach their ledger summary,
+which :func:`ledger_summaries` collects: the coordinator only records them;
+enforcement is the bank's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+from flwr.app import ArrayRecord, Message
+
+from credit import message_keys
+from credit.errors import MalformedMessage
+from credit.messages import Dropped, LedgerSummary, Refusal, TrainMetrics
+from credit.records import record_of
+
+__all__ = ["SortedReplies", "TrainReply", "ledger_summaries", "sort_replies", "train_reply"]
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class TrainReply:
+    """A bank's answer to a train message: its (plain or masked) update and metrics."""
+
+    node: int
+    arrays: ArrayRecord
+    metrics: TrainMetrics
+
+
+def train_reply(reply: Message) -> TrainReply:
+    """Parse a train reply; MalformedMessage if it breaks the contract."""
+    return TrainReply(
+        node=reply.metadata.src_node_id,
+        arrays=record_of(reply.content, message_keys.ARRAYS, ArrayRecord),
+        metrics=TrainMetrics.take(reply.content),
+    )
+
+
+@dataclass
+class SortedReplies(Generic[T]):
+    """One stage's replies by what they mean.
+
+    Attributes
+    ----------
+    answers : list
+        Parsed answers.
+    refused : list of Refusal
+        Typed refusals.
+    dropped : list of int
+        Nodes that dropped out (simulated dropouts).
+    malformed : list of str
+        One line per reply that broke the contract (its sender is left out).
+    """
+
+    answers: list[T] = field(default_factory=list)
+    refused: list[Refusal] = field(default_factory=list)
+    dropped: list[int] = field(default_factory=list)
+    malformed: list[str] = field(default_factory=list)
+
+
+def sort_replies(replies: Iterable[Message], parse: Callable[[Message], T]) -> SortedReplies[T]:
+    """Sort error-free replies into answers (``parse``), refusals, dropouts and malformed."""
+    sorted_replies: SortedReplies[T] = SortedReplies()
+    for reply in replies:
+        try:
+            if Dropped.present(reply.content):
+                Dropped.take(reply.content)
+                sorted_replies.dropped.append(reply.metadata.src_node_id)
+            elif Refusal.present(reply.content):
+                sorted_replies.refused.append(Refusal.take(reply.content))
+            else:
+                sorted_replies.answers.append(parse(reply))
+        except MalformedMessage as exc:
+            node = reply.metadata.src_node_id
+            sorted_replies.malformed.append(f"node {node} sent a malformed reply ({exc}): left out")
+    return sorted_replies
+
+
+def ledger_summaries(replies: Iterable[Message]) -> list[LedgerSummary]:
+    """The ledger summaries banks attached to ``replies`` (malformed ones are skipped)."""
+    summaries = []
+    for reply in replies:
+        if reply.has_error() or not LedgerSummary.present(reply.content):
+            continue
+        try:
+            summaries.append(LedgerSummary.take(reply.content))
+        except MalformedMessage:
+            continue
+    return summaries

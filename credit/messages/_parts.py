@@ -1,0 +1,135 @@
+"""The base of every typed message part: a frozen model carried as one Flower record.
+
+A Flower message is a ``RecordDict`` of named records. Each part of fedcredit's
+message contract is a frozen pydantic model that knows its record key
+(``RECORD``), writes itself as one ``ConfigRecord`` or ``MetricRecord``
+(:meth:`to_record`, field names hyphenated as in Flower's run config) and reads
+itself back, validating every entry (:meth:`from_record`). Anything that does not
+follow the contract raises :class:`~credit.errors.MalformedMessage` naming the record
+and the entry: a receiver drops that message, never the run, and never relies on
+``assert``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Self, TypeVar
+
+from flwr.app import ConfigRecord, MetricRecord, RecordDict
+from pydantic import BaseModel, BeforeValidator, ConfigDict, PlainSerializer, ValidationError
+
+from credit.errors import MalformedMessage
+from credit.records import record_of
+
+__all__ = ["AS_JSON", "ConfigPart", "MetricPart", "from_json", "malformed"]
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def _hyphenated(name: str) -> str:
+    return name.replace("_", "-")
+
+
+def malformed(record: str, exc: ValidationError) -> MalformedMessage:
+    """A one-line :class:`MalformedMessage` from the first error of a validation."""
+    first = exc.errors()[0]
+    entry = ".".join(_hyphenated(str(part)) for part in first["loc"])
+    message = str(first["msg"]).removeprefix("Value error, ")
+    if first["type"] == "extra_forbidden":
+        message = "unexpected entry"
+    where = f"record '{record}', entry '{entry}'" if entry else f"record '{record}'"
+    return MalformedMessage(f"{where}: {message}")
+
+
+def _json_text(value: BaseModel) -> str:
+    return value.model_dump_json()
+
+
+AS_JSON = PlainSerializer(_json_text, return_type=str)
+"""Serializer of a model field that travels as its JSON text (one string entry)."""
+
+
+def from_json(model: type[M]) -> BeforeValidator:
+    """Validator of a field that travels as JSON text: ``Annotated[M, from_json(M), AS_JSON]``."""
+
+    def parse(value: object) -> object:
+        return model.model_validate_json(value) if isinstance(value, str | bytes) else value
+
+    return BeforeValidator(parse)
+
+
+class _Part(BaseModel):
+    model_config = ConfigDict(
+        frozen=True,
+        extra="forbid",
+        strict=True,
+        alias_generator=_hyphenated,
+        populate_by_name=True,
+        use_enum_values=True,
+    )
+
+    RECORD: ClassVar[str]
+    """The key of this part's record in a message's ``RecordDict``."""
+
+    def _entries(self) -> dict[str, Any]:
+        return self.model_dump(by_alias=True, exclude_none=True)
+
+    @classmethod
+    def _parse(cls, entries: dict[str, Any]) -> Self:
+        try:
+            return cls.model_validate(entries)
+        except ValidationError as exc:
+            raise malformed(cls.RECORD, exc) from None
+
+    @classmethod
+    def present(cls, content: RecordDict) -> bool:
+        """Whether ``content`` carries a record under this part's key."""
+        return cls.RECORD in content
+
+
+class ConfigPart(_Part):
+    """A message part carried as one ``ConfigRecord``."""
+
+    def to_record(self) -> ConfigRecord:
+        """This part as a ConfigRecord (unset optional fields are left out)."""
+        return ConfigRecord(self._entries())
+
+    @classmethod
+    def from_record(cls, record: ConfigRecord) -> Self:
+        """Validate a ConfigRecord; :class:`MalformedMessage` naming the entry otherwise."""
+        return cls._parse({key: record[key] for key in record})
+
+    def put(self, content: RecordDict) -> None:
+        """Write this part into ``content`` under :attr:`RECORD`."""
+        content[self.RECORD] = self.to_record()
+
+    @classmethod
+    def take(cls, content: RecordDict) -> Self:
+        """Read this part from ``content``; :class:`MalformedMessage` if missing or invalid."""
+        return cls.from_record(record_of(content, cls.RECORD, ConfigRecord))
+
+    @classmethod
+    def take_optional(cls, content: RecordDict) -> Self | None:
+        """This part if ``content`` carries it, else None."""
+        return cls.take(content) if cls.present(content) else None
+
+
+class MetricPart(_Part):
+    """A message part carried as one ``MetricRecord`` (numbers only)."""
+
+    def to_record(self) -> MetricRecord:
+        """This part as a MetricRecord (unset optional fields are left out)."""
+        return MetricRecord(self._entries())
+
+    @classmethod
+    def from_record(cls, record: MetricRecord) -> Self:
+        """Validate a MetricRecord; :class:`MalformedMessage` naming the entry otherwise."""
+        return cls._parse({key: record[key] for key in record})
+
+    def put(self, content: RecordDict) -> None:
+        """Write this part into ``content`` under :attr:`RECORD`."""
+        content[self.RECORD] = self.to_record()
+
+    @classmethod
+    def take(cls, content: RecordDict) -> Self:
+        """Read this part from ``content``; :class:`MalformedMessage` if missing or invalid."""
+        return cls.from_record(record_of(content, cls.RECORD, MetricRecord))

@@ -1,0 +1,286 @@
+"""What a bank sends back: who it is, what it releases, and why it refuses.
+
+Every release a bank makes is one of these parts (and, for model weights, an
+``arrays`` record): aggregates of its training rows (:func:`feature_stats_to_record`),
+its training metrics, its evaluation histograms and sums, its privacy-ledger
+summary, or a typed refusal. The coordinator reads replies only through the
+``from_*`` functions and ``take`` methods here, so a reply that breaks the contract
+raises :class:`~credit.errors.MalformedMessage` and the sender is dropped.
+"""
+
+from __future__ import annotations
+
+import json
+from enum import StrEnum
+from typing import Annotated, Any, Self
+
+import numpy as np
+from flwr.app import Array, ArrayRecord, ConfigRecord, RecordDict
+from pydantic import BaseModel, ConfigDict, Field
+
+from credit import message_keys
+from credit.errors import MalformedMessage
+from credit.feature_stats import FeatureStats, NumericStats
+from credit.messages._parts import ConfigPart, MetricPart
+from credit.metrics import ScoreSummary
+from credit.records import array_of, record_of
+
+__all__ = [
+    "BankIntro",
+    "Dropped",
+    "EvaluationSums",
+    "LedgerEvent",
+    "LedgerSummary",
+    "ProtocolStage",
+    "Refusal",
+    "TrainMetrics",
+    "feature_stats_from_record",
+    "feature_stats_to_record",
+    "score_summary_from_content",
+    "score_summary_to_content",
+]
+
+
+class BankIntro(ConfigPart):
+    """A bank's name and row counts (public: see the README's privacy model)."""
+
+    RECORD = message_keys.BANK
+
+    name: str = Field(min_length=1)
+    n_train: int = Field(ge=0)
+    n_test: int = Field(ge=0)
+
+
+class Refusal(ConfigPart):
+    """A bank refused a request: who, which round, and the privacy arithmetic.
+
+    Parameters
+    ----------
+    bank : str
+        The refusing bank.
+    reason : str
+        The refusal's kind, e.g. ``PrivacyBudgetExceeded``.
+    spent, requested, maximum : float
+        Epsilon spent before, epsilon it would have reached, the bank's maximum.
+    server_round : int
+        The refused round (0 for set-up).
+    """
+
+    RECORD = message_keys.REFUSAL
+
+    bank: str = Field(min_length=1)
+    reason: str = Field(min_length=1)
+    spent: float = Field(ge=0)
+    requested: float
+    maximum: float = Field(gt=0)
+    server_round: int = Field(ge=0)
+
+    def text(self) -> str:
+        """One line for the terminal: who refused which round and why."""
+        return (
+            f"bank '{self.bank}' refused round {self.server_round} ({self.reason}: spent "
+            f"{self.spent:.4f}, would reach {self.requested:.4f}, maximum {self.maximum:.4f})"
+        )
+
+    def document(self) -> dict[str, Any]:
+        """The refusal as written to ``metrics.json`` and the checkpoint."""
+        return self.model_dump(by_alias=True)
+
+
+class LedgerEvent(BaseModel):
+    """One release in a bank's ledger (see :class:`privacy.accounting.DpEvent`)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    round: int = Field(ge=0)
+    noise_multiplier: float = Field(gt=0)
+    sample_rate: float = Field(gt=0, le=1)
+    steps: int = Field(ge=1)
+    max_grad_norm: float = Field(gt=0)
+    kind: str
+
+
+class LedgerSummary(ConfigPart):
+    """A bank's privacy ledger as it reports it: every release and the epsilon spent.
+
+    The events travel as one JSON entry (Flower records hold no nested tables);
+    :meth:`document` is the form kept in ``metrics.json`` and ``ledgers/<bank>.json``,
+    which ``fedcredit privacy verify`` re-checks.
+    """
+
+    RECORD = message_keys.PRIVACY
+
+    bank: str = Field(min_length=1)
+    epsilon: float = Field(ge=0)
+    delta: float = Field(gt=0, lt=1)
+    max_epsilon: float = Field(gt=0)
+    accountant: str
+    events: Annotated[tuple[LedgerEvent, ...], Field(strict=False)] = ()
+
+    def to_record(self) -> ConfigRecord:
+        """The summary as a ConfigRecord, its events as one JSON entry."""
+        entries = self.model_dump(by_alias=True, exclude={"events"})
+        entries["events"] = json.dumps([event.model_dump() for event in self.events])
+        return ConfigRecord(entries)
+
+    @classmethod
+    def from_record(cls, record: ConfigRecord) -> Self:
+        """Validate a reported summary; :class:`MalformedMessage` otherwise."""
+        entries: dict[str, Any] = {key: record[key] for key in record}
+        try:
+            entries["events"] = json.loads(str(entries.get("events", "[]")))
+        except ValueError:
+            raise MalformedMessage(f"record '{cls.RECORD}', entry 'events': not JSON") from None
+        return cls._parse(entries)
+
+    @classmethod
+    def from_document(cls, bank: str, document: dict[str, Any]) -> Self:
+        """Inverse of :meth:`document` (a checkpoint's or a ledger's summary)."""
+        return cls.model_validate({**document, "bank": bank})
+
+    def document(self) -> dict[str, Any]:
+        """epsilon, delta, max_epsilon, accountant and events, as ``metrics.json`` keeps them."""
+        return self.model_dump(exclude={"bank"}, mode="json")
+
+
+class TrainMetrics(MetricPart):
+    """What a bank reports with its update (in the clear only without secure aggregation).
+
+    Parameters
+    ----------
+    num_examples : int, optional
+        Training rows: the update's weight in FedAvg (absent with secure
+        aggregation, where the weight is masked together with the update).
+    train_loss : float, optional
+        Mean training loss (banks under DP report none: it is a statistic of rows).
+    epsilon : float, optional
+        Epsilon spent per the bank's ledger (banks with a budget).
+    """
+
+    RECORD = message_keys.METRICS
+
+    num_examples: int | None = Field(default=None, ge=0)
+    train_loss: float | None = None
+    epsilon: float | None = Field(default=None, ge=0)
+
+
+class EvaluationSums(MetricPart):
+    """The sums beside a bank's score histograms: rows scored, Brier and log-loss sums."""
+
+    RECORD = message_keys.METRICS
+
+    num_examples: int = Field(ge=0)
+    brier_sum: float = Field(ge=0)
+    log_loss_sum: float = Field(ge=0)
+
+
+class ProtocolStage(StrEnum):
+    """Where in a round a (simulated) bank can drop out."""
+
+    ADVERTISE = "advertise"
+    TRAIN = "train"
+    UNMASK = "unmask"
+
+
+class Dropped(ConfigPart):
+    """A bank left the round at ``stage`` (sent by simulated dropouts in research runs)."""
+
+    RECORD = message_keys.DROPPED
+
+    stage: Annotated[ProtocolStage, Field(strict=False)]
+
+
+def score_summary_to_content(summary: ScoreSummary) -> RecordDict:
+    """A bank's evaluation reply: histograms in ``scores``, sums in ``metrics``."""
+    content = RecordDict(
+        {
+            message_keys.SCORES: ArrayRecord(
+                {
+                    message_keys.POSITIVES: Array(summary.positives.astype(np.int64)),
+                    message_keys.NEGATIVES: Array(summary.negatives.astype(np.int64)),
+                }
+            )
+        }
+    )
+    EvaluationSums(
+        num_examples=summary.n_rows,
+        brier_sum=summary.brier_sum,
+        log_loss_sum=summary.log_loss_sum,
+    ).put(content)
+    return content
+
+
+def score_summary_from_content(content: RecordDict, *, score_bins: int) -> ScoreSummary:
+    """Inverse of :func:`score_summary_to_content`, checked against the run's ``score_bins``."""
+    scores = record_of(content, message_keys.SCORES, ArrayRecord)
+    sums = EvaluationSums.take(content)
+    histograms = []
+    for name in (message_keys.POSITIVES, message_keys.NEGATIVES):
+        histogram = array_of(scores, name, record_key=message_keys.SCORES)
+        _check_counts(histogram, (score_bins,), f"{message_keys.SCORES}/{name}")
+        histograms.append(histogram)
+    summary = ScoreSummary(
+        positives=histograms[0].astype(np.int64),
+        negatives=histograms[1].astype(np.int64),
+        brier_sum=sums.brier_sum,
+        log_loss_sum=sums.log_loss_sum,
+    )
+    if summary.n_rows != sums.num_examples:
+        raise MalformedMessage(
+            f"record '{message_keys.METRICS}': num-examples {sums.num_examples} differs from "
+            f"the {summary.n_rows} rows in the histograms"
+        )
+    return summary
+
+
+def feature_stats_to_record(stats: FeatureStats) -> ArrayRecord:
+    """Pack per-feature moments and histograms into one ArrayRecord."""
+    arrays: dict[str, Array] = {}
+    for name, numeric in stats.numeric.items():
+        moments = np.array([numeric.count, numeric.total, numeric.total_squares], dtype=np.float64)
+        arrays[name + message_keys.MOMENTS_SUFFIX] = Array(moments)
+        arrays[name + message_keys.HISTOGRAM_SUFFIX] = Array(numeric.histogram.astype(np.int64))
+    return ArrayRecord(arrays)
+
+
+def feature_stats_from_record(
+    record: ArrayRecord, *, features: list[str], grid_bins: int
+) -> FeatureStats:
+    """Inverse of :func:`feature_stats_to_record` for the schema's numeric ``features``."""
+    expected = {
+        name + suffix
+        for name in features
+        for suffix in (message_keys.MOMENTS_SUFFIX, message_keys.HISTOGRAM_SUFFIX)
+    }
+    if set(record) != expected:
+        unexpected = sorted(set(record) ^ expected)[:3]
+        raise MalformedMessage(
+            f"record '{message_keys.FEATURE_STATS}' does not hold the schema's features "
+            f"(first differences: {', '.join(unexpected)})"
+        )
+    numeric: dict[str, NumericStats] = {}
+    for name in features:
+        where = f"{message_keys.FEATURE_STATS}/{name}"
+        moments = array_of(record, name + message_keys.MOMENTS_SUFFIX, record_key=where)
+        histogram = array_of(record, name + message_keys.HISTOGRAM_SUFFIX, record_key=where)
+        _check_counts(histogram, (grid_bins,), where + message_keys.HISTOGRAM_SUFFIX)
+        if moments.shape != (3,) or not np.all(np.isfinite(moments)):
+            raise MalformedMessage(f"array '{where}{message_keys.MOMENTS_SUFFIX}' is not 3 numbers")
+        count, total, total_squares = (float(value) for value in moments)
+        numeric[name] = NumericStats(
+            count=int(count),
+            total=total,
+            total_squares=total_squares,
+            histogram=histogram.astype(np.int64),
+        )
+    return FeatureStats(numeric=numeric, grid_bins=grid_bins)
+
+
+def _check_counts(array: np.ndarray, shape: tuple[int, ...], name: str) -> None:
+    """Refuse an array that is not ``shape`` non-negative whole counts."""
+    if array.shape != shape:
+        raise MalformedMessage(f"array '{name}' has shape {array.shape}, expected {shape}")
+    if not np.issubdtype(array.dtype, np.number) or not np.all(np.isfinite(array)):
+        raise MalformedMessage(f"array '{name}' holds values that are not finite numbers")
+    if np.any(array < 0) or np.any(array != np.round(array)):
+        raise MalformedMessage(f"array '{name}' holds values that are not whole counts >= 0")

@@ -1,0 +1,143 @@
+"""What the coordinator asks of a bank: the ``config`` record of every request.
+
+Every request carries the run's instructions; a query adds its :class:`Task`, and
+train and evaluate messages add the round's settings, the encoder and the model
+architecture (the weights travel in the ``arrays`` record). Secure-aggregation
+records are in :mod:`credit.messages.secagg`.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Self
+
+from pydantic import Field, model_validator
+
+from credit import message_keys
+from credit.encoding import FeatureEncoder
+from credit.messages._parts import AS_JSON, ConfigPart, from_json
+from credit.model_spec import ModelSpec
+
+__all__ = ["QueryInstructions", "RoundInstructions", "RunInstructions", "Task"]
+
+
+class Task(StrEnum):
+    """What a query message asks a bank to do."""
+
+    FEATURE_STATS = "feature-stats"
+    """Join a new run: aggregates of the training rows for the encoder."""
+    ENROLL = "enroll"
+    """Rejoin a resumed run: name and row counts, no data release."""
+    SECAGG_ADVERTISE = "secagg-advertise"
+    """Secure aggregation: masking keys and sealed shares for a round."""
+    SECAGG_UNMASK = "secagg-unmask"
+    """Secure aggregation: the shares the coordinator needs to unmask a round's sum."""
+
+
+class RunInstructions(ConfigPart):
+    """The run's settings, carried in every request (the ``config`` record).
+
+    Parameters
+    ----------
+    run_name : str
+        The consortium's name of the run ('' = Flower's run id); banks key their
+        privacy plan by it, so a resumed run keeps its plan.
+    schema_hash : str
+        The dataset schema's canonical hash; a bank refuses a run of another schema.
+    test_fraction : float
+        Share of each bank's rows held out as its test split, in (0, 1).
+    seed : int
+        Seeds the hold-out and shuffles.
+    planned_rounds : int
+        Rounds the banks plan their privacy budget for, >= 1.
+    local_epochs, batch_size : int
+        Local training settings, >= 1.
+    max_grad_norm : float
+        DP-SGD per-sample clipping norm, > 0.
+    """
+
+    RECORD = message_keys.CONFIG
+
+    run_name: str
+    schema_hash: str = Field(min_length=1)
+    test_fraction: float = Field(gt=0, lt=1)
+    seed: int
+    planned_rounds: int = Field(ge=1)
+    local_epochs: int = Field(ge=1)
+    batch_size: int = Field(ge=1)
+    max_grad_norm: float = Field(gt=0, allow_inf_nan=False)
+
+    def run_key(self, flower_run_id: int) -> str:
+        """The name the bank files this run under: ``run_name``, else Flower's run id."""
+        return self.run_name or str(flower_run_id)
+
+    def run_settings(self) -> RunInstructions:
+        """Only the run's settings (without what a subclass adds for a query or round)."""
+        return RunInstructions.model_validate(
+            self.model_dump(include=set(RunInstructions.model_fields))
+        )
+
+    def query(self, task: Task, *, grid_bins: int = 0, server_round: int = 0) -> QueryInstructions:
+        """A query of this run for ``task``."""
+        return QueryInstructions(
+            **self.run_settings().model_dump(),
+            task=task,
+            grid_bins=grid_bins,
+            server_round=server_round,
+        )
+
+
+class QueryInstructions(RunInstructions):
+    """A query: the run's settings and the task.
+
+    Parameters
+    ----------
+    task : Task
+        What the bank is asked to do.
+    grid_bins : int
+        ``feature-stats`` only: bins of the public histogram grid, >= 2.
+    server_round : int
+        ``secagg-unmask`` only: the round whose sum is unmasked.
+    """
+
+    task: Annotated[Task, Field(strict=False)]
+    grid_bins: int = Field(default=0, ge=0)
+    server_round: int = Field(default=0, ge=0)
+
+    @model_validator(mode="after")
+    def _task_fields(self) -> Self:
+        if self.task == Task.FEATURE_STATS and self.grid_bins < 2:
+            raise ValueError(f"a feature-stats query needs grid-bins >= 2; got {self.grid_bins}")
+        if self.task == Task.SECAGG_UNMASK and self.server_round < 1:
+            raise ValueError("an unmask query needs server-round >= 1")
+        return self
+
+
+class RoundInstructions(RunInstructions):
+    """A train or evaluate message: the run's settings and the round's.
+
+    Parameters
+    ----------
+    server_round : int
+        The round, >= 1.
+    learning_rate : float
+        Local SGD step size, > 0.
+    score_bins : int
+        Bins of the score histograms a bank releases for evaluation (even, >= 2).
+    encoder : FeatureEncoder
+        The run's feature encoder (JSON on the wire).
+    model_spec : ModelSpec
+        The model's architecture (JSON on the wire).
+    """
+
+    server_round: int = Field(ge=1)
+    learning_rate: float = Field(gt=0, allow_inf_nan=False)
+    score_bins: int = Field(ge=2)
+    encoder: Annotated[FeatureEncoder, from_json(FeatureEncoder), AS_JSON]
+    model_spec: Annotated[ModelSpec, from_json(ModelSpec), AS_JSON]
+
+    @model_validator(mode="after")
+    def _even_bins(self) -> Self:
+        if self.score_bins % 2:
+            raise ValueError(f"score-bins must be even; got {self.score_bins}")
+        return self

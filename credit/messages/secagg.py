@@ -1,0 +1,111 @@
+"""Secure aggregation's records: the ``secagg`` record of each message that carries one.
+
+The protocol (:mod:`privacy.secagg.protocol`) speaks bytes-in, bytes-out
+(:mod:`privacy.secagg.records`); these parts carry those bytes and the round's
+numbers inside Flower messages. Which part a ``secagg`` record holds follows from the
+message: the coordinator asks with the first four, a bank answers with the last three.
+
+==========================  ==================================  ==========================
+part                        message                             direction
+==========================  ==================================  ==========================
+:class:`KeyRequest`         feature-stats / enroll query        coordinator → bank
+:class:`AdvertiseRequest`   advertise query, evaluate message   coordinator → bank
+:class:`TrainInputs`        train message                       coordinator → bank
+:class:`UnmaskRequest`      unmask query                        coordinator → bank
+:class:`Enrollment`         feature-stats / enroll reply        bank → coordinator
+:class:`Advertisement`      advertise reply, evaluate reply     bank → coordinator
+:class:`Reveal`             unmask reply                        bank → coordinator
+==========================  ==================================  ==========================
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from credit import message_keys
+from credit.messages._parts import ConfigPart
+
+__all__ = [
+    "AdvertiseRequest",
+    "Advertisement",
+    "Enrollment",
+    "KeyRequest",
+    "Reveal",
+    "TrainInputs",
+    "UnmaskRequest",
+]
+
+
+class _SecAggPart(ConfigPart):
+    RECORD = message_keys.SECAGG
+
+
+class KeyRequest(_SecAggPart):
+    """Asks a joining bank for its per-run encryption key (an empty record)."""
+
+
+class AdvertiseRequest(_SecAggPart):
+    """Asks a bank for its masking key and sealed shares of ``advertise_round``.
+
+    Parameters
+    ----------
+    roster : bytes
+        Node id -> per-run encryption key of every member (``encode_keys``).
+    threshold : int
+        Shares needed to reconstruct a secret, >= 1.
+    advertise_round : int
+        The round the keys are for, >= 1.
+    """
+
+    roster: bytes
+    threshold: int = Field(ge=1)
+    advertise_round: int = Field(ge=1)
+
+
+class TrainInputs(_SecAggPart):
+    """What a bank needs to mask its update of ``server_round``.
+
+    Parameters
+    ----------
+    roster : bytes
+        The run's members and their encryption keys (``encode_keys``).
+    threshold : int
+        Shares needed to reconstruct a secret, >= 1.
+    server_round : int
+        The round, >= 1.
+    forward : bytes
+        The advertised masking keys and the shares sealed for this bank (``encode_forward``).
+    fixed_point : str
+        The fixed-point code of the sum (``encode_fixed_point``).
+    """
+
+    roster: bytes
+    threshold: int = Field(ge=1)
+    server_round: int = Field(ge=1)
+    forward: bytes
+    fixed_point: str = Field(min_length=1)
+
+
+class UnmaskRequest(_SecAggPart):
+    """Asks a bank for the shares that unmask the sum of ``server_round`` (``encode_unmask``)."""
+
+    server_round: int = Field(ge=1)
+    unmask: bytes
+
+
+class Enrollment(_SecAggPart):
+    """A bank's per-run public encryption key (X25519, raw bytes)."""
+
+    encryption_key: bytes
+
+
+class Advertisement(_SecAggPart):
+    """A bank's masking key and sealed shares for a round (``encode_advertisement``)."""
+
+    advertisement: bytes
+
+
+class Reveal(_SecAggPart):
+    """The shares a bank reveals for an unmask request (``encode_keys``)."""
+
+    reveal: bytes

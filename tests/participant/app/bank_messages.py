@@ -1,0 +1,94 @@
+"""Messages a coordinator sends to a bank, built for the bank's handlers in tests."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from flwr.app import ArrayRecord, Context, Message, Metadata, RecordDict
+
+from credit import message_keys as keys
+from credit.encoding import StatsSource, fit_encoder
+from credit.messages import QueryInstructions, RoundInstructions, RunInstructions, Task
+from credit.models import ModelKind, ModelSpec, build_model
+from credit.run_config import RunConfig
+from credit.schema import DatasetSchema
+
+RUN_ID = 41
+RUN_NAME = "q3-scorecard"
+
+
+def message(kind: str, content: RecordDict) -> Message:
+    """A message of ``kind`` from the coordinator (node 1) to the bank (node 5)."""
+    metadata = Metadata(
+        run_id=RUN_ID,
+        message_id="m",
+        src_node_id=1,
+        dst_node_id=5,
+        reply_to_message_id="",
+        group_id="g",
+        created_at=time.time(),
+        ttl=3600.0,
+        message_type=kind,
+    )
+    return Message(content, metadata=metadata)
+
+
+def context(node_config: dict[str, Any]) -> Context:
+    """The bank's context: its node config, state kept between messages, the run config."""
+    run_config = RunConfig(rounds=1, run_name=RUN_NAME).to_flower()
+    return Context(
+        run_id=RUN_ID, node_id=5, node_config=node_config, state=RecordDict(), run_config=run_config
+    )
+
+
+def run_instructions(schema: DatasetSchema, **changes: Any) -> RunInstructions:
+    """The run's settings as the coordinator sends them (one planned round)."""
+    settings: dict[str, Any] = {
+        "run_name": RUN_NAME,
+        "schema_hash": schema.schema_hash(),
+        "test_fraction": 0.2,
+        "seed": 0,
+        "planned_rounds": 1,
+        "local_epochs": 1,
+        "batch_size": 64,
+        "max_grad_norm": 1.0,
+    }
+    return RunInstructions(**{**settings, **changes})
+
+
+def feature_stats_query(schema: DatasetSchema) -> RecordDict:
+    """A new run's set-up query."""
+    content = RecordDict()
+    run_instructions(schema).query(Task.FEATURE_STATS, grid_bins=32).put(content)
+    return content
+
+
+def round_content(schema: DatasetSchema, server_round: int) -> tuple[RecordDict, ArrayRecord]:
+    """A train or evaluate message's content for ``server_round``, and the weights it sends."""
+    encoder = fit_encoder(schema, source=StatsSource.PUBLIC)
+    spec = ModelSpec(kind=ModelKind.LOGREG, n_inputs=encoder.n_inputs)
+    arrays = ArrayRecord(build_model(spec, seed=server_round).state_dict())
+    instructions = RoundInstructions(
+        **run_instructions(schema).model_dump(),
+        server_round=server_round,
+        learning_rate=0.05,
+        score_bins=100,
+        encoder=encoder,
+        model_spec=spec,
+    )
+    content = RecordDict({keys.ARRAYS: arrays})
+    instructions.put(content)
+    return content, arrays
+
+
+__all__ = [
+    "RUN_ID",
+    "RUN_NAME",
+    "QueryInstructions",
+    "context",
+    "feature_stats_query",
+    "message",
+    "round_content",
+    "run_instructions",
+]
