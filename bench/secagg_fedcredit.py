@@ -55,6 +55,7 @@ from coordinator.app.exchange import send_and_receive
 from coordinator.app.secagg_server import SecureAggregation
 from credit import message_keys as keys
 from credit.records import array_record, config_int, config_record, config_str, flatten
+from deploy.flower_env import set_offline_defaults
 from participant.app.secagg_client import (
     advertise,
     answer_unmask,
@@ -63,13 +64,6 @@ from participant.app.secagg_client import (
     wants_secure,
 )
 
-_QUIET_ENV = {
-    "FLWR_TELEMETRY_ENABLED": "0",
-    "FLWR_DISABLE_UPDATE_CHECK": "1",
-    "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION": "1",
-    "RAY_USAGE_STATS_ENABLED": "0",
-    "RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO": "0",
-}
 _TASK_ENROLL = "enroll"
 _STEP = np.float32(0.001)
 
@@ -223,8 +217,7 @@ def measure(mode: str, n_banks: int, n_params: int, rounds: int) -> dict[str, ob
     """Run one simulation; the figures of the module docstring."""
     from flwr.simulation import run_simulation
 
-    for key, value in _QUIET_ENV.items():
-        os.environ.setdefault(key, value)
+    set_offline_defaults(simulation=True)
     logging.getLogger("flwr").setLevel(logging.ERROR)
     recorder = _Recorder()
     with PeakMemory() as memory:
