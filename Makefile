@@ -4,12 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-# Offline-safe Flower: no telemetry, no update check, no per-run dependency install.
-export FLWR_TELEMETRY_ENABLED := 0
-export FLWR_DISABLE_UPDATE_CHECK := 1
-export FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION := 1
-export RAY_USAGE_STATS_ENABLED := 0
-export RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO := 0
+# Flower runs offline (no telemetry, update check or per-run dependency install) wherever
+# fedcredit starts it: the switches are set in deploy/flower_env.py, not here.
 
 .PHONY: demo test lint typecheck install nginx bench clean
 

@@ -3,19 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-QUIET_ENV = {
-    "FLWR_TELEMETRY_ENABLED": "0",
-    "FLWR_DISABLE_UPDATE_CHECK": "1",
-    "RAY_USAGE_STATS_ENABLED": "0",
-    "RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO": "0",
-}
+from deploy.flower_env import flower_env
 
 
 def simulate(arguments: list[str], out: Path) -> tuple[dict[str, Any], float]:
@@ -26,7 +20,7 @@ def simulate(arguments: list[str], out: Path) -> tuple[dict[str, Any], float]:
         [*command, "--out", str(out)],
         check=True,
         capture_output=True,
-        env={**os.environ, **QUIET_ENV},
+        env=flower_env(simulation=True),
     )
     seconds = time.monotonic() - started
     return json.loads((out / "metrics.json").read_text()), seconds

@@ -39,16 +39,13 @@ from typing import Any
 
 import pandas as pd
 
+from deploy.flower_env import flower_env
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 FEDCREDIT = Path(sys.executable).with_name("fedcredit")
 ROWS_PER_BANK = 2_500
 TARGET = 1.5
-QUIET_ENV = {
-    "FLWR_TELEMETRY_ENABLED": "0",
-    "FLWR_DISABLE_UPDATE_CHECK": "1",
-    "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION": "1",
-}
 
 
 def _free_port() -> int:
@@ -58,8 +55,7 @@ def _free_port() -> int:
 
 
 def _env() -> dict[str, str]:
-    path = os.pathsep.join([str(FEDCREDIT.parent), os.environ.get("PATH", "")])
-    return {**os.environ, **QUIET_ENV, "PATH": path, "COLUMNS": "200"}
+    return {**flower_env(), "COLUMNS": "200"}
 
 
 def fedcredit(*args: str) -> str:

@@ -37,18 +37,13 @@ from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
 
+from deploy.flower_env import flower_env
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 DEFAULT_SIZES = "5x10000,10x10000,10x1000000,20x100000"
 RUNNERS = {"fedcredit": "bench.secagg_fedcredit", "flower": "bench.secagg_flower"}
 MODES = {"fedcredit": ("plain", "secure"), "flower": ("plain", "secaggplus")}
-QUIET_ENV = {
-    "FLWR_TELEMETRY_ENABLED": "0",
-    "FLWR_DISABLE_UPDATE_CHECK": "1",
-    "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION": "1",
-    "RAY_USAGE_STATS_ENABLED": "0",
-    "RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO": "0",
-}
 TARGETS = (
     "Reference, not a pass mark: Flower's SecAgg+ (complete graph, threshold N//2+1) "
     "against Flower's own plain FedAvg, next to fedcredit's secure aggregation against "
@@ -95,7 +90,7 @@ def run_one(system: str, mode: str, size: Size, rounds: int, repeat: int) -> Run
     load = os.getloadavg()[0]
     started = time.monotonic()
     completed = subprocess.run(
-        command, cwd=ROOT, capture_output=True, text=True, env={**os.environ, **QUIET_ENV}
+        command, cwd=ROOT, capture_output=True, text=True, env=flower_env(simulation=True)
     )
     if completed.returncode != 0:
         tail = "\n".join(completed.stderr.splitlines()[-20:])

@@ -59,15 +59,9 @@ from credit.messages import QueryInstructions, RoundInstructions, RunInstruction
 from credit.model_spec import ModelKind, ModelSpec
 from credit.records import flatten, record_of
 from credit.schema import load_schema
+from deploy.flower_env import set_offline_defaults
 from participant.app.secagg_client import advertise, enrollment, mask_update, reveal
 
-_QUIET_ENV = {
-    "FLWR_TELEMETRY_ENABLED": "0",
-    "FLWR_DISABLE_UPDATE_CHECK": "1",
-    "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION": "1",
-    "RAY_USAGE_STATS_ENABLED": "0",
-    "RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO": "0",
-}
 _STEP = np.float32(0.001)
 
 
@@ -244,8 +238,7 @@ def measure(mode: str, n_banks: int, n_params: int, rounds: int) -> dict[str, ob
     """Run one simulation; the figures of the module docstring."""
     from flwr.simulation import run_simulation
 
-    for key, value in _QUIET_ENV.items():
-        os.environ.setdefault(key, value)
+    set_offline_defaults(simulation=True)
     logging.getLogger("flwr").setLevel(logging.ERROR)
     recorder = _Recorder()
     with PeakMemory() as memory:

@@ -77,15 +77,9 @@ from flwr.serverapp import Grid, ServerApp
 from flwr.supercore.run import Run
 
 from bench._memory import PeakMemory
+from deploy.flower_env import set_offline_defaults
 
 MODES = ("plain", "secaggplus")
-_QUIET_ENV = {
-    "FLWR_TELEMETRY_ENABLED": "0",
-    "FLWR_DISABLE_UPDATE_CHECK": "1",
-    "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION": "1",
-    "RAY_USAGE_STATS_ENABLED": "0",
-    "RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO": "0",
-}
 _STEP = np.float32(0.001)
 _CLIPPING_RANGE = 8.0  # Flower's default
 _QUANTIZATION_RANGE = 2**22  # Flower's default
@@ -252,8 +246,7 @@ def measure(mode: str, n_banks: int, n_params: int, rounds: int) -> dict[str, ob
         raise ValueError(f"`mode` must be one of {MODES}; got {mode!r}")
     if mode == "secaggplus" and n_banks < 3:
         raise ValueError(f"`banks` must be >= 3 for SecAgg+ (num_shares > 2); got {n_banks}")
-    for key, value in _QUIET_ENV.items():
-        os.environ.setdefault(key, value)
+    set_offline_defaults(simulation=True)
     logging.getLogger("flwr").setLevel(logging.WARNING)
     recorder = _Recorder()
     peak_mb = _simulate(mode, n_banks, n_params, rounds, recorder)

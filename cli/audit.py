@@ -7,8 +7,8 @@ from typing import Annotated
 
 import typer
 
-from cli.console import console, fail_cleanly
-from credit.errors import OperationFailed
+from cli.console import fail_cleanly, say, say_pairs
+from credit.errors import ConfigError, OperationFailed
 
 __all__ = ["audit_app"]
 
@@ -47,24 +47,21 @@ def verify(
     with fail_cleanly():
         key = load_public_key(public_key) if public_key is not None else None
         if not file.is_file():
-            from credit.errors import ConfigError
-
             raise ConfigError("no such audit log (or not a regular file)", source=str(file))
         try:
             report = verify_audit(file, key, allow_open=allow_open)
         except AuditBroken as exc:
             raise OperationFailed(str(exc)) from exc
     state = "closed" if report.closed else "open: the run may still be going"
-    events = ", ".join(f"{name} {count}" for name, count in report.events.items())
     source = f"matches {public_key}" if public_key is not None else "as recorded in the log"
-    console.print(
-        f"audit log {file}: intact, {report.entries} entries signed by one key\n"
-        f"  writer       {report.writer}\n"
-        f"  key          {report.fingerprint} ({source})\n"
-        f"  first entry  {report.first_event} at {report.first_time}\n"
-        f"  last entry   {report.last_event} at {report.last_time} ({state})\n"
-        f"  head         {report.head}\n"
-        f"  events       {events}",
-        markup=False,
-        highlight=False,
+    say(f"audit log {file}: intact, {report.entries} entries signed by one key")
+    say_pairs(
+        [
+            ("writer", report.writer),
+            ("key", f"{report.fingerprint} ({source})"),
+            ("first entry", f"{report.first_event} at {report.first_time}"),
+            ("last entry", f"{report.last_event} at {report.last_time} ({state})"),
+            ("head", report.head),
+            ("events", ", ".join(f"{name} {count}" for name, count in report.events.items())),
+        ]
     )

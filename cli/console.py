@@ -1,25 +1,35 @@
-"""What every ``fedcredit`` command shares: the consoles, exit codes and error handling.
+"""What every ``fedcredit`` command shares: the consoles, exit codes, errors and tables.
 
 Errors the user can fix (bad data, schema, flags, configuration) print one line on
 stderr and exit with code 2; a run or service that fails exits with 1.
+
+A command body has one shape: load and act inside :func:`fail_cleanly`, then show
+the result with :func:`say`, :func:`say_pairs` or :func:`show_table`.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 
 import typer
-from rich.console import Console
+from rich.console import Console, JustifyMethod, OverflowMethod
+from rich.table import Table
 
 from credit.errors import FedcreditError
 
 __all__ = [
     "EXIT_BAD_INPUT",
     "EXIT_RUN_FAILED",
+    "Column",
     "console",
     "error_console",
     "fail_cleanly",
+    "say",
+    "say_pairs",
+    "show_table",
+    "warn",
 ]
 
 console = Console(soft_wrap=True)
@@ -39,3 +49,45 @@ def fail_cleanly() -> Iterator[None]:
     except FedcreditError as exc:
         error_console.print(f"error: {exc}", markup=False, highlight=False)
         raise typer.Exit(exc.exit_code) from None
+
+
+def say(*lines: str, style: str | None = None) -> None:
+    """Print ``lines`` verbatim (no rich markup, no highlighting) on stdout."""
+    console.print("\n".join(lines), style=style, markup=False, highlight=False)
+
+
+def warn(text: str) -> None:
+    """Print ``warning: text`` on stderr (the command goes on)."""
+    error_console.print(f"warning: {text}", markup=False, highlight=False)
+
+
+def say_pairs(pairs: Iterable[tuple[str, object]], *, indent: int = 2) -> None:
+    """Print ``label  value`` lines, labels padded to one width."""
+    rows = [(label, str(value)) for label, value in pairs]
+    width = max((len(label) for label, _ in rows), default=0)
+    say(*(f"{' ' * indent}{label:<{width}}  {value}" for label, value in rows))
+
+
+@dataclass(frozen=True)
+class Column:
+    """A table column: its header and how its cells are laid out."""
+
+    header: str
+    justify: JustifyMethod = "left"
+    no_wrap: bool = False
+    overflow: OverflowMethod = "ellipsis"
+
+
+def show_table(
+    title: str, columns: Sequence[str | Column], rows: Iterable[Sequence[object]]
+) -> None:
+    """Print a table; a column given as a plain string is left-aligned."""
+    table = Table(title=title)
+    for column in columns:
+        spec = column if isinstance(column, Column) else Column(column)
+        table.add_column(
+            spec.header, justify=spec.justify, no_wrap=spec.no_wrap, overflow=spec.overflow
+        )
+    for row in rows:
+        table.add_row(*(str(cell) for cell in row))
+    console.print(table)

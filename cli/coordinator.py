@@ -1,21 +1,36 @@
 """``fedcredit coordinator``: the consortium operator's commands.
 
 Set up the consortium folder, onboard banks, run the SuperLink and its edge proxy,
-and launch, list, stop or resume federated runs.
+and launch, list, stop or resume federated runs. Every command but ``init`` starts
+by loading the consortium folder (:func:`_consortium`); the operations live in
+:mod:`coordinator.ops` and are imported when a command runs.
 """
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.table import Table
 
-from cli.console import EXIT_RUN_FAILED, console, error_console, fail_cleanly
+from cli.console import (
+    EXIT_RUN_FAILED,
+    Column,
+    console,
+    fail_cleanly,
+    say,
+    say_pairs,
+    show_table,
+    warn,
+)
 from credit.errors import ConfigError, OperationFailed
 from credit.model_spec import ModelKind
+
+if TYPE_CHECKING:
+    from coordinator.ops.consortium import Consortium
+    from coordinator.ops.launch import LaunchResult
+    from coordinator.ops.members import Participant
 
 __all__ = ["coordinator_app"]
 
@@ -25,45 +40,66 @@ coordinator_app = typer.Typer(
 )
 
 DirArgument = Annotated[Path, typer.Argument(help="The consortium folder.")]
+ConsortiumDir = Annotated[
+    Path, typer.Argument(help="The consortium folder (from `fedcredit coordinator init`).")
+]
+Bank = Annotated[str, typer.Argument(help="The bank's name.")]
+
+Name = Annotated[str, typer.Option(help="The consortium's name.")]
+Hosts = Annotated[
+    list[str],
+    typer.Option(help="DNS name or IP banks dial (repeat for several); first = edge address."),
+]
+Schema = Annotated[
+    Path | None,
+    typer.Option(help="Dataset schema TOML to copy in; default: the embedded UCI schema."),
+]
+AdminHost = Annotated[
+    str, typer.Option(help="Interface of the SuperLink (loopback or an admin network).")
+]
+SuperlinkPort = Annotated[int, typer.Option(help="The SuperLink's port.")]
+EdgeHost = Annotated[str, typer.Option(help="Interface the edge proxy listens on for banks.")]
+EdgePort = Annotated[int, typer.Option(help="The edge proxy's port.")]
+EdgeAddress = Annotated[
+    str | None, typer.Option(help="host:port banks dial (default: first --host and --edge-port).")
+]
+DefaultRounds = Annotated[int, typer.Option(help="Default rounds per run.")]
+DefaultModel = Annotated[ModelKind, typer.Option(help="Default model family.")]
+DefaultMinBanks = Annotated[int, typer.Option(help="Fewest banks a round needs.")]
+MaxEpsilon = Annotated[float | None, typer.Option(help="Privacy budget recommended to each bank.")]
+Delta = Annotated[float | None, typer.Option(help="Recommended delta (needs --max-epsilon).")]
+
+
+def _consortium(folder: Path) -> Consortium:
+    """The consortium folder, loaded (call inside :func:`fail_cleanly`)."""
+    from coordinator.ops.consortium import load_consortium
+
+    return load_consortium(folder)
 
 
 @coordinator_app.command("init")
 def init(
     folder: DirArgument,
-    name: Annotated[str, typer.Option(help="The consortium's name.")],
-    host: Annotated[
-        list[str],
-        typer.Option(help="DNS name or IP banks dial (repeat for several); first = edge address."),
-    ],
-    schema: Annotated[
-        Path | None,
-        typer.Option(help="Dataset schema TOML to copy in; default: the embedded UCI schema."),
-    ] = None,
-    admin_host: Annotated[
-        str, typer.Option(help="Interface of the SuperLink (loopback or an admin network).")
-    ] = "127.0.0.1",
-    superlink_port: Annotated[int, typer.Option(help="The SuperLink's port.")] = 9092,
-    edge_host: Annotated[
-        str, typer.Option(help="Interface the edge proxy listens on for banks.")
-    ] = "0.0.0.0",
-    edge_port: Annotated[int, typer.Option(help="The edge proxy's port.")] = 9443,
-    edge_address: Annotated[
-        str | None,
-        typer.Option(help="host:port banks dial (default: first --host and --edge-port)."),
-    ] = None,
-    rounds: Annotated[int, typer.Option(help="Default rounds per run.")] = 10,
-    model: Annotated[ModelKind, typer.Option(help="Default model family.")] = ModelKind.LOGREG,
-    min_banks: Annotated[int, typer.Option(help="Fewest banks a round needs.")] = 2,
-    max_epsilon: Annotated[
-        float | None, typer.Option(help="Privacy budget recommended to each bank.")
-    ] = None,
-    delta: Annotated[float | None, typer.Option(help="Recommended delta.")] = None,
+    name: Name,
+    host: Hosts,
+    schema: Schema = None,
+    admin_host: AdminHost = "127.0.0.1",
+    superlink_port: SuperlinkPort = 9092,
+    edge_host: EdgeHost = "0.0.0.0",
+    edge_port: EdgePort = 9443,
+    edge_address: EdgeAddress = None,
+    rounds: DefaultRounds = 10,
+    model: DefaultModel = ModelKind.LOGREG,
+    min_banks: DefaultMinBanks = 2,
+    max_epsilon: MaxEpsilon = None,
+    delta: Delta = None,
 ) -> None:
     """Create a consortium folder: CA, server certificate, config, FLWR_HOME, edge config."""
-    from coordinator.ops.consortium import build_config, init_consortium
+    from coordinator.ops.consortium import build_config
+    from coordinator.ops.provisioning import init_consortium
 
     with fail_cleanly():
-        fields = {
+        fields: dict[str, Any] = {
             "name": name,
             "hosts": host,
             "admin_host": admin_host,
@@ -76,22 +112,19 @@ def init(
         if edge_address:
             fields["edge_address"] = edge_address
         config = build_config(fields, source="fedcredit coordinator init")
-        consortium = init_consortium(folder, config, schema=schema)
-    paths = consortium.paths
-    console.print(f"consortium '{config.name}' created in {paths.root}", highlight=False)
-    for label, path in (
-        ("config", paths.config_file),
-        ("CA certificate", paths.ca_cert),
-        ("CA key (keep offline)", paths.ca_key),
-        ("server certificate", paths.server_cert),
-        ("Flower connection", paths.flwr_home / "config.toml"),
-        ("edge proxy config", paths.edge_config),
-    ):
-        console.print(f"  {label:<22} {path}", highlight=False)
-    console.print(
-        f"banks will dial {config.edge_address}; next: `fedcredit coordinator start {folder}`",
-        highlight=False,
+        paths = init_consortium(folder, config, schema=schema).paths
+    say(f"consortium '{config.name}' created in {paths.root}")
+    say_pairs(
+        [
+            ("config", paths.config_file),
+            ("CA certificate", paths.ca_cert),
+            ("CA key (keep offline)", paths.ca_key),
+            ("server certificate", paths.server_cert),
+            ("Flower connection", paths.flwr_home / "config.toml"),
+            ("edge proxy config", paths.edge_config),
+        ]
     )
+    say(f"banks will dial {config.edge_address}; next: `fedcredit coordinator start {folder}`")
 
 
 def _recommended_budget(max_epsilon: float | None, delta: float | None) -> dict[str, Any] | None:
@@ -112,89 +145,82 @@ def add_participant(
     ],
 ) -> None:
     """Register a bank's node key with the running SuperLink and write its bundle."""
-    from coordinator.ops import members as participants
-    from coordinator.ops.consortium import load_consortium
+    from coordinator.ops.members import add_participant as add
 
     with fail_cleanly():
-        consortium = load_consortium(folder)
-        record = participants.add_participant(consortium, bank, public_key)
-    bundle = consortium.paths.participant(bank) / "bundle"
-    console.print(f"participant '{bank}' registered as node {record.node_id}", highlight=False)
-    console.print(f"send this folder to the bank: {bundle}", highlight=False)
+        consortium = _consortium(folder)
+        record = add(consortium, bank, public_key)
+    say(
+        f"participant '{bank}' registered as node {record.node_id}",
+        f"send this folder to the bank: {consortium.paths.participant(bank) / 'bundle'}",
+    )
 
 
 @coordinator_app.command("remove-participant")
-def remove_participant(
-    folder: DirArgument,
-    bank: Annotated[str, typer.Argument(help="The bank's name.")],
-) -> None:
+def remove_participant(folder: DirArgument, bank: Bank) -> None:
     """Revoke a bank: unregister its node key (a running node is disconnected)."""
-    from coordinator.ops import members as participants
-    from coordinator.ops.consortium import load_consortium
+    from coordinator.ops.members import remove_participant as remove
 
     with fail_cleanly():
-        consortium = load_consortium(folder)
-        record = participants.remove_participant(consortium, bank)
-    console.print(
-        f"participant '{bank}' removed (node {record.node_id} unregistered)", highlight=False
-    )
+        record = remove(_consortium(folder), bank)
+    say(f"participant '{bank}' removed (node {record.node_id} unregistered)")
 
 
 @coordinator_app.command("start")
 def start(folder: DirArgument) -> None:
     """Start the SuperLink (TLS, node authentication) and the fleet-only edge proxy."""
-    from coordinator.ops.consortium import load_consortium
     from coordinator.ops.services import start_services
 
     with fail_cleanly():
-        consortium = load_consortium(folder)
-        console.print("starting the SuperLink and the edge proxy ...")
+        consortium = _consortium(folder)
+        say("starting the SuperLink and the edge proxy ...")
         states = start_services(consortium)
     for state in states:
-        console.print(
-            f"  {state.name:<10} pid {state.pid}  {state.address}  log {state.log}",
-            highlight=False,
-        )
-    console.print(
-        f"banks connect to {consortium.config.edge_address} (Fleet API only)", highlight=False
-    )
+        say(f"  {state.name:<10} pid {state.pid}  {state.address}  log {state.log}")
+    say(f"banks connect to {consortium.config.edge_address} (Fleet API only)")
 
 
 @coordinator_app.command("status")
 def status(folder: DirArgument) -> None:
     """Show which services run and which banks are online."""
-    from coordinator.ops.consortium import load_consortium
-    from coordinator.ops.members import ParticipantStatus, list_participants
-    from coordinator.ops.services import node_states, service_states
+    from coordinator.ops.members import list_participants
+    from coordinator.ops.services import service_states
 
     with fail_cleanly():
-        consortium = load_consortium(folder)
+        consortium = _consortium(folder)
         states = service_states(consortium)
         records = list_participants(consortium)
+    show_table(
+        f"Consortium '{consortium.config.name}' services",
+        [
+            *(Column(header, no_wrap=True) for header in ("service", "state", "pid", "address")),
+            Column("log", overflow="fold"),
+        ],
+        [(s.name, "up" if s.up else "down", s.pid or "-", s.address, s.log) for s in states],
+    )
+    show_table(
+        "Participants",
+        ["bank", "node id", "status"],
+        _participant_rows(consortium, records, superlink_up=states[0].up),
+    )
+
+
+def _participant_rows(
+    consortium: Consortium, records: list[Participant], *, superlink_up: bool
+) -> list[tuple[str, int, str]]:
+    """Each bank's name, node id and state: removed, online, offline or unknown (why)."""
+    from coordinator.ops.members import ParticipantStatus
+    from coordinator.ops.services import node_states
+
     nodes: dict[int, str] | None = None
     unknown = "unknown (SuperLink down)"
-    if states[0].up:
+    if superlink_up:
         try:
             nodes = {n.node_id: n.status for n in node_states(consortium)}
         except OperationFailed as exc:  # show the services anyway
             unknown = "unknown (flwr supernode ls failed)"
-            error_console.print(f"warning: {exc}", markup=False, highlight=False)
-    services = Table(title=f"Consortium '{consortium.config.name}' services")
-    for column in ("service", "state", "pid", "address"):
-        services.add_column(column, no_wrap=True)
-    services.add_column("log", overflow="fold")
-    for state in states:
-        services.add_row(
-            state.name,
-            "up" if state.up else "down",
-            str(state.pid or "-"),
-            state.address,
-            str(state.log),
-        )
-    console.print(services)
-    banks = Table(title="Participants")
-    for column in ("bank", "node id", "status"):
-        banks.add_column(column)
+            warn(str(exc))
+    rows = []
     for record in records:
         if record.status is ParticipantStatus.REMOVED:
             shown = "removed"
@@ -202,84 +228,67 @@ def status(folder: DirArgument) -> None:
             shown = unknown
         else:
             shown = "online" if nodes.get(record.node_id) == "online" else "offline"
-        banks.add_row(record.name, str(record.node_id), shown)
-    console.print(banks)
+        rows.append((record.name, record.node_id, shown))
+    return rows
 
 
 @coordinator_app.command("shutdown")
 def shutdown(folder: DirArgument) -> None:
     """Stop the edge proxy, then the SuperLink (runs in progress stop with them)."""
-    from coordinator.ops.consortium import load_consortium
     from coordinator.ops.services import stop_services
 
     with fail_cleanly():
-        consortium = load_consortium(folder)
-        stopped = stop_services(consortium)
+        stopped = stop_services(_consortium(folder))
     for name, was_running in stopped:
-        console.print(f"  {name:<10} {'stopped' if was_running else 'was not running'}")
+        say(f"  {name:<10} {'stopped' if was_running else 'was not running'}")
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _FLOWER_LEVEL = re.compile(r"^(DEBUG|INFO|WARNING|ERROR|CRITICAL)\s*:\s*")
 
-ConsortiumDir = Annotated[
-    Path, typer.Argument(help="The consortium folder (from `fedcredit coordinator init`).")
+Out = Annotated[
+    Path | None,
+    typer.Option(help="Copy the finished run's results here (metrics, model, ledgers, audit)."),
+]
+Rounds = Annotated[
+    int | None, typer.Option(min=1, help="Federated rounds (default: the consortium's).")
+]
+RunName = Annotated[str | None, typer.Option(help="Name of the run (default: run-<UTC time>).")]
+Resume = Annotated[
+    str | None,
+    typer.Option(help="Continue this run (name or Flower run id) after its last completed round."),
+]
+MinBanks = Annotated[
+    int | None, typer.Option(min=1, help="Fewest banks a round needs (default: consortium's).")
+]
+SecureAggregation = Annotated[
+    bool | None,
+    typer.Option(
+        "--secure-aggregation/--no-secure-aggregation",
+        help="Combine updates by secure aggregation (default: the consortium's).",
+    ),
 ]
 
 
 @coordinator_app.command("launch")
 def launch(
     consortium_dir: ConsortiumDir,
-    out: Annotated[
-        Path | None,
-        typer.Option(help="Copy the finished run's results here (metrics, model, ledgers, audit)."),
-    ] = None,
-    rounds: Annotated[
-        int | None, typer.Option(min=1, help="Federated rounds (default: the consortium's).")
-    ] = None,
-    run_name: Annotated[
-        str | None, typer.Option(help="Name of the run (default: run-<UTC time>).")
-    ] = None,
-    resume: Annotated[
-        str | None,
-        typer.Option(
-            help="Continue this run (name or Flower run id) after its last completed round."
-        ),
-    ] = None,
-    min_banks: Annotated[
-        int | None, typer.Option(min=1, help="Fewest banks a round needs (default: consortium's).")
-    ] = None,
-    secure_aggregation: Annotated[
-        bool | None,
-        typer.Option(
-            "--secure-aggregation/--no-secure-aggregation",
-            help="Combine updates by secure aggregation (default: the consortium's).",
-        ),
-    ] = None,
+    out: Out = None,
+    rounds: Rounds = None,
+    run_name: RunName = None,
+    resume: Resume = None,
+    min_banks: MinBanks = None,
+    secure_aggregation: SecureAggregation = None,
 ) -> None:
     """Submit a run to the SuperLink, stream per-round progress, collect the results."""
-    from coordinator.ops.consortium import load_consortium
-    from coordinator.ops.runs import launch_run
-
-    def show(line: str) -> None:
-        text = _ANSI.sub("", line).rstrip()
-        level = _FLOWER_LEVEL.match(text)
-        if level is None:
-            console.print(text, highlight=False, markup=False)  # the ServerApp's own lines
-            return
-        message = text[level.end() :]
-        if level.group(1) in {"WARNING", "ERROR"}:
-            console.print(
-                f"{level.group(1)}: {message}", style="red", highlight=False, markup=False
-            )
-        elif message:
-            console.print(f"  flower: {message}", style="dim", highlight=False, markup=False)
+    from coordinator.ops.launch import launch_run
 
     with fail_cleanly():
-        consortium = load_consortium(consortium_dir)
+        consortium = _consortium(consortium_dir)
         console.print(
             f"[bold]fedcredit coordinator launch[/]: submitting to {consortium.config.name}"
-            + (f" (resuming {resume})" if resume else "")
+            + (f" (resuming {resume})" if resume else ""),
+            highlight=False,
         )
         result = launch_run(
             consortium,
@@ -291,46 +300,67 @@ def launch(
             run_name=run_name,
             resume=resume,
             out=out,
-            on_line=show,
+            on_line=_show_flower_line,
         )
-    console.print(
+    _report_launch(result, consortium_dir)
+
+
+def _show_flower_line(line: str) -> None:
+    """A line of ``flwr run``'s log: the ServerApp's own as is, Flower's dimmed or red."""
+    text = _ANSI.sub("", line).rstrip()
+    level = _FLOWER_LEVEL.match(text)
+    if level is None:
+        say(text)  # the ServerApp's own lines
+        return
+    message = text[level.end() :]
+    if level.group(1) in {"WARNING", "ERROR"}:
+        say(f"{level.group(1)}: {message}", style="red")
+    elif message:
+        say(f"  flower: {message}", style="dim")
+
+
+def _report_launch(result: LaunchResult, consortium_dir: Path) -> None:
+    """How the run ended, where its results are; exit 1 unless every round completed."""
+    say(
         f"run {result.run_name} (Flower run {result.flower_run_id}): {result.status}, "
         f"{result.rounds_done}/{result.rounds_planned} rounds; outputs in {result.run_dir}"
     )
     if result.out is not None:
-        console.print(f"results copied to {result.out}")
-    if not result.completed:
-        if result.error:
-            console.print(f"the run failed: {result.error}", style="red", highlight=False)
-        if result.rounds_done:
-            console.print(
-                f"continue it with `fedcredit coordinator launch {consortium_dir} "
-                f"--resume {result.run_name}`",
-                style="yellow",
-            )
-        raise typer.Exit(EXIT_RUN_FAILED)
+        say(f"results copied to {result.out}")
+    if result.completed:
+        return
+    if result.error:
+        say(f"the run failed: {result.error}", style="red")
+    if result.rounds_done:
+        say(
+            f"continue it with `fedcredit coordinator launch {consortium_dir} "
+            f"--resume {result.run_name}`",
+            style="yellow",
+        )
+    raise typer.Exit(EXIT_RUN_FAILED)
 
 
 @coordinator_app.command("list")
 def list_runs(consortium_dir: ConsortiumDir) -> None:
     """List the runs launched from this consortium folder."""
-    from coordinator.ops.consortium import load_consortium
     from coordinator.ops.runs import list_runs as runs_of
 
     with fail_cleanly():
-        rows = runs_of(load_consortium(consortium_dir))
-    table = Table(title=f"Runs of {consortium_dir}")
-    for column in ("run", "Flower run ids", "status", "rounds", "submitted (UTC)"):
-        table.add_column(column)
-    for row in rows:
-        table.add_row(
-            row.run_name,
-            ", ".join(str(i) for i in row.flower_run_ids),
-            row.status,
-            f"{row.rounds_done}/{row.rounds_planned}",
-            row.submitted_at,
-        )
-    console.print(table)
+        rows = runs_of(_consortium(consortium_dir))
+    show_table(
+        f"Runs of {consortium_dir}",
+        ["run", "Flower run ids", "status", "rounds", "submitted (UTC)"],
+        [
+            (
+                row.run_name,
+                ", ".join(str(i) for i in row.flower_run_ids),
+                row.status,
+                f"{row.rounds_done}/{row.rounds_planned}",
+                row.submitted_at,
+            )
+            for row in rows
+        ],
+    )
 
 
 @coordinator_app.command("stop")
@@ -339,9 +369,8 @@ def stop(
     run: Annotated[str, typer.Argument(help="The run's name or Flower run id.")],
 ) -> None:
     """Stop a running run (its checkpoint stays; `launch --resume` continues it)."""
-    from coordinator.ops.consortium import load_consortium
     from coordinator.ops.runs import stop_run
 
     with fail_cleanly():
-        flower_id = stop_run(load_consortium(consortium_dir), run)
-    console.print(f"stopped Flower run {flower_id} of {run}")
+        flower_id = stop_run(_consortium(consortium_dir), run)
+    say(f"stopped Flower run {flower_id} of {run}")

@@ -10,12 +10,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.table import Table
 
-from cli.console import EXIT_RUN_FAILED, console, fail_cleanly
+from cli.console import EXIT_RUN_FAILED, Column, fail_cleanly, say, say_pairs, show_table
+from credit.config_files import validate_fields
 from credit.errors import ConfigError
 
 if TYPE_CHECKING:
+    from deploy.bundle import Bundle
     from privacy.budget import PrivacyBudget
 
 __all__ = ["participant_app"]
@@ -39,13 +40,15 @@ def keygen(
 
     with fail_cleanly():
         files = generate_bank_keys(folder)
-    console.print(f"keys written to {files.folder}", highlight=False)
-    console.print("send to the consortium operator (public, safe to e-mail):", highlight=False)
-    console.print(f"  {files.node_public}   node key: registers your SuperNode", highlight=False)
-    console.print(f"  {files.audit_public}  audit key: checks your audit log", highlight=False)
-    console.print("never send, copy or back up off-site unencrypted (mode 0600):", highlight=False)
-    console.print(f"  {files.node_key}", highlight=False)
-    console.print(f"  {files.audit_key}", highlight=False)
+    say(
+        f"keys written to {files.folder}",
+        "send to the consortium operator (public, safe to e-mail):",
+        f"  {files.node_public}   node key: registers your SuperNode",
+        f"  {files.audit_public}  audit key: checks your audit log",
+        "never send, copy or back up off-site unencrypted (mode 0600):",
+        f"  {files.node_key}",
+        f"  {files.audit_key}",
+    )
 
 
 @participant_app.command("check")
@@ -64,20 +67,14 @@ def check(
     with fail_cleanly():
         profile = profile_bank_data(data, resolve_schema(schema))
     for warning in profile.warnings:
-        console.print(f"warning: {warning}", highlight=False)
-    table = Table(
-        title=(
-            f"{profile.source}: {profile.rows:,} rows, default rate "
-            f"{profile.default_rate:.1%} (checked locally; nothing was sent)"
-        )
+        say(f"warning: {warning}")
+    show_table(
+        f"{profile.source}: {profile.rows:,} rows, default rate "
+        f"{profile.default_rate:.1%} (checked locally; nothing was sent)",
+        ["column", "type", Column("missing", justify="right"), "min … max / categories"],
+        [(row.name, row.kind, row.missing, row.summary) for row in profile.columns],
     )
-    for column, justify in (("column", "left"), ("type", "left"), ("missing", "right")):
-        table.add_column(column, justify=justify)  # type: ignore[arg-type]
-    table.add_column("min … max / categories")
-    for row in profile.columns:
-        table.add_row(row.name, row.kind, str(row.missing), row.summary)
-    console.print(table)
-    console.print("ok: the file meets the schema", highlight=False)
+    say("ok: the file meets the schema")
 
 
 Home = Annotated[
@@ -89,38 +86,44 @@ Home = Annotated[
 DEFAULT_HOME = Path("fedcredit-node")
 
 
+BundleOption = Annotated[
+    Path, typer.Option(help="The onboarding bundle (folder or bundle.toml) from the operator.")
+]
+Key = Annotated[Path, typer.Option(help="The node's private key (`participant keygen`).")]
+Data = Annotated[Path, typer.Option(help="The bank's data file (CSV, plain or gzip).")]
+MaxEpsilon = Annotated[
+    float | None,
+    typer.Option(
+        help="The bank's record-level privacy budget (default: the bundle's recommendation)."
+    ),
+]
+Delta = Annotated[float | None, typer.Option(help="The bank's delta (default 1/(10 n_train)).")]
+NoDp = Annotated[
+    bool,
+    typer.Option(
+        "--no-dp", help="Train without differential privacy (only if the bank decided so)."
+    ),
+]
+AuditKey = Annotated[
+    Path | None,
+    typer.Option(help="The bank's audit-signing key (default: audit.key beside --key)."),
+]
+RuntimePort = Annotated[
+    int, typer.Option(help="Local port of the SuperNode runtime API (one per node on a host).")
+]
+
+
 @participant_app.command("start")
 def start(
-    bundle: Annotated[
-        Path,
-        typer.Option(help="The onboarding bundle (folder or bundle.toml) from the operator."),
-    ],
-    key: Annotated[Path, typer.Option(help="The node's private key (`participant keygen`).")],
-    data: Annotated[Path, typer.Option(help="The bank's data file (CSV, plain or gzip).")],
-    max_epsilon: Annotated[
-        float | None,
-        typer.Option(
-            help="The bank's record-level privacy budget (default: the bundle's recommendation)."
-        ),
-    ] = None,
-    delta: Annotated[
-        float | None, typer.Option(help="The bank's delta (default 1/(10 n_train)).")
-    ] = None,
-    no_dp: Annotated[
-        bool,
-        typer.Option(
-            "--no-dp", help="Train without differential privacy (only if the bank decided so)."
-        ),
-    ] = False,
-    audit_key: Annotated[
-        Path | None,
-        typer.Option(help="The bank's audit-signing key (default: audit.key beside --key)."),
-    ] = None,
+    bundle: BundleOption,
+    key: Key,
+    data: Data,
+    max_epsilon: MaxEpsilon = None,
+    delta: Delta = None,
+    no_dp: NoDp = False,
+    audit_key: AuditKey = None,
     home: Home = DEFAULT_HOME,
-    runtime_port: Annotated[
-        int,
-        typer.Option(help="Local port of the SuperNode runtime API (one per node on a host)."),
-    ] = 9094,
+    runtime_port: RuntimePort = 9094,
 ) -> None:
     """Validate the data, then start the bank's SuperNode (TLS and node key) in the background."""
     from credit.loading import load_bank_csv
@@ -130,22 +133,10 @@ def start(
 
     with fail_cleanly():
         loaded = Bundle.load(bundle)
-        recommended = loaded.privacy.max_epsilon if loaded.privacy is not None else None
-        epsilon = max_epsilon if max_epsilon is not None else recommended
-        if no_dp and max_epsilon is not None:
-            raise ConfigError("give either --max-epsilon or --no-dp, not both", source="--no-dp")
-        if no_dp:
-            epsilon = None
-        elif epsilon is None:
-            raise ConfigError(
-                "no privacy budget: set --max-epsilon (the bank's record-level budget), or "
-                "--no-dp to train without differential privacy",
-                source="--max-epsilon",
-            )
-        budget = None if epsilon is None else _bank_budget(epsilon, delta)
-        console.print(f"checking {data} against the consortium's schema (nothing leaves) ...")
+        budget = _node_budget(loaded, max_epsilon=max_epsilon, delta=delta, no_dp=no_dp)
+        say(f"checking {data} against the consortium's schema (nothing leaves) ...")
         checked = load_bank_csv(data, load_schema(loaded.schema_path))
-        console.print(f"  {checked.n_rows:,} rows pass the schema of '{loaded.consortium}'")
+        say(f"  {checked.n_rows:,} rows pass the schema of '{loaded.consortium}'")
         settings = NodeSettings(
             bundle=loaded,
             key=key.expanduser().resolve(),
@@ -156,17 +147,48 @@ def start(
             runtime_port=runtime_port,
         )
         started = start_node(settings)
-    privacy = f"max ε {epsilon:g}" if epsilon is not None else "no differential privacy"
+    privacy = f"max ε {budget.max_epsilon:g}" if budget is not None else "no differential privacy"
     state = (
         "connected"
         if started.connected
         else "not connected yet: the edge does not answer, the node keeps retrying"
     )
-    console.print(
+    say(
         f"{loaded.bank}: SuperNode started (pid {started.pid}) towards {loaded.superlink} with "
-        f"TLS and its node key, {state}; {privacy}.\n"
-        f"  log:    {settings.home / 'services' / 'supernode.log'}\n"
-        f"  ledger: {settings.ledger}\n  audit:  {settings.audit_log}"
+        f"TLS and its node key, {state}; {privacy}."
+    )
+    say_pairs(
+        [
+            ("log:", settings.home / "services" / "supernode.log"),
+            ("ledger:", settings.ledger),
+            ("audit:", settings.audit_log),
+        ]
+    )
+
+
+def _node_budget(
+    bundle: Bundle, *, max_epsilon: float | None, delta: float | None, no_dp: bool
+) -> PrivacyBudget | None:
+    """The bank's budget: its flags, else the bundle's recommendation; None with --no-dp."""
+    from privacy.budget import PrivacyBudget
+
+    if no_dp and max_epsilon is not None:
+        raise ConfigError("give either --max-epsilon or --no-dp, not both", source="--no-dp")
+    if no_dp:
+        return None
+    recommended = bundle.privacy.max_epsilon if bundle.privacy is not None else None
+    epsilon = max_epsilon if max_epsilon is not None else recommended
+    if epsilon is None:
+        raise ConfigError(
+            "no privacy budget: set --max-epsilon (the bank's record-level budget), or "
+            "--no-dp to train without differential privacy",
+            source="--max-epsilon",
+        )
+    return validate_fields(
+        PrivacyBudget,
+        {"max_epsilon": epsilon, "delta": delta},
+        source="fedcredit participant start",
+        spelled={"max_epsilon": "--max-epsilon", "delta": "--delta"},
     )
 
 
@@ -176,9 +198,9 @@ def stop(home: Home = DEFAULT_HOME) -> None:
     from participant.node.supernode import stop_node
 
     if stop_node(home):
-        console.print(f"stopped the SuperNode of {home}")
+        say(f"stopped the SuperNode of {home}")
     else:
-        console.print(f"no SuperNode runs from {home}")
+        say(f"no SuperNode runs from {home}")
 
 
 @participant_app.command("status")
@@ -188,22 +210,7 @@ def status(home: Home = DEFAULT_HOME) -> None:
 
     state = node_status(home)
     if state.running:
-        console.print(f"SuperNode running (pid {state.pid}); log: {state.log}")
+        say(f"SuperNode running (pid {state.pid}); log: {state.log}")
         return
-    console.print(f"SuperNode not running; log: {state.log}")
+    say(f"SuperNode not running; log: {state.log}")
     raise typer.Exit(EXIT_RUN_FAILED)
-
-
-def _bank_budget(max_epsilon: float, delta: float | None) -> PrivacyBudget:
-    """The bank's budget from its flags (ConfigError naming the flag)."""
-    from pydantic import ValidationError
-
-    from privacy.budget import PrivacyBudget
-
-    try:
-        return PrivacyBudget(max_epsilon=max_epsilon, delta=delta)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        flag = "--delta" if first["loc"] == ("delta",) else "--max-epsilon"
-        value = delta if flag == "--delta" else max_epsilon
-        raise ConfigError(f"{first['msg']}; got {value}", source=flag) from exc

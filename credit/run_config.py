@@ -13,10 +13,10 @@ from collections.abc import Mapping
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from credit.config_files import validate_fields
 from credit.encoding import EncodingKind, StatsSource
-from credit.errors import ConfigError
 from credit.feature_stats import DEFAULT_GRID_BINS
 from credit.metrics import DEFAULT_SCORE_BINS
 from credit.model_spec import ModelKind
@@ -180,13 +180,7 @@ class RunConfig(BaseModel):
         ``spelled`` maps field names back to the keys as the user wrote them, so the
         error names ``num-server-rounds`` rather than ``rounds``.
         """
-        try:
-            return cls.model_validate(dict(fields))
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            key = ".".join(str(part) for part in first["loc"])
-            key = (spelled or {}).get(key, key)
-            raise ConfigError(f"'{key}': {first['msg']}", source=source) from exc
+        return validate_fields(cls, fields, source=source, spelled=spelled)
 
     def to_flower(self) -> dict[str, Any]:
         """The hyphenated form used in ``run_config`` and ``metrics.json``."""

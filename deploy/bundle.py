@@ -18,33 +18,23 @@ from __future__ import annotations
 
 import re
 import shutil
-import tomllib
 from pathlib import Path
 
 import tomli_w
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from credit.config_files import read_toml, validate_fields
 from credit.errors import ConfigError, SchemaError
 from credit.schema import load_schema
 from privacy.budget import PrivacyBudget
 
-__all__ = ["BUNDLE_FILE", "Bundle", "first_problem"]
+__all__ = ["BUNDLE_FILE", "Bundle"]
 
 BUNDLE_FILE = "bundle.toml"
 CA_FILE = "ca.crt"
 SCHEMA_FILE = "schema.toml"
 _SHA256 = r"^[0-9a-f]{64}$"
 _ADDRESS = re.compile(r"^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$")
-
-
-def first_problem(exc: ValidationError) -> str:
-    """The first error of a pydantic validation as ``'key': what is wrong``."""
-    first = exc.errors()[0]
-    key = ".".join(str(part) for part in first["loc"])
-    message = str(first["msg"]).removeprefix("Value error, ")
-    if first["type"] == "extra_forbidden":
-        message = "unknown key"
-    return f"'{key}': {message}" if key else message
 
 
 class Bundle(BaseModel):
@@ -115,24 +105,12 @@ class Bundle(BaseModel):
         """
         path = path.expanduser().resolve()
         folder = path.parent if path.name == BUNDLE_FILE or path.is_file() else path
-        source = folder / BUNDLE_FILE
-        try:
-            raw = tomllib.loads(source.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ConfigError(
-                "no bundle.toml here: pass the bundle folder the operator sent",
-                source=str(folder),
-            ) from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"cannot read ({exc})", source=str(source)) from exc
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"not valid TOML ({exc})", source=str(source)) from exc
-        if "folder" in raw:
-            raise ConfigError("'folder': unknown key", source=str(source))
-        try:
-            bundle = cls.model_validate(raw).at(folder)
-        except ValidationError as exc:
-            raise ConfigError(first_problem(exc), source=str(source)) from exc
+        file = read_toml(
+            folder / BUNDLE_FILE, if_missing="pass the bundle folder the operator sent"
+        )
+        if "folder" in file.table:  # a field, but never one the file may set
+            raise ConfigError("'folder': unknown key", source=str(file.path))
+        bundle = validate_fields(cls, file.table, source=str(file.path)).at(folder)
         bundle._check_files()
         return bundle
 

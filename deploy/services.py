@@ -3,7 +3,8 @@
 Each service is one detached process with a pid file and a log file in a folder the
 caller owns, so that ``start``, ``status`` and ``stop`` can be separate commands.
 Flower's offline switches (no telemetry, no update check, no per-run dependency
-installation) are always set in the service's environment.
+installation; see :mod:`deploy.flower_env`) are always set in the service's
+environment.
 """
 
 from __future__ import annotations
@@ -13,32 +14,15 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from credit.errors import FedcreditError
+from deploy.flower_env import flower_env
 
-__all__ = ["OFFLINE_ENV", "Service", "ServiceError", "venv_tool", "wait_for_port"]
-
-OFFLINE_ENV = {
-    "FLWR_TELEMETRY_ENABLED": "0",
-    "FLWR_DISABLE_UPDATE_CHECK": "1",
-    "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION": "1",
-}
-
-
-def venv_tool(name: str) -> str:
-    """A console script of this Python environment (Flower's tools), else ``name`` on PATH."""
-    executable = Path(sys.executable).with_name(name)
-    return str(executable) if executable.exists() else name
-
-
-def _venv_first_path() -> str:
-    """PATH with this environment's bin first: Flower's services spawn its other tools."""
-    return os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+__all__ = ["Service", "ServiceError", "wait_for_port"]
 
 
 class ServiceError(FedcreditError):
@@ -89,7 +73,7 @@ class Service:
         if running is not None:
             raise ServiceError(f"{self.name} already runs (pid {running}); stop it first")
         self.folder.mkdir(parents=True, exist_ok=True)
-        environment = {**os.environ, **OFFLINE_ENV, "PATH": _venv_first_path(), **(env or {})}
+        environment = {**flower_env(), **(env or {})}
         with self.log_file.open("ab") as log:
             log.write(f"\n--- {time.strftime('%Y-%m-%dT%H:%M:%S')} {' '.join(command)}\n".encode())
             log.flush()

@@ -13,11 +13,11 @@ file form gives each bank its own::
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
+from credit.config_files import load_toml_model
 from credit.errors import ConfigError
 from privacy.budget import PrivacyBudget
 
@@ -49,18 +49,7 @@ class BudgetPolicy(BaseModel):
 
 def load_budget_file(path: Path) -> BudgetPolicy:
     """Read a budget TOML file; one-line :class:`ConfigError` naming the file otherwise."""
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise ConfigError("file not found; pass an existing TOML file", source=str(path)) from exc
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"not a readable TOML file ({exc})", source=str(path)) from exc
-    try:
-        policy = BudgetPolicy.model_validate(raw)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        key = ".".join(str(part) for part in first["loc"])
-        raise ConfigError(f"'{key}': {first['msg']}", source=str(path)) from exc
+    policy = load_toml_model(BudgetPolicy, path)
     if policy.default is None and not policy.banks:
         raise ConfigError('no budgets: add [default] or [banks."NAME"]', source=str(path))
     return policy

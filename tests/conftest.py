@@ -1,8 +1,9 @@
-"""Shared fixtures: the embedded schema and small, valid bank files cut from the data."""
+"""Shared fixtures: offline Flower, the embedded schema and small, valid bank files."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -10,6 +11,19 @@ import pytest
 
 from credit.datasets import embedded_data_path
 from credit.schema import DatasetSchema, load_schema
+from deploy.flower_env import SIMULATION_ENV
+
+
+@pytest.fixture(scope="session", autouse=True)
+def offline_flower() -> Iterator[None]:
+    """Flower and Ray offline and quiet in this process and every child it starts.
+
+    A value already set in the environment is kept (as the Simulation Engine does).
+    """
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in SIMULATION_ENV.items():
+            patch.setenv(key, os.environ.get(key, value))
+        yield
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,4 @@
-"""The consortium folder: its config file, and ``fedcredit coordinator init``.
+"""The consortium folder's config: ``consortium.toml``, parsed once, and the loaded folder.
 
 ``DIR/consortium.toml`` is the operator's single source of truth: the consortium's
 name, the hosts banks dial, where the SuperLink and the edge proxy listen, the
@@ -23,37 +23,33 @@ the key. Example::
     [privacy]
     max_epsilon = 3.0
 
-:func:`init_consortium` creates the folder (see :mod:`coordinator.ops.layout`): config,
-schema copy, CA and server certificate, the private ``FLWR_HOME`` and the edge
-proxy's configuration. :func:`load_consortium` reads it back.
+:func:`load_consortium` reads the folder (see :mod:`coordinator.ops.layout`);
+:mod:`coordinator.ops.provisioning` creates it.
 """
 
 from __future__ import annotations
 
-import hashlib
-import shutil
-import tomllib
+import copy
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self
 
 import tomli_w
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
-from coordinator.ops.layout import CONNECTION, ConsortiumPaths
-from credit.errors import ConfigError
-from credit.model_spec import ModelKind
-from credit.schema import embedded_schema_path, load_schema
-from deploy.bundle import first_problem
+from coordinator.ops.layout import ConsortiumPaths
+from credit.config_files import read_toml, validate_fields
+from credit.run_config import RunConfig
 from privacy.budget import PrivacyBudget
 
 __all__ = [
+    "RUN_DEFAULT_FIELDS",
     "Consortium",
     "ConsortiumConfig",
     "RunDefaults",
-    "init_consortium",
+    "build_config",
     "load_consortium",
-    "write_flower_config",
 ]
 
 _NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"
@@ -63,19 +59,35 @@ class _Section(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
-class RunDefaults(_Section):
-    """Defaults of every run ``fedcredit coordinator launch`` submits.
+RUN_DEFAULT_FIELDS = (
+    "rounds",
+    "model",
+    "min_banks",
+    "local_epochs",
+    "batch_size",
+    "learning_rate",
+    "secure_aggregation",
+)
+"""The :class:`~credit.run_config.RunConfig` fields a consortium sets defaults for."""
 
-    The bounds are those of :class:`credit.run_config.RunConfig`, which receives them.
+
+def _run_config_subset(names: tuple[str, ...]) -> type[_Section]:
+    """A frozen section with ``names``' types, defaults and bounds taken from RunConfig."""
+    fields: dict[str, Any] = {
+        name: (RunConfig.model_fields[name].annotation, copy.deepcopy(RunConfig.model_fields[name]))
+        for name in names
+    }
+    return create_model("RunConfigSubset", __base__=_Section, __module__=__name__, **fields)
+
+
+class RunDefaults(_run_config_subset(RUN_DEFAULT_FIELDS)):  # type: ignore[misc]
+    """Defaults of every run ``fedcredit coordinator launch`` submits (``[run]``).
+
+    The fields are :data:`RUN_DEFAULT_FIELDS`, with the types, defaults and bounds
+    of :class:`credit.run_config.RunConfig`, which receives them (rounds 10, model
+    ``logreg``, min_banks 2, local_epochs 1, batch_size 64, learning_rate 0.01,
+    secure_aggregation on).
     """
-
-    rounds: int = Field(default=10, ge=1)
-    model: ModelKind = ModelKind.LOGREG
-    min_banks: int = Field(default=2, ge=1)
-    local_epochs: int = Field(default=1, ge=1)
-    batch_size: int = Field(default=64, ge=1)
-    learning_rate: float = Field(default=0.01, gt=0)
-    secure_aggregation: bool = True
 
 
 class ConsortiumConfig(BaseModel):
@@ -197,109 +209,19 @@ def load_consortium(root: Path) -> Consortium:
     Raises
     ------
     ConfigError
-        The folder is not a consortium folder, or ``consortium.toml`` is not valid
-        TOML or breaks a rule; the message names the file and the key.
+        The folder is not a consortium folder, or ``consortium.toml`` cannot be read,
+        is not valid TOML or breaks a rule; the message names the file and the key.
     """
     paths = ConsortiumPaths.of(root)
-    source = str(paths.config_file)
-    try:
-        data = paths.config_file.read_bytes()
-    except FileNotFoundError:
-        raise ConfigError(
-            f"{paths.root} is not a consortium folder (no consortium.toml); run "
-            f"`fedcredit coordinator init {root} --name NAME --host HOST` first"
-        ) from None
-    except OSError as exc:
-        raise ConfigError(f"cannot read ({exc.strerror})", source=source) from exc
-    try:
-        raw = tomllib.loads(data.decode("utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"not valid TOML ({exc})", source=source) from exc
-    config = _validate(raw, source)
-    return Consortium(config=config, paths=paths, config_sha256=hashlib.sha256(data).hexdigest())
+    file = read_toml(
+        paths.config_file,
+        if_missing=f"{paths.root} is not a consortium folder: run "
+        f"`fedcredit coordinator init {root} --name NAME --host HOST` first",
+    )
+    config = validate_fields(ConsortiumConfig, file.table, source=str(file.path))
+    return Consortium(config=config, paths=paths, config_sha256=file.sha256)
 
 
-def _validate(raw: dict[str, Any], source: str) -> ConsortiumConfig:
-    try:
-        return ConsortiumConfig.model_validate(raw)
-    except ValidationError as exc:
-        raise ConfigError(first_problem(exc), source=source) from exc
-
-
-def build_config(fields: dict[str, Any], *, source: str) -> ConsortiumConfig:
-    """Validate config fields given on the command line (ConfigError naming the flag)."""
-    return _validate(fields, source)
-
-
-def init_consortium(
-    root: Path, config: ConsortiumConfig, *, schema: Path | None = None
-) -> Consortium:
-    """Create the consortium folder ``root`` (it may exist, but must hold no consortium).
-
-    Parameters
-    ----------
-    root : pathlib.Path
-        The folder to create or fill.
-    config : ConsortiumConfig
-        The consortium's config, written to ``consortium.toml``.
-    schema : pathlib.Path, optional
-        The dataset schema to copy in; the embedded UCI schema when omitted. It is
-        validated first.
-
-    Raises
-    ------
-    ConfigError
-        ``root`` already holds a consortium, or the schema is invalid.
-    """
-    from coordinator.ops import edge, pki
-    from credit.audit import load_or_create_signing_key
-
-    paths = ConsortiumPaths.of(root)
-    if paths.config_file.exists() or paths.ca_key.exists():
-        raise ConfigError(
-            f"{paths.root} already holds a consortium; pick a new folder "
-            "(init never overwrites keys or certificates)"
-        )
-    schema_source = schema if schema is not None else embedded_schema_path()
-    load_schema(schema_source)  # refuse a broken schema before writing anything
-    paths.root.mkdir(parents=True, exist_ok=True)
-    for folder in (paths.database.parent, paths.services, paths.participants, paths.runs):
-        folder.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(schema_source, paths.root / config.schema_file)
-
-    ca = pki.create_ca(config.name)
-    pki.write_private_key(ca.key, paths.ca_key)
-    pki.write_certificate(ca.certificate, paths.ca_cert)
-    sans = [*config.hosts, config.admin_host]
-    server_key, server_certificate = pki.issue_server_certificate(ca, sans)
-    pki.write_private_key(server_key, paths.server_key)
-    pki.write_certificate(server_certificate, paths.server_cert)
-
-    load_or_create_signing_key(paths.audit_key)  # the coordinator's audit-log key
-
-    paths.config_file.write_text(config.to_toml(), encoding="utf-8")
-    consortium = load_consortium(paths.root)
-    write_flower_config(consortium)
-    edge.write_edge_config(consortium)
-    return consortium
-
-
-def write_flower_config(consortium: Consortium) -> Path:
-    """Write ``flwr-home/config.toml`` with the ``consortium`` connection as default.
-
-    The root certificate path is absolute, as Flower requires.
-    """
-    paths = consortium.paths
-    document = {
-        "superlink": {
-            "default": CONNECTION,
-            CONNECTION: {
-                "address": consortium.config.superlink_address,
-                "root-certificates": str(paths.ca_cert),
-            },
-        }
-    }
-    target = paths.flwr_home / "config.toml"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(tomli_w.dumps(document), encoding="utf-8")
-    return target
+def build_config(fields: Mapping[str, Any], *, source: str) -> ConsortiumConfig:
+    """Validate config fields given on the command line (ConfigError naming ``source``)."""
+    return validate_fields(ConsortiumConfig, fields, source=source)

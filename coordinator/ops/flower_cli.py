@@ -1,15 +1,20 @@
-"""Submit a run to the consortium's SuperLink with ``flwr run`` and follow it.
+"""Every ``flwr`` command the operator's tools run, in one place.
 
-The operator's machine runs the SuperLink; the ServerApp it starts for the run writes
-its outputs (metrics, model, checkpoint, audit log) into the consortium folder's
-``runs/<run-name>/``. :func:`submit_run` streams the run's log, hands every line to a
-callback (the CLI prints round lines as ``simulate`` does) and returns Flower's run
-id and whether the run finished.
+Each call runs Flower's own CLI from this Python environment, offline (see
+:mod:`deploy.flower_env`), with the consortium's private ``FLWR_HOME`` so that the
+``consortium`` connection (TLS, the SuperLink's address) is the default:
+
+- :func:`run_flwr` runs a command that answers in JSON (``supernode register``,
+  ``supernode unregister``, ``supernode ls``, ``ls``, ``stop``) and returns the reply;
+- :func:`submit_run` runs ``flwr run ... --stream``: the ServerApp the SuperLink
+  starts for the run writes its outputs into the consortium folder's
+  ``runs/<run-name>/``; every log line goes to a callback (the CLI prints round
+  lines as ``simulate`` does), and Flower's run id and the exit status come back.
 """
 
 from __future__ import annotations
 
-import os
+import json
 import re
 import subprocess
 import tempfile
@@ -19,14 +24,16 @@ from pathlib import Path
 from typing import Any
 
 from coordinator.ops.layout import CONNECTION
-from credit.errors import FedcreditError
-from deploy.services import OFFLINE_ENV, venv_tool
+from credit.errors import FedcreditError, OperationFailed
+from deploy.flower_env import flower_env, venv_tool
 
 __all__ = [
     "LaunchError",
     "RunHandle",
     "flwr_command",
+    "flwr_env",
     "project_dir",
+    "run_flwr",
     "started_run_id",
     "submit_run",
     "toml_line",
@@ -78,7 +85,49 @@ def flwr_command(*args: str) -> list[str]:
 
 def flwr_env(flwr_home: Path) -> dict[str, str]:
     """The environment ``flwr`` commands run in: the consortium's FLWR_HOME, offline."""
-    return {**os.environ, **OFFLINE_ENV, "FLWR_HOME": str(flwr_home)}
+    return flower_env(flwr_home=flwr_home)
+
+
+def run_flwr(flwr_home: Path, *args: str, timeout: float = 60.0) -> dict[str, Any]:
+    """Run ``flwr ARGS --format json`` with ``flwr_home``'s connection; its JSON reply.
+
+    Raises
+    ------
+    OperationFailed
+        flwr exits non-zero, reports failure or prints no JSON, or takes longer than
+        ``timeout`` seconds; the message carries flwr's own words on one line.
+    """
+    command = flwr_command(*args, "--format", "json")
+    try:
+        result = subprocess.run(
+            command,
+            capture_output=True,
+            text=True,
+            env=flwr_env(flwr_home),
+            timeout=timeout,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise OperationFailed(f"`flwr {' '.join(args)}` took over {timeout:.0f} s") from exc
+    reply = _json_reply(result.stdout)
+    if result.returncode != 0 or reply is None or reply.get("success") is False:
+        detail = (reply or {}).get("error-message") or result.stderr or result.stdout
+        one_line = " ".join(str(detail).split()) or f"exit code {result.returncode}"
+        raise OperationFailed(f"`flwr {' '.join(args)}` failed: {one_line}")
+    return reply
+
+
+def _json_reply(stdout: str) -> dict[str, Any] | None:
+    """The last JSON object flwr printed (it may print a human line first)."""
+    start = stdout.find("{")
+    while start != -1:
+        try:
+            value = json.loads(stdout[start:])
+        except json.JSONDecodeError:
+            start = stdout.find("{", start + 1)
+            continue
+        return value if isinstance(value, dict) else None
+    return None
 
 
 def started_run_id(line: str) -> int | None:

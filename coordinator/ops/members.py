@@ -13,13 +13,10 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import hashlib
-import json
 import re
 import shutil
-import subprocess
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
 
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
@@ -27,10 +24,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from coordinator.ops.consortium import Consortium
-from coordinator.ops.flower_cli import flwr_command, flwr_env
+from coordinator.ops.flower_cli import run_flwr
 from coordinator.ops.layout import CONNECTION
 from credit import __version__
-from credit.errors import ConfigError, OperationFailed
+from credit.errors import ConfigError
 from credit.schema import load_schema
 from deploy.bundle import Bundle
 from deploy.services import Service, ServiceError
@@ -42,7 +39,6 @@ __all__ = [
     "add_participant",
     "list_participants",
     "remove_participant",
-    "run_flwr",
     "validate_bank_name",
 ]
 
@@ -94,47 +90,6 @@ def validate_bank_name(bank: str) -> str:
             source="BANK",
         )
     return bank
-
-
-def run_flwr(consortium: Consortium, *args: str, timeout: float = 60.0) -> dict[str, Any]:
-    """Run ``flwr ARGS --format json`` against the consortium's SuperLink; its JSON reply.
-
-    Raises
-    ------
-    OperationFailed
-        flwr exits non-zero or prints no JSON; the message carries flwr's own words.
-    """
-    command = flwr_command(*args, "--format", "json")
-    try:
-        result = subprocess.run(
-            command,
-            capture_output=True,
-            text=True,
-            env=flwr_env(consortium.paths.flwr_home),
-            timeout=timeout,
-            check=False,
-        )
-    except subprocess.TimeoutExpired as exc:
-        raise OperationFailed(f"`flwr {' '.join(args)}` took over {timeout:.0f} s") from exc
-    reply = _json_reply(result.stdout)
-    if result.returncode != 0 or reply is None or reply.get("success") is False:
-        detail = (reply or {}).get("error-message") or result.stderr or result.stdout
-        one_line = " ".join(str(detail).split()) or f"exit code {result.returncode}"
-        raise OperationFailed(f"`flwr {' '.join(args)}` failed: {one_line}")
-    return reply
-
-
-def _json_reply(stdout: str) -> dict[str, Any] | None:
-    """The last JSON object flwr printed (it may print a human line first)."""
-    start = stdout.find("{")
-    while start != -1:
-        try:
-            value = json.loads(stdout[start:])
-        except json.JSONDecodeError:
-            start = stdout.find("{", start + 1)
-            continue
-        return value if isinstance(value, dict) else None
-    return None
 
 
 def _require_superlink(consortium: Consortium) -> None:
@@ -233,7 +188,15 @@ def add_participant(consortium: Consortium, bank: str, public_key: Path) -> Part
     folder.mkdir(parents=True, exist_ok=True)
     key_copy = folder / "node.pub"
     key_copy.write_bytes(key_bytes)
-    reply = run_flwr(consortium, "supernode", "register", str(key_copy), CONNECTION, "--name", bank)
+    reply = run_flwr(
+        consortium.paths.flwr_home,
+        "supernode",
+        "register",
+        str(key_copy),
+        CONNECTION,
+        "--name",
+        bank,
+    )
     node_id = int(reply["node-id"])
     record = Participant(name=bank, node_id=node_id, key_sha256=key_sha256, added_at=_now())
     _write_record(consortium, record)
@@ -284,7 +247,7 @@ def remove_participant(consortium: Consortium, bank: str) -> Participant:
             f"participant '{bank}' was already removed on {record.removed_at}", source="BANK"
         )
     _require_superlink(consortium)
-    run_flwr(consortium, "supernode", "unregister", str(record.node_id), CONNECTION)
+    run_flwr(consortium.paths.flwr_home, "supernode", "unregister", str(record.node_id), CONNECTION)
     removed = record.model_copy(update={"status": ParticipantStatus.REMOVED, "removed_at": _now()})
     _write_record(consortium, removed)
     return removed

@@ -21,10 +21,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from coordinator.ops import edge
-from coordinator.ops.consortium import Consortium, write_flower_config
+from coordinator.ops.consortium import Consortium
+from coordinator.ops.flower_cli import run_flwr
 from coordinator.ops.layout import CONNECTION
+from coordinator.ops.members import list_participants
+from coordinator.ops.provisioning import write_derived_files
 from credit.errors import ConfigError, OperationFailed
-from deploy.services import Service, ServiceError, venv_tool, wait_for_port
+from deploy.flower_env import venv_tool
+from deploy.services import Service, ServiceError, wait_for_port
 
 __all__ = [
     "NodeState",
@@ -145,8 +149,7 @@ def start_services(consortium: Consortium, *, timeout: float = START_TIMEOUT) ->
                 f"`fedcredit coordinator shutdown {consortium.paths.root}`"
             )
     config = consortium.config
-    write_flower_config(consortium)
-    edge.write_edge_config(consortium)
+    write_derived_files(consortium)
     edge.test_nginx_config(consortium)
     _check_port_free(config.admin_host, config.superlink_port, "superlink_port")
     _check_port_free(config.edge_host, config.edge_port, "edge_port")
@@ -211,10 +214,8 @@ def node_states(consortium: Consortium) -> list[NodeState]:
     Needs the SuperLink running; nodes registered by other means than
     ``add-participant`` are listed under their Flower owner name.
     """
-    from coordinator.ops.members import list_participants, run_flwr
-
     names = {p.node_id: p.name for p in list_participants(consortium)}
-    reply = run_flwr(consortium, "supernode", "ls", CONNECTION)
+    reply = run_flwr(consortium.paths.flwr_home, "supernode", "ls", CONNECTION)
     states = []
     for node in reply.get("nodes", []):
         with contextlib.suppress(KeyError, ValueError, TypeError):

@@ -31,7 +31,8 @@ from cryptography.x509 import load_pem_x509_certificate
 from credit import __version__
 from credit.errors import ConfigError
 from deploy.bundle import Bundle
-from deploy.services import Service, ServiceError, venv_tool
+from deploy.flower_env import venv_tool
+from deploy.services import Service, ServiceError
 from participant.app.node_config import NodeConfig
 from privacy.budget import PrivacyBudget
 

@@ -83,7 +83,9 @@ def test_missing_file_is_named(written: Bundle, missing: str) -> None:
 
 
 def test_not_a_bundle_folder(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match=r"no bundle\.toml here"):
+    with pytest.raises(
+        ConfigError, match=r"bundle\.toml: file not found; pass the bundle folder the operator sent"
+    ):
         Bundle.load(tmp_path)
 
 

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from coordinator.ops.consortium import Consortium, load_consortium
-from deploy.services import OFFLINE_ENV
+from deploy.flower_env import flower_env
 from participant.node.node_keys import BankKeyFiles
 
 BIN = Path(sys.executable).parent
@@ -57,14 +57,7 @@ def free_ports(count: int) -> list[int]:
 
 def process_env(flwr_home: Path | None = None) -> dict[str, str]:
     """Offline Flower, this venv's tools first on PATH, a private FLWR_HOME if given."""
-    env = {
-        **os.environ,
-        **OFFLINE_ENV,
-        "PATH": os.pathsep.join([str(BIN), os.environ.get("PATH", "")]),
-    }
-    if flwr_home is not None:
-        env["FLWR_HOME"] = str(flwr_home)
-    return env
+    return flower_env(flwr_home=flwr_home)
 
 
 def fedcredit(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:

@@ -12,13 +12,16 @@ from typer.testing import CliRunner
 
 from cli.app import app
 from coordinator.ops.consortium import (
+    RUN_DEFAULT_FIELDS,
     ConsortiumConfig,
-    init_consortium,
+    RunDefaults,
     load_consortium,
 )
 from coordinator.ops.layout import CONNECTION
+from coordinator.ops.provisioning import init_consortium
 from credit.errors import ConfigError, SchemaError
 from credit.model_spec import ModelKind
+from credit.run_config import RunConfig
 from credit.schema import embedded_schema_path, load_schema
 
 
@@ -37,6 +40,57 @@ def test_defaults_and_edge_address() -> None:
     assert config.privacy is None
     assert _config(edge_port=443).edge_address == "fl.example:443"
     assert _config(edge_address="lb.example:8443").edge_address == "lb.example:8443"
+
+
+def test_run_defaults_are_run_config_fields() -> None:
+    """The [run] keys keep their names; types, defaults and bounds are RunConfig's own."""
+    assert RUN_DEFAULT_FIELDS == (
+        "rounds", "model", "min_banks", "local_epochs", "batch_size", "learning_rate",
+        "secure_aggregation",
+    )  # fmt: skip
+    assert tuple(RunDefaults.model_fields) == RUN_DEFAULT_FIELDS
+    for name in RUN_DEFAULT_FIELDS:
+        ours, theirs = RunDefaults.model_fields[name], RunConfig.model_fields[name]
+        assert ours.annotation == theirs.annotation, name
+        assert ours.default == theirs.default, name
+        assert ours.metadata == theirs.metadata, name
+    assert RunDefaults().model_dump() == RunConfig().model_dump(include=set(RUN_DEFAULT_FIELDS))
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("rounds", 0),
+        ("min_banks", 0),
+        ("local_epochs", 0),
+        ("batch_size", 0),
+        ("learning_rate", 0.0),
+        ("learning_rate", -0.1),
+        ("model", "forest"),
+    ],
+)
+def test_run_defaults_refuse_what_run_config_refuses(name: str, value: object) -> None:
+    with pytest.raises(ValueError, match=name):
+        RunConfig.model_validate({name: value})
+    with pytest.raises(ValueError, match=name):
+        RunDefaults.model_validate({name: value})
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("rounds", 1), ("min_banks", 1), ("batch_size", 1), ("learning_rate", 1e-6)],
+)
+def test_run_defaults_accept_what_run_config_accepts(name: str, value: object) -> None:
+    assert getattr(RunDefaults.model_validate({name: value}), name) == value
+    assert getattr(RunConfig.model_validate({name: value}), name) == value
+
+
+def test_run_defaults_are_frozen_and_closed() -> None:
+    defaults = RunDefaults()
+    with pytest.raises(ValueError, match="frozen"):
+        defaults.rounds = 3
+    with pytest.raises(ValueError, match="epochs"):
+        RunDefaults.model_validate({"epochs": 3})
 
 
 def test_init_writes_the_folder(tmp_path: Path) -> None:

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from coordinator.ops import edge
-from coordinator.ops.consortium import Consortium, ConsortiumConfig, init_consortium
+from coordinator.ops.consortium import Consortium, ConsortiumConfig
+from coordinator.ops.provisioning import init_consortium
 from credit.errors import ConfigError
 
 
@@ -27,10 +28,12 @@ def consortium(tmp_path: Path) -> Consortium:
     return init_consortium(tmp_path / "c", config)
 
 
+@pytest.mark.deployment  # runs nginx
 def test_rendered_config_passes_nginx_t(consortium: Consortium) -> None:
     edge.test_nginx_config(consortium)
 
 
+@pytest.mark.deployment  # runs nginx
 def test_nginx_t_failure_is_one_line_naming_the_config(consortium: Consortium) -> None:
     consortium.paths.server_cert.unlink()
     with pytest.raises(ConfigError) as caught:

@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cli.app import app
-from coordinator.ops.consortium import Consortium, ConsortiumConfig, init_consortium
+from coordinator.ops.consortium import Consortium, ConsortiumConfig
 from coordinator.ops.members import (
     Participant,
     add_participant,
@@ -18,6 +18,7 @@ from coordinator.ops.members import (
     remove_participant,
     validate_bank_name,
 )
+from coordinator.ops.provisioning import init_consortium
 from credit.errors import ConfigError
 from deploy.services import ServiceError
 from participant.node.node_keys import generate_bank_keys

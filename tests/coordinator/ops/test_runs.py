@@ -6,8 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from coordinator.ops.consortium import Consortium, ConsortiumConfig, init_consortium
-from coordinator.ops.runs import collect_outputs, resolve_run, run_config_for
+from coordinator.ops.consortium import Consortium, ConsortiumConfig
+from coordinator.ops.launch import collect_outputs, run_config_for
+from coordinator.ops.provisioning import init_consortium
+from coordinator.ops.runs import resolve_run
 from credit.errors import ConfigError
 
 

@@ -1,0 +1,206 @@
+"""``fedcredit simulate``: the researcher's command, a whole consortium on one machine.
+
+The flags become one :class:`~credit.run_config.RunConfig` (and, with ``--epsilon``
+or ``--budgets``, a budget per simulated bank); the data set is validated and split
+into banks before Flower's Simulation Engine starts, so bad input costs seconds.
+Torch, Flower and the engine are imported only when the command runs.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from cli.console import Column, console, fail_cleanly, say, show_table
+from credit.config_files import validate_fields
+from credit.encoding import EncodingKind, StatsSource
+from credit.errors import ConfigError
+from credit.model_spec import ModelKind
+from credit.run_config import PartitionScheme, RunConfig
+
+if TYPE_CHECKING:
+    from simulations.budgets import BudgetPolicy
+
+__all__ = ["simulate"]
+
+Data = Annotated[
+    Path | None,
+    typer.Option(help="Bank data CSV (plain or gzip); default: the embedded UCI data set."),
+]
+Schema = Annotated[
+    Path | None,
+    typer.Option(help="Dataset schema TOML; default: the embedded data set's schema."),
+]
+Banks = Annotated[int, typer.Option(min=1, help="Number of simulated banks (iid and dirichlet).")]
+Partitioning = Annotated[PartitionScheme, typer.Option(help="How rows are split into banks.")]
+Alpha = Annotated[float, typer.Option(help="Dirichlet concentration (smaller = more skewed).")]
+PartitionColumn = Annotated[
+    str, typer.Option(help="Column for --partition column: one bank per value.")
+]
+Rounds = Annotated[int, typer.Option(min=1, help="Federated rounds.")]
+Model = Annotated[ModelKind, typer.Option(help="Model family.")]
+Encoding = Annotated[
+    EncodingKind, typer.Option(help="Numeric encoding: quantile bins or z-scores.")
+]
+FeatureStats = Annotated[
+    StatsSource, typer.Option(help="Encoder parameters from bank aggregates or public bounds.")
+]
+LocalEpochs = Annotated[int, typer.Option(min=1, help="Local epochs per round.")]
+BatchSize = Annotated[int, typer.Option(min=1, help="Local batch size.")]
+LearningRate = Annotated[float, typer.Option(help="Local SGD learning rate (> 0).")]
+Seed = Annotated[
+    int, typer.Option(help="Seed for partitions, splits, initialisation and shuffles.")
+]
+Out = Annotated[Path, typer.Option(help="Output folder for metrics.json, model/ and rounds.png.")]
+Epsilon = Annotated[
+    float | None,
+    typer.Option(help="Differential privacy: every bank's max epsilon (DP-SGD with Opacus)."),
+]
+Delta = Annotated[
+    float | None,
+    typer.Option(help="With --epsilon: every bank's delta (default 1/(10 n_train) per bank)."),
+]
+Budgets = Annotated[
+    Path | None, typer.Option(help="TOML file with a privacy budget per bank (see README).")
+]
+MaxGradNorm = Annotated[float, typer.Option(help="DP-SGD per-sample clipping norm.")]
+SecureAggregation = Annotated[
+    bool,
+    typer.Option(
+        help="Combine updates by secure aggregation (the coordinator learns only the sum)."
+    ),
+]
+DropoutRate = Annotated[
+    float,
+    typer.Option(help="Chance a bank drops out of a round at a random stage (0 <= p < 1)."),
+]
+Cpus = Annotated[
+    int | None, typer.Option(min=1, help="CPUs for the simulation engine (default: all).")
+]
+
+_METRICS = ("auc", "ks", "gini", "brier", "log_loss", "accuracy", "f1")
+_METRIC_HEADERS = ("AUC", "KS", "Gini", "Brier", "log loss", "accuracy", "F1")
+
+
+def simulate(
+    data: Data = None,
+    schema: Schema = None,
+    banks: Banks = 5,
+    partition: Partitioning = PartitionScheme.IID,
+    alpha: Alpha = 0.5,
+    partition_column: PartitionColumn = "EDUCATION",
+    rounds: Rounds = 10,
+    model: Model = ModelKind.LOGREG,
+    encoding: Encoding = EncodingKind.BINNED,
+    feature_stats: FeatureStats = StatsSource.FEDERATED,
+    local_epochs: LocalEpochs = 1,
+    batch_size: BatchSize = 64,
+    learning_rate: LearningRate = 0.01,
+    seed: Seed = 0,
+    out: Out = Path("runs/simulate"),
+    epsilon: Epsilon = None,
+    delta: Delta = None,
+    budgets: Budgets = None,
+    max_grad_norm: MaxGradNorm = 1.0,
+    secure_aggregation: SecureAggregation = True,
+    dropout_rate: DropoutRate = 0.0,
+    cpus: Cpus = None,
+) -> None:
+    """Train a shared model across simulated banks with Flower's Simulation Engine."""
+    from coordinator.app.server_app import format_round
+    from simulations.engine import plan_simulation, run_simulated_consortium
+
+    with fail_cleanly():
+        config = RunConfig.build(
+            {
+                "rounds": rounds,
+                "model": model,
+                "encoding": encoding,
+                "feature_stats": feature_stats,
+                "local_epochs": local_epochs,
+                "batch_size": batch_size,
+                "learning_rate": learning_rate,
+                "seed": seed,
+                "schema": str(schema or ""),
+                "data": str(data or ""),
+                "partition": partition,
+                "alpha": alpha,
+                "partition_column": partition_column,
+                "out_dir": str(out),
+                "max_grad_norm": max_grad_norm,
+                "secure_aggregation": secure_aggregation,
+            },
+            source="fedcredit simulate",
+        )
+        policy, policy_source = _budget_policy(epsilon, delta, budgets)
+        started = time.monotonic()
+        console.print(
+            "[bold]fedcredit simulate[/]: validating data and splitting it into banks "
+            f"({partition})"
+        )
+        plan = plan_simulation(
+            config,
+            banks,
+            budgets=policy,
+            budget_source=policy_source,
+            dropout_rate=dropout_rate,
+        )
+        for bank, part in zip(plan.banks, plan.partitions, strict=True):
+            say(f"  {bank.name:<18} {part.rows.size:>6,} rows  -> {bank.data_path}")
+        say(f"starting Flower's Simulation Engine with {len(plan.banks)} virtual SuperNodes ...")
+        files = run_simulated_consortium(
+            plan,
+            on_round=lambda result, total: say(format_round(result, total)),
+            on_event=say,
+            cpus=cpus,
+        )
+    _show_summary(files.metrics, time.monotonic() - started)
+    say(f"metrics: {files.metrics}", f"model:   {files.model}", f"plot:    {files.plot}")
+
+
+def _budget_policy(
+    epsilon: float | None, delta: float | None, budgets: Path | None
+) -> tuple[BudgetPolicy | None, str]:
+    """The simulated banks' budgets from --epsilon/--delta or --budgets FILE, and their source."""
+    from privacy.budget import PrivacyBudget
+    from simulations.budgets import BudgetPolicy, load_budget_file
+
+    if budgets is not None and epsilon is not None:
+        raise ConfigError("give either --epsilon or --budgets, not both", source="--budgets")
+    if budgets is not None:
+        return load_budget_file(budgets), str(budgets)
+    if epsilon is None:
+        if delta is not None:
+            raise ConfigError("--delta needs --epsilon", source="--delta")
+        return None, "--epsilon"
+    budget = validate_fields(
+        PrivacyBudget,
+        {"max_epsilon": epsilon, "delta": delta},
+        source="fedcredit simulate",
+        spelled={"max_epsilon": "--epsilon", "delta": "--delta"},
+    )
+    return BudgetPolicy(default=budget), "--epsilon"
+
+
+def _show_summary(metrics_path: Path, seconds: float) -> None:
+    """The final pooled test metrics and the participants, from ``metrics.json``."""
+    document = json.loads(metrics_path.read_text(encoding="utf-8"))
+    participants = document["participants"]
+    final = document["final"]
+    show_table(
+        f"Final pooled test metrics ({len(participants)} banks, {seconds:.0f} s)",
+        [Column(header, justify="right") for header in _METRIC_HEADERS],
+        [[f"{final[key]:.4f}" for key in _METRICS]],
+    )
+    show_table(
+        "Participants",
+        ["bank", Column("train rows", justify="right"), Column("test rows", justify="right")],
+        [
+            (name, f"{counts['n_train']:,}", f"{counts['n_test']:,}")
+            for name, counts in participants.items()
+        ],
+    )
