@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from flwr.app import Context
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from credit.config_files import validate_fields
 from credit.errors import ConfigError
 from participant.app.bank import BankSource
 from privacy.budget import PrivacyBudget
@@ -97,10 +98,7 @@ class NodeConfig(BaseModel):
             a bad value, named with the key.
         """
         entries = {k: v for k, v in context.node_config.items() if k not in FLOWER_KEYS}
-        try:
-            return cls.model_validate(entries)
-        except ValidationError as exc:
-            raise ConfigError(_first_problem(exc), source=SOURCE) from exc
+        return validate_fields(cls, entries, source=SOURCE)
 
     def to_flower(self) -> str:
         """The ``--node-config`` string of ``flower-supernode`` (space-separated TOML pairs)."""
@@ -165,12 +163,3 @@ def _toml_value(value: Any) -> str:
     if isinstance(value, str):
         return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
     return repr(float(value)) if isinstance(value, float) else str(value)
-
-
-def _first_problem(exc: ValidationError) -> str:
-    first = exc.errors()[0]
-    key = ".".join(str(part) for part in first["loc"])
-    message = str(first["msg"]).removeprefix("Value error, ")
-    if first["type"] == "extra_forbidden":
-        message = "unknown key (see `fedcredit participant start --help`)"
-    return f"'{key}': {message}" if key else message
