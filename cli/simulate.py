@@ -20,7 +20,8 @@ from credit.config_files import validate_fields
 from credit.encoding import EncodingKind, StatsSource
 from credit.errors import ConfigError
 from credit.model_spec import ModelKind
-from credit.run_config import PartitionScheme, RunConfig
+from credit.run_config import RunConfig
+from simulations.settings import PartitionScheme, PartitionSettings
 
 if TYPE_CHECKING:
     from simulations.budgets import BudgetPolicy
@@ -126,15 +127,22 @@ def simulate(
                 "learning_rate": learning_rate,
                 "seed": seed,
                 "schema": str(schema or ""),
-                "data": str(data or ""),
-                "partition": partition,
-                "alpha": alpha,
-                "partition_column": partition_column,
                 "out_dir": str(out),
                 "max_grad_norm": max_grad_norm,
                 "secure_aggregation": secure_aggregation,
             },
             source="fedcredit simulate",
+        )
+        split = validate_fields(
+            PartitionSettings,
+            {
+                "data": str(data or ""),
+                "partition": partition,
+                "alpha": alpha,
+                "partition_column": partition_column,
+            },
+            source="fedcredit simulate",
+            spelled={"alpha": "--alpha", "partition_column": "--partition-column"},
         )
         policy, policy_source = _budget_policy(epsilon, delta, budgets)
         started = time.monotonic()
@@ -145,6 +153,7 @@ def simulate(
         plan = plan_simulation(
             config,
             banks,
+            partition=split,
             budgets=policy,
             budget_source=policy_source,
             dropout_rate=dropout_rate,

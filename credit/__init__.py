@@ -16,13 +16,15 @@ if TYPE_CHECKING:
     from credit.encoding import EncodingKind, FeatureEncoder, StatsSource, fit_encoder
     from credit.errors import ConfigError, FedcreditError, SchemaError
     from credit.feature_stats import FeatureStats, combine_feature_stats, compute_feature_stats
+    from credit.loading import BankData, load_bank_csv
     from credit.metrics import CreditMetrics, ScoreSummary, credit_metrics, summarize_scores
     from credit.model_card import CreditModel, load_model, save_model
     from credit.models import ModelKind, ModelSpec, build_model
-    from credit.run_config import PartitionScheme, RunConfig
+    from credit.run_config import RunConfig
     from credit.schema import DatasetSchema, load_schema
 
 __all__ = [
+    "BankData",
     "ConfigError",
     "CreditMetrics",
     "CreditModel",
@@ -33,7 +35,6 @@ __all__ = [
     "FedcreditError",
     "ModelKind",
     "ModelSpec",
-    "PartitionScheme",
     "RunConfig",
     "SchemaError",
     "ScoreSummary",
@@ -44,6 +45,7 @@ __all__ = [
     "credit_metrics",
     "embedded_data_path",
     "fit_encoder",
+    "load_bank_csv",
     "load_model",
     "load_schema",
     "save_model",
@@ -52,6 +54,7 @@ __all__ = [
 
 # Exports resolve on first use (see credit.lazy).
 _EXPORTS = {
+    "BankData": "credit.loading",
     "ConfigError": "credit.errors",
     "CreditMetrics": "credit.metrics",
     "CreditModel": "credit.model_card",
@@ -62,7 +65,6 @@ _EXPORTS = {
     "FedcreditError": "credit.errors",
     "ModelKind": "credit.models",
     "ModelSpec": "credit.models",
-    "PartitionScheme": "credit.run_config",
     "RunConfig": "credit.run_config",
     "SchemaError": "credit.errors",
     "ScoreSummary": "credit.metrics",
@@ -73,6 +75,7 @@ _EXPORTS = {
     "credit_metrics": "credit.metrics",
     "embedded_data_path": "credit.datasets",
     "fit_encoder": "credit.encoding",
+    "load_bank_csv": "credit.loading",
     "load_model": "credit.model_card",
     "load_schema": "credit.schema",
     "save_model": "credit.model_card",

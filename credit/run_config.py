@@ -10,7 +10,6 @@ receives a :class:`RunConfig`, never raw keys.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -21,18 +20,10 @@ from credit.feature_stats import DEFAULT_GRID_BINS
 from credit.metrics import DEFAULT_SCORE_BINS
 from credit.model_spec import ModelKind
 
-__all__ = ["PartitionScheme", "RunConfig"]
+__all__ = ["RunConfig"]
 
 _FLOWER_RENAMES = {"num-server-rounds": "rounds"}
 _NOT_DIGESTED = frozenset({"out-dir", "resume", "audit-key"})
-
-
-class PartitionScheme(StrEnum):
-    """How a simulation splits one data set into banks (see ``simulations.partition``)."""
-
-    IID = "iid"
-    DIRICHLET = "dirichlet"
-    COLUMN = "column"
 
 
 class RunConfig(BaseModel):
@@ -63,10 +54,8 @@ class RunConfig(BaseModel):
         Fewest banks a round needs; fewer replies fail the run cleanly.
     score_bins : int, default 10000
         Bins of the score histograms banks release for evaluation.
-    schema, data : str
-        Schema and data file ('' = embedded); ``data`` is used by simulations only.
-    partition, alpha, partition_column
-        How a ``flwr run`` simulation splits the data into banks.
+    schema : str
+        The dataset schema file ('' = the embedded one).
     out_dir : str
         Where the coordinator writes metrics, model and plot.
     round_timeout : float, default 600
@@ -109,10 +98,6 @@ class RunConfig(BaseModel):
     score_bins: int = Field(default=DEFAULT_SCORE_BINS, ge=2)
     grid_bins: int = Field(default=DEFAULT_GRID_BINS, ge=2)
     schema_file: str = Field(default="", alias="schema")
-    data: str = ""
-    partition: PartitionScheme = PartitionScheme.IID
-    alpha: float = Field(default=0.5, gt=0)
-    partition_column: str = "EDUCATION"
     out_dir: str = "fedcredit-run"
     round_timeout: float = Field(default=600.0, gt=0)
     max_grad_norm: float = Field(default=1.0, gt=0)

@@ -1,4 +1,9 @@
-"""What a partner bank runs: data validation, local training, the Flower ClientApp."""
+"""What a partner bank runs.
+
+``participant.app`` is the Flower ClientApp runtime (handlers, local training, the
+privacy guard, the bank's side of secure aggregation, its audit trail);
+``participant.node`` sets up and runs the bank's node (keys, data check, SuperNode).
+"""
 
 from __future__ import annotations
 
@@ -7,16 +12,13 @@ from typing import TYPE_CHECKING
 from credit.lazy import lazy_getattr
 
 if TYPE_CHECKING:
-    from credit.loading import BankData, load_bank_csv
     from participant.app.bank import BankSource, PreparedBank, prepare_bank
     from participant.app.training import TrainSettings, predict_proba, train_locally
 
 __all__ = [
-    "BankData",
     "BankSource",
     "PreparedBank",
     "TrainSettings",
-    "load_bank_csv",
     "predict_proba",
     "prepare_bank",
     "train_locally",
@@ -24,11 +26,9 @@ __all__ = [
 
 # Exports resolve on first use (see credit.lazy).
 _EXPORTS = {
-    "BankData": "credit.loading",
     "BankSource": "participant.app.bank",
     "PreparedBank": "participant.app.bank",
     "TrainSettings": "participant.app.training",
-    "load_bank_csv": "credit.loading",
     "predict_proba": "participant.app.training",
     "prepare_bank": "participant.app.bank",
     "train_locally": "participant.app.training",

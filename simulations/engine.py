@@ -17,11 +17,13 @@ deprecation notice is filtered from the log.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from flwr.app import Context
 from flwr.clientapp import ClientApp
@@ -31,11 +33,13 @@ from coordinator.app.run_state import RoundResult
 from coordinator.app.server_app import make_server_app
 from credit.errors import ConfigError
 from credit.run_config import RunConfig
+from deploy.flower_env import set_offline_defaults
 from participant.app.bank import BankSource
 from participant.app.client_app import make_client_app
 from simulations.budgets import BudgetPolicy
 from simulations.dropouts import dropout_mod
-from simulations.partition import Partition, partition_for_config
+from simulations.partition import Partition, partition_data
+from simulations.settings import PartitionSettings
 
 __all__ = [
     "PartitionPlan",
@@ -46,17 +50,10 @@ __all__ = [
 ]
 
 BANKS_DIR = "banks"
+SIMULATION_FILE = "simulation.json"
 LEDGERS_DIR = "ledgers"
 RoundCallback = Callable[[RoundResult, int], None]
 EventCallback = Callable[[str], None]
-_QUIET_ENV = {
-    "FLWR_TELEMETRY_ENABLED": "0",
-    "FLWR_DISABLE_UPDATE_CHECK": "1",
-    "RAY_USAGE_STATS_ENABLED": "0",
-    "RAY_DEDUP_LOGS": "0",
-    # Keep Ray from rewriting CUDA_VISIBLE_DEVICES (and from warning that it will stop).
-    "RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO": "0",
-}
 
 
 @dataclass(frozen=True)
@@ -71,6 +68,8 @@ class SimulationPlan:
         Each simulated bank's file, schema, budget and ledger, by Flower partition id.
     partitions : tuple of Partition
         Each bank's rows in the source data set.
+    partition : PartitionSettings
+        The data set and how it was split.
     dropout_rate : float
         Chance a bank drops out of a round (see :mod:`simulations.dropouts`).
     """
@@ -78,7 +77,24 @@ class SimulationPlan:
     config: RunConfig
     banks: tuple[BankSource, ...]
     partitions: tuple[Partition, ...]
+    partition: PartitionSettings = field(default_factory=PartitionSettings)
     dropout_rate: float = 0.0
+
+    def document(self) -> dict[str, Any]:
+        """What ``OUT/simulation.json`` records: how the consortium was simulated."""
+        return {
+            "partition": self.partition.model_dump(mode="json"),
+            "dropout_rate": self.dropout_rate,
+            "banks": [
+                {
+                    "name": bank.name,
+                    "rows": int(part.rows.size),
+                    "file": str(bank.data_path),
+                    "budget": None if bank.budget is None else bank.budget.model_dump(),
+                }
+                for bank, part in zip(self.banks, self.partitions, strict=True)
+            ],
+        }
 
 
 @dataclass(frozen=True)
@@ -99,17 +115,21 @@ class PartitionPlan:
 
 def plan_simulation(
     config: RunConfig,
-    n_banks: int,
+    n_banks: int = 5,
     *,
+    partition: PartitionSettings | None = None,
     budgets: BudgetPolicy | None = None,
     budget_source: str = "--epsilon",
     dropout_rate: float = 0.0,
 ) -> SimulationPlan:
     """Validate the source data, split it into banks and write one file per bank.
 
-    With ``budgets``, every bank that has one trains with DP-SGD and keeps its
-    ledger in ``OUT/ledgers/<bank>.jsonl``; ledgers left by an earlier simulation in
-    the same folder are removed first, because the simulated banks are new.
+    The banks' files go to ``OUT/banks/`` and the plan to ``OUT/simulation.json``.
+    ``partition`` says which data set and how it is split (default: the embedded
+    data, IID into ``n_banks`` banks). With ``budgets``, every bank that has one
+    trains with DP-SGD and keeps its ledger in ``OUT/ledgers/<bank>.jsonl``; ledgers
+    left by an earlier simulation in the same folder are removed first, because the
+    simulated banks are new.
 
     Raises
     ------
@@ -120,7 +140,10 @@ def plan_simulation(
     """
     if not 0.0 <= dropout_rate < 1.0:
         raise ConfigError(f"must be in [0, 1); got {dropout_rate}", source="--dropout-rate")
-    data = partition_for_config(config, n_banks)
+    partition = partition or PartitionSettings()
+    data = partition_data(
+        partition, n_banks=n_banks, schema_file=config.schema_file, seed=config.seed
+    )
     frame, partitions, schema_path = data.frame, data.partitions, data.schema_path
     # A consortium smaller than the default minimum (e.g. --banks 1, centralised
     # training) must not wait for banks that will never connect.
@@ -154,12 +177,16 @@ def plan_simulation(
                 ledger_path=ledger,
             )
         )
-    return SimulationPlan(
+    plan = SimulationPlan(
         config=config,
         banks=tuple(banks),
         partitions=tuple(partitions),
+        partition=partition,
         dropout_rate=dropout_rate,
     )
+    document = json.dumps(plan.document(), indent=2) + "\n"
+    (Path(config.out_dir) / SIMULATION_FILE).write_text(document, encoding="utf-8")
+    return plan
 
 
 def run_simulated_consortium(
@@ -182,8 +209,7 @@ def run_simulated_consortium(
     """
     from flwr.simulation import run_simulation
 
-    for key, value in _QUIET_ENV.items():
-        os.environ.setdefault(key, value)
+    set_offline_defaults(simulation=True)
     server_app = make_server_app(
         plan.config,
         on_round=on_round or (lambda result, total: None),

@@ -23,14 +23,14 @@ from numpy.typing import NDArray
 from credit.datasets import embedded_data_path
 from credit.errors import ConfigError
 from credit.loading import load_bank_csv
-from credit.run_config import PartitionScheme, RunConfig
 from credit.schema import load_schema
+from simulations.settings import PartitionScheme, PartitionSettings
 
 __all__ = [
     "Partition",
     "PartitionScheme",
     "PartitionedData",
-    "partition_for_config",
+    "partition_data",
     "partition_rows",
 ]
 
@@ -56,8 +56,21 @@ class PartitionedData:
     partitions: list[Partition]
 
 
-def partition_for_config(config: RunConfig, n_banks: int) -> PartitionedData:
-    """Validate the run's data file against its schema and split it as configured.
+def partition_data(
+    settings: PartitionSettings, *, n_banks: int, schema_file: str, seed: int
+) -> PartitionedData:
+    """Validate the data file against its schema and split it as ``settings`` say.
+
+    Parameters
+    ----------
+    settings : PartitionSettings
+        The data file and the split.
+    n_banks : int
+        Banks for ``iid`` and ``dirichlet``.
+    schema_file : str
+        The dataset schema ('' = the embedded one).
+    seed : int
+        Seeds the split.
 
     Raises
     ------
@@ -66,18 +79,18 @@ def partition_for_config(config: RunConfig, n_banks: int) -> PartitionedData:
     ConfigError
         The partition settings cannot be met.
     """
-    schema_path = Path(config.schema_file) if config.schema_file else None
+    schema_path = Path(schema_file) if schema_file else None
     schema = load_schema(schema_path)
-    data_path = Path(config.data) if config.data else embedded_data_path()
+    data_path = Path(settings.data) if settings.data else embedded_data_path()
     frame = load_bank_csv(data_path, schema).frame
     partitions = partition_rows(
         frame,
         target=schema.target,
-        scheme=config.partition,
+        scheme=settings.partition,
         n_banks=n_banks,
-        seed=config.seed,
-        alpha=config.alpha,
-        column=config.partition_column,
+        seed=seed,
+        alpha=settings.alpha,
+        column=settings.partition_column,
         min_rows=schema.min_rows,
     )
     return PartitionedData(

@@ -8,12 +8,12 @@ import pytest
 
 PUBLIC = {
     "credit": {
-        "ConfigError", "CreditMetrics", "CreditModel", "DatasetSchema", "EncodingKind",
+        "BankData", "ConfigError", "CreditMetrics", "CreditModel", "DatasetSchema", "EncodingKind",
         "FeatureEncoder", "FeatureStats", "FedcreditError", "ModelKind", "ModelSpec",
-        "PartitionScheme", "RunConfig", "SchemaError", "ScoreSummary", "StatsSource",
+        "RunConfig", "SchemaError", "ScoreSummary", "StatsSource",
         "build_model", "combine_feature_stats", "compute_feature_stats", "credit_metrics",
-        "embedded_data_path", "fit_encoder", "load_model", "load_schema", "save_model",
-        "summarize_scores",
+        "embedded_data_path", "fit_encoder", "load_bank_csv", "load_model", "load_schema",
+        "save_model", "summarize_scores",
     },
     "credit.messages": {
         "BankIntro", "Dropped", "EvaluationSums", "LedgerEvent", "LedgerSummary",
@@ -27,16 +27,16 @@ PUBLIC = {
         "load_public_key", "public_key_path", "public_key_pem", "verify_audit",
     },
     "participant": {
-        "BankData", "BankSource", "PreparedBank", "TrainSettings", "load_bank_csv",
-        "predict_proba", "prepare_bank", "train_locally",
+        "BankSource", "PreparedBank", "TrainSettings", "predict_proba", "prepare_bank",
+        "train_locally",
     },
     "coordinator": {
         "Aggregation", "BankInfo", "CoordinatorError", "PlainAggregation", "RoundAborted",
         "RoundFailed", "RoundResult", "RunDriver", "RunState", "RunStopped", "SecureAggregation",
     },
     "simulations": {
-        "Partition", "SimulationPlan", "partition_rows", "plan_simulation",
-        "run_simulated_consortium",
+        "Partition", "PartitionPlan", "PartitionScheme", "PartitionSettings", "SimulationPlan",
+        "partition_rows", "plan_simulation", "run_simulated_consortium", "simulation_client_app",
     },
     "privacy": {
         "DpEvent", "DpSgdSettings", "LedgerError", "PrivacyBudget", "PrivacyBudgetExceeded",

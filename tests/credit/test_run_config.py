@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from credit.encoding import EncodingKind, StatsSource
 from credit.errors import ConfigError
 from credit.models import ModelKind
-from credit.run_config import PartitionScheme, RunConfig
+from credit.run_config import RunConfig
 
 PYPROJECT = Path(__file__).resolve().parents[2] / "pyproject.toml"
 
@@ -42,8 +42,6 @@ def test_from_flower_maps_hyphenated_keys() -> None:
             "score-bins": 200,
             "grid-bins": 512,
             "schema": "bank.toml",
-            "partition": "column",
-            "partition-column": "MARRIAGE",
             "out-dir": "runs/x",
             "round-timeout": 30.0,
         }
@@ -63,14 +61,11 @@ def test_from_flower_maps_hyphenated_keys() -> None:
     assert config.score_bins == 200
     assert config.grid_bins == 512
     assert config.schema_file == "bank.toml"
-    assert config.partition is PartitionScheme.COLUMN
-    assert config.partition_column == "MARRIAGE"
     assert config.out_dir == "runs/x"
     assert config.round_timeout == 30.0
     # Untouched keys keep their defaults.
     assert config.seed == 0
-    assert config.alpha == 0.5
-    assert config.data == ""
+    assert config.secure_aggregation is True
 
 
 def test_empty_run_config_gives_the_defaults() -> None:
@@ -88,9 +83,6 @@ def test_empty_run_config_gives_the_defaults() -> None:
                 "hidden_sizes": (7, 5, 3),
                 "feature_stats": "public",
                 "schema": "s.toml",
-                "data": "d.csv.gz",
-                "partition": "dirichlet",
-                "alpha": 0.1,
                 "seed": 11,
                 "round_timeout": 12.5,
             }
@@ -146,10 +138,9 @@ INVALID_VALUES = [
     ("hidden-sizes", "a,b", "comma-separated integers"),
     ("learning-rate", 0.0, "greater than 0"),
     ("test-fraction", 1.0, "less than 1"),
-    ("alpha", 0, "greater than 0"),
     ("quantile-bins", 1, "greater than or equal to 2"),
     ("model", "forest", "'logreg' or 'mlp'"),
-    ("partition", "random", "'iid', 'dirichlet' or 'column'"),
+    ("encoding", "random", "'binned' or 'standardized'"),
     ("min-banks", 0, "greater than or equal to 1"),
 ]
 
@@ -185,3 +176,10 @@ def test_config_is_frozen() -> None:
 def test_hidden_sizes_accepts_a_tuple_or_a_string() -> None:
     assert RunConfig.from_flower({"hidden-sizes": "64,32,"}).hidden_sizes == (64, 32)
     assert RunConfig.model_validate({"hidden_sizes": [5, 2]}).hidden_sizes == (5, 2)
+
+
+@pytest.mark.parametrize("key", ["data", "partition", "alpha", "partition-column", "dropout-rate"])
+def test_research_settings_are_not_run_config(key: str) -> None:
+    """How a simulation splits data or drops banks is the harness's, never a coordinator's."""
+    with pytest.raises(ConfigError, match=f"'{key}': unknown key"):
+        RunConfig.from_flower({key: 1})

@@ -12,7 +12,8 @@ from credit.datasets import embedded_data_path
 from credit.errors import ConfigError
 from credit.loading import load_bank_csv
 from credit.schema import DatasetSchema
-from simulations.partition import Partition, PartitionScheme, partition_rows
+from simulations.partition import Partition, partition_rows
+from simulations.settings import PartitionScheme
 
 TARGET = "default_payment_next_month"
 

@@ -1,0 +1,46 @@
+"""How a simulation splits its data set into banks (light: no pandas, for the CLI).
+
+These are the research harness's own settings. They are not part of the
+coordinator's run configuration: a bank never sees them, and the simulation hands
+each simulated bank its own file through its ClientApp wiring
+(:class:`simulations.engine.PartitionPlan`).
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = ["PartitionScheme", "PartitionSettings"]
+
+
+class PartitionScheme(StrEnum):
+    """How a simulation splits one data set into banks (see ``simulations.partition``)."""
+
+    IID = "iid"
+    DIRICHLET = "dirichlet"
+    COLUMN = "column"
+
+
+class PartitionSettings(BaseModel):
+    """The data set of a simulation and how it is split.
+
+    Parameters
+    ----------
+    data : str, default ''
+        The CSV file (plain or gzip) to split; '' = the embedded UCI data set.
+    partition : PartitionScheme, default ``iid``
+        ``iid``, ``dirichlet`` (label skew) or ``column`` (one bank per value).
+    alpha : float, default 0.5
+        Dirichlet concentration, > 0 (smaller = more skewed).
+    partition_column : str, default ``EDUCATION``
+        The column of ``partition = column``.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    data: str = ""
+    partition: PartitionScheme = PartitionScheme.IID
+    alpha: float = Field(default=0.5, gt=0)
+    partition_column: str = Field(default="EDUCATION", min_length=1)
