@@ -33,7 +33,6 @@ def test_store_returns_only_the_same_run_round_and_model(tmp_path: Path) -> None
     assert (tmp_path / "ledger.jsonl.replay").stat().st_mode & 0o777 == 0o700
 
 
-@pytest.mark.slow
 def test_a_repeated_round_sends_the_same_result_and_charges_nothing(
     tmp_path: Path, schema: DatasetSchema, write_bank_csv: Callable[..., Path]
 ) -> None:
