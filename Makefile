@@ -1,4 +1,5 @@
-# fedcredit: the two commands a fresh machine needs are `make demo` and `make test`.
+# fedcredit: the commands a fresh machine needs are `make demo`, `make test` (fast tier)
+# and `make test-all` (every test, as CI runs them).
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
@@ -7,7 +8,11 @@ STAMP := $(VENV)/.installed
 # Flower runs offline (no telemetry, update check or per-run dependency install) wherever
 # fedcredit starts it: the switches are set in deploy/flower_env.py, not here.
 
-.PHONY: demo test lint typecheck install nginx bench clean
+.PHONY: demo test test-all lint typecheck install nginx bench clean
+
+# Test tiers (markers in pyproject.toml): the fast tier leaves out the Simulation
+# Engine (`slow`) and real processes (`deployment`) but keeps one Ray run (`smoke`).
+FAST_TIER := (not slow and not deployment) or smoke
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -38,8 +43,13 @@ nginx:
 	    || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends nginx; }; } \
 	  || { echo "error: the deployment tests need nginx: run 'apt-get install -y nginx' as root" >&2; exit 2; }
 
-test: lint typecheck nginx
-	$(BIN)/python -m pytest -q -ra
+# Fast tier: in-process tests and one Simulation Engine smoke run; needs no nginx.
+test: lint typecheck
+	$(BIN)/python -m pytest -q -ra -m "$(FAST_TIER)"
+
+# Every test, including the Simulation Engine and the deployment tests (nginx edge).
+test-all: lint typecheck nginx
+	$(BIN)/python -m pytest -q -ra --durations=20
 
 bench: $(STAMP)
 	$(BIN)/python bench/quality.py

@@ -28,7 +28,7 @@ from tests.deployment.consortium import (
     started_consortium,
 )
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.deployment
 
 ROWS_PER_BANK = 2_500
 MAX_EPSILON = 3.0

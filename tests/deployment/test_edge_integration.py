@@ -13,7 +13,7 @@ import pytest
 from coordinator.ops.edge import REFUSAL
 from tests.deployment.consortium import RunningConsortium, fedcredit
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.deployment
 
 REFUSED_FAST = 90.0
 """Seconds a refused SuperNode may take to give up (start-up dominates on 2 cores)."""

@@ -30,7 +30,9 @@ def two_bank_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[RunConfig, P
     return config, out, lines
 
 
+@pytest.mark.smoke
 def test_two_banks_two_rounds_write_complete_metrics(two_bank_run) -> None:
+    """The fast tier's one run through Ray (``smoke``): the engine's wiring still works."""
     _, out, lines = two_bank_run
     document = json.loads((out / "metrics.json").read_text())
     assert [r["round"] for r in document["rounds"]] == [1, 2]

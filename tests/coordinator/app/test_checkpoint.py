@@ -1,0 +1,273 @@
+"""The coordinator's checkpoint: round trip, crash safety, and refusals to resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from zipfile import BadZipFile
+
+import numpy as np
+import pytest
+from flwr.app import ArrayRecord
+
+from coordinator.app.checkpoint import CHECKPOINT_DIR, load_checkpoint, save_checkpoint
+from coordinator.app.run_state import BankInfo, RoundResult, RunState
+from credit.encoding import StatsSource, fit_encoder
+from credit.errors import ConfigError
+from credit.metrics import CreditMetrics
+from credit.model_spec import ModelSpec
+from credit.models import build_model
+from credit.run_config import RunConfig
+from credit.schema import embedded_schema_path, load_schema
+
+
+def _metrics(auc: float) -> CreditMetrics:
+    return CreditMetrics(
+        auc=auc,
+        ks=0.41,
+        gini=2 * auc - 1,
+        brier=0.14,
+        log_loss=0.45,
+        accuracy=0.81,
+        f1=0.52,
+        f1_threshold=0.27,
+        n_rows=6000,
+        default_rate=0.2212,
+    )
+
+
+def _state(config: RunConfig, *, seed: int, rounds: int) -> RunState:
+    """A run state after ``rounds`` rounds, with every field a checkpoint keeps set."""
+    schema = load_schema(config.schema_file or None)
+    encoder = fit_encoder(schema, source=StatsSource.PUBLIC, quantile_bins=config.quantile_bins)
+    spec = ModelSpec(kind=config.model, n_inputs=encoder.n_inputs, hidden_sizes=config.hidden_sizes)
+    history = [
+        RoundResult(
+            server_round=1,
+            metrics=_metrics(0.7512345678901234),
+            train_loss=0.4623,
+            banks=("bank-1", "bank-2"),
+            seconds=3.25,
+            refused=("bank-3",),
+            max_epsilon_spent=0.61,
+            dropped=("bank-4",),
+        ),
+        RoundResult(
+            server_round=2,
+            metrics=_metrics(0.7601),
+            train_loss=None,
+            banks=("bank-1", "bank-2", "bank-4"),
+            seconds=2.5,
+            aborted="round 2: 1 bank left after dropouts, 2 needed",
+        ),
+    ]
+    return RunState(
+        config=config,
+        schema=schema,
+        encoder=encoder,
+        spec=spec,
+        banks=[
+            BankInfo(name="bank-1", node_id=9_000_000_000_000_000_011, n_train=4800, n_test=1200),
+            BankInfo(name="bank-2", node_id=17, n_train=4790, n_test=1210),
+        ],
+        arrays=ArrayRecord(build_model(spec, seed=seed).state_dict()),
+        rounds=history[:rounds],
+        privacy={
+            "bank-1": {"epsilon": 0.61, "accountant": "rdp", "events": [{"round": 0}]},
+        },
+        refusals=[{"name": "bank-3", "server-round": 1, "spent": 0.99, "requested": 0.2}],
+    )
+
+
+def _arrays(record: ArrayRecord) -> dict[str, np.ndarray]:
+    return {name: record[name].numpy() for name in record}
+
+
+def _assert_same_state(loaded: RunState, saved: RunState) -> None:
+    assert list(loaded.arrays) == list(saved.arrays)
+    for name, values in _arrays(saved.arrays).items():
+        np.testing.assert_array_equal(loaded.arrays[name].numpy(), values)
+        assert loaded.arrays[name].numpy().dtype == values.dtype
+    assert loaded.encoder == saved.encoder
+    assert loaded.spec == saved.spec
+    assert loaded.banks == saved.banks
+    assert loaded.rounds == saved.rounds
+    assert loaded.privacy == saved.privacy
+    assert loaded.refusals == saved.refusals
+    assert loaded.schema.schema_hash() == saved.schema.schema_hash()
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> RunConfig:
+    return RunConfig(out_dir=str(tmp_path), rounds=5)
+
+
+def test_a_checkpoint_round_trips_everything_a_resume_needs(
+    tmp_path: Path, config: RunConfig
+) -> None:
+    state = _state(config, seed=0, rounds=2)
+    folder = save_checkpoint(tmp_path, state, 2)
+    assert folder == tmp_path / CHECKPOINT_DIR
+    resumed_config = config.model_copy(update={"resume": True})
+    loaded, completed = load_checkpoint(tmp_path, resumed_config)
+    assert completed == 2
+    assert loaded.config is resumed_config
+    _assert_same_state(loaded, state)
+    assert loaded.stopped is None and loaded.secure_aggregation is None
+
+
+def test_a_later_checkpoint_replaces_the_earlier_one(tmp_path: Path, config: RunConfig) -> None:
+    save_checkpoint(tmp_path, _state(config, seed=0, rounds=1), 1)
+    later = _state(config, seed=1, rounds=2)
+    save_checkpoint(tmp_path, later, 2)
+    loaded, completed = load_checkpoint(tmp_path, config)
+    assert completed == 2
+    _assert_same_state(loaded, later)
+    assert sorted(p.name for p in (tmp_path / CHECKPOINT_DIR).iterdir()) == [
+        "arrays.npz",
+        "state.json",
+    ]
+
+
+class _Crash(Exception):
+    """The process dies here (as if killed while writing)."""
+
+
+def _crash_when_syncing(monkeypatch: pytest.MonkeyPatch, file_prefix: str) -> None:
+    """Make ``os.fsync`` of a file whose name starts with ``file_prefix`` crash."""
+    real_fsync: Callable[[int], None] = os.fsync
+
+    def fsync(fd: int) -> None:
+        if Path(os.readlink(f"/proc/self/fd/{fd}")).name.startswith(file_prefix):
+            raise _Crash(file_prefix)
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+
+
+@pytest.mark.parametrize(
+    "file_prefix",
+    [
+        "arrays",
+        pytest.param(
+            "state",
+            marks=pytest.mark.xfail(
+                strict=True,
+                raises=AssertionError,
+                reason=(
+                    "product bug: save_checkpoint replaces arrays.npz before state.json, so "
+                    "a crash while writing state.json leaves the new model beside the old "
+                    "state (coordinator/app/checkpoint.py, save_checkpoint)"
+                ),
+            ),
+        ),
+    ],
+)
+def test_a_crash_while_writing_leaves_the_previous_checkpoint_whole(
+    tmp_path: Path, config: RunConfig, monkeypatch: pytest.MonkeyPatch, file_prefix: str
+) -> None:
+    previous = _state(config, seed=0, rounds=1)
+    save_checkpoint(tmp_path, previous, 1)
+    _crash_when_syncing(monkeypatch, file_prefix)
+    with pytest.raises(_Crash):
+        save_checkpoint(tmp_path, _state(config, seed=1, rounds=2), 2)
+    monkeypatch.undo()
+    loaded, completed = load_checkpoint(tmp_path, config)
+    assert completed == 1
+    _assert_same_state(loaded, previous)
+
+
+def _edit_state(folder: Path, **changes: Any) -> None:
+    path = folder / "state.json"
+    document = json.loads(path.read_text())
+    document.update(changes)
+    path.write_text(json.dumps(document))
+
+
+def test_a_checkpoint_of_another_version_is_refused(tmp_path: Path, config: RunConfig) -> None:
+    folder = save_checkpoint(tmp_path, _state(config, seed=0, rounds=1), 1)
+    _edit_state(folder, version=2)
+    with pytest.raises(
+        ConfigError, match=re.escape(f"checkpoint {folder} was made with another schema")
+    ):
+        load_checkpoint(tmp_path, config)
+
+
+def test_a_checkpoint_of_another_schema_is_refused(tmp_path: Path, config: RunConfig) -> None:
+    folder = save_checkpoint(tmp_path, _state(config, seed=0, rounds=1), 1)
+    other_schema = tmp_path / "other.toml"
+    text = embedded_schema_path().read_text()
+    other_schema.write_text(text.replace("min_rows = 50", "min_rows = 60", 1))
+    resumed = config.model_copy(update={"schema_file": str(other_schema), "resume": True})
+    assert load_schema(other_schema).schema_hash() != load_schema().schema_hash()
+    with pytest.raises(
+        ConfigError,
+        match=re.escape(f"checkpoint {folder} was made with another schema or version; resume"),
+    ):
+        load_checkpoint(tmp_path, resumed)
+
+
+def _truncate(path: Path) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def _truncate_state(folder: Path) -> None:
+    _truncate(folder / "state.json")
+
+
+def _remove_arrays(folder: Path) -> None:
+    (folder / "arrays.npz").unlink()
+
+
+def _truncate_arrays(folder: Path) -> None:
+    _truncate(folder / "arrays.npz")
+
+
+def _forget_array_names(folder: Path) -> None:
+    path = folder / "state.json"
+    document = json.loads(path.read_text())
+    del document["array_names"]
+    path.write_text(json.dumps(document))
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        _truncate_state,
+        _remove_arrays,
+        _forget_array_names,
+        pytest.param(
+            _truncate_arrays,
+            marks=pytest.mark.xfail(
+                strict=True,
+                raises=BadZipFile,
+                reason=(
+                    "product bug: load_checkpoint catches OSError, ValueError and KeyError "
+                    "but np.load of a truncated .npz raises zipfile.BadZipFile "
+                    "(coordinator/app/checkpoint.py, load_checkpoint)"
+                ),
+            ),
+        ),
+    ],
+    ids=["truncated-state", "missing-arrays", "no-array-names", "truncated-arrays"],
+)
+def test_an_unreadable_checkpoint_is_a_config_error_naming_the_folder(
+    tmp_path: Path, config: RunConfig, damage: Callable[[Path], None]
+) -> None:
+    folder = save_checkpoint(tmp_path, _state(config, seed=0, rounds=1), 1)
+    damage(folder)
+    with pytest.raises(ConfigError, match=re.escape(f"checkpoint {folder} is unreadable")):
+        load_checkpoint(tmp_path, config)
+
+
+def test_no_checkpoint_is_a_config_error_saying_there_is_none(
+    tmp_path: Path, config: RunConfig
+) -> None:
+    with pytest.raises(ConfigError, match="no checkpoint to resume from") as error:
+        load_checkpoint(tmp_path, config)
+    assert str(tmp_path / CHECKPOINT_DIR) in str(error.value)

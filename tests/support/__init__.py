@@ -1,0 +1,1 @@
+"""Test doubles and helpers shared by the test suite (not part of any package's API)."""
