@@ -1,20 +1,25 @@
 """The coordinator's checkpoint: everything needed to continue a run after a crash.
 
-After every completed round the coordinator writes ``OUT/checkpoint/``: the global
-model's arrays (``arrays.npz``) and a JSON state (``state.json``: the completed
-round, encoder, model spec, banks, every round's results, privacy ledgers and
-refusals). Both files are written to a temporary name, fsynced and renamed, so a
-crash leaves the previous checkpoint whole. Resuming loads it and continues at the
-next round; FedAvg keeps no other strategy state between rounds.
+After every completed round r the coordinator writes ``OUT/checkpoint/``: the global
+model's arrays (``arrays-<r>.npz``) and a JSON state (``state.json``: the completed
+round, the arrays file's name, encoder, model spec, banks, every round's results,
+privacy ledgers and refusals). The arrays go to a new file first; then
+``state.json`` is written to a temporary name, fsynced and renamed over the old one,
+which is the moment the checkpoint moves on; only then is the previous arrays file
+removed. A crash at any point leaves a ``state.json`` whose arrays file is whole.
+Resuming loads it and continues at the next round; FedAvg keeps no other strategy
+state between rounds.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import os
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
+from zipfile import BadZipFile
 
 import numpy as np
 from flwr.app import Array, ArrayRecord
@@ -32,11 +37,11 @@ __all__ = ["CHECKPOINT_DIR", "load_checkpoint", "save_checkpoint"]
 
 CHECKPOINT_DIR = "checkpoint"
 _STATE = "state.json"
-_ARRAYS = "arrays.npz"
-_VERSION = 2  # 2: typed refusals and ledger summaries
+_VERSION = 2  # 2: typed refusals and ledger summaries, arrays file named in the state
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
+def _write_durably(path: Path, data: bytes) -> None:
+    """Write ``path`` under a temporary name, fsync, then rename it into place."""
     temporary = path.with_name(path.name + ".tmp")
     with temporary.open("wb") as handle:
         handle.write(data)
@@ -45,20 +50,22 @@ def _write_atomically(path: Path, data: bytes) -> None:
     temporary.replace(path)
 
 
+def _arrays_bytes(arrays: ArrayRecord) -> bytes:
+    buffer = io.BytesIO()
+    np.savez(buffer, *[arrays[name].numpy() for name in arrays])
+    return buffer.getvalue()
+
+
 def save_checkpoint(out_dir: Path, state: RunState, completed_round: int) -> Path:
     """Write the state after ``completed_round``; return the checkpoint folder."""
     folder = out_dir / CHECKPOINT_DIR
     folder.mkdir(parents=True, exist_ok=True)
-    arrays_path = folder / _ARRAYS
-    temporary = arrays_path.with_name("arrays.tmp.npz")
-    with temporary.open("wb") as handle:
-        np.savez(handle, *[state.arrays[name].numpy() for name in state.arrays])
-        handle.flush()
-        os.fsync(handle.fileno())
-    temporary.replace(arrays_path)
+    arrays_file = f"arrays-{completed_round}.npz"
+    _write_durably(folder / arrays_file, _arrays_bytes(state.arrays))
     document = {
         "version": _VERSION,
         "completed_round": completed_round,
+        "arrays_file": arrays_file,
         "schema_hash": state.schema.schema_hash(),
         "encoder": state.encoder.model_dump_json(),
         "spec": state.spec.model_dump_json(),
@@ -68,7 +75,10 @@ def save_checkpoint(out_dir: Path, state: RunState, completed_round: int) -> Pat
         "privacy": state.privacy_document(),
         "refusals": state.refusals_document(),
     }
-    _write_atomically(folder / _STATE, json.dumps(document, indent=1).encode())
+    _write_durably(folder / _STATE, json.dumps(document, indent=1).encode())
+    for stale in folder.glob("arrays-*.npz"):
+        if stale.name != arrays_file:
+            stale.unlink()
     return folder
 
 
@@ -78,7 +88,8 @@ def load_checkpoint(out_dir: Path, config: RunConfig) -> tuple[RunState, int]:
     Raises
     ------
     ConfigError
-        No checkpoint in ``out_dir``, an unreadable one, or one made with another schema.
+        No checkpoint in ``out_dir``, an unreadable one, or one made with another schema
+        or checkpoint version.
     """
     folder = out_dir / CHECKPOINT_DIR
     state_path = folder / _STATE
@@ -89,27 +100,29 @@ def load_checkpoint(out_dir: Path, config: RunConfig) -> tuple[RunState, int]:
         )
     try:
         document = json.loads(state_path.read_text(encoding="utf-8"))
-        with np.load(folder / _ARRAYS) as saved:
-            arrays = ArrayRecord(
-                {
-                    name: Array(saved[f"arr_{index}"])
-                    for index, name in enumerate(document["array_names"])
-                }
-            )
-    except (OSError, ValueError, KeyError) as exc:
+        version, schema_hash = document.get("version"), document.get("schema_hash")
+    except (OSError, ValueError, AttributeError) as exc:
         raise ConfigError(f"checkpoint {folder} is unreadable: {exc}", source="--resume") from exc
     schema = load_schema(config.schema_file or None)
-    if document.get("version") != _VERSION or document["schema_hash"] != schema.schema_hash():
+    if version != _VERSION or schema_hash != schema.schema_hash():
         raise ConfigError(
             f"checkpoint {folder} was made with another schema or version; "
             "resume with the run's original configuration",
             source="--resume",
         )
     try:
+        arrays_path = folder / Path(document["arrays_file"]).name
+        arrays = _load_arrays(arrays_path, document["array_names"])
         state = _state_from(document, config, schema, arrays)
-    except (ValueError, KeyError, TypeError) as exc:
+        completed = int(document["completed_round"])
+    except (OSError, ValueError, KeyError, TypeError, EOFError, BadZipFile) as exc:
         raise ConfigError(f"checkpoint {folder} is unreadable: {exc}", source="--resume") from exc
-    return state, int(document["completed_round"])
+    return state, completed
+
+
+def _load_arrays(path: Path, names: list[str]) -> ArrayRecord:
+    with np.load(path, allow_pickle=False) as saved:
+        return ArrayRecord({name: Array(saved[f"arr_{index}"]) for index, name in enumerate(names)})
 
 
 def _state_from(

@@ -97,18 +97,7 @@ def probes(consortium: Consortium) -> dict[str, tuple[int, dict[str, object], st
 # CHECKPOINT_DIR from coordinator.app.checkpoint; that module imports run_state, which
 # imports ModelSpec from credit.models (torch) instead of credit.model_spec. Strict:
 # once run_state imports credit.model_spec these pass, and the marker must go.
-_PENDING_RUN_STATE = pytest.mark.xfail(
-    strict=True, reason="coordinator.app.run_state imports credit.models (torch)"
-)
-
-
-@pytest.mark.parametrize(
-    "command",
-    [
-        command if command.endswith("--help") else pytest.param(command, marks=_PENDING_RUN_STATE)
-        for command in _commands(Path("DIR"))
-    ],
-)
+@pytest.mark.parametrize("command", _commands(Path("DIR")))
 def test_operator_command_never_imports_the_training_stack(
     probes: dict[str, tuple[int, dict[str, object], str]], command: str
 ) -> None:

@@ -97,7 +97,7 @@ def test_the_run_leaves_a_verified_audit_log_with_one_entry_per_round(two_bank_r
     initial = entries[2]["data"]["model_sha256"]
     assert len({initial, rounds[0]["model_sha256"], rounds[1]["model_sha256"]}) == 3
     state = json.loads((out / "checkpoint" / "state.json").read_text())
-    with np.load(out / "checkpoint" / "arrays.npz") as saved:
+    with np.load(out / "checkpoint" / state["arrays_file"]) as saved:
         arrays = {name: saved[f"arr_{i}"] for i, name in enumerate(state["array_names"])}
     end = entries[-1]["data"]
     assert rounds[-1]["model_sha256"] == arrays_sha256(arrays) == end["final_model_sha256"]

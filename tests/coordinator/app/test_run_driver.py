@@ -56,7 +56,7 @@ def test_rounds_past_the_plan_are_refused_and_the_run_stops_cleanly(tmp_path: Pa
     document = _metrics(tmp_path)
     assert [r["round"] for r in document["rounds"]] == [1, 2]
     assert document["status"].startswith("stopped: round 3")
-    refused = sorted((r["name"], r["server-round"]) for r in document["refusals"])
+    refused = sorted((r["bank"], r["server-round"]) for r in document["refusals"])
     assert refused == [("bank-1", 3), ("bank-2", 3)]
     assert any("refused round 3" in line for line in events)
     for ledger in document["privacy"].values():
@@ -80,7 +80,7 @@ def test_a_bank_without_budget_left_is_skipped_and_the_others_go_on(tmp_path: Pa
     # bank-3 refused the set-up release, so it is outside the run's secure-aggregation
     # roster and is never asked to train.
     assert [r["refused"] for r in document["rounds"]] == [[], []]
-    assert [(r["name"], r["server-round"]) for r in document["refusals"]] == [("bank-3", 0)]
+    assert [(r["bank"], r["server-round"]) for r in document["refusals"]] == [("bank-3", 0)]
     assert document["privacy"]["bank-3"]["events"] == []
     assert document["privacy"]["bank-3"]["epsilon"] == 0.0
     for bank in ("bank-1", "bank-2"):
