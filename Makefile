@@ -32,6 +32,7 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check cli coordinator credit deploy participant privacy simulations tests bench
 	$(BIN)/ruff format --check cli coordinator credit deploy participant privacy simulations tests bench
+	$(BIN)/lint-imports --no-cache
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
