@@ -1,0 +1,84 @@
+"""How the coordinator reads bank replies: answers, refusals, dropouts, malformed replies."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import numpy as np
+import pytest
+from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MessageType, RecordDict
+from flwr.clientapp import ClientApp
+
+from coordinator.app.bank_replies import ledger_summaries, sort_replies, train_reply
+from credit import message_keys as keys
+from credit.messages import Dropped, LedgerSummary, ProtocolStage, Refusal, TrainMetrics
+from credit.messages._parts import ConfigPart
+from tests.support.fake_grid import FakeGrid
+
+REFUSAL = Refusal(
+    bank="bank-b",
+    reason="PrivacyBudgetExceeded",
+    spent=0.9,
+    requested=1.3,
+    maximum=1.0,
+    server_round=4,
+)
+LEDGER = LedgerSummary(
+    bank="bank-b", epsilon=0.9, delta=1e-5, max_epsilon=1.0, accountant="rdp", events=()
+)
+
+
+Reply = Callable[[int, RecordDict], Message]
+
+
+@pytest.fixture
+def reply() -> Iterator[Reply]:
+    """Build a bank's reply from node ``node`` (Flower's task identity set as in a run)."""
+    with FakeGrid(ClientApp(), num_nodes=1, run_config={}) as _:
+
+        def make(node: int, content: RecordDict) -> Message:
+            request = Message(RecordDict(), node, MessageType.TRAIN)
+            return Message(content, reply_to=request)
+
+        yield make
+
+
+def _answer() -> RecordDict:
+    content = RecordDict({keys.ARRAYS: ArrayRecord({"w": Array(np.ones(3, dtype=np.float32))})})
+    TrainMetrics(num_examples=100, train_loss=0.4).put(content)
+    return content
+
+
+def _with(*parts: ConfigPart) -> RecordDict:
+    content = RecordDict()
+    for part in parts:
+        part.put(content)
+    return content
+
+
+def test_replies_are_sorted_by_what_they_mean(reply: Reply) -> None:
+    replies = [
+        reply(11, _answer()),
+        reply(12, _with(REFUSAL, LEDGER)),
+        reply(13, _with(Dropped(stage=ProtocolStage.TRAIN))),
+        reply(14, RecordDict({keys.METRICS: ConfigRecord({"num-examples": 1})})),
+        reply(15, _with(Dropped.model_construct(stage="elsewhere"))),
+    ]
+    sorted_replies = sort_replies(replies, train_reply)
+
+    assert [answer.node for answer in sorted_replies.answers] == [11]
+    assert sorted_replies.answers[0].metrics == TrainMetrics(num_examples=100, train_loss=0.4)
+    assert sorted_replies.refused == [REFUSAL]
+    assert sorted_replies.dropped == [13]
+    assert len(sorted_replies.malformed) == 2
+    assert sorted_replies.malformed[0].startswith("node 14 sent a malformed reply (")
+    assert (
+        "node 15" in sorted_replies.malformed[1] and "entry 'stage'" in sorted_replies.malformed[1]
+    )
+
+
+def test_ledger_summaries_are_collected_and_malformed_ones_skipped(reply: Reply) -> None:
+    broken = _with(LEDGER)
+    broken[keys.PRIVACY]["epsilon"] = "a lot"
+    replies = [reply(11, _with(LEDGER)), reply(12, broken), reply(13, _answer())]
+    assert ledger_summaries(replies) == [LEDGER]

@@ -1,0 +1,257 @@
+"""The coordinator's side of secure aggregation, driven directly against real bank code.
+
+Each bank here is a small ClientApp around the bank's real secure-aggregation code
+(:mod:`participant.app.secagg_client`) with an update the test chooses, reached
+through the in-process grid; the coordinator side is :class:`SecureAggregation` as
+the run driver uses it, so the unmasked sum can be compared with the plain one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+from flwr.app import Array, ArrayRecord, Context, Message, MessageType, MetricRecord, RecordDict
+from flwr.clientapp import ClientApp
+
+from coordinator.app.bank_replies import train_reply
+from coordinator.app.exchange import BankExchange, Stage
+from coordinator.app.secagg_server import SecureAggregation
+from coordinator.errors import RoundAborted, RoundFailed
+from credit import message_keys as keys
+from credit.encoding import StatsSource, fit_encoder
+from credit.messages import QueryInstructions, RoundInstructions, RunInstructions, Task, secagg
+from credit.model_spec import ModelKind, ModelSpec
+from credit.records import flatten
+from credit.schema import load_schema
+from participant.app.secagg_client import advertise, enrollment, mask_update, reveal
+from tests.support.fake_grid import FakeGrid
+
+N_PARAMS = 12
+WEIGHTS = (300, 500, 700, 900)
+LOSSES = (0.41, 0.52, 0.33, 0.47)
+
+
+def _update(partition_id: int) -> np.ndarray:
+    """Bank ``partition_id``'s update (its difference from the global model)."""
+    return np.linspace(-1.0, 1.0, N_PARAMS) * (partition_id + 1) / 4
+
+
+def _bank_app() -> ClientApp:
+    """A bank that answers secure aggregation with the real code and a chosen update."""
+    app = ClientApp()
+
+    @app.query()
+    def query(message: Message, context: Context) -> Message:
+        task = QueryInstructions.take(message.content).task
+        run, content = message.metadata.run_id, RecordDict()
+        if task == Task.ENROLL:
+            enrollment(context, run).put(content)
+        elif task == Task.SECAGG_ADVERTISE:
+            answer = advertise(context, run, secagg.AdvertiseRequest.take(message.content))
+            if answer is None:
+                raise ValueError("not in the roster")
+            answer.put(content)
+        else:
+            reveal(context, run, secagg.UnmaskRequest.take(message.content)).put(content)
+        return Message(content, reply_to=message)
+
+    @app.train()
+    def train(message: Message, context: Context) -> Message:
+        bank = int(context.node_config["partition-id"])
+        inputs = secagg.TrainInputs.take(message.content)
+        values = np.append(_update(bank), [LOSSES[bank], 1.0])
+        masked = mask_update(context, message.metadata.run_id, inputs, values, WEIGHTS[bank])
+        content = RecordDict({keys.ARRAYS: masked, keys.METRICS: MetricRecord()})
+        return Message(content, reply_to=message)
+
+    return app
+
+
+def _run() -> RunInstructions:
+    return RunInstructions(
+        run_name="secagg-test",
+        schema_hash="ab" * 32,
+        test_fraction=0.2,
+        seed=0,
+        planned_rounds=3,
+        local_epochs=1,
+        batch_size=64,
+        max_grad_norm=1.0,
+    )
+
+
+def _round(server_round: int) -> RoundInstructions:
+    encoder = fit_encoder(load_schema(), source=StatsSource.PUBLIC)
+    return RoundInstructions(
+        **_run().model_dump(),
+        server_round=server_round,
+        learning_rate=0.01,
+        score_bins=2,
+        encoder=encoder,
+        model_spec=ModelSpec(kind=ModelKind.LOGREG, n_inputs=N_PARAMS),
+    )
+
+
+GLOBAL = ArrayRecord({"w": Array(np.full(N_PARAMS, 0.5, dtype=np.float32))})
+
+
+@pytest.fixture
+def grid() -> Iterator[FakeGrid]:
+    with FakeGrid(_bank_app(), num_nodes=len(WEIGHTS), run_config={}, run_id=7) as fake:
+        yield fake
+
+
+def _enrolled(grid: FakeGrid, *, min_banks: int = 2) -> SecureAggregation:
+    exchange = BankExchange(grid, min_banks=min_banks, timeout=0.5)
+    messages = []
+    for node in exchange.nodes():
+        content = RecordDict()
+        _run().query(Task.ENROLL).put(content)
+        secagg.KeyRequest().put(content)
+        messages.append(Message(content, node, MessageType.QUERY))
+    replies = exchange(messages, Stage.ENROLL, 0)
+    return SecureAggregation.enroll(
+        run=grid.run.run_id,
+        clip=16.0,
+        enrollments={r.metadata.src_node_id: secagg.Enrollment.take(r.content) for r in replies},
+        weights={grid.node_id(i): weight for i, weight in enumerate(WEIGHTS)},
+        min_banks=min_banks,
+        exchange=exchange,
+    )
+
+
+def _train(grid: FakeGrid, secure: SecureAggregation, server_round: int) -> list[Message]:
+    messages = secure.train_messages(GLOBAL, _round(server_round), sorted(grid.get_node_ids()))
+    return BankExchange(grid, min_banks=1, timeout=0.5)(messages, Stage.TRAIN, server_round)
+
+
+def _expected(banks: list[int]) -> tuple[np.ndarray, float]:
+    """The plain weighted mean update and loss of ``banks`` (partition ids)."""
+    weights = np.array([WEIGHTS[b] for b in banks], dtype=np.float64)
+    update = sum(weights[i] * _update(b) for i, b in enumerate(banks)) / weights.sum()
+    loss = sum(weights[i] * LOSSES[b] for i, b in enumerate(banks)) / weights.sum()
+    return flatten(GLOBAL) + update, loss
+
+
+def test_the_unmasked_sum_is_the_plain_weighted_mean(grid: FakeGrid) -> None:
+    secure = _enrolled(grid)
+    assert secure.threshold == 3 and len(secure.roster) == 4
+    secure.prepare(1, GLOBAL, _run())
+    updates = [train_reply(reply) for reply in _train(grid, secure, 1)]
+    masked = updates[0].arrays[keys.SECAGG_MASKED].numpy()
+    assert masked.dtype == np.uint32 and masked.shape == (N_PARAMS + 3,)
+
+    result = secure.aggregate(updates, GLOBAL, _round(1))
+
+    expected, loss = _expected([0, 1, 2, 3])
+    np.testing.assert_allclose(flatten(result.arrays), expected, atol=1e-3)
+    assert result.train_loss == pytest.approx(loss, abs=1e-3)
+    assert result.banks == tuple(sorted(grid.get_node_ids()))
+
+
+def test_a_bank_lost_after_the_keys_is_unmasked_out_of_the_sum(grid: FakeGrid) -> None:
+    secure = _enrolled(grid)
+    secure.prepare(1, GLOBAL, _run())
+    grid.lose(2, lambda message: message.metadata.message_type == MessageType.TRAIN)
+    updates = [train_reply(reply) for reply in _train(grid, secure, 1)]
+    assert len(updates) == 3
+
+    result = secure.aggregate(updates, GLOBAL, _round(1))
+
+    expected, loss = _expected([0, 1, 3])
+    np.testing.assert_allclose(flatten(result.arrays), expected, atol=1e-3)
+    assert result.train_loss == pytest.approx(loss, abs=1e-3)
+    assert grid.node_id(2) not in result.banks
+
+
+def test_a_malformed_masked_update_leaves_that_bank_out(grid: FakeGrid) -> None:
+    secure = _enrolled(grid)
+    secure.prepare(1, GLOBAL, _run())
+    replies = _train(grid, secure, 1)
+    broken = replies[0]
+    broken.content[keys.ARRAYS] = ArrayRecord(
+        {keys.SECAGG_MASKED: Array(np.zeros(N_PARAMS + 3, dtype=np.float64))}
+    )
+    survivors = {r.metadata.src_node_id for r in replies[1:]}
+
+    result = secure.aggregate([train_reply(r) for r in replies], GLOBAL, _round(1))
+
+    banks = [i for i in range(len(WEIGHTS)) if grid.node_id(i) in survivors]
+    np.testing.assert_allclose(flatten(result.arrays), _expected(banks)[0], atol=1e-3)
+    assert set(result.banks) == survivors
+
+
+def test_too_few_banks_with_keys_abort_the_round_before_training(grid: FakeGrid) -> None:
+    secure = _enrolled(grid)
+    for lost in (0, 1):
+        grid.lose(lost)
+    secure.prepare(1, GLOBAL, _run())  # only two banks advertise: below the threshold 3
+    with pytest.raises(RoundAborted, match=r"round 1: aborted at 'advertise': 2 bank\(s\) left"):
+        secure.train_messages(GLOBAL, _round(1), sorted(grid.get_node_ids()))
+
+
+def test_too_few_banks_at_unmasking_abort_the_round(grid: FakeGrid) -> None:
+    secure = _enrolled(grid)
+    secure.prepare(1, GLOBAL, _run())
+    updates = [train_reply(reply) for reply in _train(grid, secure, 1)]
+    for lost in (0, 1):
+        grid.lose(lost)
+    with pytest.raises(RoundAborted, match="aborted at 'unmask'"):
+        secure.aggregate(updates, GLOBAL, _round(1))
+
+
+def test_keys_for_the_next_round_ride_on_the_evaluate_replies(grid: FakeGrid) -> None:
+    secure = _enrolled(grid)
+    secure.prepare(1, GLOBAL, _run())
+    secure.aggregate([train_reply(r) for r in _train(grid, secure, 1)], GLOBAL, _round(1))
+    request = secure.advertise_request(2, GLOBAL)
+    assert request.advertise_round == 2 and request.threshold == 3
+    replies = []
+    for node in sorted(grid.get_node_ids()):
+        content = RecordDict()
+        _run().query(Task.SECAGG_ADVERTISE).put(content)
+        request.put(content)
+        replies.append(Message(content, node, MessageType.QUERY))
+    answered = BankExchange(grid, min_banks=1, timeout=0.5)(replies, Stage.ADVERTISE, 1)
+    broken = answered[0]
+    secagg.Advertisement(advertisement=b"{not json").put(broken.content)  # ignored
+    secure.collect_advertisements(2, answered)
+    assert len(secure.train_messages(GLOBAL, _round(2), [])) == len(WEIGHTS) - 1
+
+
+def test_one_bank_cannot_be_summed_securely(grid: FakeGrid) -> None:
+    exchange = BankExchange(grid, min_banks=1, timeout=0.5)
+    with pytest.raises(RoundFailed, match="secure aggregation needs at least 2 banks"):
+        SecureAggregation.enroll(
+            run=7,
+            clip=16.0,
+            enrollments={1: secagg.Enrollment(encryption_key=bytes(32))},
+            weights={1: 100},
+            min_banks=1,
+            exchange=exchange,
+        )
+
+
+@pytest.mark.parametrize(("banks", "min_banks", "threshold"), [(4, 2, 3), (5, 2, 3), (4, 4, 4)])
+def test_the_threshold_is_a_majority_and_at_least_min_banks(
+    grid: FakeGrid, banks: int, min_banks: int, threshold: int
+) -> None:
+    secure = SecureAggregation.enroll(
+        run=7,
+        clip=16.0,
+        enrollments={n: secagg.Enrollment(encryption_key=bytes(32)) for n in range(banks)},
+        weights=dict.fromkeys(range(banks), 100),
+        min_banks=min_banks,
+        exchange=BankExchange(grid, min_banks=1, timeout=0.5),
+    )
+    assert secure.threshold == threshold
+    assert secure.summary() == {
+        "protocol": "SecAgg (complete graph), keys advertised one round ahead",
+        "banks": banks,
+        "threshold": threshold,
+        "ring_bits": 32,
+        "fraction_bits": secure.code.fraction_bits,
+        "clip": 16.0,
+    }
