@@ -168,7 +168,12 @@ def simulate(
             cpus=cpus,
         )
     _show_summary(files.metrics, time.monotonic() - started)
-    say(f"metrics: {files.metrics}", f"model:   {files.model}", f"plot:    {files.plot}")
+    say(
+        f"metrics:    {files.metrics}",
+        f"model:      {files.model}",
+        f"plot:       {files.plot}",
+        f"simulation: {files.metrics.with_name('simulation.json')}",
+    )
 
 
 def _budget_policy(
