@@ -163,7 +163,8 @@ def submit_run(
             env=flwr_env(flwr_home),
             cwd=app,
         ) as process:
-            assert process.stdout is not None
+            if process.stdout is None:  # stdout=PIPE always gives one
+                raise OperationFailed("`flwr run` gave no output stream")
             for raw in process.stdout:
                 line = raw.rstrip("\n")
                 output.append(line)

@@ -148,7 +148,8 @@ class Chain:
             )
         if seq == 1:
             self.key = self._open_key(entry, broken)
-        assert self.key is not None  # set by the log-open entry, which is seq 1
+        if self.key is None:  # set by the log-open entry, which the sequence puts first
+            raise broken("no log-open entry comes before this one")
         if entry["key"] != fingerprint(self.key):
             raise broken(f"signed by key {entry['key'][:16]}, not the log's {self._short()}")
         self._check_signature(entry, raw, broken)
@@ -217,7 +218,8 @@ class Chain:
         return key
 
     def _check_signature(self, entry: dict[str, Any], raw: bytes, broken: Any) -> None:
-        assert self.key is not None
+        if self.key is None:
+            raise broken("no log-open entry comes before this one")
         unsigned = {k: v for k, v in entry.items() if k != "sig"}
         try:
             signature = base64.b64decode(entry["sig"], validate=True)
