@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import numpy as np
 from flwr.app import ArrayRecord, Message, MessageType, MetricRecord, RecordDict
 from flwr.serverapp.strategy.strategy_utils import aggregate_arrayrecords
 
@@ -58,20 +59,27 @@ class Aggregation(Protocol):
     ) -> list[Message]:
         """The round's train messages (the nodes asked may be fewer than ``nodes``)."""
 
+    def check(self, update: TrainReply, arrays: ArrayRecord) -> TrainReply:
+        """``update`` if it fits this aggregation and the global model ``arrays``.
+
+        Raises
+        ------
+        MalformedMessage
+            The update cannot take part (the driver leaves its sender out).
+        """
+
     def aggregate(
         self,
         updates: Sequence[TrainReply],
         arrays: ArrayRecord,
         instructions: RoundInstructions,
     ) -> AggregatedUpdate:
-        """The new global model from the accepted updates.
+        """The new global model from the accepted (checked) updates.
 
         Raises
         ------
         RoundAborted
             Too few banks are left to finish the round (the model stays as it was).
-        MalformedMessage
-            An update breaks the contract (plain aggregation: the round fails for it).
         """
 
     def advertise_request(
@@ -84,7 +92,7 @@ class Aggregation(Protocol):
 
 
 def check_update(node: int, update: ArrayRecord, like: ArrayRecord) -> None:
-    """Refuse a plain update whose arrays are not the global model's names and shapes."""
+    """Refuse a plain update that is not finite weights of the global model's shapes."""
     if list(update) != list(like):
         raise MalformedMessage(f"node {node}: the update's arrays are not the model's")
     for name in like:
@@ -93,6 +101,8 @@ def check_update(node: int, update: ArrayRecord, like: ArrayRecord) -> None:
                 f"node {node}: array '{name}' is {update[name].dtype}{update[name].shape}, "
                 f"expected {like[name].dtype}{like[name].shape}"
             )
+        if not np.all(np.isfinite(update[name].numpy())):
+            raise MalformedMessage(f"node {node}: array '{name}' holds values that are not finite")
 
 
 class PlainAggregation:
@@ -106,6 +116,13 @@ class PlainAggregation:
 
     def prepare(self, server_round: int, arrays: ArrayRecord, run: RunInstructions) -> None:
         return None
+
+    def check(self, update: TrainReply, arrays: ArrayRecord) -> TrainReply:
+        check_update(update.node, update.arrays, arrays)
+        weight = update.metrics.num_examples
+        if weight is None or weight < 1:
+            raise MalformedMessage(f"node {update.node}: a plain update needs num-examples >= 1")
+        return update
 
     def train_messages(
         self, arrays: ArrayRecord, instructions: RoundInstructions, nodes: Sequence[int]
@@ -125,12 +142,7 @@ class PlainAggregation:
     ) -> AggregatedUpdate:
         weighted = []
         for update in updates:
-            check_update(update.node, update.arrays, arrays)
-            weight = update.metrics.num_examples
-            if weight is None or weight < 1:
-                raise MalformedMessage(
-                    f"node {update.node}: a plain update needs num-examples >= 1"
-                )
+            weight = update.metrics.num_examples or 0  # >= 1: see check()
             weight_record = MetricRecord({message_keys.NUM_EXAMPLES: weight})
             weighted.append(
                 RecordDict(

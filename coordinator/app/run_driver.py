@@ -36,7 +36,13 @@ from flwr.serverapp import Grid
 
 from coordinator.app.aggregation import Aggregation
 from coordinator.app.audit_trail import CoordinatorAudit
-from coordinator.app.bank_replies import SortedReplies, ledger_summaries, sort_replies, train_reply
+from coordinator.app.bank_replies import (
+    SortedReplies,
+    TrainReply,
+    ledger_summaries,
+    sort_replies,
+    train_reply,
+)
 from coordinator.app.checkpoint import load_checkpoint, save_checkpoint
 from coordinator.app.exchange import BankExchange, Stage
 from coordinator.app.joining import (
@@ -309,8 +315,12 @@ class RunDriver:
         """
         server_round = instructions.server_round
         messages = aggregation.train_messages(arrays, instructions, self._exchange.nodes())
+
+        def parse(reply: Message) -> TrainReply:
+            return aggregation.check(train_reply(reply), arrays)
+
         replies = self._sorted(
-            self._exchange(messages, Stage.TRAIN, server_round), train_reply, server_round
+            self._exchange(messages, Stage.TRAIN, server_round), parse, server_round
         )
         accepted, needed = len(replies.answers), self.config.min_banks
         if accepted < needed and accepted + len(replies.dropped) < needed:

@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
 from flwr.app import ArrayRecord, Message, MessageType, RecordDict
 
 from coordinator.app.aggregation import AggregatedUpdate, Exchange
@@ -216,6 +217,17 @@ class SecureAggregation:
             messages.append(Message(content, node, MessageType.TRAIN))
         return messages
 
+    def check(self, update: TrainReply, arrays: ArrayRecord) -> TrainReply:
+        """``update`` if it is a masked vector of this run's ring and the round's length."""
+        masked = array_of(update.arrays, message_keys.SECAGG_MASKED, record_key="arrays")
+        length = flatten(arrays).size + _EXTRA
+        if masked.dtype != self.code.dtype or masked.shape != (length,):
+            raise MalformedMessage(
+                f"node {update.node}: the masked update is {masked.dtype}{masked.shape}, "
+                f"expected {np.dtype(self.code.dtype)}({length},)"
+            )
+        return update
+
     def aggregate(
         self,
         updates: Sequence[TrainReply],
@@ -231,14 +243,12 @@ class SecureAggregation:
         """
         server_round = instructions.server_round
         aggregator = self._rounds[server_round]
-        for reply in updates:
+        for reply in updates:  # checked by check(): the ring's dtype and the round's length
             masked = array_of(reply.arrays, message_keys.SECAGG_MASKED, record_key="arrays")
-            if masked.dtype != self.code.dtype:
-                continue  # a malformed masked input: that bank drops out of the round
             try:
                 aggregator.add_masked(reply.node, masked.astype(self.code.dtype, copy=False))
             except ValueError:
-                continue
+                continue  # not a member of this round's U1: left out
         try:
             request = aggregator.close_masked()
             self._unmask(aggregator, instructions, request)

@@ -21,6 +21,7 @@ from coordinator.app.secagg_server import SecureAggregation
 from coordinator.errors import RoundAborted, RoundFailed
 from credit import message_keys as keys
 from credit.encoding import StatsSource, fit_encoder
+from credit.errors import MalformedMessage
 from credit.messages import QueryInstructions, RoundInstructions, RunInstructions, Task, secagg
 from credit.model_spec import ModelKind, ModelSpec
 from credit.records import flatten
@@ -175,8 +176,11 @@ def test_a_malformed_masked_update_leaves_that_bank_out(grid: FakeGrid) -> None:
         {keys.SECAGG_MASKED: Array(np.zeros(N_PARAMS + 3, dtype=np.float64))}
     )
     survivors = {r.metadata.src_node_id for r in replies[1:]}
+    with pytest.raises(MalformedMessage, match=r"masked update is float64\(15,\), expected uint32"):
+        secure.check(train_reply(broken), GLOBAL)
+    checked = [secure.check(train_reply(r), GLOBAL) for r in replies[1:]]
 
-    result = secure.aggregate([train_reply(r) for r in replies], GLOBAL, _round(1))
+    result = secure.aggregate(checked, GLOBAL, _round(1))
 
     banks = [i for i in range(len(WEIGHTS)) if grid.node_id(i) in survivors]
     np.testing.assert_allclose(flatten(result.arrays), _expected(banks)[0], atol=1e-3)
