@@ -278,15 +278,16 @@ class RunDriver:
             encoder=state.encoder,
             model_spec=state.spec,
         )
+        members = self._members(state)
         aborted = None
         try:
-            trained = self._train(aggregation, state.arrays, instructions)
+            trained = self._train(aggregation, state.arrays, instructions, members)
         except RoundAborted as abort:
             aborted = str(abort)
             self._on_event(aborted)
             trained = TrainOutcome(arrays=state.arrays, train_loss=None, trained=())
         state.arrays = trained.arrays
-        metrics = self._evaluate(aggregation, state.arrays, instructions)
+        metrics = self._evaluate(aggregation, state.arrays, instructions, list(members))
         names = {bank.node_id: bank.name for bank in state.banks}
         spent = [ledger.epsilon for ledger in state.privacy.values()]
         return RoundResult(
@@ -301,10 +302,26 @@ class RunDriver:
             aborted=aborted,
         )
 
+    def _members(self, state: RunState) -> dict[int, str]:
+        """The run's banks that are connected (node -> name), once ``min_banks`` nodes are.
+
+        Only the run's own banks are asked to train and evaluate: a node that did not
+        join the run (or was refused a place on resume) takes no part in its rounds.
+        """
+        connected = set(self._exchange.nodes())
+        return {bank.node_id: bank.name for bank in state.banks if bank.node_id in connected}
+
     def _train(
-        self, aggregation: Aggregation, arrays: ArrayRecord, instructions: RoundInstructions
+        self,
+        aggregation: Aggregation,
+        arrays: ArrayRecord,
+        instructions: RoundInstructions,
+        members: dict[int, str],
     ) -> TrainOutcome:
-        """One training step.
+        """One training step of the run's ``members`` (node -> bank name).
+
+        A member that neither trained nor refused counts as dropped (lost, timed out,
+        or a simulated dropout at any stage).
 
         Raises
         ------
@@ -314,7 +331,7 @@ class RunDriver:
             Refusals leave fewer than ``min_banks`` banks willing to train.
         """
         server_round = instructions.server_round
-        messages = aggregation.train_messages(arrays, instructions, self._exchange.nodes())
+        messages = aggregation.train_messages(arrays, instructions, sorted(members))
 
         def parse(reply: Message) -> TrainReply:
             return aggregation.check(train_reply(reply), arrays)
@@ -335,23 +352,32 @@ class RunDriver:
                 server_round=server_round, stage="train", remaining=accepted, required=needed
             )
         update = aggregation.aggregate(replies.answers, arrays, instructions)
+        refused = {refusal.bank for refusal in replies.refused}
         return TrainOutcome(
             arrays=update.arrays,
             train_loss=update.train_loss,
             trained=update.banks,
             refused=tuple(replies.refused),
-            dropped=tuple(replies.dropped),
+            dropped=tuple(
+                node
+                for node, name in sorted(members.items())
+                if node not in update.banks and name not in refused
+            ),
         )
 
     def _evaluate(
-        self, aggregation: Aggregation, arrays: ArrayRecord, instructions: RoundInstructions
+        self,
+        aggregation: Aggregation,
+        arrays: ArrayRecord,
+        instructions: RoundInstructions,
+        members: list[int],
     ) -> CreditMetrics:
-        """Evaluate ``arrays`` at every bank (and gather the next round's keys); pooled metrics."""
+        """Evaluate ``arrays`` at the run's banks (and gather the next round's keys)."""
         server_round = instructions.server_round
         next_round = server_round + 1 if server_round < self.config.rounds else 0
         request = aggregation.advertise_request(next_round, arrays) if next_round else None
         messages = []
-        for node in self._exchange.nodes():
+        for node in sorted(members):
             content = RecordDict({message_keys.ARRAYS: arrays})
             instructions.put(content)
             if request is not None:

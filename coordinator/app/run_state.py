@@ -46,7 +46,8 @@ class TrainOutcome:
     refused : tuple of Refusal
         Banks that refused the round (privacy budget).
     dropped : tuple of int
-        Nodes that dropped out of the round.
+        The run's nodes that neither trained nor refused (lost, timed out, or dropped
+        out at any stage of secure aggregation).
     """
 
     arrays: ArrayRecord

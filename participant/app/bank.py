@@ -86,7 +86,7 @@ class EncodedSplit:
     test_y: NDArray[np.int64]
 
 
-@functools.lru_cache(maxsize=4)
+@functools.lru_cache(maxsize=32)
 def prepare_bank(source: BankSource, test_fraction: float, seed: int) -> PreparedBank:
     """Load, validate and split a bank's data (cached per process).
 
@@ -111,7 +111,7 @@ def prepare_bank(source: BankSource, test_fraction: float, seed: int) -> Prepare
     return PreparedBank(name=source.name, schema=schema, train=train, test=test)
 
 
-@functools.lru_cache(maxsize=4)
+@functools.lru_cache(maxsize=32)
 def encoded_split(bank: PreparedBank, encoder: FeatureEncoder) -> EncodedSplit:
     """Encode a prepared bank's splits with the run's encoder (cached per process)."""
     target = bank.schema.target

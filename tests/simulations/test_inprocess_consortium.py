@@ -188,3 +188,16 @@ def test_the_same_banks_give_the_same_update_up_to_quantization(
     assert len(secure["banks"]) == 4
     assert secure["auc"] == pytest.approx(plain["auc"], abs=1e-4)
     assert secure["train_loss"] == pytest.approx(plain["train_loss"], abs=1e-5)
+
+
+def test_every_bank_of_a_round_trained_or_dropped(runs: dict[str, dict[str, Any]]) -> None:
+    """A bank that drops out at any stage (advertise included) is listed as dropped."""
+    for document in runs.values():
+        everyone = set(document["participants"])
+        for result in document["rounds"]:
+            if result["aborted"]:
+                continue
+            assert set(result["banks"]).isdisjoint(result["dropped"])
+            assert set(result["banks"]) | set(result["dropped"]) == everyone, result
+    secure_dropped = [r["dropped"] for r in runs["secure"]["rounds"]]
+    assert any(secure_dropped[1:])  # rounds after the first lose banks at advertise too
