@@ -38,7 +38,7 @@ from participant.app.bank import BankSource
 from participant.app.client_app import make_client_app
 from simulations.budgets import BudgetPolicy
 from simulations.dropouts import dropout_mod
-from simulations.partition import Partition, partition_data
+from simulations.partition import Partition, PartitionedData, partition_data
 from simulations.settings import PartitionSettings
 
 __all__ = [
@@ -144,49 +144,59 @@ def plan_simulation(
     data = partition_data(
         partition, n_banks=n_banks, schema_file=config.schema_file, seed=config.seed
     )
-    frame, partitions, schema_path = data.frame, data.partitions, data.schema_path
-    # A consortium smaller than the default minimum (e.g. --banks 1, centralised
-    # training) must not wait for banks that will never connect.
-    config = config.model_copy(update={"min_banks": min(config.min_banks, len(partitions))})
-    if config.secure_aggregation and len(partitions) < 2:
-        raise ConfigError(
-            f"secure aggregation needs at least 2 banks; got {len(partitions)} "
-            "(one bank's sum is its own update): add --no-secure-aggregation",
-            source="--secure-aggregation",
-        )
+    config = _fitted_to(config, len(data.partitions))
     if budgets is not None:
-        budgets.check_banks([p.name for p in partitions], source=budget_source)
-    banks_dir = Path(config.out_dir) / BANKS_DIR
-    banks_dir.mkdir(parents=True, exist_ok=True)
-    ledgers_dir = Path(config.out_dir) / LEDGERS_DIR
-    if ledgers_dir.exists():
-        for stale in ledgers_dir.glob("*.jsonl"):
-            stale.unlink()
-    banks = []
-    for part in partitions:
-        path = banks_dir / f"{_file_name(part.name)}.csv"
-        frame.iloc[part.rows].to_csv(path, index=False)
-        budget = budgets.for_bank(part.name) if budgets is not None else None
-        ledger = ledgers_dir / f"{_file_name(part.name)}.jsonl" if budget is not None else None
-        banks.append(
-            BankSource(
-                name=part.name,
-                data_path=path,
-                schema_path=schema_path,
-                budget=budget,
-                ledger_path=ledger,
-            )
-        )
+        budgets.check_banks([p.name for p in data.partitions], source=budget_source)
     plan = SimulationPlan(
         config=config,
-        banks=tuple(banks),
-        partitions=tuple(partitions),
+        banks=_write_banks(data, Path(config.out_dir), budgets),
+        partitions=tuple(data.partitions),
         partition=partition,
         dropout_rate=dropout_rate,
     )
     document = json.dumps(plan.document(), indent=2) + "\n"
     (Path(config.out_dir) / SIMULATION_FILE).write_text(document, encoding="utf-8")
     return plan
+
+
+def _fitted_to(config: RunConfig, n_banks: int) -> RunConfig:
+    """The run config for a consortium of ``n_banks`` (refused if it cannot work)."""
+    if config.secure_aggregation and n_banks < 2:
+        raise ConfigError(
+            f"secure aggregation needs at least 2 banks; got {n_banks} "
+            "(one bank's sum is its own update): add --no-secure-aggregation",
+            source="--secure-aggregation",
+        )
+    # A consortium smaller than the default minimum (e.g. --banks 1, centralised
+    # training) must not wait for banks that will never connect.
+    return config.model_copy(update={"min_banks": min(config.min_banks, n_banks)})
+
+
+def _write_banks(
+    data: PartitionedData, out_dir: Path, budgets: BudgetPolicy | None
+) -> tuple[BankSource, ...]:
+    """One CSV per bank in ``OUT/banks/``, and where each bank's ledger goes."""
+    banks_dir, ledgers_dir = out_dir / BANKS_DIR, out_dir / LEDGERS_DIR
+    banks_dir.mkdir(parents=True, exist_ok=True)
+    if ledgers_dir.exists():  # the simulated banks are new: so are their ledgers
+        for stale in ledgers_dir.glob("*.jsonl"):
+            stale.unlink()
+    banks = []
+    for part in data.partitions:
+        path = banks_dir / f"{_file_name(part.name)}.csv"
+        data.frame.iloc[part.rows].to_csv(path, index=False)
+        budget = budgets.for_bank(part.name) if budgets is not None else None
+        ledger = ledgers_dir / f"{_file_name(part.name)}.jsonl" if budget is not None else None
+        banks.append(
+            BankSource(
+                name=part.name,
+                data_path=path,
+                schema_path=data.schema_path,
+                budget=budget,
+                ledger_path=ledger,
+            )
+        )
+    return tuple(banks)
 
 
 def run_simulated_consortium(

@@ -22,7 +22,14 @@ from credit.errors import MalformedMessage
 from credit.messages import Dropped, LedgerSummary, Refusal, TrainMetrics
 from credit.records import record_of
 
-__all__ = ["SortedReplies", "TrainReply", "ledger_summaries", "sort_replies", "train_reply"]
+__all__ = [
+    "ReplyBook",
+    "SortedReplies",
+    "TrainReply",
+    "ledger_summaries",
+    "sort_replies",
+    "train_reply",
+]
 
 T = TypeVar("T")
 
@@ -96,3 +103,45 @@ def ledger_summaries(replies: Iterable[Message]) -> list[LedgerSummary]:
         except MalformedMessage:
             continue
     return summaries
+
+
+class ReplyBook:
+    """Where a run reads its bank replies: ledgers and refusals recorded, bad replies told.
+
+    Parameters
+    ----------
+    on_event : callable
+        Receives one line per refusal and per malformed reply.
+    on_refusal : callable
+        Receives every refusal (the run's audit log records it).
+    """
+
+    def __init__(
+        self, *, on_event: Callable[[str], None], on_refusal: Callable[[Refusal], None]
+    ) -> None:
+        self.privacy: dict[str, LedgerSummary] = {}
+        """The latest ledger summary each bank with a budget reported."""
+        self.refusals: list[Refusal] = []
+        """Every refusal of the run, in order."""
+        self._on_event = on_event
+        self._on_refusal = on_refusal
+
+    def resume(self, privacy: dict[str, LedgerSummary], refusals: list[Refusal]) -> None:
+        """Go on recording into a resumed run's records (from its checkpoint)."""
+        self.privacy, self.refusals = privacy, refusals
+
+    def sort(
+        self, replies: Iterable[Message], parse: Callable[[Message], T], server_round: int
+    ) -> SortedReplies[T]:
+        """Sort error-free replies (:func:`sort_replies`); record ledgers and refusals."""
+        replies = list(replies)
+        for summary in ledger_summaries(replies):
+            self.privacy[summary.bank] = summary
+        sorted_replies = sort_replies(replies, parse)
+        for refusal in sorted_replies.refused:
+            self.refusals.append(refusal)
+            self._on_event(refusal.text())
+            self._on_refusal(refusal)
+        for line in sorted_replies.malformed:
+            self._on_event(f"round {server_round}: {line}")
+        return sorted_replies

@@ -27,7 +27,7 @@ train, the run stops (:class:`~coordinator.errors.RunStopped`) with the last mod
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
@@ -36,13 +36,7 @@ from flwr.serverapp import Grid
 
 from coordinator.app.aggregation import Aggregation
 from coordinator.app.audit_trail import CoordinatorAudit
-from coordinator.app.bank_replies import (
-    SortedReplies,
-    TrainReply,
-    ledger_summaries,
-    sort_replies,
-    train_reply,
-)
+from coordinator.app.bank_replies import ReplyBook, TrainReply, train_reply
 from coordinator.app.checkpoint import load_checkpoint, save_checkpoint
 from coordinator.app.exchange import BankExchange, Stage
 from coordinator.app.joining import (
@@ -55,7 +49,6 @@ from coordinator.app.run_state import RoundResult, RunState, TrainOutcome
 from coordinator.errors import RoundAborted, RoundFailed, RunStopped
 from credit import message_keys
 from credit.messages import (
-    LedgerSummary,
     QueryInstructions,
     Refusal,
     RoundInstructions,
@@ -108,9 +101,9 @@ class RunDriver:
             grid, min_banks=config.min_banks, timeout=config.round_timeout
         )
         self._audit: CoordinatorAudit | None = None
-        # What banks reported; a new run's state shares them, a resumed run brings its own.
-        self._privacy: dict[str, LedgerSummary] = {}
-        self._refusals: list[Refusal] = []
+        # What banks report: a new run's state shares the book's records; a resumed
+        # run's book goes on recording into the checkpoint's.
+        self._book = ReplyBook(on_event=self._on_event, on_refusal=self._record_refusal)
 
     def run(self) -> RunState:
         """Run set-up and every round (or continue from the checkpoint); return the state.
@@ -167,8 +160,8 @@ class RunDriver:
             spec=spec,
             banks=sorted((reply.bank for reply in joined), key=lambda bank: bank.name),
             arrays=ArrayRecord(build_model(spec, seed=self.config.seed).state_dict()),
-            privacy=self._privacy,
-            refusals=self._refusals,
+            privacy=self._book.privacy,
+            refusals=self._book.refusals,
         )
         total = sum(bank.n_train for bank in state.banks)
         self._on_event(
@@ -185,7 +178,7 @@ class RunDriver:
         """
         out_dir = Path(self.config.out_dir)
         state, completed = load_checkpoint(out_dir, self.config)
-        self._privacy, self._refusals = state.privacy, state.refusals
+        self._book.resume(state.privacy, state.refusals)
         audit.run_resume(completed, state.arrays, self.schema.schema_hash())
         query = self._run_instructions().query(Task.ENROLL)
         parse = setup_reply_parser(self.schema, grid_bins=None)
@@ -215,14 +208,14 @@ class RunDriver:
             if self.config.secure_aggregation:
                 secagg.KeyRequest().put(content)  # asks banks for their encryption keys
             messages.append(Message(content, node, MessageType.QUERY))
-        replies = self._sorted(self._exchange(messages, stage, 0), parse, 0)
+        replies = self._book.sort(self._exchange(messages, stage, 0), parse, 0)
         if len(replies.answers) < self.config.min_banks:
             raise RoundFailed(
                 stage=stage,
                 server_round=0,
                 received=len(replies.answers),
                 required=self.config.min_banks,
-                reasons=[refusal.text() for refusal in self._refusals] + replies.malformed,
+                reasons=[refusal.text() for refusal in self._book.refusals] + replies.malformed,
             )
         return replies.answers
 
@@ -336,7 +329,7 @@ class RunDriver:
         def parse(reply: Message) -> TrainReply:
             return aggregation.check(train_reply(reply), arrays)
 
-        replies = self._sorted(
+        replies = self._book.sort(
             self._exchange(messages, Stage.TRAIN, server_round), parse, server_round
         )
         accepted, needed = len(replies.answers), self.config.min_banks
@@ -390,28 +383,13 @@ class RunDriver:
         def parse(reply: Message) -> ScoreSummary:
             return score_summary_from_content(reply.content, score_bins=self.config.score_bins)
 
-        summaries = self._sorted(replies, parse, server_round).answers
+        summaries = self._book.sort(replies, parse, server_round).answers
         if not summaries:
             raise RoundFailed(
                 stage=Stage.EVALUATE, server_round=server_round, received=0, required=1, reasons=[]
             )
         return credit_metrics(ScoreSummary.combine(summaries))
 
-    # -- replies --------------------------------------------------------------------
-
-    def _sorted(
-        self, replies: Iterable[Message], parse: Callable[[Message], T], server_round: int
-    ) -> SortedReplies[T]:
-        """Sort replies; record ledgers and refusals, report malformed replies."""
-        replies = list(replies)
-        for summary in ledger_summaries(replies):
-            self._privacy[summary.bank] = summary
-        sorted_replies = sort_replies(replies, parse)
-        for refusal in sorted_replies.refused:
-            self._refusals.append(refusal)
-            self._on_event(refusal.text())
-            if self._audit is not None:
-                self._audit.refusal(refusal.bank, refusal.server_round, refusal.text())
-        for line in sorted_replies.malformed:
-            self._on_event(f"round {server_round}: {line}")
-        return sorted_replies
+    def _record_refusal(self, refusal: Refusal) -> None:
+        if self._audit is not None:
+            self._audit.refusal(refusal.bank, refusal.server_round, refusal.text())
