@@ -16,6 +16,7 @@ import pytest
 from flwr.app import Array, ArrayRecord, Context, Message, MessageType
 from flwr.clientapp.typing import ClientAppCallable
 
+from coordinator.errors import RoundFailed
 from credit import message_keys as keys
 from credit.run_config import RunConfig
 from participant.app.client_app import make_client_app
@@ -94,3 +95,15 @@ def test_a_bank_sending_malformed_replies_is_left_out_and_the_run_completes(
             bank["n_test"] for bank in document["participants"].values()
         )
     assert any(f"node {node} sent a malformed reply" in line for line in events), events
+
+
+def test_a_round_whose_evaluation_replies_are_all_malformed_fails_naming_the_stage(
+    tmp_path: Path,
+) -> None:
+    config = RunConfig(out_dir=str(tmp_path), rounds=2, seed=4, secure_aggregation=False)
+    plan = plan_simulation(config, n_banks=2)
+    corrupt_all = [_corrupting(bank, MessageType.EVALUATE, _break_histograms) for bank in (0, 1)]
+    app = make_client_app(PartitionPlan(plan.banks), mods=corrupt_all)
+    grid = FakeGrid(app, num_nodes=2, run_config=config.to_flower(), seed=4)
+    with pytest.raises(RoundFailed, match=r"round 1 \(evaluate\): 0 usable replies"):
+        run_in_process(plan, grid=grid)
