@@ -60,7 +60,13 @@ from credit.model_spec import ModelKind, ModelSpec
 from credit.records import flatten, record_of
 from credit.schema import load_schema
 from deploy.flower_env import set_offline_defaults
-from participant.app.secagg_client import advertise, enrollment, mask_update, reveal
+from participant.app.secagg_client import (
+    advertise,
+    enrollment,
+    mask_update,
+    receive_keys,
+    reveal,
+)
 
 _STEP = np.float32(0.001)
 
@@ -100,7 +106,11 @@ def _client_app() -> ClientApp:
             return Message(content, reply_to=message)
         delta = np.full(flatten(arrays).size, float(_STEP))
         values = np.append(delta, [0.0, 0.0])  # no loss reported
-        masked = mask_update(context, message.metadata.run_id, inputs, values, 1.0)
+        run = message.metadata.run_id
+        code = receive_keys(context, run, inputs)
+        masked = mask_update(
+            context, run, server_round=inputs.server_round, values=values, weight=1.0, code=code
+        )
         return Message(
             RecordDict({keys.ARRAYS: masked, keys.METRICS: MetricRecord()}), reply_to=message
         )

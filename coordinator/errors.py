@@ -74,16 +74,26 @@ class RoundAborted(CoordinatorError, RuntimeError):
         Banks still in the round.
     required : int
         Banks the round needs (``min_banks``, or the secure-aggregation threshold).
+    reason : str, optional
+        Why, when it is not the count of banks left (e.g. shares that reconstruct nothing).
     """
 
-    def __init__(self, *, server_round: int, stage: str, remaining: int, required: int) -> None:
+    def __init__(
+        self,
+        *,
+        server_round: int,
+        stage: str,
+        remaining: int,
+        required: int,
+        reason: str | None = None,
+    ) -> None:
         self.server_round = server_round
         self.stage = stage
         self.remaining = remaining
         self.required = required
+        why = reason or f"{remaining} bank(s) left, {required} required"
         super().__init__(
-            f"round {server_round}: aborted at '{stage}': {remaining} bank(s) left, "
-            f"{required} required; the global model is unchanged"
+            f"round {server_round}: aborted at '{stage}': {why}; the global model is unchanged"
         )
 
 

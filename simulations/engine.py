@@ -8,11 +8,14 @@ ServerApp and one ClientApp per virtual SuperNode on Flower's Ray backend.
 Notes
 -----
 Flower 1.41 offers two doors to its Simulation Engine: ``flwr run`` against a local
-SuperLink (which the project also supports, see ``pyproject.toml``) and the Python
-function :func:`flwr.simulation.run_simulation`. The harness uses the function: it
-runs the ServerApp in this process, so progress reaches the terminal directly and no
-detached SuperLink is left behind. Flower marks the function deprecated; its
-deprecation notice is filtered from the log.
+SuperLink and the Python function :func:`flwr.simulation.run_simulation`. The harness
+uses the function: it runs the ServerApp in this process with the simulation's own
+ClientApp (:func:`simulation_client_app`: each bank's file, simulated budgets and the
+dropout mod), so progress reaches the terminal directly and no detached SuperLink is
+left behind. ``flwr run`` would load the app ``pyproject.toml`` declares, the bank's
+deployed ClientApp, which reads its data from its node config and knows nothing of
+simulations; it is not a supported way to simulate. Flower marks the function
+deprecated; its deprecation notice is filtered from the log.
 """
 
 from __future__ import annotations

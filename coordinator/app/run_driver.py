@@ -16,12 +16,14 @@ How a run flows::
                            ◀───────────────────   score histograms, loss sums
         pooled AUC, KS, ... from summed histograms
 
-A stage with fewer than ``min_banks`` usable replies raises
+A set-up, train or evaluate exchange with fewer than ``min_banks`` replies without
+errors, or an evaluation with no usable reply, raises
 :class:`~coordinator.errors.RoundFailed`; the global model is then the last completed
-round's. A round that loses too many banks to dropouts is aborted
-(:class:`~coordinator.errors.RoundAborted`): the model stays, the round is recorded as
-aborted and the run goes on. When privacy budgets leave too few banks willing to
-train, the run stops (:class:`~coordinator.errors.RunStopped`) with the last model.
+round's. A round that loses too many banks to (simulated) dropouts, or to losses at
+secure aggregation's own stages, is aborted (:class:`~coordinator.errors.RoundAborted`):
+the model stays, the round is recorded as aborted and the run goes on. When privacy
+budgets leave too few banks willing to train, the run stops
+(:class:`~coordinator.errors.RunStopped`) with the last model.
 """
 
 from __future__ import annotations

@@ -32,6 +32,7 @@ from credit.messages import RoundInstructions, RunInstructions, Task, secagg
 from credit.records import array_of, flatten, unflatten
 from privacy.secagg.fixed_point import FixedPoint
 from privacy.secagg.protocol import RoundAggregator, SecAggAborted, default_threshold
+from privacy.secagg.protocol import UnmaskRequest as ProtocolUnmaskRequest
 from privacy.secagg.records import (
     decode_advertisement,
     decode_keys,
@@ -40,6 +41,7 @@ from privacy.secagg.records import (
     encode_keys,
     encode_unmask,
 )
+from privacy.secagg.shamir import Share
 
 __all__ = ["SecureAggregation"]
 
@@ -101,7 +103,8 @@ class SecureAggregation:
         Raises
         ------
         RoundFailed
-            Fewer than two banks enrolled: one bank's sum is its own update.
+            Fewer than two banks enrolled (one bank's sum is its own update), or the
+            banks' weights leave no room for a fixed-point code in the ring.
         """
         roster = {node: part.encryption_key for node, part in enrollments.items()}
         if len(roster) < 2:
@@ -116,12 +119,21 @@ class SecureAggregation:
                 ],
             )
         threshold = min(len(roster), max(default_threshold(len(roster)), min_banks))
-        code = FixedPoint.for_sum(
-            clip=clip,
-            total_weight=float(sum(weights[node] for node in roster)),
-            participants=len(roster),
-            ring_bits=32,
-        )
+        try:
+            code = FixedPoint.for_sum(
+                clip=clip,
+                total_weight=float(sum(weights[node] for node in roster)),
+                participants=len(roster),
+                ring_bits=32,
+            )
+        except ValueError as exc:  # the banks' weights leave no fraction bits in the ring
+            raise RoundFailed(
+                stage="secure-aggregation set-up",
+                server_round=0,
+                received=len(roster),
+                required=2,
+                reasons=[str(exc)],
+            ) from exc
         return cls(run=run, roster=roster, threshold=threshold, code=code, exchange=exchange)
 
     def describe(self) -> str | None:
@@ -255,6 +267,14 @@ class SecureAggregation:
             total, survivors = aggregator.finish()
         except SecAggAborted as abort:
             raise self._aborted(abort) from None
+        except ValueError as exc:  # shares that reconstruct no valid key: nothing is summed
+            raise RoundAborted(
+                server_round=server_round,
+                stage="unmask",
+                remaining=0,
+                required=self.threshold,
+                reason=f"the revealed shares do not reconstruct the masks ({exc})",
+            ) from None
         mean = self.code.decode_mean(total[:-1], total[-1])
         update, loss_mean, reported = mean[:-2], mean[-2], mean[-1]
         new_arrays = unflatten(flatten(arrays) + update, arrays)
@@ -262,9 +282,17 @@ class SecureAggregation:
         return AggregatedUpdate(arrays=new_arrays, train_loss=loss, banks=tuple(sorted(survivors)))
 
     def _unmask(
-        self, aggregator: RoundAggregator, instructions: RoundInstructions, request: Any
+        self,
+        aggregator: RoundAggregator,
+        instructions: RoundInstructions,
+        request: ProtocolUnmaskRequest,
     ) -> None:
-        """Ask the survivors for their shares; take every well-formed reveal."""
+        """Ask the survivors for their shares; take every well-formed reveal.
+
+        A reveal is well formed when it holds only shares (of the field, of the right
+        length) of banks the request named; any other reveal is dropped, as if its
+        sender had not answered.
+        """
         server_round = instructions.server_round
         query = instructions.query(Task.SECAGG_UNMASK, server_round=server_round)
         asked = secagg.UnmaskRequest(server_round=server_round, unmask=encode_unmask(request))
@@ -279,14 +307,24 @@ class SecureAggregation:
                 continue  # dropped out before answering
             try:
                 shares = decode_keys(secagg.Reveal.take(reply.content).reveal, "reveal")
+                _check_reveal(shares, request)
                 aggregator.add_reveal(reply.metadata.src_node_id, shares)
             except (MalformedMessage, ValueError):
                 continue
 
-    def _aborted(self, abort: SecAggAborted) -> RoundAborted:
+    @staticmethod
+    def _aborted(abort: SecAggAborted) -> RoundAborted:
         return RoundAborted(
             server_round=abort.server_round,
             stage=abort.stage,
             remaining=abort.have,
             required=abort.threshold,
         )
+
+
+def _check_reveal(shares: Mapping[int, bytes], request: ProtocolUnmaskRequest) -> None:
+    """Refuse a reveal holding anything but valid shares of banks the request named."""
+    if not set(shares) <= set(request.survivors) | set(request.dropped):
+        raise MalformedMessage("a reveal holds shares of banks the request did not name")
+    for share in shares.values():
+        Share.from_bytes(share)  # ValueError: wrong length, or outside the field

@@ -41,14 +41,18 @@ __all__ = [
 ]
 
 
+MAX_ROWS = 10**9
+"""Most rows a bank may report (a count beyond it is a malformed reply)."""
+
+
 class BankIntro(ConfigPart):
     """A bank's name and row counts (public: see the README's privacy model)."""
 
     RECORD = message_keys.BANK
 
-    name: str = Field(min_length=1)
-    n_train: int = Field(ge=0)
-    n_test: int = Field(ge=0)
+    name: str = Field(min_length=1, max_length=200)
+    n_train: int = Field(ge=0, le=MAX_ROWS)
+    n_test: int = Field(ge=0, le=MAX_ROWS)
 
 
 class Refusal(ConfigPart):

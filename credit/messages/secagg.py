@@ -96,7 +96,7 @@ class UnmaskRequest(_SecAggPart):
 class Enrollment(_SecAggPart):
     """A bank's per-run public encryption key (X25519, raw bytes)."""
 
-    encryption_key: bytes
+    encryption_key: bytes = Field(min_length=32, max_length=32)
 
 
 class Advertisement(_SecAggPart):

@@ -44,8 +44,15 @@ from participant.app.local_update import (
     model_sha256,
 )
 from participant.app.node_config import NodeConfig
-from participant.app.secagg_client import advertise, enrollment, mask_update, reveal
+from participant.app.secagg_client import (
+    advertise,
+    enrollment,
+    mask_update,
+    receive_keys,
+    reveal,
+)
 from privacy.errors import PrivacyBudgetExceeded
+from privacy.secagg.fixed_point import FixedPoint
 
 if TYPE_CHECKING:
     from participant.app.privacy_guard import PrivacyGuard
@@ -217,6 +224,8 @@ def train(request: BankRequest) -> RecordDict:
     global_arrays = record_of(content_in, message_keys.ARRAYS, ArrayRecord)
     inputs = secagg.TrainInputs.take_optional(content_in)
     bank = load_bank(request.source, instructions)
+    # Secure aggregation's inputs are opened before anything is charged or trained.
+    code = None if inputs is None else receive_keys(request.context, request.flower_run_id, inputs)
     guard = privacy_guard(bank, request.source)
     run = instructions.run_key(request.flower_run_id)
     try:
@@ -225,10 +234,10 @@ def train(request: BankRequest) -> RecordDict:
         if guard is None:
             raise
         return refusal_reply(request, refusal, guard, run)
-    if inputs is None:
+    if inputs is None or code is None:
         content = _plain_reply(update)
     else:
-        content = _masked_reply(request, update, global_arrays, inputs)
+        content = _masked_reply(request, update, global_arrays, inputs, code)
     if guard is not None:
         guard.summary().put(content)
     record_train(
@@ -259,6 +268,7 @@ def _masked_reply(
     update: LocalUpdate,
     global_arrays: ArrayRecord,
     inputs: secagg.TrainInputs,
+    code: FixedPoint,
 ) -> RecordDict:
     """The update masked for secure aggregation; per-bank metrics stay home.
 
@@ -270,7 +280,12 @@ def _masked_reply(
     reported = 0.0 if update.train_loss is None else 1.0
     values = np.append(delta, [(update.train_loss or 0.0) * reported, reported])
     masked = mask_update(
-        request.context, request.flower_run_id, inputs, values, float(update.num_examples)
+        request.context,
+        request.flower_run_id,
+        server_round=inputs.server_round,
+        values=values,
+        weight=float(update.num_examples),
+        code=code,
     )
     content = RecordDict({message_keys.ARRAYS: masked})
     TrainMetrics(epsilon=update.epsilon).put(content)

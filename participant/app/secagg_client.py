@@ -16,6 +16,7 @@ from numpy.typing import NDArray
 
 from credit import message_keys
 from credit.messages import secagg
+from privacy.secagg.fixed_point import FixedPoint
 from privacy.secagg.protocol import Participant
 from privacy.secagg.records import (
     decode_fixed_point,
@@ -26,7 +27,7 @@ from privacy.secagg.records import (
     encode_keys,
 )
 
-__all__ = ["advertise", "enrollment", "mask_update", "reveal"]
+__all__ = ["advertise", "enrollment", "mask_update", "receive_keys", "reveal"]
 
 _STATE = "participant-state"
 
@@ -68,20 +69,33 @@ def advertise(
     return secagg.Advertisement(advertisement=encode_advertisement(advertisement))
 
 
-def mask_update(
-    context: Context,
-    run: int,
-    inputs: secagg.TrainInputs,
-    values: NDArray[np.float64],
-    weight: float,
-) -> ArrayRecord:
-    """Open the relayed shares, then mask ``weight * values`` for the coordinator."""
+def receive_keys(context: Context, run: int, inputs: secagg.TrainInputs) -> FixedPoint:
+    """Open the peers' keys and the shares relayed for this bank; the round's fixed-point code.
+
+    Called before the bank trains (and charges its privacy budget), so that inputs
+    that do not decode are refused while nothing has been spent.
+    """
     participant = _session(context, run)
     roster = decode_keys(inputs.roster, "roster")
     forward = decode_forward(inputs.forward)
-    participant.receive(inputs.server_round, forward, roster)
     code = decode_fixed_point(inputs.fixed_point)
-    masked = participant.mask(inputs.server_round, values, weight, code)
+    participant.receive(inputs.server_round, forward, roster)
+    _save(context, participant)
+    return code
+
+
+def mask_update(
+    context: Context,
+    run: int,
+    *,
+    server_round: int,
+    values: NDArray[np.float64],
+    weight: float,
+    code: FixedPoint,
+) -> ArrayRecord:
+    """Mask ``weight * values`` in ``code`` for the coordinator (after :func:`receive_keys`)."""
+    participant = _session(context, run)
+    masked = participant.mask(server_round, values, weight, code)
     _save(context, participant)
     return ArrayRecord({message_keys.SECAGG_MASKED: Array(masked)})
 

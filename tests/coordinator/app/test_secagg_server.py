@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from flwr.app import Array, ArrayRecord, Context, Message, MessageType, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
+from flwr.clientapp.typing import ClientAppCallable, Mod
 
 from coordinator.app.bank_replies import train_reply
 from coordinator.app.exchange import BankExchange, Stage
@@ -26,7 +27,14 @@ from credit.messages import QueryInstructions, RoundInstructions, RunInstruction
 from credit.model_spec import ModelKind, ModelSpec
 from credit.records import flatten
 from credit.schema import load_schema
-from participant.app.secagg_client import advertise, enrollment, mask_update, reveal
+from participant.app.secagg_client import (
+    advertise,
+    enrollment,
+    mask_update,
+    receive_keys,
+    reveal,
+)
+from privacy.secagg.records import decode_keys, encode_keys
 from tests.support.fake_grid import FakeGrid
 
 N_PARAMS = 12
@@ -39,9 +47,9 @@ def _update(partition_id: int) -> np.ndarray:
     return np.linspace(-1.0, 1.0, N_PARAMS) * (partition_id + 1) / 4
 
 
-def _bank_app() -> ClientApp:
+def _bank_app(mods: tuple[Mod, ...] = ()) -> ClientApp:
     """A bank that answers secure aggregation with the real code and a chosen update."""
-    app = ClientApp()
+    app = ClientApp(mods=list(mods))
 
     @app.query()
     def query(message: Message, context: Context) -> Message:
@@ -63,7 +71,16 @@ def _bank_app() -> ClientApp:
         bank = int(context.node_config["partition-id"])
         inputs = secagg.TrainInputs.take(message.content)
         values = np.append(_update(bank), [LOSSES[bank], 1.0])
-        masked = mask_update(context, message.metadata.run_id, inputs, values, WEIGHTS[bank])
+        run = message.metadata.run_id
+        code = receive_keys(context, run, inputs)
+        masked = mask_update(
+            context,
+            run,
+            server_round=inputs.server_round,
+            values=values,
+            weight=WEIGHTS[bank],
+            code=code,
+        )
         content = RecordDict({keys.ARRAYS: masked, keys.METRICS: MetricRecord()})
         return Message(content, reply_to=message)
 
@@ -259,3 +276,28 @@ def test_the_threshold_is_a_majority_and_at_least_min_banks(
         "fraction_bits": secure.code.fraction_bits,
         "clip": 16.0,
     }
+
+
+def _revealing_junk(bank: int) -> ClientApp:
+    """The banks' app, except that bank ``bank`` reveals shares that are not shares."""
+
+    def mod(message: Message, context: Context, call_next: ClientAppCallable) -> Message:
+        reply = call_next(message, context)
+        unmasking = message.metadata.message_type == MessageType.QUERY and (
+            QueryInstructions.take(message.content).task == Task.SECAGG_UNMASK
+        )
+        if context.node_config["partition-id"] == bank and unmasking:
+            shares = decode_keys(secagg.Reveal.take(reply.content).reveal, "reveal")
+            secagg.Reveal(reveal=encode_keys(dict.fromkeys(shares, b"x"))).put(reply.content)
+        return reply
+
+    return _bank_app(mods=(mod,))
+
+
+def test_a_bank_revealing_junk_is_ignored_and_the_sum_is_still_right() -> None:
+    with FakeGrid(_revealing_junk(1), num_nodes=len(WEIGHTS), run_config={}, run_id=7) as grid:
+        secure = _enrolled(grid)
+        secure.prepare(1, GLOBAL, _run())
+        updates = [train_reply(reply) for reply in _train(grid, secure, 1)]
+        result = secure.aggregate(updates, GLOBAL, _round(1))
+    np.testing.assert_allclose(flatten(result.arrays), _expected([0, 1, 2, 3])[0], atol=1e-3)
