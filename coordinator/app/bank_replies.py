@@ -74,8 +74,21 @@ class SortedReplies(Generic[T]):
     malformed: list[str] = field(default_factory=list)
 
 
-def sort_replies(replies: Iterable[Message], parse: Callable[[Message], T]) -> SortedReplies[T]:
-    """Sort error-free replies into answers (``parse``), refusals, dropouts and malformed."""
+SpeaksFor = Callable[[str, int], bool]
+"""Whether node (second argument) may speak for the bank named (first argument)."""
+
+
+def _anyone(bank: str, node: int) -> bool:
+    return True
+
+
+def sort_replies(
+    replies: Iterable[Message], parse: Callable[[Message], T], speaks_for: SpeaksFor = _anyone
+) -> SortedReplies[T]:
+    """Sort error-free replies into answers (``parse``), refusals, dropouts and malformed.
+
+    A refusal in the name of a bank its sender does not speak for is malformed.
+    """
     sorted_replies: SortedReplies[T] = SortedReplies()
     for reply in replies:
         try:
@@ -83,7 +96,9 @@ def sort_replies(replies: Iterable[Message], parse: Callable[[Message], T]) -> S
                 Dropped.take(reply.content)
                 sorted_replies.dropped.append(reply.metadata.src_node_id)
             elif Refusal.present(reply.content):
-                sorted_replies.refused.append(Refusal.take(reply.content))
+                refusal = Refusal.take(reply.content)
+                _check_speaker(refusal.bank, reply.metadata.src_node_id, speaks_for)
+                sorted_replies.refused.append(refusal)
             else:
                 sorted_replies.answers.append(parse(reply))
         except MalformedMessage as exc:
@@ -92,17 +107,30 @@ def sort_replies(replies: Iterable[Message], parse: Callable[[Message], T]) -> S
     return sorted_replies
 
 
-def ledger_summaries(replies: Iterable[Message]) -> list[LedgerSummary]:
-    """The ledger summaries banks attached to ``replies`` (malformed ones are skipped)."""
+def ledger_summaries(
+    replies: Iterable[Message], speaks_for: SpeaksFor = _anyone
+) -> list[LedgerSummary]:
+    """The ledger summaries banks attached to ``replies``.
+
+    Malformed summaries, and summaries in the name of a bank their sender does not
+    speak for, are skipped.
+    """
     summaries = []
     for reply in replies:
         if reply.has_error() or not LedgerSummary.present(reply.content):
             continue
         try:
-            summaries.append(LedgerSummary.take(reply.content))
+            summary = LedgerSummary.take(reply.content)
+            _check_speaker(summary.bank, reply.metadata.src_node_id, speaks_for)
         except MalformedMessage:
             continue
+        summaries.append(summary)
     return summaries
+
+
+def _check_speaker(bank: str, node: int, speaks_for: SpeaksFor) -> None:
+    if not speaks_for(bank, node):
+        raise MalformedMessage(f"node {node} speaks for another node's bank '{bank}'")
 
 
 class ReplyBook:
@@ -125,6 +153,15 @@ class ReplyBook:
         """Every refusal of the run, in order."""
         self._on_event = on_event
         self._on_refusal = on_refusal
+        self._speakers: dict[str, int] = {}
+
+    def speaks_for(self, bank: str, node: int) -> bool:
+        """Whether ``node`` may report for ``bank``: the first node to use a name keeps it.
+
+        Bank names are what banks say they are; this keeps one bank from writing
+        over another's ledger summary, refusals or place in the run.
+        """
+        return self._speakers.setdefault(bank, node) == node
 
     def resume(self, privacy: dict[str, LedgerSummary], refusals: list[Refusal]) -> None:
         """Go on recording into a resumed run's records (from its checkpoint)."""
@@ -135,9 +172,9 @@ class ReplyBook:
     ) -> SortedReplies[T]:
         """Sort error-free replies (:func:`sort_replies`); record ledgers and refusals."""
         replies = list(replies)
-        for summary in ledger_summaries(replies):
+        for summary in ledger_summaries(replies, self.speaks_for):
             self.privacy[summary.bank] = summary
-        sorted_replies = sort_replies(replies, parse)
+        sorted_replies = sort_replies(replies, parse, self.speaks_for)
         for refusal in sorted_replies.refused:
             self.refusals.append(refusal)
             self._on_event(refusal.text())

@@ -50,6 +50,7 @@ from coordinator.app.joining import (
 from coordinator.app.run_state import RoundResult, RunState, TrainOutcome
 from coordinator.errors import RoundAborted, RoundFailed, RunStopped
 from credit import message_keys
+from credit.errors import MalformedMessage
 from credit.messages import (
     QueryInstructions,
     Refusal,
@@ -210,7 +211,14 @@ class RunDriver:
             if self.config.secure_aggregation:
                 secagg.KeyRequest().put(content)  # asks banks for their encryption keys
             messages.append(Message(content, node, MessageType.QUERY))
-        replies = self._book.sort(self._exchange(messages, stage, 0), parse, 0)
+
+        def introduced(reply: Message) -> SetupReply:
+            joined = parse(reply)
+            if not self._book.speaks_for(joined.bank.name, joined.bank.node_id):
+                raise MalformedMessage(f"a second node introduces itself as '{joined.bank.name}'")
+            return joined
+
+        replies = self._book.sort(self._exchange(messages, stage, 0), introduced, 0)
         if len(replies.answers) < self.config.min_banks:
             raise RoundFailed(
                 stage=stage,

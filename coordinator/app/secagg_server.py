@@ -203,7 +203,10 @@ class SecureAggregation:
     def train_messages(
         self, arrays: ArrayRecord, instructions: RoundInstructions, nodes: Sequence[int]
     ) -> list[Message]:
-        """One train message per member of U1 (who advertised), with the shares sealed for it.
+        """One train message per member of U1 (who advertised) among ``nodes``.
+
+        Each carries the shares sealed for its bank. A member of U1 that is not among
+        ``nodes`` (no longer connected) is not asked: it drops out of the round.
 
         Raises
         ------
@@ -217,6 +220,8 @@ class SecureAggregation:
             raise self._aborted(abort) from None
         messages = []
         for node, forward in forwards.items():
+            if node not in nodes:
+                continue
             content = RecordDict({message_keys.ARRAYS: arrays})
             instructions.put(content)
             secagg.TrainInputs(

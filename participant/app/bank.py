@@ -45,9 +45,6 @@ class BankSource:
         Its CSV file (plain or gzip).
     schema_path : pathlib.Path or None
         Its copy of the dataset schema; the embedded schema when None.
-    rows : tuple of int, optional
-        A subset of row positions (simulation partitions computed on the fly);
-        all rows when None.
     budget : PrivacyBudget, optional
         The bank's differential-privacy budget; training is not private without one.
     ledger_path : pathlib.Path, optional
@@ -57,7 +54,6 @@ class BankSource:
     name: str
     data_path: Path
     schema_path: Path | None = None
-    rows: tuple[int, ...] | None = None
     budget: PrivacyBudget | None = None
     ledger_path: Path | None = None
 
@@ -103,8 +99,6 @@ def prepare_bank(source: BankSource, test_fraction: float, seed: int) -> Prepare
         raise ValueError(f"test_fraction must be in (0, 1); got {test_fraction}")
     schema = load_schema(source.schema_path)
     frame = load_bank_csv(source.data_path, schema).frame
-    if source.rows is not None:
-        frame = frame.iloc[list(source.rows)].reset_index(drop=True)
     is_test = held_out_rows(frame, schema, test_fraction=test_fraction, seed=seed, salt=source.name)
     test = frame[is_test].reset_index(drop=True)
     train = frame[~is_test].reset_index(drop=True)

@@ -9,7 +9,7 @@ import pytest
 from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MessageType, RecordDict
 from flwr.clientapp import ClientApp
 
-from coordinator.app.bank_replies import ledger_summaries, sort_replies, train_reply
+from coordinator.app.bank_replies import ReplyBook, ledger_summaries, sort_replies, train_reply
 from credit import message_keys as keys
 from credit.messages import Dropped, LedgerSummary, ProtocolStage, Refusal, TrainMetrics
 from credit.messages._parts import ConfigPart
@@ -82,3 +82,20 @@ def test_ledger_summaries_are_collected_and_malformed_ones_skipped(reply: Reply)
     broken[keys.PRIVACY]["epsilon"] = "a lot"
     replies = [reply(11, _with(LEDGER)), reply(12, broken), reply(13, _answer())]
     assert ledger_summaries(replies) == [LEDGER]
+
+
+def test_a_bank_cannot_report_in_another_banks_name(reply: Reply) -> None:
+    events: list[str] = []
+    book = ReplyBook(on_event=events.append, on_refusal=lambda refusal: None)
+    impostor = _answer()
+    LEDGER.model_copy(update={"epsilon": 0.0}).put(impostor)
+    replies = [
+        reply(11, _with(REFUSAL, LEDGER)),  # node 11 speaks for bank-b from now on
+        reply(12, _with(REFUSAL)),  # node 12 refuses in bank-b's name
+        reply(13, impostor),  # node 13 writes over bank-b's ledger
+    ]
+    sorted_replies = book.sort(replies, train_reply, server_round=2)
+    assert sorted_replies.refused == [REFUSAL]
+    assert book.refusals == [REFUSAL]
+    assert book.privacy == {"bank-b": LEDGER}
+    assert any("node 12" in line and "another node's bank 'bank-b'" in line for line in events)

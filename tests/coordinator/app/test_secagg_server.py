@@ -239,7 +239,8 @@ def test_keys_for_the_next_round_ride_on_the_evaluate_replies(grid: FakeGrid) ->
     broken = answered[0]
     secagg.Advertisement(advertisement=b"{not json").put(broken.content)  # ignored
     secure.collect_advertisements(2, answered)
-    assert len(secure.train_messages(GLOBAL, _round(2), [])) == len(WEIGHTS) - 1
+    everyone = sorted(grid.get_node_ids())
+    assert len(secure.train_messages(GLOBAL, _round(2), everyone)) == len(WEIGHTS) - 1
 
 
 def test_one_bank_cannot_be_summed_securely(grid: FakeGrid) -> None:
