@@ -37,6 +37,7 @@ from typing import Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from credit.config_files import first_problem
 from credit.errors import SchemaError
 
 __all__ = [
@@ -208,10 +209,8 @@ def load_schema(path: Path | str | None = None) -> DatasetSchema:
     try:
         return DatasetSchema.model_validate(raw)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        key = ".".join(str(part) for part in first["loc"]) or "(top level)"
         raise SchemaError(
-            f"invalid schema at '{key}': {first['msg']}",
+            f"invalid schema at {first_problem(exc)}",
             file=schema_path,
             hint="see the schema format in README.md",
         ) from exc

@@ -17,6 +17,7 @@ from typing import Any, ClassVar, Self, TypeVar
 from flwr.app import ConfigRecord, MetricRecord, RecordDict
 from pydantic import BaseModel, BeforeValidator, ConfigDict, PlainSerializer, ValidationError
 
+from credit.config_files import first_problem
 from credit.errors import MalformedMessage
 from credit.records import record_of
 
@@ -31,13 +32,7 @@ def _hyphenated(name: str) -> str:
 
 def malformed(record: str, exc: ValidationError) -> MalformedMessage:
     """A one-line :class:`MalformedMessage` from the first error of a validation."""
-    first = exc.errors()[0]
-    entry = ".".join(_hyphenated(str(part)) for part in first["loc"])
-    message = str(first["msg"]).removeprefix("Value error, ")
-    if first["type"] == "extra_forbidden":
-        message = "unexpected entry"
-    where = f"record '{record}', entry '{entry}'" if entry else f"record '{record}'"
-    return MalformedMessage(f"{where}: {message}")
+    return MalformedMessage(f"record '{record}': {first_problem(exc)}")
 
 
 def _json_text(value: BaseModel) -> str:

@@ -134,7 +134,7 @@ class LedgerSummary(ConfigPart):
         try:
             entries["events"] = json.loads(str(entries.get("events", "[]")))
         except ValueError:
-            raise MalformedMessage(f"record '{cls.RECORD}', entry 'events': not JSON") from None
+            raise MalformedMessage(f"record '{cls.RECORD}': 'events': not JSON") from None
         return cls._parse(entries)
 
     @classmethod

@@ -73,7 +73,7 @@ def test_replies_are_sorted_by_what_they_mean(reply: Reply) -> None:
     assert len(sorted_replies.malformed) == 2
     assert sorted_replies.malformed[0].startswith("node 14 sent a malformed reply (")
     assert (
-        "node 15" in sorted_replies.malformed[1] and "entry 'stage'" in sorted_replies.malformed[1]
+        "node 15" in sorted_replies.malformed[1] and "'stage'" in sorted_replies.malformed[1]
     )
 
 
