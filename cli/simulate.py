@@ -21,12 +21,16 @@ from credit.encoding import EncodingKind, StatsSource
 from credit.errors import ConfigError
 from credit.model_spec import ModelKind
 from credit.run_config import RunConfig
-from simulations.settings import PartitionScheme, PartitionSettings
+from simulations.settings import SIMULATION_FILE, PartitionScheme, PartitionSettings
 
 if TYPE_CHECKING:
+    from coordinator.app.run_files import RunFiles
     from simulations.budgets import BudgetPolicy
+    from simulations.engine import SimulationPlan
 
 __all__ = ["simulate"]
+
+SOURCE = "fedcredit simulate"
 
 Data = Annotated[
     Path | None,
@@ -112,9 +116,7 @@ def simulate(
     cpus: Cpus = None,
 ) -> None:
     """Train a shared model across simulated banks with Flower's Simulation Engine."""
-    from coordinator.app.server_app import format_round
-    from simulations.engine import plan_simulation, run_simulated_consortium
-
+    started = time.monotonic()
     with fail_cleanly():
         config = RunConfig.build(
             {
@@ -131,48 +133,73 @@ def simulate(
                 "max_grad_norm": max_grad_norm,
                 "secure_aggregation": secure_aggregation,
             },
-            source="fedcredit simulate",
+            source=SOURCE,
         )
-        split = validate_fields(
-            PartitionSettings,
-            {
-                "data": str(data or ""),
-                "partition": partition,
-                "alpha": alpha,
-                "partition_column": partition_column,
-            },
-            source="fedcredit simulate",
-            spelled={"alpha": "--alpha", "partition_column": "--partition-column"},
-        )
-        policy, policy_source = _budget_policy(epsilon, delta, budgets)
-        started = time.monotonic()
-        console.print(
-            "[bold]fedcredit simulate[/]: validating data and splitting it into banks "
-            f"({partition})"
-        )
-        plan = plan_simulation(
-            config,
-            banks,
-            partition=split,
-            budgets=policy,
-            budget_source=policy_source,
-            dropout_rate=dropout_rate,
-        )
-        for bank, part in zip(plan.banks, plan.partitions, strict=True):
-            say(f"  {bank.name:<18} {part.rows.size:>6,} rows  -> {bank.data_path}")
-        say(f"starting Flower's Simulation Engine with {len(plan.banks)} virtual SuperNodes ...")
-        files = run_simulated_consortium(
-            plan,
-            on_round=lambda result, total: say(format_round(result, total)),
-            on_event=say,
-            cpus=cpus,
-        )
+        split = _partition_settings(data, partition, alpha, partition_column)
+        budgets_of_banks = _budget_policy(epsilon, delta, budgets)
+        plan = _plan(config, banks, split, budgets_of_banks, dropout_rate)
+        files = _run(plan, cpus)
     _show_summary(files.metrics, time.monotonic() - started)
     say(
         f"metrics:    {files.metrics}",
         f"model:      {files.model}",
         f"plot:       {files.plot}",
-        f"simulation: {files.metrics.with_name('simulation.json')}",
+        f"simulation: {files.metrics.with_name(SIMULATION_FILE)}",
+    )
+
+
+def _partition_settings(
+    data: Path | None, partition: PartitionScheme, alpha: float, partition_column: str
+) -> PartitionSettings:
+    """How the data set is split into banks, from the flags."""
+    fields = {
+        "data": str(data or ""),
+        "partition": partition,
+        "alpha": alpha,
+        "partition_column": partition_column,
+    }
+    spelled = {"alpha": "--alpha", "partition_column": "--partition-column"}
+    return validate_fields(PartitionSettings, fields, source=SOURCE, spelled=spelled)
+
+
+def _plan(
+    config: RunConfig,
+    banks: int,
+    split: PartitionSettings,
+    budgets: tuple[BudgetPolicy | None, str],
+    dropout_rate: float,
+) -> SimulationPlan:
+    """Validate and split the data into banks, and say which bank got what."""
+    from simulations.engine import plan_simulation
+
+    console.print(
+        "[bold]fedcredit simulate[/]: validating data and splitting it into banks "
+        f"({split.partition})"
+    )
+    policy, policy_source = budgets
+    plan = plan_simulation(
+        config,
+        banks,
+        partition=split,
+        budgets=policy,
+        budget_source=policy_source,
+        dropout_rate=dropout_rate,
+    )
+    for bank, part in zip(plan.banks, plan.partitions, strict=True):
+        say(f"  {bank.name:<18} {part.rows.size:>6,} rows  -> {bank.data_path}")
+    return plan
+
+
+def _run(plan: SimulationPlan, cpus: int | None) -> RunFiles:
+    """Flower's Simulation Engine over the plan, printing each round."""
+    from simulations.engine import run_simulated_consortium
+
+    say(f"starting Flower's Simulation Engine with {len(plan.banks)} virtual SuperNodes ...")
+    return run_simulated_consortium(
+        plan,
+        on_round=lambda result, total: say(result.progress_line(total)),
+        on_event=say,
+        cpus=cpus,
     )
 
 

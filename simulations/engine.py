@@ -42,7 +42,7 @@ from participant.app.client_app import make_client_app
 from simulations.budgets import BudgetPolicy
 from simulations.dropouts import dropout_mod
 from simulations.partition import Partition, PartitionedData, partition_data
-from simulations.settings import PartitionSettings
+from simulations.settings import SIMULATION_FILE, PartitionSettings
 
 __all__ = [
     "PartitionPlan",
@@ -53,7 +53,6 @@ __all__ = [
 ]
 
 BANKS_DIR = "banks"
-SIMULATION_FILE = "simulation.json"
 LEDGERS_DIR = "ledgers"
 RoundCallback = Callable[[RoundResult, int], None]
 EventCallback = Callable[[str], None]

@@ -12,7 +12,10 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["PartitionScheme", "PartitionSettings"]
+__all__ = ["SIMULATION_FILE", "PartitionScheme", "PartitionSettings"]
+
+SIMULATION_FILE = "simulation.json"
+"""Where a simulation records how it was set up (in its output folder)."""
 
 
 class PartitionScheme(StrEnum):

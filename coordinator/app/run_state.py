@@ -71,6 +71,23 @@ class RoundResult:
     dropped: tuple[str, ...] = ()
     aborted: str | None = None
 
+    def progress_line(self, total_rounds: int) -> str:
+        """One progress line: round, AUC, KS, test loss, banks, ε, refusals, dropouts, time."""
+        m = self.metrics
+        line = (
+            f"round {self.server_round:>3}/{total_rounds}  AUC {m.auc:.4f}  KS {m.ks:.4f}  "
+            f"loss {m.log_loss:.4f}  banks {len(self.banks)}"
+        )
+        if self.max_epsilon_spent is not None:
+            line += f"  ε spent ≤ {self.max_epsilon_spent:.3f}"
+        if self.refused:
+            line += f"  refused {len(self.refused)}"
+        if self.dropped:
+            line += f"  dropped {len(self.dropped)}"
+        if self.aborted:
+            line += "  ABORTED (model unchanged)"
+        return line + f"  {self.seconds:5.1f} s"
+
 
 @dataclass
 class RunState:

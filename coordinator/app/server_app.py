@@ -1,9 +1,11 @@
 """The coordinator's Flower ServerApp.
 
-``flwr run .`` loads :data:`app`, which parses ``context.run_config`` into a
-:class:`~coordinator.config.RunConfig`, runs the federation and writes the outputs to
-``out-dir``. ``fedcredit simulate`` builds its own instance with
-:func:`make_server_app` so that progress reaches its terminal.
+``flwr run .`` (what ``fedcredit coordinator launch`` calls) loads :data:`app`, which
+parses ``context.run_config`` into a :class:`~credit.run_config.RunConfig`, drives the
+run (:class:`~coordinator.app.run_driver.RunDriver`) and writes its files to
+``out-dir``; each round's progress line goes to the log ``launch`` streams.
+``fedcredit simulate`` builds its own instance with :func:`make_server_app` so that
+progress reaches its terminal.
 """
 
 from __future__ import annotations
@@ -20,29 +22,11 @@ from coordinator.app.run_files import RunFiles, write_run_outputs
 from coordinator.app.run_state import RoundResult
 from credit.run_config import RunConfig
 
-__all__ = ["app", "format_round", "make_server_app", "run_federation"]
-
-
-def format_round(result: RoundResult, total: int) -> str:
-    """One progress line: round, AUC, KS, test loss, time."""
-    m = result.metrics
-    line = (
-        f"round {result.server_round:>3}/{total}  AUC {m.auc:.4f}  KS {m.ks:.4f}  "
-        f"loss {m.log_loss:.4f}  banks {len(result.banks)}"
-    )
-    if result.max_epsilon_spent is not None:
-        line += f"  ε spent ≤ {result.max_epsilon_spent:.3f}"
-    if result.refused:
-        line += f"  refused {len(result.refused)}"
-    if result.dropped:
-        line += f"  dropped {len(result.dropped)}"
-    if result.aborted:
-        line += "  ABORTED (model unchanged)"
-    return line + f"  {result.seconds:5.1f} s"
+__all__ = ["app", "make_server_app", "run_federation"]
 
 
 def _print_round(result: RoundResult, total: int) -> None:
-    print(format_round(result, total), flush=True)
+    print(result.progress_line(total), flush=True)
 
 
 def _print_event(text: str) -> None:
