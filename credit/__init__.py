@@ -19,7 +19,8 @@ if TYPE_CHECKING:
     from credit.loading import BankData, load_bank_csv
     from credit.metrics import CreditMetrics, ScoreSummary, credit_metrics, summarize_scores
     from credit.model_card import CreditModel, load_model, save_model
-    from credit.models import ModelKind, ModelSpec, build_model
+    from credit.model_spec import ModelKind, ModelSpec
+    from credit.models import build_model
     from credit.run_config import RunConfig
     from credit.schema import DatasetSchema, load_schema
 
@@ -63,8 +64,8 @@ _EXPORTS = {
     "FeatureEncoder": "credit.encoding",
     "FeatureStats": "credit.feature_stats",
     "FedcreditError": "credit.errors",
-    "ModelKind": "credit.models",
-    "ModelSpec": "credit.models",
+    "ModelKind": "credit.model_spec",
+    "ModelSpec": "credit.model_spec",
     "RunConfig": "credit.run_config",
     "SchemaError": "credit.errors",
     "ScoreSummary": "credit.metrics",

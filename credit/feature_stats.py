@@ -29,6 +29,8 @@ __all__ = [
 ]
 
 DEFAULT_GRID_BINS = 1024
+MAX_GRID_BINS = 65_536
+"""Finest histogram grid a bank computes (a coordinator asking for more is refused)."""
 
 
 def transform_values(values: NDArray[np.float64], transform: Transform) -> NDArray[np.float64]:

@@ -19,6 +19,8 @@ from numpy.typing import NDArray
 __all__ = ["CreditMetrics", "ScoreSummary", "credit_metrics", "summarize_scores"]
 
 DEFAULT_SCORE_BINS = 10_000
+MAX_SCORE_BINS = 1_000_000
+"""Finest score histogram a bank releases (a coordinator asking for more is refused)."""
 _PROBABILITY_FLOOR = 1e-7
 
 

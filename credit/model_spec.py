@@ -3,10 +3,19 @@
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = ["ModelKind", "ModelSpec"]
+
+
+MAX_INPUTS = 100_000
+"""Widest encoded input a model may take (a bank refuses a larger spec)."""
+MAX_WIDTH = 4096
+"""Widest hidden layer."""
+MAX_LAYERS = 8
+"""Most hidden layers."""
 
 
 class ModelKind(StrEnum):
@@ -24,7 +33,7 @@ class ModelSpec(BaseModel):
     kind : ModelKind
         ``logreg`` (one linear layer) or ``mlp``.
     n_inputs : int
-        Width of the encoded input matrix.
+        Width of the encoded input matrix, at most :data:`MAX_INPUTS`.
     hidden_sizes : tuple of int, default (64, 32)
         Hidden layer widths of the MLP; ignored for logistic regression.
     dropout : float, default 0.0
@@ -34,6 +43,8 @@ class ModelSpec(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     kind: ModelKind
-    n_inputs: int = Field(ge=1)
-    hidden_sizes: tuple[int, ...] = (64, 32)
+    n_inputs: int = Field(ge=1, le=MAX_INPUTS)
+    hidden_sizes: tuple[Annotated[int, Field(ge=1, le=MAX_WIDTH)], ...] = Field(
+        default=(64, 32), max_length=MAX_LAYERS
+    )
     dropout: float = Field(default=0.0, ge=0.0, lt=1.0)

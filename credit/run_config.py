@@ -10,15 +10,15 @@ receives a :class:`RunConfig`, never raw keys.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from credit.config_files import validate_fields
 from credit.encoding import EncodingKind, StatsSource
-from credit.feature_stats import DEFAULT_GRID_BINS
-from credit.metrics import DEFAULT_SCORE_BINS
-from credit.model_spec import ModelKind
+from credit.feature_stats import DEFAULT_GRID_BINS, MAX_GRID_BINS
+from credit.metrics import DEFAULT_SCORE_BINS, MAX_SCORE_BINS
+from credit.model_spec import MAX_LAYERS, MAX_WIDTH, ModelKind
 
 __all__ = ["RunConfig"]
 
@@ -91,12 +91,14 @@ class RunConfig(BaseModel):
     local_epochs: int = Field(default=1, ge=1)
     batch_size: int = Field(default=64, ge=1)
     learning_rate: float = Field(default=0.01, gt=0)
-    hidden_sizes: tuple[int, ...] = (64, 32)
+    hidden_sizes: tuple[Annotated[int, Field(ge=1, le=MAX_WIDTH)], ...] = Field(
+        default=(64, 32), max_length=MAX_LAYERS
+    )
     seed: int = 0
     test_fraction: float = Field(default=0.2, gt=0, lt=1)
     min_banks: int = Field(default=2, ge=1)
-    score_bins: int = Field(default=DEFAULT_SCORE_BINS, ge=2)
-    grid_bins: int = Field(default=DEFAULT_GRID_BINS, ge=2)
+    score_bins: int = Field(default=DEFAULT_SCORE_BINS, ge=2, le=MAX_SCORE_BINS)
+    grid_bins: int = Field(default=DEFAULT_GRID_BINS, ge=2, le=MAX_GRID_BINS)
     schema_file: str = Field(default="", alias="schema")
     out_dir: str = "fedcredit-run"
     round_timeout: float = Field(default=600.0, gt=0)

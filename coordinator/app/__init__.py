@@ -1,0 +1,20 @@
+"""The coordinator's Flower ServerApp runtime: what runs inside a run, one module per job.
+
+- :mod:`~coordinator.app.server_app`: the ServerApp (``flwr run``) and ``run_federation``;
+- :mod:`~coordinator.app.run_driver`: set-up, rounds and stops of one run;
+- :mod:`~coordinator.app.joining`: banks joining a run, the encoder, the aggregation chosen;
+- :mod:`~coordinator.app.aggregation`: the ``Aggregation`` interface and plain FedAvg;
+- :mod:`~coordinator.app.secagg_server`: secure aggregation, the coordinator's side;
+- :mod:`~coordinator.app.bank_replies`: bank replies read and sorted (refusals, ledgers);
+- :mod:`~coordinator.app.exchange`: sending a stage's messages, polling briskly;
+- :mod:`~coordinator.app.run_state`: banks, round results and the run's state;
+- :mod:`~coordinator.app.checkpoint`: the state after each round, for resuming;
+- :mod:`~coordinator.app.run_files`: ``metrics.json``, the model, the plot, ledgers;
+- :mod:`~coordinator.app.audit_trail`: the coordinator's signed audit log.
+
+The package door is :mod:`coordinator`; import the module you need from here.
+"""
+
+from __future__ import annotations
+
+__all__: list[str] = []

@@ -33,7 +33,8 @@ from credit.records import array_of, flatten, unflatten
 from privacy.secagg.fixed_point import FixedPoint
 from privacy.secagg.protocol import RoundAggregator, SecAggAborted, default_threshold
 from privacy.secagg.protocol import UnmaskRequest as ProtocolUnmaskRequest
-from privacy.secagg.records import (
+from privacy.secagg.shamir import Share
+from privacy.secagg.wire import (
     decode_advertisement,
     decode_keys,
     encode_fixed_point,
@@ -41,7 +42,6 @@ from privacy.secagg.records import (
     encode_keys,
     encode_unmask,
 )
-from privacy.secagg.shamir import Share
 
 __all__ = ["SecureAggregation"]
 

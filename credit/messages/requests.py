@@ -15,7 +15,9 @@ from pydantic import Field, model_validator
 
 from credit import message_keys
 from credit.encoding import FeatureEncoder
+from credit.feature_stats import MAX_GRID_BINS
 from credit.messages._parts import AS_JSON, ConfigPart, from_json
+from credit.metrics import MAX_SCORE_BINS
 from credit.model_spec import ModelSpec
 
 __all__ = ["QueryInstructions", "RoundInstructions", "RunInstructions", "Task"]
@@ -101,7 +103,7 @@ class QueryInstructions(RunInstructions):
     """
 
     task: Annotated[Task, Field(strict=False)]
-    grid_bins: int = Field(default=0, ge=0)
+    grid_bins: int = Field(default=0, ge=0, le=MAX_GRID_BINS)
     server_round: int = Field(default=0, ge=0)
 
     @model_validator(mode="after")
@@ -132,7 +134,7 @@ class RoundInstructions(RunInstructions):
 
     server_round: int = Field(ge=1)
     learning_rate: float = Field(gt=0, allow_inf_nan=False)
-    score_bins: int = Field(ge=2)
+    score_bins: int = Field(ge=2, le=MAX_SCORE_BINS)
     encoder: Annotated[FeatureEncoder, from_json(FeatureEncoder), AS_JSON]
     model_spec: Annotated[ModelSpec, from_json(ModelSpec), AS_JSON]
 

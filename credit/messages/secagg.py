@@ -1,7 +1,7 @@
 """Secure aggregation's records: the ``secagg`` record of each message that carries one.
 
 The protocol (:mod:`privacy.secagg.protocol`) speaks bytes-in, bytes-out
-(:mod:`privacy.secagg.records`); these parts carry those bytes and the round's
+(:mod:`privacy.secagg.wire`); these parts carry those bytes and the round's
 numbers inside Flower messages. Which part a ``secagg`` record holds follows from the
 message: the coordinator asks with the first four, a bank answers with the last three.
 

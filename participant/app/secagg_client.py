@@ -18,7 +18,7 @@ from credit import message_keys
 from credit.messages import secagg
 from privacy.secagg.fixed_point import FixedPoint
 from privacy.secagg.protocol import Participant
-from privacy.secagg.records import (
+from privacy.secagg.wire import (
     decode_fixed_point,
     decode_forward,
     decode_keys,

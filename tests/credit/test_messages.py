@@ -45,7 +45,7 @@ with warnings.catch_warnings():
         score_summary_to_content,
         secagg,
     )
-    from privacy.secagg.records import decode_advertisement, decode_forward, decode_unmask
+    from privacy.secagg.wire import decode_advertisement, decode_forward, decode_unmask
 
 BANK_SIZES = [400, 1_300, 2_500, 5_000]
 
@@ -343,3 +343,24 @@ def test_feature_stats_of_other_features_are_refused(
 def test_malformed_secure_aggregation_bytes_are_refused(decode: Any, data: bytes) -> None:
     with pytest.raises(MalformedMessage, match="malformed secure-aggregation"):
         decode(data)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"score-bins": 10**7}, "'score-bins': Input should be less than or equal to 1000000"),
+        ({"model-spec": '{"kind": "mlp", "n_inputs": 10, "hidden_sizes": [100000]}'}, "4096"),
+        ({"model-spec": '{"kind": "logreg", "n_inputs": 10000000}'}, "100000"),
+    ],
+)
+def test_a_coordinator_cannot_make_a_bank_allocate_without_bound(
+    schema: DatasetSchema, change: dict[str, Any], message: str
+) -> None:
+    record = _round(schema).to_record()
+    for key, value in change.items():
+        record = _broken(record, key, value)
+    with pytest.raises(MalformedMessage, match=message):
+        RoundInstructions.from_record(record)
+    query = QueryInstructions(**RUN, task=Task.FEATURE_STATS, grid_bins=64).to_record()
+    with pytest.raises(MalformedMessage, match="'grid-bins': Input should be less than or equal"):
+        QueryInstructions.from_record(_broken(query, "grid-bins", 2**20))

@@ -34,7 +34,7 @@ from participant.app.secagg_client import (
     receive_keys,
     reveal,
 )
-from privacy.secagg.records import decode_keys, encode_keys
+from privacy.secagg.wire import decode_keys, encode_keys
 from tests.support.fake_grid import FakeGrid
 
 N_PARAMS = 12
