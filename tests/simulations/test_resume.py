@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from credit.audit import verify_audit
 from credit.errors import ConfigError
 from credit.run_config import RunConfig
 from simulations.engine import plan_simulation, run_simulated_consortium
+from tests.support.audit import assert_audit_log_of_resumed_run
 
 pytestmark = pytest.mark.slow
 
@@ -37,33 +37,7 @@ def test_resuming_after_round_two_equals_the_uninterrupted_run(tmp_path: Path) -
         assert got["auc"] == pytest.approx(want["auc"], abs=2e-3)
         assert got["banks"] == want["banks"]
     assert resumed["final"]["auc"] == pytest.approx(whole["final"]["auc"], abs=2e-3)
-    _assert_audit_log_of_resumed_run(tmp_path / "cut")
-
-
-def _assert_audit_log_of_resumed_run(out: Path) -> None:
-    """One signed log across both processes: every round once, the resume in between."""
-    log = out / "audit" / "coordinator.jsonl"
-    report = verify_audit(log)
-    assert report.closed
-    entries = [json.loads(line) for line in log.read_text().splitlines()]
-    assert [e["event"] for e in entries] == [
-        "log-open",
-        "run-start",
-        "setup",
-        "round",
-        "round",
-        "run-end",
-        "run-resume",
-        "setup",
-        "round",
-        "run-end",
-    ]
-    rounds = [e["data"] for e in entries if e["event"] == "round"]
-    assert [r["server_round"] for r in rounds] == [1, 2, 3]
-    resume = entries[6]["data"]
-    assert resume["after_round"] == 2
-    assert resume["model_sha256"] == rounds[1]["model_sha256"] == entries[7]["data"]["model_sha256"]
-    assert entries[-1]["data"]["rounds_completed"] == 3
+    assert_audit_log_of_resumed_run(tmp_path / "cut")
 
 
 def test_resuming_without_a_checkpoint_is_a_clear_error(tmp_path: Path) -> None:

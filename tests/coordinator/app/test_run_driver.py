@@ -27,6 +27,7 @@ from credit.run_config import RunConfig
 from privacy.budget import PrivacyBudget
 from simulations.budgets import BudgetPolicy
 from simulations.engine import SimulationPlan, plan_simulation
+from tests.support.audit import assert_audit_log_of_resumed_run
 from tests.support.consortium import consortium_grid, run_in_process
 
 
@@ -222,6 +223,9 @@ def test_a_bank_lost_mid_run_is_left_out_after_the_timeout_and_the_run_goes_on(
         ["bank-1", "bank-2", "bank-3"],
         ["bank-1", "bank-2"],
     ]
+    # bank-3 neither trained nor refused in round 2: the driver lists it as dropped.
+    assert [r["dropped"] for r in document["rounds"]] == [[], ["bank-3"]]
+    assert [r["refused"] for r in document["rounds"]] == [[], []]
     assert grid.failures == []
     assert document["rounds"][1]["auc"] > 0.70
 
@@ -293,39 +297,18 @@ def test_resuming_after_round_two_equals_the_uninterrupted_run(
     resumed = _three_bank_run(tmp_path / "cut", rounds=3, resume=True)
     assert [r["round"] for r in resumed["rounds"]] == [1, 2, 3]
     assert resumed["rounds"][:2] == first["rounds"]
-    # Same seeds, same banks, same starting model: the same run up to floating-point
-    # reduction order in local training (seen to move a round's AUC by 3e-4).
+    # Same seeds, same banks, same starting model, one torch thread: in this process
+    # the resumed run is the uninterrupted one to the last bit (AUC and train loss
+    # were identical in every one of 3 repeated runs). The pooled log-loss is not
+    # compared: it was seen to differ in its last bit even between two fresh runs.
     for got, want in zip(resumed["rounds"], whole["rounds"], strict=True):
-        assert got["auc"] == pytest.approx(want["auc"], abs=2e-3)
-        assert got["banks"] == want["banks"]
-    assert resumed["final"]["auc"] == pytest.approx(whole["final"]["auc"], abs=2e-3)
-    _assert_audit_log_of_resumed_run(tmp_path / "cut")
-
-
-def _assert_audit_log_of_resumed_run(out: Path) -> None:
-    """One signed log across both runs: every round once, the resume in between."""
-    log = out / "audit" / "coordinator.jsonl"
-    report = verify_audit(log)
-    assert report.closed
-    entries = _audit_entries(out)
-    assert [e["event"] for e in entries] == [
-        "log-open",
-        "run-start",
-        "setup",
-        "round",
-        "round",
-        "run-end",
-        "run-resume",
-        "setup",
-        "round",
-        "run-end",
-    ]
-    rounds = [e["data"] for e in entries if e["event"] == "round"]
-    assert [r["server_round"] for r in rounds] == [1, 2, 3]
-    resume = entries[6]["data"]
-    assert resume["after_round"] == 2
-    assert resume["model_sha256"] == rounds[1]["model_sha256"] == entries[7]["data"]["model_sha256"]
-    assert entries[-1]["data"]["rounds_completed"] == 3
+        assert (got["banks"], got["auc"], got["train_loss"]) == (
+            want["banks"],
+            want["auc"],
+            want["train_loss"],
+        )
+    assert resumed["final"]["auc"] == whole["final"]["auc"]
+    assert_audit_log_of_resumed_run(tmp_path / "cut")
 
 
 def test_resuming_without_a_checkpoint_is_a_clear_error(tmp_path: Path) -> None:
