@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import hashlib
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from click.testing import Result
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from flwr.app import Context, RecordDict
 from flwr.common.config import parse_config_args
+from typer.testing import CliRunner
 
+from cli.app import app
 from credit import __version__
 from credit.errors import ConfigError
 from credit.schema import embedded_schema_path, load_schema
@@ -27,8 +28,6 @@ from participant.node.supernode import (
     node_config,
 )
 from privacy.budget import PrivacyBudget
-
-FEDCREDIT = Path(sys.executable).with_name("fedcredit")
 
 
 @pytest.fixture
@@ -128,14 +127,12 @@ def test_no_tls_without_the_consortium_ca(bundle: Bundle) -> None:
         check_tls(bundle)
 
 
-def _start(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(FEDCREDIT), "participant", "start", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+def _start(*args: str) -> Result:
+    """``fedcredit participant start ARGS`` in this process (stderr kept apart from stdout).
+
+    The one test of the installed console script is in ``tests/cli/test_cli_errors.py``.
+    """
+    return CliRunner().invoke(app, ["participant", "start", *args])
 
 
 def test_start_refuses_bad_data_or_no_budget_before_connecting(
@@ -162,11 +159,12 @@ def test_start_refuses_bad_data_or_no_budget_before_connecting(
         started = stop_node(home)  # never leave a stray SuperNode behind
 
     assert not started  # nothing was started
-    assert no_budget.returncode == 2
+    assert no_budget.exit_code == 2
     assert "--max-epsilon: no privacy budget" in no_budget.stderr
-    assert broken.returncode == 2
+    assert broken.exit_code == 2
     assert f"{bad}, column 'LIMIT_BAL', row 2:" in broken.stderr, broken.stderr
-    assert both.returncode == 2 and "either --max-epsilon or --no-dp" in both.stderr
+    assert both.exit_code == 2 and "either --max-epsilon or --no-dp" in both.stderr
     for result in (no_budget, broken, both):
+        assert isinstance(result.exception, SystemExit), repr(result.exception)  # no crash
         assert "Traceback" not in result.stderr
         assert len(result.stderr.strip().splitlines()) == 1
