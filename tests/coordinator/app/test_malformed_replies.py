@@ -3,6 +3,8 @@
 One bank's replies are corrupted on their way out (a Flower mod around its real
 ClientApp, as a compromised or buggy bank would send them); the coordinator's real
 run driver must leave that bank out, say so, and finish the run with the others.
+Every stage is covered: set-up, training (a malformed update or refusal), secure
+aggregation's unmasking, and evaluation.
 """
 
 from __future__ import annotations
@@ -10,21 +12,62 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
-from flwr.app import Array, ArrayRecord, Context, Message, MessageType
+from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, MessageType, RecordDict
 from flwr.clientapp.typing import ClientAppCallable
 
 from coordinator.errors import RoundFailed
 from credit import message_keys as keys
+from credit.messages import QueryInstructions, RoundInstructions, Task, secagg
 from credit.run_config import RunConfig
 from participant.app.client_app import make_client_app
-from simulations.engine import PartitionPlan, plan_simulation
+from privacy.secagg.wire import decode_keys, encode_keys
+from simulations.engine import PartitionPlan, SimulationPlan, plan_simulation
 from tests.support.consortium import run_in_process
-from tests.support.fake_grid import FakeGrid
+from tests.support.fake_grid import FakeGrid, MessageFilter
 
 Corruption = Callable[[Message], None]
+
+
+def _metrics(out: Path) -> dict[str, Any]:
+    document: dict[str, Any] = json.loads((out / "metrics.json").read_text())
+    return document
+
+
+# -- which messages' replies are corrupted ------------------------------------------
+
+
+def _of_type(kind: str) -> MessageFilter:
+    """Every message of Flower type ``kind`` (train, evaluate, query)."""
+    return lambda message: message.metadata.message_type == kind
+
+
+def _query_for(task: Task) -> MessageFilter:
+    """Queries asking for ``task`` (set-up, secure aggregation's advertise or unmask)."""
+
+    def matches(message: Message) -> bool:
+        if message.metadata.message_type != MessageType.QUERY:
+            return False
+        return QueryInstructions.take(message.content).task == task
+
+    return matches
+
+
+def _train_of_round(server_round: int) -> MessageFilter:
+    """The train message of ``server_round`` only."""
+
+    def matches(message: Message) -> bool:
+        if message.metadata.message_type != MessageType.TRAIN:
+            return False
+        return RoundInstructions.take(message.content).server_round == server_round
+
+    return matches
+
+
+# -- how a reply is corrupted -------------------------------------------------------
 
 
 def _break_metrics(reply: Message) -> None:
@@ -44,15 +87,70 @@ def _break_histograms(reply: Message) -> None:
     reply.content[keys.SCORES][keys.POSITIVES] = Array(-np.ones(10_000, dtype=np.int64))
 
 
-def _corrupting(bank: int, kind: str, corrupt: Corruption) -> Callable[..., Message]:
+def _negative_n_train(reply: Message) -> None:
+    """A set-up reply whose bank claims fewer than zero training rows."""
+    reply.content.config_records[keys.BANK]["n-train"] = -1
+
+
+def _stats_of_another_grid(reply: Message) -> None:
+    """Set-up statistics whose histograms have one bin more than the run's grid."""
+    record = reply.content.array_records[keys.FEATURE_STATS]
+    for name in [name for name in record if name.endswith(keys.HISTOGRAM_SUFFIX)]:
+        histogram = record[name].numpy()
+        record[name] = Array(np.append(histogram, 0).astype(histogram.dtype))
+
+
+def _refusal_spending_lots(reply: Message) -> None:
+    """Instead of its update, a refusal whose epsilon spent is a word."""
+    refusal = ConfigRecord(
+        {
+            "bank": "bank-3",
+            "reason": "PrivacyBudgetExceeded",
+            "spent": "lots",
+            "requested": 2.0,
+            "maximum": 1.0,
+            "server-round": 2,
+        }
+    )
+    reply.content = RecordDict({keys.REFUSAL: refusal})  # the whole update replaced
+
+
+def _reveal_of_non_shares(reply: Message) -> None:
+    """An unmask reveal naming the right banks, each share replaced by ``b"x"``."""
+    shares = decode_keys(secagg.Reveal.take(reply.content).reveal, "reveal")
+    assert shares  # a reveal that named no bank would corrupt nothing
+    secagg.Reveal(reveal=encode_keys(dict.fromkeys(shares, b"x"))).put(reply.content)
+
+
+def _corrupting(
+    bank: int, when: MessageFilter, corrupt: Corruption, *, seen: list[int] | None = None
+) -> Callable[..., Message]:
+    """A mod corrupting the replies of partition ``bank`` to messages ``when`` matches.
+
+    ``seen`` (if given) gets one entry per corrupted reply, so a test can check that
+    the corruption happened.
+    """
+
     def mod(message: Message, context: Context, call_next: ClientAppCallable) -> Message:
         reply = call_next(message, context)
         is_bank = context.node_config.get("partition-id") == bank
-        if is_bank and message.metadata.message_type == kind and not reply.has_error():
+        if is_bank and when(message) and not reply.has_error():
             corrupt(reply)
+            if seen is not None:
+                seen.append(bank)
         return reply
 
     return mod
+
+
+def _planned_run(
+    out: Path, *, n_banks: int, mods: list[Callable[..., Message]], **settings: Any
+) -> tuple[SimulationPlan, FakeGrid]:
+    """The plan of a run of ``n_banks`` banks, and a grid whose banks run ``mods``."""
+    config = RunConfig(out_dir=str(out), seed=4, **settings)
+    plan = plan_simulation(config, n_banks=n_banks)
+    app = make_client_app(PartitionPlan(plan.banks), mods=mods)
+    return plan, FakeGrid(app, num_nodes=n_banks, run_config=config.to_flower(), seed=4)
 
 
 @pytest.mark.parametrize(
@@ -77,7 +175,7 @@ def test_a_bank_sending_malformed_replies_is_left_out_and_the_run_completes(
 ) -> None:
     config = RunConfig(out_dir=str(tmp_path), rounds=2, seed=4, secure_aggregation=secure)
     plan = plan_simulation(config, n_banks=4)
-    app = make_client_app(PartitionPlan(plan.banks), mods=[_corrupting(3, kind, corrupt)])
+    app = make_client_app(PartitionPlan(plan.banks), mods=[_corrupting(3, _of_type(kind), corrupt)])
     grid = FakeGrid(app, num_nodes=4, run_config=config.to_flower(), seed=4)
     events: list[str] = []
 
@@ -102,8 +200,102 @@ def test_a_round_whose_evaluation_replies_are_all_malformed_fails_naming_the_sta
 ) -> None:
     config = RunConfig(out_dir=str(tmp_path), rounds=2, seed=4, secure_aggregation=False)
     plan = plan_simulation(config, n_banks=2)
-    corrupt_all = [_corrupting(bank, MessageType.EVALUATE, _break_histograms) for bank in (0, 1)]
+    evaluation = _of_type(MessageType.EVALUATE)
+    corrupt_all = [_corrupting(bank, evaluation, _break_histograms) for bank in (0, 1)]
     app = make_client_app(PartitionPlan(plan.banks), mods=corrupt_all)
     grid = FakeGrid(app, num_nodes=2, run_config=config.to_flower(), seed=4)
     with pytest.raises(RoundFailed, match=r"round 1 \(evaluate\): 0 usable replies"):
         run_in_process(plan, grid=grid)
+
+
+@pytest.mark.parametrize(
+    ("secure", "corrupt"),
+    [(True, _negative_n_train), (False, _stats_of_another_grid)],
+    ids=["secure-negative-n-train", "plain-feature-stats-of-another-grid"],
+)
+def test_a_bank_sending_a_malformed_set_up_reply_is_left_out_of_the_run(
+    tmp_path: Path, secure: bool, corrupt: Corruption
+) -> None:
+    """bank-3's feature-stats reply breaks the contract: the run is the other banks'."""
+    corrupting = _corrupting(2, _query_for(Task.FEATURE_STATS), corrupt)
+    plan, grid = _planned_run(
+        tmp_path, n_banks=3, mods=[corrupting], rounds=1, secure_aggregation=secure
+    )
+    events: list[str] = []
+
+    run_in_process(plan, grid=grid, on_event=events.append)
+
+    document = _metrics(tmp_path)
+    assert document["status"] == "completed"
+    assert set(document["participants"]) == {"bank-1", "bank-2"}
+    assert [r["banks"] for r in document["rounds"]] == [["bank-1", "bank-2"]]
+    # Not one of the run's banks: never asked to train, so not dropped either.
+    assert [r["dropped"] for r in document["rounds"]] == [[]]
+    assert document["final"]["n_rows"] == sum(
+        bank["n_test"] for bank in document["participants"].values()
+    )
+    assert grid.failures == []
+    node = grid.node_id(2)
+    assert any(
+        line.startswith("round 0: ") and f"node {node} sent a malformed reply" in line
+        for line in events
+    ), events
+
+
+def test_a_malformed_unmask_reveal_is_ignored_and_the_others_shares_unmask_the_sum(
+    tmp_path: Path,
+) -> None:
+    """bank-3 reveals non-shares in every round: the sum is the uncorrupted run's, exactly.
+
+    Its masked update is in the sum; bank-1's and bank-2's shares reach the threshold
+    and remove every mask, so each round aggregates the same three updates.
+    """
+    corrupted: list[int] = []
+    unmasking = _query_for(Task.SECAGG_UNMASK)
+    mods = [_corrupting(2, unmasking, _reveal_of_non_shares, seen=corrupted)]
+    plan, grid = _planned_run(
+        tmp_path / "corrupted", n_banks=3, mods=mods, rounds=2, secure_aggregation=True
+    )
+    run_in_process(plan, grid=grid)
+    reference_plan, reference_grid = _planned_run(
+        tmp_path / "reference", n_banks=3, mods=[], rounds=2, secure_aggregation=True
+    )
+    run_in_process(reference_plan, grid=reference_grid)
+
+    assert corrupted == [2, 2]  # one reveal per round
+    got, want = _metrics(tmp_path / "corrupted"), _metrics(tmp_path / "reference")
+    assert got["status"] == want["status"] == "completed"
+    assert [r["banks"] for r in got["rounds"]] == [["bank-1", "bank-2", "bank-3"]] * 2
+    for mine, theirs in zip(got["rounds"], want["rounds"], strict=True):
+        assert (mine["banks"], mine["auc"], mine["train_loss"]) == (
+            theirs["banks"],
+            theirs["auc"],
+            theirs["train_loss"],
+        )
+    assert got["final"]["auc"] == want["final"]["auc"]
+    assert grid.failures == []
+
+
+def test_a_bank_sending_a_malformed_refusal_is_left_out_of_that_round(tmp_path: Path) -> None:
+    """bank-3 answers round 2's train message with a refusal spending "lots"."""
+    mods = [_corrupting(2, _train_of_round(2), _refusal_spending_lots)]
+    plan, grid = _planned_run(tmp_path, n_banks=3, mods=mods, rounds=2, secure_aggregation=False)
+    events: list[str] = []
+
+    run_in_process(plan, grid=grid, on_event=events.append)
+
+    document = _metrics(tmp_path)
+    assert document["status"] == "completed"
+    assert [r["banks"] for r in document["rounds"]] == [
+        ["bank-1", "bank-2", "bank-3"],
+        ["bank-1", "bank-2"],
+    ]
+    # A malformed refusal counts as none: bank-3 neither trained nor refused, so dropped.
+    assert [r["refused"] for r in document["rounds"]] == [[], []]
+    assert [r["dropped"] for r in document["rounds"]] == [[], ["bank-3"]]
+    assert document["refusals"] == []
+    node = grid.node_id(2)
+    assert any(
+        line.startswith("round 2: ") and f"node {node} sent a malformed reply" in line
+        for line in events
+    ), events
