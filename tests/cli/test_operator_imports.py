@@ -94,9 +94,9 @@ def probes(consortium: Consortium) -> dict[str, tuple[int, dict[str, object], st
 
 
 # list, launch and stop read the run folders with coordinator.ops.runs, which takes
-# CHECKPOINT_DIR from coordinator.app.checkpoint; that module imports run_state, which
-# imports ModelSpec from credit.models (torch) instead of credit.model_spec. Strict:
-# once run_state imports credit.model_spec these pass, and the marker must go.
+# CHECKPOINT_DIR from coordinator.app.checkpoint; that module and run_state import
+# ModelSpec from credit.model_spec, not credit.models, so no command pulls in torch.
+# Every command must pass: a heavy import anywhere on the path fails its case.
 @pytest.mark.parametrize("command", _commands(Path("DIR")))
 def test_operator_command_never_imports_the_training_stack(
     probes: dict[str, tuple[int, dict[str, object], str]], command: str
