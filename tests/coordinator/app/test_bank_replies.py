@@ -72,9 +72,7 @@ def test_replies_are_sorted_by_what_they_mean(reply: Reply) -> None:
     assert sorted_replies.dropped == [13]
     assert len(sorted_replies.malformed) == 2
     assert sorted_replies.malformed[0].startswith("node 14 sent a malformed reply (")
-    assert (
-        "node 15" in sorted_replies.malformed[1] and "'stage'" in sorted_replies.malformed[1]
-    )
+    assert "node 15" in sorted_replies.malformed[1] and "'stage'" in sorted_replies.malformed[1]
 
 
 def test_ledger_summaries_are_collected_and_malformed_ones_skipped(reply: Reply) -> None:
