@@ -16,10 +16,10 @@ PUBLIC = {
         "save_model", "summarize_scores",
     },
     "credit.messages": {
-        "BankIntro", "Dropped", "EvaluationSums", "LedgerEvent", "LedgerSummary",
+        "BankIntro", "Dropped", "EvaluationSums", "LedgerEvent", "LedgerSummary", "MessagePart",
         "ProtocolStage", "QueryInstructions", "Refusal", "RoundInstructions", "RunInstructions",
         "Task", "TrainMetrics", "feature_stats_from_record", "feature_stats_to_record",
-        "score_summary_from_content", "score_summary_to_content",
+        "content_of", "score_summary_from_content", "score_summary_to_content",
     },
     "credit.audit": {
         "CLOSING_EVENTS", "GENESIS", "LOG_OPEN", "AuditBroken", "AuditLog", "AuditReport",

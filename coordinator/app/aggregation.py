@@ -17,6 +17,7 @@ from flwr.app import ArrayRecord, Message, MessageType, MetricRecord, RecordDict
 from flwr.serverapp.strategy.strategy_utils import aggregate_arrayrecords
 
 from coordinator.app.bank_replies import TrainReply
+from coordinator.app.exchange import messages_to
 from credit import message_keys
 from credit.errors import MalformedMessage
 from credit.messages import RoundInstructions, RunInstructions, secagg
@@ -127,12 +128,7 @@ class PlainAggregation:
     def train_messages(
         self, arrays: ArrayRecord, instructions: RoundInstructions, nodes: Sequence[int]
     ) -> list[Message]:
-        messages = []
-        for node in nodes:
-            content = RecordDict({message_keys.ARRAYS: arrays})
-            instructions.put(content)
-            messages.append(Message(content, node, MessageType.TRAIN))
-        return messages
+        return messages_to(nodes, MessageType.TRAIN, instructions, arrays=arrays)
 
     def aggregate(
         self,

@@ -16,10 +16,11 @@ import time
 from collections.abc import Iterable
 from enum import StrEnum
 
-from flwr.app import Message
+from flwr.app import ArrayRecord, Message
 from flwr.serverapp import Grid
 
 from coordinator.errors import RoundFailed
+from credit.messages import MessagePart, content_of
 
 __all__ = [
     "BRISK_SECONDS",
@@ -28,6 +29,7 @@ __all__ = [
     "PROTOCOL_STAGES",
     "BankExchange",
     "Stage",
+    "messages_to",
     "send_and_receive",
 ]
 
@@ -70,6 +72,16 @@ def send_and_receive(grid: Grid, messages: Iterable[Message], *, timeout: float)
         if now - pushed >= BRISK_SECONDS:
             pause = min(pause * _BACKOFF, MAX_POLL)
     return replies
+
+
+def messages_to(
+    nodes: Iterable[int],
+    message_type: str,
+    *parts: MessagePart,
+    arrays: ArrayRecord | None = None,
+) -> list[Message]:
+    """One message of ``message_type`` per node, each with its own copy of the content."""
+    return [Message(content_of(*parts, arrays=arrays), node, message_type) for node in nodes]
 
 
 class Stage(StrEnum):

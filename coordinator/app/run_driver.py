@@ -33,14 +33,14 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
-from flwr.app import ArrayRecord, Message, MessageType, RecordDict
+from flwr.app import ArrayRecord, Message, MessageType
 from flwr.serverapp import Grid
 
 from coordinator.app.aggregation import Aggregation
 from coordinator.app.audit_trail import CoordinatorAudit
 from coordinator.app.bank_replies import ReplyBook, TrainReply, train_reply
 from coordinator.app.checkpoint import load_checkpoint, save_checkpoint
-from coordinator.app.exchange import BankExchange, Stage
+from coordinator.app.exchange import BankExchange, Stage, messages_to
 from coordinator.app.joining import (
     SetupReply,
     aggregation_for,
@@ -49,7 +49,6 @@ from coordinator.app.joining import (
 )
 from coordinator.app.run_state import RoundResult, RunState, TrainOutcome
 from coordinator.errors import RoundAborted, RoundFailed, RunStopped
-from credit import message_keys
 from credit.errors import MalformedMessage
 from credit.messages import (
     QueryInstructions,
@@ -204,13 +203,9 @@ class RunDriver:
         stage: Stage,
     ) -> list[SetupReply]:
         """Ask ``nodes`` to join; the banks that did (refusals recorded)."""
-        messages = []
-        for node in nodes:
-            content = RecordDict()
-            query.put(content)
-            if self.config.secure_aggregation:
-                secagg.KeyRequest().put(content)  # asks banks for their encryption keys
-            messages.append(Message(content, node, MessageType.QUERY))
+        # With secure aggregation, a KeyRequest asks banks for their encryption keys.
+        keys = (secagg.KeyRequest(),) if self.config.secure_aggregation else ()
+        messages = messages_to(nodes, MessageType.QUERY, query, *keys)
 
         def introduced(reply: Message) -> SetupReply:
             joined = parse(reply)
@@ -379,13 +374,10 @@ class RunDriver:
         server_round = instructions.server_round
         next_round = server_round + 1 if server_round < self.config.rounds else 0
         request = aggregation.advertise_request(next_round, arrays) if next_round else None
-        messages = []
-        for node in sorted(members):
-            content = RecordDict({message_keys.ARRAYS: arrays})
-            instructions.put(content)
-            if request is not None:
-                request.put(content)
-            messages.append(Message(content, node, MessageType.EVALUATE))
+        asked = (request,) if request is not None else ()
+        messages = messages_to(
+            sorted(members), MessageType.EVALUATE, instructions, *asked, arrays=arrays
+        )
         replies = self._exchange(messages, Stage.EVALUATE, server_round)
         if next_round:
             aggregation.collect_advertisements(next_round, replies)

@@ -24,7 +24,7 @@ from flwr.app import ArrayRecord, Message, MessageType, RecordDict
 
 from coordinator.app.aggregation import AggregatedUpdate, Exchange
 from coordinator.app.bank_replies import TrainReply
-from coordinator.app.exchange import Stage
+from coordinator.app.exchange import Stage, messages_to
 from coordinator.errors import RoundAborted, RoundFailed
 from credit import message_keys
 from credit.errors import MalformedMessage
@@ -190,12 +190,7 @@ class SecureAggregation:
         """Ask every bank of the roster for its keys of ``server_round`` (set-up, resume)."""
         request = self.advertise_request(server_round, arrays)
         query = run.query(Task.SECAGG_ADVERTISE)
-        messages = []
-        for node in sorted(self.roster):
-            content = RecordDict()
-            query.put(content)
-            request.put(content)
-            messages.append(Message(content, node, MessageType.QUERY))
+        messages = messages_to(sorted(self.roster), MessageType.QUERY, query, request)
         self.collect_advertisements(server_round, self._exchange(messages, Stage.ADVERTISE, 0))
 
     # -- one round ------------------------------------------------------------------
@@ -301,12 +296,7 @@ class SecureAggregation:
         server_round = instructions.server_round
         query = instructions.query(Task.SECAGG_UNMASK, server_round=server_round)
         asked = secagg.UnmaskRequest(server_round=server_round, unmask=encode_unmask(request))
-        messages = []
-        for node in sorted(request.survivors):
-            content = RecordDict()
-            query.put(content)
-            asked.put(content)
-            messages.append(Message(content, node, MessageType.QUERY))
+        messages = messages_to(sorted(request.survivors), MessageType.QUERY, query, asked)
         for reply in self._exchange(messages, Stage.UNMASK, server_round):
             if not secagg.Reveal.present(reply.content):
                 continue  # dropped out before answering

@@ -28,6 +28,7 @@ A simulated bank that drops out answers ``dropped=Dropped(stage)`` instead.
 
 from __future__ import annotations
 
+from credit.messages._parts import MessagePart, content_of
 from credit.messages.replies import (
     BankIntro,
     Dropped,
@@ -50,6 +51,7 @@ __all__ = [
     "EvaluationSums",
     "LedgerEvent",
     "LedgerSummary",
+    "MessagePart",
     "ProtocolStage",
     "QueryInstructions",
     "Refusal",
@@ -57,6 +59,7 @@ __all__ = [
     "RunInstructions",
     "Task",
     "TrainMetrics",
+    "content_of",
     "feature_stats_from_record",
     "feature_stats_to_record",
     "score_summary_from_content",

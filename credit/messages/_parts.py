@@ -14,14 +14,23 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Self, TypeVar
 
-from flwr.app import ConfigRecord, MetricRecord, RecordDict
+from flwr.app import ArrayRecord, ConfigRecord, MetricRecord, RecordDict
 from pydantic import BaseModel, BeforeValidator, ConfigDict, PlainSerializer, ValidationError
 
+from credit import message_keys
 from credit.config_files import first_problem
 from credit.errors import MalformedMessage
 from credit.records import record_of
 
-__all__ = ["AS_JSON", "ConfigPart", "MetricPart", "from_json", "malformed"]
+__all__ = [
+    "AS_JSON",
+    "ConfigPart",
+    "MessagePart",
+    "MetricPart",
+    "content_of",
+    "from_json",
+    "malformed",
+]
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -128,3 +137,15 @@ class MetricPart(_Part):
     def take(cls, content: RecordDict) -> Self:
         """Read this part from ``content``; :class:`MalformedMessage` if missing or invalid."""
         return cls.from_record(record_of(content, cls.RECORD, MetricRecord))
+
+
+MessagePart = ConfigPart | MetricPart
+"""Any typed part of a message (one record)."""
+
+
+def content_of(*parts: MessagePart, arrays: ArrayRecord | None = None) -> RecordDict:
+    """A message's content: each part under its record key, and ``arrays`` if given."""
+    content = RecordDict() if arrays is None else RecordDict({message_keys.ARRAYS: arrays})
+    for part in parts:
+        part.put(content)
+    return content
