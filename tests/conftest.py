@@ -13,6 +13,11 @@ from credit.datasets import embedded_data_path
 from credit.schema import DatasetSchema, load_schema
 from deploy.flower_env import SIMULATION_ENV
 
+# The checks shared by a Simulation Engine test and its in-process equivalent are plain
+# asserts in a helper module: have pytest rewrite them as it does a test module's, so
+# a failure shows the compared values. (Registered before any test module imports it.)
+pytest.register_assert_rewrite("tests.support.checks")
+
 
 @pytest.fixture(scope="session", autouse=True)
 def offline_flower() -> Iterator[None]:

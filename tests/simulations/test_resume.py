@@ -11,7 +11,10 @@ import pytest
 from credit.errors import ConfigError
 from credit.run_config import RunConfig
 from simulations.engine import plan_simulation, run_simulated_consortium
-from tests.support.audit import assert_audit_log_of_resumed_run
+from tests.support.checks import (
+    check_checkpoint_completed_round,
+    check_resumed_run_equals_the_uninterrupted_run,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -26,18 +29,20 @@ def _run(out: Path, **settings: Any) -> dict[str, Any]:
 def test_resuming_after_round_two_equals_the_uninterrupted_run(tmp_path: Path) -> None:
     whole = _run(tmp_path / "whole", rounds=3)
     first = _run(tmp_path / "cut", rounds=2)
-    state = json.loads((tmp_path / "cut" / "checkpoint" / "state.json").read_text())
-    assert state["completed_round"] == 2
+    check_checkpoint_completed_round(tmp_path / "cut", 2)
     resumed = _run(tmp_path / "cut", rounds=3, resume=True)
-    assert [r["round"] for r in resumed["rounds"]] == [1, 2, 3]
-    assert resumed["rounds"][:2] == first["rounds"]
     # Same seeds, same banks, same starting model: the same run up to floating-point
-    # reduction order in local training (seen to move a round's AUC by 3e-4).
-    for got, want in zip(resumed["rounds"], whole["rounds"], strict=True):
-        assert got["auc"] == pytest.approx(want["auc"], abs=2e-3)
-        assert got["banks"] == want["banks"]
-    assert resumed["final"]["auc"] == pytest.approx(whole["final"]["auc"], abs=2e-3)
-    assert_audit_log_of_resumed_run(tmp_path / "cut")
+    # reduction order in local training (seen to move a round's AUC by 3e-4), so the
+    # AUCs are compared to 2e-3 and the train loss is not compared. (In process, with
+    # one torch thread, test_run_driver's twin asks for equality to the last bit.)
+    check_resumed_run_equals_the_uninterrupted_run(
+        tmp_path / "cut",
+        first=first,
+        resumed=resumed,
+        whole=whole,
+        auc_tolerance=2e-3,
+        train_loss_tolerance=None,
+    )
 
 
 def test_resuming_without_a_checkpoint_is_a_clear_error(tmp_path: Path) -> None:

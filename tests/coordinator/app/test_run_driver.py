@@ -22,12 +22,16 @@ from coordinator.app.run_state import RoundResult
 from coordinator.errors import RoundFailed
 from credit.audit import verify_audit
 from credit.errors import ConfigError
-from credit.model_card import load_model
 from credit.run_config import RunConfig
 from privacy.budget import PrivacyBudget
 from simulations.budgets import BudgetPolicy
 from simulations.engine import SimulationPlan, plan_simulation
-from tests.support.audit import assert_audit_log_of_resumed_run
+from tests.support.checks import (
+    check_a_bank_without_budget_left_is_skipped,
+    check_checkpoint_completed_round,
+    check_resumed_run_equals_the_uninterrupted_run,
+    check_rounds_past_the_plan_are_refused,
+)
 from tests.support.consortium import consortium_grid, run_in_process
 
 
@@ -54,17 +58,7 @@ def test_rounds_past_the_plan_are_refused_and_the_run_stops_cleanly(tmp_path: Pa
     """In-process ``test_private_engine.test_rounds_past_the_plan_are_refused_...``."""
     events: list[str] = []
     run_in_process(_private_plan(tmp_path, 2, rounds=4, planned_rounds=2), on_event=events.append)
-    document = _metrics(tmp_path)
-    assert [r["round"] for r in document["rounds"]] == [1, 2]
-    assert document["status"].startswith("stopped: round 3")
-    refused = sorted((r["bank"], r["server-round"]) for r in document["refusals"])
-    assert refused == [("bank-1", 3), ("bank-2", 3)]
-    assert any("refused round 3" in line for line in events)
-    for ledger in document["privacy"].values():
-        assert ledger["epsilon"] <= 1.0
-        assert [e["round"] for e in ledger["events"]] == [0, 1, 2]
-    model = load_model(tmp_path / "model")
-    assert model.card["metrics"]["auc"] == document["final"]["auc"]
+    check_rounds_past_the_plan_are_refused(tmp_path, events)
 
 
 def test_a_bank_without_budget_left_is_skipped_and_the_others_go_on(tmp_path: Path) -> None:
@@ -75,18 +69,7 @@ def test_a_bank_without_budget_left_is_skipped_and_the_others_go_on(tmp_path: Pa
         banks={"bank-3": PrivacyBudget(max_epsilon=0.001)},
     )
     run_in_process(plan_simulation(run_config, n_banks=3, budgets=policy))
-    document = _metrics(tmp_path)
-    assert document["status"] == "completed"
-    assert [r["banks"] for r in document["rounds"]] == [["bank-1", "bank-2"]] * 2
-    # bank-3 refused the set-up release, so it is outside the run's secure-aggregation
-    # roster and is never asked to train.
-    assert [r["refused"] for r in document["rounds"]] == [[], []]
-    assert [(r["bank"], r["server-round"]) for r in document["refusals"]] == [("bank-3", 0)]
-    assert document["privacy"]["bank-3"]["events"] == []
-    assert document["privacy"]["bank-3"]["epsilon"] == 0.0
-    for bank in ("bank-1", "bank-2"):
-        assert document["privacy"][bank]["epsilon"] <= 1.0
-    assert set(document["participants"]) == {"bank-1", "bank-2"}
+    check_a_bank_without_budget_left_is_skipped(tmp_path)
 
 
 # -- a bank whose ClientApp raises ----------------------------------------------------
@@ -292,23 +275,21 @@ def test_resuming_after_round_two_equals_the_uninterrupted_run(
     """
     whole = uninterrupted
     first = _three_bank_run(tmp_path / "cut", rounds=2)
-    state = json.loads((tmp_path / "cut" / "checkpoint" / "state.json").read_text())
-    assert state["completed_round"] == 2
+    check_checkpoint_completed_round(tmp_path / "cut", 2)
     resumed = _three_bank_run(tmp_path / "cut", rounds=3, resume=True)
-    assert [r["round"] for r in resumed["rounds"]] == [1, 2, 3]
-    assert resumed["rounds"][:2] == first["rounds"]
     # Same seeds, same banks, same starting model, one torch thread: in this process
     # the resumed run is the uninterrupted one to the last bit (AUC and train loss
-    # were identical in every one of 3 repeated runs). The pooled log-loss is not
+    # were identical in every one of 3 repeated runs), so both tolerances are 0.0;
+    # test_resume's run through Ray allows 2e-3. The pooled log-loss is not
     # compared: it was seen to differ in its last bit even between two fresh runs.
-    for got, want in zip(resumed["rounds"], whole["rounds"], strict=True):
-        assert (got["banks"], got["auc"], got["train_loss"]) == (
-            want["banks"],
-            want["auc"],
-            want["train_loss"],
-        )
-    assert resumed["final"]["auc"] == whole["final"]["auc"]
-    assert_audit_log_of_resumed_run(tmp_path / "cut")
+    check_resumed_run_equals_the_uninterrupted_run(
+        tmp_path / "cut",
+        first=first,
+        resumed=resumed,
+        whole=whole,
+        auc_tolerance=0.0,
+        train_loss_tolerance=0.0,
+    )
 
 
 def test_resuming_without_a_checkpoint_is_a_clear_error(tmp_path: Path) -> None:

@@ -1,11 +1,14 @@
-"""Messages a coordinator sends to a bank, built for the bank's handlers in tests."""
+"""Messages a coordinator sends to a bank, and a bank that has joined a run, for handler tests."""
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from flwr.app import ArrayRecord, Context, Message, Metadata, RecordDict
+from flwr.app import ArrayRecord, Context, Message, MessageType, Metadata, RecordDict
+from flwr.clientapp import ClientApp
 
 from credit import message_keys as keys
 from credit.encoding import StatsSource, fit_encoder
@@ -13,6 +16,7 @@ from credit.messages import QueryInstructions, RoundInstructions, RunInstruction
 from credit.models import ModelKind, ModelSpec, build_model
 from credit.run_config import RunConfig
 from credit.schema import DatasetSchema
+from participant.app.client_app import make_client_app
 
 RUN_ID = 41
 RUN_NAME = "q3-scorecard"
@@ -82,12 +86,68 @@ def round_content(schema: DatasetSchema, server_round: int) -> tuple[RecordDict,
     return content, arrays
 
 
+@dataclass(frozen=True)
+class JoinedBank:
+    """A bank's real ClientApp and its context, kept between the messages it is sent."""
+
+    app: ClientApp
+    context: Context
+
+    def send(self, kind: str, content: RecordDict) -> Message:
+        """Send the bank a message of ``kind`` (:func:`message`); return its reply."""
+        return self.app(message(kind, content), self.context)
+
+
+def joined_bank(
+    schema: DatasetSchema,
+    data_path: Path,
+    *,
+    max_epsilon: float,
+    ledger_path: Path | None = None,
+    audit_log: Path | None = None,
+) -> JoinedBank:
+    """A budgeted bank named ``acme`` that has joined a new run (one planned round).
+
+    The bank's ClientApp (:func:`participant.app.client_app.make_client_app`) has
+    answered the run's feature-stats query (:func:`feature_stats_query`), so the next
+    message it is sent can be round 1's.
+
+    Parameters
+    ----------
+    schema : credit.schema.DatasetSchema
+        The schema of the bank's data and of the run.
+    data_path : pathlib.Path
+        The bank's CSV file (node config ``data-path``).
+    max_epsilon : float
+        The bank's privacy budget (node config ``max-epsilon``), > 0.
+    ledger_path : pathlib.Path or None, default None
+        Where the bank keeps its privacy ledger (node config ``ledger-path``); ``None``
+        leaves the node's default.
+    audit_log : pathlib.Path or None, default None
+        The bank's signed audit log (node config ``audit-log``); ``None``: no audit log.
+    """
+    node_config: dict[str, Any] = {
+        "data-path": str(data_path),
+        "bank-name": "acme",
+        "max-epsilon": max_epsilon,
+    }
+    if ledger_path is not None:
+        node_config["ledger-path"] = str(ledger_path)
+    if audit_log is not None:
+        node_config["audit-log"] = str(audit_log)
+    bank = JoinedBank(app=make_client_app(), context=context(node_config))
+    bank.send(MessageType.QUERY, feature_stats_query(schema))
+    return bank
+
+
 __all__ = [
     "RUN_ID",
     "RUN_NAME",
+    "JoinedBank",
     "QueryInstructions",
     "context",
     "feature_stats_query",
+    "joined_bank",
     "message",
     "round_content",
     "run_instructions",

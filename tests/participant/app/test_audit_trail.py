@@ -21,7 +21,7 @@ from participant.app.node_config import NodeConfig
 from tests.participant.app.bank_messages import (
     RUN_ID,
     context,
-    feature_stats_query,
+    joined_bank,
     message,
     round_content,
 )
@@ -35,19 +35,12 @@ def test_a_bank_logs_join_train_evaluate_end_and_a_refused_round(
     tmp_path: Path, schema: DatasetSchema, write_bank_csv: Callable[..., Path]
 ) -> None:
     log = tmp_path / "audit" / "acme.jsonl"
-    node = {
-        "data-path": str(write_bank_csv(400)),
-        "bank-name": "acme",
-        "max-epsilon": 8.0,
-        "audit-log": str(log),
-    }
-    app, bank = make_client_app(), context(node)
-    app(message(MessageType.QUERY, feature_stats_query(schema)), bank)
+    bank = joined_bank(schema, write_bank_csv(400), max_epsilon=8.0, audit_log=log)
     content, sent = round_content(schema, 1)
-    reply = app(message(MessageType.TRAIN, content), bank)
+    reply = bank.send(MessageType.TRAIN, content)
     epsilon = reply.content.metric_records[keys.METRICS]["epsilon"]
-    app(message(MessageType.EVALUATE, round_content(schema, 1)[0]), bank)
-    refused = app(message(MessageType.TRAIN, round_content(schema, 2)[0]), bank)
+    bank.send(MessageType.EVALUATE, round_content(schema, 1)[0])
+    refused = bank.send(MessageType.TRAIN, round_content(schema, 2)[0])
     assert keys.REFUSAL in refused.content  # round 2 was not planned: over budget
 
     report = verify_audit(log, allow_open=True)

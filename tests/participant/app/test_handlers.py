@@ -11,13 +11,7 @@ from flwr.app import MessageType
 from credit.errors import MalformedMessage
 from credit.messages import secagg
 from credit.schema import DatasetSchema
-from participant.app.client_app import make_client_app
-from tests.participant.app.bank_messages import (
-    context,
-    feature_stats_query,
-    message,
-    round_content,
-)
+from tests.participant.app.bank_messages import joined_bank, round_content
 
 
 def test_a_coordinator_sending_undecodable_masking_inputs_charges_nothing(
@@ -25,14 +19,7 @@ def test_a_coordinator_sending_undecodable_masking_inputs_charges_nothing(
 ) -> None:
     """Secure aggregation's inputs are opened before the round is charged or trained."""
     ledger = tmp_path / "acme.ledger.jsonl"
-    node = {
-        "data-path": str(write_bank_csv(400)),
-        "bank-name": "acme",
-        "max-epsilon": 4.0,
-        "ledger-path": str(ledger),
-    }
-    app, bank = make_client_app(), context(node)
-    app(message(MessageType.QUERY, feature_stats_query(schema)), bank)
+    bank = joined_bank(schema, write_bank_csv(400), max_epsilon=4.0, ledger_path=ledger)
     spent = ledger.read_text()
     content, _ = round_content(schema, 1)
     secagg.TrainInputs(
@@ -40,6 +27,6 @@ def test_a_coordinator_sending_undecodable_masking_inputs_charges_nothing(
     ).put(content)
 
     with pytest.raises(MalformedMessage, match="malformed secure-aggregation forward"):
-        app(message(MessageType.TRAIN, content), bank)
+        bank.send(MessageType.TRAIN, content)
 
     assert ledger.read_text() == spent  # nothing charged, nothing trained

@@ -11,14 +11,8 @@ from flwr.app import MessageType
 
 from credit import message_keys as keys
 from credit.schema import DatasetSchema
-from participant.app.client_app import make_client_app
 from participant.app.replay import ReplayStore
-from tests.participant.app.bank_messages import (
-    context,
-    feature_stats_query,
-    message,
-    round_content,
-)
+from tests.participant.app.bank_messages import joined_bank, round_content
 
 
 def test_store_returns_only_the_same_run_round_and_model(tmp_path: Path) -> None:
@@ -41,19 +35,12 @@ def test_a_repeated_round_sends_the_same_result_and_charges_nothing(
     tmp_path: Path, schema: DatasetSchema, write_bank_csv: Callable[..., Path]
 ) -> None:
     ledger = tmp_path / "acme.ledger.jsonl"
-    node = {
-        "data-path": str(write_bank_csv(400)),
-        "bank-name": "acme",
-        "max-epsilon": 4.0,
-        "ledger-path": str(ledger),
-    }
-    app, bank = make_client_app(), context(node)
-    app(message(MessageType.QUERY, feature_stats_query(schema)), bank)
+    bank = joined_bank(schema, write_bank_csv(400), max_epsilon=4.0, ledger_path=ledger)
     content, _ = round_content(schema, 1)
 
-    first = app(message(MessageType.TRAIN, content), bank)
+    first = bank.send(MessageType.TRAIN, content)
     spent = ledger.read_text()
-    again = app(message(MessageType.TRAIN, round_content(schema, 1)[0]), bank)
+    again = bank.send(MessageType.TRAIN, round_content(schema, 1)[0])
 
     assert keys.REFUSAL not in again.content
     assert ledger.read_text() == spent  # nothing charged for the repeat
@@ -68,5 +55,5 @@ def test_a_repeated_round_sends_the_same_result_and_charges_nothing(
     # the single planned round is spent).
     other, _ = round_content(schema, 1)
     other[keys.ARRAYS] = round_content(schema, 7)[1]
-    refused = app(message(MessageType.TRAIN, other), bank)
+    refused = bank.send(MessageType.TRAIN, other)
     assert keys.REFUSAL in refused.content
