@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ import numpy as np
 from flwr.app import Array, ArrayRecord
 
 from coordinator.app.run_state import BankInfo, RoundResult, RunState
+from credit.durable import write_durably
 from credit.encoding import FeatureEncoder
 from credit.errors import ConfigError
 from credit.messages import LedgerSummary, Refusal
@@ -40,16 +40,6 @@ _STATE = "state.json"
 _VERSION = 2  # 2: typed refusals and ledger summaries, arrays file named in the state
 
 
-def _write_durably(path: Path, data: bytes) -> None:
-    """Write ``path`` under a temporary name, fsync, then rename it into place."""
-    temporary = path.with_name(path.name + ".tmp")
-    with temporary.open("wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    temporary.replace(path)
-
-
 def _arrays_bytes(arrays: ArrayRecord) -> bytes:
     buffer = io.BytesIO()
     np.savez(buffer, *[arrays[name].numpy() for name in arrays])
@@ -61,7 +51,7 @@ def save_checkpoint(out_dir: Path, state: RunState, completed_round: int) -> Pat
     folder = out_dir / CHECKPOINT_DIR
     folder.mkdir(parents=True, exist_ok=True)
     arrays_file = f"arrays-{completed_round}.npz"
-    _write_durably(folder / arrays_file, _arrays_bytes(state.arrays))
+    write_durably(folder / arrays_file, _arrays_bytes(state.arrays))
     document = {
         "version": _VERSION,
         "completed_round": completed_round,
@@ -75,7 +65,7 @@ def save_checkpoint(out_dir: Path, state: RunState, completed_round: int) -> Pat
         "privacy": state.privacy_document(),
         "refusals": state.refusals_document(),
     }
-    _write_durably(folder / _STATE, json.dumps(document, indent=1).encode())
+    write_durably(folder / _STATE, json.dumps(document, indent=1).encode())
     for stale in folder.glob("arrays-*.npz"):
         if stale.name != arrays_file:
             stale.unlink()

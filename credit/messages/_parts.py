@@ -89,6 +89,24 @@ class _Part(BaseModel):
         """Whether ``content`` carries a record under this part's key."""
         return cls.RECORD in content
 
+    def to_record(self) -> ConfigRecord | MetricRecord:
+        """This part as its record (each kind of part says which)."""
+        raise NotImplementedError
+
+    @classmethod
+    def take(cls, content: RecordDict) -> Self:
+        """Read this part from ``content`` (each kind of part says from which record)."""
+        raise NotImplementedError
+
+    def put(self, content: RecordDict) -> None:
+        """Write this part into ``content`` under :attr:`RECORD`."""
+        content[self.RECORD] = self.to_record()
+
+    @classmethod
+    def take_optional(cls, content: RecordDict) -> Self | None:
+        """This part if ``content`` carries it, else None."""
+        return cls.take(content) if cls.present(content) else None
+
 
 class ConfigPart(_Part):
     """A message part carried as one ``ConfigRecord``."""
@@ -102,19 +120,10 @@ class ConfigPart(_Part):
         """Validate a ConfigRecord; :class:`MalformedMessage` naming the entry otherwise."""
         return cls._parse({key: record[key] for key in record})
 
-    def put(self, content: RecordDict) -> None:
-        """Write this part into ``content`` under :attr:`RECORD`."""
-        content[self.RECORD] = self.to_record()
-
     @classmethod
     def take(cls, content: RecordDict) -> Self:
         """Read this part from ``content``; :class:`MalformedMessage` if missing or invalid."""
         return cls.from_record(record_of(content, cls.RECORD, ConfigRecord))
-
-    @classmethod
-    def take_optional(cls, content: RecordDict) -> Self | None:
-        """This part if ``content`` carries it, else None."""
-        return cls.take(content) if cls.present(content) else None
 
 
 class MetricPart(_Part):
@@ -128,10 +137,6 @@ class MetricPart(_Part):
     def from_record(cls, record: MetricRecord) -> Self:
         """Validate a MetricRecord; :class:`MalformedMessage` naming the entry otherwise."""
         return cls._parse({key: record[key] for key in record})
-
-    def put(self, content: RecordDict) -> None:
-        """Write this part into ``content`` under :attr:`RECORD`."""
-        content[self.RECORD] = self.to_record()
 
     @classmethod
     def take(cls, content: RecordDict) -> Self:

@@ -27,6 +27,8 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
+from credit.durable import write_durably
+
 __all__ = ["ReplayStore"]
 
 Arrays = dict[str, NDArray[np.generic]]
@@ -74,10 +76,4 @@ class ReplayStore:
             **{f"w:{name}": value for name, value in arrays.items()},
         }
         np.savez(buffer, *(), **entries)  # type: ignore[arg-type]
-        path = self._path(run)
-        temporary = path.with_name(path.name + ".tmp")
-        with temporary.open("wb") as handle:
-            handle.write(buffer.getvalue())
-            handle.flush()
-            os.fsync(handle.fileno())
-        temporary.replace(path)
+        write_durably(self._path(run), buffer.getvalue())
