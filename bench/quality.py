@@ -64,7 +64,7 @@ def lightgbm_reference(seed: int) -> dict[str, object]:
     from credit.datasets import embedded_data_path
     from credit.loading import load_bank_csv
     from credit.schema import load_schema
-    from participant.app.bank import held_out_rows
+    from participant.guard.bank import held_out_rows
 
     schema = load_schema()
     frame = load_bank_csv(embedded_data_path(), schema).frame

@@ -11,7 +11,7 @@ training replaced by "add 0.001", so that only the aggregation's cost shows:
 * ``plain``: train (weights out, weights back; mean), evaluate (a tiny metric);
   two round trips per round, like fedcredit without secure aggregation.
 * ``secure``: the same rounds through :mod:`coordinator.app.secagg_server` and
-  :mod:`participant.app.secagg_client` exactly as the credit apps use them: train with the
+  :mod:`participant.guard.secagg_client` exactly as the credit apps use them: train with the
   relayed keys and shares (masked vector back), unmask, and evaluate carrying the
   next round's keys; three round trips per round, plus two at set-up.
 
@@ -60,15 +60,22 @@ from credit.model_spec import ModelKind, ModelSpec
 from credit.records import flatten, record_of
 from credit.schema import load_schema
 from deploy.flower_env import set_offline_defaults
-from participant.app.secagg_client import (
+from participant.guard.secagg_client import (
+    SecAggSession,
     advertise,
     enrollment,
     mask_update,
     receive_keys,
     reveal,
 )
+from participant.guard.sessions import ContextSessions
 
 _STEP = np.float32(0.001)
+
+
+def _secagg(context: Context, run: int) -> SecAggSession:
+    """The node's session, kept in its context as a simulated bank keeps it."""
+    return SecAggSession(ContextSessions(context), context.node_id, run)
 
 
 def _client_app() -> ClientApp:
@@ -80,15 +87,15 @@ def _client_app() -> ClientApp:
         run = message.metadata.run_id
         content = RecordDict()
         if task == Task.ENROLL:
-            enrollment(context, run).put(content)
+            enrollment(_secagg(context, run)).put(content)
         elif task == Task.SECAGG_ADVERTISE:
             asked = secagg.AdvertiseRequest.take(message.content)
-            answer = advertise(context, run, asked)
+            answer = advertise(_secagg(context, run), asked)
             if answer is None:
                 raise RuntimeError("not in the roster")
             answer.put(content)
         else:
-            reveal(context, run, secagg.UnmaskRequest.take(message.content)).put(content)
+            reveal(_secagg(context, run), secagg.UnmaskRequest.take(message.content)).put(content)
         return Message(content, reply_to=message)
 
     @app.train()
@@ -107,9 +114,13 @@ def _client_app() -> ClientApp:
         delta = np.full(flatten(arrays).size, float(_STEP))
         values = np.append(delta, [0.0, 0.0])  # no loss reported
         run = message.metadata.run_id
-        code = receive_keys(context, run, inputs)
+        code = receive_keys(_secagg(context, run), inputs)
         masked = mask_update(
-            context, run, server_round=inputs.server_round, values=values, weight=1.0, code=code
+            _secagg(context, run),
+            server_round=inputs.server_round,
+            values=values,
+            weight=1.0,
+            code=code,
         )
         return Message(
             RecordDict({keys.ARRAYS: masked, keys.METRICS: MetricRecord()}), reply_to=message
@@ -120,7 +131,7 @@ def _client_app() -> ClientApp:
         content = RecordDict({keys.METRICS: MetricRecord({"score": 0.5})})
         asked = secagg.AdvertiseRequest.take_optional(message.content)
         if asked is not None:
-            answer = advertise(context, message.metadata.run_id, asked)
+            answer = advertise(_secagg(context, message.metadata.run_id), asked)
             if answer is not None:
                 answer.put(content)
         return Message(content, reply_to=message)

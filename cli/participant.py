@@ -111,6 +111,20 @@ AuditKey = Annotated[
 RuntimePort = Annotated[
     int, typer.Option(help="Local port of the SuperNode runtime API (one per node on a host).")
 ]
+HoldoutFraction = Annotated[
+    float,
+    typer.Option(help="Share of the bank's rows held out for evaluation, fixed for every run."),
+]
+HoldoutSeed = Annotated[
+    int, typer.Option(help="Seed of the bank's hold-out split (runs cannot move it).")
+]
+NodeUser = Annotated[
+    str | None,
+    typer.Option(
+        help="As root: run the SuperNode's ClientApps as this unprivileged user (created if "
+        "missing), who cannot read the bank's data, ledger or keys."
+    ),
+]
 
 
 @participant_app.command("start")
@@ -124,19 +138,30 @@ def start(
     audit_key: AuditKey = None,
     home: Home = DEFAULT_HOME,
     runtime_port: RuntimePort = 9094,
+    holdout_fraction: HoldoutFraction = 0.2,
+    holdout_seed: HoldoutSeed = 0,
+    node_user: NodeUser = None,
 ) -> None:
-    """Validate the data, then start the bank's SuperNode (TLS and node key) in the background."""
-    from credit.loading import load_bank_csv
-    from credit.schema import load_schema
+    """Check the data and records, then start the bank's guard and its SuperNode.
+
+    The guard (this installation of fedcredit) holds the data, the privacy ledger,
+    the keys and the audit log, and answers every message; the SuperNode's ClientApp
+    only relays messages to it. Both run in the background until `participant stop`.
+    """
     from deploy.bundle import Bundle
-    from participant.node.supernode import NodeSettings, start_node
+    from participant.guard.bank_guard import BankGuard
+    from participant.guard.settings import HoldOut
+    from participant.node.supernode import NodeSettings, node_plan, start_node
 
     with fail_cleanly():
         loaded = Bundle.load(bundle)
         budget = _node_budget(loaded, max_epsilon=max_epsilon, delta=delta, no_dp=no_dp)
-        say(f"checking {data} against the consortium's schema (nothing leaves) ...")
-        checked = load_bank_csv(data, load_schema(loaded.schema_path))
-        say(f"  {checked.n_rows:,} rows pass the schema of '{loaded.consortium}'")
+        holdout = validate_fields(
+            HoldOut,
+            {"fraction": holdout_fraction, "seed": holdout_seed},
+            source="fedcredit participant start",
+            spelled={"fraction": "--holdout-fraction", "seed": "--holdout-seed"},
+        )
         settings = NodeSettings(
             bundle=loaded,
             key=key.expanduser().resolve(),
@@ -145,6 +170,14 @@ def start(
             budget=budget,
             audit_key=(audit_key or key.with_name("audit.key")).expanduser().resolve(),
             runtime_port=runtime_port,
+            holdout=holdout,
+            node_user=node_user,
+        )
+        say(f"checking {data}, the ledger and the audit log (nothing leaves) ...")
+        checked = BankGuard.open(node_plan(settings).guard)
+        say(
+            f"  {len(checked.bank.train) + len(checked.bank.test):,} rows pass the schema of "
+            f"'{loaded.consortium}'; {len(checked.bank.test):,} held out for evaluation"
         )
         started = start_node(settings)
     privacy = f"max ε {budget.max_epsilon:g}" if budget is not None else "no differential privacy"
@@ -153,13 +186,15 @@ def start(
         if started.connected
         else "not connected yet: the edge does not answer, the node keeps retrying"
     )
+    runs_as = f"; ClientApps run as {node_user}" if node_user else ""
     say(
-        f"{loaded.bank}: SuperNode started (pid {started.pid}) towards {loaded.superlink} with "
-        f"TLS and its node key, {state}; {privacy}."
+        f"{loaded.bank}: guard started (pid {started.pid}) with its SuperNode towards "
+        f"{loaded.superlink}, TLS and its node key, {state}; {privacy}{runs_as}."
     )
     say_pairs(
         [
-            ("log:", settings.home / "services" / "supernode.log"),
+            ("guard log:", settings.home / "services" / "guard.log"),
+            ("SuperNode log:", settings.home / "services" / "supernode.log"),
             ("ledger:", settings.ledger),
             ("audit:", settings.audit_log),
         ]
@@ -194,23 +229,38 @@ def _node_budget(
 
 @participant_app.command("stop")
 def stop(home: Home = DEFAULT_HOME) -> None:
-    """Stop the bank's SuperNode."""
+    """Stop the bank's guard and its SuperNode."""
     from participant.node.supernode import stop_node
 
     if stop_node(home):
-        say(f"stopped the SuperNode of {home}")
+        say(f"stopped the guard and the SuperNode of {home}")
     else:
-        say(f"no SuperNode runs from {home}")
+        say(f"no guard runs from {home}")
 
 
 @participant_app.command("status")
 def status(home: Home = DEFAULT_HOME) -> None:
-    """Show whether the bank's SuperNode runs (exit code 1 if not)."""
+    """Show the bank's guard and SuperNode and the budget left (exit code 1 unless both run)."""
     from participant.node.supernode import node_status
 
     state = node_status(home)
-    if state.running:
-        say(f"SuperNode running (pid {state.pid}); log: {state.log}")
-        return
-    say(f"SuperNode not running; log: {state.log}")
-    raise typer.Exit(EXIT_RUN_FAILED)
+    guard = f"running (pid {state.guard_pid})" if state.guard_pid else "not running"
+    supernode = f"running (pid {state.supernode_pid})" if state.supernode_pid else "not running"
+    say_pairs(
+        [
+            ("guard:", f"{guard}; log: {state.guard_log}"),
+            ("SuperNode:", f"{supernode}; log: {state.supernode_log}"),
+            ("budget left:", state.budget_left),
+        ]
+    )
+    if not state.running:
+        raise typer.Exit(EXIT_RUN_FAILED)
+
+
+@participant_app.command("run-guard", hidden=True)
+def run_guard(home: Home = DEFAULT_HOME) -> None:
+    """Run the bank's guard service in the foreground (`participant start` runs it)."""
+    from participant.node.supervisor import run_guard as serve
+
+    with fail_cleanly():
+        serve(home.expanduser().resolve())

@@ -1,6 +1,6 @@
 """What a partner bank runs.
 
-``participant.app`` is the Flower ClientApp runtime (handlers, local training, the
+``participant.guard`` is the Flower ClientApp runtime (handlers, local training, the
 privacy guard, the bank's side of secure aggregation, its audit trail);
 ``participant.node`` sets up and runs the bank's node (keys, data check, SuperNode).
 """
@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING
 from credit.lazy import lazy_getattr
 
 if TYPE_CHECKING:
-    from participant.app.bank import BankSource, PreparedBank, prepare_bank
-    from participant.app.training import TrainSettings, predict_proba, train_locally
+    from participant.guard.bank import BankSource, PreparedBank, prepare_bank
+    from participant.guard.training import TrainSettings, predict_proba, train_locally
 
 __all__ = [
     "BankSource",
@@ -26,12 +26,12 @@ __all__ = [
 
 # Exports resolve on first use (see credit.lazy).
 _EXPORTS = {
-    "BankSource": "participant.app.bank",
-    "PreparedBank": "participant.app.bank",
-    "TrainSettings": "participant.app.training",
-    "predict_proba": "participant.app.training",
-    "prepare_bank": "participant.app.bank",
-    "train_locally": "participant.app.training",
+    "BankSource": "participant.guard.bank",
+    "PreparedBank": "participant.guard.bank",
+    "TrainSettings": "participant.guard.training",
+    "predict_proba": "participant.guard.training",
+    "prepare_bank": "participant.guard.bank",
+    "train_locally": "participant.guard.training",
 }
 
 

@@ -25,7 +25,7 @@ from privacy.accounting import ACCOUNTANT, DpEvent, epsilon_spent
 from privacy.budget import PrivacyBudget
 from privacy.errors import LedgerError, PrivacyBudgetExceeded
 
-__all__ = ["PrivacyLedger", "RunPlan"]
+__all__ = ["PrivacyLedger", "RunPlan", "read_spent"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -133,10 +133,8 @@ class PrivacyLedger:
 
     def _load(self) -> None:
         lines = self.path.read_text(encoding="utf-8").splitlines()
-        try:
-            entries = [json.loads(line) for line in lines if line.strip()]
-        except json.JSONDecodeError as exc:
-            raise LedgerError(f"{self.path}: not a privacy ledger ({exc})") from exc
+        numbered = [(number, line) for number, line in enumerate(lines, 1) if line.strip()]
+        entries = [self._parse(number, line) for number, line in numbered]
         if not entries or entries[0].get("type") != "budget":
             raise LedgerError(f"{self.path}: first line must be the budget")
         head = entries[0]
@@ -151,12 +149,45 @@ class PrivacyLedger:
                 f"delta={recorded.delta}; a budget cannot change once spending started "
                 "(start a new ledger for a new data set)"
             )
-        for entry in entries[1:]:
+        for (number, _), entry in zip(numbered[1:], entries[1:], strict=True):
             kind = entry.pop("type", None)
-            if kind == "event":
-                self._events.append(DpEvent(**entry))
-            elif kind == "plan":
-                plan = RunPlan(**entry)
-                self._plans[plan.run] = plan
-            else:
-                raise LedgerError(f"{self.path}: unknown entry type {kind!r}")
+            try:
+                if kind == "event":
+                    self._events.append(DpEvent(**entry))
+                elif kind == "plan":
+                    plan = RunPlan(**entry)
+                    self._plans[plan.run] = plan
+                else:
+                    raise LedgerError(f"{self.path}: line {number}: unknown entry type {kind!r}")
+            except TypeError as exc:
+                raise LedgerError(
+                    f"{self.path}: line {number}: not a {kind} entry ({exc})"
+                ) from exc
+
+    def _parse(self, number: int, line: str) -> dict[str, Any]:
+        """One ledger line as JSON; LedgerError naming the line otherwise."""
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise LedgerError(f"{self.path}: line {number}: not a ledger entry ({exc})") from exc
+        if not isinstance(entry, dict):
+            raise LedgerError(f"{self.path}: line {number}: not a ledger entry (not an object)")
+        return entry
+
+
+def read_spent(path: Path) -> float:
+    """Epsilon spent per an existing ledger file, under the budget its first line records.
+
+    Raises
+    ------
+    LedgerError
+        The file is unreadable or not a ledger (names the line).
+    """
+    try:
+        first = path.read_text(encoding="utf-8").splitlines()[0]
+        head = json.loads(first)
+        budget = PrivacyBudget(max_epsilon=head["max_epsilon"], delta=head["delta"])
+        bank = str(head["bank"])
+    except (OSError, IndexError, ValueError, KeyError, TypeError) as exc:
+        raise LedgerError(f"{path}: line 1: not a ledger's budget line ({exc})") from exc
+    return PrivacyLedger(path, bank=bank, budget=budget).epsilon

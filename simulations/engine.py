@@ -23,13 +23,14 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from flwr.app import Context
 from flwr.clientapp import ClientApp
+from flwr.clientapp.typing import Mod
 
 from coordinator.app.run_files import RunFiles, run_files
 from coordinator.app.run_state import RoundResult
@@ -37,8 +38,10 @@ from coordinator.app.server_app import make_server_app
 from credit.errors import ConfigError
 from credit.run_config import RunConfig
 from deploy.flower_env import set_offline_defaults
-from participant.app.bank import BankSource
-from participant.app.client_app import make_client_app
+from participant.guard.in_process import InProcessLink, guard_for
+from participant.guard.sessions import ContextSessions
+from participant.guard.settings import GuardSettings, HoldOut
+from participant.relay.client_app import make_relay_app
 from simulations.budgets import BudgetPolicy
 from simulations.dropouts import dropout_mod
 from simulations.partition import Partition, PartitionedData, partition_data
@@ -48,6 +51,7 @@ __all__ = [
     "PartitionPlan",
     "SimulationPlan",
     "plan_simulation",
+    "relay_app",
     "run_simulated_consortium",
     "simulation_client_app",
 ]
@@ -66,8 +70,9 @@ class SimulationPlan:
     ----------
     config : RunConfig
         The coordinator's run configuration.
-    banks : tuple of BankSource
-        Each simulated bank's file, schema, budget and ledger, by Flower partition id.
+    banks : tuple of GuardSettings
+        Each simulated bank's guard settings (file, schema, budget, ledger, hold-out),
+        by Flower partition id.
     partitions : tuple of Partition
         Each bank's rows in the source data set.
     partition : PartitionSettings
@@ -77,7 +82,7 @@ class SimulationPlan:
     """
 
     config: RunConfig
-    banks: tuple[BankSource, ...]
+    banks: tuple[GuardSettings, ...]
     partitions: tuple[Partition, ...]
     partition: PartitionSettings = field(default_factory=PartitionSettings)
     dropout_rate: float = 0.0
@@ -89,7 +94,7 @@ class SimulationPlan:
             "dropout_rate": self.dropout_rate,
             "banks": [
                 {
-                    "name": bank.name,
+                    "name": bank.bank_name,
                     "rows": int(part.rows.size),
                     "file": str(bank.data_path),
                     "budget": None if bank.budget is None else bank.budget.model_dump(),
@@ -103,9 +108,9 @@ class SimulationPlan:
 class PartitionPlan:
     """The banks of a simulation, indexed by Flower's ``partition-id``."""
 
-    banks: tuple[BankSource, ...]
+    banks: tuple[GuardSettings, ...]
 
-    def __call__(self, context: Context) -> BankSource:
+    def __call__(self, context: Context) -> GuardSettings:
         partition_id = context.node_config.get("partition-id")
         if not isinstance(partition_id, int) or not 0 <= partition_id < len(self.banks):
             raise ConfigError(
@@ -151,7 +156,7 @@ def plan_simulation(
         budgets.check_banks([p.name for p in data.partitions], source=budget_source)
     plan = SimulationPlan(
         config=config,
-        banks=_write_banks(data, Path(config.out_dir), budgets),
+        banks=_write_banks(data, config, budgets),
         partitions=tuple(data.partitions),
         partition=partition,
         dropout_rate=dropout_rate,
@@ -175,9 +180,16 @@ def _fitted_to(config: RunConfig, n_banks: int) -> RunConfig:
 
 
 def _write_banks(
-    data: PartitionedData, out_dir: Path, budgets: BudgetPolicy | None
-) -> tuple[BankSource, ...]:
-    """One CSV per bank in ``OUT/banks/``, and where each bank's ledger goes."""
+    data: PartitionedData, config: RunConfig, budgets: BudgetPolicy | None
+) -> tuple[GuardSettings, ...]:
+    """One CSV per bank in ``OUT/banks/``, and each bank's guard settings.
+
+    Every simulated bank holds out the run's ``test_fraction`` of its rows with the
+    run's seed, so that simulations stay comparable with each other and with a
+    centralised run on the same customers.
+    """
+    out_dir = Path(config.out_dir)
+    holdout = HoldOut(fraction=config.test_fraction, seed=config.seed)
     banks_dir, ledgers_dir = out_dir / BANKS_DIR, out_dir / LEDGERS_DIR
     banks_dir.mkdir(parents=True, exist_ok=True)
     if ledgers_dir.exists():  # the simulated banks are new: so are their ledgers
@@ -190,12 +202,13 @@ def _write_banks(
         budget = budgets.for_bank(part.name) if budgets is not None else None
         ledger = ledgers_dir / f"{_file_name(part.name)}.jsonl" if budget is not None else None
         banks.append(
-            BankSource(
-                name=part.name,
+            GuardSettings(
+                bank_name=part.name,
                 data_path=path,
                 schema_path=data.schema_path,
                 budget=budget,
                 ledger_path=ledger,
+                holdout=holdout,
             )
         )
     return tuple(banks)
@@ -254,17 +267,36 @@ def run_simulated_consortium(
 
 
 def simulation_client_app(plan: SimulationPlan) -> ClientApp:
-    """The ClientApp every simulated bank runs: the bank's own app, wired to its file.
+    """The ClientApp every simulated bank runs: the bank's relay and its guard, in-process.
 
-    With a dropout rate, the simulation's dropout mod wraps it (research only: a
-    deployed bank's app has no such mod).
+    The relay is the deployed bank's; instead of a socket it reaches the bank's guard
+    (the same :class:`~participant.guard.bank_guard.BankGuard` a guard service runs)
+    in the worker process. With a dropout rate, the simulation's dropout mod wraps it
+    (research only: a deployed bank's app has no such mod).
     """
-    banks = PartitionPlan(plan.banks)
-    mods = []
-    if plan.dropout_rate > 0:
-        bank_of = lambda context: banks(context).name  # noqa: E731
-        mods.append(dropout_mod(seed=plan.config.seed, rate=plan.dropout_rate, bank_of=bank_of))
-    return make_client_app(banks, mods=mods)
+    return relay_app(PartitionPlan(plan.banks), seed=plan.config.seed, dropout_rate=plan.dropout_rate)
+
+
+def relay_app(
+    banks: Callable[[Context], GuardSettings],
+    *,
+    seed: int = 0,
+    dropout_rate: float = 0.0,
+    mods: Sequence[Mod] = (),
+) -> ClientApp:
+    """The relay ClientApp with an in-process guard for the bank ``banks`` names per node.
+
+    ``mods`` come first (outermost); with a dropout rate the dropout mod follows.
+    """
+    chain = list(mods)
+    if dropout_rate > 0:
+        bank_of = lambda context: banks(context).bank_name  # noqa: E731
+        chain.append(dropout_mod(seed=seed, rate=dropout_rate, bank_of=bank_of))
+
+    def link(context: Context) -> InProcessLink:
+        return InProcessLink(guard_for(banks(context)), ContextSessions(context))
+
+    return make_relay_app(link, mods=chain)
 
 
 def _file_name(bank: str) -> str:

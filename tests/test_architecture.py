@@ -54,12 +54,12 @@ def copy_of_the_code(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.mark.parametrize(
     ("module", "line", "broken"),
     [
-        ("credit/schema.py", "import participant.app.bank", "Packages are layers"),
-        ("participant/app/bank.py", "import simulations.partition", "Packages are layers"),
+        ("credit/schema.py", "import participant.guard.bank", "Packages are layers"),
+        ("participant/guard/bank.py", "import simulations.partition", "Packages are layers"),
         ("coordinator/app/checkpoint.py", "import coordinator.ops.runs", "operations sit above"),
-        ("participant/app/training.py", "import participant.node.check", "node operations sit"),
+        ("participant/guard/training.py", "import participant.node.check", "node operations sit"),
         ("coordinator/ops/runs.py", "import coordinator.app.aggregation", "file names and"),
-        ("participant/node/check.py", "import participant.app.training", "runtime's node config"),
+        ("participant/node/check.py", "import participant.guard.training", "runtime's node config"),
         ("credit/feature_stats.py", "import credit.encoding", "No import cycles"),
         ("deploy/bundle.py", "import credit.audit._chain", "Private modules"),
     ],

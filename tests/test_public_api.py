@@ -48,7 +48,7 @@ PUBLIC = {
     "coordinator.app": set(),
     "coordinator.ops": set(),
     "deploy": set(),
-    "participant.app": set(),
+    "participant.guard": set(),
     "participant.node": set(),
     "privacy.secagg": {
         "FixedPoint", "Share", "ShareRejected", "combine_shares", "derive_key", "expand_mask",

@@ -1,54 +1,74 @@
-"""The bank's SuperNode: validate the data, then connect to the consortium over TLS.
+"""The bank's node: its guard service and its SuperNode, started, stopped and followed.
 
-``fedcredit participant start`` builds one ``flower-supernode`` command from the
-bank's onboarding bundle (consortium address, root certificate, schema), its node
-key and its data file, and runs it as a background service in the bank's node
-folder (``--home``). Before anything connects it checks, locally:
+``fedcredit participant start`` checks, locally and before anything connects:
 
 * the bundle is whole and its schema is the consortium's (hash in the bundle);
 * the data file passes the schema (the first problem is named, nothing starts);
 * the node key is an ECDSA private key, readable only by its owner;
 * TLS is on: the SuperNode always gets ``--root-certificates`` and never
-  ``--insecure``; a bundle without a CA certificate is refused.
+  ``--insecure``; a bundle without a CA certificate is refused;
 
-The node config the ClientApp reads carries the data path, the bank's name, its
-privacy budget and ledger, its audit log and key, and the fedcredit version the
-bank approved (see :mod:`participant.app.approval`).
+then writes the node's plan (:class:`NodePlan`, ``HOME/node.json``) and starts one
+background service, the bank's **guard** (:mod:`participant.node.supervisor`), from
+the bank's own installed fedcredit. The guard loads the bank's data, verifies its
+ledger and audit log, listens on its socket and only then starts the SuperNode as its
+child: no relay without a guard, and a guard that dies takes the SuperNode with it.
+The SuperNode's node config names the guard's socket and nothing else
+(:class:`~participant.relay.node_config.RelayConfig`).
+
+With ``--node-user NAME`` (as root) the SuperNode's ClientApps run as that separate,
+unprivileged user: the SuperNode runs in Flower's ``process`` isolation and its
+SuperExec (which starts every ClientApp) runs as the node user, in a runtime folder
+of its own; the guard refuses to start while that user can read the bank's data,
+ledger, audit log or keys.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+import pwd
 import stat
+import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import load_ssh_private_key
 from cryptography.x509 import load_pem_x509_certificate
+from pydantic import BaseModel, ConfigDict, Field
 
 from credit import __version__
 from credit.errors import ConfigError
 from deploy.bundle import Bundle
 from deploy.flower_env import venv_tool
 from deploy.services import Service, ServiceError
-from participant.app.node_config import NodeConfig
+from participant.guard.settings import GuardSettings, HoldOut
+from participant.relay.node_config import RelayConfig
 from privacy.budget import PrivacyBudget
 
 __all__ = [
+    "NodePlan",
     "NodeSettings",
     "NodeStatus",
     "StartedNode",
-    "node_command",
-    "node_service",
+    "guard_service",
+    "node_plan",
+    "node_status",
     "start_node",
     "stop_node",
+    "superexec_command",
+    "supernode_command",
 ]
 
-SERVICE_NAME = "supernode"
+GUARD_SERVICE = "guard"
+SUPERNODE_PID = "supernode.pid"
+SUPEREXEC_PID = "superexec.pid"
+PLAN_FILE = "node.json"
 DEFAULT_RUNTIME_PORT = 9094
-_STARTUP_GRACE_SECONDS = 6.0
+STARTUP_SECONDS = 60.0
+_CONNECTED = "SuperNode ID"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -72,6 +92,10 @@ class NodeSettings:
         The bank's Ed25519 audit-signing key.
     runtime_port : int
         Local port of the SuperNode's runtime API (one per node on a host).
+    holdout : HoldOut
+        The bank's fixed hold-out split.
+    node_user : str, optional
+        Run the SuperNode's ClientApps as this unprivileged user (root only).
     """
 
     bundle: Bundle
@@ -81,6 +105,8 @@ class NodeSettings:
     budget: PrivacyBudget | None
     audit_key: Path
     runtime_port: int = DEFAULT_RUNTIME_PORT
+    holdout: HoldOut = field(default_factory=HoldOut)
+    node_user: str | None = None
 
     @property
     def ledger(self) -> Path:
@@ -92,24 +118,108 @@ class NodeSettings:
         """The bank's audit log."""
         return self.home / "audit.jsonl"
 
+
+class NodePlan(BaseModel):
+    """What the guard service reads at start (``HOME/node.json``), written by ``start``.
+
+    Parameters
+    ----------
+    guard : GuardSettings
+        The bank's guard settings.
+    superlink, ca_cert, node_key : str, Path, Path
+        Where the SuperNode connects, the consortium's root certificate, its key.
+    runtime_port : int
+        Local port of the SuperNode's runtime API.
+    home : pathlib.Path
+        The node folder (owned by the bank's user).
+    runtime_dir : pathlib.Path
+        The relay's side: the guard's socket and the ClientApps' Flower home (owned
+        by the node user when there is one).
+    node_user : str, optional
+        The user the ClientApps run as.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    guard: GuardSettings
+    superlink: str = Field(min_length=1)
+    ca_cert: Path
+    node_key: Path
+    runtime_port: int = Field(ge=1, le=65535)
+    home: Path
+    runtime_dir: Path
+    node_user: str | None = None
+
     @property
-    def flwr_home(self) -> Path:
-        """Flower's home for this node (apps it has received are unpacked here)."""
-        return self.home / "flwr-home"
+    def socket(self) -> Path:
+        """The guard's Unix socket."""
+        return self.runtime_dir / "guard.sock"
+
+    @property
+    def services(self) -> Path:
+        """Pid and log files of the guard, the SuperNode and its SuperExec."""
+        return self.home / "services"
+
+    @property
+    def supernode_log(self) -> Path:
+        """The SuperNode's output."""
+        return self.services / "supernode.log"
+
+    def relay_config(self) -> RelayConfig:
+        """The SuperNode's node config: the guard's socket, nothing else."""
+        return RelayConfig(guard_socket=self.socket)
+
+    def save(self) -> Path:
+        """Write the plan into the node folder (owner-only)."""
+        path = self.home / PLAN_FILE
+        path.write_text(self.model_dump_json(indent=2) + "\n", encoding="utf-8")
+        os.chmod(path, 0o600)
+        return path
+
+    @classmethod
+    def load(cls, home: Path) -> NodePlan:
+        """The plan ``participant start`` wrote into ``home``.
+
+        Raises
+        ------
+        ConfigError
+            No plan, or one that does not parse (names the file).
+        """
+        from pydantic import ValidationError
+
+        from credit.config_files import first_problem
+
+        path = home.expanduser().resolve() / PLAN_FILE
+        try:
+            return cls.model_validate_json(path.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot read the node plan: {exc.strerror}; run `fedcredit participant start`",
+                source=str(path),
+            ) from exc
+        except ValidationError as exc:
+            raise ConfigError(first_problem(exc), source=str(path)) from exc
 
 
 @dataclass(frozen=True)
 class NodeStatus:
-    """Whether the bank's SuperNode runs, and where its log is."""
+    """Whether the bank's guard and SuperNode run, the guard's budget left, the logs."""
 
-    running: bool
-    pid: int | None
-    log: Path
+    guard_pid: int | None
+    supernode_pid: int | None
+    guard_log: Path
+    supernode_log: Path
+    budget_left: str
+
+    @property
+    def running(self) -> bool:
+        """Both the guard and the SuperNode run."""
+        return self.guard_pid is not None and self.supernode_pid is not None
 
 
-def node_service(home: Path) -> Service:
-    """The background service of the SuperNode kept in ``home``."""
-    return Service(SERVICE_NAME, home.expanduser().resolve() / "services")
+def guard_service(home: Path) -> Service:
+    """The background service of the guard kept in ``home``."""
+    return Service(GUARD_SERVICE, home.expanduser().resolve() / "services")
 
 
 def check_node_key(path: Path) -> None:
@@ -160,88 +270,183 @@ def check_tls(bundle: Bundle) -> None:
         ) from exc
 
 
-def node_config(settings: NodeSettings) -> NodeConfig:
-    """The node config the bank's ClientApp reads (``--node-config``: its ``to_flower()``)."""
+def check_node_user(name: str | None) -> None:
+    """Refuse ``--node-user`` unless this process can switch users (root)."""
+    if name is not None and os.geteuid() != 0:
+        raise ConfigError(
+            "running the SuperNode as another user needs root: run `participant start` "
+            "as root, or leave out --node-user",
+            source="--node-user",
+        )
+
+
+def node_plan(settings: NodeSettings) -> NodePlan:
+    """The plan the guard service starts from."""
     budget = settings.budget
-    return NodeConfig(
-        data_path=settings.data,
+    home = settings.home
+    guard = GuardSettings(
         bank_name=settings.bundle.bank,
+        data_path=settings.data,
         schema_path=settings.bundle.schema_path,
-        approved_version=__version__,
+        budget=budget,
+        ledger_path=None if budget is None else settings.ledger,
         audit_log=settings.audit_log,
         audit_key=settings.audit_key,
-        max_epsilon=None if budget is None else budget.max_epsilon,
-        delta=None if budget is None else budget.delta,
-        ledger_path=None if budget is None else settings.ledger,
+        holdout=settings.holdout,
+        approved_version=__version__,
+    )
+    return NodePlan(
+        guard=guard,
+        superlink=settings.bundle.superlink,
+        ca_cert=settings.bundle.ca_cert,
+        node_key=settings.key,
+        runtime_port=settings.runtime_port,
+        home=home,
+        runtime_dir=_runtime_dir(home, settings.node_user),
+        node_user=settings.node_user,
     )
 
 
-def node_command(settings: NodeSettings) -> list[str]:
-    """The ``flower-supernode`` command: TLS, node authentication, the bank's config."""
-    return [
+def _runtime_dir(home: Path, node_user: str | None) -> Path:
+    """The relay's folder: in the node folder, or a node user's own folder under /tmp.
+
+    A node user must reach its folder, and the node folder stays closed to it, so
+    the node user's folder is outside it.
+    """
+    if node_user is None:
+        return home / "relay"
+    digest = hashlib.sha256(str(home).encode()).hexdigest()[:12]
+    return Path(tempfile.gettempdir()) / f"fedcredit-{node_user}-{digest}"
+
+
+def supernode_command(plan: NodePlan) -> list[str]:
+    """The ``flower-supernode`` command: TLS, node authentication, the guard's socket."""
+    command = [
         venv_tool("flower-supernode"),
         "--superlink",
-        settings.bundle.superlink,
+        plan.superlink,
         "--root-certificates",
-        str(settings.bundle.ca_cert),
+        str(plan.ca_cert),
         "--auth-supernode-private-key",
-        str(settings.key),
+        str(plan.node_key),
         "--host",
         "127.0.0.1",
         "--port",
-        str(settings.runtime_port),
+        str(plan.runtime_port),
         "--node-config",
-        node_config(settings).to_flower(),
+        plan.relay_config().to_flower(),
+    ]
+    if plan.node_user is not None:
+        command += ["--isolation", "process"]
+    return command
+
+
+def superexec_command(plan: NodePlan, parent_pid: int) -> list[str]:
+    """The ``flower-superexec`` that starts ClientApps as the node user (process isolation)."""
+    return [
+        venv_tool("flower-superexec"),
+        "--runtime-api-address",
+        f"127.0.0.1:{plan.runtime_port}",
+        "--insecure",
+        "--parent-pid",
+        str(parent_pid),
     ]
 
 
 @dataclass(frozen=True)
 class StartedNode:
-    """A SuperNode just started: its pid, and whether it reached the consortium yet."""
+    """A node just started: the guard's pid, and whether the SuperNode connected yet."""
 
     pid: int
     connected: bool
 
 
 def start_node(settings: NodeSettings) -> StartedNode:
-    """Start the SuperNode in the background; return its pid and whether it connected.
-
-    A SuperNode that cannot reach the edge yet keeps retrying in the background;
-    one the consortium refuses (unknown key, wrong CA) exits, and that is an error.
+    """Write the node's plan and start its guard (which starts the SuperNode).
 
     Raises
     ------
+    ConfigError
+        A bad bundle, node key or ``--node-user``.
     ServiceError
-        If the SuperNode exits during start-up (for example, the consortium refused
-        the node key); the message carries the end of its log.
+        The guard or the SuperNode stopped during start-up (for example, a ledger
+        that fails verification, or a node key the consortium refused); the message
+        carries the end of the log that says why.
     """
     check_tls(settings.bundle)
     check_node_key(settings.key)
+    check_node_user(settings.node_user)
     settings.home.mkdir(parents=True, exist_ok=True)
     os.chmod(settings.home, 0o700)
-    service = node_service(settings.home)
-    environment = {"FLWR_HOME": str(settings.flwr_home)}
-    pid = service.start(node_command(settings), env=environment, cwd=settings.home)
-    deadline = time.monotonic() + _STARTUP_GRACE_SECONDS
+    plan = node_plan(settings)
+    plan.save()
+    service = guard_service(settings.home)
+    command = [venv_tool("fedcredit"), "participant", "run-guard", "--home", str(settings.home)]
+    pid = service.start(command, cwd=settings.home)
+    return StartedNode(pid=pid, connected=_wait_connected(service, plan))
+
+
+def _wait_connected(service: Service, plan: NodePlan) -> bool:
+    deadline = time.monotonic() + STARTUP_SECONDS
     while time.monotonic() < deadline:
         if service.pid() is None:
             raise ServiceError(
-                f"the SuperNode stopped during start-up; see {service.log_file}:\n"
+                f"the bank's guard stopped during start-up; see {service.log_file}:\n"
                 f"{service.log_tail(6)}"
             )
-        if "SuperNode ID" in service.log_tail(40):
-            return StartedNode(pid=pid, connected=True)
+        supernode = Service("supernode", plan.services)
+        if supernode.pid_file.exists() and supernode.pid() is None:
+            raise ServiceError(
+                f"the SuperNode stopped during start-up; see {plan.supernode_log}:\n"
+                f"{supernode.log_tail(6)}"
+            )
+        if _CONNECTED in supernode.log_tail(40):
+            return True
         time.sleep(0.3)
-    return StartedNode(pid=pid, connected=False)
+    return False
 
 
 def stop_node(home: Path) -> bool:
-    """Stop the SuperNode kept in ``home``; False if it was not running."""
-    return node_service(home).stop()
+    """Stop the guard kept in ``home`` and, with it, the SuperNode; False if not running."""
+    return guard_service(home).stop()
 
 
 def node_status(home: Path) -> NodeStatus:
-    """Whether the SuperNode in ``home`` runs."""
-    service = node_service(home)
-    pid = service.pid()
-    return NodeStatus(running=pid is not None, pid=pid, log=service.log_file)
+    """Whether the guard and the SuperNode of ``home`` run."""
+    folder = home.expanduser().resolve() / "services"
+    guard = guard_service(home)
+    supernode = Service("supernode", folder)
+    guard_pid = guard.pid()
+    return NodeStatus(
+        guard_pid=guard_pid,
+        supernode_pid=supernode.pid() if guard_pid is not None else None,
+        guard_log=guard.log_file,
+        supernode_log=supernode.log_file,
+        budget_left=_budget_left(home),
+    )
+
+
+def _budget_left(home: Path) -> str:
+    """The guard's budget left, as its ledger records it ('no differential privacy')."""
+    try:
+        plan = NodePlan.load(home)
+    except ConfigError:
+        return "unknown (no node plan)"
+    budget, ledger = plan.guard.budget, plan.guard.ledger_path
+    if budget is None or ledger is None:
+        return "no differential privacy"
+    if not ledger.exists():
+        return f"ε {budget.max_epsilon:g} of {budget.max_epsilon:g} (nothing spent)"
+    from privacy.ledger import read_spent
+
+    spent = read_spent(ledger)
+    return f"ε {max(budget.max_epsilon - spent, 0.0):.4g} of {budget.max_epsilon:g}"
+
+
+def node_user_ids(name: str) -> tuple[int, int]:
+    """The uid and gid of ``name`` (ConfigError if there is no such user)."""
+    try:
+        entry = pwd.getpwnam(name)
+    except KeyError as exc:
+        raise ConfigError(f"no user '{name}'", source="--node-user") from exc
+    return entry.pw_uid, entry.pw_gid

@@ -78,7 +78,7 @@ def test_ledger_of_another_bank_is_refused(tmp_path: Path) -> None:
 def test_corrupt_ledger_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "ledger.jsonl"
     path.write_text("{not json\n")
-    with pytest.raises(LedgerError, match="not a privacy ledger"):
+    with pytest.raises(LedgerError, match="line 1: not a ledger entry"):
         PrivacyLedger(path, bank="bank-1", budget=BUDGET)
 
 

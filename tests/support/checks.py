@@ -118,7 +118,7 @@ def check_saved_model_scores_like_the_run(
     """
     from sklearn.metrics import roc_auc_score
 
-    from participant.app.bank import held_out_rows
+    from participant.guard.bank import held_out_rows
 
     model = load_model(out / "model")
     scores, labels = [], []

@@ -23,9 +23,8 @@ from coordinator.errors import RoundFailed
 from credit import message_keys as keys
 from credit.messages import QueryInstructions, RoundInstructions, Task, secagg
 from credit.run_config import RunConfig
-from participant.app.client_app import make_client_app
 from privacy.secagg.wire import decode_keys, encode_keys
-from simulations.engine import PartitionPlan, SimulationPlan, plan_simulation
+from simulations.engine import PartitionPlan, SimulationPlan, plan_simulation, relay_app
 from tests.support.consortium import run_in_process
 from tests.support.fake_grid import FakeGrid, MessageFilter
 
@@ -149,7 +148,7 @@ def _planned_run(
     """The plan of a run of ``n_banks`` banks, and a grid whose banks run ``mods``."""
     config = RunConfig(out_dir=str(out), seed=4, **settings)
     plan = plan_simulation(config, n_banks=n_banks)
-    app = make_client_app(PartitionPlan(plan.banks), mods=mods)
+    app = relay_app(PartitionPlan(plan.banks), mods=mods)
     return plan, FakeGrid(app, num_nodes=n_banks, run_config=config.to_flower(), seed=4)
 
 
@@ -175,7 +174,7 @@ def test_a_bank_sending_malformed_replies_is_left_out_and_the_run_completes(
 ) -> None:
     config = RunConfig(out_dir=str(tmp_path), rounds=2, seed=4, secure_aggregation=secure)
     plan = plan_simulation(config, n_banks=4)
-    app = make_client_app(PartitionPlan(plan.banks), mods=[_corrupting(3, _of_type(kind), corrupt)])
+    app = relay_app(PartitionPlan(plan.banks), mods=[_corrupting(3, _of_type(kind), corrupt)])
     grid = FakeGrid(app, num_nodes=4, run_config=config.to_flower(), seed=4)
     events: list[str] = []
 
@@ -202,7 +201,7 @@ def test_a_round_whose_evaluation_replies_are_all_malformed_fails_naming_the_sta
     plan = plan_simulation(config, n_banks=2)
     evaluation = _of_type(MessageType.EVALUATE)
     corrupt_all = [_corrupting(bank, evaluation, _break_histograms) for bank in (0, 1)]
-    app = make_client_app(PartitionPlan(plan.banks), mods=corrupt_all)
+    app = relay_app(PartitionPlan(plan.banks), mods=corrupt_all)
     grid = FakeGrid(app, num_nodes=2, run_config=config.to_flower(), seed=4)
     with pytest.raises(RoundFailed, match=r"round 1 \(evaluate\): 0 usable replies"):
         run_in_process(plan, grid=grid)

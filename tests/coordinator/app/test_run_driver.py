@@ -148,7 +148,7 @@ def test_a_bank_that_fails_mid_run_is_dropped_from_the_round_and_the_others_go_o
     ]
     # bank-3 trained in round 1, so its one failed train message is round 2's.
     assert [(f.partition_id, f.message_type) for f in grid.failures] == [(2, "train")]
-    assert "not a privacy ledger" in grid.failures[0].reason
+    assert "not a ledger entry" in grid.failures[0].reason
     # The survivors' update is a real training step (a wrongly unmasked sum would be
     # a random model): round 2 improves on round 1, by about 0.03 AUC at this seed.
     assert document["rounds"][1]["auc"] > document["rounds"][0]["auc"]
@@ -177,7 +177,7 @@ def test_too_few_banks_mid_run_fail_the_round_and_keep_the_last_checkpoint(
     ]
     end = entries[-1]["data"]
     assert end["status"] == "failed" and end["rounds_completed"] == 1
-    assert "not a privacy ledger" in end["reason"]
+    assert "not a ledger entry" in end["reason"]
     assert verify_audit(tmp_path / "audit" / "coordinator.jsonl").closed
 
 

@@ -1,7 +1,7 @@
 """The coordinator's side of secure aggregation, driven directly against real bank code.
 
 Each bank here is a small ClientApp around the bank's real secure-aggregation code
-(:mod:`participant.app.secagg_client`) with an update the test chooses, reached
+(:mod:`participant.guard.secagg_client`) with an update the test chooses, reached
 through the in-process grid; the coordinator side is :class:`SecureAggregation` as
 the run driver uses it, so the unmasked sum can be compared with the plain one.
 """
@@ -27,19 +27,26 @@ from credit.messages import QueryInstructions, RoundInstructions, RunInstruction
 from credit.model_spec import ModelKind, ModelSpec
 from credit.records import flatten
 from credit.schema import load_schema
-from participant.app.secagg_client import (
+from participant.guard.secagg_client import (
+    SecAggSession,
     advertise,
     enrollment,
     mask_update,
     receive_keys,
     reveal,
 )
+from participant.guard.sessions import ContextSessions
 from privacy.secagg.wire import decode_keys, encode_keys
 from tests.support.fake_grid import FakeGrid
 
 N_PARAMS = 12
 WEIGHTS = (300, 500, 700, 900)
 LOSSES = (0.41, 0.52, 0.33, 0.47)
+
+
+def _secagg(context: Context, run: int) -> SecAggSession:
+    """The node's session, kept in its context as a simulated bank keeps it."""
+    return SecAggSession(ContextSessions(context), context.node_id, run)
 
 
 def _update(partition_id: int) -> np.ndarray:
@@ -56,14 +63,14 @@ def _bank_app(mods: tuple[Mod, ...] = ()) -> ClientApp:
         task = QueryInstructions.take(message.content).task
         run, content = message.metadata.run_id, RecordDict()
         if task == Task.ENROLL:
-            enrollment(context, run).put(content)
+            enrollment(_secagg(context, run)).put(content)
         elif task == Task.SECAGG_ADVERTISE:
-            answer = advertise(context, run, secagg.AdvertiseRequest.take(message.content))
+            answer = advertise(_secagg(context, run), secagg.AdvertiseRequest.take(message.content))
             if answer is None:
                 raise ValueError("not in the roster")
             answer.put(content)
         else:
-            reveal(context, run, secagg.UnmaskRequest.take(message.content)).put(content)
+            reveal(_secagg(context, run), secagg.UnmaskRequest.take(message.content)).put(content)
         return Message(content, reply_to=message)
 
     @app.train()
@@ -72,10 +79,9 @@ def _bank_app(mods: tuple[Mod, ...] = ()) -> ClientApp:
         inputs = secagg.TrainInputs.take(message.content)
         values = np.append(_update(bank), [LOSSES[bank], 1.0])
         run = message.metadata.run_id
-        code = receive_keys(context, run, inputs)
+        code = receive_keys(_secagg(context, run), inputs)
         masked = mask_update(
-            context,
-            run,
+            _secagg(context, run),
             server_round=inputs.server_round,
             values=values,
             weight=WEIGHTS[bank],

@@ -1,4 +1,4 @@
-"""The bank's SuperNode launcher: what it checks before anything connects."""
+"""The bank's node launcher: what it checks before anything connects, and what it hands on."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 from click.testing import Result
 from cryptography.hazmat.primitives.asymmetric import ed25519
-from flwr.app import Context, RecordDict
 from flwr.common.config import parse_config_args
 from typer.testing import CliRunner
 
@@ -18,14 +17,14 @@ from credit import __version__
 from credit.errors import ConfigError
 from credit.schema import embedded_schema_path, load_schema
 from deploy.bundle import Bundle
-from participant.app.node_config import NodeConfig
 from participant.node.node_keys import generate_bank_keys
 from participant.node.supernode import (
+    NodePlan,
     NodeSettings,
     check_node_key,
     check_tls,
-    node_command,
-    node_config,
+    node_plan,
+    supernode_command,
 )
 from privacy.budget import PrivacyBudget
 
@@ -48,7 +47,9 @@ def bundle(tmp_path: Path) -> Bundle:
     ).write(tmp_path / "bundle", ca_cert=ca_cert, schema=embedded_schema_path())
 
 
-def _settings(bundle: Bundle, tmp_path: Path, *, max_epsilon: float | None) -> NodeSettings:
+def _settings(
+    bundle: Bundle, tmp_path: Path, *, max_epsilon: float | None, node_user: str | None = None
+) -> NodeSettings:
     keys = generate_bank_keys(tmp_path / "keys")
     return NodeSettings(
         bundle=bundle,
@@ -58,38 +59,51 @@ def _settings(bundle: Bundle, tmp_path: Path, *, max_epsilon: float | None) -> N
         budget=None if max_epsilon is None else PrivacyBudget(max_epsilon=max_epsilon),
         audit_key=keys.audit_key,
         runtime_port=19194,
+        node_user=node_user,
     )
 
 
-def test_command_has_tls_node_key_and_the_bank_config(bundle: Bundle, tmp_path: Path) -> None:
+def test_the_supernode_gets_tls_its_key_and_only_the_guards_socket(
+    bundle: Bundle, tmp_path: Path
+) -> None:
     settings = _settings(bundle, tmp_path, max_epsilon=2.5)
-    command = node_command(settings)
+    plan = node_plan(settings)
+    command = supernode_command(plan)
 
-    assert "--insecure" not in command
+    assert "--insecure" not in command and "--isolation" not in command
     assert command[command.index("--root-certificates") + 1] == str(bundle.ca_cert)
     assert command[command.index("--auth-supernode-private-key") + 1] == str(settings.key)
     assert command[command.index("--superlink") + 1] == "fl.example:9443"
-    pairs = _as_the_supernode_reads(command[command.index("--node-config") + 1])
-    assert pairs["data-path"] == str(tmp_path / "bank a.csv")  # spaces survive quoting
-    assert pairs["bank-name"] == "bank-a"
-    assert pairs["max-epsilon"] == 2.5
-    assert pairs["approved-version"] == __version__
-    assert pairs["ledger-path"] == str(settings.ledger)
-    assert pairs["audit-log"] == str(settings.audit_log)
-    context = Context(run_id=1, node_id=2, node_config=pairs, state=RecordDict(), run_config={})
-    assert NodeConfig.from_context(context) == node_config(settings)  # the ClientApp's view
+    node_config = parse_config_args([command[command.index("--node-config") + 1]])
+    assert node_config == {"guard-socket": str(plan.socket)}  # nothing of the bank's
+    for secret in (settings.data, settings.ledger, settings.audit_log, settings.audit_key):
+        assert str(secret) not in " ".join(command)
 
 
-def _as_the_supernode_reads(text: str) -> dict[str, object]:
-    """The node config as ``flower-supernode --node-config TEXT`` parses it."""
-    return parse_config_args([text])
+def test_the_guard_gets_the_banks_settings_and_the_plan_reads_back(
+    bundle: Bundle, tmp_path: Path
+) -> None:
+    settings = _settings(bundle, tmp_path, max_epsilon=2.5)
+    plan = node_plan(settings)
+    guard = plan.guard
+    assert guard.data_path == tmp_path / "bank a.csv" and guard.bank_name == "bank-a"
+    assert guard.budget == PrivacyBudget(max_epsilon=2.5)
+    assert guard.ledger_path == settings.ledger and guard.audit_log == settings.audit_log
+    assert guard.approved_version == __version__
+    settings.home.mkdir()
+    plan.save()
+    assert NodePlan.load(settings.home) == plan
+    assert (settings.home / "node.json").stat().st_mode & 0o777 == 0o600
 
 
-def test_without_a_budget_no_privacy_keys_are_set(bundle: Bundle, tmp_path: Path) -> None:
-    config = _as_the_supernode_reads(
-        node_config(_settings(bundle, tmp_path, max_epsilon=None)).to_flower()
-    )
-    assert "max-epsilon" not in config and "ledger-path" not in config
+def test_a_node_user_runs_clientapps_in_process_isolation_outside_the_home(
+    bundle: Bundle, tmp_path: Path
+) -> None:
+    plan = node_plan(_settings(bundle, tmp_path, max_epsilon=None, node_user="fc-node"))
+    command = supernode_command(plan)
+    assert command[command.index("--isolation") + 1] == "process"
+    assert not plan.runtime_dir.is_relative_to(plan.home)
+    assert plan.guard.ledger_path is None  # no budget: no ledger
 
 
 def test_node_key_checks(tmp_path: Path) -> None:

@@ -1,8 +1,8 @@
 """A bank's audit trail: what the coordinator asked of it and what it did, signed.
 
-The SuperNode's node config names the log (``audit-log``) and, optionally, the
-bank's Ed25519 signing key (``audit-key``, default: the log's path with ``.key``).
-Without ``audit-log`` (simulations) nothing is recorded. Events::
+The guard's settings name the log (``audit_log``) and, optionally, the bank's
+Ed25519 signing key (``audit_key``, default: the log's path with ``.key``); only the
+guard holds the key. Without a log (simulations) nothing is recorded. Events::
 
     run-join  run, flower_run_id, task (feature-stats: a new run, enroll: a resumed
               one), config_sha256 (of the run config the bank received, as the
@@ -11,12 +11,13 @@ Without ``audit-log`` (simulations) nothing is recorded. Events::
               the coordinator's model of the previous round), epsilon (spent per
               the bank's ledger, banks with a budget only), num_examples, secure,
               replayed
-    refusal   run, server_round, kind (privacy-budget, unapproved-version), reason
+    refusal   run, server_round, kind (privacy-budget, unapproved-version, schema,
+              holdout-split, malformed-request), reason
     evaluate  run, server_round, model_sha256 (the global model it scored)
     run-end   run, server_round: after the evaluation of the last planned round
 
-Flower starts a new ClientApp process for every message, so each record opens the
-log (verifying it to the last line), appends and closes it.
+Each record opens the log (verifying it to the last line), appends and closes it,
+so a log changed behind the guard's back is noticed at the next record.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from typing import Any
 from credit import __version__
 from credit.audit import AuditLog, load_or_create_signing_key
 from credit.messages import QueryInstructions, RoundInstructions
-from participant.app.node_config import AuditSettings
+from participant.guard.settings import AuditSettings
 
 __all__ = ["record_evaluate", "record_join", "record_refusal", "record_train"]
 
@@ -78,7 +79,7 @@ def record_train(
     """The bank trained on the global model it received and sent an update back.
 
     ``replayed``: the round was asked for again (a resumed run) and the bank sent the
-    result it had already trained and paid for (see :mod:`participant.app.replay`).
+    result it had already trained and paid for (see :mod:`participant.guard.replay`).
     """
     data = {
         "run": round_.run_key(flower_run_id),

@@ -2,16 +2,16 @@
 
 :func:`local_update` is the whole of a bank's training step and returns one shape,
 :class:`LocalUpdate`; how the update leaves the bank (in the clear, or masked for
-secure aggregation) is the handler's business (:mod:`participant.app.handlers`).
+secure aggregation) is the handler's business (:mod:`participant.guard.handlers`).
 
 * Without a privacy budget: SGD with momentum on the bank's training rows
-  (:func:`participant.app.training.train_locally`), reporting the mean training loss.
+  (:func:`participant.guard.training.train_locally`), reporting the mean training loss.
 * With a budget: the round is charged to the bank's ledger *before* training (an
   over-budget round raises :class:`~privacy.errors.PrivacyBudgetExceeded` and nothing
   runs), then DP-SGD with Opacus at the noise the bank's plan fixed; no loss is
   reported (it is a statistic of the rows). The noised result is kept beside the
   ledger, so a round asked for again after a coordinator crash is answered with the
-  same result and charged nothing (:mod:`participant.app.replay`).
+  same result and charged nothing (:mod:`participant.guard.replay`).
 """
 
 from __future__ import annotations
@@ -24,13 +24,13 @@ from flwr.app import Array, ArrayRecord
 
 from credit.audit import arrays_sha256
 from credit.messages import RoundInstructions
-from participant.app.bank import EncodedSplit, PreparedBank, encoded_split
-from participant.app.replay import ReplayStore
+from participant.guard.bank import EncodedSplit, PreparedBank, encoded_split
+from participant.guard.replay import ReplayStore
 
 if TYPE_CHECKING:
     from torch import nn
 
-    from participant.app.privacy_guard import PrivacyGuard
+    from participant.guard.privacy_guard import PrivacyGuard
 
 # torch and Opacus are imported inside the functions that train: in deployment every
 # message starts a new ClientApp process, and secure-aggregation queries need neither.
@@ -115,7 +115,7 @@ def local_update(
 
 def _train_plain(model: nn.Module, split: EncodedSplit, instructions: RoundInstructions) -> float:
     """Non-private local SGD (a bank without a privacy budget); the mean training loss."""
-    from participant.app.training import TrainSettings, train_locally
+    from participant.guard.training import TrainSettings, train_locally
 
     settings = TrainSettings(
         epochs=instructions.local_epochs,
@@ -136,7 +136,7 @@ def _train_private(
     run: str,
 ) -> LocalUpdate:
     """Charge, then DP-SGD; or the kept result of the same run, round and global model."""
-    from participant.app.privacy_guard import training_request
+    from participant.guard.privacy_guard import training_request
     from privacy.dp_sgd import DpSgdSettings, train_dp_sgd
 
     replays = ReplayStore.beside(guard.ledger.path)

@@ -1,10 +1,12 @@
 """What a bank does for each kind of request: one handler per task, one reply each.
 
-Each handler takes the typed :class:`BankRequest` (the message, the node's context,
-its node config and data source) and returns the reply's content. A request the
+Each handler takes the typed :class:`BankRequest` (the relayed request and its
+content, the bank's rows as the guard loaded them, its settings and its
+secure-aggregation sessions) and returns the reply's content. A request the
 bank's privacy budget does not allow is answered with a typed refusal
-(:func:`refusal_reply`); anything else that goes wrong raises, and Flower turns it
-into an error reply, which the coordinator counts as this bank's failure.
+(:func:`refusal_reply`); anything else that goes wrong raises, the guard refuses the
+request (:mod:`participant.guard.bank_guard`), and the relay turns the refusal into
+Flower's error reply, which the coordinator counts as this bank's failure.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
-from flwr.app import ArrayRecord, Context, Message, RecordDict
+from flwr.app import ArrayRecord, RecordDict
 
 from credit import message_keys
 from credit.feature_stats import compute_feature_stats
@@ -30,35 +32,39 @@ from credit.messages import (
 )
 from credit.metrics import summarize_scores
 from credit.records import flatten, record_of
-from participant.app.audit_trail import (
+from participant.contract import GuardRequest
+from participant.guard.audit_trail import (
     record_evaluate,
     record_join,
     record_refusal,
     record_train,
 )
-from participant.app.bank import BankSource, PreparedBank, encoded_split, prepare_bank
-from participant.app.local_update import (
+from participant.guard.bank import PreparedBank, encoded_split
+from participant.guard.local_update import (
     LocalUpdate,
     build_global_model,
     local_update,
     model_sha256,
 )
-from participant.app.node_config import NodeConfig
-from participant.app.secagg_client import (
+from participant.guard.secagg_client import (
+    SecAggSession,
     advertise,
     enrollment,
     mask_update,
     receive_keys,
     reveal,
 )
+from participant.guard.sessions import SessionStore
+from participant.guard.settings import AuditSettings, GuardSettings
 from privacy.errors import PrivacyBudgetExceeded
 from privacy.secagg.fixed_point import FixedPoint
 
 if TYPE_CHECKING:
-    from participant.app.privacy_guard import PrivacyGuard
+    from participant.guard.privacy_guard import PrivacyGuard
 
 __all__ = [
     "BankRequest",
+    "GuardRefusal",
     "advertise_keys",
     "enroll",
     "evaluate",
@@ -69,51 +75,90 @@ __all__ = [
 ]
 
 
+class GuardRefusal(ValueError):
+    """A request the bank refuses before touching its rows; ``kind`` names the rule.
+
+    The guard records it in the bank's audit log and answers the relay with the reason.
+    """
+
+    def __init__(self, kind: str, reason: str) -> None:
+        super().__init__(reason)
+        self.kind = kind
+
+
 @dataclass(frozen=True)
 class BankRequest:
-    """One message as the bank's handlers see it.
+    """One relayed message as the bank's handlers see it.
 
     Attributes
     ----------
-    message : Message
-        The coordinator's message (untrusted input).
-    context : Context
-        The node's context: its node config and the state Flower keeps between messages.
-    node : NodeConfig
-        The bank's own configuration, parsed.
-    source : BankSource
-        Where the bank's rows, schema, budget and ledger are.
+    relayed : GuardRequest
+        The message's kind, run and node, as the relay handed them (untrusted).
+    content : RecordDict
+        The coordinator's message content (untrusted input).
+    bank : PreparedBank
+        The bank's validated rows and its fixed hold-out split.
+    settings : GuardSettings
+        The bank's own configuration.
+    sessions : SessionStore
+        Where the bank keeps its secure-aggregation state.
     """
 
-    message: Message
-    context: Context
-    node: NodeConfig
-    source: BankSource
+    relayed: GuardRequest
+    content: RecordDict
+    bank: PreparedBank
+    settings: GuardSettings
+    sessions: SessionStore
 
     @property
     def flower_run_id(self) -> int:
         """Flower's id of the run the message belongs to."""
-        return self.message.metadata.run_id
+        return self.relayed.flower_run_id
+
+    @property
+    def audit(self) -> AuditSettings | None:
+        """The bank's audit log and key (None: it keeps none)."""
+        return self.settings.audit_settings()
+
+    @property
+    def secagg(self) -> SecAggSession:
+        """This node's secure-aggregation session for the message's run."""
+        return SecAggSession(self.sessions, self.relayed.node_id, self.relayed.flower_run_id)
 
 
-def load_bank(source: BankSource, instructions: RunInstructions) -> PreparedBank:
-    """Validate and split the bank's rows; refuse a run with another schema."""
-    bank = prepare_bank(source, instructions.test_fraction, instructions.seed)
+def checked_bank(request: BankRequest, instructions: RunInstructions) -> PreparedBank:
+    """The bank's rows, for a run of the bank's schema and hold-out split only.
+
+    Raises
+    ------
+    GuardRefusal
+        The run uses another schema, or asks for another hold-out split than the
+        one the bank fixed.
+    """
+    bank, holdout = request.bank, request.settings.holdout
     if bank.schema.schema_hash() != instructions.schema_hash:
-        raise ValueError(
+        raise GuardRefusal(
+            "schema",
             f"bank '{bank.name}' uses a different dataset schema "
             f"({bank.schema.schema_hash()[:12]}) from the run's ({instructions.schema_hash[:12]}); "
-            "install the consortium's schema"
+            "install the consortium's schema",
+        )
+    if instructions.test_fraction != holdout.fraction:
+        raise GuardRefusal(
+            "holdout-split",
+            f"bank '{bank.name}' holds out {holdout.fraction:g} of its rows; the run asks for "
+            f"test-fraction {instructions.test_fraction:g}: the bank's split is fixed, ask the "
+            "operator to run with the banks' test fraction",
         )
     return bank
 
 
-def privacy_guard(bank: PreparedBank, source: BankSource) -> PrivacyGuard | None:
-    """A fresh guard over the bank's ledger file (re-read on every message)."""
-    budget, ledger = source.budget, source.ledger_path
-    if budget is None or ledger is None:  # BankSource refuses a budget without a ledger
+def privacy_guard(bank: PreparedBank, settings: GuardSettings) -> PrivacyGuard | None:
+    """A guard over the bank's ledger file, re-read for every request."""
+    budget, ledger = settings.budget, settings.ledger_path
+    if budget is None or ledger is None:  # GuardSettings refuses a budget without a ledger
         return None
-    from participant.app.privacy_guard import PrivacyGuard
+    from participant.guard.privacy_guard import PrivacyGuard
 
     return PrivacyGuard(bank=bank.name, budget=budget, ledger_path=ledger, n_train=len(bank.train))
 
@@ -123,7 +168,7 @@ def refusal_reply(
 ) -> RecordDict:
     """A typed refusal: the coordinator learns who refused and why, nothing else."""
     record_refusal(
-        request.node.audit_settings(),
+        request.audit,
         run=run,
         server_round=refusal.server_round,
         kind="privacy-budget",
@@ -150,31 +195,26 @@ def _introduction(bank: PreparedBank) -> RecordDict:
 
 
 def _join(request: BankRequest, query: QueryInstructions) -> PreparedBank:
-    """Load the bank's rows for a run it joins, and record the join in its audit log."""
+    """The bank's rows for a run it joins; the join is recorded in its audit log."""
     from credit.errors import ConfigError
     from credit.run_config import RunConfig
 
-    bank = load_bank(request.source, query)
+    bank = checked_bank(request, query)
     try:
-        digest: str | None = RunConfig.from_flower(request.context.run_config).digest()
+        digest: str | None = RunConfig.from_flower(request.relayed.run_config).digest()
     except ConfigError:
         digest = None
-    record_join(
-        request.node.audit_settings(),
-        query,
-        flower_run_id=request.flower_run_id,
-        config_sha256=digest,
-    )
+    record_join(request.audit, query, flower_run_id=request.flower_run_id, config_sha256=digest)
     return bank
 
 
 def feature_stats(request: BankRequest, query: QueryInstructions) -> RecordDict:
     """Aggregates of the training rows (noisy under a privacy budget), never rows."""
-    from participant.app.privacy_guard import training_request
+    from participant.guard.privacy_guard import training_request
 
     bank = _join(request, query)
     stats = compute_feature_stats(bank.train, bank.schema, query.grid_bins)
-    guard = privacy_guard(bank, request.source)
+    guard = privacy_guard(bank, request.settings)
     content = _introduction(bank)
     run = query.run_key(request.flower_run_id)
     if guard is not None:
@@ -185,23 +225,23 @@ def feature_stats(request: BankRequest, query: QueryInstructions) -> RecordDict:
             return refusal_reply(request, refusal, guard, run)
         guard.summary().put(content)
     content[message_keys.FEATURE_STATS] = feature_stats_to_record(stats)
-    if secagg.KeyRequest.present(request.message.content):
-        enrollment(request.context, request.flower_run_id).put(content)
+    if secagg.KeyRequest.present(request.content):
+        enrollment(request.secagg).put(content)
     return content
 
 
 def enroll(request: BankRequest, query: QueryInstructions) -> RecordDict:
     """Rejoin a resumed run: name and row counts, a new encryption key; no data release."""
     content = _introduction(_join(request, query))
-    if secagg.KeyRequest.present(request.message.content):
-        enrollment(request.context, request.flower_run_id).put(content)
+    if secagg.KeyRequest.present(request.content):
+        enrollment(request.secagg).put(content)
     return content
 
 
 def advertise_keys(request: BankRequest, query: QueryInstructions) -> RecordDict:
     """Keys and sealed shares for the requested round (set-up of the first round)."""
-    asked = secagg.AdvertiseRequest.take(request.message.content)
-    advertisement = advertise(request.context, request.flower_run_id, asked)
+    asked = secagg.AdvertiseRequest.take(request.content)
+    advertisement = advertise(request.secagg, asked)
     if advertisement is None:
         raise ValueError("this bank is not in the run's secure-aggregation roster")
     content = RecordDict()
@@ -211,22 +251,22 @@ def advertise_keys(request: BankRequest, query: QueryInstructions) -> RecordDict
 
 def unmask(request: BankRequest, query: QueryInstructions) -> RecordDict:
     """The shares the coordinator needs to unmask the round's sum, and no others."""
-    asked = secagg.UnmaskRequest.take(request.message.content)
+    asked = secagg.UnmaskRequest.take(request.content)
     content = RecordDict()
-    reveal(request.context, request.flower_run_id, asked).put(content)
+    reveal(request.secagg, asked).put(content)
     return content
 
 
 def train(request: BankRequest) -> RecordDict:
     """One round of local training; the update in the clear or masked."""
-    content_in = request.message.content
+    content_in = request.content
     instructions = RoundInstructions.take(content_in)
     global_arrays = record_of(content_in, message_keys.ARRAYS, ArrayRecord)
     inputs = secagg.TrainInputs.take_optional(content_in)
-    bank = load_bank(request.source, instructions)
+    bank = checked_bank(request, instructions)
     # Secure aggregation's inputs are opened before anything is charged or trained.
-    code = None if inputs is None else receive_keys(request.context, request.flower_run_id, inputs)
-    guard = privacy_guard(bank, request.source)
+    code = None if inputs is None else receive_keys(request.secagg, inputs)
+    guard = privacy_guard(bank, request.settings)
     run = instructions.run_key(request.flower_run_id)
     try:
         update = local_update(bank, instructions, global_arrays, guard=guard, run=run)
@@ -241,7 +281,7 @@ def train(request: BankRequest) -> RecordDict:
     if guard is not None:
         guard.summary().put(content)
     record_train(
-        request.node.audit_settings(),
+        request.audit,
         instructions,
         flower_run_id=request.flower_run_id,
         model_sha256=model_sha256(global_arrays),
@@ -280,8 +320,7 @@ def _masked_reply(
     reported = 0.0 if update.train_loss is None else 1.0
     values = np.append(delta, [(update.train_loss or 0.0) * reported, reported])
     masked = mask_update(
-        request.context,
-        request.flower_run_id,
+        request.secagg,
         server_round=inputs.server_round,
         values=values,
         weight=float(update.num_examples),
@@ -294,12 +333,12 @@ def _masked_reply(
 
 def evaluate(request: BankRequest) -> RecordDict:
     """Score the global model on the bank's test rows: histograms and sums, never scores."""
-    from participant.app.training import predict_proba
+    from participant.guard.training import predict_proba
 
-    content_in = request.message.content
+    content_in = request.content
     instructions = RoundInstructions.take(content_in)
     global_arrays = record_of(content_in, message_keys.ARRAYS, ArrayRecord)
-    bank = load_bank(request.source, instructions)
+    bank = checked_bank(request, instructions)
     model = build_global_model(instructions, global_arrays)
     split = encoded_split(bank, instructions.encoder)
     summary = summarize_scores(
@@ -308,11 +347,11 @@ def evaluate(request: BankRequest) -> RecordDict:
     content = score_summary_to_content(summary)
     asked = secagg.AdvertiseRequest.take_optional(content_in)
     if asked is not None:
-        advertisement = advertise(request.context, request.flower_run_id, asked)
+        advertisement = advertise(request.secagg, asked)
         if advertisement is not None:
             advertisement.put(content)
     record_evaluate(
-        request.node.audit_settings(),
+        request.audit,
         instructions,
         flower_run_id=request.flower_run_id,
         model_sha256=model_sha256(global_arrays),

@@ -1,4 +1,4 @@
-"""A bank's ClientApp records what it was asked and did in its signed audit log."""
+"""A bank's guard records what it was asked and did in its signed audit log."""
 
 from __future__ import annotations
 
@@ -15,12 +15,14 @@ from credit import message_keys as keys
 from credit.audit import arrays_sha256, verify_audit
 from credit.run_config import RunConfig
 from credit.schema import DatasetSchema
-from participant.app.approval import UnapprovedApp
-from participant.app.client_app import make_client_app
-from participant.app.node_config import NodeConfig
-from tests.participant.app.bank_messages import (
+from participant.contract import GuardRequest, ReplyStatus, RequestKind
+from participant.guard.bank_guard import BankGuard
+from participant.guard.sessions import MemorySessions
+from tests.participant.guard.bank_messages import (
     RUN_ID,
+    acme_settings,
     context,
+    guarded_app,
     joined_bank,
     message,
     round_content,
@@ -66,35 +68,48 @@ def test_a_bank_logs_join_train_evaluate_end_and_a_refused_round(
     assert (tmp_path / "audit" / "acme.pub").is_file()
 
 
-def test_an_unapproved_release_is_logged_before_the_refusal(tmp_path: Path) -> None:
+def test_an_unapproved_release_is_logged_with_the_refusal(
+    tmp_path: Path, write_bank_csv: Callable[..., Path]
+) -> None:
     log = tmp_path / "bank.audit.jsonl"
-    node = {
-        "approved-version": "0.0.9",
-        "data-path": str(tmp_path / "never-read.csv"),
-        "audit-log": str(log),
-        "audit-key": str(tmp_path / "keys" / "audit.key"),
-    }
+    settings = acme_settings(write_bank_csv(300), max_epsilon=None, audit_log=log)
+    guard = BankGuard(settings.model_copy(update={"approved_version": "0.0.9"}))
     train = message(MessageType.TRAIN, RecordDict({keys.CONFIG: ConfigRecord({"x": 1})}))
-    with pytest.raises(UnapprovedApp, match=r"approved fedcredit 0\.0\.9"):
-        make_client_app()(train, context(node))
+    with pytest.raises(RuntimeError, match=r"approved fedcredit 0\.0\.9"):
+        guarded_app(guard)(train, context())
     entries = _entries(log)
     assert [e["event"] for e in entries] == ["log-open", "refusal"]
     assert entries[1]["data"]["kind"] == "unapproved-version"
     assert "approved fedcredit 0.0.9" in entries[1]["data"]["reason"]
-    assert entries[1]["writer"] == "bank never-read"
+    assert entries[1]["writer"] == "bank acme"
     verify_audit(log, allow_open=True)
-    assert (tmp_path / "keys" / "audit.pub").is_file()
+    assert (tmp_path / "bank.audit.pub").is_file()
 
 
-def _audit_settings(node_config: dict[str, Any]) -> Any:
-    return NodeConfig.from_context(context(node_config)).audit_settings()
+def test_a_request_that_breaks_the_contract_is_refused_and_logged(
+    tmp_path: Path, schema: DatasetSchema, write_bank_csv: Callable[..., Path]
+) -> None:
+    log = tmp_path / "bank.audit.jsonl"
+    guard = BankGuard(acme_settings(write_bank_csv(300), max_epsilon=None, audit_log=log))
+    request = GuardRequest(
+        kind=RequestKind.QUERY, flower_run_id=7, node_id=5, relay_version=__version__
+    )
+    content = RecordDict({keys.CONFIG: ConfigRecord({"task": "raw-rows"})})
+
+    reply, answered = guard.answer(request, content, MemorySessions())
+
+    assert reply.status is ReplyStatus.REFUSED and answered == RecordDict()
+    refusal = _entries(log)[-1]
+    assert refusal["event"] == "refusal" and refusal["data"]["kind"] == "malformed-request"
 
 
-def test_without_audit_log_a_node_keeps_none() -> None:
-    assert _audit_settings({"data-path": "/srv/bank.csv"}) is None
+def test_without_audit_log_a_bank_keeps_none(tmp_path: Path) -> None:
+    assert acme_settings(tmp_path / "b.csv", max_epsilon=None).audit_settings() is None
 
 
-def test_the_key_defaults_beside_the_log() -> None:
-    settings = _audit_settings({"audit-log": "/srv/audit/bank.jsonl", "bank-name": "b"})
+def test_the_key_defaults_beside_the_log(tmp_path: Path) -> None:
+    settings = acme_settings(
+        tmp_path / "b.csv", max_epsilon=None, audit_log=Path("/srv/audit/bank.jsonl")
+    ).audit_settings()
     assert settings is not None
-    assert settings.key_path == Path("/srv/audit/bank.key") and settings.writer == "bank b"
+    assert settings.key_path == Path("/srv/audit/bank.key") and settings.writer == "bank acme"

@@ -11,8 +11,8 @@ from flwr.app import MessageType
 
 from credit import message_keys as keys
 from credit.schema import DatasetSchema
-from participant.app.replay import ReplayStore
-from tests.participant.app.bank_messages import joined_bank, round_content
+from participant.guard.replay import ReplayStore
+from tests.participant.guard.bank_messages import joined_bank, round_content
 
 
 def test_store_returns_only_the_same_run_round_and_model(tmp_path: Path) -> None:

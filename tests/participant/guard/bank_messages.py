@@ -16,7 +16,12 @@ from credit.messages import QueryInstructions, RoundInstructions, RunInstruction
 from credit.models import ModelKind, ModelSpec, build_model
 from credit.run_config import RunConfig
 from credit.schema import DatasetSchema
-from participant.app.client_app import make_client_app
+from participant.guard.bank_guard import BankGuard
+from participant.guard.in_process import InProcessLink
+from participant.guard.sessions import ContextSessions
+from participant.guard.settings import GuardSettings
+from participant.relay.client_app import make_relay_app
+from privacy.budget import PrivacyBudget
 
 RUN_ID = 41
 RUN_NAME = "q3-scorecard"
@@ -38,11 +43,15 @@ def message(kind: str, content: RecordDict) -> Message:
     return Message(content, metadata=metadata)
 
 
-def context(node_config: dict[str, Any]) -> Context:
+def context(node_config: dict[str, Any] | None = None) -> Context:
     """The bank's context: its node config, state kept between messages, the run config."""
     run_config = RunConfig(rounds=1, run_name=RUN_NAME).to_flower()
     return Context(
-        run_id=RUN_ID, node_id=5, node_config=node_config, state=RecordDict(), run_config=run_config
+        run_id=RUN_ID,
+        node_id=5,
+        node_config=node_config or {},
+        state=RecordDict(),
+        run_config=run_config,
     )
 
 
@@ -88,14 +97,39 @@ def round_content(schema: DatasetSchema, server_round: int) -> tuple[RecordDict,
 
 @dataclass(frozen=True)
 class JoinedBank:
-    """A bank's real ClientApp and its context, kept between the messages it is sent."""
+    """A bank's real relay ClientApp with its guard in-process, and its context."""
 
     app: ClientApp
     context: Context
+    guard: BankGuard
 
     def send(self, kind: str, content: RecordDict) -> Message:
         """Send the bank a message of ``kind`` (:func:`message`); return its reply."""
         return self.app(message(kind, content), self.context)
+
+
+def guarded_app(guard: BankGuard) -> ClientApp:
+    """The bank's relay ClientApp, reaching ``guard`` in-process."""
+    return make_relay_app(lambda ctx: InProcessLink(guard, ContextSessions(ctx)))
+
+
+def acme_settings(
+    data_path: Path,
+    *,
+    max_epsilon: float | None,
+    ledger_path: Path | None = None,
+    audit_log: Path | None = None,
+) -> GuardSettings:
+    """The guard settings of a bank named ``acme`` (ledger beside its data by default)."""
+    budget = None if max_epsilon is None else PrivacyBudget(max_epsilon=max_epsilon)
+    ledger = ledger_path or data_path.parent / "acme.privacy-ledger.jsonl"
+    return GuardSettings(
+        bank_name="acme",
+        data_path=data_path,
+        budget=budget,
+        ledger_path=ledger if budget is not None else None,
+        audit_log=audit_log,
+    )
 
 
 def joined_bank(
@@ -108,34 +142,27 @@ def joined_bank(
 ) -> JoinedBank:
     """A budgeted bank named ``acme`` that has joined a new run (one planned round).
 
-    The bank's ClientApp (:func:`participant.app.client_app.make_client_app`) has
-    answered the run's feature-stats query (:func:`feature_stats_query`), so the next
-    message it is sent can be round 1's.
+    The bank's relay ClientApp and guard have answered the run's feature-stats query
+    (:func:`feature_stats_query`), so the next message it is sent can be round 1's.
 
     Parameters
     ----------
     schema : credit.schema.DatasetSchema
         The schema of the bank's data and of the run.
     data_path : pathlib.Path
-        The bank's CSV file (node config ``data-path``).
+        The bank's CSV file.
     max_epsilon : float
-        The bank's privacy budget (node config ``max-epsilon``), > 0.
+        The bank's privacy budget, > 0.
     ledger_path : pathlib.Path or None, default None
-        Where the bank keeps its privacy ledger (node config ``ledger-path``); ``None``
-        leaves the node's default.
+        Where the bank keeps its privacy ledger; ``None``: beside the data.
     audit_log : pathlib.Path or None, default None
-        The bank's signed audit log (node config ``audit-log``); ``None``: no audit log.
+        The bank's signed audit log; ``None``: no audit log.
     """
-    node_config: dict[str, Any] = {
-        "data-path": str(data_path),
-        "bank-name": "acme",
-        "max-epsilon": max_epsilon,
-    }
-    if ledger_path is not None:
-        node_config["ledger-path"] = str(ledger_path)
-    if audit_log is not None:
-        node_config["audit-log"] = str(audit_log)
-    bank = JoinedBank(app=make_client_app(), context=context(node_config))
+    settings = acme_settings(
+        data_path, max_epsilon=max_epsilon, ledger_path=ledger_path, audit_log=audit_log
+    )
+    guard = BankGuard(settings)
+    bank = JoinedBank(app=guarded_app(guard), context=context(), guard=guard)
     bank.send(MessageType.QUERY, feature_stats_query(schema))
     return bank
 
@@ -145,8 +172,10 @@ __all__ = [
     "RUN_NAME",
     "JoinedBank",
     "QueryInstructions",
+    "acme_settings",
     "context",
     "feature_stats_query",
+    "guarded_app",
     "joined_bank",
     "message",
     "round_content",

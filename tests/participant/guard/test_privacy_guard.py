@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from credit.feature_stats import compute_feature_stats
-from participant.app.privacy_guard import PrivacyGuard, TrainingRequest
+from participant.guard.privacy_guard import PrivacyGuard, TrainingRequest
 from privacy.budget import PrivacyBudget, default_delta
 from privacy.errors import PrivacyBudgetExceeded
 

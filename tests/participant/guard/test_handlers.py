@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from flwr.app import MessageType
 
-from credit.errors import MalformedMessage
 from credit.messages import secagg
 from credit.schema import DatasetSchema
-from tests.participant.app.bank_messages import joined_bank, round_content
+from participant.relay.client_app import GuardRefused
+from tests.participant.guard.bank_messages import joined_bank, round_content
 
 
 def test_a_coordinator_sending_undecodable_masking_inputs_charges_nothing(
@@ -26,7 +26,9 @@ def test_a_coordinator_sending_undecodable_masking_inputs_charges_nothing(
         roster=b"{}", threshold=2, server_round=1, forward=b"garbage", fixed_point="1.0:14:32"
     ).put(content)
 
-    with pytest.raises(MalformedMessage, match="malformed secure-aggregation forward"):
+    with pytest.raises(
+        GuardRefused, match="MalformedMessage: malformed secure-aggregation forward"
+    ):
         bank.send(MessageType.TRAIN, content)
 
     assert ledger.read_text() == spent  # nothing charged, nothing trained

@@ -1,0 +1,178 @@
+"""The bank's guard: every request from the relay is answered here, or refused here.
+
+A :class:`BankGuard` holds what the bank loaded once (its validated rows and fixed
+hold-out split, its settings) and answers each relayed request with one handler per
+kind (:data:`QUERY_HANDLERS`, :func:`~participant.guard.handlers.train`,
+:func:`~participant.guard.handlers.evaluate`). Every decision that protects the bank
+is taken below this point: the approved release, the schema and the hold-out split,
+the privacy budget (charged in the bank's ledger before anything is trained or
+released), secure aggregation's secrets, the signing of the bank's audit log.
+
+A request the guard refuses (another release, another split, a message that breaks
+the contract, or a failure while answering) is recorded in the bank's audit log and
+answered with :attr:`~participant.contract.ReplyStatus.REFUSED` and the reason: the
+relay turns that into Flower's error reply. The guard itself never stops on a bad
+request.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+
+from flwr.app import RecordDict
+
+from credit.errors import MalformedMessage
+from credit.messages import QueryInstructions, RoundInstructions, Task
+from participant.contract import GuardReply, GuardRequest, ReplyStatus, RequestKind
+from participant.guard import handlers
+from participant.guard.approval import UnapprovedApp, check_approved
+from participant.guard.audit_trail import record_refusal
+from participant.guard.bank import PreparedBank, prepare_bank
+from participant.guard.handlers import BankRequest, GuardRefusal
+from participant.guard.sessions import SessionStore
+from participant.guard.settings import GuardSettings
+
+__all__ = ["QUERY_HANDLERS", "BankGuard"]
+
+QueryHandler = Callable[[BankRequest, QueryInstructions], RecordDict]
+
+QUERY_HANDLERS: Mapping[Task, QueryHandler] = {
+    Task.FEATURE_STATS: handlers.feature_stats,
+    Task.ENROLL: handlers.enroll,
+    Task.SECAGG_ADVERTISE: handlers.advertise_keys,
+    Task.SECAGG_UNMASK: handlers.unmask,
+}
+"""What a bank does for each query task."""
+
+_log = logging.getLogger(__name__)
+
+
+def _query(request: BankRequest) -> RecordDict:
+    query = QueryInstructions.take(request.content)
+    return QUERY_HANDLERS[Task(query.task)](request, query)
+
+
+HANDLERS: Mapping[RequestKind, Callable[[BankRequest], RecordDict]] = {
+    RequestKind.QUERY: _query,
+    RequestKind.TRAIN: handlers.train,
+    RequestKind.EVALUATE: handlers.evaluate,
+}
+"""What a bank does for each kind of relayed message."""
+
+
+class BankGuard:
+    """One bank's guard: its rows loaded once, every request answered or refused.
+
+    Parameters
+    ----------
+    settings : GuardSettings
+        The bank's own configuration.
+
+    Raises
+    ------
+    credit.errors.SchemaError
+        The bank's data file breaks the schema (file, column and row named).
+    """
+
+    def __init__(self, settings: GuardSettings) -> None:
+        self.settings = settings
+        holdout = settings.holdout
+        self.bank: PreparedBank = prepare_bank(settings.source(), holdout.fraction, holdout.seed)
+
+    @classmethod
+    def open(cls, settings: GuardSettings) -> BankGuard:
+        """Load the bank and verify its records: what the guard service does at start.
+
+        Raises
+        ------
+        credit.errors.SchemaError
+            The data file breaks the schema.
+        credit.audit.AuditBroken
+            The bank's audit log fails verification (the entry is named).
+        privacy.errors.LedgerError
+            The bank's privacy ledger does not parse, belongs to another bank or
+            records another budget (the line is named).
+        """
+        from credit.audit import verify_audit
+
+        guard = cls(settings)
+        audit = settings.audit_settings()
+        if audit is not None and audit.log_path.exists() and audit.log_path.stat().st_size:
+            verify_audit(audit.log_path, allow_open=True)
+        if settings.ledger_path is not None and settings.ledger_path.exists():
+            handlers.privacy_guard(guard.bank, settings)  # reads and checks every line
+        return guard
+
+    @property
+    def name(self) -> str:
+        """The bank's name."""
+        return self.bank.name
+
+    def answer(
+        self, relayed: GuardRequest, content: RecordDict, sessions: SessionStore
+    ) -> tuple[GuardReply, RecordDict]:
+        """Answer one relayed request, or refuse it (recorded in the audit log).
+
+        Parameters
+        ----------
+        relayed : GuardRequest
+            The message's kind, run and node (untrusted).
+        content : RecordDict
+            The coordinator's message content (untrusted).
+        sessions : SessionStore
+            Where this bank keeps its secure-aggregation state.
+        """
+        request = BankRequest(
+            relayed=relayed,
+            content=content,
+            bank=self.bank,
+            settings=self.settings,
+            sessions=sessions,
+        )
+        try:
+            check_approved(self.settings.approved_version, relayed.relay_version)
+            reply = HANDLERS[relayed.kind](request)
+        except UnapprovedApp as refused:
+            return self._refuse(request, "unapproved-version", str(refused))
+        except GuardRefusal as refused:
+            return self._refuse(request, refused.kind, str(refused))
+        except MalformedMessage as refused:  # a message that breaks the contract
+            return self._refuse(
+                request, "malformed-request", f"{type(refused).__name__}: {refused}"
+            )
+        except Exception as failed:  # whatever else goes wrong must not stop the guard
+            _log.warning(
+                "bank %s could not answer a %s request: %s", self.name, relayed.kind, failed
+            )
+            return self._refuse(request, "failed", f"{type(failed).__name__}: {failed}")
+        return GuardReply(status=ReplyStatus.ANSWERED), reply
+
+    def refuse_frame(self, reason: str) -> None:
+        """Record a relayed frame that broke the contract (nothing else is known of it)."""
+        record_refusal(
+            self.settings.audit_settings(),
+            run="?",
+            server_round=0,
+            kind="malformed-request",
+            reason=reason[:4096],
+        )
+
+    def _refuse(
+        self, request: BankRequest, kind: str, reason: str
+    ) -> tuple[GuardReply, RecordDict]:
+        run, server_round = _where(request)
+        record_refusal(request.audit, run=run, server_round=server_round, kind=kind, reason=reason)
+        return GuardReply(status=ReplyStatus.REFUSED, reason=reason[:4096]), RecordDict()
+
+
+def _where(request: BankRequest) -> tuple[str, int]:
+    """Run name and round of a request as far as it parses (for a refusal's record)."""
+    flower_run = request.flower_run_id
+    for part in (RoundInstructions, QueryInstructions):
+        try:
+            instructions = part.take(request.content)
+        except ValueError:
+            continue
+        return instructions.run_key(flower_run), getattr(instructions, "server_round", 0)
+    return str(flower_run), 0

@@ -1,0 +1,110 @@
+"""What a bank's guard is configured with: the bank's own settings, never the coordinator's.
+
+``fedcredit participant start`` writes them (into the node folder) from the bank's
+command line; a simulation builds them for each simulated bank. Nothing here comes
+from a message: the data file, the schema, the privacy budget and ledger, the audit
+log and key, the hold-out split and the approved release are the bank's decisions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from participant.guard.bank import BankSource
+from privacy.budget import PrivacyBudget
+
+__all__ = ["AuditSettings", "GuardSettings", "HoldOut"]
+
+
+@dataclass(frozen=True)
+class AuditSettings:
+    """Where a bank keeps its audit log and signing key, and the name it signs as."""
+
+    log_path: Path
+    key_path: Path
+    writer: str
+
+
+class HoldOut(BaseModel):
+    """The bank's hold-out split, fixed by the bank for every run.
+
+    Parameters
+    ----------
+    fraction : float, default 0.2
+        Share of the bank's rows held out for evaluation, in (0, 1). A request
+        whose ``test-fraction`` differs is refused.
+    seed : int, default 0
+        Seeds which rows are held out; the coordinator's run seed does not move it,
+        so a training row never becomes a test row between runs.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    fraction: float = Field(default=0.2, gt=0, lt=1)
+    seed: int = 0
+
+
+class GuardSettings(BaseModel):
+    """A bank's guard configuration.
+
+    Parameters
+    ----------
+    bank_name : str
+        The bank's name.
+    data_path : pathlib.Path
+        The bank's data file (CSV, plain or gzip).
+    schema_path : pathlib.Path, optional
+        The consortium's dataset schema; the embedded schema when absent.
+    budget : PrivacyBudget, optional
+        The bank's record-level budget; None trains without differential privacy.
+    ledger_path : pathlib.Path, optional
+        The bank's privacy ledger; required with ``budget``.
+    audit_log, audit_key : pathlib.Path, optional
+        The bank's signed audit log (none without ``audit_log``) and its Ed25519 key
+        (default: the log's path with ``.key``).
+    holdout : HoldOut
+        The bank's fixed hold-out split.
+    approved_version : str, optional
+        The fedcredit release the bank approved; a relay of another release is
+        refused (see :mod:`participant.guard.approval`).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    bank_name: str = Field(min_length=1)
+    data_path: Path
+    schema_path: Path | None = None
+    budget: PrivacyBudget | None = None
+    ledger_path: Path | None = None
+    audit_log: Path | None = None
+    audit_key: Path | None = None
+    holdout: HoldOut = Field(default_factory=HoldOut)
+    approved_version: str | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> GuardSettings:
+        if self.budget is not None and self.ledger_path is None:
+            raise ValueError("a privacy budget needs a ledger_path")
+        if self.audit_key is not None and self.audit_key == self.audit_log:
+            raise ValueError("audit_key must differ from audit_log")
+        return self
+
+    def source(self) -> BankSource:
+        """Where the bank's rows, schema, budget and ledger are."""
+        return BankSource(
+            name=self.bank_name,
+            data_path=self.data_path,
+            schema_path=self.schema_path,
+            budget=self.budget,
+            ledger_path=self.ledger_path if self.budget is not None else None,
+        )
+
+    def audit_settings(self) -> AuditSettings | None:
+        """Where the bank's audit log and key are; None without ``audit_log``."""
+        if self.audit_log is None:
+            return None
+        key = self.audit_key or self.audit_log.with_suffix(".key")
+        return AuditSettings(log_path=self.audit_log, key_path=key, writer=f"bank {self.bank_name}")

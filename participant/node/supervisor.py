@@ -1,0 +1,230 @@
+"""The bank's guard service: load the guard, open its socket, run the SuperNode under it.
+
+``fedcredit participant run-guard --home DIR`` (started in the background by
+``participant start``) runs :func:`run_guard`:
+
+1. read the node's plan (``DIR/node.json``) and open the guard: the bank's data is
+   validated and split once, its privacy ledger and audit log are verified (a broken
+   entry is named and the guard does not start);
+2. with a node user: create it if missing, give it its own runtime folder, and refuse
+   to go on while it can read the bank's data, ledger, audit log or keys;
+3. listen on the guard's socket (:class:`~participant.guard.server.GuardServer`);
+4. start the SuperNode (and, with a node user, its SuperExec as that user) as
+   children that receive SIGTERM when the guard dies (``PR_SET_PDEATHSIG``);
+5. serve until SIGTERM, then stop the children.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import IO
+
+from credit.errors import ConfigError
+from deploy.flower_env import flower_env
+from participant.guard.bank_guard import BankGuard
+from participant.guard.server import GuardServer
+from participant.node.supernode import (
+    SUPEREXEC_PID,
+    SUPERNODE_PID,
+    NodePlan,
+    node_user_ids,
+    superexec_command,
+    supernode_command,
+)
+
+__all__ = ["check_unreadable", "ensure_node_user", "run_guard"]
+
+_log = logging.getLogger("fedcredit.guard")
+_PR_SET_PDEATHSIG = 1
+TASK_POLL_SECONDS = "0.1"
+"""How often the SuperExec looks for a new message (Flower's default is 1 s)."""
+
+
+def run_guard(home: Path) -> None:
+    """Run the bank's guard service from the plan in ``home`` until SIGTERM.
+
+    Raises
+    ------
+    credit.errors.FedcreditError
+        The plan, the data, the ledger or the audit log fails its checks, or the
+        node user can read the bank's files (nothing is started).
+    """
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stdout
+    )
+    plan = NodePlan.load(home)
+    guard = BankGuard.open(plan.guard)
+    _log.info("bank %s: %d training and %d held-out rows loaded and checked", guard.name,
+              len(guard.bank.train), len(guard.bank.test))  # fmt: skip
+    owner = _prepare_runtime(plan)
+    allowed = frozenset({os.getuid(), *([] if owner is None else [owner[0]])})
+    server = GuardServer(
+        guard, plan.socket, allowed_uids=allowed, owner=None if owner is None else owner[0]
+    )
+    _log.info("guard listening on %s", plan.socket)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    children = _start_children(plan, owner)  # before any thread: they fork with preexec_fn
+    serving = threading.Thread(target=server.serve_forever, name="guard", daemon=True)
+    serving.start()
+    try:
+        supernode = children[0]
+        while not stop.wait(1.0):
+            if supernode.poll() is not None:
+                _log.warning("the SuperNode exited with code %s; the guard stays up until "
+                             "`participant stop`", supernode.returncode)  # fmt: skip
+                stop.wait()
+    finally:
+        _stop_children(children)
+        server.shutdown()
+        server.server_close()
+        _log.info("guard stopped")
+
+
+def _prepare_runtime(plan: NodePlan) -> tuple[int, int] | None:
+    """The relay's folder, owned by the node user if there is one; that user's ids."""
+    plan.runtime_dir.mkdir(parents=True, exist_ok=True)
+    os.chmod(plan.runtime_dir, 0o700)
+    (plan.runtime_dir / "flwr-home").mkdir(exist_ok=True)
+    if plan.node_user is None:
+        return None
+    ensure_node_user(plan.node_user)
+    uid, gid = node_user_ids(plan.node_user)
+    for path in (plan.runtime_dir, plan.runtime_dir / "flwr-home"):
+        os.chown(path, uid, gid)
+    check_unreadable(plan, uid, gid)
+    return uid, gid
+
+
+def ensure_node_user(name: str) -> None:
+    """Create the unprivileged system user ``name`` if it does not exist (root only)."""
+    try:
+        node_user_ids(name)
+        return
+    except ConfigError:
+        pass
+    created = subprocess.run(
+        ["useradd", "--system", "--no-create-home", "--home-dir", "/nonexistent",
+         "--shell", "/usr/sbin/nologin", name],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if created.returncode != 0:
+        raise ConfigError(
+            f"cannot create the user '{name}': {created.stderr.strip()}", source="--node-user"
+        )
+    _log.info("created the node user %s", name)
+
+
+_PROBE = """
+import sys
+for path in sys.argv[1:]:
+    try:
+        open(path, "rb").close()
+    except OSError:
+        continue
+    print(path)
+"""
+
+
+def check_unreadable(plan: NodePlan, uid: int, gid: int) -> None:
+    """Refuse to start while the node user can read any of the bank's own files.
+
+    The check runs a probe as the node user, so it sees exactly what that user's
+    ClientApps would see (modes, folders, ACLs).
+    """
+    guard = plan.guard
+    secrets = [guard.data_path, plan.node_key, plan.home / "node.json"]
+    secrets += [p for p in (guard.ledger_path, guard.audit_log, guard.audit_key) if p is not None]
+    audit = guard.audit_settings()
+    if audit is not None:
+        secrets.append(audit.key_path)
+    existing = [str(p) for p in secrets if p.exists()]
+    probe = subprocess.run(
+        [sys.executable, "-c", _PROBE, *existing],
+        user=uid, group=gid, extra_groups=[], capture_output=True, text=True, check=False,
+        env={"PATH": os.environ.get("PATH", "")},
+    )  # fmt: skip
+    readable = probe.stdout.split()
+    if readable:
+        raise ConfigError(
+            f"the node user can read {readable[0]}: make it readable by the bank's user only "
+            f"(chmod 600, or chmod o-rx on its folder), then start again",
+            source="--node-user",
+        )
+
+
+def _pdeathsig() -> None:
+    """In the child: receive SIGTERM when the guard dies (no relay without a guard)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def _start_children(plan: NodePlan, owner: tuple[int, int] | None) -> list[subprocess.Popen[bytes]]:
+    """The SuperNode, and with a node user its SuperExec as that user."""
+    plan.services.mkdir(parents=True, exist_ok=True)
+    supernode_env = flower_env(flwr_home=plan.home / "flwr-home")
+    supernode_env["FLWR_SUPEREXEC_TASK_POLL_INTERVAL"] = TASK_POLL_SECONDS
+    supernode = _spawn(supernode_command(plan), plan.supernode_log, supernode_env, plan.home)
+    (plan.services / SUPERNODE_PID).write_text(f"{supernode.pid}\n")
+    _log.info("SuperNode started (pid %d): log %s", supernode.pid, plan.supernode_log)
+    children = [supernode]
+    if owner is not None:
+        env = flower_env(flwr_home=plan.runtime_dir / "flwr-home")
+        env["HOME"] = str(plan.runtime_dir)
+        env["FLWR_SUPEREXEC_TASK_POLL_INTERVAL"] = TASK_POLL_SECONDS
+        superexec = _spawn(
+            superexec_command(plan, supernode.pid),
+            plan.services / "superexec.log",
+            env,
+            plan.runtime_dir,
+            owner=owner,
+        )
+        (plan.services / SUPEREXEC_PID).write_text(f"{superexec.pid}\n")
+        _log.info("SuperExec started as %s (pid %d)", plan.node_user, superexec.pid)
+        children.append(superexec)
+    return children
+
+
+def _spawn(
+    command: Sequence[str],
+    log: Path,
+    env: dict[str, str],
+    cwd: Path,
+    *,
+    owner: tuple[int, int] | None = None,
+) -> subprocess.Popen[bytes]:
+    output: IO[bytes]
+    with log.open("ab") as output:
+        return subprocess.Popen(
+            list(command),
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            cwd=cwd,
+            user=None if owner is None else owner[0],
+            group=None if owner is None else owner[1],
+            extra_groups=None if owner is None else [],
+            preexec_fn=_pdeathsig,
+        )
+
+
+def _stop_children(children: list[subprocess.Popen[bytes]]) -> None:
+    for child in reversed(children):
+        if child.poll() is None:
+            child.terminate()
+    for child in reversed(children):
+        try:
+            child.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait(timeout=15)
