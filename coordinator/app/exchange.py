@@ -8,12 +8,16 @@ and pulls itself: it polls every :data:`FIRST_POLL` seconds for the first
 arrive within them), then backs off to :data:`MAX_POLL`, which keeps the load on the
 SuperLink low on long rounds. Replies, errors and the timeout behave as in Flower's
 method.
+
+:class:`BankExchange` times every exchange, push to return (:class:`ExchangeTiming`);
+the run driver reports each round's in ``metrics.json`` (``rounds[].exchanges``).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass
 from enum import StrEnum
 
 from flwr.app import ArrayRecord, Message
@@ -28,6 +32,7 @@ __all__ = [
     "MAX_POLL",
     "PROTOCOL_STAGES",
     "BankExchange",
+    "ExchangeTiming",
     "Stage",
     "messages_to",
     "send_and_receive",
@@ -103,6 +108,28 @@ NODE_WAIT_SECONDS = 600.0
 _NODE_POLL_SECONDS = 1.0
 
 
+@dataclass(frozen=True)
+class ExchangeTiming:
+    """The wall time of one exchange: from pushing its messages to having its replies.
+
+    Attributes
+    ----------
+    server_round : int
+        The round (0: set-up).
+    stage : str
+        The exchange (a :class:`Stage`).
+    seconds : float
+        Push to return, polling included.
+    replies : int
+        Replies that arrived (error replies included).
+    """
+
+    server_round: int
+    stage: str
+    seconds: float
+    replies: int
+
+
 class BankExchange:
     """The run's way to talk to banks: wait for them, send a stage, keep usable replies.
 
@@ -114,12 +141,18 @@ class BankExchange:
         Fewest banks a stage (other than secure aggregation's own) needs.
     timeout : float
         Seconds to wait for the replies of one stage.
+
+    Attributes
+    ----------
+    timings : list of ExchangeTiming
+        Every exchange so far, in order (a failed one included).
     """
 
     def __init__(self, grid: Grid, *, min_banks: int, timeout: float) -> None:
         self.grid = grid
         self.min_banks = min_banks
         self.timeout = timeout
+        self.timings: list[ExchangeTiming] = []
 
     def nodes(self) -> list[int]:
         """The connected nodes, once at least ``min_banks`` are (RoundFailed after 600 s)."""
@@ -147,7 +180,16 @@ class BankExchange:
             Fewer than ``min_banks`` replies without errors (secure aggregation's own
             stages excepted: the protocol decides against its threshold).
         """
+        started = time.monotonic()
         replies = send_and_receive(self.grid, messages, timeout=self.timeout)
+        self.timings.append(
+            ExchangeTiming(
+                server_round=server_round,
+                stage=str(stage),
+                seconds=time.monotonic() - started,
+                replies=len(replies),
+            )
+        )
         valid = [reply for reply in replies if not reply.has_error()]
         if stage in PROTOCOL_STAGES or len(valid) >= self.min_banks:
             return valid
@@ -160,3 +202,14 @@ class BankExchange:
                 f"node {r.metadata.src_node_id}: {r.error.reason}" for r in replies if r.has_error()
             ],
         )
+
+    def seconds_of(self, server_round: int, since: int = 0) -> dict[str, float]:
+        """Seconds per stage of ``server_round``'s exchanges from ``timings[since]`` on.
+
+        A stage exchanged more than once in the round counts the sum of its times.
+        """
+        seconds: dict[str, float] = {}
+        for timing in self.timings[since:]:
+            if timing.server_round == server_round:
+                seconds[timing.stage] = seconds.get(timing.stage, 0.0) + timing.seconds
+        return seconds

@@ -268,6 +268,7 @@ class RunDriver:
     def _round(self, state: RunState, aggregation: Aggregation, server_round: int) -> RoundResult:
         """Train (or abort), then evaluate the global model; the round's result."""
         started = time.monotonic()
+        since = len(self._exchange.timings)
         instructions = RoundInstructions(
             **self._run_instructions().model_dump(),
             server_round=server_round,
@@ -298,6 +299,7 @@ class RunDriver:
             max_epsilon_spent=max(spent) if spent else None,
             dropped=tuple(sorted(names.get(node, "?") for node in trained.dropped)),
             aborted=aborted,
+            exchanges=self._exchange.seconds_of(server_round, since),
         )
 
     def _members(self, state: RunState) -> dict[int, str]:

@@ -82,6 +82,7 @@ def metrics_document(state: RunState, wall_seconds: float) -> dict[str, Any]:
                 "aborted": r.aborted,
                 "max_epsilon_spent": r.max_epsilon_spent,
                 "seconds": r.seconds,
+                "exchanges": dict(r.exchanges),
             }
             for r in state.rounds
         ],

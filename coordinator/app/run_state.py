@@ -59,7 +59,13 @@ class TrainOutcome:
 
 @dataclass(frozen=True)
 class RoundResult:
-    """Outcome of one completed (or aborted) round."""
+    """Outcome of one completed (or aborted) round.
+
+    ``seconds`` is the round's wall time; ``exchanges`` the part of it each message
+    exchange took (stage -> seconds, push to return: ``train``, ``unmask`` under
+    secure aggregation, ``evaluate``), in the order they happened. A checkpoint
+    written before rounds kept them loads with none.
+    """
 
     server_round: int
     metrics: CreditMetrics
@@ -70,6 +76,7 @@ class RoundResult:
     max_epsilon_spent: float | None = None
     dropped: tuple[str, ...] = ()
     aborted: str | None = None
+    exchanges: dict[str, float] = field(default_factory=dict)
 
     def progress_line(self, total_rounds: int) -> str:
         """One progress line: round, AUC, KS, test loss, banks, ε, refusals, dropouts, time."""
