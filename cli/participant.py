@@ -175,6 +175,7 @@ def start(
         )
         say(f"checking {data}, the ledger and the audit log (nothing leaves) ...")
         checked = BankGuard.open(node_plan(settings).guard)
+        checked.close()
         say(
             f"  {len(checked.bank.train) + len(checked.bank.test):,} rows pass the schema of "
             f"'{loaded.consortium}'; {len(checked.bank.test):,} held out for evaluation"

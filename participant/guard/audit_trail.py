@@ -16,8 +16,8 @@ guard holds the key. Without a log (simulations) nothing is recorded. Events::
     evaluate  run, server_round, model_sha256 (the global model it scored)
     run-end   run, server_round: after the evaluation of the last planned round
 
-Each record opens the log (verifying it to the last line), appends and closes it,
-so a log changed behind the guard's back is noticed at the next record.
+The guard opens the log once; before each record it verifies what was appended
+since, so a log changed behind the guard's back is noticed at the next record.
 """
 
 from __future__ import annotations
@@ -30,23 +30,39 @@ from credit.audit import AuditLog, load_or_create_signing_key
 from credit.messages import QueryInstructions, RoundInstructions
 from participant.guard.settings import AuditSettings
 
-__all__ = ["record_evaluate", "record_join", "record_refusal", "record_train"]
+__all__ = ["open_audit_log", "record_evaluate", "record_join", "record_refusal", "record_train"]
 
 Event = tuple[str, Mapping[str, Any]]
 
 
-def _record(settings: AuditSettings | None, *events: Event) -> None:
-    """Append ``events`` to the bank's log, if the node keeps one."""
+def open_audit_log(settings: AuditSettings | None) -> AuditLog | None:
+    """The bank's audit log, verified to its last line and open for appending (None: no log).
+
+    The guard opens it once and keeps it (and the signing key) for its lifetime;
+    lines appended by anyone else since are verified before each new entry.
+
+    Raises
+    ------
+    credit.errors.ConfigError
+        The log fails verification or was written with another key (file and line
+        named).
+    """
     if settings is None:
-        return
+        return None
     key = load_or_create_signing_key(settings.key_path)
-    with AuditLog(settings.log_path, key, settings.writer) as log:
-        for event, data in events:
-            log.append(event, data)
+    return AuditLog(settings.log_path, key, settings.writer)
+
+
+def _record(log: AuditLog | None, *events: Event) -> None:
+    """Append ``events`` to the bank's log, if it keeps one."""
+    if log is None:
+        return
+    for event, data in events:
+        log.append(event, data)
 
 
 def record_join(
-    settings: AuditSettings | None,
+    log: AuditLog | None,
     query: QueryInstructions,
     *,
     flower_run_id: int,
@@ -62,11 +78,11 @@ def record_join(
         "planned_rounds": query.planned_rounds,
         "fedcredit": __version__,
     }
-    _record(settings, ("run-join", data))
+    _record(log, ("run-join", data))
 
 
 def record_train(
-    settings: AuditSettings | None,
+    log: AuditLog | None,
     round_: RoundInstructions,
     *,
     flower_run_id: int,
@@ -90,19 +106,19 @@ def record_train(
         "secure": secure,
         "replayed": replayed,
     }
-    _record(settings, ("train", data))
+    _record(log, ("train", data))
 
 
 def record_refusal(
-    settings: AuditSettings | None, *, run: str, server_round: int, kind: str, reason: str
+    log: AuditLog | None, *, run: str, server_round: int, kind: str, reason: str
 ) -> None:
     """The bank refused the request (before touching data for an unapproved version)."""
     data = {"run": run, "server_round": server_round, "kind": kind, "reason": reason}
-    _record(settings, ("refusal", data))
+    _record(log, ("refusal", data))
 
 
 def record_evaluate(
-    settings: AuditSettings | None,
+    log: AuditLog | None,
     round_: RoundInstructions,
     *,
     flower_run_id: int,
@@ -118,4 +134,4 @@ def record_evaluate(
     ]
     if round_.server_round >= round_.planned_rounds:
         events.append(("run-end", {"run": run, "server_round": round_.server_round}))
-    _record(settings, *events)
+    _record(log, *events)

@@ -27,7 +27,7 @@ from credit.messages import QueryInstructions, RoundInstructions, Task
 from participant.contract import GuardReply, GuardRequest, ReplyStatus, RequestKind
 from participant.guard import handlers
 from participant.guard.approval import UnapprovedApp, check_approved
-from participant.guard.audit_trail import record_refusal
+from participant.guard.audit_trail import open_audit_log, record_refusal
 from participant.guard.bank import PreparedBank, prepare_bank
 from participant.guard.handlers import BankRequest, GuardRefusal
 from participant.guard.sessions import SessionStore
@@ -79,6 +79,7 @@ class BankGuard:
         self.settings = settings
         holdout = settings.holdout
         self.bank: PreparedBank = prepare_bank(settings.source(), holdout.fraction, holdout.seed)
+        self.audit = open_audit_log(settings.audit_settings())
 
     @classmethod
     def open(cls, settings: GuardSettings) -> BankGuard:
@@ -88,21 +89,21 @@ class BankGuard:
         ------
         credit.errors.SchemaError
             The data file breaks the schema.
-        credit.audit.AuditBroken
+        credit.errors.ConfigError
             The bank's audit log fails verification (the entry is named).
         privacy.errors.LedgerError
             The bank's privacy ledger does not parse, belongs to another bank or
             records another budget (the line is named).
         """
-        from credit.audit import verify_audit
-
-        guard = cls(settings)
-        audit = settings.audit_settings()
-        if audit is not None and audit.log_path.exists() and audit.log_path.stat().st_size:
-            verify_audit(audit.log_path, allow_open=True)
+        guard = cls(settings)  # opening the audit log verifies it
         if settings.ledger_path is not None and settings.ledger_path.exists():
             handlers.privacy_guard(guard.bank, settings)  # reads and checks every line
         return guard
+
+    def close(self) -> None:
+        """Close the bank's audit log (entries are on disk already)."""
+        if self.audit is not None:
+            self.audit.close()
 
     @property
     def name(self) -> str:
@@ -129,6 +130,7 @@ class BankGuard:
             bank=self.bank,
             settings=self.settings,
             sessions=sessions,
+            audit=self.audit,
         )
         try:
             check_approved(self.settings.approved_version, relayed.relay_version)
@@ -151,7 +153,7 @@ class BankGuard:
     def refuse_frame(self, reason: str) -> None:
         """Record a relayed frame that broke the contract (nothing else is known of it)."""
         record_refusal(
-            self.settings.audit_settings(),
+            self.audit,
             run="?",
             server_round=0,
             kind="malformed-request",

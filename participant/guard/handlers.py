@@ -18,6 +18,7 @@ import numpy as np
 from flwr.app import ArrayRecord, RecordDict
 
 from credit import message_keys
+from credit.audit import AuditLog
 from credit.feature_stats import compute_feature_stats
 from credit.messages import (
     BankIntro,
@@ -55,7 +56,7 @@ from participant.guard.secagg_client import (
     reveal,
 )
 from participant.guard.sessions import SessionStore
-from participant.guard.settings import AuditSettings, GuardSettings
+from participant.guard.settings import GuardSettings
 from privacy.errors import PrivacyBudgetExceeded
 from privacy.secagg.fixed_point import FixedPoint
 
@@ -102,6 +103,8 @@ class BankRequest:
         The bank's own configuration.
     sessions : SessionStore
         Where the bank keeps its secure-aggregation state.
+    audit : AuditLog or None
+        The bank's open audit log (None: it keeps none).
     """
 
     relayed: GuardRequest
@@ -109,16 +112,12 @@ class BankRequest:
     bank: PreparedBank
     settings: GuardSettings
     sessions: SessionStore
+    audit: AuditLog | None
 
     @property
     def flower_run_id(self) -> int:
         """Flower's id of the run the message belongs to."""
         return self.relayed.flower_run_id
-
-    @property
-    def audit(self) -> AuditSettings | None:
-        """The bank's audit log and key (None: it keeps none)."""
-        return self.settings.audit_settings()
 
     @property
     def secagg(self) -> SecAggSession:

@@ -119,7 +119,8 @@ class GuardServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
         try:
             request, content = read_frame(connection, GuardRequest)
         except ContractError as broken:
-            self.guard.refuse_frame(str(broken))
+            with self.turn:
+                self.guard.refuse_frame(str(broken))
             _reply_safely(connection, GuardReply(status=ReplyStatus.REFUSED, reason=str(broken)))
             return
         started = time.perf_counter()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -180,5 +181,43 @@ def test_start_refuses_bad_data_or_no_budget_before_connecting(
     assert both.exit_code == 2 and "either --max-epsilon or --no-dp" in both.stderr
     for result in (no_budget, broken, both):
         assert isinstance(result.exception, SystemExit), repr(result.exception)  # no crash
+        assert "Traceback" not in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_start_refuses_a_broken_ledger_or_audit_log_naming_the_entry(
+    bundle: Bundle, tmp_path: Path, write_bank_csv: Callable[..., Path]
+) -> None:
+    """The guard does not start on records that fail verification (nothing starts)."""
+    from credit.audit import AuditLog, load_or_create_signing_key
+    from participant.node.supernode import stop_node
+
+    keys = generate_bank_keys(tmp_path / "keys")
+    home = tmp_path / "node"
+    home.mkdir()
+    data = write_bank_csv(300)
+    base = ["--bundle", str(bundle.folder), "--key", str(keys.node_key), "--home", str(home)]
+    base += ["--data", str(data), "--max-epsilon", "2"]
+    ledger, audit = home / "privacy-ledger.jsonl", home / "audit.jsonl"
+    budget = {"type": "budget", "bank": "bank-a", "max_epsilon": 2.0, "delta": 1 / 2400}
+    ledger.write_text(f'{json.dumps(budget)}\n{{"type": "event", "round": \n', encoding="utf-8")
+    try:
+        broken_ledger = _start(*base)
+        ledger.unlink()
+        with AuditLog(audit, load_or_create_signing_key(keys.audit_key), "bank bank-a") as log:
+            log.append("train", {"server_round": 1})
+            log.append("train", {"server_round": 2})
+        lines = audit.read_text(encoding="utf-8").splitlines(keepends=True)
+        lines[2] = lines[2].replace('"server_round":2', '"server_round":9')
+        audit.write_text("".join(lines), encoding="utf-8")
+        broken_audit = _start(*base)
+    finally:
+        started = stop_node(home)
+
+    assert not started
+    assert broken_ledger.exit_code == 2, broken_ledger.stderr
+    assert f"{ledger}: line 2: not a ledger entry" in broken_ledger.stderr
+    assert broken_audit.exit_code != 0 and f"{audit} line 3" in broken_audit.stderr
+    for result in (broken_ledger, broken_audit):
         assert "Traceback" not in result.stderr
         assert len(result.stderr.strip().splitlines()) == 1
