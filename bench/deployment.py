@@ -262,6 +262,46 @@ def breakdown(runs: list[dict[str, Any]], mode: str) -> dict[str, dict[str, Any]
     return table
 
 
+def import_seconds(*modules: str, repeats: int = 5) -> float:
+    """Median wall time of a fresh Python process that imports ``modules`` and exits."""
+    code = "; ".join(f"import {module}" for module in modules)
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        subprocess.run([sys.executable, "-c", code], check=True, env=_env())
+        times.append(time.perf_counter() - started)
+    return round(statistics.median(times), 3)
+
+
+def relay_import_seconds(repeats: int = 5) -> float:
+    """Median seconds the relay's own imports add to a process that has Flower's loaded
+    (``python -X importtime``: the relay module's cumulative import time)."""
+    times = []
+    for _ in range(repeats):
+        traced = subprocess.run(
+            [sys.executable, "-X", "importtime", "-c",
+             "import flwr.supernode.cli; import participant.relay.client_app"],
+            capture_output=True, text=True, check=True, env=_env(),
+        )  # fmt: skip
+        line = next(
+            text for text in traced.stderr.splitlines()
+            if text.rstrip().endswith("| participant.relay.client_app")
+        )  # fmt: skip
+        times.append(int(line.split("|")[1]) / 1e6)
+    return round(statistics.median(times), 3)
+
+
+def clientapp_imports() -> dict[str, float]:
+    """What a ClientApp process spends on imports: a fresh Python, Flower's
+    ``flwr-clientapp`` (its module imports Flower's whole SuperNode), and the relay's own
+    share on top of it."""
+    return {
+        "python_alone": import_seconds("sys"),
+        "flower_clientapp": import_seconds("flwr.supernode.cli"),
+        "relay_share": relay_import_seconds(),
+    }
+
+
 def _seconds(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
 
@@ -270,6 +310,7 @@ def markdown(document: dict[str, Any]) -> str:
     """The results as two markdown tables: the headline, then where a round's time goes."""
     ratio = document["ratio_secure_over_plain"]
     relay = document["relay_start_seconds_median"]
+    imports = document["clientapp_import_seconds"]
     lines = [
         "| banks | plain s/round | secure s/round | secure / plain | relay start (median) "
         "| targets |",
@@ -295,6 +336,13 @@ def markdown(document: dict[str, Any]) -> str:
                 f"{_seconds(row['guard_compute_seconds'])} | "
                 f"{_seconds(row['flower_polling_and_transport_seconds'])} |"
             )
+    lines += [
+        "",
+        "A ClientApp process's imports on a quiet machine (fresh process, median of 5): "
+        f"Python alone {imports['python_alone']:.2f} s, Flower's `flwr-clientapp` "
+        f"{imports['flower_clientapp']:.2f} s; the relay's own imports add "
+        f"{imports['relay_share']:.3f} s.",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -308,6 +356,8 @@ def main(argv: list[str] | None = None) -> int:
         "--out", type=Path, default=RESULTS, help="folder of deployment.json and deployment.md"
     )
     args = parser.parse_args(argv)
+    imports = clientapp_imports()  # before the consortium starts: a quiet machine
+    print(f"ClientApp imports: {imports}", flush=True)
     runs: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="fedcredit-bench-") as folder:
         work = Path(folder)
@@ -371,6 +421,7 @@ def main(argv: list[str] | None = None) -> int:
         "ratio_secure_over_plain": ratio,
         "ratios_per_repeat": [round(r, 3) for r in ratios],
         "relay_start_seconds_median": relay,
+        "clientapp_import_seconds": imports,
         "breakdown": {mode: breakdown(runs, mode) for mode in ("plain", "secure")},
         "runs": runs,
         "machine": {
