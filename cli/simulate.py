@@ -2,7 +2,8 @@
 
 The flags become one :class:`~credit.run_config.RunConfig` (and, with ``--epsilon``
 or ``--budgets``, a budget per simulated bank); the data set is validated and split
-into banks before Flower's Simulation Engine starts, so bad input costs seconds.
+into banks (or, with ``--bank-data``, every bank's own file is validated) before
+Flower's Simulation Engine starts, so bad input costs seconds.
 Torch, Flower and the engine are imported only when the command runs.
 """
 
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from click.core import ParameterSource
 
 from cli.console import Column, console, fail_cleanly, say, show_table
 from credit.config_files import validate_fields
@@ -39,6 +41,14 @@ Data = Annotated[
 Schema = Annotated[
     Path | None,
     typer.Option(help="Dataset schema TOML; default: the embedded data set's schema."),
+]
+BankData = Annotated[
+    list[Path] | None,
+    typer.Option(
+        help="One bank's own CSV (plain or gzip), read in place and named after the file "
+        "(bank-a.csv.gz: bank-a); repeat once per bank. Instead of --data, --partition, "
+        "--banks, --alpha, --partition-column.",
+    ),
 ]
 Banks = Annotated[int, typer.Option(min=1, help="Number of simulated banks (iid and dirichlet).")]
 Partitioning = Annotated[PartitionScheme, typer.Option(help="How rows are split into banks.")]
@@ -87,12 +97,24 @@ Cpus = Annotated[
     int | None, typer.Option(min=1, help="CPUs for the simulation engine (default: all).")
 ]
 
+_SPLIT_FLAGS = {
+    "data": "--data",
+    "partition": "--partition",
+    "banks": "--banks",
+    "alpha": "--alpha",
+    "partition_column": "--partition-column",
+}
+"""The flags that split one data set into banks: ``--bank-data`` takes their place."""
+_GIVEN = (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT, ParameterSource.PROMPT)
+
 _METRICS = ("auc", "ks", "gini", "brier", "log_loss", "accuracy", "f1")
 _METRIC_HEADERS = ("AUC", "KS", "Gini", "Brier", "log loss", "accuracy", "F1")
 
 
 def simulate(
+    ctx: typer.Context,
     data: Data = None,
+    bank_data: BankData = None,
     schema: Schema = None,
     banks: Banks = 5,
     partition: Partitioning = PartitionScheme.IID,
@@ -118,6 +140,8 @@ def simulate(
     """Train a shared model across simulated banks with Flower's Simulation Engine."""
     started = time.monotonic()
     with fail_cleanly():
+        if bank_data:
+            _refuse_split_flags(ctx)
         config = RunConfig.build(
             {
                 "rounds": rounds,
@@ -135,9 +159,11 @@ def simulate(
             },
             source=SOURCE,
         )
-        split = _partition_settings(data, partition, alpha, partition_column)
+        banks_from: PartitionSettings | list[Path] = bank_data or _partition_settings(
+            data, partition, alpha, partition_column
+        )
         budgets_of_banks = _budget_policy(epsilon, delta, budgets)
-        plan = _plan(config, banks, split, budgets_of_banks, dropout_rate)
+        plan = _plan(config, banks, banks_from, budgets_of_banks, dropout_rate)
         files = _run(plan, cpus)
     _show_summary(files.metrics, time.monotonic() - started)
     say(
@@ -146,6 +172,18 @@ def simulate(
         f"plot:       {files.plot}",
         f"simulation: {files.metrics.with_name(SIMULATION_FILE)}",
     )
+
+
+def _refuse_split_flags(ctx: typer.Context) -> None:
+    """With ``--bank-data``, refuse every flag that would split one data set into banks."""
+    given = [
+        flag for name, flag in _SPLIT_FLAGS.items() if ctx.get_parameter_source(name) in _GIVEN
+    ]
+    if given:
+        raise ConfigError(
+            f"cannot be combined with {', '.join(given)}: each file is one bank, nothing is split",
+            source="--bank-data",
+        )
 
 
 def _partition_settings(
@@ -165,28 +203,40 @@ def _partition_settings(
 def _plan(
     config: RunConfig,
     banks: int,
-    split: PartitionSettings,
+    banks_from: PartitionSettings | list[Path],
     budgets: tuple[BudgetPolicy | None, str],
     dropout_rate: float,
 ) -> SimulationPlan:
-    """Validate and split the data into banks, and say which bank got what."""
-    from simulations.engine import plan_simulation
+    """Validate and split the data into banks (or each bank's file), say which bank got what."""
+    from simulations.engine import plan_bank_files, plan_simulation
 
-    console.print(
-        "[bold]fedcredit simulate[/]: validating data and splitting it into banks "
-        f"({split.partition})"
-    )
     policy, policy_source = budgets
-    plan = plan_simulation(
-        config,
-        banks,
-        partition=split,
-        budgets=policy,
-        budget_source=policy_source,
-        dropout_rate=dropout_rate,
-    )
+    if isinstance(banks_from, PartitionSettings):
+        console.print(
+            "[bold]fedcredit simulate[/]: validating data and splitting it into banks "
+            f"({banks_from.partition})"
+        )
+        plan = plan_simulation(
+            config,
+            banks,
+            partition=banks_from,
+            budgets=policy,
+            budget_source=policy_source,
+            dropout_rate=dropout_rate,
+        )
+    else:
+        console.print(
+            "[bold]fedcredit simulate[/]: validating the banks' files (one bank per file)"
+        )
+        plan = plan_bank_files(
+            config,
+            banks_from,
+            budgets=policy,
+            budget_source=policy_source,
+            dropout_rate=dropout_rate,
+        )
     for bank, part in zip(plan.banks, plan.partitions, strict=True):
-        say(f"  {bank.name:<18} {part.rows.size:>6,} rows  -> {bank.data_path}")
+        say(f"  {bank.bank_name:<18} {part.rows.size:>6,} rows  -> {bank.data_path}")
     return plan
 
 

@@ -3,7 +3,9 @@
 The research harness validates the source file once, splits it into banks
 (:mod:`simulations.partition`), writes one CSV per bank under ``OUT/banks/`` (each
 bank reads only its own file, as in deployment), then starts the coordinator's
-ServerApp and one ClientApp per virtual SuperNode on Flower's Ray backend.
+ServerApp and one ClientApp per virtual SuperNode on Flower's Ray backend. Banks
+that already have their own files (:func:`plan_bank_files`) are validated and read
+in place instead.
 
 Notes
 -----
@@ -28,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from flwr.app import Context
 from flwr.clientapp import ClientApp
 from flwr.clientapp.typing import Mod
@@ -36,7 +39,9 @@ from coordinator.app.run_files import RunFiles, run_files
 from coordinator.app.run_state import RoundResult
 from coordinator.app.server_app import make_server_app
 from credit.errors import ConfigError
+from credit.loading import load_bank_csv
 from credit.run_config import RunConfig
+from credit.schema import load_schema
 from deploy.flower_env import set_offline_defaults
 from participant.guard.in_process import InProcessLink, guard_for
 from participant.guard.sessions import ContextSessions
@@ -45,11 +50,12 @@ from participant.relay.client_app import make_relay_app
 from simulations.budgets import BudgetPolicy
 from simulations.dropouts import dropout_mod
 from simulations.partition import Partition, PartitionedData, partition_data
-from simulations.settings import SIMULATION_FILE, PartitionSettings
+from simulations.settings import SIMULATION_FILE, BankFiles, PartitionSettings
 
 __all__ = [
     "PartitionPlan",
     "SimulationPlan",
+    "plan_bank_files",
     "plan_simulation",
     "relay_app",
     "run_simulated_consortium",
@@ -74,9 +80,10 @@ class SimulationPlan:
         Each simulated bank's guard settings (file, schema, budget, ledger, hold-out),
         by Flower partition id.
     partitions : tuple of Partition
-        Each bank's rows in the source data set.
-    partition : PartitionSettings
-        The data set and how it was split.
+        Each bank's rows in the source data set (a bank from its own file: all of
+        the file's rows).
+    partition : PartitionSettings or BankFiles
+        The data set and how it was split, or the banks' own files.
     dropout_rate : float
         Chance a bank drops out of a round (see :mod:`simulations.dropouts`).
     """
@@ -84,7 +91,7 @@ class SimulationPlan:
     config: RunConfig
     banks: tuple[GuardSettings, ...]
     partitions: tuple[Partition, ...]
-    partition: PartitionSettings = field(default_factory=PartitionSettings)
+    partition: PartitionSettings | BankFiles = field(default_factory=PartitionSettings)
     dropout_rate: float = 0.0
 
     def document(self) -> dict[str, Any]:
@@ -145,8 +152,7 @@ def plan_simulation(
     credit.errors.ConfigError
         The partition settings cannot be met.
     """
-    if not 0.0 <= dropout_rate < 1.0:
-        raise ConfigError(f"must be in [0, 1); got {dropout_rate}", source="--dropout-rate")
+    _check_dropout_rate(dropout_rate)
     partition = partition or PartitionSettings()
     data = partition_data(
         partition, n_banks=n_banks, schema_file=config.schema_file, seed=config.seed
@@ -161,9 +167,100 @@ def plan_simulation(
         partition=partition,
         dropout_rate=dropout_rate,
     )
-    document = json.dumps(plan.document(), indent=2) + "\n"
-    (Path(config.out_dir) / SIMULATION_FILE).write_text(document, encoding="utf-8")
+    _record(plan)
     return plan
+
+
+def plan_bank_files(
+    config: RunConfig,
+    files: Sequence[Path | str],
+    *,
+    budgets: BudgetPolicy | None = None,
+    budget_source: str = "--epsilon",
+    dropout_rate: float = 0.0,
+) -> SimulationPlan:
+    """One simulated bank per file: validate every file, use them in place, record the plan.
+
+    Each file is one bank, named after the file without its suffixes
+    (``bank-a.csv.gz`` is ``bank-a``); the i-th file is Flower partition id i. Nothing
+    is split or copied: the banks read the files where they are. Every file is
+    validated against the run's schema before anything is written. The plan goes to
+    ``OUT/simulation.json``; with ``budgets``, every bank that has one keeps its
+    ledger in ``OUT/ledgers/<bank>.jsonl`` (stale ledgers removed, as in
+    :func:`plan_simulation`).
+
+    Raises
+    ------
+    credit.errors.SchemaError
+        A file is missing or breaks the schema (names file, column and row).
+    credit.errors.ConfigError
+        No file, two files naming the same bank, a budget for a bank that has no
+        file, or settings the consortium cannot meet.
+    """
+    _check_dropout_rate(dropout_rate)
+    paths = [Path(file) for file in files]
+    names = _bank_names(paths)
+    config = _fitted_to(config, len(paths))
+    if budgets is not None:
+        budgets.check_banks(names, source=budget_source)
+    schema_path = Path(config.schema_file) if config.schema_file else None
+    schema = load_schema(schema_path)
+    n_rows = [load_bank_csv(path, schema).n_rows for path in paths]
+    out_dir = Path(config.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ledgers_dir = _fresh_ledgers_dir(out_dir)
+    plan = SimulationPlan(
+        config=config,
+        banks=tuple(
+            _guard_settings(name, path.absolute(), schema_path, config, budgets, ledgers_dir)
+            for name, path in zip(names, paths, strict=True)
+        ),
+        partitions=tuple(
+            Partition(name, np.arange(rows, dtype=np.int64))
+            for name, rows in zip(names, n_rows, strict=True)
+        ),
+        partition=BankFiles(files=tuple(str(path) for path in paths)),
+        dropout_rate=dropout_rate,
+    )
+    _record(plan)
+    return plan
+
+
+def _bank_names(paths: Sequence[Path]) -> list[str]:
+    """Each file's bank: its name without suffixes; two files naming one bank are refused.
+
+    Two names that would share a ledger file (``a b`` and ``a_b``) are refused too.
+    """
+    if not paths:
+        raise ConfigError("give at least one bank's file", source="--bank-data")
+    names: list[str] = []
+    seen: dict[str, tuple[str, Path]] = {}
+    for path in paths:
+        name = path.name[: len(path.name) - len("".join(path.suffixes))]
+        if not name:
+            raise ConfigError(f"'{path}' has no name to give its bank", source="--bank-data")
+        key = _file_name(name)
+        if key in seen:
+            other_name, other = seen[key]
+            same = f"bank '{name}'" if other_name == name else f"banks '{other_name}' and '{name}'"
+            raise ConfigError(
+                f"'{other}' and '{path}' both name {same}; each bank needs its own file name",
+                source="--bank-data",
+            )
+        seen[key] = (name, path)
+        names.append(name)
+    return names
+
+
+def _record(plan: SimulationPlan) -> None:
+    """Write ``OUT/simulation.json``: how the consortium was simulated."""
+    document = json.dumps(plan.document(), indent=2) + "\n"
+    (Path(plan.config.out_dir) / SIMULATION_FILE).write_text(document, encoding="utf-8")
+
+
+def _check_dropout_rate(dropout_rate: float) -> None:
+    if not 0.0 <= dropout_rate < 1.0:
+        raise ConfigError(f"must be in [0, 1); got {dropout_rate}", source="--dropout-rate")
 
 
 def _fitted_to(config: RunConfig, n_banks: int) -> RunConfig:
@@ -189,29 +286,47 @@ def _write_banks(
     centralised run on the same customers.
     """
     out_dir = Path(config.out_dir)
-    holdout = HoldOut(fraction=config.test_fraction, seed=config.seed)
-    banks_dir, ledgers_dir = out_dir / BANKS_DIR, out_dir / LEDGERS_DIR
+    banks_dir = out_dir / BANKS_DIR
     banks_dir.mkdir(parents=True, exist_ok=True)
-    if ledgers_dir.exists():  # the simulated banks are new: so are their ledgers
-        for stale in ledgers_dir.glob("*.jsonl"):
-            stale.unlink()
+    ledgers_dir = _fresh_ledgers_dir(out_dir)
     banks = []
     for part in data.partitions:
         path = banks_dir / f"{_file_name(part.name)}.csv"
         data.frame.iloc[part.rows].to_csv(path, index=False)
-        budget = budgets.for_bank(part.name) if budgets is not None else None
-        ledger = ledgers_dir / f"{_file_name(part.name)}.jsonl" if budget is not None else None
         banks.append(
-            GuardSettings(
-                bank_name=part.name,
-                data_path=path,
-                schema_path=data.schema_path,
-                budget=budget,
-                ledger_path=ledger,
-                holdout=holdout,
-            )
+            _guard_settings(part.name, path, data.schema_path, config, budgets, ledgers_dir)
         )
     return tuple(banks)
+
+
+def _fresh_ledgers_dir(out_dir: Path) -> Path:
+    """``OUT/ledgers/``, emptied of ledgers: the simulated banks are new, so are their ledgers."""
+    ledgers_dir = out_dir / LEDGERS_DIR
+    if ledgers_dir.exists():
+        for stale in ledgers_dir.glob("*.jsonl"):
+            stale.unlink()
+    return ledgers_dir
+
+
+def _guard_settings(
+    name: str,
+    data_path: Path,
+    schema_path: Path | None,
+    config: RunConfig,
+    budgets: BudgetPolicy | None,
+    ledgers_dir: Path,
+) -> GuardSettings:
+    """A simulated bank's guard settings: its file, budget, ledger and the run's hold-out."""
+    budget = budgets.for_bank(name) if budgets is not None else None
+    ledger = ledgers_dir / f"{_file_name(name)}.jsonl" if budget is not None else None
+    return GuardSettings(
+        bank_name=name,
+        data_path=data_path,
+        schema_path=schema_path,
+        budget=budget,
+        ledger_path=ledger,
+        holdout=HoldOut(fraction=config.test_fraction, seed=config.seed),
+    )
 
 
 def run_simulated_consortium(
@@ -274,7 +389,9 @@ def simulation_client_app(plan: SimulationPlan) -> ClientApp:
     in the worker process. With a dropout rate, the simulation's dropout mod wraps it
     (research only: a deployed bank's app has no such mod).
     """
-    return relay_app(PartitionPlan(plan.banks), seed=plan.config.seed, dropout_rate=plan.dropout_rate)
+    return relay_app(
+        PartitionPlan(plan.banks), seed=plan.config.seed, dropout_rate=plan.dropout_rate
+    )
 
 
 def relay_app(

@@ -1,18 +1,19 @@
-"""How a simulation splits its data set into banks (light: no pandas, for the CLI).
+"""How a simulation splits its data set into banks, or takes them from files.
 
-These are the research harness's own settings. They are not part of the
-coordinator's run configuration: a bank never sees them, and the simulation hands
-each simulated bank its own file through its ClientApp wiring
+Light (no pandas), for the CLI. These are the research harness's own settings. They
+are not part of the coordinator's run configuration: a bank never sees them, and the
+simulation hands each simulated bank its own file through its ClientApp wiring
 (:class:`simulations.engine.PartitionPlan`).
 """
 
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["SIMULATION_FILE", "PartitionScheme", "PartitionSettings"]
+__all__ = ["SIMULATION_FILE", "BankFiles", "PartitionScheme", "PartitionSettings"]
 
 SIMULATION_FILE = "simulation.json"
 """Where a simulation records how it was set up (in its output folder)."""
@@ -47,3 +48,24 @@ class PartitionSettings(BaseModel):
     partition: PartitionScheme = PartitionScheme.IID
     alpha: float = Field(default=0.5, gt=0)
     partition_column: str = Field(default="EDUCATION", min_length=1)
+
+
+class BankFiles(BaseModel):
+    """The banks of a simulation given as files: one bank per file, nothing split.
+
+    ``fedcredit simulate --bank-data FILE`` (repeated): each file is one bank, named
+    after the file without its suffixes (``bank-a.csv.gz`` is ``bank-a``) and read in
+    place; the i-th file is partition id i.
+
+    Parameters
+    ----------
+    partition : 'files'
+        Says in ``simulation.json`` that the banks came from files.
+    files : tuple of str
+        The banks' files as given, in partition-id order (at least one).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    partition: Literal["files"] = "files"
+    files: tuple[str, ...] = Field(min_length=1)
