@@ -3,8 +3,11 @@
 The contracts live in ``pyproject.toml`` (``[tool.importlinter]``) and are read by
 import-linter: the CLI on top, then the research harness, then the two roles
 (independent of each other), operations shared by both, privacy, and the shared
-domain at the bottom; in each role, operations above the runtime; no cycles between
-the modules of any package; private modules used only inside their package.
+domain at the bottom; in each role, operations above the runtime; at a bank, the
+guard and the relay independent of each other, sharing only their contract, and the
+relay (code in the coordinator's app bundle) importing neither guard nor privacy
+code; no cycles between the modules of any package; private modules used only inside
+their package.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ def _lint_imports(root: Path) -> subprocess.CompletedProcess[str]:
 def test_every_architecture_contract_is_kept() -> None:
     result = _lint_imports(ROOT)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "7 kept, 0 broken" in result.stdout
+    assert "8 kept, 0 broken" in result.stdout
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +62,10 @@ def copy_of_the_code(tmp_path_factory: pytest.TempPathFactory) -> Path:
         ("coordinator/app/checkpoint.py", "import coordinator.ops.runs", "operations sit above"),
         ("participant/guard/training.py", "import participant.node.check", "node operations sit"),
         ("coordinator/ops/runs.py", "import coordinator.app.aggregation", "file names and"),
-        ("participant/node/check.py", "import participant.guard.training", "runtime's node config"),
+        ("participant/node/check.py", "import participant.guard.training", "guard's settings"),
+        ("participant/relay/client_app.py", "import participant.guard.bank", "share only their"),
+        ("participant/contract.py", "import participant.relay.socket_link", "share only their"),
+        ("participant/relay/socket_link.py", "import privacy.noise", "never imports the guard"),
         ("credit/feature_stats.py", "import credit.encoding", "No import cycles"),
         ("deploy/bundle.py", "import credit.audit._chain", "Private modules"),
     ],
