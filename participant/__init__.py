@@ -1,8 +1,11 @@
 """What a partner bank runs.
 
-``participant.guard`` is the Flower ClientApp runtime (handlers, local training, the
-privacy guard, the bank's side of secure aggregation, its audit trail);
-``participant.node`` sets up and runs the bank's node (keys, data check, SuperNode).
+``participant.guard`` is the bank's guard, which takes every decision that protects the
+bank (handlers, local training, the privacy guard, the bank's side of secure
+aggregation, its audit trail); ``participant.relay`` is the Flower ClientApp, a relay
+from each message to the guard; ``participant.contract`` is what the two share;
+``participant.node`` sets up and runs the bank's node (keys, data check, the guard
+service and its SuperNode).
 """
 
 from __future__ import annotations

@@ -1,10 +1,11 @@
 """A bank's view of its own data during a run: validated rows split into train and test.
 
-Each bank holds out ``test_fraction`` of its own rows as its test split, chosen by
-record id (see :func:`held_out_rows`) so that every message of a run sees the same
-split and a centralised run is scored on the same customers as a federated one. Splits and
-encoded matrices are cached per process: in simulation one worker process serves many
-messages, and re-reading the CSV for each would dominate the round time.
+Each bank holds out a fraction of its own rows as its test split, fixed by the bank
+(:class:`~participant.guard.settings.HoldOut`) and chosen by record id (see
+:func:`held_out_rows`) so that every message of every run sees the same split and a
+centralised run is scored on the same customers as a federated one. The guard loads
+and splits the rows once; splits and encoded matrices are also cached per process, so
+that a simulation's worker process, which serves many banks, loads each bank once.
 """
 
 from __future__ import annotations

@@ -32,8 +32,8 @@ if TYPE_CHECKING:
 
     from participant.guard.privacy_guard import PrivacyGuard
 
-# torch and Opacus are imported inside the functions that train: in deployment every
-# message starts a new ClientApp process, and secure-aggregation queries need neither.
+# torch and Opacus are imported inside the functions that train: secure aggregation's
+# queries and a guard that has not trained yet need neither.
 
 __all__ = ["LocalUpdate", "build_global_model", "local_update", "model_sha256"]
 
