@@ -16,13 +16,16 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
+from flwr.app import Message, MessageType
+
 from coordinator.app.run_files import RunFiles
 from coordinator.app.run_state import RoundResult
 from coordinator.app.server_app import run_federation
+from credit.messages import QueryInstructions
 from simulations.engine import SimulationPlan, simulation_client_app
 from tests.support.fake_grid import FakeGrid
 
-__all__ = ["consortium_grid", "run_in_process"]
+__all__ = ["consortium_grid", "exchanges", "run_in_process"]
 
 
 def consortium_grid(plan: SimulationPlan, *, run_id: int = 1) -> FakeGrid:
@@ -55,6 +58,24 @@ def run_in_process(
             on_round=on_round or (lambda result, total: None),
             on_event=on_event or (lambda text: None),
         )
+
+
+def exchanges(grid: FakeGrid) -> list[str]:
+    """What each exchange of a run through ``grid`` asked, in order.
+
+    One label per push: its messages' kinds (``train``, ``evaluate``, or ``query:`` and
+    the task), sorted and joined with ``+`` when an exchange mixes kinds (secure
+    aggregation's unmask exchange also sends advertise queries to the banks it does
+    not ask to unmask).
+    """
+    return ["+".join(sorted({_kind(message) for message in push})) for push in grid.pushes]
+
+
+def _kind(message: Message) -> str:
+    kind = message.metadata.message_type
+    if kind == MessageType.QUERY:
+        return f"query:{QueryInstructions.take(message.content).task}"
+    return kind
 
 
 @contextmanager
