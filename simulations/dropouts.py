@@ -44,6 +44,9 @@ __all__ = ["dropout_mod", "dropout_stage"]
 
 _STAGES = (ProtocolStage.ADVERTISE, ProtocolStage.TRAIN, ProtocolStage.UNMASK)
 
+StageIn = Callable[[int], ProtocolStage | None]
+"""The stage at which the bank drops out of a round (None: it does not)."""
+
 
 def dropout_stage(seed: int, bank: str, server_round: int, rate: float) -> ProtocolStage | None:
     """The stage at which a simulated bank drops out of ``server_round``, or None."""
@@ -84,10 +87,6 @@ def dropout_mod(*, seed: int, rate: float, bank_of: Callable[[Context], str]) ->
         return reply
 
     return mod
-
-
-StageIn = Callable[[int], ProtocolStage | None]
-"""The stage at which the bank drops out of a round (None: it does not)."""
 
 
 def _dropped_out(
