@@ -59,10 +59,17 @@ def _audit_entries(out: Path) -> list[dict[str, Any]]:
 
 
 def test_rounds_past_the_plan_are_refused_and_the_run_stops_cleanly(tmp_path: Path) -> None:
-    """In-process ``test_private_engine.test_rounds_past_the_plan_are_refused_...``."""
+    """In-process ``test_private_engine.test_rounds_past_the_plan_are_refused_...``.
+
+    The banks refuse round 3 but still score round 2's model, which its train message
+    carries: round 2's metrics come with the refusals, no evaluate exchange follows.
+    """
     events: list[str] = []
-    run_in_process(_private_plan(tmp_path, 2, rounds=4, planned_rounds=2), on_event=events.append)
+    plan = _private_plan(tmp_path, 2, rounds=4, planned_rounds=2)
+    grid = consortium_grid(plan)
+    run_in_process(plan, grid=grid, on_event=events.append)
     check_rounds_past_the_plan_are_refused(tmp_path, events)
+    assert exchanges(grid)[-3:] == ["train", "query:secagg-unmask", "train"]
 
 
 def test_a_bank_without_budget_left_is_skipped_and_the_others_go_on(tmp_path: Path) -> None:
