@@ -27,12 +27,13 @@ A run's path over Flower's Message API (record keys in :mod:`credit.message_keys
                                             ─────────▶
                                             ◀─────────  secagg=Reveal,
                                                         [secagg-advertise=Advertisement]]
-  after the last round (or when the run ends early):
+  after the last round (or a run that ends early before its last model is scored):
     evaluate config=RoundInstructions, arrays=the last model
                                             ─────────▶
                                             ◀─────────  scores arrays, metrics=EvaluationSums
 
-So a plain round is one exchange and a secure round two: round r's train message
+Brackets mark what only some runs (secure aggregation, privacy budgets) or rounds
+send. A plain round is one exchange and a secure round two: round r's train message
 also scores round r-1's model, and round r's unmask query also collects the keys of
 round r+1 (a bank that is not asked to unmask, having dropped out of round r or
 refused it, is sent the advertise query in the same exchange). One evaluate exchange
