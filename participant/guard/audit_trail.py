@@ -12,7 +12,7 @@ guard holds the key. Without a log (simulations) nothing is recorded. Events::
               the bank's ledger, banks with a budget only), num_examples, secure,
               replayed
     refusal   run, server_round, kind (privacy-budget, unapproved-version, schema,
-              holdout-split, malformed-request), reason
+              holdout-split, plain-update, malformed-request, failed), reason
     evaluate  run, server_round, model_sha256 (the global model it scored)
     run-end   run, server_round: after the evaluation of the last planned round
 

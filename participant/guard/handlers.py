@@ -263,6 +263,12 @@ def train(request: BankRequest) -> RecordDict:
     global_arrays = record_of(content_in, message_keys.ARRAYS, ArrayRecord)
     inputs = secagg.TrainInputs.take_optional(content_in)
     bank = checked_bank(request, instructions)
+    if inputs is None and request.settings.require_secure_aggregation:
+        raise GuardRefusal(
+            "plain-update",
+            f"bank '{bank.name}' sends its model update only through secure aggregation; "
+            "the round asks for it in the clear: run with secure aggregation on",
+        )
     # Secure aggregation's inputs are opened before anything is charged or trained.
     code = None if inputs is None else receive_keys(request.secagg, inputs)
     guard = privacy_guard(bank, request.settings)
