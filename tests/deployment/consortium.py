@@ -259,8 +259,9 @@ class RunningConsortium:
         return home
 
     def kill_bank(self, home: Path) -> None:
-        """SIGKILL a bank's SuperNode and its children (a crash: no goodbye to the SuperLink)."""
-        pid = int((home / "services" / "supernode.pid").read_text())
+        """SIGKILL a bank's guard, its SuperNode and their children (the bank's machine
+        crashed: no goodbye to the SuperLink). They share the guard's process group."""
+        pid = int((home / "services" / "guard.pid").read_text())
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, signal.SIGKILL)
 

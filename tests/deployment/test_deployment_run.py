@@ -163,6 +163,13 @@ def test_three_banks_train_with_dp_and_secure_aggregation_end_to_end(
     listed = fedcredit("coordinator", "list", str(consortium.root)).stdout
     assert "completed" in listed and "3/3" in listed
 
+    # Each bank's node: its guard and SuperNode both run, and the budget left is shown.
+    status = fedcredit("participant", "status", "--home", str(homes["bank-a"])).stdout
+    lines = {line.split(":", 1)[0].strip(): line for line in status.splitlines()}
+    assert "running (pid" in lines["guard"] and "running (pid" in lines["SuperNode"]
+    left = MAX_EPSILON - metrics["privacy"]["bank-a"]["epsilon"]
+    assert f"ε {left:.4g} of {MAX_EPSILON:g}" in lines["budget left"], status
+
 
 def test_run_survives_a_lost_bank_a_coordinator_crash_and_a_revocation(
     consortium: RunningConsortium, embedded_frame: pd.DataFrame, tmp_path: Path
