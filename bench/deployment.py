@@ -9,13 +9,14 @@ forwarding each message to the guard over a Unix socket), then launches runs wit
 ``--secure-aggregation`` so that both modes see the same machine load. Each run
 trains the credit model on the banks' files (2,500 rows each from the embedded data,
 differential privacy off unless ``--epsilon``). Seconds per round are read from the
-run's ``metrics.json`` (the coordinator's wall time per round: train, unmask when
-secure, evaluate); a run's figure is the median of its rounds 2..R (round 1 includes
-the first ClientApp starts). The ratio is secure over plain within each repeat,
-median over repeats.
+run's ``metrics.json`` (the coordinator's wall time per round: train, which also
+brings the previous round's evaluation, and unmask when secure; the last round adds
+the evaluate exchange that scores the final model); a run's figure is the median of
+its rounds 2..R (round 1 includes the first ClientApp starts). The ratio is secure
+over plain within each repeat, median over repeats.
 
 Where a round's time goes, per mode and stage (train, unmask, evaluate; medians of
-rounds 2..R over all repeats):
+rounds 2..R over all repeats; evaluate is the final exchange only):
 
 - exchange: push to return at the coordinator (``metrics.json`` ``rounds[].exchanges``);
 - relay start: from the ``flwr-clientapp`` process's start to its connection to the
@@ -158,9 +159,11 @@ def _log_sizes(work: Path, banks: int) -> list[int]:
 def _guard_requests(text: str) -> dict[str, list[dict[str, float]]]:
     """One bank's requests of one run by stage, rounds 2..R (all rounds if only one).
 
-    ``train`` and ``evaluate`` requests are those stages, one per round; ``query``
-    requests after the run's first train request are unmasking (one per round, when
-    secure); the queries before it are set-up. Each request: relay start and compute.
+    ``train`` requests are that stage, one per round, and the ``evaluate`` request the
+    final evaluation; ``query`` requests after the run's first train request are
+    unmasking (one per round, when secure; a bank that did not send a masked update
+    gets the next round's advertise query in that exchange instead); the queries before
+    it are set-up. Each request: relay start and compute.
     """
     by_stage: dict[str, list[dict[str, float]]] = {stage: [] for stage in STAGES}
     trained = False

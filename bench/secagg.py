@@ -50,8 +50,9 @@ TARGETS = (
     "fedcredit's plain flow, at the same sizes, interleaved in one run on one machine. "
     "A ratio is secure seconds per round over plain seconds per round (lower is "
     "cheaper); 'fedcredit_vs_flower' is fedcredit's ratio over Flower's. The plain "
-    "baselines differ: fedcredit's plain round is train + evaluate (two round trips), "
-    "Flower's is fit only (one). Each round trip waits for replies by polling: Flower's "
+    "baselines differ: fedcredit's plain round is one train round trip (which also scores "
+    "the previous round's model; one evaluate follows the last round), Flower's is fit "
+    "only (one). Each round trip waits for replies by polling: Flower's "
     "Grid.send_and_receive every 0.1 s in simulation, fedcredit's coordinator (and its "
     "runner here) from 0.05 s backing off to 0.5 s; absolute seconds per round are "
     "reported too."
@@ -208,7 +209,7 @@ def markdown(rows: list[dict[str, object]], rounds: int, repeats: int) -> str:
         "the ratio. fedcredit vs Flower is the ratio of the two ratios. "
         "Bytes: serialized reply messages a participant sends per round (all protocol "
         "stages). Peak: summed RSS of the process tree (driver and Ray workers). "
-        "fedcredit's plain round is train + evaluate, Flower's is fit only.",
+        "fedcredit's plain round is train (scoring the previous model), Flower's is fit only.",
     ]
     return "\n".join(lines) + "\n"
 

@@ -8,15 +8,18 @@ and read one JSON line on stdout. Both modes run fedcredit's own message flow
 with the credit model replaced by one float32 vector of P parameters, and local
 training replaced by "add 0.001", so that only the aggregation's cost shows:
 
-* ``plain``: train (weights out, weights back; mean), evaluate (a tiny metric);
-  two round trips per round, like fedcredit without secure aggregation.
+* ``plain``: train (weights out, weights back; mean; from round 2 the train message
+  also asks for the evaluation of the model it carries, answered with a tiny metric);
+  one round trip per round, like fedcredit without secure aggregation, and one
+  evaluate after the last round.
 * ``secure``: the same rounds through :mod:`coordinator.app.secagg_server` and
   :mod:`participant.guard.secagg_client` exactly as the credit apps use them: train with the
-  relayed keys and shares (masked vector back), unmask, and evaluate carrying the
-  next round's keys; three round trips per round, plus two at set-up.
+  relayed keys and shares (masked vector back), then unmask carrying the next round's
+  keys; two round trips per round, plus two at set-up and the final evaluate.
 
 Measured: ``round_seconds`` (from the end of one round to the end of the next at
-the coordinator, round 1 from the start of round 1, set-up excluded),
+the coordinator, round 1 from the start of round 1, set-up excluded, the last round
+with the final evaluate),
 ``seconds_per_round`` (median of rounds 2..R, round 1 includes the actors'
 start), ``bytes_up_per_participant`` (mean over participants and rounds of the
 serialized size of everything a participant sends in a round, as Flower's
@@ -55,7 +58,14 @@ from coordinator.app.exchange import send_and_receive
 from coordinator.app.secagg_server import SecureAggregation
 from credit import message_keys as keys
 from credit.encoding import StatsSource, fit_encoder
-from credit.messages import QueryInstructions, RoundInstructions, RunInstructions, Task, secagg
+from credit.messages import (
+    EvaluateRequest,
+    QueryInstructions,
+    RoundInstructions,
+    RunInstructions,
+    Task,
+    secagg,
+)
 from credit.model_spec import ModelKind, ModelSpec
 from credit.records import flatten, record_of
 from credit.schema import load_schema
@@ -96,18 +106,26 @@ def _client_app() -> ClientApp:
             answer.put(content)
         else:
             reveal(_secagg(context, run), secagg.UnmaskRequest.take(message.content)).put(content)
+            asked = secagg.AdvertiseRequest.take_optional(message.content)
+            answer = None if asked is None else advertise(_secagg(context, run), asked)
+            if answer is not None:
+                answer.put(content)
         return Message(content, reply_to=message)
 
     @app.train()
     def train(message: Message, context: Context) -> Message:
         arrays = record_of(message.content, keys.ARRAYS, ArrayRecord)
         inputs = secagg.TrainInputs.take_optional(message.content)
+        evaluation = RecordDict()
+        if EvaluateRequest.present(message.content):  # the model received, scored
+            evaluation[keys.EVALUATION] = MetricRecord({"score": 0.5})
         if inputs is None:
             vector = arrays["w"].numpy() + _STEP
             content = RecordDict(
                 {
                     keys.ARRAYS: ArrayRecord({"w": Array(vector)}),
                     keys.METRICS: MetricRecord({keys.NUM_EXAMPLES: 1}),
+                    **evaluation,
                 }
             )
             return Message(content, reply_to=message)
@@ -122,18 +140,12 @@ def _client_app() -> ClientApp:
             weight=1.0,
             code=code,
         )
-        return Message(
-            RecordDict({keys.ARRAYS: masked, keys.METRICS: MetricRecord()}), reply_to=message
-        )
+        content = RecordDict({keys.ARRAYS: masked, keys.METRICS: MetricRecord(), **evaluation})
+        return Message(content, reply_to=message)
 
     @app.evaluate()
     def evaluate(message: Message, context: Context) -> Message:
         content = RecordDict({keys.METRICS: MetricRecord({"score": 0.5})})
-        asked = secagg.AdvertiseRequest.take_optional(message.content)
-        if asked is not None:
-            answer = advertise(_secagg(context, message.metadata.run_id), asked)
-            if answer is not None:
-                answer.put(content)
         return Message(content, reply_to=message)
 
     return app
@@ -225,27 +237,29 @@ def _server_app(mode: str, n_banks: int, n_params: int, rounds: int, out: _Recor
                     content = RecordDict({keys.ARRAYS: arrays})
                     instructions.put(content)
                     messages.append(Message(content, node, MessageType.TRAIN))
-                replies = exchange(messages, "train", server_round)
+            else:
+                messages = secure.train_messages(arrays, instructions, nodes)
+            if server_round > 1:  # the previous round's model, scored with this round
+                for message in messages:
+                    EvaluateRequest(server_round=server_round - 1).put(message.content)
+            replies = exchange(messages, "train", server_round)
+            if secure is None:
                 stacked = np.stack([r.content[keys.ARRAYS]["w"].numpy() for r in replies])
                 arrays = ArrayRecord({"w": Array(stacked.mean(axis=0))})
             else:
-                messages = secure.train_messages(arrays, instructions, nodes)
-                replies = exchange(messages, "train", server_round)
                 updates = [train_reply(reply) for reply in replies]
-                arrays = secure.aggregate(updates, arrays, instructions).arrays
-            request = None
-            if secure is not None and server_round < rounds:
-                request = secure.advertise_request(server_round + 1, arrays)
-            evaluate = []
-            for node in nodes:
-                content = RecordDict({keys.ARRAYS: arrays})
-                instructions.put(content)
-                if request is not None:
-                    request.put(content)
-                evaluate.append(Message(content, node, MessageType.EVALUATE))
-            evaluated = exchange(evaluate, "evaluate", server_round)
-            if secure is not None and server_round < rounds:
-                secure.collect_advertisements(server_round + 1, evaluated)
+                next_round = server_round + 1 if server_round < rounds else 0
+                aggregated = secure.aggregate(
+                    updates, arrays, instructions, next_round=next_round, members=nodes
+                )
+                arrays = aggregated.arrays
+            if server_round == rounds:  # the last model's evaluation
+                evaluate = []
+                for node in nodes:
+                    content = RecordDict({keys.ARRAYS: arrays})
+                    instructions.put(content)
+                    evaluate.append(Message(content, node, MessageType.EVALUATE))
+                exchange(evaluate, "evaluate", server_round)
             out.round_ends.append(time.perf_counter())
         expected = float(_STEP) * rounds
         final = float(arrays["w"].numpy()[0])

@@ -17,7 +17,15 @@ SCORES = "scores"
 PRIVACY = "privacy"
 REFUSAL = "refusal"
 SECAGG = "secagg"
+# Secure aggregation's advertise request and advertisement: a record of their own, as
+# they travel beside an unmask request or reveal in an unmask query and its reply.
+SECAGG_ADVERTISE = "secagg-advertise"
 DROPPED = "dropped"
+# A train message's request to score the model it carries, and the bank's answer in
+# its train reply (beside the reply's own ``metrics``).
+EVALUATE = "evaluate"
+EVALUATION = "evaluation"
+EVALUATION_SCORES = "evaluation-scores"
 
 # Arrays inside records.
 POSITIVES = "positives"

@@ -20,7 +20,7 @@ from coordinator.app.bank_replies import TrainReply
 from coordinator.app.exchange import messages_to
 from credit import message_keys
 from credit.errors import MalformedMessage
-from credit.messages import RoundInstructions, RunInstructions, secagg
+from credit.messages import RoundInstructions, RunInstructions
 
 __all__ = [
     "AggregatedUpdate",
@@ -53,7 +53,12 @@ class Aggregation(Protocol):
         """The method's parameters for ``metrics.json`` (None: plain FedAvg)."""
 
     def prepare(self, server_round: int, arrays: ArrayRecord, run: RunInstructions) -> None:
-        """Whatever must happen before the first round this run trains (set-up or resume)."""
+        """Whatever must happen before ``server_round`` trains and has not yet.
+
+        Called before every round: at set-up (or resume) for the first round, and later
+        for rounds the exchanges of the round before did not prepare (with secure
+        aggregation, a round after one that ended before its unmask query).
+        """
 
     def train_messages(
         self, arrays: ArrayRecord, instructions: RoundInstructions, nodes: Sequence[int]
@@ -74,22 +79,21 @@ class Aggregation(Protocol):
         updates: Sequence[TrainReply],
         arrays: ArrayRecord,
         instructions: RoundInstructions,
+        *,
+        next_round: int,
+        members: Sequence[int],
     ) -> AggregatedUpdate:
         """The new global model from the accepted (checked) updates.
+
+        ``next_round`` is the round after this one (0: this is the last) and ``members``
+        the run's connected banks: what secure aggregation asks for the next round's
+        keys in this round's unmask exchange.
 
         Raises
         ------
         RoundAborted
             Too few banks are left to finish the round (the model stays as it was).
         """
-
-    def advertise_request(
-        self, next_round: int, arrays: ArrayRecord
-    ) -> secagg.AdvertiseRequest | None:
-        """What to ask banks for with an evaluate message, for the next round."""
-
-    def collect_advertisements(self, next_round: int, replies: Sequence[Message]) -> None:
-        """Take what the evaluate replies brought for the next round."""
 
 
 def check_update(node: int, update: ArrayRecord, like: ArrayRecord) -> None:
@@ -135,6 +139,9 @@ class PlainAggregation:
         updates: Sequence[TrainReply],
         arrays: ArrayRecord,
         instructions: RoundInstructions,
+        *,
+        next_round: int,
+        members: Sequence[int],
     ) -> AggregatedUpdate:
         weighted = []
         for update in updates:
@@ -151,14 +158,6 @@ class PlainAggregation:
             train_loss=_mean_loss(updates),
             banks=tuple(update.node for update in updates),
         )
-
-    def advertise_request(
-        self, next_round: int, arrays: ArrayRecord
-    ) -> secagg.AdvertiseRequest | None:
-        return None
-
-    def collect_advertisements(self, next_round: int, replies: Sequence[Message]) -> None:
-        return None
 
 
 def _mean_loss(updates: Sequence[TrainReply]) -> float | None:

@@ -10,8 +10,10 @@ Events (besides the log's own ``log-open``)::
                 round after a resume) starts from, secure_aggregation
     refusal     bank, server_round, reason
     round       server_round, banks, refused, dropped, aborted, epsilon (bank ->
-                epsilon spent per its ledger, banks with a budget only),
-                model_sha256 (global model after the round), secure_aggregation, auc
+                epsilon spent per its ledger after the round, banks with a budget
+                only), model_sha256 (global model after the round),
+                secure_aggregation, auc; written when the round's metrics are in
+                (with the next round's train replies, or the final evaluation)
     run-end     status (completed, stopped, failed), reason, rounds_completed,
                 final_auc, final_model_sha256
 
@@ -32,7 +34,6 @@ from flwr.app import ArrayRecord
 from coordinator.app.run_state import BankInfo, RoundResult, RunState
 from credit import __version__
 from credit.audit import AuditLog, arrays_sha256, load_or_create_signing_key, public_key_pem
-from credit.messages import LedgerSummary
 from credit.run_config import RunConfig
 
 __all__ = [
@@ -160,9 +161,13 @@ class CoordinatorAudit:
         self,
         result: RoundResult,
         arrays: ArrayRecord,
-        privacy: Mapping[str, LedgerSummary],
+        epsilon: Mapping[str, float],
     ) -> None:
-        """A completed (or aborted) round and the global model after it."""
+        """A completed (or aborted) round, the global model after it and the epsilon spent.
+
+        Written once the round's metrics are in (one exchange after its training);
+        ``epsilon`` is each budgeted bank's spend as of the round's training.
+        """
         self._append(
             "round",
             {
@@ -171,7 +176,7 @@ class CoordinatorAudit:
                 "refused": list(result.refused),
                 "dropped": list(result.dropped),
                 "aborted": result.aborted,
-                "epsilon": {bank: ledger.epsilon for bank, ledger in privacy.items()},
+                "epsilon": dict(epsilon),
                 "model_sha256": record_sha256(arrays),
                 "secure_aggregation": self._config.secure_aggregation,
                 "auc": result.metrics.auc,

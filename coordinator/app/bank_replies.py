@@ -7,6 +7,12 @@ into those four piles; a malformed reply drops its sender from the stage (it is
 reported, never fatal to the run). Banks with a budget attach their ledger summary,
 which :func:`ledger_summaries` collects: the coordinator only records them;
 enforcement is the bank's.
+
+A train reply may also carry the bank's evaluation of the model it was sent (the
+previous round's), beside its update or its refusal (:func:`train_evaluation`). The
+two are read apart (:meth:`ReplyBook.evaluations`): a missing or malformed
+evaluation leaves out that evaluation only, and the update or refusal beside it is
+judged on its own, as the reply to its own stage.
 """
 
 from __future__ import annotations
@@ -19,7 +25,14 @@ from flwr.app import ArrayRecord, Message
 
 from credit import message_keys
 from credit.errors import MalformedMessage
-from credit.messages import Dropped, LedgerSummary, Refusal, TrainMetrics
+from credit.messages import (
+    Dropped,
+    LedgerSummary,
+    Refusal,
+    TrainMetrics,
+    score_summary_from_content,
+)
+from credit.metrics import ScoreSummary
 from credit.records import record_of
 
 __all__ = [
@@ -28,6 +41,7 @@ __all__ = [
     "TrainReply",
     "ledger_summaries",
     "sort_replies",
+    "train_evaluation",
     "train_reply",
 ]
 
@@ -49,6 +63,16 @@ def train_reply(reply: Message) -> TrainReply:
         node=reply.metadata.src_node_id,
         arrays=record_of(reply.content, message_keys.ARRAYS, ArrayRecord),
         metrics=TrainMetrics.take(reply.content),
+    )
+
+
+def train_evaluation(reply: Message, *, score_bins: int) -> ScoreSummary:
+    """The evaluation a train reply carries; MalformedMessage if missing or malformed."""
+    return score_summary_from_content(
+        reply.content,
+        score_bins=score_bins,
+        scores_key=message_keys.EVALUATION_SCORES,
+        sums_key=message_keys.EVALUATION,
     )
 
 
@@ -182,3 +206,26 @@ class ReplyBook:
         for line in sorted_replies.malformed:
             self._on_event(f"round {server_round}: {line}")
         return sorted_replies
+
+    def evaluations(
+        self, replies: Iterable[Message], parse: Callable[[Message], T], server_round: int
+    ) -> list[T]:
+        """The evaluations of round ``server_round``'s model that error-free replies carry.
+
+        Each reply is read for its evaluation alone (``parse``): a simulated dropout
+        carries none; a reply whose evaluation is missing or malformed loses it (told),
+        and nothing else (its update or refusal is sorted apart, by :meth:`sort`).
+        """
+        answers = []
+        for reply in replies:
+            if Dropped.present(reply.content):
+                continue
+            try:
+                answers.append(parse(reply))
+            except MalformedMessage as exc:
+                node = reply.metadata.src_node_id
+                self._on_event(
+                    f"round {server_round}: node {node} sent a malformed evaluation ({exc}): "
+                    "its evaluation is left out"
+                )
+        return answers

@@ -1,14 +1,23 @@
 """The coordinator's checkpoint: everything needed to continue a run after a crash.
 
-After every completed round r the coordinator writes ``OUT/checkpoint/``: the global
-model's arrays (``arrays-<r>.npz``) and a JSON state (``state.json``: the completed
-round, the arrays file's name, encoder, model spec, banks, every round's results,
-privacy ledgers and refusals). The arrays go to a new file first; then
-``state.json`` is written to a temporary name, fsynced and renamed over the old one,
-which is the moment the checkpoint moves on; only then is the previous arrays file
-removed. A crash at any point leaves a ``state.json`` whose arrays file is whole.
-Resuming loads it and continues at the next round; FedAvg keeps no other strategy
-state between rounds.
+Right after round r's aggregation the coordinator writes ``OUT/checkpoint/``: the
+global model's arrays (``arrays-<r>.npz``) and a JSON state (``state.json``: the
+completed round, the arrays file's name, encoder, model spec, banks, every round's
+results, privacy ledgers and refusals, and the *pending* round). Round r's metrics
+come in one exchange later (with round r+1's train replies, or the final evaluate
+exchange), so until then round r is pending: everything of its result but the
+metrics. When they come in, the checkpoint is written again with round r among the
+results. Saving before the next round is sent means a resumed run never trains a
+round again that the banks already trained and charged (their replay store keeps
+only their latest round per run); it asks for the pending evaluation in its first
+train message (or its final evaluate exchange).
+
+The arrays go to a new file first; then ``state.json`` is written to a temporary
+name, fsynced and renamed over the old one, which is the moment the checkpoint moves
+on; only then is the previous arrays file removed. A crash at any point leaves a
+``state.json`` whose arrays file is whole. Resuming loads it and continues at the
+next round; FedAvg keeps no other strategy state between rounds. Checkpoints of
+version 2 (written before rounds could be pending) still load, with none pending.
 """
 
 from __future__ import annotations
@@ -23,7 +32,7 @@ from zipfile import BadZipFile
 import numpy as np
 from flwr.app import Array, ArrayRecord
 
-from coordinator.app.run_state import BankInfo, RoundResult, RunState
+from coordinator.app.run_state import BankInfo, PendingRound, RoundResult, RunState
 from credit.durable import write_durably
 from credit.encoding import FeatureEncoder
 from credit.errors import ConfigError
@@ -37,7 +46,8 @@ __all__ = ["CHECKPOINT_DIR", "load_checkpoint", "save_checkpoint"]
 
 CHECKPOINT_DIR = "checkpoint"
 _STATE = "state.json"
-_VERSION = 2  # 2: typed refusals and ledger summaries, arrays file named in the state
+_VERSION = 3  # 3: the pending round (2: typed refusals and ledgers, arrays file named)
+_LOADS = frozenset({2, _VERSION})
 
 
 def _arrays_bytes(arrays: ArrayRecord) -> bytes:
@@ -47,7 +57,7 @@ def _arrays_bytes(arrays: ArrayRecord) -> bytes:
 
 
 def save_checkpoint(out_dir: Path, state: RunState, completed_round: int) -> Path:
-    """Write the state after ``completed_round``; return the checkpoint folder."""
+    """Write the state after ``completed_round`` (the last round trained); return the folder."""
     folder = out_dir / CHECKPOINT_DIR
     folder.mkdir(parents=True, exist_ok=True)
     arrays_file = f"arrays-{completed_round}.npz"
@@ -64,6 +74,7 @@ def save_checkpoint(out_dir: Path, state: RunState, completed_round: int) -> Pat
         "rounds": [_round_to_json(result) for result in state.rounds],
         "privacy": state.privacy_document(),
         "refusals": state.refusals_document(),
+        "pending": None if state.pending is None else asdict(state.pending),
     }
     write_durably(folder / _STATE, json.dumps(document, indent=1).encode())
     for stale in folder.glob("arrays-*.npz"):
@@ -73,7 +84,7 @@ def save_checkpoint(out_dir: Path, state: RunState, completed_round: int) -> Pat
 
 
 def load_checkpoint(out_dir: Path, config: RunConfig) -> tuple[RunState, int]:
-    """The saved state and its last completed round.
+    """The saved state and its last completed (trained) round.
 
     Raises
     ------
@@ -94,7 +105,7 @@ def load_checkpoint(out_dir: Path, config: RunConfig) -> tuple[RunState, int]:
     except (OSError, ValueError, AttributeError) as exc:
         raise ConfigError(f"checkpoint {folder} is unreadable: {exc}", source="--resume") from exc
     schema = load_schema(config.schema_file or None)
-    if version != _VERSION or schema_hash != schema.schema_hash():
+    if version not in _LOADS or schema_hash != schema.schema_hash():
         raise ConfigError(
             f"checkpoint {folder} was made with another schema or version; "
             "resume with the run's original configuration",
@@ -132,6 +143,7 @@ def _state_from(
             for bank, summary in document["privacy"].items()
         },
         refusals=[Refusal.model_validate(refusal) for refusal in document["refusals"]],
+        pending=_pending_from_json(document.get("pending")),
     )
 
 
@@ -147,3 +159,12 @@ def _round_from_json(data: dict[str, Any]) -> RoundResult:
     for name in ("banks", "refused", "dropped"):
         fields[name] = tuple(data[name])
     return RoundResult(**fields)
+
+
+def _pending_from_json(data: dict[str, Any] | None) -> PendingRound | None:
+    if data is None:
+        return None
+    fields = dict(data)
+    for name in ("banks", "refused", "dropped"):
+        fields[name] = tuple(data[name])
+    return PendingRound(**fields)

@@ -2,7 +2,7 @@
 
 Flower's ``Grid.send_and_receive`` on the Deployment Engine sleeps 3 s between
 pulls, so every exchange pays up to 3 s after the last bank has replied, and a
-round of training, unmasking and evaluation pays it three times. fedcredit pushes
+secure round (training, then unmasking) pays it twice. fedcredit pushes
 and pulls itself: it polls every :data:`FIRST_POLL` seconds for the first
 :data:`BRISK_SECONDS` (replies in simulation, and unmasking in deployment, often
 arrive within them), then backs off to :data:`MAX_POLL`, which keeps the load on the

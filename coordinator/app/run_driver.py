@@ -1,6 +1,6 @@
 """One federated run, driven by the coordinator over Flower's Grid.
 
-How a run flows::
+How a run flows (each arrow pair is one message exchange)::
 
     coordinator                                   each bank
     ───────────                                   ─────────
@@ -8,22 +8,36 @@ How a run flows::
     query "feature-stats"  ───────────────────▶   validate file, hold out its test rows,
                            ◀───────────────────   aggregates of train rows (no rows)
     combine aggregates, fit encoder
-    for round 1..R:
-        train(weights, encoder) ──────────────▶   local SGD on train rows
-                           ◀───────────────────   new weights (or a masked update)
-        aggregate (plain FedAvg or secure aggregation: coordinator.app.aggregation)
-        evaluate(weights)  ───────────────────▶   score own test rows
+    for round r = 1..R:
+        train(weights of r-1, encoder,
+              from r = 2: "evaluate r-1") ────▶   score the weights received on own test
+                                                  rows, then local SGD on train rows
+                           ◀───────────────────   round r-1's score histograms and loss
+                                                  sums, new weights (or a masked update)
+        round r-1's pooled AUC, KS, ... from the summed histograms: its result is
+        complete (audited, reported, checkpointed)
+        aggregate (plain FedAvg, or secure aggregation: coordinator.app.aggregation,
+        whose unmask exchange also collects round r+1's keys)
+        checkpoint: round r trained, its evaluation pending
+    evaluate(weights of R) ───────────────────▶   score own test rows
                            ◀───────────────────   score histograms, loss sums
-        pooled AUC, KS, ... from summed histograms
+    round R's metrics: its result is complete
+
+So a plain round is one exchange, a secure one two, and the run ends with one
+evaluate-only exchange. That exchange also follows a round whose train replies
+brought no usable evaluation of the round before (or that ended before asking
+anyone: secure aggregation without enough keys), and scores the last model when the
+run ends early: privacy budgets leave too few banks willing to train
+(:class:`~coordinator.errors.RunStopped`), or a round fails.
 
 A set-up, train or evaluate exchange with fewer than ``min_banks`` replies without
-errors, or an evaluation with no usable reply, raises
-:class:`~coordinator.errors.RoundFailed`; the global model is then the last completed
-round's. A round that loses too many banks to (simulated) dropouts, or to losses at
-secure aggregation's own stages, is aborted (:class:`~coordinator.errors.RoundAborted`):
-the model stays, the round is recorded as aborted and the run goes on. When privacy
-budgets leave too few banks willing to train, the run stops
-(:class:`~coordinator.errors.RunStopped`) with the last model.
+errors, or an evaluate-only exchange with no usable evaluation, raises
+:class:`~coordinator.errors.RoundFailed`; the global model is then the last trained
+round's (scored first if its evaluation was pending). A round that loses too many
+banks to (simulated) dropouts, or to losses at secure aggregation's own stages, is
+aborted (:class:`~coordinator.errors.RoundAborted`): the model stays, the round is
+recorded as aborted and the run goes on. When privacy budgets leave too few banks
+willing to train, the run stops with the last model.
 """
 
 from __future__ import annotations
@@ -38,7 +52,7 @@ from flwr.serverapp import Grid
 
 from coordinator.app.aggregation import Aggregation
 from coordinator.app.audit_trail import CoordinatorAudit
-from coordinator.app.bank_replies import ReplyBook, TrainReply, train_reply
+from coordinator.app.bank_replies import ReplyBook, TrainReply, train_evaluation, train_reply
 from coordinator.app.checkpoint import load_checkpoint, save_checkpoint
 from coordinator.app.exchange import BankExchange, Stage, messages_to
 from coordinator.app.joining import (
@@ -47,10 +61,11 @@ from coordinator.app.joining import (
     fit_run_encoder,
     setup_reply_parser,
 )
-from coordinator.app.run_state import RoundResult, RunState, TrainOutcome
+from coordinator.app.run_state import PendingRound, RoundResult, RunState, TrainOutcome
 from coordinator.errors import RoundAborted, RoundFailed, RunStopped
 from credit.errors import MalformedMessage
 from credit.messages import (
+    EvaluateRequest,
     QueryInstructions,
     Refusal,
     RoundInstructions,
@@ -59,7 +74,7 @@ from credit.messages import (
     score_summary_from_content,
     secagg,
 )
-from credit.metrics import CreditMetrics, ScoreSummary, credit_metrics
+from credit.metrics import ScoreSummary, credit_metrics
 from credit.model_spec import ModelSpec
 from credit.run_config import RunConfig
 from credit.schema import load_schema
@@ -138,7 +153,7 @@ class RunDriver:
             if (line := aggregation.describe()) is not None:
                 self._on_event(line)
             aggregation.prepare(completed + 1, state.arrays, self._run_instructions())
-        self._rounds(state, aggregation, completed, audit)
+        self._rounds(state, aggregation, completed)
         state.secure_aggregation = aggregation.summary()
         return state
 
@@ -249,27 +264,58 @@ class RunDriver:
 
     # -- rounds ---------------------------------------------------------------------
 
-    def _rounds(
-        self, state: RunState, aggregation: Aggregation, completed: int, audit: CoordinatorAudit
-    ) -> None:
-        """Rounds ``completed + 1`` to the last; each is audited, then checkpointed."""
+    def _rounds(self, state: RunState, aggregation: Aggregation, completed: int) -> None:
+        """Rounds ``completed + 1`` to the last, then the evaluation of the last model.
+
+        Each round is checkpointed after its aggregation; its result is recorded when
+        its metrics come in (:meth:`_settle`), one exchange later.
+        """
         for server_round in range(completed + 1, self.config.rounds + 1):
             try:
-                result = self._round(state, aggregation, server_round)
+                self._round(state, aggregation, server_round)
             except RunStopped as stop:
                 state.stopped = str(stop)
                 self._on_event(f"stopped: {stop}")
                 break
-            state.rounds.append(result)
-            audit.round(result, state.arrays, state.privacy)
-            save_checkpoint(Path(self.config.out_dir), state, server_round)
-            self._on_round(result, self.config.rounds)
+        if state.pending is not None:
+            self._evaluate_pending(state, self._members(state))
 
-    def _round(self, state: RunState, aggregation: Aggregation, server_round: int) -> RoundResult:
-        """Train (or abort), then evaluate the global model; the round's result."""
-        started = time.monotonic()
-        since = len(self._exchange.timings)
-        instructions = RoundInstructions(
+    def _round(self, state: RunState, aggregation: Aggregation, server_round: int) -> None:
+        """Train (or abort) round ``server_round``; it is then pending, and checkpointed.
+
+        Its train message also asks for the evaluation of the model it carries, when
+        the round before is pending (:meth:`_train`); if no usable evaluation comes
+        back, an evaluate-only exchange asks for it.
+
+        Raises
+        ------
+        RunStopped
+            Too few banks are willing to train (the model is unchanged).
+        RoundFailed
+            Too few banks answered; the last model was scored first, if pending.
+        """
+        started, since = time.monotonic(), len(self._exchange.timings)
+        aggregation.prepare(server_round, state.arrays, self._run_instructions())
+        instructions = self._round_instructions(state, server_round)
+        members = self._members(state)
+        try:
+            trained = self._train(state, aggregation, instructions, members)
+        except RoundAborted as abort:
+            self._on_event(str(abort))
+            trained = TrainOutcome(
+                arrays=state.arrays, train_loss=None, trained=(), aborted=str(abort)
+            )
+        except RoundFailed:
+            self._evaluate_before_failing(state, members)
+            raise
+        if state.pending is not None:  # no usable evaluation came with the train replies
+            self._evaluate_pending(state, members)
+        state.arrays = trained.arrays
+        state.pending = self._pending(state, server_round, trained, started, since)
+        save_checkpoint(Path(self.config.out_dir), state, server_round)
+
+    def _round_instructions(self, state: RunState, server_round: int) -> RoundInstructions:
+        return RoundInstructions(
             **self._run_instructions().model_dump(),
             server_round=server_round,
             learning_rate=self.config.learning_rate,
@@ -277,29 +323,33 @@ class RunDriver:
             encoder=state.encoder,
             model_spec=state.spec,
         )
-        members = self._members(state)
-        aborted = None
-        try:
-            trained = self._train(aggregation, state.arrays, instructions, members)
-        except RoundAborted as abort:
-            aborted = str(abort)
-            self._on_event(aborted)
-            trained = TrainOutcome(arrays=state.arrays, train_loss=None, trained=())
-        state.arrays = trained.arrays
-        metrics = self._evaluate(aggregation, state.arrays, instructions, list(members))
+
+    def _pending(
+        self,
+        state: RunState,
+        server_round: int,
+        trained: TrainOutcome,
+        started: float,
+        since: int,
+    ) -> PendingRound:
+        """Round ``server_round`` as trained, awaiting its metrics.
+
+        ``started`` is when the round began (``time.monotonic``) and ``since`` its first
+        exchange's index in the exchange timings.
+        """
         names = {bank.node_id: bank.name for bank in state.banks}
-        spent = [ledger.epsilon for ledger in state.privacy.values()]
-        return RoundResult(
+        epsilon = {bank: ledger.epsilon for bank, ledger in state.privacy.items()}
+        return PendingRound(
             server_round=server_round,
-            metrics=metrics,
             train_loss=trained.train_loss,
             banks=tuple(sorted(names.get(node, "?") for node in trained.trained)),
             seconds=time.monotonic() - started,
             refused=tuple(sorted(refusal.bank for refusal in trained.refused)),
-            max_epsilon_spent=max(spent) if spent else None,
+            max_epsilon_spent=max(epsilon.values()) if epsilon else None,
             dropped=tuple(sorted(names.get(node, "?") for node in trained.dropped)),
-            aborted=aborted,
+            aborted=trained.aborted,
             exchanges=self._exchange.seconds_of(server_round, since),
+            epsilon=epsilon,
         )
 
     def _members(self, state: RunState) -> dict[int, str]:
@@ -313,15 +363,17 @@ class RunDriver:
 
     def _train(
         self,
+        state: RunState,
         aggregation: Aggregation,
-        arrays: ArrayRecord,
         instructions: RoundInstructions,
         members: dict[int, str],
     ) -> TrainOutcome:
         """One training step of the run's ``members`` (node -> bank name).
 
-        A member that neither trained nor refused counts as dropped (lost, timed out,
-        or a simulated dropout at any stage).
+        With a round pending, the train messages also ask the banks to score the
+        model they carry (its model): usable evaluations settle it before anything
+        else is decided. A member that neither trained nor refused counts as dropped
+        (lost, timed out, or a simulated dropout at any stage).
 
         Raises
         ------
@@ -330,20 +382,24 @@ class RunDriver:
         RunStopped
             Refusals leave fewer than ``min_banks`` banks willing to train.
         """
-        server_round = instructions.server_round
+        server_round, arrays = instructions.server_round, state.arrays
         messages = aggregation.train_messages(arrays, instructions, sorted(members))
+        pending = state.pending
+        if pending is not None:
+            _ask_to_evaluate(messages, pending.server_round)
+        replies = self._exchange(messages, Stage.TRAIN, server_round)
+        if pending is not None:
+            self._settle_from(state, pending, replies)
 
         def parse(reply: Message) -> TrainReply:
             return aggregation.check(train_reply(reply), arrays)
 
-        replies = self._book.sort(
-            self._exchange(messages, Stage.TRAIN, server_round), parse, server_round
-        )
-        accepted, needed = len(replies.answers), self.config.min_banks
-        if accepted < needed and accepted + len(replies.dropped) < needed:
+        sorted_replies = self._book.sort(replies, parse, server_round)
+        accepted, needed = len(sorted_replies.answers), self.config.min_banks
+        if accepted < needed and accepted + len(sorted_replies.dropped) < needed:
             raise RunStopped(
                 server_round=server_round,
-                refused=len(replies.refused),
+                refused=len(sorted_replies.refused),
                 accepted=accepted,
                 required=needed,
             )
@@ -351,13 +407,20 @@ class RunDriver:
             raise RoundAborted(
                 server_round=server_round, stage="train", remaining=accepted, required=needed
             )
-        update = aggregation.aggregate(replies.answers, arrays, instructions)
-        refused = {refusal.bank for refusal in replies.refused}
+        next_round = server_round + 1 if server_round < self.config.rounds else 0
+        update = aggregation.aggregate(
+            sorted_replies.answers,
+            arrays,
+            instructions,
+            next_round=next_round,
+            members=sorted(members),
+        )
+        refused = {refusal.bank for refusal in sorted_replies.refused}
         return TrainOutcome(
             arrays=update.arrays,
             train_loss=update.train_loss,
             trained=update.banks,
-            refused=tuple(replies.refused),
+            refused=tuple(sorted_replies.refused),
             dropped=tuple(
                 node
                 for node, name in sorted(members.items())
@@ -365,24 +428,39 @@ class RunDriver:
             ),
         )
 
-    def _evaluate(
-        self,
-        aggregation: Aggregation,
-        arrays: ArrayRecord,
-        instructions: RoundInstructions,
-        members: list[int],
-    ) -> CreditMetrics:
-        """Evaluate ``arrays`` at the run's banks (and gather the next round's keys)."""
-        server_round = instructions.server_round
-        next_round = server_round + 1 if server_round < self.config.rounds else 0
-        request = aggregation.advertise_request(next_round, arrays) if next_round else None
-        asked = (request,) if request is not None else ()
+    # -- evaluation -----------------------------------------------------------------
+
+    def _settle_from(self, state: RunState, pending: PendingRound, replies: list[Message]) -> None:
+        """Settle ``pending`` with the evaluations train ``replies`` carry (if any is usable)."""
+
+        def parse(reply: Message) -> ScoreSummary:
+            return train_evaluation(reply, score_bins=self.config.score_bins)
+
+        summaries = self._book.evaluations(replies, parse, pending.server_round)
+        if summaries:
+            self._settle(state, pending, summaries)
+
+    def _evaluate_pending(self, state: RunState, members: dict[int, str]) -> None:
+        """The evaluate-only exchange: the run's ``members`` score the pending round's model.
+
+        That model is the global model (``state.arrays``): a pending round is always
+        the last one trained.
+
+        Raises
+        ------
+        RoundFailed
+            Fewer than ``min_banks`` replies without errors, or no usable evaluation.
+        """
+        pending = state.pending
+        if pending is None:
+            return
+        server_round = pending.server_round
+        started, since = time.monotonic(), len(self._exchange.timings)
+        instructions = self._round_instructions(state, server_round)
         messages = messages_to(
-            sorted(members), MessageType.EVALUATE, instructions, *asked, arrays=arrays
+            sorted(members), MessageType.EVALUATE, instructions, arrays=state.arrays
         )
         replies = self._exchange(messages, Stage.EVALUATE, server_round)
-        if next_round:
-            aggregation.collect_advertisements(next_round, replies)
 
         def parse(reply: Message) -> ScoreSummary:
             return score_summary_from_content(reply.content, score_bins=self.config.score_bins)
@@ -392,8 +470,55 @@ class RunDriver:
             raise RoundFailed(
                 stage=Stage.EVALUATE, server_round=server_round, received=0, required=1, reasons=[]
             )
-        return credit_metrics(ScoreSummary.combine(summaries))
+        exchanges = self._exchange.seconds_of(server_round, since)
+        seconds = time.monotonic() - started
+        self._settle(state, pending, summaries, seconds=seconds, exchanges=exchanges)
+
+    def _evaluate_before_failing(self, state: RunState, members: dict[int, str]) -> None:
+        """A round failed: score the last model first, if its evaluation is pending.
+
+        The run's record then ends with that round, as it would have before the
+        round that failed. If scoring fails too, the run fails with the round's error.
+        """
+        pending = state.pending
+        if pending is None:
+            return
+        try:
+            self._evaluate_pending(state, members)
+        except RoundFailed as also:
+            self._on_event(f"round {pending.server_round}'s model could not be scored: {also}")
+
+    def _settle(
+        self,
+        state: RunState,
+        pending: PendingRound,
+        summaries: list[ScoreSummary],
+        *,
+        seconds: float = 0.0,
+        exchanges: dict[str, float] | None = None,
+    ) -> None:
+        """Complete ``pending`` with the pooled metrics of ``summaries``.
+
+        The round's result is recorded, audited (with the model scored, the global
+        model, and the epsilon as of the round's training), checkpointed and reported,
+        in that order. ``seconds`` and ``exchanges`` are an evaluate-only exchange's.
+        """
+        metrics = credit_metrics(ScoreSummary.combine(summaries))
+        result = pending.result(metrics, seconds=seconds, exchanges=exchanges)
+        state.rounds.append(result)
+        state.pending = None
+        if self._audit is not None:
+            self._audit.round(result, state.arrays, pending.epsilon)
+        save_checkpoint(Path(self.config.out_dir), state, pending.server_round)
+        self._on_round(result, self.config.rounds)
 
     def _record_refusal(self, refusal: Refusal) -> None:
         if self._audit is not None:
             self._audit.refusal(refusal.bank, refusal.server_round, refusal.text())
+
+
+def _ask_to_evaluate(messages: list[Message], server_round: int) -> None:
+    """Ask in each train message for the evaluation of the model it carries (round's)."""
+    request = EvaluateRequest(server_round=server_round)
+    for message in messages:
+        request.put(message.content)

@@ -1,11 +1,15 @@
 """What a run holds as it goes: banks, the global model, round results, privacy records.
 
 The run driver updates one :class:`RunState` round by round; the checkpoint saves
-it after every completed round and the run files are written from it at the end.
+it after every round's aggregation (and once more when a round's evaluation comes
+in) and the run files are written from it at the end. A round's metrics arrive one
+exchange after its training (with the next round's train replies, or the final
+evaluation): until then it is a :class:`PendingRound`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,7 +22,7 @@ from credit.model_spec import ModelSpec
 from credit.run_config import RunConfig
 from credit.schema import DatasetSchema
 
-__all__ = ["BankInfo", "RoundResult", "RunState", "TrainOutcome"]
+__all__ = ["BankInfo", "PendingRound", "RoundResult", "RunState", "TrainOutcome"]
 
 
 @dataclass(frozen=True)
@@ -48,6 +52,8 @@ class TrainOutcome:
     dropped : tuple of int
         The run's nodes that neither trained nor refused (lost, timed out, or dropped
         out at any stage of secure aggregation).
+    aborted : str or None
+        Why the round was aborted (the model is unchanged); None if it was not.
     """
 
     arrays: ArrayRecord
@@ -55,6 +61,7 @@ class TrainOutcome:
     trained: tuple[int, ...]
     refused: tuple[Refusal, ...] = ()
     dropped: tuple[int, ...] = ()
+    aborted: str | None = None
 
 
 @dataclass(frozen=True)
@@ -62,9 +69,12 @@ class RoundResult:
     """Outcome of one completed (or aborted) round.
 
     ``seconds`` is the round's wall time; ``exchanges`` the part of it each message
-    exchange took (stage -> seconds, push to return: ``train``, ``unmask`` under
-    secure aggregation, ``evaluate``), in the order they happened. A checkpoint
-    written before rounds kept them loads with none.
+    exchange took (stage -> seconds, push to return), in the order they happened:
+    ``train`` (which also brings the previous round's evaluation), ``unmask`` under
+    secure aggregation, and ``evaluate`` for an evaluate-only exchange that scored
+    this round's model (the last round's; or one whose evaluation did not come with
+    the next round's train replies); ``advertise`` when the round had to ask for its
+    keys on its own. A checkpoint written before rounds kept them loads with none.
     """
 
     server_round: int
@@ -96,6 +106,59 @@ class RoundResult:
         return line + f"  {self.seconds:5.1f} s"
 
 
+@dataclass(frozen=True)
+class PendingRound:
+    """A trained (or aborted) round whose evaluation has not come in yet.
+
+    Everything of its :class:`RoundResult` but the metrics, and the epsilon each bank
+    had spent after it (for the round's audit entry: later replies move it on).
+
+    Attributes
+    ----------
+    epsilon : dict of str to float
+        Bank -> epsilon spent per its ledger after this round (banks with a budget).
+    """
+
+    server_round: int
+    train_loss: float | None
+    banks: tuple[str, ...]
+    seconds: float
+    refused: tuple[str, ...] = ()
+    max_epsilon_spent: float | None = None
+    dropped: tuple[str, ...] = ()
+    aborted: str | None = None
+    exchanges: dict[str, float] = field(default_factory=dict)
+    epsilon: dict[str, float] = field(default_factory=dict)
+
+    def result(
+        self,
+        metrics: CreditMetrics,
+        *,
+        seconds: float = 0.0,
+        exchanges: Mapping[str, float] | None = None,
+    ) -> RoundResult:
+        """The round's result, once ``metrics`` came in.
+
+        ``seconds`` and ``exchanges`` are an evaluate-only exchange's, if one was
+        needed; they are added to the round's own.
+        """
+        merged = dict(self.exchanges)
+        for stage, spent in (exchanges or {}).items():
+            merged[stage] = merged.get(stage, 0.0) + spent
+        return RoundResult(
+            server_round=self.server_round,
+            metrics=metrics,
+            train_loss=self.train_loss,
+            banks=self.banks,
+            seconds=self.seconds + seconds,
+            refused=self.refused,
+            max_epsilon_spent=self.max_epsilon_spent,
+            dropped=self.dropped,
+            aborted=self.aborted,
+            exchanges=merged,
+        )
+
+
 @dataclass
 class RunState:
     """Everything a run has produced so far (the coordinator writes it to disk).
@@ -106,6 +169,8 @@ class RunState:
         The latest ledger summary each bank with a budget reported.
     refusals : list of Refusal
         Every refusal of the run, in order.
+    pending : PendingRound or None
+        The last trained round, while its evaluation has not come in.
     stopped : str or None
         Why the run stopped early (budgets spent); None when it ran every round.
     secure_aggregation : dict or None
@@ -121,6 +186,7 @@ class RunState:
     rounds: list[RoundResult] = field(default_factory=list)
     privacy: dict[str, LedgerSummary] = field(default_factory=dict)
     refusals: list[Refusal] = field(default_factory=list)
+    pending: PendingRound | None = None
     stopped: str | None = None
     secure_aggregation: dict[str, Any] | None = None
 

@@ -5,18 +5,26 @@ Message flow of a run (``privacy.secagg.protocol`` has the cryptography)::
     set-up   feature-stats query  ─▶  + each bank's per-run encryption key
              advertise query (r=1) ─▶  round 1 masking key + sealed shares      [+1 trip per run]
     round r  train  (weights, U1's keys, shares sealed for the bank) ─▶ masked update
-             unmask (survivors, dropouts) ─▶ requested shares               [+1 trip per round]
-             evaluate (new weights; "advertise r+1") ─▶ metrics + round r+1 keys and shares
+             unmask (survivors, dropouts; "advertise r+1") ─▶ requested shares
+                                                + round r+1 keys and shares    [+1 trip per round]
+    the end  evaluate (the last weights) ─▶ metrics
 
-So a round costs three message round trips against plain FedAvg's two, and the run
-one more at set-up. What a bank masks is ``n_train * [update - global, loss, 1]``:
-the coordinator decodes only the weighted mean update, the weighted mean training
-loss (banks under DP report none) and the summed weight.
+Round r's unmask exchange also collects round r+1's keys: the survivors (whose masked
+updates arrived) find the advertise request beside the unmask request, and the
+roster's other connected banks (which dropped out of round r, or refused it) get the
+advertise query in the same exchange. So a round costs two message round trips
+against plain FedAvg's one, and the run one more at set-up. A round that ends
+before its unmask query (too few keys or masked updates) collects no keys: the next
+round asks for them first (:meth:`SecureAggregation.prepare`, one extra exchange).
+What a bank masks is ``n_train * [update - global, loss, 1]``: the coordinator
+decodes only the weighted mean update, the weighted mean training loss (banks under
+DP report none) and the summed weight.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -46,6 +54,14 @@ from privacy.secagg.wire import (
 __all__ = ["SecureAggregation"]
 
 _EXTRA = 3  # loss, reported flag, weight
+
+
+@dataclass(frozen=True)
+class _KeysAhead:
+    """Whose keys of which round a round's unmask exchange also asks for."""
+
+    server_round: int
+    members: tuple[int, ...]
 
 
 class SecureAggregation:
@@ -158,7 +174,10 @@ class SecureAggregation:
     # -- keys for a round -----------------------------------------------------------
 
     def advertise_request(self, next_round: int, arrays: ArrayRecord) -> secagg.AdvertiseRequest:
-        """Open ``next_round`` and the request that asks banks for its keys."""
+        """Open ``next_round`` and the request that asks banks for its keys.
+
+        Rounds before the one ahead of it are forgotten (the current round stays open).
+        """
         self._rounds[next_round] = RoundAggregator(
             run=self.run,
             server_round=next_round,
@@ -174,7 +193,11 @@ class SecureAggregation:
         )
 
     def collect_advertisements(self, next_round: int, replies: Sequence[Message]) -> None:
-        """Take the well-formed advertisements ``replies`` carry for ``next_round``."""
+        """Take the well-formed advertisements ``replies`` carry for ``next_round``.
+
+        Replies to any query may carry one (advertise and unmask queries); replies
+        without one are passed over.
+        """
         aggregator = self._rounds[next_round]
         for reply in replies:
             if reply.has_error() or not secagg.Advertisement.present(reply.content):
@@ -187,11 +210,21 @@ class SecureAggregation:
             aggregator.add_advertisement(reply.metadata.src_node_id, advertisement)
 
     def prepare(self, server_round: int, arrays: ArrayRecord, run: RunInstructions) -> None:
-        """Ask every bank of the roster for its keys of ``server_round`` (set-up, resume)."""
+        """Ask every bank of the roster for its keys of ``server_round``, unless asked already.
+
+        At set-up (or resume) this is the run's advertise exchange; later rounds' keys
+        come with the unmask exchange of the round before, so only a round after one
+        that ended before its unmask query is asked here (the exchange then counts as
+        the round's own).
+        """
+        if server_round in self._rounds:
+            return
+        stage_round = server_round if self._rounds else 0  # set-up or resume: round 0
         request = self.advertise_request(server_round, arrays)
         query = run.query(Task.SECAGG_ADVERTISE)
         messages = messages_to(sorted(self.roster), MessageType.QUERY, query, request)
-        self.collect_advertisements(server_round, self._exchange(messages, Stage.ADVERTISE, 0))
+        replies = self._exchange(messages, Stage.ADVERTISE, stage_round)
+        self.collect_advertisements(server_round, replies)
 
     # -- one round ------------------------------------------------------------------
 
@@ -245,8 +278,15 @@ class SecureAggregation:
         updates: Sequence[TrainReply],
         arrays: ArrayRecord,
         instructions: RoundInstructions,
+        *,
+        next_round: int,
+        members: Sequence[int],
     ) -> AggregatedUpdate:
         """Unmask the sum of the masked updates (one unmask round trip).
+
+        The unmask exchange also asks for the keys of ``next_round`` (0: none): the
+        survivors beside their unmask request, the other ``members`` of the roster in
+        an advertise query.
 
         Raises
         ------
@@ -263,7 +303,8 @@ class SecureAggregation:
                 continue  # not a member of this round's U1: left out
         try:
             request = aggregator.close_masked()
-            self._unmask(aggregator, instructions, request)
+            ahead = _KeysAhead(next_round, tuple(members)) if next_round else None
+            self._unmask(aggregator, instructions, request, arrays, ahead)
             total, survivors = aggregator.finish()
         except SecAggAborted as abort:
             raise self._aborted(abort) from None
@@ -286,26 +327,38 @@ class SecureAggregation:
         aggregator: RoundAggregator,
         instructions: RoundInstructions,
         request: ProtocolUnmaskRequest,
+        arrays: ArrayRecord,
+        ahead: _KeysAhead | None,
     ) -> None:
         """Ask the survivors for their shares; take every well-formed reveal.
 
         A reveal is well formed when it holds only shares (of the field, of the right
         length) of banks the request named; any other reveal is dropped, as if its
-        sender had not answered.
+        sender had not answered. With ``ahead``, the same exchange asks for the next
+        round's keys and takes the advertisements that come back.
         """
         server_round = instructions.server_round
         query = instructions.query(Task.SECAGG_UNMASK, server_round=server_round)
         asked = secagg.UnmaskRequest(server_round=server_round, unmask=encode_unmask(request))
-        messages = messages_to(sorted(request.survivors), MessageType.QUERY, query, asked)
-        for reply in self._exchange(messages, Stage.UNMASK, server_round):
+        survivors = sorted(request.survivors)
+        keys = () if ahead is None else (self.advertise_request(ahead.server_round, arrays),)
+        messages = messages_to(survivors, MessageType.QUERY, query, asked, *keys)
+        if ahead is not None:
+            others = [n for n in ahead.members if n in self.roster and n not in survivors]
+            advertise = instructions.query(Task.SECAGG_ADVERTISE)
+            messages += messages_to(others, MessageType.QUERY, advertise, *keys)
+        replies = self._exchange(messages, Stage.UNMASK, server_round)
+        for reply in replies:
             if not secagg.Reveal.present(reply.content):
-                continue  # dropped out before answering
+                continue  # dropped out before answering, or not asked to unmask
             try:
                 shares = decode_keys(secagg.Reveal.take(reply.content).reveal, "reveal")
                 _check_reveal(shares, request)
                 aggregator.add_reveal(reply.metadata.src_node_id, shares)
             except (MalformedMessage, ValueError):
                 continue
+        if ahead is not None:
+            self.collect_advertisements(ahead.server_round, replies)
 
     @staticmethod
     def _aborted(abort: SecAggAborted) -> RoundAborted:

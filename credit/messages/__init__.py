@@ -1,6 +1,6 @@
 """The message contract between the coordinator and the banks, as frozen types.
 
-One round's path over Flower's Message API (record keys in :mod:`credit.message_keys`)::
+A run's path over Flower's Message API (record keys in :mod:`credit.message_keys`)::
 
     coordinator                                         bank
     ───────────                                         ────
@@ -9,21 +9,35 @@ One round's path over Flower's Message API (record keys in :mod:`credit.message_
                                             ◀─────────  bank=BankIntro, feature-stats arrays,
                                                         [privacy=LedgerSummary], [secagg=Enrollment]
                                                         or refusal=Refusal (+ privacy)
-    train  config=RoundInstructions, arrays=global weights
+    [query config=QueryInstructions(task=secagg-advertise),
+           secagg-advertise=AdvertiseRequest(1)  ───▶
+                                            ◀─────────  secagg-advertise=Advertisement]
+  round r = 1..R:
+    train  config=RoundInstructions, arrays=global weights (round r-1's model)
+           [evaluate=EvaluateRequest(r-1)]           (from round 2 on)
            [secagg=TrainInputs]             ─────────▶
-                                            ◀─────────  arrays=weights or masked update,
+                                            ◀─────────  [evaluation=EvaluationSums,
+                                                         evaluation-scores arrays]  (when asked)
+                                                        arrays=weights or masked update,
                                                         metrics=TrainMetrics,
                                                         [privacy=LedgerSummary]
                                                         or refusal=Refusal (+ privacy)
-    query  config=QueryInstructions(task=secagg-unmask), secagg=UnmaskRequest
+    [query config=QueryInstructions(task=secagg-unmask), secagg=UnmaskRequest,
+           [secagg-advertise=AdvertiseRequest(r+1)]  (before the last round)
                                             ─────────▶
-                                            ◀─────────  secagg=Reveal
-    evaluate config=RoundInstructions, arrays=new weights
-           [secagg=AdvertiseRequest]        ─────────▶
-                                            ◀─────────  scores arrays, metrics=EvaluationSums,
-                                                        [secagg=Advertisement]
+                                            ◀─────────  secagg=Reveal,
+                                                        [secagg-advertise=Advertisement]]
+  after the last round (or when the run ends early):
+    evaluate config=RoundInstructions, arrays=the last model
+                                            ─────────▶
+                                            ◀─────────  scores arrays, metrics=EvaluationSums
 
-A simulated bank that drops out answers ``dropped=Dropped(stage)`` instead.
+So a plain round is one exchange and a secure round two: round r's train message
+also scores round r-1's model, and round r's unmask query also collects the keys of
+round r+1 (a bank that is not asked to unmask, having dropped out of round r or
+refused it, is sent the advertise query in the same exchange). One evaluate exchange
+scores the last model. A simulated bank that drops out answers
+``dropped=Dropped(stage)`` instead.
 """
 
 from __future__ import annotations
@@ -43,11 +57,18 @@ from credit.messages.replies import (
     score_summary_from_content,
     score_summary_to_content,
 )
-from credit.messages.requests import QueryInstructions, RoundInstructions, RunInstructions, Task
+from credit.messages.requests import (
+    EvaluateRequest,
+    QueryInstructions,
+    RoundInstructions,
+    RunInstructions,
+    Task,
+)
 
 __all__ = [
     "BankIntro",
     "Dropped",
+    "EvaluateRequest",
     "EvaluationSums",
     "LedgerEvent",
     "LedgerSummary",

@@ -78,11 +78,11 @@ class _Part(BaseModel):
         return self.model_dump(by_alias=True, exclude_none=True)
 
     @classmethod
-    def _parse(cls, entries: dict[str, Any]) -> Self:
+    def _parse(cls, entries: dict[str, Any], key: str | None = None) -> Self:
         try:
             return cls.model_validate(entries)
         except ValidationError as exc:
-            raise malformed(cls.RECORD, exc) from None
+            raise malformed(key or cls.RECORD, exc) from None
 
     @classmethod
     def present(cls, content: RecordDict) -> bool:
@@ -98,9 +98,9 @@ class _Part(BaseModel):
         """Read this part from ``content`` (each kind of part says from which record)."""
         raise NotImplementedError
 
-    def put(self, content: RecordDict) -> None:
-        """Write this part into ``content`` under :attr:`RECORD`."""
-        content[self.RECORD] = self.to_record()
+    def put(self, content: RecordDict, *, key: str | None = None) -> None:
+        """Write this part into ``content`` under :attr:`RECORD` (or ``key``, if given)."""
+        content[key or self.RECORD] = self.to_record()
 
     @classmethod
     def take_optional(cls, content: RecordDict) -> Self | None:
@@ -134,14 +134,21 @@ class MetricPart(_Part):
         return MetricRecord(self._entries())
 
     @classmethod
-    def from_record(cls, record: MetricRecord) -> Self:
-        """Validate a MetricRecord; :class:`MalformedMessage` naming the entry otherwise."""
-        return cls._parse({key: record[key] for key in record})
+    def from_record(cls, record: MetricRecord, *, key: str | None = None) -> Self:
+        """Validate a MetricRecord; :class:`MalformedMessage` naming the entry otherwise.
+
+        ``key`` names the record in that message (default :attr:`RECORD`).
+        """
+        return cls._parse({name: record[name] for name in record}, key)
 
     @classmethod
-    def take(cls, content: RecordDict) -> Self:
-        """Read this part from ``content``; :class:`MalformedMessage` if missing or invalid."""
-        return cls.from_record(record_of(content, cls.RECORD, MetricRecord))
+    def take(cls, content: RecordDict, *, key: str | None = None) -> Self:
+        """Read this part from ``content`` (under ``key``, default :attr:`RECORD`).
+
+        Raises :class:`MalformedMessage` if the record is missing or invalid.
+        """
+        key = key or cls.RECORD
+        return cls.from_record(record_of(content, key, MetricRecord), key=key)
 
 
 MessagePart = ConfigPart | MetricPart

@@ -2,8 +2,9 @@
 
 Every release a bank makes is one of these parts (and, for model weights, an
 ``arrays`` record): aggregates of its training rows (:func:`feature_stats_to_record`),
-its training metrics, its evaluation histograms and sums, its privacy-ledger
-summary, or a typed refusal. The coordinator reads replies only through the
+its training metrics, its evaluation histograms and sums (in an evaluate reply, or
+beside the training metrics in a train reply), its privacy-ledger summary, or a
+typed refusal. The coordinator reads replies only through the
 ``from_*`` functions and ``take`` methods here, so a reply that breaks the contract
 raises :class:`~credit.errors.MalformedMessage` and the sender is dropped.
 """
@@ -194,11 +195,21 @@ class Dropped(ConfigPart):
     stage: Annotated[ProtocolStage, Field(strict=False)]
 
 
-def score_summary_to_content(summary: ScoreSummary) -> RecordDict:
-    """A bank's evaluation reply: histograms in ``scores``, sums in ``metrics``."""
+def score_summary_to_content(
+    summary: ScoreSummary,
+    *,
+    scores_key: str = message_keys.SCORES,
+    sums_key: str = message_keys.METRICS,
+) -> RecordDict:
+    """A bank's evaluation: histograms in ``scores_key``, sums in ``sums_key``.
+
+    The defaults are an evaluate reply's records; a train reply answering an
+    :class:`~credit.messages.requests.EvaluateRequest` uses ``evaluation-scores`` and
+    ``evaluation``, as its own ``metrics`` are its training metrics.
+    """
     content = RecordDict(
         {
-            message_keys.SCORES: ArrayRecord(
+            scores_key: ArrayRecord(
                 {
                     message_keys.POSITIVES: Array(summary.positives.astype(np.int64)),
                     message_keys.NEGATIVES: Array(summary.negatives.astype(np.int64)),
@@ -210,18 +221,24 @@ def score_summary_to_content(summary: ScoreSummary) -> RecordDict:
         num_examples=summary.n_rows,
         brier_sum=summary.brier_sum,
         log_loss_sum=summary.log_loss_sum,
-    ).put(content)
+    ).put(content, key=sums_key)
     return content
 
 
-def score_summary_from_content(content: RecordDict, *, score_bins: int) -> ScoreSummary:
+def score_summary_from_content(
+    content: RecordDict,
+    *,
+    score_bins: int,
+    scores_key: str = message_keys.SCORES,
+    sums_key: str = message_keys.METRICS,
+) -> ScoreSummary:
     """Inverse of :func:`score_summary_to_content`, checked against the run's ``score_bins``."""
-    scores = record_of(content, message_keys.SCORES, ArrayRecord)
-    sums = EvaluationSums.take(content)
+    scores = record_of(content, scores_key, ArrayRecord)
+    sums = EvaluationSums.take(content, key=sums_key)
     histograms = []
     for name in (message_keys.POSITIVES, message_keys.NEGATIVES):
-        histogram = array_of(scores, name, record_key=message_keys.SCORES)
-        _check_counts(histogram, (score_bins,), f"{message_keys.SCORES}/{name}")
+        histogram = array_of(scores, name, record_key=scores_key)
+        _check_counts(histogram, (score_bins,), f"{scores_key}/{name}")
         histograms.append(histogram)
     summary = ScoreSummary(
         positives=histograms[0].astype(np.int64),
@@ -231,7 +248,7 @@ def score_summary_from_content(content: RecordDict, *, score_bins: int) -> Score
     )
     if summary.n_rows != sums.num_examples:
         raise MalformedMessage(
-            f"record '{message_keys.METRICS}': num-examples {sums.num_examples} differs from "
+            f"record '{sums_key}': num-examples {sums.num_examples} differs from "
             f"the {summary.n_rows} rows in the histograms"
         )
     return summary

@@ -2,8 +2,9 @@
 
 Every request carries the run's instructions; a query adds its :class:`Task`, and
 train and evaluate messages add the round's settings, the encoder and the model
-architecture (the weights travel in the ``arrays`` record). Secure-aggregation
-records are in :mod:`credit.messages.secagg`.
+architecture (the weights travel in the ``arrays`` record). A train message may also
+ask the bank to score the model it carries (:class:`EvaluateRequest`, its own
+``evaluate`` record). Secure-aggregation records are in :mod:`credit.messages.secagg`.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from credit.messages._parts import AS_JSON, ConfigPart, from_json
 from credit.metrics import MAX_SCORE_BINS
 from credit.model_spec import ModelSpec
 
-__all__ = ["QueryInstructions", "RoundInstructions", "RunInstructions", "Task"]
+__all__ = ["EvaluateRequest", "QueryInstructions", "RoundInstructions", "RunInstructions", "Task"]
 
 
 class Task(StrEnum):
@@ -143,3 +144,22 @@ class RoundInstructions(RunInstructions):
         if self.score_bins % 2:
             raise ValueError(f"score-bins must be even; got {self.score_bins}")
         return self
+
+
+class EvaluateRequest(ConfigPart):
+    """Asks a bank to score the global model of a train message before it trains on it.
+
+    That model is the result of the round before the train message's: round r's
+    train message carries round r - 1's model, so its evaluation is round r - 1's
+    metrics and costs no exchange of its own. The bank answers in its train reply (or
+    its refusal) under the ``evaluation`` and ``evaluation-scores`` records.
+
+    Parameters
+    ----------
+    server_round : int
+        The round whose model is scored (the train message's round - 1), >= 1.
+    """
+
+    RECORD = message_keys.EVALUATE
+
+    server_round: int = Field(ge=1)

@@ -4,18 +4,20 @@ The protocol (:mod:`privacy.secagg.protocol`) speaks bytes-in, bytes-out
 (:mod:`privacy.secagg.wire`); these parts carry those bytes and the round's
 numbers inside Flower messages. Which part a ``secagg`` record holds follows from the
 message: the coordinator asks with the first four, a bank answers with the last three.
+The two advertise parts have a record of their own, ``secagg-advertise``: round r+1's
+keys are asked for, and sent, beside round r's unmask request and reveal.
 
-==========================  ==================================  ==========================
-part                        message                             direction
-==========================  ==================================  ==========================
-:class:`KeyRequest`         feature-stats / enroll query        coordinator → bank
-:class:`AdvertiseRequest`   advertise query, evaluate message   coordinator → bank
-:class:`TrainInputs`        train message                       coordinator → bank
-:class:`UnmaskRequest`      unmask query                        coordinator → bank
-:class:`Enrollment`         feature-stats / enroll reply        bank → coordinator
-:class:`Advertisement`      advertise reply, evaluate reply     bank → coordinator
-:class:`Reveal`             unmask reply                        bank → coordinator
-==========================  ==================================  ==========================
+==========================  ===============================  ==========================
+part                        message                          direction
+==========================  ===============================  ==========================
+:class:`KeyRequest`         feature-stats / enroll query     coordinator → bank
+:class:`AdvertiseRequest`   advertise query, unmask query    coordinator → bank
+:class:`TrainInputs`        train message                    coordinator → bank
+:class:`UnmaskRequest`      unmask query                     coordinator → bank
+:class:`Enrollment`         feature-stats / enroll reply     bank → coordinator
+:class:`Advertisement`      advertise reply, unmask reply    bank → coordinator
+:class:`Reveal`             unmask reply                     bank → coordinator
+==========================  ===============================  ==========================
 """
 
 from __future__ import annotations
@@ -44,7 +46,11 @@ class KeyRequest(_SecAggPart):
     """Asks a joining bank for its per-run encryption key (an empty record)."""
 
 
-class AdvertiseRequest(_SecAggPart):
+class _AdvertisePart(ConfigPart):
+    RECORD = message_keys.SECAGG_ADVERTISE
+
+
+class AdvertiseRequest(_AdvertisePart):
     """Asks a bank for its masking key and sealed shares of ``advertise_round``.
 
     Parameters
@@ -99,7 +105,7 @@ class Enrollment(_SecAggPart):
     encryption_key: bytes = Field(min_length=32, max_length=32)
 
 
-class Advertisement(_SecAggPart):
+class Advertisement(_AdvertisePart):
     """A bank's masking key and sealed shares for a round (``encode_advertisement``)."""
 
     advertisement: bytes

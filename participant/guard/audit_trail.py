@@ -13,8 +13,10 @@ guard holds the key. Without a log (simulations) nothing is recorded. Events::
               replayed
     refusal   run, server_round, kind (privacy-budget, unapproved-version, schema,
               holdout-split, plain-update, malformed-request, failed), reason
-    evaluate  run, server_round, model_sha256 (the global model it scored)
-    run-end   run, server_round: after the evaluation of the last planned round
+    evaluate  run, server_round (whose global model it scored: an evaluate message's
+              round, or the round before a train message that asks for the evaluation
+              of the model it carries), model_sha256 (the global model it scored)
+    run-end   run, server_round: after the evaluation of the last planned round's model
 
 The guard opens the log once; before each record it verifies what was appended
 since, so a log changed behind the guard's back is noticed at the next record.
@@ -27,7 +29,7 @@ from typing import Any
 
 from credit import __version__
 from credit.audit import AuditLog, load_or_create_signing_key
-from credit.messages import QueryInstructions, RoundInstructions
+from credit.messages import QueryInstructions, RoundInstructions, RunInstructions
 from participant.guard.settings import AuditSettings
 
 __all__ = ["open_audit_log", "record_evaluate", "record_join", "record_refusal", "record_train"]
@@ -119,19 +121,21 @@ def record_refusal(
 
 def record_evaluate(
     log: AuditLog | None,
-    round_: RoundInstructions,
+    run: RunInstructions,
     *,
+    server_round: int,
     flower_run_id: int,
     model_sha256: str,
 ) -> None:
-    """The bank scored the global model; after the last planned round, the run ends."""
-    run = round_.run_key(flower_run_id)
+    """The bank scored round ``server_round``'s global model (the last planned one's: run-end).
+
+    The model comes in an evaluate message, or in the next round's train message that
+    asks for its evaluation (an :class:`~credit.messages.EvaluateRequest`).
+    """
+    key = run.run_key(flower_run_id)
     events: list[Event] = [
-        (
-            "evaluate",
-            {"run": run, "server_round": round_.server_round, "model_sha256": model_sha256},
-        )
+        ("evaluate", {"run": key, "server_round": server_round, "model_sha256": model_sha256})
     ]
-    if round_.server_round >= round_.planned_rounds:
-        events.append(("run-end", {"run": run, "server_round": round_.server_round}))
+    if server_round >= run.planned_rounds:
+        events.append(("run-end", {"run": key, "server_round": server_round}))
     _record(log, *events)

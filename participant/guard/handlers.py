@@ -19,9 +19,11 @@ from flwr.app import ArrayRecord, RecordDict
 
 from credit import message_keys
 from credit.audit import AuditLog
+from credit.errors import MalformedMessage
 from credit.feature_stats import compute_feature_stats
 from credit.messages import (
     BankIntro,
+    EvaluateRequest,
     QueryInstructions,
     Refusal,
     RoundInstructions,
@@ -31,7 +33,7 @@ from credit.messages import (
     score_summary_to_content,
     secagg,
 )
-from credit.metrics import summarize_scores
+from credit.metrics import ScoreSummary, summarize_scores
 from credit.records import flatten, record_of
 from participant.contract import GuardRequest
 from participant.guard.audit_trail import (
@@ -238,7 +240,11 @@ def enroll(request: BankRequest, query: QueryInstructions) -> RecordDict:
 
 
 def advertise_keys(request: BankRequest, query: QueryInstructions) -> RecordDict:
-    """Keys and sealed shares for the requested round (set-up of the first round)."""
+    """Keys and sealed shares for the requested round.
+
+    Asked at set-up (or resume) for the first round, and of a bank that is not asked to
+    unmask a round (it did not send a masked update) for the next one.
+    """
     asked = secagg.AdvertiseRequest.take(request.content)
     advertisement = advertise(request.secagg, asked)
     if advertisement is None:
@@ -249,19 +255,41 @@ def advertise_keys(request: BankRequest, query: QueryInstructions) -> RecordDict
 
 
 def unmask(request: BankRequest, query: QueryInstructions) -> RecordDict:
-    """The shares the coordinator needs to unmask the round's sum, and no others."""
+    """The shares the coordinator needs to unmask the round's sum, and no others.
+
+    The query may also ask for the next round's keys (an advertise request beside the
+    unmask request): the reply then carries them beside the shares.
+    """
     asked = secagg.UnmaskRequest.take(request.content)
     content = RecordDict()
     reveal(request.secagg, asked).put(content)
+    _advertise_if_asked(request, content)
     return content
 
 
+def _advertise_if_asked(request: BankRequest, content: RecordDict) -> None:
+    """Put the keys of the round ``request`` asks for into ``content`` (if it asks)."""
+    asked = secagg.AdvertiseRequest.take_optional(request.content)
+    if asked is None:
+        return
+    advertisement = advertise(request.secagg, asked)
+    if advertisement is not None:
+        advertisement.put(content)
+
+
 def train(request: BankRequest) -> RecordDict:
-    """One round of local training; the update in the clear or masked."""
+    """One round of local training; the update in the clear or masked.
+
+    When the message asks (:class:`~credit.messages.EvaluateRequest`), the bank first
+    scores the global model it received, the previous round's, on its hold-out; the
+    score summary travels in the reply beside the update, or beside a refusal
+    (scoring is not charged to the privacy budget).
+    """
     content_in = request.content
     instructions = RoundInstructions.take(content_in)
     global_arrays = record_of(content_in, message_keys.ARRAYS, ArrayRecord)
     inputs = secagg.TrainInputs.take_optional(content_in)
+    asked = _evaluate_request(content_in, instructions)
     bank = checked_bank(request, instructions)
     if inputs is None and request.settings.require_secure_aggregation:
         raise GuardRefusal(
@@ -271,6 +299,7 @@ def train(request: BankRequest) -> RecordDict:
         )
     # Secure aggregation's inputs are opened before anything is charged or trained.
     code = None if inputs is None else receive_keys(request.secagg, inputs)
+    evaluation = _evaluation(request, bank, instructions, global_arrays, asked)
     guard = privacy_guard(bank, request.settings)
     run = instructions.run_key(request.flower_run_id)
     try:
@@ -278,7 +307,7 @@ def train(request: BankRequest) -> RecordDict:
     except PrivacyBudgetExceeded as refusal:
         if guard is None:
             raise
-        return refusal_reply(request, refusal, guard, run)
+        return _beside(evaluation, refusal_reply(request, refusal, guard, run))
     if inputs is None or code is None:
         content = _plain_reply(update)
     else:
@@ -295,6 +324,56 @@ def train(request: BankRequest) -> RecordDict:
         secure=inputs is not None,
         replayed=update.replayed,
     )
+    return _beside(evaluation, content)
+
+
+def _evaluate_request(
+    content: RecordDict, instructions: RoundInstructions
+) -> EvaluateRequest | None:
+    """A train message's request to score its model, which must be the previous round's.
+
+    Raises
+    ------
+    MalformedMessage
+        The request is malformed, or names another round than the one before.
+    """
+    asked = EvaluateRequest.take_optional(content)
+    if asked is not None and asked.server_round != instructions.server_round - 1:
+        raise MalformedMessage(
+            f"record '{message_keys.EVALUATE}': a train message of round "
+            f"{instructions.server_round} carries round {instructions.server_round - 1}'s "
+            f"model, not round {asked.server_round}'s"
+        )
+    return asked
+
+
+def _evaluation(
+    request: BankRequest,
+    bank: PreparedBank,
+    instructions: RoundInstructions,
+    global_arrays: ArrayRecord,
+    asked: EvaluateRequest | None,
+) -> RecordDict:
+    """The train reply's evaluation records: the received model scored, if ``asked``."""
+    if asked is None:
+        return RecordDict()
+    summary = _score(bank, instructions, global_arrays)
+    record_evaluate(
+        request.audit,
+        instructions,
+        server_round=asked.server_round,
+        flower_run_id=request.flower_run_id,
+        model_sha256=model_sha256(global_arrays),
+    )
+    return score_summary_to_content(
+        summary, scores_key=message_keys.EVALUATION_SCORES, sums_key=message_keys.EVALUATION
+    )
+
+
+def _beside(evaluation: RecordDict, content: RecordDict) -> RecordDict:
+    """``content`` with the records of ``evaluation`` added (keys never overlap)."""
+    for key, record in evaluation.items():
+        content[key] = record
     return content
 
 
@@ -338,27 +417,29 @@ def _masked_reply(
 
 def evaluate(request: BankRequest) -> RecordDict:
     """Score the global model on the bank's test rows: histograms and sums, never scores."""
-    from participant.guard.training import predict_proba
-
     content_in = request.content
     instructions = RoundInstructions.take(content_in)
     global_arrays = record_of(content_in, message_keys.ARRAYS, ArrayRecord)
     bank = checked_bank(request, instructions)
-    model = build_global_model(instructions, global_arrays)
-    split = encoded_split(bank, instructions.encoder)
-    summary = summarize_scores(
-        predict_proba(model, split.test_x), split.test_y, instructions.score_bins
-    )
-    content = score_summary_to_content(summary)
-    asked = secagg.AdvertiseRequest.take_optional(content_in)
-    if asked is not None:
-        advertisement = advertise(request.secagg, asked)
-        if advertisement is not None:
-            advertisement.put(content)
+    summary = _score(bank, instructions, global_arrays)
     record_evaluate(
         request.audit,
         instructions,
+        server_round=instructions.server_round,
         flower_run_id=request.flower_run_id,
         model_sha256=model_sha256(global_arrays),
     )
-    return content
+    return score_summary_to_content(summary)
+
+
+def _score(
+    bank: PreparedBank, instructions: RoundInstructions, global_arrays: ArrayRecord
+) -> ScoreSummary:
+    """The global model's score histograms and sums on the bank's test rows."""
+    from participant.guard.training import predict_proba
+
+    model = build_global_model(instructions, global_arrays)
+    split = encoded_split(bank, instructions.encoder)
+    return summarize_scores(
+        predict_proba(model, split.test_x), split.test_y, instructions.score_bins
+    )

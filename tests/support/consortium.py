@@ -13,25 +13,34 @@ threads made a 3-bank, 3-round run 5-10 times slower than one thread (same resul
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+
+from flwr.app import Message, MessageType
+from flwr.clientapp.typing import Mod
 
 from coordinator.app.run_files import RunFiles
 from coordinator.app.run_state import RoundResult
 from coordinator.app.server_app import run_federation
-from simulations.engine import SimulationPlan, simulation_client_app
+from credit.messages import QueryInstructions
+from simulations.engine import PartitionPlan, SimulationPlan, relay_app
 from tests.support.fake_grid import FakeGrid
 
-__all__ = ["consortium_grid", "run_in_process"]
+__all__ = ["consortium_grid", "exchanges", "run_in_process"]
 
 
-def consortium_grid(plan: SimulationPlan, *, run_id: int = 1) -> FakeGrid:
+def consortium_grid(plan: SimulationPlan, *, run_id: int = 1, mods: Sequence[Mod] = ()) -> FakeGrid:
     """A grid with one node per planned bank, running the simulation's ClientApp.
 
     ``run_id`` is the Flower run id; a resumed run is a new Flower run (give it another).
+    ``mods`` wrap every bank's ClientApp (outermost first, around the simulation's own).
     """
+    # simulation_client_app(plan), with ``mods`` around it
+    app = relay_app(
+        PartitionPlan(plan.banks), seed=plan.config.seed, dropout_rate=plan.dropout_rate, mods=mods
+    )
     return FakeGrid(
-        simulation_client_app(plan),
+        app,
         num_nodes=len(plan.banks),
         run_config=plan.config.to_flower(),
         run_id=run_id,
@@ -55,6 +64,24 @@ def run_in_process(
             on_round=on_round or (lambda result, total: None),
             on_event=on_event or (lambda text: None),
         )
+
+
+def exchanges(grid: FakeGrid) -> list[str]:
+    """What each exchange of a run through ``grid`` asked, in order.
+
+    One label per push: its messages' kinds (``train``, ``evaluate``, or ``query:`` and
+    the task), sorted and joined with ``+`` when an exchange mixes kinds (secure
+    aggregation's unmask exchange also sends advertise queries to the banks it does
+    not ask to unmask).
+    """
+    return ["+".join(sorted({_kind(message) for message in push})) for push in grid.pushes]
+
+
+def _kind(message: Message) -> str:
+    kind = message.metadata.message_type
+    if kind == MessageType.QUERY:
+        return f"query:{QueryInstructions.take(message.content).task}"
+    return kind
 
 
 @contextmanager

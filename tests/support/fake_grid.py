@@ -32,7 +32,8 @@ the grid's run and restores the previous identity afterwards.
 
 :meth:`FakeGrid.lose` models a bank that disappears: messages it matches are never
 delivered and never answered, so the ServerApp waits for them until its timeout.
-:attr:`FakeGrid.failures` lists every handler that raised, for tests to assert on.
+:attr:`FakeGrid.failures` lists every handler that raised, and :attr:`FakeGrid.pushes`
+every push (one message exchange each), for tests to assert on.
 """
 
 from __future__ import annotations
@@ -153,6 +154,8 @@ class FakeGrid(Grid):
         self._replies: dict[str, Message] = {}
         self.failures: list[Failure] = []
         """Every handler that raised, in order (its reply was an error reply)."""
+        self.pushes: list[list[Message]] = []
+        """Every push, in order (one message exchange each): the messages as pushed."""
         self._saved_identity: list[dict[str, int | None]] = []
 
     # -- the test's handles ---------------------------------------------------------
@@ -219,6 +222,8 @@ class FakeGrid(Grid):
     def push_messages(self, messages: Iterable[Message]) -> Iterable[str]:
         """Deliver each message to its node now; keep the reply for :meth:`pull_messages`."""
         message_ids = []
+        messages = list(messages)
+        self.pushes.append(messages)
         for message in messages:
             message.metadata.__dict__["_message_id"] = str(uuid4())
             self._check(message)

@@ -1,4 +1,5 @@
-"""How the coordinator reads bank replies: answers, refusals, dropouts, malformed replies."""
+"""How the coordinator reads bank replies: answers, refusals, dropouts, malformed replies,
+and the evaluation a train reply carries beside its update or refusal."""
 
 from __future__ import annotations
 
@@ -9,10 +10,24 @@ import pytest
 from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MessageType, RecordDict
 from flwr.clientapp import ClientApp
 
-from coordinator.app.bank_replies import ReplyBook, ledger_summaries, sort_replies, train_reply
+from coordinator.app.bank_replies import (
+    ReplyBook,
+    ledger_summaries,
+    sort_replies,
+    train_evaluation,
+    train_reply,
+)
 from credit import message_keys as keys
-from credit.messages import Dropped, LedgerSummary, ProtocolStage, Refusal, TrainMetrics
+from credit.messages import (
+    Dropped,
+    LedgerSummary,
+    ProtocolStage,
+    Refusal,
+    TrainMetrics,
+    score_summary_to_content,
+)
 from credit.messages._parts import ConfigPart
+from credit.metrics import ScoreSummary
 from tests.support.fake_grid import FakeGrid
 
 REFUSAL = Refusal(
@@ -97,3 +112,56 @@ def test_a_bank_cannot_report_in_another_banks_name(reply: Reply) -> None:
     assert book.refusals == [REFUSAL]
     assert book.privacy == {"bank-b": LEDGER}
     assert any("node 12" in line and "another node's bank 'bank-b'" in line for line in events)
+
+
+def _evaluation(n_rows: int) -> RecordDict:
+    """A train reply's evaluation records (the model it was sent, scored on ``n_rows``)."""
+    positives = np.zeros(4, dtype=np.int64)
+    positives[1] = n_rows
+    summary = ScoreSummary(
+        positives=positives, negatives=np.zeros(4, dtype=np.int64), brier_sum=0.5, log_loss_sum=1.5
+    )
+    return score_summary_to_content(
+        summary, scores_key=keys.EVALUATION_SCORES, sums_key=keys.EVALUATION
+    )
+
+
+def _beside(evaluation: RecordDict, content: RecordDict) -> RecordDict:
+    for key, record in evaluation.items():
+        content[key] = record
+    return content
+
+
+def test_an_evaluation_is_read_apart_from_the_update_or_refusal_beside_it(reply: Reply) -> None:
+    """A malformed evaluation loses that evaluation only; a malformed update loses the
+    update only; a refusal still brings its evaluation; a dropout brings none."""
+    broken_evaluation = _evaluation(7)
+    broken_evaluation[keys.EVALUATION_SCORES][keys.POSITIVES] = Array(-np.ones(4, np.int64))
+    broken_update = _beside(_evaluation(3), _answer())
+    broken_update[keys.METRICS]["num-examples"] = -5
+    replies = [
+        reply(11, _beside(_evaluation(2), _answer())),
+        reply(12, _beside(broken_evaluation, _answer())),
+        reply(13, broken_update),
+        reply(14, _beside(_evaluation(5), _with(REFUSAL, LEDGER))),
+        reply(15, _with(Dropped(stage=ProtocolStage.TRAIN))),
+        reply(16, _answer()),  # asked, but no evaluation beside the update
+    ]
+    events: list[str] = []
+    book = ReplyBook(on_event=events.append, on_refusal=lambda refusal: None)
+
+    def evaluation(message: Message) -> ScoreSummary:
+        return train_evaluation(message, score_bins=4)
+
+    evaluations = book.evaluations(replies, evaluation, 3)
+    updates = book.sort(replies, train_reply, 4)
+
+    assert [summary.n_rows for summary in evaluations] == [2, 3, 5]
+    assert [answer.node for answer in updates.answers] == [11, 12, 16]
+    assert updates.refused == [REFUSAL] and updates.dropped == [15]
+    malformed = [line for line in events if "malformed" in line]
+    assert malformed[0].startswith("round 3: node 12 sent a malformed evaluation (")
+    assert malformed[0].endswith("its evaluation is left out")
+    assert malformed[1].startswith("round 3: node 16 sent a malformed evaluation (")
+    assert malformed[2].startswith("round 4: node 13 sent a malformed reply (")
+    assert len(malformed) == 3

@@ -14,7 +14,7 @@ import pytest
 from flwr.app import ArrayRecord
 
 from coordinator.app.checkpoint import CHECKPOINT_DIR, load_checkpoint, save_checkpoint
-from coordinator.app.run_state import BankInfo, RoundResult, RunState
+from coordinator.app.run_state import BankInfo, PendingRound, RoundResult, RunState
 from credit.encoding import StatsSource, fit_encoder
 from credit.errors import ConfigError
 from credit.messages import LedgerEvent, LedgerSummary, Refusal
@@ -123,6 +123,7 @@ def _assert_same_state(loaded: RunState, saved: RunState) -> None:
     assert loaded.rounds == saved.rounds
     assert loaded.privacy == saved.privacy
     assert loaded.refusals == saved.refusals
+    assert loaded.pending == saved.pending
     assert loaded.schema.schema_hash() == saved.schema.schema_hash()
 
 
@@ -276,3 +277,57 @@ def test_no_checkpoint_is_a_config_error_saying_there_is_none(
     with pytest.raises(ConfigError, match="no checkpoint to resume from") as error:
         load_checkpoint(tmp_path, config)
     assert str(tmp_path / CHECKPOINT_DIR) in str(error.value)
+
+
+PENDING = PendingRound(
+    server_round=3,
+    train_loss=0.4411,
+    banks=("bank-1", "bank-2"),
+    seconds=1.75,
+    refused=("bank-3",),
+    max_epsilon_spent=0.72,
+    dropped=("bank-4",),
+    exchanges={"train": 1.25, "unmask": 0.25},
+    epsilon={"bank-1": 0.72},
+)
+
+
+def test_a_round_trained_but_not_yet_evaluated_round_trips_as_pending(
+    tmp_path: Path, config: RunConfig
+) -> None:
+    """Saved right after round 3's aggregation: its metrics come one exchange later."""
+    state = _state(config, seed=0, rounds=2)
+    state.pending = PENDING
+    save_checkpoint(tmp_path, state, 3)
+    loaded, completed = load_checkpoint(tmp_path, config)
+    assert completed == 3
+    _assert_same_state(loaded, state)
+    assert loaded.pending == PENDING
+    # Its result, once its metrics are in, is the round's full record.
+    result = PENDING.result(_metrics(0.77), seconds=0.5, exchanges={"evaluate": 0.5})
+    assert result.server_round == 3 and result.metrics.auc == 0.77
+    assert result.seconds == 2.25
+    assert result.exchanges == {"train": 1.25, "unmask": 0.25, "evaluate": 0.5}
+    assert (result.banks, result.refused, result.dropped) == (
+        PENDING.banks,
+        PENDING.refused,
+        PENDING.dropped,
+    )
+
+
+def test_a_version_two_checkpoint_loads_with_no_round_pending(
+    tmp_path: Path, config: RunConfig
+) -> None:
+    """Written before a round's evaluation could come with the next round's training."""
+    state = _state(config, seed=0, rounds=2)
+    folder = save_checkpoint(tmp_path, state, 2)
+    path = folder / "state.json"
+    document = json.loads(path.read_text())
+    assert document["version"] == 3
+    del document["pending"]
+    document["version"] = 2
+    path.write_text(json.dumps(document))
+    loaded, completed = load_checkpoint(tmp_path, config)
+    assert completed == 2
+    _assert_same_state(loaded, state)
+    assert loaded.pending is None

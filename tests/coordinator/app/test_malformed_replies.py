@@ -4,7 +4,9 @@ One bank's replies are corrupted on their way out (a Flower mod around its real
 ClientApp, as a compromised or buggy bank would send them); the coordinator's real
 run driver must leave that bank out, say so, and finish the run with the others.
 Every stage is covered: set-up, training (a malformed update or refusal), secure
-aggregation's unmasking, and evaluation.
+aggregation's unmasking, and evaluation (the evaluation a train reply carries of the
+previous round's model, and the final evaluate exchange's). A train reply's
+evaluation and its update are judged apart: either one malformed loses only itself.
 """
 
 from __future__ import annotations
@@ -25,8 +27,8 @@ from credit.messages import QueryInstructions, RoundInstructions, Task, secagg
 from credit.run_config import RunConfig
 from privacy.secagg.wire import decode_keys, encode_keys
 from simulations.engine import PartitionPlan, SimulationPlan, plan_simulation, relay_app
-from tests.support.consortium import run_in_process
-from tests.support.fake_grid import FakeGrid, MessageFilter
+from tests.support.consortium import exchanges, run_in_process
+from tests.support.fake_grid import FakeGrid, MessageFilter, always
 
 Corruption = Callable[[Message], None]
 
@@ -84,6 +86,20 @@ def _break_arrays(reply: Message) -> None:
 def _break_histograms(reply: Message) -> None:
     """Score histograms with negative counts."""
     reply.content[keys.SCORES][keys.POSITIVES] = Array(-np.ones(10_000, dtype=np.int64))
+
+
+def _break_evaluation(reply: Message) -> None:
+    """The evaluation beside a train reply's update (if any) with negative counts."""
+    if keys.EVALUATION_SCORES in reply.content:
+        scores = reply.content[keys.EVALUATION_SCORES]
+        scores[keys.POSITIVES] = Array(-np.ones(10_000, dtype=np.int64))
+
+
+def _break_any_evaluation(reply: Message) -> None:
+    """Whatever evaluation the reply carries: an evaluate reply's or a train reply's."""
+    if keys.SCORES in reply.content:
+        _break_histograms(reply)
+    _break_evaluation(reply)
 
 
 def _negative_n_train(reply: Message) -> None:
@@ -160,6 +176,8 @@ def _planned_run(
         (True, MessageType.TRAIN, _break_arrays),
         (False, MessageType.EVALUATE, _break_histograms),
         (True, MessageType.EVALUATE, _break_histograms),
+        (False, MessageType.TRAIN, _break_evaluation),
+        (True, MessageType.TRAIN, _break_evaluation),
     ],
     ids=[
         "plain-train-metrics",
@@ -167,6 +185,8 @@ def _planned_run(
         "secure-masked-update",
         "plain-evaluate-histograms",
         "secure-evaluate-histograms",
+        "plain-train-evaluation",
+        "secure-train-evaluation",
     ],
 )
 def test_a_bank_sending_malformed_replies_is_left_out_and_the_run_completes(
@@ -184,27 +204,62 @@ def test_a_bank_sending_malformed_replies_is_left_out_and_the_run_completes(
     assert document["status"] == "completed"
     assert [r["round"] for r in document["rounds"]] == [1, 2]
     node = grid.node_id(3)
+    every_row = sum(bank["n_test"] for bank in document["participants"].values())
+    if corrupt is _break_evaluation:
+        # Round 2's train reply scores round 1's model: only that evaluation is lost,
+        # bank-4's update is in both rounds and it scores the last model in full.
+        assert all(len(r["banks"]) == 4 for r in document["rounds"])
+        assert document["final"]["n_rows"] == every_row
+        assert any(f"round 1: node {node} sent a malformed evaluation" in x for x in events)
+        assert not any("malformed reply" in line for line in events), events
+        return
     if kind == MessageType.TRAIN:
         assert all("bank-4" not in r["banks"] for r in document["rounds"])
         assert all(len(r["banks"]) == 3 for r in document["rounds"])
     else:
-        assert document["final"]["n_rows"] < sum(
-            bank["n_test"] for bank in document["participants"].values()
-        )
+        assert document["final"]["n_rows"] < every_row
     assert any(f"node {node} sent a malformed reply" in line for line in events), events
 
 
 def test_a_round_whose_evaluation_replies_are_all_malformed_fails_naming_the_stage(
     tmp_path: Path,
 ) -> None:
+    """Round 2's train replies bring no usable evaluation of round 1's model: an evaluate
+    exchange asks for it, and when that brings none either, round 1 fails."""
     config = RunConfig(out_dir=str(tmp_path), rounds=2, seed=4, secure_aggregation=False)
     plan = plan_simulation(config, n_banks=2)
-    evaluation = _of_type(MessageType.EVALUATE)
-    corrupt_all = [_corrupting(bank, evaluation, _break_histograms) for bank in (0, 1)]
+    corrupt_all = [_corrupting(bank, always, _break_any_evaluation) for bank in (0, 1)]
     app = relay_app(PartitionPlan(plan.banks), mods=corrupt_all)
     grid = FakeGrid(app, num_nodes=2, run_config=config.to_flower(), seed=4)
     with pytest.raises(RoundFailed, match=r"round 1 \(evaluate\): 0 usable replies"):
         run_in_process(plan, grid=grid)
+    assert exchanges(grid) == ["query:feature-stats", "train", "train", "evaluate"]
+
+
+def test_an_evaluation_missing_from_the_train_replies_is_asked_for_on_its_own(
+    tmp_path: Path,
+) -> None:
+    """No bank's round 2 train reply scores round 1's model: one evaluate exchange does,
+    and round 1's metrics are those of the run whose train replies did."""
+    mods = [_corrupting(bank, _of_type(MessageType.TRAIN), _break_evaluation) for bank in (0, 1)]
+    plan, grid = _planned_run(
+        tmp_path / "corrupted", n_banks=2, mods=mods, rounds=2, secure_aggregation=False
+    )
+    run_in_process(plan, grid=grid)
+    reference_plan, reference_grid = _planned_run(
+        tmp_path / "reference", n_banks=2, mods=[], rounds=2, secure_aggregation=False
+    )
+    run_in_process(reference_plan, grid=reference_grid)
+
+    assert exchanges(grid) == ["query:feature-stats", "train", "train", "evaluate", "evaluate"]
+    got, want = _metrics(tmp_path / "corrupted"), _metrics(tmp_path / "reference")
+    assert got["status"] == "completed"
+    assert [r["auc"] for r in got["rounds"]] == [r["auc"] for r in want["rounds"]]
+    # The evaluate exchange of round 1 is round 1's (the train exchange is round 2's).
+    assert [list(r["exchanges"]) for r in got["rounds"]] == [
+        ["train", "evaluate"],
+        ["train", "evaluate"],
+    ]
 
 
 @pytest.mark.parametrize(

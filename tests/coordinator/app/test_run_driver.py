@@ -10,18 +10,21 @@ test name it and keep its assertions.
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pytest
-from flwr.app import Message
+from flwr.app import Context, Message, MessageType
+from flwr.clientapp.typing import ClientAppCallable, Mod
 
-from coordinator.app.run_state import RoundResult
 from coordinator.errors import RoundFailed
 from credit.audit import verify_audit
 from credit.errors import ConfigError
+from credit.messages import EvaluateRequest, QueryInstructions, RoundInstructions, Task
 from credit.run_config import RunConfig
 from privacy.budget import PrivacyBudget
 from simulations.budgets import BudgetPolicy
@@ -32,7 +35,8 @@ from tests.support.checks import (
     check_resumed_run_equals_the_uninterrupted_run,
     check_rounds_past_the_plan_are_refused,
 )
-from tests.support.consortium import consortium_grid, run_in_process
+from tests.support.consortium import consortium_grid, exchanges, run_in_process
+from tests.support.fake_grid import FakeGrid
 
 
 def _metrics(out: Path) -> dict[str, Any]:
@@ -55,10 +59,17 @@ def _audit_entries(out: Path) -> list[dict[str, Any]]:
 
 
 def test_rounds_past_the_plan_are_refused_and_the_run_stops_cleanly(tmp_path: Path) -> None:
-    """In-process ``test_private_engine.test_rounds_past_the_plan_are_refused_...``."""
+    """In-process ``test_private_engine.test_rounds_past_the_plan_are_refused_...``.
+
+    The banks refuse round 3 but still score round 2's model, which its train message
+    carries: round 2's metrics come with the refusals, no evaluate exchange follows.
+    """
     events: list[str] = []
-    run_in_process(_private_plan(tmp_path, 2, rounds=4, planned_rounds=2), on_event=events.append)
+    plan = _private_plan(tmp_path, 2, rounds=4, planned_rounds=2)
+    grid = consortium_grid(plan)
+    run_in_process(plan, grid=grid, on_event=events.append)
     check_rounds_past_the_plan_are_refused(tmp_path, events)
+    assert exchanges(grid)[-3:] == ["train", "query:secagg-unmask", "train"]
 
 
 def test_a_bank_without_budget_left_is_skipped_and_the_others_go_on(tmp_path: Path) -> None:
@@ -123,23 +134,44 @@ def test_too_few_banks_at_set_up_fail_round_zero_with_the_banks_reason(tmp_path:
     assert entries[-1]["data"]["reason"].startswith("RoundFailed: round 0 (feature-stats)")
 
 
+def _train_of_round(server_round: int) -> Callable[[Message], bool]:
+    """Matches the train message of ``server_round``."""
+
+    def matches(message: Message) -> bool:
+        if message.metadata.message_type != MessageType.TRAIN:
+            return False
+        return RoundInstructions.take(message.content).server_round == server_round
+
+    return matches
+
+
+def _before(bank: int, when: Callable[[Message], bool], act: Callable[[], None]) -> Mod:
+    """A mod that calls ``act`` when partition ``bank`` gets a message ``when`` matches.
+
+    ``act`` runs before the bank answers, as if it happened between two messages.
+    """
+
+    def mod(message: Message, context: Context, call_next: ClientAppCallable) -> Message:
+        if context.node_config.get("partition-id") == bank and when(message):
+            act()
+        return call_next(message, context)
+
+    return mod
+
+
 @pytest.mark.parametrize("secure", [True, False], ids=["secure", "plain"])
 def test_a_bank_that_fails_mid_run_is_dropped_from_the_round_and_the_others_go_on(
     tmp_path: Path, secure: bool
 ) -> None:
-    """bank-3's ledger is damaged after round 1: its train handler raises from round 2.
+    """bank-3's ledger is damaged before round 2's train message: its train handler raises.
 
     With secure aggregation, bank-3 had already received the round's keys: the
     survivors' masked sum is unmasked without it.
     """
     plan = _private_plan(tmp_path, 3, rounds=2, secure_aggregation=secure)
-
-    def damage_after_round_one(result: RoundResult, total: int) -> None:
-        if result.server_round == 1:
-            _damage_ledger_of("bank-3", tmp_path)
-
-    grid = consortium_grid(plan)
-    run_in_process(plan, grid=grid, on_round=damage_after_round_one)
+    damage = _before(2, _train_of_round(2), lambda: _damage_ledger_of("bank-3", tmp_path))
+    grid = consortium_grid(plan, mods=[damage])
+    run_in_process(plan, grid=grid)
     document = _metrics(tmp_path)
     assert document["status"] == "completed"
     assert [r["banks"] for r in document["rounds"]] == [
@@ -157,16 +189,24 @@ def test_a_bank_that_fails_mid_run_is_dropped_from_the_round_and_the_others_go_o
 def test_too_few_banks_mid_run_fail_the_round_and_keep_the_last_checkpoint(
     tmp_path: Path,
 ) -> None:
+    """Round 2's train exchange fails; round 1's model, whose evaluation was to come with
+    it, is scored by an evaluate exchange first, so the run's record ends with round 1."""
     plan = _private_plan(tmp_path, 2, rounds=3)
-
-    def damage_after_round_one(result: RoundResult, total: int) -> None:
-        if result.server_round == 1:
-            _damage_ledger_of("bank-2", tmp_path)
-
+    damage = _before(1, _train_of_round(2), lambda: _damage_ledger_of("bank-2", tmp_path))
+    grid = consortium_grid(plan, mods=[damage])
     with pytest.raises(RoundFailed, match=r"round 2 \(train\): 1 usable replies, 2 required"):
-        run_in_process(plan, on_round=damage_after_round_one)
+        run_in_process(plan, grid=grid)
+    assert exchanges(grid) == [
+        "query:feature-stats",
+        "query:secagg-advertise",
+        "train",
+        "query:secagg-unmask",
+        "train",  # failed: round 1's evaluation did not come with it
+        "evaluate",
+    ]
     state = json.loads((tmp_path / "checkpoint" / "state.json").read_text())
     assert state["completed_round"] == 1
+    assert state["pending"] is None and [r["server_round"] for r in state["rounds"]] == [1]
     entries = _audit_entries(tmp_path)
     assert [e["event"] for e in entries] == [
         "log-open",
@@ -188,18 +228,20 @@ def _is_train(message: Message) -> bool:
     return message.metadata.message_type == "train"
 
 
+def _train_after_round_one(message: Message) -> bool:
+    return _is_train(message) and RoundInstructions.take(message.content).server_round > 1
+
+
 def test_a_bank_lost_mid_run_is_left_out_after_the_timeout_and_the_run_goes_on(
     tmp_path: Path,
 ) -> None:
+    """bank-3 never answers a train message after round 1's (it still scores the last model)."""
     config = RunConfig(out_dir=str(tmp_path), rounds=2, seed=0, round_timeout=1.0)
     plan = plan_simulation(config, n_banks=3)
     grid = consortium_grid(plan)
+    grid.lose(2, when=_train_after_round_one)
 
-    def lose_bank_three_after_round_one(result: RoundResult, total: int) -> None:
-        if result.server_round == 1:
-            grid.lose(2, when=_is_train)
-
-    run_in_process(plan, grid=grid, on_round=lose_bank_three_after_round_one)
+    run_in_process(plan, grid=grid)
     document = _metrics(tmp_path)
     assert document["status"] == "completed"
     assert [r["banks"] for r in document["rounds"]] == [
@@ -211,6 +253,10 @@ def test_a_bank_lost_mid_run_is_left_out_after_the_timeout_and_the_run_goes_on(
     assert [r["refused"] for r in document["rounds"]] == [[], []]
     assert grid.failures == []
     assert document["rounds"][1]["auc"] > 0.70
+    # Round 1's model is scored with round 2's train replies: bank-3's hold-out is not
+    # in them. The last model is scored by every bank (an evaluate message).
+    n_test = {name: bank["n_test"] for name, bank in document["participants"].items()}
+    assert document["final"]["n_rows"] == sum(n_test.values())
 
 
 def _is_query(message: Message) -> bool:
@@ -235,31 +281,40 @@ def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     return _three_bank_run(tmp_path_factory.mktemp("uninterrupted"), rounds=3)
 
 
+def _unmask_of_round(server_round: int) -> Callable[[Message], bool]:
+    def matches(message: Message) -> bool:
+        if not _is_query(message):
+            return False
+        query = QueryInstructions.take(message.content)
+        return query.task == Task.SECAGG_UNMASK and query.server_round == server_round
+
+    return matches
+
+
 def test_a_bank_lost_after_masking_its_update_stays_in_the_exact_sum(
     tmp_path: Path, uninterrupted: dict[str, Any]
 ) -> None:
-    """From round 2 bank-3 sends its masked update but never answers the unmask query.
+    """bank-3 sends its masked update of round 2 but never answers round 2's unmask query.
 
-    The survivors' shares remove its masks: every round aggregates the same three
-    updates as the uninterrupted run, to the last bit.
+    The survivors' shares remove its masks: rounds 1 and 2 aggregate the same three
+    updates as the uninterrupted run, to the last bit. Round 3's keys were asked for
+    in that same unmask query, so bank-3 has none and sits round 3 out (dropped); and
+    as round 2's model is scored with round 3's train replies, bank-3's hold-out is not
+    in round 2's metrics.
     """
     plan = _three_bank_plan(tmp_path, rounds=3, round_timeout=1.0)
     grid = consortium_grid(plan)
+    grid.lose(2, when=_unmask_of_round(2))
 
-    def lose_unmasking_after_round_one(result: RoundResult, total: int) -> None:
-        if result.server_round == 1:
-            grid.lose(2, when=_is_query)  # in a round, only unmasking is a query
-
-    run_in_process(plan, grid=grid, on_round=lose_unmasking_after_round_one)
+    run_in_process(plan, grid=grid)
     document = _metrics(tmp_path)
     assert document["status"] == "completed"
     assert document["rounds"][1]["banks"] == ["bank-1", "bank-2", "bank-3"]
-    for got, want in zip(document["rounds"], uninterrupted["rounds"], strict=True):
-        assert (got["banks"], got["auc"], got["train_loss"]) == (
-            want["banks"],
-            want["auc"],
-            want["train_loss"],
-        )
+    for got, want in zip(document["rounds"][:2], uninterrupted["rounds"][:2], strict=True):
+        assert (got["banks"], got["train_loss"]) == (want["banks"], want["train_loss"])
+    assert document["rounds"][0]["auc"] == uninterrupted["rounds"][0]["auc"]
+    assert document["rounds"][2]["banks"] == ["bank-1", "bank-2"]
+    assert document["rounds"][2]["dropped"] == ["bank-3"]
 
 
 # -- resume (test_resume) -----------------------------------------------------------
@@ -297,3 +352,167 @@ def test_resuming_without_a_checkpoint_is_a_clear_error(tmp_path: Path) -> None:
     config = RunConfig(out_dir=str(tmp_path), rounds=2, resume=True)
     with pytest.raises(ConfigError, match="no checkpoint to resume from"):
         run_in_process(plan_simulation(config, n_banks=2))
+
+
+# -- a crash between a round's aggregation and its evaluation --------------------------
+
+
+class _Killed(BaseException):
+    """The coordinator's process dies here (no handler of the run sees it)."""
+
+
+def _dies_at_round_three_train(grid: FakeGrid, *, delivered: bool) -> None:
+    """The coordinator dies when it sends round 3's train messages.
+
+    Before they reach the banks (``delivered`` False: right after round 2's
+    aggregation and checkpoint), or after the banks answered them, having trained and
+    charged round 3, but before the coordinator reads a reply.
+    """
+    push, pull = grid.push_messages, grid.pull_messages
+    round_three = _train_of_round(3)
+
+    def push_or_die(messages: Iterable[Message]) -> Iterable[str]:
+        messages = list(messages)
+        if not delivered and round_three(messages[0]):
+            raise _Killed
+        return push(messages)
+
+    def pull_or_die(message_ids: Iterable[str]) -> Iterable[Message]:
+        if delivered and round_three(grid.pushes[-1][0]):
+            raise _Killed
+        return pull(message_ids)
+
+    grid.push_messages = push_or_die  # type: ignore[method-assign]
+    grid.pull_messages = pull_or_die  # type: ignore[method-assign]
+
+
+def _resumed(plan: SimulationPlan) -> SimulationPlan:
+    """The same banks (files, ledgers, replay stores, audit logs) for a resumed run."""
+    return dataclasses.replace(plan, config=plan.config.model_copy(update={"resume": True}))
+
+
+def _pending_round_of_checkpoint(out: Path) -> tuple[int, int | None, list[int]]:
+    """The checkpoint's last trained round, its pending round, and its completed rounds."""
+    state = json.loads((out / "checkpoint" / "state.json").read_text())
+    pending = state["pending"]
+    rounds = [result["server_round"] for result in state["rounds"]]
+    return state["completed_round"], None if pending is None else pending["server_round"], rounds
+
+
+def _first_train_message(grid: FakeGrid) -> Message:
+    return next(p[0] for p in grid.pushes if p[0].metadata.message_type == MessageType.TRAIN)
+
+
+def test_a_crash_before_round_three_resumes_with_round_two_evaluated_in_its_train_message(
+    tmp_path: Path, uninterrupted: dict[str, Any]
+) -> None:
+    """Killed after round 2's aggregation: the checkpoint has round 2 trained, its
+    evaluation pending; the resumed run asks for it in round 3's train message and
+    ends as the uninterrupted run, to the last bit."""
+    plan = _three_bank_plan(tmp_path, rounds=3)
+    grid = consortium_grid(plan)
+    _dies_at_round_three_train(grid, delivered=False)
+    with pytest.raises(_Killed):
+        run_in_process(plan, grid=grid)
+    assert _pending_round_of_checkpoint(tmp_path) == (2, 2, [1])
+
+    resumed_plan = _resumed(plan)
+    resumed_grid = consortium_grid(resumed_plan, run_id=2)
+    run_in_process(resumed_plan, grid=resumed_grid)
+
+    assert exchanges(resumed_grid) == [
+        "query:enroll",
+        "query:secagg-advertise",
+        "train",
+        "query:secagg-unmask",
+        "evaluate",
+    ]
+    asked = EvaluateRequest.take(_first_train_message(resumed_grid).content)
+    assert asked.server_round == 2
+    document = _metrics(tmp_path)
+    assert document["status"] == "completed"
+    for got, want in zip(document["rounds"], uninterrupted["rounds"], strict=True):
+        assert (got["round"], got["banks"], got["auc"], got["train_loss"]) == (
+            want["round"],
+            want["banks"],
+            want["auc"],
+            want["train_loss"],
+        )
+    assert document["final"]["auc"] == uninterrupted["final"]["auc"]
+    assert _pending_round_of_checkpoint(tmp_path) == (3, None, [1, 2, 3])
+    entries = _audit_entries(tmp_path)
+    assert [e["event"] for e in entries] == [
+        "log-open",
+        "run-start",
+        "setup",
+        "round",
+        "run-resume",
+        "setup",
+        "round",
+        "round",
+        "run-end",
+    ]
+    assert [e["data"]["server_round"] for e in entries if e["event"] == "round"] == [1, 2, 3]
+    assert verify_audit(tmp_path / "audit" / "coordinator.jsonl").closed
+
+
+def _bank_events(log: Path) -> list[tuple[str, int | None, bool | None]]:
+    """(event, round, replayed) of each entry of a bank's audit log after its first join."""
+    entries = [json.loads(line) for line in log.read_text().splitlines()]
+    return [
+        (e["event"], e["data"].get("server_round"), e["data"].get("replayed"))
+        for e in entries
+        if e["event"] in {"run-join", "train", "evaluate", "run-end"}
+    ]
+
+
+def test_a_crash_after_the_banks_trained_round_three_resumes_without_charging_it_again(
+    tmp_path: Path,
+) -> None:
+    """Killed after the banks answered round 3's train message (trained, charged, and
+    scored round 2's model), before the coordinator read it: the resumed run sends
+    round 3 again with round 2's evaluation asked; the banks score round 2's model
+    again (not charged) and replay round 3's result (no second charge)."""
+    plan = _private_plan(tmp_path, 3, rounds=3, run_name="crash-resume")
+    logs = {
+        bank.bank_name: tmp_path / "bank-audit" / f"{bank.bank_name}.jsonl" for bank in plan.banks
+    }
+    plan = dataclasses.replace(
+        plan,
+        banks=tuple(
+            bank.model_copy(update={"audit_log": logs[bank.bank_name]}) for bank in plan.banks
+        ),
+    )
+    grid = consortium_grid(plan)
+    _dies_at_round_three_train(grid, delivered=True)
+    with pytest.raises(_Killed):
+        run_in_process(plan, grid=grid)
+    assert _pending_round_of_checkpoint(tmp_path) == (2, 2, [1])
+
+    resumed_plan = _resumed(plan)
+    resumed_grid = consortium_grid(resumed_plan, run_id=2)
+    run_in_process(resumed_plan, grid=resumed_grid)
+
+    assert EvaluateRequest.take(_first_train_message(resumed_grid).content).server_round == 2
+    document = _metrics(tmp_path)
+    assert document["status"] == "completed"
+    assert [r["banks"] for r in document["rounds"]] == [["bank-1", "bank-2", "bank-3"]] * 3
+    for ledger in document["privacy"].values():
+        assert [e["round"] for e in ledger["events"]] == [0, 1, 2, 3]  # round 3 charged once
+        assert ledger["epsilon"] <= 1.0
+    for log in logs.values():
+        assert _bank_events(log) == [
+            ("run-join", None, None),
+            ("train", 1, False),
+            ("evaluate", 1, None),
+            ("train", 2, False),
+            ("evaluate", 2, None),
+            ("train", 3, False),  # answered, never read: the coordinator died
+            ("run-join", None, None),  # the resumed run (enroll)
+            ("evaluate", 2, None),
+            ("train", 3, True),  # the same result again, charged nothing
+            ("evaluate", 3, None),
+            ("run-end", 3, None),
+        ]
+    rounds = [e["data"] for e in _audit_entries(tmp_path) if e["event"] == "round"]
+    assert [r["server_round"] for r in rounds] == [1, 2, 3]

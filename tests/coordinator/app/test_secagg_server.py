@@ -1,5 +1,8 @@
 """The coordinator's side of secure aggregation, driven directly against real bank code.
 
+Round r's unmask exchange also collects round r+1's keys (tested below, with the
+cases that leave a bank out of the next round or leave the next round to ask).
+
 Each bank here is a small ClientApp around the bank's real secure-aggregation code
 (:mod:`participant.guard.secagg_client`) with an update the test chooses, reached
 through the in-process grid; the coordinator side is :class:`SecureAggregation` as
@@ -16,7 +19,8 @@ from flwr.app import Array, ArrayRecord, Context, Message, MessageType, MetricRe
 from flwr.clientapp import ClientApp
 from flwr.clientapp.typing import ClientAppCallable, Mod
 
-from coordinator.app.bank_replies import train_reply
+from coordinator.app.aggregation import AggregatedUpdate
+from coordinator.app.bank_replies import TrainReply, train_reply
 from coordinator.app.exchange import BankExchange, Stage
 from coordinator.app.secagg_server import SecureAggregation
 from coordinator.errors import RoundAborted, RoundFailed
@@ -71,6 +75,10 @@ def _bank_app(mods: tuple[Mod, ...] = ()) -> ClientApp:
             answer.put(content)
         else:
             reveal(_secagg(context, run), secagg.UnmaskRequest.take(message.content)).put(content)
+            asked = secagg.AdvertiseRequest.take_optional(message.content)
+            answer = None if asked is None else advertise(_secagg(context, run), asked)
+            if answer is not None:
+                answer.put(content)
         return Message(content, reply_to=message)
 
     @app.train()
@@ -127,8 +135,11 @@ def grid() -> Iterator[FakeGrid]:
         yield fake
 
 
-def _enrolled(grid: FakeGrid, *, min_banks: int = 2) -> SecureAggregation:
-    exchange = BankExchange(grid, min_banks=min_banks, timeout=0.5)
+def _enrolled(
+    grid: FakeGrid, *, min_banks: int = 2, exchange: BankExchange | None = None
+) -> SecureAggregation:
+    """The banks of ``grid`` enrolled; ``exchange`` (if given) times every exchange."""
+    exchange = exchange or BankExchange(grid, min_banks=min_banks, timeout=0.5)
     messages = []
     for node in exchange.nodes():
         content = RecordDict()
@@ -151,6 +162,11 @@ def _train(grid: FakeGrid, secure: SecureAggregation, server_round: int) -> list
     return BankExchange(grid, min_banks=1, timeout=0.5)(messages, Stage.TRAIN, server_round)
 
 
+def _last_round(secure: SecureAggregation, updates: list[TrainReply]) -> AggregatedUpdate:
+    """Aggregate ``updates`` as round 1 of a one-round run (no keys asked for a next round)."""
+    return secure.aggregate(updates, GLOBAL, _round(1), next_round=0, members=())
+
+
 def _expected(banks: list[int]) -> tuple[np.ndarray, float]:
     """The plain weighted mean update and loss of ``banks`` (partition ids)."""
     weights = np.array([WEIGHTS[b] for b in banks], dtype=np.float64)
@@ -167,7 +183,7 @@ def test_the_unmasked_sum_is_the_plain_weighted_mean(grid: FakeGrid) -> None:
     masked = updates[0].arrays[keys.SECAGG_MASKED].numpy()
     assert masked.dtype == np.uint32 and masked.shape == (N_PARAMS + 3,)
 
-    result = secure.aggregate(updates, GLOBAL, _round(1))
+    result = _last_round(secure, updates)
 
     expected, loss = _expected([0, 1, 2, 3])
     np.testing.assert_allclose(flatten(result.arrays), expected, atol=1e-3)
@@ -182,7 +198,7 @@ def test_a_bank_lost_after_the_keys_is_unmasked_out_of_the_sum(grid: FakeGrid) -
     updates = [train_reply(reply) for reply in _train(grid, secure, 1)]
     assert len(updates) == 3
 
-    result = secure.aggregate(updates, GLOBAL, _round(1))
+    result = _last_round(secure, updates)
 
     expected, loss = _expected([0, 1, 3])
     np.testing.assert_allclose(flatten(result.arrays), expected, atol=1e-3)
@@ -203,7 +219,7 @@ def test_a_malformed_masked_update_leaves_that_bank_out(grid: FakeGrid) -> None:
         secure.check(train_reply(broken), GLOBAL)
     checked = [secure.check(train_reply(r), GLOBAL) for r in replies[1:]]
 
-    result = secure.aggregate(checked, GLOBAL, _round(1))
+    result = _last_round(secure, checked)
 
     banks = [i for i in range(len(WEIGHTS)) if grid.node_id(i) in survivors]
     np.testing.assert_allclose(flatten(result.arrays), _expected(banks)[0], atol=1e-3)
@@ -226,27 +242,79 @@ def test_too_few_banks_at_unmasking_abort_the_round(grid: FakeGrid) -> None:
     for lost in (0, 1):
         grid.lose(lost)
     with pytest.raises(RoundAborted, match="aborted at 'unmask'"):
-        secure.aggregate(updates, GLOBAL, _round(1))
+        _last_round(secure, updates)
 
 
-def test_keys_for_the_next_round_ride_on_the_evaluate_replies(grid: FakeGrid) -> None:
-    secure = _enrolled(grid)
+def _is_train(message: Message) -> bool:
+    return message.metadata.message_type == MessageType.TRAIN
+
+
+def test_keys_for_the_next_round_ride_on_the_unmask_exchange(grid: FakeGrid) -> None:
+    """The survivors advertise beside their reveal; bank 2, lost for training, is asked apart."""
+    exchanges = BankExchange(grid, min_banks=2, timeout=0.5)
+    secure = _enrolled(grid, exchange=exchanges)
     secure.prepare(1, GLOBAL, _run())
-    secure.aggregate([train_reply(r) for r in _train(grid, secure, 1)], GLOBAL, _round(1))
-    request = secure.advertise_request(2, GLOBAL)
-    assert request.advertise_round == 2 and request.threshold == 3
-    replies = []
-    for node in sorted(grid.get_node_ids()):
-        content = RecordDict()
-        _run().query(Task.SECAGG_ADVERTISE).put(content)
-        request.put(content)
-        replies.append(Message(content, node, MessageType.QUERY))
-    answered = BankExchange(grid, min_banks=1, timeout=0.5)(replies, Stage.ADVERTISE, 1)
-    broken = answered[0]
-    secagg.Advertisement(advertisement=b"{not json").put(broken.content)  # ignored
-    secure.collect_advertisements(2, answered)
+    grid.lose(2, _is_train)
+    updates = [train_reply(r) for r in _train(grid, secure, 1)]
     everyone = sorted(grid.get_node_ids())
-    assert len(secure.train_messages(GLOBAL, _round(2), everyone)) == len(WEIGHTS) - 1
+    before = len(exchanges.timings)
+
+    result = secure.aggregate(updates, GLOBAL, _round(1), next_round=2, members=everyone)
+
+    assert grid.node_id(2) not in result.banks
+    assert [(t.server_round, t.stage) for t in exchanges.timings[before:]] == [(1, "unmask")]
+    secure.prepare(2, GLOBAL, _run())  # the keys are in already: no exchange
+    assert len(exchanges.timings) == before + 1
+    assert len(secure.train_messages(GLOBAL, _round(2), everyone)) == len(WEIGHTS)
+
+
+def _breaking_the_advertisement_of(bank: int) -> ClientApp:
+    """The banks' app, except that bank ``bank`` advertises junk beside its reveal."""
+
+    def mod(message: Message, context: Context, call_next: ClientAppCallable) -> Message:
+        reply = call_next(message, context)
+        if context.node_config["partition-id"] == bank and secagg.Advertisement.present(
+            reply.content
+        ):
+            secagg.Advertisement(advertisement=b"{not json").put(reply.content)
+        return reply
+
+    return _bank_app(mods=(mod,))
+
+
+def test_a_malformed_advertisement_leaves_that_bank_out_of_the_next_round() -> None:
+    app = _breaking_the_advertisement_of(0)
+    with FakeGrid(app, num_nodes=len(WEIGHTS), run_config={}, run_id=7) as grid:
+        secure = _enrolled(grid)
+        secure.prepare(1, GLOBAL, _run())  # bank 0's junk keys: it is not in round 1
+        updates = [train_reply(r) for r in _train(grid, secure, 1)]
+        assert len(updates) == len(WEIGHTS) - 1
+        everyone = sorted(grid.get_node_ids())
+        secure.aggregate(updates, GLOBAL, _round(1), next_round=2, members=everyone)
+        messages = secure.train_messages(GLOBAL, _round(2), everyone)
+    assert sorted(m.metadata.dst_node_id for m in messages) == sorted(
+        grid.node_id(i) for i in (1, 2, 3)
+    )
+
+
+def test_a_round_that_ends_before_unmasking_leaves_the_next_round_to_ask_for_its_keys(
+    grid: FakeGrid,
+) -> None:
+    exchanges = BankExchange(grid, min_banks=2, timeout=0.5)
+    secure = _enrolled(grid, exchange=exchanges)
+    secure.prepare(1, GLOBAL, _run())
+    for lost in (0, 1):
+        grid.lose(lost, _is_train)
+    updates = [train_reply(r) for r in _train(grid, secure, 1)]
+    everyone = sorted(grid.get_node_ids())
+    with pytest.raises(RoundAborted, match="aborted at 'masked"):
+        secure.aggregate(updates, GLOBAL, _round(1), next_round=2, members=everyone)
+    before = len(exchanges.timings)
+
+    secure.prepare(2, GLOBAL, _run())
+
+    assert [(t.server_round, t.stage) for t in exchanges.timings[before:]] == [(2, "advertise")]
+    assert len(secure.train_messages(GLOBAL, _round(2), everyone)) == len(WEIGHTS)
 
 
 def test_one_bank_cannot_be_summed_securely(grid: FakeGrid) -> None:
@@ -306,5 +374,5 @@ def test_a_bank_revealing_junk_is_ignored_and_the_sum_is_still_right() -> None:
         secure = _enrolled(grid)
         secure.prepare(1, GLOBAL, _run())
         updates = [train_reply(reply) for reply in _train(grid, secure, 1)]
-        result = secure.aggregate(updates, GLOBAL, _round(1))
+        result = _last_round(secure, updates)
     np.testing.assert_allclose(flatten(result.arrays), _expected([0, 1, 2, 3])[0], atol=1e-3)

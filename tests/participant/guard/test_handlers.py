@@ -1,4 +1,5 @@
-"""The bank's handlers against a coordinator that sends what it should not."""
+"""The bank's handlers: a train message that also asks for an evaluation, and a
+coordinator that sends what it should not."""
 
 from __future__ import annotations
 
@@ -6,14 +7,24 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
-from flwr.app import MessageType
+from flwr.app import ArrayRecord, MessageType, RecordDict
 
-from credit.messages import secagg
+from credit import message_keys as keys
+from credit.messages import (
+    EvaluateRequest,
+    Refusal,
+    TrainMetrics,
+    score_summary_from_content,
+    secagg,
+)
+from credit.metrics import ScoreSummary
 from credit.schema import DatasetSchema
 from participant.guard.bank_guard import BankGuard
 from participant.relay.client_app import GuardRefused
 from tests.participant.guard.bank_messages import (
+    JoinedBank,
     acme_settings,
     context,
     feature_stats_query,
@@ -60,3 +71,90 @@ def test_a_bank_that_requires_secure_aggregation_refuses_a_plain_round(
 
     last = json.loads(audit.read_text(encoding="utf-8").splitlines()[-1])
     assert last["event"] == "refusal" and last["data"]["kind"] == "plain-update"
+
+
+def _bank_without_budget(
+    schema: DatasetSchema, data_path: Path, *, audit_log: Path | None = None
+) -> JoinedBank:
+    """A bank named ``acme`` without a privacy budget that has joined a new run."""
+    guard = BankGuard(acme_settings(data_path, max_epsilon=None, audit_log=audit_log))
+    bank = JoinedBank(app=guarded_app(guard), context=context(), guard=guard)
+    bank.send(MessageType.QUERY, feature_stats_query(schema))
+    return bank
+
+
+def _asking_to_score(schema: DatasetSchema, server_round: int, model: ArrayRecord) -> RecordDict:
+    """Round ``server_round``'s train message carrying ``model`` (round - 1's), scored first."""
+    content, _ = round_content(schema, server_round)
+    content[keys.ARRAYS] = model
+    EvaluateRequest(server_round=server_round - 1).put(content)
+    return content
+
+
+def _evaluation_in(content: RecordDict) -> ScoreSummary:
+    return score_summary_from_content(
+        content,
+        score_bins=100,
+        scores_key=keys.EVALUATION_SCORES,
+        sums_key=keys.EVALUATION,
+    )
+
+
+def _same(got: ScoreSummary, want: ScoreSummary) -> None:
+    np.testing.assert_array_equal(got.positives, want.positives)
+    np.testing.assert_array_equal(got.negatives, want.negatives)
+    assert (got.brier_sum, got.log_loss_sum) == (want.brier_sum, want.log_loss_sum)
+
+
+def test_a_train_message_asking_for_an_evaluation_is_answered_beside_the_update(
+    tmp_path: Path, schema: DatasetSchema, write_bank_csv: Callable[..., Path]
+) -> None:
+    """The score summary is the evaluate reply's, under the train reply's own records."""
+    log = tmp_path / "acme.audit.jsonl"
+    bank = _bank_without_budget(schema, write_bank_csv(400), audit_log=log)
+    first, model = round_content(schema, 1)
+    assert keys.EVALUATION not in bank.send(MessageType.TRAIN, first).content  # not asked
+    evaluated = bank.send(MessageType.EVALUATE, round_content(schema, 1)[0]).content
+    expected = score_summary_from_content(evaluated, score_bins=100)
+
+    reply = bank.send(MessageType.TRAIN, _asking_to_score(schema, 2, model)).content
+
+    _same(_evaluation_in(reply), expected)
+    rows = TrainMetrics.take(reply).num_examples  # the update, beside it
+    assert rows is not None and rows + expected.n_rows == 400
+    assert keys.ARRAYS in reply and keys.SCORES not in reply
+    events = [json.loads(line) for line in log.read_text().splitlines()][-3:]
+    assert [(e["event"], e["data"]["server_round"]) for e in events] == [
+        ("evaluate", 1),  # first the model received, round 1's ...
+        ("run-end", 1),  # (the run planned one round)
+        ("train", 2),  # ... then round 2's training on it
+    ]
+    assert events[0]["data"]["model_sha256"] == events[2]["data"]["model_sha256"]
+
+
+def test_a_bank_refusing_to_train_still_scores_the_model_it_was_sent(
+    tmp_path: Path, schema: DatasetSchema, write_bank_csv: Callable[..., Path]
+) -> None:
+    """Round 2 is past the bank's plan (one round): refused, yet evaluated (not charged)."""
+    ledger = tmp_path / "acme.ledger.jsonl"
+    bank = joined_bank(schema, write_bank_csv(400), max_epsilon=8.0, ledger_path=ledger)
+    first, model = round_content(schema, 1)
+    bank.send(MessageType.TRAIN, first)
+    evaluated = bank.send(MessageType.EVALUATE, round_content(schema, 1)[0]).content
+    spent = ledger.read_text()
+
+    reply = bank.send(MessageType.TRAIN, _asking_to_score(schema, 2, model)).content
+
+    assert Refusal.take(reply).server_round == 2
+    _same(_evaluation_in(reply), score_summary_from_content(evaluated, score_bins=100))
+    assert ledger.read_text() == spent
+
+
+def test_an_evaluation_asked_for_another_round_than_the_one_before_is_refused(
+    tmp_path: Path, schema: DatasetSchema, write_bank_csv: Callable[..., Path]
+) -> None:
+    bank = _bank_without_budget(schema, write_bank_csv(300))
+    content, _ = round_content(schema, 3)
+    EvaluateRequest(server_round=1).put(content)
+    with pytest.raises(GuardRefused, match="carries round 2's model, not round 1's"):
+        bank.send(MessageType.TRAIN, content)
