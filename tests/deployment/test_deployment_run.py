@@ -1,7 +1,7 @@
 """Whole runs on Flower's Deployment Engine, every process real, on 127.0.0.1.
 
 The operator inits and starts a consortium, banks make keys and are added, each bank
-starts its SuperNode with ``fedcredit participant start`` on its own file, and
+starts its guard and SuperNode with ``fedcredit participant start`` on its own file, and
 ``fedcredit coordinator launch`` trains with differential privacy and secure
 aggregation on. One test runs a clean consortium of three banks to the end; the
 other loses a bank mid-round, has the coordinator killed mid-run, resumes, and
@@ -180,8 +180,11 @@ def test_run_survives_a_lost_bank_a_coordinator_crash_and_a_revocation(
     root = str(consortium.root)
 
     launch = Launch(root, "--rounds", "3", "--run-name", "crash-test", "--out", str(out))
+    # Round 1's result is reported once round 2's train replies (which score round 1's
+    # model) are in: round 2 has trained, and bank-d dies before secure aggregation's
+    # unmask exchange; the others' shares unmask its update, which stays in the sum.
     launch.wait_for("round   1/3  AUC", timeout=900)
-    consortium.kill_bank(homes["bank-d"])  # round 2 has started: bank-d dies mid-round
+    consortium.kill_bank(homes["bank-d"])
     launch.wait_for("round   2/3  AUC", timeout=900)
     assert consortium.crash_coordinator() >= 2  # SuperLink, SuperExec, ServerApp, flwr run
     launch.kill()
@@ -201,10 +204,9 @@ def test_run_survives_a_lost_bank_a_coordinator_crash_and_a_revocation(
     assert metrics["status"] == "completed"
     assert [r["round"] for r in metrics["rounds"]] == [1, 2, 3]
     assert sorted(metrics["rounds"][0]["banks"]) == banks
-    assert "bank-d" not in metrics["rounds"][1]["banks"]
-    assert len(metrics["rounds"][1]["banks"]) == 3
-    # bank-c may or may not have answered round 3 before its key was revoked; the
-    # run goes on either way, and its node is disconnected.
+    assert sorted(metrics["rounds"][1]["banks"]) == banks
+    # bank-d is gone from round 3; bank-c may or may not have answered round 3 before
+    # its key was revoked; the run goes on either way, and its node is disconnected.
     assert {"bank-a", "bank-b"} <= set(metrics["rounds"][2]["banks"]) <= set(banks[:3])
     assert consortium.node_status().get("bank-c") != "online"
     status = fedcredit("participant", "status", "--home", str(homes["bank-c"]), check=False)
