@@ -118,6 +118,14 @@ HoldoutFraction = Annotated[
 HoldoutSeed = Annotated[
     int, typer.Option(help="Seed of the bank's hold-out split (runs cannot move it).")
 ]
+RequireSecure = Annotated[
+    bool,
+    typer.Option(
+        "--require-secure-aggregation/--allow-plain-updates",
+        help="Send the model update only inside secure aggregation (a round asking for it "
+        "in the clear is refused and logged).",
+    ),
+]
 NodeUser = Annotated[
     str | None,
     typer.Option(
@@ -141,6 +149,7 @@ def start(
     holdout_fraction: HoldoutFraction = 0.2,
     holdout_seed: HoldoutSeed = 0,
     node_user: NodeUser = None,
+    require_secure_aggregation: RequireSecure = False,
 ) -> None:
     """Check the data and records, then start the bank's guard and its SuperNode.
 
@@ -172,6 +181,7 @@ def start(
             runtime_port=runtime_port,
             holdout=holdout,
             node_user=node_user,
+            require_secure_aggregation=require_secure_aggregation,
         )
         say(f"checking {data}, the ledger and the audit log (nothing leaves) ...")
         checked = BankGuard.open(node_plan(settings).guard)

@@ -12,7 +12,7 @@ guard holds the key. Without a log (simulations) nothing is recorded. Events::
               the bank's ledger, banks with a budget only), num_examples, secure,
               replayed
     refusal   run, server_round, kind (privacy-budget, unapproved-version, schema,
-              holdout-split, malformed-request), reason
+              holdout-split, plain-update, malformed-request, failed), reason
     evaluate  run, server_round (whose global model it scored: an evaluate message's
               round, or the round before a train message that asks for the evaluation
               of the model it carries), model_sha256 (the global model it scored)

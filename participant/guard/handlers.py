@@ -291,6 +291,12 @@ def train(request: BankRequest) -> RecordDict:
     inputs = secagg.TrainInputs.take_optional(content_in)
     asked = _evaluate_request(content_in, instructions)
     bank = checked_bank(request, instructions)
+    if inputs is None and request.settings.require_secure_aggregation:
+        raise GuardRefusal(
+            "plain-update",
+            f"bank '{bank.name}' sends its model update only through secure aggregation; "
+            "the round asks for it in the clear: run with secure aggregation on",
+        )
     # Secure aggregation's inputs are opened before anything is charged or trained.
     code = None if inputs is None else receive_keys(request.secagg, inputs)
     evaluation = _evaluation(request, bank, instructions, global_arrays, asked)

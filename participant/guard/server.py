@@ -107,7 +107,7 @@ class GuardServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
         finally:
             os.umask(previous)
         if owner is not None:
-            os.chown(path, owner, -1)
+            os.chown(path, owner, -1, follow_symlinks=False)
         self.path = path
 
     def answer(self, peer: Peer, connection: socket.socket) -> None:

@@ -70,6 +70,8 @@ class GuardSettings(BaseModel):
     approved_version : str, optional
         The fedcredit release the bank approved; a relay of another release is
         refused (see :mod:`participant.guard.approval`).
+    require_secure_aggregation : bool, default False
+        Refuse to send a model update outside secure aggregation.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -83,6 +85,7 @@ class GuardSettings(BaseModel):
     audit_key: Path | None = None
     holdout: HoldOut = Field(default_factory=HoldOut)
     approved_version: str | None = None
+    require_secure_aggregation: bool = False
 
     @model_validator(mode="after")
     def _consistent(self) -> GuardSettings:

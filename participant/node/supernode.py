@@ -96,6 +96,8 @@ class NodeSettings:
         The bank's fixed hold-out split.
     node_user : str, optional
         Run the SuperNode's ClientApps as this unprivileged user (root only).
+    require_secure_aggregation : bool
+        Refuse to send a model update outside secure aggregation.
     """
 
     bundle: Bundle
@@ -107,6 +109,7 @@ class NodeSettings:
     runtime_port: int = DEFAULT_RUNTIME_PORT
     holdout: HoldOut = field(default_factory=HoldOut)
     node_user: str | None = None
+    require_secure_aggregation: bool = False
 
     @property
     def ledger(self) -> Path:
@@ -133,8 +136,9 @@ class NodePlan(BaseModel):
     home : pathlib.Path
         The node folder (owned by the bank's user).
     runtime_dir : pathlib.Path
-        The relay's side: the guard's socket and the ClientApps' Flower home (owned
-        by the node user when there is one).
+        The relay's side: the guard's socket and the ClientApps' Flower home. With a
+        node user it stays the bank's (0711) and only the Flower home in it is the
+        node user's.
     node_user : str, optional
         The user the ClientApps run as.
     """
@@ -294,6 +298,7 @@ def node_plan(settings: NodeSettings) -> NodePlan:
         audit_key=settings.audit_key,
         holdout=settings.holdout,
         approved_version=__version__,
+        require_secure_aggregation=settings.require_secure_aggregation,
     )
     return NodePlan(
         guard=guard,
@@ -341,15 +346,19 @@ def supernode_command(plan: NodePlan) -> list[str]:
     return command
 
 
-def superexec_command(plan: NodePlan, parent_pid: int) -> list[str]:
-    """The ``flower-superexec`` that starts ClientApps as the node user (process isolation)."""
+def superexec_command(plan: NodePlan) -> list[str]:
+    """The ``flower-superexec`` that starts ClientApps as the node user (process isolation).
+
+    It gets no ``--parent-pid``: Flower checks that pid with ``kill(pid, 0)``, which a
+    node user may not send to the bank's processes, so the SuperExec would take its
+    parent for dead and stop at once. The guard starts it with ``PR_SET_PDEATHSIG``
+    instead, and stops it when the SuperNode exits.
+    """
     return [
         venv_tool("flower-superexec"),
         "--runtime-api-address",
         f"127.0.0.1:{plan.runtime_port}",
         "--insecure",
-        "--parent-pid",
-        str(parent_pid),
     ]
 
 

@@ -7,7 +7,8 @@
    validated and split once, its privacy ledger and audit log are verified (a broken
    entry is named and the guard does not start);
 2. with a node user: create it if missing, give it its own runtime folder, and refuse
-   to go on while it can read the bank's data, ledger, audit log or keys;
+   to go on unless it can run this fedcredit's Python (the SuperExec and every
+   ClientApp run it) and while it can read the bank's data, ledger, audit log or keys;
 3. listen on the guard's socket (:class:`~participant.guard.server.GuardServer`);
 4. start the SuperNode (and, with a node user, its SuperExec as that user) as
    children that receive SIGTERM when the guard dies (``PR_SET_PDEATHSIG``);
@@ -16,10 +17,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import logging
 import os
 import signal
+import stat
 import subprocess
 import sys
 import threading
@@ -40,10 +43,12 @@ from participant.node.supernode import (
     supernode_command,
 )
 
-__all__ = ["check_unreadable", "ensure_node_user", "run_guard"]
+__all__ = ["check_runnable", "check_unreadable", "ensure_node_user", "run_guard"]
 
 _log = logging.getLogger("fedcredit.guard")
 _PR_SET_PDEATHSIG = 1
+RELAY_FLWR_HOME = "flwr-home"
+"""The relay's Flower home in its runtime folder (the node user's, with one)."""
 TASK_POLL_SECONDS = "0.1"
 """How often the SuperExec looks for a new message (Flower's default is 1 s)."""
 
@@ -82,27 +87,66 @@ def run_guard(home: Path) -> None:
             if supernode.poll() is not None:
                 _log.warning("the SuperNode exited with code %s; the guard stays up until "
                              "`participant stop`", supernode.returncode)  # fmt: skip
+                _stop_children(children[1:])  # its SuperExec has nothing left to serve
                 stop.wait()
     finally:
         _stop_children(children)
         server.shutdown()
         server.server_close()
+        guard.close()
         _log.info("guard stopped")
 
 
 def _prepare_runtime(plan: NodePlan) -> tuple[int, int] | None:
-    """The relay's folder, owned by the node user if there is one; that user's ids."""
-    plan.runtime_dir.mkdir(parents=True, exist_ok=True)
-    os.chmod(plan.runtime_dir, 0o700)
-    (plan.runtime_dir / "flwr-home").mkdir(exist_ok=True)
+    """The relay's folder and, with a node user, that user's ids.
+
+    Without a node user the folder is the bank's (in its node folder, 0700). With one,
+    it is outside the node folder (under /tmp) and stays the bank's own (0711): the
+    node user may enter it to reach the guard's socket and its Flower home (the one
+    sub-folder it owns), but can neither list it nor rename, replace or add anything
+    in it. A folder the node user owned could be swapped for a symlink between two
+    starts, and the guard, as root, would then chmod or chown what it points to.
+    """
     if plan.node_user is None:
+        plan.runtime_dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(plan.runtime_dir, 0o700)
+        (plan.runtime_dir / RELAY_FLWR_HOME).mkdir(exist_ok=True)
         return None
     ensure_node_user(plan.node_user)
     uid, gid = node_user_ids(plan.node_user)
-    for path in (plan.runtime_dir, plan.runtime_dir / "flwr-home"):
-        os.chown(path, uid, gid)
+    runtime = _claim_folder(plan.runtime_dir, os.getuid(), os.getgid(), 0o711)
+    try:
+        os.close(_claim_folder(Path(RELAY_FLWR_HOME), uid, gid, 0o700, parent=runtime))
+    finally:
+        os.close(runtime)
+    check_runnable(plan, uid, gid)
     check_unreadable(plan, uid, gid)
     return uid, gid
+
+
+def _claim_folder(path: Path, uid: int, gid: int, mode: int, *, parent: int | None = None) -> int:
+    """Create ``path`` (or take the folder there), give it to ``uid`` with ``mode``.
+
+    Never through a symlink: the folder is opened with ``O_NOFOLLOW`` and changed
+    through that descriptor (returned open). ``parent``: a folder descriptor that
+    ``path`` is relative to.
+    """
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(path, mode, dir_fd=parent)
+    try:
+        folder = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=parent)
+    except OSError as exc:
+        raise ConfigError(
+            f"{path} is not a folder ({exc.strerror}): remove it, then start again",
+            source="--node-user",
+        ) from exc
+    try:
+        os.fchown(folder, uid, gid)
+        os.fchmod(folder, mode)
+    except OSError:
+        os.close(folder)
+        raise
+    return folder
 
 
 def ensure_node_user(name: str) -> None:
@@ -122,6 +166,59 @@ def ensure_node_user(name: str) -> None:
             f"cannot create the user '{name}': {created.stderr.strip()}", source="--node-user"
         )
     _log.info("created the node user %s", name)
+
+
+_RUNNABLE = "import flwr.supercore.cli.flower_superexec, participant.relay.client_app"
+
+
+def check_runnable(plan: NodePlan, uid: int, gid: int) -> None:
+    """Refuse to start unless the node user can run this Python and import the relay.
+
+    The node user's SuperExec and every ClientApp it starts run this environment's
+    Python, so the interpreter, the environment and every folder above them must be
+    readable and traversable by that user (a Python under ``/root`` is not).
+    """
+    try:
+        probe = subprocess.run(
+            [sys.executable, "-c", _RUNNABLE],
+            user=uid, group=gid, extra_groups=[], capture_output=True, text=True,
+            check=False, cwd=plan.runtime_dir, env={"PATH": os.environ.get("PATH", "")},
+        )  # fmt: skip
+        failure = probe.stderr.strip().splitlines()[-1:] if probe.returncode else []
+    except OSError as exc:
+        failure = [exc.strerror or str(exc)]
+    if not failure:
+        return
+    closed = [
+        folder
+        for target in (Path(sys.executable), Path(sys.executable).resolve())
+        for folder in reversed(target.parents)
+        if not _traversable(folder, uid, gid)
+    ]
+    hint = (
+        f"{closed[0]} is closed to it (`chmod o+x {closed[0]}`, or for that user only "
+        f"`setfacl -m u:{plan.node_user}:x {closed[0]}`)"
+        if closed
+        else "its files must be readable by others"
+    )
+    raise ConfigError(
+        f"the node user cannot run {sys.executable}: {failure[0]}; the SuperExec and every "
+        f"ClientApp run this Python as that user, and {hint}",
+        source="--node-user",
+    )
+
+
+def _traversable(folder: Path, uid: int, gid: int) -> bool:
+    """Whether ``uid`` may enter ``folder`` by its mode bits (ACLs are not read)."""
+    try:
+        info = folder.stat()
+    except OSError:
+        return False
+    if info.st_uid == uid:
+        return bool(info.st_mode & stat.S_IXUSR)
+    if info.st_gid == gid:
+        return bool(info.st_mode & stat.S_IXGRP)
+    return bool(info.st_mode & stat.S_IXOTH)
 
 
 _PROBE = """
@@ -151,7 +248,7 @@ def check_unreadable(plan: NodePlan, uid: int, gid: int) -> None:
     probe = subprocess.run(
         [sys.executable, "-c", _PROBE, *existing],
         user=uid, group=gid, extra_groups=[], capture_output=True, text=True, check=False,
-        env={"PATH": os.environ.get("PATH", "")},
+        cwd=plan.runtime_dir, env={"PATH": os.environ.get("PATH", "")},
     )  # fmt: skip
     readable = probe.stdout.split()
     if readable:
@@ -178,14 +275,15 @@ def _start_children(plan: NodePlan, owner: tuple[int, int] | None) -> list[subpr
     _log.info("SuperNode started (pid %d): log %s", supernode.pid, plan.supernode_log)
     children = [supernode]
     if owner is not None:
-        env = flower_env(flwr_home=plan.runtime_dir / "flwr-home")
-        env["HOME"] = str(plan.runtime_dir)
+        relay_home = plan.runtime_dir / RELAY_FLWR_HOME  # the node user's only folder
+        env = flower_env(flwr_home=relay_home)
+        env["HOME"] = str(relay_home)
         env["FLWR_SUPEREXEC_TASK_POLL_INTERVAL"] = TASK_POLL_SECONDS
         superexec = _spawn(
-            superexec_command(plan, supernode.pid),
+            superexec_command(plan),
             plan.services / "superexec.log",
             env,
-            plan.runtime_dir,
+            relay_home,
             owner=owner,
         )
         (plan.services / SUPEREXEC_PID).write_text(f"{superexec.pid}\n")

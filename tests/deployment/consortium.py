@@ -235,22 +235,33 @@ class RunningConsortium:
             connection.close()
 
     def start_bank(
-        self, bank: str, keys: BankKeyFiles, data: Path, *, max_epsilon: float | None = 3.0
+        self,
+        bank: str,
+        keys: BankKeyFiles,
+        data: Path,
+        *,
+        max_epsilon: float | None = 3.0,
+        node_user: str | None = None,
     ) -> Path:
-        """``fedcredit participant start`` as the bank runs it; return its node folder."""
+        """``fedcredit participant start`` as the bank runs it; return its node folder.
+
+        ``node_user``: run the bank's ClientApps as that user (``--node-user``, root only).
+        """
         home = self.work / bank / "node"
         budget = ["--max-epsilon", str(max_epsilon)] if max_epsilon is not None else ["--no-dp"]
+        as_user = ["--node-user", node_user] if node_user is not None else []
         fedcredit(
             "participant", "start", "--bundle", str(self.bundle(bank)),
             "--key", str(keys.node_key), "--data", str(data), "--home", str(home),
-            "--runtime-port", str(free_port()), *budget,
+            "--runtime-port", str(free_port()), *budget, *as_user,
         )  # fmt: skip
         self.bank_homes.append(home)
         return home
 
     def kill_bank(self, home: Path) -> None:
-        """SIGKILL a bank's SuperNode and its children (a crash: no goodbye to the SuperLink)."""
-        pid = int((home / "services" / "supernode.pid").read_text())
+        """SIGKILL a bank's guard, its SuperNode and their children (the bank's machine
+        crashed: no goodbye to the SuperLink). They share the guard's process group."""
+        pid = int((home / "services" / "guard.pid").read_text())
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, signal.SIGKILL)
 

@@ -1,12 +1,11 @@
 """Whole runs on Flower's Deployment Engine, every process real, on 127.0.0.1.
 
 The operator inits and starts a consortium, banks make keys and are added, each bank
-starts its SuperNode with ``fedcredit participant start`` on its own file, and
+starts its guard and SuperNode with ``fedcredit participant start`` on its own file, and
 ``fedcredit coordinator launch`` trains with differential privacy and secure
 aggregation on. One test runs a clean consortium of three banks to the end; the
-other loses a bank mid-round, has the coordinator killed mid-run (after the banks
-trained a round it had not checkpointed), resumes, and revokes a bank during the
-resumed run.
+other loses a bank mid-round, has the coordinator killed mid-run, resumes, and
+revokes a bank during the resumed run.
 """
 
 from __future__ import annotations
@@ -164,6 +163,13 @@ def test_three_banks_train_with_dp_and_secure_aggregation_end_to_end(
     listed = fedcredit("coordinator", "list", str(consortium.root)).stdout
     assert "completed" in listed and "3/3" in listed
 
+    # Each bank's node: its guard and SuperNode both run, and the budget left is shown.
+    status = fedcredit("participant", "status", "--home", str(homes["bank-a"])).stdout
+    lines = {line.split(":", 1)[0].strip(): line for line in status.splitlines()}
+    assert "running (pid" in lines["guard"] and "running (pid" in lines["SuperNode"]
+    left = MAX_EPSILON - metrics["privacy"]["bank-a"]["epsilon"]
+    assert f"ε {left:.4g} of {MAX_EPSILON:g}" in lines["budget left"], status
+
 
 def test_run_survives_a_lost_bank_a_coordinator_crash_and_a_revocation(
     consortium: RunningConsortium, embedded_frame: pd.DataFrame, tmp_path: Path
@@ -174,13 +180,11 @@ def test_run_survives_a_lost_bank_a_coordinator_crash_and_a_revocation(
     root = str(consortium.root)
 
     launch = Launch(root, "--rounds", "3", "--run-name", "crash-test", "--out", str(out))
-    # A round's line comes with the next round's train replies (they score its model):
-    # bank-d dies mid-round 2, after sending its masked update, before or while the
-    # coordinator unmasks the sum (and collects round 3's keys) ...
+    # Round 1's result is reported once round 2's train replies (which score round 1's
+    # model) are in: round 2 has trained, and bank-d dies before secure aggregation's
+    # unmask exchange; the others' shares unmask its update, which stays in the sum.
     launch.wait_for("round   1/3  AUC", timeout=900)
     consortium.kill_bank(homes["bank-d"])
-    # ... and the coordinator dies after the banks trained and charged round 3, before
-    # it checkpointed the round: the resumed run asks for round 3 again (replayed).
     launch.wait_for("round   2/3  AUC", timeout=900)
     assert consortium.crash_coordinator() >= 2  # SuperLink, SuperExec, ServerApp, flwr run
     launch.kill()
@@ -200,10 +204,9 @@ def test_run_survives_a_lost_bank_a_coordinator_crash_and_a_revocation(
     assert metrics["status"] == "completed"
     assert [r["round"] for r in metrics["rounds"]] == [1, 2, 3]
     assert sorted(metrics["rounds"][0]["banks"]) == banks
-    # bank-d's masked update of round 2 is in the sum: the others' shares unmask it.
     assert sorted(metrics["rounds"][1]["banks"]) == banks
-    # bank-c may or may not have answered round 3 before its key was revoked; the
-    # run goes on either way, and its node is disconnected.
+    # bank-d is gone from round 3; bank-c may or may not have answered round 3 before
+    # its key was revoked; the run goes on either way, and its node is disconnected.
     assert {"bank-a", "bank-b"} <= set(metrics["rounds"][2]["banks"]) <= set(banks[:3])
     assert consortium.node_status().get("bank-c") != "online"
     status = fedcredit("participant", "status", "--home", str(homes["bank-c"]), check=False)

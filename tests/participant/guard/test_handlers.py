@@ -30,6 +30,7 @@ from tests.participant.guard.bank_messages import (
     feature_stats_query,
     guarded_app,
     joined_bank,
+    message,
     round_content,
 )
 
@@ -52,6 +53,24 @@ def test_a_coordinator_sending_undecodable_masking_inputs_charges_nothing(
         bank.send(MessageType.TRAIN, content)
 
     assert ledger.read_text() == spent  # nothing charged, nothing trained
+
+
+def test_a_bank_that_requires_secure_aggregation_refuses_a_plain_round(
+    tmp_path: Path, schema: DatasetSchema, write_bank_csv: Callable[..., Path]
+) -> None:
+    """The attack: drop the secure-aggregation record to read a bank's exact weights."""
+    audit = tmp_path / "audit.jsonl"
+    settings = acme_settings(write_bank_csv(300), max_epsilon=None, audit_log=audit)
+    guard = BankGuard(settings.model_copy(update={"require_secure_aggregation": True}))
+    app, ctx = guarded_app(guard), context()
+    app(message(MessageType.QUERY, feature_stats_query(schema)), ctx)
+    content, _ = round_content(schema, 1)
+
+    with pytest.raises(GuardRefused, match="only through secure aggregation"):
+        app(message(MessageType.TRAIN, content), ctx)
+
+    last = json.loads(audit.read_text(encoding="utf-8").splitlines()[-1])
+    assert last["event"] == "refusal" and last["data"]["kind"] == "plain-update"
 
 
 def _bank_without_budget(
