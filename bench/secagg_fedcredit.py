@@ -78,14 +78,8 @@ from participant.guard.secagg_client import (
     receive_keys,
     reveal,
 )
-from participant.guard.sessions import ContextSessions
 
 _STEP = np.float32(0.001)
-
-
-def _secagg(context: Context, run: int) -> SecAggSession:
-    """The node's session, kept in its context as a simulated bank keeps it."""
-    return SecAggSession(ContextSessions(context), context.node_id, run)
 
 
 def _client_app() -> ClientApp:
@@ -94,20 +88,20 @@ def _client_app() -> ClientApp:
     @app.query()
     def query(message: Message, context: Context) -> Message:
         task = QueryInstructions.take(message.content).task
-        run = message.metadata.run_id
+        session = SecAggSession.in_context(context, message.metadata.run_id)
         content = RecordDict()
         if task == Task.ENROLL:
-            enrollment(_secagg(context, run)).put(content)
+            enrollment(session).put(content)
         elif task == Task.SECAGG_ADVERTISE:
             asked = secagg.AdvertiseRequest.take(message.content)
-            answer = advertise(_secagg(context, run), asked)
+            answer = advertise(session, asked)
             if answer is None:
                 raise RuntimeError("not in the roster")
             answer.put(content)
         else:
-            reveal(_secagg(context, run), secagg.UnmaskRequest.take(message.content)).put(content)
+            reveal(session, secagg.UnmaskRequest.take(message.content)).put(content)
             asked = secagg.AdvertiseRequest.take_optional(message.content)
-            answer = None if asked is None else advertise(_secagg(context, run), asked)
+            answer = None if asked is None else advertise(session, asked)
             if answer is not None:
                 answer.put(content)
         return Message(content, reply_to=message)
@@ -132,9 +126,10 @@ def _client_app() -> ClientApp:
         delta = np.full(flatten(arrays).size, float(_STEP))
         values = np.append(delta, [0.0, 0.0])  # no loss reported
         run = message.metadata.run_id
-        code = receive_keys(_secagg(context, run), inputs)
+        session = SecAggSession.in_context(context, run)
+        code = receive_keys(session, inputs)
         masked = mask_update(
-            _secagg(context, run),
+            session,
             server_round=inputs.server_round,
             values=values,
             weight=1.0,

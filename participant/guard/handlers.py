@@ -357,16 +357,14 @@ def _evaluation(
     """The train reply's evaluation records: the received model scored, if ``asked``."""
     if asked is None:
         return RecordDict()
-    summary = _score(bank, instructions, global_arrays)
-    record_evaluate(
-        request.audit,
+    return _scored(
+        request,
+        bank,
         instructions,
+        global_arrays,
         server_round=asked.server_round,
-        flower_run_id=request.flower_run_id,
-        model_sha256=model_sha256(global_arrays),
-    )
-    return score_summary_to_content(
-        summary, scores_key=message_keys.EVALUATION_SCORES, sums_key=message_keys.EVALUATION
+        scores_key=message_keys.EVALUATION_SCORES,
+        sums_key=message_keys.EVALUATION,
     )
 
 
@@ -421,15 +419,31 @@ def evaluate(request: BankRequest) -> RecordDict:
     instructions = RoundInstructions.take(content_in)
     global_arrays = record_of(content_in, message_keys.ARRAYS, ArrayRecord)
     bank = checked_bank(request, instructions)
+    return _scored(
+        request, bank, instructions, global_arrays, server_round=instructions.server_round
+    )
+
+
+def _scored(
+    request: BankRequest,
+    bank: PreparedBank,
+    instructions: RoundInstructions,
+    global_arrays: ArrayRecord,
+    *,
+    server_round: int,
+    scores_key: str = message_keys.SCORES,
+    sums_key: str = message_keys.METRICS,
+) -> RecordDict:
+    """The model of ``server_round`` scored on the bank's test rows, recorded in its audit log."""
     summary = _score(bank, instructions, global_arrays)
     record_evaluate(
         request.audit,
         instructions,
-        server_round=instructions.server_round,
+        server_round=server_round,
         flower_run_id=request.flower_run_id,
         model_sha256=model_sha256(global_arrays),
     )
-    return score_summary_to_content(summary)
+    return score_summary_to_content(summary, scores_key=scores_key, sums_key=sums_key)
 
 
 def _score(

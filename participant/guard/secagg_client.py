@@ -12,12 +12,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from flwr.app import Array, ArrayRecord
+from flwr.app import Array, ArrayRecord, Context
 from numpy.typing import NDArray
 
 from credit import message_keys
 from credit.messages import secagg
-from participant.guard.sessions import SessionStore
+from participant.guard.sessions import ContextSessions, SessionStore
 from privacy.secagg.fixed_point import FixedPoint
 from privacy.secagg.wire import (
     decode_fixed_point,
@@ -38,6 +38,11 @@ class SecAggSession:
     sessions: SessionStore
     node_id: int
     run: int
+
+    @classmethod
+    def in_context(cls, context: Context, run: int) -> SecAggSession:
+        """The session of ``context``'s node, kept in its ``context.state`` (a simulated bank)."""
+        return cls(ContextSessions(context), context.node_id, run)
 
 
 def enrollment(where: SecAggSession) -> secagg.Enrollment:

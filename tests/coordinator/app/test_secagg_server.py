@@ -39,18 +39,12 @@ from participant.guard.secagg_client import (
     receive_keys,
     reveal,
 )
-from participant.guard.sessions import ContextSessions
 from privacy.secagg.wire import decode_keys, encode_keys
 from tests.support.fake_grid import FakeGrid
 
 N_PARAMS = 12
 WEIGHTS = (300, 500, 700, 900)
 LOSSES = (0.41, 0.52, 0.33, 0.47)
-
-
-def _secagg(context: Context, run: int) -> SecAggSession:
-    """The node's session, kept in its context as a simulated bank keeps it."""
-    return SecAggSession(ContextSessions(context), context.node_id, run)
 
 
 def _update(partition_id: int) -> np.ndarray:
@@ -66,17 +60,21 @@ def _bank_app(mods: tuple[Mod, ...] = ()) -> ClientApp:
     def query(message: Message, context: Context) -> Message:
         task = QueryInstructions.take(message.content).task
         run, content = message.metadata.run_id, RecordDict()
+        session = SecAggSession.in_context(context, run)
         if task == Task.ENROLL:
-            enrollment(_secagg(context, run)).put(content)
+            enrollment(session).put(content)
         elif task == Task.SECAGG_ADVERTISE:
-            answer = advertise(_secagg(context, run), secagg.AdvertiseRequest.take(message.content))
+            answer = advertise(
+                session,
+                secagg.AdvertiseRequest.take(message.content),
+            )
             if answer is None:
                 raise ValueError("not in the roster")
             answer.put(content)
         else:
-            reveal(_secagg(context, run), secagg.UnmaskRequest.take(message.content)).put(content)
+            reveal(session, secagg.UnmaskRequest.take(message.content)).put(content)
             asked = secagg.AdvertiseRequest.take_optional(message.content)
-            answer = None if asked is None else advertise(_secagg(context, run), asked)
+            answer = None if asked is None else advertise(session, asked)
             if answer is not None:
                 answer.put(content)
         return Message(content, reply_to=message)
@@ -87,9 +85,10 @@ def _bank_app(mods: tuple[Mod, ...] = ()) -> ClientApp:
         inputs = secagg.TrainInputs.take(message.content)
         values = np.append(_update(bank), [LOSSES[bank], 1.0])
         run = message.metadata.run_id
-        code = receive_keys(_secagg(context, run), inputs)
+        session = SecAggSession.in_context(context, run)
+        code = receive_keys(session, inputs)
         masked = mask_update(
-            _secagg(context, run),
+            session,
             server_round=inputs.server_round,
             values=values,
             weight=WEIGHTS[bank],
