@@ -1,15 +1,32 @@
-"""DP-SGD with Opacus: per-sample clipping, Poisson sampling, secure Gaussian noise.
+"""DP-SGD with Opacus: per-sample clipping, exact Poisson sampling, secure Gaussian noise.
 
-Opacus provides per-sample gradients (``GradSampleModule``), clipping and Poisson
-sampling (``DPOptimizer``, ``DPDataLoader``); fedcredit replaces only where the noise
-comes from (:class:`~privacy.noise.SecureGaussian` instead of torch's Mersenne
-Twister) and does its own accounting from the ledger, so Opacus's accountant hooks
-are not used.
+Opacus provides per-sample gradients (``GradSampleModule``) and clipping
+(``DPOptimizer``); fedcredit replaces where the randomness comes from and how batches
+are drawn, so that the mechanism that runs is the one the ledger charged:
+
+* each step's batch is a Poisson sample of the training rows at rate exactly
+  ``batch_size / n_train``, drawn from a ChaCha20 keystream
+  (:meth:`~privacy.noise.SecureRandom.poisson_mask`), not torch's Mersenne Twister;
+* exactly ``epochs * steps_per_epoch(n_train, batch_size)`` steps run, and an empty
+  batch takes the noise-only step (zero summed gradient plus Gaussian noise, scaled by
+  the expected batch size, then the optimizer step with momentum) instead of being
+  skipped;
+* the noise comes from :class:`~privacy.noise.SecureGaussian`.
+
+fedcredit does its own accounting from the ledger, so Opacus's accountant hooks and
+its ``DPDataLoader`` are not used.
+
+Notes
+-----
+The analysed mechanism is the sub-sampled Gaussian mechanism of Abadi et al. (CCS
+2016) with Poisson sampling, as accounted by Mironov, Talwar and Zhang ("Rényi
+differential privacy of the sampled Gaussian mechanism", 2019). Its privacy analysis
+covers every step, including those whose sample happens to be empty; skipping them
+would release something other than what the ledger records.
 """
 
 from __future__ import annotations
 
-import os
 import warnings
 from dataclasses import dataclass
 
@@ -17,17 +34,22 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 from opacus import GradSampleModule
-from opacus.data_loader import DPDataLoader
 from opacus.optimizers import DPOptimizer
 from opacus.optimizers.optimizer import _check_processed_flag, _mark_as_processed
 from opacus.validators import ModuleValidator
 from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
 
 from privacy.errors import PrivacyError
-from privacy.noise import SecureGaussian
+from privacy.noise import SecureGaussian, SecureRandom
 
-__all__ = ["DpSgdSettings", "steps_per_epoch", "train_dp_sgd", "validate_for_dp"]
+__all__ = [
+    "DpSgdResult",
+    "DpSgdSettings",
+    "charged_steps",
+    "steps_per_epoch",
+    "train_dp_sgd",
+    "validate_for_dp",
+]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -41,11 +63,12 @@ class DpSgdSettings:
     max_grad_norm : float
         Per-sample L2 clipping norm, > 0.
     batch_size : int
-        Expected batch size; the Poisson sampling rate is ``batch_size / n_train``.
+        Expected batch size, 1 <= ``batch_size`` <= n_train; the Poisson sampling
+        rate is exactly ``batch_size / n_train``.
     epochs : int
         Local epochs; each epoch is ``steps_per_epoch(n_train, batch_size)`` steps.
     learning_rate : float
-        SGD step size.
+        SGD step size (momentum 0.9).
     """
 
     noise_multiplier: float
@@ -55,9 +78,37 @@ class DpSgdSettings:
     learning_rate: float
 
 
+@dataclass(frozen=True, kw_only=True)
+class DpSgdResult:
+    """What one call of :func:`train_dp_sgd` ran.
+
+    Attributes
+    ----------
+    mean_loss : float
+        Mean training loss over the rows of the non-empty batches (0.0 when every
+        batch was empty). A statistic of the rows: not for release.
+    steps : int
+        Noised steps executed, noise-only steps included; equal to the charged steps.
+    noise_only_steps : int
+        Of ``steps``, those whose Poisson batch was empty.
+    sample_rate : float
+        The Poisson sampling rate used, ``batch_size / n_train``.
+    """
+
+    mean_loss: float
+    steps: int
+    noise_only_steps: int
+    sample_rate: float
+
+
 def steps_per_epoch(n_train: int, batch_size: int) -> int:
-    """DP-SGD steps in one epoch (Opacus: one per batch of the original loader)."""
-    return int(np.ceil(n_train / batch_size))
+    """DP-SGD steps in one epoch: ``ceil(n_train / batch_size)``."""
+    return -(-n_train // batch_size)
+
+
+def charged_steps(n_train: int, settings: DpSgdSettings) -> int:
+    """Steps one round charges and runs: ``epochs * steps_per_epoch(n_train, batch_size)``."""
+    return settings.epochs * steps_per_epoch(n_train, settings.batch_size)
 
 
 def validate_for_dp(model: nn.Module) -> None:
@@ -69,11 +120,12 @@ def validate_for_dp(model: nn.Module) -> None:
 
 
 class _SecureNoiseOptimizer(DPOptimizer):  # type: ignore[misc]
-    """Opacus's DPOptimizer with noise drawn from a ChaCha20-based Gaussian sampler."""
+    """Opacus's DPOptimizer with ChaCha20 Gaussian noise, counting the noised steps."""
 
     def __init__(self, *args: object, noise: SecureGaussian, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)
         self._secure_noise = noise
+        self.noised_steps = 0
 
     def add_noise(self) -> None:
         for parameter in self.params:
@@ -83,6 +135,60 @@ class _SecureNoiseOptimizer(DPOptimizer):  # type: ignore[misc]
             )
             parameter.grad = (parameter.summed_grad + noise).view_as(parameter)
             _mark_as_processed(parameter.summed_grad)
+        self.noised_steps += 1
+
+    def noise_only_step(self) -> None:
+        """The step of an empty Poisson batch, through Opacus's own empty-batch path.
+
+        Each parameter gets an empty per-sample gradient; ``clip_and_accumulate`` sums
+        it to zero, then ``add_noise``, ``scale_grad`` (divide by the expected batch
+        size) and the wrapped optimizer's step (momentum included) run as for any batch.
+        """
+        for parameter in self.params:
+            parameter.grad_sample = parameter.new_zeros((0, *parameter.shape))
+        self.step()
+
+
+_LOSS = nn.BCEWithLogitsLoss()
+
+
+@dataclass
+class _Tally:
+    loss_sum: float = 0.0
+    rows: int = 0
+    noise_only_steps: int = 0
+
+
+def _sample_rate(batch_size: int, n_rows: int) -> float:
+    """``batch_size / n_rows``, refusing a batch size outside [1, n_rows]."""
+    if batch_size < 1:
+        raise PrivacyError(f"batch_size must be >= 1; got {batch_size}")
+    if batch_size > n_rows:
+        raise PrivacyError(f"batch_size {batch_size} exceeds the {n_rows} training rows")
+    return batch_size / n_rows
+
+
+def _take_step(
+    private: GradSampleModule,
+    optimizer: _SecureNoiseOptimizer,
+    inputs: torch.Tensor,
+    targets: torch.Tensor,
+    tally: _Tally,
+) -> None:
+    """One DP-SGD step on a Poisson batch; the noise-only step when it is empty."""
+    optimizer.zero_grad()
+    if len(targets) == 0:  # probability (1 - q)^n: the analysed mechanism still steps
+        optimizer.noise_only_step()
+        tally.noise_only_steps += 1
+        return
+    loss = _LOSS(private(inputs).squeeze(-1), targets)
+    with warnings.catch_warnings():
+        # Opacus hooks the first layer, whose input (the data) needs no gradient.
+        warnings.filterwarnings("ignore", message="Full backward hook is firing")
+        loss.backward()
+    optimizer.step()
+    tally.loss_sum += float(loss.detach()) * len(targets)
+    tally.rows += len(targets)
 
 
 def train_dp_sgd(
@@ -92,48 +198,71 @@ def train_dp_sgd(
     settings: DpSgdSettings,
     *,
     noise: SecureGaussian | None = None,
-) -> float:
-    """Train ``model`` in place with DP-SGD; return the mean training loss.
+    sampler: SecureRandom | None = None,
+) -> DpSgdResult:
+    """Train ``model`` in place with DP-SGD: the mechanism the ledger charged.
 
-    Runs exactly ``settings.epochs * steps_per_epoch(n, batch_size)`` steps with
-    Poisson sampling at rate ``batch_size / n``: the event the ledger charged.
+    Runs ``charged_steps(n, settings)`` steps, each on a Poisson sample of the rows at
+    rate ``batch_size / n`` (an empty sample takes the noise-only step).
+
+    Parameters
+    ----------
+    model : nn.Module
+        Trained in place; must pass :func:`validate_for_dp`.
+    features, labels : ndarray
+        The bank's training rows (``n`` rows) and 0/1 labels.
+    settings : DpSgdSettings
+        Noise, clipping, batch size, epochs and learning rate of the round.
+    noise : SecureGaussian, optional
+        Gaussian noise source; a fresh OS-keyed one when omitted (tests pass a key).
+    sampler : SecureRandom, optional
+        Poisson-sampling source; a fresh OS-keyed one when omitted (tests pass a key).
+
+    Raises
+    ------
+    PrivacyError
+        The model is not DP-compatible, the batch size is outside [1, n], or the
+        executed noised steps differ from the charged ones (do not release the model).
     """
     validate_for_dp(model)
     n_rows = len(labels)
-    sample_rate = settings.batch_size / n_rows
-    if sample_rate > 1:
-        raise PrivacyError(f"batch_size {settings.batch_size} exceeds the {n_rows} training rows")
-    dataset = TensorDataset(
-        torch.from_numpy(np.ascontiguousarray(features)),
-        torch.from_numpy(np.asarray(labels, dtype=np.float32)),
-    )
-    sampling = torch.Generator().manual_seed(int.from_bytes(os.urandom(8), "little"))
-    loader = DPDataLoader.from_data_loader(
-        DataLoader(dataset, batch_size=settings.batch_size), generator=sampling
-    )
+    sample_rate = _sample_rate(settings.batch_size, n_rows)
+    inputs = torch.from_numpy(np.ascontiguousarray(features))
+    targets = torch.from_numpy(np.asarray(labels, dtype=np.float32))
+    sampler = SecureRandom() if sampler is None else sampler
     private = GradSampleModule(model)
     optimizer = _SecureNoiseOptimizer(
         torch.optim.SGD(private.parameters(), lr=settings.learning_rate, momentum=0.9),
         noise_multiplier=settings.noise_multiplier,
         max_grad_norm=settings.max_grad_norm,
         expected_batch_size=settings.batch_size,
-        noise=noise or SecureGaussian(),
+        noise=SecureGaussian() if noise is None else noise,
     )
-    loss_fn = nn.BCEWithLogitsLoss()
     private.train()
-    total_loss, total_rows = 0.0, 0
-    for _ in range(settings.epochs):
-        for inputs, targets in loader:
-            optimizer.zero_grad()
-            if len(targets) == 0:  # an empty Poisson batch (probability e^-batch_size):
-                continue  # skipping it releases less than the ledger charged
-            loss = loss_fn(private(inputs).squeeze(-1), targets)
-            with warnings.catch_warnings():
-                # Opacus hooks the first layer, whose input (the data) needs no gradient.
-                warnings.filterwarnings("ignore", message="Full backward hook is firing")
-                loss.backward()
-            optimizer.step()
-            total_loss += float(loss.detach()) * len(targets)
-            total_rows += len(targets)
-    private._close()
-    return total_loss / max(total_rows, 1)
+    tally = _Tally()
+    try:
+        for _ in range(settings.epochs):
+            for _ in range(steps_per_epoch(n_rows, settings.batch_size)):
+                mask = torch.from_numpy(sampler.poisson_mask(n_rows, sample_rate))
+                _take_step(private, optimizer, inputs[mask], targets[mask], tally)
+    finally:
+        private._close()
+    _check_executed(optimizer.noised_steps, n_rows, settings)
+    return DpSgdResult(
+        mean_loss=tally.loss_sum / max(tally.rows, 1),
+        steps=optimizer.noised_steps,
+        noise_only_steps=tally.noise_only_steps,
+        sample_rate=sample_rate,
+    )
+
+
+def _check_executed(executed: int, n_rows: int, settings: DpSgdSettings) -> None:
+    """Raise :class:`PrivacyError` unless the noised steps executed equal the charged ones."""
+    charged = charged_steps(n_rows, settings)
+    if executed != charged:
+        raise PrivacyError(
+            f"DP-SGD executed {executed} noised steps but {charged} were charged "
+            f"({settings.epochs} epochs of ceil({n_rows}/{settings.batch_size}) steps): "
+            "the mechanism that ran is not the one in the ledger; do not release this "
+            "model and report the mismatch as a bug"
+        )

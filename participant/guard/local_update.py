@@ -138,6 +138,7 @@ def _train_private(
     """Charge, then DP-SGD; or the kept result of the same run, round and global model."""
     from participant.guard.privacy_guard import training_request
     from privacy.dp_sgd import DpSgdSettings, train_dp_sgd
+    from privacy.errors import PrivacyError
 
     replays = ReplayStore.beside(guard.ledger.path)
     received = model_sha256(global_arrays)
@@ -154,7 +155,13 @@ def _train_private(
         epochs=instructions.local_epochs,
         learning_rate=instructions.learning_rate,
     )
-    train_dp_sgd(model, split.train_x, split.train_y, settings)
+    result = train_dp_sgd(model, split.train_x, split.train_y, settings)
+    if (result.steps, result.sample_rate) != (event.steps, event.sample_rate):
+        raise PrivacyError(  # the ledger must record the mechanism that ran
+            f"round {instructions.server_round} of run '{run}' ran {result.steps} DP-SGD "
+            f"steps at sampling rate {result.sample_rate} but the ledger charged "
+            f"{event.steps} at {event.sample_rate}; the update is not sent"
+        )
     arrays = _arrays(model)
     replays.save(run, instructions.server_round, received, _numpy(arrays))
     return LocalUpdate(arrays, len(split.train_y), None, guard.ledger.epsilon)
