@@ -289,9 +289,6 @@ def _show_summary(metrics_path: Path, seconds: float) -> None:
     )
     show_table(
         "Participants",
-        ["bank", Column("train rows", justify="right"), Column("test rows", justify="right")],
-        [
-            (name, f"{counts['n_train']:,}", f"{counts['n_test']:,}")
-            for name, counts in participants.items()
-        ],
+        ["bank", Column("train rows", justify="right")],
+        [(name, f"{counts['n_train']:,}") for name, counts in participants.items()],
     )

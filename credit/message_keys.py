@@ -26,6 +26,7 @@ DROPPED = "dropped"
 EVALUATE = "evaluate"
 EVALUATION = "evaluation"
 EVALUATION_SCORES = "evaluation-scores"
+EVALUATION_DECLINED = "evaluation-declined"
 
 # Arrays inside records.
 POSITIVES = "positives"

@@ -52,8 +52,13 @@ class RunConfig(BaseModel):
         Share of each bank's own rows held out as its test split.
     min_banks : int, default 2
         Fewest banks a round needs; fewer replies fail the run cleanly.
-    score_bins : int, default 10000
-        Bins of the score histograms banks release for evaluation.
+    score_bins : int, default 100
+        Bins of the score histograms banks release for evaluation (a bank's policy
+        caps them: 100 by default).
+    evaluate_every : int, optional
+        Score the global model every this many rounds (the last round's model always);
+        0: the last round's only. Unset: 1 without privacy budgets, 0 with them
+        (every evaluation of held-out rows is charged to their budget).
     schema : str
         The dataset schema file ('' = the embedded one).
     out_dir : str
@@ -98,6 +103,7 @@ class RunConfig(BaseModel):
     test_fraction: float = Field(default=0.2, gt=0, lt=1)
     min_banks: int = Field(default=2, ge=1)
     score_bins: int = Field(default=DEFAULT_SCORE_BINS, ge=2, le=MAX_SCORE_BINS)
+    evaluate_every: int | None = Field(default=None, ge=0)
     grid_bins: int = Field(default=DEFAULT_GRID_BINS, ge=2, le=MAX_GRID_BINS)
     schema_file: str = Field(default="", alias="schema")
     out_dir: str = "fedcredit-run"
@@ -114,6 +120,24 @@ class RunConfig(BaseModel):
     def announced_rounds(self) -> int:
         """Rounds the banks are told to plan their privacy budget for."""
         return self.planned_rounds if self.planned_rounds is not None else self.rounds
+
+    def evaluates(self, server_round: int, *, private: bool) -> bool:
+        """Whether the model of ``server_round`` is scored (the last round's always is).
+
+        ``private``: whether the banks train under privacy budgets (the default
+        cadence then scores the last round's model only).
+        """
+        every = self.evaluate_every if self.evaluate_every is not None else int(not private)
+        if server_round >= self.rounds:
+            return True
+        return every > 0 and server_round % every == 0
+
+    def announced_evaluations(self, *, private: bool) -> int:
+        """Evaluations the banks are told to plan their held-out rows' budget for."""
+        rounds = self.announced_rounds
+        return sum(
+            1 for r in range(1, rounds + 1) if r == rounds or self.evaluates(r, private=private)
+        )
 
     def digest(self) -> str:
         """SHA-256 (hex) of what the run does: canonical JSON of :meth:`to_flower`.

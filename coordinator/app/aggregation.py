@@ -20,7 +20,13 @@ from coordinator.app.bank_replies import TrainReply
 from coordinator.app.exchange import messages_to
 from credit import message_keys
 from credit.errors import MalformedMessage
-from credit.messages import RoundInstructions, RunInstructions
+from credit.messages import (
+    EvaluationDeclined,
+    RoundInstructions,
+    RunInstructions,
+    score_summary_from_content,
+)
+from credit.metrics import ScoreSummary
 
 __all__ = [
     "AggregatedUpdate",
@@ -36,11 +42,17 @@ Exchange = Callable[[list[Message], str, int], list[Message]]
 
 @dataclass(frozen=True)
 class AggregatedUpdate:
-    """The new global model of a round and what it was made of."""
+    """The new global model of a round and what it was made of.
+
+    ``evaluation`` is the banks' summed evaluation of the model their train messages
+    carried, when it was summed with the updates (secure aggregation; None otherwise,
+    or when no bank's evaluation is in the sum).
+    """
 
     arrays: ArrayRecord
     train_loss: float | None
     banks: tuple[int, ...]
+    evaluation: ScoreSummary | None = None
 
 
 class Aggregation(Protocol):
@@ -95,6 +107,26 @@ class Aggregation(Protocol):
             Too few banks are left to finish the round (the model stays as it was).
         """
 
+    @property
+    def sums_evaluations(self) -> bool:
+        """Whether evaluations travel inside the updates' sum (not beside the updates)."""
+
+    def evaluation_messages(
+        self, arrays: ArrayRecord, instructions: RoundInstructions, nodes: Sequence[int]
+    ) -> list[Message]:
+        """The evaluate messages that score ``arrays`` (``instructions``' round's model)."""
+
+    def sum_evaluations(
+        self, replies: Sequence[Message], instructions: RoundInstructions
+    ) -> ScoreSummary | None:
+        """The consortium's evaluation from the evaluate replies (None: no bank's).
+
+        Raises
+        ------
+        RoundAborted
+            Too few banks are left to finish a secure sum.
+        """
+
 
 def check_update(node: int, update: ArrayRecord, like: ArrayRecord) -> None:
     """Refuse a plain update that is not finite weights of the global model's shapes."""
@@ -111,7 +143,30 @@ def check_update(node: int, update: ArrayRecord, like: ArrayRecord) -> None:
 
 
 class PlainAggregation:
-    """FedAvg in the clear: every bank's weights, averaged by its training rows."""
+    """FedAvg in the clear: every bank's weights, averaged by its training rows.
+
+    Evaluations travel in the clear beside the updates (bounded, and noisy for banks
+    under a privacy budget); the coordinator sums them.
+    """
+
+    @property
+    def sums_evaluations(self) -> bool:
+        return False
+
+    def evaluation_messages(
+        self, arrays: ArrayRecord, instructions: RoundInstructions, nodes: Sequence[int]
+    ) -> list[Message]:
+        return messages_to(nodes, MessageType.EVALUATE, instructions, arrays=arrays)
+
+    def sum_evaluations(
+        self, replies: Sequence[Message], instructions: RoundInstructions
+    ) -> ScoreSummary | None:
+        summaries = [
+            score_summary_from_content(reply.content, score_bins=instructions.score_bins)
+            for reply in replies
+            if not EvaluationDeclined.present(reply.content)
+        ]
+        return ScoreSummary.combine(summaries) if summaries else None
 
     def describe(self) -> str | None:
         return None

@@ -179,7 +179,7 @@ class CoordinatorAudit:
                 "epsilon": dict(epsilon),
                 "model_sha256": record_sha256(arrays),
                 "secure_aggregation": self._config.secure_aggregation,
-                "auc": result.metrics.auc,
+                "auc": result.metrics.auc if result.metrics is not None else None,
             },
         )
         self._last_round = result.server_round
@@ -187,13 +187,14 @@ class CoordinatorAudit:
     def run_end(self, state: RunState) -> None:
         """The run finished: every round, or stopped early (budgets spent)."""
         last = state.rounds[-1] if state.rounds else None
+        scored = state.final_metrics()
         self._append(
             "run-end",
             {
                 "status": "completed" if state.stopped is None else "stopped",
                 "reason": state.stopped,
                 "rounds_completed": last.server_round if last else 0,
-                "final_auc": last.metrics.auc if last else None,
+                "final_auc": scored.auc if scored is not None else None,
                 "final_model_sha256": record_sha256(state.arrays),
             },
         )

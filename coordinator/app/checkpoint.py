@@ -135,7 +135,7 @@ def _state_from(
         schema=schema,
         encoder=FeatureEncoder.model_validate_json(document["encoder"]),
         spec=ModelSpec.model_validate_json(document["spec"]),
-        banks=[BankInfo(**bank) for bank in document["banks"]],
+        banks=[_bank(bank) for bank in document["banks"]],
         arrays=arrays,
         rounds=[_round_from_json(result) for result in document["rounds"]],
         privacy={
@@ -147,15 +147,21 @@ def _state_from(
     )
 
 
+def _bank(data: dict[str, Any]) -> BankInfo:
+    """A bank of a checkpoint (version 3 checkpoints also kept its held-out row count)."""
+    return BankInfo(name=data["name"], node_id=data["node_id"], n_train=data["n_train"])
+
+
 def _round_to_json(result: RoundResult) -> dict[str, Any]:
     data = asdict(result)
-    data["metrics"] = result.metrics.as_dict()
+    data["metrics"] = result.metrics.as_dict() if result.metrics is not None else None
     return data
 
 
 def _round_from_json(data: dict[str, Any]) -> RoundResult:
     fields = dict(data)
-    fields["metrics"] = CreditMetrics.from_dict(data["metrics"])
+    metrics = data["metrics"]
+    fields["metrics"] = CreditMetrics.from_dict(metrics) if metrics is not None else None
     for name in ("banks", "refused", "dropped"):
         fields[name] = tuple(data[name])
     return RoundResult(**fields)

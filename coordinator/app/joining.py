@@ -53,7 +53,6 @@ def setup_reply_parser(
                 name=intro.name,
                 node_id=reply.metadata.src_node_id,
                 n_train=intro.n_train,
-                n_test=intro.n_test,
             ),
             stats=stats,
             enrollment=secagg.Enrollment.take_optional(reply.content),
@@ -91,5 +90,6 @@ def aggregation_for(
         enrollments=enrollments,
         weights={reply.bank.node_id: reply.bank.n_train for reply in replies},
         min_banks=config.min_banks,
+        score_bins=config.score_bins,
         exchange=exchange,
     )

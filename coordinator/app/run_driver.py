@@ -66,6 +66,7 @@ from coordinator.errors import RoundAborted, RoundFailed, RunStopped
 from credit.errors import MalformedMessage
 from credit.messages import (
     EvaluateRequest,
+    EvaluationDeclined,
     QueryInstructions,
     Refusal,
     RoundInstructions,
@@ -118,6 +119,9 @@ class RunDriver:
             grid, min_banks=config.min_banks, timeout=config.round_timeout
         )
         self._audit: CoordinatorAudit | None = None
+        # Whether the banks train under privacy budgets (they report ledgers once joined):
+        # it sets the default evaluation cadence.
+        self._private = False
         # What banks report: a new run's state shares the book's records; a resumed
         # run's book goes on recording into the checkpoint's.
         self._book = ReplyBook(on_event=self._on_event, on_refusal=self._record_refusal)
@@ -229,6 +233,7 @@ class RunDriver:
             return joined
 
         replies = self._book.sort(self._exchange(messages, stage, 0), introduced, 0)
+        self._private = bool(self._book.privacy)
         if len(replies.answers) < self.config.min_banks:
             raise RoundFailed(
                 stage=stage,
@@ -257,6 +262,7 @@ class RunDriver:
             test_fraction=self.config.test_fraction,
             seed=self.config.seed,
             planned_rounds=self.config.announced_rounds,
+            planned_evaluations=self.config.announced_evaluations(private=self._private),
             local_epochs=self.config.local_epochs,
             batch_size=self.config.batch_size,
             max_grad_norm=self.config.max_grad_norm,
@@ -278,7 +284,7 @@ class RunDriver:
                 self._on_event(f"stopped: {stop}")
                 break
         if state.pending is not None:
-            self._evaluate_pending(state, self._members(state))
+            self._evaluate_pending(state, aggregation, self._members(state))
 
     def _round(self, state: RunState, aggregation: Aggregation, server_round: int) -> None:
         """Train (or abort) round ``server_round``; it is then pending, and checkpointed.
@@ -295,6 +301,9 @@ class RunDriver:
             Too few banks answered; the last model was scored first, if pending.
         """
         started, since = time.monotonic(), len(self._exchange.timings)
+        pending = state.pending
+        if pending is not None and not self._evaluates(pending.server_round):
+            self._settle(state, pending, None)  # the run's cadence does not score it
         aggregation.prepare(server_round, state.arrays, self._run_instructions())
         instructions = self._round_instructions(state, server_round)
         members = self._members(state)
@@ -306,10 +315,10 @@ class RunDriver:
                 arrays=state.arrays, train_loss=None, trained=(), aborted=str(abort)
             )
         except RoundFailed:
-            self._evaluate_before_failing(state, members)
+            self._evaluate_before_failing(state, aggregation, members)
             raise
         if state.pending is not None:  # no usable evaluation came with the train replies
-            self._evaluate_pending(state, members)
+            self._evaluate_lost(state, aggregation, members)
         state.arrays = trained.arrays
         state.pending = self._pending(state, server_round, trained, started, since)
         save_checkpoint(Path(self.config.out_dir), state, server_round)
@@ -388,7 +397,7 @@ class RunDriver:
         if pending is not None:
             _ask_to_evaluate(messages, pending.server_round)
         replies = self._exchange(messages, Stage.TRAIN, server_round)
-        if pending is not None:
+        if pending is not None and not aggregation.sums_evaluations:
             self._settle_from(state, pending, replies)
 
         def parse(reply: Message) -> TrainReply:
@@ -407,7 +416,8 @@ class RunDriver:
             raise RoundAborted(
                 server_round=server_round, stage="train", remaining=accepted, required=needed
             )
-        next_round = server_round + 1 if server_round < self.config.rounds else 0
+        # The keys of the round after: the next round's, or the last model's evaluation's.
+        next_round = server_round + 1
         update = aggregation.aggregate(
             sorted_replies.answers,
             arrays,
@@ -415,6 +425,8 @@ class RunDriver:
             next_round=next_round,
             members=sorted(members),
         )
+        if pending is not None and update.evaluation is not None:
+            self._settle(state, pending, update.evaluation)
         refused = {refusal.bank for refusal in sorted_replies.refused}
         return TrainOutcome(
             arrays=update.arrays,
@@ -433,23 +445,57 @@ class RunDriver:
     def _settle_from(self, state: RunState, pending: PendingRound, replies: list[Message]) -> None:
         """Settle ``pending`` with the evaluations train ``replies`` carry (if any is usable)."""
 
-        def parse(reply: Message) -> ScoreSummary:
+        def parse(reply: Message) -> ScoreSummary | None:
+            if EvaluationDeclined.present(reply.content):
+                return None  # the bank's policy or budget: nothing released
             return train_evaluation(reply, score_bins=self.config.score_bins)
 
-        summaries = self._book.evaluations(replies, parse, pending.server_round)
+        answers = self._book.evaluations(replies, parse, pending.server_round)
+        summaries = [summary for summary in answers if summary is not None]
         if summaries:
-            self._settle(state, pending, summaries)
+            self._settle(state, pending, ScoreSummary.combine(summaries))
+        elif answers:  # every bank that answered declined: asking again changes nothing
+            self._on_event(f"round {pending.server_round}: every bank declined to evaluate")
+            self._settle(state, pending, None)
 
-    def _evaluate_pending(self, state: RunState, members: dict[int, str]) -> None:
+    def _evaluates(self, server_round: int) -> bool:
+        """Whether the run's cadence scores the model of ``server_round``."""
+        return self.config.evaluates(server_round, private=self._private)
+
+    def _evaluate_lost(
+        self, state: RunState, aggregation: Aggregation, members: dict[int, str]
+    ) -> None:
+        """The pending round's evaluation did not come with the round after it.
+
+        In the clear an evaluate-only exchange asks for it; under secure aggregation
+        it was lost with the round's secure sum and the round stays unscored (a secure
+        sum of its own would cost three exchanges mid-run).
+        """
+        pending = state.pending
+        if pending is None:
+            return
+        if aggregation.sums_evaluations:
+            self._on_event(
+                f"round {pending.server_round}'s evaluation was lost with round "
+                f"{pending.server_round + 1}'s secure sum: not evaluated"
+            )
+            self._settle(state, pending, None)
+            return
+        self._evaluate_pending(state, aggregation, members)
+
+    def _evaluate_pending(
+        self, state: RunState, aggregation: Aggregation, members: dict[int, str]
+    ) -> None:
         """The evaluate-only exchange: the run's ``members`` score the pending round's model.
 
         That model is the global model (``state.arrays``): a pending round is always
-        the last one trained.
+        the last one trained. Under secure aggregation it is a secure round of its own.
 
         Raises
         ------
         RoundFailed
-            Fewer than ``min_banks`` replies without errors, or no usable evaluation.
+            Fewer than ``min_banks`` replies without errors, too few banks left for the
+            secure sum, or no usable evaluation.
         """
         pending = state.pending
         if pending is None:
@@ -457,24 +503,40 @@ class RunDriver:
         server_round = pending.server_round
         started, since = time.monotonic(), len(self._exchange.timings)
         instructions = self._round_instructions(state, server_round)
-        messages = messages_to(
-            sorted(members), MessageType.EVALUATE, instructions, arrays=state.arrays
-        )
-        replies = self._exchange(messages, Stage.EVALUATE, server_round)
+        try:
+            messages = aggregation.evaluation_messages(state.arrays, instructions, sorted(members))
+            replies = self._exchange(messages, Stage.EVALUATE, server_round)
 
-        def parse(reply: Message) -> ScoreSummary:
-            return score_summary_from_content(reply.content, score_bins=self.config.score_bins)
+            def parse(reply: Message) -> Message:
+                if not aggregation.sums_evaluations and not EvaluationDeclined.present(
+                    reply.content
+                ):
+                    score_summary_from_content(reply.content, score_bins=instructions.score_bins)
+                return reply
 
-        summaries = self._book.sort(replies, parse, server_round).answers
-        if not summaries:
+            answered = self._book.sort(replies, parse, server_round).answers
+            summary = aggregation.sum_evaluations(answered, instructions) if answered else None
+        except RoundAborted as abort:
+            raise RoundFailed(
+                stage=Stage.EVALUATE,
+                server_round=server_round,
+                received=abort.remaining,
+                required=abort.required,
+                reasons=[str(abort)],
+            ) from None
+        if not answered:
             raise RoundFailed(
                 stage=Stage.EVALUATE, server_round=server_round, received=0, required=1, reasons=[]
             )
+        if summary is None:
+            self._on_event(f"round {server_round}: every bank declined to evaluate")
         exchanges = self._exchange.seconds_of(server_round, since)
         seconds = time.monotonic() - started
-        self._settle(state, pending, summaries, seconds=seconds, exchanges=exchanges)
+        self._settle(state, pending, summary, seconds=seconds, exchanges=exchanges)
 
-    def _evaluate_before_failing(self, state: RunState, members: dict[int, str]) -> None:
+    def _evaluate_before_failing(
+        self, state: RunState, aggregation: Aggregation, members: dict[int, str]
+    ) -> None:
         """A round failed: score the last model first, if its evaluation is pending.
 
         The run's record then ends with that round, as it would have before the
@@ -484,7 +546,7 @@ class RunDriver:
         if pending is None:
             return
         try:
-            self._evaluate_pending(state, members)
+            self._evaluate_pending(state, aggregation, members)
         except RoundFailed as also:
             self._on_event(f"round {pending.server_round}'s model could not be scored: {also}")
 
@@ -492,18 +554,25 @@ class RunDriver:
         self,
         state: RunState,
         pending: PendingRound,
-        summaries: list[ScoreSummary],
+        summary: ScoreSummary | None,
         *,
         seconds: float = 0.0,
         exchanges: dict[str, float] | None = None,
     ) -> None:
-        """Complete ``pending`` with the pooled metrics of ``summaries``.
+        """Complete ``pending`` with the pooled metrics of the summed ``summary``.
 
         The round's result is recorded, audited (with the model scored, the global
         model, and the epsilon as of the round's training), checkpointed and reported,
         in that order. ``seconds`` and ``exchanges`` are an evaluate-only exchange's.
+        Without a summary (or one that holds a single class: noise can do that to a
+        small hold-out) the round is recorded as not evaluated.
         """
-        metrics = credit_metrics(ScoreSummary.combine(summaries))
+        metrics = None
+        if summary is not None:
+            try:
+                metrics = credit_metrics(summary)
+            except ValueError as exc:
+                self._on_event(f"round {pending.server_round}: not evaluated ({exc})")
         result = pending.result(metrics, seconds=seconds, exchanges=exchanges)
         state.rounds.append(result)
         state.pending = None

@@ -65,16 +65,17 @@ def run_files(out_dir: Path) -> RunFiles:
 
 def metrics_document(state: RunState, wall_seconds: float) -> dict[str, Any]:
     """The ``metrics.json`` document of a run."""
-    final = state.rounds[-1].metrics.as_dict() if state.rounds else {}
+    scored = state.final_metrics()
+    final = scored.as_dict() if scored is not None else {}
     return {
         "config": state.config.to_flower(),
         "schema": {"name": state.schema.name, "sha256": state.schema.schema_hash()},
         "rounds": [
             {
                 "round": r.server_round,
-                "auc": r.metrics.auc,
-                "ks": r.metrics.ks,
-                "loss": r.metrics.log_loss,
+                "auc": r.metrics.auc if r.metrics is not None else None,
+                "ks": r.metrics.ks if r.metrics is not None else None,
+                "loss": r.metrics.log_loss if r.metrics is not None else None,
                 "train_loss": r.train_loss,
                 "banks": list(r.banks),
                 "refused": list(r.refused),
@@ -87,9 +88,7 @@ def metrics_document(state: RunState, wall_seconds: float) -> dict[str, Any]:
             for r in state.rounds
         ],
         "final": {key: final[key] for key in _FINAL_KEYS if key in final},
-        "participants": {
-            bank.name: {"n_train": bank.n_train, "n_test": bank.n_test} for bank in state.banks
-        },
+        "participants": {bank.name: {"n_train": bank.n_train} for bank in state.banks},
         "privacy": state.privacy_document(),
         "refusals": state.refusals_document(),
         "secure_aggregation": state.secure_aggregation,
@@ -140,9 +139,10 @@ def _plot_rounds(rounds: list[dict[str, Any]], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     figure, axis = plt.subplots(figsize=(7, 4), dpi=110)
-    numbers = [r["round"] for r in rounds]
-    axis.plot(numbers, [r["auc"] for r in rounds], marker="o", label="AUC")
-    axis.plot(numbers, [r["ks"] for r in rounds], marker="s", label="KS")
+    scored = [r for r in rounds if r["auc"] is not None]
+    numbers = [r["round"] for r in scored]
+    axis.plot(numbers, [r["auc"] for r in scored], marker="o", label="AUC")
+    axis.plot(numbers, [r["ks"] for r in scored], marker="s", label="KS")
     axis.set_xlabel("round")
     axis.set_ylabel("pooled test metric")
     axis.set_title("Federated test AUC and KS per round")

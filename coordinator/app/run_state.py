@@ -32,7 +32,6 @@ class BankInfo:
     name: str
     node_id: int
     n_train: int
-    n_test: int
 
 
 @dataclass(frozen=True)
@@ -75,10 +74,13 @@ class RoundResult:
     this round's model (the last round's; or one whose evaluation did not come with
     the next round's train replies); ``advertise`` when the round had to ask for its
     keys on its own. A checkpoint written before rounds kept them loads with none.
+    ``metrics`` is None for a round whose model was not scored: the run's cadence
+    (``evaluate-every``) skipped it, or its evaluation was lost with the next round's
+    secure sum.
     """
 
     server_round: int
-    metrics: CreditMetrics
+    metrics: CreditMetrics | None
     train_loss: float | None
     banks: tuple[str, ...]
     seconds: float
@@ -91,10 +93,12 @@ class RoundResult:
     def progress_line(self, total_rounds: int) -> str:
         """One progress line: round, AUC, KS, test loss, banks, ε, refusals, dropouts, time."""
         m = self.metrics
-        line = (
-            f"round {self.server_round:>3}/{total_rounds}  AUC {m.auc:.4f}  KS {m.ks:.4f}  "
-            f"loss {m.log_loss:.4f}  banks {len(self.banks)}"
+        scored = (
+            f"AUC {m.auc:.4f}  KS {m.ks:.4f}  loss {m.log_loss:.4f}"
+            if m is not None
+            else "not evaluated" + " " * 26
         )
+        line = f"round {self.server_round:>3}/{total_rounds}  {scored}  banks {len(self.banks)}"
         if self.max_epsilon_spent is not None:
             line += f"  ε spent ≤ {self.max_epsilon_spent:.3f}"
         if self.refused:
@@ -132,7 +136,7 @@ class PendingRound:
 
     def result(
         self,
-        metrics: CreditMetrics,
+        metrics: CreditMetrics | None,
         *,
         seconds: float = 0.0,
         exchanges: Mapping[str, float] | None = None,
@@ -189,6 +193,13 @@ class RunState:
     pending: PendingRound | None = None
     stopped: str | None = None
     secure_aggregation: dict[str, Any] | None = None
+
+    def final_metrics(self) -> CreditMetrics | None:
+        """The metrics of the last round whose model was scored (None: no round's was)."""
+        for result in reversed(self.rounds):
+            if result.metrics is not None:
+                return result.metrics
+        return None
 
     def privacy_document(self) -> dict[str, dict[str, Any]]:
         """Each bank's ledger summary as ``metrics.json`` and the checkpoint keep it."""

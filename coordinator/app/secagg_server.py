@@ -7,7 +7,8 @@ Message flow of a run (``privacy.secagg.protocol`` has the cryptography)::
     round r  train  (weights, U1's keys, shares sealed for the bank) ─▶ masked update
              unmask (survivors, dropouts; "advertise r+1") ─▶ requested shares
                                                 + round r+1 keys and shares    [+1 trip per round]
-    the end  evaluate (the last weights) ─▶ metrics
+    the end  evaluate (the last weights, keys for round R+1) ─▶ masked evaluation
+             unmask (survivors, dropouts) ─▶ requested shares: the summed evaluation
 
 Round r's unmask exchange also collects round r+1's keys: the survivors (whose masked
 updates arrived) find the advertise request beside the unmask request, and the
@@ -16,9 +17,13 @@ advertise query in the same exchange. So a round costs two message round trips
 against plain FedAvg's one, and the run one more at set-up. A round that ends
 before its unmask query (too few keys or masked updates) collects no keys: the next
 round asks for them first (:meth:`SecureAggregation.prepare`, one extra exchange).
-What a bank masks is ``n_train * [update - global, loss, 1]``: the coordinator
+What a bank masks is ``n_train * [update - global, loss, 1]``, its weight ``n_train``
+and, unweighted, its evaluation of the model the train message carried
+(:func:`~credit.metrics.evaluation_vector`, zeros when not asked): the coordinator
 decodes only the weighted mean update, the weighted mean training loss (banks under
-DP report none) and the summed weight.
+DP report none), the summed weight and the consortium's summed evaluation. The last
+model is scored in a secure round of its own (round R + 1, whose keys round R's unmask
+exchange collects): each bank masks its weight 0 and its evaluation.
 """
 
 from __future__ import annotations
@@ -37,9 +42,15 @@ from coordinator.errors import RoundAborted, RoundFailed
 from credit import message_keys
 from credit.errors import MalformedMessage
 from credit.messages import RoundInstructions, RunInstructions, Task, secagg
-from credit.records import array_of, flatten, unflatten
+from credit.metrics import ScoreSummary, evaluation_from_sum
+from credit.records import array_of, flatten, record_of, unflatten
 from privacy.secagg.fixed_point import FixedPoint
-from privacy.secagg.protocol import RoundAggregator, SecAggAborted, default_threshold
+from privacy.secagg.protocol import (
+    CoordinatorStage,
+    RoundAggregator,
+    SecAggAborted,
+    default_threshold,
+)
 from privacy.secagg.protocol import UnmaskRequest as ProtocolUnmaskRequest
 from privacy.secagg.shamir import Share
 from privacy.secagg.wire import (
@@ -54,6 +65,11 @@ from privacy.secagg.wire import (
 __all__ = ["SecureAggregation"]
 
 _EXTRA = 3  # loss, reported flag, weight
+
+
+def _evaluation_length(score_bins: int) -> int:
+    """Entries of a bank's evaluation in the masked vector (see ``evaluation_vector``)."""
+    return 2 * score_bins + 3
 
 
 @dataclass(frozen=True)
@@ -79,6 +95,8 @@ class SecureAggregation:
         Banks needed at every stage of a round.
     code : FixedPoint
         The fixed-point code of the sum.
+    score_bins : int
+        Bins of the evaluations summed with the updates.
     exchange : callable
         Sends a stage's messages and returns the error-free replies.
     """
@@ -90,6 +108,7 @@ class SecureAggregation:
         roster: Mapping[int, bytes],
         threshold: int,
         code: FixedPoint,
+        score_bins: int,
         exchange: Exchange,
     ) -> None:
         if len(roster) < 2:
@@ -100,8 +119,11 @@ class SecureAggregation:
         self.roster = dict(roster)
         self.threshold = threshold
         self.code = code
+        self.score_bins = score_bins
+        self._totals = FixedPoint.for_totals(participants=len(roster), ring_bits=code.ring_bits)
         self._exchange = exchange
         self._rounds: dict[int, RoundAggregator] = {}
+        self._evaluating: int | None = None  # the secure round of the last model's evaluation
 
     @classmethod
     def enroll(
@@ -112,6 +134,7 @@ class SecureAggregation:
         enrollments: Mapping[int, secagg.Enrollment],
         weights: Mapping[int, int],
         min_banks: int,
+        score_bins: int,
         exchange: Exchange,
     ) -> SecureAggregation:
         """Fix the roster from the banks' set-up replies; pick threshold and fixed-point code.
@@ -150,7 +173,19 @@ class SecureAggregation:
                 required=2,
                 reasons=[str(exc)],
             ) from exc
-        return cls(run=run, roster=roster, threshold=threshold, code=code, exchange=exchange)
+        return cls(
+            run=run,
+            roster=roster,
+            threshold=threshold,
+            code=code,
+            score_bins=score_bins,
+            exchange=exchange,
+        )
+
+    @property
+    def sums_evaluations(self) -> bool:
+        """Evaluations are masked with the updates: the coordinator decodes only their sum."""
+        return True
 
     def describe(self) -> str | None:
         """One line for the terminal."""
@@ -184,7 +219,7 @@ class SecureAggregation:
             roster=self.roster,
             threshold=self.threshold,
             code=self.code,
-            length=flatten(arrays).size + _EXTRA,
+            length=self._train_length(arrays),
         )
         for old in [r for r in self._rounds if r < next_round - 1]:
             del self._rounds[old]
@@ -262,10 +297,14 @@ class SecureAggregation:
             messages.append(Message(content, node, MessageType.TRAIN))
         return messages
 
+    def _train_length(self, arrays: ArrayRecord) -> int:
+        """Entries of a masked train input: update, loss, flag, weight, evaluation."""
+        return flatten(arrays).size + _EXTRA + _evaluation_length(self.score_bins)
+
     def check(self, update: TrainReply, arrays: ArrayRecord) -> TrainReply:
         """``update`` if it is a masked vector of this run's ring and the round's length."""
         masked = array_of(update.arrays, message_keys.SECAGG_MASKED, record_key="arrays")
-        length = flatten(arrays).size + _EXTRA
+        length = self._train_length(arrays)
         if masked.dtype != self.code.dtype or masked.shape != (length,):
             raise MalformedMessage(
                 f"node {update.node}: the masked update is {masked.dtype}{masked.shape}, "
@@ -316,11 +355,119 @@ class SecureAggregation:
                 required=self.threshold,
                 reason=f"the revealed shares do not reconstruct the masks ({exc})",
             ) from None
-        mean = self.code.decode_mean(total[:-1], total[-1])
+        size = flatten(arrays).size
+        mean = self.code.decode_mean(total[: size + 2], total[size + 2])
         update, loss_mean, reported = mean[:-2], mean[-2], mean[-1]
         new_arrays = unflatten(flatten(arrays) + update, arrays)
         loss = float(loss_mean / reported) if reported > 1e-6 else None
-        return AggregatedUpdate(arrays=new_arrays, train_loss=loss, banks=tuple(sorted(survivors)))
+        evaluation = self._decode_evaluation(total[size + _EXTRA :])
+        return AggregatedUpdate(
+            arrays=new_arrays,
+            train_loss=loss,
+            banks=tuple(sorted(survivors)),
+            evaluation=evaluation,
+        )
+
+    def _decode_evaluation(self, total: np.ndarray) -> ScoreSummary | None:
+        """The summed evaluation in the tail of an unmasked sum (None: no bank's)."""
+        summary, _ = evaluation_from_sum(self._totals.decode_total(total), self.score_bins)
+        return summary
+
+    # -- the last model's evaluation: a secure round of its own ---------------------
+
+    def evaluation_messages(
+        self, arrays: ArrayRecord, instructions: RoundInstructions, nodes: Sequence[int]
+    ) -> list[Message]:
+        """Evaluate messages of the secure round after ``instructions.server_round``.
+
+        Each bank masks its weight 0 and its evaluation. The round's keys were
+        collected by the last unmask exchange, or are asked for here first.
+
+        Raises
+        ------
+        RoundAborted
+            Fewer than ``threshold`` banks advertised keys for the round.
+        """
+        secure_round = self._evaluation_round(instructions.server_round)
+        self._evaluating = secure_round
+        run = instructions.run_settings()
+        self.prepare(secure_round, arrays, run)
+        aggregator = self._rounds[secure_round]
+        aggregator.expect_length(1 + _evaluation_length(self.score_bins))
+        try:
+            forwards = aggregator.close_advertisements()
+        except SecAggAborted as abort:
+            raise self._aborted(abort) from None
+        messages = []
+        for node, forward in forwards.items():
+            if node not in nodes:
+                continue
+            content = RecordDict({message_keys.ARRAYS: arrays})
+            instructions.put(content)
+            secagg.TrainInputs(
+                roster=encode_keys(self.roster),
+                threshold=self.threshold,
+                server_round=secure_round,
+                forward=encode_forward(forward),
+                fixed_point=encode_fixed_point(self.code),
+            ).put(content)
+            messages.append(Message(content, node, MessageType.EVALUATE))
+        return messages
+
+    def sum_evaluations(
+        self, replies: Sequence[Message], instructions: RoundInstructions
+    ) -> ScoreSummary | None:
+        """Unmask the sum of the masked evaluations ``replies`` carry (one unmask exchange).
+
+        Replies whose masked vector is not of the round's ring and length are left out.
+
+        Raises
+        ------
+        RoundAborted
+            Fewer than ``threshold`` banks are left at any stage.
+        """
+        secure_round = self._evaluating
+        if secure_round is None:
+            raise ValueError("sum_evaluations() needs evaluation_messages() first")
+        aggregator = self._rounds[secure_round]
+        for reply in replies:
+            try:
+                record = record_of(reply.content, message_keys.ARRAYS, ArrayRecord)
+                masked = array_of(record, message_keys.SECAGG_MASKED, record_key="arrays")
+                aggregator.add_masked(
+                    reply.metadata.src_node_id, masked.astype(self.code.dtype, copy=False)
+                )
+            except (MalformedMessage, ValueError):
+                continue
+        unmask = instructions.model_copy(update={"server_round": secure_round})
+        try:
+            request = aggregator.close_masked()
+            self._unmask(aggregator, unmask, request, ArrayRecord(), None)
+            total, _ = aggregator.finish()
+        except SecAggAborted as abort:
+            raise self._aborted(abort) from None
+        except ValueError as exc:
+            raise RoundAborted(
+                server_round=secure_round,
+                stage="unmask",
+                remaining=0,
+                required=self.threshold,
+                reason=f"the revealed shares do not reconstruct the masks ({exc})",
+            ) from None
+        return self._decode_evaluation(total[1:])
+
+    def _evaluation_round(self, scored_round: int) -> int:
+        """The secure round that sums the evaluation of ``scored_round``'s model.
+
+        The round after it, unless that round's keys were already put to use (a run
+        stopped mid-round): then the round after the latest one opened.
+        """
+        following = scored_round + 1
+        aggregator = self._rounds.get(following)
+        unused = aggregator is None or aggregator.stage is CoordinatorStage.ADVERTISEMENTS
+        if unused and all(r <= following for r in self._rounds):
+            return following
+        return max(self._rounds) + 1
 
     def _unmask(
         self,

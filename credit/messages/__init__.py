@@ -47,6 +47,7 @@ from credit.messages._parts import MessagePart, content_of
 from credit.messages.replies import (
     BankIntro,
     Dropped,
+    EvaluationDeclined,
     EvaluationSums,
     LedgerEvent,
     LedgerSummary,
@@ -70,6 +71,7 @@ __all__ = [
     "BankIntro",
     "Dropped",
     "EvaluateRequest",
+    "EvaluationDeclined",
     "EvaluationSums",
     "LedgerEvent",
     "LedgerSummary",

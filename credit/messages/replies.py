@@ -29,6 +29,7 @@ from credit.records import array_of, record_of
 __all__ = [
     "BankIntro",
     "Dropped",
+    "EvaluationDeclined",
     "EvaluationSums",
     "LedgerEvent",
     "LedgerSummary",
@@ -47,13 +48,16 @@ MAX_ROWS = 10**9
 
 
 class BankIntro(ConfigPart):
-    """A bank's name and row counts (public: see the README's privacy model)."""
+    """A bank's name and training-row count (public: see the README's privacy model).
+
+    The number of held-out rows is not sent: it leaves the bank only inside its
+    (summed, and under a privacy budget noisy) evaluation histograms.
+    """
 
     RECORD = message_keys.BANK
 
     name: str = Field(min_length=1, max_length=200)
     n_train: int = Field(ge=0, le=MAX_ROWS)
-    n_test: int = Field(ge=0, le=MAX_ROWS)
 
 
 class Refusal(ConfigPart):
@@ -170,13 +174,27 @@ class TrainMetrics(MetricPart):
 
 
 class EvaluationSums(MetricPart):
-    """The sums beside a bank's score histograms: rows scored, Brier and log-loss sums."""
+    """The sums beside a bank's score histograms: Brier and (bounded) log-loss sums.
+
+    The number of rows scored is not sent: it is the histograms' total (noisy, for a
+    bank under a privacy budget).
+    """
 
     RECORD = message_keys.METRICS
 
-    num_examples: int = Field(ge=0)
-    brier_sum: float = Field(ge=0)
-    log_loss_sum: float = Field(ge=0)
+    brier_sum: float = Field(allow_inf_nan=False)
+    log_loss_sum: float = Field(allow_inf_nan=False)
+
+
+class EvaluationDeclined(ConfigPart):
+    """A bank releases no evaluation of the model it was asked to score, and why.
+
+    Its policy's minimum of held-out rows, or its held-out rows' privacy budget.
+    """
+
+    RECORD = message_keys.EVALUATION_DECLINED
+
+    reason: str = Field(min_length=1, max_length=1000)
 
 
 class ProtocolStage(StrEnum):
@@ -211,17 +229,15 @@ def score_summary_to_content(
         {
             scores_key: ArrayRecord(
                 {
-                    message_keys.POSITIVES: Array(summary.positives.astype(np.int64)),
-                    message_keys.NEGATIVES: Array(summary.negatives.astype(np.int64)),
+                    message_keys.POSITIVES: Array(summary.positives.astype(np.float64)),
+                    message_keys.NEGATIVES: Array(summary.negatives.astype(np.float64)),
                 }
             )
         }
     )
-    EvaluationSums(
-        num_examples=summary.n_rows,
-        brier_sum=summary.brier_sum,
-        log_loss_sum=summary.log_loss_sum,
-    ).put(content, key=sums_key)
+    EvaluationSums(brier_sum=summary.brier_sum, log_loss_sum=summary.log_loss_sum).put(
+        content, key=sums_key
+    )
     return content
 
 
@@ -238,20 +254,14 @@ def score_summary_from_content(
     histograms = []
     for name in (message_keys.POSITIVES, message_keys.NEGATIVES):
         histogram = array_of(scores, name, record_key=scores_key)
-        _check_counts(histogram, (score_bins,), f"{scores_key}/{name}")
-        histograms.append(histogram)
-    summary = ScoreSummary(
-        positives=histograms[0].astype(np.int64),
-        negatives=histograms[1].astype(np.int64),
+        _check_reals(histogram, (score_bins,), f"{scores_key}/{name}")
+        histograms.append(histogram.astype(np.float64))
+    return ScoreSummary(
+        positives=histograms[0],
+        negatives=histograms[1],
         brier_sum=sums.brier_sum,
         log_loss_sum=sums.log_loss_sum,
     )
-    if summary.n_rows != sums.num_examples:
-        raise MalformedMessage(
-            f"record '{sums_key}': num-examples {sums.num_examples} differs from "
-            f"the {summary.n_rows} rows in the histograms"
-        )
-    return summary
 
 
 def feature_stats_to_record(stats: FeatureStats) -> ArrayRecord:
@@ -295,6 +305,14 @@ def feature_stats_from_record(
             histogram=histogram.astype(np.int64),
         )
     return FeatureStats(numeric=numeric, grid_bins=grid_bins)
+
+
+def _check_reals(array: np.ndarray, shape: tuple[int, ...], name: str) -> None:
+    """Refuse an array that is not ``shape`` finite real numbers (noisy counts may be < 0)."""
+    if array.shape != shape:
+        raise MalformedMessage(f"array '{name}' has shape {array.shape}, expected {shape}")
+    if not np.issubdtype(array.dtype, np.number) or not np.all(np.isfinite(array)):
+        raise MalformedMessage(f"array '{name}' holds values that are not finite numbers")
 
 
 def _check_counts(array: np.ndarray, shape: tuple[int, ...], name: str) -> None:

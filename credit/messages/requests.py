@@ -53,6 +53,9 @@ class RunInstructions(ConfigPart):
         Seeds the hold-out and shuffles.
     planned_rounds : int
         Rounds the banks plan their privacy budget for, >= 1.
+    planned_evaluations : int
+        Evaluations of held-out rows the banks plan their privacy budget for, >= 1
+        (a bank with a budget refuses those past what its budget allows).
     local_epochs, batch_size : int
         Local training settings, >= 1.
     max_grad_norm : float
@@ -66,6 +69,7 @@ class RunInstructions(ConfigPart):
     test_fraction: float = Field(gt=0, lt=1)
     seed: int
     planned_rounds: int = Field(ge=1)
+    planned_evaluations: int = Field(ge=1)
     local_epochs: int = Field(ge=1)
     batch_size: int = Field(ge=1)
     max_grad_norm: float = Field(gt=0, allow_inf_nan=False)

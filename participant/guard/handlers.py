@@ -24,6 +24,7 @@ from credit.feature_stats import compute_feature_stats
 from credit.messages import (
     BankIntro,
     EvaluateRequest,
+    EvaluationDeclined,
     QueryInstructions,
     Refusal,
     RoundInstructions,
@@ -33,7 +34,7 @@ from credit.messages import (
     score_summary_to_content,
     secagg,
 )
-from credit.metrics import ScoreSummary, summarize_scores
+from credit.metrics import evaluation_vector
 from credit.records import flatten, record_of
 from participant.contract import GuardRequest
 from participant.guard.audit_trail import (
@@ -42,13 +43,9 @@ from participant.guard.audit_trail import (
     record_refusal,
     record_train,
 )
-from participant.guard.bank import PreparedBank, encoded_split
-from participant.guard.local_update import (
-    LocalUpdate,
-    build_global_model,
-    local_update,
-    model_sha256,
-)
+from participant.guard.bank import PreparedBank
+from participant.guard.evaluation import Evaluation, evaluate_holdout, policy_problem
+from participant.guard.local_update import LocalUpdate, local_update, model_sha256
 from participant.guard.secagg_client import (
     SecAggSession,
     advertise,
@@ -191,7 +188,7 @@ def refusal_reply(
 def _introduction(bank: PreparedBank) -> RecordDict:
     """The bank's name and row counts (public: see the privacy model)."""
     content = RecordDict()
-    BankIntro(name=bank.name, n_train=len(bank.train), n_test=len(bank.test)).put(content)
+    BankIntro(name=bank.name, n_train=len(bank.train)).put(content)
     return content
 
 
@@ -281,9 +278,10 @@ def train(request: BankRequest) -> RecordDict:
     """One round of local training; the update in the clear or masked.
 
     When the message asks (:class:`~credit.messages.EvaluateRequest`), the bank first
-    scores the global model it received, the previous round's, on its hold-out; the
-    score summary travels in the reply beside the update, or beside a refusal
-    (scoring is not charged to the privacy budget).
+    scores the global model it received, the previous round's, on its held-out rows
+    (:mod:`participant.guard.evaluation`: bounded, noisy under a budget). Under secure
+    aggregation that evaluation is masked together with the update; in the clear it
+    travels beside the update, or beside a refusal.
     """
     content_in = request.content
     instructions = RoundInstructions.take(content_in)
@@ -291,6 +289,8 @@ def train(request: BankRequest) -> RecordDict:
     inputs = secagg.TrainInputs.take_optional(content_in)
     asked = _evaluate_request(content_in, instructions)
     bank = checked_bank(request, instructions)
+    if asked is not None:
+        _check_evaluation_policy(request, instructions)
     if inputs is None and request.settings.require_secure_aggregation:
         raise GuardRefusal(
             "plain-update",
@@ -299,19 +299,22 @@ def train(request: BankRequest) -> RecordDict:
         )
     # Secure aggregation's inputs are opened before anything is charged or trained.
     code = None if inputs is None else receive_keys(request.secagg, inputs)
-    evaluation = _evaluation(request, bank, instructions, global_arrays, asked)
     guard = privacy_guard(bank, request.settings)
     run = instructions.run_key(request.flower_run_id)
+    evaluation = None
+    if asked is not None:
+        evaluation = _evaluation(request, bank, instructions, global_arrays, asked, guard)
     try:
         update = local_update(bank, instructions, global_arrays, guard=guard, run=run)
     except PrivacyBudgetExceeded as refusal:
         if guard is None:
             raise
-        return _beside(evaluation, refusal_reply(request, refusal, guard, run))
+        refused = refusal_reply(request, refusal, guard, run)
+        return refused if inputs is not None else _beside(_plain_evaluation(evaluation), refused)
     if inputs is None or code is None:
-        content = _plain_reply(update)
+        content = _beside(_plain_evaluation(evaluation), _plain_reply(update))
     else:
-        content = _masked_reply(request, update, global_arrays, inputs, code)
+        content = _masked_reply(request, update, global_arrays, inputs, code, evaluation)
     if guard is not None:
         guard.summary().put(content)
     record_train(
@@ -324,7 +327,7 @@ def train(request: BankRequest) -> RecordDict:
         secure=inputs is not None,
         replayed=update.replayed,
     )
-    return _beside(evaluation, content)
+    return content
 
 
 def _evaluate_request(
@@ -347,25 +350,73 @@ def _evaluate_request(
     return asked
 
 
+def _check_evaluation_policy(request: BankRequest, instructions: RoundInstructions) -> None:
+    """Refuse a request for more score bins than the bank's policy releases."""
+    problem = policy_problem(
+        request.settings.evaluation, instructions.score_bins, request.bank.name
+    )
+    if problem is not None:
+        raise GuardRefusal("evaluation-policy", problem)
+
+
 def _evaluation(
     request: BankRequest,
     bank: PreparedBank,
     instructions: RoundInstructions,
     global_arrays: ArrayRecord,
-    asked: EvaluateRequest | None,
+    asked: EvaluateRequest,
+    guard: PrivacyGuard | None,
+) -> Evaluation:
+    """The received model (of round ``asked.server_round``) scored on the held-out rows.
+
+    A release the held-out rows' budget does not allow is declined (and recorded as a
+    refusal in the bank's audit log); training is judged on its own.
+    """
+    run = instructions.run_key(request.flower_run_id)
+    try:
+        evaluation = evaluate_holdout(
+            bank,
+            instructions,
+            global_arrays,
+            policy=request.settings.evaluation,
+            guard=guard,
+            run=run,
+            server_round=asked.server_round,
+        )
+    except PrivacyBudgetExceeded as refusal:
+        record_refusal(
+            request.audit,
+            run=run,
+            server_round=asked.server_round,
+            kind="privacy-budget",
+            reason=f"evaluation: {refusal}",
+        )
+        return Evaluation(summary=None, declined=f"evaluation: {refusal}")
+    if evaluation.summary is not None:
+        record_evaluate(
+            request.audit,
+            instructions,
+            server_round=asked.server_round,
+            flower_run_id=request.flower_run_id,
+            model_sha256=model_sha256(global_arrays),
+        )
+    return evaluation
+
+
+def _plain_evaluation(
+    evaluation: Evaluation | None,
+    *,
+    scores_key: str = message_keys.EVALUATION_SCORES,
+    sums_key: str = message_keys.EVALUATION,
 ) -> RecordDict:
-    """The train reply's evaluation records: the received model scored, if ``asked``."""
-    if asked is None:
+    """An evaluation's records in the clear (none if not asked; a decline if declined)."""
+    if evaluation is None:
         return RecordDict()
-    return _scored(
-        request,
-        bank,
-        instructions,
-        global_arrays,
-        server_round=asked.server_round,
-        scores_key=message_keys.EVALUATION_SCORES,
-        sums_key=message_keys.EVALUATION,
-    )
+    if evaluation.summary is None:
+        content = RecordDict()
+        EvaluationDeclined(reason=evaluation.declined or "declined").put(content)
+        return content
+    return score_summary_to_content(evaluation.summary, scores_key=scores_key, sums_key=sums_key)
 
 
 def _beside(evaluation: RecordDict, content: RecordDict) -> RecordDict:
@@ -391,22 +442,27 @@ def _masked_reply(
     global_arrays: ArrayRecord,
     inputs: secagg.TrainInputs,
     code: FixedPoint,
+    evaluation: Evaluation | None,
 ) -> RecordDict:
-    """The update masked for secure aggregation; per-bank metrics stay home.
+    """The update and the evaluation masked for secure aggregation; nothing else per bank.
 
-    The bank masks ``n_train * [update - global, loss, reported]`` together, so the
-    coordinator decodes only the weighted mean update and mean loss of the banks
-    that report one (banks under DP report none).
+    The bank masks ``n_train * [update - global, loss, reported]``, its weight, and
+    its evaluation (:func:`~credit.metrics.evaluation_vector`: zeros if none), so the
+    coordinator decodes only the weighted mean update, the mean loss of the banks that
+    report one (banks under DP report none) and the consortium's evaluation.
     """
+    instructions = RoundInstructions.take(request.content)
     delta = flatten(update.arrays) - flatten(global_arrays)
     reported = 0.0 if update.train_loss is None else 1.0
     values = np.append(delta, [(update.train_loss or 0.0) * reported, reported])
+    summary = evaluation.summary if evaluation is not None else None
     masked = mask_update(
         request.secagg,
         server_round=inputs.server_round,
         values=values,
         weight=float(update.num_examples),
         code=code,
+        totals=evaluation_vector(summary, instructions.score_bins),
     )
     content = RecordDict({message_keys.ARRAYS: masked})
     TrainMetrics(epsilon=update.epsilon).put(content)
@@ -414,46 +470,35 @@ def _masked_reply(
 
 
 def evaluate(request: BankRequest) -> RecordDict:
-    """Score the global model on the bank's test rows: histograms and sums, never scores."""
+    """Score the global model on the bank's held-out rows: histograms and sums, never scores.
+
+    With secure aggregation's inputs in the message, the evaluation is masked (an
+    input of its own secure sum); otherwise it travels in the clear.
+    """
     content_in = request.content
     instructions = RoundInstructions.take(content_in)
     global_arrays = record_of(content_in, message_keys.ARRAYS, ArrayRecord)
+    inputs = secagg.TrainInputs.take_optional(content_in)
     bank = checked_bank(request, instructions)
-    return _scored(
-        request, bank, instructions, global_arrays, server_round=instructions.server_round
-    )
-
-
-def _scored(
-    request: BankRequest,
-    bank: PreparedBank,
-    instructions: RoundInstructions,
-    global_arrays: ArrayRecord,
-    *,
-    server_round: int,
-    scores_key: str = message_keys.SCORES,
-    sums_key: str = message_keys.METRICS,
-) -> RecordDict:
-    """The model of ``server_round`` scored on the bank's test rows, recorded in its audit log."""
-    summary = _score(bank, instructions, global_arrays)
-    record_evaluate(
-        request.audit,
-        instructions,
-        server_round=server_round,
-        flower_run_id=request.flower_run_id,
-        model_sha256=model_sha256(global_arrays),
-    )
-    return score_summary_to_content(summary, scores_key=scores_key, sums_key=sums_key)
-
-
-def _score(
-    bank: PreparedBank, instructions: RoundInstructions, global_arrays: ArrayRecord
-) -> ScoreSummary:
-    """The global model's score histograms and sums on the bank's test rows."""
-    from participant.guard.training import predict_proba
-
-    model = build_global_model(instructions, global_arrays)
-    split = encoded_split(bank, instructions.encoder)
-    return summarize_scores(
-        predict_proba(model, split.test_x), split.test_y, instructions.score_bins
-    )
+    _check_evaluation_policy(request, instructions)
+    code = None if inputs is None else receive_keys(request.secagg, inputs)
+    guard = privacy_guard(bank, request.settings)
+    asked = EvaluateRequest(server_round=instructions.server_round)
+    evaluation = _evaluation(request, bank, instructions, global_arrays, asked, guard)
+    if inputs is None or code is None:
+        content = _plain_evaluation(
+            evaluation, scores_key=message_keys.SCORES, sums_key=message_keys.METRICS
+        )
+    else:
+        masked = mask_update(
+            request.secagg,
+            server_round=inputs.server_round,
+            values=np.zeros(0),
+            weight=0.0,
+            code=code,
+            totals=evaluation_vector(evaluation.summary, instructions.score_bins),
+        )
+        content = RecordDict({message_keys.ARRAYS: masked})
+    if guard is not None:
+        guard.summary().put(content)
+    return content

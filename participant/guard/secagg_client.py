@@ -87,10 +87,21 @@ def mask_update(
     values: NDArray[np.float64],
     weight: float,
     code: FixedPoint,
+    totals: NDArray[np.float64] | None = None,
 ) -> ArrayRecord:
-    """Mask ``weight * values`` in ``code`` for the coordinator (after :func:`receive_keys`)."""
+    """Mask ``weight * values`` in ``code``, then ``totals`` unweighted, for the coordinator.
+
+    ``totals`` (the bank's evaluation) are encoded with
+    :meth:`~privacy.secagg.fixed_point.FixedPoint.for_totals` for the roster's size.
+    Called after :func:`receive_keys`.
+    """
     participant = where.sessions.session(where.node_id, where.run)
-    masked = participant.mask(server_round, values, weight, code)
+    extra = None
+    if totals is not None:
+        roster = participant.roster_size(server_round)
+        counts = FixedPoint.for_totals(participants=roster, ring_bits=code.ring_bits)
+        extra = counts.encode(totals, 1.0)
+    masked = participant.mask(server_round, values, weight, code, extra=extra)
     where.sessions.save(participant)
     return ArrayRecord({message_keys.SECAGG_MASKED: Array(masked)})
 

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from participant.guard.bank import BankSource
 from privacy.budget import PrivacyBudget
 
-__all__ = ["AuditSettings", "GuardSettings", "HoldOut"]
+__all__ = ["AuditSettings", "EvaluationPolicy", "GuardSettings", "HoldOut"]
 
 
 @dataclass(frozen=True)
@@ -47,6 +47,24 @@ class HoldOut(BaseModel):
     seed: int = 0
 
 
+class EvaluationPolicy(BaseModel):
+    """A bank's rules for releasing evaluations of its held-out rows.
+
+    Parameters
+    ----------
+    max_score_bins : int, default 100
+        Most score-histogram bins per class the bank releases; a request for more is
+        refused.
+    min_holdout_rows : int, default 50
+        The bank releases no evaluation while it holds out fewer rows.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    max_score_bins: int = Field(default=100, ge=2, le=10_000)
+    min_holdout_rows: int = Field(default=50, ge=1)
+
+
 class GuardSettings(BaseModel):
     """A bank's guard configuration.
 
@@ -72,6 +90,8 @@ class GuardSettings(BaseModel):
         refused (see :mod:`participant.guard.approval`).
     require_secure_aggregation : bool, default False
         Refuse to send a model update outside secure aggregation.
+    evaluation : EvaluationPolicy
+        What the bank releases about its held-out rows (score bins, minimum rows).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -86,6 +106,7 @@ class GuardSettings(BaseModel):
     holdout: HoldOut = Field(default_factory=HoldOut)
     approved_version: str | None = None
     require_secure_aggregation: bool = False
+    evaluation: EvaluationPolicy = Field(default_factory=EvaluationPolicy)
 
     @model_validator(mode="after")
     def _consistent(self) -> GuardSettings:

@@ -91,6 +91,29 @@ class FixedPoint:
         code.check_headroom(total_weight=total_weight, participants=participants)
         return code
 
+    @classmethod
+    def for_totals(
+        cls, *, participants: int, ring_bits: int = 32, fraction_bits: int = 4
+    ) -> FixedPoint:
+        """A code for unweighted sums (counts, noisy counts, bounded sums) of ``participants``.
+
+        Each participant's values are clipped to the largest magnitude whose sum over
+        ``participants`` cannot wrap: ``(2^(k-1) - N/2) / (N 2^f)``.
+        """
+        if participants < 1:
+            raise ValueError(f"participants must be >= 1; got {participants}")
+        limit = 2.0 ** (ring_bits - 1) - participants / 2
+        clip = limit / (participants * 2.0**fraction_bits) - 1.0
+        return cls(clip=clip, fraction_bits=fraction_bits, ring_bits=ring_bits)
+
+    def decode_total(self, total: RingArray) -> NDArray[np.float64]:
+        """The unweighted sum from the ring sum of :meth:`encode` (weight 1) outputs."""
+        signed = _RING_DTYPES[self.ring_bits][1]
+        values: NDArray[np.float64] = (
+            np.asarray(total, dtype=self.dtype).view(signed).astype(np.float64) / self.scale
+        )
+        return values
+
     @property
     def scale(self) -> float:
         """2 ** fraction_bits."""

@@ -219,6 +219,13 @@ class Participant:
         secrets = self._rounds.get(server_round)
         return secrets.stage if secrets is not None else ParticipantStage.NONE
 
+    def roster_size(self, server_round: int) -> int:
+        """Members of ``server_round``'s roster (the round must be advertised)."""
+        secrets = self._rounds.get(server_round)
+        if secrets is None:
+            raise StageError(f"participant {self.me}", server_round, "advertised", "none")
+        return len(secrets.roster)
+
     def _expect(self, server_round: int, expected: ParticipantStage) -> _RoundSecrets:
         actual = self.stage(server_round)
         if actual is not expected:
@@ -312,11 +319,24 @@ class Participant:
         secrets.stage = ParticipantStage.RECEIVED
 
     def mask(
-        self, server_round: int, values: NDArray[np.floating], weight: float, code: FixedPoint
+        self,
+        server_round: int,
+        values: NDArray[np.floating],
+        weight: float,
+        code: FixedPoint,
+        *,
+        extra: RingArray | None = None,
     ) -> RingArray:
-        """The masked encoding of ``weight * values`` followed by the encoded weight."""
+        """The masked encoding of ``weight * values``, the encoded weight, then ``extra``.
+
+        ``extra`` is a further input already encoded in the ring (an unweighted sum,
+        such as the bank's evaluation; see :meth:`FixedPoint.for_totals`): masked
+        with the rest, it is summed with the rest.
+        """
         secrets = self._expect(server_round, ParticipantStage.RECEIVED)
         encoded = np.append(code.encode(values, weight), code.encode_weight(weight))
+        if extra is not None:
+            encoded = np.append(encoded, np.asarray(extra, dtype=code.dtype))
         length = encoded.size
         masked = encoded + expand_mask(secrets.self_seed, length, ring_bits=code.ring_bits)
         private = X25519PrivateKey.from_private_bytes(secrets.mask_private)
@@ -477,6 +497,13 @@ class RoundAggregator:
     def _abort_below(self, have: int, stage: str) -> None:
         if have < self.threshold:
             raise SecAggAborted(self.server_round, stage, have, self.threshold)
+
+    def expect_length(self, length: int) -> None:
+        """Change the input length (keys collected ahead for a round put to another use)."""
+        self._expect(CoordinatorStage.ADVERTISEMENTS)
+        if length < 1:
+            raise ValueError(f"length must be >= 1; got {length}")
+        self.length = length
 
     def add_advertisement(self, participant: int, advertisement: Advertisement) -> bool:
         """Accept a well-formed advertisement from a roster member; False if discarded."""

@@ -156,6 +156,7 @@ RUN = {
     "test_fraction": 0.2,
     "seed": 7,
     "planned_rounds": 3,
+    "planned_evaluations": 3,
     "local_epochs": 1,
     "batch_size": 64,
     "max_grad_norm": 1.0,
@@ -182,7 +183,7 @@ def _parts(schema: DatasetSchema) -> list[Any]:
         _round(schema),
         QueryInstructions(**RUN, task=Task.FEATURE_STATS, grid_bins=64),
         QueryInstructions(**RUN, task=Task.SECAGG_UNMASK, server_round=3),
-        BankIntro(name="bank-a", n_train=800, n_test=200),
+        BankIntro(name="bank-a", n_train=800),
         Refusal(
             bank="bank-a",
             reason="PrivacyBudgetExceeded",

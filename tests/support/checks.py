@@ -87,9 +87,10 @@ def check_two_bank_run_metrics(out: Path, progress: Sequence[str]) -> None:
     assert [r["round"] for r in document["rounds"]] == [1, 2]
     assert "1/2" in progress and "2/2" in progress
     assert set(document["participants"]) == {"bank-1", "bank-2"}
-    for counts in document["participants"].values():
-        assert counts["n_train"] > 4 * counts["n_test"] * 0.8
     final = document["final"]
+    # Each bank holds out about a fifth of its rows: 4 training rows per scored row.
+    trained = sum(counts["n_train"] for counts in document["participants"].values())
+    assert 3.5 < trained / final["n_rows"] < 4.5
     assert {"auc", "ks", "gini", "brier", "log_loss", "accuracy", "f1"} <= set(final)
     assert 0.70 < final["auc"] < 0.85
     assert final["gini"] == pytest.approx(2 * final["auc"] - 1)

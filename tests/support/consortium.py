@@ -13,7 +13,7 @@ threads made a 3-bank, 3-round run 5-10 times slower than one thread (same resul
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 
 from flwr.app import Message, MessageType
@@ -26,7 +26,22 @@ from credit.messages import QueryInstructions
 from simulations.engine import PartitionPlan, SimulationPlan, relay_app
 from tests.support.fake_grid import FakeGrid
 
-__all__ = ["consortium_grid", "exchanges", "run_in_process"]
+__all__ = ["consortium_grid", "exchanges", "held_out_rows", "run_in_process"]
+
+
+def held_out_rows(plan: SimulationPlan, banks: Iterable[str] | None = None) -> int:
+    """How many rows the plan's banks (or the ones named) hold out, as their guards split.
+
+    The coordinator is not told (see the README's privacy model); a test knows the banks.
+    """
+    from participant.guard.in_process import guard_for
+
+    wanted = None if banks is None else set(banks)
+    return sum(
+        len(guard_for(settings).bank.test)
+        for settings in plan.banks
+        if wanted is None or settings.bank_name in wanted
+    )
 
 
 def consortium_grid(plan: SimulationPlan, *, run_id: int = 1, mods: Sequence[Mod] = ()) -> FakeGrid:

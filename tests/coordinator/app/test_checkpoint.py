@@ -71,8 +71,8 @@ def _state(config: RunConfig, *, seed: int, rounds: int) -> RunState:
         encoder=encoder,
         spec=spec,
         banks=[
-            BankInfo(name="bank-1", node_id=9_000_000_000_000_000_011, n_train=4800, n_test=1200),
-            BankInfo(name="bank-2", node_id=17, n_train=4790, n_test=1210),
+            BankInfo(name="bank-1", node_id=9_000_000_000_000_000_011, n_train=4800),
+            BankInfo(name="bank-2", node_id=17, n_train=4790),
         ],
         arrays=ArrayRecord(build_model(spec, seed=seed).state_dict()),
         rounds=history[:rounds],

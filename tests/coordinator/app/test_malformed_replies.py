@@ -27,7 +27,7 @@ from credit.messages import QueryInstructions, RoundInstructions, Task, secagg
 from credit.run_config import RunConfig
 from privacy.secagg.wire import decode_keys, encode_keys
 from simulations.engine import PartitionPlan, SimulationPlan, plan_simulation, relay_app
-from tests.support.consortium import exchanges, run_in_process
+from tests.support.consortium import exchanges, held_out_rows, run_in_process
 from tests.support.fake_grid import FakeGrid, MessageFilter, always
 
 Corruption = Callable[[Message], None]
@@ -204,7 +204,7 @@ def test_a_bank_sending_malformed_replies_is_left_out_and_the_run_completes(
     assert document["status"] == "completed"
     assert [r["round"] for r in document["rounds"]] == [1, 2]
     node = grid.node_id(3)
-    every_row = sum(bank["n_test"] for bank in document["participants"].values())
+    every_row = held_out_rows(plan)
     if corrupt is _break_evaluation:
         # Round 2's train reply scores round 1's model: only that evaluation is lost,
         # bank-4's update is in both rounds and it scores the last model in full.
@@ -285,9 +285,7 @@ def test_a_bank_sending_a_malformed_set_up_reply_is_left_out_of_the_run(
     assert [r["banks"] for r in document["rounds"]] == [["bank-1", "bank-2"]]
     # Not one of the run's banks: never asked to train, so not dropped either.
     assert [r["dropped"] for r in document["rounds"]] == [[]]
-    assert document["final"]["n_rows"] == sum(
-        bank["n_test"] for bank in document["participants"].values()
-    )
+    assert document["final"]["n_rows"] == held_out_rows(plan, document["participants"])
     assert grid.failures == []
     node = grid.node_id(2)
     assert any(

@@ -35,7 +35,7 @@ from tests.support.checks import (
     check_resumed_run_equals_the_uninterrupted_run,
     check_rounds_past_the_plan_are_refused,
 )
-from tests.support.consortium import consortium_grid, exchanges, run_in_process
+from tests.support.consortium import consortium_grid, exchanges, held_out_rows, run_in_process
 from tests.support.fake_grid import FakeGrid
 
 
@@ -115,9 +115,7 @@ def test_a_bank_whose_data_breaks_the_schema_is_left_out_and_the_run_goes_on(
     # bank-3 failed to join (its set-up query raised), so its node is not one of the
     # run's banks: it is never asked to train or evaluate, and its rows stay out.
     assert failed == [(2, "query")]
-    assert document["final"]["n_rows"] == sum(
-        bank["n_test"] for bank in document["participants"].values()
-    )
+    assert document["final"]["n_rows"] == held_out_rows(plan, ["bank-1", "bank-2"])
     assert all("LIMIT_BAL" in f.reason and "plenty" in f.reason for f in grid.failures)
 
 
@@ -255,8 +253,7 @@ def test_a_bank_lost_mid_run_is_left_out_after_the_timeout_and_the_run_goes_on(
     assert document["rounds"][1]["auc"] > 0.70
     # Round 1's model is scored with round 2's train replies: bank-3's hold-out is not
     # in them. The last model is scored by every bank (an evaluate message).
-    n_test = {name: bank["n_test"] for name, bank in document["participants"].items()}
-    assert document["final"]["n_rows"] == sum(n_test.values())
+    assert document["final"]["n_rows"] == held_out_rows(plan)
 
 
 def _is_query(message: Message) -> bool:

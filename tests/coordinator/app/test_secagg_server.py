@@ -107,6 +107,7 @@ def _run() -> RunInstructions:
         test_fraction=0.2,
         seed=0,
         planned_rounds=3,
+        planned_evaluations=3,
         local_epochs=1,
         batch_size=64,
         max_grad_norm=1.0,

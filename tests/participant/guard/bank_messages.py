@@ -63,6 +63,7 @@ def run_instructions(schema: DatasetSchema, **changes: Any) -> RunInstructions:
         "test_fraction": 0.2,
         "seed": 0,
         "planned_rounds": 1,
+        "planned_evaluations": 1,
         "local_epochs": 1,
         "batch_size": 64,
         "max_grad_norm": 1.0,
