@@ -93,6 +93,17 @@ DropoutRate = Annotated[
     float,
     typer.Option(help="Chance a bank drops out of a round at a random stage (0 <= p < 1)."),
 ]
+EvaluateEvery = Annotated[
+    int | None,
+    typer.Option(
+        min=0,
+        help=(
+            "Score the global model every N rounds (the last round's always; 0: only the "
+            "last). Default: every round, or only the last with budgets (each evaluation "
+            "of held-out rows is charged to them)."
+        ),
+    ),
+]
 Cpus = Annotated[
     int | None, typer.Option(min=1, help="CPUs for the simulation engine (default: all).")
 ]
@@ -135,6 +146,7 @@ def simulate(
     max_grad_norm: MaxGradNorm = 1.0,
     secure_aggregation: SecureAggregation = True,
     dropout_rate: DropoutRate = 0.0,
+    evaluate_every: EvaluateEvery = None,
     cpus: Cpus = None,
 ) -> None:
     """Train a shared model across simulated banks with Flower's Simulation Engine."""
@@ -156,6 +168,7 @@ def simulate(
                 "out_dir": str(out),
                 "max_grad_norm": max_grad_norm,
                 "secure_aggregation": secure_aggregation,
+                "evaluate_every": evaluate_every,
             },
             source=SOURCE,
         )

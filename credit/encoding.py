@@ -226,7 +226,7 @@ def _fit_numeric(
 
 
 def _quantile_edges(
-    histogram: NDArray[np.int64], grid: NDArray[np.float64], quantile_bins: int
+    histogram: NDArray[np.float64], grid: NDArray[np.float64], quantile_bins: int
 ) -> NDArray[np.float64]:
     """Interior bin edges at the grid edges where the cumulative count crosses k/q."""
     cumulative = np.cumsum(histogram)

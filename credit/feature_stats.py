@@ -5,6 +5,12 @@ the transformed values plus a histogram over a fixed grid spanning the schema's 
 bounds. Sums of these over banks are exactly what the same computation gives on the
 pooled rows, so encoders fitted from the combined aggregate equal pooled encoders
 (:func:`combine_feature_stats`), and no row ever leaves a bank.
+
+A bank under a privacy budget adds noise to its histograms (and derives its moments
+from them), so histograms hold real numbers; they are clipped at zero only after
+summing (:func:`settle_noisy`), which keeps the sum unbiased where the banks' noise
+cancels. Under secure aggregation the banks' aggregates travel as one vector each
+(:meth:`FeatureStats.to_vector`) inside a secure sum.
 """
 
 from __future__ import annotations
@@ -25,6 +31,8 @@ __all__ = [
     "compute_feature_stats",
     "grid_edges",
     "numeric_inputs",
+    "settle_noisy",
+    "stats_from_histogram",
     "transform_values",
 ]
 
@@ -58,14 +66,15 @@ class NumericStats:
         Sum of transformed values.
     total_squares : float
         Sum of squared transformed values.
-    histogram : numpy.ndarray of int64
-        Counts over :func:`grid_edges` (last bin closed on the right).
+    histogram : numpy.ndarray of float64
+        Counts over :func:`grid_edges` (last bin closed on the right); real numbers
+        once a bank added noise.
     """
 
     count: int
     total: float
     total_squares: float
-    histogram: NDArray[np.int64]
+    histogram: NDArray[np.float64]
 
     def __add__(self, other: NumericStats) -> NumericStats:
         if self.histogram.shape != other.histogram.shape:
@@ -106,6 +115,39 @@ class FeatureStats:
             grid_bins=self.grid_bins,
         )
 
+    def to_vector(self) -> NDArray[np.float64]:
+        """Every feature's ``[count, total, total_squares, histogram...]``, in key order."""
+        parts = [
+            np.concatenate(
+                [[stats.count, stats.total, stats.total_squares], stats.histogram]
+            ).astype(np.float64)
+            for stats in self.numeric.values()
+        ]
+        return np.concatenate(parts) if parts else np.zeros(0)
+
+    @classmethod
+    def from_vector(
+        cls, vector: NDArray[np.floating], *, features: list[str], grid_bins: int
+    ) -> FeatureStats:
+        """Inverse of :meth:`to_vector` for ``features`` (counts rounded to whole numbers)."""
+        width = grid_bins + 3
+        values = np.asarray(vector, dtype=np.float64)
+        if values.shape != (width * len(features),):
+            raise ValueError(
+                f"a vector of {len(features)} features of {grid_bins} bins has "
+                f"{width * len(features)} entries; got {values.shape}"
+            )
+        numeric = {}
+        for index, name in enumerate(features):
+            part = values[index * width : (index + 1) * width]
+            numeric[name] = NumericStats(
+                count=round(float(part[0])),
+                total=float(part[1]),
+                total_squares=float(part[2]),
+                histogram=part[3:].copy(),
+            )
+        return cls(numeric=numeric, grid_bins=grid_bins)
+
 
 def numeric_inputs(schema: DatasetSchema) -> list[str]:
     """The numeric model inputs whose statistics banks release, in schema order."""
@@ -138,7 +180,7 @@ def compute_feature_stats(
             count=int(values.size),
             total=float(values.sum()),
             total_squares=float(np.square(values).sum()),
-            histogram=histogram.astype(np.int64),
+            histogram=histogram.astype(np.float64),
         )
     return FeatureStats(numeric=numeric, grid_bins=grid_bins)
 
@@ -151,3 +193,35 @@ def combine_feature_stats(parts: Sequence[FeatureStats]) -> FeatureStats:
     for part in parts[1:]:
         combined = combined + part
     return combined
+
+
+def stats_from_histogram(
+    histogram: NDArray[np.floating], edges: NDArray[np.float64]
+) -> NumericStats:
+    """Count and moments of a (noisy) histogram via its bin centres: post-processing."""
+    counts = np.asarray(histogram, dtype=np.float64)
+    centres = (edges[:-1] + edges[1:]) / 2.0
+    return NumericStats(
+        count=max(round(float(counts.sum())), 1),
+        total=float((counts * centres).sum()),
+        total_squares=float((counts * centres**2).sum()),
+        histogram=counts,
+    )
+
+
+def settle_noisy(stats: FeatureStats, schema: DatasetSchema) -> FeatureStats:
+    """Summed noisy statistics made usable: histograms clipped at zero, moments from them.
+
+    Only for sums that hold a bank's noise; clipping after summing (not at each bank)
+    keeps the banks' noise from adding up to a positive bias in empty bins.
+    """
+    by_name = {feature.name: feature for feature in schema.numeric}
+    return FeatureStats(
+        numeric={
+            name: stats_from_histogram(
+                np.clip(numeric.histogram, 0.0, None), grid_edges(by_name[name], stats.grid_bins)
+            )
+            for name, numeric in stats.numeric.items()
+        },
+        grid_bins=stats.grid_bins,
+    )

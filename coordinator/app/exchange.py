@@ -95,6 +95,7 @@ class Stage(StrEnum):
     CONNECT = "connect"
     FEATURE_STATS = "feature-stats"
     ENROLL = "enroll"
+    JOIN = "join"
     ADVERTISE = "advertise"
     TRAIN = "train"
     UNMASK = "unmask"

@@ -18,7 +18,7 @@ from coordinator.app.run_state import BankInfo
 from coordinator.app.secagg_server import SecureAggregation
 from credit import message_keys
 from credit.encoding import FeatureEncoder, fit_encoder
-from credit.feature_stats import FeatureStats, combine_feature_stats, numeric_inputs
+from credit.feature_stats import FeatureStats, numeric_inputs
 from credit.messages import BankIntro, feature_stats_from_record, secagg
 from credit.records import record_of
 from credit.run_config import RunConfig
@@ -62,10 +62,12 @@ def setup_reply_parser(
 
 
 def fit_run_encoder(
-    config: RunConfig, schema: DatasetSchema, replies: Sequence[SetupReply]
+    config: RunConfig, schema: DatasetSchema, stats: FeatureStats | None
 ) -> FeatureEncoder:
-    """The run's encoder from the sum of the banks' (possibly noisy) statistics."""
-    stats = combine_feature_stats([reply.stats for reply in replies if reply.stats is not None])
+    """The run's encoder from the sum of the banks' (possibly noisy) statistics.
+
+    ``stats`` is None when the encoder comes from the schema's public bounds only.
+    """
     return fit_encoder(
         schema,
         kind=config.encoding,

@@ -62,8 +62,16 @@ from coordinator.app.joining import (
     setup_reply_parser,
 )
 from coordinator.app.run_state import PendingRound, RoundResult, RunState, TrainOutcome
+from coordinator.app.secagg_server import SecureAggregation
 from coordinator.errors import RoundAborted, RoundFailed, RunStopped
+from credit.encoding import StatsSource
 from credit.errors import MalformedMessage
+from credit.feature_stats import (
+    FeatureStats,
+    combine_feature_stats,
+    numeric_inputs,
+    settle_noisy,
+)
 from credit.messages import (
     EvaluateRequest,
     EvaluationDeclined,
@@ -167,10 +175,26 @@ class RunDriver:
         """Set-up of a new run: encoder from the banks' aggregates, initial model."""
         from credit.models import build_model
 
-        query = self._run_instructions().query(Task.FEATURE_STATS, grid_bins=self.config.grid_bins)
-        parse = setup_reply_parser(self.schema, grid_bins=self.config.grid_bins)
-        joined = self._join(query, self._nodes(), parse, Stage.FEATURE_STATS)
-        encoder = fit_run_encoder(self.config, self.schema, joined)
+        config = self.config
+        federated = config.feature_stats == StatsSource.FEDERATED
+        in_the_clear = federated and not config.secure_aggregation
+        if in_the_clear:
+            query = self._run_instructions().query(Task.FEATURE_STATS, grid_bins=config.grid_bins)
+            parse = setup_reply_parser(self.schema, grid_bins=config.grid_bins)
+            joined = self._join(query, self._nodes(), parse, Stage.FEATURE_STATS)
+        else:  # nothing released with the join: public bounds, or secure round 0 follows
+            query = self._run_instructions().query(Task.JOIN)
+            parse = setup_reply_parser(self.schema, grid_bins=None)
+            joined = self._join(query, self._nodes(), parse, Stage.JOIN)
+        aggregation = self._aggregation(joined)
+        stats = None
+        if in_the_clear:
+            stats = combine_feature_stats([r.stats for r in joined if r.stats is not None])
+        elif federated and isinstance(aggregation, SecureAggregation):
+            stats = self._secure_setup_sum(aggregation, joined)
+        if stats is not None and self._private:
+            stats = settle_noisy(stats, self.schema)  # clipped only after summing
+        encoder = fit_run_encoder(config, self.schema, stats)
         spec = ModelSpec(
             kind=self.config.model, n_inputs=encoder.n_inputs, hidden_sizes=self.config.hidden_sizes
         )
@@ -190,7 +214,37 @@ class RunDriver:
             f"from {len(state.banks)} banks, {total:,} training rows): {encoder.n_inputs} "
             "model inputs"
         )
-        return state, self._aggregation(joined)
+        return state, aggregation
+
+    def _secure_setup_sum(
+        self, aggregation: SecureAggregation, joined: Sequence[SetupReply]
+    ) -> FeatureStats:
+        """The banks' aggregates summed in secure round 0 (three exchanges).
+
+        Raises
+        ------
+        RoundFailed
+            Too few banks are left for the secure sum.
+        """
+        features = numeric_inputs(self.schema)
+        grid_bins = self.config.grid_bins
+        query = self._run_instructions().query(Task.FEATURE_STATS, grid_bins=grid_bins)
+        nodes = [reply.bank.node_id for reply in joined]
+        try:
+            messages = aggregation.setup_messages(query, len(features) * (grid_bins + 3), nodes)
+            replies = self._exchange(messages, Stage.FEATURE_STATS, 0)
+            answered = self._book.sort(replies, _as_is, 0).answers
+            first = ArrayRecord()  # round 1's keys are for the model built after this
+            total = aggregation.sum_setup(answered, query, first)
+        except RoundAborted as abort:
+            raise RoundFailed(
+                stage=Stage.FEATURE_STATS,
+                server_round=0,
+                received=abort.remaining,
+                required=abort.required,
+                reasons=[str(abort)],
+            ) from None
+        return FeatureStats.from_vector(total, features=features, grid_bins=grid_bins)
 
     def _resume(self, audit: CoordinatorAudit) -> tuple[RunState, Aggregation, int]:
         """Continue from the checkpoint: find the run's banks again (no data release), re-key.
@@ -200,6 +254,7 @@ class RunDriver:
         out_dir = Path(self.config.out_dir)
         state, completed = load_checkpoint(out_dir, self.config)
         self._book.resume(state.privacy, state.refusals)
+        self._private = bool(state.privacy)
         audit.run_resume(completed, state.arrays, self.schema.schema_hash())
         query = self._run_instructions().query(Task.ENROLL)
         parse = setup_reply_parser(self.schema, grid_bins=None)
@@ -584,6 +639,11 @@ class RunDriver:
     def _record_refusal(self, refusal: Refusal) -> None:
         if self._audit is not None:
             self._audit.refusal(refusal.bank, refusal.server_round, refusal.text())
+
+
+def _as_is(reply: Message) -> Message:
+    """A reply taken as it is (its content is read by secure aggregation)."""
+    return reply
 
 
 def _ask_to_evaluate(messages: list[Message], server_round: int) -> None:

@@ -28,7 +28,7 @@ exchange collects): each bank masks its weight 0 and its evaluation.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, Sequence, Set
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,7 +41,7 @@ from coordinator.app.exchange import Stage, messages_to
 from coordinator.errors import RoundAborted, RoundFailed
 from credit import message_keys
 from credit.errors import MalformedMessage
-from credit.messages import RoundInstructions, RunInstructions, Task, secagg
+from credit.messages import QueryInstructions, RoundInstructions, RunInstructions, Task, secagg
 from credit.metrics import ScoreSummary, evaluation_from_sum
 from credit.records import array_of, flatten, record_of, unflatten
 from privacy.secagg.fixed_point import FixedPoint
@@ -65,6 +65,8 @@ from privacy.secagg.wire import (
 __all__ = ["SecureAggregation"]
 
 _EXTRA = 3  # loss, reported flag, weight
+_SETUP_CODE = FixedPoint(clip=1.0, fraction_bits=0, ring_bits=64)
+"""Round 0's code: no weighted part (weight 0), aggregates in the 64-bit ring."""
 
 
 def _evaluation_length(score_bins: int) -> int:
@@ -208,17 +210,21 @@ class SecureAggregation:
 
     # -- keys for a round -----------------------------------------------------------
 
-    def advertise_request(self, next_round: int, arrays: ArrayRecord) -> secagg.AdvertiseRequest:
+    def advertise_request(
+        self, next_round: int, arrays: ArrayRecord, *, code: FixedPoint | None = None
+    ) -> secagg.AdvertiseRequest:
         """Open ``next_round`` and the request that asks banks for its keys.
 
-        Rounds before the one ahead of it are forgotten (the current round stays open).
+        The round sums train inputs of ``arrays``' model in the run's code, unless
+        told otherwise (:meth:`RoundAggregator.expect_length`, ``code``). Rounds before
+        the one ahead of it are forgotten (the current round stays open).
         """
         self._rounds[next_round] = RoundAggregator(
             run=self.run,
             server_round=next_round,
             roster=self.roster,
             threshold=self.threshold,
-            code=self.code,
+            code=code or self.code,
             length=self._train_length(arrays),
         )
         for old in [r for r in self._rounds if r < next_round - 1]:
@@ -244,7 +250,14 @@ class SecureAggregation:
                 continue  # the bank advertises nothing for this round
             aggregator.add_advertisement(reply.metadata.src_node_id, advertisement)
 
-    def prepare(self, server_round: int, arrays: ArrayRecord, run: RunInstructions) -> None:
+    def prepare(
+        self,
+        server_round: int,
+        arrays: ArrayRecord,
+        run: RunInstructions,
+        *,
+        code: FixedPoint | None = None,
+    ) -> None:
         """Ask every bank of the roster for its keys of ``server_round``, unless asked already.
 
         At set-up (or resume) this is the run's advertise exchange; later rounds' keys
@@ -253,9 +266,13 @@ class SecureAggregation:
         the round's own).
         """
         if server_round in self._rounds:
+            aggregator = self._rounds[server_round]
+            if code is None and aggregator.stage is CoordinatorStage.ADVERTISEMENTS:
+                # keys asked for before the model existed (round 1's, at set-up)
+                aggregator.expect_length(self._train_length(arrays))
             return
         stage_round = server_round if self._rounds else 0  # set-up or resume: round 0
-        request = self.advertise_request(server_round, arrays)
+        request = self.advertise_request(server_round, arrays, code=code)
         query = run.query(Task.SECAGG_ADVERTISE)
         messages = messages_to(sorted(self.roster), MessageType.QUERY, query, request)
         replies = self._exchange(messages, Stage.ADVERTISE, stage_round)
@@ -299,7 +316,8 @@ class SecureAggregation:
 
     def _train_length(self, arrays: ArrayRecord) -> int:
         """Entries of a masked train input: update, loss, flag, weight, evaluation."""
-        return flatten(arrays).size + _EXTRA + _evaluation_length(self.score_bins)
+        weights = sum(arrays[name].numpy().size for name in arrays)
+        return weights + _EXTRA + _evaluation_length(self.score_bins)
 
     def check(self, update: TrainReply, arrays: ArrayRecord) -> TrainReply:
         """``update`` if it is a masked vector of this run's ring and the round's length."""
@@ -340,21 +358,8 @@ class SecureAggregation:
                 aggregator.add_masked(reply.node, masked.astype(self.code.dtype, copy=False))
             except ValueError:
                 continue  # not a member of this round's U1: left out
-        try:
-            request = aggregator.close_masked()
-            ahead = _KeysAhead(next_round, tuple(members)) if next_round else None
-            self._unmask(aggregator, instructions, request, arrays, ahead)
-            total, survivors = aggregator.finish()
-        except SecAggAborted as abort:
-            raise self._aborted(abort) from None
-        except ValueError as exc:  # shares that reconstruct no valid key: nothing is summed
-            raise RoundAborted(
-                server_round=server_round,
-                stage="unmask",
-                remaining=0,
-                required=self.threshold,
-                reason=f"the revealed shares do not reconstruct the masks ({exc})",
-            ) from None
+        ahead = _KeysAhead(next_round, tuple(members)) if next_round else None
+        total, survivors = self._finish(aggregator, instructions, arrays, ahead, server_round)
         size = flatten(arrays).size
         mean = self.code.decode_mean(total[: size + 2], total[size + 2])
         update, loss_mean, reported = mean[:-2], mean[-2], mean[-1]
@@ -372,6 +377,111 @@ class SecureAggregation:
         """The summed evaluation in the tail of an unmasked sum (None: no bank's)."""
         summary, _ = evaluation_from_sum(self._totals.decode_total(total), self.score_bins)
         return summary
+
+    # -- set-up: the banks' aggregates in secure round 0 -----------------------------
+
+    def setup_messages(
+        self, query: QueryInstructions, length: int, nodes: Sequence[int]
+    ) -> list[Message]:
+        """Feature-stats queries of secure round 0, whose sum is the banks' aggregates.
+
+        Asks for round 0's keys first (one advertise exchange); each bank then masks
+        its aggregates (``length`` entries, :meth:`FeatureStats.to_vector`) in the
+        64-bit ring, and the unmask exchange of :meth:`sum_setup` also collects round
+        1's keys.
+
+        Raises
+        ------
+        RoundAborted
+            Fewer than ``threshold`` banks advertised keys for round 0.
+        """
+        code = _SETUP_CODE
+        self.prepare(0, ArrayRecord(), query.run_settings(), code=code)
+        aggregator = self._rounds[0]
+        aggregator.expect_length(1 + length)
+        try:
+            forwards = aggregator.close_advertisements()
+        except SecAggAborted as abort:
+            raise self._aborted(abort) from None
+        messages = []
+        for node, forward in forwards.items():
+            if node not in nodes:
+                continue
+            content = RecordDict()
+            query.put(content)
+            secagg.TrainInputs(
+                roster=encode_keys(self.roster),
+                threshold=self.threshold,
+                server_round=0,
+                forward=encode_forward(forward),
+                fixed_point=encode_fixed_point(code),
+            ).put(content)
+            messages.append(Message(content, node, MessageType.QUERY))
+        return messages
+
+    def sum_setup(
+        self, replies: Sequence[Message], query: QueryInstructions, arrays: ArrayRecord
+    ) -> np.ndarray:
+        """The summed aggregates of round 0 (one unmask exchange, which also asks for round
+        1's keys for ``arrays``' model).
+
+        Raises
+        ------
+        RoundAborted
+            Fewer than ``threshold`` banks are left at any stage.
+        """
+        aggregator = self._rounds[0]
+        self._take_masked(aggregator, replies)
+        ahead = _KeysAhead(1, tuple(sorted(self.roster)))
+        total, _ = self._finish(aggregator, query.run_settings(), arrays, ahead, 0)
+        bits = _SETUP_CODE.ring_bits
+        totals = FixedPoint.for_totals(participants=len(self.roster), ring_bits=bits)
+        return totals.decode_total(total[1:])
+
+    def _take_masked(self, aggregator: RoundAggregator, replies: Sequence[Message]) -> None:
+        """Add the masked vectors ``replies`` carry; malformed ones are left out."""
+        for reply in replies:
+            try:
+                record = record_of(reply.content, message_keys.ARRAYS, ArrayRecord)
+                masked = array_of(record, message_keys.SECAGG_MASKED, record_key="arrays")
+                aggregator.add_masked(
+                    reply.metadata.src_node_id, masked.astype(aggregator.code.dtype, copy=False)
+                )
+            except (MalformedMessage, ValueError):
+                continue
+
+    def _finish(
+        self,
+        aggregator: RoundAggregator,
+        run: RunInstructions,
+        arrays: ArrayRecord,
+        ahead: _KeysAhead | None,
+        server_round: int,
+    ) -> tuple[np.ndarray, Set[int]]:
+        """Close the masked inputs, unmask (one exchange): the ring sum and who is in it.
+
+        ``ahead``: the unmask exchange also asks for those keys (for ``arrays``' model).
+
+        Raises
+        ------
+        RoundAborted
+            Too few banks at any stage, or shares that reconstruct no valid key.
+        """
+        try:
+            request = aggregator.close_masked()
+            self._unmask(aggregator, run, server_round, request, arrays, ahead)
+            total, survivors = aggregator.finish()
+        except SecAggAborted as abort:
+            raise self._aborted(abort) from None
+        except ValueError as exc:
+            raise RoundAborted(
+                server_round=server_round,
+                stage="unmask",
+                remaining=0,
+                required=self.threshold,
+                reason=f"the revealed shares do not reconstruct the masks ({exc})",
+            ) from None
+        return total, survivors
 
     # -- the last model's evaluation: a secure round of its own ---------------------
 
@@ -430,30 +540,8 @@ class SecureAggregation:
         if secure_round is None:
             raise ValueError("sum_evaluations() needs evaluation_messages() first")
         aggregator = self._rounds[secure_round]
-        for reply in replies:
-            try:
-                record = record_of(reply.content, message_keys.ARRAYS, ArrayRecord)
-                masked = array_of(record, message_keys.SECAGG_MASKED, record_key="arrays")
-                aggregator.add_masked(
-                    reply.metadata.src_node_id, masked.astype(self.code.dtype, copy=False)
-                )
-            except (MalformedMessage, ValueError):
-                continue
-        unmask = instructions.model_copy(update={"server_round": secure_round})
-        try:
-            request = aggregator.close_masked()
-            self._unmask(aggregator, unmask, request, ArrayRecord(), None)
-            total, _ = aggregator.finish()
-        except SecAggAborted as abort:
-            raise self._aborted(abort) from None
-        except ValueError as exc:
-            raise RoundAborted(
-                server_round=secure_round,
-                stage="unmask",
-                remaining=0,
-                required=self.threshold,
-                reason=f"the revealed shares do not reconstruct the masks ({exc})",
-            ) from None
+        self._take_masked(aggregator, replies)
+        total, _ = self._finish(aggregator, instructions, ArrayRecord(), None, secure_round)
         return self._decode_evaluation(total[1:])
 
     def _evaluation_round(self, scored_round: int) -> int:
@@ -472,7 +560,8 @@ class SecureAggregation:
     def _unmask(
         self,
         aggregator: RoundAggregator,
-        instructions: RoundInstructions,
+        instructions: RunInstructions,
+        server_round: int,
         request: ProtocolUnmaskRequest,
         arrays: ArrayRecord,
         ahead: _KeysAhead | None,
@@ -484,7 +573,6 @@ class SecureAggregation:
         sender had not answered. With ``ahead``, the same exchange asks for the next
         round's keys and takes the advertisements that come back.
         """
-        server_round = instructions.server_round
         query = instructions.query(Task.SECAGG_UNMASK, server_round=server_round)
         asked = secagg.UnmaskRequest(server_round=server_round, unmask=encode_unmask(request))
         survivors = sorted(request.survivors)

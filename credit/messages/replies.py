@@ -270,7 +270,7 @@ def feature_stats_to_record(stats: FeatureStats) -> ArrayRecord:
     for name, numeric in stats.numeric.items():
         moments = np.array([numeric.count, numeric.total, numeric.total_squares], dtype=np.float64)
         arrays[name + message_keys.MOMENTS_SUFFIX] = Array(moments)
-        arrays[name + message_keys.HISTOGRAM_SUFFIX] = Array(numeric.histogram.astype(np.int64))
+        arrays[name + message_keys.HISTOGRAM_SUFFIX] = Array(numeric.histogram.astype(np.float64))
     return ArrayRecord(arrays)
 
 
@@ -294,7 +294,7 @@ def feature_stats_from_record(
         where = f"{message_keys.FEATURE_STATS}/{name}"
         moments = array_of(record, name + message_keys.MOMENTS_SUFFIX, record_key=where)
         histogram = array_of(record, name + message_keys.HISTOGRAM_SUFFIX, record_key=where)
-        _check_counts(histogram, (grid_bins,), where + message_keys.HISTOGRAM_SUFFIX)
+        _check_reals(histogram, (grid_bins,), where + message_keys.HISTOGRAM_SUFFIX)
         if moments.shape != (3,) or not np.all(np.isfinite(moments)):
             raise MalformedMessage(f"array '{where}{message_keys.MOMENTS_SUFFIX}' is not 3 numbers")
         count, total, total_squares = (float(value) for value in moments)
@@ -302,7 +302,7 @@ def feature_stats_from_record(
             count=int(count),
             total=total,
             total_squares=total_squares,
-            histogram=histogram.astype(np.int64),
+            histogram=histogram.astype(np.float64),
         )
     return FeatureStats(numeric=numeric, grid_bins=grid_bins)
 
@@ -313,13 +313,3 @@ def _check_reals(array: np.ndarray, shape: tuple[int, ...], name: str) -> None:
         raise MalformedMessage(f"array '{name}' has shape {array.shape}, expected {shape}")
     if not np.issubdtype(array.dtype, np.number) or not np.all(np.isfinite(array)):
         raise MalformedMessage(f"array '{name}' holds values that are not finite numbers")
-
-
-def _check_counts(array: np.ndarray, shape: tuple[int, ...], name: str) -> None:
-    """Refuse an array that is not ``shape`` non-negative whole counts."""
-    if array.shape != shape:
-        raise MalformedMessage(f"array '{name}' has shape {array.shape}, expected {shape}")
-    if not np.issubdtype(array.dtype, np.number) or not np.all(np.isfinite(array)):
-        raise MalformedMessage(f"array '{name}' holds values that are not finite numbers")
-    if np.any(array < 0) or np.any(array != np.round(array)):
-        raise MalformedMessage(f"array '{name}' holds values that are not whole counts >= 0")

@@ -28,7 +28,11 @@ class Task(StrEnum):
     """What a query message asks a bank to do."""
 
     FEATURE_STATS = "feature-stats"
-    """Join a new run: aggregates of the training rows for the encoder."""
+    """Join a new run: aggregates of the training rows for the encoder (in the clear,
+    or, with secure aggregation's inputs in the message, as the input of secure round 0)."""
+    JOIN = "join"
+    """Join a new run without a data release (the encoder comes from public bounds, or
+    the aggregates follow in secure round 0)."""
     ENROLL = "enroll"
     """Rejoin a resumed run: name and row counts, no data release."""
     SECAGG_ADVERTISE = "secagg-advertise"
@@ -115,8 +119,6 @@ class QueryInstructions(RunInstructions):
     def _task_fields(self) -> Self:
         if self.task == Task.FEATURE_STATS and self.grid_bins < 2:
             raise ValueError(f"a feature-stats query needs grid-bins >= 2; got {self.grid_bins}")
-        if self.task == Task.SECAGG_UNMASK and self.server_round < 1:
-            raise ValueError("an unmask query needs server-round >= 1")
         return self
 
 

@@ -60,12 +60,12 @@ class AdvertiseRequest(_AdvertisePart):
     threshold : int
         Shares needed to reconstruct a secret, >= 1.
     advertise_round : int
-        The round the keys are for, >= 1.
+        The round the keys are for, >= 0 (round 0: the set-up release).
     """
 
     roster: bytes
     threshold: int = Field(ge=1)
-    advertise_round: int = Field(ge=1)
+    advertise_round: int = Field(ge=0)
 
 
 class TrainInputs(_SecAggPart):
@@ -78,7 +78,7 @@ class TrainInputs(_SecAggPart):
     threshold : int
         Shares needed to reconstruct a secret, >= 1.
     server_round : int
-        The round, >= 1.
+        The round, >= 0 (round 0: the set-up release).
     forward : bytes
         The advertised masking keys and the shares sealed for this bank (``encode_forward``).
     fixed_point : str
@@ -87,7 +87,7 @@ class TrainInputs(_SecAggPart):
 
     roster: bytes
     threshold: int = Field(ge=1)
-    server_round: int = Field(ge=1)
+    server_round: int = Field(ge=0)
     forward: bytes
     fixed_point: str = Field(min_length=1)
 
@@ -95,7 +95,7 @@ class TrainInputs(_SecAggPart):
 class UnmaskRequest(_SecAggPart):
     """Asks a bank for the shares that unmask the sum of ``server_round`` (``encode_unmask``)."""
 
-    server_round: int = Field(ge=1)
+    server_round: int = Field(ge=0)
     unmask: bytes
 
 

@@ -40,6 +40,7 @@ QueryHandler = Callable[[BankRequest, QueryInstructions], RecordDict]
 QUERY_HANDLERS: Mapping[Task, QueryHandler] = {
     Task.FEATURE_STATS: handlers.feature_stats,
     Task.ENROLL: handlers.enroll,
+    Task.JOIN: handlers.enroll,
     Task.SECAGG_ADVERTISE: handlers.advertise_keys,
     Task.SECAGG_UNMASK: handlers.unmask,
 }

@@ -20,7 +20,7 @@ from flwr.app import ArrayRecord, RecordDict
 from credit import message_keys
 from credit.audit import AuditLog
 from credit.errors import MalformedMessage
-from credit.feature_stats import compute_feature_stats
+from credit.feature_stats import FeatureStats, compute_feature_stats
 from credit.messages import (
     BankIntro,
     EvaluateRequest,
@@ -207,30 +207,80 @@ def _join(request: BankRequest, query: QueryInstructions) -> PreparedBank:
 
 
 def feature_stats(request: BankRequest, query: QueryInstructions) -> RecordDict:
-    """Aggregates of the training rows (noisy under a privacy budget), never rows."""
-    from participant.guard.privacy_guard import training_request
+    """Aggregates of the training rows (noisy under a privacy budget), never rows.
 
+    In the clear with the bank's introduction, or, when the query carries secure
+    aggregation's inputs (round 0), masked: the coordinator decodes only the sum.
+    """
+    inputs = secagg.TrainInputs.take_optional(request.content)
+    if inputs is not None:
+        return _masked_feature_stats(request, query, inputs)
     bank = _join(request, query)
-    stats = compute_feature_stats(bank.train, bank.schema, query.grid_bins)
-    guard = privacy_guard(bank, request.settings)
     content = _introduction(bank)
-    run = query.run_key(request.flower_run_id)
-    if guard is not None:
-        try:
-            asked = training_request(query, run=run, server_round=0)
-            stats = guard.release_feature_stats(stats, bank.schema, asked)
-        except PrivacyBudgetExceeded as refusal:
-            return refusal_reply(request, refusal, guard, run)
-        guard.summary().put(content)
-    content[message_keys.FEATURE_STATS] = feature_stats_to_record(stats)
+    released = _released_stats(request, bank, query, content)
+    if isinstance(released, RecordDict):
+        return released  # refused
+    content[message_keys.FEATURE_STATS] = feature_stats_to_record(released)
     if secagg.KeyRequest.present(request.content):
         enrollment(request.secagg).put(content)
     return content
 
 
+def _masked_feature_stats(
+    request: BankRequest, query: QueryInstructions, inputs: secagg.TrainInputs
+) -> RecordDict:
+    """The aggregates as this bank's input of secure round 0 (the bank joined already)."""
+    bank = checked_bank(request, query)
+    code = receive_keys(request.secagg, inputs)
+    content = RecordDict()
+    released = _released_stats(request, bank, query, content)
+    if isinstance(released, RecordDict):
+        return released  # refused
+    masked = mask_update(
+        request.secagg,
+        server_round=inputs.server_round,
+        values=np.zeros(0),
+        weight=0.0,
+        code=code,
+        totals=released.to_vector(),
+    )
+    content[message_keys.ARRAYS] = masked
+    return content
+
+
+def _released_stats(
+    request: BankRequest, bank: PreparedBank, query: QueryInstructions, content: RecordDict
+) -> FeatureStats | RecordDict:
+    """The aggregates the bank releases (noisy and charged under a budget; its ledger
+    summary put in ``content``), or its refusal reply."""
+    from participant.guard.privacy_guard import training_request
+
+    stats = compute_feature_stats(bank.train, bank.schema, query.grid_bins)
+    guard = privacy_guard(bank, request.settings)
+    if guard is None:
+        return stats
+    run = query.run_key(request.flower_run_id)
+    try:
+        asked = training_request(query, run=run, server_round=0)
+        stats = guard.release_feature_stats(stats, bank.schema, asked)
+    except PrivacyBudgetExceeded as refusal:
+        return refusal_reply(request, refusal, guard, run)
+    guard.summary().put(content)
+    return stats
+
+
 def enroll(request: BankRequest, query: QueryInstructions) -> RecordDict:
-    """Rejoin a resumed run: name and row counts, a new encryption key; no data release."""
-    content = _introduction(_join(request, query))
+    """Join a run without a data release: name and training rows, a new encryption key.
+
+    A new run whose encoder comes from public bounds or whose aggregates follow in
+    secure round 0 (``join``), or a resumed run (``enroll``). A bank with a budget
+    also reports its ledger summary.
+    """
+    bank = _join(request, query)
+    content = _introduction(bank)
+    guard = privacy_guard(bank, request.settings)
+    if guard is not None:
+        guard.summary().put(content)
     if secagg.KeyRequest.present(request.content):
         enrollment(request.secagg).put(content)
     return content
