@@ -294,11 +294,21 @@ def _show_summary(metrics_path: Path, seconds: float) -> None:
     """The final pooled test metrics and the participants, from ``metrics.json``."""
     document = json.loads(metrics_path.read_text(encoding="utf-8"))
     participants = document["participants"]
-    final = document["final"]
+    rows = []
+    if document["final"]:
+        rows.append(["released", *(f"{document['final'][k]:.4f}" for k in _METRICS)])
+    record = metrics_path.with_name(SIMULATION_FILE)
+    exact = (
+        json.loads(record.read_text(encoding="utf-8")).get("exact_final")
+        if record.exists()
+        else None
+    )
+    if exact:
+        rows.append(["exact", *(f"{exact[key]:.4f}" for key in _METRICS)])
     show_table(
         f"Final pooled test metrics ({len(participants)} banks, {seconds:.0f} s)",
-        [Column(header, justify="right") for header in _METRIC_HEADERS],
-        [[f"{final[key]:.4f}" for key in _METRICS]],
+        ["from", *(Column(header, justify="right") for header in _METRIC_HEADERS)],
+        rows,
     )
     show_table(
         "Participants",

@@ -378,7 +378,25 @@ def run_simulated_consortium(
         )
     finally:
         flwr_logger.setLevel(previous_level)
-    return run_files(Path(plan.config.out_dir))
+    files = run_files(Path(plan.config.out_dir))
+    _record_exact_metrics(plan, files)
+    return files
+
+
+def _record_exact_metrics(plan: SimulationPlan, files: RunFiles) -> None:
+    """Add the final model's exact pooled metrics to ``OUT/simulation.json`` (if it has one).
+
+    What the harness alone can compute (:mod:`simulations.exact`), beside what the
+    coordinator computed from the banks' releases (``metrics.json``).
+    """
+    from simulations.exact import exact_final_metrics
+
+    record = Path(plan.config.out_dir) / SIMULATION_FILE
+    if not (files.model / "model.pt").exists() or not record.exists():
+        return
+    document = json.loads(record.read_text(encoding="utf-8"))
+    document["exact_final"] = exact_final_metrics(files.model, plan.banks).as_dict()
+    record.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
 
 
 def simulation_client_app(plan: SimulationPlan) -> ClientApp:
