@@ -109,7 +109,10 @@ def test_the_default_key_is_the_users_and_only_its_public_half_is_in_the_run(
 @pytest.mark.parametrize(
     ("environ", "expected"),
     [
-        ({"FEDCREDIT_DATA_HOME": "/srv/fc", "XDG_DATA_HOME": "/x"}, "/srv/fc/coordinator-audit.key"),
+        (
+            {"FEDCREDIT_DATA_HOME": "/srv/fc", "XDG_DATA_HOME": "/x"},
+            "/srv/fc/coordinator-audit.key",
+        ),
         ({"XDG_DATA_HOME": "/x"}, "/x/fedcredit/coordinator-audit.key"),
         ({"XDG_DATA_HOME": "relative"}, "~/.local/share/fedcredit/coordinator-audit.key"),
         ({}, "~/.local/share/fedcredit/coordinator-audit.key"),
@@ -153,7 +156,9 @@ def test_a_per_user_key_inside_the_output_folder_is_refused(
 ) -> None:
     out = tmp_path / "out"
     monkeypatch.setenv("FEDCREDIT_DATA_HOME", str(out / "keys"))
-    with pytest.raises(ConfigError, match=r"^audit-key: the audit signing key .* is inside the run"):
+    with pytest.raises(
+        ConfigError, match=r"^audit-key: the audit signing key .* is inside the run"
+    ):
         CoordinatorAudit(RunConfig(out_dir=str(out)), flower_run_id=1)
 
 
