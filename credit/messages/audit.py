@@ -11,9 +11,18 @@ begun anew or cut before N no longer matches what its peer holds
 (:func:`credit.audit.verify_audit` with ``heads=``).
 
 The head is a claim, recorded and never trusted: a receiver reads it with
-:meth:`AuditHead.take_optional` like any part, and one that breaks the contract
+:meth:`AuditHead.take` like any part, and one that breaks the contract
 (:class:`~credit.errors.MalformedMessage`) is recorded as malformed, never fatal to
 the run or the request.
+
+Notes
+-----
+What a malicious sender can do with the field, and why it does not matter: claim a
+head its log never had (the receiver's log then proves the sender claimed it, and
+nothing else: no decision on either side reads it); send oversized or hostile text
+(it must be 64 hex digits to be recorded; otherwise only the first 200 characters
+of the problem are, as canonical JSON, which escapes every quote and newline); send
+none (nothing is recorded on a bank; the coordinator notes the reply as missing).
 """
 
 from __future__ import annotations
