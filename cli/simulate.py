@@ -71,6 +71,13 @@ Seed = Annotated[
     int, typer.Option(help="Seed for partitions, splits, initialisation and shuffles.")
 ]
 Out = Annotated[Path, typer.Option(help="Output folder for metrics.json, model/ and rounds.png.")]
+AuditKey = Annotated[
+    Path | None,
+    typer.Option(
+        help="The coordinator's audit-signing key, outside --out (default: the per-user key "
+        "$XDG_DATA_HOME/fedcredit/coordinator-audit.key, or in $FEDCREDIT_DATA_HOME)."
+    ),
+]
 Epsilon = Annotated[
     float | None,
     typer.Option(help="Differential privacy: every bank's max epsilon (DP-SGD with Opacus)."),
@@ -140,6 +147,7 @@ def simulate(
     learning_rate: LearningRate = 0.01,
     seed: Seed = 0,
     out: Out = Path("runs/simulate"),
+    audit_key: AuditKey = None,
     epsilon: Epsilon = None,
     delta: Delta = None,
     budgets: Budgets = None,
@@ -166,11 +174,13 @@ def simulate(
                 "seed": seed,
                 "schema": str(schema or ""),
                 "out_dir": str(out),
+                "audit_key": str(audit_key or ""),
                 "max_grad_norm": max_grad_norm,
                 "secure_aggregation": secure_aggregation,
                 "evaluate_every": evaluate_every,
             },
             source=SOURCE,
+            spelled={"audit_key": "--audit-key"},
         )
         banks_from: PartitionSettings | list[Path] = bank_data or _partition_settings(
             data, partition, alpha, partition_column

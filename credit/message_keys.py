@@ -27,6 +27,9 @@ EVALUATE = "evaluate"
 EVALUATION = "evaluation"
 EVALUATION_SCORES = "evaluation-scores"
 EVALUATION_DECLINED = "evaluation-declined"
+# The head of the sender's audit log: in every request of a coordinator that keeps
+# one, and every answered reply of a bank that keeps one (each side records the other's).
+AUDIT_HEAD = "audit-head"
 
 # Arrays inside records.
 POSITIVES = "positives"

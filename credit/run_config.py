@@ -10,9 +10,10 @@ receives a :class:`RunConfig`, never raw keys.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from credit.config_files import validate_fields
 from credit.encoding import EncodingKind, StatsSource
@@ -83,7 +84,8 @@ class RunConfig(BaseModel):
         Continue from the checkpoint in ``out_dir`` instead of starting afresh.
     audit_key : str
         The coordinator's Ed25519 audit signing key (PEM); empty: create or reuse
-        ``out_dir/audit/coordinator.key``.
+        the per-user key (``$XDG_DATA_HOME/fedcredit/coordinator-audit.key``, see
+        :func:`coordinator.app.audit_trail.default_key_path`). Never inside ``out_dir``.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -162,6 +164,20 @@ class RunConfig(BaseModel):
                 raise ValueError(
                     f"expected comma-separated integers like '64,32'; got '{value}'"
                 ) from exc
+        return value
+
+    @field_validator("audit_key")
+    @classmethod
+    def _key_outside_outputs(cls, value: str, info: ValidationInfo) -> str:
+        out_dir = info.data.get("out_dir")
+        if value and out_dir is not None:
+            outputs = Path(out_dir).expanduser().resolve()
+            if Path(value).expanduser().resolve().is_relative_to(outputs):
+                raise ValueError(
+                    f"must lie outside the run's output folder {outputs}, where whoever can "
+                    "change the run's outputs could replace the key (leave it unset for the "
+                    f"per-user key); got '{value}'"
+                )
         return value
 
     @field_validator("score_bins")

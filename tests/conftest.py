@@ -31,6 +31,21 @@ def offline_flower() -> Iterator[None]:
         yield
 
 
+@pytest.fixture(autouse=True)
+def coordinator_key_home(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Path:
+    """A per-test home for the coordinator's per-user audit key, never the user's own.
+
+    Runs that name no ``audit-key`` sign with ``$FEDCREDIT_DATA_HOME/coordinator-audit.key``
+    (see :func:`coordinator.app.audit_trail.default_key_path`); this process and every
+    child it starts use a fresh folder per test.
+    """
+    home = tmp_path_factory.mktemp("fedcredit-home")
+    monkeypatch.setenv("FEDCREDIT_DATA_HOME", str(home))
+    return home
+
+
 @pytest.fixture(scope="session")
 def schema() -> DatasetSchema:
     """The schema of the embedded UCI credit-card data set."""

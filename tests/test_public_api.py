@@ -16,7 +16,7 @@ PUBLIC = {
         "save_model", "summarize_scores",
     },
     "credit.messages": {
-        "BankIntro", "Dropped", "EvaluateRequest", "EvaluationSums", "LedgerEvent",
+        "AuditHead", "BankIntro", "Dropped", "EvaluateRequest", "EvaluationSums", "LedgerEvent",
         "LedgerSummary", "MessagePart",
         "ProtocolStage", "QueryInstructions", "Refusal", "RoundInstructions", "RunInstructions",
         "Task", "TrainMetrics", "feature_stats_from_record", "feature_stats_to_record",
@@ -24,6 +24,7 @@ PUBLIC = {
     },
     "credit.audit": {
         "CLOSING_EVENTS", "GENESIS", "LOG_OPEN", "AuditBroken", "AuditLog", "AuditReport",
+        "KeyHistory", "LogHead", "history_path",
         "arrays_sha256", "canonical_json", "fingerprint", "load_or_create_signing_key",
         "load_public_key", "public_key_path", "public_key_pem", "verify_audit",
     },

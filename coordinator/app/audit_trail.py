@@ -16,46 +16,102 @@ Events (besides the log's own ``log-open``)::
                 (with the next round's train replies, or the final evaluation)
     run-end     status (completed, stopped, failed), reason, rounds_completed,
                 final_auc, final_model_sha256
+    exchange    stage, server_round, sent (seq and head of this log that the
+                exchange's messages carried), heads (node -> seq, head and key
+                fingerprint of the bank's audit log, as its reply carried them),
+                missing (nodes whose reply carried no head), malformed (node ->
+                why its head breaks the contract), errors (nodes that answered
+                with an error); one per exchange, when its replies are in
 
 A resumed run appends to the same log, so the file tells the whole story of a run
-across crashes. The signing key is ``audit-key`` from the run config, or
-``OUT/audit/coordinator.key`` (created on first use); its public key is written
-beside the log as ``OUT/audit/coordinator.pub`` either way.
+across crashes. The signing key is ``audit-key`` from the run config; unset, it is
+the per-user key :func:`default_key_path` (created on first use), so that it never
+sits in a run's output folder: one inside ``out-dir`` is refused. Its public key is
+written beside the log as ``OUT/audit/coordinator.pub`` either way, for
+``fedcredit audit verify``. The key's record of the logs it signed (``.history``
+beside the key) refuses a run log that was emptied, deleted or cut.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 from flwr.app import ArrayRecord
 
+from coordinator.app.exchange import BankHeads
 from coordinator.app.run_state import BankInfo, RoundResult, RunState
 from credit import __version__
-from credit.audit import AuditLog, arrays_sha256, load_or_create_signing_key, public_key_pem
+from credit.audit import AuditLog, arrays_sha256, public_key_pem
+from credit.errors import ConfigError
+from credit.messages import AuditHead
 from credit.run_config import RunConfig
 
 __all__ = [
     "AUDIT_DIR",
-    "COORDINATOR_KEY",
     "COORDINATOR_LOG",
     "COORDINATOR_PUBLIC_KEY",
+    "DATA_HOME_ENV",
+    "DEFAULT_KEY_NAME",
     "CoordinatorAudit",
+    "coordinator_key_path",
     "coordinator_log_path",
+    "default_key_path",
     "record_sha256",
 ]
 
 AUDIT_DIR = "audit"
 COORDINATOR_LOG = "coordinator.jsonl"
-COORDINATOR_KEY = "coordinator.key"
 COORDINATOR_PUBLIC_KEY = "coordinator.pub"
 WRITER = "coordinator"
+DATA_HOME_ENV = "FEDCREDIT_DATA_HOME"
+"""Environment variable naming fedcredit's per-user data folder (tests set it)."""
+DEFAULT_KEY_NAME = "coordinator-audit.key"
 
 
 def coordinator_log_path(out_dir: Path) -> Path:
     """The coordinator's audit log of the run writing to ``out_dir``."""
     return Path(out_dir) / AUDIT_DIR / COORDINATOR_LOG
+
+
+def default_key_path(environ: Mapping[str, str] | None = None) -> Path:
+    """The per-user coordinator audit key, used when the run config names none.
+
+    ``$FEDCREDIT_DATA_HOME/coordinator-audit.key`` if that variable is set, else
+    ``$XDG_DATA_HOME/fedcredit/coordinator-audit.key`` (XDG Base Directory
+    specification; an unset or relative ``XDG_DATA_HOME`` means ``~/.local/share``).
+    A deployment names the consortium's key instead (``audit-key``).
+    """
+    environ = os.environ if environ is None else environ
+    if home := environ.get(DATA_HOME_ENV):
+        return Path(home).expanduser() / DEFAULT_KEY_NAME
+    data_home = Path(environ.get("XDG_DATA_HOME") or "~/.local/share").expanduser()
+    if not data_home.is_absolute():
+        data_home = Path("~/.local/share").expanduser()
+    return data_home / "fedcredit" / DEFAULT_KEY_NAME
+
+
+def coordinator_key_path(config: RunConfig) -> Path:
+    """The key that signs the run's audit log: ``audit-key``, or :func:`default_key_path`.
+
+    Raises
+    ------
+    ConfigError
+        The key lies inside the run's output folder, where whoever can change the
+        run's outputs could replace it and its record together.
+    """
+    key = Path(config.audit_key).expanduser() if config.audit_key else default_key_path()
+    out_dir = Path(config.out_dir).expanduser().resolve()
+    if key.resolve().is_relative_to(out_dir):
+        raise ConfigError(
+            f"the audit signing key {key} is inside the run's output folder {out_dir}; "
+            "keep it outside (leave audit-key unset for the per-user key, or set "
+            f"{DATA_HOME_ENV})",
+            source="audit-key",
+        )
+    return key
 
 
 def record_sha256(arrays: ArrayRecord) -> str:
@@ -76,18 +132,19 @@ class CoordinatorAudit:
     Raises
     ------
     ConfigError
-        The existing log is broken or signed with another key, or the key is unusable.
+        The existing log is broken or signed with another key, the key is unusable
+        or inside ``out_dir``, or the key's record shows the log was emptied,
+        deleted, replaced or cut.
     """
 
     def __init__(self, config: RunConfig, *, flower_run_id: int) -> None:
         out_dir = Path(config.out_dir)
         audit_dir = out_dir / AUDIT_DIR
-        key = load_or_create_signing_key(
-            Path(config.audit_key) if config.audit_key else audit_dir / COORDINATOR_KEY
+        self._log = AuditLog.open(
+            coordinator_log_path(out_dir), coordinator_key_path(config), WRITER
         )
-        self._log = AuditLog(coordinator_log_path(out_dir), key, WRITER)
         # The log is bound to this key (AuditLog refuses another): publish it beside the log.
-        public = public_key_pem(key.public_key())
+        public = public_key_pem(self._log.public_key)
         beside = audit_dir / COORDINATOR_PUBLIC_KEY
         if not beside.is_file() or beside.read_bytes() != public:
             beside.write_bytes(public)
@@ -211,6 +268,32 @@ class CoordinatorAudit:
                 "rounds_completed": self._last_round,
                 "final_auc": None,
                 "final_model_sha256": None,
+            },
+        )
+
+    def current_head(self) -> AuditHead:
+        """The head of the log now: what the next messages to banks carry."""
+        now = self._log.current_head()
+        return AuditHead(seq=now.seq, head=now.head, key=self._log.fingerprint)
+
+    def exchange(self, stage: str, server_round: int, sent: AuditHead, heads: BankHeads) -> None:
+        """One exchange: the head its messages carried and the heads the banks replied with.
+
+        The banks' heads are recorded as they came, never trusted or acted upon.
+        """
+        self._append(
+            "exchange",
+            {
+                "stage": stage,
+                "server_round": server_round,
+                "sent": {"seq": sent.seq, "head": sent.head},
+                "heads": {
+                    str(node): {"seq": head.seq, "head": head.head, "key": head.key}
+                    for node, head in sorted(heads.heads.items())
+                },
+                "missing": sorted(heads.missing),
+                "malformed": {str(node): why for node, why in sorted(heads.malformed.items())},
+                "errors": sorted(heads.errors),
             },
         )
 

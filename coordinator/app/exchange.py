@@ -11,27 +11,37 @@ method.
 
 :class:`BankExchange` times every exchange, push to return (:class:`ExchangeTiming`);
 the run driver reports each round's in ``metrics.json`` (``rounds[].exchanges``).
+With the run's audit trail attached (:attr:`BankExchange.audit`), every message it
+sends carries the head of the coordinator's audit log, and the heads banks put in
+their replies (:class:`~credit.messages.AuditHead`) are read into :class:`BankHeads`
+and recorded, one entry per exchange. A head that is missing or breaks the contract
+is recorded as such and changes nothing else: the run never depends on it.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Protocol
 
 from flwr.app import ArrayRecord, Message
 from flwr.serverapp import Grid
 
 from coordinator.errors import RoundFailed
-from credit.messages import MessagePart, content_of
+from credit.errors import MalformedMessage
+from credit.messages import AuditHead, MessagePart, content_of
 
 __all__ = [
     "BRISK_SECONDS",
     "FIRST_POLL",
     "MAX_POLL",
+    "MAX_REASON",
     "PROTOCOL_STAGES",
     "BankExchange",
+    "BankHeads",
+    "ExchangeAudit",
     "ExchangeTiming",
     "Stage",
     "messages_to",
@@ -131,6 +141,62 @@ class ExchangeTiming:
     replies: int
 
 
+MAX_REASON = 200
+"""Characters of a malformed head's problem kept in the audit log (the bank chose it)."""
+
+
+@dataclass(frozen=True)
+class BankHeads:
+    """The audit-log heads banks put in one exchange's replies, read without trusting them.
+
+    Attributes
+    ----------
+    heads : dict of int to AuditHead
+        Node -> the head its reply carried.
+    missing : list of int
+        Nodes whose reply carried none (a bank without an audit log, a simulated
+        dropout, an older release).
+    malformed : dict of int to str
+        Node -> why its head breaks the contract (at most :data:`MAX_REASON` characters).
+    errors : list of int
+        Nodes that answered with an error (a refusal by the guard): no content.
+    """
+
+    heads: dict[int, AuditHead] = field(default_factory=dict)
+    missing: list[int] = field(default_factory=list)
+    malformed: dict[int, str] = field(default_factory=dict)
+    errors: list[int] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, replies: Iterable[Message]) -> BankHeads:
+        """Read the head of each reply; a missing or malformed one is noted, never raised."""
+        heads = cls()
+        for reply in replies:
+            node = reply.metadata.src_node_id
+            if reply.has_error() or not reply.has_content():
+                heads.errors.append(node)
+            elif not AuditHead.present(reply.content):
+                heads.missing.append(node)
+            else:
+                try:
+                    heads.heads[node] = AuditHead.take(reply.content)
+                except MalformedMessage as malformed:
+                    heads.malformed[node] = str(malformed)[:MAX_REASON]
+        return heads
+
+
+class ExchangeAudit(Protocol):
+    """What an exchange needs of the run's audit trail (:class:`CoordinatorAudit`)."""
+
+    def current_head(self) -> AuditHead:
+        """The head of the coordinator's log, to send with the next messages."""
+        ...
+
+    def exchange(self, stage: str, server_round: int, sent: AuditHead, heads: BankHeads) -> None:
+        """Record one exchange: the head its messages carried and the banks' heads."""
+        ...
+
+
 class BankExchange:
     """The run's way to talk to banks: wait for them, send a stage, keep usable replies.
 
@@ -147,6 +213,9 @@ class BankExchange:
     ----------
     timings : list of ExchangeTiming
         Every exchange so far, in order (a failed one included).
+    audit : ExchangeAudit or None
+        The run's audit trail while it runs: each exchange's messages carry its
+        head, and the banks' heads in the replies are recorded in it (None: neither).
     """
 
     def __init__(self, grid: Grid, *, min_banks: int, timeout: float) -> None:
@@ -154,6 +223,7 @@ class BankExchange:
         self.min_banks = min_banks
         self.timeout = timeout
         self.timings: list[ExchangeTiming] = []
+        self.audit: ExchangeAudit | None = None
 
     def nodes(self) -> list[int]:
         """The connected nodes, once at least ``min_banks`` are (RoundFailed after 600 s)."""
@@ -175,12 +245,20 @@ class BankExchange:
     def __call__(self, messages: list[Message], stage: str, server_round: int) -> list[Message]:
         """Send a stage's ``messages``; the replies without errors.
 
+        With :attr:`audit` set, each message carries the coordinator's log head and
+        the exchange is recorded with the banks' heads (before any check below).
+
         Raises
         ------
         RoundFailed
             Fewer than ``min_banks`` replies without errors (secure aggregation's own
             stages excepted: the protocol decides against its threshold).
         """
+        audit = self.audit
+        sent = audit.current_head() if audit is not None else None
+        if sent is not None:
+            for message in messages:
+                sent.put(message.content)
         started = time.monotonic()
         replies = send_and_receive(self.grid, messages, timeout=self.timeout)
         self.timings.append(
@@ -191,6 +269,8 @@ class BankExchange:
                 replies=len(replies),
             )
         )
+        if audit is not None and sent is not None:
+            audit.exchange(str(stage), server_round, sent, BankHeads.of(replies))
         valid = [reply for reply in replies if not reply.has_error()]
         if stage in PROTOCOL_STAGES or len(valid) >= self.min_banks:
             return valid

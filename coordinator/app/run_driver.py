@@ -142,6 +142,7 @@ class RunDriver:
         """
         audit = CoordinatorAudit(self.config, flower_run_id=self.grid.run.run_id)
         self._audit = audit
+        self._exchange.audit = audit  # log heads both ways, one entry per exchange
         try:
             state = self._run(audit)
         except Exception as error:
@@ -150,6 +151,7 @@ class RunDriver:
         else:
             audit.run_end(state)
         finally:
+            self._exchange.audit = None
             audit.close()
             self._audit = None
         return state

@@ -13,6 +13,7 @@ import hashlib
 import json
 import re
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -118,6 +119,7 @@ class Chain:
     head: str = GENESIS
     key: Ed25519PublicKey | None = None
     entries: list[dict[str, Any]] = field(default_factory=list)
+    hashes: list[str] = field(default_factory=list)  # SHA-256 of each line, line 1 first
     lines: list[bytes] = field(default_factory=list)  # the whole file, for messages only
 
     def feed(self, line: int, raw: bytes) -> dict[str, Any]:
@@ -155,6 +157,7 @@ class Chain:
         self._check_signature(entry, raw, broken)
         self.seq, self.head = seq, hashlib.sha256(raw).hexdigest()
         self.entries.append(entry)
+        self.hashes.append(self.head)
         return entry
 
     def _parse(self, line: int, raw: bytes) -> dict[str, Any]:
@@ -293,7 +296,11 @@ def _report(path: Path, chain: Chain) -> AuditReport:
 
 
 def verify_audit(
-    path: Path, public_key: Ed25519PublicKey | None = None, *, allow_open: bool = False
+    path: Path,
+    public_key: Ed25519PublicKey | None = None,
+    *,
+    allow_open: bool = False,
+    heads: Iterable[tuple[int, str]] = (),
 ) -> AuditReport:
     """Verify every entry of the audit log at ``path``.
 
@@ -306,12 +313,16 @@ def verify_audit(
         log's own ``log-open`` entry is used.
     allow_open : bool, default False
         Accept a log whose last entry is not a closing event (a live log).
+    heads : iterable of (int, str), default ()
+        Heads of this log recorded elsewhere, as (seq, SHA-256 hex of that line):
+        those the other side of each message recorded in its own log. The log must
+        reach each ``seq`` and its line there must hash to the head.
 
     Raises
     ------
     AuditBroken
-        Naming the first bad entry: edited, deleted, reordered, truncated, or
-        signed with another key.
+        Naming the first bad entry: edited, deleted, reordered, truncated, signed
+        with another key, or not the entry a recorded head names.
     ConfigError
         The file cannot be read.
     """
@@ -320,4 +331,33 @@ def verify_audit(
         data = path.read_bytes()
     except OSError as exc:
         raise ConfigError(f"cannot read audit log ({exc.strerror})", source=str(path)) from exc
-    return _report(path, _check(str(path), data, public_key, allow_open=allow_open))
+    chain = _check(str(path), data, public_key, allow_open=allow_open)
+    for seq, head in heads:
+        _check_head(str(path), chain, seq, head)
+    return _report(path, chain)
+
+
+def _check_head(file: str, chain: Chain, seq: int, head: str) -> None:
+    """Raise AuditBroken unless the log's line ``seq`` hashes to ``head``."""
+    if seq < 1:
+        raise ValueError(f"a recorded head's seq must be >= 1; got {seq}")
+    if seq > len(chain.hashes):
+        last = chain.entries[-1]
+        raise AuditBroken(
+            file,
+            len(chain.hashes),
+            f"the log ends here, but its head at seq {seq} ({head[:16]}) was recorded "
+            "elsewhere: entries were cut off, or the log was begun anew",
+            seq=last["seq"],
+            event=last["event"],
+        )
+    if chain.hashes[seq - 1] != head:
+        entry = chain.entries[seq - 1]
+        raise AuditBroken(
+            file,
+            seq,
+            f"this line hashes to {chain.hashes[seq - 1][:16]}, but the head recorded "
+            f"elsewhere for seq {seq} is {head[:16]}: the log was rewritten or begun anew",
+            seq=seq,
+            event=entry["event"],
+        )

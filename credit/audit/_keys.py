@@ -1,8 +1,9 @@
 """Ed25519 signing keys of audit-log writers: create, load, fingerprint.
 
 A writer's private key is a PEM (PKCS#8, unencrypted) file with mode 0600; its
-public key sits beside it as ``<stem>.pub`` (PEM) for auditors. The fingerprint that
-names a key in every entry is the SHA-256 (hex) of its 32 raw bytes.
+public key sits beside it as ``<stem>.pub`` (PEM) for auditors, and the record of
+the logs it has signed as ``<stem>.history`` (see :mod:`credit.audit._history`). The
+fingerprint that names a key in every entry is the SHA-256 (hex) of its 32 raw bytes.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from credit.errors import ConfigError
 
 __all__ = [
     "fingerprint",
+    "history_path",
     "load_or_create_signing_key",
     "load_public_key",
     "public_key_path",
@@ -33,6 +35,11 @@ __all__ = [
 def public_key_path(key_path: Path) -> Path:
     """Where the public half of the signing key at ``key_path`` is kept: ``<stem>.pub``."""
     return key_path.with_suffix(".pub")
+
+
+def history_path(key_path: Path) -> Path:
+    """Where the logs signed with the key at ``key_path`` are recorded: ``<stem>.history``."""
+    return key_path.with_suffix(".history")
 
 
 def fingerprint(public_key: Ed25519PublicKey) -> str:
@@ -53,7 +60,9 @@ def public_key_pem(public_key: Ed25519PublicKey) -> bytes:
 def load_or_create_signing_key(path: Path) -> Ed25519PrivateKey:
     """The Ed25519 key at ``path``, created (PEM PKCS#8, mode 0600) when missing.
 
-    The public key is written beside it as ``<stem>.pub`` (PEM) when absent.
+    The public key is written beside it as ``<stem>.pub`` (PEM) when absent. A new
+    key has signed nothing yet: a ``<stem>.history`` left beside it by a key that was
+    there before is removed before the new key is written.
 
     Raises
     ------
@@ -72,6 +81,7 @@ def load_or_create_signing_key(path: Path) -> Ed25519PrivateKey:
             serialization.NoEncryption(),
         )
         path.parent.mkdir(parents=True, exist_ok=True)
+        history_path(path).unlink(missing_ok=True)  # a former key's, at this path
         try:
             descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except FileExistsError:  # another process created it first: use theirs

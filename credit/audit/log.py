@@ -21,12 +21,16 @@ Notes
 -----
 The chain makes deletions, insertions and reordering visible; the signatures make
 edits visible to anyone without the writer's private key. Neither can show that
-trailing entries were cut off at a line boundary: a run's log therefore ends with a
-closing event (``run-end``) and :func:`verify_audit` reports a log without one as
-truncated unless told the log is live (``allow_open``). Someone holding the private
-key can rewrite the whole log; compare the fingerprint with one published out of
-band (``--public-key``) and keep the head hash :func:`verify_audit` reports.
-Ed25519 is RFC 8032, via the ``cryptography`` package.
+trailing entries were cut off at a line boundary, or that the file was emptied and
+a new log begun: a run's log therefore ends with a closing event (``run-end``) and
+:func:`verify_audit` reports a log without one as truncated unless told the log is
+live (``allow_open``); the writer keeps, beside its key, a signed record of how far
+it wrote each log (:mod:`credit.audit._history`) and refuses to reopen a log that
+was emptied, deleted, replaced or cut; and each side records the other's log head
+with every message, which ``verify_audit(heads=...)`` checks a log against. Someone
+holding the private key can rewrite the whole log; compare the fingerprint with one
+published out of band (``--public-key``) and keep the head hash :func:`verify_audit`
+reports. Ed25519 is RFC 8032, via the ``cryptography`` package.
 """
 
 from __future__ import annotations
@@ -44,7 +48,7 @@ from types import TracebackType
 from typing import Any
 
 import numpy as np
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from credit import __version__
 from credit.audit._chain import (
@@ -59,8 +63,10 @@ from credit.audit._chain import (
     truncated_line,
     verify_audit,
 )
+from credit.audit._history import KeyHistory, LogHead
 from credit.audit._keys import (
     fingerprint,
+    history_path,
     load_or_create_signing_key,
     load_public_key,
     public_key_path,
@@ -76,9 +82,12 @@ __all__ = [
     "AuditBroken",
     "AuditLog",
     "AuditReport",
+    "KeyHistory",
+    "LogHead",
     "arrays_sha256",
     "canonical_json",
     "fingerprint",
+    "history_path",
     "load_or_create_signing_key",
     "load_public_key",
     "public_key_path",
@@ -127,26 +136,44 @@ class AuditLog:
         The writer's signing key; an existing log must have been written with it.
     writer : str
         Who writes, e.g. ``"coordinator"`` or ``"bank bank-1"``.
+    history : KeyHistory, optional
+        The key's record of the logs it wrote (:meth:`open` reads it beside the key
+        file): a log it knows is not started afresh when missing or empty, nor
+        continued when cut, and every entry moves its record on. Without it the
+        writer cannot tell a cut log from a new one.
 
     Raises
     ------
     ConfigError
         The existing log is broken or was written with another key (naming the file
-        and line); nothing is appended to it.
+        and line), or the key's record shows the log was emptied, deleted, replaced
+        or cut (naming the log and the key); nothing is appended to it.
 
     Notes
     -----
     Every entry is written with one ``write`` on an ``O_APPEND`` descriptor, then
     flushed and fsynced, under an exclusive ``flock``: several processes of the
     same writer (a bank's per-message ClientApps) can share one log; each catches
-    up with lines the others appended before adding its own.
+    up with lines the others appended before adding its own. The key's record is
+    moved on after the entry is on disk, so a crash between the two leaves the
+    record behind the log, never ahead of it.
     """
 
-    def __init__(self, path: Path, key: Ed25519PrivateKey, writer: str) -> None:
+    def __init__(
+        self,
+        path: Path,
+        key: Ed25519PrivateKey,
+        writer: str,
+        *,
+        history: KeyHistory | None = None,
+    ) -> None:
         self.path = Path(path)
         self.writer = writer
         self._key = key
         self._fingerprint = fingerprint(key.public_key())
+        self._history = history
+        if history is not None and not self.path.exists():
+            history.check(self.path, [], exists=False)  # before creating the file
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
         self._chain = Chain(file=str(self.path))
@@ -154,6 +181,8 @@ class AuditLog:
         try:
             with self._locked():
                 self._catch_up()
+                if history is not None:
+                    history.check(self.path, self._chain.hashes)
                 if not self._chain.entries:
                     self._write(
                         LOG_OPEN,
@@ -162,9 +191,42 @@ class AuditLog:
                             "fedcredit": __version__,
                         },
                     )
+                elif history is not None:  # a log from before the record, or a crash
+                    history.record(self.path, self._log_head())
         except BaseException:
             os.close(self._fd)
             raise
+
+    @classmethod
+    def open(cls, path: Path, key_path: Path, writer: str) -> AuditLog:
+        """The log at ``path``, signed with the key at ``key_path`` and kept in its record.
+
+        The key is created when missing (:func:`load_or_create_signing_key`); its
+        record of the logs it wrote is ``<stem>.history`` beside it.
+
+        Raises
+        ------
+        ConfigError
+            As the constructor, or the key or its record is unusable.
+        """
+        key = load_or_create_signing_key(Path(key_path))
+        return cls(path, key, writer, history=KeyHistory(Path(key_path), key))
+
+    @property
+    def fingerprint(self) -> str:
+        """SHA-256 (hex) of the writer's raw public key."""
+        return self._fingerprint
+
+    @property
+    def public_key(self) -> Ed25519PublicKey:
+        """The writer's public key (what auditors verify the log with)."""
+        return self._key.public_key()
+
+    def current_head(self) -> LogHead:
+        """How far the log goes now, lines other processes appended included."""
+        with self._locked():
+            self._catch_up()
+            return self._log_head()
 
     @property
     def seq(self) -> int:
@@ -266,8 +328,16 @@ class AuditLog:
             self._chain.key = self._key.public_key()
         self._chain.seq, self._chain.head = entry["seq"], hashlib.sha256(raw).hexdigest()
         self._chain.entries.append(entry)
+        self._chain.hashes.append(self._chain.head)
         self._size += len(raw) + 1
+        if self._history is not None:
+            self._history.record(self.path, self._log_head())
         return entry
+
+    def _log_head(self) -> LogHead:
+        if not self._chain.hashes:
+            raise ValueError(f"audit log {self.path} has no entry yet")
+        return LogHead(seq=self._chain.seq, head=self._chain.head, genesis=self._chain.hashes[0])
 
 
 def _b64(data: bytes) -> str:

@@ -44,6 +44,7 @@ scores the last model. A simulated bank that drops out answers
 from __future__ import annotations
 
 from credit.messages._parts import MessagePart, content_of
+from credit.messages.audit import AuditHead
 from credit.messages.replies import (
     BankIntro,
     Dropped,
@@ -68,6 +69,7 @@ from credit.messages.requests import (
 )
 
 __all__ = [
+    "AuditHead",
     "BankIntro",
     "Dropped",
     "EvaluateRequest",

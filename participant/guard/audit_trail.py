@@ -17,9 +17,19 @@ guard holds the key. Without a log (simulations) nothing is recorded. Events::
               round, or the round before a train message that asks for the evaluation
               of the model it carries), model_sha256 (the global model it scored)
     run-end   run, server_round: after the evaluation of the last planned round's model
+    coordinator-head
+              run, server_round, request (query, train, evaluate), and the head of
+              the coordinator's audit log the request carried (seq, head, key), or
+              malformed (why, at most 200 characters); before the request is
+              answered, and only for requests that carry one
+
+Every reply the guard answers carries the head of the bank's log after the request's
+own entries (:func:`stamp_head`), which the coordinator records in its log.
 
 The guard opens the log once; before each record it verifies what was appended
-since, so a log changed behind the guard's back is noticed at the next record.
+since, so a log changed behind the guard's back is noticed at the next record. The
+log is opened with the key's record of the logs it signed (``<stem>.history``
+beside the key): a log that was emptied, deleted or cut is refused, not begun anew.
 """
 
 from __future__ import annotations
@@ -27,12 +37,27 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from flwr.app import RecordDict
+
 from credit import __version__
-from credit.audit import AuditLog, load_or_create_signing_key
-from credit.messages import QueryInstructions, RoundInstructions, RunInstructions
+from credit.audit import AuditLog
+from credit.errors import MalformedMessage
+from credit.messages import AuditHead, QueryInstructions, RoundInstructions, RunInstructions
 from participant.guard.settings import AuditSettings
 
-__all__ = ["open_audit_log", "record_evaluate", "record_join", "record_refusal", "record_train"]
+__all__ = [
+    "MAX_REASON",
+    "open_audit_log",
+    "record_coordinator_head",
+    "record_evaluate",
+    "record_join",
+    "record_refusal",
+    "record_train",
+    "stamp_head",
+]
+
+MAX_REASON = 200
+"""Characters of a malformed head's problem kept in the log (the coordinator chose it)."""
 
 Event = tuple[str, Mapping[str, Any]]
 
@@ -47,12 +72,12 @@ def open_audit_log(settings: AuditSettings | None) -> AuditLog | None:
     ------
     credit.errors.ConfigError
         The log fails verification or was written with another key (file and line
-        named).
+        named), or the key has signed it before and it is now missing, empty,
+        replaced or cut (log and key named).
     """
     if settings is None:
         return None
-    key = load_or_create_signing_key(settings.key_path)
-    return AuditLog(settings.log_path, key, settings.writer)
+    return AuditLog.open(settings.log_path, settings.key_path, settings.writer)
 
 
 def _record(log: AuditLog | None, *events: Event) -> None:
@@ -139,3 +164,31 @@ def record_evaluate(
     if server_round >= run.planned_rounds:
         events.append(("run-end", {"run": key, "server_round": server_round}))
     _record(log, *events)
+
+
+def record_coordinator_head(
+    log: AuditLog | None, content: RecordDict, *, run: str, server_round: int, request: str
+) -> None:
+    """Record the coordinator's audit-log head a request carries (nothing if it carries none).
+
+    The head is the coordinator's claim: recorded as it came, or as malformed (the
+    problem cut to :data:`MAX_REASON` characters), and used for nothing else.
+    """
+    if log is None or not AuditHead.present(content):
+        return
+    data: dict[str, Any] = {"run": run, "server_round": server_round, "request": request}
+    try:
+        head = AuditHead.take(content)
+    except MalformedMessage as malformed:
+        data["malformed"] = str(malformed)[:MAX_REASON]
+    else:
+        data.update(seq=head.seq, head=head.head, key=head.key)
+    _record(log, ("coordinator-head", data))
+
+
+def stamp_head(log: AuditLog | None, reply: RecordDict) -> None:
+    """Put the head of the bank's log, as it stands now, into ``reply`` (if it keeps one)."""
+    if log is None:
+        return
+    now = log.current_head()
+    AuditHead(seq=now.seq, head=now.head, key=log.fingerprint).put(reply)

@@ -23,11 +23,16 @@ from collections.abc import Callable, Mapping
 from flwr.app import RecordDict
 
 from credit.errors import MalformedMessage
-from credit.messages import QueryInstructions, RoundInstructions, Task
+from credit.messages import AuditHead, QueryInstructions, RoundInstructions, Task
 from participant.contract import GuardReply, GuardRequest, ReplyStatus, RequestKind
 from participant.guard import handlers
 from participant.guard.approval import UnapprovedApp, check_approved
-from participant.guard.audit_trail import open_audit_log, record_refusal
+from participant.guard.audit_trail import (
+    open_audit_log,
+    record_coordinator_head,
+    record_refusal,
+    stamp_head,
+)
 from participant.guard.bank import PreparedBank, prepare_bank
 from participant.guard.handlers import BankRequest, GuardRefusal
 from participant.guard.sessions import SessionStore
@@ -116,6 +121,10 @@ class BankGuard:
     ) -> tuple[GuardReply, RecordDict]:
         """Answer one relayed request, or refuse it (recorded in the audit log).
 
+        With an audit log, the coordinator's log head the request carries is
+        recorded first, and an answered reply carries the bank's log head as it
+        stands after the request's entries (:mod:`credit.messages.audit`).
+
         Parameters
         ----------
         relayed : GuardRequest
@@ -134,8 +143,10 @@ class BankGuard:
             audit=self.audit,
         )
         try:
+            self._record_coordinator_head(request)
             check_approved(self.settings.approved_version, relayed.relay_version)
             reply = HANDLERS[relayed.kind](request)
+            stamp_head(self.audit, reply)  # after the handler's own entries
         except UnapprovedApp as refused:
             return self._refuse(request, "unapproved-version", str(refused))
         except GuardRefusal as refused:
@@ -150,6 +161,19 @@ class BankGuard:
             )
             return self._refuse(request, "failed", f"{type(failed).__name__}: {failed}")
         return GuardReply(status=ReplyStatus.ANSWERED), reply
+
+    def _record_coordinator_head(self, request: BankRequest) -> None:
+        """Record the coordinator's log head the request carries (recorded, never trusted)."""
+        if self.audit is None or not AuditHead.present(request.content):
+            return
+        run, server_round = _where(request)
+        record_coordinator_head(
+            self.audit,
+            request.content,
+            run=run,
+            server_round=server_round,
+            request=str(request.relayed.kind),
+        )
 
     def refuse_frame(self, reason: str) -> None:
         """Record a relayed frame that broke the contract (nothing else is known of it)."""

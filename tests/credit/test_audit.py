@@ -19,9 +19,12 @@ from credit.audit import (
     GENESIS,
     AuditBroken,
     AuditLog,
+    KeyHistory,
+    LogHead,
     arrays_sha256,
     canonical_json,
     fingerprint,
+    history_path,
     load_or_create_signing_key,
     load_public_key,
     public_key_path,
@@ -415,3 +418,210 @@ def test_cli_bad_key_file_exits_2(log: Path, tmp_path: Path) -> None:
     )
     code, _, err = _cli(str(log), "--public-key", str(tmp_path / "nope.pub"))
     assert code == 2 and "cannot read public key (No such file or directory)" in err
+
+
+# -- a key's record of the logs it wrote: a log cannot be cut and begun anew --------------
+
+
+def _signed_log(tmp_path: Path, entries: int = 4) -> tuple[Path, Path]:
+    """A log of ``entries`` lines written through its key's record; (log, key file)."""
+    key_path, path = tmp_path / "keys" / "writer.key", tmp_path / "run" / "audit.jsonl"
+    with AuditLog.open(path, key_path, "coordinator") as audit:
+        for index in range(entries - 1):
+            audit.append("round", {"server_round": index + 1})
+    return path, key_path
+
+
+def _refused(path: Path, key_path: Path) -> str:
+    with pytest.raises(ConfigError) as caught:
+        AuditLog.open(path, key_path, "coordinator")
+    message = str(caught.value)
+    assert "\n" not in message
+    return message
+
+
+def test_an_emptied_log_is_not_begun_anew_with_the_same_key(tmp_path: Path) -> None:
+    """``truncate -s0``: the writer used to start a new, valid log in its place."""
+    path, key_path = _signed_log(tmp_path)
+    head = hashlib.sha256(_lines(path)[-1]).hexdigest()
+    os.truncate(path, 0)
+    assert _refused(path, key_path) == (
+        f"audit log: {path} is empty, but key {key_path} has signed it up to seq 4 "
+        f"(head {head[:16]}): restore the log from a backup, or sign a genuinely new log "
+        "with a new key"
+    )
+    assert path.read_bytes() == b""  # nothing written
+
+
+def _key(tmp_path: Path) -> Ed25519PrivateKey:
+    return load_or_create_signing_key(tmp_path / "keys" / "writer.key")
+
+
+def test_a_deleted_log_is_not_begun_anew_and_no_file_is_left(tmp_path: Path) -> None:
+    path, key_path = _signed_log(tmp_path)
+    path.unlink()
+    message = _refused(path, key_path)
+    assert f"{path} is missing, but key {key_path} has signed it up to seq 4" in message
+    assert "restore the log from a backup, or sign a genuinely new log with a new key" in message
+    assert not path.exists()
+
+
+@pytest.mark.parametrize("kept", [1, 2, 3])
+def test_a_log_cut_at_a_line_boundary_is_refused(tmp_path: Path, kept: int) -> None:
+    """The cut log verifies on its own (as an open log); the key's record is ahead of it."""
+    path, key_path = _signed_log(tmp_path)
+    _write(path, _lines(path)[:kept])
+    assert verify_audit(path, allow_open=True).entries == kept
+    message = _refused(path, key_path)
+    assert f"{path} ends at seq {kept} (entries were cut off), but key {key_path} has " in message
+    assert "signed it up to seq 4" in message
+
+
+def test_a_log_rolled_back_to_an_earlier_copy_is_refused(tmp_path: Path) -> None:
+    path, key_path = _signed_log(tmp_path, entries=2)
+    backup = path.read_bytes()
+    with AuditLog.open(path, key_path, "coordinator") as audit:
+        audit.append("run-end", {})
+    path.write_bytes(backup)
+    assert "ends at seq 2 (entries were cut off)" in _refused(path, key_path)
+
+
+def test_another_log_of_the_same_key_put_in_its_place_is_refused(tmp_path: Path) -> None:
+    """The coordinator's key signs one log per run: one run's log cannot stand in for another's."""
+    path, key_path = _signed_log(tmp_path, entries=2)
+    other = tmp_path / "other-run" / "audit.jsonl"
+    with AuditLog.open(other, key_path, "coordinator") as audit:
+        for index in range(4):
+            audit.append("round", {"server_round": index + 1})
+    path.write_bytes(other.read_bytes())
+    assert "starts with another first entry than the key wrote there" in _refused(path, key_path)
+
+
+def test_a_log_whose_recorded_entry_was_rewritten_is_refused(tmp_path: Path) -> None:
+    path, key_path = _signed_log(tmp_path)
+    # A chain rebuilt after line 2 with the same key (only the key's holder can sign
+    # it, here without the record): the record still tells it from the log it wrote.
+    _write(path, _lines(path)[:2])
+    with AuditLog(path, _key(tmp_path), "coordinator") as rebuilt:  # no record: not checked
+        rebuilt.append("round", {"server_round": 7})
+        rebuilt.append("round", {"server_round": 8})
+    assert "holds another entry at seq 4 (it was rewritten)" in _refused(path, key_path)
+
+
+def test_the_record_follows_every_entry_and_a_crash_before_it_is_caught_up(
+    tmp_path: Path,
+) -> None:
+    path, key_path = _signed_log(tmp_path, entries=2)
+    history = KeyHistory(key_path, _key(tmp_path))
+    before = history.path.read_bytes()
+    with AuditLog.open(path, key_path, "coordinator") as audit:
+        audit.append("round", {"server_round": 2})
+        assert history.recorded(path) == LogHead(
+            seq=3, head=audit.head, genesis=hashlib.sha256(_lines(path)[0]).hexdigest()
+        )
+    history.path.write_bytes(before)  # the entry reached the disk, its record did not
+    with AuditLog.open(path, key_path, "coordinator") as audit:
+        assert audit.seq == 3
+    recorded = history.recorded(path)
+    assert recorded is not None and recorded.seq == 3
+
+
+def test_a_record_that_was_edited_or_belongs_to_another_key_is_refused(tmp_path: Path) -> None:
+    path, key_path = _signed_log(tmp_path)
+    record = history_path(key_path)
+    document = json.loads(record.read_bytes())
+    document["logs"][str(path.resolve())]["seq"] = 2  # to let a cut to 2 lines pass
+    record.write_text(canonical_json(document))
+    _write(path, _lines(path)[:2])
+    message = _refused(path, key_path)
+    assert message.startswith(f"audit key history: {record} does not verify against the key")
+    assert "restore it from a backup" in message
+
+    other_key = tmp_path / "keys" / "other.key"
+    with AuditLog.open(tmp_path / "o.jsonl", other_key, "coordinator"):
+        pass
+    record.write_bytes(history_path(other_key).read_bytes())
+    assert "records the logs of key " in _refused(path, key_path)
+
+
+def test_the_same_key_begins_new_logs_elsewhere_and_a_new_key_anywhere(tmp_path: Path) -> None:
+    path, key_path = _signed_log(tmp_path)
+    with AuditLog.open(tmp_path / "next-run" / "audit.jsonl", key_path, "coordinator") as audit:
+        assert audit.seq == 1
+    path.unlink()
+    fresh = tmp_path / "keys" / "new.key"
+    with AuditLog.open(path, fresh, "coordinator") as audit:
+        assert audit.seq == 1 and audit.fingerprint != fingerprint(_key(tmp_path).public_key())
+    assert verify_audit(path, allow_open=True).entries == 1
+
+
+def test_a_new_key_does_not_inherit_the_record_of_a_key_it_replaces(tmp_path: Path) -> None:
+    path, key_path = _signed_log(tmp_path)
+    key_path.unlink()
+    public_key_path(key_path).unlink()
+    path.unlink()
+    with AuditLog.open(path, key_path, "coordinator") as audit:  # a new key, a new identity
+        assert audit.seq == 1
+
+
+def test_a_log_from_before_records_were_kept_is_adopted(
+    tmp_path: Path, log: Path, key: Ed25519PrivateKey
+) -> None:
+    key_path = tmp_path / "keys" / "coordinator.key"
+    assert not history_path(key_path).exists()
+    with AuditLog.open(log, key_path, "coordinator") as audit:
+        assert audit.seq == 7
+    log.write_bytes(b"")
+    assert "is empty, but key" in _refused(log, key_path)
+
+
+def test_writers_of_two_logs_of_one_key_keep_both_records(tmp_path: Path) -> None:
+    key_path = tmp_path / "keys" / "k.key"
+    first, second = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    with AuditLog.open(first, key_path, "w") as a, AuditLog.open(second, key_path, "w") as b:
+        for index in range(3):
+            a.append("round", {"i": index})
+            b.append("round", {"i": index})
+            b.append("round", {"i": index})
+    history = KeyHistory(key_path, load_or_create_signing_key(key_path))
+    assert [history.recorded(first), history.recorded(second)] == [
+        LogHead(seq=4, head=verify_audit(first, allow_open=True).head, genesis=_genesis(first)),
+        LogHead(seq=7, head=verify_audit(second, allow_open=True).head, genesis=_genesis(second)),
+    ]
+
+
+def _genesis(path: Path) -> str:
+    return hashlib.sha256(_lines(path)[0]).hexdigest()
+
+
+# -- heads recorded elsewhere --------------------------------------------------------------
+
+
+def test_a_log_matches_the_heads_its_peer_recorded(log: Path) -> None:
+    hashes = [hashlib.sha256(line).hexdigest() for line in _lines(log)]
+    report = verify_audit(log, heads=[(3, hashes[2]), (7, hashes[6])])
+    assert report.entries == 7
+
+
+def test_a_cut_log_does_not_reach_a_head_its_peer_recorded(log: Path) -> None:
+    hashes = [hashlib.sha256(line).hexdigest() for line in _lines(log)]
+    cut_after_setup = _lines(log)[:3]
+    _write(log, cut_after_setup)
+    error = _broken(log, allow_open=True, heads=[(5, hashes[4])])
+    assert str(error) == (
+        f"{log} line 3 (seq 3, event setup): the log ends here, but its head at seq 5 "
+        f"({hashes[4][:16]}) was recorded elsewhere: entries were cut off, or the log was "
+        "begun anew"
+    )
+
+
+def test_a_log_begun_anew_does_not_hold_the_head_its_peer_recorded(
+    log: Path, tmp_path: Path
+) -> None:
+    recorded = hashlib.sha256(_lines(log)[1]).hexdigest()
+    log.unlink()
+    with AuditLog(log, load_or_create_signing_key(tmp_path / "keys" / "coordinator.key"), "c") as a:
+        a.append("run-start", {})
+    assert "line 2 (seq 2, event run-start): this line hashes to " in str(
+        _broken(log, allow_open=True, heads=[(2, recorded)])
+    )
