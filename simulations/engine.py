@@ -22,6 +22,7 @@ deprecated; its deprecation notice is filtered from the log.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -157,7 +158,7 @@ def plan_simulation(
     data = partition_data(
         partition, n_banks=n_banks, schema_file=config.schema_file, seed=config.seed
     )
-    config = _fitted_to(config, len(data.partitions))
+    config = _with_coordinator_key(_fitted_to(config, len(data.partitions)))
     if budgets is not None:
         budgets.check_banks([p.name for p in data.partitions], source=budget_source)
     plan = SimulationPlan(
@@ -200,7 +201,7 @@ def plan_bank_files(
     _check_dropout_rate(dropout_rate)
     paths = [Path(file) for file in files]
     names = _bank_names(paths)
-    config = _fitted_to(config, len(paths))
+    config = _with_coordinator_key(_fitted_to(config, len(paths)))
     if budgets is not None:
         budgets.check_banks(names, source=budget_source)
     schema_path = Path(config.schema_file) if config.schema_file else None
@@ -261,6 +262,27 @@ def _record(plan: SimulationPlan) -> None:
 def _check_dropout_rate(dropout_rate: float) -> None:
     if not 0.0 <= dropout_rate < 1.0:
         raise ConfigError(f"must be in [0, 1); got {dropout_rate}", source="--dropout-rate")
+
+
+def _with_coordinator_key(config: RunConfig) -> RunConfig:
+    """The config with the simulated coordinator's own audit key (unless one is given).
+
+    A simulation is a new consortium each time: its coordinator gets a fresh key,
+    kept outside the output folder (beside the per-user key, one per output folder),
+    and starts a fresh log; a resumed simulation keeps both.
+    """
+    from coordinator.app.audit_trail import coordinator_log_path, default_key_path
+    from credit.audit import history_path, public_key_path
+
+    if config.audit_key:
+        return config
+    out = Path(config.out_dir).absolute()
+    digest = hashlib.sha256(str(out).encode()).hexdigest()[:16]
+    key = default_key_path().parent / "simulations" / f"{digest}.key"
+    if not config.resume:
+        for stale in (key, public_key_path(key), history_path(key), coordinator_log_path(out)):
+            stale.unlink(missing_ok=True)
+    return config.model_copy(update={"audit_key": str(key)})
 
 
 def _fitted_to(config: RunConfig, n_banks: int) -> RunConfig:

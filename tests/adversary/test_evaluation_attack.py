@@ -175,7 +175,7 @@ def test_another_hold_out_is_refused(
     content = _evaluate_content(
         schema, encoder, _target_model(encoder, target), test_fraction=0.002
     )
-    with pytest.raises(GuardRefused, match="holds out 0.2 of its rows"):
+    with pytest.raises(GuardRefused, match=r"holds out 0\.2 of its rows"):
         _ask(guard, content)
 
 
