@@ -72,7 +72,6 @@ from credit.messages import (
     RoundInstructions,
     RunInstructions,
     Task,
-    score_summary_from_content,
     secagg,
 )
 from credit.metrics import ScoreSummary, credit_metrics
@@ -513,11 +512,7 @@ class RunDriver:
             replies = self._exchange(messages, Stage.EVALUATE, server_round)
 
             def parse(reply: Message) -> Message:
-                if not aggregation.sums_evaluations and not EvaluationDeclined.present(
-                    reply.content
-                ):
-                    score_summary_from_content(reply.content, score_bins=instructions.score_bins)
-                return reply
+                return aggregation.check_evaluation(reply, instructions)
 
             answered = self._book.sort(replies, parse, server_round).answers
             summary = aggregation.sum_evaluations(answered, instructions) if answered else None
