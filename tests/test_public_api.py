@@ -16,8 +16,8 @@ PUBLIC = {
         "save_model", "summarize_scores",
     },
     "credit.messages": {
-        "AuditHead", "BankIntro", "Dropped", "EvaluateRequest", "EvaluationSums", "LedgerEvent",
-        "LedgerSummary", "MessagePart",
+        "AuditHead", "BankIntro", "Dropped", "EvaluateRequest", "EvaluationDeclined",
+        "EvaluationSums", "LedgerEvent", "LedgerSummary", "MessagePart",
         "ProtocolStage", "QueryInstructions", "Refusal", "RoundInstructions", "RunInstructions",
         "Task", "TrainMetrics", "feature_stats_from_record", "feature_stats_to_record",
         "content_of", "score_summary_from_content", "score_summary_to_content",

@@ -116,10 +116,19 @@ class Aggregation(Protocol):
     ) -> list[Message]:
         """The evaluate messages that score ``arrays`` (``instructions``' round's model)."""
 
+    def check_evaluation(self, reply: Message, instructions: RoundInstructions) -> Message:
+        """``reply`` if its evaluation (or its decline) can be summed.
+
+        Raises
+        ------
+        MalformedMessage
+            The evaluation cannot take part (the driver leaves its sender out).
+        """
+
     def sum_evaluations(
         self, replies: Sequence[Message], instructions: RoundInstructions
     ) -> ScoreSummary | None:
-        """The consortium's evaluation from the evaluate replies (None: no bank's).
+        """The consortium's evaluation from the (checked) evaluate replies (None: no bank's).
 
         Raises
         ------
@@ -157,6 +166,11 @@ class PlainAggregation:
         self, arrays: ArrayRecord, instructions: RoundInstructions, nodes: Sequence[int]
     ) -> list[Message]:
         return messages_to(nodes, MessageType.EVALUATE, instructions, arrays=arrays)
+
+    def check_evaluation(self, reply: Message, instructions: RoundInstructions) -> Message:
+        if not EvaluationDeclined.present(reply.content):
+            score_summary_from_content(reply.content, score_bins=instructions.score_bins)
+        return reply
 
     def sum_evaluations(
         self, replies: Sequence[Message], instructions: RoundInstructions

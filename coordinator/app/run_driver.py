@@ -80,7 +80,6 @@ from credit.messages import (
     RoundInstructions,
     RunInstructions,
     Task,
-    score_summary_from_content,
     secagg,
 )
 from credit.metrics import ScoreSummary, credit_metrics
@@ -347,8 +346,10 @@ class RunDriver:
         """Train (or abort) round ``server_round``; it is then pending, and checkpointed.
 
         Its train message also asks for the evaluation of the model it carries, when
-        the round before is pending (:meth:`_train`); if no usable evaluation comes
-        back, an evaluate-only exchange asks for it.
+        the round before is pending and the run's cadence scores it (:meth:`_train`);
+        if no usable evaluation comes back, an evaluate-only exchange asks for it. A
+        round the cadence skips is recorded unscored only once this round has trained:
+        should the run stop or fail here, its model is the last one, and is scored.
 
         Raises
         ------
@@ -358,9 +359,6 @@ class RunDriver:
             Too few banks answered; the last model was scored first, if pending.
         """
         started, since = time.monotonic(), len(self._exchange.timings)
-        pending = state.pending
-        if pending is not None and not self._evaluates(pending.server_round):
-            self._settle(state, pending, None)  # the run's cadence does not score it
         aggregation.prepare(server_round, state.arrays, self._run_instructions())
         instructions = self._round_instructions(state, server_round)
         members = self._members(state)
@@ -374,7 +372,11 @@ class RunDriver:
         except RoundFailed:
             self._evaluate_before_failing(state, aggregation, members)
             raise
-        if state.pending is not None:  # no usable evaluation came with the train replies
+        pending = state.pending
+        if pending is not None and not self._evaluates(pending.server_round):
+            # Settled only now: had the run stopped or failed, it would be the last model.
+            self._settle(state, pending, None)  # the run's cadence does not score it
+        elif pending is not None:  # no usable evaluation came with the train replies
             self._evaluate_lost(state, aggregation, members)
         state.arrays = trained.arrays
         state.pending = self._pending(state, server_round, trained, started, since)
@@ -451,6 +453,8 @@ class RunDriver:
         server_round, arrays = instructions.server_round, state.arrays
         messages = aggregation.train_messages(arrays, instructions, sorted(members))
         pending = state.pending
+        if pending is not None and not self._evaluates(pending.server_round):
+            pending = None  # the run's cadence does not score it: not asked
         if pending is not None:
             _ask_to_evaluate(messages, pending.server_round)
         replies = self._exchange(messages, Stage.TRAIN, server_round)
@@ -565,11 +569,7 @@ class RunDriver:
             replies = self._exchange(messages, Stage.EVALUATE, server_round)
 
             def parse(reply: Message) -> Message:
-                if not aggregation.sums_evaluations and not EvaluationDeclined.present(
-                    reply.content
-                ):
-                    score_summary_from_content(reply.content, score_bins=instructions.score_bins)
-                return reply
+                return aggregation.check_evaluation(reply, instructions)
 
             answered = self._book.sort(replies, parse, server_round).answers
             summary = aggregation.sum_evaluations(answered, instructions) if answered else None

@@ -444,9 +444,9 @@ class SecureAggregation:
             try:
                 record = record_of(reply.content, message_keys.ARRAYS, ArrayRecord)
                 masked = array_of(record, message_keys.SECAGG_MASKED, record_key="arrays")
-                aggregator.add_masked(
-                    reply.metadata.src_node_id, masked.astype(aggregator.code.dtype, copy=False)
-                )
+                if masked.dtype != aggregator.code.dtype:  # a vector of the ring, never a cast
+                    raise MalformedMessage(f"the masked vector is {masked.dtype}")
+                aggregator.add_masked(reply.metadata.src_node_id, masked)
             except (MalformedMessage, ValueError):
                 continue
 
@@ -523,6 +523,18 @@ class SecureAggregation:
             ).put(content)
             messages.append(Message(content, node, MessageType.EVALUATE))
         return messages
+
+    def check_evaluation(self, reply: Message, instructions: RoundInstructions) -> Message:
+        """``reply`` if it carries a masked evaluation of the run's ring and length."""
+        record = record_of(reply.content, message_keys.ARRAYS, ArrayRecord)
+        masked = array_of(record, message_keys.SECAGG_MASKED, record_key="arrays")
+        length = 1 + _evaluation_length(self.score_bins)
+        if masked.dtype != self.code.dtype or masked.shape != (length,):
+            raise MalformedMessage(
+                f"node {reply.metadata.src_node_id}: the masked evaluation is "
+                f"{masked.dtype}{masked.shape}, expected {np.dtype(self.code.dtype)}({length},)"
+            )
+        return reply
 
     def sum_evaluations(
         self, replies: Sequence[Message], instructions: RoundInstructions

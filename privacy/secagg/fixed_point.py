@@ -97,13 +97,17 @@ class FixedPoint:
     ) -> FixedPoint:
         """A code for unweighted sums (counts, noisy counts, bounded sums) of ``participants``.
 
-        Each participant's values are clipped to the largest magnitude whose sum over
-        ``participants`` cannot wrap: ``(2^(k-1) - N/2) / (N 2^f)``.
+        Each participant's values are clipped to about the largest magnitude whose sum
+        over ``participants`` cannot wrap, ``(2^(k-1) - N/2) / (N 2^f)``: each encoded
+        term is at most ``(2^(k-1) - 1) // N`` units (in whole numbers, as a float64
+        cannot hold such a bound of a 64-bit ring exactly).
         """
         if participants < 1:
             raise ValueError(f"participants must be >= 1; got {participants}")
-        limit = 2.0 ** (ring_bits - 1) - participants / 2
-        clip = limit / (participants * 2.0**fraction_bits) - 1.0
+        units = (2 ** (ring_bits - 1) - 1) // participants  # per term: N terms cannot wrap
+        clip = float(units - 1) / 2.0**fraction_bits
+        while math.floor(clip * 2.0**fraction_bits) + 1 > units:  # float rounded up
+            clip = math.nextafter(clip, 0.0)
         return cls(clip=clip, fraction_bits=fraction_bits, ring_bits=ring_bits)
 
     def decode_total(self, total: RingArray) -> NDArray[np.float64]:

@@ -14,7 +14,7 @@ from credit import message_keys as keys
 from credit.encoding import StatsSource, fit_encoder
 from credit.errors import MalformedMessage
 from credit.feature_stats import FeatureStats, combine_feature_stats, compute_feature_stats
-from credit.metrics import ScoreSummary, credit_metrics, summarize_scores
+from credit.metrics import DEFAULT_SCORE_BINS, ScoreSummary, credit_metrics, summarize_scores
 from credit.model_spec import ModelKind, ModelSpec
 from credit.schema import DatasetSchema
 
@@ -31,6 +31,7 @@ with warnings.catch_warnings():
     from credit.messages import (
         BankIntro,
         Dropped,
+        EvaluationDeclined,
         LedgerEvent,
         LedgerSummary,
         ProtocolStage,
@@ -48,6 +49,7 @@ with warnings.catch_warnings():
     from privacy.secagg.wire import decode_advertisement, decode_forward, decode_unmask
 
 BANK_SIZES = [400, 1_300, 2_500, 5_000]
+BINS = DEFAULT_SCORE_BINS
 
 
 def _bank_scores(seed: int, n_rows: int) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
@@ -79,17 +81,34 @@ def test_score_summary_round_trips_exactly(summaries: list[ScoreSummary]) -> Non
 
         np.testing.assert_array_equal(restored.positives, summary.positives)
         np.testing.assert_array_equal(restored.negatives, summary.negatives)
-        assert restored.positives.dtype == np.int64
+        assert restored.positives.dtype == np.float64  # noisy counts are reals
         assert restored.brier_sum == summary.brier_sum
         assert restored.log_loss_sum == summary.log_loss_sum
-        assert content[keys.METRICS][keys.NUM_EXAMPLES] == summary.n_rows
+        # The rows scored are not sent beside the histograms: they are their total.
+        assert keys.NUM_EXAMPLES not in content[keys.METRICS]
+
+
+def test_a_noisy_score_summary_round_trips_exactly(summaries: list[ScoreSummary]) -> None:
+    """A bank under a budget releases reals: negative and fractional counts are valid."""
+    rng = np.random.default_rng(3)
+    exact = summaries[0]
+    noisy = ScoreSummary.from_vector(
+        exact.to_vector() + rng.normal(0.0, 2.0, 2 * exact.positives.size + 2),
+        exact.positives.size,
+    )
+    assert np.any(noisy.to_vector() < 0)
+
+    content = _over_the_wire(score_summary_to_content(noisy))
+    restored = score_summary_from_content(content, score_bins=noisy.positives.size)
+
+    np.testing.assert_array_equal(restored.to_vector(), noisy.to_vector())
 
 
 def test_metrics_of_round_tripped_summaries_equal_the_originals(
     summaries: list[ScoreSummary],
 ) -> None:
     restored = [
-        score_summary_from_content(score_summary_to_content(summary), score_bins=10_000)
+        score_summary_from_content(score_summary_to_content(summary), score_bins=BINS)
         for summary in summaries
     ]
 
@@ -184,6 +203,7 @@ def _parts(schema: DatasetSchema) -> list[Any]:
         QueryInstructions(**RUN, task=Task.FEATURE_STATS, grid_bins=64),
         QueryInstructions(**RUN, task=Task.SECAGG_UNMASK, server_round=3),
         BankIntro(name="bank-a", n_train=800),
+        EvaluationDeclined(reason="bank 'bank-a' holds out fewer than 50 rows"),
         Refusal(
             bank="bank-a",
             reason="PrivacyBudgetExceeded",
@@ -294,26 +314,71 @@ def _scores(summary: ScoreSummary, **arrays: Any) -> RecordDict:
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({keys.POSITIVES: np.zeros(99, dtype=np.int64)}, r"shape \(99,\), expected \(10000,\)"),
-        ({keys.POSITIVES: -np.ones(10_000, dtype=np.int64)}, "not whole counts >= 0"),
-        ({keys.NEGATIVES: np.full(10_000, 0.5)}, "not whole counts >= 0"),
-        ({keys.NEGATIVES: np.full(10_000, np.nan)}, "not finite numbers"),
+        ({keys.POSITIVES: np.zeros(99)}, r"shape \(99,\), expected \(100,\)"),
+        ({keys.POSITIVES: np.zeros((2, BINS // 2))}, r"shape \(2, 50\), expected \(100,\)"),
+        ({keys.NEGATIVES: np.full(BINS, np.nan)}, "not finite numbers"),
+        ({keys.NEGATIVES: np.full(BINS, np.inf)}, "not finite numbers"),
+        ({keys.POSITIVES: np.full(BINS, -np.inf)}, "not finite numbers"),
+        ({keys.POSITIVES: np.ones(BINS, dtype=np.bool_)}, "not finite numbers"),
     ],
 )
 def test_broken_score_histograms_are_refused(
     summaries: list[ScoreSummary], change: dict[str, Any], message: str
 ) -> None:
     with pytest.raises(MalformedMessage, match=message):
-        score_summary_from_content(_scores(summaries[0], **change), score_bins=10_000)
+        score_summary_from_content(_scores(summaries[0], **change), score_bins=BINS)
 
 
-def test_a_row_count_that_disagrees_with_the_histograms_is_refused(
-    summaries: list[ScoreSummary],
+@pytest.mark.parametrize(
+    "change",
+    [
+        {keys.POSITIVES: -np.ones(BINS, dtype=np.int64)},
+        {keys.NEGATIVES: np.full(BINS, 0.5)},
+        {keys.NEGATIVES: np.full(BINS, -2.75, dtype=np.float32)},
+    ],
+)
+def test_noisy_counts_below_zero_or_fractional_are_accepted(
+    summaries: list[ScoreSummary], change: dict[str, Any]
+) -> None:
+    restored = score_summary_from_content(_scores(summaries[0], **change), score_bins=BINS)
+    ((name, value),) = change.items()
+    histogram = restored.positives if name == keys.POSITIVES else restored.negatives
+    assert histogram.dtype == np.float64
+    np.testing.assert_array_equal(histogram, value.astype(np.float64))
+
+
+@pytest.mark.parametrize(("key", "value"), [("brier-sum", float("nan")), ("log-loss-sum", np.inf)])
+def test_sums_that_are_not_finite_are_refused(
+    summaries: list[ScoreSummary], key: str, value: float
 ) -> None:
     content = score_summary_to_content(summaries[0])
-    content[keys.METRICS]["num-examples"] = summaries[0].n_rows + 1
-    with pytest.raises(MalformedMessage, match="differs from the"):
-        score_summary_from_content(content, score_bins=10_000)
+    content[keys.METRICS][key] = value
+    with pytest.raises(MalformedMessage, match=f"record 'metrics': '{key}'"):
+        score_summary_from_content(content, score_bins=BINS)
+
+
+def test_noisy_sums_below_zero_are_accepted(summaries: list[ScoreSummary]) -> None:
+    content = score_summary_to_content(summaries[0])
+    content[keys.METRICS]["brier-sum"] = -1.5
+    assert score_summary_from_content(content, score_bins=BINS).brier_sum == -1.5
+
+
+def test_a_row_count_beside_the_histograms_is_refused(summaries: list[ScoreSummary]) -> None:
+    """The rows scored are the histograms' (noisy) total: a count beside them is not a key
+    of the contract (it would release the held-out rows exactly)."""
+    content = score_summary_to_content(summaries[0])
+    content[keys.METRICS]["num-examples"] = summaries[0].n_rows
+    with pytest.raises(MalformedMessage, match="record 'metrics': 'num-examples': unknown key"):
+        score_summary_from_content(content, score_bins=BINS)
+
+
+def test_a_bank_intro_with_a_held_out_count_is_refused() -> None:
+    """Held-out counts are not public: BankIntro has no n-test."""
+    content = RecordDict()
+    BankIntro(name="bank-a", n_train=800).put(content)
+    content[keys.BANK]["n-test"] = 200
+    with pytest.raises(MalformedMessage, match="'n-test': unknown key"):
+        BankIntro.take(content)
 
 
 def test_feature_stats_of_other_features_are_refused(

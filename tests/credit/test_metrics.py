@@ -20,13 +20,18 @@ from sklearn.metrics import brier_score_loss, f1_score, log_loss, roc_auc_score,
 
 from credit.metrics import (
     DEFAULT_SCORE_BINS,
+    EVALUATION_SENSITIVITY,
+    LOG_LOSS_BOUND,
     CreditMetrics,
     ScoreSummary,
     credit_metrics,
+    evaluation_from_sum,
+    evaluation_vector,
     summarize_scores,
 )
 
 Scores = tuple[NDArray[np.float64], NDArray[np.int64]]
+PROBABILITY_FLOOR = 1e-3
 
 
 def _sigmoid(x: NDArray[np.float64]) -> NDArray[np.float64]:
@@ -91,7 +96,9 @@ def test_combined_banks_match_sklearn_on_pooled_scores(pooled: Scores) -> None:
     fpr, tpr, _ = roc_curve(labels, scores, drop_intermediate=False)
     assert metrics.ks == pytest.approx(np.max(np.abs(tpr - fpr)), abs=0.002)
     assert metrics.brier == pytest.approx(brier_score_loss(labels, scores), rel=1e-9)
-    assert metrics.log_loss == pytest.approx(log_loss(labels, scores), rel=1e-9)
+    # The log loss is bounded: scores are clipped to [1e-3, 1 - 1e-3] first.
+    clipped = np.clip(scores, PROBABILITY_FLOOR, 1 - PROBABILITY_FLOOR)
+    assert metrics.log_loss == pytest.approx(log_loss(labels, clipped), rel=1e-9)
     assert metrics.accuracy == np.mean((scores >= 0.5) == labels)
     assert metrics.gini == 2 * metrics.auc - 1
     assert metrics.n_rows == scores.size
@@ -117,8 +124,9 @@ def test_combining_banks_equals_summarising_pooled_scores(pooled: Scores) -> Non
 
     np.testing.assert_array_equal(combined.positives, whole.positives)
     np.testing.assert_array_equal(combined.negatives, whole.negatives)
-    assert combined.positives.dtype == np.int64
-    assert combined.negatives.dtype == np.int64
+    for histogram in (combined.positives, combined.negatives):  # whole counts, as reals
+        assert histogram.dtype == np.float64
+        np.testing.assert_array_equal(histogram, np.round(histogram))
     assert combined.n_rows == whole.n_rows == scores.size
     assert combined.brier_sum == pytest.approx(whole.brier_sum, rel=1e-12)
     assert combined.log_loss_sum == pytest.approx(whole.log_loss_sum, rel=1e-12)
@@ -238,3 +246,142 @@ def test_metrics_round_trip_through_a_plain_dict() -> None:
     assert CreditMetrics.from_dict(metrics.as_dict()) == metrics
     with pytest.raises(TypeError, match="metric 'auc'"):
         CreditMetrics.from_dict({**metrics.as_dict(), "auc": "high"})
+
+
+# -- bounded releases: the evaluation vector ------------------------------------------
+
+
+def test_the_log_loss_of_one_row_is_bounded_by_ln_1000() -> None:
+    scores = np.array([0.0, 1.0, 1e-9, 1 - 1e-9])
+    labels = np.array([1, 0, 1, 0])  # each as wrong as a score can be
+
+    summary = summarize_scores(scores, labels)
+
+    assert np.exp(LOG_LOSS_BOUND) == pytest.approx(1000.0)
+    assert summary.log_loss_sum == pytest.approx(4 * LOG_LOSS_BOUND, rel=1e-12)
+    assert summary.brier_sum <= 4.0
+
+
+def _noisy(summary: ScoreSummary, seed: int, scale: float = 3.0) -> ScoreSummary:
+    """``summary`` plus Gaussian noise on every entry, as a bank under a budget adds."""
+    vector = summary.to_vector()
+    noise = np.random.default_rng(seed).normal(0.0, scale, vector.size)
+    return ScoreSummary.from_vector(vector + noise, summary.positives.size)
+
+
+def test_the_evaluation_vector_round_trips(pooled: Scores) -> None:
+    summary = _noisy(ScoreSummary.combine(_bank_summaries(pooled)), seed=1)
+    bins = summary.positives.size
+    assert np.any(summary.to_vector()[:-2] < 0)  # noisy counts: reals, some below zero
+
+    vector = summary.to_vector()
+    restored = ScoreSummary.from_vector(vector, bins)
+
+    assert vector.shape == (2 * bins + 2,)
+    np.testing.assert_array_equal(vector[:bins], summary.positives)
+    np.testing.assert_array_equal(vector[bins : 2 * bins], summary.negatives)
+    assert vector[-2] == summary.brier_sum
+    assert vector[-1] == pytest.approx(summary.log_loss_sum / LOG_LOSS_BOUND, rel=1e-15)
+    np.testing.assert_array_equal(restored.positives, summary.positives)
+    np.testing.assert_array_equal(restored.negatives, summary.negatives)
+    assert restored.brier_sum == summary.brier_sum
+    assert restored.log_loss_sum == pytest.approx(summary.log_loss_sum, rel=1e-15)
+    with pytest.raises(ValueError, match="an evaluation vector of 100 bins has 202 entries"):
+        ScoreSummary.from_vector(vector[:-1], 100)
+
+
+def test_the_summed_evaluation_vectors_are_the_combined_summary_and_count_the_banks(
+    pooled: Scores,
+) -> None:
+    """What secure aggregation sums: each bank's vector and a 1; zeros for a bank that
+    releases nothing (not asked, or declined)."""
+    summaries = _bank_summaries(pooled)
+    bins = summaries[0].positives.size
+    vectors = [evaluation_vector(s, bins) for s in summaries] + [evaluation_vector(None, bins)]
+    assert all(v.shape == (2 * bins + 3,) for v in vectors)
+    assert [v[-1] for v in vectors] == [1.0] * len(summaries) + [0.0]
+    assert not np.any(vectors[-1])
+
+    total, banks = evaluation_from_sum(np.sum(vectors, axis=0), bins)
+
+    assert banks == len(summaries)
+    assert total is not None
+    expected = ScoreSummary.combine(summaries)
+    np.testing.assert_array_equal(total.positives, expected.positives)
+    np.testing.assert_array_equal(total.negatives, expected.negatives)
+    assert total.brier_sum == pytest.approx(expected.brier_sum, rel=1e-12)
+    assert total.log_loss_sum == pytest.approx(expected.log_loss_sum, rel=1e-12)
+    assert credit_metrics(total).auc == pytest.approx(credit_metrics(expected).auc, abs=1e-12)
+
+
+def test_a_sum_of_no_banks_evaluation_is_none() -> None:
+    assert evaluation_from_sum(evaluation_vector(None, 10) * 3, 10) == (None, 0)
+
+
+def test_an_evaluation_vector_of_other_bins_is_refused() -> None:
+    summary = summarize_scores(np.array([0.2, 0.7]), np.array([0, 1]), 10)
+    with pytest.raises(ValueError, match="the summary has 10 bins, not 20"):
+        evaluation_vector(summary, 20)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    values=st.lists(
+        st.tuples(st.floats(0.0, 1.0, allow_nan=False), st.booleans()), min_size=1, max_size=40
+    ),
+    extra=st.tuples(st.floats(0.0, 1.0, allow_nan=False), st.booleans()),
+    n_bins=st.sampled_from([2, 10, 100]),
+)
+def test_one_row_moves_the_evaluation_vector_by_at_most_the_sensitivity(
+    values: list[tuple[float, bool]], extra: tuple[float, bool], n_bins: int
+) -> None:
+    """The L2 sensitivity a bank's noise is calibrated to (add or remove one row)."""
+    scores = np.array([v[0] for v in values])
+    labels = np.array([int(v[1]) for v in values])
+    without = summarize_scores(scores, labels, n_bins).to_vector()
+    with_row = summarize_scores(
+        np.append(scores, extra[0]), np.append(labels, int(extra[1])), n_bins
+    ).to_vector()
+
+    assert np.square(EVALUATION_SENSITIVITY) == pytest.approx(3.0)
+    assert np.linalg.norm(with_row - without) <= EVALUATION_SENSITIVITY + 1e-9
+
+
+def test_metrics_of_a_noisy_summary_clip_counts_at_zero_and_sums_at_their_bounds() -> None:
+    exact = summarize_scores(*_sigmoid_normal_scores(2, n=4_000))
+    noisy = _noisy(exact, seed=5, scale=2.0)
+    assert np.any(noisy.positives < 0) and np.any(noisy.negatives < 0)
+
+    metrics = credit_metrics(noisy)
+    clipped = credit_metrics(
+        ScoreSummary(
+            positives=np.clip(noisy.positives, 0, None),
+            negatives=np.clip(noisy.negatives, 0, None),
+            brier_sum=noisy.brier_sum,
+            log_loss_sum=noisy.log_loss_sum,
+        )
+    )
+
+    assert metrics == clipped  # negative noisy counts count as none
+    assert metrics.auc == pytest.approx(credit_metrics(exact).auc, abs=0.01)
+    assert metrics.n_rows == pytest.approx(exact.n_rows, abs=60)
+    huge = ScoreSummary(
+        positives=noisy.positives,
+        negatives=noisy.negatives,
+        brier_sum=-50.0,
+        log_loss_sum=1e9,
+    )
+    assert credit_metrics(huge).brier == 0.0
+    assert credit_metrics(huge).log_loss == LOG_LOSS_BOUND
+
+
+def test_noise_that_leaves_one_class_empty_is_rejected() -> None:
+    negatives = np.zeros(10)
+    negatives[3] = 40.0
+    positives = np.full(10, -0.2)
+    positives[7] = 0.4  # less than half a row in all: no defaulters
+    summary = ScoreSummary(
+        positives=positives, negatives=negatives, brier_sum=3.0, log_loss_sum=9.0
+    )
+    with pytest.raises(ValueError, match="metrics need both classes"):
+        credit_metrics(summary)

@@ -85,6 +85,7 @@ def test_empty_run_config_gives_the_defaults() -> None:
                 "schema": "s.toml",
                 "seed": 11,
                 "round_timeout": 12.5,
+                "evaluate_every": 2,
             }
         ),
     ],
@@ -142,6 +143,7 @@ INVALID_VALUES = [
     ("model", "forest", "'logreg' or 'mlp'"),
     ("encoding", "random", "'binned' or 'standardized'"),
     ("min-banks", 0, "greater than or equal to 1"),
+    ("evaluate-every", -1, "greater than or equal to 0"),
 ]
 
 
@@ -183,3 +185,36 @@ def test_research_settings_are_not_run_config(key: str) -> None:
     """How a simulation splits data or drops banks is the harness's, never a coordinator's."""
     with pytest.raises(ConfigError, match=f"'{key}': unknown key"):
         RunConfig.from_flower({key: 1})
+
+
+def _scored(config: RunConfig, *, private: bool) -> list[int]:
+    return [r for r in range(1, config.rounds + 1) if config.evaluates(r, private=private)]
+
+
+def test_the_default_cadence_scores_every_round_in_the_clear_and_only_the_last_under_budgets() -> (
+    None
+):
+    config = RunConfig(rounds=4)
+    assert config.evaluate_every is None and "evaluate-every" not in config.to_flower()
+
+    assert _scored(config, private=False) == [1, 2, 3, 4]
+    assert _scored(config, private=True) == [4]
+    assert config.announced_evaluations(private=False) == 4
+    assert config.announced_evaluations(private=True) == 1
+
+
+@pytest.mark.parametrize(("every", "scored"), [(1, [1, 2, 3, 4, 5]), (2, [2, 4, 5]), (0, [5])])
+def test_evaluate_every_scores_its_multiples_and_always_the_last_round(
+    every: int, scored: list[int]
+) -> None:
+    config = RunConfig.from_flower({"num-server-rounds": 5, "evaluate-every": every})
+    for private in (False, True):
+        assert _scored(config, private=private) == scored
+        assert config.announced_evaluations(private=private) == len(scored)
+    assert config.evaluates(6, private=True)  # past the last round: always
+
+
+def test_evaluations_are_announced_for_the_planned_rounds() -> None:
+    """Banks plan their held-out rows' budget for the rounds they plan (the last always)."""
+    config = RunConfig(rounds=6, planned_rounds=4, evaluate_every=3)
+    assert config.announced_evaluations(private=True) == 2  # rounds 3 and 4

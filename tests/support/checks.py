@@ -188,7 +188,9 @@ def check_private_run_spends_at_most_the_budget_and_verifies(out: Path) -> None:
     """Check a completed 2-bank, 3-round DP-SGD run with a budget of epsilon 1 each.
 
     Each bank spent between 0.9 and 1.0 (RDP accountant) over set-up and rounds 1-3,
-    and :func:`privacy.verify.verify_run` recomputes every bank's epsilon to agree.
+    scored the last model once (an evaluation release of its held-out rows: the
+    default cadence under budgets), and :func:`privacy.verify.verify_run` recomputes
+    every bank's epsilon to agree.
 
     Parameters
     ----------
@@ -200,8 +202,8 @@ def check_private_run_spends_at_most_the_budget_and_verifies(out: Path) -> None:
     for ledger in document["privacy"].values():
         assert 0.9 < ledger["epsilon"] <= 1.0
         assert ledger["accountant"] == "rdp"
-        rounds = [e["round"] for e in ledger["events"]]
-        assert rounds == [0, 1, 2, 3]
+        assert _training_rounds(ledger) == [0, 1, 2, 3]
+        assert _evaluated_rounds(ledger) == [3]
     checks = verify_run(out)
     assert all(c.agrees and c.within_budget for c in checks)
     assert document["status"] == "completed"
@@ -211,7 +213,8 @@ def check_rounds_past_the_plan_are_refused(out: Path, events: Sequence[str]) -> 
     """Check a 2-bank DP-SGD run of 4 rounds whose banks planned (and budgeted) 2.
 
     Both banks refuse round 3, the run stops cleanly after round 2 with the model of
-    round 2 saved, and nothing past round 2 is charged.
+    round 2 saved and scored (the run's last model: one evaluation release), and
+    nothing past round 2 is charged.
 
     Parameters
     ----------
@@ -228,9 +231,21 @@ def check_rounds_past_the_plan_are_refused(out: Path, events: Sequence[str]) -> 
     assert any("refused round 3" in line for line in events)
     for ledger in document["privacy"].values():
         assert ledger["epsilon"] <= 1.0
-        assert [e["round"] for e in ledger["events"]] == [0, 1, 2]
+        assert _training_rounds(ledger) == [0, 1, 2]
+        assert _evaluated_rounds(ledger) == [2]
+    assert [r["auc"] is None for r in document["rounds"]] == [True, False]
     model = load_model(out / "model")
     assert model.card["metrics"]["auc"] == document["final"]["auc"]
+
+
+def _training_rounds(ledger: dict[str, Any]) -> list[int]:
+    """The rounds of a ledger summary's releases about training rows (set-up: 0)."""
+    return [e["round"] for e in ledger["events"] if e["kind"] != "evaluation-release"]
+
+
+def _evaluated_rounds(ledger: dict[str, Any]) -> list[int]:
+    """The rounds whose model a ledger summary's evaluation releases scored."""
+    return [e["round"] for e in ledger["events"] if e["kind"] == "evaluation-release"]
 
 
 def check_a_bank_without_budget_left_is_skipped(out: Path) -> None:

@@ -114,12 +114,19 @@ def test_a_bank_cannot_report_in_another_banks_name(reply: Reply) -> None:
     assert any("node 12" in line and "another node's bank 'bank-b'" in line for line in events)
 
 
-def _evaluation(n_rows: int) -> RecordDict:
-    """A train reply's evaluation records (the model it was sent, scored on ``n_rows``)."""
-    positives = np.zeros(4, dtype=np.int64)
+def _evaluation(n_rows: float, noise: float = 0.0) -> RecordDict:
+    """A train reply's evaluation records (the model it was sent, scored on ``n_rows``).
+
+    ``noise`` moves one bin of each class by that much, as a bank under a budget
+    releases noisy (real, possibly negative) counts.
+    """
+    positives = np.zeros(4)
     positives[1] = n_rows
+    positives[2] += noise
+    negatives = np.zeros(4)
+    negatives[0] -= noise
     summary = ScoreSummary(
-        positives=positives, negatives=np.zeros(4, dtype=np.int64), brier_sum=0.5, log_loss_sum=1.5
+        positives=positives, negatives=negatives, brier_sum=0.5, log_loss_sum=1.5
     )
     return score_summary_to_content(
         summary, scores_key=keys.EVALUATION_SCORES, sums_key=keys.EVALUATION
@@ -136,7 +143,7 @@ def test_an_evaluation_is_read_apart_from_the_update_or_refusal_beside_it(reply:
     """A malformed evaluation loses that evaluation only; a malformed update loses the
     update only; a refusal still brings its evaluation; a dropout brings none."""
     broken_evaluation = _evaluation(7)
-    broken_evaluation[keys.EVALUATION_SCORES][keys.POSITIVES] = Array(-np.ones(4, np.int64))
+    broken_evaluation[keys.EVALUATION_SCORES][keys.POSITIVES] = Array(np.full(4, np.nan))
     broken_update = _beside(_evaluation(3), _answer())
     broken_update[keys.METRICS]["num-examples"] = -5
     replies = [
@@ -146,6 +153,7 @@ def test_an_evaluation_is_read_apart_from_the_update_or_refusal_beside_it(reply:
         reply(14, _beside(_evaluation(5), _with(REFUSAL, LEDGER))),
         reply(15, _with(Dropped(stage=ProtocolStage.TRAIN))),
         reply(16, _answer()),  # asked, but no evaluation beside the update
+        reply(17, _beside(_evaluation(4, noise=-0.75), _answer())),  # noisy: valid reals
     ]
     events: list[str] = []
     book = ReplyBook(on_event=events.append, on_refusal=lambda refusal: None)
@@ -156,8 +164,9 @@ def test_an_evaluation_is_read_apart_from_the_update_or_refusal_beside_it(reply:
     evaluations = book.evaluations(replies, evaluation, 3)
     updates = book.sort(replies, train_reply, 4)
 
-    assert [summary.n_rows for summary in evaluations] == [2, 3, 5]
-    assert [answer.node for answer in updates.answers] == [11, 12, 16]
+    assert [summary.n_rows for summary in evaluations] == [2, 3, 5, 4]
+    assert evaluations[-1].positives[2] == -0.75 and evaluations[-1].negatives[0] == 0.75
+    assert [answer.node for answer in updates.answers] == [11, 12, 16, 17]
     assert updates.refused == [REFUSAL] and updates.dropped == [15]
     malformed = [line for line in events if "malformed" in line]
     assert malformed[0].startswith("round 3: node 12 sent a malformed evaluation (")

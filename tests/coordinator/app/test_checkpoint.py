@@ -64,6 +64,13 @@ def _state(config: RunConfig, *, seed: int, rounds: int) -> RunState:
             seconds=2.5,
             aborted="round 2: 1 bank left after dropouts, 2 needed",
         ),
+        RoundResult(  # the run's evaluation cadence skipped its model
+            server_round=3,
+            metrics=None,
+            train_loss=0.4511,
+            banks=("bank-1", "bank-2"),
+            seconds=1.5,
+        ),
     ]
     return RunState(
         config=config,
@@ -331,3 +338,39 @@ def test_a_version_two_checkpoint_loads_with_no_round_pending(
     assert completed == 2
     _assert_same_state(loaded, state)
     assert loaded.pending is None
+
+
+def test_a_round_not_evaluated_round_trips_without_metrics(
+    tmp_path: Path, config: RunConfig
+) -> None:
+    state = _state(config, seed=0, rounds=3)
+    folder = save_checkpoint(tmp_path, state, 3)
+    document = json.loads((folder / "state.json").read_text())
+    assert [r["metrics"] is None for r in document["rounds"]] == [False, False, True]
+
+    loaded, completed = load_checkpoint(tmp_path, config)
+
+    assert completed == 3
+    _assert_same_state(loaded, state)
+    assert loaded.rounds[-1].metrics is None
+    final = loaded.final_metrics()  # the last round whose model was scored
+    assert final is not None and final.auc == 0.7601
+    assert "not evaluated" in loaded.rounds[-1].progress_line(5)
+
+
+def test_a_checkpoint_keeping_held_out_counts_loads_without_them(
+    tmp_path: Path, config: RunConfig
+) -> None:
+    """Checkpoints written before held-out counts stopped being sent kept each bank's."""
+    state = _state(config, seed=0, rounds=2)
+    folder = save_checkpoint(tmp_path, state, 2)
+    path = folder / "state.json"
+    document = json.loads(path.read_text())
+    for bank in document["banks"]:
+        bank["n_test"] = 1200
+    path.write_text(json.dumps(document))
+
+    loaded, _ = load_checkpoint(tmp_path, config)
+
+    _assert_same_state(loaded, state)
+    assert all(not hasattr(bank, "n_test") for bank in loaded.banks)

@@ -5,8 +5,10 @@ ClientApp, as a compromised or buggy bank would send them); the coordinator's re
 run driver must leave that bank out, say so, and finish the run with the others.
 Every stage is covered: set-up, training (a malformed update or refusal), secure
 aggregation's unmasking, and evaluation (the evaluation a train reply carries of the
-previous round's model, and the final evaluate exchange's). A train reply's
-evaluation and its update are judged apart: either one malformed loses only itself.
+previous round's model, and the final evaluate exchange's). In the clear, a train
+reply's evaluation and its update are judged apart: either one malformed loses only
+itself; under secure aggregation both travel in one masked vector. Noisy counts
+(negative, fractional) are valid; NaN, infinities and wrong shapes are not.
 """
 
 from __future__ import annotations
@@ -83,16 +85,27 @@ def _break_arrays(reply: Message) -> None:
     reply.content[keys.ARRAYS] = ArrayRecord({name: Array(np.zeros(3, dtype=np.float64))})
 
 
+def _not_numbers(scores: ArrayRecord) -> None:
+    """A score histogram of the right shape whose counts are NaN (noisy reals would pass)."""
+    histogram = scores[keys.POSITIVES].numpy()
+    scores[keys.POSITIVES] = Array(np.full(histogram.shape, np.nan))
+
+
 def _break_histograms(reply: Message) -> None:
-    """Score histograms with negative counts."""
-    reply.content[keys.SCORES][keys.POSITIVES] = Array(-np.ones(10_000, dtype=np.int64))
+    """Score histograms whose counts are not numbers."""
+    _not_numbers(reply.content[keys.SCORES])
 
 
 def _break_evaluation(reply: Message) -> None:
-    """The evaluation beside a train reply's update (if any) with negative counts."""
+    """The evaluation beside a train reply's update (if any) with counts that are not numbers."""
     if keys.EVALUATION_SCORES in reply.content:
-        scores = reply.content[keys.EVALUATION_SCORES]
-        scores[keys.POSITIVES] = Array(-np.ones(10_000, dtype=np.int64))
+        _not_numbers(reply.content[keys.EVALUATION_SCORES])
+
+
+def _masked_as_floats(reply: Message) -> None:
+    """A masked vector of the right length, sent as float64 instead of the ring's integers."""
+    masked = reply.content[keys.ARRAYS][keys.SECAGG_MASKED].numpy()
+    reply.content[keys.ARRAYS] = ArrayRecord({keys.SECAGG_MASKED: Array(masked.astype(np.float64))})
 
 
 def _break_any_evaluation(reply: Message) -> None:
@@ -174,19 +187,19 @@ def _planned_run(
         (False, MessageType.TRAIN, _break_metrics),  # secure: the weight travels masked
         (False, MessageType.TRAIN, _break_arrays),
         (True, MessageType.TRAIN, _break_arrays),
+        (True, MessageType.TRAIN, _masked_as_floats),  # its evaluation inside: lost too
         (False, MessageType.EVALUATE, _break_histograms),
-        (True, MessageType.EVALUATE, _break_histograms),
+        (True, MessageType.EVALUATE, _masked_as_floats),  # the last model's secure sum
         (False, MessageType.TRAIN, _break_evaluation),
-        (True, MessageType.TRAIN, _break_evaluation),
     ],
     ids=[
         "plain-train-metrics",
         "plain-train-arrays",
         "secure-masked-update",
+        "secure-masked-update-as-floats",
         "plain-evaluate-histograms",
-        "secure-evaluate-histograms",
+        "secure-evaluate-masked-as-floats",
         "plain-train-evaluation",
-        "secure-train-evaluation",
     ],
 )
 def test_a_bank_sending_malformed_replies_is_left_out_and_the_run_completes(
@@ -314,7 +327,7 @@ def test_a_malformed_unmask_reveal_is_ignored_and_the_others_shares_unmask_the_s
     )
     run_in_process(reference_plan, grid=reference_grid)
 
-    assert corrupted == [2, 2]  # one reveal per round
+    assert corrupted == [2, 2, 2]  # one reveal per round, and the last model's evaluation's
     got, want = _metrics(tmp_path / "corrupted"), _metrics(tmp_path / "reference")
     assert got["status"] == want["status"] == "completed"
     assert [r["banks"] for r in got["rounds"]] == [["bank-1", "bank-2", "bank-3"]] * 2

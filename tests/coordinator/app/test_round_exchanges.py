@@ -2,9 +2,11 @@
 
 Round r's train message also asks the banks to score the model it carries, round
 r - 1's, and round r's unmask query also collects round r + 1's keys; one evaluate
-exchange scores the last round's model. Each run goes through the coordinator's
-ServerApp body and the banks' real ClientApp over
-:class:`tests.support.fake_grid.FakeGrid`, which keeps every push (one exchange).
+exchange scores the last round's model (under secure aggregation a secure round of
+its own: evaluate, then unmask). Under secure aggregation the evaluations travel
+only inside the masked vectors. Each run goes through the coordinator's ServerApp
+body and the banks' real ClientApp over :class:`tests.support.fake_grid.FakeGrid`,
+which keeps every push (one exchange).
 """
 
 from __future__ import annotations
@@ -15,17 +17,25 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from flwr.app import ArrayRecord, Message, MessageType
+from flwr.app import ArrayRecord, Context, Message, MessageType
+from flwr.clientapp.typing import ClientAppCallable
 
 from coordinator.app.audit_trail import record_sha256
 from credit import message_keys as keys
 from credit.messages import EvaluateRequest, RoundInstructions
-from credit.metrics import CreditMetrics, ScoreSummary, credit_metrics, summarize_scores
+from credit.metrics import (
+    LOG_LOSS_BOUND,
+    CreditMetrics,
+    ScoreSummary,
+    credit_metrics,
+    summarize_scores,
+)
 from credit.records import record_of
 from credit.run_config import RunConfig
 from participant.guard.bank import encoded_split, prepare_bank
 from participant.guard.local_update import build_global_model
 from participant.guard.settings import GuardSettings
+from privacy.secagg.fixed_point import FixedPoint
 from simulations.engine import SimulationPlan, plan_simulation
 from tests.support.consortium import consortium_grid, exchanges, run_in_process
 from tests.support.fake_grid import FakeGrid
@@ -34,12 +44,22 @@ ROUNDS = 3
 
 
 @dataclass(frozen=True)
+class Reply:
+    """What a bank's reply carried: its message's type, its records, their arrays."""
+
+    message_type: str
+    records: frozenset[str]
+    arrays: dict[str, frozenset[str]]
+
+
+@dataclass(frozen=True)
 class Run:
-    """A finished 2-bank, 3-round run: its plan, grid and ``metrics.json``."""
+    """A finished 2-bank, 3-round run: its plan, grid, ``metrics.json`` and banks' replies."""
 
     plan: SimulationPlan
     grid: FakeGrid
     metrics: dict[str, Any]
+    replies: list[Reply]
 
     @property
     def out(self) -> Path:
@@ -49,9 +69,17 @@ class Run:
 def _run(out: Path, *, secure: bool) -> Run:
     config = RunConfig(out_dir=str(out), rounds=ROUNDS, seed=0, secure_aggregation=secure)
     plan = plan_simulation(config, n_banks=2)
-    grid = consortium_grid(plan)
+    replies: list[Reply] = []
+
+    def record(message: Message, context: Context, call_next: ClientAppCallable) -> Message:
+        reply = call_next(message, context)
+        arrays = {key: frozenset(r) for key, r in reply.content.array_records.items()}
+        replies.append(Reply(message.metadata.message_type, frozenset(reply.content), arrays))
+        return reply
+
+    grid = consortium_grid(plan, mods=[record])
     run_in_process(plan, grid=grid)
-    return Run(plan, grid, json.loads((out / "metrics.json").read_text()))
+    return Run(plan, grid, json.loads((out / "metrics.json").read_text()), replies)
 
 
 @pytest.fixture(scope="module", params=[False, True], ids=["plain", "secure"])
@@ -60,12 +88,15 @@ def run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 
 
 def test_a_run_of_r_rounds_takes_r_train_exchanges_and_one_evaluation(run: Run) -> None:
-    """Plain: R train + 1 evaluate (was 2R); secure: R train + R unmask + 1 evaluate (was 3R),
-    besides the set-up's feature-stats query (and secure aggregation's first advertise)."""
+    """Plain: R train + 1 evaluate (was 2R); secure: R train + R unmask + the last model's
+    secure evaluation, evaluate + unmask (was 3R), besides the set-up's feature-stats query
+    (and secure aggregation's first advertise). Round R's unmask exchange collected the
+    keys of the evaluation's secure round: no advertise exchange before it."""
     secure = run.plan.config.secure_aggregation
     one_round = ["train", "query:secagg-unmask"] if secure else ["train"]
     set_up = ["query:feature-stats", *(["query:secagg-advertise"] if secure else [])]
-    assert exchanges(run.grid) == set_up + one_round * ROUNDS + ["evaluate"]
+    last = ["evaluate", "query:secagg-unmask"] if secure else ["evaluate"]
+    assert exchanges(run.grid) == set_up + one_round * ROUNDS + last
     assert run.metrics["status"] == "completed"
     stages = [list(result["exchanges"]) for result in run.metrics["rounds"]]
     merged = [stage.split(":")[-1].removeprefix("secagg-") for stage in one_round]
@@ -115,9 +146,43 @@ def _pooled_metrics(
     return credit_metrics(ScoreSummary.combine(summaries))
 
 
+def test_evaluations_travel_beside_plain_updates_and_only_masked_under_secure_aggregation(
+    run: Run,
+) -> None:
+    """In the clear, round r >= 2's train replies carry round r - 1's evaluation beside
+    the update, and evaluate replies carry theirs; under secure aggregation every train
+    and evaluate reply is one masked vector (and, for training, its metrics record)."""
+    trained = [r for r in run.replies if r.message_type == MessageType.TRAIN]
+    evaluated = [r for r in run.replies if r.message_type == MessageType.EVALUATE]
+    assert len(trained) == 2 * ROUNDS and len(evaluated) == 2
+    scored = {keys.EVALUATION_SCORES, keys.EVALUATION}
+    if run.plan.config.secure_aggregation:
+        masked = {keys.ARRAYS: frozenset({keys.SECAGG_MASKED})}
+        assert all(r.records == {keys.ARRAYS, keys.METRICS} for r in trained)
+        assert all(r.records == {keys.ARRAYS} for r in evaluated)
+        assert all(r.arrays == masked for r in trained + evaluated)
+        return
+    assert [scored <= r.records for r in trained] == [False] * 2 + [True] * (2 * ROUNDS - 2)
+    assert all(r.records == {keys.SCORES, keys.METRICS} for r in evaluated)
+
+
+def _log_loss_tolerance(run: Run, n_rows: int) -> float:
+    """How far the pooled log loss may be from the exact one: 0 in the clear.
+
+    Under secure aggregation each bank's log-loss sum / ln(1000) is encoded with
+    ``FixedPoint.for_totals`` (4 fraction bits): half a unit of error per bank.
+    """
+    if not run.plan.config.secure_aggregation:
+        return 0.0
+    banks = len(run.plan.banks)
+    unit = 1.0 / FixedPoint.for_totals(participants=banks).scale
+    return banks * unit / 2 * LOG_LOSS_BOUND / n_rows
+
+
 def test_each_rounds_metrics_are_those_of_its_own_model(run: Run) -> None:
     """metrics.json's round r is round r's model on the banks' hold-outs, and so is its
-    audit entry (model hash and AUC), although the metrics arrive one exchange later."""
+    audit entry (model hash and AUC), although the metrics arrive one exchange later.
+    Histograms of whole counts are summed exactly, securely too."""
     models = _models(run.grid)
     assert [instructions.server_round for instructions, _ in models] == [2, 3, 3]
     log = run.out / "audit" / "coordinator.jsonl"
@@ -129,7 +194,8 @@ def test_each_rounds_metrics_are_those_of_its_own_model(run: Run) -> None:
         expected = _pooled_metrics(run.plan.banks, instructions, arrays)
         assert result["auc"] == expected.auc  # histograms: exact
         assert result["ks"] == expected.ks
-        assert result["loss"] == pytest.approx(expected.log_loss, rel=1e-12)  # float sums
+        tolerance = _log_loss_tolerance(run, expected.n_rows)
+        assert result["loss"] == pytest.approx(expected.log_loss, rel=1e-12, abs=tolerance)
         assert entry["server_round"] == result["round"]
         assert entry["model_sha256"] == record_sha256(arrays)
         assert entry["auc"] == result["auc"]

@@ -63,15 +63,26 @@ def _audit_entries(out: Path) -> list[dict[str, Any]]:
 def test_rounds_past_the_plan_are_refused_and_the_run_stops_cleanly(tmp_path: Path) -> None:
     """In-process ``test_private_engine.test_rounds_past_the_plan_are_refused_...``.
 
-    The banks refuse round 3 but still score round 2's model, which its train message
-    carries: round 2's metrics come with the refusals, no evaluate exchange follows.
+    Under budgets only the last model is scored, so round 3's train message does not
+    ask for round 2's evaluation; the banks refuse round 3, and round 2's model, the
+    run's last, is scored in a secure round of its own: round 3's keys were used by its
+    train message, so that round (4) asks for its keys first.
     """
     events: list[str] = []
     plan = _private_plan(tmp_path, 2, rounds=4, planned_rounds=2)
     grid = consortium_grid(plan)
     run_in_process(plan, grid=grid, on_event=events.append)
     check_rounds_past_the_plan_are_refused(tmp_path, events)
-    assert exchanges(grid)[-3:] == ["train", "query:secagg-unmask", "train"]
+    assert exchanges(grid)[-6:] == [
+        "train",
+        "query:secagg-unmask",
+        "train",  # refused by both banks: the run stops
+        "query:secagg-advertise",
+        "evaluate",
+        "query:secagg-unmask",
+    ]
+    train_messages = [p[0] for p in grid.pushes if p[0].metadata.message_type == "train"]
+    assert not any(EvaluateRequest.present(m.content) for m in train_messages)
 
 
 def test_a_bank_without_budget_left_is_skipped_and_the_others_go_on(tmp_path: Path) -> None:
@@ -166,9 +177,12 @@ def test_a_bank_that_fails_mid_run_is_dropped_from_the_round_and_the_others_go_o
     """bank-3's ledger is damaged before round 2's train message: its train handler raises.
 
     With secure aggregation, bank-3 had already received the round's keys: the
-    survivors' masked sum is unmasked without it.
+    survivors' masked sum is unmasked without it. Its evaluate handler raises too (an
+    evaluation is charged to the ledger): the last model is scored by the others.
     """
-    plan = _private_plan(tmp_path, 3, rounds=2, secure_aggregation=secure)
+    # Every round scored (not only the last, the default under budgets): round 2 is
+    # compared with round 1 below.
+    plan = _private_plan(tmp_path, 3, rounds=2, secure_aggregation=secure, evaluate_every=1)
     damage = _before(2, _train_of_round(2), lambda: _damage_ledger_of("bank-3", tmp_path))
     grid = consortium_grid(plan, mods=[damage])
     run_in_process(plan, grid=grid)
@@ -179,21 +193,43 @@ def test_a_bank_that_fails_mid_run_is_dropped_from_the_round_and_the_others_go_o
         ["bank-1", "bank-2"],
     ]
     # bank-3 trained in round 1, so its one failed train message is round 2's.
-    assert [(f.partition_id, f.message_type) for f in grid.failures] == [(2, "train")]
-    assert "not a ledger entry" in grid.failures[0].reason
+    assert [(f.partition_id, f.message_type) for f in grid.failures] == [
+        (2, "train"),
+        (2, "evaluate"),
+    ]
+    assert all("not a ledger entry" in failure.reason for failure in grid.failures)
     # The survivors' update is a real training step (a wrongly unmasked sum would be
     # a random model): round 2 improves on round 1, by about 0.03 AUC at this seed.
     assert document["rounds"][1]["auc"] > document["rounds"][0]["auc"]
 
 
+def _failing_once(bank: int, when: Callable[[Message], bool], out: Path) -> Mod:
+    """A mod under which partition ``bank``'s ledger is damaged for one message ``when``
+    matches (its handler raises), and restored after the reply."""
+    ledger = out / "ledgers" / f"bank-{bank + 1}.jsonl"
+
+    def mod(message: Message, context: Context, call_next: ClientAppCallable) -> Message:
+        if context.node_config.get("partition-id") != bank or not when(message):
+            return call_next(message, context)
+        kept = ledger.read_bytes()
+        _damage_ledger_of(f"bank-{bank + 1}", out)
+        try:
+            return call_next(message, context)
+        finally:
+            ledger.write_bytes(kept)
+
+    return mod
+
+
 def test_too_few_banks_mid_run_fail_the_round_and_keep_the_last_checkpoint(
     tmp_path: Path,
 ) -> None:
-    """Round 2's train exchange fails; round 1's model, whose evaluation was to come with
-    it, is scored by an evaluate exchange first, so the run's record ends with round 1."""
+    """Round 2's train exchange fails; round 1's model, the last, is scored first (a secure
+    round of its own: round 2's keys went to training, so it asks for round 3's), so the
+    run's record ends with round 1. (Under budgets a run scores only its last model:
+    round 1's evaluation would not have come with round 2 anyway.)"""
     plan = _private_plan(tmp_path, 2, rounds=3)
-    damage = _before(1, _train_of_round(2), lambda: _damage_ledger_of("bank-2", tmp_path))
-    grid = consortium_grid(plan, mods=[damage])
+    grid = consortium_grid(plan, mods=[_failing_once(1, _train_of_round(2), tmp_path)])
     with pytest.raises(RoundFailed, match=r"round 2 \(train\): 1 usable replies, 2 required"):
         run_in_process(plan, grid=grid)
     assert exchanges(grid) == [
@@ -201,8 +237,10 @@ def test_too_few_banks_mid_run_fail_the_round_and_keep_the_last_checkpoint(
         "query:secagg-advertise",
         "train",
         "query:secagg-unmask",
-        "train",  # failed: round 1's evaluation did not come with it
+        "train",  # failed: bank-2's handler raised
+        "query:secagg-advertise",
         "evaluate",
+        "query:secagg-unmask",
     ]
     state = json.loads((tmp_path / "checkpoint" / "state.json").read_text())
     assert state["completed_round"] == 1
@@ -219,6 +257,102 @@ def test_too_few_banks_mid_run_fail_the_round_and_keep_the_last_checkpoint(
     assert end["status"] == "failed" and end["rounds_completed"] == 1
     assert "not a ledger entry" in end["reason"]
     assert verify_audit(tmp_path / "audit" / "coordinator.jsonl").closed
+
+
+# -- the evaluation cadence -----------------------------------------------------------
+
+
+def _cadence_run(out: Path, *, secure: bool, every: int) -> tuple[FakeGrid, list[str]]:
+    """A 2-bank, 4-round run (no budgets) scoring every ``every``-th round's model."""
+    config = RunConfig(
+        out_dir=str(out), rounds=4, seed=0, secure_aggregation=secure, evaluate_every=every
+    )
+    plan = plan_simulation(config, n_banks=2)
+    grid = consortium_grid(plan)
+    progress: list[str] = []
+    run_in_process(
+        plan, grid=grid, on_round=lambda result, total: progress.append(result.progress_line(total))
+    )
+    return grid, progress
+
+
+@pytest.mark.parametrize("secure", [True, False], ids=["secure", "plain"])
+def test_evaluating_every_second_round_leaves_rounds_one_and_three_not_evaluated(
+    tmp_path: Path, secure: bool
+) -> None:
+    """evaluate-every 2: rounds 2 and 4 are scored (round 3's train message asks for round
+    2's model, the last model as ever at the end), rounds 1 and 3 are recorded as not
+    evaluated; training is the every-round run's, to the last bit."""
+    grid, progress = _cadence_run(tmp_path / "every-2", secure=secure, every=2)
+    _cadence_run(tmp_path / "every-1", secure=secure, every=1)
+    got, every_round = _metrics(tmp_path / "every-2"), _metrics(tmp_path / "every-1")
+
+    assert got["status"] == "completed"
+    assert [r["round"] for r in got["rounds"]] == [1, 2, 3, 4]
+    assert [r["auc"] is None for r in got["rounds"]] == [True, False, True, False]
+    assert [r["loss"] is None and r["ks"] is None for r in got["rounds"]] == [True, False] * 2
+    for mine, theirs in zip(got["rounds"], every_round["rounds"], strict=True):
+        assert (mine["banks"], mine["train_loss"]) == (theirs["banks"], theirs["train_loss"])
+        if mine["auc"] is not None:
+            assert (mine["auc"], mine["ks"], mine["loss"]) == (
+                theirs["auc"],
+                theirs["ks"],
+                theirs["loss"],
+            )
+    assert got["final"] == every_round["final"]  # round 4's
+    asked = [
+        EvaluateRequest.take_optional(p[0].content)
+        for p in grid.pushes
+        if p[0].metadata.message_type == MessageType.TRAIN
+    ]
+    assert [None if a is None else a.server_round for a in asked] == [None, None, 2, None]
+    one_round = ["train", "query:secagg-unmask"] if secure else ["train"]
+    set_up = ["query:feature-stats", *(["query:secagg-advertise"] if secure else [])]
+    last = ["evaluate", "query:secagg-unmask"] if secure else ["evaluate"]
+    assert exchanges(grid) == set_up + one_round * 4 + last
+    assert ["not evaluated" in line for line in progress] == [True, False, True, False]
+    audited = [e["data"] for e in _audit_entries(tmp_path / "every-2") if e["event"] == "round"]
+    assert [(r["server_round"], r["auc"] is None) for r in audited] == [
+        (1, True),
+        (2, False),
+        (3, True),
+        (4, False),
+    ]
+    state = json.loads((tmp_path / "every-2" / "checkpoint" / "state.json").read_text())
+    assert [r["metrics"] is None for r in state["rounds"]] == [True, False, True, False]
+
+
+@pytest.mark.parametrize("secure", [True, False], ids=["secure", "plain"])
+def test_a_run_failing_after_a_round_the_cadence_skips_scores_that_round_first(
+    tmp_path: Path, secure: bool
+) -> None:
+    """evaluate-every 0 scores only the last model; round 2 fails (bank-2 never answers
+    its train message), so round 1's model is the last one and is scored before the run
+    fails, as the round before a failed round always is."""
+    config = RunConfig(
+        out_dir=str(tmp_path),
+        rounds=3,
+        seed=0,
+        secure_aggregation=secure,
+        evaluate_every=0,
+        round_timeout=1.0,
+    )
+    plan = plan_simulation(config, n_banks=2)
+    grid = consortium_grid(plan)
+    grid.lose(1, when=_train_of_round(2))
+
+    with pytest.raises(RoundFailed, match=r"round 2 \(train\)"):
+        run_in_process(plan, grid=grid)
+
+    train = ["train", "query:secagg-unmask"] if secure else ["train"]
+    # round 2's keys went to its train messages: the evaluation's secure round asks anew
+    scored = ["query:secagg-advertise", "evaluate", "query:secagg-unmask"] if secure else []
+    set_up = ["query:feature-stats", *(["query:secagg-advertise"] if secure else [])]
+    assert exchanges(grid) == [*set_up, *train, "train", *(scored or ["evaluate"])]
+    state = json.loads((tmp_path / "checkpoint" / "state.json").read_text())
+    assert state["pending"] is None
+    assert [(r["server_round"], r["metrics"] is None) for r in state["rounds"]] == [(1, False)]
+    assert state["rounds"][0]["metrics"]["n_rows"] == held_out_rows(plan)
 
 
 # -- a bank that stops answering ----------------------------------------------------
@@ -425,6 +559,7 @@ def test_a_crash_before_round_three_resumes_with_round_two_evaluated_in_its_trai
         "train",
         "query:secagg-unmask",
         "evaluate",
+        "query:secagg-unmask",
     ]
     asked = EvaluateRequest.take(_first_train_message(resumed_grid).content)
     assert asked.server_round == 2
@@ -468,10 +603,11 @@ def _bank_events(log: Path) -> list[tuple[str, int | None, bool | None]]:
 def test_a_crash_after_the_banks_trained_round_three_resumes_without_charging_it_again(
     tmp_path: Path,
 ) -> None:
-    """Killed after the banks answered round 3's train message (trained, charged, and
-    scored round 2's model), before the coordinator read it: the resumed run sends
-    round 3 again with round 2's evaluation asked; the banks score round 2's model
-    again (not charged) and replay round 3's result (no second charge)."""
+    """Killed after the banks answered round 3's train message (trained and charged),
+    before the coordinator read it: the resumed run sends round 3 again; the banks replay
+    round 3's result (no second charge). Under budgets only the last model is scored:
+    no train message asks for an evaluation, and round 3's model is scored (and charged
+    to the held-out rows) once, after the run."""
     plan = _private_plan(tmp_path, 3, rounds=3, run_name="crash-resume")
     logs = {
         bank.bank_name: tmp_path / "bank-audit" / f"{bank.bank_name}.jsonl" for bank in plan.banks
@@ -492,23 +628,26 @@ def test_a_crash_after_the_banks_trained_round_three_resumes_without_charging_it
     resumed_grid = consortium_grid(resumed_plan, run_id=2)
     run_in_process(resumed_plan, grid=resumed_grid)
 
-    assert EvaluateRequest.take(_first_train_message(resumed_grid).content).server_round == 2
+    train_messages = [p[0] for p in resumed_grid.pushes if p[0].metadata.message_type == "train"]
+    assert [RoundInstructions.take(m.content).server_round for m in train_messages] == [3]
+    assert not EvaluateRequest.present(train_messages[0].content)
     document = _metrics(tmp_path)
     assert document["status"] == "completed"
     assert [r["banks"] for r in document["rounds"]] == [["bank-1", "bank-2", "bank-3"]] * 3
+    assert [r["auc"] is None for r in document["rounds"]] == [True, True, False]
     for ledger in document["privacy"].values():
-        assert [e["round"] for e in ledger["events"]] == [0, 1, 2, 3]  # round 3 charged once
+        training = [e["round"] for e in ledger["events"] if e["kind"] != "evaluation-release"]
+        assert training == [0, 1, 2, 3]  # round 3 charged once
+        scored = [e["round"] for e in ledger["events"] if e["kind"] == "evaluation-release"]
+        assert scored == [3]
         assert ledger["epsilon"] <= 1.0
     for log in logs.values():
         assert _bank_events(log) == [
             ("run-join", None, None),
             ("train", 1, False),
-            ("evaluate", 1, None),
             ("train", 2, False),
-            ("evaluate", 2, None),
             ("train", 3, False),  # answered, never read: the coordinator died
             ("run-join", None, None),  # the resumed run (enroll)
-            ("evaluate", 2, None),
             ("train", 3, True),  # the same result again, charged nothing
             ("evaluate", 3, None),
             ("run-end", 3, None),

@@ -2,6 +2,9 @@
 
 Round r's unmask exchange also collects round r+1's keys (tested below, with the
 cases that leave a bank out of the next round or leave the next round to ask).
+A bank asked to score the model its train message carries masks its evaluation with
+its update, and the last model is scored in a secure round of its own: either way
+the coordinator decodes the plain sum of the banks' evaluations, and nothing else.
 
 Each bank here is a small ClientApp around the bank's real secure-aggregation code
 (:mod:`participant.guard.secagg_client`) with an update the test chooses, reached
@@ -27,7 +30,15 @@ from coordinator.errors import RoundAborted, RoundFailed
 from credit import message_keys as keys
 from credit.encoding import StatsSource, fit_encoder
 from credit.errors import MalformedMessage
-from credit.messages import QueryInstructions, RoundInstructions, RunInstructions, Task, secagg
+from credit.messages import (
+    EvaluateRequest,
+    QueryInstructions,
+    RoundInstructions,
+    RunInstructions,
+    Task,
+    secagg,
+)
+from credit.metrics import ScoreSummary, evaluation_vector
 from credit.model_spec import ModelKind, ModelSpec
 from credit.records import flatten
 from credit.schema import load_schema
@@ -39,17 +50,40 @@ from participant.guard.secagg_client import (
     receive_keys,
     reveal,
 )
+from privacy.secagg.fixed_point import FixedPoint
 from privacy.secagg.wire import decode_keys, encode_keys
 from tests.support.fake_grid import FakeGrid
 
 N_PARAMS = 12
 WEIGHTS = (300, 500, 700, 900)
 LOSSES = (0.41, 0.52, 0.33, 0.47)
+SCORE_BINS = 4
+EVALUATION = 2 * SCORE_BINS + 3
+"""Entries of a bank's masked evaluation: histograms, Brier and log-loss sums, a 1."""
+RELEASES = (True, True, True, False)
+"""Which banks release an evaluation (bank 3 declines: it masks zeros)."""
 
 
 def _update(partition_id: int) -> np.ndarray:
     """Bank ``partition_id``'s update (its difference from the global model)."""
     return np.linspace(-1.0, 1.0, N_PARAMS) * (partition_id + 1) / 4
+
+
+def _evaluation(partition_id: int) -> ScoreSummary | None:
+    """Bank ``partition_id``'s evaluation, noisy (reals, some below zero), or None."""
+    if not RELEASES[partition_id]:
+        return None
+    rng = np.random.default_rng(partition_id)
+    return ScoreSummary(
+        positives=rng.integers(0, 40, SCORE_BINS) + rng.normal(0.0, 2.0, SCORE_BINS),
+        negatives=rng.integers(0, 90, SCORE_BINS) + rng.normal(0.0, 2.0, SCORE_BINS) - 3.0,
+        brier_sum=17.3 + partition_id,
+        log_loss_sum=55.1 + 7 * partition_id,
+    )
+
+
+def _evaluation_vector(bank: int) -> np.ndarray:
+    return evaluation_vector(_evaluation(bank), SCORE_BINS)
 
 
 def _bank_app(mods: tuple[Mod, ...] = ()) -> ClientApp:
@@ -87,15 +121,33 @@ def _bank_app(mods: tuple[Mod, ...] = ()) -> ClientApp:
         run = message.metadata.run_id
         session = SecAggSession.in_context(context, run)
         code = receive_keys(session, inputs)
+        asked = EvaluateRequest.present(message.content)
         masked = mask_update(
             session,
             server_round=inputs.server_round,
             values=values,
             weight=WEIGHTS[bank],
             code=code,
+            totals=_evaluation_vector(bank) if asked else evaluation_vector(None, SCORE_BINS),
         )
         content = RecordDict({keys.ARRAYS: masked, keys.METRICS: MetricRecord()})
         return Message(content, reply_to=message)
+
+    @app.evaluate()
+    def evaluate(message: Message, context: Context) -> Message:
+        bank = int(context.node_config["partition-id"])
+        inputs = secagg.TrainInputs.take(message.content)
+        session = SecAggSession.in_context(context, message.metadata.run_id)
+        code = receive_keys(session, inputs)
+        masked = mask_update(
+            session,
+            server_round=inputs.server_round,
+            values=np.zeros(0),
+            weight=0.0,
+            code=code,
+            totals=_evaluation_vector(bank),
+        )
+        return Message(RecordDict({keys.ARRAYS: masked}), reply_to=message)
 
     return app
 
@@ -120,7 +172,7 @@ def _round(server_round: int) -> RoundInstructions:
         **_run().model_dump(),
         server_round=server_round,
         learning_rate=0.01,
-        score_bins=2,
+        score_bins=SCORE_BINS,
         encoder=encoder,
         model_spec=ModelSpec(kind=ModelKind.LOGREG, n_inputs=N_PARAMS),
     )
@@ -153,18 +205,40 @@ def _enrolled(
         enrollments={r.metadata.src_node_id: secagg.Enrollment.take(r.content) for r in replies},
         weights={grid.node_id(i): weight for i, weight in enumerate(WEIGHTS)},
         min_banks=min_banks,
+        score_bins=SCORE_BINS,
         exchange=exchange,
     )
 
 
-def _train(grid: FakeGrid, secure: SecureAggregation, server_round: int) -> list[Message]:
+def _train(
+    grid: FakeGrid, secure: SecureAggregation, server_round: int, *, evaluate: bool = False
+) -> list[Message]:
+    """Round ``server_round``'s train exchange (asking for round - 1's evaluation if told)."""
     messages = secure.train_messages(GLOBAL, _round(server_round), sorted(grid.get_node_ids()))
+    if evaluate:
+        for message in messages:
+            EvaluateRequest(server_round=server_round - 1).put(message.content)
     return BankExchange(grid, min_banks=1, timeout=0.5)(messages, Stage.TRAIN, server_round)
 
 
 def _last_round(secure: SecureAggregation, updates: list[TrainReply]) -> AggregatedUpdate:
     """Aggregate ``updates`` as round 1 of a one-round run (no keys asked for a next round)."""
     return secure.aggregate(updates, GLOBAL, _round(1), next_round=0, members=())
+
+
+def _assert_sum_of_evaluations(summary: ScoreSummary | None, banks: list[int]) -> None:
+    """``summary`` is the plain sum of the evaluations ``banks`` release, up to quantization.
+
+    Each bank's entries are encoded with ``FixedPoint.for_totals`` (4 fraction bits):
+    each term moves by at most half a unit.
+    """
+    released = [e for e in (_evaluation(b) for b in banks) if e is not None]
+    assert summary is not None and released
+    expected = ScoreSummary.combine(released)
+    unit = 1.0 / FixedPoint.for_totals(participants=len(WEIGHTS)).scale
+    tolerance = len(released) * unit / 2
+    np.testing.assert_allclose(summary.to_vector(), expected.to_vector(), rtol=0, atol=tolerance)
+    assert summary.to_vector() != pytest.approx(expected.to_vector(), abs=1e-12)  # fixed point
 
 
 def _expected(banks: list[int]) -> tuple[np.ndarray, float]:
@@ -181,7 +255,8 @@ def test_the_unmasked_sum_is_the_plain_weighted_mean(grid: FakeGrid) -> None:
     secure.prepare(1, GLOBAL, _run())
     updates = [train_reply(reply) for reply in _train(grid, secure, 1)]
     masked = updates[0].arrays[keys.SECAGG_MASKED].numpy()
-    assert masked.dtype == np.uint32 and masked.shape == (N_PARAMS + 3,)
+    # update, loss, flag, weight, then the evaluation segment (zeros: none was asked)
+    assert masked.dtype == np.uint32 and masked.shape == (N_PARAMS + 3 + EVALUATION,)
 
     result = _last_round(secure, updates)
 
@@ -189,6 +264,125 @@ def test_the_unmasked_sum_is_the_plain_weighted_mean(grid: FakeGrid) -> None:
     np.testing.assert_allclose(flatten(result.arrays), expected, atol=1e-3)
     assert result.train_loss == pytest.approx(loss, abs=1e-3)
     assert result.banks == tuple(sorted(grid.get_node_ids()))
+    assert result.evaluation is None  # no bank was asked to score the model
+
+
+def test_evaluations_summed_with_the_updates_are_the_plain_sum_of_the_banks(
+    grid: FakeGrid,
+) -> None:
+    """Round 2's train message asks for round 1's evaluation: each bank masks it with its
+    update (unweighted); the unmasked sum is the banks' evaluations summed in the clear
+    (bank 3 releases none: it masks zeros), and the update is as without evaluations."""
+    secure = _enrolled(grid)
+    everyone = sorted(grid.get_node_ids())
+    secure.prepare(1, GLOBAL, _run())
+    first = [train_reply(reply) for reply in _train(grid, secure, 1)]
+    secure.aggregate(first, GLOBAL, _round(1), next_round=2, members=everyone)
+    replies = _train(grid, secure, 2, evaluate=True)
+    updates = [secure.check(train_reply(reply), GLOBAL) for reply in replies]
+    assert all(set(reply.content) == {keys.ARRAYS, keys.METRICS} for reply in replies)
+
+    result = secure.aggregate(updates, GLOBAL, _round(2), next_round=3, members=everyone)
+
+    _assert_sum_of_evaluations(result.evaluation, [0, 1, 2, 3])
+    expected, loss = _expected([0, 1, 2, 3])
+    np.testing.assert_allclose(flatten(result.arrays), expected, atol=1e-3)
+    assert result.train_loss == pytest.approx(loss, abs=1e-3)
+
+
+def _scored_last(
+    grid: FakeGrid, secure: SecureAggregation, exchange: BankExchange
+) -> ScoreSummary | None:
+    """Score round 1's model in its own secure round, as the run driver does."""
+    messages = secure.evaluation_messages(GLOBAL, _round(1), sorted(grid.get_node_ids()))
+    replies = exchange(messages, Stage.EVALUATE, 1)
+    checked = [secure.check_evaluation(reply, _round(1)) for reply in replies]
+    return secure.sum_evaluations(checked, _round(1))
+
+
+def test_the_last_models_evaluation_is_a_secure_round_of_its_own(grid: FakeGrid) -> None:
+    """Round 1's unmask exchange collects round 2's keys; the evaluate messages use them
+    (no advertise exchange), each bank masks weight 0 and its evaluation, and one unmask
+    exchange (of round 2) decodes their plain sum."""
+    exchanges = BankExchange(grid, min_banks=2, timeout=0.5)
+    secure = _enrolled(grid, exchange=exchanges)
+    everyone = sorted(grid.get_node_ids())
+    secure.prepare(1, GLOBAL, _run())
+    updates = [train_reply(r) for r in _train(grid, secure, 1)]
+    secure.aggregate(updates, GLOBAL, _round(1), next_round=2, members=everyone)
+    before = len(exchanges.timings)
+
+    messages = secure.evaluation_messages(GLOBAL, _round(1), everyone)
+    assert len(exchanges.timings) == before  # the keys were in already
+    assert {m.metadata.message_type for m in messages} == {MessageType.EVALUATE}
+    assert {secagg.TrainInputs.take(m.content).server_round for m in messages} == {2}
+    replies = exchanges(messages, Stage.EVALUATE, 1)
+    for reply in replies:
+        assert set(reply.content) == {keys.ARRAYS}  # nothing in the clear
+        masked = reply.content[keys.ARRAYS][keys.SECAGG_MASKED].numpy()
+        assert masked.dtype == np.uint32 and masked.shape == (1 + EVALUATION,)
+    summary = secure.sum_evaluations(
+        [secure.check_evaluation(r, _round(1)) for r in replies], _round(1)
+    )
+
+    _assert_sum_of_evaluations(summary, [0, 1, 2, 3])
+    assert [(t.server_round, t.stage) for t in exchanges.timings[before:]] == [
+        (1, "evaluate"),
+        (2, "unmask"),
+    ]
+
+
+def test_a_bank_lost_before_the_last_evaluation_is_unmasked_out_of_its_sum(
+    grid: FakeGrid,
+) -> None:
+    exchanges = BankExchange(grid, min_banks=2, timeout=0.5)
+    secure = _enrolled(grid, exchange=exchanges)
+    secure.prepare(1, GLOBAL, _run())
+    updates = [train_reply(r) for r in _train(grid, secure, 1)]
+    everyone = sorted(grid.get_node_ids())
+    secure.aggregate(updates, GLOBAL, _round(1), next_round=2, members=everyone)
+    grid.lose(1, lambda message: message.metadata.message_type == MessageType.EVALUATE)
+
+    summary = _scored_last(grid, secure, exchanges)
+
+    _assert_sum_of_evaluations(summary, [0, 2, 3])
+
+
+def test_a_malformed_masked_evaluation_is_refused_and_left_out_of_the_sum(
+    grid: FakeGrid,
+) -> None:
+    """A vector of the right length in another dtype is not cast into the ring."""
+    exchanges = BankExchange(grid, min_banks=2, timeout=0.5)
+    secure = _enrolled(grid, exchange=exchanges)
+    secure.prepare(1, GLOBAL, _run())
+    updates = [train_reply(r) for r in _train(grid, secure, 1)]
+    everyone = sorted(grid.get_node_ids())
+    secure.aggregate(updates, GLOBAL, _round(1), next_round=2, members=everyone)
+    replies = exchanges(secure.evaluation_messages(GLOBAL, _round(1), everyone), "evaluate", 1)
+    broken = next(r for r in replies if r.metadata.src_node_id == grid.node_id(0))
+    broken.content[keys.ARRAYS] = ArrayRecord(
+        {keys.SECAGG_MASKED: Array(np.zeros(1 + EVALUATION, dtype=np.float64))}
+    )
+    with pytest.raises(MalformedMessage, match=r"masked evaluation is float64\(12,\), expected"):
+        secure.check_evaluation(broken, _round(1))
+
+    summary = secure.sum_evaluations(replies, _round(1))  # given it anyway: left out
+
+    _assert_sum_of_evaluations(summary, [1, 2, 3])
+
+
+def test_a_sum_of_banks_that_all_decline_holds_no_evaluation() -> None:
+    every_bank_declines = (False,) * len(WEIGHTS)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(f"{__name__}.RELEASES", every_bank_declines)
+        with FakeGrid(_bank_app(), num_nodes=len(WEIGHTS), run_config={}, run_id=7) as grid:
+            exchanges = BankExchange(grid, min_banks=2, timeout=0.5)
+            secure = _enrolled(grid, exchange=exchanges)
+            secure.prepare(1, GLOBAL, _run())
+            updates = [train_reply(r) for r in _train(grid, secure, 1)]
+            everyone = sorted(grid.get_node_ids())
+            secure.aggregate(updates, GLOBAL, _round(1), next_round=2, members=everyone)
+            assert _scored_last(grid, secure, exchanges) is None
 
 
 def test_a_bank_lost_after_the_keys_is_unmasked_out_of_the_sum(grid: FakeGrid) -> None:
@@ -206,16 +400,32 @@ def test_a_bank_lost_after_the_keys_is_unmasked_out_of_the_sum(grid: FakeGrid) -
     assert grid.node_id(2) not in result.banks
 
 
+def test_a_bank_lost_after_the_keys_takes_its_evaluation_out_of_the_sum(grid: FakeGrid) -> None:
+    secure = _enrolled(grid)
+    everyone = sorted(grid.get_node_ids())
+    secure.prepare(1, GLOBAL, _run())
+    first = [train_reply(reply) for reply in _train(grid, secure, 1)]
+    secure.aggregate(first, GLOBAL, _round(1), next_round=2, members=everyone)
+    grid.lose(0, lambda message: message.metadata.message_type == MessageType.TRAIN)
+    updates = [train_reply(reply) for reply in _train(grid, secure, 2, evaluate=True)]
+    assert len(updates) == 3
+
+    result = secure.aggregate(updates, GLOBAL, _round(2), next_round=3, members=everyone)
+
+    _assert_sum_of_evaluations(result.evaluation, [1, 2, 3])
+    np.testing.assert_allclose(flatten(result.arrays), _expected([1, 2, 3])[0], atol=1e-3)
+
+
 def test_a_malformed_masked_update_leaves_that_bank_out(grid: FakeGrid) -> None:
     secure = _enrolled(grid)
     secure.prepare(1, GLOBAL, _run())
     replies = _train(grid, secure, 1)
     broken = replies[0]
     broken.content[keys.ARRAYS] = ArrayRecord(
-        {keys.SECAGG_MASKED: Array(np.zeros(N_PARAMS + 3, dtype=np.float64))}
+        {keys.SECAGG_MASKED: Array(np.zeros(N_PARAMS + 3 + EVALUATION, dtype=np.float64))}
     )
     survivors = {r.metadata.src_node_id for r in replies[1:]}
-    with pytest.raises(MalformedMessage, match=r"masked update is float64\(15,\), expected uint32"):
+    with pytest.raises(MalformedMessage, match=r"masked update is float64\(26,\), expected uint32"):
         secure.check(train_reply(broken), GLOBAL)
     checked = [secure.check(train_reply(r), GLOBAL) for r in replies[1:]]
 
@@ -326,6 +536,7 @@ def test_one_bank_cannot_be_summed_securely(grid: FakeGrid) -> None:
             enrollments={1: secagg.Enrollment(encryption_key=bytes(32))},
             weights={1: 100},
             min_banks=1,
+            score_bins=SCORE_BINS,
             exchange=exchange,
         )
 
@@ -340,6 +551,7 @@ def test_the_threshold_is_a_majority_and_at_least_min_banks(
         enrollments={n: secagg.Enrollment(encryption_key=bytes(32)) for n in range(banks)},
         weights=dict.fromkeys(range(banks), 100),
         min_banks=min_banks,
+        score_bins=SCORE_BINS,
         exchange=BankExchange(grid, min_banks=1, timeout=0.5),
     )
     assert secure.threshold == threshold
@@ -376,3 +588,27 @@ def test_a_bank_revealing_junk_is_ignored_and_the_sum_is_still_right() -> None:
         updates = [train_reply(reply) for reply in _train(grid, secure, 1)]
         result = _last_round(secure, updates)
     np.testing.assert_allclose(flatten(result.arrays), _expected([0, 1, 2, 3])[0], atol=1e-3)
+
+
+@pytest.mark.parametrize("ring_bits", [32, 64])
+@pytest.mark.parametrize("participants", [1, 2, 3, 4, 7, 100])
+def test_the_totals_code_sums_every_bank_at_its_clip_without_wrapping(
+    ring_bits: int, participants: int
+) -> None:
+    """``FixedPoint.for_totals``, which encodes the evaluations: headroom for N banks.
+
+    Every bank at +clip (and every bank at -clip) still decodes to N x clip, up to half
+    a unit per bank; values past the clip are clipped, not wrapped.
+    """
+    code = FixedPoint.for_totals(participants=participants, ring_bits=ring_bits)
+    assert code.ring_bits == ring_bits and code.fraction_bits == 4
+    assert code.clip > 2.0 ** (ring_bits - 1) / participants / code.scale * 0.99  # not wasted
+    values = np.array([code.clip, -code.clip, 1e30, -1e30, 0.0, 12.5])
+    encoded = [code.encode(values, 1.0) for _ in range(participants)]
+    total = np.sum(encoded, axis=0, dtype=code.dtype)  # the ring's sum (wraps mod 2^k)
+
+    decoded = code.decode_total(total)
+
+    expected = participants * np.clip(values, -code.clip, code.clip)
+    np.testing.assert_allclose(decoded, expected, rtol=1e-12, atol=participants / (2 * code.scale))
+    assert decoded[0] > 0 > decoded[1]  # the sign survives: no wrap

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -132,22 +133,39 @@ def test_a_train_message_asking_for_an_evaluation_is_answered_beside_the_update(
     assert events[0]["data"]["model_sha256"] == events[2]["data"]["model_sha256"]
 
 
+def _events_since(ledger: Path, spent: str) -> list[dict[str, Any]]:
+    """The release events written to ``ledger`` after its text was ``spent``."""
+    text = ledger.read_text()
+    assert text.startswith(spent)
+    entries = [json.loads(line) for line in text[len(spent) :].splitlines()]
+    return [entry for entry in entries if entry.get("type") == "event"]
+
+
 def test_a_bank_refusing_to_train_still_scores_the_model_it_was_sent(
     tmp_path: Path, schema: DatasetSchema, write_bank_csv: Callable[..., Path]
 ) -> None:
-    """Round 2 is past the bank's plan (one round): refused, yet evaluated (not charged)."""
+    """Round 2 is past the bank's plan (one round): refused, yet evaluated. Under a budget
+    the evaluation is noisy and charged to the held-out rows as an evaluation release
+    (the run's one planned evaluation), never as training."""
+    data = write_bank_csv(400)
+    exact_bank = _bank_without_budget(schema, data)
+    exact = exact_bank.send(MessageType.EVALUATE, round_content(schema, 1)[0]).content
+    expected = score_summary_from_content(exact, score_bins=100)
     ledger = tmp_path / "acme.ledger.jsonl"
-    bank = joined_bank(schema, write_bank_csv(400), max_epsilon=8.0, ledger_path=ledger)
+    bank = joined_bank(schema, data, max_epsilon=8.0, ledger_path=ledger)
     first, model = round_content(schema, 1)
     bank.send(MessageType.TRAIN, first)
-    evaluated = bank.send(MessageType.EVALUATE, round_content(schema, 1)[0]).content
     spent = ledger.read_text()
 
     reply = bank.send(MessageType.TRAIN, _asking_to_score(schema, 2, model)).content
 
     assert Refusal.take(reply).server_round == 2
-    _same(_evaluation_in(reply), score_summary_from_content(evaluated, score_bins=100))
-    assert ledger.read_text() == spent
+    noisy = _evaluation_in(reply)
+    assert noisy.to_vector().shape == expected.to_vector().shape
+    assert not np.array_equal(noisy.to_vector(), expected.to_vector())  # noise was added
+    assert [(e["kind"], e["round"]) for e in _events_since(ledger, spent)] == [
+        ("evaluation-release", 1)
+    ]
 
 
 def test_an_evaluation_asked_for_another_round_than_the_one_before_is_refused(
