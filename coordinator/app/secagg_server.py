@@ -446,7 +446,9 @@ class SecureAggregation:
                 masked = array_of(record, message_keys.SECAGG_MASKED, record_key="arrays")
                 if masked.dtype != aggregator.code.dtype:  # a vector of the ring, never a cast
                     raise MalformedMessage(f"the masked vector is {masked.dtype}")
-                aggregator.add_masked(reply.metadata.src_node_id, masked)
+                aggregator.add_masked(
+                    reply.metadata.src_node_id, masked.astype(aggregator.code.dtype, copy=False)
+                )
             except (MalformedMessage, ValueError):
                 continue
 

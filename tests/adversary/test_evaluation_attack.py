@@ -184,9 +184,7 @@ def test_finer_score_bins_than_the_banks_policy_are_refused(
 ) -> None:
     original, _, target, encoder = attack
     guard = BankGuard(acme_settings(original, max_epsilon=None))
-    content = _evaluate_content(
-        schema, encoder, _target_model(encoder, target), score_bins=10_000
-    )
+    content = _evaluate_content(schema, encoder, _target_model(encoder, target), score_bins=10_000)
     with pytest.raises(GuardRefused, match="at most 100 score bins"):
         _ask(guard, content)
 
