@@ -49,8 +49,12 @@ StageIn = Callable[[int], ProtocolStage | None]
 
 
 def dropout_stage(seed: int, bank: str, server_round: int, rate: float) -> ProtocolStage | None:
-    """The stage at which a simulated bank drops out of ``server_round``, or None."""
-    if rate <= 0:
+    """The stage at which a simulated bank drops out of ``server_round``, or None.
+
+    Banks drop out of training rounds (>= 1) only, not of the set-up's secure round 0:
+    runs with and without secure aggregation then start from the same encoder.
+    """
+    if rate <= 0 or server_round < 1:
         return None
     digest = hashlib.sha256(f"dropout:{seed}:{bank}:{server_round}".encode()).digest()
     draw = int.from_bytes(digest[:8], "big") / 2**64

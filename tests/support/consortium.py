@@ -26,7 +26,19 @@ from credit.messages import QueryInstructions
 from simulations.engine import PartitionPlan, SimulationPlan, relay_app
 from tests.support.fake_grid import FakeGrid
 
-__all__ = ["consortium_grid", "exchanges", "held_out_rows", "run_in_process"]
+__all__ = ["consortium_grid", "exchanges", "held_out_rows", "run_in_process", "set_up_exchanges"]
+
+
+def set_up_exchanges(*, secure: bool) -> list[str]:
+    """A new run's set-up exchanges (``exchanges`` names), federated feature statistics.
+
+    In the clear one query; under secure aggregation the banks join (nothing
+    released), advertise round 0's keys, send their masked aggregates and reveal the
+    shares of round 0 (that exchange also collects round 1's keys).
+    """
+    if not secure:
+        return ["query:feature-stats"]
+    return ["query:join", "query:secagg-advertise", "query:feature-stats", "query:secagg-unmask"]
 
 
 def held_out_rows(plan: SimulationPlan, banks: Iterable[str] | None = None) -> int:

@@ -144,13 +144,16 @@ def test_the_coordinator_records_every_banks_head_of_every_exchange(
     exchanges = [e["data"] for e in _entries(coordinator) if e["event"] == "exchange"]
     stages = [(e["stage"], e["server_round"]) for e in exchanges]
     assert stages == [
-        ("feature-stats", 0),
+        ("join", 0),
         ("advertise", 0),
+        ("feature-stats", 0),
+        ("unmask", 0),
         ("train", 1),
         ("unmask", 1),
         ("train", 2),
         ("unmask", 2),
         ("evaluate", 2),
+        ("unmask", 3),
     ]
     for data in exchanges:
         assert len(data["heads"]) == 2, data

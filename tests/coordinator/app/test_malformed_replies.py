@@ -283,8 +283,11 @@ def test_an_evaluation_missing_from_the_train_replies_is_asked_for_on_its_own(
 def test_a_bank_sending_a_malformed_set_up_reply_is_left_out_of_the_run(
     tmp_path: Path, secure: bool, corrupt: Corruption
 ) -> None:
-    """bank-3's feature-stats reply breaks the contract: the run is the other banks'."""
-    corrupting = _corrupting(2, _query_for(Task.FEATURE_STATS), corrupt)
+    """bank-3's set-up reply breaks the contract: the run is the other banks'.
+
+    In the clear that is its feature-stats reply; under secure aggregation its join
+    reply (which introduces it; its statistics follow in secure round 0)."""
+    corrupting = _corrupting(2, _query_for(Task.JOIN if secure else Task.FEATURE_STATS), corrupt)
     plan, grid = _planned_run(
         tmp_path, n_banks=3, mods=[corrupting], rounds=1, secure_aggregation=secure
     )
@@ -327,7 +330,8 @@ def test_a_malformed_unmask_reveal_is_ignored_and_the_others_shares_unmask_the_s
     )
     run_in_process(reference_plan, grid=reference_grid)
 
-    assert corrupted == [2, 2, 2]  # one reveal per round, and the last model's evaluation's
+    # one reveal per secure round: the set-up statistics', each round's, the last evaluation's
+    assert corrupted == [2, 2, 2, 2]
     got, want = _metrics(tmp_path / "corrupted"), _metrics(tmp_path / "reference")
     assert got["status"] == want["status"] == "completed"
     assert [r["banks"] for r in got["rounds"]] == [["bank-1", "bank-2", "bank-3"]] * 2

@@ -37,7 +37,12 @@ from participant.guard.local_update import build_global_model
 from participant.guard.settings import GuardSettings
 from privacy.secagg.fixed_point import FixedPoint
 from simulations.engine import SimulationPlan, plan_simulation
-from tests.support.consortium import consortium_grid, exchanges, run_in_process
+from tests.support.consortium import (
+    consortium_grid,
+    exchanges,
+    run_in_process,
+    set_up_exchanges,
+)
 from tests.support.fake_grid import FakeGrid
 
 ROUNDS = 3
@@ -90,11 +95,11 @@ def run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 def test_a_run_of_r_rounds_takes_r_train_exchanges_and_one_evaluation(run: Run) -> None:
     """Plain: R train + 1 evaluate (was 2R); secure: R train + R unmask + the last model's
     secure evaluation, evaluate + unmask (was 3R), besides the set-up's feature-stats query
-    (and secure aggregation's first advertise). Round R's unmask exchange collected the
+    (under secure aggregation: join, advertise, masked statistics, unmask). Round R's unmask exchange collected the
     keys of the evaluation's secure round: no advertise exchange before it."""
     secure = run.plan.config.secure_aggregation
     one_round = ["train", "query:secagg-unmask"] if secure else ["train"]
-    set_up = ["query:feature-stats", *(["query:secagg-advertise"] if secure else [])]
+    set_up = set_up_exchanges(secure=secure)
     last = ["evaluate", "query:secagg-unmask"] if secure else ["evaluate"]
     assert exchanges(run.grid) == set_up + one_round * ROUNDS + last
     assert run.metrics["status"] == "completed"

@@ -35,7 +35,13 @@ from tests.support.checks import (
     check_resumed_run_equals_the_uninterrupted_run,
     check_rounds_past_the_plan_are_refused,
 )
-from tests.support.consortium import consortium_grid, exchanges, held_out_rows, run_in_process
+from tests.support.consortium import (
+    consortium_grid,
+    exchanges,
+    held_out_rows,
+    run_in_process,
+    set_up_exchanges,
+)
 from tests.support.fake_grid import FakeGrid
 
 
@@ -135,14 +141,15 @@ def test_a_bank_whose_data_breaks_the_schema_is_left_out_and_the_run_goes_on(
 def test_too_few_banks_at_set_up_fail_round_zero_with_the_banks_reason(tmp_path: Path) -> None:
     plan = plan_simulation(RunConfig(out_dir=str(tmp_path), rounds=2), n_banks=2)
     _break_schema(plan.banks[1].data_path)
-    with pytest.raises(RoundFailed, match=r"round 0 \(feature-stats\): 1 usable replies, 2 ") as e:
+    # Under secure aggregation (the default) the banks first join, releasing nothing.
+    with pytest.raises(RoundFailed, match=r"round 0 \(join\): 1 usable replies, 2 ") as e:
         run_in_process(plan)
-    assert e.value.server_round == 0 and e.value.stage == "feature-stats"
+    assert e.value.server_round == 0 and e.value.stage == "join"
     assert len(e.value.reasons) == 1 and "LIMIT_BAL" in e.value.reasons[0]
     entries = _audit_entries(tmp_path)
     assert entries[-1]["event"] == "run-end"
     assert entries[-1]["data"]["status"] == "failed"
-    assert entries[-1]["data"]["reason"].startswith("RoundFailed: round 0 (feature-stats)")
+    assert entries[-1]["data"]["reason"].startswith("RoundFailed: round 0 (join)")
 
 
 def _train_of_round(server_round: int) -> Callable[[Message], bool]:
@@ -233,8 +240,7 @@ def test_too_few_banks_mid_run_fail_the_round_and_keep_the_last_checkpoint(
     with pytest.raises(RoundFailed, match=r"round 2 \(train\): 1 usable replies, 2 required"):
         run_in_process(plan, grid=grid)
     assert exchanges(grid) == [
-        "query:feature-stats",
-        "query:secagg-advertise",
+        *set_up_exchanges(secure=True),
         "train",
         "query:secagg-unmask",
         "train",  # failed: bank-2's handler raised
@@ -307,7 +313,7 @@ def test_evaluating_every_second_round_leaves_rounds_one_and_three_not_evaluated
     ]
     assert [None if a is None else a.server_round for a in asked] == [None, None, 2, None]
     one_round = ["train", "query:secagg-unmask"] if secure else ["train"]
-    set_up = ["query:feature-stats", *(["query:secagg-advertise"] if secure else [])]
+    set_up = set_up_exchanges(secure=secure)
     last = ["evaluate", "query:secagg-unmask"] if secure else ["evaluate"]
     assert exchanges(grid) == set_up + one_round * 4 + last
     assert ["not evaluated" in line for line in progress] == [True, False, True, False]
@@ -347,7 +353,7 @@ def test_a_run_failing_after_a_round_the_cadence_skips_scores_that_round_first(
     train = ["train", "query:secagg-unmask"] if secure else ["train"]
     # round 2's keys went to its train messages: the evaluation's secure round asks anew
     scored = ["query:secagg-advertise", "evaluate", "query:secagg-unmask"] if secure else []
-    set_up = ["query:feature-stats", *(["query:secagg-advertise"] if secure else [])]
+    set_up = set_up_exchanges(secure=secure)
     assert exchanges(grid) == [*set_up, *train, "train", *(scored or ["evaluate"])]
     state = json.loads((tmp_path / "checkpoint" / "state.json").read_text())
     assert state["pending"] is None
