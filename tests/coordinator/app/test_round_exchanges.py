@@ -108,7 +108,7 @@ def _pooled_metrics(
     model = build_global_model(instructions, arrays)
     summaries = []
     for settings in banks:
-        bank = prepare_bank(settings.source(), settings.holdout.fraction, settings.holdout.seed)
+        bank = prepare_bank(settings.source(), settings.holdout)
         split = encoded_split(bank, instructions.encoder)
         scores = predict_proba(model, split.test_x)
         summaries.append(summarize_scores(scores, split.test_y, instructions.score_bins))
