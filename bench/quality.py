@@ -65,10 +65,11 @@ def lightgbm_reference(seed: int) -> dict[str, object]:
     from credit.loading import load_bank_csv
     from credit.schema import load_schema
     from participant.guard.bank import held_out_rows
+    from participant.guard.settings import HoldOut
 
     schema = load_schema()
     frame = load_bank_csv(embedded_data_path(), schema).frame
-    test = held_out_rows(frame, schema, test_fraction=0.2, seed=seed, salt="")
+    test = held_out_rows(frame, schema, HoldOut.for_simulation(fraction=0.2, seed=seed))
     features = list(schema.input_features)
     model = lightgbm.LGBMClassifier(
         n_estimators=300, learning_rate=0.03, num_leaves=15, random_state=seed, verbose=-1

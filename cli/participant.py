@@ -17,6 +17,8 @@ from credit.errors import ConfigError
 
 if TYPE_CHECKING:
     from deploy.bundle import Bundle
+    from participant.guard.bank_guard import BankGuard
+    from participant.guard.settings import GuardSettings
     from privacy.budget import PrivacyBudget
 
 __all__ = ["participant_app"]
@@ -112,11 +114,22 @@ RuntimePort = Annotated[
     int, typer.Option(help="Local port of the SuperNode runtime API (one per node on a host).")
 ]
 HoldoutFraction = Annotated[
-    float,
-    typer.Option(help="Share of the bank's rows held out for evaluation, fixed for every run."),
+    float | None,
+    typer.Option(
+        help="Share of the bank's rows held out for evaluation, fixed for every run "
+        "(default: the node's own, kept from its first start; 0.2 at the first start).",
+        show_default=False,
+    ),
 ]
-HoldoutSeed = Annotated[
-    int, typer.Option(help="Seed of the bank's hold-out split (runs cannot move it).")
+HoldoutSalt = Annotated[
+    str | None,
+    typer.Option(
+        envvar="FEDCREDIT_HOLDOUT_SALT",
+        hidden=True,
+        show_envvar=False,
+        help="Advanced: the hold-out's secret salt (hex, >= 256 bits) instead of the one "
+        "the node generated at its first start; a ledger bound to another split refuses it.",
+    ),
 ]
 RequireSecure = Annotated[
     bool,
@@ -146,8 +159,8 @@ def start(
     audit_key: AuditKey = None,
     home: Home = DEFAULT_HOME,
     runtime_port: RuntimePort = 9094,
-    holdout_fraction: HoldoutFraction = 0.2,
-    holdout_seed: HoldoutSeed = 0,
+    holdout_fraction: HoldoutFraction = None,
+    holdout_salt: HoldoutSalt = None,
     node_user: NodeUser = None,
     require_secure_aggregation: RequireSecure = False,
 ) -> None:
@@ -158,39 +171,42 @@ def start(
     only relays messages to it. Both run in the background until `participant stop`.
     """
     from deploy.bundle import Bundle
-    from participant.guard.bank_guard import BankGuard
-    from participant.guard.settings import HoldOut
-    from participant.node.supernode import NodeSettings, node_plan, start_node
+    from participant.node.supernode import (
+        NodeSettings,
+        keeps_holdout_salt,
+        node_holdout,
+        prepare_node,
+        start_node,
+    )
 
     with fail_cleanly():
         loaded = Bundle.load(bundle)
         budget = _node_budget(loaded, max_epsilon=max_epsilon, delta=delta, no_dp=no_dp)
-        holdout = validate_fields(
-            HoldOut,
-            {"fraction": holdout_fraction, "seed": holdout_seed},
-            source="fedcredit participant start",
-            spelled={"fraction": "--holdout-fraction", "seed": "--holdout-seed"},
-        )
+        node_home = home.expanduser().resolve()
         settings = NodeSettings(
             bundle=loaded,
             key=key.expanduser().resolve(),
             data=data.expanduser().resolve(),
-            home=home.expanduser().resolve(),
+            home=node_home,
             budget=budget,
             audit_key=(audit_key or key.with_name("audit.key")).expanduser().resolve(),
+            holdout=node_holdout(node_home, fraction=holdout_fraction, salt=holdout_salt),
             runtime_port=runtime_port,
-            holdout=holdout,
             node_user=node_user,
             require_secure_aggregation=require_secure_aggregation,
         )
+        plan = prepare_node(settings)
+        if not keeps_holdout_salt(plan.home):
+            plan.save()  # a new salt is kept before the ledger is bound to its split
         say(f"checking {data}, the ledger and the audit log (nothing leaves) ...")
-        checked = BankGuard.open(node_plan(settings).guard)
-        checked.close()
+        checked = _checked_guard(plan.guard)
+        plan.save()  # a kept salt is replaced only once the ledger accepted the split
         say(
             f"  {len(checked.bank.train) + len(checked.bank.test):,} rows pass the schema of "
-            f"'{loaded.consortium}'; {len(checked.bank.test):,} held out for evaluation"
+            f"'{loaded.consortium}'; {len(checked.bank.test):,} held out for evaluation "
+            f"(fraction {plan.guard.holdout.fraction:g}, the node's own split)"
         )
-        started = start_node(settings)
+        started = start_node(plan)
     privacy = f"max ε {budget.max_epsilon:g}" if budget is not None else "no differential privacy"
     state = (
         "connected"
@@ -210,6 +226,29 @@ def start(
             ("audit:", settings.audit_log),
         ]
     )
+
+
+def _checked_guard(settings: GuardSettings) -> BankGuard:
+    """Open (and close) the bank's guard as the service will: data, ledger, audit log.
+
+    Raises
+    ------
+    ConfigError
+        The ledger is bound to another hold-out split: names the ledger and what to do.
+    """
+    from participant.guard.bank_guard import BankGuard
+    from privacy.errors import SplitChanged
+
+    try:
+        guard = BankGuard.open(settings)
+    except SplitChanged as changed:
+        raise ConfigError(
+            f"{changed} (this node keeps its hold-out salt and fraction in node.json; for a "
+            "new data set or hold-out, start a new node folder with --home)",
+            source="fedcredit participant start",
+        ) from changed
+    guard.close()
+    return guard
 
 
 def _node_budget(

@@ -303,9 +303,9 @@ def _write_banks(
 ) -> tuple[GuardSettings, ...]:
     """One CSV per bank in ``OUT/banks/``, and each bank's guard settings.
 
-    Every simulated bank holds out the run's ``test_fraction`` of its rows with the
-    run's seed, so that simulations stay comparable with each other and with a
-    centralised run on the same customers.
+    Every simulated bank holds out the run's ``test_fraction`` of its rows with a salt
+    derived from the run's seed, so that simulations stay comparable with each other
+    and with a centralised run on the same customers.
     """
     out_dir = Path(config.out_dir)
     banks_dir = out_dir / BANKS_DIR
@@ -338,7 +338,12 @@ def _guard_settings(
     budgets: BudgetPolicy | None,
     ledgers_dir: Path,
 ) -> GuardSettings:
-    """A simulated bank's guard settings: its file, budget, ledger and the run's hold-out."""
+    """A simulated bank's guard settings: its file, budget, ledger and the run's hold-out.
+
+    Every simulated bank gets the same hold-out salt, derived from the simulation's
+    seed (:meth:`HoldOut.for_simulation`): with the same seed, every split and the
+    centralised run hold out the same customers.
+    """
     budget = budgets.for_bank(name) if budgets is not None else None
     ledger = ledgers_dir / f"{_file_name(name)}.jsonl" if budget is not None else None
     return GuardSettings(
@@ -347,7 +352,7 @@ def _guard_settings(
         schema_path=schema_path,
         budget=budget,
         ledger_path=ledger,
-        holdout=HoldOut(fraction=config.test_fraction, seed=config.seed),
+        holdout=HoldOut.for_simulation(fraction=config.test_fraction, seed=config.seed),
     )
 
 

@@ -1,19 +1,26 @@
 """A bank's view of its own data during a run: validated rows split into train and test.
 
 Each bank holds out a fraction of its own rows as its test split, fixed by the bank
-(:class:`~participant.guard.settings.HoldOut`) and chosen by record id (see
-:func:`held_out_rows`) so that every message of every run sees the same split and a
-centralised run is scored on the same customers as a federated one. The guard loads
-and splits the rows once; splits and encoded matrices are also cached per process, so
-that a simulation's worker process, which serves many banks, loads each bank once.
+(:class:`~participant.guard.settings.HoldOut`): a record is held out by a rule on that
+record alone, keyed with the bank's secret salt (see :func:`held_out_rows`), so that
+every message of every run sees the same split, adding or removing a record never
+moves another one between train and test, and nobody without the salt can tell which
+records are held out. The split's digest (:func:`split_digest`) commits to it in the
+bank's privacy ledger. The guard loads and splits the rows once; splits and encoded
+matrices are also cached per process, so that a simulation's worker process, which
+serves many banks, loads each bank once.
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
+import hmac
+import json
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
@@ -27,11 +34,30 @@ from privacy.budget import PrivacyBudget
 __all__ = [
     "BankSource",
     "EncodedSplit",
+    "HoldOutRule",
     "PreparedBank",
     "encoded_split",
     "held_out_rows",
     "prepare_bank",
+    "record_keys",
+    "split_digest",
 ]
+
+_DIGEST_DOMAIN = b"fedcredit-holdout-split/1\n"
+
+
+class HoldOutRule(Protocol):
+    """What the split needs of a bank's :class:`~participant.guard.settings.HoldOut`."""
+
+    @property
+    def fraction(self) -> float:
+        """Share of the records held out, in (0, 1)."""
+        ...
+
+    @property
+    def key(self) -> bytes:
+        """The bank's secret salt, the HMAC key of the rule."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -65,12 +91,20 @@ class BankSource:
 
 @dataclass(frozen=True, eq=False)
 class PreparedBank:
-    """Validated rows of one bank, split into train and test."""
+    """Validated rows of one bank, split into train and test.
+
+    Attributes
+    ----------
+    split_digest : str
+        SHA-256 commitment to the split (:func:`split_digest`), hex; the bank's ledger
+        records it at first use and refuses another one.
+    """
 
     name: str
     schema: DatasetSchema
     train: pd.DataFrame
     test: pd.DataFrame
+    split_digest: str
 
 
 @dataclass(frozen=True)
@@ -84,26 +118,30 @@ class EncodedSplit:
 
 
 @functools.lru_cache(maxsize=32)
-def prepare_bank(source: BankSource, test_fraction: float, seed: int) -> PreparedBank:
+def prepare_bank(source: BankSource, holdout: HoldOutRule) -> PreparedBank:
     """Load, validate and split a bank's data (cached per process).
 
     Parameters
     ----------
     source : BankSource
         The bank's file and schema.
-    test_fraction : float
-        Share of rows held out for testing, in (0, 1).
-    seed : int
-        Seed of the split permutation.
+    holdout : HoldOutRule
+        The bank's hold-out fraction and secret salt (its
+        :class:`~participant.guard.settings.HoldOut`).
     """
-    if not 0.0 < test_fraction < 1.0:
-        raise ValueError(f"test_fraction must be in (0, 1); got {test_fraction}")
     schema = load_schema(source.schema_path)
     frame = load_bank_csv(source.data_path, schema).frame
-    is_test = held_out_rows(frame, schema, test_fraction=test_fraction, seed=seed, salt=source.name)
-    test = frame[is_test].reset_index(drop=True)
-    train = frame[~is_test].reset_index(drop=True)
-    return PreparedBank(name=source.name, schema=schema, train=train, test=test)
+    tags = _record_tags(record_keys(frame, schema), holdout.key)
+    is_test = _held_out(tags, holdout.fraction)
+    return PreparedBank(
+        name=source.name,
+        schema=schema,
+        train=frame[~is_test].reset_index(drop=True),
+        test=frame[is_test].reset_index(drop=True),
+        split_digest=split_digest(
+            [tag for tag, out in zip(tags, is_test, strict=True) if out], holdout.fraction
+        ),
+    )
 
 
 @functools.lru_cache(maxsize=32)
@@ -119,36 +157,63 @@ def encoded_split(bank: PreparedBank, encoder: FeatureEncoder) -> EncodedSplit:
 
 
 def held_out_rows(
-    frame: pd.DataFrame, schema: DatasetSchema, *, test_fraction: float, seed: int, salt: str
+    frame: pd.DataFrame, schema: DatasetSchema, holdout: HoldOutRule
 ) -> NDArray[np.bool_]:
     """Which rows a bank holds out for testing.
 
-    With an id column, a record is held out when SHA-256 of ``seed:id`` falls below
-    ``test_fraction``: the same customer is a test record whichever bank holds it and
-    however the data is partitioned, so federated and centralised runs are scored on
-    the same records. Without ids, a seeded permutation (salted with the bank name)
-    holds out exactly ``round(test_fraction * n)`` rows.
+    A record is held out when HMAC-SHA256 of its key (:func:`record_keys`) under the
+    bank's salt, read as a number in [0, 1), falls below the hold-out fraction. The
+    rule looks at one record only: adding or removing a record changes exactly one side
+    of the split and never moves another record. With ids, the same customer is a test
+    record whichever bank holds it and however the data is partitioned, so federated
+    and centralised runs with one salt are scored on the same customers; without ids the
+    same holds for identical rows. Without the salt the split cannot be predicted.
+    """
+    return _held_out(_record_tags(record_keys(frame, schema), holdout.key), holdout.fraction)
+
+
+def record_keys(frame: pd.DataFrame, schema: DatasetSchema) -> list[bytes]:
+    """Each row's record key: its id, or without an id column its canonical content.
+
+    The canonical content is the JSON object of every schema column in schema order,
+    each value in the type the schema gives it (numbers as Python's shortest float or
+    integer text, levels as text): it depends on the row alone, not on the other rows.
     """
     if schema.id_column:
-        ids = frame[schema.id_column].astype(str)
-        draws = np.fromiter(
-            (_unit_interval(f"{seed}:{record_id}") for record_id in ids),
-            dtype=np.float64,
-            count=len(ids),
-        )
-        held_out: NDArray[np.bool_] = draws < test_fraction
-        return held_out
-    order = np.random.default_rng([seed, _stable_hash(salt)]).permutation(len(frame))
-    mask = np.zeros(len(frame), dtype=bool)
-    mask[order[: max(1, round(test_fraction * len(frame)))]] = True
-    return mask
+        return [str(record_id).encode() for record_id in frame[schema.id_column].tolist()]
+    columns = schema.columns
+    values = (frame[column].tolist() for column in columns)
+    return [
+        json.dumps(dict(zip(columns, row, strict=True)), separators=(",", ":")).encode()
+        for row in zip(*values, strict=True)
+    ]
 
 
-def _unit_interval(text: str) -> float:
-    """A uniform number in [0, 1) from the SHA-256 of a string."""
-    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little") / 2.0**64
+def split_digest(held_out_tags: Iterable[bytes], fraction: float) -> str:
+    """SHA-256 commitment to a split: the fraction and the held-out records' sorted tags.
+
+    A tag is HMAC-SHA256 of a record key under the bank's salt, so the digest changes
+    with the salt, the fraction or any held-out record, and without the salt it tells
+    nothing about which records are held out.
+    """
+    digest = hashlib.sha256(_DIGEST_DOMAIN)
+    digest.update(f"{fraction!r}\n".encode())
+    for tag in sorted(held_out_tags):
+        digest.update(tag)
+    return digest.hexdigest()
 
 
-def _stable_hash(text: str) -> int:
-    """A process-independent integer from a string (Python's hash() is salted)."""
-    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little")
+def _record_tags(keys: Sequence[bytes], salt: bytes) -> list[bytes]:
+    """HMAC-SHA256 of each record key under the bank's salt."""
+    return [hmac.digest(salt, key, "sha256") for key in keys]
+
+
+def _held_out(tags: Sequence[bytes], fraction: float) -> NDArray[np.bool_]:
+    """Records whose tag, read as a number in [0, 1) (top 53 bits), is below ``fraction``."""
+    draws = np.fromiter(
+        ((int.from_bytes(tag[:8], "big") >> 11) / 2.0**53 for tag in tags),
+        dtype=np.float64,
+        count=len(tags),
+    )
+    held_out: NDArray[np.bool_] = draws < fraction
+    return held_out

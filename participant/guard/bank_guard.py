@@ -17,8 +17,10 @@ request.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable, Mapping
+from pathlib import Path
 
 from flwr.app import RecordDict
 
@@ -37,6 +39,7 @@ from participant.guard.bank import PreparedBank, prepare_bank
 from participant.guard.handlers import BankRequest, GuardRefusal
 from participant.guard.sessions import SessionStore
 from participant.guard.settings import GuardSettings
+from privacy.errors import LedgerError, SplitChanged
 
 __all__ = ["QUERY_HANDLERS", "BankGuard"]
 
@@ -83,13 +86,17 @@ class BankGuard:
 
     def __init__(self, settings: GuardSettings) -> None:
         self.settings = settings
-        holdout = settings.holdout
-        self.bank: PreparedBank = prepare_bank(settings.source(), holdout.fraction, holdout.seed)
+        self.bank: PreparedBank = prepare_bank(settings.source(), settings.holdout)
         self.audit = open_audit_log(settings.audit_settings())
 
     @classmethod
     def open(cls, settings: GuardSettings) -> BankGuard:
         """Load the bank and verify its records: what the guard service does at start.
+
+        A bank with a budget opens its ledger here (created at first start) and binds
+        it to the bank's hold-out split (:attr:`PreparedBank.split_digest`): a ledger
+        keeps one split for life, so no restart with another salt, fraction or data
+        file moves a training record into the test split.
 
         Raises
         ------
@@ -97,13 +104,24 @@ class BankGuard:
             The data file breaks the schema.
         credit.errors.ConfigError
             The bank's audit log fails verification (the entry is named).
+        privacy.errors.SplitChanged
+            The ledger is bound to another hold-out split (both digests named).
         privacy.errors.LedgerError
             The bank's privacy ledger does not parse, belongs to another bank or
             records another budget (the line is named).
         """
         guard = cls(settings)  # opening the audit log verifies it
-        if settings.ledger_path is not None and settings.ledger_path.exists():
-            handlers.privacy_guard(guard.bank, settings)  # reads and checks every line
+        try:
+            privacy = handlers.privacy_guard(guard.bank, settings)  # reads and checks every line
+            if privacy is not None:
+                privacy.ledger.bind_split(guard.bank.split_digest, settings.holdout.fraction)
+        except LedgerError as refused:
+            guard.close()
+            _raise_if_split_changed(settings.ledger_path, guard.bank.split_digest, refused)
+            raise
+        except BaseException:
+            guard.close()
+            raise
         return guard
 
     def close(self) -> None:
@@ -203,3 +221,38 @@ def _where(request: BankRequest) -> tuple[str, int]:
             continue
         return instructions.run_key(flower_run), getattr(instructions, "server_round", 0)
     return str(flower_run), 0
+
+
+def _raise_if_split_changed(ledger: Path | None, digest: str, refused: LedgerError) -> None:
+    """Name a changed hold-out split as the cause of a ledger's refusal to open.
+
+    Another split usually moves the number of training rows, and with it the default
+    delta, so the ledger refuses its budget line before it reaches the split: the
+    split it records (``{"type": "split", "digest": ...}``) is the real cause.
+
+    Raises
+    ------
+    privacy.errors.SplitChanged
+        The ledger records another split than ``digest``.
+    """
+    if isinstance(refused, SplitChanged) or ledger is None:
+        return
+    try:
+        lines = ledger.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return
+    for line in lines:
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(entry, dict) and entry.get("type") == "split":
+            bound = str(entry.get("digest"))
+            if bound != digest:
+                raise SplitChanged(
+                    f"{ledger}: the ledger is bound to hold-out split {bound}, the bank's data "
+                    f"file and hold-out (salt, fraction) now give {digest}: a ledger keeps one "
+                    "split for life; restore the data file and the hold-out, or start a new "
+                    "ledger for a new data set or hold-out"
+                ) from refused
+            return

@@ -8,15 +8,43 @@ log and key, the hold-out split and the approved release are the bank's decision
 
 from __future__ import annotations
 
+import hashlib
+import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    SerializationInfo,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
 
 from participant.guard.bank import BankSource
 from privacy.budget import PrivacyBudget
 
-__all__ = ["AuditSettings", "EvaluationPolicy", "GuardSettings", "HoldOut"]
+__all__ = [
+    "DEFAULT_HOLDOUT_FRACTION",
+    "REVEAL_SECRETS",
+    "AuditSettings",
+    "EvaluationPolicy",
+    "GuardSettings",
+    "HoldOut",
+]
+
+DEFAULT_HOLDOUT_FRACTION = 0.2
+"""Share of a bank's rows held out when the bank does not choose one."""
+REVEAL_SECRETS = "reveal-secrets"
+"""Serialization context key that writes the hold-out salt itself (the guard's settings file
+only); without it a JSON dump of the settings masks the salt."""
+SALT_BYTES = 32
+"""Length of a generated salt (256 bits), also the shortest salt accepted."""
+_HEX = re.compile(r"[0-9a-f]*")
 
 
 @dataclass(frozen=True)
@@ -31,20 +59,69 @@ class AuditSettings:
 class HoldOut(BaseModel):
     """The bank's hold-out split, fixed by the bank for every run.
 
+    A record is held out when HMAC-SHA256 of its id (or, without an id column, of its
+    content) under ``salt``, read as a number in [0, 1), falls below ``fraction``
+    (:func:`~participant.guard.bank.held_out_rows`). Each record's side depends on
+    that record alone, and without the salt nobody can tell which records are held out.
+
     Parameters
     ----------
-    fraction : float, default 0.2
+    fraction : float
         Share of the bank's rows held out for evaluation, in (0, 1). A request
         whose ``test-fraction`` differs is refused.
-    seed : int, default 0
-        Seeds which rows are held out; the coordinator's run seed does not move it,
-        so a training row never becomes a test row between runs.
+    salt : pydantic.SecretStr
+        The bank's secret key of the split: hex, at least 256 bits. Kept in the
+        guard's settings file (owner-only) and nowhere else: never logged, never sent.
+        Its ``repr`` and a JSON dump mask it, except a dump with the
+        :data:`REVEAL_SECRETS` context (the settings file).
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
 
-    fraction: float = Field(default=0.2, gt=0, lt=1)
-    seed: int = 0
+    fraction: float = Field(default=DEFAULT_HOLDOUT_FRACTION, gt=0, lt=1)
+    salt: SecretStr
+
+    @field_validator("salt")
+    @classmethod
+    def _long_hex(cls, salt: SecretStr) -> SecretStr:
+        text = salt.get_secret_value().strip().lower()
+        if len(text) % 2 or not _HEX.fullmatch(text):
+            raise ValueError(
+                f"must be an even number of hexadecimal digits; got {len(text)} characters "
+                "(not shown: the salt is a secret)"
+            )
+        if len(text) < 2 * SALT_BYTES:
+            raise ValueError(
+                f"must have at least {2 * SALT_BYTES} hex digits ({8 * SALT_BYTES} bits); "
+                f"got {len(text)}"
+            )
+        return SecretStr(text)
+
+    @field_serializer("salt", when_used="json")
+    def _masked(self, salt: SecretStr, info: SerializationInfo) -> str:
+        reveal = isinstance(info.context, dict) and info.context.get(REVEAL_SECRETS) is True
+        return salt.get_secret_value() if reveal else str(salt)
+
+    @property
+    def key(self) -> bytes:
+        """The salt as the HMAC key."""
+        return bytes.fromhex(self.salt.get_secret_value())
+
+    @classmethod
+    def fresh(cls, fraction: float = DEFAULT_HOLDOUT_FRACTION) -> HoldOut:
+        """A hold-out with a new random salt (``os.urandom``): a bank's first start."""
+        return cls(fraction=fraction, salt=SecretStr(os.urandom(SALT_BYTES).hex()))
+
+    @classmethod
+    def for_simulation(cls, *, fraction: float, seed: int) -> HoldOut:
+        """The hold-out of every simulated bank of a simulation with ``seed``.
+
+        The salt is SHA-256 of ``fedcredit-holdout:SEED``: public, as a simulation's
+        data is, and the same for every bank and the centralised run (``--banks 1``),
+        so all of them hold out the same customers and runs with one seed compare.
+        """
+        salt = hashlib.sha256(f"fedcredit-holdout:{seed}".encode()).hexdigest()
+        return cls(fraction=fraction, salt=SecretStr(salt))
 
 
 class EvaluationPolicy(BaseModel):
@@ -84,7 +161,7 @@ class GuardSettings(BaseModel):
         The bank's signed audit log (none without ``audit_log``) and its Ed25519 key
         (default: the log's path with ``.key``).
     holdout : HoldOut
-        The bank's fixed hold-out split.
+        The bank's fixed hold-out split and its secret salt.
     approved_version : str, optional
         The fedcredit release the bank approved; a relay of another release is
         refused (see :mod:`participant.guard.approval`).
@@ -94,7 +171,7 @@ class GuardSettings(BaseModel):
         What the bank releases about its held-out rows (score bins, minimum rows).
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
 
     bank_name: str = Field(min_length=1)
     data_path: Path
@@ -103,7 +180,7 @@ class GuardSettings(BaseModel):
     ledger_path: Path | None = None
     audit_log: Path | None = None
     audit_key: Path | None = None
-    holdout: HoldOut = Field(default_factory=HoldOut)
+    holdout: HoldOut
     approved_version: str | None = None
     require_secure_aggregation: bool = False
     evaluation: EvaluationPolicy = Field(default_factory=EvaluationPolicy)

@@ -7,14 +7,16 @@
 * the node key is an ECDSA private key, readable only by its owner;
 * TLS is on: the SuperNode always gets ``--root-certificates`` and never
   ``--insecure``; a bundle without a CA certificate is refused;
+* the ledger keeps the bank's hold-out split: the plan (:class:`NodePlan`,
+  ``HOME/node.json``, 0600) keeps the hold-out's secret salt from the node's first
+  start (:func:`node_holdout`), and a ledger bound to another split refuses to start;
 
-then writes the node's plan (:class:`NodePlan`, ``HOME/node.json``) and starts one
-background service, the bank's **guard** (:mod:`participant.node.supervisor`), from
-the bank's own installed fedcredit. The guard loads the bank's data, verifies its
-ledger and audit log, listens on its socket and only then starts the SuperNode as its
-child: no relay without a guard, and a guard that dies takes the SuperNode with it.
-The SuperNode's node config names the guard's socket and nothing else
-(:class:`~participant.relay.node_config.RelayConfig`).
+then starts one background service, the bank's **guard**
+(:mod:`participant.node.supervisor`), from the bank's own installed fedcredit. The
+guard loads the bank's data, verifies its ledger and audit log, listens on its socket
+and only then starts the SuperNode as its child: no relay without a guard, and a
+guard that dies takes the SuperNode with it. The SuperNode's node config names the
+guard's socket and nothing else (:class:`~participant.relay.node_config.RelayConfig`).
 
 With ``--node-user NAME`` (as root) the SuperNode's ClientApps run as that separate,
 unprivileged user: the SuperNode runs in Flower's ``process`` isolation and its
@@ -26,12 +28,13 @@ ledger, audit log or keys.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import pwd
 import stat
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -44,7 +47,12 @@ from credit.errors import ConfigError
 from deploy.bundle import Bundle
 from deploy.flower_env import venv_tool
 from deploy.services import Service, ServiceError
-from participant.guard.settings import GuardSettings, HoldOut
+from participant.guard.settings import (
+    DEFAULT_HOLDOUT_FRACTION,
+    REVEAL_SECRETS,
+    GuardSettings,
+    HoldOut,
+)
 from participant.relay.node_config import RelayConfig
 from privacy.budget import PrivacyBudget
 
@@ -54,8 +62,11 @@ __all__ = [
     "NodeStatus",
     "StartedNode",
     "guard_service",
+    "keeps_holdout_salt",
+    "node_holdout",
     "node_plan",
     "node_status",
+    "prepare_node",
     "start_node",
     "stop_node",
     "superexec_command",
@@ -90,10 +101,10 @@ class NodeSettings:
         privacy (only when the bank passes ``--no-dp``).
     audit_key : pathlib.Path
         The bank's Ed25519 audit-signing key.
+    holdout : HoldOut
+        The bank's fixed hold-out split and its secret salt (:func:`node_holdout`).
     runtime_port : int
         Local port of the SuperNode's runtime API (one per node on a host).
-    holdout : HoldOut
-        The bank's fixed hold-out split.
     node_user : str, optional
         Run the SuperNode's ClientApps as this unprivileged user (root only).
     require_secure_aggregation : bool
@@ -106,8 +117,8 @@ class NodeSettings:
     home: Path
     budget: PrivacyBudget | None
     audit_key: Path
+    holdout: HoldOut
     runtime_port: int = DEFAULT_RUNTIME_PORT
-    holdout: HoldOut = field(default_factory=HoldOut)
     node_user: str | None = None
     require_secure_aggregation: bool = False
 
@@ -143,7 +154,7 @@ class NodePlan(BaseModel):
         The user the ClientApps run as.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
 
     guard: GuardSettings
     superlink: str = Field(min_length=1)
@@ -174,10 +185,22 @@ class NodePlan(BaseModel):
         return RelayConfig(guard_socket=self.socket)
 
     def save(self) -> Path:
-        """Write the plan into the node folder (owner-only)."""
+        """Write the plan into the node folder: owner-only from its first byte, atomically.
+
+        The plan keeps the bank's hold-out salt (the only copy): it is written to a
+        0600 temporary file, synced and renamed over the old plan, so a crash never
+        leaves a plan without it.
+        """
         path = self.home / PLAN_FILE
-        path.write_text(self.model_dump_json(indent=2) + "\n", encoding="utf-8")
-        os.chmod(path, 0o600)
+        text = self.model_dump_json(indent=2, context={REVEAL_SECRETS: True}) + "\n"
+        partial = path.with_name(f".{PLAN_FILE}.partial")
+        partial.unlink(missing_ok=True)
+        descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(partial, path)
         return path
 
     @classmethod
@@ -284,6 +307,60 @@ def check_node_user(name: str | None) -> None:
         )
 
 
+def node_holdout(home: Path, *, fraction: float | None, salt: str | None) -> HoldOut:
+    """The bank's hold-out: what it passes, else what its node plan keeps, else a new one.
+
+    The salt is generated (``os.urandom``) at the node's first start and kept in its
+    plan (``HOME/node.json``, 0600), so a restart keeps the split; a salt the bank
+    passes replaces it (its ledger then refuses to start if the split changes). The
+    fraction likewise defaults to the kept one, then to 0.2.
+
+    Raises
+    ------
+    ConfigError
+        A salt or fraction that is not valid (the salt itself is never shown), or a
+        plan that exists but cannot be read.
+    """
+    from credit.config_files import validate_fields
+
+    kept = _kept_holdout(home) if fraction is None or salt is None else {}
+    spelled = {"fraction": "--holdout-fraction", "salt": "--holdout-salt"}
+    if salt is None and "salt" in kept:
+        spelled["salt"] = f"guard.holdout.salt of {home / PLAN_FILE}"
+    fields = {
+        "fraction": fraction if fraction is not None else kept.get("fraction"),
+        "salt": salt if salt is not None else kept.get("salt"),
+    }
+    if fields["fraction"] is None:
+        fields["fraction"] = DEFAULT_HOLDOUT_FRACTION
+    if fields["salt"] is None:  # the node's first start
+        fields["salt"] = HoldOut.fresh().salt
+    return validate_fields(HoldOut, fields, source="fedcredit participant start", spelled=spelled)
+
+
+def _kept_holdout(home: Path) -> dict[str, object]:
+    """``guard.holdout`` of the node's plan, read leniently ({} without a plan).
+
+    A plan from a release before the salt keeps no salt: the node gets a new one.
+    """
+    path = home / PLAN_FILE
+    try:
+        plan = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        raise ConfigError(
+            f"cannot read the hold-out this node keeps ({exc}); restore the file, or pass "
+            "--holdout-salt and --holdout-fraction to set the bank's hold-out again",
+            source=str(path),
+        ) from exc
+    guard = plan.get("guard") if isinstance(plan, dict) else None
+    holdout = guard.get("holdout") if isinstance(guard, dict) else None
+    if not isinstance(holdout, dict):
+        return {}
+    return {key: holdout[key] for key in ("fraction", "salt") if key in holdout}
+
+
 def node_plan(settings: NodeSettings) -> NodePlan:
     """The plan the guard service starts from."""
     budget = settings.budget
@@ -370,28 +447,49 @@ class StartedNode:
     connected: bool
 
 
-def start_node(settings: NodeSettings) -> StartedNode:
-    """Write the node's plan and start its guard (which starts the SuperNode).
+def prepare_node(settings: NodeSettings) -> NodePlan:
+    """Check the bundle, the node key and ``--node-user``; the node's plan (not yet saved).
+
+    The plan keeps the bank's hold-out salt, so the caller saves it around the guard's
+    first check (:meth:`NodePlan.save`): before it when the node keeps no salt yet
+    (:func:`keeps_holdout_salt`; a start that fails later still keeps the salt the
+    ledger was bound to), and after it otherwise (a salt the ledger refuses never
+    replaces the kept one).
 
     Raises
     ------
     ConfigError
         A bad bundle, node key or ``--node-user``.
-    ServiceError
-        The guard or the SuperNode stopped during start-up (for example, a ledger
-        that fails verification, or a node key the consortium refused); the message
-        carries the end of the log that says why.
     """
     check_tls(settings.bundle)
     check_node_key(settings.key)
     check_node_user(settings.node_user)
     settings.home.mkdir(parents=True, exist_ok=True)
     os.chmod(settings.home, 0o700)
-    plan = node_plan(settings)
-    plan.save()
-    service = guard_service(settings.home)
-    command = [venv_tool("fedcredit"), "participant", "run-guard", "--home", str(settings.home)]
-    pid = service.start(command, cwd=settings.home)
+    return node_plan(settings)
+
+
+def keeps_holdout_salt(home: Path) -> bool:
+    """Whether the node's plan already keeps a hold-out salt (False if it cannot be read)."""
+    try:
+        return "salt" in _kept_holdout(home)
+    except ConfigError:
+        return False
+
+
+def start_node(plan: NodePlan) -> StartedNode:
+    """Start the guard of a written plan (:func:`prepare_node`), which starts the SuperNode.
+
+    Raises
+    ------
+    ServiceError
+        The guard or the SuperNode stopped during start-up (for example, a ledger
+        that fails verification, or a node key the consortium refused); the message
+        carries the end of the log that says why.
+    """
+    service = guard_service(plan.home)
+    command = [venv_tool("fedcredit"), "participant", "run-guard", "--home", str(plan.home)]
+    pid = service.start(command, cwd=plan.home)
     return StartedNode(pid=pid, connected=_wait_connected(service, plan))
 
 

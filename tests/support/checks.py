@@ -113,23 +113,22 @@ def check_saved_model_scores_like_the_run(
     out : pathlib.Path
         The run's output folder (``RunConfig.out_dir``).
     config : credit.run_config.RunConfig
-        The run's configuration: its ``test_fraction`` and ``seed`` pick the test rows.
+        The run's configuration: its ``test_fraction`` and ``seed`` (the simulated banks'
+        hold-out salt) pick the test rows.
     schema : credit.schema.DatasetSchema
         The schema the bank files follow.
     """
     from sklearn.metrics import roc_auc_score
 
     from participant.guard.bank import held_out_rows
+    from participant.guard.settings import HoldOut
 
     model = load_model(out / "model")
+    holdout = HoldOut.for_simulation(fraction=config.test_fraction, seed=config.seed)
     scores, labels = [], []
     for bank_file in sorted((out / "banks").glob("*.csv")):
         frame = load_bank_csv(bank_file, schema).frame
-        test = frame[
-            held_out_rows(
-                frame, schema, test_fraction=config.test_fraction, seed=config.seed, salt=""
-            )
-        ]
+        test = frame[held_out_rows(frame, schema, holdout)]
         scores.append(model.predict_proba(test))
         labels.append(test[schema.target].to_numpy())
     pooled_auc = roc_auc_score(np.concatenate(labels), np.concatenate(scores))

@@ -95,8 +95,9 @@ def run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 def test_a_run_of_r_rounds_takes_r_train_exchanges_and_one_evaluation(run: Run) -> None:
     """Plain: R train + 1 evaluate (was 2R); secure: R train + R unmask + the last model's
     secure evaluation, evaluate + unmask (was 3R), besides the set-up's feature-stats query
-    (under secure aggregation: join, advertise, masked statistics, unmask). Round R's unmask exchange collected the
-    keys of the evaluation's secure round: no advertise exchange before it."""
+    (under secure aggregation: join, advertise, masked statistics, unmask). Round R's
+    unmask exchange collected the keys of the evaluation's secure round: no advertise
+    exchange before it."""
     secure = run.plan.config.secure_aggregation
     one_round = ["train", "query:secagg-unmask"] if secure else ["train"]
     set_up = set_up_exchanges(secure=secure)
@@ -144,7 +145,7 @@ def _pooled_metrics(
     model = build_global_model(instructions, arrays)
     summaries = []
     for settings in banks:
-        bank = prepare_bank(settings.source(), settings.holdout.fraction, settings.holdout.seed)
+        bank = prepare_bank(settings.source(), settings.holdout)
         split = encoded_split(bank, instructions.encoder)
         scores = predict_proba(model, split.test_x)
         summaries.append(summarize_scores(scores, split.test_y, instructions.score_bins))

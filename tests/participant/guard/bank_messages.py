@@ -9,6 +9,7 @@ from typing import Any
 
 from flwr.app import ArrayRecord, Context, Message, MessageType, Metadata, RecordDict
 from flwr.clientapp import ClientApp
+from pydantic import SecretStr
 
 from credit import message_keys as keys
 from credit.encoding import StatsSource, fit_encoder
@@ -19,12 +20,14 @@ from credit.schema import DatasetSchema
 from participant.guard.bank_guard import BankGuard
 from participant.guard.in_process import InProcessLink
 from participant.guard.sessions import ContextSessions
-from participant.guard.settings import GuardSettings
+from participant.guard.settings import GuardSettings, HoldOut
 from participant.relay.client_app import make_relay_app
 from privacy.budget import PrivacyBudget
 
 RUN_ID = 41
 RUN_NAME = "q3-scorecard"
+ACME_SALT = "ac" * 32
+"""The test bank's hold-out salt (a real bank's is random and secret)."""
 
 
 def message(kind: str, content: RecordDict) -> Message:
@@ -114,14 +117,23 @@ def guarded_app(guard: BankGuard) -> ClientApp:
     return make_relay_app(lambda ctx: InProcessLink(guard, ContextSessions(ctx)))
 
 
+def hold_out(salt: str = ACME_SALT, fraction: float = 0.2) -> HoldOut:
+    """A bank's hold-out with the hex ``salt`` (default :data:`ACME_SALT`)."""
+    return HoldOut(fraction=fraction, salt=SecretStr(salt))
+
+
 def acme_settings(
     data_path: Path,
     *,
     max_epsilon: float | None,
     ledger_path: Path | None = None,
     audit_log: Path | None = None,
+    holdout: HoldOut | None = None,
 ) -> GuardSettings:
-    """The guard settings of a bank named ``acme`` (ledger beside its data by default)."""
+    """The guard settings of a bank named ``acme`` (ledger beside its data by default).
+
+    Its hold-out is ``holdout``, by default fraction 0.2 with :data:`ACME_SALT`.
+    """
     budget = None if max_epsilon is None else PrivacyBudget(max_epsilon=max_epsilon)
     ledger = ledger_path or data_path.parent / "acme.privacy-ledger.jsonl"
     return GuardSettings(
@@ -130,6 +142,7 @@ def acme_settings(
         budget=budget,
         ledger_path=ledger if budget is not None else None,
         audit_log=audit_log,
+        holdout=holdout or hold_out(),
     )
 
 
@@ -169,6 +182,7 @@ def joined_bank(
 
 
 __all__ = [
+    "ACME_SALT",
     "RUN_ID",
     "RUN_NAME",
     "JoinedBank",
@@ -177,6 +191,7 @@ __all__ = [
     "context",
     "feature_stats_query",
     "guarded_app",
+    "hold_out",
     "joined_bank",
     "message",
     "round_content",

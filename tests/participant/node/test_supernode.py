@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -16,7 +15,6 @@ from typer.testing import CliRunner
 from cli.app import app
 from credit import __version__
 from credit.errors import ConfigError
-from credit.schema import embedded_schema_path, load_schema
 from deploy.bundle import Bundle
 from participant.node.node_keys import generate_bank_keys
 from participant.node.supernode import (
@@ -28,24 +26,7 @@ from participant.node.supernode import (
     supernode_command,
 )
 from privacy.budget import PrivacyBudget
-
-
-@pytest.fixture
-def bundle(tmp_path: Path) -> Bundle:
-    from coordinator.ops.pki import create_ca, write_certificate
-
-    ca_cert = tmp_path / "ca.crt"
-    write_certificate(create_ca("nordic").certificate, ca_cert)
-    return Bundle.model_validate(
-        {
-            "consortium": "nordic",
-            "bank": "bank-a",
-            "superlink": "fl.example:9443",
-            "config_sha256": hashlib.sha256(b"config").hexdigest(),
-            "schema_sha256": load_schema().schema_hash(),
-            "fedcredit_version": __version__,
-        }
-    ).write(tmp_path / "bundle", ca_cert=ca_cert, schema=embedded_schema_path())
+from tests.participant.guard.bank_messages import hold_out
 
 
 def _settings(
@@ -59,6 +40,7 @@ def _settings(
         home=tmp_path / "node",
         budget=None if max_epsilon is None else PrivacyBudget(max_epsilon=max_epsilon),
         audit_key=keys.audit_key,
+        holdout=hold_out("5a" * 32),
         runtime_port=19194,
         node_user=node_user,
     )
