@@ -52,7 +52,13 @@ def verify(
     """Check signatures, recompute ε with dp_accounting, check q, steps, plans and δ."""
     with fail_cleanly():
         title, checks = _checks(run_dir, ledger, bank_key or [])
-    _report(title, checks)
+    passed = (
+        f"all {len(checks)} ledger summaries verified: signed by their banks, consistent, "
+        "within budget"
+        if ledger is None
+        else "the ledger is consistent and within budget"
+    )
+    _report(title, checks, passed)
 
 
 @privacy_app.command("repair-ledger")
@@ -91,7 +97,7 @@ def _bank_keys(options: list[str]) -> dict[str, Path]:
     """``--bank-key BANK=PUBFILE`` options as a mapping (ConfigError on a bad one)."""
     keys: dict[str, Path] = {}
     for option in options:
-        bank, separator, path = option.partition("=")
+        bank, separator, path = option.rpartition("=")  # bank names may hold "="
         if not separator or not bank or not path:
             raise ConfigError(f"expected BANK=PUBFILE; got '{option}'", source="--bank-key")
         if bank in keys:
@@ -100,7 +106,7 @@ def _bank_keys(options: list[str]) -> dict[str, Path]:
     return keys
 
 
-def _report(title: str, checks: list[BankCheck]) -> None:
+def _report(title: str, checks: list[BankCheck], passed: str) -> None:
     """The table, one line per failed check, and the exit code."""
     show_table(
         title,
@@ -115,7 +121,7 @@ def _report(title: str, checks: list[BankCheck]) -> None:
         for problem in check.problems:
             say(f"{check.bank} ({check.source}): {problem}")
     if not failed:
-        say(f"all {len(checks)} ledgers verified: signed, consistent, within budget")
+        say(passed)
         return
     say(f"{len(failed)} of {len(checks)} ledgers failed verification")
     raise typer.Exit(EXIT_RUN_FAILED)

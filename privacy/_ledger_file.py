@@ -186,6 +186,10 @@ def _torn_line(path: Path, data: bytes) -> int:
         parse_lines(path, data)
     except TornLedger as torn:
         return torn.line
+    except LedgerError as exc:
+        raise LedgerError(
+            f"{exc}; repair-ledger only drops a torn last line: restore the ledger from a backup"
+        ) from exc
     raise LedgerError(
         f"{path}: nothing to repair: every line is complete; repair-ledger only drops a torn "
         "last line"
@@ -231,8 +235,8 @@ def _backup(path: Path, data: bytes) -> Path:
 
 def _torn(path: Path, line: int, reason: str) -> TornLedger:
     return TornLedger(
-        f"{path}: line {line}: torn last line ({reason}), left by an interrupted write; "
-        f"run: {REPAIR_COMMAND} {path}",
+        f"{path}: line {line}: not a ledger entry, a torn last line ({reason}) left by an "
+        f"interrupted write; run: {REPAIR_COMMAND} {path}",
         path=path,
         line=line,
     )

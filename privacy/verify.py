@@ -381,8 +381,10 @@ def _trained_rounds(document: dict[str, Any]) -> dict[str, tuple[int, ...]]:
     for entry in rounds if isinstance(rounds, list) else []:
         if not isinstance(entry, dict) or not isinstance(entry.get("banks"), list):
             continue
+        if not isinstance(entry.get("round"), int):
+            continue
         for bank in entry["banks"]:
-            trained.setdefault(str(bank), []).append(int(entry["round"]))
+            trained.setdefault(str(bank), []).append(entry["round"])
     return {bank: tuple(rounds) for bank, rounds in trained.items()}
 
 

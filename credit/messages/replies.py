@@ -157,7 +157,8 @@ class LedgerSummary(ConfigPart):
     Attributes
     ----------
     n_train : int
-        The bank's training rows (public: the sampling rate reveals them).
+        The bank's training rows (public: the sampling rate reveals them); 0 in a
+        summary written before fedcredit reported it (verify then fails its plans).
     plans : tuple of LedgerPlan
         Every run's calibration, so a verifier can check q = B / n_train and steps.
     key : str or None
@@ -174,7 +175,7 @@ class LedgerSummary(ConfigPart):
     delta: float = Field(gt=0, lt=1)
     max_epsilon: float = Field(gt=0)
     accountant: str
-    n_train: int = Field(ge=0, le=MAX_ROWS)
+    n_train: int = Field(default=0, ge=0, le=MAX_ROWS)
     events: Annotated[tuple[LedgerEvent, ...], Field(strict=False)] = ()
     plans: Annotated[tuple[LedgerPlan, ...], Field(strict=False)] = ()
     key: str | None = None
