@@ -305,7 +305,9 @@ def _fresh_ledgers_dir(out_dir: Path) -> Path:
     """``OUT/ledgers/``, emptied of ledgers: the simulated banks are new, so are their ledgers.
 
     The banks' audit logs and keys in ``OUT/audit/`` go with them (a key with a
-    history would refuse to start a new log); the coordinator's files stay.
+    history would refuse to start a new log); the coordinator's files stay. Guards
+    this process keeps for an earlier simulation (:func:`guard_for`) are dropped:
+    they hold the removed logs open.
     """
     ledgers_dir = out_dir / LEDGERS_DIR
     if ledgers_dir.exists():
@@ -317,6 +319,7 @@ def _fresh_ledgers_dir(out_dir: Path) -> Path:
         for stale in audit_dir.iterdir():
             if stale.suffix in _BANK_AUDIT_SUFFIXES and stale.stem != coordinator:
                 stale.unlink()
+    guard_for.cache_clear()
     return ledgers_dir
 
 
