@@ -8,8 +8,23 @@ a one-off Gaussian release of aggregates is the same mechanism with ``q = 1`` an
 sub-sampled Gaussian bound of Mironov, Talwar and Zhang (2019) as implemented by
 Opacus's RDP accountant, then converted to (epsilon, delta).
 
+Parallel composition over a fixed split. A bank splits its rows once into training
+and held-out (test) rows by a per-record rule (a keyed hash of the record), so adding
+or removing one record changes exactly one side. Every release is about one side
+only (:attr:`DpEvent.rows`): DP-SGD and the set-up feature statistics are about the
+training rows, evaluation releases about the test rows. Releases about disjoint row
+sets compose in parallel (McSherry, SIGMOD 2009, "Privacy integrated queries",
+Theorem 4): the neighbouring data set differs on one side only, so the privacy loss
+is that of the events of that side. Each side is composed in RDP on its own and the
+bank's epsilon is the larger of the two (:func:`epsilon_spent`); each side must stay
+within ``max_epsilon``.
+
 Notes
 -----
+Parallel composition holds only while the split is fixed: a record that moved from
+the test side to the training side would be covered by both sides' events. The
+ledger therefore binds itself to one split (``PrivacyLedger.bind_split``).
+
 RDP composition is tight for many Gaussian steps but its conversion to (epsilon,
 delta) is slightly conservative: a privacy-loss-distribution (PLD) accountant gives a
 smaller epsilon for the same events. fedcredit reports the RDP value, so the reported
@@ -23,12 +38,23 @@ import functools
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 from numpy.typing import NDArray
 from opacus.accountants.analysis import rdp as privacy_analysis
 
-__all__ = ["ACCOUNTANT", "RDP_ORDERS", "DpEvent", "calibrate_noise_multiplier", "epsilon_spent"]
+__all__ = [
+    "ACCOUNTANT",
+    "EVENT_ROWS",
+    "RDP_ORDERS",
+    "ROW_SETS",
+    "DpEvent",
+    "Rows",
+    "calibrate_noise_multiplier",
+    "epsilon_by_rows",
+    "epsilon_spent",
+]
 
 ACCOUNTANT = "rdp"
 # Opacus's default RDP orders (1.1 ... 63) extended upwards: large noise multipliers
@@ -38,6 +64,15 @@ RDP_ORDERS: tuple[float, ...] = (
     *range(12, 64),
     *(2**k for k in range(6, 11)),
 )
+Rows = Literal["train", "test"]
+"""Which of the bank's two fixed row sets a release is about."""
+ROW_SETS: tuple[Rows, ...] = ("train", "test")
+EVENT_ROWS: dict[str, Rows] = {
+    "dp-sgd": "train",
+    "gaussian-release": "train",
+    "evaluation-release": "test",
+}
+"""Each event kind and the row set its releases are about."""
 _MAX_NOISE_MULTIPLIER = 1e3
 _SEARCH_ITERATIONS = 60
 
@@ -59,7 +94,14 @@ class DpEvent:
     max_grad_norm : float
         L2 clipping norm (the sensitivity) of each step.
     kind : str
-        ``dp-sgd`` or ``gaussian-release``.
+        ``dp-sgd`` (training steps), ``gaussian-release`` (the set-up feature
+        statistics) or ``evaluation-release`` (noisy evaluation sums of the test rows).
+    run : str
+        The run the release belongs to ("" in ledgers written before runs were
+        recorded); ``fedcredit privacy verify`` matches it with the run's plan.
+    rows : {"train", "test"}
+        The row set the release is about; must be the kind's (:data:`EVENT_ROWS`).
+        Events about different row sets compose in parallel (module docstring).
     """
 
     round: int
@@ -68,8 +110,16 @@ class DpEvent:
     steps: int
     max_grad_norm: float
     kind: str = "dp-sgd"
+    run: str = ""
+    rows: Rows = "train"
 
     def __post_init__(self) -> None:
+        if self.kind not in EVENT_ROWS:
+            raise ValueError(f"kind must be one of {sorted(EVENT_ROWS)}; got {self.kind!r}")
+        if self.rows != EVENT_ROWS[self.kind]:
+            raise ValueError(
+                f"rows of a {self.kind} event must be {EVENT_ROWS[self.kind]!r}; got {self.rows!r}"
+            )
         if not self.noise_multiplier > 0:
             raise ValueError(f"noise_multiplier must be > 0; got {self.noise_multiplier}")
         if not 0 < self.sample_rate <= 1:
@@ -81,20 +131,43 @@ class DpEvent:
 
 
 def epsilon_spent(events: Sequence[DpEvent], delta: float) -> float:
-    """Epsilon of the composition of ``events`` at ``delta`` (0 for no events).
+    """The bank's epsilon at ``delta``: the larger of its two row sets' (0 for no events).
+
+    Events about the training rows and events about the test rows compose in parallel
+    (module docstring), so the bank's epsilon is the maximum over the row sets of the
+    RDP composition of that set's events (:func:`epsilon_by_rows`).
 
     Parameters
     ----------
     events : sequence of DpEvent
-        Every release about the bank's training records.
+        Every release about the bank's records.
+    delta : float
+        Target delta, in (0, 1); the same for both row sets.
+    """
+    return max(epsilon_by_rows(events, delta).values())
+
+
+def epsilon_by_rows(events: Sequence[DpEvent], delta: float) -> dict[str, float]:
+    """Epsilon at ``delta`` of each row set's events: ``{"train": ..., "test": ...}``.
+
+    Each row set's events are composed sequentially (RDP adds up); the two sets
+    are not composed with each other (parallel composition, module docstring). A
+    row set without events has spent 0.
+
+    Parameters
+    ----------
+    events : sequence of DpEvent
+        Every release about the bank's records.
     delta : float
         Target delta, in (0, 1).
     """
     if not 0 < delta < 1:
         raise ValueError(f"delta must be in (0, 1); got {delta}")
-    if not events:
-        return 0.0
-    return _epsilon_from_rdp(_rdp(events), delta)
+    spent: dict[str, float] = {}
+    for rows in ROW_SETS:
+        side = [event for event in events if event.rows == rows]
+        spent[rows] = _epsilon_from_rdp(_rdp(side), delta) if side else 0.0
+    return spent
 
 
 def _rdp(events: Sequence[DpEvent]) -> NDArray[np.float64]:
@@ -138,12 +211,33 @@ def calibrate_noise_multiplier(
     steps_per_round: int,
     max_epsilon: float,
     delta: float,
+    rows: Rows = "train",
 ) -> float:
     """The smallest noise multiplier whose planned rounds keep epsilon <= ``max_epsilon``.
 
-    The plan is ``planned_rounds`` rounds of ``steps_per_round`` DP-SGD steps each,
-    composed with the releases already ``spent``. Bisection on the noise multiplier
-    (epsilon decreases monotonically in it); the returned value is on the safe side.
+    The plan is ``planned_rounds`` rounds of ``steps_per_round`` sub-sampled Gaussian
+    steps each about the row set ``rows``, composed with the releases already
+    ``spent`` about the same row set (releases about the other set compose in
+    parallel and do not count). Bisection on the noise multiplier (epsilon decreases
+    monotonically in it); the returned value is on the safe side.
+
+    Parameters
+    ----------
+    spent : sequence of DpEvent
+        The bank's releases so far (any row set; only ``rows``'s are composed).
+    planned_rounds : int
+        Rounds (or releases) planned, >= 1.
+    sample_rate : float
+        Poisson sampling rate of each planned step, in (0, 1].
+    steps_per_round : int
+        Steps per planned round, >= 1.
+    max_epsilon : float
+        The bank's maximum epsilon, > 0.
+    delta : float
+        Target delta, in (0, 1).
+    rows : {"train", "test"}, default "train"
+        The row set the planned releases are about: ``train`` for DP-SGD, ``test``
+        for evaluation releases.
 
     Raises
     ------
@@ -154,7 +248,11 @@ def calibrate_noise_multiplier(
         raise ValueError(f"planned_rounds must be >= 1; got {planned_rounds}")
     if not 0 < delta < 1:
         raise ValueError(f"delta must be in (0, 1); got {delta}")
-    already = _rdp(spent)
+    if steps_per_round < 1:
+        raise ValueError(f"steps_per_round must be >= 1; got {steps_per_round}")
+    if rows not in ROW_SETS:
+        raise ValueError(f"rows must be one of {ROW_SETS}; got {rows!r}")
+    already = _rdp([event for event in spent if event.rows == rows])
     total_steps = planned_rounds * steps_per_round
 
     def epsilon_at(noise_multiplier: float) -> float:

@@ -36,6 +36,7 @@ from flwr.app import Context
 from flwr.clientapp import ClientApp
 from flwr.clientapp.typing import Mod
 
+from coordinator.app.audit_trail import AUDIT_DIR, COORDINATOR_LOG
 from coordinator.app.run_files import RunFiles, run_files
 from coordinator.app.run_state import RoundResult
 from coordinator.app.server_app import make_server_app
@@ -65,6 +66,7 @@ __all__ = [
 
 BANKS_DIR = "banks"
 LEDGERS_DIR = "ledgers"
+_BANK_AUDIT_SUFFIXES = (".jsonl", ".key", ".pub")
 RoundCallback = Callable[[RoundResult, int], None]
 EventCallback = Callable[[str], None]
 
@@ -322,11 +324,24 @@ def _write_banks(
 
 
 def _fresh_ledgers_dir(out_dir: Path) -> Path:
-    """``OUT/ledgers/``, emptied of ledgers: the simulated banks are new, so are their ledgers."""
+    """``OUT/ledgers/``, emptied of ledgers: the simulated banks are new, so are their ledgers.
+
+    The banks' audit logs and keys in ``OUT/audit/`` go with them (a key with a
+    history would refuse to start a new log); the coordinator's files stay. Guards
+    this process keeps for an earlier simulation (:func:`guard_for`) are dropped:
+    they hold the removed logs open.
+    """
     ledgers_dir = out_dir / LEDGERS_DIR
     if ledgers_dir.exists():
         for stale in ledgers_dir.glob("*.jsonl"):
             stale.unlink()
+    audit_dir = out_dir / AUDIT_DIR
+    if audit_dir.exists():
+        coordinator = Path(COORDINATOR_LOG).stem
+        for stale in audit_dir.iterdir():
+            if stale.suffix in _BANK_AUDIT_SUFFIXES and stale.stem != coordinator:
+                stale.unlink()
+    guard_for.cache_clear()
     return ledgers_dir
 
 
@@ -338,20 +353,32 @@ def _guard_settings(
     budgets: BudgetPolicy | None,
     ledgers_dir: Path,
 ) -> GuardSettings:
-    """A simulated bank's guard settings: its file, budget, ledger and the run's hold-out.
+    """A simulated bank's guard settings: its file, budget, ledger, audit log and hold-out.
 
     Every simulated bank gets the same hold-out salt, derived from the simulation's
     seed (:meth:`HoldOut.for_simulation`): with the same seed, every split and the
-    centralised run hold out the same customers.
+    centralised run hold out the same customers. Each simulated bank keeps a signed
+    audit log and its key in ``OUT/audit/<bank>.jsonl`` and ``.key`` (public key
+    ``.pub``), as a real bank does: it signs its ledger summaries with that key, which
+    ``fedcredit privacy verify OUT`` checks against ``OUT/audit/<bank>.pub``.
     """
     budget = budgets.for_bank(name) if budgets is not None else None
     ledger = ledgers_dir / f"{_file_name(name)}.jsonl" if budget is not None else None
+    audit_dir = ledgers_dir.parent / AUDIT_DIR
+    if _file_name(name) == Path(COORDINATOR_LOG).stem:
+        raise ConfigError(
+            f"a bank cannot be named '{name}': its audit files would be the coordinator's; "
+            "rename the bank",
+            source=str(data_path),
+        )
     return GuardSettings(
         bank_name=name,
         data_path=data_path,
         schema_path=schema_path,
         budget=budget,
         ledger_path=ledger,
+        audit_log=audit_dir / f"{_file_name(name)}.jsonl",
+        audit_key=audit_dir / f"{_file_name(name)}.key",
         holdout=HoldOut.for_simulation(fraction=config.test_fraction, seed=config.seed),
     )
 

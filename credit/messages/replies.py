@@ -11,15 +11,20 @@ raises :class:`~credit.errors.MalformedMessage` and the sender is dropped.
 
 from __future__ import annotations
 
+import base64
 import json
+from collections.abc import Mapping
 from enum import StrEnum
-from typing import Annotated, Any, Self
+from typing import Annotated, Any, Literal, Self
 
 import numpy as np
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from flwr.app import Array, ArrayRecord, ConfigRecord, RecordDict
 from pydantic import BaseModel, ConfigDict, Field
 
 from credit import message_keys
+from credit.audit import canonical_json
 from credit.errors import MalformedMessage
 from credit.feature_stats import FeatureStats, NumericStats
 from credit.messages._parts import ConfigPart, MetricPart
@@ -27,17 +32,20 @@ from credit.metrics import ScoreSummary
 from credit.records import array_of, record_of
 
 __all__ = [
+    "LEDGER_SUMMARY_TYPE",
     "BankIntro",
     "Dropped",
     "EvaluationDeclined",
     "EvaluationSums",
     "LedgerEvent",
+    "LedgerPlan",
     "LedgerSummary",
     "ProtocolStage",
     "Refusal",
     "TrainMetrics",
     "feature_stats_from_record",
     "feature_stats_to_record",
+    "ledger_summary_signed_bytes",
     "score_summary_from_content",
     "score_summary_to_content",
 ]
@@ -107,14 +115,61 @@ class LedgerEvent(BaseModel):
     steps: int = Field(ge=1)
     max_grad_norm: float = Field(gt=0)
     kind: str
+    run: str = ""
+    rows: Literal["train", "test"] = "train"
+
+
+class LedgerPlan(BaseModel):
+    """One run's noise calibration in a bank's ledger (see :class:`privacy.ledger.RunPlan`)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    run: str
+    kind: Literal["dp-sgd", "evaluation"] = "dp-sgd"
+    noise_multiplier: float = Field(gt=0)
+    sample_rate: float = Field(gt=0, le=1)
+    steps_per_round: int = Field(ge=1)
+    planned_rounds: int = Field(ge=1)
+    max_grad_norm: float = Field(gt=0)
+    n_train: int = Field(ge=0, le=MAX_ROWS)
+    batch_size: int = Field(ge=0)
+    local_epochs: int = Field(ge=0)
+
+
+LEDGER_SUMMARY_TYPE = "ledger-summary"
+"""The ``type`` added to a ledger summary's fields before signing (domain separation)."""
+
+
+def ledger_summary_signed_bytes(fields: Mapping[str, Any]) -> bytes:
+    """The bytes a bank signs: canonical JSON of every field but ``signature``, plus ``type``.
+
+    ``fields`` is the summary as :meth:`LedgerSummary.document` keeps it, with its
+    ``bank`` added (a verifier passes the document exactly as read from disk).
+    """
+    payload = {key: value for key, value in fields.items() if key != "signature"}
+    payload["type"] = LEDGER_SUMMARY_TYPE
+    return canonical_json(payload).encode("ascii")
 
 
 class LedgerSummary(ConfigPart):
-    """A bank's privacy ledger as it reports it: every release and the epsilon spent.
+    """A bank's privacy ledger as it reports it: every release, plan and the epsilon spent.
 
-    The events travel as one JSON entry (Flower records hold no nested tables);
-    :meth:`document` is the form kept in ``metrics.json`` and ``ledgers/<bank>.json``,
-    which ``fedcredit privacy verify`` re-checks.
+    The events and plans travel as JSON entries (Flower records hold no nested
+    tables); :meth:`document` is the form kept in ``metrics.json`` and
+    ``ledgers/<bank>.json``, which ``fedcredit privacy verify`` re-checks.
+
+    Attributes
+    ----------
+    n_train : int
+        The bank's training rows (public: the sampling rate reveals them); 0 in a
+        summary written before fedcredit reported it (verify then fails its plans).
+    plans : tuple of LedgerPlan
+        Every run's calibration, so a verifier can check q = B / n_train and steps.
+    key : str or None
+        The bank's Ed25519 audit key (base64 of its 32 raw bytes); None: unsigned.
+    signature : str or None
+        Base64 Ed25519 signature over :func:`ledger_summary_signed_bytes` of the
+        other fields; None: the bank keeps no audit key (verify reports it).
     """
 
     RECORD = message_keys.PRIVACY
@@ -124,22 +179,28 @@ class LedgerSummary(ConfigPart):
     delta: float = Field(gt=0, lt=1)
     max_epsilon: float = Field(gt=0)
     accountant: str
+    n_train: int = Field(default=0, ge=0, le=MAX_ROWS)
     events: Annotated[tuple[LedgerEvent, ...], Field(strict=False)] = ()
+    plans: Annotated[tuple[LedgerPlan, ...], Field(strict=False)] = ()
+    key: str | None = None
+    signature: str | None = None
 
     def to_record(self) -> ConfigRecord:
-        """The summary as a ConfigRecord, its events as one JSON entry."""
-        entries = self.model_dump(by_alias=True, exclude={"events"})
+        """The summary as a ConfigRecord, its events and plans as JSON entries."""
+        entries = self.model_dump(by_alias=True, exclude={"events", "plans"}, exclude_none=True)
         entries["events"] = json.dumps([event.model_dump() for event in self.events])
+        entries["plans"] = json.dumps([plan.model_dump() for plan in self.plans])
         return ConfigRecord(entries)
 
     @classmethod
     def from_record(cls, record: ConfigRecord) -> Self:
         """Validate a reported summary; :class:`MalformedMessage` otherwise."""
         entries: dict[str, Any] = {key: record[key] for key in record}
-        try:
-            entries["events"] = json.loads(str(entries.get("events", "[]")))
-        except ValueError:
-            raise MalformedMessage(f"record '{cls.RECORD}': 'events': not JSON") from None
+        for name in ("events", "plans"):
+            try:
+                entries[name] = json.loads(str(entries.get(name, "[]")))
+            except ValueError:
+                raise MalformedMessage(f"record '{cls.RECORD}': '{name}': not JSON") from None
         return cls._parse(entries)
 
     @classmethod
@@ -148,8 +209,22 @@ class LedgerSummary(ConfigPart):
         return cls.model_validate({**document, "bank": bank})
 
     def document(self) -> dict[str, Any]:
-        """epsilon, delta, max_epsilon, accountant and events, as ``metrics.json`` keeps them."""
+        """Every field but ``bank``, as ``metrics.json`` and ``ledgers/<bank>.json`` keep it."""
         return self.model_dump(exclude={"bank"}, mode="json")
+
+    def signed_bytes(self) -> bytes:
+        """What the bank signs (:func:`ledger_summary_signed_bytes` of every field)."""
+        return ledger_summary_signed_bytes(self.model_dump(mode="json"))
+
+    def signed_with(self, key: Ed25519PrivateKey) -> Self:
+        """This summary with ``key``'s public key and its signature over the other fields."""
+        public = key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+        keyed = self.model_copy(update={"key": _b64(public), "signature": None})
+        return keyed.model_copy(update={"signature": _b64(key.sign(keyed.signed_bytes()))})
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
 
 
 class TrainMetrics(MetricPart):

@@ -249,10 +249,5 @@ def _raise_if_split_changed(ledger: Path | None, digest: str, refused: LedgerErr
         if isinstance(entry, dict) and entry.get("type") == "split":
             bound = str(entry.get("digest"))
             if bound != digest:
-                raise SplitChanged(
-                    f"{ledger}: the ledger is bound to hold-out split {bound}, the bank's data "
-                    f"file and hold-out (salt, fraction) now give {digest}: a ledger keeps one "
-                    "split for life; restore the data file and the hold-out, or start a new "
-                    "ledger for a new data set or hold-out"
-                ) from refused
+                raise SplitChanged(path=ledger, recorded=bound, requested=digest) from refused
             return

@@ -152,13 +152,25 @@ def checked_bank(request: BankRequest, instructions: RunInstructions) -> Prepare
 
 
 def privacy_guard(bank: PreparedBank, settings: GuardSettings) -> PrivacyGuard | None:
-    """A guard over the bank's ledger file, re-read for every request."""
+    """A guard over the bank's ledger file, re-read for every request.
+
+    Its ledger summaries are signed with the bank's audit key (the one its audit log
+    is signed with); a bank that keeps no audit log sends them unsigned.
+    """
     budget, ledger = settings.budget, settings.ledger_path
     if budget is None or ledger is None:  # GuardSettings refuses a budget without a ledger
         return None
+    from credit.audit import load_or_create_signing_key
     from participant.guard.privacy_guard import PrivacyGuard
 
-    return PrivacyGuard(bank=bank.name, budget=budget, ledger_path=ledger, n_train=len(bank.train))
+    audit = settings.audit_settings()
+    return PrivacyGuard(
+        bank=bank.name,
+        budget=budget,
+        ledger_path=ledger,
+        n_train=len(bank.train),
+        signing_key=None if audit is None else load_or_create_signing_key(audit.key_path),
+    )
 
 
 def refusal_reply(

@@ -10,35 +10,54 @@ simulation) answers every release about its training records through a
    release, spend at most ``max_epsilon``. The calibration is written to the ledger
    as the run's plan, so a restarted participant reuses it.
 2. Before each training round the round's DP-SGD event is charged to the ledger;
-   if it would pass ``max_epsilon`` (more rounds than planned, a larger batch, more
-   epochs) the round is refused with :class:`~privacy.errors.PrivacyBudgetExceeded`
-   and no training happens.
+   if it would pass ``max_epsilon`` (more rounds than planned) the round is refused
+   with :class:`~privacy.errors.PrivacyBudgetExceeded`, and a round that asks for
+   another batch size, epoch count or clipping norm than the run's plan with
+   :class:`~privacy.errors.RunPlanChanged`; either way no training happens.
+3. Each evaluation release (noisy sums of the held-out rows) is charged as an
+   ``evaluation-release`` event about the test rows (:meth:`PrivacyGuard.charge_evaluation`),
+   with noise calibrated at the run's first evaluation so that its planned
+   evaluations fit ``max_epsilon`` on the test rows alone: training and test rows
+   are disjoint and fixed, so the two compose in parallel (see
+   :mod:`privacy.accounting`).
+
+Every event names its run and row set; every run's calibration is a plan in the
+ledger. The summary a bank sends with its replies (:meth:`PrivacyGuard.summary`)
+carries its events, plans and training-row count, signed with the bank's audit key,
+so ``fedcredit privacy verify`` can check them after the run.
 
 Training-set sizes are treated as public, as in DP-SGD practice: the sampling rate
-published in the ledger reveals them. Held-out test rows are not training rows;
-their evaluation histograms are outside the guarantee (see README, Privacy model).
+published in the ledger reveals them.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from credit.feature_stats import FeatureStats, NumericStats, grid_edges
 from credit.messages import LedgerSummary, RunInstructions
 from credit.schema import DatasetSchema
-from privacy.accounting import DpEvent, calibrate_noise_multiplier
+from privacy.accounting import DpEvent, calibrate_noise_multiplier, epsilon_by_rows
 from privacy.budget import PrivacyBudget
 from privacy.dp_sgd import steps_per_epoch
-from privacy.errors import PrivacyBudgetExceeded
+from privacy.errors import PrivacyBudgetExceeded, RunPlanChanged
 from privacy.ledger import PrivacyLedger, RunPlan
 from privacy.noise import SecureGaussian
 
-__all__ = ["PrivacyGuard", "TrainingRequest", "training_request"]
+__all__ = ["EVALUATION_SENSITIVITY", "PrivacyGuard", "TrainingRequest", "training_request"]
 
 STATS_NOISE_MULTIPLIER = 20.0
+EVALUATION_SENSITIVITY = math.sqrt(3.0)
+"""L2 sensitivity of an evaluation release under add/remove of one held-out row.
+
+The released vector is [positives(B), negatives(B), brier_sum, log_loss_sum / ln 1000]:
+one row moves one count (1), a Brier term in [0, 1] and a clipped log-loss term in
+[0, 1], so sqrt(1 + 1 + 1)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -83,14 +102,31 @@ class PrivacyGuard:
     """
 
     def __init__(
-        self, *, bank: str, budget: PrivacyBudget, ledger_path: Path, n_train: int
+        self,
+        *,
+        bank: str,
+        budget: PrivacyBudget,
+        ledger_path: Path,
+        n_train: int,
+        signing_key: Ed25519PrivateKey | None = None,
     ) -> None:
         self.n_train = n_train
         self.ledger = PrivacyLedger(ledger_path, bank=bank, budget=budget.for_rows(n_train))
+        self._signing_key = signing_key
 
     def summary(self) -> LedgerSummary:
-        """The ledger as the bank reports it with its replies (public parameters, epsilon)."""
-        return LedgerSummary(bank=self.ledger.bank, **self.ledger.summary())
+        """The ledger as the bank reports it with its replies, signed with its audit key.
+
+        Public parameters only: epsilon, delta, the budget, the events and plans and
+        the training-row count. Without a signing key (a bank that keeps no audit
+        log) the summary is unsigned, and ``fedcredit privacy verify`` says so.
+        """
+        summary = LedgerSummary(
+            bank=self.ledger.bank, n_train=self.n_train, **self.ledger.summary()
+        )
+        if self._signing_key is None:
+            return summary
+        return summary.signed_with(self._signing_key)
 
     def release_feature_stats(
         self, stats: FeatureStats, schema: DatasetSchema, request: TrainingRequest
@@ -110,11 +146,11 @@ class PrivacyGuard:
             steps=1,
             max_grad_norm=sensitivity,
             kind="gaussian-release",
+            run=request.run,
         )
-        plan = self.ledger.plan_for(request.run) or self._calibrate(request, also=[release])
-        self.ledger.charge(release)
-        if self.ledger.plan_for(request.run) is None:
-            self.ledger.record_plan(plan)
+        planned = self.ledger.plan_for(request.run)
+        new_plan = None if planned is not None else self._calibrate(request, also=[release])
+        self.ledger.charge(release, plan=new_plan)  # the plan and the release, one write
         noise = SecureGaussian()
         noisy = {}
         by_name = {feature.name: feature for feature in schema.numeric}
@@ -152,10 +188,9 @@ class PrivacyGuard:
                 delta=self.ledger.delta,
             )
         except ValueError as exc:
-            spent = self.ledger.epsilon
             raise PrivacyBudgetExceeded(
                 bank=self.ledger.bank,
-                spent=spent,
+                spent=epsilon_by_rows(self.ledger.events, self.ledger.delta)["train"],
                 requested=float("inf"),
                 maximum=budget.max_epsilon,
                 server_round=request.server_round,
@@ -167,20 +202,127 @@ class PrivacyGuard:
             steps_per_round=steps,
             planned_rounds=request.planned_rounds,
             max_grad_norm=request.max_grad_norm,
+            n_train=self.n_train,
+            batch_size=request.batch_size,
+            local_epochs=request.local_epochs,
         )
 
     def charge_round(self, request: TrainingRequest) -> DpEvent:
-        """Charge one round of DP-SGD as requested; refuse it if over budget."""
-        plan = self.plan(request)
+        """Charge one round of DP-SGD as planned; refuse it if over budget or off-plan.
+
+        Raises
+        ------
+        RunPlanChanged
+            The round's sampling rate, steps or clipping norm differ from the run's
+            plan (another batch size, epoch count or norm); nothing is charged.
+        PrivacyBudgetExceeded
+            The round would take epsilon past ``max_epsilon``; nothing is charged.
+        """
+        plan = self.ledger.plan_for(request.run)
+        new_plan = None
+        if plan is None:
+            plan = new_plan = self._calibrate(request, also=[])
+        sample_rate = min(1.0, request.batch_size / self.n_train)
+        steps = request.local_epochs * steps_per_epoch(self.n_train, request.batch_size)
+        if (sample_rate, steps, request.max_grad_norm) != (
+            plan.sample_rate,
+            plan.steps_per_round,
+            plan.max_grad_norm,
+        ):
+            raise RunPlanChanged(
+                planned=_mechanism(plan.sample_rate, plan.steps_per_round, plan.max_grad_norm),
+                asked=_mechanism(sample_rate, steps, request.max_grad_norm),
+                bank=self.ledger.bank,
+                spent=self.ledger.epsilon,
+                maximum=self.ledger.budget.max_epsilon,
+                server_round=request.server_round,
+            )
         event = DpEvent(
             round=request.server_round,
             noise_multiplier=plan.noise_multiplier,
-            sample_rate=min(1.0, request.batch_size / self.n_train),
-            steps=request.local_epochs * steps_per_epoch(self.n_train, request.batch_size),
-            max_grad_norm=request.max_grad_norm,
+            sample_rate=plan.sample_rate,
+            steps=plan.steps_per_round,
+            max_grad_norm=plan.max_grad_norm,
+            run=request.run,
         )
-        self.ledger.charge(event)
+        self.ledger.charge(event, plan=new_plan)  # a first round's plan and event, one write
         return event
+
+    def charge_evaluation(self, run: str, server_round: int, planned_evaluations: int) -> DpEvent:
+        """Charge one evaluation release of ``run`` about the test rows; return its event.
+
+        At the run's first evaluation the noise multiplier z is calibrated so that
+        ``planned_evaluations`` releases (Gaussian, sensitivity
+        :data:`EVALUATION_SENSITIVITY`, q = 1, one step each) fit ``max_epsilon``
+        composed with the test-row releases already spent (training-row releases
+        compose in parallel and do not count), and persisted as the run's
+        ``evaluation`` plan together with the first release; later evaluations reuse
+        it. The caller adds Gaussian noise of standard deviation
+        ``event.noise_multiplier * event.max_grad_norm`` to the released vector.
+
+        Raises
+        ------
+        PrivacyBudgetExceeded
+            No noise fits the remaining test-row budget, or this release would pass
+            it (more evaluations than planned); nothing is recorded.
+        """
+        if planned_evaluations < 1:
+            raise ValueError(f"planned_evaluations must be >= 1; got {planned_evaluations}")
+        plan = self.ledger.plan_for(run, "evaluation")
+        new_plan = None
+        if plan is None:
+            plan = new_plan = self._evaluation_plan(run, server_round, planned_evaluations)
+        event = DpEvent(
+            round=server_round,
+            noise_multiplier=plan.noise_multiplier,
+            sample_rate=1.0,
+            steps=1,
+            max_grad_norm=EVALUATION_SENSITIVITY,
+            kind="evaluation-release",
+            run=run,
+            rows="test",
+        )
+        self.ledger.charge(event, plan=new_plan)
+        return event
+
+    def _evaluation_plan(self, run: str, server_round: int, planned_evaluations: int) -> RunPlan:
+        """The noise of ``planned_evaluations`` releases on the test rows' remaining budget."""
+        budget = self.ledger.budget
+        try:
+            noise_multiplier = calibrate_noise_multiplier(
+                spent=self.ledger.events,
+                planned_rounds=planned_evaluations,
+                sample_rate=1.0,
+                steps_per_round=1,
+                max_epsilon=budget.max_epsilon,
+                delta=self.ledger.delta,
+                rows="test",
+            )
+        except ValueError as exc:
+            raise PrivacyBudgetExceeded(
+                bank=self.ledger.bank,
+                spent=epsilon_by_rows(self.ledger.events, self.ledger.delta)["test"],
+                requested=float("inf"),
+                maximum=budget.max_epsilon,
+                server_round=server_round,
+            ) from exc
+        return RunPlan(
+            run=run,
+            kind="evaluation",
+            noise_multiplier=noise_multiplier,
+            sample_rate=1.0,
+            steps_per_round=1,
+            planned_rounds=planned_evaluations,
+            max_grad_norm=EVALUATION_SENSITIVITY,
+            n_train=self.n_train,
+            batch_size=0,
+            local_epochs=0,
+        )
+
+
+def _mechanism(sample_rate: float, steps: int, max_grad_norm: float) -> str:
+    """A DP-SGD round's mechanism as text for a refusal."""
+    return f"sampling rate {sample_rate:.6g}, {steps} steps, max-grad-norm {max_grad_norm:g}"
 
 
 def _stats_from_histogram(histogram: np.ndarray, edges: np.ndarray) -> NumericStats:

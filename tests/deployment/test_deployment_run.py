@@ -20,6 +20,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from participant.node.node_keys import BankKeyFiles
 from tests.deployment.consortium import (
     FEDCREDIT,
     RunningConsortium,
@@ -117,6 +118,18 @@ def _start_banks(
     return homes
 
 
+def _bank_keys(consortium: RunningConsortium, banks: list[str]) -> list[str]:
+    """``--bank-key BANK=PUBFILE`` per bank: the audit key its keygen published."""
+    return [
+        argument
+        for bank in banks
+        for argument in (
+            "--bank-key",
+            f"{bank}={BankKeyFiles(consortium.work / bank / 'keys').audit_public}",
+        )
+    ]
+
+
 def _metrics(out: Path) -> dict:  # type: ignore[type-arg]
     return json.loads((out / "metrics.json").read_text(encoding="utf-8"))
 
@@ -145,7 +158,7 @@ def test_three_banks_train_with_dp_and_secure_aggregation_end_to_end(
     for bank in banks:
         spent = metrics["privacy"][bank]["epsilon"]
         assert 0 < spent <= MAX_EPSILON
-    assert fedcredit("privacy", "verify", str(out)).returncode == 0
+    assert fedcredit("privacy", "verify", str(out), *_bank_keys(consortium, banks)).returncode == 0
 
     # The audit logs of both sides verify; an edited line is named.
     coordinator_log = out / "audit" / "coordinator.jsonl"
@@ -213,7 +226,7 @@ def test_run_survives_a_lost_bank_a_coordinator_crash_and_a_revocation(
     assert status.returncode == 1, status.stdout
     assert not any(r["aborted"] for r in metrics["rounds"])
     # Bank ledgers stay consistent across the crash: re-checked independently.
-    assert fedcredit("privacy", "verify", str(out)).returncode == 0
+    assert fedcredit("privacy", "verify", str(out), *_bank_keys(consortium, banks)).returncode == 0
     log = (out / "audit" / "coordinator.jsonl").read_text(encoding="utf-8")
     assert log.count('"event":"run-resume"') == 1
     fedcredit("audit", "verify", str(out / "audit" / "coordinator.jsonl"))

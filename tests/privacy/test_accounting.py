@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import dp_accounting
 import pytest
 from dp_accounting import pld, rdp
 
-from privacy.accounting import DpEvent, calibrate_noise_multiplier, epsilon_spent
+from privacy.accounting import (
+    DpEvent,
+    calibrate_noise_multiplier,
+    epsilon_by_rows,
+    epsilon_spent,
+)
 
 LEDGERS = {
     "ten-rounds-logreg": (
@@ -18,6 +25,12 @@ LEDGERS = {
         [DpEvent(round=r, noise_multiplier=2.5, sample_rate=64 / 374, steps=6,
                  max_grad_norm=1.0) for r in range(1, 31)],
         1 / 3_740,
+    ),
+    "evaluation-releases": (
+        [DpEvent(round=r, noise_multiplier=8.0, sample_rate=1.0, steps=1,
+                 max_grad_norm=3**0.5, kind="evaluation-release", rows="test")
+         for r in range(1, 11)],
+        1e-5,
     ),
     "setup-release-then-training": (
         [DpEvent(round=0, noise_multiplier=20.0, sample_rate=1.0, steps=1, max_grad_norm=3.6,
@@ -116,7 +129,64 @@ def test_impossible_budget_is_refused() -> None:
      ("max_grad_norm", -1.0)],
 )  # fmt: skip
 def test_invalid_events_are_rejected(field: str, value: float) -> None:
-    arguments = {"round": 1, "noise_multiplier": 1.0, "sample_rate": 0.1, "steps": 10,
-                 "max_grad_norm": 1.0, field: value}  # fmt: skip
+    arguments: dict[str, Any] = {"round": 1, "noise_multiplier": 1.0, "sample_rate": 0.1,
+                                 "steps": 10, "max_grad_norm": 1.0, field: value}  # fmt: skip
     with pytest.raises(ValueError, match=field):
         DpEvent(**arguments)
+
+
+def _evaluation(round_: int, sigma: float = 8.0) -> DpEvent:
+    return DpEvent(
+        round=round_, noise_multiplier=sigma, sample_rate=1.0, steps=1, max_grad_norm=3**0.5,
+        kind="evaluation-release", run="r", rows="test",
+    )  # fmt: skip
+
+
+def test_row_sets_compose_in_parallel() -> None:
+    """Epsilon is the larger row set's: test-row events do not add to training-row ones."""
+    training, _ = LEDGERS["ten-rounds-logreg"]
+    evaluations = [_evaluation(r) for r in range(1, 11)]
+    delta = 1 / 240_000
+    by_rows = epsilon_by_rows([*training, *evaluations], delta)
+    assert by_rows == {
+        "train": pytest.approx(epsilon_spent(training, delta)),
+        "test": pytest.approx(epsilon_spent(evaluations, delta)),
+    }
+    assert epsilon_spent([*evaluations, *training], delta) == pytest.approx(max(by_rows.values()))
+    assert epsilon_by_rows([], delta) == {"train": 0.0, "test": 0.0}
+    # Each set on its own agrees with dp_accounting's composition of that set alone.
+    reference_rdp, _ = _reference(evaluations, delta)
+    assert by_rows["test"] == pytest.approx(reference_rdp, rel=0.02)
+
+
+def test_calibration_composes_only_with_its_own_row_set() -> None:
+    training, _ = LEDGERS["ten-rounds-logreg"]
+    plan = {"planned_rounds": 10, "sample_rate": 1.0, "steps_per_round": 1, "max_epsilon": 1.0,
+            "delta": 1e-5, "rows": "test"}  # fmt: skip
+    fresh = calibrate_noise_multiplier(spent=[], **plan)  # type: ignore[arg-type]
+    after_training = calibrate_noise_multiplier(spent=training, **plan)  # type: ignore[arg-type]
+    after_evaluations = calibrate_noise_multiplier(
+        spent=[_evaluation(0, sigma=12.0)],
+        **plan,  # type: ignore[arg-type]
+    )
+    assert after_training == fresh
+    assert after_evaluations > fresh
+    released = [_evaluation(r, sigma=fresh) for r in range(1, 11)]
+    assert (
+        epsilon_spent(released, 1e-5)
+        <= 1.0
+        < epsilon_spent([*released, _evaluation(11, fresh)], 1e-5)
+    )
+
+
+@pytest.mark.parametrize(
+    ("kind", "rows", "problem"),
+    [("dp-sgd", "test", "rows of a dp-sgd event must be 'train'"),
+     ("gaussian-release", "test", "must be 'train'"),
+     ("evaluation-release", "train", "must be 'test'"),
+     ("histogram", "train", "kind must be one of")],
+)  # fmt: skip
+def test_an_event_is_about_its_kind_s_row_set(kind: str, rows: str, problem: str) -> None:
+    with pytest.raises(ValueError, match=problem):
+        DpEvent(round=1, noise_multiplier=1.0, sample_rate=1.0, steps=1, max_grad_norm=1.0,
+                kind=kind, rows=rows)  # type: ignore[arg-type]  # fmt: skip

@@ -8,6 +8,7 @@ import pytest
 
 from credit.run_config import RunConfig
 from privacy.budget import PrivacyBudget
+from privacy.verify import verify_run
 from simulations.budgets import BudgetPolicy
 from simulations.engine import plan_simulation, run_simulated_consortium
 from tests.support.checks import (
@@ -32,6 +33,11 @@ def _run(out: Path, **config: object) -> list[str]:
 def test_private_run_spends_at_most_the_budget_and_verifies(tmp_path: Path) -> None:
     _run(tmp_path, rounds=3, batch_size=256)
     check_private_run_spends_at_most_the_budget_and_verifies(tmp_path)
+    # Every check passes, signatures too: the banks signed their summaries in Ray's
+    # worker processes with the keys in OUT/audit/.
+    checks = verify_run(tmp_path)
+    assert [check.problems for check in checks] == [()] * 4
+    assert all(check.ok for check in checks)
 
 
 def test_rounds_past_the_plan_are_refused_and_the_run_stops_cleanly(tmp_path: Path) -> None:

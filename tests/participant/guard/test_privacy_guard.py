@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+import base64
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from credit.feature_stats import compute_feature_stats
-from participant.guard.privacy_guard import PrivacyGuard, TrainingRequest
+from credit.messages.replies import ledger_summary_signed_bytes
+from credit.schema import DatasetSchema
+from participant.guard.privacy_guard import (
+    EVALUATION_SENSITIVITY,
+    PrivacyGuard,
+    TrainingRequest,
+)
+from privacy.accounting import epsilon_by_rows
 from privacy.budget import PrivacyBudget, default_delta
-from privacy.errors import PrivacyBudgetExceeded
+from privacy.errors import PrivacyBudgetExceeded, RunPlanChanged
 
 N_TRAIN = 4_000
 
@@ -73,7 +84,9 @@ def test_changed_batch_size_or_epochs_is_refused(tmp_path: Path, change: dict[st
     assert guard.ledger.events == before
 
 
-def test_feature_stats_release_is_charged_and_noisy(tmp_path: Path, schema, write_bank_csv) -> None:
+def test_feature_stats_release_is_charged_and_noisy(
+    tmp_path: Path, schema: DatasetSchema, write_bank_csv: Callable[..., Path]
+) -> None:
     from credit.loading import load_bank_csv
 
     frame = load_bank_csv(write_bank_csv(1_000), schema).frame
@@ -91,7 +104,7 @@ def test_feature_stats_release_is_charged_and_noisy(tmp_path: Path, schema, writ
 
 
 def test_budget_too_small_for_any_plan_is_refused_before_release(
-    tmp_path: Path, schema, write_bank_csv
+    tmp_path: Path, schema: DatasetSchema, write_bank_csv: Callable[..., Path]
 ) -> None:
     from credit.loading import load_bank_csv
 
@@ -111,3 +124,84 @@ def test_delta_defaults_to_a_tenth_of_one_over_n(tmp_path: Path) -> None:
             ledger_path=tmp_path / "x.jsonl",
             n_train=N_TRAIN,
         )
+
+
+def test_events_name_their_run_and_rows_and_plans_their_mechanism(tmp_path: Path) -> None:
+    guard = _guard(tmp_path / "ledger.jsonl")
+    event = guard.charge_round(_request(1))
+    assert (event.run, event.rows, event.kind) == ("run-1", "train", "dp-sgd")
+    plan = guard.ledger.plan_for("run-1")
+    assert plan is not None
+    assert (plan.kind, plan.n_train, plan.batch_size, plan.local_epochs) == (
+        "dp-sgd",
+        N_TRAIN,
+        64,
+        1,
+    )
+    assert plan.sample_rate == 64 / N_TRAIN and plan.steps_per_round == 63  # ceil(4000 / 64)
+
+
+def test_a_round_off_the_run_s_plan_is_refused_even_within_budget(tmp_path: Path) -> None:
+    guard = _guard(tmp_path / "ledger.jsonl")
+    guard.charge_round(_request(1))
+    with pytest.raises(
+        RunPlanChanged,
+        match=r"sampling rate 0\.016, 63 steps.*asks for sampling rate 0\.008, 125 steps",
+    ) as refusal:
+        guard.charge_round(_request(2, batch_size=32))  # fewer rows per step: would fit
+    assert refusal.value.server_round == 2
+    assert [e.round for e in guard.ledger.events] == [1]
+
+
+def test_evaluations_are_calibrated_once_and_charged_to_the_test_rows(tmp_path: Path) -> None:
+    guard = _guard(tmp_path / "ledger.jsonl")
+    for server_round in range(1, 11):
+        guard.charge_round(_request(server_round))
+    training = guard.ledger.epsilon
+    events = [guard.charge_evaluation("run-1", r, planned_evaluations=5) for r in range(1, 6)]
+    plan = guard.ledger.plan_for("run-1", "evaluation")
+    assert plan is not None and plan.planned_rounds == 5 and plan.kind == "evaluation"
+    assert {e.noise_multiplier for e in events} == {plan.noise_multiplier}
+    assert all(
+        (e.kind, e.rows, e.sample_rate, e.steps, e.max_grad_norm)
+        == ("evaluation-release", "test", 1.0, 1, EVALUATION_SENSITIVITY)
+        for e in events
+    )
+    spent = epsilon_by_rows(guard.ledger.events, guard.ledger.delta)
+    assert spent["train"] == pytest.approx(training)  # parallel, not added
+    assert 0.97 < spent["test"] <= 1.0
+    before = guard.ledger.events
+    with pytest.raises(PrivacyBudgetExceeded) as refusal:
+        guard.charge_evaluation("run-1", 6, planned_evaluations=5)
+    assert refusal.value.server_round == 6
+    assert guard.ledger.events == before
+    # A restarted guard reuses the plan (the same noise), and the budget stays spent.
+    with pytest.raises(PrivacyBudgetExceeded):
+        _guard(tmp_path / "ledger.jsonl").charge_evaluation("run-1", 6, planned_evaluations=5)
+
+
+def test_no_evaluation_plan_is_recorded_when_none_fits(tmp_path: Path) -> None:
+    guard = _guard(tmp_path / "ledger.jsonl", max_epsilon=0.001)
+    with pytest.raises(PrivacyBudgetExceeded):
+        guard.charge_evaluation("run-1", 1, planned_evaluations=10)
+    assert guard.ledger.events == () and guard.ledger.plans == ()
+
+
+def test_the_summary_is_signed_with_the_bank_s_key(tmp_path: Path) -> None:
+    key = Ed25519PrivateKey.generate()
+    budget = PrivacyBudget(max_epsilon=1.0)
+    guard = PrivacyGuard(
+        bank="bank-1", budget=budget, ledger_path=tmp_path / "l.jsonl", n_train=N_TRAIN,
+        signing_key=key,
+    )  # fmt: skip
+    guard.charge_round(_request(1))
+    summary = guard.summary()
+    assert summary.n_train == N_TRAIN and len(summary.plans) == 1 and len(summary.events) == 1
+    public = key.public_key()
+    assert base64.b64decode(summary.key or "") == public.public_bytes(
+        Encoding.Raw, PublicFormat.Raw
+    )
+    payload = ledger_summary_signed_bytes({**summary.document(), "bank": "bank-1"})
+    public.verify(base64.b64decode(summary.signature or ""), payload)  # raises if not
+    unsigned = _guard(tmp_path / "l.jsonl").summary()
+    assert unsigned.key is None and unsigned.signature is None
