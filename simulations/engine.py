@@ -66,7 +66,7 @@ __all__ = [
 
 BANKS_DIR = "banks"
 LEDGERS_DIR = "ledgers"
-_BANK_AUDIT_SUFFIXES = (".jsonl", ".key", ".pub")
+_BANK_AUDIT_SUFFIXES = (".jsonl", ".key", ".pub", ".history")
 RoundCallback = Callable[[RoundResult, int], None]
 EventCallback = Callable[[str], None]
 

@@ -192,7 +192,9 @@ class RunDriver:
         if in_the_clear:
             stats = combine_feature_stats([r.stats for r in joined if r.stats is not None])
         elif federated and isinstance(aggregation, SecureAggregation):
-            stats = self._secure_setup_sum(aggregation, joined)
+            stats, refused = self._secure_setup_sum(aggregation, joined)
+            # A bank whose budget refuses the set-up release takes no part in the run.
+            joined = [reply for reply in joined if reply.bank.name not in refused]
         if stats is not None and self._private:
             stats = settle_noisy(stats, self.schema)  # clipped only after summing
         encoder = fit_run_encoder(config, self.schema, stats)
@@ -219,8 +221,9 @@ class RunDriver:
 
     def _secure_setup_sum(
         self, aggregation: SecureAggregation, joined: Sequence[SetupReply]
-    ) -> FeatureStats:
-        """The banks' aggregates summed in secure round 0 (three exchanges).
+    ) -> tuple[FeatureStats, set[str]]:
+        """The banks' aggregates summed in secure round 0 (three exchanges), and the banks
+        that refused to release theirs.
 
         Raises
         ------
@@ -234,7 +237,8 @@ class RunDriver:
         try:
             messages = aggregation.setup_messages(query, len(features) * (grid_bins + 3), nodes)
             replies = self._exchange(messages, Stage.FEATURE_STATS, 0)
-            answered = self._book.sort(replies, _as_is, 0).answers
+            replied = self._book.sort(replies, _as_is, 0)
+            answered = replied.answers
             first = ArrayRecord()  # round 1's keys are for the model built after this
             total = aggregation.sum_setup(answered, query, first)
         except RoundAborted as abort:
@@ -245,7 +249,8 @@ class RunDriver:
                 required=abort.required,
                 reasons=[str(abort)],
             ) from None
-        return FeatureStats.from_vector(total, features=features, grid_bins=grid_bins)
+        stats = FeatureStats.from_vector(total, features=features, grid_bins=grid_bins)
+        return stats, {refusal.bank for refusal in replied.refused}
 
     def _resume(self, audit: CoordinatorAudit) -> tuple[RunState, Aggregation, int]:
         """Continue from the checkpoint: find the run's banks again (no data release), re-key.

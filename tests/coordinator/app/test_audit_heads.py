@@ -107,7 +107,9 @@ def test_without_an_audit_trail_an_exchange_sends_no_head(tmp_path: Path) -> Non
 
 def _with_bank_logs(plan: SimulationPlan, folder: Path) -> SimulationPlan:
     banks = tuple(
-        bank.model_copy(update={"audit_log": folder / f"{bank.bank_name}.jsonl"})
+        bank.model_copy(
+            update={"audit_log": folder / f"{bank.bank_name}.jsonl", "audit_key": None}
+        )
         for bank in plan.banks
     )
     return dataclasses.replace(plan, banks=banks)
@@ -175,7 +177,8 @@ def test_each_bank_records_the_coordinators_head_of_every_request(
     for bank in banks.values():
         recorded = [e["data"] for e in _entries(bank) if e["event"] == "coordinator-head"]
         assert [r["request"] for r in recorded] == [
-            "query", "query", "train", "query", "train", "query", "evaluate",
+            "query", "query", "query", "query",  # join, advertise 0, statistics, unmask 0
+            "train", "query", "train", "query", "evaluate", "query",
         ]  # fmt: skip
         assert {r["key"] for r in recorded} == {report.fingerprint}
         assert all(r["run"] == "1" for r in recorded)  # Flower's run id: the run has no name

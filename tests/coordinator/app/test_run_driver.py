@@ -29,6 +29,7 @@ from credit.run_config import RunConfig
 from privacy.budget import PrivacyBudget
 from simulations.budgets import BudgetPolicy
 from simulations.engine import SimulationPlan, plan_simulation
+from simulations.exact import exact_final_metrics
 from tests.support.checks import (
     check_a_bank_without_budget_left_is_skipped,
     check_checkpoint_completed_round,
@@ -206,8 +207,9 @@ def test_a_bank_that_fails_mid_run_is_dropped_from_the_round_and_the_others_go_o
     ]
     assert all("not a ledger entry" in failure.reason for failure in grid.failures)
     # The survivors' update is a real training step (a wrongly unmasked sum would be
-    # a random model): round 2 improves on round 1, by about 0.03 AUC at this seed.
-    assert document["rounds"][1]["auc"] > document["rounds"][0]["auc"]
+    # a random model). The released metrics are noisy under budgets: the harness scores
+    # the last model exactly on the banks' held-out rows.
+    assert exact_final_metrics(tmp_path / "model", plan.banks).auc > 0.60  # 0.67 at this seed
 
 
 def _failing_once(bank: int, when: Callable[[Message], bool], out: Path) -> Mod:
