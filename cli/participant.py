@@ -131,6 +131,21 @@ HoldoutSalt = Annotated[
         "the node generated at its first start; a ledger bound to another split refuses it.",
     ),
 ]
+MaxScoreBins = Annotated[
+    int,
+    typer.Option(
+        min=2,
+        max=10_000,
+        help="Most score-histogram bins per class the bank releases when it scores a "
+        "model on its held-out rows (a run asking for more is refused).",
+    ),
+]
+MinHoldoutRows = Annotated[
+    int,
+    typer.Option(
+        min=1, help="The bank releases no evaluation while it holds out fewer rows than this."
+    ),
+]
 RequireSecure = Annotated[
     bool,
     typer.Option(
@@ -163,6 +178,8 @@ def start(
     holdout_salt: HoldoutSalt = None,
     node_user: NodeUser = None,
     require_secure_aggregation: RequireSecure = False,
+    max_score_bins: MaxScoreBins = 100,
+    min_holdout_rows: MinHoldoutRows = 50,
 ) -> None:
     """Check the data and records, then start the bank's guard and its SuperNode.
 
@@ -171,6 +188,7 @@ def start(
     only relays messages to it. Both run in the background until `participant stop`.
     """
     from deploy.bundle import Bundle
+    from participant.guard.settings import EvaluationPolicy
     from participant.node.supernode import (
         NodeSettings,
         keeps_holdout_salt,
@@ -194,6 +212,9 @@ def start(
             runtime_port=runtime_port,
             node_user=node_user,
             require_secure_aggregation=require_secure_aggregation,
+            evaluation=EvaluationPolicy(
+                max_score_bins=max_score_bins, min_holdout_rows=min_holdout_rows
+            ),
         )
         plan = prepare_node(settings)
         if not keeps_holdout_salt(plan.home):

@@ -34,7 +34,7 @@ import pwd
 import stat
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -50,6 +50,7 @@ from deploy.services import Service, ServiceError
 from participant.guard.settings import (
     DEFAULT_HOLDOUT_FRACTION,
     REVEAL_SECRETS,
+    EvaluationPolicy,
     GuardSettings,
     HoldOut,
 )
@@ -109,6 +110,8 @@ class NodeSettings:
         Run the SuperNode's ClientApps as this unprivileged user (root only).
     require_secure_aggregation : bool
         Refuse to send a model update outside secure aggregation.
+    evaluation : EvaluationPolicy
+        What the bank releases about its held-out rows (score bins, minimum rows).
     """
 
     bundle: Bundle
@@ -121,6 +124,7 @@ class NodeSettings:
     runtime_port: int = DEFAULT_RUNTIME_PORT
     node_user: str | None = None
     require_secure_aggregation: bool = False
+    evaluation: EvaluationPolicy = field(default_factory=EvaluationPolicy)
 
     @property
     def ledger(self) -> Path:
@@ -376,6 +380,7 @@ def node_plan(settings: NodeSettings) -> NodePlan:
         holdout=settings.holdout,
         approved_version=__version__,
         require_secure_aggregation=settings.require_secure_aggregation,
+        evaluation=settings.evaluation,
     )
     return NodePlan(
         guard=guard,

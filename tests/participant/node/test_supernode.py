@@ -16,6 +16,7 @@ from cli.app import app
 from credit import __version__
 from credit.errors import ConfigError
 from deploy.bundle import Bundle
+from participant.guard.settings import EvaluationPolicy
 from participant.node.node_keys import generate_bank_keys
 from participant.node.supernode import (
     NodePlan,
@@ -43,6 +44,7 @@ def _settings(
         holdout=hold_out("5a" * 32),
         runtime_port=19194,
         node_user=node_user,
+        evaluation=EvaluationPolicy(max_score_bins=40, min_holdout_rows=120),
     )
 
 
@@ -73,6 +75,7 @@ def test_the_guard_gets_the_banks_settings_and_the_plan_reads_back(
     assert guard.budget == PrivacyBudget(max_epsilon=2.5)
     assert guard.ledger_path == settings.ledger and guard.audit_log == settings.audit_log
     assert guard.approved_version == __version__
+    assert guard.evaluation == EvaluationPolicy(max_score_bins=40, min_holdout_rows=120)
     settings.home.mkdir()
     plan.save()
     assert NodePlan.load(settings.home) == plan
