@@ -261,6 +261,22 @@ Resume = Annotated[
 MinBanks = Annotated[
     int | None, typer.Option(min=1, help="Fewest banks a round needs (default: consortium's).")
 ]
+EvaluateEvery = Annotated[
+    int | None,
+    typer.Option(
+        min=0,
+        help="Score the global model every N rounds (the last round's always; 0: only the "
+        "last). Default: every round, or only the last when the banks have budgets.",
+    ),
+]
+ScoreBins = Annotated[
+    int | None,
+    typer.Option(
+        min=2,
+        help="Score-histogram bins per class the banks are asked for (even; default 100, "
+        "which is also a bank's default cap).",
+    ),
+]
 SecureAggregation = Annotated[
     bool | None,
     typer.Option(
@@ -279,6 +295,8 @@ def launch(
     resume: Resume = None,
     min_banks: MinBanks = None,
     secure_aggregation: SecureAggregation = None,
+    evaluate_every: EvaluateEvery = None,
+    score_bins: ScoreBins = None,
 ) -> None:
     """Submit a run to the SuperLink, stream per-round progress, collect the results."""
     from coordinator.ops.launch import launch_run
@@ -296,6 +314,8 @@ def launch(
                 "rounds": rounds,
                 "min_banks": min_banks,
                 "secure_aggregation": secure_aggregation,
+                "evaluate_every": evaluate_every,
+                "score_bins": score_bins,
             },
             run_name=run_name,
             resume=resume,

@@ -34,6 +34,21 @@ def test_a_new_run_takes_the_consortium_defaults_and_fixed_paths(consortium: Con
     assert config["schema"] == str(consortium.schema_path)
 
 
+def test_the_evaluation_cadence_and_score_bins_are_the_operators_flags(
+    consortium: Consortium,
+) -> None:
+    unset = run_config_for(consortium, run_name="q3", resume=False, overrides={})
+    assert "evaluate-every" not in unset  # the driver's default: every round, or the last
+    assert unset["score-bins"] == 100  # a bank's default cap
+    config = run_config_for(
+        consortium,
+        run_name="q3",
+        resume=False,
+        overrides={"evaluate_every": 0, "score_bins": 40},
+    )
+    assert config["evaluate-every"] == 0 and config["score-bins"] == 40
+
+
 def test_a_resumed_run_keeps_the_settings_it_started_with(consortium: Consortium) -> None:
     started = run_config_for(
         consortium,
