@@ -15,6 +15,9 @@ from credit.feature_stats import (
     combine_feature_stats,
     compute_feature_stats,
     grid_edges,
+    numeric_inputs,
+    settle_noisy,
+    stats_from_histogram,
     transform_values,
 )
 from credit.loading import load_bank_csv
@@ -128,3 +131,37 @@ def test_stats_on_different_grids_do_not_combine(
 def test_combining_nothing_is_rejected() -> None:
     with pytest.raises(ValueError, match="no feature statistics to combine"):
         combine_feature_stats([])
+
+
+def test_noisy_sums_are_clipped_only_after_summing(schema: DatasetSchema) -> None:
+    """Two banks' noisy histograms: negative noise in one cancels positive in the other;
+    clipping each bank's first would leave a positive bias in empty cells."""
+    name = numeric_inputs(schema)[0]
+    grid_bins = 4
+    edges = grid_edges(next(f for f in schema.numeric if f.name == name), grid_bins)
+
+    def bank(histogram: list[float]) -> FeatureStats:
+        return FeatureStats(
+            numeric={name: stats_from_histogram(np.array(histogram), edges)},
+            grid_bins=grid_bins,
+        )
+
+    one, two = bank([5.0, -3.0, 2.0, -1.5]), bank([1.0, 3.5, -2.0, 1.0])
+    settled = settle_noisy(combine_feature_stats([one, two]), schema).numeric[name]
+    np.testing.assert_array_equal(settled.histogram, [6.0, 0.5, 0.0, 0.0])
+    centres = (edges[:-1] + edges[1:]) / 2
+    assert settled.total == pytest.approx(6.0 * centres[0] + 0.5 * centres[1])
+    assert settled.count == 6
+    clipped_first = np.clip(one.numeric[name].histogram, 0, None) + np.clip(
+        two.numeric[name].histogram, 0, None
+    )
+    assert clipped_first.sum() > settled.histogram.sum()  # the bias settling avoids
+
+
+def test_a_feature_stats_vector_round_trips(schema: DatasetSchema, frame: pd.DataFrame) -> None:
+    stats = compute_feature_stats(frame.iloc[:500], schema, 16)
+    features = list(stats.numeric)
+    back = FeatureStats.from_vector(stats.to_vector(), features=features, grid_bins=16)
+    _assert_same_stats(back, stats)
+    with pytest.raises(ValueError, match="entries"):
+        FeatureStats.from_vector(stats.to_vector()[:-1], features=features, grid_bins=16)

@@ -130,3 +130,10 @@ def test_a_bank_dropping_out_at_train_does_not_score_the_previous_model(
     reply, bank = _mod_answer(message(MessageType.TRAIN, content))
     assert Dropped.take(reply.content).stage == ProtocolStage.TRAIN
     assert list(reply.content) == [keys.DROPPED] and bank.received == []
+
+
+def test_no_bank_drops_out_of_the_set_up_secure_round() -> None:
+    """Round 0 (the set-up's secure sum) is never a dropout round, at any rate."""
+    for bank in ("bank-1", "bank-2", "EDUCATION=other"):
+        assert dropout_stage(SEED, bank, 0, 0.99) is None
+    assert any(dropout_stage(SEED, BANK, r, 0.99) is not None for r in range(1, 5))

@@ -107,9 +107,7 @@ def test_without_an_audit_trail_an_exchange_sends_no_head(tmp_path: Path) -> Non
 
 def _with_bank_logs(plan: SimulationPlan, folder: Path) -> SimulationPlan:
     banks = tuple(
-        bank.model_copy(
-            update={"audit_log": folder / f"{bank.bank_name}.jsonl", "audit_key": None}
-        )
+        bank.model_copy(update={"audit_log": folder / f"{bank.bank_name}.jsonl", "audit_key": None})
         for bank in plan.banks
     )
     return dataclasses.replace(plan, banks=banks)
