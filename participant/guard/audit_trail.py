@@ -16,7 +16,9 @@ guard holds the key. Without a log (simulations) nothing is recorded. Events::
     evaluate  run, server_round (whose global model it scored: an evaluate message's
               round, or the round before a train message that asks for the evaluation
               of the model it carries), model_sha256 (the global model it scored)
-    run-end   run, server_round: after the evaluation of the last planned round's model
+    run-end   run, server_round: after the evaluation of the last planned round's model;
+              under secure aggregation after the shares of that evaluation's own
+              secure round (a round past the planned ones), its last request
     coordinator-head
               run, server_round, request (query, train, evaluate), and the head of
               the coordinator's audit log the request carried (seq, head, key), or
@@ -52,6 +54,7 @@ __all__ = [
     "record_evaluate",
     "record_join",
     "record_refusal",
+    "record_run_end",
     "record_train",
     "stamp_head",
 ]
@@ -151,19 +154,30 @@ def record_evaluate(
     server_round: int,
     flower_run_id: int,
     model_sha256: str,
+    closes: bool = True,
 ) -> None:
     """The bank scored round ``server_round``'s global model (the last planned one's: run-end).
 
     The model comes in an evaluate message, or in the next round's train message that
-    asks for its evaluation (an :class:`~credit.messages.EvaluateRequest`).
+    asks for its evaluation (an :class:`~credit.messages.EvaluateRequest`). ``closes``
+    False: the run's last request is still to come (the evaluation's secure round is
+    unmasked next, :func:`record_run_end`).
     """
     key = run.run_key(flower_run_id)
     events: list[Event] = [
         ("evaluate", {"run": key, "server_round": server_round, "model_sha256": model_sha256})
     ]
-    if server_round >= run.planned_rounds:
+    if closes and server_round >= run.planned_rounds:
         events.append(("run-end", {"run": key, "server_round": server_round}))
     _record(log, *events)
+
+
+def record_run_end(
+    log: AuditLog | None, run: RunInstructions, *, server_round: int, flower_run_id: int
+) -> None:
+    """The run's last request was answered: the unmask of secure round ``server_round``,
+    past the planned rounds (the last model's evaluation)."""
+    _record(log, ("run-end", {"run": run.run_key(flower_run_id), "server_round": server_round}))
 
 
 def record_coordinator_head(

@@ -41,6 +41,7 @@ from participant.guard.audit_trail import (
     record_evaluate,
     record_join,
     record_refusal,
+    record_run_end,
     record_train,
 )
 from participant.guard.bank import PreparedBank
@@ -323,6 +324,13 @@ def unmask(request: BankRequest, query: QueryInstructions) -> RecordDict:
     content = RecordDict()
     reveal(request.secagg, asked).put(content)
     _advertise_if_asked(request, content)
+    if asked.server_round > query.planned_rounds:  # the last model's evaluation's round
+        record_run_end(
+            request.audit,
+            query,
+            server_round=asked.server_round,
+            flower_run_id=request.flower_run_id,
+        )
     return content
 
 
@@ -428,11 +436,14 @@ def _evaluation(
     global_arrays: ArrayRecord,
     asked: EvaluateRequest,
     guard: PrivacyGuard | None,
+    *,
+    closes: bool = True,
 ) -> Evaluation:
     """The received model (of round ``asked.server_round``) scored on the held-out rows.
 
     A release the held-out rows' budget does not allow is declined (and recorded as a
-    refusal in the bank's audit log); training is judged on its own.
+    refusal in the bank's audit log); training is judged on its own. ``closes``: the
+    audit log's run-end may follow (not when a secure round's unmask is still to come).
     """
     run = instructions.run_key(request.flower_run_id)
     try:
@@ -461,6 +472,7 @@ def _evaluation(
             server_round=asked.server_round,
             flower_run_id=request.flower_run_id,
             model_sha256=model_sha256(global_arrays),
+            closes=closes,
         )
     return evaluation
 
@@ -546,7 +558,9 @@ def evaluate(request: BankRequest) -> RecordDict:
     code = None if inputs is None else receive_keys(request.secagg, inputs)
     guard = privacy_guard(bank, request.settings)
     asked = EvaluateRequest(server_round=instructions.server_round)
-    evaluation = _evaluation(request, bank, instructions, global_arrays, asked, guard)
+    evaluation = _evaluation(
+        request, bank, instructions, global_arrays, asked, guard, closes=inputs is None
+    )
     if inputs is None or code is None:
         content = _plain_evaluation(
             evaluation, scores_key=message_keys.SCORES, sums_key=message_keys.METRICS

@@ -242,18 +242,21 @@ class RunningConsortium:
         *,
         max_epsilon: float | None = 3.0,
         node_user: str | None = None,
+        holdout_salt: str | None = None,
     ) -> Path:
         """``fedcredit participant start`` as the bank runs it; return its node folder.
 
         ``node_user``: run the bank's ClientApps as that user (``--node-user``, root only).
+        ``holdout_salt``: the bank's hold-out salt instead of a fresh one (``--holdout-salt``).
         """
         home = self.work / bank / "node"
         budget = ["--max-epsilon", str(max_epsilon)] if max_epsilon is not None else ["--no-dp"]
         as_user = ["--node-user", node_user] if node_user is not None else []
+        salt = ["--holdout-salt", holdout_salt] if holdout_salt is not None else []
         fedcredit(
             "participant", "start", "--bundle", str(self.bundle(bank)),
             "--key", str(keys.node_key), "--data", str(data), "--home", str(home),
-            "--runtime-port", str(free_port()), *budget, *as_user,
+            "--runtime-port", str(free_port()), *budget, *as_user, *salt,
         )  # fmt: skip
         self.bank_homes.append(home)
         return home

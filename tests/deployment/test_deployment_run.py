@@ -141,7 +141,10 @@ def test_three_banks_train_with_dp_and_secure_aggregation_end_to_end(
     homes = _start_banks(consortium, embedded_frame, banks)
     out = tmp_path / "results"
 
-    launch = Launch(str(consortium.root), "--rounds", "3", "--out", str(out))
+    # Every round scored (under budgets only the last is, by default): progress per round.
+    launch = Launch(
+        str(consortium.root), "--rounds", "3", "--evaluate-every", "1", "--out", str(out)
+    )
     code = launch.finish()
 
     assert code == 0, launch.output
@@ -192,7 +195,17 @@ def test_run_survives_a_lost_bank_a_coordinator_crash_and_a_revocation(
     out = tmp_path / "results"
     root = str(consortium.root)
 
-    launch = Launch(root, "--rounds", "3", "--run-name", "crash-test", "--out", str(out))
+    launch = Launch(
+        root,
+        "--rounds",
+        "3",
+        "--evaluate-every",
+        "1",
+        "--run-name",
+        "crash-test",
+        "--out",
+        str(out),
+    )
     # Round 1's result is reported once round 2's train replies (which score round 1's
     # model) are in: round 2 has trained, and bank-d dies before secure aggregation's
     # unmask exchange; the others' shares unmask its update, which stays in the sum.

@@ -4,7 +4,8 @@ through the guard service in deployment and through the in-process guard of a si
 Three banks' files are trained for two rounds (differential privacy off, secure
 aggregation on, as both default) once by ``fedcredit coordinator launch`` against real
 guards and SuperNodes on loopback, and once by ``fedcredit simulate --bank-data`` with
-the same files; the final AUC agrees to 1e-6.
+the same files; the final AUC agrees to 1e-6. The deployed banks are given the salt a
+simulation of seed 0 derives, so both hold out the same customers.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from participant.guard.settings import HoldOut
 from tests.deployment.consortium import FEDCREDIT, fedcredit, process_env, started_consortium
 
 pytestmark = pytest.mark.deployment
@@ -43,13 +45,16 @@ def test_the_same_bank_files_give_the_same_model_in_deployment_and_simulation(
         )
         files.append(path)
 
+    salt = HoldOut.for_simulation(fraction=0.2, seed=0).salt.get_secret_value()
     with started_consortium(
         tmp_path / "consortium", extra_init=["--rounds", "2", "--min-banks", "3"]
     ) as consortium:
         homes = []
         for bank, path in zip(BANKS, files, strict=True):
             keys = consortium.add_bank(bank)
-            homes.append(consortium.start_bank(bank, keys, path, max_epsilon=None))
+            homes.append(
+                consortium.start_bank(bank, keys, path, max_epsilon=None, holdout_salt=salt)
+            )
         for bank in BANKS:
             consortium.wait_for_status(bank, "online")
         deployed = tmp_path / "deployed"
