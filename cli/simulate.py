@@ -177,7 +177,7 @@ def simulate(
                 "audit_key": str(audit_key or ""),
                 "max_grad_norm": max_grad_norm,
                 "secure_aggregation": secure_aggregation,
-                "evaluate_every": evaluate_every,
+                **({} if evaluate_every is None else {"evaluate_every": evaluate_every}),
             },
             source=SOURCE,
             spelled={"audit_key": "--audit-key"},

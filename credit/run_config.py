@@ -21,10 +21,14 @@ from credit.feature_stats import DEFAULT_GRID_BINS, MAX_GRID_BINS
 from credit.metrics import DEFAULT_SCORE_BINS, MAX_SCORE_BINS
 from credit.model_spec import MAX_LAYERS, MAX_WIDTH, ModelKind
 
-__all__ = ["RunConfig"]
+__all__ = ["AUTOMATIC", "RunConfig"]
 
 _FLOWER_RENAMES = {"num-server-rounds": "rounds"}
 _NOT_DIGESTED = frozenset({"out-dir", "resume", "audit-key"})
+
+
+AUTOMATIC = -1
+"""``evaluate-every``: every round without privacy budgets, the last round's only with them."""
 
 
 class RunConfig(BaseModel):
@@ -56,10 +60,11 @@ class RunConfig(BaseModel):
     score_bins : int, default 100
         Bins of the score histograms banks release for evaluation (a bank's policy
         caps them: 100 by default).
-    evaluate_every : int, optional
+    evaluate_every : int, default -1
         Score the global model every this many rounds (the last round's model always);
-        0: the last round's only. Unset: 1 without privacy budgets, 0 with them
-        (every evaluation of held-out rows is charged to their budget).
+        0: the last round's only; -1 (automatic): every round without privacy budgets,
+        the last round's only with them (every evaluation of held-out rows is charged
+        to their budget).
     schema : str
         The dataset schema file ('' = the embedded one).
     out_dir : str
@@ -105,7 +110,7 @@ class RunConfig(BaseModel):
     test_fraction: float = Field(default=0.2, gt=0, lt=1)
     min_banks: int = Field(default=2, ge=1)
     score_bins: int = Field(default=DEFAULT_SCORE_BINS, ge=2, le=MAX_SCORE_BINS)
-    evaluate_every: int | None = Field(default=None, ge=0)
+    evaluate_every: int = Field(default=AUTOMATIC, ge=AUTOMATIC)
     grid_bins: int = Field(default=DEFAULT_GRID_BINS, ge=2, le=MAX_GRID_BINS)
     schema_file: str = Field(default="", alias="schema")
     out_dir: str = "fedcredit-run"
@@ -129,7 +134,7 @@ class RunConfig(BaseModel):
         ``private``: whether the banks train under privacy budgets (the default
         cadence then scores the last round's model only).
         """
-        every = self.evaluate_every if self.evaluate_every is not None else int(not private)
+        every = self.evaluate_every if self.evaluate_every != AUTOMATIC else int(not private)
         if server_round >= self.rounds:
             return True
         return every > 0 and server_round % every == 0

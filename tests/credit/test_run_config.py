@@ -143,7 +143,7 @@ INVALID_VALUES = [
     ("model", "forest", "'logreg' or 'mlp'"),
     ("encoding", "random", "'binned' or 'standardized'"),
     ("min-banks", 0, "greater than or equal to 1"),
-    ("evaluate-every", -1, "greater than or equal to 0"),
+    ("evaluate-every", -2, "greater than or equal to -1"),
 ]
 
 
@@ -195,7 +195,7 @@ def test_the_default_cadence_scores_every_round_in_the_clear_and_only_the_last_u
     None
 ):
     config = RunConfig(rounds=4)
-    assert config.evaluate_every is None and "evaluate-every" not in config.to_flower()
+    assert config.evaluate_every == -1 and config.to_flower()["evaluate-every"] == -1
 
     assert _scored(config, private=False) == [1, 2, 3, 4]
     assert _scored(config, private=True) == [4]

@@ -38,7 +38,7 @@ def test_the_evaluation_cadence_and_score_bins_are_the_operators_flags(
     consortium: Consortium,
 ) -> None:
     unset = run_config_for(consortium, run_name="q3", resume=False, overrides={})
-    assert "evaluate-every" not in unset  # the driver's default: every round, or the last
+    assert unset["evaluate-every"] == -1  # automatic: every round, or the last under budgets
     assert unset["score-bins"] == 100  # a bank's default cap
     config = run_config_for(
         consortium,
