@@ -27,11 +27,14 @@ from credit.schema import DatasetSchema, NumericFeature, Transform
 __all__ = [
     "FeatureStats",
     "NumericStats",
+    "coarse_cells",
     "combine_feature_stats",
     "compute_feature_stats",
     "grid_edges",
+    "merge_cells",
     "numeric_inputs",
     "settle_noisy",
+    "spread_cells",
     "stats_from_histogram",
     "transform_values",
 ]
@@ -207,6 +210,51 @@ def stats_from_histogram(
         total_squares=float((counts * centres**2).sum()),
         histogram=counts,
     )
+
+
+def coarse_cells(grid_bins: int, max_cells: int) -> NDArray[np.int64]:
+    """Boundaries of ``min(max_cells, grid_bins)`` runs of consecutive grid cells.
+
+    Run ``k`` holds grid cells ``bounds[k]`` up to (not including) ``bounds[k + 1]``;
+    the runs' sizes differ by at most one (``grid_bins // cells`` or one more), so a
+    grid that ``cells`` does not divide is still covered evenly.
+
+    Parameters
+    ----------
+    grid_bins : int
+        Cells of the coordinator's grid, >= 1.
+    max_cells : int
+        Most runs wanted, >= 1; a coarser grid than that is kept cell by cell.
+
+    Returns
+    -------
+    numpy.ndarray of int64
+        ``cells + 1`` increasing indices from 0 to ``grid_bins``.
+    """
+    if grid_bins < 1 or max_cells < 1:
+        raise ValueError(f"grid_bins and max_cells must be >= 1; got {grid_bins} and {max_cells}")
+    cells = min(max_cells, grid_bins)
+    return np.arange(cells + 1, dtype=np.int64) * grid_bins // cells
+
+
+def merge_cells(histogram: NDArray[np.floating], bounds: NDArray[np.int64]) -> NDArray[np.float64]:
+    """Counts of the coarse cells :func:`coarse_cells` bounds: sums of their grid cells."""
+    counts = np.asarray(histogram, dtype=np.float64)
+    if counts.shape != (int(bounds[-1]),):
+        raise ValueError(f"a histogram of {bounds[-1]} cells was expected; got {counts.shape}")
+    merged: NDArray[np.float64] = np.add.reduceat(counts, bounds[:-1])
+    return merged
+
+
+def spread_cells(coarse: NDArray[np.floating], bounds: NDArray[np.int64]) -> NDArray[np.float64]:
+    """A grid histogram with each coarse count spread evenly over its grid cells.
+
+    The inverse of :func:`merge_cells` up to how a count lies within its coarse cell:
+    merging the result gives ``coarse`` back (up to rounding).
+    """
+    sizes = np.diff(bounds)
+    spread: NDArray[np.float64] = np.repeat(np.asarray(coarse, dtype=np.float64) / sizes, sizes)
+    return spread
 
 
 def settle_noisy(stats: FeatureStats, schema: DatasetSchema) -> FeatureStats:

@@ -46,19 +46,36 @@ class PrivacyBudgetExceeded(PrivacyError, RuntimeError):
         The bank's ``max_epsilon``.
     server_round : int
         The refused round.
+    detail : str, optional
+        One line explaining the refusal in the bank's terms (e.g. what the set-up
+        release and one round would cost at the most noise the bank adds); it
+        replaces the arithmetic in the message and travels in the bank's refusal.
     """
 
     def __init__(
-        self, *, bank: str, spent: float, requested: float, maximum: float, server_round: int
+        self,
+        *,
+        bank: str,
+        spent: float,
+        requested: float,
+        maximum: float,
+        server_round: int,
+        detail: str | None = None,
     ) -> None:
         self.bank = bank
         self.spent = spent
         self.requested = requested
         self.maximum = maximum
         self.server_round = server_round
+        self.detail = detail
         super().__init__(self._describe())
 
     def _describe(self) -> str:
+        if self.detail is not None:
+            return (
+                f"bank '{self.bank}' refused round {self.server_round}: {self.detail}; "
+                "no training took place"
+            )
         return (
             f"bank '{self.bank}' refused round {self.server_round}: epsilon would reach "
             f"{self.requested:.4f} (spent {self.spent:.4f}, maximum {self.maximum:.4f}); "

@@ -33,6 +33,7 @@ from credit.records import array_of, record_of
 
 __all__ = [
     "LEDGER_SUMMARY_TYPE",
+    "MAX_REFUSAL_DETAIL",
     "BankIntro",
     "Dropped",
     "EvaluationDeclined",
@@ -53,6 +54,10 @@ __all__ = [
 
 MAX_ROWS = 10**9
 """Most rows a bank may report (a count beyond it is a malformed reply)."""
+MAX_REFUSAL_DETAIL = 500
+"""Most characters of a refusal's explanation (:attr:`Refusal.detail`)."""
+_ONE_PRINTABLE_LINE = r"^[^\x00-\x1f\x7f-\x9f]*$"
+"""No control characters (no line breaks, no terminal escapes)."""
 
 
 class BankIntro(ConfigPart):
@@ -71,6 +76,9 @@ class BankIntro(ConfigPart):
 class Refusal(ConfigPart):
     """A bank refused a request: who, which round, and the privacy arithmetic.
 
+    A malicious bank can put anything here; the coordinator only prints and records
+    it, so every text field is bounded and the explanation is one printable line.
+
     Parameters
     ----------
     bank : str
@@ -78,22 +86,34 @@ class Refusal(ConfigPart):
     reason : str
         The refusal's kind, e.g. ``PrivacyBudgetExceeded``.
     spent, requested, maximum : float
-        Epsilon spent before, epsilon it would have reached, the bank's maximum.
+        Epsilon spent before, epsilon it would have reached (at least), the bank's maximum.
     server_round : int
         The refused round (0 for set-up).
+    detail : str, optional
+        The bank's explanation in one line (at most :data:`MAX_REFUSAL_DETAIL`
+        printable characters), e.g. what the set-up release and one round would cost
+        when no noise fits its budget.
     """
 
     RECORD = message_keys.REFUSAL
 
-    bank: str = Field(min_length=1)
-    reason: str = Field(min_length=1)
+    bank: str = Field(min_length=1, max_length=200)
+    reason: str = Field(min_length=1, max_length=100)
     spent: float = Field(ge=0)
     requested: float
     maximum: float = Field(gt=0)
     server_round: int = Field(ge=0)
+    detail: str | None = Field(
+        default=None, min_length=1, max_length=MAX_REFUSAL_DETAIL, pattern=_ONE_PRINTABLE_LINE
+    )
 
     def text(self) -> str:
         """One line for the terminal: who refused which round and why."""
+        if self.detail is not None:
+            return (
+                f"bank '{self.bank}' refused round {self.server_round} ({self.reason}): "
+                f"{self.detail}"
+            )
         return (
             f"bank '{self.bank}' refused round {self.server_round} ({self.reason}: spent "
             f"{self.spent:.4f}, would reach {self.requested:.4f}, maximum {self.maximum:.4f})"
@@ -101,7 +121,7 @@ class Refusal(ConfigPart):
 
     def document(self) -> dict[str, Any]:
         """The refusal as written to ``metrics.json`` and the checkpoint."""
-        return self.model_dump(by_alias=True)
+        return self.model_dump(by_alias=True, exclude_none=True)
 
 
 class LedgerEvent(BaseModel):

@@ -34,6 +34,7 @@ from credit.messages import (
     score_summary_to_content,
     secagg,
 )
+from credit.messages.replies import MAX_REFUSAL_DETAIL
 from credit.metrics import evaluation_vector
 from credit.records import flatten, record_of
 from participant.contract import GuardRequest
@@ -171,6 +172,7 @@ def privacy_guard(bank: PreparedBank, settings: GuardSettings) -> PrivacyGuard |
         ledger_path=ledger,
         n_train=len(bank.train),
         signing_key=None if audit is None else load_or_create_signing_key(audit.key_path),
+        setup=settings.setup,
     )
 
 
@@ -193,9 +195,18 @@ def refusal_reply(
         requested=refusal.requested,
         maximum=refusal.maximum,
         server_round=refusal.server_round,
+        detail=_one_line(refusal.detail),
     ).put(content)
     guard.summary().put(content)
     return content
+
+
+def _one_line(detail: str | None) -> str | None:
+    """A refusal's detail as a :class:`Refusal` carries it: one printable line, bounded."""
+    if not detail:
+        return None
+    printable = "".join(char if char.isprintable() else " " for char in detail)
+    return printable[:MAX_REFUSAL_DETAIL]
 
 
 def _introduction(bank: PreparedBank) -> RecordDict:

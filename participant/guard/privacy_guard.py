@@ -4,11 +4,16 @@ A bank with a budget (``max-epsilon`` in its node config, or ``--epsilon`` in a
 simulation) answers every release about its training records through a
 :class:`PrivacyGuard`:
 
-1. At set-up, feature histograms are released with Gaussian noise (one record moves
-   one count in each of the F histograms: L2 sensitivity sqrt(F)), and the noise
-   multiplier for DP-SGD is calibrated so that the planned rounds, composed with that
-   release, spend at most ``max_epsilon``. The calibration is written to the ledger
-   as the run's plan, so a restarted participant reuses it.
+1. At set-up (federated feature statistics only), feature histograms are released
+   with Gaussian noise on at most ``max_bins`` coarse cells per feature (the bank's
+   :class:`~participant.guard.settings.SetupReleasePolicy`; one record moves one count
+   in each of the F histograms: L2 sensitivity sqrt(F)). The release's noise
+   multiplier is calibrated so that it alone costs ``budget_share * max_epsilon``;
+   the noise multiplier for DP-SGD is then calibrated so that the planned rounds,
+   composed with that release, spend at most ``max_epsilon``. The calibration is
+   written to the ledger as the run's plan, so a restarted participant reuses it.
+   A budget that no noise multiplier up to the accountant's largest fits is refused
+   with what the set-up release and one round would cost at least.
 2. Before each training round the round's DP-SGD event is charged to the ledger;
    if it would pass ``max_epsilon`` (more rounds than planned) the round is refused
    with :class:`~privacy.errors.PrivacyBudgetExceeded`, and a round that asks for
@@ -33,15 +38,21 @@ published in the ledger reveals them.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-import numpy as np
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from credit.feature_stats import FeatureStats, NumericStats, grid_edges
+from credit.feature_stats import FeatureStats
 from credit.messages import LedgerSummary, RunInstructions
 from credit.schema import DatasetSchema
+from participant.guard.settings import SetupReleasePolicy
+from participant.guard.setup_release import (
+    MAX_NOISE_MULTIPLIER,
+    Shortfall,
+    noisy_histograms,
+    setup_event,
+)
 from privacy.accounting import DpEvent, calibrate_noise_multiplier, epsilon_by_rows
 from privacy.budget import PrivacyBudget
 from privacy.dp_sgd import steps_per_epoch
@@ -51,7 +62,6 @@ from privacy.noise import SecureGaussian
 
 __all__ = ["EVALUATION_SENSITIVITY", "PrivacyGuard", "TrainingRequest", "training_request"]
 
-STATS_NOISE_MULTIPLIER = 20.0
 EVALUATION_SENSITIVITY = math.sqrt(3.0)
 """L2 sensitivity of an evaluation release under add/remove of one held-out row.
 
@@ -99,6 +109,10 @@ class PrivacyGuard:
         The bank's ledger file.
     n_train : int
         Training rows; sets the default delta and the sampling rate.
+    signing_key : Ed25519PrivateKey, optional
+        The bank's audit key, which signs its ledger summaries.
+    setup : SetupReleasePolicy, optional
+        Cells per feature and share of the budget of the set-up release (default policy).
     """
 
     def __init__(
@@ -109,8 +123,10 @@ class PrivacyGuard:
         ledger_path: Path,
         n_train: int,
         signing_key: Ed25519PrivateKey | None = None,
+        setup: SetupReleasePolicy | None = None,
     ) -> None:
         self.n_train = n_train
+        self.setup = setup if setup is not None else SetupReleasePolicy()
         self.ledger = PrivacyLedger(ledger_path, bank=bank, budget=budget.for_rows(n_train))
         self._signing_key = signing_key
 
@@ -131,70 +147,85 @@ class PrivacyGuard:
     def release_feature_stats(
         self, stats: FeatureStats, schema: DatasetSchema, request: TrainingRequest
     ) -> FeatureStats:
-        """Charge and return noisy histograms (moments recomputed from them).
+        """Charge and return noisy histograms on the coordinator's grid (moments from them).
+
+        Each feature's grid cells are merged into at most ``setup.max_bins`` coarse
+        cells (:func:`~credit.feature_stats.coarse_cells`), Gaussian noise of standard
+        deviation ``z * sqrt(F)`` is added to the coarse counts, and each noisy count
+        is spread evenly over its grid cells (post-processing). Nothing is clipped:
+        a count may be negative, and the coordinator clips only the banks' sum. The
+        noise multiplier ``z`` makes the release alone cost ``setup.budget_share *
+        max_epsilon`` (:meth:`setup_release`).
 
         Also fixes the run's DP-SGD plan, so that the set-up release and the planned
         rounds together fit the budget. Raises ``PrivacyBudgetExceeded`` (nothing
-        released) when even the set-up release does not fit.
+        released, nothing recorded) when they do not, even at the most noise.
         """
         features = list(stats.numeric)
-        sensitivity = float(np.sqrt(len(features)))
-        release = DpEvent(
-            round=0,
-            noise_multiplier=STATS_NOISE_MULTIPLIER,
-            sample_rate=1.0,
-            steps=1,
-            max_grad_norm=sensitivity,
-            kind="gaussian-release",
-            run=request.run,
-        )
+        release = self.setup_release(request, features=len(features))
         planned = self.ledger.plan_for(request.run)
-        new_plan = None if planned is not None else self._calibrate(request, also=[release])
+        new_plan = None if planned is not None else self._calibrate(request, release=release)
         self.ledger.charge(release, plan=new_plan)  # the plan and the release, one write
-        noise = SecureGaussian()
-        noisy = {}
-        by_name = {feature.name: feature for feature in schema.numeric}
-        for name in features:
-            histogram = stats.numeric[name].histogram.astype(np.float64)
-            histogram += (
-                noise.standard_normal(histogram.size) * STATS_NOISE_MULTIPLIER * sensitivity
+        return noisy_histograms(
+            stats, schema, release=release, max_bins=self.setup.max_bins, noise=SecureGaussian()
+        )
+
+    def setup_release(self, request: TrainingRequest, *, features: int) -> DpEvent:
+        """The set-up release's event: its noise multiplier spends the bank's share.
+
+        One Gaussian release (q = 1, one step) of F histograms, L2 sensitivity
+        sqrt(F), whose noise multiplier is calibrated
+        (:func:`~privacy.accounting.calibrate_noise_multiplier`) so that it alone
+        costs at most ``setup.budget_share * max_epsilon`` (the smallest such noise,
+        within the calibration's tolerance). Nothing is recorded.
+
+        Raises
+        ------
+        PrivacyBudgetExceeded
+            The share is below what the release costs even at the largest noise
+            multiplier; the refusal says what the set-up and one round would cost.
+        """
+        try:
+            noise_multiplier = calibrate_noise_multiplier(
+                spent=[],
+                planned_rounds=1,
+                sample_rate=1.0,
+                steps_per_round=1,
+                max_epsilon=self.setup.budget_share * self.ledger.budget.max_epsilon,
+                delta=self.ledger.delta,
             )
-            noisy[name] = _stats_from_histogram(
-                np.clip(histogram, 0.0, None), grid_edges(by_name[name], stats.grid_bins)
-            )
-        return FeatureStats(numeric=noisy, grid_bins=stats.grid_bins)
+        except ValueError as exc:
+            least = setup_event(request.run, MAX_NOISE_MULTIPLIER, features)
+            raise self._unaffordable(request, release=least) from exc
+        return setup_event(request.run, noise_multiplier, features)
 
     def plan(self, request: TrainingRequest) -> RunPlan:
         """The run's DP-SGD calibration, fixed at its first request and persisted."""
         existing = self.ledger.plan_for(request.run)
         if existing is not None:
             return existing
-        plan = self._calibrate(request, also=[])
+        plan = self._calibrate(request)
         self.ledger.record_plan(plan)
         return plan
 
-    def _calibrate(self, request: TrainingRequest, *, also: list[DpEvent]) -> RunPlan:
-        """Noise for the planned rounds after what is spent (and ``also``); refuse if none fits."""
-        sample_rate = min(1.0, request.batch_size / self.n_train)
-        steps = request.local_epochs * steps_per_epoch(self.n_train, request.batch_size)
-        budget = self.ledger.budget
+    def _calibrate(self, request: TrainingRequest, *, release: DpEvent | None = None) -> RunPlan:
+        """Noise for the planned rounds after what is spent (and the set-up ``release``).
+
+        Raises ``PrivacyBudgetExceeded`` (:meth:`_unaffordable`) if none fits.
+        """
+        sample_rate, steps = self._sampling(request)
+        also = [] if release is None else [release]
         try:
             noise_multiplier = calibrate_noise_multiplier(
                 spent=[*self.ledger.events, *also],
                 planned_rounds=request.planned_rounds,
                 sample_rate=sample_rate,
                 steps_per_round=steps,
-                max_epsilon=budget.max_epsilon,
+                max_epsilon=self.ledger.budget.max_epsilon,
                 delta=self.ledger.delta,
             )
         except ValueError as exc:
-            raise PrivacyBudgetExceeded(
-                bank=self.ledger.bank,
-                spent=epsilon_by_rows(self.ledger.events, self.ledger.delta)["train"],
-                requested=float("inf"),
-                maximum=budget.max_epsilon,
-                server_round=request.server_round,
-            ) from exc
+            raise self._unaffordable(request, release=release) from exc
         return RunPlan(
             run=request.run,
             noise_multiplier=noise_multiplier,
@@ -205,6 +236,54 @@ class PrivacyGuard:
             n_train=self.n_train,
             batch_size=request.batch_size,
             local_epochs=request.local_epochs,
+        )
+
+    def _sampling(self, request: TrainingRequest) -> tuple[float, int]:
+        """A round's Poisson sampling rate B/n and its steps E * ceil(n/B)."""
+        sample_rate = min(1.0, request.batch_size / self.n_train)
+        steps = request.local_epochs * steps_per_epoch(self.n_train, request.batch_size)
+        return sample_rate, steps
+
+    def _unaffordable(
+        self, request: TrainingRequest, *, release: DpEvent | None
+    ) -> PrivacyBudgetExceeded:
+        """The refusal of a run that fits the budget at no noise multiplier.
+
+        ``release`` is the run's set-up release (None without one): calibrated to
+        its share, or at the largest noise multiplier when even that passes the
+        share. The refusal's ``requested`` is the least the run would spend (that
+        release and every planned round at the largest noise multiplier, after what
+        is spent) and its one-line detail what the set-up release and one round of
+        DP-SGD cost at least (:class:`~participant.guard.setup_release.Shortfall`).
+        """
+        delta = self.ledger.delta
+        sample_rate, steps = self._sampling(request)
+        one_round = DpEvent(
+            round=request.server_round,
+            noise_multiplier=MAX_NOISE_MULTIPLIER,
+            sample_rate=sample_rate,
+            steps=steps,
+            max_grad_norm=request.max_grad_norm,
+            run=request.run,
+        )
+        setup = [] if release is None else [release]
+        rounds = [replace(one_round, steps=steps * request.planned_rounds)]
+        shortfall = Shortfall(
+            maximum=self.ledger.budget.max_epsilon,
+            spent=epsilon_by_rows(self.ledger.events, delta)["train"],
+            least=epsilon_by_rows([*self.ledger.events, *setup, *rounds], delta)["train"],
+            one_round=epsilon_by_rows([one_round], delta)["train"],
+            planned_rounds=request.planned_rounds,
+            setup=None if release is None else epsilon_by_rows(setup, delta)["train"],
+            share=self.setup.budget_share * self.ledger.budget.max_epsilon,
+        )
+        return PrivacyBudgetExceeded(
+            bank=self.ledger.bank,
+            spent=shortfall.spent,
+            requested=shortfall.least,
+            maximum=shortfall.maximum,
+            server_round=request.server_round,
+            detail=shortfall.text(),
         )
 
     def charge_round(self, request: TrainingRequest) -> DpEvent:
@@ -221,9 +300,8 @@ class PrivacyGuard:
         plan = self.ledger.plan_for(request.run)
         new_plan = None
         if plan is None:
-            plan = new_plan = self._calibrate(request, also=[])
-        sample_rate = min(1.0, request.batch_size / self.n_train)
-        steps = request.local_epochs * steps_per_epoch(self.n_train, request.batch_size)
+            plan = new_plan = self._calibrate(request)
+        sample_rate, steps = self._sampling(request)
         if (sample_rate, steps, request.max_grad_norm) != (
             plan.sample_rate,
             plan.steps_per_round,
@@ -323,15 +401,3 @@ class PrivacyGuard:
 def _mechanism(sample_rate: float, steps: int, max_grad_norm: float) -> str:
     """A DP-SGD round's mechanism as text for a refusal."""
     return f"sampling rate {sample_rate:.6g}, {steps} steps, max-grad-norm {max_grad_norm:g}"
-
-
-def _stats_from_histogram(histogram: np.ndarray, edges: np.ndarray) -> NumericStats:
-    """Moments from a (noisy) histogram via bin centres: pure post-processing."""
-    centres = (edges[:-1] + edges[1:]) / 2.0
-    count = float(histogram.sum())
-    return NumericStats(
-        count=max(round(count), 1),
-        total=float((histogram * centres).sum()),
-        total_squares=float((histogram * centres**2).sum()),
-        histogram=np.round(histogram).astype(np.int64),
-    )

@@ -35,6 +35,7 @@ __all__ = [
     "EvaluationPolicy",
     "GuardSettings",
     "HoldOut",
+    "SetupReleasePolicy",
 ]
 
 DEFAULT_HOLDOUT_FRACTION = 0.2
@@ -142,6 +143,30 @@ class EvaluationPolicy(BaseModel):
     min_holdout_rows: int = Field(default=50, ge=1)
 
 
+class SetupReleasePolicy(BaseModel):
+    """A bank's rules for its set-up release (noisy feature histograms) under a budget.
+
+    Parameters
+    ----------
+    max_bins : int, default 64
+        Most histogram cells per feature the bank adds noise to, in [32, 64]. When the
+        coordinator's grid is finer, runs of consecutive grid cells are merged into
+        this many coarse cells (sizes differing by at most one), noised, and each
+        coarse count is spread evenly over its grid cells: the reply keeps the
+        coordinator's grid, and the noise is that of ``max_bins`` counts.
+    budget_share : float, default 0.1
+        Share of ``max_epsilon`` the set-up release alone costs, in (0, 0.5]: its
+        noise multiplier is calibrated to epsilon ``budget_share * max_epsilon`` (one
+        Gaussian release, composed in RDP), and the run's DP-SGD plan is calibrated
+        on what remains.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    max_bins: int = Field(default=64, ge=32, le=64)
+    budget_share: float = Field(default=0.1, gt=0, le=0.5)
+
+
 class GuardSettings(BaseModel):
     """A bank's guard configuration.
 
@@ -169,6 +194,9 @@ class GuardSettings(BaseModel):
         Refuse to send a model update outside secure aggregation.
     evaluation : EvaluationPolicy
         What the bank releases about its held-out rows (score bins, minimum rows).
+    setup : SetupReleasePolicy
+        How the bank releases its set-up feature statistics under a budget (cells per
+        feature, share of the budget).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
@@ -184,6 +212,7 @@ class GuardSettings(BaseModel):
     approved_version: str | None = None
     require_secure_aggregation: bool = False
     evaluation: EvaluationPolicy = Field(default_factory=EvaluationPolicy)
+    setup: SetupReleasePolicy = Field(default_factory=SetupReleasePolicy)
 
     @model_validator(mode="after")
     def _consistent(self) -> GuardSettings:

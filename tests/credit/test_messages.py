@@ -213,6 +213,15 @@ def _parts(schema: DatasetSchema) -> list[Any]:
             maximum=1.0,
             server_round=4,
         ),
+        Refusal(
+            bank="bank-a",
+            reason="PrivacyBudgetExceeded",
+            spent=0.0,
+            requested=0.0032,
+            maximum=0.001,
+            server_round=0,
+            detail="max epsilon 0.001 cannot pay for the set-up release (epsilon ≥ 0.0031)",
+        ),
         LedgerSummary(
             bank="bank-a",
             epsilon=0.4,
@@ -242,6 +251,46 @@ def test_every_part_round_trips_over_the_wire(schema: DatasetSchema) -> None:
         part.put(content)
         restored = type(part).take(_over_the_wire(content))
         assert restored == part, type(part).__name__
+
+
+def test_a_refusal_prints_the_bank_s_detail_or_its_arithmetic() -> None:
+    fields: dict[str, Any] = {
+        "bank": "bank-a", "reason": "PrivacyBudgetExceeded", "spent": 0.0, "requested": 0.0032,
+        "maximum": 0.001, "server_round": 0,
+    }  # fmt: skip
+    assert Refusal(**fields).text() == (
+        "bank 'bank-a' refused round 0 (PrivacyBudgetExceeded: spent 0.0000, would reach "
+        "0.0032, maximum 0.0010)"
+    )
+    explained = Refusal(**fields, detail="max epsilon 0.001 cannot pay for one round")
+    assert explained.text() == (
+        "bank 'bank-a' refused round 0 (PrivacyBudgetExceeded): max epsilon 0.001 cannot pay "
+        "for one round"
+    )
+    assert "detail" not in Refusal(**fields).document()
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("detail", "x" * 501, "'detail': String should have at most 500 characters"),
+        ("detail", "two\nlines", "'detail': String should match pattern"),
+        ("detail", "\x1b[2Jcleared", "'detail': String should match pattern"),
+        ("detail", "", "'detail': String should have at least 1 character"),
+        ("bank", "b" * 201, "'bank': String should have at most 200 characters"),
+        ("reason", "r" * 101, "'reason': String should have at most 100 characters"),
+    ],
+)
+def test_a_refusal_s_text_is_bounded_and_one_printable_line(
+    key: str, value: str, message: str
+) -> None:
+    """A malicious bank's refusal is printed and recorded: nothing unbounded, no escapes."""
+    record = Refusal(
+        bank="bank-a", reason="PrivacyBudgetExceeded", spent=0.0, requested=1.0, maximum=0.5,
+        server_round=0, detail="fine",
+    ).to_record()  # fmt: skip
+    with pytest.raises(MalformedMessage, match=f"^record 'refusal': {message}"):
+        Refusal.from_record(_broken(record, key, value))
 
 
 def test_round_instructions_carry_encoder_and_spec_as_json(schema: DatasetSchema) -> None:

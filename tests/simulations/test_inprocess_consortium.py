@@ -17,7 +17,9 @@ import pytest
 
 from credit.run_config import RunConfig
 from credit.schema import DatasetSchema
+from privacy.accounting import DpEvent, epsilon_by_rows
 from privacy.budget import PrivacyBudget
+from privacy.verify import verify_run
 from simulations.budgets import BudgetPolicy
 from simulations.engine import plan_simulation
 from tests.support.checks import (
@@ -77,6 +79,28 @@ def test_private_run_spends_at_most_the_budget_and_verifies(tmp_path: Path) -> N
     policy = BudgetPolicy(default=PrivacyBudget(max_epsilon=1.0))
     run_in_process(plan_simulation(config, n_banks=2, budgets=policy))
     check_private_run_spends_at_most_the_budget_and_verifies(tmp_path)
+
+
+def test_banks_with_max_epsilon_0_1_join_and_train(tmp_path: Path) -> None:
+    """Every bank pays its set-up release (a tenth of its budget) and trains every round.
+
+    Before issue 12 the set-up release alone cost about 0.17 epsilon, so both banks
+    refused round 0 and the run ended there.
+    """
+    config = RunConfig(out_dir=str(tmp_path), rounds=3, batch_size=256)
+    policy = BudgetPolicy(default=PrivacyBudget(max_epsilon=0.1))
+    run_in_process(plan_simulation(config, n_banks=2, budgets=policy))
+    document = json.loads((tmp_path / "metrics.json").read_text())
+    assert document["status"] == "completed" and document["refusals"] == []
+    assert [r["banks"] for r in document["rounds"]] == [["bank-1", "bank-2"]] * 3
+    for ledger in document["privacy"].values():
+        assert 0.09 < ledger["epsilon"] <= 0.1
+        setup = [e for e in ledger["events"] if e["kind"] == "gaussian-release"]
+        assert len(setup) == 1
+        release = DpEvent(**setup[0])
+        assert 0.0099 < epsilon_by_rows([release], ledger["delta"])["train"] <= 0.01
+    checks = verify_run(tmp_path)
+    assert all(check.ok for check in checks), [check.problems for check in checks]
 
 
 # -- secure aggregation with simulated dropouts equals plain FedAvg (test_secure_engine) --
