@@ -10,6 +10,8 @@
 - :mod:`~participant.guard.local_update`: one round of local training (``LocalUpdate``);
 - :mod:`~participant.guard.training`: plain SGD and scoring;
 - :mod:`~participant.guard.privacy_guard`: the bank's budget held against every release;
+- :mod:`~participant.guard.setup_release`: the set-up release under a budget (coarse
+  cells, noise, what a budget too small would need);
 - :mod:`~participant.guard.replay`: a repeated round answered with the result paid for;
 - :mod:`~participant.guard.secagg_client`, :mod:`~participant.guard.sessions`: secure
   aggregation, the bank's side, and where its state is kept;
