@@ -198,7 +198,7 @@ def test_run_survives_a_lost_bank_a_coordinator_crash_and_a_revocation(
     launch = Launch(
         root,
         "--rounds",
-        "3",
+        "4",
         "--evaluate-every",
         "1",
         "--run-name",
@@ -206,34 +206,36 @@ def test_run_survives_a_lost_bank_a_coordinator_crash_and_a_revocation(
         "--out",
         str(out),
     )
-    # Round 1's result is reported once round 2's train replies (which score round 1's
-    # model) are in: round 2 has trained, and bank-d dies before secure aggregation's
-    # unmask exchange; the others' shares unmask its update, which stays in the sum.
-    launch.wait_for("round   1/3  AUC", timeout=900)
+    # Under secure aggregation round r's result is reported once round r + 1's sum
+    # (which holds the banks' evaluation of round r's model) is unmasked: round 2 has
+    # trained, and bank-d dies before round 3, whose keys it had sent.
+    launch.wait_for("round   1/4  AUC", timeout=900)
     consortium.kill_bank(homes["bank-d"])
-    launch.wait_for("round   2/3  AUC", timeout=900)
+    launch.wait_for("round   2/4  AUC", timeout=900)  # round 3 trained and checkpointed
     assert consortium.crash_coordinator() >= 2  # SuperLink, SuperExec, ServerApp, flwr run
     launch.kill()
-    assert "round   3/3" not in launch.output
+    assert "round   4/4" not in launch.output
 
     fedcredit("coordinator", "shutdown", root)  # clears what the crash left behind
     fedcredit("coordinator", "start", root)
     for bank in banks[:3]:
         consortium.wait_for_status(bank, "online", timeout=180)
     resumed = Launch(root, "--resume", "crash-test", "--out", str(out))
-    resumed.wait_for("resuming after round 2", timeout=600)
+    resumed.wait_for("resuming after round 3", timeout=600)
     fedcredit("coordinator", "remove-participant", root, "bank-c")  # revoked mid-run
     code = resumed.finish()
 
     assert code == 0, resumed.output
     metrics = _metrics(out)
     assert metrics["status"] == "completed"
-    assert [r["round"] for r in metrics["rounds"]] == [1, 2, 3]
+    assert [r["round"] for r in metrics["rounds"]] == [1, 2, 3, 4]
     assert sorted(metrics["rounds"][0]["banks"]) == banks
     assert sorted(metrics["rounds"][1]["banks"]) == banks
-    # bank-d is gone from round 3; bank-c may or may not have answered round 3 before
-    # its key was revoked; the run goes on either way, and its node is disconnected.
-    assert {"bank-a", "bank-b"} <= set(metrics["rounds"][2]["banks"]) <= set(banks[:3])
+    # bank-d is gone from round 3 (the others' shares unmask the sum without it); bank-c
+    # may or may not have answered round 4 before its key was revoked; the run goes on
+    # either way, and its node is disconnected.
+    assert sorted(metrics["rounds"][2]["banks"]) == banks[:3]
+    assert {"bank-a", "bank-b"} <= set(metrics["rounds"][3]["banks"]) <= set(banks[:3])
     assert consortium.node_status().get("bank-c") != "online"
     status = fedcredit("participant", "status", "--home", str(homes["bank-c"]), check=False)
     assert status.returncode == 1, status.stdout
