@@ -146,6 +146,24 @@ MinHoldoutRows = Annotated[
         min=1, help="The bank releases no evaluation while it holds out fewer rows than this."
     ),
 ]
+SetupShare = Annotated[
+    float,
+    typer.Option(
+        min=0.01,
+        max=0.5,
+        help="Under a budget: the share of max epsilon the set-up release (noisy feature "
+        "histograms) may cost; DP-SGD gets the rest.",
+    ),
+]
+SetupBins = Annotated[
+    int,
+    typer.Option(
+        min=32,
+        max=64,
+        help="Under a budget: most histogram cells per feature the set-up release noises "
+        "(finer grids are merged into this many cells).",
+    ),
+]
 RequireSecure = Annotated[
     bool,
     typer.Option(
@@ -180,6 +198,8 @@ def start(
     require_secure_aggregation: RequireSecure = False,
     max_score_bins: MaxScoreBins = 100,
     min_holdout_rows: MinHoldoutRows = 50,
+    setup_share: SetupShare = 0.1,
+    setup_bins: SetupBins = 64,
 ) -> None:
     """Check the data and records, then start the bank's guard and its SuperNode.
 
@@ -188,7 +208,7 @@ def start(
     only relays messages to it. Both run in the background until `participant stop`.
     """
     from deploy.bundle import Bundle
-    from participant.guard.settings import EvaluationPolicy
+    from participant.guard.settings import EvaluationPolicy, SetupReleasePolicy
     from participant.node.supernode import (
         NodeSettings,
         keeps_holdout_salt,
@@ -215,6 +235,7 @@ def start(
             evaluation=EvaluationPolicy(
                 max_score_bins=max_score_bins, min_holdout_rows=min_holdout_rows
             ),
+            setup=SetupReleasePolicy(max_bins=setup_bins, budget_share=setup_share),
         )
         plan = prepare_node(settings)
         if not keeps_holdout_salt(plan.home):

@@ -53,6 +53,7 @@ from participant.guard.settings import (
     EvaluationPolicy,
     GuardSettings,
     HoldOut,
+    SetupReleasePolicy,
 )
 from participant.relay.node_config import RelayConfig
 from privacy.budget import PrivacyBudget
@@ -112,6 +113,8 @@ class NodeSettings:
         Refuse to send a model update outside secure aggregation.
     evaluation : EvaluationPolicy
         What the bank releases about its held-out rows (score bins, minimum rows).
+    setup : SetupReleasePolicy
+        How the bank releases its set-up statistics under a budget (cells, share).
     """
 
     bundle: Bundle
@@ -125,6 +128,7 @@ class NodeSettings:
     node_user: str | None = None
     require_secure_aggregation: bool = False
     evaluation: EvaluationPolicy = field(default_factory=EvaluationPolicy)
+    setup: SetupReleasePolicy = field(default_factory=SetupReleasePolicy)
 
     @property
     def ledger(self) -> Path:
@@ -381,6 +385,7 @@ def node_plan(settings: NodeSettings) -> NodePlan:
         approved_version=__version__,
         require_secure_aggregation=settings.require_secure_aggregation,
         evaluation=settings.evaluation,
+        setup=settings.setup,
     )
     return NodePlan(
         guard=guard,

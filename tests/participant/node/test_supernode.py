@@ -16,7 +16,7 @@ from cli.app import app
 from credit import __version__
 from credit.errors import ConfigError
 from deploy.bundle import Bundle
-from participant.guard.settings import EvaluationPolicy
+from participant.guard.settings import EvaluationPolicy, SetupReleasePolicy
 from participant.node.node_keys import generate_bank_keys
 from participant.node.supernode import (
     NodePlan,
@@ -45,6 +45,7 @@ def _settings(
         runtime_port=19194,
         node_user=node_user,
         evaluation=EvaluationPolicy(max_score_bins=40, min_holdout_rows=120),
+        setup=SetupReleasePolicy(max_bins=32, budget_share=0.2),
     )
 
 
@@ -76,6 +77,7 @@ def test_the_guard_gets_the_banks_settings_and_the_plan_reads_back(
     assert guard.ledger_path == settings.ledger and guard.audit_log == settings.audit_log
     assert guard.approved_version == __version__
     assert guard.evaluation == EvaluationPolicy(max_score_bins=40, min_holdout_rows=120)
+    assert guard.setup == SetupReleasePolicy(max_bins=32, budget_share=0.2)
     settings.home.mkdir()
     plan.save()
     assert NodePlan.load(settings.home) == plan
