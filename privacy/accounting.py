@@ -47,6 +47,7 @@ from opacus.accountants.analysis import rdp as privacy_analysis
 __all__ = [
     "ACCOUNTANT",
     "EVENT_ROWS",
+    "MAX_NOISE_MULTIPLIER",
     "RDP_ORDERS",
     "ROW_SETS",
     "DpEvent",
@@ -73,7 +74,8 @@ EVENT_ROWS: dict[str, Rows] = {
     "evaluation-release": "test",
 }
 """Each event kind and the row set its releases are about."""
-_MAX_NOISE_MULTIPLIER = 1e3
+MAX_NOISE_MULTIPLIER = 1e3
+"""The largest noise multiplier a calibration tries before it refuses."""
 _SEARCH_ITERATIONS = 60
 
 
@@ -262,7 +264,7 @@ def calibrate_noise_multiplier(
 
     low, high = 0.0, 1.0
     while epsilon_at(high) > max_epsilon:
-        if high >= _MAX_NOISE_MULTIPLIER:
+        if high >= MAX_NOISE_MULTIPLIER:
             raise ValueError(
                 f"max_epsilon {max_epsilon} cannot cover {planned_rounds} rounds of "
                 f"{steps_per_round} steps at sampling rate {sample_rate:.4g} after what is "

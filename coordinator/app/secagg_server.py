@@ -293,26 +293,9 @@ class SecureAggregation:
         RoundAborted
             Fewer than ``threshold`` banks advertised keys for this round.
         """
-        server_round = instructions.server_round
-        try:
-            forwards = self._rounds[server_round].close_advertisements()
-        except SecAggAborted as abort:
-            raise self._aborted(abort) from None
-        messages = []
-        for node, forward in forwards.items():
-            if node not in nodes:
-                continue
-            content = RecordDict({message_keys.ARRAYS: arrays})
-            instructions.put(content)
-            secagg.TrainInputs(
-                roster=encode_keys(self.roster),
-                threshold=self.threshold,
-                server_round=server_round,
-                forward=encode_forward(forward),
-                fixed_point=encode_fixed_point(self.code),
-            ).put(content)
-            messages.append(Message(content, node, MessageType.TRAIN))
-        return messages
+        return self._inputs_messages(
+            instructions.server_round, MessageType.TRAIN, instructions, arrays, nodes
+        )
 
     def _train_length(self, arrays: ArrayRecord) -> int:
         """Entries of a masked train input: update, loss, flag, weight, evaluation."""
@@ -397,27 +380,8 @@ class SecureAggregation:
         """
         code = _SETUP_CODE
         self.prepare(0, ArrayRecord(), query.run_settings(), code=code)
-        aggregator = self._rounds[0]
-        aggregator.expect_length(1 + length)
-        try:
-            forwards = aggregator.close_advertisements()
-        except SecAggAborted as abort:
-            raise self._aborted(abort) from None
-        messages = []
-        for node, forward in forwards.items():
-            if node not in nodes:
-                continue
-            content = RecordDict()
-            query.put(content)
-            secagg.TrainInputs(
-                roster=encode_keys(self.roster),
-                threshold=self.threshold,
-                server_round=0,
-                forward=encode_forward(forward),
-                fixed_point=encode_fixed_point(code),
-            ).put(content)
-            messages.append(Message(content, node, MessageType.QUERY))
-        return messages
+        self._rounds[0].expect_length(1 + length)
+        return self._inputs_messages(0, MessageType.QUERY, query, None, nodes, code=code)
 
     def sum_setup(
         self, replies: Sequence[Message], query: QueryInstructions, arrays: ArrayRecord
@@ -504,26 +468,49 @@ class SecureAggregation:
         self._evaluating = secure_round
         run = instructions.run_settings()
         self.prepare(secure_round, arrays, run)
-        aggregator = self._rounds[secure_round]
-        aggregator.expect_length(1 + _evaluation_length(self.score_bins))
+        self._rounds[secure_round].expect_length(1 + _evaluation_length(self.score_bins))
+        return self._inputs_messages(
+            secure_round, MessageType.EVALUATE, instructions, arrays, nodes
+        )
+
+    def _inputs_messages(
+        self,
+        secure_round: int,
+        message_type: str,
+        instructions: QueryInstructions | RoundInstructions,
+        arrays: ArrayRecord | None,
+        nodes: Sequence[int],
+        *,
+        code: FixedPoint | None = None,
+    ) -> list[Message]:
+        """Close ``secure_round``'s advertisements; one message per member of U1 in ``nodes``.
+
+        Each carries ``instructions``, ``arrays`` (if any) and the secure-aggregation
+        inputs of its bank (U1's keys, the shares sealed for it, the round's code).
+
+        Raises
+        ------
+        RoundAborted
+            Fewer than ``threshold`` banks advertised keys for the round.
+        """
         try:
-            forwards = aggregator.close_advertisements()
+            forwards = self._rounds[secure_round].close_advertisements()
         except SecAggAborted as abort:
             raise self._aborted(abort) from None
         messages = []
         for node, forward in forwards.items():
             if node not in nodes:
                 continue
-            content = RecordDict({message_keys.ARRAYS: arrays})
+            content = RecordDict() if arrays is None else RecordDict({message_keys.ARRAYS: arrays})
             instructions.put(content)
             secagg.TrainInputs(
                 roster=encode_keys(self.roster),
                 threshold=self.threshold,
                 server_round=secure_round,
                 forward=encode_forward(forward),
-                fixed_point=encode_fixed_point(self.code),
+                fixed_point=encode_fixed_point(code or self.code),
             ).put(content)
-            messages.append(Message(content, node, MessageType.EVALUATE))
+            messages.append(Message(content, node, message_type))
         return messages
 
     def check_evaluation(self, reply: Message, instructions: RoundInstructions) -> Message:

@@ -40,11 +40,10 @@ from credit.feature_stats import (
     stats_from_histogram,
 )
 from credit.schema import DatasetSchema
-from privacy.accounting import _MAX_NOISE_MULTIPLIER as MAX_NOISE_MULTIPLIER
-from privacy.accounting import DpEvent
+from privacy.accounting import MAX_NOISE_MULTIPLIER, DpEvent
 from privacy.noise import SecureGaussian
 
-__all__ = ["MAX_NOISE_MULTIPLIER", "Shortfall", "noisy_histograms", "setup_event"]
+__all__ = ["Shortfall", "noisy_histograms", "setup_event"]
 
 
 def setup_event(run: str, noise_multiplier: float, features: int) -> DpEvent:

@@ -17,6 +17,7 @@ from privacy.ledger import PrivacyLedger, RunPlan, read_ledger, read_spent, repa
 if TYPE_CHECKING:
     from multiprocessing.queues import Queue
     from multiprocessing.synchronize import Barrier
+from tests.support.ledgers import write_ledger_before_row_sets
 
 BUDGET = PrivacyBudget(max_epsilon=1.0, delta=1e-5)
 
@@ -182,15 +183,7 @@ def test_empty_ledger_file_is_refused_not_restarted(tmp_path: Path) -> None:
 
 
 def test_a_ledger_written_before_runs_and_rows_were_recorded_loads(tmp_path: Path) -> None:
-    path = tmp_path / "ledger.jsonl"
-    lines = [
-        {"type": "budget", "bank": "bank-1", "max_epsilon": 1.0, "delta": 1e-5},
-        {"type": "plan", "run": "7", "noise_multiplier": 1.3, "sample_rate": 0.01,
-         "steps_per_round": 100, "planned_rounds": 10, "max_grad_norm": 1.0},
-        {"type": "event", "round": 1, "noise_multiplier": 1.3, "sample_rate": 0.01,
-         "steps": 100, "max_grad_norm": 1.0, "kind": "dp-sgd"},
-    ]  # fmt: skip
-    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    path = write_ledger_before_row_sets(tmp_path / "ledger.jsonl")
     ledger = _ledger(path)
     assert ledger.events[0].run == "" and ledger.events[0].rows == "train"
     plan = ledger.plan_for("7")

@@ -32,6 +32,7 @@ from simulations.budgets import BudgetPolicy
 from simulations.engine import plan_simulation
 from simulations.settings import PartitionSettings
 from tests.support.consortium import run_in_process
+from tests.support.ledgers import write_ledger_before_row_sets
 
 BANKS = ("bank-1", "bank-2")
 N_TRAIN = 4_000
@@ -322,15 +323,7 @@ def test_a_round_the_bank_trained_in_without_its_event_fails(tmp_path: Path) -> 
 
 
 def test_a_ledger_file_with_a_plan_from_before_issue_12_is_reported(tmp_path: Path) -> None:
-    path = tmp_path / "ledger.jsonl"
-    lines = [
-        {"type": "budget", "bank": "bank-1", "max_epsilon": 1.0, "delta": 1e-5},
-        {"type": "plan", "run": "7", "noise_multiplier": 1.3, "sample_rate": 0.01,
-         "steps_per_round": 100, "planned_rounds": 10, "max_grad_norm": 1.0},
-        {"type": "event", "round": 1, "noise_multiplier": 1.3, "sample_rate": 0.01,
-         "steps": 100, "max_grad_norm": 1.0, "kind": "dp-sgd"},
-    ]  # fmt: skip
-    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    path = write_ledger_before_row_sets(tmp_path / "ledger.jsonl")
     check = verify_ledger(path)
     assert not check.ok and check.agrees and check.within_budget
     assert any("q and steps cannot be checked" in p for p in check.problems)
