@@ -48,12 +48,16 @@ from credit.messages import LedgerSummary, RunInstructions
 from credit.schema import DatasetSchema
 from participant.guard.settings import SetupReleasePolicy
 from participant.guard.setup_release import (
-    MAX_NOISE_MULTIPLIER,
     Shortfall,
     noisy_histograms,
     setup_event,
 )
-from privacy.accounting import DpEvent, calibrate_noise_multiplier, epsilon_by_rows
+from privacy.accounting import (
+    MAX_NOISE_MULTIPLIER,
+    DpEvent,
+    calibrate_noise_multiplier,
+    epsilon_by_rows,
+)
 from privacy.budget import PrivacyBudget
 from privacy.dp_sgd import steps_per_epoch
 from privacy.errors import PrivacyBudgetExceeded, RunPlanChanged
