@@ -25,8 +25,10 @@ from pydantic import (
     model_validator,
 )
 
+from credit.errors import ConfigError
 from participant.guard.bank import BankSource
 from privacy.budget import PrivacyBudget
+from privacy.secagg.members import MemberList
 
 __all__ = [
     "DEFAULT_HOLDOUT_FRACTION",
@@ -35,6 +37,7 @@ __all__ = [
     "EvaluationPolicy",
     "GuardSettings",
     "HoldOut",
+    "SecAggPolicy",
     "SetupReleasePolicy",
 ]
 
@@ -167,6 +170,34 @@ class SetupReleasePolicy(BaseModel):
     budget_share: float = Field(default=0.1, gt=0, le=0.5)
 
 
+class SecAggPolicy(BaseModel):
+    """A bank's rules for the secure-aggregation rounds it takes part in.
+
+    The bank computes the threshold itself from the roster's size and refuses a
+    message that names another; a coordinator cannot lower it.
+
+    Parameters
+    ----------
+    threshold_fraction : float, default 2/3
+        The threshold is ``floor(threshold_fraction * N) + 1`` for a roster of N banks
+        (the default: t > 2N/3), in [1/2, 1).
+    min_roster : int, default 3
+        The fewest banks a roster may name (at least 3); a smaller one is refused
+        before any key is generated.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    threshold_fraction: float = Field(default=2 / 3, ge=0.5, lt=1)
+    min_roster: int = Field(default=3, ge=3)
+
+    def threshold(self, roster_size: int) -> int:
+        """Shares needed to open a secret of a roster of ``roster_size`` banks."""
+        if roster_size < 1:
+            raise ValueError(f"roster_size must be >= 1; got {roster_size}")
+        return min(roster_size, int(self.threshold_fraction * roster_size) + 1)
+
+
 class GuardSettings(BaseModel):
     """A bank's guard configuration.
 
@@ -192,6 +223,15 @@ class GuardSettings(BaseModel):
         refused (see :mod:`participant.guard.approval`).
     require_secure_aggregation : bool, default False
         Refuse to send a model update outside secure aggregation.
+    members_path : pathlib.Path, optional
+        The consortium's member list (:class:`~privacy.secagg.members.MemberList`)
+        the bank pinned; every secure-aggregation roster must be drawn from it.
+    members_fingerprint : str, optional
+        The member list's fingerprint when the bank pinned it; required with
+        ``members_path``. A file whose fingerprint differs is refused
+        (:meth:`pinned_members`).
+    secure_aggregation : SecAggPolicy
+        The bank's threshold policy and smallest roster.
     evaluation : EvaluationPolicy
         What the bank releases about its held-out rows (score bins, minimum rows).
     setup : SetupReleasePolicy
@@ -211,6 +251,9 @@ class GuardSettings(BaseModel):
     holdout: HoldOut
     approved_version: str | None = None
     require_secure_aggregation: bool = False
+    members_path: Path | None = None
+    members_fingerprint: str | None = None
+    secure_aggregation: SecAggPolicy = Field(default_factory=SecAggPolicy)
     evaluation: EvaluationPolicy = Field(default_factory=EvaluationPolicy)
     setup: SetupReleasePolicy = Field(default_factory=SetupReleasePolicy)
 
@@ -220,7 +263,32 @@ class GuardSettings(BaseModel):
             raise ValueError("a privacy budget needs a ledger_path")
         if self.audit_key is not None and self.audit_key == self.audit_log:
             raise ValueError("audit_key must differ from audit_log")
+        if (self.members_path is None) != (self.members_fingerprint is None):
+            raise ValueError("members_path and members_fingerprint go together")
         return self
+
+    def pinned_members(self) -> MemberList | None:
+        """The pinned member list, read again and checked against its pinned fingerprint.
+
+        Returns None when the bank pinned none.
+
+        Raises
+        ------
+        ConfigError
+            The file is unreadable or malformed, or its fingerprint is not the pinned
+            one (the list changed since the bank pinned it).
+        """
+        if self.members_path is None or self.members_fingerprint is None:
+            return None
+        members = MemberList.load(self.members_path)
+        if members.fingerprint != self.members_fingerprint:
+            raise ConfigError(
+                f"the member list's fingerprint is {members.fingerprint}, not the pinned "
+                f"{self.members_fingerprint}: compare the new list with the other banks, "
+                "then pin it again with fedcredit participant start --members FILE",
+                source=str(self.members_path),
+            )
+        return members
 
     def source(self) -> BankSource:
         """Where the bank's rows, schema, budget and ledger are."""
