@@ -37,7 +37,6 @@ published in the ledger reveals them.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -45,6 +44,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from credit.feature_stats import FeatureStats
 from credit.messages import LedgerSummary, RunInstructions
+from credit.metrics import EVALUATION_SENSITIVITY
 from credit.schema import DatasetSchema
 from participant.guard.settings import SetupReleasePolicy
 from participant.guard.setup_release import (
@@ -64,9 +64,8 @@ from privacy.errors import PrivacyBudgetExceeded, RunPlanChanged
 from privacy.ledger import PrivacyLedger, RunPlan
 from privacy.noise import SecureGaussian
 
-__all__ = ["EVALUATION_SENSITIVITY", "PrivacyGuard", "TrainingRequest", "training_request"]
+__all__ = ["PrivacyGuard", "TrainingRequest", "training_request"]
 
-EVALUATION_SENSITIVITY = math.sqrt(3.0)
 """L2 sensitivity of an evaluation release under add/remove of one held-out row.
 
 The released vector is [positives(B), negatives(B), brier_sum, log_loss_sum / ln 1000]:
@@ -335,7 +334,7 @@ class PrivacyGuard:
 
         At the run's first evaluation the noise multiplier z is calibrated so that
         ``planned_evaluations`` releases (Gaussian, sensitivity
-        :data:`EVALUATION_SENSITIVITY`, q = 1, one step each) fit ``max_epsilon``
+        :data:`~credit.metrics.EVALUATION_SENSITIVITY`, q = 1, one step each) fit ``max_epsilon``
         composed with the test-row releases already spent (training-row releases
         compose in parallel and do not count), and persisted as the run's
         ``evaluation`` plan together with the first release; later evaluations reuse

@@ -22,6 +22,7 @@ from credit.metrics import (
     DEFAULT_SCORE_BINS,
     EVALUATION_SENSITIVITY,
     LOG_LOSS_BOUND,
+    SUM_WEIGHT,
     CreditMetrics,
     ScoreSummary,
     credit_metrics,
@@ -280,8 +281,10 @@ def test_the_evaluation_vector_round_trips(pooled: Scores) -> None:
     assert vector.shape == (2 * bins + 2,)
     np.testing.assert_array_equal(vector[:bins], summary.positives)
     np.testing.assert_array_equal(vector[bins : 2 * bins], summary.negatives)
-    assert vector[-2] == summary.brier_sum
-    assert vector[-1] == pytest.approx(summary.log_loss_sum / LOG_LOSS_BOUND, rel=1e-15)
+    assert vector[-2] == summary.brier_sum * SUM_WEIGHT
+    assert vector[-1] == pytest.approx(
+        summary.log_loss_sum / LOG_LOSS_BOUND * SUM_WEIGHT, rel=1e-15
+    )
     np.testing.assert_array_equal(restored.positives, summary.positives)
     np.testing.assert_array_equal(restored.negatives, summary.negatives)
     assert restored.brier_sum == summary.brier_sum
@@ -343,8 +346,21 @@ def test_one_row_moves_the_evaluation_vector_by_at_most_the_sensitivity(
         np.append(scores, extra[0]), np.append(labels, int(extra[1])), n_bins
     ).to_vector()
 
-    assert np.square(EVALUATION_SENSITIVITY) == pytest.approx(3.0)
     assert np.linalg.norm(with_row - without) <= EVALUATION_SENSITIVITY + 1e-9
+
+
+def test_the_sensitivity_is_reached_by_a_confidently_wrong_row() -> None:
+    """A defaulter scored 0 adds 1 to a bin, 1 to the Brier sum and ln 1000 to the log
+    loss: the bound is tight, and the sums weigh a quarter of a count each."""
+    base = (np.array([0.3, 0.6]), np.array([0, 1]))
+    without = summarize_scores(*base, 10).to_vector()
+    with_row = summarize_scores(np.append(base[0], 0.0), np.append(base[1], 1), 10).to_vector()
+
+    assert SUM_WEIGHT == 0.25
+    assert pytest.approx(np.sqrt(1.125)) == EVALUATION_SENSITIVITY
+    assert np.linalg.norm(with_row - without) == pytest.approx(EVALUATION_SENSITIVITY)
+    summary = ScoreSummary.from_vector(with_row, 10)
+    assert summary.brier_sum == pytest.approx(0.3**2 + 0.4**2 + 1.0)
 
 
 def test_metrics_of_a_noisy_summary_clip_counts_at_zero_and_sums_at_their_bounds() -> None:

@@ -25,6 +25,7 @@ from credit import message_keys as keys
 from credit.messages import EvaluateRequest, RoundInstructions
 from credit.metrics import (
     LOG_LOSS_BOUND,
+    SUM_WEIGHT,
     CreditMetrics,
     ScoreSummary,
     credit_metrics,
@@ -177,14 +178,15 @@ def test_evaluations_travel_beside_plain_updates_and_only_masked_under_secure_ag
 def _log_loss_tolerance(run: Run, n_rows: int) -> float:
     """How far the pooled log loss may be from the exact one: 0 in the clear.
 
-    Under secure aggregation each bank's log-loss sum / ln(1000) is encoded with
-    ``FixedPoint.for_totals`` (4 fraction bits): half a unit of error per bank.
+    Under secure aggregation each bank's log-loss sum / ln(1000), scaled by
+    ``SUM_WEIGHT``, is encoded with ``FixedPoint.for_totals``: half a unit of error per
+    bank.
     """
     if not run.plan.config.secure_aggregation:
         return 0.0
     banks = len(run.plan.banks)
     unit = 1.0 / FixedPoint.for_totals(participants=banks).scale
-    return banks * unit / 2 * LOG_LOSS_BOUND / n_rows
+    return banks * unit / 2 / SUM_WEIGHT * LOG_LOSS_BOUND / n_rows
 
 
 def test_each_rounds_metrics_are_those_of_its_own_model(run: Run) -> None:

@@ -12,12 +12,9 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from credit.feature_stats import compute_feature_stats
 from credit.messages.replies import ledger_summary_signed_bytes
+from credit.metrics import EVALUATION_SENSITIVITY
 from credit.schema import DatasetSchema
-from participant.guard.privacy_guard import (
-    EVALUATION_SENSITIVITY,
-    PrivacyGuard,
-    TrainingRequest,
-)
+from participant.guard.privacy_guard import PrivacyGuard, TrainingRequest
 from privacy.accounting import epsilon_by_rows
 from privacy.budget import PrivacyBudget, default_delta
 from privacy.errors import PrivacyBudgetExceeded, RunPlanChanged
