@@ -20,6 +20,10 @@ Usage::
 
     .venv/bin/python bench/privacy_utility.py                  # full grid, 3 seeds
     .venv/bin/python bench/privacy_utility.py --seeds 0 --epsilons 1 inf
+    .venv/bin/python bench/privacy_utility.py --jobs 2            # two runs at a time
+
+Three local epochs per round: on the EDUCATION split at epsilon = 1 they gave a
+higher AUC than one, two or five in a pilot (three seeds each), at the same budget.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ import os
 import platform
 import statistics
 import tempfile
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -51,7 +56,7 @@ MODELS = {
     "logreg": ["--model", "logreg", "--encoding", "binned"],
     "mlp": ["--model", "mlp", "--encoding", "standardized"],
 }
-COMMON = ["--batch-size", "256", "--learning-rate", "0.05"]
+COMMON = ["--batch-size", "256", "--learning-rate", "0.05", "--local-epochs", "3"]
 
 
 def _key(epsilon: float) -> float | str:
@@ -199,6 +204,9 @@ def main() -> None:
     parser.add_argument("--splits", nargs="+", choices=list(SPLITS), default=list(SPLITS))
     parser.add_argument("--models", nargs="+", choices=list(MODELS), default=list(MODELS))
     parser.add_argument(
+        "--jobs", type=int, default=1, help="simulations at a time (AUC is unaffected)"
+    )
+    parser.add_argument(
         "--resume",
         action="store_true",
         help="keep the runs already in privacy_utility.json (same rounds) and do the rest",
@@ -207,23 +215,30 @@ def main() -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     runs: list[dict[str, object]] = _previous_runs(args) if args.resume else []
     done = {(r["split"], r["model"], r["epsilon"], r["seed"]) for r in runs}
-    with tempfile.TemporaryDirectory() as work:
-        for seed in args.seeds:
-            for split in args.splits:
-                for model in args.models:
-                    for epsilon in args.epsilons:
-                        if (split, model, _key(epsilon), seed) in done:
-                            continue
-                        run = run_one(split, model, epsilon, seed, args.rounds, Path(work))
-                        print(
-                            f"{split:<14} {model:<7} eps={run['epsilon']!s:<4} seed {seed}: "
-                            f"AUC {run['auc']:.4f} KS {run['ks']:.4f} "
-                            f"(released AUC {run['released_auc']}) "
-                            f"({run['wall_seconds']:.0f} s)",
-                            flush=True,
-                        )
-                        runs.append(run)
-                        write_results(runs, args, complete=False)
+    todo = [
+        (split, model, epsilon, seed)
+        for seed in args.seeds
+        for split in args.splits
+        for model in args.models
+        for epsilon in args.epsilons
+        if (split, model, _key(epsilon), seed) not in done
+    ]
+    with tempfile.TemporaryDirectory() as work, ThreadPoolExecutor(args.jobs) as pool:
+        futures = [
+            pool.submit(run_one, split, model, epsilon, seed, args.rounds, Path(work))
+            for split, model, epsilon, seed in todo
+        ]
+        for future in as_completed(futures):
+            run = future.result()
+            print(
+                f"{run['split']!s:<14} {run['model']!s:<7} eps={run['epsilon']!s:<4} "
+                f"seed {run['seed']}: AUC {float(str(run['auc'])):.4f} "
+                f"KS {float(str(run['ks'])):.4f} (released AUC {run['released_auc']}) "
+                f"({float(str(run['wall_seconds'])):.0f} s)",
+                flush=True,
+            )
+            runs.append(run)
+            write_results(runs, args, complete=False)
     table = write_results(runs, args, complete=True)
     print(table)
 
@@ -239,10 +254,17 @@ def _previous_runs(args: argparse.Namespace) -> list[dict[str, object]]:
     return runs
 
 
+def _run_order(run: dict[str, object]) -> tuple[str, str, float, int]:
+    epsilon = run["epsilon"]
+    value = math.inf if epsilon == "inf" else float(str(epsilon))
+    return str(run["split"]), str(run["model"]), value, int(str(run["seed"]))
+
+
 def write_results(
     runs: list[dict[str, object]], args: argparse.Namespace, *, complete: bool
 ) -> str:
     """Write JSON (after every run, so a long benchmark keeps what it measured), table, plot."""
+    runs = sorted(runs, key=_run_order)
     summary = summarise(runs, args.epsilons)
     document = {
         "generated": datetime.now(UTC).isoformat(timespec="seconds"),
