@@ -31,13 +31,13 @@ from pathlib import Path
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from coordinator.ops.consortium import Consortium
 from coordinator.ops.flower_cli import run_flwr
 from coordinator.ops.layout import CONNECTION
 from credit import __version__
-from credit.audit import load_public_key
 from credit.errors import ConfigError
 from credit.schema import load_schema
 from deploy.bundle import Bundle
@@ -151,14 +151,29 @@ def read_audit_key(path: Path) -> bytes:
         The file is missing or unreadable, or holds no Ed25519 public key; the message
         names the file and asks for the bank's ``audit.pub``.
     """
+    ask = "pass the audit.pub that `fedcredit participant keygen` wrote beside node.pub"
     try:
-        key = load_public_key(path.expanduser())
-    except ConfigError as exc:
+        data = path.expanduser().read_bytes()
+    except OSError as exc:
         raise ConfigError(
-            f"not the bank's audit key: {exc.problem}; pass the audit.pub that "
-            "`fedcredit participant keygen` wrote beside node.pub",
-            source=str(path),
+            f"not the bank's audit key: cannot read ({exc.strerror}); {ask}", source=str(path)
         ) from exc
+    try:
+        key: object = (
+            serialization.load_pem_public_key(data)
+            if data.lstrip().startswith(b"-----BEGIN")
+            else serialization.load_ssh_public_key(data.strip())
+        )
+    except (ValueError, UnsupportedAlgorithm) as exc:
+        raise ConfigError(
+            f"not the bank's audit key: not a PEM or OpenSSH public key; {ask}", source=str(path)
+        ) from exc
+    if not isinstance(key, Ed25519PublicKey):
+        raise ConfigError(
+            f"not the bank's audit key: expected an Ed25519 key, got {type(key).__name__} "
+            f"(a node.pub goes to --public-key); {ask}",
+            source=str(path),
+        )
     return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
 
 
