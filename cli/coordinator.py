@@ -188,7 +188,7 @@ def _audit_key(given: Path | None, public_key: Path) -> Path:
 def _say_member_list_changed(members: MemberList, folder: Path, others: int) -> None:
     """The new list's fingerprint and, when other banks have an older list, what to send."""
     say(
-        f"member list of {members.consortium}: {len(members.members)} banks, "
+        f"member list of {members.consortium}: {_banks(len(members.members))}, "
         f"fingerprint {members.fingerprint}"
     )
     if others > 0:
@@ -488,3 +488,8 @@ def stop(
     with fail_cleanly():
         flower_id = stop_run(_consortium(consortium_dir), run)
     say(f"stopped Flower run {flower_id} of {run}")
+
+
+def _banks(count: int) -> str:
+    """``1 bank``, ``3 banks``."""
+    return f"{count} bank{'' if count == 1 else 's'}"

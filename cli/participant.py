@@ -349,7 +349,7 @@ def _say_member_list(choice: MemberListChoice) -> None:
             "its fingerprint with the other banks and pass it with --members)"
         )
     say(
-        f"member list of {members.consortium}: {len(members.members)} banks, "
+        f"member list of {members.consortium}: {_banks(len(members.members))}, "
         f"fingerprint {members.fingerprint}",
         "  compare this fingerprint with the other banks out of band (phone, in person): "
         "all must see the same before the first run",
@@ -461,3 +461,8 @@ def run_guard(home: Home = DEFAULT_HOME) -> None:
 
     with fail_cleanly():
         serve(home.expanduser().resolve())
+
+
+def _banks(count: int) -> str:
+    """``1 bank``, ``3 banks``."""
+    return f"{count} bank{'' if count == 1 else 's'}"

@@ -584,7 +584,9 @@ def _member_list(home: Path) -> str:
         return f"unusable: {exc}"
     if members is None:
         return "none pinned (the bank takes part in no secure aggregation)"
-    return f"{members.consortium}: {len(members.members)} banks, fingerprint {members.fingerprint}"
+    return (
+        f"{members.consortium}: {_banks(len(members.members))}, fingerprint {members.fingerprint}"
+    )
 
 
 def _budget_left(home: Path) -> str:
@@ -611,3 +613,8 @@ def node_user_ids(name: str) -> tuple[int, int]:
     except KeyError as exc:
         raise ConfigError(f"no user '{name}'", source="--node-user") from exc
     return entry.pw_uid, entry.pw_gid
+
+
+def _banks(count: int) -> str:
+    """``1 bank``, ``3 banks``."""
+    return f"{count} bank{'' if count == 1 else 's'}"

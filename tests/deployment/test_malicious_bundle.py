@@ -1,6 +1,7 @@
 """A malicious app bundle against banks whose ClientApps run as a separate node user.
 
-Two banks start with ``participant start --node-user``: their guard holds the data,
+Three banks (the fewest a secure-aggregation roster may name) start with
+``participant start --node-user``: their guard holds the data,
 the privacy ledger, the audit log and the keys; their SuperNode's ClientApps run as
 an unprivileged user. The operator then submits a bundle of its own (written below,
 not fedcredit's relay) whose ClientApp knows where the banks keep their files and
@@ -55,7 +56,7 @@ from tests.deployment.consortium import (
 
 pytestmark = pytest.mark.deployment
 
-NODE_USERS = {"bank-a": "fc-node-a", "bank-b": "fc-node-b"}
+NODE_USERS = {"bank-a": "fc-node-a", "bank-b": "fc-node-b", "bank-c": "fc-node-c"}
 ROWS_PER_BANK = 1_500
 MAX_EPSILON = 3.0
 RUN_TIMEOUT = 600.0
@@ -185,7 +186,7 @@ def node_users(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         yield folder
 
 
-# --- The consortium: two banks whose ClientApps run as node users ---------------------
+# --- The consortium: three banks whose ClientApps run as node users -------------------
 
 
 @dataclass(frozen=True)
@@ -224,7 +225,7 @@ class Bank:
 
 @dataclass(frozen=True)
 class Site:
-    """The consortium and its two banks."""
+    """The consortium and its three banks."""
 
     consortium: RunningConsortium
     banks: dict[str, Bank]
@@ -243,17 +244,24 @@ def site(node_users: Path, embedded_frame: pd.DataFrame) -> Iterator[Site]:
             folder / "consortium",
             extra_init=["--rounds", "1", "--min-banks", "2", "--max-epsilon", str(MAX_EPSILON)],
         ) as consortium:
-            banks = {}
-            for index, (name, user) in enumerate(NODE_USERS.items()):
-                csv = data / f"{name}.csv"
+            files = {}
+            for index, name in enumerate(NODE_USERS):
+                files[name] = data / f"{name}.csv"
                 rows = embedded_frame.iloc[index * ROWS_PER_BANK : (index + 1) * ROWS_PER_BANK]
-                rows.to_csv(csv, index=False)
-                keys = consortium.add_bank(name)
+                rows.to_csv(files[name], index=False)
                 homes.append(consortium.work / name / "node")
-                home = consortium.start_bank(
-                    name, keys, csv, max_epsilon=MAX_EPSILON, node_user=user
+            started = consortium.add_banks_and_start(
+                files, max_epsilon=MAX_EPSILON, node_users=NODE_USERS
+            )
+            banks = {
+                name: Bank(
+                    name=name,
+                    home=started[name],
+                    data=files[name],
+                    keys=BankKeyFiles(consortium.work / name / "keys"),
                 )
-                banks[name] = Bank(name=name, home=home, data=csv, keys=keys)
+                for name in NODE_USERS
+            }
             for name in banks:
                 consortium.wait_for_status(name, "online")
             yield Site(consortium=consortium, banks=banks, folder=folder)

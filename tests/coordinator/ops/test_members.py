@@ -250,7 +250,7 @@ def test_add_participant_command_takes_audit_pub_beside_the_node_key_or_refuses(
     added = _invoke("add-participant", root, "bank-a", "--public-key", str(keys.node_public))
     assert added.exit_code == 0, added.stderr
     listed = MemberList.load(consortium.paths.members)
-    assert f"member list of nordic: 1 banks, fingerprint {listed.fingerprint}" in added.stdout
+    assert f"member list of nordic: 1 bank, fingerprint {listed.fingerprint}" in added.stdout
     assert "send it to the other banks" not in added.stdout  # nobody has an older list
     other = generate_bank_keys(tmp_path / "other")
     second = _invoke("add-participant", root, "bank-b", "--public-key", str(other.node_public))
