@@ -207,7 +207,15 @@ def remove_participant(folder: DirArgument, bank: Bank) -> None:
     with fail_cleanly():
         removal = remove(_consortium(folder), bank)
     say(f"participant '{bank}' removed (node {removal.record.node_id} unregistered)")
-    if removal.members is None:
+    if removal.unlisted:
+        verb = "has" if len(removal.unlisted) == 1 else "have"
+        say(
+            f"no member list: {', '.join(removal.unlisted)} {verb} "
+            "no recorded audit key (members.json removed); remove and add each again with "
+            "--audit-key, then send the list to the banks",
+            style="red",
+        )
+    elif removal.members is None:
         say("no bank is registered any more: the member list is empty (members.json removed)")
     else:
         _say_member_list_changed(removal.members, folder, len(removal.members.members))

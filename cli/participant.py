@@ -110,7 +110,11 @@ NoDp = Annotated[
 ]
 AuditKey = Annotated[
     Path | None,
-    typer.Option(help="The bank's audit-signing key (default: audit.key beside --key)."),
+    typer.Option(
+        help="The bank's audit-signing key (default: audit.key beside --key): signs its audit "
+        "log and secure-aggregation messages; the member list must name the bank by its "
+        "public half."
+    ),
 ]
 RuntimePort = Annotated[
     int, typer.Option(help="Local port of the SuperNode runtime API (one per node on a host).")

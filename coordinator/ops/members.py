@@ -394,29 +394,37 @@ class Removal:
     record : Participant
         The bank's record, now ``removed``.
     members : MemberList or None
-        The member list of the banks still registered (None when none is).
+        The member list of the banks still registered; None when none is, or when
+        ``unlisted`` is not empty.
+    unlisted : tuple of str
+        Banks still registered without a recorded audit key (records from before
+        member lists): no list can name them, so ``members.json`` was removed rather
+        than left naming the revoked bank.
     """
 
     record: Participant
     members: MemberList | None
+    unlisted: tuple[str, ...] = ()
 
 
 def remove_participant(consortium: Consortium, bank: str) -> Removal:
     """Unregister ``bank``'s node (a running SuperNode is disconnected), mark it removed,
     and rewrite the member list without it.
 
+    Revoking never waits on the member list: when a bank still registered has no
+    recorded audit key, the bank is revoked all the same and ``members.json`` is
+    removed (:attr:`Removal.unlisted` names the banks to add again).
+
     Raises
     ------
     ConfigError
-        Unknown bank, or it was removed already; or another registered bank has no
-        recorded audit key (checked before anything changes).
+        Unknown bank, or it was removed already.
     ServiceError
         The SuperLink is not running.
     OperationFailed
         ``flwr supernode unregister`` failed.
     """
-    records = list_participants(consortium)
-    known = {p.name: p for p in records}
+    known = {p.name: p for p in list_participants(consortium)}
     record = known.get(bank)
     if record is None:
         registered = [n for n, p in known.items() if p.status is ParticipantStatus.REGISTERED]
@@ -428,9 +436,13 @@ def remove_participant(consortium: Consortium, bank: str) -> Removal:
         raise ConfigError(
             f"participant '{bank}' was already removed on {record.removed_at}", source="BANK"
         )
-    _members_of(consortium, [p for p in _registered(records) if p.name != bank])
     _require_superlink(consortium)
     run_flwr(consortium.paths.flwr_home, "supernode", "unregister", str(record.node_id), CONNECTION)
     removed = record.model_copy(update={"status": ParticipantStatus.REMOVED, "removed_at": _now()})
     _write_record(consortium, removed)
+    remaining = _registered(list_participants(consortium))
+    unlisted = tuple(sorted(p.name for p in remaining if p.audit_key is None))
+    if unlisted:
+        consortium.paths.members.unlink(missing_ok=True)
+        return Removal(record=removed, members=None, unlisted=unlisted)
     return Removal(record=removed, members=write_member_list(consortium))

@@ -210,8 +210,15 @@ def _pinned_before(home: Path) -> tuple[Path, str] | None:
 
 
 def _read_pinned(path: Path, fingerprint: str) -> MemberList:
-    """The pinned list, refused if it changed on disk since it was pinned."""
-    members = MemberList.load(path)
+    """The pinned list, refused if it is gone or changed on disk since it was pinned."""
+    try:
+        members = MemberList.load(path)
+    except ConfigError as exc:
+        raise ConfigError(
+            f"{exc.problem}; this node pinned {fingerprint} there: pass the member list "
+            "with --members FILE to pin it again",
+            source=str(path),
+        ) from exc
     if members.fingerprint != fingerprint:
         raise ConfigError(
             f"the pinned member list changed on disk: its fingerprint is {members.fingerprint}, "

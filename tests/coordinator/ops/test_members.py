@@ -294,6 +294,23 @@ def test_a_record_without_an_audit_key_blocks_the_list_with_what_to_do(
     assert remove_participant(consortium, "bank-old").members is None  # revoking still works
 
 
+def test_revoking_never_waits_on_the_member_list(
+    consortium: Consortium, tmp_path: Path, fake_superlink: list[tuple[str, ...]]
+) -> None:
+    _add(consortium, tmp_path, "bank-a")
+    _add(consortium, tmp_path, "bank-b")
+    _record(consortium, "bank-old", 7, "0" * 64)  # a record from before member lists
+
+    result = _invoke("remove-participant", str(consortium.paths.root), "bank-a")
+
+    assert result.exit_code == 0, result.stderr
+    assert "participant 'bank-a' removed" in result.stdout
+    assert "no member list: bank-old has no recorded audit key" in result.stdout
+    assert not consortium.paths.members.exists()  # no list left that names bank-a
+    status = {p.name: p.status for p in list_participants(consortium)}
+    assert status["bank-a"] is ParticipantStatus.REMOVED
+
+
 def test_a_consortium_name_the_member_list_cannot_carry_is_refused(tmp_path: Path) -> None:
     for name in ("Nordic", "nordic.credit", "nordic_credit"):
         result = _invoke("init", str(tmp_path / name), "--name", name, "--host", "h")

@@ -315,3 +315,19 @@ def test_choose_member_list_prefers_the_pin_to_the_bundle(
 
     with pytest.raises(ConfigError, match="no audit key here"):
         choose_member_list(home=home, bundle=bundle, audit_key=tmp_path / "x.key", members=None)
+
+
+def test_a_pinned_copy_gone_from_disk_asks_for_the_list_again(
+    start: Callable[..., Result], bundle: Bundle, tmp_path: Path
+) -> None:
+    assert start().exit_code == 0
+    pinned = _plan(tmp_path).guard.members_fingerprint
+    copy = tmp_path / "node" / "members.json"
+    copy.unlink()
+
+    line = _one_error_line(start())
+    assert line.startswith(f"error: {copy}: cannot read the member list")
+    assert f"this node pinned {pinned} there: pass the member list with --members" in line
+    again = start("--members", str(bundle.folder / "members.json"))
+    assert again.exit_code == 0, again.stderr
+    assert _plan(tmp_path).guard.pinned_members() is not None
