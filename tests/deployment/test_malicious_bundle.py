@@ -7,8 +7,9 @@ an unprivileged user. The operator then submits a bundle of its own (written bel
 not fedcredit's relay) whose ClientApp knows where the banks keep their files and
 tries everything it can: read the data, the ledger, the keys, the node plan; append
 to and sign the audit log; and, through the guard's own socket, train without
-differential privacy, evaluate on another hold-out split and ask for an unknown
-task. Every attempt fails, the guard records its refusals in the bank's audit log,
+differential privacy, train in the clear (the banks require secure aggregation, the
+default), evaluate on another hold-out split and ask for an unknown task. Every
+attempt fails, the guard records its refusals in the bank's audit log,
 no path of the bank's reaches the ClientApp, and the honest run afterwards
 completes. A last test kills a guard: its SuperNode goes with it.
 
@@ -600,17 +601,19 @@ def test_a_malicious_bundle_gets_nothing_and_the_honest_run_completes(site: Site
         for attempt in ("rename", "replace-flwr-home", "add-symlink"):
             assert _denied(finding[f"runtime:{attempt}"]), finding[f"runtime:{attempt}"]
 
-        # Through the guard: it joins and trains, but only with DP and on the ledger.
+        # Through the guard: it joins, but trains nothing. Without DP the request is
+        # malformed; with DP but in the clear the bank refuses, as it requires secure
+        # aggregation by default: no update leaves it, nothing is charged.
         assert _guard(finding, "join")["status"] == "answered"
         no_dp = _guard(finding, "train-without-dp")
         assert no_dp["status"] == "refused"
         assert "unknown key" in no_dp["reason"], no_dp
         trained = _guard(finding, "train")
-        assert trained["status"] == "answered", trained
-        assert float(trained["content"]["privacy"]["epsilon"]) > 0
-        assert float(finding["train-epsilon"]) > 0
-        assert "train-loss" not in trained["content"].get("metrics", {})
-        assert _dp_sgd_events(bank.ledger) == dp_sgd_before[name] + 1
+        assert trained["status"] == "refused", trained
+        assert "sends its model update only through secure aggregation" in trained["reason"]
+        assert trained["content"] == {}
+        assert finding["train-epsilon"].startswith("denied: "), finding["train-epsilon"]
+        assert _dp_sgd_events(bank.ledger) == dp_sgd_before[name]
         split = _guard(finding, "evaluate-other-split")
         assert split["status"] == "refused"
         assert "test-fraction 0.5" in split["reason"] and "split is fixed" in split["reason"]
@@ -623,7 +626,8 @@ def test_a_malicious_bundle_gets_nothing_and_the_honest_run_completes(site: Site
         fedcredit("audit", "verify", "--allow-open", str(bank.audit_log))
         refusals = [e["data"] for e in _audit_entries(bank.audit_log) if e["event"] == "refusal"]
         kinds = sorted(r["kind"] for r in refusals)
-        assert kinds == ["holdout-split", "malformed-request", "malformed-request"], refusals
+        expected = ["holdout-split", "malformed-request", "malformed-request", "plain-update"]
+        assert kinds == expected, refusals
         assert not any("forged" in json.dumps(e) for e in _audit_entries(bank.audit_log))
 
     # The honest run afterwards completes.
@@ -641,7 +645,7 @@ def test_a_malicious_bundle_gets_nothing_and_the_honest_run_completes(site: Site
     assert metrics["status"] == "completed"
     assert sorted(metrics["rounds"][0]["banks"]) == sorted(banks)
     for name, bank in banks.items():
-        assert _dp_sgd_events(bank.ledger) == dp_sgd_before[name] + 2
+        assert _dp_sgd_events(bank.ledger) == dp_sgd_before[name] + 1  # the honest round
         fedcredit("audit", "verify", str(bank.audit_log))
 
 
