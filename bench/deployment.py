@@ -108,21 +108,27 @@ def build_consortium(work: Path, banks: int, epsilon: float | None) -> Path:
     )  # fmt: skip
     fedcredit("coordinator", "start", str(root))
     frame = pd.read_csv(ROOT / "credit" / "data" / "uci_default_credit_card.csv.gz")
-    for index in range(banks):
-        bank = f"bank-{index + 1}"
+    names = [f"bank-{index + 1}" for index in range(banks)]
+    for index, bank in enumerate(names):
         data = work / f"{bank}.csv"
         frame.iloc[index * ROWS_PER_BANK : (index + 1) * ROWS_PER_BANK].to_csv(data, index=False)
         keys = work / bank / "keys"
         fedcredit("participant", "keygen", str(keys))
         fedcredit(
             "coordinator", "add-participant", str(root), bank,
-            "--public-key", str(keys / "node.pub"),
+            "--public-key", str(keys / "node.pub"), "--audit-key", str(keys / "audit.pub"),
         )  # fmt: skip
-        budget = ["--max-epsilon", str(epsilon)] if epsilon else ["--no-dp"]
+    members = work / "members.json"  # the list of every bank, as the operator sends it
+    fedcredit("coordinator", "members", str(root), "--out", str(members))
+    budget = ["--max-epsilon", str(epsilon)] if epsilon else ["--no-dp"]
+    for bank in names:
+        # --allow-plain-updates: the bench also times plain FedAvg, which banks that
+        # require secure aggregation (the default) refuse.
         fedcredit(
             "participant", "start", "--bundle", str(root / "participants" / bank / "bundle"),
-            "--key", str(keys / "node.key"), "--data", str(data),
+            "--key", str(work / bank / "keys" / "node.key"), "--data", str(work / f"{bank}.csv"),
             "--home", str(work / bank / "node"), "--runtime-port", str(_free_port()), *budget,
+            "--members", str(members), "--allow-plain-updates",
         )  # fmt: skip
     return root
 

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from coordinator.ops.consortium import Consortium
     from coordinator.ops.launch import LaunchResult
     from coordinator.ops.members import Participant
+    from privacy.secagg.members import MemberList
 
 __all__ = ["coordinator_app"]
 
@@ -45,7 +46,9 @@ ConsortiumDir = Annotated[
 ]
 Bank = Annotated[str, typer.Argument(help="The bank's name.")]
 
-Name = Annotated[str, typer.Option(help="The consortium's name.")]
+Name = Annotated[
+    str, typer.Option(help="The consortium's name (lower-case letters, digits and '-').")
+]
 Hosts = Annotated[
     list[str],
     typer.Option(help="DNS name or IP banks dial (repeat for several); first = edge address."),
@@ -143,27 +146,126 @@ def add_participant(
     public_key: Annotated[
         Path, typer.Option(help="The bank's node.pub (from `fedcredit participant keygen`).")
     ],
+    audit_key: Annotated[
+        Path | None,
+        typer.Option(
+            help="The bank's audit.pub (Ed25519, from `fedcredit participant keygen`): the "
+            "key the member list names the bank by. Default: audit.pub beside --public-key.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
-    """Register a bank's node key with the running SuperLink and write its bundle."""
+    """Register a bank's node key, put its audit key on the member list, write its bundle."""
     from coordinator.ops.members import add_participant as add
+    from coordinator.ops.members import member_list
 
     with fail_cleanly():
         consortium = _consortium(folder)
-        record = add(consortium, bank, public_key)
+        record = add(consortium, bank, public_key, _audit_key(audit_key, public_key))
+        members = member_list(consortium)
     say(
         f"participant '{bank}' registered as node {record.node_id}",
         f"send this folder to the bank: {consortium.paths.participant(bank) / 'bundle'}",
     )
+    if members is not None:
+        _say_member_list_changed(members, folder, len(members.members) - 1)
+
+
+def _audit_key(given: Path | None, public_key: Path) -> Path:
+    """``--audit-key``, else the ``audit.pub`` beside ``--public-key`` if there is one."""
+    if given is not None:
+        return given
+    beside = public_key.expanduser().with_name("audit.pub")
+    if not beside.is_file():
+        raise ConfigError(
+            f"no audit.pub beside {public_key}: pass the bank's audit key (the audit.pub "
+            "that `fedcredit participant keygen` wrote) with --audit-key",
+            source="--audit-key",
+        )
+    return beside
+
+
+def _say_member_list_changed(members: MemberList, folder: Path, others: int) -> None:
+    """The new list's fingerprint and, when other banks have an older list, what to send."""
+    say(
+        f"member list of {members.consortium}: {_banks(len(members.members))}, "
+        f"fingerprint {members.fingerprint}"
+    )
+    if others > 0:
+        say(
+            "the member list changed: send it to the other banks (each restarts with "
+            f"--members FILE): fedcredit coordinator members {folder} --out members.json"
+        )
 
 
 @coordinator_app.command("remove-participant")
 def remove_participant(folder: DirArgument, bank: Bank) -> None:
-    """Revoke a bank: unregister its node key (a running node is disconnected)."""
+    """Revoke a bank: unregister its node key (a running node is disconnected) and take it
+    off the member list."""
     from coordinator.ops.members import remove_participant as remove
 
     with fail_cleanly():
-        record = remove(_consortium(folder), bank)
-    say(f"participant '{bank}' removed (node {record.node_id} unregistered)")
+        removal = remove(_consortium(folder), bank)
+    say(f"participant '{bank}' removed (node {removal.record.node_id} unregistered)")
+    if removal.unlisted:
+        verb = "has" if len(removal.unlisted) == 1 else "have"
+        say(
+            f"no member list: {', '.join(removal.unlisted)} {verb} "
+            "no recorded audit key (members.json removed); remove and add each again with "
+            "--audit-key, then send the list to the banks",
+            style="red",
+        )
+    elif removal.members is None:
+        say("no bank is registered any more: the member list is empty (members.json removed)")
+    else:
+        _say_member_list_changed(removal.members, folder, len(removal.members.members))
+
+
+@coordinator_app.command("members")
+def members(
+    folder: DirArgument,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Also write the member list to this file (to send to the banks)."),
+    ] = None,
+) -> None:
+    """Show the member list (every registered bank and its audit key) and its fingerprint.
+
+    The list is rewritten from the participant records into FOLDER/members.json. Banks
+    that joined before the list last changed need it: send them the file (--out), and
+    they restart with `fedcredit participant start --members FILE` after comparing its
+    fingerprint with the other banks.
+    """
+    from coordinator.ops.members import write_member_list
+
+    with fail_cleanly():
+        consortium = _consortium(folder)
+        listed = write_member_list(consortium)
+        if listed is None:
+            raise ConfigError(
+                "no bank is registered: add one with `fedcredit coordinator add-participant`",
+                source=str(folder),
+            )
+        if out is not None:
+            _write_copy(listed, out)
+    show_table(
+        f"Member list of {listed.consortium}",
+        ["bank", Column("audit key (SHA-256)", no_wrap=True)],
+        [(member.name, member.fingerprint) for member in listed.members],
+    )
+    say(f"fingerprint {listed.fingerprint}", f"file {consortium.paths.members}")
+    if out is not None:
+        say(f"written to {out}")
+    say("banks compare this fingerprint with each other out of band before they pin the list")
+
+
+def _write_copy(listed: MemberList, out: Path) -> None:
+    try:
+        listed.write(out.expanduser())
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot write the member list ({exc.strerror})", source=str(out)
+        ) from exc
 
 
 @coordinator_app.command("start")
@@ -394,3 +496,8 @@ def stop(
     with fail_cleanly():
         flower_id = stop_run(_consortium(consortium_dir), run)
     say(f"stopped Flower run {flower_id} of {run}")
+
+
+def _banks(count: int) -> str:
+    """``1 bank``, ``3 banks``."""
+    return f"{count} bank{'' if count == 1 else 's'}"

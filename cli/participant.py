@@ -18,7 +18,9 @@ from credit.errors import ConfigError
 if TYPE_CHECKING:
     from deploy.bundle import Bundle
     from participant.guard.bank_guard import BankGuard
-    from participant.guard.settings import GuardSettings
+    from participant.guard.settings import GuardSettings, SecAggPolicy
+    from participant.node.members import MemberListChoice
+    from participant.node.supernode import NodeSettings
     from privacy.budget import PrivacyBudget
 
 __all__ = ["participant_app"]
@@ -108,7 +110,11 @@ NoDp = Annotated[
 ]
 AuditKey = Annotated[
     Path | None,
-    typer.Option(help="The bank's audit-signing key (default: audit.key beside --key)."),
+    typer.Option(
+        help="The bank's audit-signing key (default: audit.key beside --key): signs its audit "
+        "log and secure-aggregation messages; the member list must name the bank by its "
+        "public half."
+    ),
 ]
 RuntimePort = Annotated[
     int, typer.Option(help="Local port of the SuperNode runtime API (one per node on a host).")
@@ -168,8 +174,37 @@ RequireSecure = Annotated[
     bool,
     typer.Option(
         "--require-secure-aggregation/--allow-plain-updates",
-        help="Send the model update only inside secure aggregation (a round asking for it "
-        "in the clear is refused and logged).",
+        help="Send the model update only inside secure aggregation (the default: a round "
+        "asking for it in the clear is refused and logged). --allow-plain-updates lets a "
+        "run receive it in the clear: only for a bank that relies on differential privacy "
+        "alone.",
+    ),
+]
+Members = Annotated[
+    Path | None,
+    typer.Option(
+        help="The consortium's member list (members.json) to pin. Default: the list this "
+        "node pinned before, else the bundle's. A list whose fingerprint differs from the "
+        "pinned one replaces it only when given here (compare the new fingerprint with the "
+        "other banks first).",
+        show_default=False,
+    ),
+]
+ThresholdFraction = Annotated[
+    float | None,
+    typer.Option(
+        "--secagg-threshold-fraction",
+        help="The bank's secure-aggregation threshold: t = floor(F*N)+1 shares of a roster "
+        "of N banks, F in [0.5, 1) (default 2/3: t > 2N/3); a round naming another t is "
+        "refused.",
+        show_default=False,
+    ),
+]
+MinRoster = Annotated[
+    int,
+    typer.Option(
+        help="Fewest banks (at least 3) a secure-aggregation roster may name; a smaller "
+        "one is refused before any key is made."
     ),
 ]
 NodeUser = Annotated[
@@ -195,7 +230,10 @@ def start(
     holdout_fraction: HoldoutFraction = None,
     holdout_salt: HoldoutSalt = None,
     node_user: NodeUser = None,
-    require_secure_aggregation: RequireSecure = False,
+    members: Members = None,
+    require_secure_aggregation: RequireSecure = True,
+    secagg_threshold_fraction: ThresholdFraction = None,
+    min_roster: MinRoster = 3,
     max_score_bins: MaxScoreBins = 100,
     min_holdout_rows: MinHoldoutRows = 50,
     setup_share: SetupShare = 0.1,
@@ -206,9 +244,13 @@ def start(
     The guard (this installation of fedcredit) holds the data, the privacy ledger,
     the keys and the audit log, and answers every message; the SuperNode's ClientApp
     only relays messages to it. Both run in the background until `participant stop`.
+
+    The consortium's member list is pinned by its fingerprint: compare the fingerprint
+    printed with the other banks out of band before the first run.
     """
     from deploy.bundle import Bundle
     from participant.guard.settings import EvaluationPolicy, SetupReleasePolicy
+    from participant.node.members import choose_member_list
     from participant.node.supernode import (
         NodeSettings,
         keeps_holdout_salt,
@@ -221,22 +263,29 @@ def start(
         loaded = Bundle.load(bundle)
         budget = _node_budget(loaded, max_epsilon=max_epsilon, delta=delta, no_dp=no_dp)
         node_home = home.expanduser().resolve()
+        signing_key = (audit_key or key.with_name("audit.key")).expanduser().resolve()
+        member_list = choose_member_list(
+            home=node_home, bundle=loaded, audit_key=signing_key, members=members
+        )
         settings = NodeSettings(
             bundle=loaded,
             key=key.expanduser().resolve(),
             data=data.expanduser().resolve(),
             home=node_home,
             budget=budget,
-            audit_key=(audit_key or key.with_name("audit.key")).expanduser().resolve(),
+            audit_key=signing_key,
             holdout=node_holdout(node_home, fraction=holdout_fraction, salt=holdout_salt),
             runtime_port=runtime_port,
             node_user=node_user,
             require_secure_aggregation=require_secure_aggregation,
+            members=member_list.members,
+            secure_aggregation=_secagg_policy(secagg_threshold_fraction, min_roster),
             evaluation=EvaluationPolicy(
                 max_score_bins=max_score_bins, min_holdout_rows=min_holdout_rows
             ),
             setup=SetupReleasePolicy(max_bins=setup_bins, budget_share=setup_share),
         )
+        _say_member_list(member_list)
         plan = prepare_node(settings)
         if not keeps_holdout_salt(plan.home):
             plan.save()  # a new salt is kept before the ledger is bound to its split
@@ -260,6 +309,7 @@ def start(
         f"{loaded.bank}: guard started (pid {started.pid}) with its SuperNode towards "
         f"{loaded.superlink}, TLS and its node key, {state}; {privacy}{runs_as}."
     )
+    _say_secure_aggregation(settings)
     say_pairs(
         [
             ("guard log:", settings.home / "services" / "guard.log"),
@@ -268,6 +318,64 @@ def start(
             ("audit:", settings.audit_log),
         ]
     )
+
+
+def _secagg_policy(threshold_fraction: float | None, min_roster: int) -> SecAggPolicy:
+    """The bank's threshold policy from its flags (one-line error naming the flag)."""
+    from participant.guard.settings import SecAggPolicy
+
+    fields: dict[str, float | int] = {"min_roster": min_roster}
+    if threshold_fraction is not None:
+        fields["threshold_fraction"] = threshold_fraction
+    return validate_fields(
+        SecAggPolicy,
+        fields,
+        source="fedcredit participant start",
+        spelled={
+            "threshold_fraction": "--secagg-threshold-fraction",
+            "min_roster": "--min-roster",
+        },
+    )
+
+
+def _say_member_list(choice: MemberListChoice) -> None:
+    """The pinned list's fingerprint, what changed, and the out-of-band comparison."""
+    members = choice.members
+    if choice.replaces_pin:
+        say(
+            f"the member list changed: pinned {choice.pinned_before}, now {choice.fingerprint} "
+            f"(given with --members {choice.source}): pinning the new list"
+        )
+    if choice.bundle_fingerprint is not None:
+        say(
+            f"the bundle's member list ({choice.bundle_fingerprint}) is not the pinned one "
+            f"({choice.fingerprint}); keeping the pinned list (to pin the bundle's, compare "
+            "its fingerprint with the other banks and pass it with --members)"
+        )
+    say(
+        f"member list of {members.consortium}: {_banks(len(members.members))}, "
+        f"fingerprint {members.fingerprint}",
+        "  compare this fingerprint with the other banks out of band (phone, in person): "
+        "all must see the same before the first run",
+    )
+
+
+def _say_secure_aggregation(settings: NodeSettings) -> None:
+    """Whether the bank requires secure aggregation, and its threshold policy."""
+    policy = settings.secure_aggregation
+    if settings.require_secure_aggregation:
+        say(
+            "secure aggregation required: the model update leaves only masked; threshold "
+            f"floor({policy.threshold_fraction:.4g}·N)+1 of a roster of N >= "
+            f"{policy.min_roster} banks"
+        )
+    else:
+        say(
+            "plain updates allowed (--allow-plain-updates): a run without secure "
+            "aggregation receives this bank's model update in the clear"
+            + ("" if settings.budget is not None else ", and it has no differential privacy"),
+            style="yellow",
+        )
 
 
 def _checked_guard(settings: GuardSettings) -> BankGuard:
@@ -343,6 +451,7 @@ def status(home: Home = DEFAULT_HOME) -> None:
             ("guard:", f"{guard}; log: {state.guard_log}"),
             ("SuperNode:", f"{supernode}; log: {state.supernode_log}"),
             ("budget left:", state.budget_left),
+            ("member list:", state.member_list),
         ]
     )
     if not state.running:
@@ -356,3 +465,8 @@ def run_guard(home: Home = DEFAULT_HOME) -> None:
 
     with fail_cleanly():
         serve(home.expanduser().resolve())
+
+
+def _banks(count: int) -> str:
+    """``1 bank``, ``3 banks``."""
+    return f"{count} bank{'' if count == 1 else 's'}"

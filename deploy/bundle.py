@@ -1,17 +1,24 @@
 """The onboarding bundle the operator hands a bank: what its SuperNode needs to connect.
 
-A bundle is a folder of three files, written by ``fedcredit coordinator
+A bundle is a folder of four files, written by ``fedcredit coordinator
 add-participant`` into ``DIR/participants/<bank>/bundle/``::
 
     bundle.toml   consortium and bank name, edge address, config and schema hashes,
-                  fedcredit version, recommended privacy budget
+                  fedcredit version, recommended privacy budget, the member list's
+                  fingerprint
     ca.crt        the consortium's root certificate (the only one the bank trusts)
     schema.toml   the dataset schema the bank's data must meet
+    members.json  the consortium's member list when the bundle was written
+                  (:class:`~privacy.secagg.members.MemberList`): every registered
+                  bank's name and audit key
 
 Nothing in it is secret. The bank checks it on arrival: :meth:`Bundle.load`
-validates ``bundle.toml`` and refuses a schema whose hash is not the one recorded.
-``schema_sha256`` is :meth:`credit.schema.DatasetSchema.schema_hash`, the same
-canonical hash the coordinator sends with each round.
+validates ``bundle.toml`` and refuses a schema whose hash, or a member list whose
+fingerprint, is not the one recorded. ``schema_sha256`` is
+:meth:`credit.schema.DatasetSchema.schema_hash`, the same canonical hash the
+coordinator sends with each round. The bundle's member list is only a proposal: the
+bank pins it at ``participant start`` after comparing its fingerprint with the
+other banks (a bundle from before member lists has none).
 """
 
 from __future__ import annotations
@@ -27,13 +34,16 @@ from credit.config_files import read_toml, validate_fields
 from credit.errors import ConfigError, SchemaError
 from credit.schema import load_schema
 from privacy.budget import PrivacyBudget
+from privacy.secagg.members import MemberList
 
-__all__ = ["BUNDLE_FILE", "Bundle"]
+__all__ = ["BUNDLE_FILE", "MEMBERS_FILE", "Bundle"]
 
 BUNDLE_FILE = "bundle.toml"
 CA_FILE = "ca.crt"
 SCHEMA_FILE = "schema.toml"
+MEMBERS_FILE = "members.json"
 _SHA256 = r"^[0-9a-f]{64}$"
+_FINGERPRINT = r"^SHA256:[A-Za-z0-9+/]{43}$"
 _ADDRESS = re.compile(r"^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$")
 
 
@@ -56,6 +66,9 @@ class Bundle(BaseModel):
         The fedcredit release the consortium runs.
     privacy : PrivacyBudget, optional
         The privacy budget the consortium recommends; the bank decides its own.
+    members_fingerprint : str, optional
+        Fingerprint (``SHA256:...``) of the bundle's ``members.json``; absent in a
+        bundle without a member list.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -67,6 +80,7 @@ class Bundle(BaseModel):
     schema_sha256: str = Field(pattern=_SHA256)
     fedcredit_version: str = Field(min_length=1)
     privacy: PrivacyBudget | None = None
+    members_fingerprint: str | None = Field(default=None, pattern=_FINGERPRINT)
     folder: Path = Field(default=Path("."), exclude=True)
     """The bundle's folder (where ``ca.crt`` and ``schema.toml`` are); not serialized."""
 
@@ -88,6 +102,11 @@ class Bundle(BaseModel):
         """The consortium's dataset schema."""
         return self.folder / SCHEMA_FILE
 
+    @property
+    def members_path(self) -> Path | None:
+        """The bundle's member list; None when the bundle has none."""
+        return None if self.members_fingerprint is None else self.folder / MEMBERS_FILE
+
     def at(self, folder: Path) -> Bundle:
         """This bundle, located in ``folder``."""
         return self.model_copy(update={"folder": folder.expanduser().resolve()})
@@ -99,9 +118,10 @@ class Bundle(BaseModel):
         Raises
         ------
         ConfigError
-            ``bundle.toml`` is missing, not TOML, or breaks a rule; ``ca.crt`` or
-            ``schema.toml`` is missing; the schema's hash differs from the recorded
-            one. The message names the file and key.
+            ``bundle.toml`` is missing, not TOML, or breaks a rule; ``ca.crt``,
+            ``schema.toml`` or (with a ``members_fingerprint``) ``members.json`` is
+            missing; the schema's hash or the member list's fingerprint differs from
+            the recorded one. The message names the file and key.
         """
         path = path.expanduser().resolve()
         folder = path.parent if path.name == BUNDLE_FILE or path.is_file() else path
@@ -132,13 +152,38 @@ class Bundle(BaseModel):
                 "onboarding: ask the operator for a fresh bundle",
                 source=str(self.schema_path),
             )
+        self._check_members()
+
+    def _check_members(self) -> None:
+        if self.members_path is None:
+            return
+        if not self.members_path.is_file():
+            raise ConfigError(
+                "missing from the bundle; ask the operator for the whole folder",
+                source=str(self.members_path),
+            )
+        actual = MemberList.load(self.members_path).fingerprint
+        if actual != self.members_fingerprint:
+            raise ConfigError(
+                f"the member list's fingerprint {actual} differs from the bundle's "
+                f"members_fingerprint {self.members_fingerprint}; the list was changed "
+                "after the bundle was written: ask the operator for a fresh bundle",
+                source=str(self.members_path),
+            )
 
     def write(
-        self, folder: Path, *, ca_cert: Path | None = None, schema: Path | None = None
+        self,
+        folder: Path,
+        *,
+        ca_cert: Path | None = None,
+        schema: Path | None = None,
+        members: Path | None = None,
     ) -> Bundle:
-        """Write ``bundle.toml`` and copies of ``ca_cert`` and ``schema`` into ``folder``.
+        """Write ``bundle.toml`` and copies of ``ca_cert``, ``schema`` and ``members``.
 
-        ``ca_cert`` and ``schema`` default to this bundle's own files (copying a bundle).
+        ``ca_cert``, ``schema`` and ``members`` default to this bundle's own files
+        (copying a bundle); ``members`` is copied only when the bundle has a
+        ``members_fingerprint``.
 
         Returns
         -------
@@ -146,16 +191,18 @@ class Bundle(BaseModel):
             This bundle located in ``folder``.
         """
         folder.mkdir(parents=True, exist_ok=True)
-        for source, name in (
-            (ca_cert or self.ca_cert, CA_FILE),
-            (schema or self.schema_path, SCHEMA_FILE),
-        ):
+        copies = [(ca_cert or self.ca_cert, CA_FILE), (schema or self.schema_path, SCHEMA_FILE)]
+        member_list = members or self.members_path
+        if self.members_fingerprint is not None and member_list is not None:
+            copies.append((member_list, MEMBERS_FILE))
+        for source, name in copies:
             if source.resolve() != (folder / name).resolve():
                 shutil.copyfile(source, folder / name)
         data = self.model_dump(mode="json", exclude_none=True)
         header = (
             "# fedcredit onboarding bundle: give this whole folder to the bank.\n"
-            "# Nothing here is secret; the bank checks the schema hash on arrival.\n"
+            "# Nothing here is secret; the bank checks the schema hash on arrival and\n"
+            "# compares members.json's fingerprint with the other banks before pinning it.\n"
         )
         (folder / BUNDLE_FILE).write_text(header + tomli_w.dumps(data), encoding="utf-8")
         return self.at(folder)

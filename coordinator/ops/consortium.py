@@ -52,7 +52,9 @@ __all__ = [
     "load_consortium",
 ]
 
-_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"
+_NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
+"""The member list's rule (:class:`~privacy.secagg.members.MemberList`): the consortium's
+name is part of every bank's signed secure-aggregation message."""
 
 
 class _Section(BaseModel):
@@ -96,7 +98,9 @@ class ConsortiumConfig(BaseModel):
     Parameters
     ----------
     name : str
-        The consortium's name (letters, digits, ``.``, ``_``, ``-``).
+        The consortium's name: lower-case letters, digits and ``-`` (1-63), the rule of
+        the member list, which carries it (banks sign it into every secure-aggregation
+        message).
     hosts : tuple of str
         DNS names or IP addresses partner banks use to reach the edge; all go into
         the server certificate.

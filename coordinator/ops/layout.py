@@ -11,6 +11,7 @@
       edge/nginx.conf            the edge proxy's configuration (fleet API only)
       services/                  pid and log files of the SuperLink and the edge
       audit/coordinator.key|.pub the coordinator's Ed25519 audit-signing key
+      members.json               the member list banks pin (names and audit keys)
       participants/<bank>/       registered key, node id and onboarding bundle
       runs/<run-name>/           each run's outputs, checkpoint and audit log
 
@@ -84,6 +85,11 @@ class ConsortiumPaths:
     @property
     def audit_public_key(self) -> Path:
         return self.root / "audit" / "coordinator.pub"
+
+    @property
+    def members(self) -> Path:
+        """The consortium's member list (:class:`~privacy.secagg.members.MemberList`)."""
+        return self.root / "members.json"
 
     @property
     def participants(self) -> Path:

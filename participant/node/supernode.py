@@ -10,6 +10,9 @@
 * the ledger keeps the bank's hold-out split: the plan (:class:`NodePlan`,
   ``HOME/node.json``, 0600) keeps the hold-out's secret salt from the node's first
   start (:func:`node_holdout`), and a ledger bound to another split refuses to start;
+* the consortium's member list names the bank under its own audit key; the node
+  keeps its copy (``HOME/members.json``) and the plan its fingerprint
+  (:mod:`participant.node.members`);
 
 then starts one background service, the bank's **guard**
 (:mod:`participant.node.supervisor`), from the bank's own installed fedcredit. The
@@ -53,10 +56,13 @@ from participant.guard.settings import (
     EvaluationPolicy,
     GuardSettings,
     HoldOut,
+    SecAggPolicy,
     SetupReleasePolicy,
 )
+from participant.node.members import PINNED_MEMBERS_FILE, pin_member_list
 from participant.relay.node_config import RelayConfig
 from privacy.budget import PrivacyBudget
+from privacy.secagg.members import MemberList
 
 __all__ = [
     "NodePlan",
@@ -109,8 +115,15 @@ class NodeSettings:
         Local port of the SuperNode's runtime API (one per node on a host).
     node_user : str, optional
         Run the SuperNode's ClientApps as this unprivileged user (root only).
-    require_secure_aggregation : bool
-        Refuse to send a model update outside secure aggregation.
+    require_secure_aggregation : bool, default True
+        Refuse to send a model update outside secure aggregation (``participant
+        start --allow-plain-updates`` turns it off).
+    members : MemberList, optional
+        The member list to pin (:func:`participant.node.members.choose_member_list`);
+        :func:`prepare_node` keeps a copy in the node folder. None pins nothing: the
+        guard then takes part in no secure aggregation.
+    secure_aggregation : SecAggPolicy
+        The bank's threshold policy and smallest roster.
     evaluation : EvaluationPolicy
         What the bank releases about its held-out rows (score bins, minimum rows).
     setup : SetupReleasePolicy
@@ -126,7 +139,9 @@ class NodeSettings:
     holdout: HoldOut
     runtime_port: int = DEFAULT_RUNTIME_PORT
     node_user: str | None = None
-    require_secure_aggregation: bool = False
+    require_secure_aggregation: bool = True
+    members: MemberList | None = None
+    secure_aggregation: SecAggPolicy = field(default_factory=SecAggPolicy)
     evaluation: EvaluationPolicy = field(default_factory=EvaluationPolicy)
     setup: SetupReleasePolicy = field(default_factory=SetupReleasePolicy)
 
@@ -139,6 +154,11 @@ class NodeSettings:
     def audit_log(self) -> Path:
         """The bank's audit log."""
         return self.home / "audit.jsonl"
+
+    @property
+    def members_copy(self) -> Path:
+        """The node's copy of the member list it pins."""
+        return self.home / PINNED_MEMBERS_FILE
 
 
 class NodePlan(BaseModel):
@@ -238,13 +258,15 @@ class NodePlan(BaseModel):
 
 @dataclass(frozen=True)
 class NodeStatus:
-    """Whether the bank's guard and SuperNode run, the guard's budget left, the logs."""
+    """Whether the bank's guard and SuperNode run, the guard's budget left, the pinned
+    member list, the logs."""
 
     guard_pid: int | None
     supernode_pid: int | None
     guard_log: Path
     supernode_log: Path
     budget_left: str
+    member_list: str = "unknown (no node plan)"
 
     @property
     def running(self) -> bool:
@@ -384,6 +406,9 @@ def node_plan(settings: NodeSettings) -> NodePlan:
         holdout=settings.holdout,
         approved_version=__version__,
         require_secure_aggregation=settings.require_secure_aggregation,
+        members_path=None if settings.members is None else settings.members_copy,
+        members_fingerprint=None if settings.members is None else settings.members.fingerprint,
+        secure_aggregation=settings.secure_aggregation,
         evaluation=settings.evaluation,
         setup=settings.setup,
     )
@@ -458,7 +483,8 @@ class StartedNode:
 
 
 def prepare_node(settings: NodeSettings) -> NodePlan:
-    """Check the bundle, the node key and ``--node-user``; the node's plan (not yet saved).
+    """Check the bundle, the node key and ``--node-user``, keep the node's copy of the
+    member list; the node's plan (not yet saved).
 
     The plan keeps the bank's hold-out salt, so the caller saves it around the guard's
     first check (:meth:`NodePlan.save`): before it when the node keeps no salt yet
@@ -476,6 +502,8 @@ def prepare_node(settings: NodeSettings) -> NodePlan:
     check_node_user(settings.node_user)
     settings.home.mkdir(parents=True, exist_ok=True)
     os.chmod(settings.home, 0o700)
+    if settings.members is not None:
+        pin_member_list(settings.home, settings.members)
     return node_plan(settings)
 
 
@@ -540,6 +568,24 @@ def node_status(home: Path) -> NodeStatus:
         guard_log=guard.log_file,
         supernode_log=supernode.log_file,
         budget_left=_budget_left(home),
+        member_list=_member_list(home),
+    )
+
+
+def _member_list(home: Path) -> str:
+    """The pinned member list as the guard re-reads it, or why it cannot be used."""
+    try:
+        plan = NodePlan.load(home)
+    except ConfigError:
+        return "unknown (no node plan)"
+    try:
+        members = plan.guard.pinned_members()
+    except ConfigError as exc:
+        return f"unusable: {exc}"
+    if members is None:
+        return "none pinned (the bank takes part in no secure aggregation)"
+    return (
+        f"{members.consortium}: {_banks(len(members.members))}, fingerprint {members.fingerprint}"
     )
 
 
@@ -567,3 +613,8 @@ def node_user_ids(name: str) -> tuple[int, int]:
     except KeyError as exc:
         raise ConfigError(f"no user '{name}'", source="--node-user") from exc
     return entry.pw_uid, entry.pw_gid
+
+
+def _banks(count: int) -> str:
+    """``1 bank``, ``3 banks``."""
+    return f"{count} bank{'' if count == 1 else 's'}"

@@ -3,9 +3,10 @@
 ``fedcredit participant run-guard --home DIR`` (started in the background by
 ``participant start``) runs :func:`run_guard`:
 
-1. read the node's plan (``DIR/node.json``) and open the guard: the bank's data is
-   validated and split once, its privacy ledger and audit log are verified (a broken
-   entry is named and the guard does not start);
+1. read the node's plan (``DIR/node.json``), re-read the pinned member list (a list
+   changed on disk since it was pinned stops the guard, named in one line) and open
+   the guard: the bank's data is validated and split once, its privacy ledger and
+   audit log are verified (a broken entry is named and the guard does not start);
 2. with a node user: create it if missing, give it its own runtime folder, and refuse
    to go on unless it can run this fedcredit's Python (the SuperExec and every
    ClientApp run it) and while it can read the bank's data, ledger, audit log or keys;
@@ -59,13 +60,17 @@ def run_guard(home: Path) -> None:
     Raises
     ------
     credit.errors.FedcreditError
-        The plan, the data, the ledger or the audit log fails its checks, or the
-        node user can read the bank's files (nothing is started).
+        The plan, the pinned member list, the data, the ledger or the audit log fails
+        its checks, or the node user can read the bank's files (nothing is started).
     """
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stdout
     )
     plan = NodePlan.load(home)
+    members = plan.guard.pinned_members()  # refuses a list changed since it was pinned
+    if members is not None:
+        _log.info("member list of %s pinned: %d banks, fingerprint %s", members.consortium,
+                  len(members.members), members.fingerprint)  # fmt: skip
     guard = BankGuard.open(plan.guard)
     _log.info("bank %s: %d training and %d held-out rows loaded and checked", guard.name,
               len(guard.bank.train), len(guard.bank.test))  # fmt: skip

@@ -62,6 +62,7 @@ def _commands(root: Path) -> dict[str, tuple[list[str], int]]:
         "coordinator list": (["coordinator", "list", str(root)], 0),
         "coordinator launch": (["coordinator", "launch", str(root), "--rounds", "1"], 1),
         "coordinator stop": (["coordinator", "stop", str(root), "run-x"], 1),
+        "coordinator members": (["coordinator", "members", str(root)], 2),  # no bank yet
     }
 
 

@@ -7,11 +7,15 @@ import tomllib
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from pydantic import ValidationError
 
 from credit.errors import ConfigError
 from credit.schema import embedded_schema_path, load_schema
 from deploy.bundle import BUNDLE_FILE, Bundle
 from privacy.budget import PrivacyBudget
+from privacy.secagg.members import Member, MemberList
 
 SCHEMA_HASH = load_schema().schema_hash()
 
@@ -119,3 +123,56 @@ def test_bad_bundle_toml(written: Bundle, edit: object, message: str) -> None:
     with pytest.raises(ConfigError, match=message) as caught:
         Bundle.load(written.folder)
     assert "\n" not in str(caught.value)
+
+
+def _member_list(consortium: str = "nordic") -> MemberList:
+    keys = [
+        Ed25519PrivateKey.generate()
+        .public_key()
+        .public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        for _ in range(3)
+    ]
+    members = (Member(name=f"bank-{n}", signing_key=k) for n, k in zip("abc", keys, strict=True))
+    return MemberList(consortium=consortium, members=tuple(members))
+
+
+@pytest.fixture
+def with_members(tmp_path: Path) -> Bundle:
+    ca = tmp_path / "source-ca.crt"
+    ca.write_text("-----BEGIN CERTIFICATE-----\n")
+    members = _member_list()
+    source = tmp_path / "source-members.json"
+    members.write(source)
+    return _bundle(members_fingerprint=members.fingerprint).write(
+        tmp_path / "bundle", ca_cert=ca, schema=embedded_schema_path(), members=source
+    )
+
+
+def test_a_bundle_carries_the_member_list_and_its_fingerprint(
+    with_members: Bundle, tmp_path: Path
+) -> None:
+    folder = tmp_path / "bundle"
+    assert (folder / "members.json").is_file()
+    loaded = Bundle.load(folder)
+    assert loaded.members_path == folder.resolve() / "members.json"
+    assert loaded.members_fingerprint == MemberList.load(folder / "members.json").fingerprint
+    copy = loaded.write(tmp_path / "copy")  # a copy keeps the list
+    assert Bundle.load(copy.folder).members_fingerprint == loaded.members_fingerprint
+    assert _bundle().members_path is None  # a bundle from before member lists has none
+
+
+def test_a_bundle_whose_member_list_changed_or_went_missing_is_refused(
+    with_members: Bundle, tmp_path: Path
+) -> None:
+    folder = tmp_path / "bundle"
+    _member_list().write(folder / "members.json")  # same names, other keys
+    with pytest.raises(ConfigError, match="differs from the bundle's members_fingerprint"):
+        Bundle.load(folder)
+    (folder / "members.json").unlink()
+    with pytest.raises(ConfigError, match=r"members\.json: missing from the bundle"):
+        Bundle.load(folder)
+
+
+def test_a_malformed_members_fingerprint_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValidationError, match="members_fingerprint"):
+        _bundle(members_fingerprint="sha256:abc")

@@ -11,6 +11,12 @@ fixture)::
         keys = consortium.add_bank("bank-a")
         node = consortium.start_supernode("bank-a", keys.node_key, data_path=csv)
         consortium.wait_for_status("bank-a", "online")
+
+Banks that run guards are onboarded as the README's operator and bank sections say:
+every bank is added with its node and audit keys, then each starts with the member
+list pinned (:meth:`RunningConsortium.add_banks_and_start`): the last bank added with
+its bundle's list, the earlier ones with the list the operator sends afterwards
+(``fedcredit coordinator members --out``), as banks that joined earlier would.
 """
 
 from __future__ import annotations
@@ -148,13 +154,51 @@ class RunningConsortium:
         return BankKeyFiles(folder)
 
     def add_bank(self, bank: str) -> BankKeyFiles:
-        """Keygen at the bank, then ``add-participant`` at the operator."""
+        """Keygen at the bank, then ``add-participant`` with its node and audit keys."""
         keys = self.keygen(bank)
         fedcredit(
             "coordinator", "add-participant", str(self.root), bank,
-            "--public-key", str(keys.node_public),
+            "--public-key", str(keys.node_public), "--audit-key", str(keys.audit_public),
         )  # fmt: skip
         return keys
+
+    def member_list(self) -> Path:
+        """The current member list as the operator sends it (``coordinator members --out``)."""
+        out = self.work / "members.json"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fedcredit("coordinator", "members", str(self.root), "--out", str(out))
+        return out
+
+    def add_banks_and_start(
+        self,
+        files: dict[str, Path],
+        *,
+        max_epsilon: float | None,
+        node_users: dict[str, str] | None = None,
+        holdout_salt: str | None = None,
+    ) -> dict[str, Path]:
+        """Add every bank of ``files`` (bank -> data file), then start each with the member
+        list of all of them pinned; return the node folders.
+
+        The last bank added pins its bundle's list (it names everyone); the others were
+        onboarded before the list was complete and pin the operator's current list,
+        passed with ``--members``.
+        """
+        keys = {bank: self.add_bank(bank) for bank in files}
+        members = self.member_list()
+        last = list(files)[-1]
+        return {
+            bank: self.start_bank(
+                bank,
+                keys[bank],
+                data,
+                max_epsilon=max_epsilon,
+                node_user=(node_users or {}).get(bank),
+                holdout_salt=holdout_salt,
+                members=None if bank == last else members,
+            )
+            for bank, data in files.items()
+        }
 
     def bundle(self, bank: str) -> Path:
         return self.consortium.paths.participant(bank) / "bundle"
@@ -243,21 +287,27 @@ class RunningConsortium:
         max_epsilon: float | None = 3.0,
         node_user: str | None = None,
         holdout_salt: str | None = None,
+        members: Path | None = None,
     ) -> Path:
         """``fedcredit participant start`` as the bank runs it; return its node folder.
 
         ``node_user``: run the bank's ClientApps as that user (``--node-user``, root only).
         ``holdout_salt``: the bank's hold-out salt instead of a fresh one (``--holdout-salt``).
+        ``members``: the member list to pin (``--members``); default: the bundle's.
+        Secure aggregation is required (the default) and the list's fingerprint printed.
         """
         home = self.work / bank / "node"
         budget = ["--max-epsilon", str(max_epsilon)] if max_epsilon is not None else ["--no-dp"]
         as_user = ["--node-user", node_user] if node_user is not None else []
         salt = ["--holdout-salt", holdout_salt] if holdout_salt is not None else []
-        fedcredit(
+        listed = ["--members", str(members)] if members is not None else []
+        started = fedcredit(
             "participant", "start", "--bundle", str(self.bundle(bank)),
             "--key", str(keys.node_key), "--data", str(data), "--home", str(home),
-            "--runtime-port", str(free_port()), *budget, *as_user, *salt,
+            "--runtime-port", str(free_port()), *budget, *as_user, *salt, *listed,
         )  # fmt: skip
+        assert "fingerprint SHA256:" in started.stdout, started.stdout
+        assert "secure aggregation required" in started.stdout, started.stdout
         self.bank_homes.append(home)
         return home
 

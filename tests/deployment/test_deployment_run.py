@@ -21,6 +21,7 @@ import pandas as pd
 import pytest
 
 from participant.node.node_keys import BankKeyFiles
+from privacy.secagg.members import MemberList
 from tests.deployment.consortium import (
     FEDCREDIT,
     RunningConsortium,
@@ -108,14 +109,22 @@ def consortium(tmp_path: Path) -> Iterator[RunningConsortium]:
 def _start_banks(
     consortium: RunningConsortium, frame: pd.DataFrame, banks: list[str]
 ) -> dict[str, Path]:
+    """Onboard ``banks`` (node and audit keys), start each with the member list pinned."""
     files = _bank_files(consortium.work / "data", frame, banks)
-    homes = {}
-    for bank in banks:
-        keys = consortium.add_bank(bank)
-        homes[bank] = consortium.start_bank(bank, keys, files[bank], max_epsilon=MAX_EPSILON)
+    homes = consortium.add_banks_and_start(files, max_epsilon=MAX_EPSILON)
+    fingerprints = {_pinned_fingerprint(home) for home in homes.values()}
+    assert len(fingerprints) == 1, fingerprints  # every bank pinned the same list
     for bank in banks:
         consortium.wait_for_status(bank, "online")
     return homes
+
+
+def _pinned_fingerprint(home: Path) -> str:
+    from participant.node.supernode import NodePlan
+
+    guard = NodePlan.load(home).guard
+    assert guard.require_secure_aggregation and guard.members_fingerprint is not None
+    return guard.members_fingerprint
 
 
 def _bank_keys(consortium: RunningConsortium, banks: list[str]) -> list[str]:
@@ -190,7 +199,10 @@ def test_three_banks_train_with_dp_and_secure_aggregation_end_to_end(
 def test_run_survives_a_lost_bank_a_coordinator_crash_and_a_revocation(
     consortium: RunningConsortium, embedded_frame: pd.DataFrame, tmp_path: Path
 ) -> None:
-    banks = ["bank-a", "bank-b", "bank-c", "bank-d"]
+    # Five banks: under the banks' default threshold (t > 2N/3) round 3's roster of five
+    # (t = 4) survives losing bank-d, and round 4's of four (t = 3) losing bank-c.
+    banks = ["bank-a", "bank-b", "bank-c", "bank-d", "bank-e"]
+    alive = ["bank-a", "bank-b", "bank-c", "bank-e"]
     homes = _start_banks(consortium, embedded_frame, banks)
     out = tmp_path / "results"
     root = str(consortium.root)
@@ -218,7 +230,7 @@ def test_run_survives_a_lost_bank_a_coordinator_crash_and_a_revocation(
 
     fedcredit("coordinator", "shutdown", root)  # clears what the crash left behind
     fedcredit("coordinator", "start", root)
-    for bank in banks[:3]:
+    for bank in alive:
         consortium.wait_for_status(bank, "online", timeout=180)
     resumed = Launch(root, "--resume", "crash-test", "--out", str(out))
     resumed.wait_for("resuming after round 3", timeout=600)
@@ -234,9 +246,11 @@ def test_run_survives_a_lost_bank_a_coordinator_crash_and_a_revocation(
     # bank-d is gone from round 3 (the others' shares unmask the sum without it); bank-c
     # may or may not have answered round 4 before its key was revoked; the run goes on
     # either way, and its node is disconnected.
-    assert sorted(metrics["rounds"][2]["banks"]) == banks[:3]
-    assert {"bank-a", "bank-b"} <= set(metrics["rounds"][3]["banks"]) <= set(banks[:3])
+    assert sorted(metrics["rounds"][2]["banks"]) == alive
+    assert {"bank-a", "bank-b", "bank-e"} <= set(metrics["rounds"][3]["banks"]) <= set(alive)
     assert consortium.node_status().get("bank-c") != "online"
+    listed = MemberList.load(consortium.consortium.paths.members)
+    assert listed.names == {"bank-a", "bank-b", "bank-d", "bank-e"}  # revoked: off the list
     status = fedcredit("participant", "status", "--home", str(homes["bank-c"]), check=False)
     assert status.returncode == 1, status.stdout
     assert not any(r["aborted"] for r in metrics["rounds"])

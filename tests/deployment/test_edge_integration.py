@@ -11,6 +11,9 @@ from pathlib import Path
 import pytest
 
 from coordinator.ops.edge import REFUSAL
+from credit.audit import fingerprint, load_public_key
+from deploy.bundle import Bundle
+from privacy.secagg.members import MemberList
 from tests.deployment.consortium import RunningConsortium, fedcredit
 
 pytestmark = pytest.mark.deployment
@@ -76,6 +79,18 @@ def test_add_participant_registers_the_key(running_consortium: RunningConsortium
     assert duplicate.returncode == 2
     assert "participant 'bank-a' is already registered" in duplicate.stderr
 
+    # The member list names bank-a by its audit key; its bundle carries the list.
+    paths = running_consortium.consortium.paths
+    listed = MemberList.load(paths.members)
+    audit = load_public_key(running_consortium.work / "bank-a" / "keys" / "audit.pub")
+    assert listed.consortium == "test-consortium" and listed.names == {"bank-a"}
+    assert listed.member("bank-a").fingerprint == fingerprint(audit)
+    assert Bundle.load(running_consortium.bundle("bank-a")).members_fingerprint == (
+        listed.fingerprint
+    )
+    shown = fedcredit("coordinator", "members", str(running_consortium.root)).stdout
+    assert f"fingerprint {listed.fingerprint}" in shown
+
 
 def test_unregistered_key_is_refused(running_consortium: RunningConsortium) -> None:
     keys = running_consortium.keygen("intruder")
@@ -125,6 +140,8 @@ def test_registered_node_connects_and_removal_disconnects_it(
 
     removed = fedcredit("coordinator", "remove-participant", str(running_consortium.root), "bank-a")
     assert "participant 'bank-a' removed" in removed.stdout
+    assert "the member list is empty" in removed.stdout  # bank-a was the only member
+    assert not running_consortium.consortium.paths.members.exists()
     node.wait_exit(60.0)
     assert "SuperNode terminated gracefully." in node.output()
     assert running_consortium.node_status().get("bank-a") != "online"

@@ -49,12 +49,10 @@ def test_the_same_bank_files_give_the_same_model_in_deployment_and_simulation(
     with started_consortium(
         tmp_path / "consortium", extra_init=["--rounds", "2", "--min-banks", "3"]
     ) as consortium:
-        homes = []
-        for bank, path in zip(BANKS, files, strict=True):
-            keys = consortium.add_bank(bank)
-            homes.append(
-                consortium.start_bank(bank, keys, path, max_epsilon=None, holdout_salt=salt)
-            )
+        started = consortium.add_banks_and_start(
+            dict(zip(BANKS, files, strict=True)), max_epsilon=None, holdout_salt=salt
+        )
+        homes = list(started.values())
         for bank in BANKS:
             consortium.wait_for_status(bank, "online")
         deployed = tmp_path / "deployed"

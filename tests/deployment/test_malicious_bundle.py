@@ -1,13 +1,15 @@
 """A malicious app bundle against banks whose ClientApps run as a separate node user.
 
-Two banks start with ``participant start --node-user``: their guard holds the data,
+Three banks (the fewest a secure-aggregation roster may name) start with
+``participant start --node-user``: their guard holds the data,
 the privacy ledger, the audit log and the keys; their SuperNode's ClientApps run as
 an unprivileged user. The operator then submits a bundle of its own (written below,
 not fedcredit's relay) whose ClientApp knows where the banks keep their files and
 tries everything it can: read the data, the ledger, the keys, the node plan; append
 to and sign the audit log; and, through the guard's own socket, train without
-differential privacy, evaluate on another hold-out split and ask for an unknown
-task. Every attempt fails, the guard records its refusals in the bank's audit log,
+differential privacy, train in the clear (the banks require secure aggregation, the
+default), evaluate on another hold-out split and ask for an unknown task. Every
+attempt fails, the guard records its refusals in the bank's audit log,
 no path of the bank's reaches the ClientApp, and the honest run afterwards
 completes. A last test kills a guard: its SuperNode goes with it.
 
@@ -55,7 +57,7 @@ from tests.deployment.consortium import (
 
 pytestmark = pytest.mark.deployment
 
-NODE_USERS = {"bank-a": "fc-node-a", "bank-b": "fc-node-b"}
+NODE_USERS = {"bank-a": "fc-node-a", "bank-b": "fc-node-b", "bank-c": "fc-node-c"}
 ROWS_PER_BANK = 1_500
 MAX_EPSILON = 3.0
 RUN_TIMEOUT = 600.0
@@ -185,7 +187,7 @@ def node_users(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         yield folder
 
 
-# --- The consortium: two banks whose ClientApps run as node users ---------------------
+# --- The consortium: three banks whose ClientApps run as node users -------------------
 
 
 @dataclass(frozen=True)
@@ -224,7 +226,7 @@ class Bank:
 
 @dataclass(frozen=True)
 class Site:
-    """The consortium and its two banks."""
+    """The consortium and its three banks."""
 
     consortium: RunningConsortium
     banks: dict[str, Bank]
@@ -243,17 +245,24 @@ def site(node_users: Path, embedded_frame: pd.DataFrame) -> Iterator[Site]:
             folder / "consortium",
             extra_init=["--rounds", "1", "--min-banks", "2", "--max-epsilon", str(MAX_EPSILON)],
         ) as consortium:
-            banks = {}
-            for index, (name, user) in enumerate(NODE_USERS.items()):
-                csv = data / f"{name}.csv"
+            files = {}
+            for index, name in enumerate(NODE_USERS):
+                files[name] = data / f"{name}.csv"
                 rows = embedded_frame.iloc[index * ROWS_PER_BANK : (index + 1) * ROWS_PER_BANK]
-                rows.to_csv(csv, index=False)
-                keys = consortium.add_bank(name)
+                rows.to_csv(files[name], index=False)
                 homes.append(consortium.work / name / "node")
-                home = consortium.start_bank(
-                    name, keys, csv, max_epsilon=MAX_EPSILON, node_user=user
+            started = consortium.add_banks_and_start(
+                files, max_epsilon=MAX_EPSILON, node_users=NODE_USERS
+            )
+            banks = {
+                name: Bank(
+                    name=name,
+                    home=started[name],
+                    data=files[name],
+                    keys=BankKeyFiles(consortium.work / name / "keys"),
                 )
-                banks[name] = Bank(name=name, home=home, data=csv, keys=keys)
+                for name in NODE_USERS
+            }
             for name in banks:
                 consortium.wait_for_status(name, "online")
             yield Site(consortium=consortium, banks=banks, folder=folder)
@@ -592,17 +601,19 @@ def test_a_malicious_bundle_gets_nothing_and_the_honest_run_completes(site: Site
         for attempt in ("rename", "replace-flwr-home", "add-symlink"):
             assert _denied(finding[f"runtime:{attempt}"]), finding[f"runtime:{attempt}"]
 
-        # Through the guard: it joins and trains, but only with DP and on the ledger.
+        # Through the guard: it joins, but trains nothing. Without DP the request is
+        # malformed; with DP but in the clear the bank refuses, as it requires secure
+        # aggregation by default: no update leaves it, nothing is charged.
         assert _guard(finding, "join")["status"] == "answered"
         no_dp = _guard(finding, "train-without-dp")
         assert no_dp["status"] == "refused"
         assert "unknown key" in no_dp["reason"], no_dp
         trained = _guard(finding, "train")
-        assert trained["status"] == "answered", trained
-        assert float(trained["content"]["privacy"]["epsilon"]) > 0
-        assert float(finding["train-epsilon"]) > 0
-        assert "train-loss" not in trained["content"].get("metrics", {})
-        assert _dp_sgd_events(bank.ledger) == dp_sgd_before[name] + 1
+        assert trained["status"] == "refused", trained
+        assert "sends its model update only through secure aggregation" in trained["reason"]
+        assert trained["content"] == {}
+        assert finding["train-epsilon"].startswith("denied: "), finding["train-epsilon"]
+        assert _dp_sgd_events(bank.ledger) == dp_sgd_before[name]
         split = _guard(finding, "evaluate-other-split")
         assert split["status"] == "refused"
         assert "test-fraction 0.5" in split["reason"] and "split is fixed" in split["reason"]
@@ -615,7 +626,8 @@ def test_a_malicious_bundle_gets_nothing_and_the_honest_run_completes(site: Site
         fedcredit("audit", "verify", "--allow-open", str(bank.audit_log))
         refusals = [e["data"] for e in _audit_entries(bank.audit_log) if e["event"] == "refusal"]
         kinds = sorted(r["kind"] for r in refusals)
-        assert kinds == ["holdout-split", "malformed-request", "malformed-request"], refusals
+        expected = ["holdout-split", "malformed-request", "malformed-request", "plain-update"]
+        assert kinds == expected, refusals
         assert not any("forged" in json.dumps(e) for e in _audit_entries(bank.audit_log))
 
     # The honest run afterwards completes.
@@ -633,7 +645,7 @@ def test_a_malicious_bundle_gets_nothing_and_the_honest_run_completes(site: Site
     assert metrics["status"] == "completed"
     assert sorted(metrics["rounds"][0]["banks"]) == sorted(banks)
     for name, bank in banks.items():
-        assert _dp_sgd_events(bank.ledger) == dp_sgd_before[name] + 2
+        assert _dp_sgd_events(bank.ledger) == dp_sgd_before[name] + 1  # the honest round
         fedcredit("audit", "verify", str(bank.audit_log))
 
 

@@ -15,7 +15,7 @@ from credit.errors import ConfigError
 from deploy.bundle import Bundle
 from participant.guard.bank import prepare_bank
 from participant.guard.bank_guard import BankGuard
-from participant.node.node_keys import BankKeyFiles, generate_bank_keys
+from participant.node.node_keys import BankKeyFiles
 from participant.node.supernode import (
     NodePlan,
     NodeSettings,
@@ -27,11 +27,6 @@ from participant.node.supernode import (
 )
 from privacy.budget import PrivacyBudget
 from tests.participant.guard.bank_messages import hold_out
-
-
-@pytest.fixture
-def keys(tmp_path: Path) -> BankKeyFiles:
-    return generate_bank_keys(tmp_path / "keys")
 
 
 def _settings(bundle: Bundle, keys: BankKeyFiles, data: Path, home: Path) -> NodeSettings:

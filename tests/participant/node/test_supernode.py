@@ -17,7 +17,7 @@ from credit import __version__
 from credit.errors import ConfigError
 from deploy.bundle import Bundle
 from participant.guard.settings import EvaluationPolicy, SetupReleasePolicy
-from participant.node.node_keys import generate_bank_keys
+from participant.node.node_keys import BankKeyFiles
 from participant.node.supernode import (
     NodePlan,
     NodeSettings,
@@ -31,9 +31,13 @@ from tests.participant.guard.bank_messages import hold_out
 
 
 def _settings(
-    bundle: Bundle, tmp_path: Path, *, max_epsilon: float | None, node_user: str | None = None
+    bundle: Bundle,
+    keys: BankKeyFiles,
+    tmp_path: Path,
+    *,
+    max_epsilon: float | None,
+    node_user: str | None = None,
 ) -> NodeSettings:
-    keys = generate_bank_keys(tmp_path / "keys")
     return NodeSettings(
         bundle=bundle,
         key=keys.node_key,
@@ -50,9 +54,9 @@ def _settings(
 
 
 def test_the_supernode_gets_tls_its_key_and_only_the_guards_socket(
-    bundle: Bundle, tmp_path: Path
+    bundle: Bundle, keys: BankKeyFiles, tmp_path: Path
 ) -> None:
-    settings = _settings(bundle, tmp_path, max_epsilon=2.5)
+    settings = _settings(bundle, keys, tmp_path, max_epsilon=2.5)
     plan = node_plan(settings)
     command = supernode_command(plan)
 
@@ -67,9 +71,9 @@ def test_the_supernode_gets_tls_its_key_and_only_the_guards_socket(
 
 
 def test_the_guard_gets_the_banks_settings_and_the_plan_reads_back(
-    bundle: Bundle, tmp_path: Path
+    bundle: Bundle, keys: BankKeyFiles, tmp_path: Path
 ) -> None:
-    settings = _settings(bundle, tmp_path, max_epsilon=2.5)
+    settings = _settings(bundle, keys, tmp_path, max_epsilon=2.5)
     plan = node_plan(settings)
     guard = plan.guard
     assert guard.data_path == tmp_path / "bank a.csv" and guard.bank_name == "bank-a"
@@ -85,17 +89,16 @@ def test_the_guard_gets_the_banks_settings_and_the_plan_reads_back(
 
 
 def test_a_node_user_runs_clientapps_in_process_isolation_outside_the_home(
-    bundle: Bundle, tmp_path: Path
+    bundle: Bundle, keys: BankKeyFiles, tmp_path: Path
 ) -> None:
-    plan = node_plan(_settings(bundle, tmp_path, max_epsilon=None, node_user="fc-node"))
+    plan = node_plan(_settings(bundle, keys, tmp_path, max_epsilon=None, node_user="fc-node"))
     command = supernode_command(plan)
     assert command[command.index("--isolation") + 1] == "process"
     assert not plan.runtime_dir.is_relative_to(plan.home)
     assert plan.guard.ledger_path is None  # no budget: no ledger
 
 
-def test_node_key_checks(tmp_path: Path) -> None:
-    keys = generate_bank_keys(tmp_path / "keys")
+def test_node_key_checks(keys: BankKeyFiles, tmp_path: Path) -> None:
     check_node_key(keys.node_key)
     with pytest.raises(ConfigError, match="cannot read the node key"):
         check_node_key(tmp_path / "missing.key")
@@ -138,9 +141,8 @@ def _start(*args: str) -> Result:
 
 
 def test_start_refuses_bad_data_or_no_budget_before_connecting(
-    bundle: Bundle, tmp_path: Path, write_bank_csv: Callable[..., Path]
+    bundle: Bundle, keys: BankKeyFiles, tmp_path: Path, write_bank_csv: Callable[..., Path]
 ) -> None:
-    keys = generate_bank_keys(tmp_path / "keys")
     home = tmp_path / "node"
     base = ["--bundle", str(bundle.folder), "--key", str(keys.node_key), "--home", str(home)]
     good = write_bank_csv(200)
@@ -173,13 +175,12 @@ def test_start_refuses_bad_data_or_no_budget_before_connecting(
 
 
 def test_start_refuses_a_broken_ledger_or_audit_log_naming_the_entry(
-    bundle: Bundle, tmp_path: Path, write_bank_csv: Callable[..., Path]
+    bundle: Bundle, keys: BankKeyFiles, tmp_path: Path, write_bank_csv: Callable[..., Path]
 ) -> None:
     """The guard does not start on records that fail verification (nothing starts)."""
     from credit.audit import AuditLog, load_or_create_signing_key
     from participant.node.supernode import stop_node
 
-    keys = generate_bank_keys(tmp_path / "keys")
     home = tmp_path / "node"
     home.mkdir()
     data = write_bank_csv(300)
