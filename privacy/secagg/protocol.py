@@ -310,6 +310,21 @@ class Participant:
             raise StageError(f"participant {self.me}", server_round, "advertised", "none")
         return len(secrets.roster)
 
+    def threshold(self, server_round: int) -> int:
+        """The threshold this participant advertised ``server_round``'s keys with."""
+        secrets = self._rounds.get(server_round)
+        if secrets is None:
+            raise StageError(f"participant {self.me}", server_round, "advertised", "none")
+        return secrets.threshold
+
+    def members(self, server_round: int) -> frozenset[str]:
+        """U1 of ``server_round`` by member name: whose masking keys this participant received."""
+        secrets = self._rounds.get(server_round)
+        if secrets is None or not secrets.mask_publics:
+            actual = self.stage(server_round).value
+            raise StageError(f"participant {self.me}", server_round, "shares received", actual)
+        return frozenset(secrets.roster[node].member for node in secrets.mask_publics)
+
     def _expect(self, server_round: int, *expected: ParticipantStage) -> _RoundSecrets:
         actual = self.stage(server_round)
         if actual not in expected:

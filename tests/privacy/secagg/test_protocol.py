@@ -98,8 +98,8 @@ def test_unmasked_sum_is_the_survivors_weighted_mean(
     threshold = default_threshold(n)
     advertised = [pid for pid in participants if drops[pid] != "advertise"]
     masked = [pid for pid in advertised if drops[pid] != "mask"]
-    signed = [pid for pid in masked if drops[pid] != "sign"]
-    revealed = [pid for pid in signed if drops[pid] != "unmask"]
+    signed = [pid for pid in masked if drops[pid] != "sign"]  # its signature is lost
+    revealed = [pid for pid in masked if drops[pid] != "unmask"]
     if min(len(advertised), len(masked), len(signed), len(revealed)) < threshold:
         with pytest.raises(SecAggAborted, match="the global model is unchanged"):
             _round(participants, values, weights, drops)
@@ -182,7 +182,7 @@ def _setup(
 
 
 def test_a_tampered_share_is_rejected() -> None:
-    participants, roster, forwards = _setup()
+    participants, _roster, forwards = _setup()
     me, other = list(participants)[:2]
     sealed = dict(forwards[me].sealed)
     flipped = bytearray(sealed[other])
@@ -198,12 +198,12 @@ def test_a_share_replayed_from_another_round_is_rejected() -> None:
     for participant in participants.values():
         participant.advertise(2, roster, default_threshold(len(roster)))
     # The round-1 advertisements' signatures do not cover round 2: refused first.
-    with pytest.raises(ValueError, match="round 2.*not signed by that member"):
+    with pytest.raises(ValueError, match=r"round 2.*not signed by that member"):
         participants[me].receive(2, old[me])
 
 
 def test_a_share_moved_to_another_receiver_is_rejected() -> None:
-    participants, roster, forwards = _setup()
+    participants, _roster, forwards = _setup()
     me, other = list(participants)[:2]
     stolen = replace(forwards[me], sealed=dict(forwards[other].sealed))
     with pytest.raises(ShareRejected):
@@ -225,7 +225,7 @@ def test_illegal_transitions_name_expected_and_actual_stage() -> None:
 
 
 def test_a_request_for_both_shares_of_one_participant_is_refused() -> None:
-    participants, roster, forwards = _setup()
+    participants, _roster, forwards = _setup()
     ids = list(participants)
     me, victim = ids[0], ids[1]
     participants[me].receive(1, forwards[me])
@@ -237,7 +237,7 @@ def test_a_request_for_both_shares_of_one_participant_is_refused() -> None:
 
 
 def test_a_request_below_the_threshold_is_refused() -> None:
-    participants, roster, forwards = _setup()
+    participants, _roster, forwards = _setup()
     me = next(iter(participants))
     participants[me].receive(1, forwards[me])
     participants[me].mask(1, np.zeros(3), 1.0, CODE)
