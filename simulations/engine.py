@@ -49,7 +49,7 @@ from participant.guard.in_process import InProcessLink, guard_for
 from participant.guard.sessions import ContextSessions
 from participant.guard.settings import GuardSettings, HoldOut
 from participant.relay.client_app import make_relay_app
-from privacy.secagg.members import Member, MemberList
+from privacy.secagg.members import Member, MemberList, member_name
 from simulations.budgets import BudgetPolicy
 from simulations.dropouts import dropout_mod
 from simulations.partition import Partition, PartitionedData, partition_data
@@ -333,14 +333,20 @@ def _pinned(banks: tuple[GuardSettings, ...], config: RunConfig) -> tuple[GuardS
             raise ConfigError(f"bank '{bank.bank_name}' has no audit key", source="--banks")
         public = load_or_create_signing_key(audit.key_path).public_key().public_bytes_raw()
         try:
-            entries.append(Member(name=bank.bank_name, signing_key=public))
+            entries.append(Member(name=member_name(bank.bank_name), signing_key=public))
         except ValueError as exc:
             raise ConfigError(
                 f"bank '{bank.bank_name}' cannot sit in a secure-aggregation member list "
                 f"({exc}): rename its file, or use --no-secure-aggregation",
                 source="--bank-data",
             ) from exc
-    members = MemberList(consortium=SIMULATION_CONSORTIUM, members=tuple(entries))
+    try:
+        members = MemberList(consortium=SIMULATION_CONSORTIUM, members=tuple(entries))
+    except ValueError as exc:  # two banks whose names map to one member name
+        raise ConfigError(
+            f"{exc}: rename the banks' files, or use --no-secure-aggregation",
+            source="--bank-data",
+        ) from exc
     path = Path(config.out_dir) / MEMBERS_FILE
     members.write(path)
     pin = {"members_path": path.absolute(), "members_fingerprint": members.fingerprint}

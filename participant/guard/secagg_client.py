@@ -23,6 +23,7 @@ from credit.messages import secagg
 from participant.guard.sessions import ContextSessions, SessionStore
 from participant.guard.settings import GuardSettings
 from privacy.secagg.fixed_point import FixedPoint
+from privacy.secagg.members import member_name
 from privacy.secagg.protocol import Participant
 from privacy.secagg.signed import Identity
 from privacy.secagg.wire import (
@@ -60,7 +61,8 @@ def identity_of(settings: GuardSettings) -> Identity:
     ------
     UnpinnedMembers
         No member list is pinned, the bank keeps no audit key, or the list does not
-        name this bank with this key: secure aggregation fails closed.
+        name this bank (:func:`~privacy.secagg.members.member_name` of its name) with
+        this key: secure aggregation fails closed.
     credit.errors.ConfigError
         The pinned list's file changed since it was pinned.
     """
@@ -82,7 +84,7 @@ def identity_of(settings: GuardSettings) -> Identity:
     try:
         return Identity(
             members=members,
-            member=settings.bank_name,
+            member=member_name(settings.bank_name),
             signing_key=load_or_create_signing_key(audit.key_path),
             policy=settings.secure_aggregation,
         )

@@ -209,9 +209,9 @@ def check_private_run_spends_at_most_the_budget_and_verifies(out: Path) -> None:
 
 
 def check_rounds_past_the_plan_are_refused(out: Path, events: Sequence[str]) -> None:
-    """Check a 2-bank DP-SGD run of 4 rounds whose banks planned (and budgeted) 2.
+    """Check a DP-SGD run of 4 rounds whose banks planned (and budgeted) 2.
 
-    Both banks refuse round 3, the run stops cleanly after round 2 with the model of
+    Every bank refuses round 3, the run stops cleanly after round 2 with the model of
     round 2 saved and scored (the run's last model: one evaluation release), and
     nothing past round 2 is charged.
 
@@ -226,7 +226,8 @@ def check_rounds_past_the_plan_are_refused(out: Path, events: Sequence[str]) -> 
     assert [r["round"] for r in document["rounds"]] == [1, 2]
     assert document["status"].startswith("stopped: round 3")
     refused = sorted((r["bank"], r["server-round"]) for r in document["refusals"])
-    assert refused == [("bank-1", 3), ("bank-2", 3)]
+    assert refused == [(bank, 3) for bank in sorted(document["participants"])]
+    assert len(refused) >= 2
     assert any("refused round 3" in line for line in events)
     for ledger in document["privacy"].values():
         assert ledger["epsilon"] <= 1.0

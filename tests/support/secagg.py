@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from participant.guard.settings import SecAggPolicy
+from participant.guard.settings import GuardSettings, SecAggPolicy
 from privacy.secagg.members import Member, MemberList
 from privacy.secagg.protocol import Participant
 from privacy.secagg.signed import Identity, RosterEntry
@@ -58,3 +59,34 @@ def consortium(n: int, *, run: int = 7, extra_members: int = 0) -> Consortium:
         for pid, name in zip(node_ids(n), names, strict=False)
     }
     return Consortium(members=members, keys=keys, participants=participants)
+
+
+def pin_members(
+    settings: GuardSettings, folder: Path, *, others: int = 2
+) -> tuple[GuardSettings, dict[str, Ed25519PrivateKey]]:
+    """``settings`` with a member list pinned: the bank (by its audit key) and ``others``.
+
+    The bank must keep an audit log (its audit key signs). Returns the pinned settings
+    and the other members' signing keys (``peer-1`` ...), by name.
+    """
+    from credit.audit import load_or_create_signing_key
+
+    audit = settings.audit_settings()
+    if audit is None:
+        raise ValueError("pin_members needs settings with an audit_log")
+    own = load_or_create_signing_key(audit.key_path).public_key().public_bytes_raw()
+    keys = {f"peer-{i}": Ed25519PrivateKey.generate() for i in range(1, others + 1)}
+    members = MemberList(
+        consortium=CONSORTIUM,
+        members=(
+            Member(name=settings.bank_name, signing_key=own),
+            *(
+                Member(name=name, signing_key=key.public_key().public_bytes_raw())
+                for name, key in keys.items()
+            ),
+        ),
+    )
+    path = folder / "members.json"
+    members.write(path)
+    pin = {"members_path": path, "members_fingerprint": members.fingerprint}
+    return settings.model_copy(update=pin), keys

@@ -115,12 +115,12 @@ def _with_bank_logs(plan: SimulationPlan, folder: Path) -> SimulationPlan:
 
 @pytest.fixture(scope="module")
 def audited_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Path]]:
-    """2 banks x 2 rounds, secure aggregation on, each bank keeping its audit log."""
+    """3 banks x 2 rounds, secure aggregation on, each bank keeping its audit log."""
     root = tmp_path_factory.mktemp("audited")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("FEDCREDIT_DATA_HOME", str(root / "home"))
         out = root / "out"
-        plan = plan_simulation(RunConfig(rounds=2, out_dir=str(out), seed=3), n_banks=2)
+        plan = plan_simulation(RunConfig(rounds=2, out_dir=str(out), seed=3), n_banks=3)
         plan = _with_bank_logs(plan, root / "banks")
         run_in_process(plan, grid=consortium_grid(plan))
     logs = {bank.bank_name: bank.audit_log for bank in plan.banks if bank.audit_log}

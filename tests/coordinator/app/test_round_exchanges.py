@@ -73,7 +73,7 @@ class Run:
 
 def _run(out: Path, *, secure: bool) -> Run:
     config = RunConfig(out_dir=str(out), rounds=ROUNDS, seed=0, secure_aggregation=secure)
-    plan = plan_simulation(config, n_banks=2)
+    plan = plan_simulation(config, n_banks=3)
     replies: list[Reply] = []
 
     def record(message: Message, context: Context, call_next: ClientAppCallable) -> Message:
@@ -101,9 +101,13 @@ def test_a_run_of_r_rounds_takes_r_train_exchanges_and_one_evaluation(run: Run) 
     unmask exchange collected the keys of the evaluation's secure round: no advertise
     exchange before it."""
     secure = run.plan.config.secure_aggregation
-    one_round = ["train", "query:secagg-unmask"] if secure else ["train"]
+    one_round = (
+        ["train", "query:secagg-consistency", "query:secagg-unmask"] if secure else ["train"]
+    )
     set_up = set_up_exchanges(secure=secure)
-    last = ["evaluate", "query:secagg-unmask"] if secure else ["evaluate"]
+    last = (
+        ["evaluate", "query:secagg-consistency", "query:secagg-unmask"] if secure else ["evaluate"]
+    )
     assert exchanges(run.grid) == set_up + one_round * ROUNDS + last
     assert run.metrics["status"] == "completed"
     stages = [list(result["exchanges"]) for result in run.metrics["rounds"]]

@@ -76,16 +76,18 @@ def test_rounds_past_the_plan_are_refused_and_the_run_stops_cleanly(tmp_path: Pa
     train message, so that round (4) asks for its keys first.
     """
     events: list[str] = []
-    plan = _private_plan(tmp_path, 2, rounds=4, planned_rounds=2)
+    plan = _private_plan(tmp_path, 3, rounds=4, planned_rounds=2)
     grid = consortium_grid(plan)
     run_in_process(plan, grid=grid, on_event=events.append)
     check_rounds_past_the_plan_are_refused(tmp_path, events)
-    assert exchanges(grid)[-6:] == [
+    assert exchanges(grid)[-8:] == [
         "train",
+        "query:secagg-consistency",
         "query:secagg-unmask",
         "train",  # refused by both banks: the run stops
         "query:secagg-advertise",
         "evaluate",
+        "query:secagg-consistency",
         "query:secagg-unmask",
     ]
     train_messages = [p[0] for p in grid.pushes if p[0].metadata.message_type == "train"]
@@ -140,13 +142,14 @@ def test_a_bank_whose_data_breaks_the_schema_is_left_out_and_the_run_goes_on(
 
 
 def test_too_few_banks_at_set_up_fail_round_zero_with_the_banks_reason(tmp_path: Path) -> None:
-    plan = plan_simulation(RunConfig(out_dir=str(tmp_path), rounds=2), n_banks=2)
-    _break_schema(plan.banks[1].data_path)
+    plan = plan_simulation(RunConfig(out_dir=str(tmp_path), rounds=2), n_banks=3)
+    for broken in (1, 2):
+        _break_schema(plan.banks[broken].data_path)
     # Under secure aggregation (the default) the banks first join, releasing nothing.
     with pytest.raises(RoundFailed, match=r"round 0 \(join\): 1 usable replies, 2 ") as e:
         run_in_process(plan)
     assert e.value.server_round == 0 and e.value.stage == "join"
-    assert len(e.value.reasons) == 1 and "LIMIT_BAL" in e.value.reasons[0]
+    assert len(e.value.reasons) == 2 and all("LIMIT_BAL" in r for r in e.value.reasons)
     entries = _audit_entries(tmp_path)
     assert entries[-1]["event"] == "run-end"
     assert entries[-1]["data"]["status"] == "failed"
@@ -237,17 +240,20 @@ def test_too_few_banks_mid_run_fail_the_round_and_keep_the_last_checkpoint(
     round of its own: round 2's keys went to training, so it asks for round 3's), so the
     run's record ends with round 1. (Under budgets a run scores only its last model:
     round 1's evaluation would not have come with round 2 anyway.)"""
-    plan = _private_plan(tmp_path, 2, rounds=3)
-    grid = consortium_grid(plan, mods=[_failing_once(1, _train_of_round(2), tmp_path)])
+    plan = _private_plan(tmp_path, 3, rounds=3)
+    failing = [_failing_once(bank, _train_of_round(2), tmp_path) for bank in (1, 2)]
+    grid = consortium_grid(plan, mods=failing)
     with pytest.raises(RoundFailed, match=r"round 2 \(train\): 1 usable replies, 2 required"):
         run_in_process(plan, grid=grid)
     assert exchanges(grid) == [
         *set_up_exchanges(secure=True),
         "train",
+        "query:secagg-consistency",
         "query:secagg-unmask",
-        "train",  # failed: bank-2's handler raised
+        "train",  # failed: bank-2's and bank-3's handlers raised
         "query:secagg-advertise",
         "evaluate",
+        "query:secagg-consistency",
         "query:secagg-unmask",
     ]
     state = json.loads((tmp_path / "checkpoint" / "state.json").read_text())
@@ -271,11 +277,11 @@ def test_too_few_banks_mid_run_fail_the_round_and_keep_the_last_checkpoint(
 
 
 def _cadence_run(out: Path, *, secure: bool, every: int) -> tuple[FakeGrid, list[str]]:
-    """A 2-bank, 4-round run (no budgets) scoring every ``every``-th round's model."""
+    """A 3-bank, 4-round run (no budgets) scoring every ``every``-th round's model."""
     config = RunConfig(
         out_dir=str(out), rounds=4, seed=0, secure_aggregation=secure, evaluate_every=every
     )
-    plan = plan_simulation(config, n_banks=2)
+    plan = plan_simulation(config, n_banks=3)
     grid = consortium_grid(plan)
     progress: list[str] = []
     run_in_process(
@@ -314,9 +320,13 @@ def test_evaluating_every_second_round_leaves_rounds_one_and_three_not_evaluated
         if p[0].metadata.message_type == MessageType.TRAIN
     ]
     assert [None if a is None else a.server_round for a in asked] == [None, None, 2, None]
-    one_round = ["train", "query:secagg-unmask"] if secure else ["train"]
+    one_round = (
+        ["train", "query:secagg-consistency", "query:secagg-unmask"] if secure else ["train"]
+    )
     set_up = set_up_exchanges(secure=secure)
-    last = ["evaluate", "query:secagg-unmask"] if secure else ["evaluate"]
+    last = (
+        ["evaluate", "query:secagg-consistency", "query:secagg-unmask"] if secure else ["evaluate"]
+    )
     assert exchanges(grid) == set_up + one_round * 4 + last
     assert ["not evaluated" in line for line in progress] == [True, False, True, False]
     audited = [e["data"] for e in _audit_entries(tmp_path / "every-2") if e["event"] == "round"]
@@ -336,7 +346,8 @@ def test_a_run_failing_after_a_round_the_cadence_skips_scores_that_round_first(
 ) -> None:
     """evaluate-every 0 scores only the last model; round 2 fails (bank-2 never answers
     its train message), so round 1's model is the last one and is scored before the run
-    fails, as the round before a failed round always is."""
+    fails, as the round before a failed round always is (bank-3 too: one bank left is
+    below min-banks)."""
     config = RunConfig(
         out_dir=str(tmp_path),
         rounds=3,
@@ -345,16 +356,21 @@ def test_a_run_failing_after_a_round_the_cadence_skips_scores_that_round_first(
         evaluate_every=0,
         round_timeout=1.0,
     )
-    plan = plan_simulation(config, n_banks=2)
+    plan = plan_simulation(config, n_banks=3)
     grid = consortium_grid(plan)
-    grid.lose(1, when=_train_of_round(2))
+    for lost in (1, 2):
+        grid.lose(lost, when=_train_of_round(2))
 
     with pytest.raises(RoundFailed, match=r"round 2 \(train\)"):
         run_in_process(plan, grid=grid)
 
-    train = ["train", "query:secagg-unmask"] if secure else ["train"]
+    train = ["train", "query:secagg-consistency", "query:secagg-unmask"] if secure else ["train"]
     # round 2's keys went to its train messages: the evaluation's secure round asks anew
-    scored = ["query:secagg-advertise", "evaluate", "query:secagg-unmask"] if secure else []
+    scored = (
+        ["query:secagg-advertise", "evaluate", "query:secagg-consistency", "query:secagg-unmask"]
+        if secure
+        else []
+    )
     set_up = set_up_exchanges(secure=secure)
     assert exchanges(grid) == [*set_up, *train, "train", *(scored or ["evaluate"])]
     state = json.loads((tmp_path / "checkpoint" / "state.json").read_text())
@@ -492,7 +508,7 @@ def test_resuming_without_a_checkpoint_is_a_clear_error(tmp_path: Path) -> None:
     """In-process ``test_resume.test_resuming_without_a_checkpoint_is_a_clear_error``."""
     config = RunConfig(out_dir=str(tmp_path), rounds=2, resume=True)
     with pytest.raises(ConfigError, match="no checkpoint to resume from"):
-        run_in_process(plan_simulation(config, n_banks=2))
+        run_in_process(plan_simulation(config, n_banks=3))
 
 
 # -- a crash between a round's aggregation and its evaluation --------------------------
@@ -565,8 +581,10 @@ def test_a_crash_before_round_three_resumes_with_round_two_evaluated_in_its_trai
         "query:enroll",
         "query:secagg-advertise",
         "train",
+        "query:secagg-consistency",
         "query:secagg-unmask",
         "evaluate",
+        "query:secagg-consistency",
         "query:secagg-unmask",
     ]
     asked = EvaluateRequest.take(_first_train_message(resumed_grid).content)
