@@ -58,6 +58,7 @@ from simulations.settings import SIMULATION_FILE, BankFiles, PartitionSettings
 __all__ = [
     "PartitionPlan",
     "SimulationPlan",
+    "pinned_banks",
     "plan_bank_files",
     "plan_simulation",
     "relay_app",
@@ -170,7 +171,7 @@ def plan_simulation(
         budgets.check_banks([p.name for p in data.partitions], source=budget_source)
     plan = SimulationPlan(
         config=config,
-        banks=_pinned(_write_banks(data, config, budgets), config),
+        banks=pinned_banks(_write_banks(data, config, budgets), config),
         partitions=tuple(data.partitions),
         partition=partition,
         dropout_rate=dropout_rate,
@@ -219,7 +220,7 @@ def plan_bank_files(
     ledgers_dir = _fresh_ledgers_dir(out_dir)
     plan = SimulationPlan(
         config=config,
-        banks=_pinned(
+        banks=pinned_banks(
             tuple(
                 _guard_settings(name, path.absolute(), schema_path, config, budgets, ledgers_dir)
                 for name, path in zip(names, paths, strict=True)
@@ -309,8 +310,10 @@ def _fitted_to(config: RunConfig, n_banks: int) -> RunConfig:
     return config.model_copy(update={"min_banks": min(config.min_banks, n_banks)})
 
 
-def _pinned(banks: tuple[GuardSettings, ...], config: RunConfig) -> tuple[GuardSettings, ...]:
+def pinned_banks(banks: tuple[GuardSettings, ...], config: RunConfig) -> tuple[GuardSettings, ...]:
     """The banks with the simulation's member list pinned (under secure aggregation).
+
+    Call it again for banks whose audit keys moved after planning.
 
     The list (consortium ``simulation``, ``OUT/members.json``) names every simulated
     bank with the public half of its audit key (created here if new), as a deployed

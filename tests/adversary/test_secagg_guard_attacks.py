@@ -5,6 +5,8 @@
   audit entry) and sends no weights.
 * The coordinator reruns a round (a "resumed" run) with another survivor set, to
   subtract the two sums: the bank's replayed result is bound to the round's members.
+* The coordinator proposes a threshold below the bank's own: refused by the guard
+  (typed refusal ``secagg-roster``, audit entry) before any key is generated.
 * A bank forges the shares it reveals: the reconstructed seeds are wrong and the sum is
   garbage; the coordinator's weight-sum check (the decoded weight must equal the
   survivors' declared ``n_train``) aborts the round instead of using it.
@@ -17,7 +19,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from flwr.app import Context, Message, MessageType
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+from flwr.app import Context, Message, MessageType, RecordDict
 from flwr.clientapp import ClientApp
 from flwr.clientapp.typing import ClientAppCallable
 
@@ -31,7 +35,8 @@ from participant.guard.local_update import local_update
 from participant.guard.replay import ReplayRefused
 from participant.relay.client_app import GuardRefused
 from privacy.secagg.shamir import PRIME, Share
-from privacy.secagg.wire import decode_keys, encode_keys
+from privacy.secagg.signed import RosterEntry, enrollment_statement
+from privacy.secagg.wire import decode_keys, encode_keys, encode_roster
 from tests.coordinator.app.test_secagg_server import (
     GLOBAL,
     WEIGHTS,
@@ -50,8 +55,10 @@ from tests.participant.guard.bank_messages import (
     joined_bank,
     message,
     round_content,
+    run_instructions,
 )
 from tests.support.fake_grid import FakeGrid
+from tests.support.secagg import CONSORTIUM, pin_members
 
 
 def test_coordinator_omitting_the_secure_aggregation_record_is_refused(
@@ -138,3 +145,53 @@ def test_a_forged_share_is_caught_by_the_weight_sum_check() -> None:
         updates = [train_reply(reply) for reply in _train(grid, secure, 1)]
         with pytest.raises(RoundAborted, match=r"unmasked weight sum is \d+, not \d+ \(the "):
             _last_round(secure, updates)
+
+
+def _peer_enrollment(name: str, key: Ed25519PrivateKey, node: int) -> RosterEntry:
+    public = X25519PrivateKey.generate().public_key().public_bytes_raw()
+    statement = enrollment_statement(
+        consortium=CONSORTIUM, run=RUN_ID, node=node, member=name, encryption_key=public
+    )
+    return RosterEntry(member=name, encryption_key=public, signature=key.sign(statement))
+
+
+@pytest.mark.parametrize("threshold", [1, 2])
+def test_coordinator_proposing_a_lower_threshold_to_a_guard_is_refused_and_audited(
+    tmp_path: Path, schema: DatasetSchema, write_bank_csv: Callable[..., Path], threshold: int
+) -> None:
+    """The same attack through the bank's guard: a typed refusal and an audit entry; with
+    the bank's own threshold (3 of 3) the same roster is answered."""
+    audit = tmp_path / "audit.jsonl"
+    settings, peers = pin_members(
+        acme_settings(write_bank_csv(300), max_epsilon=None, audit_log=audit), tmp_path
+    )
+    guard = BankGuard(settings)
+    app, ctx = guarded_app(guard), context()
+    join = RecordDict()
+    run_instructions(schema).query(Task.JOIN).put(join)
+    secagg.KeyRequest().put(join)
+    joined = secagg.Enrollment.take(app(message(MessageType.QUERY, join), ctx).content)
+    roster = {
+        ctx.node_id: RosterEntry(
+            member=joined.member, encryption_key=joined.encryption_key, signature=joined.signature
+        ),
+        **{
+            7 + i: _peer_enrollment(name, key, 7 + i) for i, (name, key) in enumerate(peers.items())
+        },
+    }
+
+    def advertise(asked: int) -> Message:
+        content = RecordDict()
+        run_instructions(schema).query(Task.SECAGG_ADVERTISE).put(content)
+        secagg.AdvertiseRequest(
+            roster=encode_roster(roster), threshold=asked, advertise_round=1
+        ).put(content)
+        return app(message(MessageType.QUERY, content), ctx)
+
+    with pytest.raises(GuardRefused, match=rf"threshold {threshold} is not the bank's threshold 3"):
+        advertise(threshold)
+    last = json.loads(audit.read_text(encoding="utf-8").splitlines()[-1])
+    assert last["event"] == "refusal" and last["data"]["kind"] == "secagg-roster"
+
+    answered = advertise(3)  # the bank's own threshold: keys for round 1
+    assert secagg.Advertisement.present(answered.content)

@@ -107,15 +107,16 @@ def test_banks_with_max_epsilon_0_1_join_and_train(tmp_path: Path) -> None:
 # -- secure aggregation with simulated dropouts equals plain FedAvg (test_secure_engine) --
 
 DROPOUT_ROUNDS = 3
-"""At seed 0 and rate 0.2, rounds 1-3 lose banks at every stage: train, unmask, advertise.
-
-Three rounds (``test_secure_engine`` runs 10 through Ray) keep the fast tier quick and
-already exercise every kind of dropout.
-"""
+"""Three rounds (``test_secure_engine`` runs 10 through Ray) keep the fast tier quick and
+already exercise every kind of dropout."""
+DROPOUT_SEED = 4984
+"""At this seed and rate 0.2, rounds 1-3 each lose one bank, at train, unmask and
+advertise in turn (rounds 4-10 at most one each): the threshold 4 of 5 (t > 2N/3)
+tolerates one dropout per round, not two."""
 
 
 def _five_bank_run(out: Path, **settings: Any) -> dict[str, Any]:
-    config = RunConfig(rounds=DROPOUT_ROUNDS, out_dir=str(out), seed=0, **settings)
+    config = RunConfig(rounds=DROPOUT_ROUNDS, out_dir=str(out), seed=DROPOUT_SEED, **settings)
     run_in_process(plan_simulation(config, n_banks=5, dropout_rate=0.2))
     document: dict[str, Any] = json.loads((out / "metrics.json").read_text())
     return document

@@ -51,5 +51,5 @@ def test_a_bank_without_budget_left_is_skipped_and_the_others_go_on(tmp_path: Pa
     policy = BudgetPolicy(
         default=PrivacyBudget(max_epsilon=1.0), banks={"bank-3": PrivacyBudget(max_epsilon=0.001)}
     )
-    run_simulated_consortium(plan_simulation(run_config, n_banks=3, budgets=policy))
+    run_simulated_consortium(plan_simulation(run_config, n_banks=4, budgets=policy))
     check_a_bank_without_budget_left_is_skipped(tmp_path)

@@ -22,7 +22,7 @@ from credit.messages import AuditHead
 from credit.run_config import RunConfig
 from participant.guard.audit_trail import open_audit_log
 from participant.guard.settings import AuditSettings
-from simulations.engine import SimulationPlan, plan_simulation
+from simulations.engine import SimulationPlan, pinned_banks, plan_simulation
 from tests.support.consortium import consortium_grid, run_in_process
 from tests.support.fake_grid import FakeGrid
 
@@ -110,7 +110,7 @@ def _with_bank_logs(plan: SimulationPlan, folder: Path) -> SimulationPlan:
         bank.model_copy(update={"audit_log": folder / f"{bank.bank_name}.jsonl", "audit_key": None})
         for bank in plan.banks
     )
-    return dataclasses.replace(plan, banks=banks)
+    return dataclasses.replace(plan, banks=pinned_banks(banks, plan.config))  # the new keys
 
 
 @pytest.fixture(scope="module")

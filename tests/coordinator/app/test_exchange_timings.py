@@ -30,7 +30,10 @@ def _run(out: Path, *, secure: bool) -> dict[str, Any]:
     ("secure", "stages"),
     [
         (False, [["train"], ["train", "evaluate"]]),
-        (True, [["train", "unmask"], ["train", "unmask", "evaluate"]]),
+        (
+            True,
+            [["train", "consistency", "unmask"], ["train", "consistency", "unmask", "evaluate"]],
+        ),
     ],
     ids=["plain", "secure"],
 )

@@ -46,6 +46,8 @@ from tests.support.consortium import (
 from tests.support.fake_grid import FakeGrid
 
 ROUNDS = 3
+BANKS = 3
+"""Secure aggregation's smallest roster."""
 
 
 @dataclass(frozen=True)
@@ -73,7 +75,7 @@ class Run:
 
 def _run(out: Path, *, secure: bool) -> Run:
     config = RunConfig(out_dir=str(out), rounds=ROUNDS, seed=0, secure_aggregation=secure)
-    plan = plan_simulation(config, n_banks=3)
+    plan = plan_simulation(config, n_banks=BANKS)
     replies: list[Reply] = []
 
     def record(message: Message, context: Context, call_next: ClientAppCallable) -> Message:
@@ -166,7 +168,7 @@ def test_evaluations_travel_beside_plain_updates_and_only_masked_under_secure_ag
     and evaluate reply is one masked vector (and, for training, its metrics record)."""
     trained = [r for r in run.replies if r.message_type == MessageType.TRAIN]
     evaluated = [r for r in run.replies if r.message_type == MessageType.EVALUATE]
-    assert len(trained) == 2 * ROUNDS and len(evaluated) == 2
+    assert len(trained) == BANKS * ROUNDS and len(evaluated) == BANKS
     scored = {keys.EVALUATION_SCORES, keys.EVALUATION}
     if run.plan.config.secure_aggregation:
         masked = {keys.ARRAYS: frozenset({keys.SECAGG_MASKED})}
@@ -174,7 +176,8 @@ def test_evaluations_travel_beside_plain_updates_and_only_masked_under_secure_ag
         assert all(r.records == {keys.ARRAYS} for r in evaluated)
         assert all(r.arrays == masked for r in trained + evaluated)
         return
-    assert [scored <= r.records for r in trained] == [False] * 2 + [True] * (2 * ROUNDS - 2)
+    expected = [False] * BANKS + [True] * (BANKS * ROUNDS - BANKS)
+    assert [scored <= r.records for r in trained] == expected
     assert all(r.records == {keys.SCORES, keys.METRICS} for r in evaluated)
 
 

@@ -101,7 +101,7 @@ def test_a_bank_without_budget_left_is_skipped_and_the_others_go_on(tmp_path: Pa
         default=PrivacyBudget(max_epsilon=1.0),
         banks={"bank-3": PrivacyBudget(max_epsilon=0.001)},
     )
-    run_in_process(plan_simulation(run_config, n_banks=3, budgets=policy))
+    run_in_process(plan_simulation(run_config, n_banks=4, budgets=policy))
     check_a_bank_without_budget_left_is_skipped(tmp_path)
 
 
@@ -125,19 +125,21 @@ def test_a_bank_whose_data_breaks_the_schema_is_left_out_and_the_run_goes_on(
     tmp_path: Path, secure: bool
 ) -> None:
     config = RunConfig(out_dir=str(tmp_path), rounds=2, seed=0, secure_aggregation=secure)
-    plan = plan_simulation(config, n_banks=3)
+    # Under secure aggregation a fourth bank: the others' roster needs >= 3 banks.
+    plan = plan_simulation(config, n_banks=4 if secure else 3)
     _break_schema(plan.banks[2].data_path)
+    others = ["bank-1", "bank-2", "bank-4"] if secure else ["bank-1", "bank-2"]
     grid = consortium_grid(plan)
     run_in_process(plan, grid=grid)
     document = _metrics(tmp_path)
     assert document["status"] == "completed"
-    assert [r["banks"] for r in document["rounds"]] == [["bank-1", "bank-2"]] * 2
-    assert set(document["participants"]) == {"bank-1", "bank-2"}
+    assert [r["banks"] for r in document["rounds"]] == [others] * 2
+    assert set(document["participants"]) == set(others)
     failed = [(f.partition_id, f.message_type) for f in grid.failures]
     # bank-3 failed to join (its set-up query raised), so its node is not one of the
     # run's banks: it is never asked to train or evaluate, and its rows stay out.
     assert failed == [(2, "query")]
-    assert document["final"]["n_rows"] == held_out_rows(plan, ["bank-1", "bank-2"])
+    assert document["final"]["n_rows"] == held_out_rows(plan, others)
     assert all("LIMIT_BAL" in f.reason and "plenty" in f.reason for f in grid.failures)
 
 
@@ -193,15 +195,18 @@ def test_a_bank_that_fails_mid_run_is_dropped_from_the_round_and_the_others_go_o
     """
     # Every round scored (not only the last, the default under budgets): round 2 is
     # compared with round 1 below.
-    plan = _private_plan(tmp_path, 3, rounds=2, secure_aggregation=secure, evaluate_every=1)
+    # Under secure aggregation a fourth bank: the threshold 3 of 4 tolerates one loss.
+    n_banks = 4 if secure else 3
+    plan = _private_plan(tmp_path, n_banks, rounds=2, secure_aggregation=secure, evaluate_every=1)
     damage = _before(2, _train_of_round(2), lambda: _damage_ledger_of("bank-3", tmp_path))
     grid = consortium_grid(plan, mods=[damage])
     run_in_process(plan, grid=grid)
     document = _metrics(tmp_path)
+    everyone = [f"bank-{i}" for i in range(1, n_banks + 1)]
     assert document["status"] == "completed"
     assert [r["banks"] for r in document["rounds"]] == [
-        ["bank-1", "bank-2", "bank-3"],
-        ["bank-1", "bank-2"],
+        everyone,
+        [bank for bank in everyone if bank != "bank-3"],
     ]
     # bank-3 trained in round 1, so its one failed train message is round 2's.
     assert [(f.partition_id, f.message_type) for f in grid.failures] == [
@@ -277,11 +282,13 @@ def test_too_few_banks_mid_run_fail_the_round_and_keep_the_last_checkpoint(
 
 
 def _cadence_run(out: Path, *, secure: bool, every: int) -> tuple[FakeGrid, list[str]]:
-    """A 3-bank, 4-round run (no budgets) scoring every ``every``-th round's model."""
+    """A 4-round run (no budgets; 3 banks secure, 2 plain) scoring every ``every``-th
+    round's model."""
     config = RunConfig(
         out_dir=str(out), rounds=4, seed=0, secure_aggregation=secure, evaluate_every=every
     )
-    plan = plan_simulation(config, n_banks=3)
+    # Plain runs of 2 banks: their float sums do not depend on the order replies arrive.
+    plan = plan_simulation(config, n_banks=3 if secure else 2)
     grid = consortium_grid(plan)
     progress: list[str] = []
     run_in_process(
@@ -393,9 +400,11 @@ def _train_after_round_one(message: Message) -> bool:
 def test_a_bank_lost_mid_run_is_left_out_after_the_timeout_and_the_run_goes_on(
     tmp_path: Path,
 ) -> None:
-    """bank-3 never answers a train message after round 1's (it still scores the last model)."""
+    """bank-3 never answers a train message after round 1's (it still scores the last model).
+
+    Four banks: the secure threshold 3 of 4 tolerates the one lost bank."""
     config = RunConfig(out_dir=str(tmp_path), rounds=2, seed=0, round_timeout=1.0)
-    plan = plan_simulation(config, n_banks=3)
+    plan = plan_simulation(config, n_banks=4)
     grid = consortium_grid(plan)
     grid.lose(2, when=_train_after_round_one)
 
@@ -403,8 +412,8 @@ def test_a_bank_lost_mid_run_is_left_out_after_the_timeout_and_the_run_goes_on(
     document = _metrics(tmp_path)
     assert document["status"] == "completed"
     assert [r["banks"] for r in document["rounds"]] == [
-        ["bank-1", "bank-2", "bank-3"],
-        ["bank-1", "bank-2"],
+        ["bank-1", "bank-2", "bank-3", "bank-4"],
+        ["bank-1", "bank-2", "bank-4"],
     ]
     # bank-3 neither trained nor refused in round 2: the driver lists it as dropped.
     assert [r["dropped"] for r in document["rounds"]] == [[], ["bank-3"]]
@@ -448,9 +457,12 @@ def _unmask_of_round(server_round: int) -> Callable[[Message], bool]:
     return matches
 
 
-def test_a_bank_lost_after_masking_its_update_stays_in_the_exact_sum(
-    tmp_path: Path, uninterrupted: dict[str, Any]
-) -> None:
+def _four_bank_plan(out: Path, **settings: Any) -> SimulationPlan:
+    """4 banks, seed 1, secure aggregation: the threshold 3 of 4 tolerates one loss."""
+    return plan_simulation(RunConfig(out_dir=str(out), seed=1, **settings), n_banks=4)
+
+
+def test_a_bank_lost_after_masking_its_update_stays_in_the_exact_sum(tmp_path: Path) -> None:
     """bank-3 sends its masked update of round 2 but never answers round 2's unmask query.
 
     The survivors' shares remove its masks: rounds 1 and 2 aggregate the same three
@@ -459,18 +471,21 @@ def test_a_bank_lost_after_masking_its_update_stays_in_the_exact_sum(
     as round 2's model is scored with round 3's train replies, bank-3's hold-out is not
     in round 2's metrics.
     """
-    plan = _three_bank_plan(tmp_path, rounds=3, round_timeout=1.0)
+    plan = _four_bank_plan(tmp_path / "lost", rounds=3, round_timeout=1.0)
     grid = consortium_grid(plan)
     grid.lose(2, when=_unmask_of_round(2))
 
     run_in_process(plan, grid=grid)
-    document = _metrics(tmp_path)
+    document = _metrics(tmp_path / "lost")
+    reference = _four_bank_plan(tmp_path / "uninterrupted", rounds=3)
+    run_in_process(reference, grid=consortium_grid(reference))
+    uninterrupted = _metrics(tmp_path / "uninterrupted")
     assert document["status"] == "completed"
-    assert document["rounds"][1]["banks"] == ["bank-1", "bank-2", "bank-3"]
+    assert document["rounds"][1]["banks"] == ["bank-1", "bank-2", "bank-3", "bank-4"]
     for got, want in zip(document["rounds"][:2], uninterrupted["rounds"][:2], strict=True):
         assert (got["banks"], got["train_loss"]) == (want["banks"], want["train_loss"])
     assert document["rounds"][0]["auc"] == uninterrupted["rounds"][0]["auc"]
-    assert document["rounds"][2]["banks"] == ["bank-1", "bank-2"]
+    assert document["rounds"][2]["banks"] == ["bank-1", "bank-2", "bank-4"]
     assert document["rounds"][2]["dropped"] == ["bank-3"]
 
 
