@@ -147,16 +147,20 @@ def test_the_coordinator_records_every_banks_head_of_every_exchange(
         ("join", 0),
         ("advertise", 0),
         ("feature-stats", 0),
+        ("consistency", 0),
         ("unmask", 0),
         ("train", 1),
+        ("consistency", 1),
         ("unmask", 1),
         ("train", 2),
+        ("consistency", 2),
         ("unmask", 2),
         ("evaluate", 2),
+        ("consistency", 3),
         ("unmask", 3),
     ]
     for data in exchanges:
-        assert len(data["heads"]) == 2, data
+        assert len(data["heads"]) == 3, data
         assert (data["missing"], data["malformed"], data["errors"]) == ([], {}, []), data
     for bank in banks.values():
         recorded = _recorded_by_coordinator(
@@ -175,8 +179,9 @@ def test_each_bank_records_the_coordinators_head_of_every_request(
     for bank in banks.values():
         recorded = [e["data"] for e in _entries(bank) if e["event"] == "coordinator-head"]
         assert [r["request"] for r in recorded] == [
-            "query", "query", "query", "query",  # join, advertise 0, statistics, unmask 0
-            "train", "query", "train", "query", "evaluate", "query",
+            "query", "query", "query",  # join, advertise 0, statistics
+            "query", "query",  # consistency 0, unmask 0
+            "train", "query", "query", "train", "query", "query", "evaluate", "query", "query",
         ]  # fmt: skip
         assert {r["key"] for r in recorded} == {report.fingerprint}
         assert all(r["run"] == "1" for r in recorded)  # Flower's run id: the run has no name
