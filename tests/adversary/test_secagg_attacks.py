@@ -4,10 +4,18 @@ Each test scripts one attack with the protocol's own classes (``Participant``,
 ``RoundAggregator``; the bank's guard where the attack goes through it), asserts that
 the honest bank refuses, and computes what the attacker can reconstruct of the
 victim's update from what it obtained: never the update. Before issue 13 every one of
-these attacks succeeded (the bank accepted unsigned keys, any threshold and roster, a
-request without a consistency check; the coordinator encoded NaN as -2^31 and
-decoded a forged share's garbage sum); the commit that adds this file names the
-results of running it against that code.
+these attacks but three succeeded, each replayed with the protocol classes of the code
+before (commit 03fa669): swapping the peers' masking keys in one bank's Forward, then a
+normal unmask, gave back that bank's exact encoded update; threshold 1 and a roster
+with unknown members were accepted; with 5 banks (threshold 3 then) two survivor sets
+and one colluding bank gave t shares of both the victim's seed and masking key, and
+its exact update; NaN encoded as -2^31; a forged share unmasked to a "sum" of weight
+365,857.8 instead of 5, without any error; a replayed round was re-sent whatever its
+members. Three held already: a second unmask request was refused by the one-shot stage
+machine, a vector of the wrong shape was refused by ``add_masked``, and a bank that
+required secure aggregation refused a plain round (no bank required it by default:
+``participant start`` turns it on now). Against that
+code every test here fails (the signed API it uses does not exist there).
 
 The bank-side attacks (NaN, a truncated vector, a forged share) assert that the
 honest banks' sum is not poisoned: the bad input is dropped, or the round aborted.
