@@ -200,9 +200,14 @@ def grid() -> Iterator[FakeGrid]:
 
 
 def _enrolled(
-    grid: FakeGrid, *, min_banks: int = 2, exchange: BankExchange | None = None
+    grid: FakeGrid,
+    *,
+    min_banks: int = 2,
+    exchange: BankExchange | None = None,
+    events: list[str] | None = None,
 ) -> SecureAggregation:
-    """The banks of ``grid`` enrolled; ``exchange`` (if given) times every exchange."""
+    """The banks of ``grid`` enrolled; ``exchange`` (if given) times every exchange;
+    ``events`` (if given) receives the run's event lines."""
     exchange = exchange or BankExchange(grid, min_banks=min_banks, timeout=0.5)
     messages = []
     for node in exchange.nodes():
@@ -218,6 +223,7 @@ def _enrolled(
         weights={grid.node_id(i): weight for i, weight in enumerate(WEIGHTS)},
         score_bins=SCORE_BINS,
         exchange=exchange,
+        on_event=None if events is None else events.append,
     )
 
 
@@ -630,12 +636,19 @@ def _revealing_junk(bank: int) -> ClientApp:
 
 
 def test_a_bank_revealing_junk_is_ignored_and_the_sum_is_still_right() -> None:
+    """The junk reveal drops that bank from the unmask, named in the run's events."""
+    events: list[str] = []
     with FakeGrid(_revealing_junk(1), num_nodes=len(WEIGHTS), run_config={}, run_id=7) as grid:
-        secure = _enrolled(grid)
+        secure = _enrolled(grid, events=events)
         secure.prepare(1, GLOBAL, _run())
         updates = [train_reply(reply) for reply in _train(grid, secure, 1)]
         result = _last_round(secure, updates)
+        junk = grid.node_id(1)
     np.testing.assert_allclose(flatten(result.arrays), _expected([0, 1, 2, 3])[0], atol=1e-3)
+    assert events == [
+        f"round 1: node {junk} dropped from secure aggregation: reveal refused "
+        "(a share is 70 bytes; got 1)"
+    ]
 
 
 @pytest.mark.parametrize("ring_bits", [32, 64])
