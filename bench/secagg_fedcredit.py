@@ -29,6 +29,7 @@ protobuf ``Message``), and ``peak_rss_mb`` (see :mod:`bench._memory`).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import itertools
 import json
 import logging
@@ -39,6 +40,7 @@ import time
 from collections import defaultdict
 
 import numpy as np
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from flwr.app import (
     Array,
     ArrayRecord,
@@ -77,9 +79,41 @@ from participant.guard.secagg_client import (
     mask_update,
     receive_keys,
     reveal,
+    sign_survivors,
 )
+from participant.guard.settings import SecAggPolicy
+from privacy.secagg.members import Member, MemberList
+from privacy.secagg.signed import Identity
 
 _STEP = np.float32(0.001)
+_MAX_BANKS = 64
+
+
+def _bench_key(partition: int) -> Ed25519PrivateKey:
+    """Bank ``partition``'s signing key, the same in every Ray worker (a benchmark only)."""
+    seed = hashlib.sha256(f"fedcredit-bench-bank-{partition}".encode()).digest()
+    return Ed25519PrivateKey.from_private_bytes(seed)
+
+
+_MEMBERS = MemberList(
+    consortium="bench",
+    members=tuple(
+        Member(name=f"bank-{i}", signing_key=_bench_key(i).public_key().public_bytes_raw())
+        for i in range(_MAX_BANKS)
+    ),
+)
+
+
+def _session(context: Context, run: int) -> SecAggSession:
+    """The bench bank's session: it signs and checks as a deployed bank does."""
+    partition = int(context.node_config["partition-id"])
+    identity = Identity(
+        members=_MEMBERS,
+        member=f"bank-{partition}",
+        signing_key=_bench_key(partition),
+        policy=SecAggPolicy(),
+    )
+    return SecAggSession.in_context(context, run, identity)
 
 
 def _client_app() -> ClientApp:
@@ -88,7 +122,7 @@ def _client_app() -> ClientApp:
     @app.query()
     def query(message: Message, context: Context) -> Message:
         task = QueryInstructions.take(message.content).task
-        session = SecAggSession.in_context(context, message.metadata.run_id)
+        session = _session(context, message.metadata.run_id)
         content = RecordDict()
         if task == Task.ENROLL:
             enrollment(session).put(content)
@@ -98,6 +132,8 @@ def _client_app() -> ClientApp:
             if answer is None:
                 raise RuntimeError("not in the roster")
             answer.put(content)
+        elif task == Task.SECAGG_CONSISTENCY:
+            sign_survivors(session, secagg.ConsistencyRequest.take(message.content)).put(content)
         else:
             reveal(session, secagg.UnmaskRequest.take(message.content)).put(content)
             asked = secagg.AdvertiseRequest.take_optional(message.content)
@@ -126,7 +162,7 @@ def _client_app() -> ClientApp:
         delta = np.full(flatten(arrays).size, float(_STEP))
         values = np.append(delta, [0.0, 0.0])  # no loss reported
         run = message.metadata.run_id
-        session = SecAggSession.in_context(context, run)
+        session = _session(context, run)
         code = receive_keys(session, inputs)
         masked = mask_update(
             session,
@@ -219,7 +255,7 @@ def _server_app(mode: str, n_banks: int, n_params: int, rounds: int, out: _Recor
                     r.metadata.src_node_id: secagg.Enrollment.take(r.content) for r in enrolled
                 },
                 weights=dict.fromkeys(nodes, 1),
-                min_banks=n_banks,
+                score_bins=2,
                 exchange=exchange,
             )
             secure.prepare(1, arrays, run)

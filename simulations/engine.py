@@ -49,6 +49,7 @@ from participant.guard.in_process import InProcessLink, guard_for
 from participant.guard.sessions import ContextSessions
 from participant.guard.settings import GuardSettings, HoldOut
 from participant.relay.client_app import make_relay_app
+from privacy.secagg.members import Member, MemberList, member_name
 from simulations.budgets import BudgetPolicy
 from simulations.dropouts import dropout_mod
 from simulations.partition import Partition, PartitionedData, partition_data
@@ -57,6 +58,7 @@ from simulations.settings import SIMULATION_FILE, BankFiles, PartitionSettings
 __all__ = [
     "PartitionPlan",
     "SimulationPlan",
+    "pinned_banks",
     "plan_bank_files",
     "plan_simulation",
     "relay_app",
@@ -67,6 +69,10 @@ __all__ = [
 BANKS_DIR = "banks"
 LEDGERS_DIR = "ledgers"
 _BANK_AUDIT_SUFFIXES = (".jsonl", ".key", ".pub", ".history")
+_MIN_SECURE_BANKS = 3
+MEMBERS_FILE = "members.json"
+"""The simulated consortium's member list, in ``OUT/``."""
+SIMULATION_CONSORTIUM = "simulation"
 RoundCallback = Callable[[RoundResult, int], None]
 EventCallback = Callable[[str], None]
 
@@ -165,7 +171,7 @@ def plan_simulation(
         budgets.check_banks([p.name for p in data.partitions], source=budget_source)
     plan = SimulationPlan(
         config=config,
-        banks=_write_banks(data, config, budgets),
+        banks=pinned_banks(_write_banks(data, config, budgets), config),
         partitions=tuple(data.partitions),
         partition=partition,
         dropout_rate=dropout_rate,
@@ -214,9 +220,12 @@ def plan_bank_files(
     ledgers_dir = _fresh_ledgers_dir(out_dir)
     plan = SimulationPlan(
         config=config,
-        banks=tuple(
-            _guard_settings(name, path.absolute(), schema_path, config, budgets, ledgers_dir)
-            for name, path in zip(names, paths, strict=True)
+        banks=pinned_banks(
+            tuple(
+                _guard_settings(name, path.absolute(), schema_path, config, budgets, ledgers_dir)
+                for name, path in zip(names, paths, strict=True)
+            ),
+            config,
         ),
         partitions=tuple(
             Partition(name, np.arange(rows, dtype=np.int64))
@@ -289,15 +298,62 @@ def _with_coordinator_key(config: RunConfig) -> RunConfig:
 
 def _fitted_to(config: RunConfig, n_banks: int) -> RunConfig:
     """The run config for a consortium of ``n_banks`` (refused if it cannot work)."""
-    if config.secure_aggregation and n_banks < 2:
+    if config.secure_aggregation and n_banks < _MIN_SECURE_BANKS:
         raise ConfigError(
-            f"secure aggregation needs at least 2 banks; got {n_banks} "
-            "(one bank's sum is its own update): add --no-secure-aggregation",
-            source="--secure-aggregation",
+            f"secure aggregation needs at least {_MIN_SECURE_BANKS} banks (a bank refuses a "
+            f"smaller roster); got {n_banks}: use --banks {_MIN_SECURE_BANKS} or more, or "
+            "--no-secure-aggregation",
+            source="--banks",
         )
     # A consortium smaller than the default minimum (e.g. --banks 1, centralised
     # training) must not wait for banks that will never connect.
     return config.model_copy(update={"min_banks": min(config.min_banks, n_banks)})
+
+
+def pinned_banks(banks: tuple[GuardSettings, ...], config: RunConfig) -> tuple[GuardSettings, ...]:
+    """The banks with the simulation's member list pinned (under secure aggregation).
+
+    Call it again for banks whose audit keys moved after planning.
+
+    The list (consortium ``simulation``, ``OUT/members.json``) names every simulated
+    bank with the public half of its audit key (created here if new), as a deployed
+    consortium's list names its banks: every simulated secure round signs and checks
+    keys and survivor sets as a deployed one does.
+
+    Raises
+    ------
+    credit.errors.ConfigError
+        A bank's name cannot be a member name (lowercase letters, digits and '-').
+    """
+    if not config.secure_aggregation:
+        return banks
+    from credit.audit import load_or_create_signing_key
+
+    entries = []
+    for bank in banks:
+        audit = bank.audit_settings()
+        if audit is None:  # every simulated bank keeps an audit log (see _guard_settings)
+            raise ConfigError(f"bank '{bank.bank_name}' has no audit key", source="--banks")
+        public = load_or_create_signing_key(audit.key_path).public_key().public_bytes_raw()
+        try:
+            entries.append(Member(name=member_name(bank.bank_name), signing_key=public))
+        except ValueError as exc:
+            raise ConfigError(
+                f"bank '{bank.bank_name}' cannot sit in a secure-aggregation member list "
+                f"({exc}): rename its file, or use --no-secure-aggregation",
+                source="--bank-data",
+            ) from exc
+    try:
+        members = MemberList(consortium=SIMULATION_CONSORTIUM, members=tuple(entries))
+    except ValueError as exc:  # two banks whose names map to one member name
+        raise ConfigError(
+            f"{exc}: rename the banks' files, or use --no-secure-aggregation",
+            source="--bank-data",
+        ) from exc
+    path = Path(config.out_dir) / MEMBERS_FILE
+    members.write(path)
+    pin = {"members_path": path.absolute(), "members_fingerprint": members.fingerprint}
+    return tuple(bank.model_copy(update=pin) for bank in banks)
 
 
 def _write_banks(

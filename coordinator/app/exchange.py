@@ -108,11 +108,12 @@ class Stage(StrEnum):
     JOIN = "join"
     ADVERTISE = "advertise"
     TRAIN = "train"
+    CONSISTENCY = "consistency"
     UNMASK = "unmask"
     EVALUATE = "evaluate"
 
 
-PROTOCOL_STAGES = frozenset({Stage.ADVERTISE, Stage.UNMASK})
+PROTOCOL_STAGES = frozenset({Stage.ADVERTISE, Stage.CONSISTENCY, Stage.UNMASK})
 """Secure aggregation's own stages: the protocol, not ``min_banks``, decides if they suffice."""
 
 NODE_WAIT_SECONDS = 600.0

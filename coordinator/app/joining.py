@@ -78,7 +78,12 @@ def fit_run_encoder(
 
 
 def aggregation_for(
-    config: RunConfig, replies: Sequence[SetupReply], *, run: int, exchange: Exchange
+    config: RunConfig,
+    replies: Sequence[SetupReply],
+    *,
+    run: int,
+    exchange: Exchange,
+    on_event: Callable[[str], None] | None = None,
 ) -> Aggregation:
     """Plain FedAvg, or secure aggregation over the banks that sent an encryption key."""
     if not config.secure_aggregation:
@@ -91,7 +96,7 @@ def aggregation_for(
         clip=config.secagg_clip,
         enrollments=enrollments,
         weights={reply.bank.node_id: reply.bank.n_train for reply in replies},
-        min_banks=config.min_banks,
         score_bins=config.score_bins,
         exchange=exchange,
+        on_event=on_event,
     )

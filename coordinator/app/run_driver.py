@@ -307,7 +307,11 @@ class RunDriver:
 
     def _aggregation(self, joined: Sequence[SetupReply]) -> Aggregation:
         return aggregation_for(
-            self.config, joined, run=self.grid.run.run_id, exchange=self._exchange
+            self.config,
+            joined,
+            run=self.grid.run.run_id,
+            exchange=self._exchange,
+            on_event=self._on_event,
         )
 
     def _nodes(self) -> list[int]:

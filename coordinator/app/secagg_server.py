@@ -4,17 +4,19 @@ Message flow of a run (``privacy.secagg.protocol`` has the cryptography)::
 
     set-up   feature-stats query  ─▶  + each bank's per-run encryption key
              advertise query (r=1) ─▶  round 1 masking key + sealed shares      [+1 trip per run]
-    round r  train  (weights, U1's keys, shares sealed for the bank) ─▶ masked update
-             unmask (survivors, dropouts; "advertise r+1") ─▶ requested shares
+    round r  train  (weights, U1's signed keys, shares sealed for the bank) ─▶ masked update
+             consistency (U2) ─▶ each survivor's signature of U2               [+1 trip per round]
+             unmask (U2, the signatures, dropouts; "advertise r+1") ─▶ requested shares
                                                 + round r+1 keys and shares    [+1 trip per round]
     the end  evaluate (the last weights, keys for round R+1) ─▶ masked evaluation
-             unmask (survivors, dropouts) ─▶ requested shares: the summed evaluation
+             consistency, unmask ─▶ requested shares: the summed evaluation
 
 Round r's unmask exchange also collects round r+1's keys: the survivors (whose masked
 updates arrived) find the advertise request beside the unmask request, and the
 roster's other connected banks (which dropped out of round r, or refused it) get the
-advertise query in the same exchange. So a round costs two message round trips
-against plain FedAvg's one, and the run one more at set-up. A round that ends
+advertise query in the same exchange. So a round costs three message round trips
+against plain FedAvg's one (train, the consistency check, unmask), and the run one
+more at set-up. A round that ends
 before its unmask query (too few keys or masked updates) collects no keys: the next
 round asks for them first (:meth:`SecureAggregation.prepare`, one extra exchange).
 What a bank masks is ``n_train * [update - global, loss, 1]``, its weight ``n_train``
@@ -24,11 +26,18 @@ decodes only the weighted mean update, the weighted mean training loss (banks un
 DP report none), the summed weight and the consortium's summed evaluation. The last
 model is scored in a secure round of its own (round R + 1, whose keys round R's unmask
 exchange collects): each bank masks its weight 0 and its evaluation.
+
+Bad input from a bank (a malformed advertisement, masked vector, signature or
+reveal) drops that bank from the round, with the reason in the run's events; it
+never fails the run. After unmasking, the decoded weight sum must equal the sum of
+the survivors' ``n_train`` (declared in their :class:`~credit.messages.BankIntro` at
+join): a forged share reconstructs a wrong seed and a garbage sum, and the round is
+aborted (the model unchanged).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence, Set
+from collections.abc import Callable, Mapping, Sequence, Set
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,18 +62,22 @@ from privacy.secagg.protocol import (
 )
 from privacy.secagg.protocol import UnmaskRequest as ProtocolUnmaskRequest
 from privacy.secagg.shamir import Share
+from privacy.secagg.signed import RosterEntry
 from privacy.secagg.wire import (
     decode_advertisement,
     decode_keys,
     encode_fixed_point,
     encode_forward,
-    encode_keys,
+    encode_roster,
+    encode_survivors,
     encode_unmask,
 )
 
 __all__ = ["SecureAggregation"]
 
 _EXTRA = 3  # loss, reported flag, weight
+_MIN_ROSTER = 3
+"""The smallest roster a bank's policy accepts (``SecAggPolicy.min_roster``'s floor)."""
 _SETUP_CODE = FixedPoint(clip=1.0, fraction_bits=0, ring_bits=64)
 """Round 0's code: no weighted part (weight 0), aggregates in the 64-bit ring."""
 
@@ -91,34 +104,46 @@ class SecureAggregation:
     ----------
     run : int
         Flower's run id (bound into every key).
-    roster : mapping of int to bytes
-        Node id -> the bank's per-run public encryption key.
+    roster : mapping of int to RosterEntry
+        Node id -> the bank's signed enrollment (member name, per-run encryption key).
     threshold : int
-        Banks needed at every stage of a round.
+        Banks needed at every stage of a round (the banks' own policy's threshold).
     code : FixedPoint
         The fixed-point code of the sum.
     score_bins : int
         Bins of the evaluations summed with the updates.
     exchange : callable
         Sends a stage's messages and returns the error-free replies.
+    weights : mapping of int to int
+        Node id -> the bank's declared ``n_train`` (its weight): the unmasked weight
+        sum must equal the survivors' total.
+    on_event : callable, optional
+        Receives one line per bank dropped from a round for bad input.
     """
 
     def __init__(
         self,
         *,
         run: int,
-        roster: Mapping[int, bytes],
+        roster: Mapping[int, RosterEntry],
         threshold: int,
         code: FixedPoint,
         score_bins: int,
         exchange: Exchange,
+        weights: Mapping[int, int],
+        on_event: Callable[[str], None] | None = None,
     ) -> None:
-        if len(roster) < 2:
-            raise ValueError(f"secure aggregation needs >= 2 banks; got {len(roster)}")
+        if len(roster) < _MIN_ROSTER:
+            raise ValueError(f"secure aggregation needs >= {_MIN_ROSTER} banks; got {len(roster)}")
         if not 1 <= threshold <= len(roster):
             raise ValueError(f"threshold must be in [1, {len(roster)}]; got {threshold}")
+        missing = sorted(set(roster) - set(weights))
+        if missing:
+            raise ValueError(f"weights must cover the roster; nodes {missing} have none")
         self.run = run
         self.roster = dict(roster)
+        self.weights = dict(weights)
+        self._on_event = on_event or (lambda text: None)
         self.threshold = threshold
         self.code = code
         self.score_bins = score_bins
@@ -135,31 +160,39 @@ class SecureAggregation:
         clip: float,
         enrollments: Mapping[int, secagg.Enrollment],
         weights: Mapping[int, int],
-        min_banks: int,
         score_bins: int,
         exchange: Exchange,
+        on_event: Callable[[str], None] | None = None,
     ) -> SecureAggregation:
-        """Fix the roster from the banks' set-up replies; pick threshold and fixed-point code.
+        """Fix the roster from the banks' signed enrollments; pick threshold and code.
+
+        The threshold is the banks' default policy's, ``t > 2N/3``
+        (:func:`~privacy.secagg.protocol.default_threshold`): a bank refuses any other.
 
         Raises
         ------
         RoundFailed
-            Fewer than two banks enrolled (one bank's sum is its own update), or the
-            banks' weights leave no room for a fixed-point code in the ring.
+            Fewer than three banks enrolled (a bank's policy refuses a smaller roster),
+            or the banks' weights leave no room for a fixed-point code in the ring.
         """
-        roster = {node: part.encryption_key for node, part in enrollments.items()}
-        if len(roster) < 2:
+        roster = {
+            node: RosterEntry(
+                member=part.member, encryption_key=part.encryption_key, signature=part.signature
+            )
+            for node, part in enrollments.items()
+        }
+        if len(roster) < _MIN_ROSTER:
             raise RoundFailed(
                 stage="secure-aggregation set-up",
                 server_round=0,
                 received=len(roster),
-                required=2,
+                required=_MIN_ROSTER,
                 reasons=[
-                    "secure aggregation needs at least 2 banks (one bank's sum is its "
-                    "update); run with --no-secure-aggregation"
+                    f"secure aggregation needs at least {_MIN_ROSTER} banks (banks refuse a "
+                    "smaller roster); run with --no-secure-aggregation"
                 ],
             )
-        threshold = min(len(roster), max(default_threshold(len(roster)), min_banks))
+        threshold = default_threshold(len(roster))
         try:
             code = FixedPoint.for_sum(
                 clip=clip,
@@ -172,7 +205,7 @@ class SecureAggregation:
                 stage="secure-aggregation set-up",
                 server_round=0,
                 received=len(roster),
-                required=2,
+                required=_MIN_ROSTER,
                 reasons=[str(exc)],
             ) from exc
         return cls(
@@ -182,6 +215,8 @@ class SecureAggregation:
             code=code,
             score_bins=score_bins,
             exchange=exchange,
+            weights={node: weights[node] for node in roster},
+            on_event=on_event,
         )
 
     @property
@@ -200,7 +235,12 @@ class SecureAggregation:
     def summary(self) -> dict[str, Any] | None:
         """The run's protocol parameters, for ``metrics.json``."""
         return {
-            "protocol": "SecAgg (complete graph), keys advertised one round ahead",
+            "protocol": (
+                "SecAgg, malicious-secure (Bonawitz et al. 2017, section 6): signed keys "
+                "against the banks' pinned member list, consistency check; complete graph, "
+                "keys advertised one round ahead"
+            ),
+            "threshold_policy": "t = floor(2N/3) + 1 (t > 2N/3), set by each bank",
             "banks": len(self.roster),
             "threshold": self.threshold,
             "ring_bits": self.code.ring_bits,
@@ -230,7 +270,7 @@ class SecureAggregation:
         for old in [r for r in self._rounds if r < next_round - 1]:
             del self._rounds[old]
         return secagg.AdvertiseRequest(
-            roster=encode_keys(self.roster), threshold=self.threshold, advertise_round=next_round
+            roster=encode_roster(self.roster), threshold=self.threshold, advertise_round=next_round
         )
 
     def collect_advertisements(self, next_round: int, replies: Sequence[Message]) -> None:
@@ -243,12 +283,15 @@ class SecureAggregation:
         for reply in replies:
             if reply.has_error() or not secagg.Advertisement.present(reply.content):
                 continue
+            node = reply.metadata.src_node_id
             try:
                 part = secagg.Advertisement.take(reply.content)
                 advertisement = decode_advertisement(part.advertisement)
-            except MalformedMessage:
+            except MalformedMessage as exc:
+                self._drop(node, next_round, f"malformed advertisement ({exc})")
                 continue  # the bank advertises nothing for this round
-            aggregator.add_advertisement(reply.metadata.src_node_id, advertisement)
+            if not aggregator.add_advertisement(node, advertisement):
+                self._drop(node, next_round, "advertisement not of the roster, or malformed keys")
 
     def prepare(
         self,
@@ -339,11 +382,13 @@ class SecureAggregation:
             masked = array_of(reply.arrays, message_keys.SECAGG_MASKED, record_key="arrays")
             try:
                 aggregator.add_masked(reply.node, masked.astype(self.code.dtype, copy=False))
-            except ValueError:
-                continue  # not a member of this round's U1: left out
+            except ValueError as exc:  # not a member of this round's U1: left out
+                self._drop(reply.node, server_round, f"masked update refused ({exc})")
         ahead = _KeysAhead(next_round, tuple(members)) if next_round else None
-        total, survivors = self._finish(aggregator, instructions, arrays, ahead, server_round)
         size = flatten(arrays).size
+        total, survivors = self._finish(
+            aggregator, instructions, arrays, ahead, server_round, weight_at=size + 2
+        )
         mean = self.code.decode_mean(total[: size + 2], total[size + 2])
         update, loss_mean, reported = mean[:-2], mean[-2], mean[-1]
         new_arrays = unflatten(flatten(arrays) + update, arrays)
@@ -397,7 +442,7 @@ class SecureAggregation:
         aggregator = self._rounds[0]
         self._take_masked(aggregator, replies)
         ahead = _KeysAhead(1, tuple(sorted(self.roster)))
-        total, _ = self._finish(aggregator, query.run_settings(), arrays, ahead, 0)
+        total, _ = self._finish(aggregator, query.run_settings(), arrays, ahead, 0, weight_at=0)
         bits = _SETUP_CODE.ring_bits
         totals = FixedPoint.for_totals(participants=len(self.roster), ring_bits=bits)
         return totals.decode_total(total[1:])
@@ -405,16 +450,15 @@ class SecureAggregation:
     def _take_masked(self, aggregator: RoundAggregator, replies: Sequence[Message]) -> None:
         """Add the masked vectors ``replies`` carry; malformed ones are left out."""
         for reply in replies:
+            node = reply.metadata.src_node_id
             try:
                 record = record_of(reply.content, message_keys.ARRAYS, ArrayRecord)
                 masked = array_of(record, message_keys.SECAGG_MASKED, record_key="arrays")
                 if masked.dtype != aggregator.code.dtype:  # a vector of the ring, never a cast
                     raise MalformedMessage(f"the masked vector is {masked.dtype}")
-                aggregator.add_masked(
-                    reply.metadata.src_node_id, masked.astype(aggregator.code.dtype, copy=False)
-                )
-            except (MalformedMessage, ValueError):
-                continue
+                aggregator.add_masked(node, masked.astype(aggregator.code.dtype, copy=False))
+            except (MalformedMessage, ValueError) as exc:
+                self._drop(node, aggregator.server_round, f"masked input refused ({exc})")
 
     def _finish(
         self,
@@ -423,18 +467,25 @@ class SecureAggregation:
         arrays: ArrayRecord,
         ahead: _KeysAhead | None,
         server_round: int,
+        *,
+        weight_at: int,
     ) -> tuple[np.ndarray, Set[int]]:
-        """Close the masked inputs, unmask (one exchange): the ring sum and who is in it.
+        """Close the masked inputs, check consistency, unmask: the ring sum and who is in it.
 
-        ``ahead``: the unmask exchange also asks for those keys (for ``arrays``' model).
+        Two exchanges: the consistency query (each survivor signs U2) and the unmask
+        query. ``ahead``: the unmask exchange also asks for those keys (for ``arrays``'
+        model). ``weight_at``: the sum's entry that holds the summed weight, which must
+        be the survivors' declared ``n_train`` (or 0 in rounds that sum weight 0).
 
         Raises
         ------
         RoundAborted
-            Too few banks at any stage, or shares that reconstruct no valid key.
+            Too few banks at any stage, shares that reconstruct no valid key, or a
+            decoded weight sum that is not the survivors' (a forged share).
         """
         try:
-            request = aggregator.close_masked()
+            self._consistency(aggregator, run, server_round, aggregator.close_masked())
+            request = aggregator.close_consistency()
             self._unmask(aggregator, run, server_round, request, arrays, ahead)
             total, survivors = aggregator.finish()
         except SecAggAborted as abort:
@@ -447,7 +498,67 @@ class SecureAggregation:
                 required=self.threshold,
                 reason=f"the revealed shares do not reconstruct the masks ({exc})",
             ) from None
+        self._check_weight(total[weight_at], aggregator, survivors, weighted=weight_at > 0)
         return total, survivors
+
+    def _check_weight(
+        self,
+        summed: np.unsignedinteger,
+        aggregator: RoundAggregator,
+        survivors: Set[int],
+        *,
+        weighted: bool,
+    ) -> None:
+        """Abort unless the unmasked weight is the survivors' declared total (or 0).
+
+        Raises
+        ------
+        RoundAborted
+            The decoded weight sum differs: a forged share or a lying bank made the
+            sum garbage, and nothing of it is used.
+        """
+        declared = sum(self.weights[node] for node in survivors) if weighted else 0
+        expected = aggregator.code.encode_weight(float(declared))
+        if summed != expected:
+            raise RoundAborted(
+                server_round=aggregator.server_round,
+                stage="unmask",
+                remaining=len(survivors),
+                required=self.threshold,
+                reason=(
+                    f"the unmasked weight sum is {int(summed)}, not {int(expected)} (the "
+                    f"declared n_train {declared} of banks {sorted(survivors)} in "
+                    f"{aggregator.code.fraction_bits}-bit fixed point): a forged share or "
+                    "input; the round's sum is discarded"
+                ),
+            )
+
+    def _consistency(
+        self,
+        aggregator: RoundAggregator,
+        instructions: RunInstructions,
+        server_round: int,
+        survivors: frozenset[int],
+    ) -> None:
+        """Ask every survivor to sign U2 (the consistency check); take every valid signature."""
+        query = instructions.query(Task.SECAGG_CONSISTENCY, server_round=server_round)
+        asked = secagg.ConsistencyRequest(
+            server_round=server_round, survivors=encode_survivors(survivors)
+        )
+        messages = messages_to(sorted(survivors), MessageType.QUERY, query, asked)
+        for reply in self._exchange(messages, Stage.CONSISTENCY, server_round):
+            node = reply.metadata.src_node_id
+            try:
+                signed = secagg.SurvivorSignature.take(reply.content)
+                aggregator.add_survivor_signature(node, signed.signature)
+            except (MalformedMessage, ValueError) as exc:
+                self._drop(node, server_round, f"survivor-set signature refused ({exc})")
+
+    def _drop(self, node: int, server_round: int, reason: str) -> None:
+        """Report a bank left out of ``server_round`` for bad input (never an error)."""
+        self._on_event(
+            f"round {server_round}: node {node} dropped from secure aggregation: {reason}"
+        )
 
     # -- the last model's evaluation: a secure round of its own ---------------------
 
@@ -504,7 +615,6 @@ class SecureAggregation:
             content = RecordDict() if arrays is None else RecordDict({message_keys.ARRAYS: arrays})
             instructions.put(content)
             secagg.TrainInputs(
-                roster=encode_keys(self.roster),
                 threshold=self.threshold,
                 server_round=secure_round,
                 forward=encode_forward(forward),
@@ -542,7 +652,9 @@ class SecureAggregation:
             raise ValueError("sum_evaluations() needs evaluation_messages() first")
         aggregator = self._rounds[secure_round]
         self._take_masked(aggregator, replies)
-        total, _ = self._finish(aggregator, instructions, ArrayRecord(), None, secure_round)
+        total, _ = self._finish(
+            aggregator, instructions, ArrayRecord(), None, secure_round, weight_at=0
+        )
         return self._decode_evaluation(total[1:])
 
     def _evaluation_round(self, scored_round: int) -> int:
@@ -587,12 +699,13 @@ class SecureAggregation:
         for reply in replies:
             if not secagg.Reveal.present(reply.content):
                 continue  # dropped out before answering, or not asked to unmask
+            node = reply.metadata.src_node_id
             try:
                 shares = decode_keys(secagg.Reveal.take(reply.content).reveal, "reveal")
                 _check_reveal(shares, request)
-                aggregator.add_reveal(reply.metadata.src_node_id, shares)
-            except (MalformedMessage, ValueError):
-                continue
+                aggregator.add_reveal(node, shares)
+            except (MalformedMessage, ValueError) as exc:
+                self._drop(node, server_round, f"reveal refused ({exc})")
         if ahead is not None:
             self.collect_advertisements(ahead.server_round, replies)
 

@@ -22,6 +22,9 @@ A run's path over Flower's Message API (record keys in :mod:`credit.message_keys
                                                         metrics=TrainMetrics,
                                                         [privacy=LedgerSummary]
                                                         or refusal=Refusal (+ privacy)
+    [query config=QueryInstructions(task=secagg-consistency),
+           secagg=ConsistencyRequest(U2)    ─────────▶
+                                            ◀─────────  secagg=SurvivorSignature]
     [query config=QueryInstructions(task=secagg-unmask), secagg=UnmaskRequest,
            [secagg-advertise=AdvertiseRequest(r+1)]  (before the last round)
                                             ─────────▶
@@ -33,7 +36,8 @@ A run's path over Flower's Message API (record keys in :mod:`credit.message_keys
                                             ◀─────────  scores arrays, metrics=EvaluationSums
 
 Brackets mark what only some runs (secure aggregation, privacy budgets) or rounds
-send. A plain round is one exchange and a secure round two: round r's train message
+send. A plain round is one exchange and a secure round three (train, consistency,
+unmask): round r's train message
 also scores round r-1's model, and round r's unmask query also collects the keys of
 round r+1 (a bank that is not asked to unmask, having dropped out of round r or
 refused it, is sent the advertise query in the same exchange). One evaluate exchange

@@ -37,6 +37,8 @@ class Task(StrEnum):
     """Rejoin a resumed run: name and row counts, no data release."""
     SECAGG_ADVERTISE = "secagg-advertise"
     """Secure aggregation: masking keys and sealed shares for a round."""
+    SECAGG_CONSISTENCY = "secagg-consistency"
+    """Secure aggregation: sign the round's survivor set (the consistency check)."""
     SECAGG_UNMASK = "secagg-unmask"
     """Secure aggregation: the shares the coordinator needs to unmask a round's sum."""
 

@@ -37,9 +37,13 @@ from participant.guard.audit_trail import (
 )
 from participant.guard.bank import PreparedBank, prepare_bank
 from participant.guard.handlers import BankRequest, GuardRefusal
+from participant.guard.replay import ReplayRefused
 from participant.guard.sessions import SessionStore
 from participant.guard.settings import GuardSettings
 from privacy.errors import LedgerError, SplitChanged
+from privacy.secagg.primitives import ShareRejected
+from privacy.secagg.protocol import UnmaskRefused
+from privacy.secagg.signed import RosterRefused, SignatureRefused
 
 __all__ = ["QUERY_HANDLERS", "BankGuard"]
 
@@ -50,11 +54,21 @@ QUERY_HANDLERS: Mapping[Task, QueryHandler] = {
     Task.ENROLL: handlers.enroll,
     Task.JOIN: handlers.enroll,
     Task.SECAGG_ADVERTISE: handlers.advertise_keys,
+    Task.SECAGG_CONSISTENCY: handlers.consistency,
     Task.SECAGG_UNMASK: handlers.unmask,
 }
 """What a bank does for each query task."""
 
 _log = logging.getLogger(__name__)
+
+PROTOCOL_REFUSALS: tuple[tuple[type[Exception], str], ...] = (
+    (RosterRefused, "secagg-roster"),
+    (SignatureRefused, "secagg-signature"),
+    (ShareRejected, "secagg-share"),
+    (UnmaskRefused, "secagg-unmask"),
+    (ReplayRefused, "replay-members"),
+)
+"""Secure aggregation's refusals (an active coordinator's attempts), by refusal kind."""
 
 
 def _query(request: BankRequest) -> RecordDict:
@@ -173,6 +187,14 @@ class BankGuard:
             return self._refuse(
                 request, "malformed-request", f"{type(refused).__name__}: {refused}"
             )
+        except (
+            RosterRefused,
+            SignatureRefused,
+            ShareRejected,
+            UnmaskRefused,
+            ReplayRefused,
+        ) as refused:
+            return self._refuse(request, _protocol_kind(refused), str(refused))
         except Exception as failed:  # whatever else goes wrong must not stop the guard
             _log.warning(
                 "bank %s could not answer a %s request: %s", self.name, relayed.kind, failed
@@ -209,6 +231,14 @@ class BankGuard:
         run, server_round = _where(request)
         record_refusal(request.audit, run=run, server_round=server_round, kind=kind, reason=reason)
         return GuardReply(status=ReplyStatus.REFUSED, reason=reason[:4096]), RecordDict()
+
+
+def _protocol_kind(refused: Exception) -> str:
+    """The refusal kind of a secure-aggregation refusal (:data:`PROTOCOL_REFUSALS`)."""
+    for kind_of, kind in PROTOCOL_REFUSALS:
+        if isinstance(refused, kind_of):
+            return kind
+    return "failed"
 
 
 def _where(request: BankRequest) -> tuple[str, int]:

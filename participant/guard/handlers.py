@@ -50,11 +50,15 @@ from participant.guard.evaluation import Evaluation, evaluate_holdout, policy_pr
 from participant.guard.local_update import LocalUpdate, local_update, model_sha256
 from participant.guard.secagg_client import (
     SecAggSession,
+    UnpinnedMembers,
     advertise,
     enrollment,
+    identity_of,
     mask_update,
     receive_keys,
     reveal,
+    round_members,
+    sign_survivors,
 )
 from participant.guard.sessions import SessionStore
 from participant.guard.settings import GuardSettings
@@ -68,6 +72,7 @@ __all__ = [
     "BankRequest",
     "GuardRefusal",
     "advertise_keys",
+    "consistency",
     "enroll",
     "evaluate",
     "feature_stats",
@@ -122,8 +127,23 @@ class BankRequest:
 
     @property
     def secagg(self) -> SecAggSession:
-        """This node's secure-aggregation session for the message's run."""
-        return SecAggSession(self.sessions, self.relayed.node_id, self.relayed.flower_run_id)
+        """This node's secure-aggregation session for the message's run.
+
+        Raises
+        ------
+        GuardRefusal
+            The bank pinned no member list (or its list changed, or does not name
+            it with its audit key): secure aggregation fails closed.
+        """
+        from credit.errors import ConfigError
+
+        try:
+            identity = identity_of(self.settings)
+        except (UnpinnedMembers, ConfigError) as exc:
+            raise GuardRefusal("secagg-members", str(exc)) from exc
+        return SecAggSession(
+            self.sessions, self.relayed.node_id, self.relayed.flower_run_id, identity
+        )
 
 
 def checked_bank(request: BankRequest, instructions: RunInstructions) -> PreparedBank:
@@ -325,6 +345,18 @@ def advertise_keys(request: BankRequest, query: QueryInstructions) -> RecordDict
     return content
 
 
+def consistency(request: BankRequest, query: QueryInstructions) -> RecordDict:
+    """The bank's signature of the round's survivor set (the consistency check).
+
+    Signed only if the set is a subset of the keys the bank masked with, holds the
+    bank and reaches the threshold; a second, different set is refused.
+    """
+    asked = secagg.ConsistencyRequest.take(request.content)
+    content = RecordDict()
+    sign_survivors(request.secagg, asked).put(content)
+    return content
+
+
 def unmask(request: BankRequest, query: QueryInstructions) -> RecordDict:
     """The shares the coordinator needs to unmask the round's sum, and no others.
 
@@ -380,13 +412,16 @@ def train(request: BankRequest) -> RecordDict:
         )
     # Secure aggregation's inputs are opened before anything is charged or trained.
     code = None if inputs is None else receive_keys(request.secagg, inputs)
+    members = None if inputs is None else round_members(request.secagg, inputs.server_round)
     guard = privacy_guard(bank, request.settings)
     run = instructions.run_key(request.flower_run_id)
     evaluation = None
     if asked is not None:
         evaluation = _evaluation(request, bank, instructions, global_arrays, asked, guard)
     try:
-        update = local_update(bank, instructions, global_arrays, guard=guard, run=run)
+        update = local_update(
+            bank, instructions, global_arrays, guard=guard, run=run, members=members
+        )
     except PrivacyBudgetExceeded as refusal:
         if guard is None:
             raise

@@ -84,6 +84,7 @@ def local_update(
     *,
     guard: PrivacyGuard | None,
     run: str,
+    members: frozenset[str] | None = None,
 ) -> LocalUpdate:
     """Train the global model on the bank's rows for one round.
 
@@ -99,18 +100,25 @@ def local_update(
         The bank's budget enforcement; None trains without differential privacy.
     run : str
         The run's name as the bank files it (privacy plan, replay store).
+    members : frozenset of str, optional
+        The member names of the round's U1 under secure aggregation (None: in the
+        clear); a kept result is replayed only for the same members.
 
     Raises
     ------
     PrivacyBudgetExceeded
         The round would take the bank past its maximum epsilon (nothing trained).
+    ReplayRefused
+        The round was answered before, for other secure-aggregation members.
     """
     model = build_global_model(instructions, global_arrays)
     split = encoded_split(bank, instructions.encoder)
     if guard is None:
         loss = _train_plain(model, split, instructions)
         return LocalUpdate(_arrays(model), len(split.train_y), train_loss=loss, epsilon=None)
-    return _train_private(model, split, instructions, global_arrays, guard=guard, run=run)
+    return _train_private(
+        model, split, instructions, global_arrays, guard=guard, run=run, members=members
+    )
 
 
 def _train_plain(model: nn.Module, split: EncodedSplit, instructions: RoundInstructions) -> float:
@@ -134,15 +142,16 @@ def _train_private(
     *,
     guard: PrivacyGuard,
     run: str,
+    members: frozenset[str] | None,
 ) -> LocalUpdate:
-    """Charge, then DP-SGD; or the kept result of the same run, round and global model."""
+    """Charge, then DP-SGD; or the kept result of the same run, round, model and members."""
     from participant.guard.privacy_guard import training_request
     from privacy.dp_sgd import DpSgdSettings, train_dp_sgd
     from privacy.errors import PrivacyError
 
     replays = ReplayStore.beside(guard.ledger.path)
     received = model_sha256(global_arrays)
-    kept = replays.load(run, instructions.server_round, received)
+    kept = replays.load(run, instructions.server_round, received, members)
     if kept is not None:  # asked again after a coordinator crash: already paid for
         arrays = ArrayRecord({name: Array(value) for name, value in kept.items()})
         return LocalUpdate(arrays, len(split.train_y), None, guard.ledger.epsilon, replayed=True)
@@ -163,7 +172,7 @@ def _train_private(
             f"{event.steps} at {event.sample_rate}; the update is not sent"
         )
     arrays = _arrays(model)
-    replays.save(run, instructions.server_round, received, _numpy(arrays))
+    replays.save(run, instructions.server_round, received, _numpy(arrays), members)
     return LocalUpdate(arrays, len(split.train_y), None, guard.ledger.epsilon)
 
 

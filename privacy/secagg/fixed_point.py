@@ -143,10 +143,24 @@ class FixedPoint:
         return participants / (2 * self.scale * total_weight)
 
     def encode(self, values: NDArray[np.floating], weight: float) -> RingArray:
-        """``round(weight * clip(values) * 2^f)`` as ring elements (two's complement)."""
-        if not weight >= 0:
-            raise ValueError(f"weight must be >= 0; got {weight}")
-        clipped = np.clip(np.asarray(values, dtype=np.float64), -self.clip, self.clip)
+        """``round(weight * clip(values) * 2^f)`` as ring elements (two's complement).
+
+        Raises
+        ------
+        ValueError
+            ``weight`` is negative or not finite, or a value is NaN or infinite (the
+            count is named): clipping would turn NaN into an arbitrary ring element.
+        """
+        if not (weight >= 0 and math.isfinite(weight)):
+            raise ValueError(f"weight must be finite and >= 0; got {weight}")
+        array = np.asarray(values, dtype=np.float64)
+        non_finite = int(np.count_nonzero(~np.isfinite(array)))
+        if non_finite:
+            raise ValueError(
+                f"values must be finite: {non_finite} of {array.size} are NaN or infinite; "
+                "nothing was encoded"
+            )
+        clipped = np.clip(array, -self.clip, self.clip)
         scaled = np.rint(clipped * weight * self.scale)
         signed = _RING_DTYPES[self.ring_bits][1]
         if np.any(np.abs(scaled) >= 2.0 ** (self.ring_bits - 1)):

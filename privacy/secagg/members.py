@@ -40,10 +40,31 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from credit.errors import ConfigError
 
-__all__ = ["Member", "MemberList", "UnknownMember"]
+__all__ = ["Member", "MemberList", "UnknownMember", "member_name"]
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 _KEY_BYTES = 32
+
+
+def member_name(bank_name: str) -> str:
+    """The member-list name of a bank called ``bank_name``.
+
+    A valid member name is itself; otherwise lowercased, every other character than
+    letters, digits and '-' replaced by '-', leading '-' dropped, cut to 63
+    (``EDUCATION=1`` is ``education-1``). Two banks whose names map alike cannot
+    both sit on one list (:class:`MemberList` refuses duplicate names).
+
+    Raises
+    ------
+    ValueError
+        Nothing of ``bank_name`` is left (no letter or digit).
+    """
+    if _NAME.match(bank_name):
+        return bank_name
+    slug = re.sub(r"[^a-z0-9-]", "-", bank_name.lower()).lstrip("-")[:63]
+    if not slug:
+        raise ValueError(f"bank name {bank_name!r} has no letter or digit to name a member by")
+    return slug
 
 
 class UnknownMember(ValueError):

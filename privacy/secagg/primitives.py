@@ -2,7 +2,9 @@
 
 * Key agreement: X25519 (RFC 7748) between two participants' key pairs.
 * Key derivation: HKDF-SHA256 (RFC 5869) from the agreed secret, with ``info``
-  binding purpose, run, round and the ordered pair, so each derived key is used once.
+  binding purpose, run, round, the ordered pair and both parties' public keys (in
+  the pair's order), so each derived key is used once and belongs to those two keys
+  only (a key substituted on one side derives another key).
 * Mask expansion: the AES-256-CTR keystream (NIST SP 800-38A) under a 256-bit
   derived key, read as little-endian 32- or 64-bit ring elements. Each key expands
   exactly one mask, so a fixed zero initial counter block is safe; a mask of at most
@@ -68,14 +70,31 @@ def derive_key(
     run: int,
     server_round: int,
     pair: tuple[int, int],
+    publics: tuple[bytes, bytes],
 ) -> bytes:
     """A 256-bit key both ends of ``pair`` derive alike (X25519 then HKDF-SHA256).
 
     ``pair`` is ordered by the caller's convention (smaller id first), so both
-    participants pass the same tuple.
+    participants pass the same tuple; ``publics`` are the two parties' public keys of
+    this purpose in the same order (each 32 bytes).
+
+    Raises
+    ------
+    ValueError
+        A public key is not 32 bytes, or ``peer_public`` is not among ``publics``.
     """
+    if any(len(key) != KEY_BYTES for key in publics) or peer_public not in publics:
+        raise ValueError(
+            f"publics must be the pair's two {KEY_BYTES}-byte public keys, the peer's among them"
+        )
     shared = private_key.exchange(X25519PublicKey.from_public_bytes(peer_public))
-    info = _DOMAIN + purpose.encode() + struct.pack(">QQQQ", run, server_round, *pair)
+    info = (
+        _DOMAIN
+        + purpose.encode()
+        + struct.pack(">QQQQ", run, server_round, *pair)
+        + publics[0]
+        + publics[1]
+    )
     return HKDF(algorithm=hashes.SHA256(), length=KEY_BYTES, salt=None, info=info).derive(shared)
 
 

@@ -1,36 +1,52 @@
 """The secure aggregation protocol as two explicit state machines.
 
-This is SecAgg (Bonawitz et al., CCS 2017) on the complete graph, with the
-round-ahead key advertisement of SecAgg+ (Bell et al., CCS 2020) so that a training
-round costs one extra message round trip (the unmask request) over plain FedAvg.
+This is SecAgg in its malicious-server variant (Bonawitz et al., CCS 2017, §6) on
+the complete graph, with the round-ahead key advertisement of SecAgg+ (Bell et al.,
+CCS 2020): a training round costs two message round trips over plain FedAvg (the
+consistency check and the unmask request).
 
 One round ``r``, for participants ``U`` (the run's roster, ids sorted)::
 
     participant i                          coordinator
     ─────────────                          ───────────
-    advertise(r): fresh X25519 masking key s_i and self-mask seed b_i; Shamir-share
-      both among the roster (threshold t); seal each share for its holder j with
-      ChaCha20-Poly1305 under HKDF(X25519(c_i, c_j)) ─▶ keeps what arrives: U1
-    receive(r) ◀─ U1's masking public keys and the shares sealed for i
+    advertise(r): check the roster (pinned members, own threshold); fresh X25519
+      masking key s_i and self-mask seed b_i; Shamir-share both among the roster
+      (threshold t); seal each share for its holder j with ChaCha20-Poly1305 under
+      HKDF(X25519(c_i, c_j)); sign (c_i, s_i's public key)  ─▶ keeps what arrives: U1
+    receive(r) ◀─ U1's masking public keys, their signatures, the shares sealed for i
+      every signature checked against the pinned member list first
     mask(r): y_i = encode(w_i x_i) + PRG(b_i) + Σ_{j∈U1, j≠i} ±PRG(HKDF(X25519(s_i, s_j)))
                                         ─▶ keeps what arrives: U2 ⊆ U1
-    unmask(r) ◀─ "self-mask shares of U2, masking-key shares of U1 \\ U2"
-      refuses to reveal both for the same participant ─▶ U3 ⊆ U2, |U3| ≥ t
+    sign_survivors(r) ◀─ U2; i signs it (U2 ⊆ U1, i ∈ U2, |U2| ≥ t) ─▶ U3 ⊆ U2, |U3| ≥ t
+    unmask(r) ◀─ U2, U3's signatures: "self-mask shares of U2, masking-key shares of
+      U1 \\ U2"; refused unless ≥ t members of U1 signed exactly the U2 i signed, and
+      never both kinds for one participant across the round's requests ─▶ U4, |U4| ≥ t
                                sum_{U2} y_i - sum_{U2} PRG(b_i)
                                  - sum_{i in U1\\U2, j in U2} ±PRG(s_ij)
                                = sum_{U2} encode(w_i x_i)
 
-``c_i`` is the participant's per-run encryption key, exchanged once at set-up. The
-pairwise mask between ``i < j`` is added by ``i`` and subtracted by ``j``. Every
-PRG is the AES-256-CTR keystream under a key used for one mask only.
+``c_i`` is the participant's per-run encryption key, enrolled (signed) once at
+set-up. The pairwise mask between ``i < j`` is added by ``i`` and subtracted by
+``j``. Every PRG is the AES-256-CTR keystream under a key used for one mask only;
+HKDF's ``info`` binds both parties' public keys.
 
-Security model: the coordinator is honest-but-curious and routes every message; it
-sees only masked vectors and the shares it asks for. Fewer than ``t`` colluding
-participants learn nothing about another's self-mask seed or masking key. The
-protocol does not authenticate the coordinator's claims about who dropped out
-(the consistency check of the paper's malicious-server variant is not built);
-participants' refusal to reveal both shares of one participant bounds what a lying
-coordinator can unmask.
+Security model: the coordinator routes every message and may deviate from the
+protocol (drop, reorder, substitute, lie about who dropped out). It cannot sign as a
+member: every key and survivor set a participant acts on is signed by a member of
+the participant's pinned list (:mod:`privacy.secagg.signed`), and the threshold is
+the participant's own. A coordinator colluding with fewer than ``2t - N`` members
+cannot obtain both the self-mask seed and the masking key of an honest participant
+(two different signed survivor sets need ``2t - N`` members to sign both); with
+``t > 2N/3`` that is fewer than ``N/3`` colluding members. Fewer than ``t``
+colluding participants learn nothing about another's secrets.
+
+Notes
+-----
+Each participant persists which kind of share it revealed for each owner in a
+round, so a second unmask request may repeat or extend a reveal but never cross
+kinds. The consistency check adds one round trip per round (Bonawitz et al.'s
+ConsistencyCheck round), and one Ed25519 signature and up to ``N`` verifications per
+participant and round.
 """
 
 from __future__ import annotations
@@ -40,12 +56,28 @@ import json
 import os
 from collections.abc import Mapping, Set
 from dataclasses import dataclass, field
-from enum import StrEnum
 
 import numpy as np
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from numpy.typing import NDArray
 
+from privacy.secagg._rounds import (
+    _SHARE_BYTES,
+    SIGNATURE_BYTES,
+    Advertisement,
+    CoordinatorStage,
+    Forward,
+    ParticipantStage,
+    SecAggAborted,
+    StageError,
+    UnmaskRefused,
+    UnmaskRequest,
+    _pair,
+    _pairwise_mask,
+    _x_of,
+    default_threshold,
+)
+from privacy.secagg.aggregator import RoundAggregator
 from privacy.secagg.fixed_point import FixedPoint, RingArray
 from privacy.secagg.primitives import (
     KEY_BYTES,
@@ -55,9 +87,19 @@ from privacy.secagg.primitives import (
     public_bytes,
     seal_share,
 )
-from privacy.secagg.shamir import Share, combine_shares, split_secret
+from privacy.secagg.shamir import split_secret
+from privacy.secagg.signed import (
+    Identity,
+    RosterEntry,
+    SignatureRefused,
+    advertisement_statement,
+    check_roster,
+    enrollment_statement,
+    survivors_statement,
+)
 
 __all__ = [
+    "SIGNATURE_BYTES",
     "Advertisement",
     "CoordinatorStage",
     "Forward",
@@ -71,108 +113,7 @@ __all__ = [
     "default_threshold",
 ]
 
-_SHARE_BYTES = 70  # Share.to_bytes(): 4-byte x, 66-byte y
-
-
-class StageError(RuntimeError):
-    """A protocol step was called out of order."""
-
-    def __init__(self, role: str, server_round: int, expected: str, actual: str) -> None:
-        super().__init__(
-            f"{role}, round {server_round}: illegal transition: expected stage "
-            f"'{expected}', got '{actual}'"
-        )
-
-
-class UnmaskRefused(ValueError):
-    """A participant refused an unmask request that would expose an input."""
-
-
-class SecAggAborted(RuntimeError):
-    """Too few participants remain to finish the round; nothing was revealed or summed."""
-
-    def __init__(self, server_round: int, stage: str, have: int, threshold: int) -> None:
-        self.server_round = server_round
-        self.stage = stage
-        self.have = have
-        self.threshold = threshold
-        super().__init__(
-            f"round {server_round}: secure aggregation aborted at '{stage}': "
-            f"{have} participant(s) left, threshold {threshold}; the global model is unchanged"
-        )
-
-
-def default_threshold(n_participants: int) -> int:
-    """A strict majority of the roster: ``floor(n / 2) + 1``."""
-    return n_participants // 2 + 1
-
-
-class ParticipantStage(StrEnum):
-    """Where a participant is within one round."""
-
-    NONE = "none"
-    ADVERTISED = "advertised"
-    RECEIVED = "shares received"
-    MASKED = "masked input sent"
-    UNMASKED = "unmask answered"
-
-
-class CoordinatorStage(StrEnum):
-    """Where the coordinator is within one round."""
-
-    ADVERTISEMENTS = "collecting advertisements"
-    MASKED = "collecting masked inputs"
-    REVEALS = "collecting reveals"
-    DONE = "done"
-
-
-@dataclass(frozen=True)
-class Advertisement:
-    """A participant's public masking key for a round and its sealed shares, by holder."""
-
-    mask_public: bytes
-    sealed: dict[int, bytes]
-
-
-@dataclass(frozen=True)
-class Forward:
-    """What the coordinator relays to one participant before it masks."""
-
-    mask_publics: dict[int, bytes]
-    sealed: dict[int, bytes]
-
-
-@dataclass(frozen=True)
-class UnmaskRequest:
-    """Whose self-mask seeds (``survivors``) and masking keys (``dropped``) to reveal."""
-
-    survivors: frozenset[int]
-    dropped: frozenset[int]
-
-
-def _pair(a: int, b: int) -> tuple[int, int]:
-    return (a, b) if a < b else (b, a)
-
-
-def _x_of(roster: list[int], participant: int) -> int:
-    """A participant's Shamir x-coordinate: its 1-based position in the sorted roster."""
-    return roster.index(participant) + 1
-
-
-def _pairwise_mask(
-    private: X25519PrivateKey,
-    peer_public: bytes,
-    *,
-    run: int,
-    server_round: int,
-    pair: tuple[int, int],
-    length: int,
-    ring_bits: int,
-) -> RingArray:
-    key = derive_key(
-        private, peer_public, purpose="mask", run=run, server_round=server_round, pair=pair
-    )
-    return expand_mask(key, length, ring_bits=ring_bits)
+_SEED, _KEY = "self-mask seed", "masking key"
 
 
 @dataclass
@@ -180,10 +121,16 @@ class _RoundSecrets:
     stage: ParticipantStage
     mask_private: bytes
     self_seed: bytes
-    roster: list[int]
+    roster: dict[int, RosterEntry]
     threshold: int
     mask_publics: dict[int, bytes] = field(default_factory=dict)
     shares: dict[int, bytes] = field(default_factory=dict)  # owner -> opened share bytes
+    survivors: frozenset[int] | None = None  # the U2 this participant signed
+    revealed: dict[int, str] = field(default_factory=dict)  # owner -> kind of share revealed
+
+    @property
+    def ids(self) -> list[int]:
+        return sorted(self.roster)
 
 
 class Participant:
@@ -194,14 +141,19 @@ class Participant:
     me : int
         This participant's id (its Flower node id).
     run : int
-        The run id; it is bound into every derived key and share.
+        The run id; it is bound into every derived key, share and signature.
+    identity : Identity
+        The participant's member name, signing key, pinned member list and policy.
     encryption_key : bytes, optional
         The per-run X25519 private key (raw); a fresh one from the OS CSPRNG if omitted.
     """
 
-    def __init__(self, me: int, run: int, encryption_key: bytes | None = None) -> None:
+    def __init__(
+        self, me: int, run: int, identity: Identity, encryption_key: bytes | None = None
+    ) -> None:
         self.me = me
         self.run = run
+        self.identity = identity
         self._encryption_key = (
             X25519PrivateKey.from_private_bytes(encryption_key)
             if encryption_key is not None
@@ -213,6 +165,21 @@ class Participant:
     def encryption_public(self) -> bytes:
         """The per-run public encryption key, published once at set-up."""
         return public_bytes(self._encryption_key)
+
+    def enroll(self) -> RosterEntry:
+        """The signed enrollment: member name and per-run encryption key, for this run and node."""
+        statement = enrollment_statement(
+            consortium=self.identity.consortium,
+            run=self.run,
+            node=self.me,
+            member=self.identity.member,
+            encryption_key=self.encryption_public,
+        )
+        return RosterEntry(
+            member=self.identity.member,
+            encryption_key=self.encryption_public,
+            signature=self.identity.sign(statement),
+        )
 
     def stage(self, server_round: int) -> ParticipantStage:
         """This participant's stage in ``server_round``."""
@@ -226,97 +193,179 @@ class Participant:
             raise StageError(f"participant {self.me}", server_round, "advertised", "none")
         return len(secrets.roster)
 
-    def _expect(self, server_round: int, expected: ParticipantStage) -> _RoundSecrets:
+    def threshold(self, server_round: int) -> int:
+        """The threshold this participant advertised ``server_round``'s keys with."""
+        secrets = self._rounds.get(server_round)
+        if secrets is None:
+            raise StageError(f"participant {self.me}", server_round, "advertised", "none")
+        return secrets.threshold
+
+    def members(self, server_round: int) -> frozenset[str]:
+        """U1 of ``server_round`` by member name: whose masking keys this participant received."""
+        secrets = self._rounds.get(server_round)
+        if secrets is None or not secrets.mask_publics:
+            actual = self.stage(server_round).value
+            raise StageError(f"participant {self.me}", server_round, "shares received", actual)
+        return frozenset(secrets.roster[node].member for node in secrets.mask_publics)
+
+    def _expect(self, server_round: int, *expected: ParticipantStage) -> _RoundSecrets:
         actual = self.stage(server_round)
-        if actual is not expected:
-            raise StageError(f"participant {self.me}", server_round, expected.value, actual.value)
+        if actual not in expected:
+            wanted = "' or '".join(stage.value for stage in expected)
+            raise StageError(f"participant {self.me}", server_round, wanted, actual.value)
         return self._rounds[server_round]
 
     def advertise(
-        self, server_round: int, roster: Mapping[int, bytes], threshold: int
+        self, server_round: int, roster: Mapping[int, RosterEntry], threshold: int
     ) -> Advertisement:
-        """Fresh round keys; their shares sealed for every roster member (self included)."""
+        """Fresh round keys, their shares sealed for every roster member, all signed.
+
+        Raises
+        ------
+        RosterRefused
+            The roster or threshold fails :func:`~privacy.secagg.signed.check_roster`
+            (checked before any key is generated).
+        """
         if self.stage(server_round) is not ParticipantStage.NONE:
             actual = self.stage(server_round).value
             raise StageError(f"participant {self.me}", server_round, "none", actual)
-        ids = sorted(roster)
-        if self.me not in roster:
-            raise ValueError(f"participant {self.me} is not in the roster")
+        check_roster(
+            self.identity,
+            run=self.run,
+            server_round=server_round,
+            me=self.me,
+            roster=roster,
+            threshold=threshold,
+        )
         mask_private = X25519PrivateKey.generate()
-        mask_private_bytes = mask_private.private_bytes_raw()
-        self_seed = os.urandom(KEY_BYTES)
+        secrets = _RoundSecrets(
+            stage=ParticipantStage.ADVERTISED,
+            mask_private=mask_private.private_bytes_raw(),
+            self_seed=os.urandom(KEY_BYTES),
+            roster=dict(roster),
+            threshold=threshold,
+        )
+        sealed = self._sealed_shares(server_round, secrets)
+        mask_public = public_bytes(mask_private)
+        statement = self._advertisement_statement(server_round, self.me, secrets, mask_public)
+        self._rounds[server_round] = secrets
+        self._forget_before(server_round - 1)
+        return Advertisement(
+            mask_public=mask_public, sealed=sealed, signature=self.identity.sign(statement)
+        )
+
+    def _sealed_shares(self, server_round: int, secrets: _RoundSecrets) -> dict[int, bytes]:
+        """Shares of the round's seed and masking key, sealed for each roster member."""
+        ids = secrets.ids
         xs = [_x_of(ids, pid) for pid in ids]
-        seed_shares = split_secret(self_seed, xs=xs, threshold=threshold)
-        key_shares = split_secret(mask_private_bytes, xs=xs, threshold=threshold)
+        seed_shares = split_secret(secrets.self_seed, xs=xs, threshold=secrets.threshold)
+        key_shares = split_secret(secrets.mask_private, xs=xs, threshold=secrets.threshold)
         sealed = {}
         for pid in ids:
             x = _x_of(ids, pid)
-            plaintext = seed_shares[x].to_bytes() + key_shares[x].to_bytes()
-            key = derive_key(
-                self._encryption_key,
-                roster[pid],
-                purpose="share",
-                run=self.run,
-                server_round=server_round,
-                pair=_pair(self.me, pid),
-            )
+            key = self._share_key(server_round, secrets, pid)
             sealed[pid] = seal_share(
                 key,
-                plaintext,
+                seed_shares[x].to_bytes() + key_shares[x].to_bytes(),
                 sender=self.me,
                 receiver=pid,
                 run=self.run,
                 server_round=server_round,
             )
-        self._rounds[server_round] = _RoundSecrets(
-            stage=ParticipantStage.ADVERTISED,
-            mask_private=mask_private_bytes,
-            self_seed=self_seed,
-            roster=ids,
-            threshold=threshold,
-        )
-        self._forget_before(server_round - 1)
-        return Advertisement(mask_public=public_bytes(mask_private), sealed=sealed)
+        return sealed
 
-    def receive(
-        self, server_round: int, forward: Forward, encryption_publics: Mapping[int, bytes]
-    ) -> None:
-        """Store U1's masking keys and open the shares sealed for this participant.
+    def _share_key(self, server_round: int, secrets: _RoundSecrets, peer: int) -> bytes:
+        """The key sealing shares between this participant and ``peer`` (both keys bound)."""
+        pair = _pair(self.me, peer)
+        return derive_key(
+            self._encryption_key,
+            secrets.roster[peer].encryption_key,
+            purpose="share",
+            run=self.run,
+            server_round=server_round,
+            pair=pair,
+            publics=(
+                secrets.roster[pair[0]].encryption_key,
+                secrets.roster[pair[1]].encryption_key,
+            ),
+        )
+
+    def _advertisement_statement(
+        self, server_round: int, node: int, secrets: _RoundSecrets, mask_public: bytes
+    ) -> bytes:
+        entry = secrets.roster[node]
+        return advertisement_statement(
+            consortium=self.identity.consortium,
+            run=self.run,
+            server_round=server_round,
+            node=node,
+            member=entry.member,
+            encryption_key=entry.encryption_key,
+            mask_key=mask_public,
+        )
+
+    def receive(self, server_round: int, forward: Forward) -> None:
+        """Check U1's signed masking keys, then open the shares sealed for this participant.
 
         Raises
         ------
+        SignatureRefused
+            An advertisement's signature does not verify against the pinned member
+            list (checked for every key before any share is opened).
         ShareRejected
-            If any share fails authentication (tampered, misaddressed, replayed).
+            Any share fails authentication (tampered, misaddressed, replayed).
+        SecAggAborted
+            Fewer than the threshold advertised.
+        ValueError
+            The forwarded sets do not match (keys, shares, signatures), or this
+            participant's own key is not among them.
         """
         secrets = self._expect(server_round, ParticipantStage.ADVERTISED)
         members = set(forward.mask_publics)
         if self.me not in members or not members <= set(secrets.roster):
-            raise ValueError(f"round {server_round}: the forwarded key set is not of this roster")
+            raise ValueError(
+                f"round {server_round}, node {self.me}: the forwarded key set "
+                f"{sorted(members)} is not of this roster or leaves this participant out"
+            )
         if len(members) < secrets.threshold:
             raise SecAggAborted(server_round, "receive", len(members), secrets.threshold)
-        if set(forward.sealed) != members:
-            raise ValueError(f"round {server_round}: shares missing from the forwarded set")
-        opened = {}
-        for sender, sealed in forward.sealed.items():
-            key = derive_key(
-                self._encryption_key,
-                encryption_publics[sender],
-                purpose="share",
-                run=self.run,
-                server_round=server_round,
-                pair=_pair(self.me, sender),
+        if set(forward.sealed) != members or not members <= set(forward.signatures):
+            raise ValueError(
+                f"round {server_round}, node {self.me}: shares or signatures missing from "
+                "the forwarded set"
             )
-            opened[sender] = open_share(
-                key,
+        for sender in sorted(members):
+            self._check_advertisement(server_round, secrets, sender, forward)
+        opened = {
+            sender: open_share(
+                self._share_key(server_round, secrets, sender),
                 sealed,
                 sender=sender,
                 receiver=self.me,
                 run=self.run,
                 server_round=server_round,
             )
+            for sender, sealed in forward.sealed.items()
+        }
         secrets.mask_publics = dict(forward.mask_publics)
         secrets.shares = opened
         secrets.stage = ParticipantStage.RECEIVED
+
+    def _check_advertisement(
+        self, server_round: int, secrets: _RoundSecrets, sender: int, forward: Forward
+    ) -> None:
+        mask_public = forward.mask_publics[sender]
+        statement = self._advertisement_statement(server_round, sender, secrets, mask_public)
+        member = secrets.roster[sender].member
+        if len(mask_public) != KEY_BYTES or not self.identity.verifies(
+            member, forward.signatures[sender], statement
+        ):
+            raise SignatureRefused(
+                server_round,
+                self.me,
+                f"the masking key of node {sender} ('{member}') is not signed by that member "
+                "(key substitution?): nothing was derived or opened",
+            )
 
     def mask(
         self,
@@ -332,6 +381,12 @@ class Participant:
         ``extra`` is a further input already encoded in the ring (an unweighted sum,
         such as the bank's evaluation; see :meth:`FixedPoint.for_totals`): masked
         with the rest, it is summed with the rest.
+
+        Raises
+        ------
+        ValueError
+            A value or the weight is not finite (:meth:`FixedPoint.encode`); the
+            stage is unchanged.
         """
         secrets = self._expect(server_round, ParticipantStage.RECEIVED)
         encoded = np.append(code.encode(values, weight), code.encode_weight(weight))
@@ -340,15 +395,16 @@ class Participant:
         length = encoded.size
         masked = encoded + expand_mask(secrets.self_seed, length, ring_bits=code.ring_bits)
         private = X25519PrivateKey.from_private_bytes(secrets.mask_private)
-        for pid, public in secrets.mask_publics.items():
+        for pid in secrets.mask_publics:
             if pid == self.me:
                 continue
             mask = _pairwise_mask(
                 private,
-                public,
+                secrets.mask_publics,
                 run=self.run,
                 server_round=server_round,
                 pair=_pair(self.me, pid),
+                peer=pid,
                 length=length,
                 ring_bits=code.ring_bits,
             )
@@ -358,44 +414,80 @@ class Participant:
         result: RingArray = masked
         return result
 
+    def sign_survivors(self, server_round: int, survivors: Set[int]) -> bytes:
+        """Sign the round's survivor set U2 (the consistency check); the same set only, once.
+
+        Raises
+        ------
+        UnmaskRefused
+            U2 is not a subset of the U1 this participant masked with, leaves it out,
+            is below the threshold, or differs from a set it signed already.
+        """
+        secrets = self._expect(server_round, ParticipantStage.MASKED, ParticipantStage.CHECKED)
+        asked = frozenset(survivors)
+        problem = _survivors_problem(secrets, self.me, asked)
+        if problem is not None:
+            raise UnmaskRefused(server_round, self.me, problem)
+        secrets.survivors = asked
+        secrets.stage = ParticipantStage.CHECKED
+        statement = survivors_statement(
+            consortium=self.identity.consortium,
+            run=self.run,
+            server_round=server_round,
+            survivors=asked,
+        )
+        return self.identity.sign(statement)
+
     def unmask(self, server_round: int, request: UnmaskRequest) -> dict[int, bytes]:
         """The requested shares: self-mask seed shares of survivors, key shares of dropouts.
 
         Raises
         ------
         UnmaskRefused
-            If the request names a participant in both sets (which would expose its
-            input), names someone outside this round's key set, leaves out this
-            participant, or has fewer survivors than the threshold.
+            The request names a participant in both sets, its survivors are not the
+            set this participant signed, its dropouts are not members of U1 outside
+            it, fewer than ``t`` distinct members of U1 signed that set, or it asks
+            for the other kind of share of an owner than an earlier request did.
         """
-        secrets = self._expect(server_round, ParticipantStage.MASKED)
-        both = request.survivors & request.dropped
-        if both:
-            raise UnmaskRefused(
-                f"round {server_round}: refused: the request asks for both the self-mask share "
-                f"and the masking-key share of participant(s) {sorted(both)}"
-            )
-        members = set(secrets.mask_publics)
-        if not (request.survivors | request.dropped) <= members:
-            raise UnmaskRefused(f"round {server_round}: refused: request names non-members")
-        if self.me not in request.survivors:
-            raise UnmaskRefused(
-                f"round {server_round}: refused: this participant is not a survivor"
-            )
-        if len(request.survivors) < secrets.threshold:
-            raise UnmaskRefused(
-                f"round {server_round}: refused: {len(request.survivors)} survivor(s) is below "
-                f"the threshold {secrets.threshold}"
-            )
+        secrets = self._expect(server_round, ParticipantStage.CHECKED, ParticipantStage.UNMASKED)
+        problem = _unmask_problem(secrets, request) or self._signature_problem(
+            server_round, secrets, request
+        )
+        if problem is not None:
+            raise UnmaskRefused(server_round, self.me, problem)
         revealed = {}
-        for owner in request.survivors | request.dropped:
+        for owner in sorted(request.survivors | request.dropped):
             share = secrets.shares.get(owner)
             if share is None:
                 continue
-            half = share[:_SHARE_BYTES] if owner in request.survivors else share[_SHARE_BYTES:]
-            revealed[owner] = half
+            survivor = owner in request.survivors
+            revealed[owner] = share[:_SHARE_BYTES] if survivor else share[_SHARE_BYTES:]
+            secrets.revealed[owner] = _SEED if survivor else _KEY
         secrets.stage = ParticipantStage.UNMASKED
         return revealed
+
+    def _signature_problem(
+        self, server_round: int, secrets: _RoundSecrets, request: UnmaskRequest
+    ) -> str | None:
+        """Whether at least ``t`` distinct members of U1 signed the request's survivor set."""
+        statement = survivors_statement(
+            consortium=self.identity.consortium,
+            run=self.run,
+            server_round=server_round,
+            survivors=request.survivors,
+        )
+        signers = {
+            node
+            for node, signature in request.signatures.items()
+            if node in secrets.mask_publics
+            and self.identity.verifies(secrets.roster[node].member, signature, statement)
+        }
+        if len(signers) < secrets.threshold:
+            return (
+                f"{len(signers)} member(s) of U1 signed the survivor set; the consistency "
+                f"check needs {secrets.threshold}"
+            )
+        return None
 
     def _forget_before(self, server_round: int) -> None:
         for old in [r for r in self._rounds if r < server_round]:
@@ -404,204 +496,123 @@ class Participant:
     # -- persistence (a deployed ClientApp is a fresh process for every message) ------
 
     def to_bytes(self) -> bytes:
-        """Serialize the whole state, private keys included: keep it at the participant."""
-        rounds = {
-            str(r): {
-                "stage": s.stage.value,
-                "mask_private": _b64(s.mask_private),
-                "self_seed": _b64(s.self_seed),
-                "roster": s.roster,
-                "threshold": s.threshold,
-                "mask_publics": {str(k): _b64(v) for k, v in s.mask_publics.items()},
-                "shares": {str(k): _b64(v) for k, v in s.shares.items()},
-            }
-            for r, s in self._rounds.items()
-        }
+        """Serialize the state, private round keys included (not the signing key): keep it
+        at the participant."""
         state = {
             "me": self.me,
             "run": self.run,
             "encryption_key": _b64(self._encryption_key.private_bytes_raw()),
-            "rounds": rounds,
+            "rounds": {str(r): _secrets_to_json(s) for r, s in self._rounds.items()},
         }
         return json.dumps(state).encode()
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> Participant:
-        """Inverse of :meth:`to_bytes`."""
+    def from_bytes(cls, data: bytes, identity: Identity) -> Participant:
+        """Inverse of :meth:`to_bytes`, with the participant's ``identity``."""
         state = json.loads(data)
         participant = cls(
-            int(state["me"]), int(state["run"]), base64.b64decode(state["encryption_key"])
+            int(state["me"]),
+            int(state["run"]),
+            identity,
+            base64.b64decode(state["encryption_key"]),
         )
         for r, s in state["rounds"].items():
-            participant._rounds[int(r)] = _RoundSecrets(
-                stage=ParticipantStage(s["stage"]),
-                mask_private=base64.b64decode(s["mask_private"]),
-                self_seed=base64.b64decode(s["self_seed"]),
-                roster=[int(x) for x in s["roster"]],
-                threshold=int(s["threshold"]),
-                mask_publics={int(k): base64.b64decode(v) for k, v in s["mask_publics"].items()},
-                shares={int(k): base64.b64decode(v) for k, v in s["shares"].items()},
-            )
+            participant._rounds[int(r)] = _secrets_from_json(s)
         return participant
+
+
+def _survivors_problem(secrets: _RoundSecrets, me: int, asked: frozenset[int]) -> str | None:
+    """What is wrong with signing ``asked`` as the round's survivor set (None: nothing)."""
+    if secrets.survivors is not None and asked != secrets.survivors:
+        return (
+            f"this participant signed survivor set {sorted(secrets.survivors)} already; "
+            f"refuses another ({sorted(asked)})"
+        )
+    if not asked <= set(secrets.mask_publics):
+        return f"survivors {sorted(asked - set(secrets.mask_publics))} are not in U1"
+    if me not in asked:
+        return "the survivor set leaves this participant out"
+    if len(asked) < secrets.threshold:
+        return f"{len(asked)} survivor(s) is below the threshold {secrets.threshold}"
+    return None
+
+
+def _unmask_problem(secrets: _RoundSecrets, request: UnmaskRequest) -> str | None:
+    """What is wrong with ``request`` apart from its signatures (None: nothing)."""
+    both = request.survivors & request.dropped
+    if both:
+        return (
+            "the request asks for both the self-mask share and the masking-key share of "
+            f"participant(s) {sorted(both)}"
+        )
+    if request.survivors != secrets.survivors:
+        return "the request's survivor set is not the one this participant signed"
+    outside = request.dropped - (set(secrets.mask_publics) - request.survivors)
+    if outside:
+        return f"dropouts {sorted(outside)} are not members of U1 outside the survivor set"
+    for owner in sorted(request.survivors | request.dropped):
+        kind = _SEED if owner in request.survivors else _KEY
+        earlier = secrets.revealed.get(owner)
+        if earlier is not None and earlier != kind:
+            return (
+                f"participant {owner}'s {earlier} share was revealed already this round; "
+                f"its {kind} share would expose its input"
+            )
+    return None
+
+
+def _secrets_to_json(s: _RoundSecrets) -> dict[str, object]:
+    return {
+        "stage": s.stage.value,
+        "mask_private": _b64(s.mask_private),
+        "self_seed": _b64(s.self_seed),
+        "roster": {
+            str(k): [e.member, _b64(e.encryption_key), _b64(e.signature)]
+            for k, e in s.roster.items()
+        },
+        "threshold": s.threshold,
+        "mask_publics": {str(k): _b64(v) for k, v in s.mask_publics.items()},
+        "shares": {str(k): _b64(v) for k, v in s.shares.items()},
+        "survivors": None if s.survivors is None else sorted(s.survivors),
+        "revealed": {str(k): v for k, v in s.revealed.items()},
+    }
+
+
+def _secrets_from_json(s: dict[str, object]) -> _RoundSecrets:
+    raw: dict[str, object] = s
+    roster = {
+        int(k): RosterEntry(member=str(v[0]), encryption_key=_unb64(v[1]), signature=_unb64(v[2]))
+        for k, v in _mapping(raw["roster"]).items()
+    }
+    survivors = raw["survivors"]
+    return _RoundSecrets(
+        stage=ParticipantStage(str(raw["stage"])),
+        mask_private=_unb64(raw["mask_private"]),
+        self_seed=_unb64(raw["self_seed"]),
+        roster=roster,
+        threshold=int(str(raw["threshold"])),
+        mask_publics={int(k): _unb64(v) for k, v in _mapping(raw["mask_publics"]).items()},
+        shares={int(k): _unb64(v) for k, v in _mapping(raw["shares"]).items()},
+        survivors=None if survivors is None else frozenset(int(x) for x in _list(survivors)),
+        revealed={int(k): str(v) for k, v in _mapping(raw["revealed"]).items()},
+    )
+
+
+def _mapping(value: object) -> dict[str, list[str] | str]:
+    if not isinstance(value, dict):
+        raise TypeError(f"expected a mapping in the participant state; got {type(value).__name__}")
+    return value
+
+
+def _list(value: object) -> list[int]:
+    if not isinstance(value, list):
+        raise TypeError(f"expected a list in the participant state; got {type(value).__name__}")
+    return value
 
 
 def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
 
 
-class RoundAggregator:
-    """The coordinator's side of one round: relay, collect, and unmask only the sum.
-
-    Parameters
-    ----------
-    run, server_round : int
-        Bound into every key; must match the participants'.
-    roster : mapping of int to bytes
-        Participant id to per-run public encryption key (only their ids are used here).
-    threshold : int
-        Fewest participants needed at every stage.
-    code : FixedPoint
-        The fixed-point code the participants encode with (the ring size matters here).
-    length : int
-        Length of each masked vector (values plus one weight element).
-    """
-
-    def __init__(
-        self,
-        *,
-        run: int,
-        server_round: int,
-        roster: Mapping[int, bytes],
-        threshold: int,
-        code: FixedPoint,
-        length: int,
-    ) -> None:
-        if not 1 <= threshold <= len(roster):
-            raise ValueError(f"threshold must be in [1, {len(roster)}]; got {threshold}")
-        self.run = run
-        self.server_round = server_round
-        self.roster = sorted(roster)
-        self.threshold = threshold
-        self.code = code
-        self.length = length
-        self.stage = CoordinatorStage.ADVERTISEMENTS
-        self._advertisements: dict[int, Advertisement] = {}
-        self._masked: dict[int, RingArray] = {}
-        self._reveals: dict[int, dict[int, bytes]] = {}
-        self._request: UnmaskRequest | None = None
-
-    def _expect(self, expected: CoordinatorStage) -> None:
-        if self.stage is not expected:
-            raise StageError("coordinator", self.server_round, expected.value, self.stage.value)
-
-    def _abort_below(self, have: int, stage: str) -> None:
-        if have < self.threshold:
-            raise SecAggAborted(self.server_round, stage, have, self.threshold)
-
-    def expect_length(self, length: int) -> None:
-        """Change the input length (keys collected ahead for a round put to another use)."""
-        self._expect(CoordinatorStage.ADVERTISEMENTS)
-        if length < 1:
-            raise ValueError(f"length must be >= 1; got {length}")
-        self.length = length
-
-    def add_advertisement(self, participant: int, advertisement: Advertisement) -> bool:
-        """Accept a well-formed advertisement from a roster member; False if discarded."""
-        self._expect(CoordinatorStage.ADVERTISEMENTS)
-        if participant not in self.roster or set(advertisement.sealed) != set(self.roster):
-            return False
-        if len(advertisement.mask_public) != KEY_BYTES:
-            return False
-        self._advertisements[participant] = advertisement
-        return True
-
-    def close_advertisements(self) -> dict[int, Forward]:
-        """Fix U1; what to relay to each of its members."""
-        self._expect(CoordinatorStage.ADVERTISEMENTS)
-        self._abort_below(len(self._advertisements), "advertise")
-        members = sorted(self._advertisements)
-        publics = {pid: self._advertisements[pid].mask_public for pid in members}
-        self.stage = CoordinatorStage.MASKED
-        return {
-            receiver: Forward(
-                mask_publics=publics,
-                sealed={
-                    sender: self._advertisements[sender].sealed[receiver] for sender in members
-                },
-            )
-            for receiver in members
-        }
-
-    @property
-    def members(self) -> list[int]:
-        """U1: the participants whose keys were relayed this round."""
-        return sorted(self._advertisements)
-
-    def add_masked(self, participant: int, masked: RingArray) -> None:
-        """Accept a masked input from a member of U1."""
-        self._expect(CoordinatorStage.MASKED)
-        if participant not in self._advertisements:
-            raise ValueError(f"round {self.server_round}: {participant} is not in this round")
-        if masked.shape != (self.length,) or masked.dtype != self.code.dtype:
-            raise ValueError(
-                f"round {self.server_round}: masked input of {participant} has shape "
-                f"{masked.shape} {masked.dtype}; expected ({self.length},) {self.code.dtype}"
-            )
-        self._masked[participant] = masked
-
-    def close_masked(self) -> UnmaskRequest:
-        """Fix U2; the unmask request every survivor gets."""
-        self._expect(CoordinatorStage.MASKED)
-        self._abort_below(len(self._masked), "masked input")
-        survivors = frozenset(self._masked)
-        self._request = UnmaskRequest(
-            survivors=survivors, dropped=frozenset(self._advertisements) - survivors
-        )
-        self.stage = CoordinatorStage.REVEALS
-        return self._request
-
-    def add_reveal(self, participant: int, shares: Mapping[int, bytes]) -> None:
-        """Accept one survivor's revealed shares."""
-        self._expect(CoordinatorStage.REVEALS)
-        if participant not in self._masked:
-            raise ValueError(f"round {self.server_round}: {participant} is not a survivor")
-        self._reveals[participant] = dict(shares)
-
-    def finish(self) -> tuple[RingArray, Set[int]]:
-        """Unmask and return the ring sum of the survivors' encoded inputs, and who they are."""
-        self._expect(CoordinatorStage.REVEALS)
-        self._abort_below(len(self._reveals), "unmask")
-        if self._request is None:
-            raise StageError("coordinator", self.server_round, "masked input closed", "none")
-        bits = self.code.ring_bits
-        total = np.zeros(self.length, dtype=self.code.dtype)
-        for masked in self._masked.values():
-            total += masked
-        for owner in self._request.survivors:
-            seed = self._reconstruct(owner)
-            total -= expand_mask(seed, self.length, ring_bits=bits)
-        for owner in self._request.dropped:
-            private = X25519PrivateKey.from_private_bytes(self._reconstruct(owner))
-            for pid in self._request.survivors:
-                mask = _pairwise_mask(
-                    private,
-                    self._advertisements[pid].mask_public,
-                    run=self.run,
-                    server_round=self.server_round,
-                    pair=_pair(owner, pid),
-                    length=self.length,
-                    ring_bits=bits,
-                )
-                # pid added +mask if pid < owner, else -mask: take that back.
-                combine = np.subtract if pid < owner else np.add
-                combine(total, mask, out=total)
-        self.stage = CoordinatorStage.DONE
-        return total, self._request.survivors
-
-    def _reconstruct(self, owner: int) -> bytes:
-        shares = [
-            Share.from_bytes(reveal[owner]) for reveal in self._reveals.values() if owner in reveal
-        ]
-        if len(shares) < self.threshold:
-            raise SecAggAborted(self.server_round, "unmask", len(shares), self.threshold)
-        return combine_shares(shares[: self.threshold], length=KEY_BYTES)
+def _unb64(text: object) -> bytes:
+    return base64.b64decode(str(text))

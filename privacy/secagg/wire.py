@@ -17,17 +17,22 @@ from typing import Any, TypeVar
 from credit.errors import MalformedMessage
 from privacy.secagg.fixed_point import FixedPoint
 from privacy.secagg.protocol import Advertisement, Forward, UnmaskRequest
+from privacy.secagg.signed import RosterEntry
 
 __all__ = [
     "decode_advertisement",
     "decode_fixed_point",
     "decode_forward",
     "decode_keys",
+    "decode_roster",
+    "decode_survivors",
     "decode_unmask",
     "encode_advertisement",
     "encode_fixed_point",
     "encode_forward",
     "encode_keys",
+    "encode_roster",
+    "encode_survivors",
     "encode_unmask",
 ]
 
@@ -74,12 +79,61 @@ def decode_keys(data: bytes, what: str = "key map") -> dict[int, bytes]:
     return _guarded(what, lambda: {int(k): _b64(v) for k, v in raw.items()})
 
 
+def _ids(raw: Any) -> frozenset[int]:
+    if not isinstance(raw, list):
+        raise TypeError(f"expected a list of node ids, got {type(raw).__name__}")
+    return frozenset(int(p) for p in raw)
+
+
+def encode_roster(roster: Mapping[int, RosterEntry]) -> bytes:
+    """Node id -> member name, encryption key and enrollment signature."""
+    return _dump(
+        {
+            str(node): {
+                "member": entry.member,
+                "encryption_key": base64.b64encode(entry.encryption_key).decode(),
+                "signature": base64.b64encode(entry.signature).decode(),
+            }
+            for node, entry in roster.items()
+        }
+    )
+
+
+def decode_roster(data: bytes) -> dict[int, RosterEntry]:
+    """Inverse of :func:`encode_roster`."""
+    raw = _load(data, "roster")
+
+    def entry(value: Any) -> RosterEntry:
+        member = value["member"]
+        if not isinstance(member, str):
+            raise TypeError(f"member name is {type(member).__name__}")
+        return RosterEntry(
+            member=member,
+            encryption_key=_b64(value["encryption_key"]),
+            signature=_b64(value["signature"]),
+        )
+
+    return _guarded("roster", lambda: {int(k): entry(v) for k, v in raw.items()})
+
+
+def encode_survivors(survivors: frozenset[int]) -> bytes:
+    """A survivor set (the consistency check's question) as bytes."""
+    return _dump(sorted(str(p) for p in survivors))
+
+
+def decode_survivors(data: bytes) -> frozenset[int]:
+    """Inverse of :func:`encode_survivors`."""
+    raw = _load(data, "survivor set")
+    return _guarded("survivor set", lambda: _ids(raw))
+
+
 def encode_advertisement(advertisement: Advertisement) -> bytes:
     """An :class:`Advertisement` as bytes."""
     return _dump(
         {
             "mask_public": base64.b64encode(advertisement.mask_public).decode(),
             "sealed": json.loads(encode_keys(advertisement.sealed)),
+            "signature": base64.b64encode(advertisement.signature).decode(),
         }
     )
 
@@ -92,6 +146,7 @@ def decode_advertisement(data: bytes) -> Advertisement:
         lambda: Advertisement(
             mask_public=_b64(raw["mask_public"]),
             sealed=decode_keys(_dump(raw["sealed"]), "advertisement"),
+            signature=_b64(raw["signature"]),
         ),
     )
 
@@ -102,6 +157,7 @@ def encode_forward(forward: Forward) -> bytes:
         {
             "mask_publics": json.loads(encode_keys(forward.mask_publics)),
             "sealed": json.loads(encode_keys(forward.sealed)),
+            "signatures": json.loads(encode_keys(forward.signatures)),
         }
     )
 
@@ -114,6 +170,7 @@ def decode_forward(data: bytes) -> Forward:
         lambda: Forward(
             mask_publics=decode_keys(_dump(raw["mask_publics"]), "forward"),
             sealed=decode_keys(_dump(raw["sealed"]), "forward"),
+            signatures=decode_keys(_dump(raw["signatures"]), "forward"),
         ),
     )
 
@@ -124,6 +181,7 @@ def encode_unmask(request: UnmaskRequest) -> bytes:
         {
             "survivors": sorted(str(p) for p in request.survivors),
             "dropped": sorted(str(p) for p in request.dropped),
+            "signatures": json.loads(encode_keys(request.signatures)),
         }
     )
 
@@ -134,8 +192,9 @@ def decode_unmask(data: bytes) -> UnmaskRequest:
     return _guarded(
         "unmask request",
         lambda: UnmaskRequest(
-            survivors=frozenset(int(p) for p in raw["survivors"]),
-            dropped=frozenset(int(p) for p in raw["dropped"]),
+            survivors=_ids(raw["survivors"]),
+            dropped=_ids(raw["dropped"]),
+            signatures=decode_keys(_dump(raw["signatures"]), "unmask request"),
         ),
     )
 

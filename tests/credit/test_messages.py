@@ -234,12 +234,12 @@ def _parts(schema: DatasetSchema) -> list[Any]:
         TrainMetrics(epsilon=0.2),
         Dropped(stage=ProtocolStage.UNMASK),
         secagg.KeyRequest(),
-        secagg.AdvertiseRequest(roster=b"{}", threshold=2, advertise_round=1),
-        secagg.TrainInputs(
-            roster=b"{}", threshold=2, server_round=1, forward=b"{}", fixed_point="1.0:14:32"
-        ),
+        secagg.AdvertiseRequest(roster=b"{}", threshold=3, advertise_round=1),
+        secagg.TrainInputs(threshold=3, server_round=1, forward=b"{}", fixed_point="1.0:14:32"),
+        secagg.ConsistencyRequest(server_round=1, survivors=b"[]"),
         secagg.UnmaskRequest(server_round=1, unmask=b"{}"),
-        secagg.Enrollment(encryption_key=bytes(32)),
+        secagg.Enrollment(member="bank-a", encryption_key=bytes(32), signature=bytes(64)),
+        secagg.SurvivorSignature(signature=bytes(64)),
         secagg.Advertisement(advertisement=b"{}"),
         secagg.Reveal(reveal=b"{}"),
     ]

@@ -194,12 +194,31 @@ def test_bank_data_with_a_split_flag_is_one_error_line(
 
 def test_a_missing_bank_file_is_named(tmp_path: Path, embedded_frame: pd.DataFrame) -> None:
     present, absent = tmp_path / "north.csv", tmp_path / "south.csv"
+    also = tmp_path / "east.csv"  # three banks: enough for secure aggregation
     embedded_frame.iloc[:200].to_csv(present, index=False)
+    embedded_frame.iloc[200:400].to_csv(also, index=False)
     out = tmp_path / "out"
 
-    result = _simulate(["--bank-data", str(present), "--bank-data", str(absent)], out)
+    result = _simulate(
+        ["--bank-data", str(present), "--bank-data", str(also), "--bank-data", str(absent)], out
+    )
 
     _assert_one_error_line(result, out, f"{absent}: file not found")
+
+
+def test_two_banks_under_secure_aggregation_are_one_error_line(
+    tmp_path: Path, embedded_frame: pd.DataFrame
+) -> None:
+    """A bank refuses a roster of fewer than 3: the simulation says so before it starts."""
+    north, south = tmp_path / "north.csv", tmp_path / "south.csv"
+    embedded_frame.iloc[:200].to_csv(north, index=False)
+    embedded_frame.iloc[200:400].to_csv(south, index=False)
+    out = tmp_path / "out"
+
+    result = _simulate(["--bank-data", str(north), "--bank-data", str(south)], out)
+
+    _assert_one_error_line(result, out, "--banks: secure aggregation needs at least 3 banks")
+    assert "--no-secure-aggregation" in result.stderr
 
 
 def test_two_bank_files_with_one_name_are_one_error_line(

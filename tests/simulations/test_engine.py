@@ -22,9 +22,10 @@ TwoBankRun = tuple[RunConfig, Path, list[str]]
 
 @pytest.fixture(scope="module")
 def two_bank_run(tmp_path_factory: pytest.TempPathFactory) -> TwoBankRun:
-    """2 banks x 2 rounds, seed 3, secure aggregation on (run in process in the fast tier)."""
+    """2 banks x 2 rounds, seed 3, in the clear (run in process in the fast tier; secure
+    aggregation needs 3 banks: ``test_secure_engine``)."""
     out = tmp_path_factory.mktemp("sim")
-    config = RunConfig(rounds=2, out_dir=str(out), seed=3)
+    config = RunConfig(rounds=2, out_dir=str(out), seed=3, secure_aggregation=False)
     plan = plan_simulation(config, n_banks=2)
     lines: list[str] = []
     run_simulated_consortium(

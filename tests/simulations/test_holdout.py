@@ -63,7 +63,7 @@ def test_the_salt_never_appears_in_a_runs_messages_or_files(
     config = RunConfig(out_dir=str(out), rounds=1, seed=11, batch_size=128)
     plan = plan_simulation(
         config,
-        n_banks=2,
+        n_banks=3,
         partition=PartitionSettings(data=str(source)),
         budgets=BudgetPolicy(default=PrivacyBudget(max_epsilon=4.0)),
     )

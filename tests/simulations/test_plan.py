@@ -55,8 +55,12 @@ def test_a_dropout_rate_outside_zero_to_one_is_refused_before_anything_is_writte
     assert not (tmp_path / "out").exists()
 
 
-def test_secure_aggregation_needs_two_banks(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="--secure-aggregation: secure aggregation needs at"):
-        plan_simulation(RunConfig(out_dir=str(tmp_path)), 1)
+@pytest.mark.parametrize("banks", [1, 2])
+def test_secure_aggregation_needs_three_banks(tmp_path: Path, banks: int) -> None:
+    with pytest.raises(
+        ConfigError,
+        match=r"^--banks: secure aggregation needs at least 3 banks .*--no-secure-aggregation$",
+    ):
+        plan_simulation(RunConfig(out_dir=str(tmp_path)), banks)
     plan = plan_simulation(RunConfig(out_dir=str(tmp_path), secure_aggregation=False), 1)
     assert plan.config.min_banks == 1  # a consortium of one does not wait for a second bank

@@ -82,7 +82,8 @@ def test_resuming_with_round_two_pending_scores_it_in_round_three_train_message(
         before["banks"],
         before["train_loss"],
     )
-    assert list(again["exchanges"]) == ["train", "unmask"]  # no evaluate exchange of its own
+    # no evaluate exchange of its own
+    assert list(again["exchanges"]) == ["train", "consistency", "unmask"]
     for got, want in zip(resumed["rounds"], whole["rounds"], strict=True):
         assert got["banks"] == want["banks"]
         assert got["auc"] == pytest.approx(want["auc"], abs=2e-3)  # see the test above
@@ -92,4 +93,4 @@ def test_resuming_with_round_two_pending_scores_it_in_round_three_train_message(
 def test_resuming_without_a_checkpoint_is_a_clear_error(tmp_path: Path) -> None:
     config = RunConfig(out_dir=str(tmp_path), rounds=2, resume=True)
     with pytest.raises(ConfigError, match="no checkpoint to resume from"):
-        run_simulated_consortium(plan_simulation(config, n_banks=2))
+        run_simulated_consortium(plan_simulation(config, n_banks=3))

@@ -10,6 +10,7 @@ import pytest
 
 from credit.run_config import RunConfig
 from simulations.engine import plan_simulation, run_simulated_consortium
+from tests.simulations.test_inprocess_consortium import DROPOUT_SEED
 from tests.support.checks import (
     check_dropouts_happen_and_every_round_completes,
     check_same_banks_give_the_same_update_up_to_quantization,
@@ -24,7 +25,7 @@ ROUNDS = 10
 
 
 def _run(out: Path, **settings: Any) -> dict[str, Any]:
-    config = RunConfig(rounds=ROUNDS, out_dir=str(out), seed=0, **settings)
+    config = RunConfig(rounds=ROUNDS, out_dir=str(out), seed=DROPOUT_SEED, **settings)
     run_simulated_consortium(
         plan_simulation(config, n_banks=5, dropout_rate=0.2),
         on_round=lambda r, t: None,
@@ -53,5 +54,5 @@ def test_secure_aggregation_matches_plain_fedavg(runs: dict[str, dict[str, Any]]
 def test_the_same_banks_give_the_same_update_up_to_quantization(
     runs: dict[str, dict[str, Any]],
 ) -> None:
-    """Round 1 starts from the same model and (seed 0) trains the same four banks."""
+    """Round 1 starts from the same model and (the dropout seed) trains the same four banks."""
     check_same_banks_give_the_same_update_up_to_quantization(runs["secure"], runs["plain"])

@@ -33,12 +33,19 @@ def set_up_exchanges(*, secure: bool) -> list[str]:
     """A new run's set-up exchanges (``exchanges`` names), federated feature statistics.
 
     In the clear one query; under secure aggregation the banks join (nothing
-    released), advertise round 0's keys, send their masked aggregates and reveal the
-    shares of round 0 (that exchange also collects round 1's keys).
+    released), advertise round 0's keys, send their masked aggregates, sign round 0's
+    survivor set and reveal the shares of round 0 (that exchange also collects round
+    1's keys).
     """
     if not secure:
         return ["query:feature-stats"]
-    return ["query:join", "query:secagg-advertise", "query:feature-stats", "query:secagg-unmask"]
+    return [
+        "query:join",
+        "query:secagg-advertise",
+        "query:feature-stats",
+        "query:secagg-consistency",
+        "query:secagg-unmask",
+    ]
 
 
 def held_out_rows(plan: SimulationPlan, banks: Iterable[str] | None = None) -> int:

@@ -22,7 +22,7 @@ from credit.messages import AuditHead
 from credit.run_config import RunConfig
 from participant.guard.audit_trail import open_audit_log
 from participant.guard.settings import AuditSettings
-from simulations.engine import SimulationPlan, plan_simulation
+from simulations.engine import SimulationPlan, pinned_banks, plan_simulation
 from tests.support.consortium import consortium_grid, run_in_process
 from tests.support.fake_grid import FakeGrid
 
@@ -110,17 +110,17 @@ def _with_bank_logs(plan: SimulationPlan, folder: Path) -> SimulationPlan:
         bank.model_copy(update={"audit_log": folder / f"{bank.bank_name}.jsonl", "audit_key": None})
         for bank in plan.banks
     )
-    return dataclasses.replace(plan, banks=banks)
+    return dataclasses.replace(plan, banks=pinned_banks(banks, plan.config))  # the new keys
 
 
 @pytest.fixture(scope="module")
 def audited_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Path]]:
-    """2 banks x 2 rounds, secure aggregation on, each bank keeping its audit log."""
+    """3 banks x 2 rounds, secure aggregation on, each bank keeping its audit log."""
     root = tmp_path_factory.mktemp("audited")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("FEDCREDIT_DATA_HOME", str(root / "home"))
         out = root / "out"
-        plan = plan_simulation(RunConfig(rounds=2, out_dir=str(out), seed=3), n_banks=2)
+        plan = plan_simulation(RunConfig(rounds=2, out_dir=str(out), seed=3), n_banks=3)
         plan = _with_bank_logs(plan, root / "banks")
         run_in_process(plan, grid=consortium_grid(plan))
     logs = {bank.bank_name: bank.audit_log for bank in plan.banks if bank.audit_log}
@@ -147,16 +147,20 @@ def test_the_coordinator_records_every_banks_head_of_every_exchange(
         ("join", 0),
         ("advertise", 0),
         ("feature-stats", 0),
+        ("consistency", 0),
         ("unmask", 0),
         ("train", 1),
+        ("consistency", 1),
         ("unmask", 1),
         ("train", 2),
+        ("consistency", 2),
         ("unmask", 2),
         ("evaluate", 2),
+        ("consistency", 3),
         ("unmask", 3),
     ]
     for data in exchanges:
-        assert len(data["heads"]) == 2, data
+        assert len(data["heads"]) == 3, data
         assert (data["missing"], data["malformed"], data["errors"]) == ([], {}, []), data
     for bank in banks.values():
         recorded = _recorded_by_coordinator(
@@ -175,8 +179,9 @@ def test_each_bank_records_the_coordinators_head_of_every_request(
     for bank in banks.values():
         recorded = [e["data"] for e in _entries(bank) if e["event"] == "coordinator-head"]
         assert [r["request"] for r in recorded] == [
-            "query", "query", "query", "query",  # join, advertise 0, statistics, unmask 0
-            "train", "query", "train", "query", "evaluate", "query",
+            "query", "query", "query",  # join, advertise 0, statistics
+            "query", "query",  # consistency 0, unmask 0
+            "train", "query", "query", "train", "query", "query", "evaluate", "query", "query",
         ]  # fmt: skip
         assert {r["key"] for r in recorded} == {report.fingerprint}
         assert all(r["run"] == "1" for r in recorded)  # Flower's run id: the run has no name

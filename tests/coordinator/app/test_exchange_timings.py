@@ -21,7 +21,7 @@ from tests.support.consortium import run_in_process
 
 def _run(out: Path, *, secure: bool) -> dict[str, Any]:
     config = RunConfig(out_dir=str(out), rounds=2, seed=0, secure_aggregation=secure)
-    run_in_process(plan_simulation(config, n_banks=2))
+    run_in_process(plan_simulation(config, n_banks=3))
     document: dict[str, Any] = json.loads((out / "metrics.json").read_text())
     return document
 
@@ -30,7 +30,10 @@ def _run(out: Path, *, secure: bool) -> dict[str, Any]:
     ("secure", "stages"),
     [
         (False, [["train"], ["train", "evaluate"]]),
-        (True, [["train", "unmask"], ["train", "unmask", "evaluate"]]),
+        (
+            True,
+            [["train", "consistency", "unmask"], ["train", "consistency", "unmask", "evaluate"]],
+        ),
     ],
     ids=["plain", "secure"],
 )

@@ -288,8 +288,8 @@ def test_a_bank_sending_a_malformed_set_up_reply_is_left_out_of_the_run(
     In the clear that is its feature-stats reply; under secure aggregation its join
     reply (which introduces it; its statistics follow in secure round 0)."""
     corrupting = _corrupting(2, _query_for(Task.JOIN if secure else Task.FEATURE_STATS), corrupt)
-    plan, grid = _planned_run(
-        tmp_path, n_banks=3, mods=[corrupting], rounds=1, secure_aggregation=secure
+    plan, grid = _planned_run(  # 4 banks: a secure roster of the 3 others is still >= 3
+        tmp_path, n_banks=4, mods=[corrupting], rounds=1, secure_aggregation=secure
     )
     events: list[str] = []
 
@@ -297,8 +297,8 @@ def test_a_bank_sending_a_malformed_set_up_reply_is_left_out_of_the_run(
 
     document = _metrics(tmp_path)
     assert document["status"] == "completed"
-    assert set(document["participants"]) == {"bank-1", "bank-2"}
-    assert [r["banks"] for r in document["rounds"]] == [["bank-1", "bank-2"]]
+    assert set(document["participants"]) == {"bank-1", "bank-2", "bank-4"}
+    assert [r["banks"] for r in document["rounds"]] == [["bank-1", "bank-2", "bank-4"]]
     # Not one of the run's banks: never asked to train, so not dropped either.
     assert [r["dropped"] for r in document["rounds"]] == [[]]
     assert document["final"]["n_rows"] == held_out_rows(plan, document["participants"])
@@ -315,18 +315,18 @@ def test_a_malformed_unmask_reveal_is_ignored_and_the_others_shares_unmask_the_s
 ) -> None:
     """bank-3 reveals non-shares in every round: the sum is the uncorrupted run's, exactly.
 
-    Its masked update is in the sum; bank-1's and bank-2's shares reach the threshold
-    and remove every mask, so each round aggregates the same three updates.
+    Its masked update is in the sum; the other three banks' shares reach the threshold
+    (3 of 4) and remove every mask, so each round aggregates the same four updates.
     """
     corrupted: list[int] = []
     unmasking = _query_for(Task.SECAGG_UNMASK)
     mods = [_corrupting(2, unmasking, _reveal_of_non_shares, seen=corrupted)]
     plan, grid = _planned_run(
-        tmp_path / "corrupted", n_banks=3, mods=mods, rounds=2, secure_aggregation=True
+        tmp_path / "corrupted", n_banks=4, mods=mods, rounds=2, secure_aggregation=True
     )
     run_in_process(plan, grid=grid)
     reference_plan, reference_grid = _planned_run(
-        tmp_path / "reference", n_banks=3, mods=[], rounds=2, secure_aggregation=True
+        tmp_path / "reference", n_banks=4, mods=[], rounds=2, secure_aggregation=True
     )
     run_in_process(reference_plan, grid=reference_grid)
 
@@ -334,7 +334,7 @@ def test_a_malformed_unmask_reveal_is_ignored_and_the_others_shares_unmask_the_s
     assert corrupted == [2, 2, 2, 2]
     got, want = _metrics(tmp_path / "corrupted"), _metrics(tmp_path / "reference")
     assert got["status"] == want["status"] == "completed"
-    assert [r["banks"] for r in got["rounds"]] == [["bank-1", "bank-2", "bank-3"]] * 2
+    assert [r["banks"] for r in got["rounds"]] == [["bank-1", "bank-2", "bank-3", "bank-4"]] * 2
     for mine, theirs in zip(got["rounds"], want["rounds"], strict=True):
         assert (mine["banks"], mine["auc"], mine["train_loss"]) == (
             theirs["banks"],

@@ -47,6 +47,8 @@ from tests.support.consortium import (
 from tests.support.fake_grid import FakeGrid
 
 ROUNDS = 3
+BANKS = 3
+"""Secure aggregation's smallest roster."""
 
 
 @dataclass(frozen=True)
@@ -74,7 +76,7 @@ class Run:
 
 def _run(out: Path, *, secure: bool) -> Run:
     config = RunConfig(out_dir=str(out), rounds=ROUNDS, seed=0, secure_aggregation=secure)
-    plan = plan_simulation(config, n_banks=2)
+    plan = plan_simulation(config, n_banks=BANKS)
     replies: list[Reply] = []
 
     def record(message: Message, context: Context, call_next: ClientAppCallable) -> Message:
@@ -102,9 +104,13 @@ def test_a_run_of_r_rounds_takes_r_train_exchanges_and_one_evaluation(run: Run) 
     unmask exchange collected the keys of the evaluation's secure round: no advertise
     exchange before it."""
     secure = run.plan.config.secure_aggregation
-    one_round = ["train", "query:secagg-unmask"] if secure else ["train"]
+    one_round = (
+        ["train", "query:secagg-consistency", "query:secagg-unmask"] if secure else ["train"]
+    )
     set_up = set_up_exchanges(secure=secure)
-    last = ["evaluate", "query:secagg-unmask"] if secure else ["evaluate"]
+    last = (
+        ["evaluate", "query:secagg-consistency", "query:secagg-unmask"] if secure else ["evaluate"]
+    )
     assert exchanges(run.grid) == set_up + one_round * ROUNDS + last
     assert run.metrics["status"] == "completed"
     stages = [list(result["exchanges"]) for result in run.metrics["rounds"]]
@@ -163,7 +169,7 @@ def test_evaluations_travel_beside_plain_updates_and_only_masked_under_secure_ag
     and evaluate reply is one masked vector (and, for training, its metrics record)."""
     trained = [r for r in run.replies if r.message_type == MessageType.TRAIN]
     evaluated = [r for r in run.replies if r.message_type == MessageType.EVALUATE]
-    assert len(trained) == 2 * ROUNDS and len(evaluated) == 2
+    assert len(trained) == BANKS * ROUNDS and len(evaluated) == BANKS
     scored = {keys.EVALUATION_SCORES, keys.EVALUATION}
     if run.plan.config.secure_aggregation:
         masked = {keys.ARRAYS: frozenset({keys.SECAGG_MASKED})}
@@ -171,7 +177,8 @@ def test_evaluations_travel_beside_plain_updates_and_only_masked_under_secure_ag
         assert all(r.records == {keys.ARRAYS} for r in evaluated)
         assert all(r.arrays == masked for r in trained + evaluated)
         return
-    assert [scored <= r.records for r in trained] == [False] * 2 + [True] * (2 * ROUNDS - 2)
+    expected = [False] * BANKS + [True] * (BANKS * ROUNDS - BANKS)
+    assert [scored <= r.records for r in trained] == expected
     assert all(r.records == {keys.SCORES, keys.METRICS} for r in evaluated)
 
 

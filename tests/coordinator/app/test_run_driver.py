@@ -76,16 +76,18 @@ def test_rounds_past_the_plan_are_refused_and_the_run_stops_cleanly(tmp_path: Pa
     train message, so that round (4) asks for its keys first.
     """
     events: list[str] = []
-    plan = _private_plan(tmp_path, 2, rounds=4, planned_rounds=2)
+    plan = _private_plan(tmp_path, 3, rounds=4, planned_rounds=2)
     grid = consortium_grid(plan)
     run_in_process(plan, grid=grid, on_event=events.append)
     check_rounds_past_the_plan_are_refused(tmp_path, events)
-    assert exchanges(grid)[-6:] == [
+    assert exchanges(grid)[-8:] == [
         "train",
+        "query:secagg-consistency",
         "query:secagg-unmask",
         "train",  # refused by both banks: the run stops
         "query:secagg-advertise",
         "evaluate",
+        "query:secagg-consistency",
         "query:secagg-unmask",
     ]
     train_messages = [p[0] for p in grid.pushes if p[0].metadata.message_type == "train"]
@@ -99,7 +101,7 @@ def test_a_bank_without_budget_left_is_skipped_and_the_others_go_on(tmp_path: Pa
         default=PrivacyBudget(max_epsilon=1.0),
         banks={"bank-3": PrivacyBudget(max_epsilon=0.001)},
     )
-    run_in_process(plan_simulation(run_config, n_banks=3, budgets=policy))
+    run_in_process(plan_simulation(run_config, n_banks=4, budgets=policy))
     check_a_bank_without_budget_left_is_skipped(tmp_path)
 
 
@@ -123,30 +125,33 @@ def test_a_bank_whose_data_breaks_the_schema_is_left_out_and_the_run_goes_on(
     tmp_path: Path, secure: bool
 ) -> None:
     config = RunConfig(out_dir=str(tmp_path), rounds=2, seed=0, secure_aggregation=secure)
-    plan = plan_simulation(config, n_banks=3)
+    # Under secure aggregation a fourth bank: the others' roster needs >= 3 banks.
+    plan = plan_simulation(config, n_banks=4 if secure else 3)
     _break_schema(plan.banks[2].data_path)
+    others = ["bank-1", "bank-2", "bank-4"] if secure else ["bank-1", "bank-2"]
     grid = consortium_grid(plan)
     run_in_process(plan, grid=grid)
     document = _metrics(tmp_path)
     assert document["status"] == "completed"
-    assert [r["banks"] for r in document["rounds"]] == [["bank-1", "bank-2"]] * 2
-    assert set(document["participants"]) == {"bank-1", "bank-2"}
+    assert [r["banks"] for r in document["rounds"]] == [others] * 2
+    assert set(document["participants"]) == set(others)
     failed = [(f.partition_id, f.message_type) for f in grid.failures]
     # bank-3 failed to join (its set-up query raised), so its node is not one of the
     # run's banks: it is never asked to train or evaluate, and its rows stay out.
     assert failed == [(2, "query")]
-    assert document["final"]["n_rows"] == held_out_rows(plan, ["bank-1", "bank-2"])
+    assert document["final"]["n_rows"] == held_out_rows(plan, others)
     assert all("LIMIT_BAL" in f.reason and "plenty" in f.reason for f in grid.failures)
 
 
 def test_too_few_banks_at_set_up_fail_round_zero_with_the_banks_reason(tmp_path: Path) -> None:
-    plan = plan_simulation(RunConfig(out_dir=str(tmp_path), rounds=2), n_banks=2)
-    _break_schema(plan.banks[1].data_path)
+    plan = plan_simulation(RunConfig(out_dir=str(tmp_path), rounds=2), n_banks=3)
+    for broken in (1, 2):
+        _break_schema(plan.banks[broken].data_path)
     # Under secure aggregation (the default) the banks first join, releasing nothing.
     with pytest.raises(RoundFailed, match=r"round 0 \(join\): 1 usable replies, 2 ") as e:
         run_in_process(plan)
     assert e.value.server_round == 0 and e.value.stage == "join"
-    assert len(e.value.reasons) == 1 and "LIMIT_BAL" in e.value.reasons[0]
+    assert len(e.value.reasons) == 2 and all("LIMIT_BAL" in r for r in e.value.reasons)
     entries = _audit_entries(tmp_path)
     assert entries[-1]["event"] == "run-end"
     assert entries[-1]["data"]["status"] == "failed"
@@ -190,15 +195,18 @@ def test_a_bank_that_fails_mid_run_is_dropped_from_the_round_and_the_others_go_o
     """
     # Every round scored (not only the last, the default under budgets): round 2 is
     # compared with round 1 below.
-    plan = _private_plan(tmp_path, 3, rounds=2, secure_aggregation=secure, evaluate_every=1)
+    # Under secure aggregation a fourth bank: the threshold 3 of 4 tolerates one loss.
+    n_banks = 4 if secure else 3
+    plan = _private_plan(tmp_path, n_banks, rounds=2, secure_aggregation=secure, evaluate_every=1)
     damage = _before(2, _train_of_round(2), lambda: _damage_ledger_of("bank-3", tmp_path))
     grid = consortium_grid(plan, mods=[damage])
     run_in_process(plan, grid=grid)
     document = _metrics(tmp_path)
+    everyone = [f"bank-{i}" for i in range(1, n_banks + 1)]
     assert document["status"] == "completed"
     assert [r["banks"] for r in document["rounds"]] == [
-        ["bank-1", "bank-2", "bank-3"],
-        ["bank-1", "bank-2"],
+        everyone,
+        [bank for bank in everyone if bank != "bank-3"],
     ]
     # bank-3 trained in round 1, so its one failed train message is round 2's.
     assert [(f.partition_id, f.message_type) for f in grid.failures] == [
@@ -237,17 +245,20 @@ def test_too_few_banks_mid_run_fail_the_round_and_keep_the_last_checkpoint(
     round of its own: round 2's keys went to training, so it asks for round 3's), so the
     run's record ends with round 1. (Under budgets a run scores only its last model:
     round 1's evaluation would not have come with round 2 anyway.)"""
-    plan = _private_plan(tmp_path, 2, rounds=3)
-    grid = consortium_grid(plan, mods=[_failing_once(1, _train_of_round(2), tmp_path)])
+    plan = _private_plan(tmp_path, 3, rounds=3)
+    failing = [_failing_once(bank, _train_of_round(2), tmp_path) for bank in (1, 2)]
+    grid = consortium_grid(plan, mods=failing)
     with pytest.raises(RoundFailed, match=r"round 2 \(train\): 1 usable replies, 2 required"):
         run_in_process(plan, grid=grid)
     assert exchanges(grid) == [
         *set_up_exchanges(secure=True),
         "train",
+        "query:secagg-consistency",
         "query:secagg-unmask",
-        "train",  # failed: bank-2's handler raised
+        "train",  # failed: bank-2's and bank-3's handlers raised
         "query:secagg-advertise",
         "evaluate",
+        "query:secagg-consistency",
         "query:secagg-unmask",
     ]
     state = json.loads((tmp_path / "checkpoint" / "state.json").read_text())
@@ -271,11 +282,13 @@ def test_too_few_banks_mid_run_fail_the_round_and_keep_the_last_checkpoint(
 
 
 def _cadence_run(out: Path, *, secure: bool, every: int) -> tuple[FakeGrid, list[str]]:
-    """A 2-bank, 4-round run (no budgets) scoring every ``every``-th round's model."""
+    """A 4-round run (no budgets; 3 banks secure, 2 plain) scoring every ``every``-th
+    round's model."""
     config = RunConfig(
         out_dir=str(out), rounds=4, seed=0, secure_aggregation=secure, evaluate_every=every
     )
-    plan = plan_simulation(config, n_banks=2)
+    # Plain runs of 2 banks: their float sums do not depend on the order replies arrive.
+    plan = plan_simulation(config, n_banks=3 if secure else 2)
     grid = consortium_grid(plan)
     progress: list[str] = []
     run_in_process(
@@ -314,9 +327,13 @@ def test_evaluating_every_second_round_leaves_rounds_one_and_three_not_evaluated
         if p[0].metadata.message_type == MessageType.TRAIN
     ]
     assert [None if a is None else a.server_round for a in asked] == [None, None, 2, None]
-    one_round = ["train", "query:secagg-unmask"] if secure else ["train"]
+    one_round = (
+        ["train", "query:secagg-consistency", "query:secagg-unmask"] if secure else ["train"]
+    )
     set_up = set_up_exchanges(secure=secure)
-    last = ["evaluate", "query:secagg-unmask"] if secure else ["evaluate"]
+    last = (
+        ["evaluate", "query:secagg-consistency", "query:secagg-unmask"] if secure else ["evaluate"]
+    )
     assert exchanges(grid) == set_up + one_round * 4 + last
     assert ["not evaluated" in line for line in progress] == [True, False, True, False]
     audited = [e["data"] for e in _audit_entries(tmp_path / "every-2") if e["event"] == "round"]
@@ -336,7 +353,8 @@ def test_a_run_failing_after_a_round_the_cadence_skips_scores_that_round_first(
 ) -> None:
     """evaluate-every 0 scores only the last model; round 2 fails (bank-2 never answers
     its train message), so round 1's model is the last one and is scored before the run
-    fails, as the round before a failed round always is."""
+    fails, as the round before a failed round always is (bank-3 too: one bank left is
+    below min-banks)."""
     config = RunConfig(
         out_dir=str(tmp_path),
         rounds=3,
@@ -345,16 +363,21 @@ def test_a_run_failing_after_a_round_the_cadence_skips_scores_that_round_first(
         evaluate_every=0,
         round_timeout=1.0,
     )
-    plan = plan_simulation(config, n_banks=2)
+    plan = plan_simulation(config, n_banks=3)
     grid = consortium_grid(plan)
-    grid.lose(1, when=_train_of_round(2))
+    for lost in (1, 2):
+        grid.lose(lost, when=_train_of_round(2))
 
     with pytest.raises(RoundFailed, match=r"round 2 \(train\)"):
         run_in_process(plan, grid=grid)
 
-    train = ["train", "query:secagg-unmask"] if secure else ["train"]
+    train = ["train", "query:secagg-consistency", "query:secagg-unmask"] if secure else ["train"]
     # round 2's keys went to its train messages: the evaluation's secure round asks anew
-    scored = ["query:secagg-advertise", "evaluate", "query:secagg-unmask"] if secure else []
+    scored = (
+        ["query:secagg-advertise", "evaluate", "query:secagg-consistency", "query:secagg-unmask"]
+        if secure
+        else []
+    )
     set_up = set_up_exchanges(secure=secure)
     assert exchanges(grid) == [*set_up, *train, "train", *(scored or ["evaluate"])]
     state = json.loads((tmp_path / "checkpoint" / "state.json").read_text())
@@ -377,9 +400,11 @@ def _train_after_round_one(message: Message) -> bool:
 def test_a_bank_lost_mid_run_is_left_out_after_the_timeout_and_the_run_goes_on(
     tmp_path: Path,
 ) -> None:
-    """bank-3 never answers a train message after round 1's (it still scores the last model)."""
+    """bank-3 never answers a train message after round 1's (it still scores the last model).
+
+    Four banks: the secure threshold 3 of 4 tolerates the one lost bank."""
     config = RunConfig(out_dir=str(tmp_path), rounds=2, seed=0, round_timeout=1.0)
-    plan = plan_simulation(config, n_banks=3)
+    plan = plan_simulation(config, n_banks=4)
     grid = consortium_grid(plan)
     grid.lose(2, when=_train_after_round_one)
 
@@ -387,8 +412,8 @@ def test_a_bank_lost_mid_run_is_left_out_after_the_timeout_and_the_run_goes_on(
     document = _metrics(tmp_path)
     assert document["status"] == "completed"
     assert [r["banks"] for r in document["rounds"]] == [
-        ["bank-1", "bank-2", "bank-3"],
-        ["bank-1", "bank-2"],
+        ["bank-1", "bank-2", "bank-3", "bank-4"],
+        ["bank-1", "bank-2", "bank-4"],
     ]
     # bank-3 neither trained nor refused in round 2: the driver lists it as dropped.
     assert [r["dropped"] for r in document["rounds"]] == [[], ["bank-3"]]
@@ -432,9 +457,12 @@ def _unmask_of_round(server_round: int) -> Callable[[Message], bool]:
     return matches
 
 
-def test_a_bank_lost_after_masking_its_update_stays_in_the_exact_sum(
-    tmp_path: Path, uninterrupted: dict[str, Any]
-) -> None:
+def _four_bank_plan(out: Path, **settings: Any) -> SimulationPlan:
+    """4 banks, seed 1, secure aggregation: the threshold 3 of 4 tolerates one loss."""
+    return plan_simulation(RunConfig(out_dir=str(out), seed=1, **settings), n_banks=4)
+
+
+def test_a_bank_lost_after_masking_its_update_stays_in_the_exact_sum(tmp_path: Path) -> None:
     """bank-3 sends its masked update of round 2 but never answers round 2's unmask query.
 
     The survivors' shares remove its masks: rounds 1 and 2 aggregate the same three
@@ -443,18 +471,21 @@ def test_a_bank_lost_after_masking_its_update_stays_in_the_exact_sum(
     as round 2's model is scored with round 3's train replies, bank-3's hold-out is not
     in round 2's metrics.
     """
-    plan = _three_bank_plan(tmp_path, rounds=3, round_timeout=1.0)
+    plan = _four_bank_plan(tmp_path / "lost", rounds=3, round_timeout=1.0)
     grid = consortium_grid(plan)
     grid.lose(2, when=_unmask_of_round(2))
 
     run_in_process(plan, grid=grid)
-    document = _metrics(tmp_path)
+    document = _metrics(tmp_path / "lost")
+    reference = _four_bank_plan(tmp_path / "uninterrupted", rounds=3)
+    run_in_process(reference, grid=consortium_grid(reference))
+    uninterrupted = _metrics(tmp_path / "uninterrupted")
     assert document["status"] == "completed"
-    assert document["rounds"][1]["banks"] == ["bank-1", "bank-2", "bank-3"]
+    assert document["rounds"][1]["banks"] == ["bank-1", "bank-2", "bank-3", "bank-4"]
     for got, want in zip(document["rounds"][:2], uninterrupted["rounds"][:2], strict=True):
         assert (got["banks"], got["train_loss"]) == (want["banks"], want["train_loss"])
     assert document["rounds"][0]["auc"] == uninterrupted["rounds"][0]["auc"]
-    assert document["rounds"][2]["banks"] == ["bank-1", "bank-2"]
+    assert document["rounds"][2]["banks"] == ["bank-1", "bank-2", "bank-4"]
     assert document["rounds"][2]["dropped"] == ["bank-3"]
 
 
@@ -492,7 +523,7 @@ def test_resuming_without_a_checkpoint_is_a_clear_error(tmp_path: Path) -> None:
     """In-process ``test_resume.test_resuming_without_a_checkpoint_is_a_clear_error``."""
     config = RunConfig(out_dir=str(tmp_path), rounds=2, resume=True)
     with pytest.raises(ConfigError, match="no checkpoint to resume from"):
-        run_in_process(plan_simulation(config, n_banks=2))
+        run_in_process(plan_simulation(config, n_banks=3))
 
 
 # -- a crash between a round's aggregation and its evaluation --------------------------
@@ -565,8 +596,10 @@ def test_a_crash_before_round_three_resumes_with_round_two_evaluated_in_its_trai
         "query:enroll",
         "query:secagg-advertise",
         "train",
+        "query:secagg-consistency",
         "query:secagg-unmask",
         "evaluate",
+        "query:secagg-consistency",
         "query:secagg-unmask",
     ]
     asked = EvaluateRequest.take(_first_train_message(resumed_grid).content)

@@ -14,7 +14,7 @@ the run driver uses it, so the unmasked sum can be compared with the plain one.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import pytest
@@ -49,10 +49,12 @@ from participant.guard.secagg_client import (
     mask_update,
     receive_keys,
     reveal,
+    sign_survivors,
 )
 from privacy.secagg.fixed_point import FixedPoint
 from privacy.secagg.wire import decode_keys, encode_keys
 from tests.support.fake_grid import FakeGrid
+from tests.support.secagg import consortium
 
 N_PARAMS = 12
 WEIGHTS = (300, 500, 700, 900)
@@ -62,6 +64,14 @@ EVALUATION = 2 * SCORE_BINS + 3
 """Entries of a bank's masked evaluation: histograms, Brier and log-loss sums, a 1."""
 RELEASES = (True, True, True, False)
 """Which banks release an evaluation (bank 3 declines: it masks zeros)."""
+MEMBERS = consortium(len(WEIGHTS))
+"""The banks' signing keys and the member list each of them pinned."""
+
+
+def _session(context: Context, run: int) -> SecAggSession:
+    """Bank ``partition-id``'s session, signing as ``bank-<partition-id + 1>``."""
+    bank = int(context.node_config["partition-id"])
+    return SecAggSession.in_context(context, run, MEMBERS.identity(f"bank-{bank + 1}"))
 
 
 def _update(partition_id: int) -> np.ndarray:
@@ -94,7 +104,7 @@ def _bank_app(mods: tuple[Mod, ...] = ()) -> ClientApp:
     def query(message: Message, context: Context) -> Message:
         task = QueryInstructions.take(message.content).task
         run, content = message.metadata.run_id, RecordDict()
-        session = SecAggSession.in_context(context, run)
+        session = _session(context, run)
         if task == Task.ENROLL:
             enrollment(session).put(content)
         elif task == Task.SECAGG_ADVERTISE:
@@ -105,6 +115,8 @@ def _bank_app(mods: tuple[Mod, ...] = ()) -> ClientApp:
             if answer is None:
                 raise ValueError("not in the roster")
             answer.put(content)
+        elif task == Task.SECAGG_CONSISTENCY:
+            sign_survivors(session, secagg.ConsistencyRequest.take(message.content)).put(content)
         else:
             reveal(session, secagg.UnmaskRequest.take(message.content)).put(content)
             asked = secagg.AdvertiseRequest.take_optional(message.content)
@@ -119,7 +131,7 @@ def _bank_app(mods: tuple[Mod, ...] = ()) -> ClientApp:
         inputs = secagg.TrainInputs.take(message.content)
         values = np.append(_update(bank), [LOSSES[bank], 1.0])
         run = message.metadata.run_id
-        session = SecAggSession.in_context(context, run)
+        session = _session(context, run)
         code = receive_keys(session, inputs)
         asked = EvaluateRequest.present(message.content)
         masked = mask_update(
@@ -137,7 +149,7 @@ def _bank_app(mods: tuple[Mod, ...] = ()) -> ClientApp:
     def evaluate(message: Message, context: Context) -> Message:
         bank = int(context.node_config["partition-id"])
         inputs = secagg.TrainInputs.take(message.content)
-        session = SecAggSession.in_context(context, message.metadata.run_id)
+        session = _session(context, message.metadata.run_id)
         code = receive_keys(session, inputs)
         masked = mask_update(
             session,
@@ -188,9 +200,14 @@ def grid() -> Iterator[FakeGrid]:
 
 
 def _enrolled(
-    grid: FakeGrid, *, min_banks: int = 2, exchange: BankExchange | None = None
+    grid: FakeGrid,
+    *,
+    min_banks: int = 2,
+    exchange: BankExchange | None = None,
+    events: list[str] | None = None,
 ) -> SecureAggregation:
-    """The banks of ``grid`` enrolled; ``exchange`` (if given) times every exchange."""
+    """The banks of ``grid`` enrolled; ``exchange`` (if given) times every exchange;
+    ``events`` (if given) receives the run's event lines."""
     exchange = exchange or BankExchange(grid, min_banks=min_banks, timeout=0.5)
     messages = []
     for node in exchange.nodes():
@@ -204,9 +221,9 @@ def _enrolled(
         clip=16.0,
         enrollments={r.metadata.src_node_id: secagg.Enrollment.take(r.content) for r in replies},
         weights={grid.node_id(i): weight for i, weight in enumerate(WEIGHTS)},
-        min_banks=min_banks,
         score_bins=SCORE_BINS,
         exchange=exchange,
+        on_event=None if events is None else events.append,
     )
 
 
@@ -328,6 +345,7 @@ def test_the_last_models_evaluation_is_a_secure_round_of_its_own(grid: FakeGrid)
     _assert_sum_of_evaluations(summary, [0, 1, 2, 3])
     assert [(t.server_round, t.stage) for t in exchanges.timings[before:]] == [
         (1, "evaluate"),
+        (2, "consistency"),
         (2, "unmask"),
     ]
 
@@ -445,14 +463,39 @@ def test_too_few_banks_with_keys_abort_the_round_before_training(grid: FakeGrid)
         secure.train_messages(GLOBAL, _round(1), sorted(grid.get_node_ids()))
 
 
+def _is_task(task: Task) -> Callable[[Message], bool]:
+    def matches(message: Message) -> bool:
+        return (
+            message.metadata.message_type == MessageType.QUERY
+            and QueryInstructions.take(message.content).task == task
+        )
+
+    return matches
+
+
 def test_too_few_banks_at_unmasking_abort_the_round(grid: FakeGrid) -> None:
     secure = _enrolled(grid)
     secure.prepare(1, GLOBAL, _run())
     updates = [train_reply(reply) for reply in _train(grid, secure, 1)]
     for lost in (0, 1):
-        grid.lose(lost)
+        grid.lose(lost, _is_task(Task.SECAGG_UNMASK))
     with pytest.raises(RoundAborted, match="aborted at 'unmask'"):
         _last_round(secure, updates)
+
+
+def test_too_few_survivor_signatures_abort_the_round_before_any_share_is_asked(
+    grid: FakeGrid,
+) -> None:
+    exchanges = BankExchange(grid, min_banks=2, timeout=0.5)
+    secure = _enrolled(grid, exchange=exchanges)
+    secure.prepare(1, GLOBAL, _run())
+    updates = [train_reply(reply) for reply in _train(grid, secure, 1)]
+    for lost in (0, 1):
+        grid.lose(lost, _is_task(Task.SECAGG_CONSISTENCY))
+    before = len(exchanges.timings)
+    with pytest.raises(RoundAborted, match="aborted at 'consistency check': 2 bank"):
+        _last_round(secure, updates)
+    assert [t.stage for t in exchanges.timings[before:]] == ["consistency"]  # no unmask
 
 
 def _is_train(message: Message) -> bool:
@@ -472,9 +515,12 @@ def test_keys_for_the_next_round_ride_on_the_unmask_exchange(grid: FakeGrid) -> 
     result = secure.aggregate(updates, GLOBAL, _round(1), next_round=2, members=everyone)
 
     assert grid.node_id(2) not in result.banks
-    assert [(t.server_round, t.stage) for t in exchanges.timings[before:]] == [(1, "unmask")]
+    assert [(t.server_round, t.stage) for t in exchanges.timings[before:]] == [
+        (1, "consistency"),
+        (1, "unmask"),
+    ]
     secure.prepare(2, GLOBAL, _run())  # the keys are in already: no exchange
-    assert len(exchanges.timings) == before + 1
+    assert len(exchanges.timings) == before + 2
     assert len(secure.train_messages(GLOBAL, _round(2), everyone)) == len(WEIGHTS)
 
 
@@ -527,36 +573,44 @@ def test_a_round_that_ends_before_unmasking_leaves_the_next_round_to_ask_for_its
     assert len(secure.train_messages(GLOBAL, _round(2), everyone)) == len(WEIGHTS)
 
 
-def test_one_bank_cannot_be_summed_securely(grid: FakeGrid) -> None:
+def _enrollment(name: str) -> secagg.Enrollment:
+    return secagg.Enrollment(member=name, encryption_key=bytes(32), signature=bytes(64))
+
+
+@pytest.mark.parametrize("banks", [1, 2])
+def test_fewer_than_three_banks_cannot_be_summed_securely(grid: FakeGrid, banks: int) -> None:
     exchange = BankExchange(grid, min_banks=1, timeout=0.5)
-    with pytest.raises(RoundFailed, match="secure aggregation needs at least 2 banks"):
+    with pytest.raises(RoundFailed, match="secure aggregation needs at least 3 banks"):
         SecureAggregation.enroll(
             run=7,
             clip=16.0,
-            enrollments={1: secagg.Enrollment(encryption_key=bytes(32))},
-            weights={1: 100},
-            min_banks=1,
+            enrollments={n: _enrollment(f"bank-{n}") for n in range(banks)},
+            weights=dict.fromkeys(range(banks), 100),
             score_bins=SCORE_BINS,
             exchange=exchange,
         )
 
 
-@pytest.mark.parametrize(("banks", "min_banks", "threshold"), [(4, 2, 3), (5, 2, 3), (4, 4, 4)])
-def test_the_threshold_is_a_majority_and_at_least_min_banks(
-    grid: FakeGrid, banks: int, min_banks: int, threshold: int
+@pytest.mark.parametrize(("banks", "threshold"), [(3, 3), (4, 3), (5, 4), (6, 5), (9, 7)])
+def test_the_threshold_is_above_two_thirds_of_the_roster(
+    grid: FakeGrid, banks: int, threshold: int
 ) -> None:
     secure = SecureAggregation.enroll(
         run=7,
         clip=16.0,
-        enrollments={n: secagg.Enrollment(encryption_key=bytes(32)) for n in range(banks)},
+        enrollments={n: _enrollment(f"bank-{n}") for n in range(banks)},
         weights=dict.fromkeys(range(banks), 100),
-        min_banks=min_banks,
         score_bins=SCORE_BINS,
         exchange=BankExchange(grid, min_banks=1, timeout=0.5),
     )
-    assert secure.threshold == threshold
+    assert secure.threshold == threshold and 3 * threshold > 2 * banks
     assert secure.summary() == {
-        "protocol": "SecAgg (complete graph), keys advertised one round ahead",
+        "protocol": (
+            "SecAgg, malicious-secure (Bonawitz et al. 2017, section 6): signed keys "
+            "against the banks' pinned member list, consistency check; complete graph, "
+            "keys advertised one round ahead"
+        ),
+        "threshold_policy": "t = floor(2N/3) + 1 (t > 2N/3), set by each bank",
         "banks": banks,
         "threshold": threshold,
         "ring_bits": 32,
@@ -582,12 +636,19 @@ def _revealing_junk(bank: int) -> ClientApp:
 
 
 def test_a_bank_revealing_junk_is_ignored_and_the_sum_is_still_right() -> None:
+    """The junk reveal drops that bank from the unmask, named in the run's events."""
+    events: list[str] = []
     with FakeGrid(_revealing_junk(1), num_nodes=len(WEIGHTS), run_config={}, run_id=7) as grid:
-        secure = _enrolled(grid)
+        secure = _enrolled(grid, events=events)
         secure.prepare(1, GLOBAL, _run())
         updates = [train_reply(reply) for reply in _train(grid, secure, 1)]
         result = _last_round(secure, updates)
+        junk = grid.node_id(1)
     np.testing.assert_allclose(flatten(result.arrays), _expected([0, 1, 2, 3])[0], atol=1e-3)
+    assert events == [
+        f"round 1: node {junk} dropped from secure aggregation: reveal refused "
+        "(a share is 70 bytes; got 1)"
+    ]
 
 
 @pytest.mark.parametrize("ring_bits", [32, 64])

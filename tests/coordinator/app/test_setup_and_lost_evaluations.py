@@ -29,7 +29,7 @@ def test_public_bounds_release_nothing_at_set_up(tmp_path: Path) -> None:
         out_dir=str(tmp_path), rounds=2, batch_size=256, feature_stats=StatsSource.PUBLIC
     )
     plan = plan_simulation(
-        config, n_banks=2, budgets=BudgetPolicy(default=PrivacyBudget(max_epsilon=1.0))
+        config, n_banks=3, budgets=BudgetPolicy(default=PrivacyBudget(max_epsilon=1.0))
     )
     grid = consortium_grid(plan)
     run_in_process(plan, grid=grid)
@@ -63,15 +63,15 @@ def test_an_evaluation_lost_with_the_next_rounds_secure_sum_leaves_its_round_uns
     tmp_path: Path,
 ) -> None:
     config = RunConfig(out_dir=str(tmp_path), rounds=3, seed=0, min_banks=2)
-    plan = plan_simulation(config, n_banks=2)
+    plan = plan_simulation(config, n_banks=3)
     events: list[str] = []
     grid = consortium_grid(plan, mods=[_unmask_of_round(2)])
     run_in_process(plan, grid=grid, on_event=events.append)
 
     document = json.loads((tmp_path / "metrics.json").read_text())
     rounds = {r["round"]: r for r in document["rounds"]}
-    # Round 2's sum is aborted at unmask (1 of 2 banks revealed): round 1's evaluation,
-    # masked inside it, is lost; round 2 leaves the model as it was.
+    # Round 2's sum is aborted at unmask (2 of 3 banks revealed, the threshold is 3):
+    # round 1's evaluation, masked inside it, is lost; round 2 leaves the model as it was.
     assert rounds[1]["auc"] is None
     assert rounds[2]["aborted"]
     assert any("round 1's evaluation was lost with round 2's secure sum" in e for e in events)
@@ -80,5 +80,10 @@ def test_an_evaluation_lost_with_the_next_rounds_secure_sum_leaves_its_round_uns
     assert rounds[2]["auc"] is None and rounds[3]["aborted"]
     # The last model is scored in its own secure round; no evaluate exchange mid-run.
     assert rounds[3]["auc"] is not None
-    assert exchanges(grid)[-3:] == ["query:secagg-advertise", "evaluate", "query:secagg-unmask"]
+    assert exchanges(grid)[-4:] == [
+        "query:secagg-advertise",
+        "evaluate",
+        "query:secagg-consistency",
+        "query:secagg-unmask",
+    ]
     assert exchanges(grid).count("evaluate") == 1

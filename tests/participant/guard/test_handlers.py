@@ -16,6 +16,7 @@ from credit import message_keys as keys
 from credit.messages import (
     EvaluateRequest,
     Refusal,
+    Task,
     TrainMetrics,
     score_summary_from_content,
     secagg,
@@ -33,7 +34,9 @@ from tests.participant.guard.bank_messages import (
     joined_bank,
     message,
     round_content,
+    run_instructions,
 )
+from tests.support.secagg import pin_members
 
 
 def test_a_coordinator_sending_undecodable_masking_inputs_charges_nothing(
@@ -41,11 +44,22 @@ def test_a_coordinator_sending_undecodable_masking_inputs_charges_nothing(
 ) -> None:
     """Secure aggregation's inputs are opened before the round is charged or trained."""
     ledger = tmp_path / "acme.ledger.jsonl"
-    bank = joined_bank(schema, write_bank_csv(400), max_epsilon=4.0, ledger_path=ledger)
+    settings, _ = pin_members(
+        acme_settings(
+            write_bank_csv(400),
+            max_epsilon=4.0,
+            ledger_path=ledger,
+            audit_log=tmp_path / "acme.audit.jsonl",
+        ),
+        tmp_path,
+    )
+    guard = BankGuard(settings)
+    bank = JoinedBank(app=guarded_app(guard), context=context(), guard=guard)
+    bank.send(MessageType.QUERY, feature_stats_query(schema))
     spent = ledger.read_text()
     content, _ = round_content(schema, 1)
     secagg.TrainInputs(
-        roster=b"{}", threshold=2, server_round=1, forward=b"garbage", fixed_point="1.0:14:32"
+        threshold=3, server_round=1, forward=b"garbage", fixed_point="1.0:14:32"
     ).put(content)
 
     with pytest.raises(
@@ -72,6 +86,24 @@ def test_a_bank_that_requires_secure_aggregation_refuses_a_plain_round(
 
     last = json.loads(audit.read_text(encoding="utf-8").splitlines()[-1])
     assert last["event"] == "refusal" and last["data"]["kind"] == "plain-update"
+
+
+def test_a_bank_without_a_pinned_member_list_refuses_secure_aggregation(
+    tmp_path: Path, schema: DatasetSchema, write_bank_csv: Callable[..., Path]
+) -> None:
+    """Fail closed: no pinned list, no way to check a roster, so no keys at all."""
+    audit = tmp_path / "audit.jsonl"
+    guard = BankGuard(acme_settings(write_bank_csv(300), max_epsilon=None, audit_log=audit))
+    app, ctx = guarded_app(guard), context()
+    query = RecordDict()
+    run_instructions(schema).query(Task.JOIN).put(query)
+    secagg.KeyRequest().put(query)
+
+    with pytest.raises(GuardRefused, match=r"participant start --members FILE"):
+        app(message(MessageType.QUERY, query), ctx)
+
+    last = json.loads(audit.read_text(encoding="utf-8").splitlines()[-1])
+    assert last["event"] == "refusal" and last["data"]["kind"] == "secagg-members"
 
 
 def _bank_without_budget(

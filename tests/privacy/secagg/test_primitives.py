@@ -21,10 +21,32 @@ CONTEXT = {"purpose": "mask", "run": 7, "server_round": 3, "pair": (1, 2)}
 
 def test_both_ends_derive_the_same_key_and_contexts_separate_it() -> None:
     alice, bob = generate_private_key(), generate_private_key()
-    key = derive_key(alice, public_bytes(bob), **CONTEXT)  # type: ignore[arg-type]
-    assert key == derive_key(bob, public_bytes(alice), **CONTEXT)  # type: ignore[arg-type]
+    publics = (public_bytes(alice), public_bytes(bob))
+    context = {**CONTEXT, "publics": publics}
+    key = derive_key(alice, public_bytes(bob), **context)  # type: ignore[arg-type]
+    assert key == derive_key(bob, public_bytes(alice), **context)  # type: ignore[arg-type]
     for change in ({"server_round": 4}, {"run": 8}, {"purpose": "channel"}, {"pair": (1, 3)}):
-        assert derive_key(alice, public_bytes(bob), **{**CONTEXT, **change}) != key  # type: ignore[arg-type]
+        assert derive_key(alice, public_bytes(bob), **{**context, **change}) != key  # type: ignore[arg-type]
+
+
+def test_the_derived_key_binds_both_public_keys() -> None:
+    alice, bob, mallory = generate_private_key(), generate_private_key(), generate_private_key()
+    key = derive_key(
+        alice, public_bytes(bob), **CONTEXT, publics=(public_bytes(alice), public_bytes(bob))
+    )  # type: ignore[arg-type]
+    # The same shared secret under another pair of public keys (e.g. a substituted own
+    # key in the info) derives another key; a peer key outside the pair is refused.
+    other = derive_key(
+        alice, public_bytes(bob), **CONTEXT, publics=(public_bytes(mallory), public_bytes(bob))
+    )  # type: ignore[arg-type]
+    assert other != key
+    with pytest.raises(ValueError, match="publics must be the pair's two"):
+        derive_key(
+            alice,
+            public_bytes(bob),
+            **CONTEXT,  # type: ignore[arg-type]
+            publics=(public_bytes(alice), public_bytes(mallory)),
+        )
 
 
 def test_masks_are_uniform_over_the_ring() -> None:

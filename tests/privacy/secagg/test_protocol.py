@@ -22,11 +22,13 @@ from privacy.secagg.protocol import (
     UnmaskRequest,
     default_threshold,
 )
+from privacy.secagg.signed import RosterEntry
+from tests.support.secagg import consortium
 
 RUN = 7
 CODE = FixedPoint(clip=16.0, fraction_bits=12, ring_bits=32)
 # Stages at which a participant may drop out of a round.
-STAGES = ("stays", "advertise", "mask", "unmask")
+STAGES = ("stays", "advertise", "mask", "sign", "unmask")
 
 
 def _round(
@@ -39,7 +41,7 @@ def _round(
     code: FixedPoint = CODE,
 ) -> tuple[NDArray[np.float64], frozenset[int]]:
     """Run one round in memory; a participant leaves at its stage in ``drops``."""
-    roster = {pid: p.encryption_public for pid, p in participants.items()}
+    roster = {pid: p.enroll() for pid, p in participants.items()}
     threshold = default_threshold(len(roster))
     length = next(iter(values.values())).size + 1
     aggregator = RoundAggregator(
@@ -56,11 +58,16 @@ def _round(
             assert aggregator.add_advertisement(pid, advertisement)
     forwards = aggregator.close_advertisements()
     for pid, forward in forwards.items():
-        participants[pid].receive(server_round, forward, roster)
+        participants[pid].receive(server_round, forward)
         masked = participants[pid].mask(server_round, values[pid], weights[pid], code)
         if drops.get(pid) != "mask":
             aggregator.add_masked(pid, masked)
-    request = aggregator.close_masked()
+    survivors = aggregator.close_masked()
+    for pid in sorted(survivors):
+        signature = participants[pid].sign_survivors(server_round, survivors)
+        if drops.get(pid) != "sign":
+            aggregator.add_survivor_signature(pid, signature)
+    request = aggregator.close_consistency()
     for pid in sorted(request.survivors):
         shares = participants[pid].unmask(server_round, request)
         if drops.get(pid) != "unmask":
@@ -70,14 +77,12 @@ def _round(
 
 
 def _participants(n: int) -> dict[int, Participant]:
-    # Node ids as Flower assigns them: large, unordered 64-bit integers.
-    ids = [(2**63 + 977 * k * k + 13) % 2**64 for k in range(1, n + 1)]
-    return {pid: Participant(pid, RUN) for pid in ids}
+    return consortium(n, run=RUN).participants
 
 
 @settings(max_examples=60, deadline=None)
 @given(
-    n=st.integers(2, 7),
+    n=st.integers(3, 7),
     length=st.integers(1, 24),
     seed=st.integers(0, 2**32 - 1),
     stages=st.lists(st.sampled_from(STAGES), min_size=7, max_size=7),
@@ -93,8 +98,9 @@ def test_unmasked_sum_is_the_survivors_weighted_mean(
     threshold = default_threshold(n)
     advertised = [pid for pid in participants if drops[pid] != "advertise"]
     masked = [pid for pid in advertised if drops[pid] != "mask"]
+    signed = [pid for pid in masked if drops[pid] != "sign"]  # its signature is lost
     revealed = [pid for pid in masked if drops[pid] != "unmask"]
-    if min(len(advertised), len(masked), len(revealed)) < threshold:
+    if min(len(advertised), len(masked), len(signed), len(revealed)) < threshold:
         with pytest.raises(SecAggAborted, match="the global model is unchanged"):
             _round(participants, values, weights, drops)
         return
@@ -111,22 +117,24 @@ def test_state_survives_serialization_between_messages() -> None:
     values = {pid: np.full(5, float(i)) for i, pid in enumerate(participants)}
     weights = dict.fromkeys(participants, 10.0)
     # A deployed ClientApp is a new process per message: rebuild every participant.
-    reloaded = {pid: Participant.from_bytes(p.to_bytes()) for pid, p in participants.items()}
+    reloaded = {
+        pid: Participant.from_bytes(p.to_bytes(), p.identity) for pid, p in participants.items()
+    }
     mean, _ = _round(reloaded, values, weights, {})
     np.testing.assert_allclose(mean, np.full(5, 1.5), atol=1e-3)
 
 
 def _masked_vector(values: NDArray[np.float64]) -> NDArray[np.unsignedinteger]:
     participants = _participants(3)
-    roster = {pid: p.encryption_public for pid, p in participants.items()}
+    roster = {pid: p.enroll() for pid, p in participants.items()}
     aggregator = RoundAggregator(
-        run=RUN, server_round=1, roster=roster, threshold=2, code=CODE, length=values.size + 1
+        run=RUN, server_round=1, roster=roster, threshold=3, code=CODE, length=values.size + 1
     )
     for pid, participant in participants.items():
-        aggregator.add_advertisement(pid, participant.advertise(1, roster, 2))
+        aggregator.add_advertisement(pid, participant.advertise(1, roster, 3))
     forwards = aggregator.close_advertisements()
     first = next(iter(participants))
-    participants[first].receive(1, forwards[first], roster)
+    participants[first].receive(1, forwards[first])
     return participants[first].mask(1, values, 1.0, CODE)[:-1]
 
 
@@ -159,43 +167,47 @@ def test_a_one_bit_key_change_changes_the_whole_mask() -> None:
     assert 0.49 < differing < 0.51
 
 
-def _setup(n: int = 3) -> tuple[dict[int, Participant], dict[int, bytes], dict[int, Forward]]:
+def _setup(
+    n: int = 4,
+) -> tuple[dict[int, Participant], dict[int, RosterEntry], dict[int, Forward]]:
     participants = _participants(n)
-    roster = {pid: p.encryption_public for pid, p in participants.items()}
+    roster = {pid: p.enroll() for pid, p in participants.items()}
+    threshold = default_threshold(n)
     aggregator = RoundAggregator(
-        run=RUN, server_round=1, roster=roster, threshold=2, code=CODE, length=4
+        run=RUN, server_round=1, roster=roster, threshold=threshold, code=CODE, length=4
     )
     for pid, participant in participants.items():
-        aggregator.add_advertisement(pid, participant.advertise(1, roster, 2))
+        aggregator.add_advertisement(pid, participant.advertise(1, roster, threshold))
     return participants, roster, aggregator.close_advertisements()
 
 
 def test_a_tampered_share_is_rejected() -> None:
-    participants, roster, forwards = _setup()
+    participants, _roster, forwards = _setup()
     me, other = list(participants)[:2]
     sealed = dict(forwards[me].sealed)
     flipped = bytearray(sealed[other])
     flipped[20] ^= 0x01
     sealed[other] = bytes(flipped)
     with pytest.raises(ShareRejected, match="failed authentication"):
-        participants[me].receive(1, replace(forwards[me], sealed=sealed), roster)
+        participants[me].receive(1, replace(forwards[me], sealed=sealed))
 
 
 def test_a_share_replayed_from_another_round_is_rejected() -> None:
     participants, roster, old = _setup()
     me = next(iter(participants))
     for participant in participants.values():
-        participant.advertise(2, roster, 2)
-    with pytest.raises(ShareRejected, match="round 2"):
-        participants[me].receive(2, old[me], roster)
+        participant.advertise(2, roster, default_threshold(len(roster)))
+    # The round-1 advertisements' signatures do not cover round 2: refused first.
+    with pytest.raises(ValueError, match=r"round 2.*not signed by that member"):
+        participants[me].receive(2, old[me])
 
 
 def test_a_share_moved_to_another_receiver_is_rejected() -> None:
-    participants, roster, forwards = _setup()
+    participants, _roster, forwards = _setup()
     me, other = list(participants)[:2]
     stolen = replace(forwards[me], sealed=dict(forwards[other].sealed))
     with pytest.raises(ShareRejected):
-        participants[me].receive(1, stolen, roster)
+        participants[me].receive(1, stolen)
 
 
 def test_illegal_transitions_name_expected_and_actual_stage() -> None:
@@ -204,7 +216,7 @@ def test_illegal_transitions_name_expected_and_actual_stage() -> None:
     with pytest.raises(StageError, match="expected stage 'shares received', got 'advertised'"):
         participants[me].mask(1, np.zeros(3), 1.0, CODE)
     aggregator = RoundAggregator(
-        run=RUN, server_round=1, roster=roster, threshold=2, code=CODE, length=4
+        run=RUN, server_round=1, roster=roster, threshold=3, code=CODE, length=4
     )
     with pytest.raises(
         StageError, match="expected stage 'collecting masked inputs', got 'collecting adv"
@@ -213,25 +225,24 @@ def test_illegal_transitions_name_expected_and_actual_stage() -> None:
 
 
 def test_a_request_for_both_shares_of_one_participant_is_refused() -> None:
-    participants, roster, forwards = _setup()
+    participants, _roster, forwards = _setup()
     ids = list(participants)
     me, victim = ids[0], ids[1]
-    participants[me].receive(1, forwards[me], roster)
+    participants[me].receive(1, forwards[me])
     participants[me].mask(1, np.zeros(3), 1.0, CODE)
+    participants[me].sign_survivors(1, frozenset(participants))
     request = UnmaskRequest(survivors=frozenset({me, victim}), dropped=frozenset({victim}))
     with pytest.raises(UnmaskRefused, match="both the self-mask share and the masking-key share"):
         participants[me].unmask(1, request)
 
 
 def test_a_request_below_the_threshold_is_refused() -> None:
-    participants, roster, forwards = _setup()
+    participants, _roster, forwards = _setup()
     me = next(iter(participants))
-    participants[me].receive(1, forwards[me], roster)
+    participants[me].receive(1, forwards[me])
     participants[me].mask(1, np.zeros(3), 1.0, CODE)
-    others = frozenset(participants) - {me}
-    request = UnmaskRequest(survivors=frozenset({me}), dropped=others)
     with pytest.raises(UnmaskRefused, match="below the threshold"):
-        participants[me].unmask(1, request)
+        participants[me].sign_survivors(1, frozenset({me}))
 
 
 def test_ring_headroom_edges() -> None:

@@ -1,0 +1,276 @@
+"""Signed statements of secure aggregation, and the roster check that comes before any key.
+
+Against an active coordinator (Bonawitz et al., CCS 2017, §6: the malicious-server
+model), every public key a bank uses and every survivor set it acts on must come
+signed by a bank on the consortium's pinned member list
+(:class:`~privacy.secagg.members.MemberList`). Three statements are signed with a
+bank's Ed25519 signing key (its audit key):
+
+==================  ==================================================================
+statement           signed fields (after the label)
+==================  ==================================================================
+enrollment          consortium, run, node, member, encryption key
+advertisement       consortium, run, round, node, member, encryption key, masking key
+survivor set        consortium, run, round, the sorted survivor node ids (U2)
+==================  ==================================================================
+
+Each statement's bytes start with its own ASCII label and then the fields, each
+prefixed with its length (4 bytes, big-endian), integers as 8-byte big-endian: a
+signature of one kind never verifies as another kind, and no two field lists encode
+alike.
+
+Notes
+-----
+The roster check (:func:`check_roster`) is what makes the threshold the bank's:
+the coordinator proposes a roster and a threshold, and the bank refuses unless every
+member is on its pinned list under a distinct name with a valid enrollment, it is in
+the roster under its own name and node, the roster has at least ``min_roster``
+members, and the threshold is the one the bank's own policy gives for the roster's
+size. A coordinator that cannot sign as a member cannot add members, so it cannot
+reach ``t`` shares of anyone's secret with fake members.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Mapping, Set
+from dataclasses import dataclass
+from typing import Protocol
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from privacy.secagg.members import MemberList, UnknownMember
+
+__all__ = [
+    "ADVERTISE_LABEL",
+    "ENROLL_LABEL",
+    "SURVIVORS_LABEL",
+    "Identity",
+    "RosterEntry",
+    "RosterPolicy",
+    "RosterRefused",
+    "SignatureRefused",
+    "advertisement_statement",
+    "check_roster",
+    "enrollment_statement",
+    "survivors_statement",
+]
+
+ENROLL_LABEL = b"fedcredit/secagg/enroll/v1"
+ADVERTISE_LABEL = b"fedcredit/secagg/advertise/v1"
+SURVIVORS_LABEL = b"fedcredit/secagg/survivors/v1"
+
+Field = bytes | str | int
+
+
+class RosterRefused(ValueError):
+    """A roster (or its threshold) the bank will not generate keys for.
+
+    Attributes
+    ----------
+    server_round : int
+        The round the roster is for.
+    node : int
+        The refusing bank's node id.
+    """
+
+    def __init__(self, server_round: int, node: int, reason: str) -> None:
+        self.server_round = server_round
+        self.node = node
+        super().__init__(
+            f"round {server_round}, node {node}: roster refused: {reason}; no key was generated"
+        )
+
+
+class SignatureRefused(ValueError):
+    """A signature that does not verify against the pinned member list.
+
+    Attributes
+    ----------
+    server_round : int
+        The round of the signed statement.
+    node : int
+        The refusing bank's node id.
+    """
+
+    def __init__(self, server_round: int, node: int, reason: str) -> None:
+        self.server_round = server_round
+        self.node = node
+        super().__init__(f"round {server_round}, node {node}: refused: {reason}")
+
+
+class RosterPolicy(Protocol):
+    """A bank's threshold rule and smallest roster (``SecAggPolicy`` is one)."""
+
+    @property
+    def min_roster(self) -> int:
+        """The fewest members a roster may have."""
+        ...
+
+    def threshold(self, roster_size: int) -> int:
+        """Shares needed to open a secret of a roster of ``roster_size`` members."""
+        ...
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who a bank is in secure aggregation, and what it trusts.
+
+    Parameters
+    ----------
+    members : MemberList
+        The consortium's member list the bank pinned.
+    member : str
+        The bank's own name on that list.
+    signing_key : Ed25519PrivateKey
+        The bank's signing key (its audit key); its public half must be the list's
+        entry for ``member``.
+    policy : RosterPolicy
+        The bank's threshold rule and smallest roster.
+    """
+
+    members: MemberList
+    member: str
+    signing_key: Ed25519PrivateKey
+    policy: RosterPolicy
+
+    def __post_init__(self) -> None:
+        listed = self.members.member(self.member).signing_key
+        own = self.signing_key.public_key().public_bytes_raw()
+        if listed != own:
+            raise ValueError(
+                f"member '{self.member}': the signing key is not the one the pinned member "
+                f"list of '{self.members.consortium}' names for this member"
+            )
+
+    @property
+    def consortium(self) -> str:
+        """The consortium's name (bound into every signed statement)."""
+        return self.members.consortium
+
+    def sign(self, statement: bytes) -> bytes:
+        """This bank's Ed25519 signature of ``statement``."""
+        return self.signing_key.sign(statement)
+
+    def verifies(self, member: str, signature: bytes, statement: bytes) -> bool:
+        """Whether ``member`` (on the pinned list) signed ``statement``."""
+        try:
+            return self.members.member(member).verifies(signature, statement)
+        except UnknownMember:
+            return False
+
+
+@dataclass(frozen=True)
+class RosterEntry:
+    """One roster member as the coordinator relays it: name, encryption key, enrollment."""
+
+    member: str
+    encryption_key: bytes
+    signature: bytes
+
+
+def _canonical(label: bytes, *fields: Field) -> bytes:
+    """``label`` then each field, length-prefixed (integers as unsigned 64-bit)."""
+    parts = [struct.pack(">I", len(label)), label]
+    for value in fields:
+        if isinstance(value, int):
+            data = struct.pack(">Q", value)
+        elif isinstance(value, str):
+            data = value.encode()
+        else:
+            data = bytes(value)
+        parts += [struct.pack(">I", len(data)), data]
+    return b"".join(parts)
+
+
+def enrollment_statement(
+    *, consortium: str, run: int, node: int, member: str, encryption_key: bytes
+) -> bytes:
+    """What a bank signs when it enrolls in a run with its per-run encryption key."""
+    return _canonical(ENROLL_LABEL, consortium, run, node, member, encryption_key)
+
+
+def advertisement_statement(
+    *,
+    consortium: str,
+    run: int,
+    server_round: int,
+    node: int,
+    member: str,
+    encryption_key: bytes,
+    mask_key: bytes,
+) -> bytes:
+    """What a bank signs when it advertises its masking key of a round."""
+    return _canonical(
+        ADVERTISE_LABEL, consortium, run, server_round, node, member, encryption_key, mask_key
+    )
+
+
+def survivors_statement(
+    *, consortium: str, run: int, server_round: int, survivors: Set[int]
+) -> bytes:
+    """What a bank signs in the consistency check: the round's survivor set U2."""
+    ids = sorted(survivors)
+    return _canonical(SURVIVORS_LABEL, consortium, run, server_round, len(ids), *ids)
+
+
+def check_roster(
+    identity: Identity,
+    *,
+    run: int,
+    server_round: int,
+    me: int,
+    roster: Mapping[int, RosterEntry],
+    threshold: int,
+) -> None:
+    """Refuse a roster or threshold the bank must not generate keys for.
+
+    Raises
+    ------
+    RosterRefused
+        A member is not on the pinned list, two nodes share a name, this bank is not
+        in the roster under its own name, the roster is smaller than the policy's
+        ``min_roster``, an enrollment signature does not verify, or ``threshold`` is
+        not the policy's threshold for the roster's size.
+    """
+    problem = _roster_problem(identity, run=run, me=me, roster=roster, threshold=threshold)
+    if problem is not None:
+        raise RosterRefused(server_round, me, problem)
+
+
+def _roster_problem(
+    identity: Identity, *, run: int, me: int, roster: Mapping[int, RosterEntry], threshold: int
+) -> str | None:
+    """What is wrong with ``roster`` and ``threshold`` (None: nothing)."""
+    policy = identity.policy
+    strangers = sorted({entry.member for entry in roster.values()} - identity.members.names)
+    if strangers:
+        return f"members {strangers} are not on the pinned member list of '{identity.consortium}'"
+    names = [entry.member for entry in roster.values()]
+    if len(set(names)) != len(names):
+        return f"a member name appears under two nodes ({sorted(names)})"
+    mine = roster.get(me)
+    if mine is None or mine.member != identity.member:
+        return f"this bank ('{identity.member}') is not in the roster under node {me}"
+    if len(roster) < policy.min_roster:
+        return (
+            f"the roster has {len(roster)} member(s); the bank's policy needs >= "
+            f"{policy.min_roster}"
+        )
+    for node, entry in sorted(roster.items()):
+        statement = enrollment_statement(
+            consortium=identity.consortium,
+            run=run,
+            node=node,
+            member=entry.member,
+            encryption_key=entry.encryption_key,
+        )
+        if not identity.verifies(entry.member, entry.signature, statement):
+            return f"the enrollment of node {node} ('{entry.member}') is not signed by that member"
+    expected = policy.threshold(len(roster))
+    if threshold != expected:
+        return (
+            f"threshold {threshold} is not the bank's threshold {expected} for a roster of "
+            f"{len(roster)}"
+        )
+    return None
