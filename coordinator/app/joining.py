@@ -15,7 +15,7 @@ from flwr.app import ArrayRecord, Message
 
 from coordinator.app.aggregation import Aggregation, Exchange, PlainAggregation
 from coordinator.app.run_state import BankInfo
-from coordinator.app.secagg_server import SecureAggregation
+from coordinator.app.secagg_server import BankDropped, SecureAggregation
 from credit import message_keys
 from credit.encoding import FeatureEncoder, fit_encoder
 from credit.feature_stats import FeatureStats, numeric_inputs
@@ -83,7 +83,7 @@ def aggregation_for(
     *,
     run: int,
     exchange: Exchange,
-    on_event: Callable[[str], None] | None = None,
+    on_drop: Callable[[BankDropped], None] | None = None,
 ) -> Aggregation:
     """Plain FedAvg, or secure aggregation over the banks that sent an encryption key."""
     if not config.secure_aggregation:
@@ -98,5 +98,5 @@ def aggregation_for(
         weights={reply.bank.node_id: reply.bank.n_train for reply in replies},
         score_bins=config.score_bins,
         exchange=exchange,
-        on_event=on_event,
+        on_drop=on_drop,
     )

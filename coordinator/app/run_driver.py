@@ -43,7 +43,7 @@ willing to train, the run stops with the last model.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TypeVar
 
@@ -62,7 +62,7 @@ from coordinator.app.joining import (
     setup_reply_parser,
 )
 from coordinator.app.run_state import PendingRound, RoundResult, RunState, TrainOutcome
-from coordinator.app.secagg_server import SecureAggregation
+from coordinator.app.secagg_server import BankDropped, SecureAggregation
 from coordinator.errors import RoundAborted, RoundFailed, RunStopped
 from credit.encoding import StatsSource
 from credit.errors import MalformedMessage
@@ -306,13 +306,22 @@ class RunDriver:
         return replies.answers
 
     def _aggregation(self, joined: Sequence[SetupReply]) -> Aggregation:
+        names = {reply.bank.node_id: reply.bank.name for reply in joined}
         return aggregation_for(
             self.config,
             joined,
             run=self.grid.run.run_id,
             exchange=self._exchange,
-            on_event=self._on_event,
+            on_drop=lambda dropped: self._record_drop(dropped, names),
         )
+
+    def _record_drop(self, dropped: BankDropped, names: Mapping[int, str]) -> None:
+        """A bank left out of a secure round for bad input: the run's events and audit log."""
+        self._on_event(dropped.text())
+        if self._audit is not None:
+            bank = names.get(dropped.node, f"node {dropped.node}")
+            reason = f"dropped from secure aggregation: {dropped.reason}"
+            self._audit.refusal(bank, dropped.server_round, reason)
 
     def _nodes(self) -> list[int]:
         """The connected nodes, once ``min_banks`` are."""

@@ -73,7 +73,7 @@ from privacy.secagg.wire import (
     encode_unmask,
 )
 
-__all__ = ["SecureAggregation"]
+__all__ = ["BankDropped", "SecureAggregation"]
 
 _EXTRA = 3  # loss, reported flag, weight
 _MIN_ROSTER = 3
@@ -85,6 +85,32 @@ _SETUP_CODE = FixedPoint(clip=1.0, fraction_bits=0, ring_bits=64)
 def _evaluation_length(score_bins: int) -> int:
     """Entries of a bank's evaluation in the masked vector (see ``evaluation_vector``)."""
     return 2 * score_bins + 3
+
+
+@dataclass(frozen=True)
+class BankDropped:
+    """A bank left out of a secure round for bad input (never an error of the run).
+
+    Attributes
+    ----------
+    node : int
+        The bank's node id.
+    server_round : int
+        The secure round it was left out of.
+    reason : str
+        What was wrong with what it sent.
+    """
+
+    node: int
+    server_round: int
+    reason: str
+
+    def text(self) -> str:
+        """One line for the run's events."""
+        return (
+            f"round {self.server_round}: node {self.node} dropped from secure aggregation: "
+            f"{self.reason}"
+        )
 
 
 @dataclass(frozen=True)
@@ -117,8 +143,8 @@ class SecureAggregation:
     weights : mapping of int to int
         Node id -> the bank's declared ``n_train`` (its weight): the unmasked weight
         sum must equal the survivors' total.
-    on_event : callable, optional
-        Receives one line per bank dropped from a round for bad input.
+    on_drop : callable, optional
+        Receives each bank dropped from a round for bad input (:class:`BankDropped`).
     """
 
     def __init__(
@@ -131,7 +157,7 @@ class SecureAggregation:
         score_bins: int,
         exchange: Exchange,
         weights: Mapping[int, int],
-        on_event: Callable[[str], None] | None = None,
+        on_drop: Callable[[BankDropped], None] | None = None,
     ) -> None:
         if len(roster) < _MIN_ROSTER:
             raise ValueError(f"secure aggregation needs >= {_MIN_ROSTER} banks; got {len(roster)}")
@@ -143,7 +169,7 @@ class SecureAggregation:
         self.run = run
         self.roster = dict(roster)
         self.weights = dict(weights)
-        self._on_event = on_event or (lambda text: None)
+        self._on_drop = on_drop or (lambda dropped: None)
         self.threshold = threshold
         self.code = code
         self.score_bins = score_bins
@@ -162,7 +188,7 @@ class SecureAggregation:
         weights: Mapping[int, int],
         score_bins: int,
         exchange: Exchange,
-        on_event: Callable[[str], None] | None = None,
+        on_drop: Callable[[BankDropped], None] | None = None,
     ) -> SecureAggregation:
         """Fix the roster from the banks' signed enrollments; pick threshold and code.
 
@@ -216,7 +242,7 @@ class SecureAggregation:
             score_bins=score_bins,
             exchange=exchange,
             weights={node: weights[node] for node in roster},
-            on_event=on_event,
+            on_drop=on_drop,
         )
 
     @property
@@ -556,9 +582,7 @@ class SecureAggregation:
 
     def _drop(self, node: int, server_round: int, reason: str) -> None:
         """Report a bank left out of ``server_round`` for bad input (never an error)."""
-        self._on_event(
-            f"round {server_round}: node {node} dropped from secure aggregation: {reason}"
-        )
+        self._on_drop(BankDropped(node=node, server_round=server_round, reason=reason))
 
     # -- the last model's evaluation: a secure round of its own ---------------------
 

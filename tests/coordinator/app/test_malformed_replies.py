@@ -23,6 +23,7 @@ import pytest
 from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, MessageType, RecordDict
 from flwr.clientapp.typing import ClientAppCallable
 
+from coordinator.app.audit_trail import coordinator_log_path
 from coordinator.errors import RoundFailed
 from credit import message_keys as keys
 from credit.messages import QueryInstructions, RoundInstructions, Task, secagg
@@ -317,6 +318,8 @@ def test_a_malformed_unmask_reveal_is_ignored_and_the_others_shares_unmask_the_s
 
     Its masked update is in the sum; the other three banks' shares reach the threshold
     (3 of 4) and remove every mask, so each round aggregates the same four updates.
+    Each time, the coordinator's signed audit log records bank-3 as dropped from that
+    secure round's unmask, with the reason.
     """
     corrupted: list[int] = []
     unmasking = _query_for(Task.SECAGG_UNMASK)
@@ -343,6 +346,18 @@ def test_a_malformed_unmask_reveal_is_ignored_and_the_others_shares_unmask_the_s
         )
     assert got["final"]["auc"] == want["final"]["auc"]
     assert grid.failures == []
+    log = coordinator_log_path(tmp_path / "corrupted")
+    entries = [json.loads(line) for line in log.read_text().splitlines()]
+    dropped = [e["data"] for e in entries if e["event"] == "refusal"]
+    assert [(d["bank"], d["server_round"]) for d in dropped] == [
+        ("bank-3", 0),
+        ("bank-3", 1),
+        ("bank-3", 2),
+        ("bank-3", 3),
+    ]
+    assert all(
+        d["reason"].startswith("dropped from secure aggregation: reveal refused") for d in dropped
+    ), dropped
 
 
 def test_a_bank_sending_a_malformed_refusal_is_left_out_of_that_round(tmp_path: Path) -> None:

@@ -223,7 +223,7 @@ def _enrolled(
         weights={grid.node_id(i): weight for i, weight in enumerate(WEIGHTS)},
         score_bins=SCORE_BINS,
         exchange=exchange,
-        on_event=None if events is None else events.append,
+        on_drop=None if events is None else (lambda dropped: events.append(dropped.text())),
     )
 
 
