@@ -50,6 +50,7 @@ from participant.guard.sessions import ContextSessions
 from participant.guard.settings import GuardSettings, HoldOut
 from participant.relay.client_app import make_relay_app
 from privacy.secagg.members import Member, MemberList, member_name
+from privacy.secagg.protocol import MIN_ROSTER
 from simulations.budgets import BudgetPolicy
 from simulations.dropouts import dropout_mod
 from simulations.partition import Partition, PartitionedData, partition_data
@@ -69,7 +70,6 @@ __all__ = [
 BANKS_DIR = "banks"
 LEDGERS_DIR = "ledgers"
 _BANK_AUDIT_SUFFIXES = (".jsonl", ".key", ".pub", ".history")
-_MIN_SECURE_BANKS = 3
 MEMBERS_FILE = "members.json"
 """The simulated consortium's member list, in ``OUT/``."""
 SIMULATION_CONSORTIUM = "simulation"
@@ -298,10 +298,10 @@ def _with_coordinator_key(config: RunConfig) -> RunConfig:
 
 def _fitted_to(config: RunConfig, n_banks: int) -> RunConfig:
     """The run config for a consortium of ``n_banks`` (refused if it cannot work)."""
-    if config.secure_aggregation and n_banks < _MIN_SECURE_BANKS:
+    if config.secure_aggregation and n_banks < MIN_ROSTER:
         raise ConfigError(
-            f"secure aggregation needs at least {_MIN_SECURE_BANKS} banks (a bank refuses a "
-            f"smaller roster); got {n_banks}: use --banks {_MIN_SECURE_BANKS} or more, or "
+            f"secure aggregation needs at least {MIN_ROSTER} banks (a bank refuses a "
+            f"smaller roster); got {n_banks}: use --banks {MIN_ROSTER} or more, or "
             "--no-secure-aggregation",
             source="--banks",
         )

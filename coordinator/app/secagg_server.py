@@ -55,6 +55,7 @@ from credit.metrics import ScoreSummary, evaluation_from_sum
 from credit.records import array_of, flatten, record_of, unflatten
 from privacy.secagg.fixed_point import FixedPoint
 from privacy.secagg.protocol import (
+    MIN_ROSTER,
     CoordinatorStage,
     RoundAggregator,
     SecAggAborted,
@@ -76,8 +77,6 @@ from privacy.secagg.wire import (
 __all__ = ["BankDropped", "SecureAggregation"]
 
 _EXTRA = 3  # loss, reported flag, weight
-_MIN_ROSTER = 3
-"""The smallest roster a bank's policy accepts (``SecAggPolicy.min_roster``'s floor)."""
 _SETUP_CODE = FixedPoint(clip=1.0, fraction_bits=0, ring_bits=64)
 """Round 0's code: no weighted part (weight 0), aggregates in the 64-bit ring."""
 
@@ -85,6 +84,25 @@ _SETUP_CODE = FixedPoint(clip=1.0, fraction_bits=0, ring_bits=64)
 def _evaluation_length(score_bins: int) -> int:
     """Entries of a bank's evaluation in the masked vector (see ``evaluation_vector``)."""
     return 2 * score_bins + 3
+
+
+def _masked_vector(
+    record: ArrayRecord, code: FixedPoint, length: int, *, node: int, what: str
+) -> np.ndarray:
+    """The masked vector in ``record``, refused unless it is of ``code``'s ring and ``length``.
+
+    Raises
+    ------
+    MalformedMessage
+        Missing, of another dtype (never cast) or another length; names ``node`` and ``what``.
+    """
+    masked = array_of(record, message_keys.SECAGG_MASKED, record_key="arrays")
+    if masked.dtype != code.dtype or masked.shape != (length,):
+        raise MalformedMessage(
+            f"node {node}: the masked {what} is {masked.dtype}{masked.shape}, "
+            f"expected {np.dtype(code.dtype)}({length},)"
+        )
+    return masked
 
 
 @dataclass(frozen=True)
@@ -159,8 +177,8 @@ class SecureAggregation:
         weights: Mapping[int, int],
         on_drop: Callable[[BankDropped], None] | None = None,
     ) -> None:
-        if len(roster) < _MIN_ROSTER:
-            raise ValueError(f"secure aggregation needs >= {_MIN_ROSTER} banks; got {len(roster)}")
+        if len(roster) < MIN_ROSTER:
+            raise ValueError(f"secure aggregation needs >= {MIN_ROSTER} banks; got {len(roster)}")
         if not 1 <= threshold <= len(roster):
             raise ValueError(f"threshold must be in [1, {len(roster)}]; got {threshold}")
         missing = sorted(set(roster) - set(weights))
@@ -207,14 +225,14 @@ class SecureAggregation:
             )
             for node, part in enrollments.items()
         }
-        if len(roster) < _MIN_ROSTER:
+        if len(roster) < MIN_ROSTER:
             raise RoundFailed(
                 stage="secure-aggregation set-up",
                 server_round=0,
                 received=len(roster),
-                required=_MIN_ROSTER,
+                required=MIN_ROSTER,
                 reasons=[
-                    f"secure aggregation needs at least {_MIN_ROSTER} banks (banks refuse a "
+                    f"secure aggregation needs at least {MIN_ROSTER} banks (banks refuse a "
                     "smaller roster); run with --no-secure-aggregation"
                 ],
             )
@@ -231,7 +249,7 @@ class SecureAggregation:
                 stage="secure-aggregation set-up",
                 server_round=0,
                 received=len(roster),
-                required=_MIN_ROSTER,
+                required=MIN_ROSTER,
                 reasons=[str(exc)],
             ) from exc
         return cls(
@@ -373,13 +391,9 @@ class SecureAggregation:
 
     def check(self, update: TrainReply, arrays: ArrayRecord) -> TrainReply:
         """``update`` if it is a masked vector of this run's ring and the round's length."""
-        masked = array_of(update.arrays, message_keys.SECAGG_MASKED, record_key="arrays")
-        length = self._train_length(arrays)
-        if masked.dtype != self.code.dtype or masked.shape != (length,):
-            raise MalformedMessage(
-                f"node {update.node}: the masked update is {masked.dtype}{masked.shape}, "
-                f"expected {np.dtype(self.code.dtype)}({length},)"
-            )
+        _masked_vector(
+            update.arrays, self.code, self._train_length(arrays), node=update.node, what="update"
+        )
         return update
 
     def aggregate(
@@ -650,13 +664,10 @@ class SecureAggregation:
     def check_evaluation(self, reply: Message, instructions: RoundInstructions) -> Message:
         """``reply`` if it carries a masked evaluation of the run's ring and length."""
         record = record_of(reply.content, message_keys.ARRAYS, ArrayRecord)
-        masked = array_of(record, message_keys.SECAGG_MASKED, record_key="arrays")
         length = 1 + _evaluation_length(self.score_bins)
-        if masked.dtype != self.code.dtype or masked.shape != (length,):
-            raise MalformedMessage(
-                f"node {reply.metadata.src_node_id}: the masked evaluation is "
-                f"{masked.dtype}{masked.shape}, expected {np.dtype(self.code.dtype)}({length},)"
-            )
+        _masked_vector(
+            record, self.code, length, node=reply.metadata.src_node_id, what="evaluation"
+        )
         return reply
 
     def sum_evaluations(

@@ -54,6 +54,7 @@ from participant.guard.secagg_client import (
     advertise,
     enrollment,
     identity_of,
+    mask_totals,
     mask_update,
     receive_keys,
     reveal,
@@ -280,13 +281,8 @@ def _masked_feature_stats(
     released = _released_stats(request, bank, query, content)
     if isinstance(released, RecordDict):
         return released  # refused
-    masked = mask_update(
-        request.secagg,
-        server_round=inputs.server_round,
-        values=np.zeros(0),
-        weight=0.0,
-        code=code,
-        totals=released.to_vector(),
+    masked = mask_totals(
+        request.secagg, server_round=inputs.server_round, code=code, totals=released.to_vector()
     )
     content[message_keys.ARRAYS] = masked
     return content
@@ -612,11 +608,9 @@ def evaluate(request: BankRequest) -> RecordDict:
             evaluation, scores_key=message_keys.SCORES, sums_key=message_keys.METRICS
         )
     else:
-        masked = mask_update(
+        masked = mask_totals(
             request.secagg,
             server_round=inputs.server_round,
-            values=np.zeros(0),
-            weight=0.0,
             code=code,
             totals=evaluation_vector(evaluation.summary, instructions.score_bins),
         )

@@ -42,6 +42,7 @@ __all__ = [
     "advertise",
     "enrollment",
     "identity_of",
+    "mask_totals",
     "mask_update",
     "receive_keys",
     "reveal",
@@ -196,6 +197,15 @@ def mask_update(
     masked = participant.mask(server_round, values, weight, code, extra=extra)
     where.sessions.save(participant)
     return ArrayRecord({message_keys.SECAGG_MASKED: Array(masked)})
+
+
+def mask_totals(
+    where: SecAggSession, *, server_round: int, code: FixedPoint, totals: NDArray[np.float64]
+) -> ArrayRecord:
+    """Mask ``totals`` alone (weight 0, no update): a set-up or last-evaluation round."""
+    return mask_update(
+        where, server_round=server_round, values=np.zeros(0), weight=0.0, code=code, totals=totals
+    )
 
 
 def sign_survivors(

@@ -29,6 +29,7 @@ from credit.errors import ConfigError
 from participant.guard.bank import BankSource
 from privacy.budget import PrivacyBudget
 from privacy.secagg.members import MemberList
+from privacy.secagg.protocol import DEFAULT_THRESHOLD_FRACTION, MIN_ROSTER, default_threshold
 
 __all__ = [
     "DEFAULT_HOLDOUT_FRACTION",
@@ -188,14 +189,12 @@ class SecAggPolicy(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    threshold_fraction: float = Field(default=2 / 3, ge=0.5, lt=1)
-    min_roster: int = Field(default=3, ge=3)
+    threshold_fraction: float = Field(default=DEFAULT_THRESHOLD_FRACTION, ge=0.5, lt=1)
+    min_roster: int = Field(default=MIN_ROSTER, ge=MIN_ROSTER)
 
     def threshold(self, roster_size: int) -> int:
         """Shares needed to open a secret of a roster of ``roster_size`` banks."""
-        if roster_size < 1:
-            raise ValueError(f"roster_size must be >= 1; got {roster_size}")
-        return min(roster_size, int(self.threshold_fraction * roster_size) + 1)
+        return default_threshold(roster_size, self.threshold_fraction)
 
 
 class GuardSettings(BaseModel):

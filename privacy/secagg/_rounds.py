@@ -140,7 +140,13 @@ def _pairwise_mask(
     return expand_mask(key, length, ring_bits=ring_bits)
 
 
-def default_threshold(n_participants: int, fraction: float = 2 / 3) -> int:
+MIN_ROSTER = 3
+"""The fewest banks a secure-aggregation roster may name (a bank's policy may ask more)."""
+DEFAULT_THRESHOLD_FRACTION = 2 / 3
+"""The default threshold rule's fraction: ``t = floor(2n/3) + 1``, so ``t > 2n/3``."""
+
+
+def default_threshold(n_participants: int, fraction: float = DEFAULT_THRESHOLD_FRACTION) -> int:
     """The threshold banks compute by default: ``min(n, floor(fraction * n) + 1)``.
 
     The same rule as a bank's ``SecAggPolicy.threshold`` (default ``t > 2n/3``): a

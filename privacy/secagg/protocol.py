@@ -63,6 +63,8 @@ from numpy.typing import NDArray
 
 from privacy.secagg._rounds import (
     _SHARE_BYTES,
+    DEFAULT_THRESHOLD_FRACTION,
+    MIN_ROSTER,
     SIGNATURE_BYTES,
     Advertisement,
     CoordinatorStage,
@@ -99,6 +101,8 @@ from privacy.secagg.signed import (
 )
 
 __all__ = [
+    "DEFAULT_THRESHOLD_FRACTION",
+    "MIN_ROSTER",
     "SIGNATURE_BYTES",
     "Advertisement",
     "CoordinatorStage",
