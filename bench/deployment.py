@@ -10,13 +10,14 @@ forwarding each message to the guard over a Unix socket), then launches runs wit
 trains the credit model on the banks' files (2,500 rows each from the embedded data,
 differential privacy off unless ``--epsilon``). Seconds per round are read from the
 run's ``metrics.json`` (the coordinator's wall time per round: train, which also
-brings the previous round's evaluation, and unmask when secure; the last round adds
-the evaluate exchange that scores the final model); a run's figure is the median of
+brings the previous round's evaluation, then consistency and unmask when secure; the
+last round adds the evaluation of the final model: evaluate, and when secure its own
+consistency and unmask); a run's figure is the median of
 its rounds 2..R (round 1 includes the first ClientApp starts). The ratio is secure
 over plain within each repeat, median over repeats.
 
-Where a round's time goes, per mode and stage (train, unmask, evaluate; medians of
-rounds 2..R over all repeats; evaluate is the final exchange only):
+Where a round's time goes, per mode and stage (train, consistency, unmask, evaluate;
+medians of rounds 2..R over all repeats; evaluate is the final exchange only):
 
 - exchange: push to return at the coordinator (``metrics.json`` ``rounds[].exchanges``);
 - relay start: from the ``flwr-clientapp`` process's start to its connection to the
@@ -25,8 +26,9 @@ rounds 2..R over all repeats; evaluate is the final exchange only):
 - Flower polling and transport: the remainder, exchange - relay start - guard compute.
 
 Guard requests of kind ``train`` are the train stage, ``evaluate`` the evaluate stage,
-and ``query`` after a run's first train request the unmask stage (the queries before
-it are set-up: feature statistics and, when secure, the first keys).
+and queries after a run's first train request of task ``secagg-consistency`` and
+``secagg-unmask`` those stages (the guard logs each query's task; the queries before
+the first train are set-up: feature statistics and, when secure, the first keys).
 
 Targets: plain <= 10 s per round, secure <= 1.5x plain, relay start <= 1 s (median).
 
@@ -71,9 +73,10 @@ PLAIN_TARGET_SECONDS = 10.0
 """Plain FedAvg's target: at most this many seconds per round."""
 RELAY_START_TARGET_SECONDS = 1.0
 """The relay's target: its process connects to the guard within this (median)."""
-STAGES = ("train", "unmask", "evaluate")
+STAGES = ("train", "consistency", "unmask", "evaluate")
+_QUERY_STAGES = {"secagg-consistency": "consistency", "secagg-unmask": "unmask"}
 _GUARD_LINE = re.compile(
-    r"request kind=(?P<kind>\w+) run=(?P<run>\d+) status=(?P<status>\w+) "
+    r"request kind=(?P<kind>\w+) task=(?P<task>[\w-]+) run=(?P<run>\d+) status=(?P<status>\w+) "
     r"relay_age=(?P<relay_age>[\d.?]+) compute=(?P<compute>[\d.]+)"
 )
 
@@ -166,21 +169,18 @@ def _guard_requests(text: str) -> dict[str, list[dict[str, float]]]:
     """One bank's requests of one run by stage, rounds 2..R (all rounds if only one).
 
     ``train`` requests are that stage, one per round, and the ``evaluate`` request the
-    final evaluation; ``query`` requests after the run's first train request are
-    unmasking (one per round, when secure; a bank that did not send a masked update
-    gets the next round's advertise query in that exchange instead); the queries before
-    it are set-up. Each request: relay start and compute.
+    final evaluation; queries of task ``secagg-consistency`` and ``secagg-unmask`` are
+    those stages (when secure: one each per round, and one each for the final
+    evaluation, which the coordinator adds to the last round's); queries before the
+    run's first train request are set-up. Each request: relay start and compute.
     """
     by_stage: dict[str, list[dict[str, float]]] = {stage: [] for stage in STAGES}
     trained = False
     for match in _GUARD_LINE.finditer(text):
         kind = match["kind"]
-        if kind == "train":
-            trained = True
-        stage = {"train": "train", "evaluate": "evaluate"}.get(kind)
-        if kind == "query" and trained:
-            stage = "unmask"
-        if stage is None or match["relay_age"] == "?":
+        trained = trained or kind == "train"
+        stage = _QUERY_STAGES.get(match["task"]) if kind == "query" and trained else kind
+        if stage not in by_stage or match["relay_age"] == "?":
             continue
         by_stage[stage].append(
             {"relay_start": float(match["relay_age"]), "compute": float(match["compute"])}
@@ -406,7 +406,8 @@ def main(argv: list[str] | None = None) -> int:
             "push to return at the coordinator (metrics.json rounds[].exchanges); relay "
             "start = flwr-clientapp process start to its connection to the guard and guard "
             "compute = the guard's answering time (both from the banks' guard logs: train "
-            "-> train, query after the run's first train -> unmask, evaluate -> evaluate); "
+            "-> train, queries after the run's first train: secagg-consistency -> consistency, "
+            "secagg-unmask -> unmask, evaluate -> evaluate); "
             "Flower polling and transport = exchange - relay start - guard compute."
         ),
         "target": f"secure <= {TARGET}x plain per round",

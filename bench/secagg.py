@@ -9,7 +9,8 @@ that only the protocol's cost shows:
   ``DefaultWorkflow`` with and without ``SecAggPlusWorkflow``)
 
 Each prints one JSON line (``round_seconds``, ``seconds_per_round`` = median of rounds
-2..R, ``bytes_up_per_participant``, ``peak_rss_mb``; see those modules). The ratio of
+2..R, ``bytes_up_per_participant``, ``peak_rss_mb``, and for fedcredit's secure mode
+``signature_ms_per_bank_per_round``; see those modules). The ratio of
 a system is its secure ``seconds_per_round`` over its plain one in the same repeat;
 a size's ratio is the median over repeats. Without ``bench/secagg_fedcredit.py``
 only Flower is measured. Writes ``bench/results/secagg.json`` (after every run, so
@@ -115,6 +116,15 @@ def _median(runs: list[Run], field: str) -> float:
     return statistics.median(float(str(r[field])) for r in runs)
 
 
+def _signing(runs: list[Run]) -> dict[str, object]:
+    """Median signing cost per bank and round over repeats, and the calls it makes."""
+    calls = runs[0]["signatures_per_bank_per_round"]
+    return {
+        "signature_ms_per_bank_per_round": _median(runs, "signature_ms_per_bank_per_round"),
+        "signatures_per_bank_per_round": calls,
+    }
+
+
 def summarise_system(runs: list[Run], system: str, size: Size) -> dict[str, object] | None:
     """Per-mode medians over repeats and the secure/plain ratio of each repeat."""
     plain_mode, secure_mode = MODES[system]
@@ -129,6 +139,8 @@ def summarise_system(runs: list[Run], system: str, size: Size) -> dict[str, obje
             "peak_rss_mb": _median(group, "peak_rss_mb"),
             "repeats": len(group),
         }
+        if all("signature_ms_per_bank_per_round" in r for r in group):  # fedcredit secure
+            summary[mode].update(_signing(group))
     plain_by_repeat = {r["repeat"]: float(str(r["seconds_per_round"])) for r in plain}
     ratios = [
         float(str(r["seconds_per_round"])) / plain_by_repeat[r["repeat"]]
@@ -184,13 +196,25 @@ def _cells(summary: object, system: str) -> tuple[str, str, str]:
     return ratio, sent, memory
 
 
+def _signing_cell(summary: object) -> str:
+    """fedcredit's signing time per bank and round, with its calls."""
+    secure = summary.get("secure") if isinstance(summary, dict) else None
+    if not isinstance(secure, dict) or "signature_ms_per_bank_per_round" not in secure:
+        return "—"
+    calls = secure["signatures_per_bank_per_round"]
+    return (
+        f"{secure['signature_ms_per_bank_per_round']:.1f} ({calls['sign']:.1f} signs, "
+        f"{calls['verify']:.1f} verifications)"
+    )
+
+
 def markdown(rows: list[dict[str, object]], rounds: int, repeats: int) -> str:
     """The table: ratios, bytes up per participant and peak memory, plain → secure."""
     lines = [
         "| banks x params | fedcredit secure/plain | Flower SecAgg+/plain | fedcredit vs Flower "
         "| bytes up/participant/round, fedcredit | bytes up/participant/round, Flower "
-        "| peak MiB, fedcredit | peak MiB, Flower |",
-        "|---|---|---|---|---|---|---|---|",
+        "| peak MiB, fedcredit | peak MiB, Flower | fedcredit signing ms/bank/round |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         fc_ratio, fc_bytes, fc_memory = _cells(row["fedcredit"], "fedcredit")
@@ -199,7 +223,8 @@ def markdown(rows: list[dict[str, object]], rounds: int, repeats: int) -> str:
         versus_cell = f"{versus:.2f}" if isinstance(versus, float) else "—"
         lines.append(
             f"| {row['banks']} x {row['params']:,} | {fc_ratio} | {fl_ratio} | {versus_cell} "
-            f"| {fc_bytes} | {fl_bytes} | {fc_memory} | {fl_memory} |"
+            f"| {fc_bytes} | {fl_bytes} | {fc_memory} | {fl_memory} "
+            f"| {_signing_cell(row['fedcredit'])} |"
         )
     lines += [
         "",
@@ -209,7 +234,9 @@ def markdown(rows: list[dict[str, object]], rounds: int, repeats: int) -> str:
         "the ratio. fedcredit vs Flower is the ratio of the two ratios. "
         "Bytes: serialized reply messages a participant sends per round (all protocol "
         "stages). Peak: summed RSS of the process tree (driver and Ray workers). "
-        "fedcredit's plain round is train (scoring the previous model), Flower's is fit only.",
+        "fedcredit's plain round is train (scoring the previous model), Flower's is fit only. "
+        "Signing: wall time a bank spends in Ed25519 signing and verification per round "
+        "(set-up included), median over repeats, part of the secure seconds per round.",
     ]
     return "\n".join(lines) + "\n"
 

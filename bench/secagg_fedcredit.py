@@ -23,7 +23,12 @@ with the final evaluate),
 ``seconds_per_round`` (median of rounds 2..R, round 1 includes the actors'
 start), ``bytes_up_per_participant`` (mean over participants and rounds of the
 serialized size of everything a participant sends in a round, as Flower's
-protobuf ``Message``), and ``peak_rss_mb`` (see :mod:`bench._memory`).
+protobuf ``Message``), ``peak_rss_mb`` (see :mod:`bench._memory`) and, in secure
+mode, what signing costs a bank: ``signature_ms_per_bank_per_round`` (wall time
+inside the bank's Ed25519 signing and verification calls, set-up included, over
+banks x rounds) and ``signatures_per_bank_per_round`` (calls, by kind). The banks
+record those calls through a timed :class:`~privacy.secagg.signed.Identity` and
+write them, after each message, to a directory the driver reads at the end.
 """
 
 from __future__ import annotations
@@ -34,10 +39,14 @@ import itertools
 import json
 import logging
 import os
+import shutil
 import statistics
 import sys
+import tempfile
 import time
 from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -68,6 +77,7 @@ from credit.messages import (
     Task,
     secagg,
 )
+from credit.metrics import evaluation_vector
 from credit.model_spec import ModelKind, ModelSpec
 from credit.records import flatten, record_of
 from credit.schema import load_schema
@@ -87,6 +97,9 @@ from privacy.secagg.signed import Identity
 
 _STEP = np.float32(0.001)
 _MAX_BANKS = 64
+_SCORE_BINS = 2
+_SIGNATURE_LOG = "FEDCREDIT_BENCH_SIGNATURE_LOG"  # the driver's directory for the banks' timings
+_timings: list[tuple[str, float]] = []  # (sign|verify, seconds) since the last flush
 
 
 def _bench_key(partition: int) -> Ed25519PrivateKey:
@@ -104,10 +117,55 @@ _MEMBERS = MemberList(
 )
 
 
+@dataclass(frozen=True)
+class _TimedIdentity(Identity):
+    """A bank's identity that records how long each signature and verification takes."""
+
+    def sign(self, statement: bytes) -> bytes:
+        started = time.perf_counter()
+        signature = super().sign(statement)
+        _timings.append(("sign", time.perf_counter() - started))
+        return signature
+
+    def verifies(self, member: str, signature: bytes, statement: bytes) -> bool:
+        started = time.perf_counter()
+        verified = super().verifies(member, signature, statement)
+        _timings.append(("verify", time.perf_counter() - started))
+        return verified
+
+
+def _flush_timings() -> None:
+    """Append this process's recorded timings to the driver's directory."""
+    directory = os.environ.get(_SIGNATURE_LOG)
+    if directory and _timings:
+        lines = "".join(f"{kind} {seconds:.9f}\n" for kind, seconds in _timings)
+        with open(Path(directory) / f"{os.getpid()}.log", "a") as log:
+            log.write(lines)
+    _timings.clear()
+
+
+def _signature_cost(directory: Path, n_banks: int, rounds: int) -> dict[str, object]:
+    """Per bank and round: milliseconds inside signing and verification, and the calls."""
+    seconds = 0.0
+    calls: dict[str, int] = defaultdict(int)
+    for log in directory.glob("*.log"):
+        for line in log.read_text().splitlines():
+            kind, value = line.split()
+            calls[kind] += 1
+            seconds += float(value)
+    if not calls:
+        raise RuntimeError(f"no signature timings arrived in {directory}")
+    per = n_banks * rounds
+    return {
+        "signature_ms_per_bank_per_round": 1000 * seconds / per,
+        "signatures_per_bank_per_round": {kind: n / per for kind, n in sorted(calls.items())},
+    }
+
+
 def _session(context: Context, run: int) -> SecAggSession:
     """The bench bank's session: it signs and checks as a deployed bank does."""
     partition = int(context.node_config["partition-id"])
-    identity = Identity(
+    identity = _TimedIdentity(
         members=_MEMBERS,
         member=f"bank-{partition}",
         signing_key=_bench_key(partition),
@@ -140,6 +198,7 @@ def _client_app() -> ClientApp:
             answer = None if asked is None else advertise(session, asked)
             if answer is not None:
                 answer.put(content)
+        _flush_timings()
         return Message(content, reply_to=message)
 
     @app.train()
@@ -170,8 +229,10 @@ def _client_app() -> ClientApp:
             values=values,
             weight=1.0,
             code=code,
+            totals=evaluation_vector(None, _SCORE_BINS),  # the evaluation's place, zeros
         )
         content = RecordDict({keys.ARRAYS: masked, keys.METRICS: MetricRecord(), **evaluation})
+        _flush_timings()
         return Message(content, reply_to=message)
 
     @app.evaluate()
@@ -182,7 +243,7 @@ def _client_app() -> ClientApp:
     return app
 
 
-def _instructions(n_params: int) -> tuple[RunInstructions, RoundInstructions]:
+def _instructions(n_params: int, rounds: int) -> tuple[RunInstructions, RoundInstructions]:
     """The run's settings and a round's (the encoder and spec only fill the contract)."""
     schema = load_schema()
     run = RunInstructions(
@@ -190,7 +251,8 @@ def _instructions(n_params: int) -> tuple[RunInstructions, RoundInstructions]:
         schema_hash=schema.schema_hash(),
         test_fraction=0.2,
         seed=0,
-        planned_rounds=1,
+        planned_rounds=rounds,
+        planned_evaluations=rounds,
         local_epochs=1,
         batch_size=64,
         max_grad_norm=1.0,
@@ -199,7 +261,7 @@ def _instructions(n_params: int) -> tuple[RunInstructions, RoundInstructions]:
         **run.model_dump(),
         server_round=1,
         learning_rate=0.01,
-        score_bins=2,
+        score_bins=_SCORE_BINS,
         encoder=fit_encoder(schema, source=StatsSource.PUBLIC),
         model_spec=ModelSpec(kind=ModelKind.LOGREG, n_inputs=n_params),
     )
@@ -237,7 +299,7 @@ def _server_app(mode: str, n_banks: int, n_params: int, rounds: int, out: _Recor
                 raise RuntimeError(f"round {server_round}: {stage} lost replies")
             return out.count(server_round, replies)
 
-        run, round_template = _instructions(n_params)
+        run, round_template = _instructions(n_params, rounds)
         secure: SecureAggregation | None = None
         if mode == "secure":
             enroll = run.query(Task.ENROLL)
@@ -255,7 +317,7 @@ def _server_app(mode: str, n_banks: int, n_params: int, rounds: int, out: _Recor
                     r.metadata.src_node_id: secagg.Enrollment.take(r.content) for r in enrolled
                 },
                 weights=dict.fromkeys(nodes, 1),
-                score_bins=2,
+                score_bins=_SCORE_BINS,
                 exchange=exchange,
             )
             secure.prepare(1, arrays, run)
@@ -307,6 +369,8 @@ def measure(mode: str, n_banks: int, n_params: int, rounds: int) -> dict[str, ob
     set_offline_defaults(simulation=True)
     logging.getLogger("flwr").setLevel(logging.ERROR)
     recorder = _Recorder()
+    timings = Path(tempfile.mkdtemp(prefix="fedcredit-bench-signatures-"))
+    os.environ[_SIGNATURE_LOG] = str(timings)  # inherited by the Ray workers
     with PeakMemory() as memory:
         run_simulation(
             server_app=_server_app(mode, n_banks, n_params, rounds, recorder),
@@ -328,6 +392,8 @@ def measure(mode: str, n_banks: int, n_params: int, rounds: int) -> dict[str, ob
         raise RuntimeError(f"the run did not finish: {len(ends) - 1} of {rounds} rounds")
     seconds = [b - a for a, b in itertools.pairwise(ends)]
     per_round = [sum(sizes.values()) / n_banks for r, sizes in recorder.bytes_by_round.items() if r]
+    signing = _signature_cost(timings, n_banks, rounds) if mode == "secure" else {}
+    shutil.rmtree(timings)
     return {
         "system": "fedcredit",
         "mode": mode,
@@ -338,6 +404,7 @@ def measure(mode: str, n_banks: int, n_params: int, rounds: int) -> dict[str, ob
         "seconds_per_round": statistics.median(seconds[1:] if rounds > 1 else seconds),
         "bytes_up_per_participant": int(statistics.fmean(per_round)),
         "peak_rss_mb": memory.peak_mb,
+        **signing,
     }
 
 

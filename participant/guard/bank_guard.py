@@ -71,6 +71,16 @@ PROTOCOL_REFUSALS: tuple[tuple[type[Exception], str], ...] = (
 """Secure aggregation's refusals (an active coordinator's attempts), by refusal kind."""
 
 
+def task_of(relayed: GuardRequest, content: RecordDict) -> str:
+    """What a request asks, for the guard's log: a query's task, or the message type."""
+    if relayed.kind != RequestKind.QUERY:
+        return str(relayed.kind)
+    try:
+        return str(QueryInstructions.take(content).task)
+    except MalformedMessage:
+        return "malformed"
+
+
 def _query(request: BankRequest) -> RecordDict:
     query = QueryInstructions.take(request.content)
     return QUERY_HANDLERS[Task(query.task)](request, query)

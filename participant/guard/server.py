@@ -34,7 +34,7 @@ from participant.contract import (
     read_frame,
     write_frame,
 )
-from participant.guard.bank_guard import BankGuard
+from participant.guard.bank_guard import BankGuard, task_of
 from participant.guard.sessions import MemorySessions
 
 __all__ = ["GuardServer", "peer_credentials", "process_age"]
@@ -128,8 +128,9 @@ class GuardServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
             reply, answer = self.guard.answer(request, content, self.sessions)
         compute = time.perf_counter() - started
         _log.info(
-            "request kind=%s run=%d status=%s relay_age=%s compute=%.3f",
+            "request kind=%s task=%s run=%d status=%s relay_age=%s compute=%.3f",
             request.kind,
+            task_of(request, content),
             request.flower_run_id,
             reply.status,
             "?" if relay_age is None else f"{relay_age:.3f}",

@@ -12,13 +12,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from flwr.app import MessageType
+from flwr.app import MessageType, RecordDict
 
 from credit import __version__
 from credit import message_keys as keys
 from credit.schema import DatasetSchema
 from participant.contract import ContractError, GuardRequest, ReplyStatus, RequestKind
-from participant.guard.bank_guard import BankGuard
+from participant.guard.bank_guard import BankGuard, task_of
 from participant.guard.server import GuardServer
 from participant.relay.client_app import GuardRefused, make_relay_app
 from participant.relay.node_config import RelayConfig
@@ -66,6 +66,21 @@ def test_the_relay_reaches_the_guard_through_its_socket_only(
     assert keys.ARRAYS in trained.content
     assert served.path.stat().st_mode & 0o777 == 0o600
     assert RelayConfig.from_context(ctx).guard_socket == served.path  # type: ignore[arg-type]
+
+
+def test_the_guard_log_names_each_request_and_its_query_task(
+    served: GuardServer, schema: DatasetSchema, caplog: pytest.LogCaptureFixture
+) -> None:
+    relay = make_relay_app()
+    ctx = _relay_context(served.path)
+    with caplog.at_level("INFO", logger="participant.guard.server"):
+        relay(message(MessageType.QUERY, feature_stats_query(schema)), ctx)
+        relay(message(MessageType.TRAIN, round_content(schema, 1)[0]), ctx)
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("request ")]
+    assert lines[0].startswith("request kind=query task=feature-stats run=")
+    assert lines[1].startswith("request kind=train task=train run=")
+    unreadable = GuardRequest(kind=RequestKind.QUERY, flower_run_id=1, node_id=5, relay_version="x")
+    assert task_of(unreadable, RecordDict()) == "malformed"
 
 
 def test_a_request_for_another_holdout_split_is_refused_and_logged(
