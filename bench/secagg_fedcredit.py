@@ -243,9 +243,14 @@ def _client_app() -> ClientApp:
     return app
 
 
-def _instructions(n_params: int, rounds: int) -> tuple[RunInstructions, RoundInstructions]:
-    """The run's settings and a round's (the encoder and spec only fill the contract)."""
+def _instructions(rounds: int) -> tuple[RunInstructions, RoundInstructions]:
+    """The run's settings and a round's (the encoder and spec only fill the contract).
+
+    The spec is the credit model's for the embedded schema; the bench's model is the
+    vector of P parameters in the messages, which is what secure aggregation sums.
+    """
     schema = load_schema()
+    encoder = fit_encoder(schema, source=StatsSource.PUBLIC)
     run = RunInstructions(
         run_name="bench",
         schema_hash=schema.schema_hash(),
@@ -262,8 +267,8 @@ def _instructions(n_params: int, rounds: int) -> tuple[RunInstructions, RoundIns
         server_round=1,
         learning_rate=0.01,
         score_bins=_SCORE_BINS,
-        encoder=fit_encoder(schema, source=StatsSource.PUBLIC),
-        model_spec=ModelSpec(kind=ModelKind.LOGREG, n_inputs=n_params),
+        encoder=encoder,
+        model_spec=ModelSpec(kind=ModelKind.LOGREG, n_inputs=encoder.n_inputs),
     )
     return run, round_
 
@@ -299,7 +304,7 @@ def _server_app(mode: str, n_banks: int, n_params: int, rounds: int, out: _Recor
                 raise RuntimeError(f"round {server_round}: {stage} lost replies")
             return out.count(server_round, replies)
 
-        run, round_template = _instructions(n_params, rounds)
+        run, round_template = _instructions(rounds)
         secure: SecureAggregation | None = None
         if mode == "secure":
             enroll = run.query(Task.ENROLL)

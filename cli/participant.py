@@ -196,7 +196,7 @@ ThresholdFraction = Annotated[
         "--secagg-threshold-fraction",
         help="The bank's secure-aggregation threshold: t = floor(F*N)+1 shares of a roster "
         "of N banks, F in [0.5, 1) (default 2/3: t > 2N/3); a round naming another t is "
-        "refused. The coordinator computes t with 2/3, so another F refuses every round.",
+        "refused. The consortium's run setting secagg-threshold-fraction must be the same F.",
         show_default=False,
     ),
 ]

@@ -96,6 +96,14 @@ SecureAggregation = Annotated[
         help="Combine updates by secure aggregation (the coordinator learns only the sum)."
     ),
 ]
+ThresholdFraction = Annotated[
+    float,
+    typer.Option(
+        "--secagg-threshold-fraction",
+        help="Secure aggregation's threshold policy F: t = floor(F*N)+1 shares of N banks, "
+        "F in [0.5, 1); every simulated bank enforces it.",
+    ),
+]
 DropoutRate = Annotated[
     float,
     typer.Option(help="Chance a bank drops out of a round at a random stage (0 <= p < 1)."),
@@ -153,6 +161,7 @@ def simulate(
     budgets: Budgets = None,
     max_grad_norm: MaxGradNorm = 1.0,
     secure_aggregation: SecureAggregation = True,
+    secagg_threshold_fraction: ThresholdFraction = 2 / 3,
     dropout_rate: DropoutRate = 0.0,
     evaluate_every: EvaluateEvery = None,
     cpus: Cpus = None,
@@ -177,10 +186,14 @@ def simulate(
                 "audit_key": str(audit_key or ""),
                 "max_grad_norm": max_grad_norm,
                 "secure_aggregation": secure_aggregation,
+                "secagg_threshold_fraction": secagg_threshold_fraction,
                 **({} if evaluate_every is None else {"evaluate_every": evaluate_every}),
             },
             source=SOURCE,
-            spelled={"audit_key": "--audit-key"},
+            spelled={
+                "audit_key": "--audit-key",
+                "secagg_threshold_fraction": "--secagg-threshold-fraction",
+            },
         )
         banks_from: PartitionSettings | list[Path] = bank_data or _partition_settings(
             data, partition, alpha, partition_column

@@ -82,6 +82,11 @@ class RunConfig(BaseModel):
     secagg_clip : float, default 16.0
         Per-coordinate clip of a bank's masked update (its difference from the
         global model) in the fixed-point code of secure aggregation.
+    secagg_threshold_fraction : float, default 2/3
+        The consortium's threshold policy F, in [0.5, 1): secure aggregation's
+        threshold is ``floor(F * N) + 1`` of a roster of N banks. Every bank computes
+        its own from its policy (``participant start --secagg-threshold-fraction``,
+        default 2/3) and refuses a round naming another, so this must be the banks' F.
     run_name : str
         The consortium's name for the run; banks key their privacy plan by it (by
         Flower's run id when empty), so a resumed run keeps the plan.
@@ -119,6 +124,7 @@ class RunConfig(BaseModel):
     planned_rounds: int | None = Field(default=None, ge=1)
     secure_aggregation: bool = True
     secagg_clip: float = Field(default=16.0, gt=0)
+    secagg_threshold_fraction: float = Field(default=2 / 3, ge=0.5, lt=1)
     run_name: str = ""
     resume: bool = False
     audit_key: str = ""

@@ -47,7 +47,7 @@ from credit.schema import load_schema
 from deploy.flower_env import set_offline_defaults
 from participant.guard.in_process import InProcessLink, guard_for
 from participant.guard.sessions import ContextSessions
-from participant.guard.settings import GuardSettings, HoldOut
+from participant.guard.settings import GuardSettings, HoldOut, SecAggPolicy
 from participant.relay.client_app import make_relay_app
 from privacy.secagg.members import Member, MemberList, member_name
 from privacy.secagg.protocol import MIN_ROSTER
@@ -416,7 +416,8 @@ def _guard_settings(
     centralised run hold out the same customers. Each simulated bank keeps a signed
     audit log and its key in ``OUT/audit/<bank>.jsonl`` and ``.key`` (public key
     ``.pub``), as a real bank does: it signs its ledger summaries with that key, which
-    ``fedcredit privacy verify OUT`` checks against ``OUT/audit/<bank>.pub``.
+    ``fedcredit privacy verify OUT`` checks against ``OUT/audit/<bank>.pub``. Its
+    secure-aggregation threshold policy is the run's (the researcher sets both sides).
     """
     budget = budgets.for_bank(name) if budgets is not None else None
     ledger = ledgers_dir / f"{_file_name(name)}.jsonl" if budget is not None else None
@@ -436,6 +437,7 @@ def _guard_settings(
         audit_log=audit_dir / f"{_file_name(name)}.jsonl",
         audit_key=audit_dir / f"{_file_name(name)}.key",
         holdout=HoldOut.for_simulation(fraction=config.test_fraction, seed=config.seed),
+        secure_aggregation=SecAggPolicy(threshold_fraction=config.secagg_threshold_fraction),
     )
 
 

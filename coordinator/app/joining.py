@@ -94,6 +94,7 @@ def aggregation_for(
     return SecureAggregation.enroll(
         run=run,
         clip=config.secagg_clip,
+        threshold_fraction=config.secagg_threshold_fraction,
         enrollments=enrollments,
         weights={reply.bank.node_id: reply.bank.n_train for reply in replies},
         score_bins=config.score_bins,

@@ -55,6 +55,7 @@ from credit.metrics import ScoreSummary, evaluation_from_sum
 from credit.records import array_of, flatten, record_of, unflatten
 from privacy.secagg.fixed_point import FixedPoint
 from privacy.secagg.protocol import (
+    DEFAULT_THRESHOLD_FRACTION,
     MIN_ROSTER,
     CoordinatorStage,
     RoundAggregator,
@@ -161,6 +162,8 @@ class SecureAggregation:
     weights : mapping of int to int
         Node id -> the bank's declared ``n_train`` (its weight): the unmasked weight
         sum must equal the survivors' total.
+    threshold_fraction : float, default 2/3
+        The consortium's threshold policy ``threshold`` comes from (reported only).
     on_drop : callable, optional
         Receives each bank dropped from a round for bad input (:class:`BankDropped`).
     """
@@ -175,6 +178,7 @@ class SecureAggregation:
         score_bins: int,
         exchange: Exchange,
         weights: Mapping[int, int],
+        threshold_fraction: float = DEFAULT_THRESHOLD_FRACTION,
         on_drop: Callable[[BankDropped], None] | None = None,
     ) -> None:
         if len(roster) < MIN_ROSTER:
@@ -189,6 +193,7 @@ class SecureAggregation:
         self.weights = dict(weights)
         self._on_drop = on_drop or (lambda dropped: None)
         self.threshold = threshold
+        self.threshold_fraction = threshold_fraction
         self.code = code
         self.score_bins = score_bins
         self._totals = FixedPoint.for_totals(participants=len(roster), ring_bits=code.ring_bits)
@@ -206,12 +211,14 @@ class SecureAggregation:
         weights: Mapping[int, int],
         score_bins: int,
         exchange: Exchange,
+        threshold_fraction: float = DEFAULT_THRESHOLD_FRACTION,
         on_drop: Callable[[BankDropped], None] | None = None,
     ) -> SecureAggregation:
         """Fix the roster from the banks' signed enrollments; pick threshold and code.
 
-        The threshold is the banks' default policy's, ``t > 2N/3``
-        (:func:`~privacy.secagg.protocol.default_threshold`): a bank refuses any other.
+        The threshold is the consortium's policy's, ``floor(threshold_fraction * N) + 1``
+        (:func:`~privacy.secagg.protocol.default_threshold`; by default ``t > 2N/3``):
+        each bank computes its own from its policy and refuses any other.
 
         Raises
         ------
@@ -236,7 +243,7 @@ class SecureAggregation:
                     "smaller roster); run with --no-secure-aggregation"
                 ],
             )
-        threshold = default_threshold(len(roster))
+        threshold = default_threshold(len(roster), threshold_fraction)
         try:
             code = FixedPoint.for_sum(
                 clip=clip,
@@ -260,6 +267,7 @@ class SecureAggregation:
             score_bins=score_bins,
             exchange=exchange,
             weights={node: weights[node] for node in roster},
+            threshold_fraction=threshold_fraction,
             on_drop=on_drop,
         )
 
@@ -284,7 +292,10 @@ class SecureAggregation:
                 "against the banks' pinned member list, consistency check; complete graph, "
                 "keys advertised one round ahead"
             ),
-            "threshold_policy": "t = floor(2N/3) + 1 (t > 2N/3), set by each bank",
+            "threshold_policy": (
+                f"t = floor({self.threshold_fraction:.4g}·N) + 1 (t > "
+                f"{self.threshold_fraction:.4g}·N), set by each bank"
+            ),
             "banks": len(self.roster),
             "threshold": self.threshold,
             "ring_bits": self.code.ring_bits,

@@ -147,6 +147,21 @@ def test_zero_banks_is_a_usage_error(cases: tuple[Path, dict[str, tuple[list[str
     assert not (folder / "out-banks-0").exists()
 
 
+def test_a_threshold_policy_below_a_majority_is_one_error_line_naming_the_flag(
+    cases: tuple[Path, dict[str, tuple[list[str], str]]],
+) -> None:
+    folder, _ = cases
+
+    result = _simulate(folder, "fraction", ["--secagg-threshold-fraction", "0.4"])
+
+    _assert_no_traceback(result)
+    assert result.exit_code == 2
+    assert result.stderr.startswith(
+        "error: fedcredit simulate: '--secagg-threshold-fraction': Input should be greater"
+    ), result.stderr
+    assert not (folder / "out-fraction").exists()
+
+
 def test_privacy_verify_without_a_run_is_one_error_line(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["privacy", "verify", str(tmp_path)])
 

@@ -160,3 +160,14 @@ def test_every_bank_of_a_round_trained_or_dropped(runs: dict[str, dict[str, Any]
             assert set(result["banks"]) | set(result["dropped"]) == everyone, result
     secure_dropped = [r["dropped"] for r in runs["secure"]["rounds"]]
     assert any(secure_dropped[1:])  # rounds after the first lose banks at advertise too
+
+
+def test_the_consortiums_threshold_policy_reaches_the_coordinator_and_every_bank(
+    tmp_path: Path,
+) -> None:
+    """``--secagg-threshold-fraction 0.75``: 4 banks sum with t = 4, which every bank accepts."""
+    config = RunConfig(rounds=1, out_dir=str(tmp_path), secagg_threshold_fraction=0.75)
+    run_in_process(plan_simulation(config, n_banks=4))
+    document = json.loads((tmp_path / "metrics.json").read_text())
+    assert document["secure_aggregation"]["threshold"] == 4  # 2/3 would give 3
+    assert not document["rounds"][0]["aborted"] and len(document["rounds"][0]["banks"]) == 4

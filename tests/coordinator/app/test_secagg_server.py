@@ -51,6 +51,7 @@ from participant.guard.secagg_client import (
     reveal,
     sign_survivors,
 )
+from participant.guard.settings import SecAggPolicy
 from privacy.secagg.fixed_point import FixedPoint
 from privacy.secagg.wire import decode_keys, encode_keys
 from tests.support.fake_grid import FakeGrid
@@ -610,13 +611,32 @@ def test_the_threshold_is_above_two_thirds_of_the_roster(
             "against the banks' pinned member list, consistency check; complete graph, "
             "keys advertised one round ahead"
         ),
-        "threshold_policy": "t = floor(2N/3) + 1 (t > 2N/3), set by each bank",
+        "threshold_policy": "t = floor(0.6667·N) + 1 (t > 0.6667·N), set by each bank",
         "banks": banks,
         "threshold": threshold,
         "ring_bits": 32,
         "fraction_bits": secure.code.fraction_bits,
         "clip": 16.0,
     }
+
+
+@pytest.mark.parametrize(("banks", "threshold"), [(3, 3), (4, 4), (8, 7), (12, 10)])
+def test_the_consortium_sets_another_threshold_policy(
+    grid: FakeGrid, banks: int, threshold: int
+) -> None:
+    secure = SecureAggregation.enroll(
+        run=7,
+        clip=16.0,
+        enrollments={n: _enrollment(f"bank-{n}") for n in range(banks)},
+        weights=dict.fromkeys(range(banks), 100),
+        score_bins=SCORE_BINS,
+        exchange=BankExchange(grid, min_banks=1, timeout=0.5),
+        threshold_fraction=0.75,
+    )
+    assert secure.threshold == threshold
+    assert threshold == SecAggPolicy(threshold_fraction=0.75).threshold(banks)
+    summary = secure.summary()
+    assert summary is not None and summary["threshold_policy"].startswith("t = floor(0.75·N) + 1")
 
 
 def _revealing_junk(bank: int) -> ClientApp:

@@ -46,7 +46,7 @@ def test_run_defaults_are_run_config_fields() -> None:
     """The [run] keys keep their names; types, defaults and bounds are RunConfig's own."""
     assert RUN_DEFAULT_FIELDS == (
         "rounds", "model", "min_banks", "local_epochs", "batch_size", "learning_rate",
-        "secure_aggregation",
+        "secure_aggregation", "secagg_threshold_fraction",
     )  # fmt: skip
     assert tuple(RunDefaults.model_fields) == RUN_DEFAULT_FIELDS
     for name in RUN_DEFAULT_FIELDS:
@@ -67,6 +67,8 @@ def test_run_defaults_are_run_config_fields() -> None:
         ("learning_rate", 0.0),
         ("learning_rate", -0.1),
         ("model", "forest"),
+        ("secagg_threshold_fraction", 0.4),
+        ("secagg_threshold_fraction", 1.0),
     ],
 )
 def test_run_defaults_refuse_what_run_config_refuses(name: str, value: object) -> None:

@@ -10,8 +10,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import SecretStr, ValidationError
 
 from credit.errors import ConfigError
+from credit.run_config import RunConfig
 from participant.guard.settings import GuardSettings, HoldOut, SecAggPolicy
 from privacy.secagg.members import Member, MemberList
+from privacy.secagg.protocol import DEFAULT_THRESHOLD_FRACTION
 
 
 def _members(*names: str) -> MemberList:
@@ -36,6 +38,13 @@ def test_the_default_threshold_is_more_than_two_thirds_of_the_roster(
 ) -> None:
     assert SecAggPolicy().threshold(size) == threshold
     assert threshold > 2 * size / 3
+
+
+def test_the_banks_and_the_coordinators_default_policies_are_the_same() -> None:
+    assert RunConfig().secagg_threshold_fraction == SecAggPolicy().threshold_fraction
+    assert SecAggPolicy().threshold_fraction == DEFAULT_THRESHOLD_FRACTION
+    schema = RunConfig.model_json_schema()["properties"]["secagg_threshold_fraction"]
+    assert (schema["minimum"], schema["exclusiveMaximum"]) == (0.5, 1)  # the bank's bounds too
 
 
 def test_a_policy_below_a_majority_or_a_roster_below_three_is_refused() -> None:
