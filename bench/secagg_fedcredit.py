@@ -23,7 +23,9 @@ with the final evaluate),
 ``seconds_per_round`` (median of rounds 2..R, round 1 includes the actors'
 start), ``bytes_up_per_participant`` (mean over participants and rounds of the
 serialized size of everything a participant sends in a round, as Flower's
-protobuf ``Message``), ``peak_rss_mb`` (see :mod:`bench._memory`) and, in secure
+protobuf ``Message``), ``peak_rss_mb`` (see :mod:`bench._memory`),
+``exchange_seconds`` (per exchange stage, push to last reply at the coordinator, median
+of rounds 2..R; the rest of a round is the coordinator's own work) and, in secure
 mode, what signing costs a bank: ``signature_ms_per_bank_per_round`` (wall time
 inside the bank's Ed25519 signing and verification calls, set-up included, over
 banks x rounds) and ``signatures_per_bank_per_round`` (calls, by kind). The banks
@@ -279,6 +281,15 @@ class _Recorder:
     def __init__(self) -> None:
         self.round_ends: list[float] = []
         self.bytes_by_round: dict[int, dict[int, int]] = defaultdict(lambda: defaultdict(int))
+        self.stage_seconds: dict[str, dict[int, float]] = defaultdict(lambda: defaultdict(float))
+
+    def stages(self) -> dict[str, float]:
+        """Median seconds per round of each exchange stage, rounds 2..R (all if one)."""
+        medians = {}
+        for stage, by_round in self.stage_seconds.items():
+            seconds = [t for r, t in sorted(by_round.items()) if r >= 2] or list(by_round.values())
+            medians[stage] = statistics.median(seconds)
+        return medians
 
     def count(self, server_round: int, replies: list[Message]) -> list[Message]:
         for reply in replies:
@@ -298,7 +309,9 @@ def _server_app(mode: str, n_banks: int, n_params: int, rounds: int, out: _Recor
         arrays = ArrayRecord({"w": Array(np.zeros(n_params, dtype=np.float32))})
 
         def exchange(messages: list[Message], stage: str, server_round: int) -> list[Message]:
+            started = time.perf_counter()
             arrived = send_and_receive(grid, messages, timeout=600)
+            out.stage_seconds[str(stage)][server_round] += time.perf_counter() - started
             replies = [r for r in arrived if not r.has_error()]
             if len(replies) < len(messages):
                 raise RuntimeError(f"round {server_round}: {stage} lost replies")
@@ -409,6 +422,7 @@ def measure(mode: str, n_banks: int, n_params: int, rounds: int) -> dict[str, ob
         "seconds_per_round": statistics.median(seconds[1:] if rounds > 1 else seconds),
         "bytes_up_per_participant": int(statistics.fmean(per_round)),
         "peak_rss_mb": memory.peak_mb,
+        "exchange_seconds": recorder.stages(),
         **signing,
     }
 
