@@ -22,6 +22,13 @@ PUBLIC = {
         "Task", "TrainMetrics", "feature_stats_from_record", "feature_stats_to_record",
         "content_of", "score_summary_from_content", "score_summary_to_content",
     },
+    "credit.governance": {
+        "MISSING_LABEL", "SCORECARD_COLUMNS", "BinCounts", "BinKind", "BinLayout",
+        "Characteristic", "MergedBins", "MonotonicTrend", "ReasonCode", "ScoreScaling",
+        "Scorecard", "WoeTable", "build_scorecard", "combine_counts", "count_bins",
+        "counts_from_vector", "counts_to_vector", "interval_labels", "merge_bins",
+        "reason_codes", "settle_counts", "woe_table", "write_scorecard_csv",
+    },
     "credit.audit": {
         "CLOSING_EVENTS", "GENESIS", "LOG_OPEN", "AuditBroken", "AuditLog", "AuditReport",
         "KeyHistory", "LogHead", "history_path",
