@@ -1,0 +1,1 @@
+"""Governance statistics a credit committee asks for, computed from summed counts."""
