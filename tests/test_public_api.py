@@ -28,6 +28,12 @@ PUBLIC = {
         "Scorecard", "WoeTable", "build_scorecard", "combine_counts", "count_bins",
         "counts_from_vector", "counts_to_vector", "interval_labels", "merge_bins",
         "reason_codes", "settle_counts", "woe_table", "write_scorecard_csv",
+        "CalibrationReport", "CalibrationSums", "calibration_report", "calibration_sums",
+        "ColumnFairness", "FairnessSums", "GroupFairness", "fairness_report", "fairness_sums",
+        "Grouping", "protected_groupings", "Recalibration", "brier_change", "fit_isotonic",
+        "fit_platt", "PopulationCounts", "StabilityLevel", "StabilityResult",
+        "characteristic_stability", "population_counts", "population_stability_index",
+        "stability_report",
     },
     "credit.audit": {
         "CLOSING_EVENTS", "GENESIS", "LOG_OPEN", "AuditBroken", "AuditLog", "AuditReport",

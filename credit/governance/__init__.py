@@ -19,12 +19,39 @@ Modules
 ``scorecard``
     Points per bin from a logistic regression on WoE inputs (PDO scaling), scores,
     ``scorecard.csv`` and reason codes.
+``calibration``
+    Per-bin sums of predictions and outcomes: reliability table, ECE, exact Brier.
+``recalibration``
+    Isotonic and Platt recalibration fitted on the summed bins, and the Brier change.
+``groups``
+    How a protected column's values map to groups (declared levels or public bands).
+``fairness``
+    Per-group confusion counts and score histograms: approval rates, adverse impact
+    ratio, demographic parity, equal opportunity, equalised odds, per-group AUC.
+``stability``
+    Population counts per bin: PSI and CSI with the conventional levels and a
+    sample-size-aware drift flag.
 """
 
 from __future__ import annotations
 
 from credit.governance.bins import MISSING_LABEL, BinKind, BinLayout, interval_labels
+from credit.governance.calibration import (
+    CalibrationReport,
+    CalibrationSums,
+    calibration_report,
+    calibration_sums,
+)
+from credit.governance.fairness import (
+    ColumnFairness,
+    FairnessSums,
+    GroupFairness,
+    fairness_report,
+    fairness_sums,
+)
+from credit.governance.groups import Grouping, protected_groupings
 from credit.governance.merging import MergedBins, MonotonicTrend, merge_bins
+from credit.governance.recalibration import Recalibration, brier_change, fit_isotonic, fit_platt
 from credit.governance.scorecard import (
     SCORECARD_COLUMNS,
     Characteristic,
@@ -34,6 +61,15 @@ from credit.governance.scorecard import (
     build_scorecard,
     reason_codes,
     write_scorecard_csv,
+)
+from credit.governance.stability import (
+    PopulationCounts,
+    StabilityLevel,
+    StabilityResult,
+    characteristic_stability,
+    population_counts,
+    population_stability_index,
+    stability_report,
 )
 from credit.governance.woe import (
     BinCounts,
@@ -50,24 +86,46 @@ __all__ = [  # noqa: RUF022 - plain sort, as every package door
     "BinCounts",
     "BinKind",
     "BinLayout",
+    "CalibrationReport",
+    "CalibrationSums",
     "Characteristic",
+    "ColumnFairness",
+    "FairnessSums",
+    "GroupFairness",
+    "Grouping",
     "MISSING_LABEL",
     "MergedBins",
     "MonotonicTrend",
+    "PopulationCounts",
     "ReasonCode",
+    "Recalibration",
     "SCORECARD_COLUMNS",
     "ScoreScaling",
     "Scorecard",
+    "StabilityLevel",
+    "StabilityResult",
     "WoeTable",
+    "brier_change",
     "build_scorecard",
+    "calibration_report",
+    "calibration_sums",
+    "characteristic_stability",
     "combine_counts",
     "count_bins",
     "counts_from_vector",
     "counts_to_vector",
+    "fairness_report",
+    "fairness_sums",
+    "fit_isotonic",
+    "fit_platt",
     "interval_labels",
     "merge_bins",
+    "population_counts",
+    "population_stability_index",
+    "protected_groupings",
     "reason_codes",
     "settle_counts",
+    "stability_report",
     "woe_table",
     "write_scorecard_csv",
 ]

@@ -28,6 +28,8 @@ from credit.metrics import (
     credit_metrics,
     evaluation_from_sum,
     evaluation_vector,
+    histogram_auc,
+    score_bin_index,
     summarize_scores,
 )
 
@@ -211,6 +213,18 @@ def test_summary_with_one_class_is_rejected(label: int) -> None:
 def test_odd_or_too_few_bins_are_rejected(n_bins: int) -> None:
     with pytest.raises(ValueError, match="n_bins must be an even number >= 2"):
         summarize_scores(np.array([0.1, 0.9]), np.array([0, 1]), n_bins)
+
+
+def test_histogram_auc_needs_both_classes() -> None:
+    assert histogram_auc(np.array([0.0, 2.0]), np.array([3.0, 1.0])) == pytest.approx(7 / 8)
+    with pytest.raises(ValueError, match="AUC needs both classes; got 0 defaulters"):
+        histogram_auc(np.array([0.2, 0.1]), np.array([3.0, 1.0]))
+
+
+def test_score_bins_are_closed_on_the_left_and_the_last_holds_one() -> None:
+    scores = np.array([-0.5, 0.0, 0.0999, 0.1, 0.5, 0.99, 1.0, 1.5])
+
+    np.testing.assert_array_equal(score_bin_index(scores, 10), [0, 0, 0, 1, 5, 9, 9, 9])
 
 
 def test_scores_and_labels_of_different_shapes_are_rejected() -> None:
