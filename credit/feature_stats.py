@@ -23,6 +23,7 @@ import pandas as pd
 from numpy.typing import NDArray
 
 from credit.schema import DatasetSchema, NumericFeature, Transform
+from credit.summing import sum_of
 
 __all__ = [
     "FeatureStats",
@@ -190,12 +191,7 @@ def compute_feature_stats(
 
 def combine_feature_stats(parts: Sequence[FeatureStats]) -> FeatureStats:
     """Sum per-bank aggregates; the result equals the aggregate of the pooled rows."""
-    if not parts:
-        raise ValueError("no feature statistics to combine")
-    combined = parts[0]
-    for part in parts[1:]:
-        combined = combined + part
-    return combined
+    return sum_of(parts, what="feature statistics")
 
 
 def stats_from_histogram(

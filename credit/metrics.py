@@ -27,6 +27,8 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
+from credit.summing import sum_of
+
 __all__ = [
     "EVALUATION_SENSITIVITY",
     "LOG_LOSS_BOUND",
@@ -136,12 +138,7 @@ class ScoreSummary:
     @classmethod
     def combine(cls, parts: Sequence[ScoreSummary]) -> ScoreSummary:
         """Sum the summaries of several banks."""
-        if not parts:
-            raise ValueError("no score summaries to combine")
-        total = parts[0]
-        for part in parts[1:]:
-            total = total + part
-        return total
+        return sum_of(parts, what="score summaries")
 
 
 def score_bin_index(scores: NDArray[np.floating], n_bins: int) -> NDArray[np.int64]:

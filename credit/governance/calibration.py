@@ -27,6 +27,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from credit.metrics import score_bin_index
+from credit.summing import sum_of
 
 __all__ = [
     "CALIBRATION_SENSITIVITY",
@@ -132,12 +133,7 @@ class CalibrationSums:
     @classmethod
     def combine(cls, parts: Sequence[CalibrationSums]) -> CalibrationSums:
         """Sum the calibration sums of several banks."""
-        if not parts:
-            raise ValueError("no calibration sums to combine")
-        total = parts[0]
-        for part in parts[1:]:
-            total = total + part
-        return total
+        return sum_of(parts, what="calibration sums")
 
     def settled(self) -> CalibrationSums:
         """The summed (possibly noisy) sums clipped to the values real rows can give.

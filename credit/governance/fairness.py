@@ -50,6 +50,7 @@ from numpy.typing import NDArray
 
 from credit.governance.groups import Grouping
 from credit.metrics import DEFAULT_SCORE_BINS, histogram_auc, score_bin_index
+from credit.summing import sum_of
 
 __all__ = [
     "ADVERSE_IMPACT_THRESHOLD",
@@ -191,12 +192,7 @@ class FairnessSums:
     @classmethod
     def combine(cls, parts: Sequence[FairnessSums]) -> FairnessSums:
         """Sum the fairness sums of several banks."""
-        if not parts:
-            raise ValueError("no fairness sums to combine")
-        total = parts[0]
-        for part in parts[1:]:
-            total = total + part
-        return total
+        return sum_of(parts, what="fairness sums")
 
     def settled(self) -> FairnessSums:
         """The summed (possibly noisy) sums clipped to values real rows can give.

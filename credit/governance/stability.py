@@ -37,6 +37,8 @@ import numpy as np
 import scipy.stats
 from numpy.typing import NDArray
 
+from credit.summing import sum_of
+
 __all__ = [
     "DEFAULT_QUANTILE",
     "EMPTY_SHARE",
@@ -117,12 +119,7 @@ class PopulationCounts:
     @classmethod
     def combine(cls, parts: Sequence[PopulationCounts]) -> PopulationCounts:
         """Sum the bin counts of several banks."""
-        if not parts:
-            raise ValueError("no bin counts to combine")
-        total = parts[0]
-        for part in parts[1:]:
-            total = total + part
-        return total
+        return sum_of(parts, what="bin counts")
 
     def settled(self) -> PopulationCounts:
         """Summed (possibly noisy) counts clipped at zero; exact counts pass unchanged.

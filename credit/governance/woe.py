@@ -40,6 +40,7 @@ import pandas as pd
 from numpy.typing import ArrayLike, NDArray
 
 from credit.governance.bins import BinLayout
+from credit.summing import sum_of
 
 __all__ = [
     "BinCounts",
@@ -198,12 +199,7 @@ def count_bins(bin_indices: ArrayLike, labels: ArrayLike, layout: BinLayout) -> 
 
 def combine_counts(parts: Sequence[BinCounts]) -> BinCounts:
     """Sum banks' counts of one feature; the result equals the pooled rows' counts."""
-    if not parts:
-        raise ValueError("no bin counts to combine")
-    combined = parts[0]
-    for part in parts[1:]:
-        combined = combined + part
-    return combined
+    return sum_of(parts, what="bin counts")
 
 
 def settle_counts(counts: BinCounts) -> BinCounts:
