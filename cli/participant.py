@@ -65,18 +65,48 @@ def check(
         ),
     ] = None,
 ) -> None:
-    """Validate and profile the bank's data file. Nothing leaves this machine."""
-    from participant.node.check import profile_bank_data, resolve_schema
+    """Validate and profile the bank's data file. Nothing leaves this machine.
+
+    A file that breaks the schema gets one table of every problem (column, problem,
+    count, first rows, hint) and exit code 2; a valid file gets its profile, with
+    each column's missing values and special codes counted.
+    """
+    from participant.node.check import check_bank_data, resolve_schema, violations_error
 
     with fail_cleanly():
-        profile = profile_bank_data(data, resolve_schema(schema))
-    for warning in profile.warnings:
+        checked = check_bank_data(data, resolve_schema(schema))
+    for warning in checked.report.warnings:
         say(f"warning: {warning}")
+    profile = checked.profile
+    if profile is None:
+        report = checked.report
+        show_table(
+            f"{report.source}: every problem found (checked locally; nothing was sent)",
+            [
+                Column("column", no_wrap=True),
+                "problem",
+                Column("count", justify="right"),
+                Column("first rows", no_wrap=True),
+                "hint",
+            ],
+            [
+                (v.column or "(file)", v.problem, f"{v.count:,}", v.rows_text, v.hint)
+                for v in report.violations
+            ],
+        )
+        with fail_cleanly():
+            raise violations_error(report)
     show_table(
         f"{profile.source}: {profile.rows:,} rows, default rate "
         f"{profile.default_rate:.1%} (checked locally; nothing was sent)",
-        ["column", "type", Column("missing", justify="right"), "min … max / categories"],
-        [(row.name, row.kind, row.missing, row.summary) for row in profile.columns],
+        [
+            "column",
+            "type",
+            Column("missing", justify="right"),
+            Column("special", justify="right"),
+            "min … max / categories",
+        ],
+        [(row.name, row.kind, row.missing, row.special, row.summary) for row in profile.columns],
     )
     say("ok: the file meets the schema")
 

@@ -6,6 +6,12 @@ bounds. Sums of these over banks are exactly what the same computation gives on 
 pooled rows, so encoders fitted from the combined aggregate equal pooled encoders
 (:func:`combine_feature_stats`), and no row ever leaves a bank.
 
+Only a column's regular values enter its aggregates: a missing value (NaN, where the
+schema allows them) or a special code is left out, so a row adds at most one count to
+each feature's histogram (none when its value is missing or special) and the count
+differs between features. The encoders give missing values and special codes bins of
+their own (:mod:`credit.encoding`).
+
 A bank under a privacy budget adds noise to its histograms (and derives its moments
 from them), so histograms hold real numbers; they are clipped at zero only after
 summing (:func:`settle_noisy`), which keeps the sum unbiased where the banks' noise
@@ -34,6 +40,8 @@ __all__ = [
     "grid_edges",
     "merge_cells",
     "numeric_inputs",
+    "raw_values",
+    "regular_values",
     "settle_noisy",
     "spread_cells",
     "stats_from_histogram",
@@ -52,6 +60,19 @@ def transform_values(values: NDArray[np.float64], transform: Transform) -> NDArr
     return np.asarray(values, dtype=np.float64)
 
 
+def raw_values(values: NDArray[np.float64], transform: Transform) -> NDArray[np.float64]:
+    """The inverse of :func:`transform_values`: transformed values back in raw units."""
+    if transform is Transform.ASINH:
+        return np.asarray(np.sinh(values), dtype=np.float64)
+    return np.asarray(values, dtype=np.float64)
+
+
+def regular_values(values: NDArray[np.float64], feature: NumericFeature) -> NDArray[np.bool_]:
+    """Which raw values are regular: neither missing (NaN) nor one of the special codes."""
+    regular: NDArray[np.bool_] = ~np.isnan(values) & ~np.isin(values, feature.special)
+    return regular
+
+
 def grid_edges(feature: NumericFeature, grid_bins: int) -> NDArray[np.float64]:
     """Equal-width grid edges in transformed space spanning the public bounds."""
     low, high = transform_values(np.array([feature.min, feature.max]), feature.transform)
@@ -65,7 +86,7 @@ class NumericStats:
     Attributes
     ----------
     count : int
-        Number of values.
+        Number of regular values (missing values and special codes excluded).
     total : float
         Sum of transformed values.
     total_squares : float
@@ -94,12 +115,14 @@ class NumericStats:
 
     @property
     def mean(self) -> float:
-        """Mean of the transformed values."""
-        return self.total / self.count
+        """Mean of the transformed values (0 when there are none)."""
+        return self.total / self.count if self.count > 0 else 0.0
 
     @property
     def std(self) -> float:
-        """Population standard deviation of the transformed values."""
+        """Population standard deviation of the transformed values (0 when there are none)."""
+        if self.count <= 0:
+            return 0.0
         variance = max(self.total_squares / self.count - self.mean**2, 0.0)
         return float(np.sqrt(variance))
 
@@ -164,6 +187,9 @@ def compute_feature_stats(
 ) -> FeatureStats:
     """Aggregate one bank's numeric model inputs (its training rows only).
 
+    Only regular values count (:func:`regular_values`): missing values and special
+    codes are left out of every aggregate.
+
     Parameters
     ----------
     frame : pandas.DataFrame
@@ -178,7 +204,8 @@ def compute_feature_stats(
     for feature in schema.numeric:
         if feature.name not in inputs:
             continue
-        values = transform_values(frame[feature.name].to_numpy(dtype=np.float64), feature.transform)
+        raw = frame[feature.name].to_numpy(dtype=np.float64)
+        values = transform_values(raw[regular_values(raw, feature)], feature.transform)
         histogram, _ = np.histogram(values, bins=grid_edges(feature, grid_bins))
         numeric[feature.name] = NumericStats(
             count=int(values.size),

@@ -1,30 +1,40 @@
 """Load a bank's CSV file (plain or gzip) and validate it against the dataset schema.
 
-Validation runs entirely at the bank: nothing here talks to the network. The first
-problem found raises a :class:`~credit.errors.SchemaError` naming the file, the
-column, the first offending row (1-based data row; the header is row 0) and a hint.
+Validation runs entirely at the bank: nothing here talks to the network.
+:func:`check_bank_csv` counts every violation (see :mod:`credit.validation`);
+:func:`load_bank_csv` raises one :class:`~credit.errors.SchemaError` line for the
+first of them (file, column, first row, how many rows and a hint) and names the
+command that lists them all. A file that cannot be read as CSV at all (missing,
+empty, corrupt gzip, the wrong delimiter) raises at once.
 """
 
 from __future__ import annotations
 
+import csv
 import gzip
 import re
 import zlib
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from credit.errors import SchemaError
-from credit.schema import CategoricalFeature, DatasetSchema, NumericFeature, UnexpectedColumns
+from credit.schema import DatasetSchema, UnexpectedColumns
+from credit.validation import (
+    CheckedColumn,
+    ColumnViolation,
+    ValidationReport,
+    check_categorical,
+    check_ids,
+    check_numeric,
+    check_target,
+)
 
-__all__ = ["BankData", "load_bank_csv"]
+__all__ = ["BankData", "CheckedFile", "check_bank_csv", "load_bank_csv"]
 
 _GZIP_MAGIC = b"\x1f\x8b"
-_NAN_SPELLINGS = frozenset({"", "nan", "na", "n/a", "null", "none", "-nan"})
-_INF_SPELLINGS = frozenset({"inf", "+inf", "-inf", "infinity", "+infinity", "-infinity"})
+_OTHER_DELIMITERS = {";": "';'", "\t": "tab", "|": "'|'"}
 
 
 @dataclass(frozen=True)
@@ -36,7 +46,11 @@ class BankData:
     frame : pandas.DataFrame
         The schema's columns, in schema order, typed: numeric features as float64,
         integer-coded categoricals as int64, string categoricals as str, the target
-        as int64 in {0, 1}.
+        as int64 in {0, 1}. In a column whose schema entry allows missing values a
+        missing value is NaN (``pandas.isna``): numeric columns stay float64,
+        integer-coded categoricals become float64 (whole numbers that compare equal
+        to their integer levels), string categoricals hold NaN among their strings.
+        A numeric column's special codes are kept as the numbers they are.
     source : pathlib.Path
         The file it came from.
     warnings : tuple of str
@@ -51,6 +65,14 @@ class BankData:
     def n_rows(self) -> int:
         """Number of data rows."""
         return len(self.frame)
+
+
+@dataclass(frozen=True)
+class CheckedFile:
+    """A bank file's validation report and, when it has no violation, its data."""
+
+    report: ValidationReport
+    data: BankData | None
 
 
 def load_bank_csv(path: Path | str, schema: DatasetSchema) -> BankData:
@@ -71,33 +93,82 @@ def load_bank_csv(path: Path | str, schema: DatasetSchema) -> BankData:
     Raises
     ------
     SchemaError
-        On the first violation: missing or unexpected column, non-numeric value,
-        NaN or infinity, value out of bounds, non-integer where integers are
-        required, unknown category level, non-binary target, duplicate id, too few
-        rows, empty file, unreadable gzip.
+        One line for the first violation (missing or unexpected column, non-numeric
+        value, missing value where the schema refuses them, infinity, value out of
+        bounds, non-integer where integers are required, unknown category level,
+        non-binary target, empty or duplicate id, too few rows), with its count and
+        first rows, naming ``fedcredit participant check FILE`` for the full list;
+        or at once for an empty file, unreadable gzip or the wrong delimiter.
+    """
+    checked = check_bank_csv(path, schema)
+    if checked.data is None:
+        raise checked.report.error()
+    return checked.data
+
+
+def check_bank_csv(path: Path | str, schema: DatasetSchema) -> CheckedFile:
+    """Read one bank's CSV file and count every violation of the schema.
+
+    Parameters
+    ----------
+    path : pathlib.Path or str
+        A ``.csv`` file, gzip-compressed or not.
+    schema : DatasetSchema
+        The consortium's dataset contract.
+
+    Returns
+    -------
+    CheckedFile
+        The report of every violation; the typed data when there is none.
+
+    Raises
+    ------
+    SchemaError
+        The file cannot be read as a CSV file with the schema's columns at all: not
+        found, empty, unreadable gzip, not CSV, or a header of one column where the
+        schema expects more (the likely delimiter named).
     """
     source = Path(path)
-    raw = _read_strings(source)
-    warnings = _check_columns(raw, schema, source)
-    typed: dict[str, pd.Series] = {}
-    if schema.id_column:
-        typed[schema.id_column] = _check_ids(raw[schema.id_column], schema.id_column, source)
-    for feature in schema.numeric:
-        typed[feature.name] = _check_numeric(raw[feature.name], feature, source)
-    for categorical in schema.categorical:
-        typed[categorical.name] = _check_categorical(raw[categorical.name], categorical, source)
-    typed[schema.target] = _check_target(raw[schema.target], schema.target, source)
+    raw = _read_strings(source, schema)
+    header, warnings = _check_columns(raw, schema, source)
+    checked = _check_cells(raw, schema)
+    violations = [*header, *(v for column in checked.values() for v in column.violations)]
     if len(raw) < schema.min_rows:
-        raise SchemaError(
-            f"only {len(raw)} data rows; the schema requires at least {schema.min_rows}",
-            file=source,
-            hint="too few rows to train on; pool more history or join a later round",
+        violations.append(
+            ColumnViolation(
+                None,
+                f"only {len(raw)} data rows; the schema requires at least {schema.min_rows}",
+                len(raw),
+                (),
+                "too few rows to train on; pool more history or join a later round",
+            )
         )
-    frame = pd.DataFrame(typed, columns=list(schema.columns))
-    return BankData(frame=frame, source=source, warnings=tuple(warnings))
+    report = ValidationReport(source, tuple(violations), tuple(warnings))
+    if not report.ok:
+        return CheckedFile(report, None)
+    frame = pd.DataFrame(
+        {name: column.values for name, column in checked.items()}, columns=list(schema.columns)
+    )
+    return CheckedFile(report, BankData(frame=frame, source=source, warnings=tuple(warnings)))
 
 
-def _read_strings(source: Path) -> pd.DataFrame:
+def _check_cells(raw: pd.DataFrame, schema: DatasetSchema) -> dict[str, CheckedColumn]:
+    """Check every schema column the file has, in schema order."""
+    checked: dict[str, CheckedColumn] = {}
+    if schema.id_column and schema.id_column in raw:
+        checked[schema.id_column] = check_ids(raw[schema.id_column], schema.id_column)
+    for feature in schema.numeric:
+        if feature.name in raw:
+            checked[feature.name] = check_numeric(raw[feature.name], feature)
+    for categorical in schema.categorical:
+        if categorical.name in raw:
+            checked[categorical.name] = check_categorical(raw[categorical.name], categorical)
+    if schema.target in raw:
+        checked[schema.target] = check_target(raw[schema.target], schema.target)
+    return checked
+
+
+def _read_strings(source: Path, schema: DatasetSchema) -> pd.DataFrame:
     """Read every cell as a string so that each later check can point at its row."""
     if not source.is_file():
         raise SchemaError("file not found", file=source, hint="check the path to the data file")
@@ -105,12 +176,14 @@ def _read_strings(source: Path) -> pd.DataFrame:
         head = handle.read(2)
     if not head:
         raise SchemaError("file is empty", file=source, hint="export the data again")
+    compressed = head == _GZIP_MAGIC
     try:
+        _check_delimiter(_header_line(source, compressed=compressed), schema, source)
         frame = pd.read_csv(
             source,
             dtype=str,
             keep_default_na=False,
-            compression="gzip" if head == _GZIP_MAGIC else None,
+            compression="gzip" if compressed else None,
             skipinitialspace=True,
         )
     except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
@@ -134,163 +207,60 @@ def _read_strings(source: Path) -> pd.DataFrame:
     return frame
 
 
-def _check_columns(raw: pd.DataFrame, schema: DatasetSchema, source: Path) -> list[str]:
+def _header_line(source: Path, *, compressed: bool) -> str:
+    """The file's first line, decoded leniently (only its delimiters matter)."""
+    opener = gzip.open if compressed else open
+    with opener(source, "rb") as handle:
+        first: bytes = handle.readline()
+    return first.decode("utf-8", errors="replace").strip()
+
+
+def _check_delimiter(header: str, schema: DatasetSchema, source: Path) -> None:
+    """Refuse a header of one column where the schema expects more, naming the delimiter."""
+    fields = next(csv.reader([header]), [])
+    if len(fields) != 1 or len(schema.columns) == 1:
+        return
+    seen = [name for delimiter, name in _OTHER_DELIMITERS.items() if delimiter in header]
+    guess = f" (it looks {seen[0]}-separated)" if seen else ""
+    raise SchemaError(
+        f"the header has one column: is the file comma-separated?{guess}",
+        file=source,
+        row=0,
+        hint=f"the schema '{schema.name}' expects {len(schema.columns)} columns; "
+        "export the file again with ',' as the delimiter",
+    )
+
+
+def _check_columns(
+    raw: pd.DataFrame, schema: DatasetSchema, source: Path
+) -> tuple[list[ColumnViolation], list[str]]:
+    """Missing and (under ``unexpected_columns = "error"``) unexpected columns; warnings."""
     present = list(raw.columns)
-    for column in schema.columns:
-        if column not in present:
-            raise SchemaError(
-                "missing column",
-                file=source,
-                column=column,
-                row=0,
-                hint=f"the schema '{schema.name}' requires it; add it or use the right schema",
-            )
+    violations = [
+        ColumnViolation(
+            column,
+            "missing column",
+            1,
+            (0,),
+            f"the schema '{schema.name}' requires it; add it or use the right schema",
+        )
+        for column in schema.columns
+        if column not in present
+    ]
     warnings = []
     for column in present:
         if column in schema.columns:
             continue
         if schema.unexpected_columns is UnexpectedColumns.ERROR:
-            raise SchemaError(
-                "unexpected column not declared in the schema",
-                file=source,
-                column=column,
-                row=0,
-                hint='drop it from the file, or set unexpected_columns = "warn" in the schema',
+            violations.append(
+                ColumnViolation(
+                    column,
+                    "unexpected column not declared in the schema",
+                    1,
+                    (0,),
+                    'drop it from the file, or set unexpected_columns = "warn" in the schema',
+                )
             )
-        warnings.append(f"{source}, column '{column}': not in the schema; ignored")
-    return warnings
-
-
-Check = tuple[np.ndarray, Callable[[int], str], str]
-"""A boolean mask of offending rows, the problem for a row, and the hint."""
-
-
-def _raise_first(checks: list[Check], column: str, source: Path) -> None:
-    """Raise for the earliest row any check flags (ties: the first check listed)."""
-    found = [
-        (int(np.flatnonzero(mask)[0]), i) for i, (mask, _, _) in enumerate(checks) if mask.any()
-    ]
-    if found:
-        row, index = min(found)
-        _, problem, hint = checks[index]
-        raise SchemaError(problem(row), file=source, column=column, row=row + 1, hint=hint)
-
-
-def _parse_numbers(values: pd.Series) -> tuple[pd.Series, list[Check]]:
-    """Parse strings to float64 (NaN where unusable) and list the parse problems by row."""
-    text = values.str.strip()
-    lowered = text.str.lower()
-    missing = lowered.isin(_NAN_SPELLINGS).to_numpy()
-    infinite = lowered.isin(_INF_SPELLINGS).to_numpy()
-    numbers = pd.to_numeric(text.where(~(missing | infinite), ""), errors="coerce")
-    finite = np.isfinite(numbers.to_numpy(dtype=float, na_value=np.nan))
-    checks: list[Check] = [
-        (
-            missing,
-            lambda row: f"missing value (NaN) '{values.iloc[row]}'",
-            "fill or drop incomplete records before training",
-        ),
-        (
-            infinite,
-            lambda row: f"infinite value '{values.iloc[row]}'",
-            "replace it with a finite value within the schema's bounds",
-        ),
-        (
-            ~(missing | infinite | finite),
-            lambda row: f"non-numeric value '{values.iloc[row]}'",
-            "numeric columns take plain numbers such as 1250 or -3.5",
-        ),
-    ]
-    return numbers.astype("float64").where(finite), checks
-
-
-def _shown(values: pd.Series, row: int) -> str:
-    return str(values.iloc[row]).strip()
-
-
-def _check_numeric(values: pd.Series, feature: NumericFeature, source: Path) -> pd.Series:
-    numbers, checks = _parse_numbers(values)
-    array = numbers.to_numpy()
-    usable = np.isfinite(array)
-    if feature.integer:
-        checks.append(
-            (
-                usable & (array != np.round(array)),
-                lambda row: f"value '{_shown(values, row)}' is not a whole number",
-                "the schema declares this column integer",
-            )
-        )
-    checks.append(
-        (
-            usable & ((array < feature.min) | (array > feature.max)),
-            lambda row: (
-                f"value '{_shown(values, row)}' outside the declared bounds "
-                f"[{feature.min:.15g}, {feature.max:.15g}]"
-            ),
-            "correct the record, or agree wider public bounds in the schema",
-        )
-    )
-    _raise_first(checks, feature.name, source)
-    return numbers
-
-
-def _check_categorical(values: pd.Series, feature: CategoricalFeature, source: Path) -> pd.Series:
-    levels = ", ".join(str(level) for level in feature.levels)
-    if feature.is_integer:
-        numbers, checks = _parse_numbers(values)
-        array = numbers.to_numpy()
-        unknown = np.isfinite(array) & ~np.isin(array, np.asarray(feature.levels, dtype=float))
-    else:
-        checks = []
-        parsed = values.str.strip()
-        unknown = ~parsed.isin(feature.levels).to_numpy()
-    checks.append(
-        (
-            unknown,
-            lambda row: f"unknown category level '{values.iloc[row]}'; declared levels: {levels}",
-            "map it to a declared level, or add the level to the schema",
-        )
-    )
-    _raise_first(checks, feature.name, source)
-    return numbers.astype("int64") if feature.is_integer else parsed
-
-
-def _check_target(values: pd.Series, column: str, source: Path) -> pd.Series:
-    numbers, checks = _parse_numbers(values)
-    array = numbers.to_numpy()
-    checks.append(
-        (
-            np.isfinite(array) & ~np.isin(array, [0.0, 1.0]),
-            lambda row: f"non-binary target value '{values.iloc[row]}'",
-            "the target must be 0 (repaid) or 1 (defaulted)",
-        )
-    )
-    _raise_first(checks, column, source)
-    return numbers.astype("int64")
-
-
-def _first(mask: np.ndarray) -> int:
-    """Index of the first True of a boolean mask (the caller knows one exists)."""
-    return int(np.flatnonzero(mask)[0])
-
-
-def _check_ids(values: pd.Series, column: str, source: Path) -> pd.Series:
-    ids = values.str.strip()
-    empty = (ids == "").to_numpy()
-    if empty.any():
-        row = _first(empty)
-        raise SchemaError(
-            "empty id", file=source, column=column, row=row + 1, hint="every record needs an id"
-        )
-    duplicated = ids.duplicated().to_numpy()
-    if duplicated.any():
-        row = _first(duplicated)
-        first_seen = _first((ids == ids.iloc[row]).to_numpy())
-        raise SchemaError(
-            f"duplicate id '{ids.iloc[row]}' (first seen at row {first_seen + 1})",
-            file=source,
-            column=column,
-            row=row + 1,
-            hint="each customer record must appear once; deduplicate the export",
-        )
-    return ids
+        else:
+            warnings.append(f"{source}, column '{column}': not in the schema; ignored")
+    return violations, warnings

@@ -7,8 +7,9 @@ Three schemes, each deterministic given its seed:
   Dirichlet(alpha), so small ``alpha`` gives banks very different default rates and
   sizes (Hsu, Qi and Brown 2019, "Measuring the effects of non-identical data
   distribution for federated visual classification");
-* ``column``: one bank per value of a column (e.g. ``EDUCATION``), values holding
-  under 2 % of rows merged into one ``other`` bank.
+* ``column``: one bank per value of a column (e.g. ``EDUCATION``; missing values are
+  the value ``missing``), values holding under 2 % of rows merged into one ``other``
+  bank.
 """
 
 from __future__ import annotations
@@ -182,22 +183,30 @@ def _dirichlet(
 
 
 def _by_column(frame: pd.DataFrame, column: str | None) -> list[Partition]:
+    """One bank per value of ``column``; missing values (NaN) are one more value,
+    ``missing``; values under :data:`MINOR_VALUE_SHARE` of the rows merge into ``other``."""
     if column is None:
         raise ConfigError("--partition column needs --partition-column NAME", source="--partition")
     if column not in frame.columns:
         raise ConfigError(f"no column '{column}' in the data", source="--partition-column")
     values = frame[column].to_numpy()
-    levels, counts = np.unique(values, return_counts=True)
-    major = [
-        level
-        for level, count in zip(levels, counts, strict=True)
-        if count / values.size >= MINOR_VALUE_SHARE
-    ]
-    partitions = [
-        Partition(f"{column}={level}", np.flatnonzero(values == level).astype(np.int64))
-        for level in major
-    ]
-    minor = ~np.isin(values, major)
+    missing = np.asarray(pd.isna(values), dtype=bool)
+    levels = np.unique(values[~missing])
+    groups = [(_level_text(level), ~missing & (values == level)) for level in levels]
+    groups.append(("missing", missing))
+    partitions, minor = [], np.zeros(values.size, dtype=bool)
+    for name, rows in groups:
+        if rows.sum() / values.size >= MINOR_VALUE_SHARE:
+            partitions.append(Partition(f"{column}={name}", np.flatnonzero(rows).astype(np.int64)))
+        else:
+            minor |= rows
     if minor.any():
         partitions.append(Partition(f"{column}=other", np.flatnonzero(minor).astype(np.int64)))
     return partitions
+
+
+def _level_text(level: object) -> str:
+    """A value as a bank name shows it: ``2`` for an integer level held as the float 2.0."""
+    if isinstance(level, float | np.floating) and float(level).is_integer():
+        return str(int(level))
+    return str(level)

@@ -17,6 +17,7 @@ import functools
 import hashlib
 import hmac
 import json
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -177,16 +178,24 @@ def record_keys(frame: pd.DataFrame, schema: DatasetSchema) -> list[bytes]:
 
     The canonical content is the JSON object of every schema column in schema order,
     each value in the type the schema gives it (numbers as Python's shortest float or
-    integer text, levels as text): it depends on the row alone, not on the other rows.
+    integer text, levels as text, a missing value as ``null``): it depends on the row
+    alone, not on the other rows.
     """
     if schema.id_column:
         return [str(record_id).encode() for record_id in frame[schema.id_column].tolist()]
     columns = schema.columns
-    values = (frame[column].tolist() for column in columns)
+    values = ([_json_value(v) for v in frame[column].tolist()] for column in columns)
     return [
-        json.dumps(dict(zip(columns, row, strict=True)), separators=(",", ":")).encode()
+        json.dumps(
+            dict(zip(columns, row, strict=True)), separators=(",", ":"), allow_nan=False
+        ).encode()
         for row in zip(*values, strict=True)
     ]
+
+
+def _json_value(value: object) -> object:
+    """A cell as standard JSON holds it: a missing value (NaN) as None (``null``)."""
+    return None if isinstance(value, float) and math.isnan(value) else value
 
 
 def split_digest(held_out_tags: Iterable[bytes], fraction: float) -> str:

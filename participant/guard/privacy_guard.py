@@ -6,8 +6,9 @@ simulation) answers every release about its training records through a
 
 1. At set-up (federated feature statistics only), feature histograms are released
    with Gaussian noise on at most ``max_bins`` coarse cells per feature (the bank's
-   :class:`~participant.guard.settings.SetupReleasePolicy`; one record moves one count
-   in each of the F histograms: L2 sensitivity sqrt(F)). The release's noise
+   :class:`~participant.guard.settings.SetupReleasePolicy`; one record moves at most
+   one count in each of the F histograms, none where its value is missing or a
+   special code: L2 sensitivity sqrt(F)). The release's noise
    multiplier is calibrated so that it alone costs ``budget_share * max_epsilon``;
    the noise multiplier for DP-SGD is then calibrated so that the planned rounds,
    composed with that release, spend at most ``max_epsilon``. The calibration is

@@ -8,8 +8,10 @@ cells between the schema's public bounds). A bank under a privacy budget release
    cells (:func:`~credit.feature_stats.coarse_cells`; the bank's
    :class:`~participant.guard.settings.SetupReleasePolicy`).
 2. Gaussian noise of standard deviation ``z * sqrt(F)`` added to every coarse count:
-   adding or removing one record moves one count in each of the F histograms, so the
-   L2 sensitivity of the release is sqrt(F) and this is the Gaussian mechanism with
+   adding or removing one record moves at most one count in each of the F histograms
+   (none in a histogram whose column it leaves missing or holds a special code in:
+   only regular values are counted), so the L2 sensitivity of the release is at most
+   sqrt(F) and this is the Gaussian mechanism with
    noise multiplier ``z`` (Mironov, CSF 2017, Proposition 7: RDP alpha / (2 z^2)),
    recorded as one ``gaussian-release`` event (q = 1, one step).
 3. Each noisy coarse count spread evenly over its grid cells, so the reply keeps the

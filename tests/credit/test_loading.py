@@ -13,8 +13,9 @@ import pandas as pd
 import pytest
 
 from credit.errors import SchemaError
-from credit.loading import load_bank_csv
-from credit.schema import DatasetSchema, UnexpectedColumns
+from credit.loading import check_bank_csv, load_bank_csv
+from credit.schema import DatasetSchema, UnexpectedColumns, load_schema
+from tests.support.missing_data import write_blanked
 
 WriteCsv = Callable[..., Path]
 TARGET = "default_payment_next_month"
@@ -379,3 +380,208 @@ def test_file_not_found(tmp_path: Path, schema: DatasetSchema) -> None:
     path = tmp_path / "nowhere" / "bank.csv"
 
     _assert_file_level(path, schema, match="file not found")
+
+
+# --- every violation, counted ------------------------------------------------------------
+
+
+def test_every_violation_is_counted_column_by_column(
+    write_bank_csv: WriteCsv, schema: DatasetSchema
+) -> None:
+    path = write_bank_csv(120)
+    _set_cells(path, "LIMIT_BAL", {12: "abc", 5: "xyz", 7: "", 30: "?"})
+    _set_cells(path, "AGE", {9: "30.5", 3: "150", 40: "12"})
+    _set_cells(path, "SEX", {10: "3"})
+    _set_cells(path, TARGET, {2: "2"})
+    _edit(path, lambda raw: raw.insert(3, "INCOME", "1000"))
+
+    checked = check_bank_csv(path, schema)
+
+    assert checked.data is None
+    report = checked.report
+    assert not report.ok
+    found = [(v.column, v.problem, v.count, v.rows) for v in report.violations]
+    assert found == [
+        ("INCOME", "unexpected column not declared in the schema", 1, (0,)),
+        ("LIMIT_BAL", "non-numeric value 'xyz'", 3, (5, 12, 30)),
+        ("LIMIT_BAL", "missing value (NaN) ''", 1, (7,)),
+        ("AGE", "value '150' outside the declared bounds [18, 100]", 2, (3, 40)),
+        ("AGE", "value '30.5' is not a whole number", 1, (9,)),
+        ("SEX", "unknown category level '3'; declared levels: 1, 2", 1, (10,)),
+        (TARGET, "non-binary target value '2'", 1, (2,)),
+    ]
+    assert report.columns == ("INCOME", "LIMIT_BAL", "AGE", "SEX", TARGET)
+    assert report.summary() == "7 problems in 5 columns; fix the file and check it again"
+    assert all(v.hint for v in report.violations)
+
+
+def test_the_load_error_names_count_first_rows_and_the_check_command(
+    write_bank_csv: WriteCsv, schema: DatasetSchema
+) -> None:
+    path = _set_cells(write_bank_csv(), "LIMIT_BAL", {12: "abc", 5: "xyz", 30: "?"})
+    _set_cells(path, "AGE", {3: "150"})
+
+    error = _assert_located(path, schema, column="LIMIT_BAL", row=5, match="non-numeric")
+
+    # The first column in schema order, its first kind of problem, then what lists them all.
+    assert str(error) == (
+        f"{path}, column 'LIMIT_BAL', row 5: non-numeric value 'xyz' in 3 rows (5, 12, 30) "
+        "(numeric columns take plain numbers such as 1250 or -3.5; "
+        f"`fedcredit participant check {path}` lists every problem (1 more))"
+    )
+
+
+def test_many_offending_rows_show_the_first_five(
+    write_bank_csv: WriteCsv, schema: DatasetSchema
+) -> None:
+    path = _set_cells(write_bank_csv(), "BILL_AMT2", {row: "n/a" for row in range(20, 9, -1)})
+
+    error = _assert_located(path, schema, column="BILL_AMT2", row=10, match="missing value")
+
+    assert "in 11 rows (10, 11, 12, 13, 14, …)" in str(error)
+    (violation,) = check_bank_csv(path, schema).report.violations
+    assert violation.rows_text == "10, 11, 12, 13, 14, …"
+
+
+def test_missing_columns_and_too_few_rows_are_all_listed(
+    write_bank_csv: WriteCsv, schema: DatasetSchema
+) -> None:
+    def drop(raw: pd.DataFrame) -> None:
+        del raw["AGE"], raw["PAY_3"]
+
+    path = _edit(write_bank_csv(schema.min_rows - 1), drop)
+
+    report = check_bank_csv(path, schema).report
+
+    assert [(v.column, v.problem, v.rows_text) for v in report.violations] == [
+        ("AGE", "missing column", "header"),
+        ("PAY_3", "missing column", "header"),
+        (None, f"only {schema.min_rows - 1} data rows; the schema requires at least 50", "-"),
+    ]
+    assert report.summary() == (
+        "3 problems in 2 columns and the file as a whole; fix the file and check it again"
+    )
+
+
+# --- missing values and special codes where the schema allows them ----------------------
+
+
+def test_blanked_file_loads_with_missing_values_as_nan(
+    tmp_path: Path, embedded_frame: pd.DataFrame
+) -> None:
+    blanked = write_blanked(tmp_path, embedded_frame, n_rows=2_000)
+    schema = load_schema(blanked.schema)
+
+    frame = load_bank_csv(blanked.data, schema).frame
+
+    limit = frame["LIMIT_BAL"].to_numpy()
+    np.testing.assert_array_equal(np.isnan(limit), blanked.missing_limit)
+    assert 0.17 < blanked.missing_limit.mean() < 0.23
+    np.testing.assert_array_equal(
+        limit[~blanked.missing_limit],
+        embedded_frame["LIMIT_BAL"].iloc[:2_000].to_numpy(dtype=float)[~blanked.missing_limit],
+    )
+    pay_2 = frame["PAY_2"]
+    assert pay_2.dtype == np.float64  # integer levels with missing values: whole floats
+    np.testing.assert_array_equal(pay_2.isna().to_numpy(), blanked.missing_pay_2)
+    original = embedded_frame["PAY_2"].iloc[:2_000].to_numpy()
+    assert (pay_2.to_numpy()[~blanked.missing_pay_2] == original[~blanked.missing_pay_2]).all()
+    assert frame["PAY_3"].dtype == np.int64  # refuses missing values: int64 as before
+    payment = frame["PAY_AMT1"].to_numpy()
+    for code, rows in blanked.special.items():
+        np.testing.assert_array_equal(payment == code, rows)
+        assert rows.sum() > 30
+
+
+@pytest.mark.parametrize("cell", ["", "NaN", "NA", "null", "N/A", "none"])
+def test_every_nan_spelling_is_a_missing_value_where_allowed(
+    tmp_path: Path, embedded_frame: pd.DataFrame, cell: str
+) -> None:
+    blanked = write_blanked(tmp_path, embedded_frame, n_rows=200)
+    schema = load_schema(blanked.schema)
+    _set_cells(blanked.data, "LIMIT_BAL", {4: cell})
+    _set_cells(blanked.data, "PAY_2", {4: cell})
+
+    frame = load_bank_csv(blanked.data, schema).frame
+
+    assert np.isnan(frame["LIMIT_BAL"].iloc[3]) and np.isnan(frame["PAY_2"].iloc[3])
+
+
+def test_missing_values_stay_refused_where_the_schema_refuses_them(
+    tmp_path: Path, embedded_frame: pd.DataFrame
+) -> None:
+    blanked = write_blanked(tmp_path, embedded_frame, n_rows=200)
+    first = int(np.flatnonzero(blanked.missing_limit)[0]) + 1
+
+    _assert_located(
+        blanked.data,
+        load_schema(),  # the embedded schema refuses them
+        column="LIMIT_BAL",
+        row=first,
+        match=rf"missing value \(NaN\) '' in {blanked.missing_limit.sum()} rows",
+    )
+
+
+def _string_levels_schema(*, missing: str) -> DatasetSchema:
+    return DatasetSchema.model_validate(
+        {
+            "name": "regions",
+            "target": "bad",
+            "min_rows": 1,
+            "numeric": [{"name": "x", "min": 0, "max": 10}],
+            "categorical": [
+                {"name": "region", "levels": ["north", "south", "NA"], "missing": missing}
+            ],
+        }
+    )
+
+
+def test_string_levels_keep_a_declared_na_level_and_nan_for_missing(tmp_path: Path) -> None:
+    path = tmp_path / "regions.csv"
+    path.write_text("x,region,bad\n1,north,0\n2,NA,1\n3,,0\n4, south,1\n5,null,0\n")
+
+    frame = load_bank_csv(path, _string_levels_schema(missing="allow")).frame
+
+    assert frame["region"].tolist()[:2] == ["north", "NA"]
+    assert frame["region"].isna().tolist() == [False, False, True, False, True]
+    assert frame["region"].iloc[3] == "south"
+    report = check_bank_csv(path, _string_levels_schema(missing="refuse")).report
+    assert [(v.problem, v.rows) for v in report.violations] == [("missing value (NaN) ''", (3, 5))]
+
+
+# --- the wrong delimiter ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("delimiter", "named"),
+    [
+        (";", " (it looks ';'-separated)"),
+        ("\t", " (it looks tab-separated)"),
+        ("|", " (it looks '|'-separated)"),
+        (" ", ""),
+    ],
+    ids=["semicolon", "tab", "pipe", "unknown"],
+)
+def test_a_header_of_one_column_asks_whether_the_file_is_comma_separated(
+    write_bank_csv: WriteCsv, schema: DatasetSchema, delimiter: str, named: str
+) -> None:
+    path = write_bank_csv(60)
+    raw = pd.read_csv(path, dtype=str)
+    raw["LIMIT_BAL"] = raw["LIMIT_BAL"] + ",5"  # decimal commas: pandas alone would stop here
+    raw.to_csv(path, index=False, sep=delimiter, quoting=3, escapechar="\\")
+
+    error = _load_error(path, schema, match="the header has one column")
+
+    assert str(error).startswith(
+        f"{path}, header row: the header has one column: is the file comma-separated?{named} ("
+    )
+    assert error.row == 0
+
+
+def test_a_gzip_file_with_the_wrong_delimiter_is_named_too(
+    write_bank_csv: WriteCsv, schema: DatasetSchema, tmp_path: Path
+) -> None:
+    path = tmp_path / "bank.csv.gz"
+    pd.read_csv(write_bank_csv(60)).to_csv(path, index=False, sep=";", compression="gzip")
+
+    _load_error(path, schema, match=r"is the file comma-separated\? \(it looks ';'-separated\)")

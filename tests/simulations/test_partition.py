@@ -230,3 +230,44 @@ def test_column_bank_below_min_rows_is_rejected(frame: pd.DataFrame) -> None:
         partition_rows(
             frame, target=TARGET, scheme=PartitionScheme.COLUMN, column="EDUCATION", min_rows=500
         )
+
+
+def test_column_with_missing_values_gives_them_a_bank_of_their_own(
+    frame: pd.DataFrame,
+) -> None:
+    """Missing values are one more value, ``missing``: before, NaN matched no level and
+    the NaN rows fell into ``other`` (or a bank of 0 rows when NaN was a major value)."""
+    values = frame["EDUCATION"].to_numpy(dtype=float)
+    missing = np.random.default_rng(0).random(values.size) < 0.1
+    values[missing] = np.nan
+    blanked = frame.assign(EDUCATION=values)  # float64 with NaN, as the loader gives it
+
+    partitions = partition_rows(
+        blanked, target=TARGET, scheme=PartitionScheme.COLUMN, column="EDUCATION"
+    )
+
+    assert [p.name for p in partitions] == [
+        "EDUCATION=1",
+        "EDUCATION=2",
+        "EDUCATION=3",
+        "EDUCATION=missing",
+        "EDUCATION=other",
+    ]
+    _assert_disjoint_cover(partitions, len(frame))
+    np.testing.assert_array_equal(partitions[3].rows, np.flatnonzero(missing))
+    np.testing.assert_array_equal(partitions[0].rows, np.flatnonzero(values == 1))
+    assert not np.isnan(values[partitions[-1].rows]).any()
+
+
+def test_rare_missing_values_merge_into_other(frame: pd.DataFrame) -> None:
+    values = frame["MARRIAGE"].to_numpy(dtype=float)
+    values[[5, 50, 500]] = np.nan
+    blanked = frame.assign(MARRIAGE=values)
+
+    partitions = partition_rows(
+        blanked, target=TARGET, scheme=PartitionScheme.COLUMN, column="MARRIAGE"
+    )
+
+    assert [p.name for p in partitions] == ["MARRIAGE=1", "MARRIAGE=2", "MARRIAGE=other"]
+    assert {5, 50, 500} <= set(partitions[-1].rows.tolist())
+    _assert_disjoint_cover(partitions, len(frame))

@@ -16,7 +16,7 @@ from flwr.app import MessageType, RecordDict
 
 from credit.loading import load_bank_csv
 from credit.messages import Task
-from credit.schema import DatasetSchema
+from credit.schema import DatasetSchema, load_schema
 from participant.contract import GuardReply, GuardRequest, encode_content
 from participant.guard.bank import held_out_rows, prepare_bank, record_keys
 from participant.guard.bank_guard import BankGuard
@@ -35,6 +35,7 @@ from tests.participant.guard.bank_messages import (
     round_content,
     run_instructions,
 )
+from tests.support.missing_data import write_blanked
 
 
 def _without_ids(schema: DatasetSchema) -> DatasetSchema:
@@ -282,3 +283,28 @@ def test_the_salt_never_leaves_the_guard(
     for blob in carried:
         for needle in (salt.encode(), salt.upper().encode(), bytes.fromhex(salt)):
             assert needle not in blob
+
+
+def test_records_with_missing_values_have_standard_keys_and_a_stable_side(
+    tmp_path: Path, embedded_frame: pd.DataFrame
+) -> None:
+    """Without ids a record's key is its content: a missing value is ``null`` in it, and
+    the record's side of the split still depends on that record alone."""
+    blanked = write_blanked(tmp_path, embedded_frame, n_rows=800)
+    bank_schema = _without_ids(load_schema(blanked.schema))
+    rows = blanked.frame.drop(columns="ID")
+    frame = _loaded(tmp_path / "a.csv", rows, bank_schema)
+
+    keys = record_keys(frame, bank_schema)
+
+    first = int(np.flatnonzero(blanked.missing_limit & blanked.missing_pay_2)[0])
+    content = json.loads(keys[first])
+    assert content["LIMIT_BAL"] is None and content["PAY_2"] is None
+    assert b"NaN" not in b"".join(keys)
+    assert len(set(keys)) == len(keys)
+    holdout = hold_out()
+    before = _side_of_each_record(frame, bank_schema, holdout)
+    fewer = _side_of_each_record(
+        _loaded(tmp_path / "b.csv", rows.iloc[100:], bank_schema), bank_schema, holdout
+    )
+    assert fewer == {key: before[key] for key in fewer}
