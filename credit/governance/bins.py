@@ -18,10 +18,9 @@ from itertools import pairwise
 
 import numpy as np
 
-__all__ = ["MISSING_LABEL", "BinKind", "BinLayout", "interval_labels"]
+from credit.encoding import MISSING_LABEL
 
-MISSING_LABEL = "missing"
-"""Label of the missing-value bin."""
+__all__ = ["MISSING_LABEL", "BinKind", "BinLayout", "interval_labels"]
 
 
 class BinKind(StrEnum):

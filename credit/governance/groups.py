@@ -19,11 +19,13 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
+from credit.encoding import MISSING_LABEL
 from credit.schema import CategoricalFeature, DatasetSchema
 
 __all__ = ["MISSING_GROUP", "Grouping", "protected_groupings"]
 
-MISSING_GROUP = "missing"
+MISSING_GROUP = MISSING_LABEL
+"""The group of a missing value: the label of the bin layout's missing bin."""
 
 
 @dataclass(frozen=True)
