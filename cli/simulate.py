@@ -3,7 +3,9 @@
 The flags become one :class:`~credit.run_config.RunConfig` (and, with ``--epsilon``
 or ``--budgets``, a budget per simulated bank); the data set is validated and split
 into banks (or, with ``--bank-data``, every bank's own file is validated) before
-Flower's Simulation Engine starts, so bad input costs seconds.
+Flower's Simulation Engine starts, so bad input costs seconds. With ``--folds K`` the
+command runs a K-fold cross-validation over customers
+(:mod:`simulations.cross_validation`): K such simulations, one per fold.
 Torch, Flower and the engine are imported only when the command runs.
 """
 
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -27,7 +30,9 @@ from simulations.settings import SIMULATION_FILE, PartitionScheme, PartitionSett
 
 if TYPE_CHECKING:
     from coordinator.app.run_files import RunFiles
+    from participant.guard.settings import Fold
     from simulations.budgets import BudgetPolicy
+    from simulations.cross_validation import CrossValidation, FoldResult, MetricSummary
     from simulations.engine import SimulationPlan
 
 __all__ = ["simulate"]
@@ -122,6 +127,16 @@ EvaluateEvery = Annotated[
 Cpus = Annotated[
     int | None, typer.Option(min=1, help="CPUs for the simulation engine (default: all).")
 ]
+Folds = Annotated[
+    int | None,
+    typer.Option(
+        help="K-fold cross-validation over customers (K >= 2): K runs one after another, "
+        "run k in OUT/fold-<k>/ with every bank holding out the customers whose hold-out "
+        "value falls in [k/K, (k+1)/K); mean and sample sd (ddof=1) of every final metric "
+        "in OUT/metrics.json. With budgets, every run spends its own budget.",
+        show_default=False,
+    ),
+]
 
 _SPLIT_FLAGS = {
     "data": "--data",
@@ -135,6 +150,11 @@ _GIVEN = (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT, ParameterSou
 
 _METRICS = ("auc", "ks", "gini", "brier", "log_loss", "accuracy", "f1")
 _METRIC_HEADERS = ("AUC", "KS", "Gini", "Brier", "log loss", "accuracy", "F1")
+_METRIC_NAMES = dict(zip(_METRICS, _METRIC_HEADERS, strict=True)) | {
+    "f1_threshold": "F1 cut-off",
+    "n_rows": "held-out rows",
+    "default_rate": "default rate",
+}
 
 
 def simulate(
@@ -165,6 +185,7 @@ def simulate(
     dropout_rate: DropoutRate = 0.0,
     evaluate_every: EvaluateEvery = None,
     cpus: Cpus = None,
+    folds: Folds = None,
 ) -> None:
     """Train a shared model across simulated banks with Flower's Simulation Engine."""
     started = time.monotonic()
@@ -199,8 +220,15 @@ def simulate(
             data, partition, alpha, partition_column
         )
         budgets_of_banks = _budget_policy(epsilon, delta, budgets)
-        plan = _plan(config, banks, banks_from, budgets_of_banks, dropout_rate)
-        files = _run(plan, cpus)
+
+        def plan_fold(config: RunConfig, fold: Fold | None) -> SimulationPlan:
+            return _plan(config, banks, banks_from, budgets_of_banks, dropout_rate, fold)
+
+        if folds is not None:
+            cross_validation = _cross_validate(config, folds, plan_fold, cpus)
+            _show_cross_validation(cross_validation, out, time.monotonic() - started)
+            return
+        files = _run(plan_fold(config, None), cpus)
     _show_summary(files.metrics, time.monotonic() - started)
     say(
         f"metrics:    {files.metrics}",
@@ -242,8 +270,12 @@ def _plan(
     banks_from: PartitionSettings | list[Path],
     budgets: tuple[BudgetPolicy | None, str],
     dropout_rate: float,
+    fold: Fold | None,
 ) -> SimulationPlan:
-    """Validate and split the data into banks (or each bank's file), say which bank got what."""
+    """Validate and split the data into banks (or each bank's file), say which bank got what.
+
+    With ``fold``, every bank holds out that fold of a cross-validation.
+    """
     from simulations.engine import plan_bank_files, plan_simulation
 
     policy, policy_source = budgets
@@ -259,6 +291,7 @@ def _plan(
             budgets=policy,
             budget_source=policy_source,
             dropout_rate=dropout_rate,
+            fold=fold,
         )
     else:
         console.print(
@@ -270,6 +303,7 @@ def _plan(
             budgets=policy,
             budget_source=policy_source,
             dropout_rate=dropout_rate,
+            fold=fold,
         )
     for bank, part in zip(plan.banks, plan.partitions, strict=True):
         say(f"  {bank.bank_name:<18} {part.rows.size:>6,} rows  -> {bank.data_path}")
@@ -286,6 +320,37 @@ def _run(plan: SimulationPlan, cpus: int | None) -> RunFiles:
         on_round=lambda result, total: say(result.progress_line(total)),
         on_event=say,
         cpus=cpus,
+    )
+
+
+def _cross_validate(
+    config: RunConfig,
+    folds: int,
+    plan_fold: Callable[[RunConfig, Fold], SimulationPlan],
+    cpus: int | None,
+) -> CrossValidation:
+    """K simulations, one per fold, each announced before it starts and summed up after."""
+    from simulations.cross_validation import folds_of, run_cross_validation
+
+    count = len(folds_of(folds))  # refuses K < 2 before anything is planned
+
+    def announced(config: RunConfig, fold: Fold) -> SimulationPlan:
+        lower, upper = fold.bounds
+        say(
+            f"fold {fold.index} ({fold.index + 1} of {count}): every bank holds out the "
+            f"customers with hold-out value in [{lower:.4g}, {upper:.4g}) -> {config.out_dir}"
+        )
+        return plan_fold(config, fold)
+
+    def ended(result: FoldResult) -> None:
+        final = result.final
+        say(
+            f"fold {result.fold.index} ({result.fold.index + 1} of {count}) {result.status}: "
+            f"AUC {final['auc']:.4f}, KS {final['ks']:.4f}, Brier {final['brier']:.4f}"
+        )
+
+    return run_cross_validation(
+        config, folds, plan_fold=announced, run_fold=lambda plan: _run(plan, cpus), on_fold=ended
     )
 
 
@@ -311,6 +376,34 @@ def _budget_policy(
         spelled={"max_epsilon": "--epsilon", "delta": "--delta"},
     )
     return BudgetPolicy(default=budget), "--epsilon"
+
+
+def _show_cross_validation(cross_validation: CrossValidation, out: Path, seconds: float) -> None:
+    """Every final metric's mean ± sd over the folds, and each fold's value."""
+    count = cross_validation.folds
+    show_table(
+        f"Cross-validation: {count} folds ({seconds:.0f} s), mean ± sample sd (ddof=1)",
+        [
+            "metric",
+            Column("mean ± sd", justify="right"),
+            *(Column(f"fold {index}", justify="right") for index in range(count)),
+        ],
+        [_summary_row(name, summary) for name, summary in cross_validation.metrics.items()],
+    )
+    say(
+        f"metrics:    {out / 'metrics.json'} (cross_validation: mean, sd, per_fold)",
+        f"folds:      {out / 'fold-<k>'}/ (each a complete run: metrics.json, model/, ledgers)",
+    )
+
+
+def _summary_row(name: str, summary: MetricSummary) -> list[str]:
+    """A metric's row: its name, mean ± sd and each fold's value (row counts to 0.1)."""
+    decimals = 1 if name == "n_rows" else 4
+    return [
+        _METRIC_NAMES.get(name, name),
+        f"{summary.mean:.{decimals}f} ± {summary.sd:.{decimals}f}",
+        *(f"{value:.{decimals}f}" for value in summary.per_fold),
+    ]
 
 
 def _show_summary(metrics_path: Path, seconds: float) -> None:

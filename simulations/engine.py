@@ -47,7 +47,7 @@ from credit.schema import load_schema
 from deploy.flower_env import set_offline_defaults
 from participant.guard.in_process import InProcessLink, guard_for
 from participant.guard.sessions import ContextSessions
-from participant.guard.settings import GuardSettings, HoldOut, SecAggPolicy
+from participant.guard.settings import Fold, GuardSettings, HoldOut, SecAggPolicy
 from participant.relay.client_app import make_relay_app
 from privacy.secagg.members import Member, MemberList, member_name
 from privacy.secagg.protocol import MIN_ROSTER
@@ -95,6 +95,9 @@ class SimulationPlan:
         The data set and how it was split, or the banks' own files.
     dropout_rate : float
         Chance a bank drops out of a round (see :mod:`simulations.dropouts`).
+    fold : Fold or None
+        The fold every bank holds out in a cross-validation
+        (:mod:`simulations.cross_validation`); None: the run's ``test_fraction``.
     """
 
     config: RunConfig
@@ -102,12 +105,14 @@ class SimulationPlan:
     partitions: tuple[Partition, ...]
     partition: PartitionSettings | BankFiles = field(default_factory=PartitionSettings)
     dropout_rate: float = 0.0
+    fold: Fold | None = None
 
     def document(self) -> dict[str, Any]:
         """What ``OUT/simulation.json`` records: how the consortium was simulated."""
         return {
             "partition": self.partition.model_dump(mode="json"),
             "dropout_rate": self.dropout_rate,
+            "fold": None if self.fold is None else self.fold.model_dump(),
             "banks": [
                 {
                     "name": bank.bank_name,
@@ -144,6 +149,7 @@ def plan_simulation(
     budgets: BudgetPolicy | None = None,
     budget_source: str = "--epsilon",
     dropout_rate: float = 0.0,
+    fold: Fold | None = None,
 ) -> SimulationPlan:
     """Validate the source data, split it into banks and write one file per bank.
 
@@ -152,29 +158,35 @@ def plan_simulation(
     data, IID into ``n_banks`` banks). With ``budgets``, every bank that has one
     trains with DP-SGD and keeps its ledger in ``OUT/ledgers/<bank>.jsonl``; ledgers
     left by an earlier simulation in the same folder are removed first, because the
-    simulated banks are new.
+    simulated banks are new. With ``fold`` (a cross-validation's, see
+    :mod:`simulations.cross_validation`), every bank holds out that fold of its
+    customers instead of the run's ``test_fraction``, which must be the fold's ``1/K``.
 
     Raises
     ------
     credit.errors.SchemaError
         The data file breaks the schema (names file, column and row).
     credit.errors.ConfigError
-        The partition settings cannot be met.
+        The partition settings cannot be met, or a bank has fewer rows than ``fold``
+        has folds.
     """
     _check_dropout_rate(dropout_rate)
+    _check_fold_fraction(config, fold)
     partition = partition or PartitionSettings()
     data = partition_data(
         partition, n_banks=n_banks, schema_file=config.schema_file, seed=config.seed
     )
+    _check_fold_count(fold, {part.name: int(part.rows.size) for part in data.partitions})
     config = _with_coordinator_key(_fitted_to(config, len(data.partitions)))
     if budgets is not None:
         budgets.check_banks([p.name for p in data.partitions], source=budget_source)
     plan = SimulationPlan(
         config=config,
-        banks=pinned_banks(_write_banks(data, config, budgets), config),
+        banks=pinned_banks(_write_banks(data, config, budgets, fold), config),
         partitions=tuple(data.partitions),
         partition=partition,
         dropout_rate=dropout_rate,
+        fold=fold,
     )
     _record(plan)
     return plan
@@ -187,6 +199,7 @@ def plan_bank_files(
     budgets: BudgetPolicy | None = None,
     budget_source: str = "--epsilon",
     dropout_rate: float = 0.0,
+    fold: Fold | None = None,
 ) -> SimulationPlan:
     """One simulated bank per file: validate every file, use them in place, record the plan.
 
@@ -196,6 +209,7 @@ def plan_bank_files(
     validated against the run's schema before anything is written. The plan goes to
     ``OUT/simulation.json``; with ``budgets``, every bank that has one keeps its
     ledger in ``OUT/ledgers/<bank>.jsonl`` (stale ledgers removed, as in
+    :func:`plan_simulation`). With ``fold``, every bank holds out that fold (as in
     :func:`plan_simulation`).
 
     Raises
@@ -204,9 +218,11 @@ def plan_bank_files(
         A file is missing or breaks the schema (names file, column and row).
     credit.errors.ConfigError
         No file, two files naming the same bank, a budget for a bank that has no
-        file, or settings the consortium cannot meet.
+        file, settings the consortium cannot meet, or a bank with fewer rows than
+        ``fold`` has folds.
     """
     _check_dropout_rate(dropout_rate)
+    _check_fold_fraction(config, fold)
     paths = [Path(file) for file in files]
     names = _bank_names(paths)
     config = _with_coordinator_key(_fitted_to(config, len(paths)))
@@ -215,6 +231,7 @@ def plan_bank_files(
     schema_path = Path(config.schema_file) if config.schema_file else None
     schema = load_schema(schema_path)
     n_rows = [load_bank_csv(path, schema).n_rows for path in paths]
+    _check_fold_count(fold, dict(zip(names, n_rows, strict=True)))
     out_dir = Path(config.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     ledgers_dir = _fresh_ledgers_dir(out_dir)
@@ -222,7 +239,9 @@ def plan_bank_files(
         config=config,
         banks=pinned_banks(
             tuple(
-                _guard_settings(name, path.absolute(), schema_path, config, budgets, ledgers_dir)
+                _guard_settings(
+                    name, path.absolute(), schema_path, config, budgets, ledgers_dir, fold
+                )
                 for name, path in zip(names, paths, strict=True)
             ),
             config,
@@ -233,6 +252,7 @@ def plan_bank_files(
         ),
         partition=BankFiles(files=tuple(str(path) for path in paths)),
         dropout_rate=dropout_rate,
+        fold=fold,
     )
     _record(plan)
     return plan
@@ -273,6 +293,31 @@ def _record(plan: SimulationPlan) -> None:
 def _check_dropout_rate(dropout_rate: float) -> None:
     if not 0.0 <= dropout_rate < 1.0:
         raise ConfigError(f"must be in [0, 1); got {dropout_rate}", source="--dropout-rate")
+
+
+def _check_fold_fraction(config: RunConfig, fold: Fold | None) -> None:
+    """A fold's run asks the banks for the fold's share, ``1/K``, and for nothing else."""
+    if fold is not None and config.test_fraction != fold.fraction:
+        raise ConfigError(
+            f"fold {fold.index} of {fold.count} holds out 1/{fold.count} of every bank's "
+            f"rows; the run's test-fraction is {config.test_fraction:g}: run it with "
+            f"test-fraction 1/{fold.count}",
+            source="--folds",
+        )
+
+
+def _check_fold_count(fold: Fold | None, rows: dict[str, int]) -> None:
+    """K folds need at least K rows at every bank (else a fold is empty there for sure)."""
+    if fold is None or not rows:
+        return
+    name, fewest = min(rows.items(), key=lambda item: item[1])
+    if fewest < fold.count:
+        fewer = f"use --folds {fewest} or fewer" if fewest >= 2 else "give it more rows"
+        raise ConfigError(
+            f"{fold.count} folds need at least {fold.count} rows at every bank; bank "
+            f"'{name}' has {fewest}: {fewer}",
+            source="--folds",
+        )
 
 
 def _with_coordinator_key(config: RunConfig) -> RunConfig:
@@ -357,13 +402,13 @@ def pinned_banks(banks: tuple[GuardSettings, ...], config: RunConfig) -> tuple[G
 
 
 def _write_banks(
-    data: PartitionedData, config: RunConfig, budgets: BudgetPolicy | None
+    data: PartitionedData, config: RunConfig, budgets: BudgetPolicy | None, fold: Fold | None
 ) -> tuple[GuardSettings, ...]:
     """One CSV per bank in ``OUT/banks/``, and each bank's guard settings.
 
     Every simulated bank holds out the run's ``test_fraction`` of its rows with a salt
     derived from the run's seed, so that simulations stay comparable with each other
-    and with a centralised run on the same customers.
+    and with a centralised run on the same customers (with ``fold``: that fold).
     """
     out_dir = Path(config.out_dir)
     banks_dir = out_dir / BANKS_DIR
@@ -374,7 +419,7 @@ def _write_banks(
         path = banks_dir / f"{_file_name(part.name)}.csv"
         data.frame.iloc[part.rows].to_csv(path, index=False)
         banks.append(
-            _guard_settings(part.name, path, data.schema_path, config, budgets, ledgers_dir)
+            _guard_settings(part.name, path, data.schema_path, config, budgets, ledgers_dir, fold)
         )
     return tuple(banks)
 
@@ -408,12 +453,14 @@ def _guard_settings(
     config: RunConfig,
     budgets: BudgetPolicy | None,
     ledgers_dir: Path,
+    fold: Fold | None = None,
 ) -> GuardSettings:
     """A simulated bank's guard settings: its file, budget, ledger, audit log and hold-out.
 
     Every simulated bank gets the same hold-out salt, derived from the simulation's
     seed (:meth:`HoldOut.for_simulation`): with the same seed, every split and the
-    centralised run hold out the same customers. Each simulated bank keeps a signed
+    centralised run hold out the same customers (with ``fold``, a cross-validation's:
+    the same fold of them). Each simulated bank keeps a signed
     audit log and its key in ``OUT/audit/<bank>.jsonl`` and ``.key`` (public key
     ``.pub``), as a real bank does: it signs its ledger summaries with that key, which
     ``fedcredit privacy verify OUT`` checks against ``OUT/audit/<bank>.pub``. Its
@@ -436,7 +483,7 @@ def _guard_settings(
         ledger_path=ledger,
         audit_log=audit_dir / f"{_file_name(name)}.jsonl",
         audit_key=audit_dir / f"{_file_name(name)}.key",
-        holdout=HoldOut.for_simulation(fraction=config.test_fraction, seed=config.seed),
+        holdout=HoldOut.for_simulation(fraction=config.test_fraction, seed=config.seed, fold=fold),
         secure_aggregation=SecAggPolicy(threshold_fraction=config.secagg_threshold_fraction),
     )
 

@@ -5,10 +5,12 @@ Each bank holds out a fraction of its own rows as its test split, fixed by the b
 record alone, keyed with the bank's secret salt (see :func:`held_out_rows`), so that
 every message of every run sees the same split, adding or removing a record never
 moves another one between train and test, and nobody without the salt can tell which
-records are held out. The split's digest (:func:`split_digest`) commits to it in the
-bank's privacy ledger. The guard loads and splits the rows once; splits and encoded
-matrices are also cached per process, so that a simulation's worker process, which
-serves many banks, loads each bank once.
+records are held out. (A simulation's K-fold cross-validation holds out one fold of
+the same values instead: :class:`~participant.guard.settings.Fold`.) The split's
+digest (:func:`split_digest`) commits to it in the bank's privacy ledger. The guard
+loads and splits the rows once; splits and encoded matrices are also cached per
+process, so that a simulation's worker process, which serves many banks, loads each
+bank once.
 """
 
 from __future__ import annotations
@@ -58,6 +60,11 @@ class HoldOutRule(Protocol):
     @property
     def key(self) -> bytes:
         """The bank's secret salt, the HMAC key of the rule."""
+        ...
+
+    @property
+    def bounds(self) -> tuple[float, float]:
+        """The held-out interval ``[lower, upper)`` of the records' HMAC values."""
         ...
 
 
@@ -133,7 +140,7 @@ def prepare_bank(source: BankSource, holdout: HoldOutRule) -> PreparedBank:
     schema = load_schema(source.schema_path)
     frame = load_bank_csv(source.data_path, schema).frame
     tags = _record_tags(record_keys(frame, schema), holdout.key)
-    is_test = _held_out(tags, holdout.fraction)
+    is_test = _held_out(tags, holdout.bounds)
     return PreparedBank(
         name=source.name,
         schema=schema,
@@ -169,8 +176,10 @@ def held_out_rows(
     record whichever bank holds it and however the data is partitioned, so federated
     and centralised runs with one salt are scored on the same customers; without ids the
     same holds for identical rows. Without the salt the split cannot be predicted.
+    A cross-validation's fold (:class:`~participant.guard.settings.Fold`) holds out the
+    records whose value falls in the fold's interval instead.
     """
-    return _held_out(_record_tags(record_keys(frame, schema), holdout.key), holdout.fraction)
+    return _held_out(_record_tags(record_keys(frame, schema), holdout.key), holdout.bounds)
 
 
 def record_keys(frame: pd.DataFrame, schema: DatasetSchema) -> list[bytes]:
@@ -217,12 +226,13 @@ def _record_tags(keys: Sequence[bytes], salt: bytes) -> list[bytes]:
     return [hmac.digest(salt, key, "sha256") for key in keys]
 
 
-def _held_out(tags: Sequence[bytes], fraction: float) -> NDArray[np.bool_]:
-    """Records whose tag, read as a number in [0, 1) (top 53 bits), is below ``fraction``."""
+def _held_out(tags: Sequence[bytes], bounds: tuple[float, float]) -> NDArray[np.bool_]:
+    """Records whose tag, read as a number in [0, 1) (top 53 bits), is in ``[lower, upper)``."""
     draws = np.fromiter(
         ((int.from_bytes(tag[:8], "big") >> 11) / 2.0**53 for tag in tags),
         dtype=np.float64,
         count=len(tags),
     )
-    held_out: NDArray[np.bool_] = draws < fraction
+    lower, upper = bounds
+    held_out: NDArray[np.bool_] = (draws >= lower) & (draws < upper)
     return held_out

@@ -36,6 +36,7 @@ __all__ = [
     "REVEAL_SECRETS",
     "AuditSettings",
     "EvaluationPolicy",
+    "Fold",
     "GuardSettings",
     "HoldOut",
     "SecAggPolicy",
@@ -61,6 +62,49 @@ class AuditSettings:
     writer: str
 
 
+class Fold(BaseModel):
+    """One fold of a K-fold split of the customers (simulations only).
+
+    Fold ``index`` of ``count`` holds out the records whose HMAC value ``u`` in [0, 1)
+    (:func:`~participant.guard.bank.held_out_rows`) falls in
+    ``[index / count, (index + 1) / count)``: the folds of one salt partition every
+    bank's records, each record's fold depends on that record alone, and a customer is
+    in the same fold at every bank with the same salt.
+
+    Parameters
+    ----------
+    index : int
+        The fold, in [0, count).
+    count : int
+        The number of folds K, >= 2.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    index: int = Field(ge=0)
+    count: int = Field(ge=2)
+
+    @model_validator(mode="after")
+    def _index_below_count(self) -> Fold:
+        if self.index >= self.count:
+            raise ValueError(f"index must be below count {self.count}; got {self.index}")
+        return self
+
+    @property
+    def fraction(self) -> float:
+        """The share of the records the fold holds out: ``1 / count``."""
+        return 1 / self.count
+
+    @property
+    def bounds(self) -> tuple[float, float]:
+        """The fold's interval ``[lower, upper)`` of the records' HMAC values.
+
+        Fold k's upper bound is the very float fold k + 1's lower bound is, and the
+        last fold's is 1.0, so the folds cover [0, 1) without gap or overlap.
+        """
+        return self.index / self.count, (self.index + 1) / self.count
+
+
 class HoldOut(BaseModel):
     """The bank's hold-out split, fixed by the bank for every run.
 
@@ -69,22 +113,31 @@ class HoldOut(BaseModel):
     (:func:`~participant.guard.bank.held_out_rows`). Each record's side depends on
     that record alone, and without the salt nobody can tell which records are held out.
 
+    In a K-fold cross-validation (``fedcredit simulate --folds K``) each simulated bank
+    holds out one :class:`Fold` instead: the records whose value falls in
+    ``[k/K, (k+1)/K)``, ``1/K`` of them. The fold is the bank's setting like the rest:
+    the coordinator's run asks for test-fraction ``1/K`` and cannot choose the fold. A
+    deployed bank never has one (``participant start`` keeps fraction and salt only).
+
     Parameters
     ----------
     fraction : float
         Share of the bank's rows held out for evaluation, in (0, 1). A request
-        whose ``test-fraction`` differs is refused.
+        whose ``test-fraction`` differs is refused. With ``fold``: ``1 / fold.count``.
     salt : pydantic.SecretStr
         The bank's secret key of the split: hex, at least 256 bits. Kept in the
         guard's settings file (owner-only) and nowhere else: never logged, never sent.
         Its ``repr`` and a JSON dump mask it, except a dump with the
         :data:`REVEAL_SECRETS` context (the settings file).
+    fold : Fold, optional
+        The fold held out instead of the records below ``fraction`` (simulations only).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
 
     fraction: float = Field(default=DEFAULT_HOLDOUT_FRACTION, gt=0, lt=1)
     salt: SecretStr
+    fold: Fold | None = None
 
     @field_validator("salt")
     @classmethod
@@ -102,6 +155,15 @@ class HoldOut(BaseModel):
             )
         return SecretStr(text)
 
+    @model_validator(mode="after")
+    def _fold_fraction(self) -> HoldOut:
+        if self.fold is not None and self.fraction != self.fold.fraction:
+            raise ValueError(
+                f"fold {self.fold.index} of {self.fold.count} holds out 1/{self.fold.count} "
+                f"of the rows; got fraction {self.fraction}"
+            )
+        return self
+
     @field_serializer("salt", when_used="json")
     def _masked(self, salt: SecretStr, info: SerializationInfo) -> str:
         reveal = isinstance(info.context, dict) and info.context.get(REVEAL_SECRETS) is True
@@ -112,21 +174,31 @@ class HoldOut(BaseModel):
         """The salt as the HMAC key."""
         return bytes.fromhex(self.salt.get_secret_value())
 
+    @property
+    def bounds(self) -> tuple[float, float]:
+        """The held-out interval ``[lower, upper)`` of the records' HMAC values.
+
+        ``[0, fraction)``, or the fold's interval (:attr:`Fold.bounds`).
+        """
+        return self.fold.bounds if self.fold is not None else (0.0, self.fraction)
+
     @classmethod
     def fresh(cls, fraction: float = DEFAULT_HOLDOUT_FRACTION) -> HoldOut:
         """A hold-out with a new random salt (``os.urandom``): a bank's first start."""
         return cls(fraction=fraction, salt=SecretStr(os.urandom(SALT_BYTES).hex()))
 
     @classmethod
-    def for_simulation(cls, *, fraction: float, seed: int) -> HoldOut:
+    def for_simulation(cls, *, fraction: float, seed: int, fold: Fold | None = None) -> HoldOut:
         """The hold-out of every simulated bank of a simulation with ``seed``.
 
         The salt is SHA-256 of ``fedcredit-holdout:SEED``: public, as a simulation's
         data is, and the same for every bank and the centralised run (``--banks 1``),
         so all of them hold out the same customers and runs with one seed compare.
+        With ``fold`` (a cross-validation's fold; ``fraction`` must be
+        ``1 / fold.count``) every bank holds out that fold of the customers.
         """
         salt = hashlib.sha256(f"fedcredit-holdout:{seed}".encode()).hexdigest()
-        return cls(fraction=fraction, salt=SecretStr(salt))
+        return cls(fraction=fraction, salt=SecretStr(salt), fold=fold)
 
 
 class EvaluationPolicy(BaseModel):

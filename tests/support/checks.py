@@ -21,6 +21,8 @@ Pairs of callers:
   5 banks with simulated dropouts, secure aggregation against plain FedAvg.
 - ``tests/simulations/test_resume.py`` and ``tests/coordinator/app/test_run_driver.py``:
   a run stopped after round 2 and resumed.
+- ``tests/simulations/test_cross_validation_engine.py`` and
+  ``tests/simulations/test_cross_validation.py``: ``fedcredit simulate --folds 3``.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ __all__ = [
     "check_a_bank_without_budget_left_is_skipped",
     "check_audit_log_of_two_bank_run",
     "check_checkpoint_completed_round",
+    "check_cross_validation_output",
     "check_dropouts_happen_and_every_round_completes",
     "check_private_run_spends_at_most_the_budget_and_verifies",
     "check_resumed_run_equals_the_uninterrupted_run",
@@ -392,3 +395,43 @@ def check_resumed_run_equals_the_uninterrupted_run(
             assert got["train_loss"] == pytest.approx(want["train_loss"], abs=train_loss_tolerance)
     assert resumed["final"]["auc"] == pytest.approx(whole["final"]["auc"], abs=auc_tolerance)
     assert_audit_log_of_resumed_run(out)
+
+
+def check_cross_validation_output(out: Path, *, folds: int, customers: int) -> None:
+    """``OUT`` of ``fedcredit simulate --folds K``: K complete runs and their summary.
+
+    ``customers``: how many customers the banks hold together (no duplicates); in the
+    clear each is held out, and scored, in exactly one fold.
+    """
+    document = _metrics(out)
+    summary = document["cross_validation"]
+    finals = []
+    for k in range(folds):
+        run = out / f"fold-{k}"
+        fold_document = _metrics(run)
+        assert fold_document["status"] == "completed"
+        assert fold_document["config"]["test-fraction"] == 1 / folds
+        assert fold_document["config"]["out-dir"] == str(run)
+        assert (run / "model" / "model.pt").is_file()
+        audit = verify_audit(
+            run / "audit" / "coordinator.jsonl", load_public_key(run / "audit" / "coordinator.pub")
+        )
+        assert audit.closed and audit.writer == "coordinator"
+        assert len(list((run / "banks").glob("*.csv"))) == len(fold_document["participants"])
+        recorded = json.loads((run / "simulation.json").read_text())
+        assert recorded["fold"] == {"index": k, "count": folds}
+        finals.append(fold_document["final"])
+    assert sum(final["n_rows"] for final in finals) == customers  # each held out once
+    assert summary["folds"] == folds
+    assert set(summary) == {"folds", *finals[0]} and "auc" in summary and "ks" in summary
+    for name in finals[0]:
+        values = np.array([final[name] for final in finals], dtype=np.float64)
+        assert summary[name]["per_fold"] == pytest.approx(values.tolist(), rel=0, abs=0)
+        assert summary[name]["mean"] == pytest.approx(np.mean(values), rel=1e-12, abs=0)
+        assert summary[name]["sd"] == pytest.approx(np.std(values, ddof=1), rel=1e-12, abs=1e-15)
+    assert len({final["auc"] for final in finals}) == folds  # K different test sets
+    assert document["sd_ddof"] == 1
+    assert [run["metrics"] for run in document["runs"]] == [
+        f"fold-{k}/metrics.json" for k in range(folds)
+    ]
+    assert document["config"]["test-fraction"] == 1 / folds
