@@ -329,15 +329,16 @@ def _cross_validate(
     plan_fold: Callable[[RunConfig, Fold], SimulationPlan],
     cpus: int | None,
 ) -> CrossValidation:
-    """K simulations, one per fold, each announced before it starts and summed up after."""
-    from simulations.cross_validation import folds_of, run_cross_validation
+    """K simulations, one per fold, each announced before it starts and summed up after.
 
-    count = len(folds_of(folds))  # refuses K < 2 before anything is planned
+    K < 2 is refused before anything is planned (:func:`run_cross_validation`).
+    """
+    from simulations.cross_validation import run_cross_validation
 
     def announced(config: RunConfig, fold: Fold) -> SimulationPlan:
         lower, upper = fold.bounds
         say(
-            f"fold {fold.index} ({fold.index + 1} of {count}): every bank holds out the "
+            f"fold {fold.index} ({fold.index + 1} of {fold.count}): every bank holds out the "
             f"customers with hold-out value in [{lower:.4g}, {upper:.4g}) -> {config.out_dir}"
         )
         return plan_fold(config, fold)
@@ -345,7 +346,7 @@ def _cross_validate(
     def ended(result: FoldResult) -> None:
         final = result.final
         say(
-            f"fold {result.fold.index} ({result.fold.index + 1} of {count}) {result.status}: "
+            f"fold {result.fold.index} ({result.fold.index + 1} of {folds}) {result.status}: "
             f"AUC {final['auc']:.4f}, KS {final['ks']:.4f}, Brier {final['brier']:.4f}"
         )
 
