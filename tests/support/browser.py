@@ -91,7 +91,7 @@ _IMAGES = """() => Array.from(document.images).map(img => {
 def visit_page(page: Path, *, width: int = 1280, height: int = 900) -> BrowserVisit:
     """Load ``page`` in headless Chromium at a ``width`` x ``height`` viewport.
 
-    Waits for the load event (every image decoded) and takes a full-page screenshot.
+    Waits for the load event (every image loaded) and takes a full-page screenshot.
     """
     try:
         from playwright.sync_api import sync_playwright

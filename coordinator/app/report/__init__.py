@@ -3,8 +3,9 @@
 Written at the end of every run (:func:`coordinator.app.run_files.write_run_outputs`)
 from the run's files, one module per job:
 
-- :mod:`~coordinator.app.report.contents`: ``metrics.json`` and the model card into
-  the report's typed sections (a section without data is None);
+- :mod:`~coordinator.app.report.contents`: a run's files into the report's typed
+  sections (a section without data is None);
+- :mod:`~coordinator.app.report.card`: the model card section;
 - :mod:`~coordinator.app.report.governance`: the calibration, fairness, WoE/IV and
   scorecard sections, from their documented forms;
 - :mod:`~coordinator.app.report.curves`: ROC and KS curves and the score

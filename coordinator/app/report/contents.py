@@ -6,11 +6,9 @@ model, ``model/scorecard.csv``. So any run folder can be reported on again, and 
 section whose source is absent (a key an older ``metrics.json`` lacks, a model with
 no scorecard) is None here and left out of the page.
 
-The governance sections read the forms of the issue's output contract:
-``calibration`` (:meth:`credit.governance.CalibrationReport.as_dict`), ``fairness``
-(a :meth:`credit.governance.ColumnFairness.as_dict` per protected column), ``woe_iv``
-(a :meth:`credit.governance.WoeTable.to_dict` per feature) and ``scorecard.csv``
-(:data:`credit.governance.SCORECARD_COLUMNS`).
+The model card is read by :mod:`.card`; the governance sections (calibration,
+fairness, WoE/IV, scorecard) by :mod:`.governance`, from the forms of the issue's
+output contract.
 """
 
 from __future__ import annotations
@@ -21,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from coordinator.app.report.card import ModelCardSection, read_model_card
 from coordinator.app.report.governance import (
     CalibrationSection,
     FairnessColumn,
@@ -32,15 +31,12 @@ from coordinator.app.report.governance import (
     read_woe_iv,
 )
 from coordinator.app.run_state import ScoreHistograms
-from credit.encoding import EncodingKind, FeatureEncoder
 from credit.messages import Refusal
 from credit.model_card import CARD_FILE, SCORECARD_FILE
 
 __all__ = [
     "BankPrivacy",
     "FinalMetrics",
-    "ModelCardSection",
-    "ModelFeature",
     "Participation",
     "PrivacySection",
     "ReportContents",
@@ -126,33 +122,6 @@ class PrivacySection:
 
 
 @dataclass(frozen=True)
-class ModelFeature:
-    """One model input feature as the fitted encoder treats it."""
-
-    name: str
-    encoding: str
-    inputs: int
-
-
-@dataclass(frozen=True)
-class ModelCardSection:
-    """The model card's identity, architecture and encoding."""
-
-    created: str
-    card_format: str
-    schema_name: str
-    schema_sha256: str
-    model_kind: str
-    n_inputs: int
-    hidden_sizes: tuple[int, ...] | None
-    encoding: str
-    feature_stats: str
-    features: tuple[ModelFeature, ...]
-    weights_file: str
-    weights_sha256: str
-
-
-@dataclass(frozen=True)
 class ReportContents:
     """Everything the page shows; None (or empty) sections are left out."""
 
@@ -192,17 +161,19 @@ def read_contents(metrics: Path, model: Path) -> ReportContents:
         names the file and the key.
     """
     document = _read_json(metrics)
-    try:
-        contents = _contents(document, default_title=metrics.parent.name)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ValueError(f"{metrics}: unexpected content ({type(exc).__name__}: {exc})") from exc
     card_path = model / CARD_FILE
     scorecard_path = model / SCORECARD_FILE
-    return ReportContents(
-        **contents,
-        model_card=_model_card(card_path) if card_path.is_file() else None,
-        scorecard=read_scorecard(scorecard_path) if scorecard_path.is_file() else (),
-    )
+    model_card = read_model_card(card_path) if card_path.is_file() else None
+    scorecard = read_scorecard(scorecard_path) if scorecard_path.is_file() else ()
+    try:
+        return _contents(
+            document,
+            default_title=metrics.parent.name,
+            model_card=model_card,
+            scorecard=scorecard,
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"{metrics}: unexpected content ({type(exc).__name__}: {exc})") from exc
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -215,32 +186,39 @@ def _read_json(path: Path) -> dict[str, Any]:
     return document
 
 
-def _contents(document: Mapping[str, Any], *, default_title: str) -> dict[str, Any]:
-    """The sections ``metrics.json`` alone gives (keyword arguments of ReportContents)."""
+def _contents(
+    document: Mapping[str, Any],
+    *,
+    default_title: str,
+    model_card: ModelCardSection | None,
+    scorecard: tuple[ScorecardRow, ...],
+) -> ReportContents:
+    """The report's sections from ``metrics.json`` and what the model folder gave."""
     config = document.get("config") or {}
     rounds = tuple(_round(entry) for entry in document.get("rounds", []))
     histograms = document.get("score_histograms")
-    return {
-        "title": str(config.get("run-name") or default_title),
-        "status": document.get("status"),
-        "schema_name": (document.get("schema") or {}).get("name"),
-        "wall_seconds": document.get("wall_seconds"),
-        "final": _final(document.get("final") or {}, rounds),
-        "config": tuple((str(key), _text(value)) for key, value in config.items()),
-        "secure_aggregation": tuple(
+    calibration = document.get("calibration")
+    return ReportContents(
+        title=str(config.get("run-name") or default_title),
+        status=document.get("status"),
+        schema_name=(document.get("schema") or {}).get("name"),
+        wall_seconds=_optional(document.get("wall_seconds")),
+        final=_final(document.get("final") or {}, rounds),
+        config=tuple((str(key), _text(value)) for key, value in config.items()),
+        secure_aggregation=tuple(
             (str(key), _text(value))
             for key, value in (document.get("secure_aggregation") or {}).items()
         ),
-        "privacy": _privacy(document) if "privacy" in document else None,
-        "rounds": rounds,
-        "participation": _participation(document.get("participants") or {}, rounds),
-        "scores": ScoreHistograms.from_document(histograms) if histograms else None,
-        "calibration": read_calibration(document["calibration"])
-        if document.get("calibration")
-        else None,
-        "fairness": read_fairness(document.get("fairness") or {}),
-        "woe_iv": read_woe_iv(document.get("woe_iv") or {}),
-    }
+        privacy=_privacy(document) if "privacy" in document else None,
+        rounds=rounds,
+        participation=_participation(document.get("participants") or {}, rounds),
+        scores=ScoreHistograms.from_document(histograms) if histograms else None,
+        calibration=read_calibration(calibration) if calibration else None,
+        fairness=read_fairness(document.get("fairness") or {}),
+        woe_iv=read_woe_iv(document.get("woe_iv") or {}),
+        scorecard=scorecard,
+        model_card=model_card,
+    )
 
 
 def _text(value: Any) -> str:
@@ -334,50 +312,3 @@ def _privacy(document: Mapping[str, Any]) -> PrivacySection:
         Refusal.model_validate(refusal).text() for refusal in document.get("refusals", ())
     )
     return PrivacySection(banks=banks, refusals=refusals)
-
-
-def _model_card(path: Path) -> ModelCardSection:
-    card = _read_json(path)
-    try:
-        encoder = FeatureEncoder.model_validate(card["encoder"])
-        model = card["model"]
-        hidden = tuple(model.get("hidden_sizes") or ())
-        return ModelCardSection(
-            created=str(card["created"]),
-            card_format=str(card["format"]),
-            schema_name=str(card["schema"]["name"]),
-            schema_sha256=str(card["schema"]["sha256"]),
-            model_kind=str(model["kind"]),
-            n_inputs=int(model["n_inputs"]),
-            hidden_sizes=hidden if model["kind"] != "logreg" else None,
-            encoding=encoder.kind.value,
-            feature_stats=encoder.source.value,
-            features=_features(encoder),
-            weights_file=str(card["weights"]["file"]),
-            weights_sha256=str(card["weights"]["sha256"]),
-        )
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ValueError(f"{path}: unexpected content ({type(exc).__name__}: {exc})") from exc
-
-
-def _features(encoder: FeatureEncoder) -> tuple[ModelFeature, ...]:
-    binned = encoder.kind is EncodingKind.BINNED
-    numeric = tuple(
-        ModelFeature(
-            name=item.name,
-            encoding=(
-                f"numeric, {item.transform.value}, {item.width} bins"
-                if binned
-                else f"numeric, {item.transform.value}, standardised"
-            ),
-            inputs=item.width,
-        )
-        for item in encoder.numeric
-    )
-    categorical = tuple(
-        ModelFeature(
-            name=item.name, encoding=f"categorical, {len(item.levels)} levels", inputs=item.width
-        )
-        for item in encoder.categorical
-    )
-    return numeric + categorical

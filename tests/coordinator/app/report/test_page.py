@@ -187,3 +187,10 @@ def test_a_scorecard_without_its_columns_is_named(run_folder: RunFolder) -> None
     missing = r"scorecard\.csv: missing column\(s\) coefficient, points"
     with pytest.raises(ValueError, match=missing):
         _report(folder)
+
+
+def test_a_malformed_model_card_is_named(run_folder: RunFolder) -> None:
+    folder = run_folder()
+    (folder / "model" / "model_card.json").write_text('{"format": "fedcredit-model/1"}')
+    with pytest.raises(ValueError, match=r"model_card\.json: unexpected content \(KeyError"):
+        _report(folder)
