@@ -8,11 +8,12 @@ STAMP := $(VENV)/.installed
 # Flower runs offline (no telemetry, update check or per-run dependency install) wherever
 # fedcredit starts it: the switches are set in deploy/flower_env.py, not here.
 
-.PHONY: demo test test-all lint typecheck install nginx bench clean
+.PHONY: demo test test-all lint typecheck install nginx chromium report-screenshot bench clean
 
 # Test tiers (markers in pyproject.toml): the fast tier leaves out the Simulation
-# Engine (`slow`) and real processes (`deployment`) but keeps one Ray run (`smoke`).
-FAST_TIER := (not slow and not deployment) or smoke
+# Engine (`slow`), real processes (`deployment`) and the browser (`browser`) but keeps
+# one Ray run (`smoke`).
+FAST_TIER := (not slow and not deployment and not browser) or smoke
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -44,13 +45,27 @@ nginx:
 	    || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends nginx; }; } \
 	  || { echo "error: the deployment tests need nginx: run 'apt-get install -y nginx' as root" >&2; exit 2; }
 
+# The browser test loads a run's report.html in headless Chromium: Debian's package
+# (playwright drives it; it downloads no browser).
+chromium:
+	@command -v chromium >/dev/null 2>&1 || test -x /usr/bin/chromium || \
+	  { DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium \
+	    || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium; }; } \
+	  || { echo "error: the browser test needs Chromium: run 'apt-get install -y chromium' as root" >&2; exit 2; }
+
 # Fast tier: in-process tests and one Simulation Engine smoke run; needs no nginx.
 test: lint typecheck
 	$(BIN)/python -m pytest -q -ra -m "$(FAST_TIER)"
 
-# Every test, including the Simulation Engine and the deployment tests (nginx edge).
-test-all: lint typecheck nginx
+# Every test, including the Simulation Engine, the deployment tests (nginx edge) and
+# the browser test (Chromium).
+test-all: lint typecheck nginx chromium
 	$(BIN)/python -m pytest -q -ra --durations=20
+
+# Refresh docs/report.png: the browser test's screenshot of a 3-bank, 3-round run.
+report-screenshot: $(STAMP) chromium
+	FEDCREDIT_REPORT_SCREENSHOT=docs/report.png $(BIN)/python -m pytest -q -m browser \
+	  tests/coordinator/app/report/test_browser.py
 
 bench: $(STAMP)
 	$(BIN)/python bench/quality.py

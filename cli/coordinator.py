@@ -350,7 +350,9 @@ _FLOWER_LEVEL = re.compile(r"^(DEBUG|INFO|WARNING|ERROR|CRITICAL)\s*:\s*")
 
 Out = Annotated[
     Path | None,
-    typer.Option(help="Copy the finished run's results here (metrics, model, ledgers, audit)."),
+    typer.Option(
+        help="Copy the finished run's results here (metrics, model, plot, report, ledgers, audit)."
+    ),
 ]
 Rounds = Annotated[
     int | None, typer.Option(min=1, help="Federated rounds (default: the consortium's).")

@@ -75,7 +75,10 @@ LearningRate = Annotated[float, typer.Option(help="Local SGD learning rate (> 0)
 Seed = Annotated[
     int, typer.Option(help="Seed for partitions, splits, initialisation and shuffles.")
 ]
-Out = Annotated[Path, typer.Option(help="Output folder for metrics.json, model/ and rounds.png.")]
+Out = Annotated[
+    Path,
+    typer.Option(help="Output folder for metrics.json, model/, rounds.png and report.html."),
+]
 AuditKey = Annotated[
     Path | None,
     typer.Option(
@@ -234,6 +237,7 @@ def simulate(
         f"metrics:    {files.metrics}",
         f"model:      {files.model}",
         f"plot:       {files.plot}",
+        f"report:     {files.report}",
         f"simulation: {files.metrics.with_name(SIMULATION_FILE)}",
     )
 

@@ -2,7 +2,8 @@
 
 A model directory holds ``model.pt`` (the torch ``state_dict``) and ``model_card.json``:
 the schema name and hash, the fitted feature encoder, the architecture, the training
-configuration, the final metrics and the SHA-256 of the weights file. One call,
+configuration, the final metrics and the SHA-256 of the weights file (a scorecard run
+also writes ``scorecard.csv`` there: :data:`SCORECARD_FILE`). One call,
 :func:`load_model`, rebuilds a scorer that turns validated rows into probabilities.
 """
 
@@ -25,10 +26,19 @@ from credit.encoding import FeatureEncoder
 from credit.errors import FedcreditError
 from credit.models import ModelSpec, build_model
 
-__all__ = ["CARD_FILE", "WEIGHTS_FILE", "CreditModel", "load_model", "save_model"]
+__all__ = [
+    "CARD_FILE",
+    "SCORECARD_FILE",
+    "WEIGHTS_FILE",
+    "CreditModel",
+    "load_model",
+    "save_model",
+]
 
 CARD_FILE = "model_card.json"
 WEIGHTS_FILE = "model.pt"
+SCORECARD_FILE = "scorecard.csv"
+"""The scorecard table in a model folder (:func:`credit.governance.write_scorecard_csv`)."""
 CARD_FORMAT = "fedcredit-model/1"
 
 

@@ -3,7 +3,8 @@
 Right after round r's aggregation the coordinator writes ``OUT/checkpoint/``: the
 global model's arrays (``arrays-<r>.npz``) and a JSON state (``state.json``: the
 completed round, the arrays file's name, encoder, model spec, banks, every round's
-results, privacy ledgers and refusals, and the *pending* round). Round r's metrics
+results, privacy ledgers and refusals, the *pending* round, and the score histograms
+of the last round scored, for the model report). Round r's metrics
 come in one exchange later (with round r+1's train replies, or the final evaluate
 exchange), so until then round r is pending: everything of its result but the
 metrics. When they come in, the checkpoint is written again with round r among the
@@ -17,7 +18,8 @@ name, fsynced and renamed over the old one, which is the moment the checkpoint m
 on; only then is the previous arrays file removed. A crash at any point leaves a
 ``state.json`` whose arrays file is whole. Resuming loads it and continues at the
 next round; FedAvg keeps no other strategy state between rounds. Checkpoints of
-version 2 (written before rounds could be pending) still load, with none pending.
+version 2 (written before rounds could be pending) still load, with none pending;
+checkpoints written before the final score histograms were kept load without them.
 """
 
 from __future__ import annotations
@@ -32,7 +34,13 @@ from zipfile import BadZipFile
 import numpy as np
 from flwr.app import Array, ArrayRecord
 
-from coordinator.app.run_state import BankInfo, PendingRound, RoundResult, RunState
+from coordinator.app.run_state import (
+    BankInfo,
+    PendingRound,
+    RoundResult,
+    RunState,
+    ScoreHistograms,
+)
 from credit.durable import write_durably
 from credit.encoding import FeatureEncoder
 from credit.errors import ConfigError
@@ -75,6 +83,7 @@ def save_checkpoint(out_dir: Path, state: RunState, completed_round: int) -> Pat
         "privacy": state.privacy_document(),
         "refusals": state.refusals_document(),
         "pending": None if state.pending is None else asdict(state.pending),
+        "final_scores": None if state.final_scores is None else state.final_scores.document(),
     }
     write_durably(folder / _STATE, json.dumps(document, indent=1).encode())
     for stale in folder.glob("arrays-*.npz"):
@@ -144,6 +153,7 @@ def _state_from(
         },
         refusals=[Refusal.model_validate(refusal) for refusal in document["refusals"]],
         pending=_pending_from_json(document.get("pending")),
+        final_scores=_final_scores_from_json(document.get("final_scores")),
     )
 
 
@@ -165,6 +175,11 @@ def _round_from_json(data: dict[str, Any]) -> RoundResult:
     for name in ("banks", "refused", "dropped"):
         fields[name] = tuple(data[name])
     return RoundResult(**fields)
+
+
+def _final_scores_from_json(data: dict[str, Any] | None) -> ScoreHistograms | None:
+    """The final score histograms (None: no round scored yet, or an older checkpoint)."""
+    return None if data is None else ScoreHistograms.from_document(data)
 
 
 def _pending_from_json(data: dict[str, Any] | None) -> PendingRound | None:

@@ -61,7 +61,13 @@ from coordinator.app.joining import (
     fit_run_encoder,
     setup_reply_parser,
 )
-from coordinator.app.run_state import PendingRound, RoundResult, RunState, TrainOutcome
+from coordinator.app.run_state import (
+    PendingRound,
+    RoundResult,
+    RunState,
+    ScoreHistograms,
+    TrainOutcome,
+)
 from coordinator.app.secagg_server import BankDropped, SecureAggregation
 from coordinator.errors import RoundAborted, RoundFailed, RunStopped
 from credit.encoding import StatsSource
@@ -640,7 +646,8 @@ class RunDriver:
         model, and the epsilon as of the round's training), checkpointed and reported,
         in that order. ``seconds`` and ``exchanges`` are an evaluate-only exchange's.
         Without a summary (or one that holds a single class: noise can do that to a
-        small hold-out) the round is recorded as not evaluated.
+        small hold-out) the round is recorded as not evaluated; with metrics, its
+        histograms become the run's final ones (``state.final_scores``).
         """
         metrics = None
         if summary is not None:
@@ -648,6 +655,8 @@ class RunDriver:
                 metrics = credit_metrics(summary)
             except ValueError as exc:
                 self._on_event(f"round {pending.server_round}: not evaluated ({exc})")
+        if metrics is not None and summary is not None:
+            state.final_scores = ScoreHistograms.settled(pending.server_round, summary)
         result = pending.result(metrics, seconds=seconds, exchanges=exchanges)
         state.rounds.append(result)
         state.pending = None

@@ -1,4 +1,5 @@
-"""Write a finished run to disk: metrics.json, the model with its card, a plot, ledgers.
+"""Write a finished run to disk: metrics.json, the model with its card, a plot, ledgers
+and the model report (``report.html``, :mod:`coordinator.app.report`).
 
 Each bank with a privacy budget reports its ledger summary with its replies; the
 coordinator keeps the latest one per bank as ``ledgers/<bank>.json`` (the bank's own
@@ -15,14 +16,15 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from coordinator.app.run_state import RunState
 
-# torch (the model) and matplotlib (the plot) are imported where the files are
-# written: the operator's commands read these names without paying for them.
+# torch (the model), matplotlib (the plot) and the report are imported where the files
+# are written: the operator's commands read these names without paying for them.
 
 __all__ = [
     "LEDGER_DIR",
     "METRICS_FILE",
     "MODEL_DIR",
     "PLOT_FILE",
+    "REPORT_FILE",
     "RunFiles",
     "metrics_document",
     "run_files",
@@ -32,6 +34,7 @@ __all__ = [
 METRICS_FILE = "metrics.json"
 MODEL_DIR = "model"
 PLOT_FILE = "rounds.png"
+REPORT_FILE = "report.html"
 LEDGER_DIR = "ledgers"
 _FINAL_KEYS = (
     "auc",
@@ -54,18 +57,28 @@ class RunFiles:
     metrics: Path
     model: Path
     plot: Path
+    report: Path
 
 
 def run_files(out_dir: Path) -> RunFiles:
     """Where a run in ``out_dir`` keeps its outputs."""
     return RunFiles(
-        metrics=out_dir / METRICS_FILE, model=out_dir / MODEL_DIR, plot=out_dir / PLOT_FILE
+        metrics=out_dir / METRICS_FILE,
+        model=out_dir / MODEL_DIR,
+        plot=out_dir / PLOT_FILE,
+        report=out_dir / REPORT_FILE,
     )
 
 
 def metrics_document(state: RunState, wall_seconds: float) -> dict[str, Any]:
-    """The ``metrics.json`` document of a run."""
+    """The ``metrics.json`` document of a run.
+
+    ``score_histograms`` holds the summed score histograms ``final`` was computed
+    from (:meth:`~coordinator.app.run_state.ScoreHistograms.document`; null when no
+    round's model was scored).
+    """
     scored = state.final_metrics()
+    histograms = state.final_scores
     final = scored.as_dict() if scored is not None else {}
     return {
         "config": state.config.to_flower(),
@@ -88,6 +101,7 @@ def metrics_document(state: RunState, wall_seconds: float) -> dict[str, Any]:
             for r in state.rounds
         ],
         "final": {key: final[key] for key in _FINAL_KEYS if key in final},
+        "score_histograms": histograms.document() if histograms is not None else None,
         "participants": {bank.name: {"n_train": bank.n_train} for bank in state.banks},
         "privacy": state.privacy_document(),
         "refusals": state.refusals_document(),
@@ -98,7 +112,10 @@ def metrics_document(state: RunState, wall_seconds: float) -> dict[str, Any]:
 
 
 def write_run_outputs(out_dir: Path, state: RunState, wall_seconds: float) -> RunFiles:
-    """Write metrics, model and plot into ``out_dir`` (created if needed)."""
+    """Write metrics, model, plot, ledgers and report into ``out_dir`` (created if needed).
+
+    The report is written last: it reads the other files back.
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
     document = metrics_document(state, wall_seconds)
     files = run_files(out_dir)
@@ -119,6 +136,9 @@ def write_run_outputs(out_dir: Path, state: RunState, wall_seconds: float) -> Ru
     )
     _plot_rounds(document["rounds"], files.plot)
     _write_ledgers(out_dir / LEDGER_DIR, state.privacy_document())
+    from coordinator.app.report.writer import write_report
+
+    write_report(metrics=files.metrics, model=files.model, report=files.report)
     return files
 
 

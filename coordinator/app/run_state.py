@@ -17,12 +17,19 @@ from flwr.app import ArrayRecord
 
 from credit.encoding import FeatureEncoder
 from credit.messages import LedgerSummary, Refusal
-from credit.metrics import CreditMetrics
+from credit.metrics import CreditMetrics, ScoreSummary
 from credit.model_spec import ModelSpec
 from credit.run_config import RunConfig
 from credit.schema import DatasetSchema
 
-__all__ = ["BankInfo", "PendingRound", "RoundResult", "RunState", "TrainOutcome"]
+__all__ = [
+    "BankInfo",
+    "PendingRound",
+    "RoundResult",
+    "RunState",
+    "ScoreHistograms",
+    "TrainOutcome",
+]
 
 
 @dataclass(frozen=True)
@@ -163,6 +170,49 @@ class PendingRound:
         )
 
 
+@dataclass(frozen=True)
+class ScoreHistograms:
+    """The summed score histograms a round's metrics were computed from.
+
+    Per class, counts of held-out rows in ``len(defaulters)`` equal-width score bins
+    on [0, 1], summed over the banks that evaluated, settled as
+    :func:`~credit.metrics.credit_metrics` settles them (clipped at zero: a sum with
+    DP noise holds real numbers). The run keeps the final round's, from which the
+    model report draws its ROC and KS curves and the score distribution.
+    """
+
+    server_round: int
+    defaulters: tuple[float, ...]
+    non_defaulters: tuple[float, ...]
+
+    @classmethod
+    def settled(cls, server_round: int, summary: ScoreSummary) -> ScoreHistograms:
+        """The histograms of a summed ``summary``, clipped at zero (post-processing)."""
+        return cls(
+            server_round=server_round,
+            defaulters=tuple(float(v) for v in summary.positives.clip(min=0.0)),
+            non_defaulters=tuple(float(v) for v in summary.negatives.clip(min=0.0)),
+        )
+
+    def document(self) -> dict[str, Any]:
+        """``{"round", "bins", "defaulters", "non_defaulters"}``: ``metrics.json``'s form."""
+        return {
+            "round": self.server_round,
+            "bins": len(self.defaulters),
+            "defaulters": list(self.defaulters),
+            "non_defaulters": list(self.non_defaulters),
+        }
+
+    @classmethod
+    def from_document(cls, document: Mapping[str, Any]) -> ScoreHistograms:
+        """Inverse of :meth:`document` (a checkpoint's)."""
+        return cls(
+            server_round=int(document["round"]),
+            defaulters=tuple(float(v) for v in document["defaulters"]),
+            non_defaulters=tuple(float(v) for v in document["non_defaulters"]),
+        )
+
+
 @dataclass
 class RunState:
     """Everything a run has produced so far (the coordinator writes it to disk).
@@ -179,6 +229,9 @@ class RunState:
         Why the run stopped early (budgets spent); None when it ran every round.
     secure_aggregation : dict or None
         The secure-aggregation parameters (None: plain FedAvg).
+    final_scores : ScoreHistograms or None
+        The summed score histograms of the last round whose model was scored (None:
+        no round's was, or a checkpoint from before they were kept).
     """
 
     config: RunConfig
@@ -193,6 +246,7 @@ class RunState:
     pending: PendingRound | None = None
     stopped: str | None = None
     secure_aggregation: dict[str, Any] | None = None
+    final_scores: ScoreHistograms | None = None
 
     def final_metrics(self) -> CreditMetrics | None:
         """The metrics of the last round whose model was scored (None: no round's was)."""

@@ -20,7 +20,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from coordinator.app.run_files import LEDGER_DIR, METRICS_FILE, MODEL_DIR, PLOT_FILE
+from coordinator.app.run_files import (
+    LEDGER_DIR,
+    METRICS_FILE,
+    MODEL_DIR,
+    PLOT_FILE,
+    REPORT_FILE,
+)
 from coordinator.ops.consortium import Consortium
 from coordinator.ops.flower_cli import RunHandle, started_run_id, submit_run
 from coordinator.ops.runs import (
@@ -247,12 +253,12 @@ def _flower_error(output: list[str]) -> str:
 
 
 def collect_outputs(run_dir: Path, out: Path) -> Path:
-    """Copy a finished run's results into ``out``: metrics, model, plot, ledgers, audit log.
+    """Copy a finished run's results into ``out``: metrics, model, plot, report, ledgers, audit log.
 
     The checkpoint and any private key stay in the consortium folder.
     """
     out.mkdir(parents=True, exist_ok=True)
-    for name in (METRICS_FILE, PLOT_FILE, LAUNCH_FILE):
+    for name in (METRICS_FILE, PLOT_FILE, REPORT_FILE, LAUNCH_FILE):
         if (run_dir / name).is_file():
             shutil.copy2(run_dir / name, out / name)
     for folder in (MODEL_DIR, LEDGER_DIR):

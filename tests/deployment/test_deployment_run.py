@@ -166,6 +166,9 @@ def test_three_banks_train_with_dp_and_secure_aggregation_end_to_end(
     assert metrics["secure_aggregation"]["banks"] == 3
     assert metrics["final"]["auc"] > 0.6
     assert (out / "model" / "model.pt").is_file()
+    # The deployed ServerApp wrote the model report too, and launch collected it.
+    report = (out / "report.html").read_text(encoding="utf-8")
+    assert 'id="performance"' in report and 'id="privacy"' in report
     assert sorted(p.stem for p in (out / "ledgers").glob("*.json")) == banks
     for bank in banks:
         spent = metrics["privacy"][bank]["epsilon"]

@@ -75,8 +75,9 @@ def check_two_bank_run_metrics(out: Path, progress: Sequence[str]) -> None:
     """Check the metrics a 2-bank, 2-round run writes, and the progress it reports.
 
     Both rounds and both banks are in ``metrics.json``, each bank kept about 80 % of
-    its rows for training, the final metrics are complete with a plausible AUC, and the
-    round chart was drawn.
+    its rows for training, the final metrics are complete with a plausible AUC, the
+    round chart was drawn, the final score histograms were kept and the model report
+    (``report.html``) shows the curves drawn from them.
 
     Parameters
     ----------
@@ -100,6 +101,14 @@ def check_two_bank_run_metrics(out: Path, progress: Sequence[str]) -> None:
     assert document["config"]["num-server-rounds"] == 2
     assert document["wall_seconds"] > 0
     assert (out / "rounds.png").stat().st_size > 1000
+    # The final evaluation's summed histograms are kept: they hold every row scored.
+    histograms = document["score_histograms"]
+    assert histograms["round"] == 2 and histograms["bins"] == document["config"]["score-bins"]
+    assert sum(histograms["defaulters"]) + sum(histograms["non_defaulters"]) == pytest.approx(
+        final["n_rows"]
+    )
+    report = (out / "report.html").read_text(encoding="utf-8")
+    assert 'id="performance"' in report and report.count("data:image/svg+xml;base64,") == 4
 
 
 def check_saved_model_scores_like_the_run(

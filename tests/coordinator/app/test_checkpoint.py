@@ -14,7 +14,13 @@ import pytest
 from flwr.app import ArrayRecord
 
 from coordinator.app.checkpoint import CHECKPOINT_DIR, load_checkpoint, save_checkpoint
-from coordinator.app.run_state import BankInfo, PendingRound, RoundResult, RunState
+from coordinator.app.run_state import (
+    BankInfo,
+    PendingRound,
+    RoundResult,
+    RunState,
+    ScoreHistograms,
+)
 from credit.encoding import StatsSource, fit_encoder
 from credit.errors import ConfigError
 from credit.messages import LedgerEvent, LedgerSummary, Refusal
@@ -112,6 +118,9 @@ def _state(config: RunConfig, *, seed: int, rounds: int) -> RunState:
                 server_round=1,
             )
         ],
+        final_scores=ScoreHistograms(
+            server_round=2, defaulters=(0.0, 3.0, 7.25), non_defaulters=(12.0, 5.5, 0.0)
+        ),
     )
 
 
@@ -131,6 +140,7 @@ def _assert_same_state(loaded: RunState, saved: RunState) -> None:
     assert loaded.privacy == saved.privacy
     assert loaded.refusals == saved.refusals
     assert loaded.pending == saved.pending
+    assert loaded.final_scores == saved.final_scores
     assert loaded.schema.schema_hash() == saved.schema.schema_hash()
 
 
@@ -374,3 +384,22 @@ def test_a_checkpoint_keeping_held_out_counts_loads_without_them(
 
     _assert_same_state(loaded, state)
     assert all(not hasattr(bank, "n_test") for bank in loaded.banks)
+
+
+def test_a_checkpoint_from_before_final_score_histograms_loads_without_them(
+    tmp_path: Path, config: RunConfig
+) -> None:
+    """The run's next scored round brings them; until then the report has no curves."""
+    state = _state(config, seed=0, rounds=2)
+    folder = save_checkpoint(tmp_path, state, 2)
+    path = folder / "state.json"
+    document = json.loads(path.read_text())
+    assert document["final_scores"]["round"] == 2
+    del document["final_scores"]
+    path.write_text(json.dumps(document))
+
+    loaded, _ = load_checkpoint(tmp_path, config)
+
+    assert loaded.final_scores is None
+    state.final_scores = None
+    _assert_same_state(loaded, state)

@@ -73,7 +73,7 @@ def test_unknown_run_names_the_known_ones(consortium: Consortium) -> None:
 
 def test_outputs_are_collected_without_checkpoint_or_private_key(tmp_path: Path) -> None:
     run = tmp_path / "run"
-    for name in ("metrics.json", "rounds.png", "launch.json", "model/model.pt",
+    for name in ("metrics.json", "rounds.png", "report.html", "launch.json", "model/model.pt",
                  "ledgers/bank-a.json", "audit/coordinator.jsonl", "audit/coordinator.pub",
                  "audit/coordinator.key", "checkpoint/state.json"):  # fmt: skip
         (run / name).parent.mkdir(parents=True, exist_ok=True)
@@ -87,5 +87,6 @@ def test_outputs_are_collected_without_checkpoint_or_private_key(tmp_path: Path)
         "ledgers/bank-a.json",
         "metrics.json",
         "model/model.pt",
+        "report.html",
         "rounds.png",
     ]
