@@ -72,10 +72,10 @@ details { margin: 4px 0; } summary { cursor: pointer; }
 <nav>{% for section in sections %}<a href="#{{ section.anchor }}">{{ section.title }}</a>{% endfor %}</nav>
 </header>
 {% if "summary" in present %}
-{% set f = c.final %}
+{% set f = c.final.metrics %}
 <section id="summary">
 <h2>Final test metrics</h2>
-<p class="note">Pooled over every bank's held-out customers{% if f.server_round %}, model of round {{ f.server_round }}{% endif %}.
+<p class="note">Pooled over every bank's held-out customers{% if c.final.server_round %}, model of round {{ c.final.server_round }}{% endif %}.
 Computed by the coordinator from the banks' summed score histograms and loss sums: no score left a bank.</p>
 <div class="tiles">
 {% for label, value in [("AUC", f.auc | num(4)), ("KS", f.ks | num(4)), ("Gini", f.gini | num(4)),

@@ -32,6 +32,7 @@ from coordinator.app.report.governance import (
 )
 from coordinator.app.run_state import ScoreHistograms
 from credit.messages import Refusal
+from credit.metrics import CreditMetrics
 from credit.model_card import CARD_FILE, SCORECARD_FILE
 
 __all__ = [
@@ -50,16 +51,7 @@ class FinalMetrics:
     """The final pooled test metrics (``metrics.json``'s ``final``) and their round."""
 
     server_round: int | None
-    auc: float
-    ks: float
-    gini: float
-    brier: float
-    log_loss: float
-    accuracy: float
-    f1: float
-    f1_threshold: float
-    n_rows: int
-    default_rate: float
+    metrics: CreditMetrics
 
 
 @dataclass(frozen=True)
@@ -240,17 +232,7 @@ def _final(final: Mapping[str, Any], rounds: Sequence[RoundRow]) -> FinalMetrics
         return None
     scored = [row.server_round for row in rounds if row.auc is not None]
     return FinalMetrics(
-        server_round=scored[-1] if scored else None,
-        auc=float(final["auc"]),
-        ks=float(final["ks"]),
-        gini=float(final["gini"]),
-        brier=float(final["brier"]),
-        log_loss=float(final["log_loss"]),
-        accuracy=float(final["accuracy"]),
-        f1=float(final["f1"]),
-        f1_threshold=float(final["f1_threshold"]),
-        n_rows=int(final["n_rows"]),
-        default_rate=float(final["default_rate"]),
+        server_round=scored[-1] if scored else None, metrics=CreditMetrics.from_dict(final)
     )
 
 
