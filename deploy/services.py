@@ -19,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from credit.durable import write_durably
 from credit.errors import FedcreditError
 from deploy.flower_env import flower_env
 
@@ -86,7 +87,8 @@ class Service:
                 cwd=cwd,
                 start_new_session=True,  # survives the CLI; stop() ends the whole group
             )
-        self.pid_file.write_text(f"{process.pid}\n")
+        # Whole or absent: a reader never sees the file empty (read as "not running").
+        write_durably(self.pid_file, f"{process.pid}\n".encode())
         return process.pid
 
     def stop(self, timeout: float = 15.0) -> bool:
