@@ -3,7 +3,8 @@
 Right after round r's aggregation the coordinator writes ``OUT/checkpoint/``: the
 global model's arrays (``arrays-<r>.npz``) and a JSON state (``state.json``: the
 completed round, the arrays file's name, encoder, model spec, banks, every round's
-results, privacy ledgers and refusals, and the *pending* round). Round r's metrics
+results, privacy ledgers and refusals, the *pending* round, and the last model's
+calibration and fairness report once it came in). Round r's metrics
 come in one exchange later (with round r+1's train replies, or the final evaluate
 exchange), so until then round r is pending: everything of its result but the
 metrics. When they come in, the checkpoint is written again with round r among the
@@ -75,6 +76,7 @@ def save_checkpoint(out_dir: Path, state: RunState, completed_round: int) -> Pat
         "privacy": state.privacy_document(),
         "refusals": state.refusals_document(),
         "pending": None if state.pending is None else asdict(state.pending),
+        "governance": state.governance,
     }
     write_durably(folder / _STATE, json.dumps(document, indent=1).encode())
     for stale in folder.glob("arrays-*.npz"):
@@ -144,6 +146,7 @@ def _state_from(
         },
         refusals=[Refusal.model_validate(refusal) for refusal in document["refusals"]],
         pending=_pending_from_json(document.get("pending")),
+        governance=document.get("governance"),
     )
 
 

@@ -179,6 +179,9 @@ class RunState:
         Why the run stopped early (budgets spent); None when it ran every round.
     secure_aggregation : dict or None
         The secure-aggregation parameters (None: plain FedAvg).
+    governance : dict or None
+        ``metrics.json``'s calibration and fairness report of the last model
+        (:func:`coordinator.app.governance.governance_outcome`); None: not asked.
     """
 
     config: RunConfig
@@ -193,6 +196,7 @@ class RunState:
     pending: PendingRound | None = None
     stopped: str | None = None
     secure_aggregation: dict[str, Any] | None = None
+    governance: dict[str, Any] | None = None
 
     def final_metrics(self) -> CreditMetrics | None:
         """The metrics of the last round whose model was scored (None: no round's was)."""
