@@ -315,7 +315,7 @@ def _scored_last(
     messages = secure.evaluation_messages(GLOBAL, _round(1), sorted(grid.get_node_ids()))
     replies = exchange(messages, Stage.EVALUATE, 1)
     checked = [secure.check_evaluation(reply, _round(1)) for reply in replies]
-    return secure.sum_evaluations(checked, _round(1))
+    return secure.sum_evaluations(checked, _round(1)).summary
 
 
 def test_the_last_models_evaluation_is_a_secure_round_of_its_own(grid: FakeGrid) -> None:
@@ -341,7 +341,7 @@ def test_the_last_models_evaluation_is_a_secure_round_of_its_own(grid: FakeGrid)
         assert masked.dtype == np.uint32 and masked.shape == (1 + EVALUATION,)
     summary = secure.sum_evaluations(
         [secure.check_evaluation(r, _round(1)) for r in replies], _round(1)
-    )
+    ).summary
 
     _assert_sum_of_evaluations(summary, [0, 1, 2, 3])
     assert [(t.server_round, t.stage) for t in exchanges.timings[before:]] == [
@@ -385,7 +385,7 @@ def test_a_malformed_masked_evaluation_is_refused_and_left_out_of_the_sum(
     with pytest.raises(MalformedMessage, match=r"masked evaluation is float64\(12,\), expected"):
         secure.check_evaluation(broken, _round(1))
 
-    summary = secure.sum_evaluations(replies, _round(1))  # given it anyway: left out
+    summary = secure.sum_evaluations(replies, _round(1)).summary  # given it anyway: left out
 
     _assert_sum_of_evaluations(summary, [1, 2, 3])
 
