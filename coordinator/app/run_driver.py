@@ -73,7 +73,6 @@ from credit.feature_stats import (
     numeric_inputs,
     settle_noisy,
 )
-from credit.governance.release import GovernanceLayout
 from credit.messages import (
     EvaluateRequest,
     EvaluationDeclined,
@@ -577,7 +576,8 @@ class RunDriver:
         That model is the global model (``state.arrays``): a pending round is always
         the last one trained. Under secure aggregation it is a secure round of its own.
         ``last``: it is the run's last model, whose evaluation also asks for the
-        governance release (calibration and fairness sums, :meth:`_report_governance`).
+        governance release (calibration and fairness sums: ``state.governance``, see
+        :mod:`coordinator.app.governance`).
 
         Raises
         ------
@@ -591,7 +591,7 @@ class RunDriver:
         server_round = pending.server_round
         started, since = time.monotonic(), len(self._exchange.timings)
         instructions = self._round_instructions(state, server_round)
-        layout = self._governance_layout() if last else None
+        layout = governance_layout(self.schema, self.config) if last else None
         try:
             messages = aggregation.evaluation_messages(
                 state.arrays, instructions, sorted(members), layout
@@ -622,23 +622,15 @@ class RunDriver:
             )
         if summary is None:
             self._on_event(f"round {server_round}: every bank declined to evaluate")
-        if layout is not None:
-            self._report_governance(state, summed, layout)
+        outcome = None
+        if layout is not None:  # kept before the round settles: its checkpoint holds it
+            outcome = governance_outcome(summed, layout, noisy=self._private)
+            state.governance = outcome.document
         exchanges = self._exchange.seconds_of(server_round, since)
         seconds = time.monotonic() - started
         self._settle(state, pending, summary, seconds=seconds, exchanges=exchanges)
-
-    def _governance_layout(self) -> GovernanceLayout:
-        """The governance release the run asks of the banks with its last model's evaluation."""
-        return governance_layout(self.schema, self.config)
-
-    def _report_governance(
-        self, state: RunState, summed: SummedEvaluation, layout: GovernanceLayout
-    ) -> None:
-        """Keep the calibration and fairness report of the banks' summed governance sums."""
-        outcome = governance_outcome(summed, layout, noisy=self._private)
-        state.governance = outcome.document
-        self._on_event(outcome.line)
+        if outcome is not None:
+            self._on_event(outcome.line)
 
     def _evaluate_before_failing(
         self, state: RunState, aggregation: Aggregation, members: dict[int, str]

@@ -21,8 +21,10 @@ bank's own schema and policy. Against the bank's guard:
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -78,7 +80,8 @@ def test_asking_for_the_governance_release_in_every_evaluation_gets_it_once(
     schema: DatasetSchema, attack: Attack
 ) -> None:
     original, _, target, encoder = attack
-    settings = acme_settings(original, max_epsilon=EPSILON)
+    log = original.parent / "audit.jsonl"
+    settings = acme_settings(original, max_epsilon=EPSILON, audit_log=log)
     guard = BankGuard(settings)
     arrays = _target_model(encoder, target)
     layout = _layout(schema)
@@ -96,6 +99,14 @@ def test_asking_for_the_governance_release_in_every_evaluation_gets_it_once(
         assert governance_sums_from_content(later, length=layout.length) is None
     assert settings.ledger_path is not None
     assert _governance_events(settings.ledger_path) == [governance_sensitivity(4)]
+    guard.close()
+    refusals = [entry for entry in _entries(log) if entry["event"] == "refusal"]
+    assert [r["data"]["kind"] for r in refusals] == ["privacy-budget"] * 2
+    assert all(r["data"]["reason"].startswith("governance: ") for r in refusals)
+
+
+def _entries(log: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in log.read_text().splitlines()]
 
 
 @pytest.mark.parametrize("cutoff", [0.333, 0.505, 1e-9])
