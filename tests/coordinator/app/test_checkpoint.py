@@ -112,6 +112,11 @@ def _state(config: RunConfig, *, seed: int, rounds: int) -> RunState:
                 server_round=1,
             )
         ],
+        governance={  # the last model's report (metrics.json's part), kept once it came in
+            "governance": {"banks": 2, "decision_cutoff": 0.5, "noisy": True},
+            "calibration": {"ece": 0.0201, "bins": [{"lower": 0.0, "count": 12.5}]},
+            "fairness": {"SEX": {"groups": {"1": {"n": 3, "tpr": None}}}},
+        },
     )
 
 
@@ -131,6 +136,7 @@ def _assert_same_state(loaded: RunState, saved: RunState) -> None:
     assert loaded.privacy == saved.privacy
     assert loaded.refusals == saved.refusals
     assert loaded.pending == saved.pending
+    assert loaded.governance == saved.governance
     assert loaded.schema.schema_hash() == saved.schema.schema_hash()
 
 
