@@ -381,6 +381,13 @@ ScoreBins = Annotated[
         "which is also a bank's default cap).",
     ),
 ]
+DecisionCutoff = Annotated[
+    float | None,
+    typer.Option(
+        help="Fairness report: decline when the predicted default probability is >= this "
+        "(in [0, 1], a multiple of 1/score-bins; default 0.5).",
+    ),
+]
 SecureAggregation = Annotated[
     bool | None,
     typer.Option(
@@ -401,6 +408,7 @@ def launch(
     secure_aggregation: SecureAggregation = None,
     evaluate_every: EvaluateEvery = None,
     score_bins: ScoreBins = None,
+    decision_cutoff: DecisionCutoff = None,
 ) -> None:
     """Submit a run to the SuperLink, stream per-round progress, collect the results."""
     from coordinator.ops.launch import launch_run
@@ -420,6 +428,7 @@ def launch(
                 "secure_aggregation": secure_aggregation,
                 "evaluate_every": evaluate_every,
                 "score_bins": score_bins,
+                "decision_cutoff": decision_cutoff,
             },
             run_name=run_name,
             resume=resume,

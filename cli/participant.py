@@ -176,6 +176,15 @@ MaxScoreBins = Annotated[
         "model on its held-out rows (a run asking for more is refused).",
     ),
 ]
+MaxCalibrationBins = Annotated[
+    int,
+    typer.Option(
+        min=1,
+        max=100,
+        help="Most probability bins of the calibration sums the bank releases with its "
+        "evaluation of a run's last model (a run asking for more is refused).",
+    ),
+]
 MinHoldoutRows = Annotated[
     int,
     typer.Option(
@@ -265,6 +274,7 @@ def start(
     secagg_threshold_fraction: ThresholdFraction = None,
     min_roster: MinRoster = 3,
     max_score_bins: MaxScoreBins = 100,
+    max_calibration_bins: MaxCalibrationBins = 10,
     min_holdout_rows: MinHoldoutRows = 50,
     setup_share: SetupShare = 0.1,
     setup_bins: SetupBins = 64,
@@ -311,7 +321,9 @@ def start(
             members=member_list.members,
             secure_aggregation=_secagg_policy(secagg_threshold_fraction, min_roster),
             evaluation=EvaluationPolicy(
-                max_score_bins=max_score_bins, min_holdout_rows=min_holdout_rows
+                max_score_bins=max_score_bins,
+                min_holdout_rows=min_holdout_rows,
+                max_calibration_bins=max_calibration_bins,
             ),
             setup=SetupReleasePolicy(max_bins=setup_bins, budget_share=setup_share),
         )

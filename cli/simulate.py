@@ -127,6 +127,13 @@ EvaluateEvery = Annotated[
         ),
     ),
 ]
+DecisionCutoff = Annotated[
+    float,
+    typer.Option(
+        help="Fairness report: an applicant is declined when the model's predicted default "
+        "probability is >= this (in [0, 1], a multiple of 0.01: a score-bin edge).",
+    ),
+]
 Cpus = Annotated[
     int | None, typer.Option(min=1, help="CPUs for the simulation engine (default: all).")
 ]
@@ -187,6 +194,7 @@ def simulate(
     secagg_threshold_fraction: ThresholdFraction = 2 / 3,
     dropout_rate: DropoutRate = 0.0,
     evaluate_every: EvaluateEvery = None,
+    decision_cutoff: DecisionCutoff = 0.5,
     cpus: Cpus = None,
     folds: Folds = None,
 ) -> None:
@@ -211,12 +219,14 @@ def simulate(
                 "max_grad_norm": max_grad_norm,
                 "secure_aggregation": secure_aggregation,
                 "secagg_threshold_fraction": secagg_threshold_fraction,
+                "decision_cutoff": decision_cutoff,
                 **({} if evaluate_every is None else {"evaluate_every": evaluate_every}),
             },
             source=SOURCE,
             spelled={
                 "audit_key": "--audit-key",
                 "secagg_threshold_fraction": "--secagg-threshold-fraction",
+                "decision_cutoff": "--decision-cutoff",
             },
         )
         banks_from: PartitionSettings | list[Path] = bank_data or _partition_settings(

@@ -27,6 +27,10 @@ EVALUATE = "evaluate"
 EVALUATION = "evaluation"
 EVALUATION_SCORES = "evaluation-scores"
 EVALUATION_DECLINED = "evaluation-declined"
+# An evaluate message's request for the governance release (calibration and fairness
+# sums of the held-out rows), and the bank's sums in the clear in its evaluate reply.
+GOVERNANCE = "governance"
+GOVERNANCE_SUMS = "governance-sums"
 # The head of the sender's audit log: in every request of a coordinator that keeps
 # one, and every answered reply of a bank that keeps one (each side records the other's).
 AUDIT_HEAD = "audit-head"
@@ -37,6 +41,7 @@ NEGATIVES = "negatives"
 MOMENTS_SUFFIX = "/moments"
 HISTOGRAM_SUFFIX = "/histogram"
 SECAGG_MASKED = "secagg-masked"
+SUMS = "sums"
 
 # The weight of a bank's update in plain FedAvg (an entry of its train metrics).
 NUM_EXAMPLES = "num-examples"

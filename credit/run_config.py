@@ -25,6 +25,8 @@ __all__ = ["AUTOMATIC", "RunConfig"]
 
 _FLOWER_RENAMES = {"num-server-rounds": "rounds"}
 _NOT_DIGESTED = frozenset({"out-dir", "resume", "audit-key"})
+_ON_GRID = 1e-9
+"""How far ``decision_cutoff * score_bins`` may lie from a whole number (floating point)."""
 
 
 AUTOMATIC = -1
@@ -60,6 +62,10 @@ class RunConfig(BaseModel):
     score_bins : int, default 100
         Bins of the score histograms banks release for evaluation (a bank's policy
         caps them: 100 by default).
+    decision_cutoff : float, default 0.5
+        The fairness report's decision: an applicant is declined when the model's
+        predicted default probability is >= this; in [0, 1] and a multiple of
+        ``1 / score_bins`` (a bin edge: banks refuse any other cut-off).
     evaluate_every : int, default -1
         Score the global model every this many rounds (the last round's model always);
         0: the last round's only; -1 (automatic): every round without privacy budgets,
@@ -115,6 +121,7 @@ class RunConfig(BaseModel):
     test_fraction: float = Field(default=0.2, gt=0, lt=1)
     min_banks: int = Field(default=2, ge=1)
     score_bins: int = Field(default=DEFAULT_SCORE_BINS, ge=2, le=MAX_SCORE_BINS)
+    decision_cutoff: float = Field(default=0.5, ge=0, le=1)
     evaluate_every: int = Field(default=AUTOMATIC, ge=AUTOMATIC)
     grid_bins: int = Field(default=DEFAULT_GRID_BINS, ge=2, le=MAX_GRID_BINS)
     schema_file: str = Field(default="", alias="schema")
@@ -196,6 +203,17 @@ class RunConfig(BaseModel):
     def _even_bins(cls, value: int) -> int:
         if value % 2:
             raise ValueError(f"must be even so that 0.5 is a bin edge; got {value}")
+        return value
+
+    @field_validator("decision_cutoff")
+    @classmethod
+    def _cutoff_on_the_score_grid(cls, value: float, info: ValidationInfo) -> float:
+        bins = info.data.get("score_bins")
+        if bins is not None and abs(value * bins - round(value * bins)) > _ON_GRID:
+            raise ValueError(
+                f"must be a multiple of 1/score-bins = 1/{bins} (a score-bin edge, the only "
+                f"cut-off banks accept), e.g. {round(value * bins) / bins:g}; got {value:g}"
+            )
         return value
 
     @classmethod

@@ -17,6 +17,9 @@ from dataclasses import dataclass
 import dp_accounting
 from dp_accounting import pld, rdp
 
+from credit.governance.calibration import CALIBRATION_SENSITIVITY
+from credit.governance.fairness import FAIRNESS_SENSITIVITY
+from credit.governance.release import governance_sensitivity
 from privacy.accounting import RDP_ORDERS, ROW_SETS, DpEvent
 from privacy.budget import default_delta
 from privacy.ledger import RunPlan
@@ -78,8 +81,10 @@ def ledger_problems(
 
     Checks: every event's run has a plan of the event's kind; each DP-SGD plan has
     q = B / n_train and steps = E * ceil(n_train / B) for the bank's ``n_train``;
-    every event runs its plan's mechanism; one set-up release per run; delta is at
-    most 1 / (10 n_train).
+    every event runs its plan's mechanism (a governance release, an evaluation
+    release of the test rows at its own sensitivity, runs the evaluation plan's
+    noise multiplier); one set-up release and at most one governance release per
+    run; delta is at most 1 / (10 n_train).
     """
     problems = _plan_problems(plans, n_train)
     by_run: dict[tuple[str, str], RunPlan] = {(plan.run, plan.kind): plan for plan in plans}
@@ -91,12 +96,36 @@ def ledger_problems(
         for run, count in sorted(setups.items())
         if count > 1
     ]
+    governance = Counter(
+        event.run
+        for event in events
+        if event.kind == "evaluation-release" and _is_governance(event.max_grad_norm)
+    )
+    problems += [
+        f"run '{run}' made {count} governance releases (calibration and fairness sums); "
+        "a run makes one"
+        for run, count in sorted(governance.items())
+        if count > 1
+    ]
     if n_train >= 1 and delta > default_delta(n_train) * (1 + 1e-9):
         problems.append(
             f"delta {delta:.3g} is larger than 1/(10 n_train) = {default_delta(n_train):.3g} "
             f"for {n_train} training rows"
         )
     return problems
+
+
+def _is_governance(sensitivity: float) -> bool:
+    """Whether an evaluation release's sensitivity is a governance release's.
+
+    The governance release (calibration sums and the fairness sums of C protected
+    columns, :mod:`credit.governance.release`) has L2 sensitivity
+    ``sqrt(CALIBRATION_SENSITIVITY^2 + C * FAIRNESS_SENSITIVITY^2)`` for a whole
+    C >= 0; an evaluation's is ``EVALUATION_SENSITIVITY``, below all of them.
+    """
+    columns = (sensitivity**2 - CALIBRATION_SENSITIVITY**2) / FAIRNESS_SENSITIVITY**2
+    whole = round(columns)
+    return whole >= 0 and math.isclose(sensitivity, governance_sensitivity(whole), rel_tol=1e-12)
 
 
 def _plan_problems(plans: Sequence[RunPlan], n_train: int) -> list[str]:
@@ -140,6 +169,8 @@ def _event_problems(event: DpEvent, plan: RunPlan | None) -> list[str]:
         return []
     recorded = (event.noise_multiplier, event.sample_rate, event.steps, event.max_grad_norm)
     planned = (plan.noise_multiplier, plan.sample_rate, plan.steps_per_round, plan.max_grad_norm)
+    if event.kind == "evaluation-release" and _is_governance(event.max_grad_norm):
+        planned = (*planned[:3], event.max_grad_norm)  # the governance release's own
     if recorded != planned:
         return [
             f"{where}: (noise multiplier, q, steps, max-grad-norm) = {recorded}, the run's "

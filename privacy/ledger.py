@@ -242,17 +242,30 @@ class PrivacyLedger:
 
         self._write(unbound, [{"type": "split", "digest": digest, "fraction": fraction}])
 
-    def charge(self, event: DpEvent, *, plan: RunPlan | None = None) -> float:
+    def charge(
+        self, event: DpEvent, *, plan: RunPlan | None = None, at_most: int | None = None
+    ) -> float:
         """Record ``event`` (and ``plan``, in the same write) if the budget allows it.
 
         The check is made against the file as it is under the lock, not against
         what this object read earlier. Returns the bank's epsilon after the event.
 
+        Parameters
+        ----------
+        event : DpEvent
+            The release.
+        plan : RunPlan, optional
+            The run's plan, recorded with the event (its first release).
+        at_most : int, optional
+            Refuse the event if its run already has this many events of its kind and
+            sensitivity (``max_grad_norm``): how a bank keeps a run to its planned
+            evaluations and to one governance release, whatever the budget allows.
+
         Raises
         ------
         PrivacyBudgetExceeded
-            The event would take its row set's epsilon past ``max_epsilon``;
-            nothing is recorded.
+            The event would take its row set's epsilon past ``max_epsilon``, or its
+            run already made ``at_most`` such releases; nothing is recorded.
         LedgerError
             ``plan``'s run already has a plan of its kind, or ``event`` is a second
             set-up release (``gaussian-release``) of its run; nothing is recorded.
@@ -263,6 +276,8 @@ class PrivacyLedger:
             if plan is not None:
                 self._refuse_second_plan(plan)
             self._refuse_second_setup_release(event)
+            if at_most is not None:
+                self._refuse_past(event, at_most)
             self._refuse_over_budget(event)
             return True
 
@@ -322,6 +337,26 @@ class PrivacyLedger:
             raise LedgerError(
                 f"{self.path}: run '{event.run}' already made its set-up release; a run "
                 "releases its feature statistics once (start a new run with a new name)"
+            )
+
+    def _refuse_past(self, event: DpEvent, at_most: int) -> None:
+        made = sum(
+            1
+            for e in self.events
+            if (e.run, e.kind, e.max_grad_norm) == (event.run, event.kind, event.max_grad_norm)
+        )
+        if made >= at_most:
+            spent = epsilon_by_rows(self.events, self.delta)[event.rows]
+            raise PrivacyBudgetExceeded(
+                bank=self.bank,
+                spent=spent,
+                requested=spent,
+                maximum=self.budget.max_epsilon,
+                server_round=event.round,
+                detail=(
+                    f"run '{event.run}' already made its {made} planned {event.kind}(s) of "
+                    f"sensitivity {event.max_grad_norm:.4g}; nothing more is released"
+                ),
             )
 
     def _refuse_over_budget(self, event: DpEvent) -> None:

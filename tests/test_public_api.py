@@ -21,6 +21,7 @@ PUBLIC = {
         "ProtocolStage", "QueryInstructions", "Refusal", "RoundInstructions", "RunInstructions",
         "Task", "TrainMetrics", "feature_stats_from_record", "feature_stats_to_record",
         "content_of", "score_summary_from_content", "score_summary_to_content",
+        "GovernanceRequest", "governance_sums_from_content", "governance_sums_to_record",
     },
     "credit.governance": {
         "MISSING_LABEL", "SCORECARD_COLUMNS", "BinCounts", "BinKind", "BinLayout",
@@ -33,7 +34,9 @@ PUBLIC = {
         "Grouping", "protected_groupings", "Recalibration", "brier_change", "fit_isotonic",
         "fit_platt", "PopulationCounts", "StabilityLevel", "StabilityResult",
         "characteristic_stability", "population_counts", "population_stability_index",
-        "stability_report",
+        "stability_report", "GovernanceLayout", "GovernanceReport", "GovernanceSums",
+        "governance_from_sum", "governance_report", "governance_sensitivity",
+        "governance_sums", "governance_vector", "schema_groupings",
     },
     "credit.audit": {
         "CLOSING_EVENTS", "GENESIS", "LOG_OPEN", "AuditBroken", "AuditLog", "AuditReport",

@@ -20,10 +20,13 @@ from coordinator.app.bank_replies import TrainReply
 from coordinator.app.exchange import messages_to
 from credit import message_keys
 from credit.errors import MalformedMessage
+from credit.governance.release import GovernanceLayout, GovernanceSums
 from credit.messages import (
     EvaluationDeclined,
+    GovernanceRequest,
     RoundInstructions,
     RunInstructions,
+    governance_sums_from_content,
     score_summary_from_content,
 )
 from credit.metrics import ScoreSummary
@@ -33,7 +36,9 @@ __all__ = [
     "Aggregation",
     "Exchange",
     "PlainAggregation",
+    "SummedEvaluation",
     "check_update",
+    "governance_request",
 ]
 
 Exchange = Callable[[list[Message], str, int], list[Message]]
@@ -53,6 +58,33 @@ class AggregatedUpdate:
     train_loss: float | None
     banks: tuple[int, ...]
     evaluation: ScoreSummary | None = None
+
+
+@dataclass(frozen=True)
+class SummedEvaluation:
+    """The consortium's evaluation of a model from an evaluate exchange.
+
+    Attributes
+    ----------
+    summary : ScoreSummary or None
+        The summed evaluation (None: no bank's).
+    governance : GovernanceSums or None
+        The summed governance release, when it was asked for (None: not asked, or no
+        bank's).
+    governance_banks : int
+        How many banks' governance sums ``governance`` holds.
+    """
+
+    summary: ScoreSummary | None
+    governance: GovernanceSums | None = None
+    governance_banks: int = 0
+
+
+def governance_request(layout: GovernanceLayout) -> GovernanceRequest:
+    """The message part that asks the banks for the governance release of ``layout``."""
+    return GovernanceRequest(
+        calibration_bins=layout.calibration_bins, decision_cutoff=layout.cutoff
+    )
 
 
 class Aggregation(Protocol):
@@ -112,11 +144,24 @@ class Aggregation(Protocol):
         """Whether evaluations travel inside the updates' sum (not beside the updates)."""
 
     def evaluation_messages(
-        self, arrays: ArrayRecord, instructions: RoundInstructions, nodes: Sequence[int]
+        self,
+        arrays: ArrayRecord,
+        instructions: RoundInstructions,
+        nodes: Sequence[int],
+        governance: GovernanceLayout | None = None,
     ) -> list[Message]:
-        """The evaluate messages that score ``arrays`` (``instructions``' round's model)."""
+        """The evaluate messages that score ``arrays`` (``instructions``' round's model).
 
-    def check_evaluation(self, reply: Message, instructions: RoundInstructions) -> Message:
+        ``governance``: they also ask for the governance release of that layout (the
+        run's last model).
+        """
+
+    def check_evaluation(
+        self,
+        reply: Message,
+        instructions: RoundInstructions,
+        governance: GovernanceLayout | None = None,
+    ) -> Message:
         """``reply`` if its evaluation (or its decline) can be summed.
 
         Raises
@@ -126,9 +171,12 @@ class Aggregation(Protocol):
         """
 
     def sum_evaluations(
-        self, replies: Sequence[Message], instructions: RoundInstructions
-    ) -> ScoreSummary | None:
-        """The consortium's evaluation from the (checked) evaluate replies (None: no bank's).
+        self,
+        replies: Sequence[Message],
+        instructions: RoundInstructions,
+        governance: GovernanceLayout | None = None,
+    ) -> SummedEvaluation:
+        """The consortium's evaluation (and governance sums) from the checked replies.
 
         Raises
         ------
@@ -163,24 +211,49 @@ class PlainAggregation:
         return False
 
     def evaluation_messages(
-        self, arrays: ArrayRecord, instructions: RoundInstructions, nodes: Sequence[int]
+        self,
+        arrays: ArrayRecord,
+        instructions: RoundInstructions,
+        nodes: Sequence[int],
+        governance: GovernanceLayout | None = None,
     ) -> list[Message]:
-        return messages_to(nodes, MessageType.EVALUATE, instructions, arrays=arrays)
+        asked = () if governance is None else (governance_request(governance),)
+        return messages_to(nodes, MessageType.EVALUATE, instructions, *asked, arrays=arrays)
 
-    def check_evaluation(self, reply: Message, instructions: RoundInstructions) -> Message:
+    def check_evaluation(
+        self,
+        reply: Message,
+        instructions: RoundInstructions,
+        governance: GovernanceLayout | None = None,
+    ) -> Message:
         if not EvaluationDeclined.present(reply.content):
             score_summary_from_content(reply.content, score_bins=instructions.score_bins)
+            if governance is not None:
+                governance_sums_from_content(reply.content, length=governance.length)
         return reply
 
     def sum_evaluations(
-        self, replies: Sequence[Message], instructions: RoundInstructions
-    ) -> ScoreSummary | None:
+        self,
+        replies: Sequence[Message],
+        instructions: RoundInstructions,
+        governance: GovernanceLayout | None = None,
+    ) -> SummedEvaluation:
+        released = [reply for reply in replies if not EvaluationDeclined.present(reply.content)]
         summaries = [
             score_summary_from_content(reply.content, score_bins=instructions.score_bins)
-            for reply in replies
-            if not EvaluationDeclined.present(reply.content)
+            for reply in released
         ]
-        return ScoreSummary.combine(summaries) if summaries else None
+        summary = ScoreSummary.combine(summaries) if summaries else None
+        if governance is None:
+            return SummedEvaluation(summary)
+        parts = [
+            GovernanceSums.from_vector(vector, governance)
+            for reply in released
+            if (vector := governance_sums_from_content(reply.content, length=governance.length))
+            is not None
+        ]
+        summed = GovernanceSums.combine(parts) if parts else None
+        return SummedEvaluation(summary, governance=summed, governance_banks=len(parts))
 
     def describe(self) -> str | None:
         return None

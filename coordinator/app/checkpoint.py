@@ -3,8 +3,9 @@
 Right after round r's aggregation the coordinator writes ``OUT/checkpoint/``: the
 global model's arrays (``arrays-<r>.npz``) and a JSON state (``state.json``: the
 completed round, the arrays file's name, encoder, model spec, banks, every round's
-results, privacy ledgers and refusals, the *pending* round, and the score histograms
-of the last round scored, for the model report). Round r's metrics
+results, privacy ledgers and refusals, the *pending* round, the score histograms of
+the last round scored, for the model report, and the last model's calibration and
+fairness report once it came in). Round r's metrics
 come in one exchange later (with round r+1's train replies, or the final evaluate
 exchange), so until then round r is pending: everything of its result but the
 metrics. When they come in, the checkpoint is written again with round r among the
@@ -84,6 +85,7 @@ def save_checkpoint(out_dir: Path, state: RunState, completed_round: int) -> Pat
         "refusals": state.refusals_document(),
         "pending": None if state.pending is None else asdict(state.pending),
         "final_scores": None if state.final_scores is None else state.final_scores.document(),
+        "governance": state.governance,
     }
     write_durably(folder / _STATE, json.dumps(document, indent=1).encode())
     for stale in folder.glob("arrays-*.npz"):
@@ -154,6 +156,7 @@ def _state_from(
         refusals=[Refusal.model_validate(refusal) for refusal in document["refusals"]],
         pending=_pending_from_json(document.get("pending")),
         final_scores=_final_scores_from_json(document.get("final_scores")),
+        governance=document.get("governance"),
     )
 
 

@@ -50,11 +50,12 @@ from typing import TypeVar
 from flwr.app import ArrayRecord, Message, MessageType
 from flwr.serverapp import Grid
 
-from coordinator.app.aggregation import Aggregation
+from coordinator.app.aggregation import Aggregation, SummedEvaluation
 from coordinator.app.audit_trail import CoordinatorAudit
 from coordinator.app.bank_replies import ReplyBook, TrainReply, train_evaluation, train_reply
 from coordinator.app.checkpoint import load_checkpoint, save_checkpoint
 from coordinator.app.exchange import BankExchange, Stage, messages_to
+from coordinator.app.governance import governance_layout, governance_outcome
 from coordinator.app.joining import (
     SetupReply,
     aggregation_for,
@@ -364,7 +365,7 @@ class RunDriver:
                 self._on_event(f"stopped: {stop}")
                 break
         if state.pending is not None:
-            self._evaluate_pending(state, aggregation, self._members(state))
+            self._evaluate_pending(state, aggregation, self._members(state), last=True)
 
     def _round(self, state: RunState, aggregation: Aggregation, server_round: int) -> None:
         """Train (or abort) round ``server_round``; it is then pending, and checkpointed.
@@ -569,12 +570,20 @@ class RunDriver:
         self._evaluate_pending(state, aggregation, members)
 
     def _evaluate_pending(
-        self, state: RunState, aggregation: Aggregation, members: dict[int, str]
+        self,
+        state: RunState,
+        aggregation: Aggregation,
+        members: dict[int, str],
+        *,
+        last: bool = False,
     ) -> None:
         """The evaluate-only exchange: the run's ``members`` score the pending round's model.
 
         That model is the global model (``state.arrays``): a pending round is always
         the last one trained. Under secure aggregation it is a secure round of its own.
+        ``last``: it is the run's last model, whose evaluation also asks for the
+        governance release (calibration and fairness sums: ``state.governance``, see
+        :mod:`coordinator.app.governance`).
 
         Raises
         ------
@@ -588,15 +597,23 @@ class RunDriver:
         server_round = pending.server_round
         started, since = time.monotonic(), len(self._exchange.timings)
         instructions = self._round_instructions(state, server_round)
+        layout = governance_layout(self.schema, self.config) if last else None
         try:
-            messages = aggregation.evaluation_messages(state.arrays, instructions, sorted(members))
+            messages = aggregation.evaluation_messages(
+                state.arrays, instructions, sorted(members), layout
+            )
             replies = self._exchange(messages, Stage.EVALUATE, server_round)
 
             def parse(reply: Message) -> Message:
-                return aggregation.check_evaluation(reply, instructions)
+                return aggregation.check_evaluation(reply, instructions, layout)
 
             answered = self._book.sort(replies, parse, server_round).answers
-            summary = aggregation.sum_evaluations(answered, instructions) if answered else None
+            summed = (
+                aggregation.sum_evaluations(answered, instructions, layout)
+                if answered
+                else SummedEvaluation(None)
+            )
+            summary = summed.summary
         except RoundAborted as abort:
             raise RoundFailed(
                 stage=Stage.EVALUATE,
@@ -611,9 +628,15 @@ class RunDriver:
             )
         if summary is None:
             self._on_event(f"round {server_round}: every bank declined to evaluate")
+        outcome = None
+        if layout is not None:  # kept before the round settles: its checkpoint holds it
+            outcome = governance_outcome(summed, layout, noisy=self._private)
+            state.governance = outcome.document
         exchanges = self._exchange.seconds_of(server_round, since)
         seconds = time.monotonic() - started
         self._settle(state, pending, summary, seconds=seconds, exchanges=exchanges)
+        if outcome is not None:
+            self._on_event(outcome.line)
 
     def _evaluate_before_failing(
         self, state: RunState, aggregation: Aggregation, members: dict[int, str]

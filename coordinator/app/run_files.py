@@ -80,6 +80,8 @@ def metrics_document(state: RunState, wall_seconds: float) -> dict[str, Any]:
     scored = state.final_metrics()
     histograms = state.final_scores
     final = scored.as_dict() if scored is not None else {}
+    # calibration, fairness and governance (how many banks' sums) of the last model
+    governance = state.governance or {}
     return {
         "config": state.config.to_flower(),
         "schema": {"name": state.schema.name, "sha256": state.schema.schema_hash()},
@@ -108,6 +110,7 @@ def metrics_document(state: RunState, wall_seconds: float) -> dict[str, Any]:
         "secure_aggregation": state.secure_aggregation,
         "status": "completed" if state.stopped is None else f"stopped: {state.stopped}",
         "wall_seconds": wall_seconds,
+        **governance,
     }
 
 

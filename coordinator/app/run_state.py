@@ -232,6 +232,9 @@ class RunState:
     final_scores : ScoreHistograms or None
         The summed score histograms of the last round whose model was scored (None:
         no round's was, or a checkpoint from before they were kept).
+    governance : dict or None
+        ``metrics.json``'s calibration and fairness report of the last model
+        (:func:`coordinator.app.governance.governance_outcome`); None: not asked.
     """
 
     config: RunConfig
@@ -247,6 +250,7 @@ class RunState:
     stopped: str | None = None
     secure_aggregation: dict[str, Any] | None = None
     final_scores: ScoreHistograms | None = None
+    governance: dict[str, Any] | None = None
 
     def final_metrics(self) -> CreditMetrics | None:
         """The metrics of the last round whose model was scored (None: no round's was)."""

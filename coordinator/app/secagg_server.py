@@ -8,8 +8,9 @@ Message flow of a run (``privacy.secagg.protocol`` has the cryptography)::
              consistency (U2) ─▶ each survivor's signature of U2               [+1 trip per round]
              unmask (U2, the signatures, dropouts; "advertise r+1") ─▶ requested shares
                                                 + round r+1 keys and shares    [+1 trip per round]
-    the end  evaluate (the last weights, keys for round R+1) ─▶ masked evaluation
-             consistency, unmask ─▶ requested shares: the summed evaluation
+    the end  evaluate (the last weights, keys for round R+1) ─▶ masked evaluation and
+                                                governance sums (in the 64-bit ring)
+             consistency, unmask ─▶ requested shares: the summed evaluation and sums
 
 Round r's unmask exchange also collects round r+1's keys: the survivors (whose masked
 updates arrived) find the advertise request beside the unmask request, and the
@@ -25,7 +26,11 @@ and, unweighted, its evaluation of the model the train message carried
 decodes only the weighted mean update, the weighted mean training loss (banks under
 DP report none), the summed weight and the consortium's summed evaluation. The last
 model is scored in a secure round of its own (round R + 1, whose keys round R's unmask
-exchange collects): each bank masks its weight 0 and its evaluation.
+exchange collects): each bank masks its weight 0, its evaluation and, asked for the
+governance release, its calibration and fairness sums
+(:func:`~credit.governance.release.governance_vector`, zeros when it releases none), in
+the 64-bit ring with 32 fraction bits for those sums, so that their decoded total is
+exact to about 1e-10.
 
 Bad input from a bank (a malformed advertisement, masked vector, signature or
 reveal) drops that bank from the round, with the reason in the run's events; it
@@ -44,16 +49,29 @@ from typing import Any
 import numpy as np
 from flwr.app import ArrayRecord, Message, MessageType, RecordDict
 
-from coordinator.app.aggregation import AggregatedUpdate, Exchange
+from coordinator.app.aggregation import (
+    AggregatedUpdate,
+    Exchange,
+    SummedEvaluation,
+    governance_request,
+)
 from coordinator.app.bank_replies import TrainReply
 from coordinator.app.exchange import Stage, messages_to
 from coordinator.errors import RoundAborted, RoundFailed
 from credit import message_keys
 from credit.errors import MalformedMessage
-from credit.messages import QueryInstructions, RoundInstructions, RunInstructions, Task, secagg
+from credit.governance.release import GovernanceLayout, governance_from_sum
+from credit.messages import (
+    MessagePart,
+    QueryInstructions,
+    RoundInstructions,
+    RunInstructions,
+    Task,
+    secagg,
+)
 from credit.metrics import ScoreSummary, evaluation_from_sum
 from credit.records import array_of, flatten, record_of, unflatten
-from privacy.secagg.fixed_point import FixedPoint
+from privacy.secagg.fixed_point import FINE_FRACTION_BITS, FixedPoint
 from privacy.secagg.protocol import (
     DEFAULT_THRESHOLD_FRACTION,
     MIN_ROSTER,
@@ -82,9 +100,14 @@ _SETUP_CODE = FixedPoint(clip=1.0, fraction_bits=0, ring_bits=64)
 """Round 0's code: no weighted part (weight 0), aggregates in the 64-bit ring."""
 
 
-def _evaluation_length(score_bins: int) -> int:
-    """Entries of a bank's evaluation in the masked vector (see ``evaluation_vector``)."""
-    return 2 * score_bins + 3
+_FINAL_CODE = _SETUP_CODE
+"""The last model's evaluation round with the governance release: weight 0, the 64-bit ring."""
+
+
+def _evaluation_length(score_bins: int, governance: GovernanceLayout | None = None) -> int:
+    """Entries of a bank's evaluation in the masked vector (``evaluation_vector``), and
+    of its governance sums after it (``governance_vector``), when asked."""
+    return 2 * score_bins + 3 + (0 if governance is None else governance.length + 1)
 
 
 def _masked_vector(
@@ -196,7 +219,6 @@ class SecureAggregation:
         self.threshold_fraction = threshold_fraction
         self.code = code
         self.score_bins = score_bins
-        self._totals = FixedPoint.for_totals(participants=len(roster), ring_bits=code.ring_bits)
         self._exchange = exchange
         self._rounds: dict[int, RoundAggregator] = {}
         self._evaluating: int | None = None  # the secure round of the last model's evaluation
@@ -444,7 +466,7 @@ class SecureAggregation:
         update, loss_mean, reported = mean[:-2], mean[-2], mean[-1]
         new_arrays = unflatten(flatten(arrays) + update, arrays)
         loss = float(loss_mean / reported) if reported > 1e-6 else None
-        evaluation = self._decode_evaluation(total[size + _EXTRA :])
+        evaluation = self._decode_evaluation(total[size + _EXTRA :], ring_bits=self.code.ring_bits)
         return AggregatedUpdate(
             arrays=new_arrays,
             train_loss=loss,
@@ -452,9 +474,10 @@ class SecureAggregation:
             evaluation=evaluation,
         )
 
-    def _decode_evaluation(self, total: np.ndarray) -> ScoreSummary | None:
-        """The summed evaluation in the tail of an unmasked sum (None: no bank's)."""
-        summary, _ = evaluation_from_sum(self._totals.decode_total(total), self.score_bins)
+    def _decode_evaluation(self, total: np.ndarray, *, ring_bits: int) -> ScoreSummary | None:
+        """The summed evaluation in an unmasked sum of the ``ring_bits`` ring (None: no bank's)."""
+        totals = FixedPoint.for_totals(participants=len(self.roster), ring_bits=ring_bits)
+        summary, _ = evaluation_from_sum(totals.decode_total(total), self.score_bins)
         return summary
 
     # -- set-up: the banks' aggregates in secure round 0 -----------------------------
@@ -612,12 +635,20 @@ class SecureAggregation:
     # -- the last model's evaluation: a secure round of its own ---------------------
 
     def evaluation_messages(
-        self, arrays: ArrayRecord, instructions: RoundInstructions, nodes: Sequence[int]
+        self,
+        arrays: ArrayRecord,
+        instructions: RoundInstructions,
+        nodes: Sequence[int],
+        governance: GovernanceLayout | None = None,
     ) -> list[Message]:
         """Evaluate messages of the secure round after ``instructions.server_round``.
 
-        Each bank masks its weight 0 and its evaluation. The round's keys were
-        collected by the last unmask exchange, or are asked for here first.
+        Each bank masks its weight 0 and its evaluation; asked for the governance
+        release (``governance``), also its governance sums after it, in the 64-bit
+        ring (:data:`_FINAL_CODE`: the sums of probabilities in them need
+        :data:`~privacy.secagg.fixed_point.FINE_FRACTION_BITS` fraction bits). The
+        round's keys were collected by the last unmask exchange, or are asked for here
+        first.
 
         Raises
         ------
@@ -627,10 +658,13 @@ class SecureAggregation:
         secure_round = self._evaluation_round(instructions.server_round)
         self._evaluating = secure_round
         run = instructions.run_settings()
-        self.prepare(secure_round, arrays, run)
-        self._rounds[secure_round].expect_length(1 + _evaluation_length(self.score_bins))
+        code = None if governance is None else _FINAL_CODE
+        self.prepare(secure_round, arrays, run, code=code)
+        length = 1 + _evaluation_length(self.score_bins, governance)
+        self._rounds[secure_round].expect_length(length, code=code)
+        asked = () if governance is None else (governance_request(governance),)
         return self._inputs_messages(
-            secure_round, MessageType.EVALUATE, instructions, arrays, nodes
+            secure_round, MessageType.EVALUATE, instructions, arrays, nodes, code=code, parts=asked
         )
 
     def _inputs_messages(
@@ -642,11 +676,13 @@ class SecureAggregation:
         nodes: Sequence[int],
         *,
         code: FixedPoint | None = None,
+        parts: Sequence[MessagePart] = (),
     ) -> list[Message]:
         """Close ``secure_round``'s advertisements; one message per member of U1 in ``nodes``.
 
-        Each carries ``instructions``, ``arrays`` (if any) and the secure-aggregation
-        inputs of its bank (U1's keys, the shares sealed for it, the round's code).
+        Each carries ``instructions``, ``arrays`` (if any), ``parts`` and the
+        secure-aggregation inputs of its bank (U1's keys, the shares sealed for it, the
+        round's code).
 
         Raises
         ------
@@ -663,6 +699,8 @@ class SecureAggregation:
                 continue
             content = RecordDict() if arrays is None else RecordDict({message_keys.ARRAYS: arrays})
             instructions.put(content)
+            for part in parts:
+                part.put(content)
             secagg.TrainInputs(
                 threshold=self.threshold,
                 server_round=secure_round,
@@ -672,21 +710,30 @@ class SecureAggregation:
             messages.append(Message(content, node, message_type))
         return messages
 
-    def check_evaluation(self, reply: Message, instructions: RoundInstructions) -> Message:
-        """``reply`` if it carries a masked evaluation of the run's ring and length."""
+    def check_evaluation(
+        self,
+        reply: Message,
+        instructions: RoundInstructions,
+        governance: GovernanceLayout | None = None,
+    ) -> Message:
+        """``reply`` if it carries a masked evaluation of the round's ring and length."""
         record = record_of(reply.content, message_keys.ARRAYS, ArrayRecord)
-        length = 1 + _evaluation_length(self.score_bins)
-        _masked_vector(
-            record, self.code, length, node=reply.metadata.src_node_id, what="evaluation"
-        )
+        length = 1 + _evaluation_length(self.score_bins, governance)
+        code = self._rounds[self._evaluating].code if self._evaluating is not None else self.code
+        _masked_vector(record, code, length, node=reply.metadata.src_node_id, what="evaluation")
         return reply
 
     def sum_evaluations(
-        self, replies: Sequence[Message], instructions: RoundInstructions
-    ) -> ScoreSummary | None:
+        self,
+        replies: Sequence[Message],
+        instructions: RoundInstructions,
+        governance: GovernanceLayout | None = None,
+    ) -> SummedEvaluation:
         """Unmask the sum of the masked evaluations ``replies`` carry (one unmask exchange).
 
         Replies whose masked vector is not of the round's ring and length are left out.
+        The governance sums (if asked) are decoded with
+        :data:`~privacy.secagg.fixed_point.FINE_FRACTION_BITS` fraction bits.
 
         Raises
         ------
@@ -701,7 +748,16 @@ class SecureAggregation:
         total, _ = self._finish(
             aggregator, instructions, ArrayRecord(), None, secure_round, weight_at=0
         )
-        return self._decode_evaluation(total[1:])
+        bits = aggregator.code.ring_bits
+        split = 1 + _evaluation_length(self.score_bins)
+        summary = self._decode_evaluation(total[1:split], ring_bits=bits)
+        if governance is None:
+            return SummedEvaluation(summary)
+        fine = FixedPoint.for_totals(
+            participants=len(self.roster), ring_bits=bits, fraction_bits=FINE_FRACTION_BITS
+        )
+        sums, banks = governance_from_sum(fine.decode_total(total[split:]), governance)
+        return SummedEvaluation(summary, governance=sums, governance_banks=banks)
 
     def _evaluation_round(self, scored_round: int) -> int:
         """The secure round that sums the evaluation of ``scored_round``'s model.

@@ -31,6 +31,9 @@ Modules
 ``stability``
     Population counts per bin: PSI and CSI with the conventional levels and a
     sample-size-aware drift flag.
+``release``
+    The governance release: a bank's calibration and fairness sums in one vector
+    (layout, sensitivity, the sum over banks) and the report of the sum.
 """
 
 from __future__ import annotations
@@ -52,6 +55,17 @@ from credit.governance.fairness import (
 from credit.governance.groups import Grouping, protected_groupings
 from credit.governance.merging import MergedBins, MonotonicTrend, merge_bins
 from credit.governance.recalibration import Recalibration, brier_change, fit_isotonic, fit_platt
+from credit.governance.release import (
+    GovernanceLayout,
+    GovernanceReport,
+    GovernanceSums,
+    governance_from_sum,
+    governance_report,
+    governance_sensitivity,
+    governance_sums,
+    governance_vector,
+    schema_groupings,
+)
 from credit.governance.scorecard import (
     SCORECARD_COLUMNS,
     Characteristic,
@@ -91,6 +105,9 @@ __all__ = [  # noqa: RUF022 - plain sort, as every package door
     "Characteristic",
     "ColumnFairness",
     "FairnessSums",
+    "GovernanceLayout",
+    "GovernanceReport",
+    "GovernanceSums",
     "GroupFairness",
     "Grouping",
     "MISSING_LABEL",
@@ -118,12 +135,18 @@ __all__ = [  # noqa: RUF022 - plain sort, as every package door
     "fairness_sums",
     "fit_isotonic",
     "fit_platt",
+    "governance_from_sum",
+    "governance_report",
+    "governance_sensitivity",
+    "governance_sums",
+    "governance_vector",
     "interval_labels",
     "merge_bins",
     "population_counts",
     "population_stability_index",
     "protected_groupings",
     "reason_codes",
+    "schema_groupings",
     "settle_counts",
     "stability_report",
     "woe_table",

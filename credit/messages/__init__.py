@@ -31,9 +31,13 @@ A run's path over Flower's Message API (record keys in :mod:`credit.message_keys
                                             ◀─────────  secagg=Reveal,
                                                         [secagg-advertise=Advertisement]]
   after the last round (or a run that ends early before its last model is scored):
-    evaluate config=RoundInstructions, arrays=the last model
+    evaluate config=RoundInstructions, arrays=the last model,
+             governance=GovernanceRequest  [secagg=TrainInputs]
                                             ─────────▶
-                                            ◀─────────  scores arrays, metrics=EvaluationSums
+                                            ◀─────────  scores arrays, metrics=EvaluationSums,
+                                                        [governance-sums arrays]
+                                                        (under secure aggregation: arrays=
+                                                        the masked evaluation and sums)
 
 Brackets mark what only some runs (secure aggregation, privacy budgets) or rounds
 send. A plain round is one exchange and a secure round three (train, consistency,
@@ -61,11 +65,14 @@ from credit.messages.replies import (
     TrainMetrics,
     feature_stats_from_record,
     feature_stats_to_record,
+    governance_sums_from_content,
+    governance_sums_to_record,
     score_summary_from_content,
     score_summary_to_content,
 )
 from credit.messages.requests import (
     EvaluateRequest,
+    GovernanceRequest,
     QueryInstructions,
     RoundInstructions,
     RunInstructions,
@@ -79,6 +86,7 @@ __all__ = [
     "EvaluateRequest",
     "EvaluationDeclined",
     "EvaluationSums",
+    "GovernanceRequest",
     "LedgerEvent",
     "LedgerSummary",
     "MessagePart",
@@ -92,6 +100,8 @@ __all__ = [
     "content_of",
     "feature_stats_from_record",
     "feature_stats_to_record",
+    "governance_sums_from_content",
+    "governance_sums_to_record",
     "score_summary_from_content",
     "score_summary_to_content",
 ]

@@ -46,6 +46,8 @@ __all__ = [
     "TrainMetrics",
     "feature_stats_from_record",
     "feature_stats_to_record",
+    "governance_sums_from_content",
+    "governance_sums_to_record",
     "ledger_summary_signed_bytes",
     "score_summary_from_content",
     "score_summary_to_content",
@@ -357,6 +359,24 @@ def score_summary_from_content(
         brier_sum=sums.brier_sum,
         log_loss_sum=sums.log_loss_sum,
     )
+
+
+def governance_sums_to_record(vector: np.ndarray) -> ArrayRecord:
+    """A bank's governance sums in the clear (:meth:`GovernanceSums.to_vector`)."""
+    return ArrayRecord({message_keys.SUMS: Array(np.asarray(vector, dtype=np.float64))})
+
+
+def governance_sums_from_content(content: RecordDict, *, length: int) -> np.ndarray | None:
+    """The governance sums an evaluate reply carries (None: it carries none).
+
+    Raises :class:`MalformedMessage` unless they are ``length`` finite numbers.
+    """
+    if message_keys.GOVERNANCE_SUMS not in content:
+        return None
+    record = record_of(content, message_keys.GOVERNANCE_SUMS, ArrayRecord)
+    sums = array_of(record, message_keys.SUMS, record_key=message_keys.GOVERNANCE_SUMS)
+    _check_reals(sums, (length,), f"{message_keys.GOVERNANCE_SUMS}/{message_keys.SUMS}")
+    return sums.astype(np.float64)
 
 
 def feature_stats_to_record(stats: FeatureStats) -> ArrayRecord:

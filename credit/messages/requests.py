@@ -21,7 +21,14 @@ from credit.messages._parts import AS_JSON, ConfigPart, from_json
 from credit.metrics import MAX_SCORE_BINS
 from credit.model_spec import ModelSpec
 
-__all__ = ["EvaluateRequest", "QueryInstructions", "RoundInstructions", "RunInstructions", "Task"]
+__all__ = [
+    "EvaluateRequest",
+    "GovernanceRequest",
+    "QueryInstructions",
+    "RoundInstructions",
+    "RunInstructions",
+    "Task",
+]
 
 
 class Task(StrEnum):
@@ -171,3 +178,27 @@ class EvaluateRequest(ConfigPart):
     RECORD = message_keys.EVALUATE
 
     server_round: int = Field(ge=1)
+
+
+class GovernanceRequest(ConfigPart):
+    """Asks a bank, in the evaluate message of a run's last model, for its governance release.
+
+    The bank adds to its evaluation its calibration sums and the fairness sums of
+    every protected column of its schema (:mod:`credit.governance.release`); the
+    groups and the score bins are the bank's schema's and the run's, never the
+    message's. The bank refuses more calibration bins than its policy releases, a
+    cut-off off the run's score-bin grid, and a second governance release of a run
+    (under a privacy budget).
+
+    Parameters
+    ----------
+    calibration_bins : int
+        Equal-width probability bins of the calibration sums, >= 1.
+    decision_cutoff : float
+        Decline when the predicted default probability is >= this, in [0, 1].
+    """
+
+    RECORD = message_keys.GOVERNANCE
+
+    calibration_bins: int = Field(ge=1, le=MAX_SCORE_BINS)
+    decision_cutoff: float = Field(ge=0, le=1, allow_inf_nan=False)

@@ -21,16 +21,19 @@ from credit import message_keys
 from credit.audit import AuditLog
 from credit.errors import MalformedMessage
 from credit.feature_stats import FeatureStats, compute_feature_stats
+from credit.governance.release import GovernanceLayout, governance_vector
 from credit.messages import (
     BankIntro,
     EvaluateRequest,
     EvaluationDeclined,
+    GovernanceRequest,
     QueryInstructions,
     Refusal,
     RoundInstructions,
     RunInstructions,
     TrainMetrics,
     feature_stats_to_record,
+    governance_sums_to_record,
     score_summary_to_content,
     secagg,
 )
@@ -46,7 +49,13 @@ from participant.guard.audit_trail import (
     record_train,
 )
 from participant.guard.bank import PreparedBank
-from participant.guard.evaluation import Evaluation, evaluate_holdout, policy_problem
+from participant.guard.evaluation import (
+    Evaluation,
+    evaluate_holdout,
+    governance_layout,
+    governance_problem,
+    policy_problem,
+)
 from participant.guard.local_update import LocalUpdate, local_update, model_sha256
 from participant.guard.secagg_client import (
     SecAggSession,
@@ -480,12 +489,14 @@ def _evaluation(
     guard: PrivacyGuard | None,
     *,
     closes: bool = True,
+    governance: GovernanceLayout | None = None,
 ) -> Evaluation:
     """The received model (of round ``asked.server_round``) scored on the held-out rows.
 
     A release the held-out rows' budget does not allow is declined (and recorded as a
     refusal in the bank's audit log); training is judged on its own. ``closes``: the
     audit log's run-end may follow (not when a secure round's unmask is still to come).
+    ``governance``: the governance release asked with it (checked already).
     """
     run = instructions.run_key(request.flower_run_id)
     try:
@@ -497,6 +508,7 @@ def _evaluation(
             guard=guard,
             run=run,
             server_round=asked.server_round,
+            governance=governance,
         )
     except PrivacyBudgetExceeded as refusal:
         record_refusal(
@@ -507,6 +519,14 @@ def _evaluation(
             reason=f"evaluation: {refusal}",
         )
         return Evaluation(summary=None, declined=f"evaluation: {refusal}")
+    if evaluation.governance_declined is not None:
+        record_refusal(
+            request.audit,
+            run=run,
+            server_round=asked.server_round,
+            kind="privacy-budget",
+            reason=evaluation.governance_declined,
+        )
     if evaluation.summary is not None:
         record_evaluate(
             request.audit,
@@ -589,7 +609,11 @@ def evaluate(request: BankRequest) -> RecordDict:
     """Score the global model on the bank's held-out rows: histograms and sums, never scores.
 
     With secure aggregation's inputs in the message, the evaluation is masked (an
-    input of its own secure sum); otherwise it travels in the clear.
+    input of its own secure sum); otherwise it travels in the clear. A
+    :class:`~credit.messages.GovernanceRequest` in the message (the run's last model)
+    adds the governance release: in the clear beside the evaluation, or masked after
+    it in the same vector (:func:`~credit.governance.release.governance_vector`:
+    zeros when it is not released).
     """
     content_in = request.content
     instructions = RoundInstructions.take(content_in)
@@ -597,24 +621,64 @@ def evaluate(request: BankRequest) -> RecordDict:
     inputs = secagg.TrainInputs.take_optional(content_in)
     bank = checked_bank(request, instructions)
     _check_evaluation_policy(request, instructions)
+    layout = _governance_asked(request, bank, instructions)
     code = None if inputs is None else receive_keys(request.secagg, inputs)
+    if layout is not None and code is not None and code.ring_bits < 64:
+        raise MalformedMessage(
+            f"the governance release is masked in the 64-bit ring; the round's code is "
+            f"{code.ring_bits}-bit"
+        )
     guard = privacy_guard(bank, request.settings)
     asked = EvaluateRequest(server_round=instructions.server_round)
     evaluation = _evaluation(
-        request, bank, instructions, global_arrays, asked, guard, closes=inputs is None
+        request,
+        bank,
+        instructions,
+        global_arrays,
+        asked,
+        guard,
+        closes=inputs is None,
+        governance=layout,
     )
     if inputs is None or code is None:
         content = _plain_evaluation(
             evaluation, scores_key=message_keys.SCORES, sums_key=message_keys.METRICS
         )
+        if evaluation.governance is not None:
+            vector = evaluation.governance.to_vector()
+            content[message_keys.GOVERNANCE_SUMS] = governance_sums_to_record(vector)
     else:
+        sums = None if layout is None else governance_vector(evaluation.governance, layout)
         masked = mask_totals(
             request.secagg,
             server_round=inputs.server_round,
             code=code,
             totals=evaluation_vector(evaluation.summary, instructions.score_bins),
+            fine_totals=sums,
         )
         content = RecordDict({message_keys.ARRAYS: masked})
     if guard is not None:
         guard.summary().put(content)
     return content
+
+
+def _governance_asked(
+    request: BankRequest, bank: PreparedBank, instructions: RoundInstructions
+) -> GovernanceLayout | None:
+    """The governance release an evaluate message asks for (None: none), by the bank's rules.
+
+    Raises
+    ------
+    GuardRefusal
+        More calibration bins than the bank's policy releases, or a cut-off off the
+        run's score-bin grid (:func:`~participant.guard.evaluation.governance_problem`).
+    """
+    asked = GovernanceRequest.take_optional(request.content)
+    if asked is None:
+        return None
+    problem = governance_problem(
+        request.settings.evaluation, asked, instructions.score_bins, bank.name
+    )
+    if problem is not None:
+        raise GuardRefusal("evaluation-policy", problem)
+    return governance_layout(bank, asked, instructions.score_bins)

@@ -23,9 +23,10 @@ simulation) answers every release about its training records through a
 3. Each evaluation release (noisy sums of the held-out rows) is charged as an
    ``evaluation-release`` event about the test rows (:meth:`PrivacyGuard.charge_evaluation`),
    with noise calibrated at the run's first evaluation so that its planned
-   evaluations fit ``max_epsilon`` on the test rows alone: training and test rows
-   are disjoint and fixed, so the two compose in parallel (see
-   :mod:`privacy.accounting`).
+   evaluations and its one governance release (:meth:`PrivacyGuard.charge_governance`)
+   fit ``max_epsilon`` on the test rows alone: training and test rows are disjoint
+   and fixed, so the two compose in parallel (see :mod:`privacy.accounting` and
+   :mod:`participant.guard.held_out_budget`).
 
 Every event names its run and row set; every run's calibration is a plan in the
 ledger. The summary a bank sends with its replies (:meth:`PrivacyGuard.summary`)
@@ -45,8 +46,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from credit.feature_stats import FeatureStats
 from credit.messages import LedgerSummary, RunInstructions
-from credit.metrics import EVALUATION_SENSITIVITY
 from credit.schema import DatasetSchema
+from participant.guard import held_out_budget
 from participant.guard.settings import SetupReleasePolicy
 from participant.guard.setup_release import (
     Shortfall,
@@ -66,12 +67,6 @@ from privacy.ledger import PrivacyLedger, RunPlan
 from privacy.noise import SecureGaussian
 
 __all__ = ["PrivacyGuard", "TrainingRequest", "training_request"]
-
-"""L2 sensitivity of an evaluation release under add/remove of one held-out row.
-
-The released vector is [positives(B), negatives(B), brier_sum, log_loss_sum / ln 1000]:
-one row moves one count (1), a Brier term in [0, 1] and a clipped log-loss term in
-[0, 1], so sqrt(1 + 1 + 1)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -334,71 +329,44 @@ class PrivacyGuard:
         """Charge one evaluation release of ``run`` about the test rows; return its event.
 
         At the run's first evaluation the noise multiplier z is calibrated so that
-        ``planned_evaluations`` releases (Gaussian, sensitivity
-        :data:`~credit.metrics.EVALUATION_SENSITIVITY`, q = 1, one step each) fit ``max_epsilon``
-        composed with the test-row releases already spent (training-row releases
-        compose in parallel and do not count), and persisted as the run's
-        ``evaluation`` plan together with the first release; later evaluations reuse
-        it. The caller adds Gaussian noise of standard deviation
-        ``event.noise_multiplier * event.max_grad_norm`` to the released vector.
+        ``planned_evaluations`` releases and the run's governance release (Gaussian,
+        q = 1, one step each) fit ``max_epsilon`` composed with the test-row releases
+        already spent (training-row releases compose in parallel and do not count),
+        and persisted as the run's ``evaluation`` plan together with the first
+        release; later evaluations reuse it
+        (:func:`~participant.guard.held_out_budget.charge_evaluation`). The caller adds
+        Gaussian noise of standard deviation ``event.noise_multiplier *
+        event.max_grad_norm`` (:data:`~credit.metrics.EVALUATION_SENSITIVITY`) to the
+        released vector.
 
         Raises
         ------
         PrivacyBudgetExceeded
             No noise fits the remaining test-row budget, or this release would pass
-            it (more evaluations than planned); nothing is recorded.
+            it or the run's planned evaluations; nothing is recorded.
         """
-        if planned_evaluations < 1:
-            raise ValueError(f"planned_evaluations must be >= 1; got {planned_evaluations}")
-        plan = self.ledger.plan_for(run, "evaluation")
-        new_plan = None
-        if plan is None:
-            plan = new_plan = self._evaluation_plan(run, server_round, planned_evaluations)
-        event = DpEvent(
-            round=server_round,
-            noise_multiplier=plan.noise_multiplier,
-            sample_rate=1.0,
-            steps=1,
-            max_grad_norm=EVALUATION_SENSITIVITY,
-            kind="evaluation-release",
-            run=run,
-            rows="test",
-        )
-        self.ledger.charge(event, plan=new_plan)
-        return event
-
-    def _evaluation_plan(self, run: str, server_round: int, planned_evaluations: int) -> RunPlan:
-        """The noise of ``planned_evaluations`` releases on the test rows' remaining budget."""
-        budget = self.ledger.budget
-        try:
-            noise_multiplier = calibrate_noise_multiplier(
-                spent=self.ledger.events,
-                planned_rounds=planned_evaluations,
-                sample_rate=1.0,
-                steps_per_round=1,
-                max_epsilon=budget.max_epsilon,
-                delta=self.ledger.delta,
-                rows="test",
-            )
-        except ValueError as exc:
-            raise PrivacyBudgetExceeded(
-                bank=self.ledger.bank,
-                spent=epsilon_by_rows(self.ledger.events, self.ledger.delta)["test"],
-                requested=float("inf"),
-                maximum=budget.max_epsilon,
-                server_round=server_round,
-            ) from exc
-        return RunPlan(
-            run=run,
-            kind="evaluation",
-            noise_multiplier=noise_multiplier,
-            sample_rate=1.0,
-            steps_per_round=1,
-            planned_rounds=planned_evaluations,
-            max_grad_norm=EVALUATION_SENSITIVITY,
+        return held_out_budget.charge_evaluation(
+            self.ledger,
             n_train=self.n_train,
-            batch_size=0,
-            local_epochs=0,
+            run=run,
+            server_round=server_round,
+            planned_evaluations=planned_evaluations,
+        )
+
+    def charge_governance(self, run: str, server_round: int, sensitivity: float) -> DpEvent:
+        """Charge ``run``'s one governance release (calibration and fairness sums).
+
+        At the run's evaluation noise multiplier, with its own L2 ``sensitivity``
+        (:func:`~participant.guard.held_out_budget.charge_governance`).
+
+        Raises
+        ------
+        PrivacyBudgetExceeded
+            The run has no evaluation plan, already made its governance release, or
+            the release would pass the budget; nothing is recorded.
+        """
+        return held_out_budget.charge_governance(
+            self.ledger, run=run, server_round=server_round, sensitivity=sensitivity
         )
 
 

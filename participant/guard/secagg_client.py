@@ -22,7 +22,7 @@ from credit import message_keys
 from credit.messages import secagg
 from participant.guard.sessions import ContextSessions, SessionStore
 from participant.guard.settings import GuardSettings
-from privacy.secagg.fixed_point import FixedPoint
+from privacy.secagg.fixed_point import FINE_FRACTION_BITS, FixedPoint
 from privacy.secagg.members import member_name
 from privacy.secagg.protocol import Participant
 from privacy.secagg.signed import Identity
@@ -181,30 +181,61 @@ def mask_update(
     weight: float,
     code: FixedPoint,
     totals: NDArray[np.float64] | None = None,
+    fine_totals: NDArray[np.float64] | None = None,
 ) -> ArrayRecord:
-    """Mask ``weight * values`` in ``code``, then ``totals`` unweighted, for the coordinator.
+    """Mask ``weight * values`` in ``code``, then ``totals`` and ``fine_totals`` unweighted.
 
     ``totals`` (the bank's evaluation) are encoded with
-    :meth:`~privacy.secagg.fixed_point.FixedPoint.for_totals` for the roster's size.
-    Called after :func:`receive_keys`.
+    :meth:`~privacy.secagg.fixed_point.FixedPoint.for_totals` for the roster's size;
+    ``fine_totals`` (the governance release's sums) after them with
+    :data:`~privacy.secagg.fixed_point.FINE_FRACTION_BITS` fraction bits, which only a
+    64-bit ring holds. Called after :func:`receive_keys`.
+
+    Raises
+    ------
+    ValueError
+        ``fine_totals`` in a ring of fewer than 64 bits.
     """
     participant = where.participant()
-    extra = None
+    parts = []
+    roster = participant.roster_size(server_round)
     if totals is not None:
-        roster = participant.roster_size(server_round)
         counts = FixedPoint.for_totals(participants=roster, ring_bits=code.ring_bits)
-        extra = counts.encode(totals, 1.0)
+        parts.append(counts.encode(totals, 1.0))
+    if fine_totals is not None:
+        if code.ring_bits < 64:
+            raise ValueError(
+                f"round {server_round}: fine totals are masked in the 64-bit ring only; the "
+                f"round's code is {code.ring_bits}-bit"
+            )
+        fine = FixedPoint.for_totals(
+            participants=roster, ring_bits=code.ring_bits, fraction_bits=FINE_FRACTION_BITS
+        )
+        parts.append(fine.encode(fine_totals, 1.0))
+    extra = np.concatenate(parts) if parts else None
     masked = participant.mask(server_round, values, weight, code, extra=extra)
     where.sessions.save(participant)
     return ArrayRecord({message_keys.SECAGG_MASKED: Array(masked)})
 
 
 def mask_totals(
-    where: SecAggSession, *, server_round: int, code: FixedPoint, totals: NDArray[np.float64]
+    where: SecAggSession,
+    *,
+    server_round: int,
+    code: FixedPoint,
+    totals: NDArray[np.float64],
+    fine_totals: NDArray[np.float64] | None = None,
 ) -> ArrayRecord:
-    """Mask ``totals`` alone (weight 0, no update): a set-up or last-evaluation round."""
+    """Mask ``totals`` (and ``fine_totals``) alone (weight 0, no update): a set-up or
+    last-evaluation round."""
     return mask_update(
-        where, server_round=server_round, values=np.zeros(0), weight=0.0, code=code, totals=totals
+        where,
+        server_round=server_round,
+        values=np.zeros(0),
+        weight=0.0,
+        code=code,
+        totals=totals,
+        fine_totals=fine_totals,
     )
 
 

@@ -211,12 +211,17 @@ class EvaluationPolicy(BaseModel):
         refused.
     min_holdout_rows : int, default 50
         The bank releases no evaluation while it holds out fewer rows.
+    max_calibration_bins : int, default 10
+        Most probability bins of the calibration sums the bank releases with its
+        evaluation of a run's last model (the governance release); a request for more
+        is refused.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     max_score_bins: int = Field(default=100, ge=2, le=10_000)
     min_holdout_rows: int = Field(default=50, ge=1)
+    max_calibration_bins: int = Field(default=10, ge=1, le=100)
 
 
 class SetupReleasePolicy(BaseModel):

@@ -82,12 +82,15 @@ class RoundAggregator:
         if have < self.threshold:
             raise SecAggAborted(self.server_round, stage, have, self.threshold)
 
-    def expect_length(self, length: int) -> None:
-        """Change the input length (keys collected ahead for a round put to another use)."""
+    def expect_length(self, length: int, *, code: FixedPoint | None = None) -> None:
+        """Change the input length, and the code if given (keys collected ahead for a
+        round put to another use; the code's ring is only used once inputs are masked)."""
         self._expect(CoordinatorStage.ADVERTISEMENTS)
         if length < 1:
             raise ValueError(f"length must be >= 1; got {length}")
         self.length = length
+        if code is not None:
+            self.code = code
 
     def add_advertisement(self, participant: int, advertisement: Advertisement) -> bool:
         """Accept a well-formed advertisement from a roster member; False if discarded."""

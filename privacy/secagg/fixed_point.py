@@ -29,9 +29,14 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["FixedPoint", "RingArray"]
+__all__ = ["FINE_FRACTION_BITS", "FixedPoint", "RingArray"]
 
 RingArray = NDArray[np.unsignedinteger]
+FINE_FRACTION_BITS = 32
+"""Fraction bits of unweighted totals that must decode to within about 1e-10 (sums of
+probabilities, such as the governance release's): only in the 64-bit ring, where each
+of N participants' terms may still reach about 2^31 / N in magnitude
+(:meth:`FixedPoint.for_totals`)."""
 _RING_DTYPES: dict[int, tuple[type[np.unsignedinteger], type[np.signedinteger]]] = {
     32: (np.uint32, np.int32),
     64: (np.uint64, np.int64),

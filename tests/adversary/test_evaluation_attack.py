@@ -99,31 +99,6 @@ def _guess_defaulter(summary: ScoreSummary) -> bool:
     return bool(summary.positives[-1] > summary.negatives[-1])
 
 
-@pytest.fixture
-def attack(
-    tmp_path: Path, schema: DatasetSchema, write_bank_csv: Callable[..., Path]
-) -> tuple[Path, Path, pd.DataFrame, FeatureEncoder]:
-    """Two neighbouring bank files (the target's label flipped) and the attacker's view.
-
-    The target is one of the bank's held-out customers, which the test (not the
-    attacker, who does not know the bank's secret salt) picks for it.
-    """
-    original = write_bank_csv(600, name="acme")
-    guard = BankGuard(acme_settings(original, max_epsilon=None))
-    held_out = guard.bank.test
-    encoder = fit_encoder(schema, source=StatsSource.PUBLIC)
-    codes = encoder.transform(held_out)
-    unique = [i for i in range(len(codes)) if (codes == codes[i]).all(axis=1).sum() == 1]
-    target = held_out.iloc[[unique[0]]]
-    frame = pd.read_csv(original)
-    flipped = frame.copy()
-    row = flipped[schema.id_column] == target[schema.id_column].iloc[0]
-    flipped.loc[row, schema.target] = 1 - flipped.loc[row, schema.target]
-    neighbour = tmp_path / "acme-flipped.csv"
-    flipped.to_csv(neighbour, index=False)
-    return original, neighbour, target, encoder
-
-
 def test_a_model_that_singles_out_one_customer_reveals_its_label_only_within_epsilon(
     tmp_path: Path, schema: DatasetSchema, attack: tuple[Path, Path, pd.DataFrame, FeatureEncoder]
 ) -> None:

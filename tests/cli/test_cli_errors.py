@@ -162,6 +162,22 @@ def test_a_threshold_policy_below_a_majority_is_one_error_line_naming_the_flag(
     assert not (folder / "out-fraction").exists()
 
 
+def test_a_decision_cutoff_between_score_bins_is_one_error_line_naming_the_flag(
+    cases: tuple[Path, dict[str, tuple[list[str], str]]],
+) -> None:
+    folder, _ = cases
+
+    result = _simulate(folder, "cutoff", ["--decision-cutoff", "0.333"])
+
+    _assert_no_traceback(result)
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == [result.stderr.strip()], result.stderr
+    assert result.stderr.startswith(
+        "error: fedcredit simulate: '--decision-cutoff': must be a multiple of 1/score-bins"
+    ), result.stderr
+    assert not (folder / "out-cutoff").exists()
+
+
 def test_privacy_verify_without_a_run_is_one_error_line(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["privacy", "verify", str(tmp_path)])
 

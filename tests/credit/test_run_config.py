@@ -144,6 +144,8 @@ INVALID_VALUES = [
     ("encoding", "random", "'binned' or 'standardized'"),
     ("min-banks", 0, "greater than or equal to 1"),
     ("evaluate-every", -2, "greater than or equal to -1"),
+    ("decision-cutoff", 1.5, "less than or equal to 1"),
+    ("decision-cutoff", 0.333, "multiple of 1/score-bins = 1/100"),
 ]
 
 
@@ -160,6 +162,14 @@ def test_invalid_value_error_names_the_key_as_written(key: str, value: Any) -> N
     """'rounds' / 'score_bins' appear nowhere in the operator's configuration."""
     with pytest.raises(ConfigError, match=f"^run config: '{key}': "):
         RunConfig.from_flower({key: value})
+
+
+def test_the_decision_cutoff_is_a_score_bin_edge() -> None:
+    assert RunConfig().decision_cutoff == 0.5
+    assert RunConfig.from_flower({"decision-cutoff": 0.3}).decision_cutoff == 0.3
+    assert RunConfig.from_flower({"decision-cutoff": 0.335, "score-bins": 200}).score_bins == 200
+    with pytest.raises(ConfigError, match=r"1/score-bins = 1/10 .*e\.g\. 0\.3; got 0\.33"):
+        RunConfig.from_flower({"decision-cutoff": 0.33, "score-bins": 10})
 
 
 def test_build_reports_its_source() -> None:

@@ -23,6 +23,7 @@ from typer.testing import CliRunner
 
 from cli.app import app
 from credit.audit import public_key_pem
+from credit.governance.release import governance_sensitivity
 from credit.messages.replies import LedgerSummary
 from credit.run_config import RunConfig
 from participant.guard.privacy_guard import PrivacyGuard, TrainingRequest
@@ -302,6 +303,40 @@ def test_two_setup_releases_in_one_run_fail(tmp_path: Path) -> None:
 
     problems = _signed_edit(tmp_path, edit)
     assert "run 'run-1' made 2 set-up releases (gaussian-release); a run makes one" in problems
+
+
+def _governance_problems(
+    folder: Path, edit: Callable[[list[dict[str, Any]]], None] = lambda events: None
+) -> list[str]:
+    """Problems of a ledger with two rounds, an evaluation and a governance release of
+    two protected columns (``edit`` changes its events, validly signed)."""
+    key = Ed25519PrivateKey.generate()
+    guard = _trained_guard(folder, key)
+    guard.charge_evaluation("run-1", 2, planned_evaluations=1)
+    guard.charge_governance("run-1", 2, sensitivity=governance_sensitivity(2))
+    document = guard.summary().model_dump(mode="json")
+    edit(document["events"])
+    summary = LedgerSummary.model_validate(document).signed_with(key)
+    return _problems(_run_folder(folder, summary, key=key, simulated_budget={"max_epsilon": 1.0}))
+
+
+def test_a_governance_release_verifies_at_its_own_sensitivity_once_per_run(
+    tmp_path: Path,
+) -> None:
+    def twice(events: list[dict[str, Any]]) -> None:
+        events.append(dict(events[-1]))
+
+    def off_its_sensitivity(events: list[dict[str, Any]]) -> None:
+        events[-1]["max_grad_norm"] = 3.0  # no number of protected columns gives it
+
+    assert _governance_problems(tmp_path / "clean") == []
+    assert "run 'run-1' made 2 governance releases (calibration and fairness sums); a run " \
+        "makes one" in _governance_problems(tmp_path / "twice", twice)  # fmt: skip
+    problems = _governance_problems(tmp_path / "off", off_its_sensitivity)  # both summaries
+    assert problems and all(
+        p.startswith("round 2 evaluation-release of run 'run-1': (noise multiplier")
+        for p in problems
+    )
 
 
 def test_a_delta_above_the_declared_one_fails(tmp_path: Path) -> None:

@@ -121,6 +121,11 @@ def _state(config: RunConfig, *, seed: int, rounds: int) -> RunState:
         final_scores=ScoreHistograms(
             server_round=2, defaulters=(0.0, 3.0, 7.25), non_defaulters=(12.0, 5.5, 0.0)
         ),
+        governance={  # the last model's report (metrics.json's part), kept once it came in
+            "governance": {"banks": 2, "decision_cutoff": 0.5, "noisy": True},
+            "calibration": {"ece": 0.0201, "bins": [{"lower": 0.0, "count": 12.5}]},
+            "fairness": {"SEX": {"groups": {"1": {"n": 3, "tpr": None}}}},
+        },
     )
 
 
@@ -141,6 +146,7 @@ def _assert_same_state(loaded: RunState, saved: RunState) -> None:
     assert loaded.refusals == saved.refusals
     assert loaded.pending == saved.pending
     assert loaded.final_scores == saved.final_scores
+    assert loaded.governance == saved.governance
     assert loaded.schema.schema_hash() == saved.schema.schema_hash()
 
 

@@ -165,8 +165,9 @@ def test_evaluations_travel_beside_plain_updates_and_only_masked_under_secure_ag
     run: Run,
 ) -> None:
     """In the clear, round r >= 2's train replies carry round r - 1's evaluation beside
-    the update, and evaluate replies carry theirs; under secure aggregation every train
-    and evaluate reply is one masked vector (and, for training, its metrics record)."""
+    the update, and evaluate replies (of the last model) carry theirs and the governance
+    sums; under secure aggregation every train and evaluate reply is one masked vector
+    (and, for training, its metrics record)."""
     trained = [r for r in run.replies if r.message_type == MessageType.TRAIN]
     evaluated = [r for r in run.replies if r.message_type == MessageType.EVALUATE]
     assert len(trained) == BANKS * ROUNDS and len(evaluated) == BANKS
@@ -179,7 +180,7 @@ def test_evaluations_travel_beside_plain_updates_and_only_masked_under_secure_ag
         return
     expected = [False] * BANKS + [True] * (BANKS * ROUNDS - BANKS)
     assert [scored <= r.records for r in trained] == expected
-    assert all(r.records == {keys.SCORES, keys.METRICS} for r in evaluated)
+    assert all(r.records == {keys.SCORES, keys.METRICS, keys.GOVERNANCE_SUMS} for r in evaluated)
 
 
 def _log_loss_tolerance(run: Run, n_rows: int) -> float:

@@ -30,8 +30,10 @@ from coordinator.errors import RoundAborted, RoundFailed
 from credit import message_keys as keys
 from credit.encoding import StatsSource, fit_encoder
 from credit.errors import MalformedMessage
+from credit.governance.release import GovernanceLayout
 from credit.messages import (
     EvaluateRequest,
+    GovernanceRequest,
     QueryInstructions,
     RoundInstructions,
     RunInstructions,
@@ -53,7 +55,7 @@ from participant.guard.secagg_client import (
 )
 from participant.guard.settings import SecAggPolicy
 from privacy.secagg.fixed_point import FixedPoint
-from privacy.secagg.wire import decode_keys, encode_keys
+from privacy.secagg.wire import decode_fixed_point, decode_keys, encode_keys
 from tests.support.fake_grid import FakeGrid
 from tests.support.secagg import consortium
 
@@ -315,7 +317,7 @@ def _scored_last(
     messages = secure.evaluation_messages(GLOBAL, _round(1), sorted(grid.get_node_ids()))
     replies = exchange(messages, Stage.EVALUATE, 1)
     checked = [secure.check_evaluation(reply, _round(1)) for reply in replies]
-    return secure.sum_evaluations(checked, _round(1))
+    return secure.sum_evaluations(checked, _round(1)).summary
 
 
 def test_the_last_models_evaluation_is_a_secure_round_of_its_own(grid: FakeGrid) -> None:
@@ -341,7 +343,7 @@ def test_the_last_models_evaluation_is_a_secure_round_of_its_own(grid: FakeGrid)
         assert masked.dtype == np.uint32 and masked.shape == (1 + EVALUATION,)
     summary = secure.sum_evaluations(
         [secure.check_evaluation(r, _round(1)) for r in replies], _round(1)
-    )
+    ).summary
 
     _assert_sum_of_evaluations(summary, [0, 1, 2, 3])
     assert [(t.server_round, t.stage) for t in exchanges.timings[before:]] == [
@@ -349,6 +351,43 @@ def test_the_last_models_evaluation_is_a_secure_round_of_its_own(grid: FakeGrid)
         (2, "consistency"),
         (2, "unmask"),
     ]
+
+
+def test_the_last_evaluation_asking_for_governance_sums_is_masked_in_the_64_bit_ring(
+    grid: FakeGrid,
+) -> None:
+    """Round 2's keys were collected for the run's 32-bit code; the evaluate messages that
+    ask for the governance release switch that round to the 64-bit ring (the banks' sums
+    of probabilities need 32 fraction bits) and expect the longer vector."""
+    exchanges = BankExchange(grid, min_banks=2, timeout=0.5)
+    secure = _enrolled(grid, exchange=exchanges)
+    everyone = sorted(grid.get_node_ids())
+    secure.prepare(1, GLOBAL, _run())
+    updates = [train_reply(r) for r in _train(grid, secure, 1)]
+    secure.aggregate(updates, GLOBAL, _round(1), next_round=2, members=everyone)
+    layout = GovernanceLayout(calibration_bins=3, score_bins=SCORE_BINS, cutoff=0.5, groupings=())
+    assert secure.code.ring_bits == 32
+
+    messages = secure.evaluation_messages(GLOBAL, _round(1), everyone, layout)
+
+    for message in messages:
+        asked = GovernanceRequest.take(message.content)
+        assert (asked.calibration_bins, asked.decision_cutoff) == (3, 0.5)
+        code = decode_fixed_point(secagg.TrainInputs.take(message.content).fixed_point)
+        assert code.ring_bits == 64
+    short = Message(
+        RecordDict(
+            {
+                keys.ARRAYS: ArrayRecord(
+                    {keys.SECAGG_MASKED: Array(np.zeros(1 + EVALUATION, dtype=np.uint64))}
+                )
+            }
+        ),
+        dst_node_id=everyone[0],
+        message_type=MessageType.EVALUATE,
+    )
+    with pytest.raises(MalformedMessage, match=rf"expected uint64\({1 + EVALUATION + 16},\)"):
+        secure.check_evaluation(short, _round(1), layout)  # 3 bins: 15 sums and a count
 
 
 def test_a_bank_lost_before_the_last_evaluation_is_unmasked_out_of_its_sum(
@@ -385,7 +424,7 @@ def test_a_malformed_masked_evaluation_is_refused_and_left_out_of_the_sum(
     with pytest.raises(MalformedMessage, match=r"masked evaluation is float64\(12,\), expected"):
         secure.check_evaluation(broken, _round(1))
 
-    summary = secure.sum_evaluations(replies, _round(1))  # given it anyway: left out
+    summary = secure.sum_evaluations(replies, _round(1)).summary  # given it anyway: left out
 
     _assert_sum_of_evaluations(summary, [1, 2, 3])
 

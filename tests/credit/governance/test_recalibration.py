@@ -127,6 +127,40 @@ def test_platt_scaling_is_monotone_and_its_brier_is_estimated_closely(
     assert change.after < change.before
 
 
+def test_platt_scaling_converges_where_the_optimiser_cannot_improve_in_float64() -> None:
+    """A one-round run's bins: scipy's trust-exact stops with a gradient of 2e-9 (above
+    its 1e-10 target) as no float64 step improves the objective; that is the optimum."""
+    count = np.array([69.0, 3717.0, 1166.0, 393.0, 209.0, 179.0, 162.0, 54.0, 0.0, 0.0])
+    observed = np.array([2.0, 427.0, 302.0, 170.0, 126.0, 112.0, 112.0, 43.0, 0.0, 0.0])
+    mean_predicted = np.array(
+        [
+            0.0945289160894311,
+            0.1486588880792561,
+            0.24245567417880887,
+            0.34294269050047294,
+            0.4451374206246371,
+            0.550379155401411,
+            0.6476510288538756,
+            0.7215239096570898,
+        ]
+    )
+    predicted = np.append(mean_predicted * count[:8], [0.0, 0.0])
+    sums = CalibrationSums(
+        count=count,
+        predicted=predicted,
+        observed=observed,
+        predicted_squares=predicted**2 / np.maximum(count, 1.0),
+        predicted_observed=predicted * observed / np.maximum(count, 1.0),
+    )
+
+    mapping = fit_platt(sums)
+
+    logit = np.log(mean_predicted / (1 - mean_predicted))
+    fitted = 1 / (1 + np.exp(-(mapping.slope * logit + mapping.intercept)))
+    gradient = [((count[:8] * fitted - observed[:8]) * x).sum() for x in (logit, 1.0)]
+    assert np.abs(gradient).max() / count.sum() < 1e-7
+
+
 def test_platt_scaling_needs_both_outcomes() -> None:
     sums = calibration_sums(np.array([0.1, 0.4, 0.8]), np.array([0, 0, 0]))
     with pytest.raises(ValueError, match="needs defaults and non-defaults; got 0 defaults"):

@@ -11,6 +11,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from credit.feature_stats import compute_feature_stats
+from credit.governance.release import governance_sensitivity
 from credit.messages.replies import ledger_summary_signed_bytes
 from credit.metrics import EVALUATION_SENSITIVITY
 from credit.schema import DatasetSchema
@@ -20,6 +21,7 @@ from privacy.budget import PrivacyBudget, default_delta
 from privacy.errors import PrivacyBudgetExceeded, RunPlanChanged
 
 N_TRAIN = 4_000
+GOVERNANCE_SENSITIVITY = governance_sensitivity(4)
 
 
 def _request(server_round: int, **changes: object) -> TrainingRequest:
@@ -157,24 +159,42 @@ def test_evaluations_are_calibrated_once_and_charged_to_the_test_rows(tmp_path: 
     training = guard.ledger.epsilon
     events = [guard.charge_evaluation("run-1", r, planned_evaluations=5) for r in range(1, 6)]
     plan = guard.ledger.plan_for("run-1", "evaluation")
-    assert plan is not None and plan.planned_rounds == 5 and plan.kind == "evaluation"
+    # The plan holds the five announced evaluations and the run's governance release.
+    assert plan is not None and plan.planned_rounds == 6 and plan.kind == "evaluation"
     assert {e.noise_multiplier for e in events} == {plan.noise_multiplier}
     assert all(
         (e.kind, e.rows, e.sample_rate, e.steps, e.max_grad_norm)
         == ("evaluation-release", "test", 1.0, 1, EVALUATION_SENSITIVITY)
         for e in events
     )
+    before = guard.ledger.events
+    with pytest.raises(PrivacyBudgetExceeded, match="already made its 5 planned") as refusal:
+        guard.charge_evaluation("run-1", 6, planned_evaluations=5)  # the budget would allow it
+    assert refusal.value.server_round == 6
+    assert guard.ledger.events == before
+    governance = guard.charge_governance("run-1", 5, sensitivity=GOVERNANCE_SENSITIVITY)
+    assert (governance.noise_multiplier, governance.max_grad_norm, governance.rows) == (
+        plan.noise_multiplier,
+        GOVERNANCE_SENSITIVITY,
+        "test",
+    )
     spent = epsilon_by_rows(guard.ledger.events, guard.ledger.delta)
     assert spent["train"] == pytest.approx(training)  # parallel, not added
     assert 0.97 < spent["test"] <= 1.0
     before = guard.ledger.events
-    with pytest.raises(PrivacyBudgetExceeded) as refusal:
-        guard.charge_evaluation("run-1", 6, planned_evaluations=5)
-    assert refusal.value.server_round == 6
-    assert guard.ledger.events == before
+    with pytest.raises(PrivacyBudgetExceeded, match="already made its 1 planned"):
+        guard.charge_governance("run-1", 5, sensitivity=GOVERNANCE_SENSITIVITY)
     # A restarted guard reuses the plan (the same noise), and the budget stays spent.
     with pytest.raises(PrivacyBudgetExceeded):
         _guard(tmp_path / "ledger.jsonl").charge_evaluation("run-1", 6, planned_evaluations=5)
+    assert guard.ledger.events == before
+
+
+def test_a_governance_release_comes_with_an_evaluation_plan(tmp_path: Path) -> None:
+    guard = _guard(tmp_path / "ledger.jsonl")
+    with pytest.raises(PrivacyBudgetExceeded, match="no evaluation plan"):
+        guard.charge_governance("run-1", 1, sensitivity=GOVERNANCE_SENSITIVITY)
+    assert guard.ledger.events == ()
 
 
 def test_no_evaluation_plan_is_recorded_when_none_fits(tmp_path: Path) -> None:
