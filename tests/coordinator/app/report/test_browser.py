@@ -39,6 +39,7 @@ CHARTS = {
     "KS curves": DEFAULTER_RED,
     "Score distribution by outcome": _over_white(DEFAULTER_RED, BAR_ALPHA),
     "AUC and KS per round": ROUNDS_BLUE,
+    "Reliability diagram": DEFAULTER_RED,  # every run reports its last model's calibration
 }
 
 
