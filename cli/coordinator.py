@@ -24,6 +24,7 @@ from cli.console import (
     show_table,
     warn,
 )
+from credit.encoding import EncodingKind
 from credit.errors import ConfigError, OperationFailed
 from credit.model_spec import ModelKind
 
@@ -397,6 +398,28 @@ SecureAggregation = Annotated[
 ]
 
 
+Encoding = Annotated[
+    EncodingKind | None,
+    typer.Option(
+        help="Input encoding (default binned): quantile bins, z-scores, or woe (the weight "
+        "of evidence of each feature's merged bin; with logreg the run writes "
+        "model/scorecard.csv)."
+    ),
+]
+Pdo = Annotated[
+    float | None,
+    typer.Option(help="Scorecard (--encoding woe): points to double the odds (default 20)."),
+]
+BaseScore = Annotated[
+    float | None,
+    typer.Option(help="Scorecard: the score at which the odds are --base-odds (default 600)."),
+]
+BaseOdds = Annotated[
+    float | None,
+    typer.Option(help="Scorecard: the odds (good:bad) at --base-score (default 50)."),
+]
+
+
 @coordinator_app.command("launch")
 def launch(
     consortium_dir: ConsortiumDir,
@@ -409,6 +432,10 @@ def launch(
     evaluate_every: EvaluateEvery = None,
     score_bins: ScoreBins = None,
     decision_cutoff: DecisionCutoff = None,
+    encoding: Encoding = None,
+    pdo: Pdo = None,
+    base_score: BaseScore = None,
+    base_odds: BaseOdds = None,
 ) -> None:
     """Submit a run to the SuperLink, stream per-round progress, collect the results."""
     from coordinator.ops.launch import launch_run
@@ -429,6 +456,10 @@ def launch(
                 "evaluate_every": evaluate_every,
                 "score_bins": score_bins,
                 "decision_cutoff": decision_cutoff,
+                "encoding": encoding,
+                "pdo": pdo,
+                "base_score": base_score,
+                "base_odds": base_odds,
             },
             run_name=run_name,
             resume=resume,

@@ -196,8 +196,8 @@ SetupShare = Annotated[
     typer.Option(
         min=0.01,
         max=0.5,
-        help="Under a budget: the share of max epsilon the set-up release (noisy feature "
-        "histograms) may cost; DP-SGD gets the rest.",
+        help="Under a budget: the share of max epsilon the set-up release (noisy per-class "
+        "feature counts) may cost; DP-SGD gets the rest.",
     ),
 ]
 SetupBins = Annotated[
@@ -205,8 +205,8 @@ SetupBins = Annotated[
     typer.Option(
         min=32,
         max=64,
-        help="Under a budget: most histogram cells per feature the set-up release noises "
-        "(finer grids are merged into this many cells).",
+        help="Under a budget: most histogram cells per numeric feature and class the set-up "
+        "release noises (finer grids are merged into this many cells).",
     ),
 ]
 RequireSecure = Annotated[

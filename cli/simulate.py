@@ -64,7 +64,12 @@ PartitionColumn = Annotated[
 Rounds = Annotated[int, typer.Option(min=1, help="Federated rounds.")]
 Model = Annotated[ModelKind, typer.Option(help="Model family.")]
 Encoding = Annotated[
-    EncodingKind, typer.Option(help="Numeric encoding: quantile bins or z-scores.")
+    EncodingKind,
+    typer.Option(
+        help="Input encoding: quantile bins, z-scores, or the weight of evidence of each "
+        "feature's merged bin (woe: needs --feature-stats federated; with logreg the run "
+        "writes model/scorecard.csv)."
+    ),
 ]
 FeatureStats = Annotated[
     StatsSource, typer.Option(help="Encoder parameters from bank aggregates or public bounds.")
@@ -134,6 +139,15 @@ DecisionCutoff = Annotated[
         "probability is >= this (in [0, 1], a multiple of 0.01: a score-bin edge).",
     ),
 ]
+Pdo = Annotated[
+    float, typer.Option(help="Scorecard (--encoding woe, logreg): points to double the odds.")
+]
+BaseScore = Annotated[
+    float, typer.Option(help="Scorecard: the score at which the odds (good:bad) are --base-odds.")
+]
+BaseOdds = Annotated[
+    float, typer.Option(help="Scorecard: the odds (good:bad) at --base-score, e.g. 50 for 50:1.")
+]
 Cpus = Annotated[
     int | None, typer.Option(min=1, help="CPUs for the simulation engine (default: all).")
 ]
@@ -195,6 +209,9 @@ def simulate(
     dropout_rate: DropoutRate = 0.0,
     evaluate_every: EvaluateEvery = None,
     decision_cutoff: DecisionCutoff = 0.5,
+    pdo: Pdo = 20.0,
+    base_score: BaseScore = 600.0,
+    base_odds: BaseOdds = 50.0,
     cpus: Cpus = None,
     folds: Folds = None,
 ) -> None:
@@ -203,6 +220,12 @@ def simulate(
     with fail_cleanly():
         if bank_data:
             _refuse_split_flags(ctx)
+        if encoding is EncodingKind.WOE and feature_stats is StatsSource.PUBLIC:
+            raise ConfigError(
+                "woe needs --feature-stats federated: the WoE values come from the banks' "
+                "per-class counts in the set-up release, which --feature-stats public skips",
+                source="--encoding",
+            )
         config = RunConfig.build(
             {
                 "rounds": rounds,
@@ -221,12 +244,18 @@ def simulate(
                 "secagg_threshold_fraction": secagg_threshold_fraction,
                 "decision_cutoff": decision_cutoff,
                 **({} if evaluate_every is None else {"evaluate_every": evaluate_every}),
+                "pdo": pdo,
+                "base_score": base_score,
+                "base_odds": base_odds,
             },
             source=SOURCE,
             spelled={
                 "audit_key": "--audit-key",
                 "secagg_threshold_fraction": "--secagg-threshold-fraction",
                 "decision_cutoff": "--decision-cutoff",
+                "pdo": "--pdo",
+                "base_score": "--base-score",
+                "base_odds": "--base-odds",
             },
         )
         banks_from: PartitionSettings | list[Path] = bank_data or _partition_settings(

@@ -1,18 +1,22 @@
 """Feature encoders: how a validated frame becomes the model's input matrix.
 
-Two encodings, each fitted from one of two sources:
+Three encodings:
 
 ============  ===========================================  ==========================
 kind          numeric columns                              categorical columns
 ============  ===========================================  ==========================
 binned        one-hot of quantile (or public) bins         one-hot of declared levels
 standardized  z-score of the transformed value, clipped    one-hot of declared levels
+woe           the weight of evidence of the row's bin      the WoE of the row's level
 ============  ===========================================  ==========================
 
 ``federated`` fits bins and moments from :class:`~credit.feature_stats.FeatureStats`
 combined across banks; ``public`` uses only the schema's bounds and declared bins, so
-it costs no privacy budget. The encoder is a frozen, JSON-serialisable object: it
-travels to banks in the round configuration and into the model card.
+it costs no privacy budget. A ``woe`` encoder is fitted by :mod:`credit.woe_binning`
+from the banks' summed per-class counts (federated statistics only): one input per
+feature, the WoE of the row's (merged) bin, special-code and missing bins included.
+The encoder is a frozen, JSON-serialisable object: it travels to banks in the round
+configuration and into the model card.
 
 The bin layout
 --------------
@@ -28,28 +32,32 @@ gives each row's bin, :meth:`FeatureEncoder.bin_labels` their names):
 
 A binned encoding is the one-hot of this layout. A standardised numeric column is the
 z-score of its regular values (0 for a special code or a missing value) followed by
-one indicator per special code and a missing indicator.
+one indicator per special code and a missing indicator. A WoE encoding is one input
+per feature: ``woe[bin]``, one value per bin of the layout.
 """
 
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Self
 
 import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, model_validator
 
 from credit.feature_stats import (
     FeatureStats,
     NumericStats,
     grid_edges,
+    level_cells,
     raw_values,
     transform_values,
 )
 from credit.schema import DatasetSchema, NumericFeature, Transform
 
 __all__ = [
+    "MAX_ABS_WOE",
     "MISSING_LABEL",
     "CategoricalEncoding",
     "EncodingKind",
@@ -62,13 +70,21 @@ __all__ = [
 Z_CLIP = 5.0
 MISSING_LABEL = "missing"
 """The label of a missing bin (:meth:`FeatureEncoder.bin_labels`)."""
+MAX_ABS_WOE = 100.0
+"""Largest WoE magnitude an encoder may carry.
+
+A WoE from counts is ``ln((N_i / N) / (E_i / E))`` with every count at least 1 where it
+is not 0, so ``|WoE| <= ln(N * E) <= 2 ln(rows)``: below 42 for a billion rows. A bank
+refuses an encoder beyond this bound (not finite, or large enough to overflow float32
+arithmetic in training) as malformed."""
 
 
 class EncodingKind(StrEnum):
-    """How numeric columns are encoded."""
+    """How numeric columns are encoded (and categorical ones, for ``woe``)."""
 
     BINNED = "binned"
     STANDARDIZED = "standardized"
+    WOE = "woe"
 
 
 class StatsSource(StrEnum):
@@ -82,6 +98,19 @@ class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+def _checked_woe(name: str, woe: tuple[float, ...], width: int) -> tuple[float, ...]:
+    """``woe`` if it is empty or one finite value per bin within :data:`MAX_ABS_WOE`."""
+    if woe and len(woe) != width:
+        raise ValueError(f"column '{name}': woe needs one value per bin ({width}); got {len(woe)}")
+    values = np.asarray(woe, dtype=np.float64)
+    if not np.all(np.isfinite(values) & (np.abs(values) <= MAX_ABS_WOE)):
+        raise ValueError(
+            f"column '{name}': every woe value must be finite and within ±{MAX_ABS_WOE:g}; "
+            f"got {list(woe)}"
+        )
+    return woe
+
+
 def _number_text(value: float) -> str:
     """A number at six significant digits without exponent: ``96``, ``2000000``, ``3.2``."""
     return np.format_float_positional(value, precision=6, unique=False, fractional=False, trim="-")
@@ -92,7 +121,8 @@ class NumericEncoding(_Frozen):
 
     ``special`` are the column's special codes (raw units, schema order) and
     ``missing`` whether the schema allows missing values in it: both add bins (module
-    docstring), so every bank encodes them alike.
+    docstring), so every bank encodes them alike. ``woe`` (a ``woe`` encoder only)
+    holds one weight of evidence per bin, in layout order.
     """
 
     name: str
@@ -102,6 +132,12 @@ class NumericEncoding(_Frozen):
     std: float = 1.0
     special: tuple[float, ...] = ()
     missing: bool = False
+    woe: tuple[float, ...] = ()
+
+    @model_validator(mode="after")
+    def _woe_per_bin(self) -> Self:
+        _checked_woe(self.name, self.woe, self.width)
+        return self
 
     @property
     def regular_bins(self) -> int:
@@ -110,7 +146,7 @@ class NumericEncoding(_Frozen):
 
     @property
     def width(self) -> int:
-        """Number of bins, and of model inputs this column produces."""
+        """Number of bins (the model inputs of a binned column)."""
         return self.regular_bins + len(self.special) + int(self.missing)
 
     def bins(self, raw: NDArray[np.float64]) -> NDArray[np.int64]:
@@ -128,9 +164,14 @@ class NumericEncoding(_Frozen):
         index[missing] = self.regular_bins + len(self.special)
         return index
 
+    def edge_labels(self) -> tuple[str, ...]:
+        """The interior edges in raw units, six significant digits: ``3.2``, ``2000000``."""
+        raw = raw_values(np.asarray(self.edges, dtype=np.float64), self.transform)
+        return tuple(_number_text(edge) for edge in raw)
+
     def labels(self) -> tuple[str, ...]:
         """Readable bin labels in raw units: ``(-inf, 3.2)``, ``special 96``, ``missing``."""
-        edges = [_number_text(e) for e in raw_values(np.asarray(self.edges), self.transform)]
+        edges = list(self.edge_labels())
         lower, upper = ["-inf", *edges], [*edges, "inf"]
         regular = [
             f"{'(' if low == '-inf' else '['}{low}, {high})"
@@ -145,32 +186,29 @@ class NumericEncoding(_Frozen):
 
 
 class CategoricalEncoding(_Frozen):
-    """One-hot encoding over the declared levels, then a missing bin if allowed."""
+    """One-hot encoding over the declared levels, then a missing bin if allowed.
+
+    ``woe`` (a ``woe`` encoder only) holds one weight of evidence per bin.
+    """
 
     name: str
     levels: tuple[int, ...] | tuple[str, ...]
     missing: bool = False
+    woe: tuple[float, ...] = ()
+
+    @model_validator(mode="after")
+    def _woe_per_bin(self) -> Self:
+        _checked_woe(self.name, self.woe, self.width)
+        return self
 
     @property
     def width(self) -> int:
-        """Number of bins, and of model inputs this column produces."""
+        """Number of bins (the model inputs of a one-hot column)."""
         return len(self.levels) + int(self.missing)
 
     def bins(self, values: NDArray[np.generic]) -> NDArray[np.int64]:
         """Each value's bin: its level's position, ``len(levels)`` when missing."""
-        index = np.full(values.size, -1, dtype=np.int64)
-        for position, level in enumerate(self.levels):
-            index[values == level] = position
-        if self.missing:
-            index[np.asarray(pd.isna(values))] = len(self.levels)
-        unplaced = np.flatnonzero(index < 0)
-        if unplaced.size:
-            raise ValueError(
-                f"column '{self.name}' holds {unplaced.size} values that are not declared "
-                f"levels{'' if self.missing else ' or are missing'} (first: "
-                f"'{values[unplaced[0]]}'; validate the frame against the run's schema)"
-            )
-        return index
+        return level_cells(values, name=self.name, levels=self.levels, allows_missing=self.missing)
 
     def labels(self) -> tuple[str, ...]:
         """Readable bin labels: the levels as text, then ``missing`` if allowed."""
@@ -178,7 +216,11 @@ class CategoricalEncoding(_Frozen):
 
 
 class FeatureEncoder(_Frozen):
-    """A fitted encoder from validated frame to float32 input matrix."""
+    """A fitted encoder from validated frame to float32 input matrix.
+
+    A ``woe`` encoder carries WoE values on every column, and only a ``woe`` encoder
+    does (a bank refuses any other encoder as malformed).
+    """
 
     kind: EncodingKind
     source: StatsSource
@@ -186,9 +228,20 @@ class FeatureEncoder(_Frozen):
     numeric: tuple[NumericEncoding, ...]
     categorical: tuple[CategoricalEncoding, ...]
 
+    @model_validator(mode="after")
+    def _woe_on_every_column(self) -> Self:
+        woe = self.kind is EncodingKind.WOE
+        wrong = [e.name for e in self._encodings() if bool(e.woe) != woe]
+        if wrong:
+            need = "needs woe values on" if woe else "carries woe values only with kind 'woe':"
+            raise ValueError(f"a '{self.kind}' encoder {need} column(s) {', '.join(wrong)}")
+        return self
+
     @property
     def n_inputs(self) -> int:
         """Width of the encoded matrix."""
+        if self.kind is EncodingKind.WOE:
+            return len(self.numeric) + len(self.categorical)
         return sum(e.width for e in self.numeric) + sum(e.width for e in self.categorical)
 
     @property
@@ -205,8 +258,10 @@ class FeatureEncoder(_Frozen):
 
         ``LIMIT_BAL[bin 3]`` (binned) or ``LIMIT_BAL`` (standardised) for regular
         values, ``PAY_0=2`` for a level, ``AGE[special 96]`` and ``AGE[missing]`` for the
-        special-code and missing bins.
+        special-code and missing bins; a WoE encoder's inputs are ``LIMIT_BAL[woe]``.
         """
+        if self.kind is EncodingKind.WOE:
+            return [f"{name}[woe]" for name in self.features]
         names: list[str] = []
         for numeric in self.numeric:
             if self.kind is EncodingKind.BINNED:
@@ -263,6 +318,9 @@ class FeatureEncoder(_Frozen):
     def transform(self, frame: pd.DataFrame) -> NDArray[np.float32]:
         """Encode validated rows into a dense ``(n_rows, n_inputs)`` float32 matrix."""
         bins = self.bin_indices(frame)
+        if self.kind is EncodingKind.WOE:
+            columns = [np.asarray(e.woe, dtype=np.float32)[bins[e.name]] for e in self._encodings()]
+            return np.ascontiguousarray(np.column_stack(columns), dtype=np.float32)
         blocks = [self._numeric_block(frame, e, bins[e.name]) for e in self.numeric]
         blocks += [_one_hot(bins[e.name], e.width) for e in self.categorical]
         return np.ascontiguousarray(np.hstack(blocks), dtype=np.float32)
@@ -302,7 +360,8 @@ def fit_encoder(
     schema : DatasetSchema
         The dataset contract.
     kind : EncodingKind, default ``binned``
-        Binned one-hot or standardised numeric columns.
+        Binned one-hot or standardised numeric columns (a ``woe`` encoder is fitted
+        from per-class counts: :func:`credit.woe_binning.fit_woe_encoder`).
     source : StatsSource, default ``federated``
         ``federated`` requires ``stats`` (combined across banks); ``public`` uses
         schema bounds and declared bins only.
@@ -314,8 +373,13 @@ def fit_encoder(
     Raises
     ------
     ValueError
-        ``stats`` missing for a federated fit, or ``quantile_bins < 2``.
+        ``stats`` missing for a federated fit, ``quantile_bins < 2``, or kind ``woe``.
     """
+    if kind is EncodingKind.WOE:
+        raise ValueError(
+            "a woe encoder is fitted from summed per-class counts: "
+            "use credit.woe_binning.fit_woe_encoder"
+        )
     if quantile_bins < 2:
         raise ValueError(f"quantile_bins must be >= 2; got {quantile_bins}")
     if source is StatsSource.FEDERATED and stats is None:

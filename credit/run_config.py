@@ -11,15 +11,18 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Self
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from credit.config_files import validate_fields
 from credit.encoding import EncodingKind, StatsSource
 from credit.feature_stats import DEFAULT_GRID_BINS, MAX_GRID_BINS
 from credit.metrics import DEFAULT_SCORE_BINS, MAX_SCORE_BINS
 from credit.model_spec import MAX_LAYERS, MAX_WIDTH, ModelKind
+
+if TYPE_CHECKING:  # the governance package imports scipy: the operator's commands skip it
+    from credit.governance.scorecard import ScoreScaling
 
 __all__ = ["AUTOMATIC", "RunConfig"]
 
@@ -43,7 +46,9 @@ class RunConfig(BaseModel):
     model : ModelKind, default ``logreg``
         ``logreg`` or ``mlp``.
     encoding : EncodingKind, default ``binned``
-        ``binned`` (quantile bins, one-hot) or ``standardized`` (z-scores).
+        ``binned`` (quantile bins, one-hot), ``standardized`` (z-scores) or ``woe``
+        (each input the weight of evidence of its merged bin; needs federated
+        feature statistics).
     feature_stats : StatsSource, default ``federated``
         Encoder parameters from per-bank aggregates (``federated``) or from the
         schema's public bounds only (``public``).
@@ -102,6 +107,11 @@ class RunConfig(BaseModel):
         The coordinator's Ed25519 audit signing key (PEM); empty: create or reuse
         the per-user key (``$XDG_DATA_HOME/fedcredit/coordinator-audit.key``, see
         :func:`coordinator.app.audit_trail.default_key_path`). Never inside ``out_dir``.
+    pdo, base_score, base_odds : float, default 20, 600, 50
+        The scorecard's scaling (``encoding = "woe"`` with ``logreg``): every ``pdo``
+        points double the odds (good:bad), which are ``base_odds`` at ``base_score``
+        (:class:`~credit.governance.scorecard.ScoreScaling`). ``pdo`` and
+        ``base_odds`` > 0, all finite.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -135,6 +145,31 @@ class RunConfig(BaseModel):
     run_name: str = ""
     resume: bool = False
     audit_key: str = ""
+    pdo: float = Field(default=20.0, gt=0, allow_inf_nan=False)
+    base_score: float = Field(default=600.0, allow_inf_nan=False)
+    base_odds: float = Field(default=50.0, gt=0, allow_inf_nan=False)
+
+    @model_validator(mode="after")
+    def _woe_needs_federated_statistics(self) -> Self:
+        if self.encoding is EncodingKind.WOE and self.feature_stats is not StatsSource.FEDERATED:
+            raise ValueError(
+                "encoding 'woe' needs feature-stats 'federated': its WoE values come from "
+                "the banks' per-class counts in the set-up release, which public feature "
+                f"statistics skip; got feature-stats '{self.feature_stats}'"
+            )
+        return self
+
+    @property
+    def scaling(self) -> ScoreScaling:
+        """The scorecard's scaling: ``pdo``, ``base_score``, ``base_odds``."""
+        from credit.governance.scorecard import ScoreScaling
+
+        return ScoreScaling(pdo=self.pdo, base_score=self.base_score, base_odds=self.base_odds)
+
+    @property
+    def builds_scorecard(self) -> bool:
+        """Whether the run ends with a scorecard: a logistic regression on WoE inputs."""
+        return self.encoding is EncodingKind.WOE and self.model is ModelKind.LOGREG
 
     @property
     def announced_rounds(self) -> int:

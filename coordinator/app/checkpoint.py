@@ -4,11 +4,11 @@ Right after round r's aggregation the coordinator writes ``OUT/checkpoint/``: th
 global model's arrays (``arrays-<r>.npz``) and a JSON state (``state.json``: the
 completed round, the arrays file's name, encoder, model spec, banks, every round's
 results, privacy ledgers and refusals, the *pending* round, the score histograms of
-the last round scored, for the model report, and the last model's calibration and
-fairness report once it came in). Round r's metrics
-come in one exchange later (with round r+1's train replies, or the final evaluate
-exchange), so until then round r is pending: everything of its result but the
-metrics. When they come in, the checkpoint is written again with round r among the
+the last round scored, for the model report, the last model's calibration and
+fairness report once it came in, and the WoE/IV tables of the set-up release). Round
+r's metrics come in one exchange later (with round r+1's train replies, or the final
+evaluate exchange), so until then round r is pending: everything of its result but
+the metrics. When they come in, the checkpoint is written again with round r among the
 results. Saving before the next round is sent means a resumed run never trains a
 round again that the banks already trained and charged (their replay store keeps
 only their latest round per run); it asks for the pending evaluation in its first
@@ -70,6 +70,8 @@ def save_checkpoint(out_dir: Path, state: RunState, completed_round: int) -> Pat
     folder = out_dir / CHECKPOINT_DIR
     folder.mkdir(parents=True, exist_ok=True)
     arrays_file = f"arrays-{completed_round}.npz"
+    from credit.woe_binning import woe_iv_document
+
     write_durably(folder / arrays_file, _arrays_bytes(state.arrays))
     document = {
         "version": _VERSION,
@@ -86,6 +88,7 @@ def save_checkpoint(out_dir: Path, state: RunState, completed_round: int) -> Pat
         "pending": None if state.pending is None else asdict(state.pending),
         "final_scores": None if state.final_scores is None else state.final_scores.document(),
         "governance": state.governance,
+        "woe_iv": woe_iv_document(state.woe),
     }
     write_durably(folder / _STATE, json.dumps(document, indent=1).encode())
     for stale in folder.glob("arrays-*.npz"):
@@ -141,6 +144,8 @@ def _state_from(
     document: dict[str, Any], config: RunConfig, schema: DatasetSchema, arrays: ArrayRecord
 ) -> RunState:
     """The run state a checkpoint document describes (errors: malformed document)."""
+    from credit.woe_binning import tables_from_document
+
     return RunState(
         config=config,
         schema=schema,
@@ -157,6 +162,7 @@ def _state_from(
         pending=_pending_from_json(document.get("pending")),
         final_scores=_final_scores_from_json(document.get("final_scores")),
         governance=document.get("governance"),
+        woe=tables_from_document(document.get("woe_iv") or {}),
     )
 
 

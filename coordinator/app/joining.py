@@ -4,6 +4,11 @@ A new run asks every connected bank for aggregates of its training rows
 (``feature-stats``); a resumed run asks the run's banks only to introduce themselves
 again (``enroll``: no data release). Either way each bank that takes part sends its
 name and row counts and, with secure aggregation, a fresh per-run encryption key.
+
+From the summed aggregates (federated feature statistics) the coordinator fits the
+run's encoder and the WoE/IV table of every model input on the binned layout (the
+merged one for ``--encoding woe``), with no exchange beyond the set-up release
+(:mod:`credit.woe_binning`).
 """
 
 from __future__ import annotations
@@ -17,14 +22,16 @@ from coordinator.app.aggregation import Aggregation, Exchange, PlainAggregation
 from coordinator.app.run_state import BankInfo
 from coordinator.app.secagg_server import BankDropped, SecureAggregation
 from credit import message_keys
-from credit.encoding import FeatureEncoder, fit_encoder
-from credit.feature_stats import FeatureStats, numeric_inputs
+from credit.encoding import EncodingKind, FeatureEncoder, StatsSource, fit_encoder
+from credit.feature_stats import FeatureStats, settle_noisy
+from credit.governance.woe import WoeTable
 from credit.messages import BankIntro, feature_stats_from_record, secagg
 from credit.records import record_of
 from credit.run_config import RunConfig
 from credit.schema import DatasetSchema
+from credit.woe_binning import bin_counts, fit_woe_encoder, woe_tables
 
-__all__ = ["SetupReply", "aggregation_for", "fit_run_encoder", "setup_reply_parser"]
+__all__ = ["RunEncoding", "SetupReply", "aggregation_for", "fit_run_encoding", "setup_reply_parser"]
 
 
 @dataclass(frozen=True)
@@ -40,14 +47,13 @@ def setup_reply_parser(
     schema: DatasetSchema, *, grid_bins: int | None
 ) -> Callable[[Message], SetupReply]:
     """A parser of set-up replies; ``grid_bins=None`` for enroll replies (no statistics)."""
-    features = numeric_inputs(schema)
 
     def parse(reply: Message) -> SetupReply:
         intro = BankIntro.take(reply.content)
         stats = None
         if grid_bins is not None:
             record = record_of(reply.content, message_keys.FEATURE_STATS, ArrayRecord)
-            stats = feature_stats_from_record(record, features=features, grid_bins=grid_bins)
+            stats = feature_stats_from_record(record, schema=schema, grid_bins=grid_bins)
         return SetupReply(
             bank=BankInfo(
                 name=intro.name,
@@ -61,20 +67,67 @@ def setup_reply_parser(
     return parse
 
 
-def fit_run_encoder(
-    config: RunConfig, schema: DatasetSchema, stats: FeatureStats | None
-) -> FeatureEncoder:
-    """The run's encoder from the sum of the banks' (possibly noisy) statistics.
+@dataclass(frozen=True, eq=False)  # holds tables: compared by identity
+class RunEncoding:
+    """The run's encoder and the WoE/IV tables of its model inputs.
 
-    ``stats`` is None when the encoder comes from the schema's public bounds only.
+    Attributes
+    ----------
+    encoder : FeatureEncoder
+        What the banks encode their rows with.
+    woe : dict of str to WoeTable
+        Each model input's table on the binned layout (the encoder's merged bins for
+        ``--encoding woe``); empty without federated feature statistics.
     """
-    return fit_encoder(
-        schema,
-        kind=config.encoding,
-        source=config.feature_stats,
-        stats=stats,
+
+    encoder: FeatureEncoder
+    woe: dict[str, WoeTable]
+
+
+def fit_run_encoding(
+    config: RunConfig, schema: DatasetSchema, summed: FeatureStats | None, *, noisy: bool
+) -> RunEncoding:
+    """The run's encoder and WoE/IV tables from the sum of the banks' statistics.
+
+    Parameters
+    ----------
+    config : RunConfig
+        The run's encoding, feature-statistics source and quantile bins.
+    schema : DatasetSchema
+        The run's schema.
+    summed : FeatureStats or None
+        The banks' summed statistics; None when the encoder comes from the schema's
+        public bounds only (then there are no tables).
+    noisy : bool
+        Whether the sum holds the banks' DP noise: the encoder is then fitted from it
+        settled (:func:`~credit.feature_stats.settle_noisy`), and each table's counts
+        are settled per bin.
+    """
+    if summed is None:
+        encoder = fit_encoder(
+            schema,
+            kind=config.encoding,
+            source=StatsSource.PUBLIC,
+            stats=None,
+            quantile_bins=config.quantile_bins,
+        )
+        return RunEncoding(encoder=encoder, woe={})
+    settled = settle_noisy(summed, schema) if noisy else summed
+    binned = fit_encoder(
+        schema, kind=EncodingKind.BINNED, source=config.feature_stats, stats=settled,
         quantile_bins=config.quantile_bins,
-    )
+    )  # fmt: skip
+    tables = woe_tables(bin_counts(summed, binned, schema))
+    if config.encoding is EncodingKind.WOE:
+        fitted = fit_woe_encoder(binned, tables)
+        return RunEncoding(encoder=fitted.encoder, woe=fitted.tables)
+    if config.encoding is EncodingKind.BINNED:
+        return RunEncoding(encoder=binned, woe=tables)
+    encoder = fit_encoder(
+        schema, kind=config.encoding, source=config.feature_stats, stats=settled,
+        quantile_bins=config.quantile_bins,
+    )  # fmt: skip
+    return RunEncoding(encoder=encoder, woe=tables)
 
 
 def aggregation_for(

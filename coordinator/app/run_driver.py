@@ -59,7 +59,7 @@ from coordinator.app.governance import governance_layout, governance_outcome
 from coordinator.app.joining import (
     SetupReply,
     aggregation_for,
-    fit_run_encoder,
+    fit_run_encoding,
     setup_reply_parser,
 )
 from coordinator.app.run_state import (
@@ -73,12 +73,7 @@ from coordinator.app.secagg_server import BankDropped, SecureAggregation
 from coordinator.errors import RoundAborted, RoundFailed, RunStopped
 from credit.encoding import StatsSource
 from credit.errors import MalformedMessage
-from credit.feature_stats import (
-    FeatureStats,
-    combine_feature_stats,
-    numeric_inputs,
-    settle_noisy,
-)
+from credit.feature_stats import FeatureStats, combine_feature_stats, vector_length
 from credit.messages import (
     EvaluateRequest,
     EvaluationDeclined,
@@ -202,9 +197,9 @@ class RunDriver:
             stats, refused = self._secure_setup_sum(aggregation, joined)
             # A bank whose budget refuses the set-up release takes no part in the run.
             joined = [reply for reply in joined if reply.bank.name not in refused]
-        if stats is not None and self._private:
-            stats = settle_noisy(stats, self.schema)  # clipped only after summing
-        encoder = fit_run_encoder(config, self.schema, stats)
+        # Noisy sums are clipped only after summing (and per bin for the WoE tables).
+        fitted = fit_run_encoding(config, self.schema, stats, noisy=self._private)
+        encoder = fitted.encoder
         spec = ModelSpec(
             kind=self.config.model, n_inputs=encoder.n_inputs, hidden_sizes=self.config.hidden_sizes
         )
@@ -217,6 +212,7 @@ class RunDriver:
             arrays=ArrayRecord(build_model(spec, seed=self.config.seed).state_dict()),
             privacy=self._book.privacy,
             refusals=self._book.refusals,
+            woe=fitted.woe,
         )
         total = sum(bank.n_train for bank in state.banks)
         self._on_event(
@@ -237,12 +233,12 @@ class RunDriver:
         RoundFailed
             Too few banks are left for the secure sum.
         """
-        features = numeric_inputs(self.schema)
         grid_bins = self.config.grid_bins
         query = self._run_instructions().query(Task.FEATURE_STATS, grid_bins=grid_bins)
         nodes = [reply.bank.node_id for reply in joined]
+        length = vector_length(self.schema, grid_bins)
         try:
-            messages = aggregation.setup_messages(query, len(features) * (grid_bins + 3), nodes)
+            messages = aggregation.setup_messages(query, length, nodes)
             replies = self._exchange(messages, Stage.FEATURE_STATS, 0)
             replied = self._book.sort(replies, _as_is, 0)
             answered = replied.answers
@@ -256,7 +252,7 @@ class RunDriver:
                 required=abort.required,
                 reasons=[str(abort)],
             ) from None
-        stats = FeatureStats.from_vector(total, features=features, grid_bins=grid_bins)
+        stats = FeatureStats.from_vector(total, schema=self.schema, grid_bins=grid_bins)
         return stats, {refusal.bank for refusal in replied.refused}
 
     def _resume(self, audit: CoordinatorAudit) -> tuple[RunState, Aggregation, int]:

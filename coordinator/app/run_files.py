@@ -4,6 +4,10 @@ and the model report (``report.html``, :mod:`coordinator.app.report`).
 Each bank with a privacy budget reports its ledger summary with its replies; the
 coordinator keeps the latest one per bank as ``ledgers/<bank>.json`` (the bank's own
 ledger file, with every event, stays at the bank).
+
+With federated feature statistics ``metrics.json`` holds every model input's WoE/IV
+table (``woe_iv``); a logistic regression on WoE inputs also writes its scorecard,
+``model/scorecard.csv``, with its scaling in ``metrics.json`` (``scorecard``).
 """
 
 from __future__ import annotations
@@ -15,9 +19,11 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from coordinator.app.run_state import RunState
+    from credit.governance.scorecard import Scorecard
 
-# torch (the model), matplotlib (the plot) and the report are imported where the files
-# are written: the operator's commands read these names without paying for them.
+# torch (the model), matplotlib (the plot), the report and the governance tables are
+# imported where the files are written: the operator's commands read these names
+# without paying for them.
 
 __all__ = [
     "LEDGER_DIR",
@@ -28,6 +34,7 @@ __all__ = [
     "RunFiles",
     "metrics_document",
     "run_files",
+    "run_scorecard",
     "write_run_outputs",
 ]
 
@@ -82,7 +89,7 @@ def metrics_document(state: RunState, wall_seconds: float) -> dict[str, Any]:
     final = scored.as_dict() if scored is not None else {}
     # calibration, fairness and governance (how many banks' sums) of the last model
     governance = state.governance or {}
-    return {
+    document = {
         "config": state.config.to_flower(),
         "schema": {"name": state.schema.name, "sha256": state.schema.schema_hash()},
         "rounds": [
@@ -112,6 +119,21 @@ def metrics_document(state: RunState, wall_seconds: float) -> dict[str, Any]:
         "wall_seconds": wall_seconds,
         **governance,
     }
+    if state.woe:
+        from credit.woe_binning import woe_iv_document
+
+        document["woe_iv"] = woe_iv_document(state.woe)
+    if state.config.builds_scorecard:
+        from credit.model_card import SCORECARD_FILE
+
+        scaling = state.config.scaling
+        document["scorecard"] = {
+            "pdo": scaling.pdo,
+            "base_score": scaling.base_score,
+            "base_odds": scaling.base_odds,
+            "file": f"{MODEL_DIR}/{SCORECARD_FILE}",
+        }
+    return document
 
 
 def write_run_outputs(out_dir: Path, state: RunState, wall_seconds: float) -> RunFiles:
@@ -137,12 +159,28 @@ def write_run_outputs(out_dir: Path, state: RunState, wall_seconds: float) -> Ru
         training=document["config"],
         metrics=document["final"],
     )
+    if state.config.builds_scorecard:  # before the report, which reads it
+        from credit.governance.scorecard import write_scorecard_csv
+        from credit.model_card import SCORECARD_FILE
+
+        write_scorecard_csv(run_scorecard(state), files.model / SCORECARD_FILE)
     _plot_rounds(document["rounds"], files.plot)
     _write_ledgers(out_dir / LEDGER_DIR, state.privacy_document())
     from coordinator.app.report.writer import write_report
 
     write_report(metrics=files.metrics, model=files.model, report=files.report)
     return files
+
+
+def run_scorecard(state: RunState) -> Scorecard:
+    """The scorecard of the run's final logistic regression on its WoE inputs."""
+    from credit.woe_binning import scorecard_of
+
+    weights = state.arrays["0.weight"].numpy()
+    bias = float(state.arrays["0.bias"].numpy().reshape(-1)[0])
+    return scorecard_of(
+        state.encoder, state.woe, weights=weights, bias=bias, scaling=state.config.scaling
+    )
 
 
 def _write_ledgers(folder: Path, privacy: dict[str, Any]) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flwr.app import ArrayRecord
 
@@ -21,6 +21,9 @@ from credit.metrics import CreditMetrics, ScoreSummary
 from credit.model_spec import ModelSpec
 from credit.run_config import RunConfig
 from credit.schema import DatasetSchema
+
+if TYPE_CHECKING:  # the governance package imports scipy: the operator's commands skip it
+    from credit.governance.woe import WoeTable
 
 __all__ = [
     "BankInfo",
@@ -235,6 +238,9 @@ class RunState:
     governance : dict or None
         ``metrics.json``'s calibration and fairness report of the last model
         (:func:`coordinator.app.governance.governance_outcome`); None: not asked.
+    woe : dict of str to WoeTable
+        Each model input's WoE/IV table from the set-up release (empty without
+        federated feature statistics).
     """
 
     config: RunConfig
@@ -251,6 +257,7 @@ class RunState:
     secure_aggregation: dict[str, Any] | None = None
     final_scores: ScoreHistograms | None = None
     governance: dict[str, Any] | None = None
+    woe: dict[str, WoeTable] = field(default_factory=dict)
 
     def final_metrics(self) -> CreditMetrics | None:
         """The metrics of the last round whose model was scored (None: no round's was)."""

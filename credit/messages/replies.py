@@ -26,10 +26,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from credit import message_keys
 from credit.audit import canonical_json
 from credit.errors import MalformedMessage
-from credit.feature_stats import FeatureStats, NumericStats
+from credit.feature_stats import ClassCells, FeatureStats, NumericStats, vector_length
 from credit.messages._parts import ConfigPart, MetricPart
 from credit.metrics import ScoreSummary
 from credit.records import array_of, record_of
+from credit.schema import DatasetSchema
 
 __all__ = [
     "LEDGER_SUMMARY_TYPE",
@@ -380,23 +381,36 @@ def governance_sums_from_content(content: RecordDict, *, length: int) -> np.ndar
 
 
 def feature_stats_to_record(stats: FeatureStats) -> ArrayRecord:
-    """Pack per-feature moments and histograms into one ArrayRecord."""
+    """Pack every input's per-class counts (and a numeric input's moments) into one record.
+
+    ``NAME/moments`` (numeric inputs: count, sum, sum of squares), ``NAME/events`` and
+    ``NAME/non-events`` (counts per cell, :mod:`credit.feature_stats`).
+    """
     arrays: dict[str, Array] = {}
+    cells: dict[str, ClassCells] = {}
     for name, numeric in stats.numeric.items():
         moments = np.array([numeric.count, numeric.total, numeric.total_squares], dtype=np.float64)
         arrays[name + message_keys.MOMENTS_SUFFIX] = Array(moments)
-        arrays[name + message_keys.HISTOGRAM_SUFFIX] = Array(numeric.histogram.astype(np.float64))
+        cells[name] = numeric.cells
+    cells.update(stats.categorical)
+    for name, counts in cells.items():
+        arrays[name + message_keys.EVENTS_SUFFIX] = Array(counts.events.astype(np.float64))
+        arrays[name + message_keys.NON_EVENTS_SUFFIX] = Array(counts.non_events.astype(np.float64))
     return ArrayRecord(arrays)
 
 
 def feature_stats_from_record(
-    record: ArrayRecord, *, features: list[str], grid_bins: int
+    record: ArrayRecord, *, schema: DatasetSchema, grid_bins: int
 ) -> FeatureStats:
-    """Inverse of :func:`feature_stats_to_record` for the schema's numeric ``features``."""
-    expected = {
+    """Inverse of :func:`feature_stats_to_record` for the schema's model inputs."""
+    template = FeatureStats.from_vector(
+        np.zeros(vector_length(schema, grid_bins)), schema=schema, grid_bins=grid_bins
+    )
+    class_keys = (message_keys.EVENTS_SUFFIX, message_keys.NON_EVENTS_SUFFIX)
+    expected = {name + message_keys.MOMENTS_SUFFIX for name in template.numeric} | {
         name + suffix
-        for name in features
-        for suffix in (message_keys.MOMENTS_SUFFIX, message_keys.HISTOGRAM_SUFFIX)
+        for name in [*template.numeric, *template.categorical]
+        for suffix in class_keys
     }
     if set(record) != expected:
         unexpected = sorted(set(record) ^ expected)[:3]
@@ -405,11 +419,9 @@ def feature_stats_from_record(
             f"(first differences: {', '.join(unexpected)})"
         )
     numeric: dict[str, NumericStats] = {}
-    for name in features:
+    for name, shape in template.numeric.items():
         where = f"{message_keys.FEATURE_STATS}/{name}"
         moments = array_of(record, name + message_keys.MOMENTS_SUFFIX, record_key=where)
-        histogram = array_of(record, name + message_keys.HISTOGRAM_SUFFIX, record_key=where)
-        _check_reals(histogram, (grid_bins,), where + message_keys.HISTOGRAM_SUFFIX)
         if moments.shape != (3,) or not np.all(np.isfinite(moments)):
             raise MalformedMessage(f"array '{where}{message_keys.MOMENTS_SUFFIX}' is not 3 numbers")
         count, total, total_squares = (float(value) for value in moments)
@@ -417,9 +429,23 @@ def feature_stats_from_record(
             count=int(count),
             total=total,
             total_squares=total_squares,
-            histogram=histogram.astype(np.float64),
+            cells=_class_cells(record, name, shape.cells),
         )
-    return FeatureStats(numeric=numeric, grid_bins=grid_bins)
+    categorical = {
+        name: _class_cells(record, name, shape) for name, shape in template.categorical.items()
+    }
+    return FeatureStats(numeric=numeric, categorical=categorical, grid_bins=grid_bins)
+
+
+def _class_cells(record: ArrayRecord, name: str, shape: ClassCells) -> ClassCells:
+    """One feature's per-class counts, checked against the cells ``shape`` has."""
+    where = f"{message_keys.FEATURE_STATS}/{name}"
+    per_class = []
+    for suffix in (message_keys.EVENTS_SUFFIX, message_keys.NON_EVENTS_SUFFIX):
+        counts = array_of(record, name + suffix, record_key=where)
+        _check_reals(counts, shape.events.shape, where + suffix)
+        per_class.append(counts.astype(np.float64))
+    return ClassCells(events=per_class[0], non_events=per_class[1], regular=shape.regular)
 
 
 def _check_reals(array: np.ndarray, shape: tuple[int, ...], name: str) -> None:

@@ -264,11 +264,18 @@ def feature_stats(request: BankRequest, query: QueryInstructions) -> RecordDict:
     """Aggregates of the training rows (noisy under a privacy budget), never rows.
 
     In the clear with the bank's introduction, or, when the query carries secure
-    aggregation's inputs (round 0), masked: the coordinator decodes only the sum.
+    aggregation's inputs (round 0), masked: the coordinator decodes only the sum. A
+    bank that requires secure aggregation refuses to release them in the clear.
     """
     inputs = secagg.TrainInputs.take_optional(request.content)
     if inputs is not None:
         return _masked_feature_stats(request, query, inputs)
+    if request.settings.require_secure_aggregation:
+        raise GuardRefusal(
+            "plain-update",
+            f"bank '{request.bank.name}' releases its set-up aggregates only through secure "
+            "aggregation; the run asks for them in the clear: run with secure aggregation on",
+        )
     bank = _join(request, query)
     content = _introduction(bank)
     released = _released_stats(request, bank, query, content)

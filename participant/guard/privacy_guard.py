@@ -4,11 +4,12 @@ A bank with a budget (``max-epsilon`` in its node config, or ``--epsilon`` in a
 simulation) answers every release about its training records through a
 :class:`PrivacyGuard`:
 
-1. At set-up (federated feature statistics only), feature histograms are released
-   with Gaussian noise on at most ``max_bins`` coarse cells per feature (the bank's
-   :class:`~participant.guard.settings.SetupReleasePolicy`; one record moves at most
-   one count in each of the F histograms, none where its value is missing or a
-   special code: L2 sensitivity sqrt(F)). The release's noise
+1. At set-up (federated feature statistics only), the per-class counts of every
+   model input are released with Gaussian noise, a numeric input's grid on at most
+   ``max_bins`` coarse cells per class (the bank's
+   :class:`~participant.guard.settings.SetupReleasePolicy`; one record moves exactly
+   one count of one class in each of the F inputs: L2 sensitivity sqrt(F),
+   :mod:`~participant.guard.setup_release`). The release's noise
    multiplier is calibrated so that it alone costs ``budget_share * max_epsilon``;
    the noise multiplier for DP-SGD is then calibrated so that the planned rounds,
    composed with that release, spend at most ``max_epsilon``. The calibration is
@@ -51,7 +52,7 @@ from participant.guard import held_out_budget
 from participant.guard.settings import SetupReleasePolicy
 from participant.guard.setup_release import (
     Shortfall,
-    noisy_histograms,
+    noisy_stats,
     setup_event,
 )
 from privacy.accounting import (
@@ -146,34 +147,34 @@ class PrivacyGuard:
     def release_feature_stats(
         self, stats: FeatureStats, schema: DatasetSchema, request: TrainingRequest
     ) -> FeatureStats:
-        """Charge and return noisy histograms on the coordinator's grid (moments from them).
+        """Charge and return noisy per-class counts on the coordinator's grid (moments from them).
 
-        Each feature's grid cells are merged into at most ``setup.max_bins`` coarse
-        cells (:func:`~credit.feature_stats.coarse_cells`), Gaussian noise of standard
-        deviation ``z * sqrt(F)`` is added to the coarse counts, and each noisy count
-        is spread evenly over its grid cells (post-processing). Nothing is clipped:
-        a count may be negative, and the coordinator clips only the banks' sum. The
-        noise multiplier ``z`` makes the release alone cost ``setup.budget_share *
-        max_epsilon`` (:meth:`setup_release`).
+        Each numeric input's grid cells are merged, class by class, into at most
+        ``setup.max_bins`` coarse cells (:func:`~credit.feature_stats.coarse_cells`),
+        Gaussian noise of standard deviation ``z * sqrt(F)`` is added to every coarse,
+        special-code, missing and level count of either class (F: the model inputs),
+        and each noisy coarse count is spread evenly over its grid cells
+        (post-processing). Nothing is clipped: a count may be negative, and the
+        coordinator clips only the banks' sum. The noise multiplier ``z`` makes the
+        release alone cost ``setup.budget_share * max_epsilon`` (:meth:`setup_release`).
 
         Also fixes the run's DP-SGD plan, so that the set-up release and the planned
         rounds together fit the budget. Raises ``PrivacyBudgetExceeded`` (nothing
         released, nothing recorded) when they do not, even at the most noise.
         """
-        features = list(stats.numeric)
-        release = self.setup_release(request, features=len(features))
+        release = self.setup_release(request, features=stats.features)
         planned = self.ledger.plan_for(request.run)
         new_plan = None if planned is not None else self._calibrate(request, release=release)
         self.ledger.charge(release, plan=new_plan)  # the plan and the release, one write
-        return noisy_histograms(
+        return noisy_stats(
             stats, schema, release=release, max_bins=self.setup.max_bins, noise=SecureGaussian()
         )
 
     def setup_release(self, request: TrainingRequest, *, features: int) -> DpEvent:
         """The set-up release's event: its noise multiplier spends the bank's share.
 
-        One Gaussian release (q = 1, one step) of F histograms, L2 sensitivity
-        sqrt(F), whose noise multiplier is calibrated
+        One Gaussian release (q = 1, one step) of F inputs' per-class counts, L2
+        sensitivity sqrt(F), whose noise multiplier is calibrated
         (:func:`~privacy.accounting.calibrate_noise_multiplier`) so that it alone
         costs at most ``setup.budget_share * max_epsilon`` (the smallest such noise,
         within the calibration's tolerance). Nothing is recorded.

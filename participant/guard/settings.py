@@ -225,16 +225,18 @@ class EvaluationPolicy(BaseModel):
 
 
 class SetupReleasePolicy(BaseModel):
-    """A bank's rules for its set-up release (noisy feature histograms) under a budget.
+    """A bank's rules for its set-up release (noisy per-class feature counts) under a budget.
 
     Parameters
     ----------
     max_bins : int, default 64
-        Most histogram cells per feature the bank adds noise to, in [32, 64]. When the
-        coordinator's grid is finer, runs of consecutive grid cells are merged into
-        this many coarse cells (sizes differing by at most one), noised, and each
-        coarse count is spread evenly over its grid cells: the reply keeps the
-        coordinator's grid, and the noise is that of ``max_bins`` counts.
+        Most histogram cells per numeric feature and class the bank adds noise to, in
+        [32, 64]. When the coordinator's grid is finer, runs of consecutive grid cells
+        are merged into this many coarse cells (sizes differing by at most one),
+        noised, and each coarse count is spread evenly over its grid cells: the reply
+        keeps the coordinator's grid, and the noise is that of ``max_bins`` counts per
+        class, whatever grid the coordinator asks for. Special-code, missing and
+        categorical level counts are noised one by one.
     budget_share : float, default 0.1
         Share of ``max_epsilon`` the set-up release alone costs, in (0, 0.5]: its
         noise multiplier is calibrated to epsilon ``budget_share * max_epsilon`` (one

@@ -1,31 +1,39 @@
-"""The bank's set-up release under a budget: noisy feature histograms on coarse cells.
+"""The bank's set-up release under a budget: noisy per-class counts, grids on coarse cells.
 
-A run whose encoder is fitted from federated statistics asks each bank for a
-histogram of every numeric model input over the coordinator's grid (default 1,024
-cells between the schema's public bounds). A bank under a privacy budget releases:
+A run whose encoder is fitted from federated statistics asks each bank for its
+training rows' counts per class (events: default rows; non-events) over every model
+input's cells (:mod:`credit.feature_stats`): a numeric input's cells of the
+coordinator's grid (default 1,024 cells between the schema's public bounds), one per
+special code and a missing cell; a categorical input's levels and a missing cell. A
+bank under a privacy budget releases:
 
-1. Each feature's grid cells merged into at most ``max_bins`` runs of consecutive
-   cells (:func:`~credit.feature_stats.coarse_cells`; the bank's
-   :class:`~participant.guard.settings.SetupReleasePolicy`).
-2. Gaussian noise of standard deviation ``z * sqrt(F)`` added to every coarse count:
-   adding or removing one record moves at most one count in each of the F histograms
-   (none in a histogram whose column it leaves missing or holds a special code in:
-   only regular values are counted), so the L2 sensitivity of the release is at most
-   sqrt(F) and this is the Gaussian mechanism with
+1. Each numeric input's grid cells merged, class by class, into at most ``max_bins``
+   runs of consecutive cells (:func:`~credit.feature_stats.coarse_cells`; the bank's
+   :class:`~participant.guard.settings.SetupReleasePolicy`, whatever grid the
+   coordinator asks for); special-code, missing and level cells as they are.
+2. Gaussian noise of standard deviation ``z * sqrt(F)`` added to every count of
+   every class, F being the number of model inputs (numeric and categorical):
+   adding or removing one record moves exactly one count of one class in each
+   feature (its grid cell, special code, missing cell or level), so the L2
+   sensitivity of the release is sqrt(F) and this is the Gaussian mechanism with
    noise multiplier ``z`` (Mironov, CSF 2017, Proposition 7: RDP alpha / (2 z^2)),
    recorded as one ``gaussian-release`` event (q = 1, one step).
 3. Each noisy coarse count spread evenly over its grid cells, so the reply keeps the
-   coordinator's grid; the count, sum and sum of squares are derived from that
-   histogram through the cells' centres (:func:`~credit.feature_stats.stats_from_histogram`).
-   Step 3 is post-processing and costs nothing more.
+   coordinator's grid; the count, sum and sum of squares are derived from the
+   class-summed histogram through the cells' centres
+   (:func:`~credit.feature_stats.numeric_from_cells`). Step 3 is post-processing
+   and costs nothing more.
 
 Nothing is clipped at the bank: a noisy count may be negative. The coordinator clips
-only the banks' sum (:func:`~credit.feature_stats.settle_noisy`), so the banks' noise
-in empty cells cancels instead of adding up to a positive bias.
+only the banks' sum (:func:`~credit.feature_stats.settle_noisy`, and per bin for the
+WoE tables), so the banks' noise in empty cells cancels instead of adding up to a
+positive bias.
 
 Fewer cells, same noise per cell: with 64 cells instead of 1,024, each count sums 16
 grid cells' rows, so the release's signal-to-noise ratio is 16 times higher at the
-same epsilon.
+same epsilon. Splitting the counts by class leaves the sensitivity as it was (a row
+is in one class) but puts two noisy counts where one was: the class-summed histogram
+the encoder's edges come from has twice the noise variance.
 """
 
 from __future__ import annotations
@@ -33,23 +41,27 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
+from numpy.typing import NDArray
+
 from credit.feature_stats import (
+    ClassCells,
     FeatureStats,
     coarse_cells,
     grid_edges,
     merge_cells,
+    numeric_from_cells,
     spread_cells,
-    stats_from_histogram,
 )
 from credit.schema import DatasetSchema
 from privacy.accounting import MAX_NOISE_MULTIPLIER, DpEvent
 from privacy.noise import SecureGaussian
 
-__all__ = ["Shortfall", "noisy_histograms", "setup_event"]
+__all__ = ["Shortfall", "noisy_stats", "setup_event"]
 
 
 def setup_event(run: str, noise_multiplier: float, features: int) -> DpEvent:
-    """The set-up release of ``features`` histograms: one Gaussian release, sensitivity sqrt(F)."""
+    """The set-up release of F = ``features`` inputs: one Gaussian release, sensitivity sqrt(F)."""
     return DpEvent(
         round=0,
         noise_multiplier=noise_multiplier,
@@ -61,7 +73,7 @@ def setup_event(run: str, noise_multiplier: float, features: int) -> DpEvent:
     )
 
 
-def noisy_histograms(
+def noisy_stats(
     stats: FeatureStats,
     schema: DatasetSchema,
     *,
@@ -81,27 +93,58 @@ def noisy_histograms(
         The charged set-up release: noise standard deviation
         ``noise_multiplier * max_grad_norm`` on each coarse count.
     max_bins : int
-        Most coarse cells per feature.
+        Most coarse cells per numeric input and class.
     noise : privacy.noise.SecureGaussian
         The noise source.
 
     Returns
     -------
     FeatureStats
-        Noisy histograms on the coordinator's grid (constant over each coarse cell,
-        not clipped), moments derived from them.
+        Noisy counts (a numeric input's grid constant over each coarse cell, not
+        clipped), moments derived from them.
     """
     bounds = coarse_cells(stats.grid_bins, max_bins)
     deviation = release.noise_multiplier * release.max_grad_norm
     by_name = {feature.name: feature for feature in schema.numeric}
-    noisy = {}
+    numeric = {}
     for name, exact in stats.numeric.items():
-        coarse = merge_cells(exact.histogram, bounds)
-        coarse += noise.standard_normal(coarse.size) * deviation
-        noisy[name] = stats_from_histogram(
-            spread_cells(coarse, bounds), grid_edges(by_name[name], stats.grid_bins)
+        cells = ClassCells(
+            events=_noisy_grid(exact.cells.events, bounds, deviation, noise),
+            non_events=_noisy_grid(exact.cells.non_events, bounds, deviation, noise),
+            regular=exact.cells.regular,
         )
-    return FeatureStats(numeric=noisy, grid_bins=stats.grid_bins)
+        numeric[name] = numeric_from_cells(cells, grid_edges(by_name[name], stats.grid_bins))
+    categorical = {
+        name: ClassCells(
+            events=_noisy(cells.events, deviation, noise),
+            non_events=_noisy(cells.non_events, deviation, noise),
+            regular=cells.regular,
+        )
+        for name, cells in stats.categorical.items()
+    }
+    return FeatureStats(numeric=numeric, categorical=categorical, grid_bins=stats.grid_bins)
+
+
+def _noisy(
+    counts: NDArray[np.float64], deviation: float, noise: SecureGaussian
+) -> NDArray[np.float64]:
+    """Every count with its own Gaussian noise."""
+    noisy: NDArray[np.float64] = counts + noise.standard_normal(counts.size) * deviation
+    return noisy
+
+
+def _noisy_grid(
+    counts: NDArray[np.float64],
+    bounds: NDArray[np.int64],
+    deviation: float,
+    noise: SecureGaussian,
+) -> NDArray[np.float64]:
+    """One class of a numeric input: the grid noised on coarse cells, then spread; the
+    special-code and missing cells noised as they are."""
+    grid_bins = int(bounds[-1])
+    coarse = _noisy(merge_cells(counts[:grid_bins], bounds), deviation, noise)
+    extra = _noisy(counts[grid_bins:], deviation, noise)
+    return np.concatenate([spread_cells(coarse, bounds), extra])
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -50,8 +50,8 @@ from tests.participant.guard.bank_messages import (
     RUN_ID,
     acme_settings,
     context,
-    feature_stats_query,
     guarded_app,
+    join_query,
     joined_bank,
     message,
     round_content,
@@ -68,7 +68,7 @@ def test_coordinator_omitting_the_secure_aggregation_record_is_refused(
     settings = acme_settings(write_bank_csv(300), max_epsilon=None, audit_log=audit)
     guard = BankGuard(settings.model_copy(update={"require_secure_aggregation": True}))
     app, ctx = guarded_app(guard), context()
-    app(message(MessageType.QUERY, feature_stats_query(schema)), ctx)
+    app(message(MessageType.QUERY, join_query(schema)), ctx)
     content, _ = round_content(schema, 1)
     assert not secagg.TrainInputs.present(content)  # the record the attacker left out
     replies: list[Message] = []

@@ -28,6 +28,7 @@ from credit.feature_stats import (
 from credit.loading import load_bank_csv
 from credit.schema import DatasetSchema, load_schema
 from tests.support.missing_data import SPECIAL_CODES, Blanked, write_blanked
+from tests.support.woe import FITTED_KINDS
 
 N_ROWS = 6_000
 
@@ -88,6 +89,47 @@ def test_feature_stats_count_regular_values_only(
     assert stats.numeric["BILL_AMT1"].count == N_ROWS
 
 
+def test_special_codes_and_missing_values_have_per_class_cells(
+    stats: FeatureStats, frame: pd.DataFrame, blanked: Blanked, blanked_schema: DatasetSchema
+) -> None:
+    """After the grid: one cell per special code, then the missing cell, in each class."""
+    defaulted = frame[blanked_schema.target].to_numpy() == 1
+    grid_bins = stats.grid_bins
+    payment = stats.numeric["PAY_AMT1"].cells
+    assert payment.events.size == grid_bins + 2 and payment.regular == grid_bins
+    for code, position in zip(SPECIAL_CODES, (grid_bins, grid_bins + 1), strict=True):
+        assert payment.events[position] == (blanked.special[code] & defaulted).sum()
+        assert payment.non_events[position] == (blanked.special[code] & ~defaulted).sum()
+    limit = stats.numeric["LIMIT_BAL"].cells
+    assert limit.events.size == grid_bins + 1
+    assert limit.events[-1] == (blanked.missing_limit & defaulted).sum()
+    assert limit.non_events[-1] == (blanked.missing_limit & ~defaulted).sum()
+    pay_2 = stats.categorical["PAY_2"]
+    assert (pay_2.regular, pay_2.events.size) == (11, 12)
+    assert pay_2.events[-1] == (blanked.missing_pay_2 & defaulted).sum()
+    assert pay_2.non_events[-1] == (blanked.missing_pay_2 & ~defaulted).sum()
+    # Every row is counted once per feature, missing or special or not.
+    for cells in [*(n.cells for n in stats.numeric.values()), *stats.categorical.values()]:
+        assert cells.counts.sum() == N_ROWS
+
+
+def test_a_record_with_missing_and_special_values_moves_one_count_per_feature(
+    frame: pd.DataFrame, blanked: Blanked, blanked_schema: DatasetSchema
+) -> None:
+    """The sensitivity holds with missing and special cells: one count per feature."""
+    both = np.flatnonzero(blanked.missing_limit & blanked.missing_pay_2 & blanked.special[96])
+    row = int(both[0])
+    full = compute_feature_stats(frame, blanked_schema, 16)
+    less = compute_feature_stats(frame.drop(index=frame.index[row]), blanked_schema, 16)
+    for name, numeric in full.numeric.items():
+        moved = numeric.cells.to_vector() - less.numeric[name].cells.to_vector()
+        assert sorted(moved.tolist()).count(1.0) == 1 and np.abs(moved).sum() == 1, name
+    for name, cells in full.categorical.items():
+        moved = cells.to_vector() - less.categorical[name].to_vector()
+        assert np.abs(moved).sum() == 1 and moved.max() == 1, name
+    assert full.features == 19
+
+
 def test_bank_stats_on_blanked_data_combine_to_the_pooled_stats(
     stats: FeatureStats, frame: pd.DataFrame, blanked_schema: DatasetSchema
 ) -> None:
@@ -107,6 +149,9 @@ def test_a_column_with_no_regular_value_has_zero_moments(blanked_schema: Dataset
         frame[name] = 1.0
     for name in ("PAY_AMT2", "PAY_AMT3", "PAY_AMT4", "PAY_AMT5", "PAY_AMT6"):
         frame[name] = 1.0
+    for name in ("PAY_0", "PAY_2", "PAY_3", "PAY_4", "PAY_5", "PAY_6"):
+        frame[name] = 0
+    frame[blanked_schema.target] = [0, 1, 0, 1]
 
     stats = compute_feature_stats(frame, blanked_schema)
 
@@ -121,7 +166,7 @@ def test_a_column_with_no_regular_value_has_zero_moments(blanked_schema: Dataset
 # -- widths, names and labels ---------------------------------------------------------
 
 
-@pytest.mark.parametrize("kind", list(EncodingKind))
+@pytest.mark.parametrize("kind", FITTED_KINDS)
 def test_widths_and_names_follow_the_layout(
     kind: EncodingKind, stats: FeatureStats, blanked_schema: DatasetSchema
 ) -> None:

@@ -23,6 +23,7 @@ from credit.feature_stats import (
 )
 from credit.loading import load_bank_csv
 from credit.schema import DatasetSchema
+from tests.support.woe import FITTED_KINDS, encoder_of
 
 BANK_CUTS = [1_000, 4_000, 11_000, 19_000]
 
@@ -217,7 +218,7 @@ def test_standardized_numeric_columns_have_zero_mean_unit_std(
 # -- public source --------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("kind", list(EncodingKind))
+@pytest.mark.parametrize("kind", FITTED_KINDS)
 def test_public_encoder_needs_no_stats_and_stays_within_bounds(
     kind: EncodingKind, pooled_stats: FeatureStats, schema: DatasetSchema
 ) -> None:
@@ -246,6 +247,11 @@ def test_public_encoder_needs_no_stats_and_stays_within_bounds(
         np.testing.assert_allclose(widths, (high - low) / 8, rtol=1e-9)
 
 
+def test_a_woe_encoder_is_not_fitted_from_moments_and_histograms(schema: DatasetSchema) -> None:
+    with pytest.raises(ValueError, match=r"use credit\.woe_binning\.fit_woe_encoder"):
+        fit_encoder(schema, kind=EncodingKind.WOE, source=StatsSource.PUBLIC)
+
+
 def test_federated_encoder_without_stats_is_rejected(schema: DatasetSchema) -> None:
     with pytest.raises(ValueError, match="federated encoder needs combined feature statistics"):
         fit_encoder(schema, source=StatsSource.FEDERATED)
@@ -262,8 +268,11 @@ def test_fewer_than_two_quantile_bins_are_rejected(
 # -- serialisation --------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("kind", list(EncodingKind))
-@pytest.mark.parametrize("source", list(StatsSource))
+@pytest.mark.parametrize(
+    ("kind", "source"),
+    [*((kind, source) for kind in FITTED_KINDS for source in StatsSource),
+     (EncodingKind.WOE, StatsSource.FEDERATED)],
+)  # fmt: skip
 def test_encoder_json_round_trip_gives_an_equal_encoder(
     kind: EncodingKind,
     source: StatsSource,
@@ -271,7 +280,10 @@ def test_encoder_json_round_trip_gives_an_equal_encoder(
     frame: pd.DataFrame,
     schema: DatasetSchema,
 ) -> None:
-    encoder = fit_encoder(schema, kind=kind, source=source, stats=pooled_stats)
+    if kind is EncodingKind.WOE:
+        encoder = encoder_of(kind, schema, pooled_stats)
+    else:
+        encoder = fit_encoder(schema, kind=kind, source=source, stats=pooled_stats)
     restored = FeatureEncoder.model_validate_json(encoder.model_dump_json())
 
     assert restored == encoder

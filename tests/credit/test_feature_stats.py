@@ -1,4 +1,4 @@
-"""Per-bank feature aggregates combine into exactly the pooled aggregate."""
+"""Per-bank feature aggregates (per class) combine into exactly the pooled aggregate."""
 
 from __future__ import annotations
 
@@ -11,14 +11,18 @@ from hypothesis import strategies as st
 from credit.datasets import embedded_data_path
 from credit.feature_stats import (
     DEFAULT_GRID_BINS,
+    ClassCells,
     FeatureStats,
+    categorical_inputs,
     combine_feature_stats,
     compute_feature_stats,
     grid_edges,
+    numeric_from_cells,
     numeric_inputs,
+    released_features,
     settle_noisy,
-    stats_from_histogram,
     transform_values,
+    vector_length,
 )
 from credit.loading import load_bank_csv
 from credit.schema import DatasetSchema
@@ -42,14 +46,24 @@ def bank_frames(frame: pd.DataFrame) -> list[pd.DataFrame]:
 def _assert_same_stats(actual: FeatureStats, expected: FeatureStats) -> None:
     assert actual.grid_bins == expected.grid_bins
     assert list(actual.numeric) == list(expected.numeric)
+    assert list(actual.categorical) == list(expected.categorical)
     for name, stats in expected.numeric.items():
         got = actual.numeric[name]
+        _assert_same_cells(got.cells, stats.cells, name)
         np.testing.assert_array_equal(got.histogram, stats.histogram, err_msg=name)
-        assert got.histogram.dtype == np.float64  # whole counts, or noisy reals
-        assert np.array_equal(got.histogram, np.round(got.histogram))
         assert got.count == stats.count
         assert got.total == pytest.approx(stats.total, rel=1e-12)
         assert got.total_squares == pytest.approx(stats.total_squares, rel=1e-12)
+    for name, cells in expected.categorical.items():
+        _assert_same_cells(actual.categorical[name], cells, name)
+
+
+def _assert_same_cells(actual: ClassCells, expected: ClassCells, name: str) -> None:
+    assert actual.regular == expected.regular, name
+    for got, want in ((actual.events, expected.events), (actual.non_events, expected.non_events)):
+        np.testing.assert_array_equal(got, want, err_msg=name)
+        assert got.dtype == np.float64  # whole counts, or noisy reals
+        assert np.array_equal(got, np.round(got))
 
 
 def test_bank_parts_are_unequal_and_cover_the_data(
@@ -78,33 +92,75 @@ def test_combination_does_not_depend_on_bank_order(
     _assert_same_stats(combine_feature_stats(parts[::-1]), combine_feature_stats(parts))
 
 
-def test_stats_cover_exactly_the_numeric_model_inputs(
-    frame: pd.DataFrame, schema: DatasetSchema
-) -> None:
+def test_stats_cover_exactly_the_model_inputs(frame: pd.DataFrame, schema: DatasetSchema) -> None:
     stats = compute_feature_stats(frame, schema)
-    numeric_inputs = [f.name for f in schema.numeric if f.name in schema.input_features]
+    numeric = [f.name for f in schema.numeric if f.name in schema.input_features]
+    categorical = [f.name for f in schema.categorical if f.name in schema.input_features]
 
-    assert list(stats.numeric) == numeric_inputs
-    assert "AGE" not in stats.numeric  # protected, not a model input
+    assert list(stats.numeric) == numeric_inputs(schema) == numeric
+    assert list(stats.categorical) == categorical_inputs(schema) == categorical
+    assert stats.features == released_features(schema) == len(schema.input_features) == 19
+    assert "AGE" not in stats.numeric and "SEX" not in stats.categorical  # protected
 
 
-def test_moments_and_histogram_describe_the_transformed_values(
+def test_moments_and_per_class_histograms_describe_the_transformed_values(
     frame: pd.DataFrame, schema: DatasetSchema
 ) -> None:
     stats = compute_feature_stats(frame, schema, grid_bins=64)
+    events = frame[schema.target].to_numpy() == 1
     for feature in schema.numeric:
         if feature.name not in stats.numeric:
             continue
         values = transform_values(frame[feature.name].to_numpy(np.float64), feature.transform)
         column = stats.numeric[feature.name]
         assert column.count == len(frame)
-        assert column.histogram.shape == (64,)
+        assert column.cells.events.shape == column.cells.non_events.shape == (64,)
         # Every validated value lies within the public bounds, so the grid holds all of them.
         assert column.histogram.sum() == len(frame)
-        expected, _ = np.histogram(values, bins=grid_edges(feature, 64))
-        np.testing.assert_array_equal(column.histogram, expected)
+        edges = grid_edges(feature, 64)
+        for in_class, counts in ((events, column.cells.events), (~events, column.cells.non_events)):
+            expected, _ = np.histogram(values[in_class], bins=edges)
+            np.testing.assert_array_equal(counts, expected, err_msg=feature.name)
         assert column.mean == pytest.approx(values.mean(), rel=1e-12)
         assert column.std == pytest.approx(values.std(), rel=1e-9)
+
+
+def test_categorical_counts_per_class_are_the_levels_counts(
+    frame: pd.DataFrame, schema: DatasetSchema
+) -> None:
+    stats = compute_feature_stats(frame, schema, grid_bins=16)
+    defaulted = frame[schema.target] == 1
+    for feature in schema.categorical:
+        if feature.name not in stats.categorical:
+            continue
+        cells = stats.categorical[feature.name]
+        assert cells.regular == len(feature.levels) == cells.events.size  # no missing cell
+        for in_class, counts in ((defaulted, cells.events), (~defaulted, cells.non_events)):
+            expected = frame.loc[in_class, feature.name].value_counts()
+            got = {level: counts[i] for i, level in enumerate(feature.levels)}
+            assert got == {level: expected.get(level, 0) for level in feature.levels}
+
+
+@pytest.mark.parametrize("position", [0, 17, 29_999])
+def test_one_record_moves_exactly_one_count_of_each_feature(
+    frame: pd.DataFrame, schema: DatasetSchema, position: int
+) -> None:
+    """The set-up release's sensitivity: adding a record changes its class's count in one
+    cell of each of the F model inputs by 1 and no other count (L2 norm sqrt(F))."""
+    without = frame.drop(index=frame.index[position])
+    counts = _counts_only(compute_feature_stats(frame, schema, 32)) - _counts_only(
+        compute_feature_stats(without, schema, 32)
+    )
+    assert sorted(np.unique(counts).tolist()) == [0.0, 1.0]
+    assert counts.sum() == released_features(schema)
+    assert np.linalg.norm(counts) == pytest.approx(np.sqrt(released_features(schema)))
+
+
+def _counts_only(stats: FeatureStats) -> np.ndarray:
+    """The vector's count entries (not the moments): what the noise protects."""
+    parts = [numeric.cells.to_vector() for numeric in stats.numeric.values()]
+    parts += [cells.to_vector() for cells in stats.categorical.values()]
+    return np.concatenate(parts)
 
 
 @settings(max_examples=15, deadline=None)
@@ -134,34 +190,44 @@ def test_combining_nothing_is_rejected() -> None:
 
 
 def test_noisy_sums_are_clipped_only_after_summing(schema: DatasetSchema) -> None:
-    """Two banks' noisy histograms: negative noise in one cancels positive in the other;
+    """Two banks' noisy counts: negative noise in one cancels positive in the other;
     clipping each bank's first would leave a positive bias in empty cells."""
     name = numeric_inputs(schema)[0]
     grid_bins = 4
     edges = grid_edges(next(f for f in schema.numeric if f.name == name), grid_bins)
 
-    def bank(histogram: list[float]) -> FeatureStats:
+    def bank(events: list[float], non_events: list[float]) -> FeatureStats:
+        cells = ClassCells(events=np.array(events), non_events=np.array(non_events), regular=4)
         return FeatureStats(
-            numeric={name: stats_from_histogram(np.array(histogram), edges)},
+            numeric={name: numeric_from_cells(cells, edges)},
+            categorical={"PAY_0": ClassCells(np.array([2.0, -3.0]), np.array([-1.0, 4.0]), 2)},
             grid_bins=grid_bins,
         )
 
-    one, two = bank([5.0, -3.0, 2.0, -1.5]), bank([1.0, 3.5, -2.0, 1.0])
-    settled = settle_noisy(combine_feature_stats([one, two]), schema).numeric[name]
-    np.testing.assert_array_equal(settled.histogram, [6.0, 0.5, 0.0, 0.0])
+    one = bank([5.0, -3.0, 2.0, -1.5], [1.0, 1.0, -4.0, 0.0])
+    two = bank([1.0, 3.5, -2.0, 1.0], [-2.0, 0.5, 1.0, 0.0])
+    settled = settle_noisy(combine_feature_stats([one, two]), schema)
+    numeric = settled.numeric[name]
+    np.testing.assert_array_equal(numeric.cells.events, [6.0, 0.5, 0.0, 0.0])
+    np.testing.assert_array_equal(numeric.cells.non_events, [0.0, 1.5, 0.0, 0.0])
+    np.testing.assert_array_equal(numeric.histogram, [6.0, 2.0, 0.0, 0.0])
     centres = (edges[:-1] + edges[1:]) / 2
-    assert settled.total == pytest.approx(6.0 * centres[0] + 0.5 * centres[1])
-    assert settled.count == 6
-    clipped_first = np.clip(one.numeric[name].histogram, 0, None) + np.clip(
-        two.numeric[name].histogram, 0, None
+    assert numeric.total == pytest.approx(6.0 * centres[0] + 2.0 * centres[1])
+    assert numeric.count == 8
+    np.testing.assert_array_equal(settled.categorical["PAY_0"].events, [4.0, 0.0])
+    np.testing.assert_array_equal(settled.categorical["PAY_0"].non_events, [0.0, 8.0])
+    clipped_first = np.clip(one.numeric[name].cells.events, 0, None) + np.clip(
+        two.numeric[name].cells.events, 0, None
     )
-    assert clipped_first.sum() > settled.histogram.sum()  # the bias settling avoids
+    assert clipped_first.sum() > numeric.cells.events.sum()  # the bias settling avoids
 
 
 def test_a_feature_stats_vector_round_trips(schema: DatasetSchema, frame: pd.DataFrame) -> None:
     stats = compute_feature_stats(frame.iloc[:500], schema, 16)
-    features = list(stats.numeric)
-    back = FeatureStats.from_vector(stats.to_vector(), features=features, grid_bins=16)
+    vector = stats.to_vector()
+    # 13 numeric inputs: 3 moments and 2 x 16 cells; 6 categorical: 2 x 11 levels.
+    assert vector.size == vector_length(schema, 16) == 13 * (3 + 32) + 6 * 22
+    back = FeatureStats.from_vector(vector, schema=schema, grid_bins=16)
     _assert_same_stats(back, stats)
     with pytest.raises(ValueError, match="entries"):
-        FeatureStats.from_vector(stats.to_vector()[:-1], features=features, grid_bins=16)
+        FeatureStats.from_vector(vector[:-1], schema=schema, grid_bins=16)

@@ -126,38 +126,38 @@ def bank_feature_stats(embedded_frame: pd.DataFrame, schema: DatasetSchema) -> l
     ]
 
 
-def test_feature_stats_round_trip_exactly(bank_feature_stats: list[FeatureStats]) -> None:
+def test_feature_stats_round_trip_exactly(
+    bank_feature_stats: list[FeatureStats], schema: DatasetSchema
+) -> None:
     for stats in bank_feature_stats:
         record = _over_the_wire(RecordDict({keys.FEATURE_STATS: feature_stats_to_record(stats)}))
         restored = feature_stats_from_record(
-            record[keys.FEATURE_STATS], features=list(stats.numeric), grid_bins=256
+            record[keys.FEATURE_STATS], schema=schema, grid_bins=256
         )
 
         assert restored.grid_bins == stats.grid_bins == 256
-        assert sorted(restored.numeric) == sorted(stats.numeric)
+        assert list(restored.numeric) == list(stats.numeric)
+        assert list(restored.categorical) == list(stats.categorical)
+        np.testing.assert_array_equal(restored.to_vector(), stats.to_vector())
         for name, numeric in stats.numeric.items():
             got = restored.numeric[name]
-            np.testing.assert_array_equal(got.histogram, numeric.histogram)
-            assert got.histogram.dtype == np.float64  # whole counts, or noisy reals
-            assert np.array_equal(got.histogram, np.round(got.histogram))
-            assert (got.count, got.total, got.total_squares) == (
-                numeric.count,
-                numeric.total,
-                numeric.total_squares,
-            )
+            assert got.cells.events.dtype == np.float64  # whole counts, or noisy reals
+            assert np.array_equal(got.cells.events, np.round(got.cells.events))
+            assert got.count == numeric.count and got.cells.regular == 256
+        for name, cells in stats.categorical.items():
+            assert restored.categorical[name].regular == cells.regular
 
 
 def test_combined_round_tripped_feature_stats_equal_the_originals(
-    bank_feature_stats: list[FeatureStats],
+    bank_feature_stats: list[FeatureStats], schema: DatasetSchema
 ) -> None:
     restored = [
-        feature_stats_from_record(
-            feature_stats_to_record(s), features=list(s.numeric), grid_bins=s.grid_bins
-        )
+        feature_stats_from_record(feature_stats_to_record(s), schema=schema, grid_bins=s.grid_bins)
         for s in bank_feature_stats
     ]
     combined, expected = combine_feature_stats(restored), combine_feature_stats(bank_feature_stats)
 
+    np.testing.assert_array_equal(combined.to_vector(), expected.to_vector())
     for name, numeric in expected.numeric.items():
         got = combined.numeric[name]
         np.testing.assert_array_equal(got.histogram, numeric.histogram)
@@ -432,17 +432,20 @@ def test_a_bank_intro_with_a_held_out_count_is_refused() -> None:
 
 
 def test_feature_stats_of_other_features_are_refused(
-    bank_feature_stats: list[FeatureStats],
+    bank_feature_stats: list[FeatureStats], schema: DatasetSchema
 ) -> None:
     record = feature_stats_to_record(bank_feature_stats[0])
-    features = list(bank_feature_stats[0].numeric)
     record["SALARY/moments"] = Array(np.zeros(3))
     with pytest.raises(MalformedMessage, match="does not hold the schema's features"):
-        feature_stats_from_record(record, features=features, grid_bins=256)
+        feature_stats_from_record(record, schema=schema, grid_bins=256)
     with pytest.raises(MalformedMessage, match="shape"):
         feature_stats_from_record(
-            feature_stats_to_record(bank_feature_stats[0]), features=features, grid_bins=128
+            feature_stats_to_record(bank_feature_stats[0]), schema=schema, grid_bins=128
         )
+    without_classes = feature_stats_to_record(bank_feature_stats[0])
+    del without_classes["PAY_0/non-events"]
+    with pytest.raises(MalformedMessage, match="first differences: PAY_0/non-events"):
+        feature_stats_from_record(without_classes, schema=schema, grid_bins=256)
 
 
 @pytest.mark.parametrize(

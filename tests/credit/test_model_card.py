@@ -20,6 +20,7 @@ from credit.loading import load_bank_csv
 from credit.model_card import CARD_FILE, WEIGHTS_FILE, load_model, save_model
 from credit.models import ModelKind, ModelSpec, build_model
 from credit.schema import DatasetSchema
+from tests.support.woe import encoder_of
 
 TRAINING = {"rounds": 3, "learning-rate": 0.01, "banks": ["bank-1", "bank-2"]}
 METRICS = {"auc": 0.78, "ks": 0.41, "n_rows": 600}
@@ -32,7 +33,7 @@ def frame(write_bank_csv: Callable[..., Path], schema: DatasetSchema) -> pd.Data
 
 
 def _encoder(kind: EncodingKind, frame: pd.DataFrame, schema: DatasetSchema) -> FeatureEncoder:
-    return fit_encoder(schema, kind=kind, stats=compute_feature_stats(frame, schema))
+    return encoder_of(kind, schema, compute_feature_stats(frame, schema))
 
 
 def _trained_like(module: nn.Module, seed: int) -> nn.Module:

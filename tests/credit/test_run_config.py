@@ -6,6 +6,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from pydantic import ValidationError
 
@@ -141,11 +142,15 @@ INVALID_VALUES = [
     ("test-fraction", 1.0, "less than 1"),
     ("quantile-bins", 1, "greater than or equal to 2"),
     ("model", "forest", "'logreg' or 'mlp'"),
-    ("encoding", "random", "'binned' or 'standardized'"),
+    ("encoding", "random", "'binned', 'standardized' or 'woe'"),
     ("min-banks", 0, "greater than or equal to 1"),
     ("evaluate-every", -2, "greater than or equal to -1"),
     ("decision-cutoff", 1.5, "less than or equal to 1"),
     ("decision-cutoff", 0.333, "multiple of 1/score-bins = 1/100"),
+    ("pdo", 0, "greater than 0"),
+    ("pdo", float("inf"), "finite number"),
+    ("base-odds", -50, "greater than 0"),
+    ("base-score", float("nan"), "finite number"),
 ]
 
 
@@ -170,6 +175,25 @@ def test_the_decision_cutoff_is_a_score_bin_edge() -> None:
     assert RunConfig.from_flower({"decision-cutoff": 0.335, "score-bins": 200}).score_bins == 200
     with pytest.raises(ConfigError, match=r"1/score-bins = 1/10 .*e\.g\. 0\.3; got 0\.33"):
         RunConfig.from_flower({"decision-cutoff": 0.33, "score-bins": 10})
+
+
+def test_woe_encoding_needs_federated_feature_statistics() -> None:
+    with pytest.raises(ConfigError) as caught:
+        RunConfig.from_flower({"encoding": "woe", "feature-stats": "public"})
+    message = str(caught.value)
+    assert message.startswith("run config: encoding 'woe' needs feature-stats 'federated'")
+    assert message.endswith("got feature-stats 'public'") and "\n" not in message
+    assert RunConfig.from_flower({"encoding": "woe"}).feature_stats == "federated"
+
+
+def test_the_scorecard_settings_default_to_the_conventional_scaling() -> None:
+    config = RunConfig.from_flower({"encoding": "woe", "pdo": 40, "base-odds": 20})
+    assert (config.pdo, config.base_score, config.base_odds) == (40.0, 600.0, 20.0)
+    assert config.scaling.factor == pytest.approx(40 / np.log(2))
+    assert config.builds_scorecard
+    assert not RunConfig(encoding="woe", model="mlp").builds_scorecard
+    assert not RunConfig().builds_scorecard
+    assert RunConfig().to_flower()["base-score"] == 600.0
 
 
 def test_build_reports_its_source() -> None:

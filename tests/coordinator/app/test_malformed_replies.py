@@ -122,9 +122,10 @@ def _negative_n_train(reply: Message) -> None:
 
 
 def _stats_of_another_grid(reply: Message) -> None:
-    """Set-up statistics whose histograms have one bin more than the run's grid."""
+    """Set-up statistics whose per-class counts have one cell more than the run's grid."""
     record = reply.content.array_records[keys.FEATURE_STATS]
-    for name in [name for name in record if name.endswith(keys.HISTOGRAM_SUFFIX)]:
+    suffixes = (keys.EVENTS_SUFFIX, keys.NON_EVENTS_SUFFIX)
+    for name in [name for name in record if name.endswith(suffixes)]:
         histogram = record[name].numpy()
         record[name] = Array(np.append(histogram, 0).astype(histogram.dtype))
 

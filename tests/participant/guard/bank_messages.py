@@ -81,6 +81,14 @@ def feature_stats_query(schema: DatasetSchema) -> RecordDict:
     return content
 
 
+def join_query(schema: DatasetSchema) -> RecordDict:
+    """A new run's join query without a data release (its aggregates follow in secure
+    round 0): how a run with secure aggregation joins a bank that requires it."""
+    content = RecordDict()
+    run_instructions(schema).query(Task.JOIN).put(content)
+    return content
+
+
 def round_content(schema: DatasetSchema, server_round: int) -> tuple[RecordDict, ArrayRecord]:
     """A train or evaluate message's content for ``server_round``, and the weights it sends."""
     encoder = fit_encoder(schema, source=StatsSource.PUBLIC)

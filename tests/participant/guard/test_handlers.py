@@ -31,6 +31,7 @@ from tests.participant.guard.bank_messages import (
     context,
     feature_stats_query,
     guarded_app,
+    join_query,
     joined_bank,
     message,
     round_content,
@@ -78,7 +79,7 @@ def test_a_bank_that_requires_secure_aggregation_refuses_a_plain_round(
     settings = acme_settings(write_bank_csv(300), max_epsilon=None, audit_log=audit)
     guard = BankGuard(settings.model_copy(update={"require_secure_aggregation": True}))
     app, ctx = guarded_app(guard), context()
-    app(message(MessageType.QUERY, feature_stats_query(schema)), ctx)
+    app(message(MessageType.QUERY, join_query(schema)), ctx)
     content, _ = round_content(schema, 1)
 
     with pytest.raises(GuardRefused, match="only through secure aggregation"):

@@ -1,4 +1,5 @@
-"""The set-up release under a budget: coarse cells, no clipping, the bank's share, a clear refusal.
+"""The set-up release under a budget: per-class coarse cells, no clipping, the bank's share,
+a clear refusal.
 
 Before issue 12 a bank noised each of the coordinator's 1,024 grid cells with a fixed
 noise multiplier of 20 and clipped the noisy counts at zero: about 0.17 epsilon at any
@@ -24,9 +25,8 @@ from credit.feature_stats import (
     compute_feature_stats,
     grid_edges,
     merge_cells,
-    numeric_inputs,
+    numeric_from_cells,
     spread_cells,
-    stats_from_histogram,
 )
 from credit.loading import load_bank_csv
 from credit.messages import Refusal, Task, feature_stats_from_record
@@ -107,55 +107,75 @@ def test_grid_cells_are_merged_into_even_runs(grid_bins: int, cells: int, sizes:
 def test_a_budgeted_release_keeps_the_grid_and_noises_coarse_cells(
     tmp_path: Path, schema: DatasetSchema, stats: FeatureStats
 ) -> None:
-    """The reply has the coordinator's 1,024 cells per feature, constant over each run of
-    16 (64 coarse cells), and the noise on the coarse counts has the calibrated deviation."""
+    """The reply has the coordinator's 1,024 cells per numeric feature and class, constant
+    over each run of 16 (64 coarse cells), and the noise on the coarse counts of either
+    class, and on every level count, has the calibrated deviation for F = 19 inputs."""
     guard = _guard(tmp_path / "ledger.jsonl", max_epsilon=1.0)
     noisy = guard.release_feature_stats(stats, schema, _request())
     (release,) = guard.ledger.events
-    deviation = release.noise_multiplier * math.sqrt(len(stats.numeric))
-    assert release.max_grad_norm == pytest.approx(math.sqrt(len(stats.numeric)))
+    assert stats.features == 19 == len(schema.input_features)  # 13 numeric, 6 categorical
+    deviation = release.noise_multiplier * math.sqrt(19)
+    assert release.max_grad_norm == pytest.approx(math.sqrt(19))
     bounds = coarse_cells(GRID_BINS, 64)
     noise = []
     for name, exact in stats.numeric.items():
-        histogram = noisy.numeric[name].histogram
-        assert histogram.shape == (GRID_BINS,)
-        cells = histogram.reshape(64, 16)
-        np.testing.assert_array_equal(cells, cells[:, :1].repeat(16, axis=1))
-        noise.append(merge_cells(histogram, bounds) - merge_cells(exact.histogram, bounds))
-    # 13 features x 64 coarse cells: the sample deviation is within 10 % of the calibrated one
+        released = noisy.numeric[name].cells
+        for got, was in (
+            (released.events, exact.cells.events),
+            (released.non_events, exact.cells.non_events),
+        ):
+            assert got.shape == (GRID_BINS,)
+            cells = got.reshape(64, 16)
+            np.testing.assert_array_equal(cells, cells[:, :1].repeat(16, axis=1))
+            noise.append(merge_cells(got, bounds) - merge_cells(was, bounds))
+    for name, exact_levels in stats.categorical.items():
+        released_levels = noisy.categorical[name]
+        noise.append(released_levels.events - exact_levels.events)
+        noise.append(released_levels.non_events - exact_levels.non_events)
+    # 13 features x 2 classes x 64 coarse cells and 6 x 2 x 11 levels: the sample
+    # deviation is within 10 % of the calibrated one
     assert np.std(np.concatenate(noise)) == pytest.approx(deviation, rel=0.1)
 
 
-def test_a_policy_of_32_cells_noises_32_cells(
+def test_a_policy_of_32_cells_noises_32_cells_per_class(
     tmp_path: Path, schema: DatasetSchema, stats: FeatureStats
 ) -> None:
     guard = _guard(tmp_path / "ledger.jsonl", max_epsilon=1.0, max_bins=32)
     noisy = guard.release_feature_stats(stats, schema, _request())
     for numeric in noisy.numeric.values():
-        assert len(np.unique(numeric.histogram)) <= 32
-        cells = numeric.histogram.reshape(32, 32)
-        np.testing.assert_array_equal(cells, cells[:, :1].repeat(32, axis=1))
+        for counts in (numeric.cells.events, numeric.cells.non_events):
+            assert len(np.unique(counts)) <= 32
+            cells = counts.reshape(32, 32)
+            np.testing.assert_array_equal(cells, cells[:, :1].repeat(32, axis=1))
 
 
 def test_the_bank_clips_nothing_and_derives_its_moments_from_the_noisy_histogram(
     tmp_path: Path, schema: DatasetSchema, stats: FeatureStats
 ) -> None:
     """Noise before clipping: empty cells come back negative as often as positive (the
-    coordinator clips only the banks' sum), and the moments are the noisy histogram's."""
+    coordinator clips only the banks' sum), and the moments are the noisy class-summed
+    histogram's."""
     guard = _guard(tmp_path / "ledger.jsonl", max_epsilon=1.0)
     noisy = guard.release_feature_stats(stats, schema, _request())
     by_name = {feature.name: feature for feature in schema.numeric}
-    empty_cells = []
+    bounds = coarse_cells(GRID_BINS, 64)
+    empty_cells, values = [], []
     for name, exact in stats.numeric.items():
         released = noisy.numeric[name]
-        merged = merge_cells(exact.histogram, coarse_cells(GRID_BINS, 64))
-        empty_cells.append(spread_cells(merged, coarse_cells(GRID_BINS, 64)) == 0)
-        derived = stats_from_histogram(released.histogram, grid_edges(by_name[name], GRID_BINS))
+        for got, was in (
+            (released.cells.events, exact.cells.events),
+            (released.cells.non_events, exact.cells.non_events),
+        ):
+            empty_cells.append(spread_cells(merge_cells(was, bounds), bounds) == 0)
+            values.append(got)
+        derived = numeric_from_cells(released.cells, grid_edges(by_name[name], GRID_BINS))
+        np.testing.assert_array_equal(
+            released.histogram, released.cells.events + released.cells.non_events
+        )
         assert released.total == pytest.approx(derived.total)
         assert released.total_squares == pytest.approx(derived.total_squares)
         assert released.count == derived.count
-    values = np.concatenate([noisy.numeric[name].histogram for name in stats.numeric])
-    empty = values[np.concatenate(empty_cells)]
+    empty = np.concatenate(values)[np.concatenate(empty_cells)]
     assert empty.size > 1_000  # 1,000 rows leave most coarse cells of most features empty
     assert 0.4 < float((empty < 0).mean()) < 0.6
 
@@ -291,15 +311,14 @@ def test_the_bank_s_policy_reaches_its_reply(
     settings = settings.model_copy(update={"setup": SetupReleasePolicy(max_bins=32)})
     reply = _set_up(settings, schema, grid_bins=1000)
     released = feature_stats_from_record(
-        record_of(reply, keys.FEATURE_STATS, ArrayRecord),
-        features=numeric_inputs(schema),
-        grid_bins=1000,
+        record_of(reply, keys.FEATURE_STATS, ArrayRecord), schema=schema, grid_bins=1000
     )
     bounds = coarse_cells(1000, 32)
     for numeric in released.numeric.values():
-        assert numeric.histogram.shape == (1000,)
-        for start, stop in itertools.pairwise(bounds):
-            assert np.ptp(numeric.histogram[start:stop]) == 0
+        for counts in (numeric.cells.events, numeric.cells.non_events):
+            assert counts.shape == (1000,)
+            for start, stop in itertools.pairwise(bounds):
+                assert np.ptp(counts[start:stop]) == 0
 
 
 def test_the_refusal_reaching_the_coordinator_names_both_costs(
