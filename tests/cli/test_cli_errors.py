@@ -79,6 +79,19 @@ def _write_cases(folder: Path, frame: pd.DataFrame) -> dict[str, tuple[list[str]
         "unreadable-gzip": (["--data", str(bad_gzip)], f"{bad_gzip}: unreadable gzip"),
         "nonexistent-file": (["--data", str(nonexistent)], f"{nonexistent}: file not found"),
         "corrupt-schema": (["--schema", str(bad_toml)], f"{bad_toml}: not valid TOML"),
+        "woe-with-public-statistics": (
+            ["--encoding", "woe", "--feature-stats", "public"],
+            "--encoding: woe needs --feature-stats federated: the WoE values come from",
+        ),
+        "zero-pdo": (["--pdo", "0"], "fedcredit simulate: '--pdo': Input should be greater than 0"),
+        "negative-base-odds": (
+            ["--base-odds", "-50"],
+            "fedcredit simulate: '--base-odds': Input should be greater than 0",
+        ),
+        "infinite-base-score": (
+            ["--base-score", "inf"],
+            "fedcredit simulate: '--base-score': Input should be a finite number",
+        ),
     }
 
 
@@ -117,6 +130,10 @@ def _assert_no_traceback(result: Result) -> None:
         "negative-budget",
         "epsilon-and-budgets",
         "delta-without-epsilon",
+        "woe-with-public-statistics",
+        "zero-pdo",
+        "negative-base-odds",
+        "infinite-base-score",
     ],
 )
 def test_bad_input_is_one_error_line(

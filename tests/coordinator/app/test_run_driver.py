@@ -518,6 +518,9 @@ def test_resuming_after_round_two_equals_the_uninterrupted_run(
         auc_tolerance=0.0,
         train_loss_tolerance=0.0,
     )
+    # The set-up release's WoE/IV tables come back from the checkpoint, not a new release.
+    assert resumed["woe_iv"] == whole["woe_iv"] == first["woe_iv"]
+    assert len(resumed["woe_iv"]) == 19
 
 
 def test_resuming_without_a_checkpoint_is_a_clear_error(tmp_path: Path) -> None:

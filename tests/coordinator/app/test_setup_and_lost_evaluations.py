@@ -1,7 +1,7 @@
 """How a run starts without a release, and what happens to an evaluation a secure sum loses.
 
 * ``--feature-stats public``: the banks only join (name, n_train, keys); nothing about
-  their rows is released or charged at set-up.
+  their rows is released or charged at set-up, and the run reports no WoE/IV tables.
 * Under secure aggregation round r's evaluation travels inside round r + 1's masked
   sum; when that sum is aborted, round r is recorded as not evaluated (no exchange of
   its own mid-run).
@@ -38,6 +38,7 @@ def test_public_bounds_release_nothing_at_set_up(tmp_path: Path) -> None:
     assert "query:feature-stats" not in exchanges(grid)
     document = json.loads((tmp_path / "metrics.json").read_text())
     assert document["status"] == "completed"
+    assert "woe_iv" not in document and "scorecard" not in document  # no counts, no tables
     for ledger in document["privacy"].values():
         kinds = [event["kind"] for event in ledger["events"]]
         assert "gaussian-release" not in kinds
