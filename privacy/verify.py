@@ -16,7 +16,10 @@
   exceed ``max_epsilon``;
 * mechanism: every event's run has a plan; each DP-SGD plan has q = B / n_train and
   E * ceil(n_train / B) steps per round; every event runs its plan's mechanism; one
-  set-up release per run; delta <= the bank's declared delta (and 1 / (10 n_train));
+  set-up release per run, whose sensitivity is sqrt(F) for the F model inputs of the
+  run's schema (checked when the schema file ``metrics.json`` names is at hand with
+  the hash it records, as in a simulation); delta <= the bank's declared delta (and
+  1 / (10 n_train));
 * completeness: every round ``metrics.json`` says the bank trained in has its
   DP-SGD event (an older summary replayed in place of the last one lacks some).
 
@@ -42,8 +45,10 @@ from pydantic import ValidationError
 
 from credit.audit import load_public_key
 from credit.config_files import first_problem
-from credit.errors import ConfigError
+from credit.errors import ConfigError, SchemaError
+from credit.feature_stats import released_features
 from credit.messages.replies import LedgerSummary, ledger_summary_signed_bytes
+from credit.schema import load_schema
 from privacy._verify_checks import RowEpsilon, independent_epsilons, ledger_problems
 from privacy.accounting import ACCOUNTANT, DpEvent, epsilon_spent
 from privacy.budget import PrivacyBudget
@@ -119,6 +124,7 @@ class _Run:
     trained: Mapping[str, tuple[int, ...]]
     declared: Mapping[str, PrivacyBudget | None]
     keys: Mapping[str, tuple[Path, Ed25519PublicKey]] = field(default_factory=dict)
+    setup_sensitivity: float | None = None
 
 
 def verify_run(run_dir: Path, *, bank_keys: Mapping[str, Path] | None = None) -> list[BankCheck]:
@@ -210,6 +216,7 @@ def _check(bank: str, source: str, raw: object, run: _Run) -> BankCheck:
     problems += ledger_problems(events, plans, n_train=summary.n_train, delta=summary.delta)
     problems += _budget_problems(summary, events, run.declared.get(bank))
     problems += _missing_rounds(events, run.runs, run.trained.get(bank, ()))
+    problems += _sensitivity_problems(events, run)
     rows = independent_epsilons(events, summary.delta)
     return BankCheck(
         bank=bank,
@@ -336,7 +343,38 @@ def _run_context(
         trained=_trained_rounds(document),
         declared=simulation or {},
         keys=keys,
+        setup_sensitivity=_setup_sensitivity(document),
     )
+
+
+def _setup_sensitivity(document: dict[str, Any]) -> float | None:
+    """sqrt(F) of the run's schema, when its file is at hand with the recorded hash."""
+    config, recorded = document.get("config"), document.get("schema")
+    if not isinstance(config, dict) or not isinstance(recorded, dict):
+        return None
+    path = config.get("schema")
+    try:
+        schema = load_schema(path if isinstance(path, str) and path else None)
+    except (SchemaError, OSError):
+        return None
+    if schema.schema_hash() != recorded.get("sha256"):
+        return None
+    return math.sqrt(released_features(schema))
+
+
+def _sensitivity_problems(events: list[DpEvent], run: _Run) -> list[str]:
+    """This run's set-up releases whose sensitivity is not sqrt(F) of its schema."""
+    expected = run.setup_sensitivity
+    if expected is None or run.runs is None:
+        return []
+    return [
+        f"set-up release of run '{event.run}': sensitivity {event.max_grad_norm:.6g}, but the "
+        f"run's schema has {round(expected**2)} model inputs (sqrt: {expected:.6g})"
+        for event in events
+        if event.kind == "gaussian-release"
+        and event.run in run.runs
+        and not math.isclose(event.max_grad_norm, expected, rel_tol=1e-12)
+    ]
 
 
 def _simulation_budgets(run_dir: Path) -> dict[str, PrivacyBudget | None] | None:

@@ -30,11 +30,12 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 from credit.encoding import EncodingKind, FeatureEncoder
+from credit.feature_stats import released_features
 from credit.governance import ScoreScaling, count_bins, woe_table
 from credit.governance.woe import WoeTable
 from credit.model_card import load_model
 from credit.run_config import RunConfig
-from credit.schema import DatasetSchema
+from credit.schema import DatasetSchema, embedded_schema_path, load_schema
 from credit.woe_binning import layout_of, scorecard_of, tables_from_document
 from participant.guard.in_process import guard_for
 from privacy.budget import PrivacyBudget
@@ -199,6 +200,22 @@ def test_a_private_run_charges_one_set_up_release_of_sensitivity_sqrt_f(tmp_path
         assert 0.0 < ledger["epsilon"] <= 2.0
     checks = verify_run(tmp_path)
     assert all(check.ok for check in checks), [check.problems for check in checks]
+    # Verify recomputes sqrt(F) from the run's schema: with one of 23 model inputs
+    # (protected columns as features) the releases' sensitivity is refused.
+    wider = tmp_path.parent / f"{tmp_path.name}-wider.toml"
+    wider.write_text(
+        "protected_as_features = true\n" + embedded_schema_path().read_text(encoding="utf-8")
+    )
+    assert released_features(load_schema(wider)) == 23
+    claimed = {**document, "config": {**document["config"], "schema": str(wider)}}
+    claimed["schema"] = {**document["schema"], "sha256": load_schema(wider).schema_hash()}
+    (tmp_path / "metrics.json").write_text(json.dumps(claimed))
+    problems = [p for check in verify_run(tmp_path) for p in check.problems]
+    assert len(problems) == 2 * BANKS  # each bank's summary, in metrics.json and its file
+    assert all(
+        "sensitivity 4.3589, but the run's schema has 23 model inputs" in p for p in problems
+    )
+    (tmp_path / "metrics.json").write_text(json.dumps(document))
     # Noisy tables, settled: whole, non-negative counts; the scorecard is still written.
     for table in document["woe_iv"].values():
         counts = [row[k] for row in table["bins"] for k in ("events", "non_events")]
