@@ -90,8 +90,12 @@ def run_config_for(
         "resume": resume,
         "audit_key": str(paths.audit_key),
     }
-    config = RunConfig.build(fields, source="fedcredit coordinator launch")
+    config = RunConfig.build(fields, source="fedcredit coordinator launch", spelled=_FLAGS)
     return config.to_flower()
+
+
+_FLAGS = {"pdo": "--pdo", "base_score": "--base-score", "base_odds": "--base-odds"}
+"""Run settings only a launch flag (or the run's own recorded config) sets: errors name the flag."""
 
 
 @dataclass(frozen=True)

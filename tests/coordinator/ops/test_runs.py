@@ -49,6 +49,28 @@ def test_the_evaluation_cadence_and_score_bins_are_the_operators_flags(
     assert config["evaluate-every"] == 0 and config["score-bins"] == 40
 
 
+def test_the_encoding_and_the_scorecard_scaling_are_the_operators_flags(
+    consortium: Consortium,
+) -> None:
+    unset = run_config_for(consortium, run_name="q3", resume=False, overrides={})
+    assert (unset["encoding"], unset["pdo"], unset["base-score"], unset["base-odds"]) == (
+        "binned",
+        20.0,
+        600.0,
+        50.0,
+    )
+    flags = {"encoding": "woe", "pdo": 40.0, "base_score": 500.0, "base_odds": None}
+    config = run_config_for(consortium, run_name="q3", resume=False, overrides=flags)
+    assert (config["encoding"], config["pdo"], config["base-score"], config["base-odds"]) == (
+        "woe",
+        40.0,
+        500.0,
+        50.0,
+    )
+    with pytest.raises(ConfigError, match=r"^fedcredit coordinator launch: '--pdo': Input should"):
+        run_config_for(consortium, run_name="q3", resume=False, overrides={"pdo": 0.0})
+
+
 def test_a_resumed_run_keeps_the_settings_it_started_with(consortium: Consortium) -> None:
     started = run_config_for(
         consortium,
