@@ -41,11 +41,8 @@ from tests.adversary.test_evaluation_attack import (
     _ask,
     _evaluate_content,
     _guess_defaulter,
-    attack,
 )
 from tests.participant.guard.bank_messages import acme_settings, context, guarded_app, message
-
-__all__ = ["attack"]  # the fixture, shared with the binned evaluation attack
 
 Attack = tuple[Path, Path, pd.DataFrame, FeatureEncoder]
 

@@ -167,6 +167,9 @@ def test_a_woe_run_writes_a_scorecard_that_reproduces_its_model(
     assert roc_auc_score(labels, -score) == roc_auc_score(labels, exact)
     integer = scorecard.integer_score(columns)
     assert np.all(np.abs(integer - score) <= 19 / 2)
+    # The model report shows both (it reads metrics.json and scorecard.csv back).
+    report = (out / "report.html").read_text(encoding="utf-8")
+    assert '<section id="scorecard">' in report and '<section id="woe-iv">' in report
 
 
 def _probabilities_in_float64(module: torch.nn.Module, inputs: np.ndarray) -> np.ndarray:
