@@ -27,6 +27,7 @@ SCREENSHOT_ENV = "FEDCREDIT_REPORT_SCREENSHOT"
 # Chart colours the report draws with (coordinator.app.report.figures).
 DEFAULTER_RED = (0xC0, 0x39, 0x2B)
 ROUNDS_BLUE = (0x1F, 0x77, 0xB4)  # matplotlib's first cycle colour: the AUC line
+NON_DEFAULTER_BLUE = (0x24, 0x71, 0xA3)  # the information value's bars
 BAR_ALPHA = 0.55  # the distribution's bars, over white
 
 
@@ -40,6 +41,8 @@ CHARTS = {
     "Score distribution by outcome": _over_white(DEFAULTER_RED, BAR_ALPHA),
     "AUC and KS per round": ROUNDS_BLUE,
     "Reliability diagram": DEFAULTER_RED,  # every run reports its last model's calibration
+    # and, with federated feature statistics (the default), every input's WoE/IV
+    "Information value per feature": NON_DEFAULTER_BLUE,
 }
 
 
