@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from credit.summing import sum_of
+from credit.summing import counted, sum_of, uncounted
 
 __all__ = [
     "EVALUATION_SENSITIVITY",
@@ -190,11 +190,9 @@ def evaluation_vector(summary: ScoreSummary | None, score_bins: int) -> NDArray[
     held-out rows, or not asked) adds zeros, so the sum's last entry counts the banks
     whose evaluation it holds.
     """
-    if summary is None:
-        return np.zeros(2 * score_bins + 3)
-    if summary.positives.size != score_bins:
+    if summary is not None and summary.positives.size != score_bins:
         raise ValueError(f"the summary has {summary.positives.size} bins, not {score_bins}")
-    return np.append(summary.to_vector(), 1.0)
+    return counted(None if summary is None else summary.to_vector(), 2 * score_bins + 2)
 
 
 def evaluation_from_sum(
@@ -204,11 +202,10 @@ def evaluation_from_sum(
 
     Inverse of summing :func:`evaluation_vector` over banks.
     """
-    total = np.asarray(total, dtype=np.float64)
-    banks = round(float(total[-1]))
-    if banks < 1:
+    values, banks = uncounted(total)
+    if values is None:
         return None, 0
-    return ScoreSummary.from_vector(total[:-1], score_bins), banks
+    return ScoreSummary.from_vector(values, score_bins), banks
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,10 @@ import operator
 from collections.abc import Sequence
 from typing import Protocol, Self, TypeVar
 
-__all__ = ["Addable", "sum_of"]
+import numpy as np
+from numpy.typing import NDArray
+
+__all__ = ["Addable", "counted", "sum_of", "uncounted"]
 
 
 class Addable(Protocol):
@@ -38,3 +41,23 @@ def sum_of(parts: Sequence[A], *, what: str) -> A:
         raise ValueError(f"no {what} to combine")
     total: A = functools.reduce(operator.add, parts)
     return total
+
+
+def counted(values: NDArray[np.floating] | None, length: int) -> NDArray[np.float64]:
+    """What a bank adds to a counted sum: ``[values, 1]``, or ``length + 1`` zeros.
+
+    A bank that releases nothing adds zeros, so the sum's last entry counts the banks
+    whose values it holds (:func:`uncounted` reads it back).
+    """
+    if values is None:
+        return np.zeros(length + 1)
+    return np.append(np.asarray(values, dtype=np.float64), 1.0)
+
+
+def uncounted(total: NDArray[np.floating]) -> tuple[NDArray[np.float64] | None, int]:
+    """The summed values of a counted sum and how many banks they hold (None: no bank's)."""
+    values = np.asarray(total, dtype=np.float64)
+    banks = round(float(values[-1]))
+    if banks < 1:
+        return None, 0
+    return values[:-1], banks

@@ -60,7 +60,7 @@ from credit.governance.recalibration import (
     fit_platt,
 )
 from credit.schema import DatasetSchema
-from credit.summing import sum_of
+from credit.summing import counted, sum_of, uncounted
 
 __all__ = [
     "FittedRecalibration",
@@ -242,9 +242,7 @@ def governance_vector(sums: GovernanceSums | None, layout: GovernanceLayout) -> 
     A bank that releases no governance sums adds zeros, so the sum's last entry counts
     the banks whose sums it holds (as :func:`credit.metrics.evaluation_vector`).
     """
-    if sums is None:
-        return np.zeros(layout.length + 1)
-    return np.append(sums.to_vector(), 1.0)
+    return counted(None if sums is None else sums.to_vector(), layout.length)
 
 
 def governance_from_sum(
@@ -259,10 +257,10 @@ def governance_from_sum(
         raise ValueError(
             f"a summed governance vector has {layout.length + 1} entries; got {values.shape}"
         )
-    banks = round(float(values[-1]))
-    if banks < 1:
+    summed, banks = uncounted(values)
+    if summed is None:
         return None, 0
-    return GovernanceSums.from_vector(values[:-1], layout), banks
+    return GovernanceSums.from_vector(summed, layout), banks
 
 
 @dataclass(frozen=True)
