@@ -14,11 +14,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Self
 
 import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
+from credit.class_counts import ClassCounts, halves
 from credit.schema import NumericFeature, Transform
 
 __all__ = [
@@ -93,7 +95,7 @@ def level_cells(
 
 
 @dataclass(frozen=True, eq=False)  # holds arrays: compared by identity
-class ClassCells:
+class ClassCells(ClassCounts):
     """One feature's counts per class over its cells (module docstring).
 
     Whole numbers at a bank without a budget; real numbers, possibly negative, once a
@@ -108,58 +110,30 @@ class ClassCells:
         the special-code cells and the missing cell.
     """
 
-    events: NDArray[np.float64]
-    non_events: NDArray[np.float64]
     regular: int
 
     def __post_init__(self) -> None:
-        events = np.asarray(self.events, dtype=np.float64)
-        non_events = np.asarray(self.non_events, dtype=np.float64)
-        if events.ndim != 1 or events.shape != non_events.shape:
-            raise ValueError(
-                "events and non-events must be 1-D of one length; got shapes "
-                f"{events.shape} and {non_events.shape}"
-            )
-        if not 1 <= self.regular <= events.size:
-            raise ValueError(f"regular cells must be in 1..{events.size}; got {self.regular}")
-        object.__setattr__(self, "events", events)
-        object.__setattr__(self, "non_events", non_events)
+        super().__post_init__()
+        if not 1 <= self.regular <= self.events.size:
+            raise ValueError(f"regular cells must be in 1..{self.events.size}; got {self.regular}")
 
-    def __add__(self, other: ClassCells) -> ClassCells:
+    def _check_addable(self, other: Self) -> None:
         if (self.regular, self.events.size) != (other.regular, other.events.size):
             raise ValueError(
                 f"cells differ: {self.events.size} cells ({self.regular} regular) vs "
                 f"{other.events.size} ({other.regular})"
             )
-        return ClassCells(
-            events=self.events + other.events,
-            non_events=self.non_events + other.non_events,
-            regular=self.regular,
-        )
-
-    @property
-    def counts(self) -> NDArray[np.float64]:
-        """Rows per cell, both classes."""
-        total: NDArray[np.float64] = self.events + self.non_events
-        return total
-
-    def to_vector(self) -> NDArray[np.float64]:
-        """``[events per cell..., non-events per cell...]``."""
-        return np.concatenate([self.events, self.non_events])
 
     @classmethod
     def from_vector(cls, vector: NDArray[np.float64], *, regular: int) -> ClassCells:
         """Inverse of :meth:`to_vector` (an even number of entries)."""
-        half = vector.size // 2
-        return cls(events=vector[:half].copy(), non_events=vector[half:].copy(), regular=regular)
+        events, non_events = halves(vector, vector.size // 2, unit="cells")
+        return cls(events=events, non_events=non_events, regular=regular)
 
     def clipped(self) -> ClassCells:
         """Every count clipped at zero (only for a sum over banks: see the module)."""
-        return ClassCells(
-            events=np.clip(self.events, 0.0, None),
-            non_events=np.clip(self.non_events, 0.0, None),
-            regular=self.regular,
-        )
+        events, non_events = np.clip(self.events, 0.0, None), np.clip(self.non_events, 0.0, None)
+        return self.with_counts(events, non_events)
 
 
 def coarse_cells(grid_bins: int, max_cells: int) -> NDArray[np.int64]:

@@ -34,11 +34,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Self
 
 import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike, NDArray
 
+from credit.class_counts import ClassCounts, halves
 from credit.governance.bins import BinLayout
 from credit.summing import sum_of
 
@@ -56,7 +58,7 @@ __all__ = [
 
 
 @dataclass(frozen=True, eq=False)  # holds arrays: compared by identity
-class BinCounts:
+class BinCounts(ClassCounts):
     """One feature's per-bin event (default) and non-event counts.
 
     Whole numbers when exact; real and possibly negative once banks added DP noise
@@ -64,63 +66,43 @@ class BinCounts:
 
     Attributes
     ----------
+    events, non_events : numpy.ndarray of float64
+        Counts per bin, shape ``(layout.n_bins,)``, read-only.
     layout : BinLayout
         What each position means.
-    events, non_events : numpy.ndarray of float64
-        Counts per bin, shape ``(layout.n_bins,)``.
     """
 
     layout: BinLayout
-    events: NDArray[np.float64]
-    non_events: NDArray[np.float64]
 
     def __post_init__(self) -> None:
-        shape = (self.layout.n_bins,)
+        super().__post_init__()
         for name in ("events", "non_events"):
-            values = np.array(getattr(self, name), dtype=np.float64)
-            if values.shape != shape:
+            values = getattr(self, name)
+            if values.shape != (self.layout.n_bins,):
                 raise ValueError(
                     f"feature '{self.layout.feature}': {name} must have one count per bin "
                     f"({self.layout.n_bins}); got shape {values.shape}"
                 )
             values.setflags(write=False)
-            object.__setattr__(self, name, values)
 
-    def __add__(self, other: BinCounts) -> BinCounts:
+    def _subject(self) -> str:
+        return f"feature '{self.layout.feature}'"
+
+    def _check_addable(self, other: Self) -> None:
         if other.layout != self.layout:
             raise ValueError(
                 f"feature '{self.layout.feature}': cannot add counts of a different bin "
                 f"layout (feature '{other.layout.feature}')"
             )
-        return BinCounts(
-            layout=self.layout,
-            events=self.events + other.events,
-            non_events=self.non_events + other.non_events,
-        )
-
-    @property
-    def counts(self) -> NDArray[np.float64]:
-        """Rows per bin (events plus non-events)."""
-        total: NDArray[np.float64] = self.events + self.non_events
-        return total
-
-    def to_vector(self) -> NDArray[np.float64]:
-        """``[events per bin..., non-events per bin...]``: ``2 * n_bins`` floats."""
-        return np.concatenate([self.events, self.non_events])
 
     @classmethod
     def from_vector(cls, vector: ArrayLike, layout: BinLayout) -> BinCounts:
         """Inverse of :meth:`to_vector` (values kept as they are, noise included)."""
-        values = np.asarray(vector, dtype=np.float64)
-        width = 2 * layout.n_bins
-        if values.shape != (width,):
-            raise ValueError(
-                f"feature '{layout.feature}': a count vector of {layout.n_bins} bins has "
-                f"{width} entries (events, then non-events); got shape {values.shape}"
-            )
-        return cls(
-            layout=layout, events=values[: layout.n_bins], non_events=values[layout.n_bins :]
-        )
+        try:
+            events, non_events = halves(vector, layout.n_bins, unit="bins")
+        except ValueError as error:
+            raise ValueError(f"feature '{layout.feature}': {error}") from None
+        return cls(layout=layout, events=events, non_events=non_events)
 
 
 def counts_to_vector(counts: Sequence[BinCounts]) -> NDArray[np.float64]:
@@ -215,10 +197,8 @@ def settle_counts(counts: BinCounts) -> BinCounts:
     for name, values in (("events", counts.events), ("non_events", counts.non_events)):
         if not np.all(np.isfinite(values)):
             raise ValueError(f"feature '{counts.layout.feature}': {name} hold NaN or infinity")
-    return BinCounts(
-        layout=counts.layout,
-        events=np.clip(np.rint(counts.events), 0.0, None),
-        non_events=np.clip(np.rint(counts.non_events), 0.0, None),
+    return counts.with_counts(
+        np.clip(np.rint(counts.events), 0.0, None), np.clip(np.rint(counts.non_events), 0.0, None)
     )
 
 
