@@ -1,0 +1,479 @@
+"""Governance quality of fedcredit: WoE/IV, scorecard, fairness, missing values (benchmark).
+
+Issue 14's quality targets, on the embedded data split into banks by EDUCATION, every
+run a ``fedcredit simulate`` subprocess under secure aggregation and without DP:
+
+* **WoE/IV**: each run's ``metrics.json`` ``woe_iv`` (from the banks' summed set-up
+  release) against the same tables computed directly on the banks' pooled training
+  rows for the same bins: max absolute difference <= 1e-9 (quantile bins of a binned
+  run, merged bins of a WoE run);
+* **scorecard**: the test AUC of the integer scorecard (sum of ``scorecard.csv``'s
+  points) of a ``--encoding woe`` run within 0.003 of the binned logistic
+  regression's (same split, same seed, same held-out customers), at the CLI's default
+  training settings and at settings where both have converged; plus a centralised
+  decomposition of the gap on the same rows (converged scikit-learn fits on the same
+  bins: one-hot quantile bins, one-hot merged bins, WoE of merged bins);
+* **fairness**: ``metrics.json`` ``fairness`` against Fairlearn on the saved model's
+  predictions for the pooled held-out rows: max absolute difference <= 1e-9;
+* **missing values**: the embedded data with 20 % of LIMIT_BAL blanked at random and
+  10 % of PAY_AMT1 blanked not at random (larger amounts likelier), its schema with
+  ``missing = "allow"`` on both: the binned run's test AUC (missing bins) within 0.005
+  of the complete data's, and above a run on the same blanked data with the incomplete
+  rows dropped; all scored on the same held-out customers (the dropped run's model
+  scores a blank with the median of its training rows, the usual fallback).
+
+Targets over several seeds are judged on the mean (every seed's value is kept).
+Writes ``bench/results/governance.json`` and ``governance.md`` (README table).
+
+Usage::
+
+    .venv/bin/python bench/governance.py                  # seeds 0 1 2 (~25 min)
+    .venv/bin/python bench/governance.py --seeds 0 --rounds 1 --converged-rounds 1 \\
+        --converged-epochs 1 --out /tmp/governance.json     # a quick check
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+from _governance_central import central_decomposition
+from _governance_checks import (
+    MCAR_COLUMN,
+    MNAR_COLUMN,
+    Rows,
+    auc,
+    blank,
+    blanked_schema_document,
+    fairness_difference,
+    impute,
+    integer_scores,
+    run_rows,
+    woe_iv_difference,
+)
+from _simulate import simulate
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+SPLIT = ["--partition", "column", "--partition-column", "EDUCATION"]
+CUTOFF = 0.3
+"""The binned runs' decision cut-off for the fairness report (0.5 declines few)."""
+TARGETS = {
+    "woe_iv_vs_pooled": 1e-9,
+    "scorecard_auc_gap": 0.003,
+    "fairness_vs_fairlearn": 1e-9,
+    "missing_auc_drop": 0.005,
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Training settings of the runs."""
+
+    rounds: int
+    converged_rounds: int
+    converged_epochs: int
+    jobs: int
+
+    def training(self, name: str) -> list[str]:
+        if name == "default":
+            return ["--rounds", str(self.rounds)]
+        epochs = ["--local-epochs", str(self.converged_epochs)]
+        return ["--rounds", str(self.converged_rounds), *epochs]
+
+    def document(self) -> dict[str, Any]:
+        return {
+            "split": "column EDUCATION (one bank per level group)",
+            "secure_aggregation": True,
+            "dp": False,
+            "decision_cutoff": CUTOFF,
+            "default": {
+                "rounds": self.rounds,
+                "local_epochs": 1,
+                "learning_rate": 0.01,
+                "batch_size": 64,
+            },
+            "converged": {
+                "rounds": self.converged_rounds,
+                "local_epochs": self.converged_epochs,
+                "learning_rate": 0.01,
+                "batch_size": 64,
+            },
+            "blanked": {
+                "completely_at_random": {"column": "LIMIT_BAL", "share": 0.2},
+                "not_at_random": {
+                    "column": "PAY_AMT1",
+                    "share": 0.1,
+                    "chance": "2 * share * rank / (n - 1)",
+                },
+            },
+        }
+
+
+def _run(arguments: list[str], out: Path) -> Path:
+    simulate([*SPLIT, *arguments], out)
+    return out
+
+
+def _runs(seed: int, settings: Settings, work: Path) -> dict[str, Path]:
+    """Every run of one seed: binned and woe at both settings, blanked and dropped."""
+    data = _write_data(seed, work)
+    common = ["--seed", str(seed), "--decision-cutoff", str(CUTOFF)]
+    plan: dict[str, list[str]] = {}
+    for name in ("default", "converged"):
+        for encoding in ("binned", "woe"):
+            plan[f"{encoding}-{name}"] = [
+                "--encoding",
+                encoding,
+                *settings.training(name),
+                *common,
+            ]
+    defaults = [*settings.training("default"), *common]
+    plan["blanked"] = ["--data", str(data["blanked"]), "--schema", str(data["schema"]), *defaults]
+    plan["dropped"] = ["--data", str(data["dropped"]), *defaults]
+    with ThreadPoolExecutor(max_workers=settings.jobs) as pool:
+        futures = {
+            name: pool.submit(_run, arguments, work / f"{name}-{seed}")
+            for name, arguments in plan.items()
+        }
+        return {name: future.result() for name, future in futures.items()}
+
+
+def _write_data(seed: int, work: Path) -> dict[str, Path]:
+    """The blanked data set, its schema, and the blanked rows without the incomplete ones."""
+    from credit.datasets import embedded_data_path
+    from credit.loading import load_bank_csv
+    from credit.schema import load_schema
+
+    frame = load_bank_csv(embedded_data_path(), load_schema()).frame
+    blanked, incomplete = blank(frame, seed)
+    paths = {
+        "blanked": work / f"blanked-{seed}.csv",
+        "dropped": work / f"dropped-{seed}.csv",
+        "schema": work / "blanked.toml",
+    }
+    blanked.to_csv(paths["blanked"], index=False)  # a blank is an empty cell
+    blanked[~incomplete].to_csv(paths["dropped"], index=False)
+    paths["schema"].write_text(tomli_w.dumps(blanked_schema_document()), encoding="utf-8")
+    return paths
+
+
+def _metrics(out: Path) -> dict[str, Any]:
+    document: dict[str, Any] = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
+    return document
+
+
+def measure_seed(seed: int, settings: Settings, work: Path) -> dict[str, Any]:
+    """Run one seed's consortia and measure every target on them."""
+    from credit.model_card import load_model
+    from credit.schema import load_schema
+
+    runs = _runs(seed, settings, work)
+    schema = load_schema()
+    rows = run_rows(runs["binned-default"], schema, seed)
+    target = schema.target
+    labels = rows.test[target].to_numpy()
+    result: dict[str, Any] = {"seed": seed, "test_rows": len(rows.test)}
+    woe_iv, scorecard = {}, {}
+    for name in ("default", "converged"):
+        binned = load_model(runs[f"binned-{name}"] / "model")
+        woe = load_model(runs[f"woe-{name}"] / "model")
+        for encoding, model in (("binned", binned), ("woe", woe)):
+            out = runs[f"{encoding}-{name}"]
+            _same_customers(rows, run_rows(out, schema, seed), schema.id_column)
+            woe_iv[f"{encoding}-{name}"] = woe_iv_difference(
+                _metrics(out)["woe_iv"], model.encoder, rows.train, target
+            )
+        binned_auc = auc(labels, binned.predict_proba(rows.test))
+        card_file = runs[f"woe-{name}"] / "model" / "scorecard.csv"
+        card = integer_scores(card_file, woe.encoder, rows.test)
+        scorecard[name] = {
+            "binned_auc": binned_auc,
+            "woe_model_auc": auc(labels, woe.predict_proba(rows.test)),
+            "scorecard_auc": auc(labels, -card),
+            "gap": binned_auc - auc(labels, -card),
+            "released_binned_auc": _metrics(runs[f"binned-{name}"])["final"]["auc"],
+            "released_woe_auc": _metrics(runs[f"woe-{name}"])["final"]["auc"],
+        }
+    result["woe_iv_max_abs_diff"] = woe_iv
+    result["scorecard"] = scorecard
+    binned = load_model(runs["binned-default"] / "model")
+    predicted = binned.predict_proba(rows.test)
+    result["fairness_max_abs_diff"] = fairness_difference(
+        _metrics(runs["binned-default"])["fairness"], schema, rows.test, predicted, CUTOFF
+    )
+    woe_run = runs["woe-default"]
+    result["central"] = central_decomposition(
+        rows,
+        binned.encoder,
+        load_model(woe_run / "model").encoder,
+        _metrics(woe_run)["woe_iv"],
+        target,
+    )
+    result["missing_values"] = _missing_values(runs, seed, rows)
+    return result
+
+
+def _same_customers(expected: Rows, got: Rows, id_column: str | None) -> None:
+    if id_column is None or not expected.test[id_column].equals(got.test[id_column]):
+        raise RuntimeError("two runs of one seed held out different customers")
+
+
+def _missing_values(runs: dict[str, Path], seed: int, complete: Rows) -> dict[str, Any]:
+    """Test AUC of the complete, blanked and dropped runs on the same held-out customers."""
+    from credit.model_card import load_model
+    from credit.schema import load_schema
+
+    blanked_schema = load_schema(runs["blanked"].parent / "blanked.toml")
+    blanked = run_rows(runs["blanked"], blanked_schema, seed)
+    dropped = run_rows(runs["dropped"], load_schema(), seed)
+    id_column = blanked_schema.id_column
+    if not blanked.test[id_column].equals(complete.test[id_column]):
+        raise RuntimeError("the blanked run held out other customers than the complete run")
+    labels = blanked.test[blanked_schema.target].to_numpy()
+    columns = [MCAR_COLUMN[0], MNAR_COLUMN[0]]
+    medians = {name: float(dropped.train[name].median()) for name in columns}
+    incomplete = blanked.test[columns].isna().any(axis=1).to_numpy()
+    scores = {
+        "complete": load_model(runs["binned-default"] / "model").predict_proba(complete.test),
+        "blanked": load_model(runs["blanked"] / "model").predict_proba(blanked.test),
+        "dropped": load_model(runs["dropped"] / "model").predict_proba(
+            impute(blanked.test, medians)
+        ),
+    }
+    return {
+        "test_rows": len(labels),
+        "incomplete_test_rows": int(incomplete.sum()),
+        "train_rows": {"blanked": len(blanked.train), "dropped": len(dropped.train)},
+        "imputed_medians": medians,
+        "auc": {name: auc(labels, value) for name, value in scores.items()},
+        "auc_complete_customers": {
+            name: auc(labels[~incomplete], value[~incomplete]) for name, value in scores.items()
+        },
+    }
+
+
+def _mean(values: list[float]) -> dict[str, float]:
+    return {
+        "mean": statistics.fmean(values),
+        "sd": statistics.stdev(values) if len(values) > 1 else 0.0,
+        "max": max(values),
+        "min": min(values),
+    }
+
+
+def targets(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
+    """Each target: threshold, measured value (over seeds) and whether it is met."""
+    woe_iv = max(max(seed["woe_iv_max_abs_diff"].values()) for seed in per_seed)
+    fairness = max(seed["fairness_max_abs_diff"] for seed in per_seed)
+    result: dict[str, Any] = {
+        "woe_iv_vs_pooled": {
+            "threshold": TARGETS["woe_iv_vs_pooled"],
+            "max_abs_diff": woe_iv,
+            "met": woe_iv <= TARGETS["woe_iv_vs_pooled"],
+        },
+        "fairness_vs_fairlearn": {
+            "threshold": TARGETS["fairness_vs_fairlearn"],
+            "max_abs_diff": fairness,
+            "met": fairness <= TARGETS["fairness_vs_fairlearn"],
+        },
+    }
+    for name in ("default", "converged"):
+        gaps = _mean([seed["scorecard"][name]["gap"] for seed in per_seed])
+        result[f"scorecard_auc_gap_{name}"] = {
+            "threshold": TARGETS["scorecard_auc_gap"],
+            "binned_minus_scorecard": gaps,
+            "met": gaps["mean"] <= TARGETS["scorecard_auc_gap"],
+            "met_every_seed": gaps["max"] <= TARGETS["scorecard_auc_gap"],
+        }
+    aucs = [seed["missing_values"]["auc"] for seed in per_seed]
+    drop = _mean([a["complete"] - a["blanked"] for a in aucs])
+    gain = _mean([a["blanked"] - a["dropped"] for a in aucs])
+    result["missing_auc_drop"] = {
+        "threshold": TARGETS["missing_auc_drop"],
+        "complete_minus_blanked": drop,
+        "met": drop["mean"] <= TARGETS["missing_auc_drop"],
+        "met_every_seed": drop["max"] <= TARGETS["missing_auc_drop"],
+    }
+    result["missing_beats_dropping"] = {
+        "blanked_minus_dropped": gain,
+        "met": gain["mean"] > 0,
+        "met_every_seed": gain["min"] > 0,
+    }
+    return result
+
+
+def _cell(values: list[float]) -> str:
+    summary = _mean(values)
+    return f"{summary['mean']:.4f} ± {summary['sd']:.4f}"
+
+
+def _met(met: bool) -> str:
+    return "yes" if met else "**no**"
+
+
+def _target_rows(goals: dict[str, Any]) -> list[str]:
+    """One row per target: what, threshold, measured, met."""
+    woe_iv, fair = goals["woe_iv_vs_pooled"], goals["fairness_vs_fairlearn"]
+    rows = [
+        (
+            "WoE/IV tables, federated vs pooled training rows (max abs diff)",
+            "≤ 1e-9",
+            f"{woe_iv['max_abs_diff']:.1e}",
+            woe_iv["met"],
+        ),
+    ]
+    for name in ("default", "converged"):
+        goal = goals[f"scorecard_auc_gap_{name}"]
+        gap = goal["binned_minus_scorecard"]
+        rows.append(
+            (
+                f"scorecard AUC vs binned logistic regression, {name} training: binned - scorecard",
+                "≤ 0.003",
+                f"{gap['mean']:+.4f} (worst seed {gap['max']:+.4f})",
+                goal["met"],
+            )
+        )
+    drop, gain = goals["missing_auc_drop"], goals["missing_beats_dropping"]
+    lost, won = drop["complete_minus_blanked"], gain["blanked_minus_dropped"]
+    rows += [
+        (
+            "fairness vs Fairlearn on pooled predictions (max abs diff)",
+            "≤ 1e-9",
+            f"{fair['max_abs_diff']:.1e}",
+            fair["met"],
+        ),
+        (
+            "missing-value bins: AUC complete - blanked",
+            "≤ 0.005",
+            f"{lost['mean']:+.4f} (worst seed {lost['max']:+.4f})",
+            drop["met"],
+        ),
+        (
+            "missing-value bins vs dropping incomplete rows: AUC blanked - dropped",
+            "> 0",
+            f"{won['mean']:+.4f} (worst seed {won['min']:+.4f})",
+            gain["met"],
+        ),
+    ]
+    header = ["| target | threshold | measured | met |", "|---|---|---|---|"]
+    return header + [f"| {a} | {b} | {c} | {_met(d)} |" for a, b, c, d in rows]
+
+
+def _auc_rows(per_seed: list[dict[str, Any]]) -> list[str]:
+    """The AUCs behind the targets, mean ± sd over seeds."""
+    lines = [
+        "| test AUC, same held-out customers | default training | converged training |",
+        "|---|---|---|",
+    ]
+    for key, label in SCORECARD_ROWS:
+        cells = [
+            _cell([s["scorecard"][n][key] for s in per_seed]) for n in ("default", "converged")
+        ]
+        lines.append(f"| {label} | {' | '.join(cells)} |")
+    lines += ["", "| centralised fit on the same rows and bins | test AUC |", "|---|---|"]
+    for key, label in CENTRAL_ROWS:
+        lines.append(f"| {label} | {_cell([s['central'][key] for s in per_seed])} |")
+    lines += [
+        "",
+        "| missing values (binned, default training) | all held-out | complete held-out |",
+        "|---|---|---|",
+    ]
+    for key, label in MISSING_ROWS:
+        everyone = _cell([s["missing_values"]["auc"][key] for s in per_seed])
+        complete = _cell([s["missing_values"]["auc_complete_customers"][key] for s in per_seed])
+        lines.append(f"| {label} | {everyone} | {complete} |")
+    return lines
+
+
+def markdown(document: dict[str, Any]) -> str:
+    """The README tables: targets, then the AUCs behind them."""
+    settings = document["settings"]
+    default, converged = settings["default"], settings["converged"]
+    footer = (
+        f"Banks by EDUCATION, secure aggregation, no DP; seeds {document['seeds']}, mean ± sd. "
+        f"Default training: {default['rounds']} rounds of 1 local epoch; converged: "
+        f"{converged['rounds']} rounds of {converged['local_epochs']} local epochs "
+        "(learning rate 0.01, batch 64)."
+    )
+    lines = [*_target_rows(document["targets"]), "", *_auc_rows(document["per_seed"]), "", footer]
+    return "\n".join(lines) + "\n"
+
+
+SCORECARD_ROWS = (
+    ("binned_auc", "binned logistic regression (one-hot quantile bins)"),
+    ("woe_model_auc", "logistic regression on WoE (= unrounded scorecard)"),
+    ("scorecard_auc", "integer scorecard"),
+)
+MISSING_ROWS = (
+    ("complete", "complete data"),
+    ("blanked", "blanked, missing bins"),
+    ("dropped", "blanked, incomplete rows dropped (blanks scored as the median)"),
+)
+CENTRAL_ROWS = (
+    ("binned_onehot", "one-hot quantile bins (as `--encoding binned`)"),
+    ("binned_onehot_l2", "one-hot quantile bins, L2 (C = 0.01)"),
+    ("merged_onehot", "one-hot of the WoE run's merged bins"),
+    ("woe_from_binned", "WoE of bins merged from the 10 quantile bins (the pre-binning before 20)"),
+    ("woe", "WoE of the WoE run's merged bins"),
+    ("woe_l2", "WoE of the WoE run's merged bins, L2 (C = 0.01)"),
+    ("woe_scorecard", "WoE of the WoE run's merged bins, integer scorecard"),
+)
+
+
+def _commit() -> str | None:
+    completed = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+    )
+    return completed.stdout.strip() or None
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--rounds", type=int, default=10, help="default training: rounds")
+    parser.add_argument("--converged-rounds", type=int, default=30)
+    parser.add_argument("--converged-epochs", type=int, default=3)
+    parser.add_argument("--jobs", type=int, default=2, help="runs at a time")
+    parser.add_argument("--out", type=Path, default=RESULTS / "governance.json")
+    args = parser.parse_args()
+    settings = Settings(args.rounds, args.converged_rounds, args.converged_epochs, args.jobs)
+    per_seed = []
+    with tempfile.TemporaryDirectory() as work:
+        for seed in args.seeds:
+            measured = measure_seed(seed, settings, Path(work))
+            print(json.dumps({"seed": seed, "scorecard": measured["scorecard"]}), flush=True)
+            per_seed.append(measured)
+    document = {
+        "generated": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "commit": _commit(),
+        },
+        "seeds": args.seeds,
+        "settings": settings.document(),
+        "targets": targets(per_seed),
+        "per_seed": per_seed,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(document, indent=2) + "\n")
+    table = markdown(document)
+    args.out.with_suffix(".md").write_text(table)
+    print(table)
+
+
+if __name__ == "__main__":
+    main()
