@@ -29,7 +29,7 @@ from credit.messages import BankIntro, feature_stats_from_record, secagg
 from credit.records import record_of
 from credit.run_config import RunConfig
 from credit.schema import DatasetSchema
-from credit.woe_binning import WOE_PREBINS, bin_counts, fit_woe_encoder, woe_tables
+from credit.woe_binning import bin_counts, fit_woe_encoder, woe_tables
 
 __all__ = ["RunEncoding", "SetupReply", "aggregation_for", "fit_run_encoding", "setup_reply_parser"]
 
@@ -92,8 +92,7 @@ def fit_run_encoding(
     Parameters
     ----------
     config : RunConfig
-        The run's encoding, feature-statistics source and quantile bins (a WoE
-        encoder merges from :data:`~credit.woe_binning.WOE_PREBINS` quantile bins).
+        The run's encoding, feature-statistics source and quantile bins.
     schema : DatasetSchema
         The run's schema.
     summed : FeatureStats or None
@@ -114,13 +113,12 @@ def fit_run_encoding(
         )
         return RunEncoding(encoder=encoder, woe={})
     settled = settle_noisy(summed, schema) if noisy else summed
-    woe = config.encoding is EncodingKind.WOE
     binned = fit_encoder(
         schema, kind=EncodingKind.BINNED, source=config.feature_stats, stats=settled,
-        quantile_bins=WOE_PREBINS if woe else config.quantile_bins,
+        quantile_bins=config.quantile_bins,
     )  # fmt: skip
     tables = woe_tables(bin_counts(summed, binned, schema))
-    if woe:
+    if config.encoding is EncodingKind.WOE:
         fitted = fit_woe_encoder(binned, tables)
         return RunEncoding(encoder=fitted.encoder, woe=fitted.tables)
     if config.encoding is EncodingKind.BINNED:
