@@ -27,7 +27,7 @@ Writes ``bench/results/governance.json`` and ``governance.md`` (README table).
 
 Usage::
 
-    .venv/bin/python bench/governance.py                  # seeds 0 1 2 (~25 min)
+    .venv/bin/python bench/governance.py                  # seeds 0 1 2 (12-31 min)
     .venv/bin/python bench/governance.py --seeds 0 --rounds 1 --converged-rounds 1 \\
         --converged-epochs 1 --out /tmp/governance.json     # a quick check
 """
