@@ -1,4 +1,8 @@
-"""The benchmarks still run: a tiny measurement of each, with its output contract."""
+"""The benchmarks still run: a tiny measurement of each, with its output contract.
+
+``bench/`` is not a package of the app; its helper modules import as ``bench._name``
+from the repository root.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,29 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
+import tomli_w
+
+from bench._governance_checks import (
+    MCAR_COLUMN,
+    MNAR_COLUMN,
+    blank,
+    blanked_schema_document,
+    fairness_difference,
+    integer_scores,
+    woe_iv_difference,
+)
+from credit.datasets import embedded_data_path
+from credit.encoding import FeatureEncoder, StatsSource, fit_encoder
+from credit.governance import ScoreScaling, count_bins, woe_table, write_scorecard_csv
+from credit.governance.fairness import fairness_report, fairness_sums
+from credit.governance.release import schema_groupings
+from credit.governance.woe import WoeTable
+from credit.loading import load_bank_csv
+from credit.schema import load_schema
+from credit.woe_binning import fit_woe_encoder, layout_of, scorecard_of, woe_iv_document
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -30,3 +56,116 @@ def test_the_secure_aggregation_benchmark_measures_both_systems(tmp_path: Path) 
     assert signing["signature_ms_per_bank_per_round"] > 0
     assert signing["signatures_per_bank_per_round"]["verify"] >= 3 * 3  # 3N at 3 banks
     assert out.with_suffix(".md").read_text().startswith("| banks x params |")
+
+
+# bench/governance.py: its measurements on known inputs (fast), and a tiny run (slow).
+
+
+@pytest.fixture(scope="module")
+def rows() -> pd.DataFrame:
+    """The first 3,000 embedded rows, validated."""
+    frame = load_bank_csv(embedded_data_path(), load_schema()).frame
+    return frame.iloc[:3000].reset_index(drop=True)
+
+
+def _binned() -> FeatureEncoder:
+    return fit_encoder(load_schema(), source=StatsSource.PUBLIC)
+
+
+def _tables(encoder: FeatureEncoder, rows: pd.DataFrame) -> dict[str, WoeTable]:
+    labels = rows[load_schema().target].to_numpy()
+    indices = encoder.bin_indices(rows)
+    return {
+        e.name: woe_table(count_bins(indices[e.name], labels, layout_of(e)))
+        for e in (*encoder.numeric, *encoder.categorical)
+    }
+
+
+def test_the_woe_iv_oracle_agrees_with_the_tables_and_sees_a_difference(
+    rows: pd.DataFrame,
+) -> None:
+    encoder = _binned()
+    document = woe_iv_document(_tables(encoder, rows))
+    target = load_schema().target
+
+    assert woe_iv_difference(document, encoder, rows, target) <= 1e-12
+    document["PAY_0"]["bins"][2]["woe"] += 1e-6
+    assert woe_iv_difference(document, encoder, rows, target) == pytest.approx(1e-6, rel=1e-3)
+    document["PAY_0"]["bins"][2]["events"] += 1
+    assert woe_iv_difference(document, encoder, rows, target) == 1
+
+
+def test_integer_scores_are_the_scorecard_files_points(rows: pd.DataFrame, tmp_path: Path) -> None:
+    fit = fit_woe_encoder(_binned(), _tables(_binned(), rows))
+    weights = -np.linspace(0.2, 1.2, len(fit.encoder.features))
+    scorecard = scorecard_of(
+        fit.encoder, fit.tables, weights=weights, bias=-1.3, scaling=ScoreScaling()
+    )
+    path = write_scorecard_csv(scorecard, tmp_path / "scorecard.csv")
+    indices = fit.encoder.bin_indices(rows)
+    columns = np.column_stack([indices[name] for name in fit.encoder.features])
+
+    scores = integer_scores(path, fit.encoder, rows)
+
+    np.testing.assert_array_equal(scores, scorecard.integer_score(columns))
+
+
+def test_the_fairness_oracle_is_fairlearn_and_sees_a_difference(rows: pd.DataFrame) -> None:
+    schema = load_schema()
+    predicted = np.random.default_rng(0).beta(2, 6, size=len(rows))
+    observed = rows[schema.target].to_numpy()
+    document = {
+        grouping.column: fairness_report(
+            fairness_sums(rows[grouping.column], grouping, predicted, observed, cutoff=0.3),
+            grouping,
+        ).as_dict()
+        for grouping in schema_groupings(schema)
+    }
+
+    assert fairness_difference(document, schema, rows, predicted, 0.3) <= 1e-9
+    document["SEX"]["groups"]["2"]["approval_rate"] += 1e-6
+    assert fairness_difference(document, schema, rows, predicted, 0.3) >= 1e-6
+
+
+def test_the_blanked_data_set_is_deterministic_and_valid(
+    rows: pd.DataFrame, tmp_path: Path
+) -> None:
+    blanked, incomplete = blank(rows, seed=3)
+    again, _ = blank(rows, seed=3)
+    schema_file = tmp_path / "blanked.toml"
+    schema_file.write_text(tomli_w.dumps(blanked_schema_document()), encoding="utf-8")
+    blanked.to_csv(tmp_path / "blanked.csv", index=False)
+
+    assert blanked.equals(again)
+    (mcar, mcar_share), (mnar, mnar_share) = MCAR_COLUMN, MNAR_COLUMN
+    assert blanked[mcar].isna().mean() == pytest.approx(mcar_share, abs=0.025)
+    assert blanked[mnar].isna().mean() == pytest.approx(mnar_share, abs=0.02)
+    # Not at random: a chance proportional to the rank puts the blanked values' mean
+    # rank at 2/3 of the way up (1/2 at random).
+    percentile = rows[mnar].rank(pct=True)
+    assert percentile[blanked[mnar].isna()].mean() == pytest.approx(2 / 3, abs=0.04)
+    np.testing.assert_array_equal(incomplete, blanked[[mcar, mnar]].isna().any(axis=1))
+    loaded = load_bank_csv(tmp_path / "blanked.csv", load_schema(schema_file)).frame
+    assert loaded[mcar].isna().sum() == blanked[mcar].isna().sum()
+
+
+@pytest.mark.slow
+def test_the_governance_benchmark_measures_every_target(tmp_path: Path) -> None:
+    out = tmp_path / "governance.json"
+    command = [sys.executable, "bench/governance.py", "--seeds", "0", "--rounds", "1"]
+    command += ["--converged-rounds", "1", "--converged-epochs", "1", "--out", str(out)]
+    completed = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=1200)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    document = json.loads(out.read_text())
+    goals = document["targets"]
+    assert goals["woe_iv_vs_pooled"]["met"] and goals["fairness_vs_fairlearn"]["met"]
+    assert all(isinstance(goal["met"], bool) for goal in goals.values())
+    (seed,) = document["per_seed"]
+    assert set(seed["woe_iv_max_abs_diff"]) == {
+        "binned-default",
+        "woe-default",
+        "binned-converged",
+        "woe-converged",
+    }
+    assert 0.6 < seed["missing_values"]["auc"]["blanked"] < 0.9
+    assert out.with_suffix(".md").read_text().startswith("| target | threshold |")
