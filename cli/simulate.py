@@ -74,7 +74,18 @@ Encoding = Annotated[
 FeatureStats = Annotated[
     StatsSource, typer.Option(help="Encoder parameters from bank aggregates or public bounds.")
 ]
-LocalEpochs = Annotated[int, typer.Option(min=1, help="Local epochs per round.")]
+LocalEpochs = Annotated[
+    int,
+    typer.Option(min=1, help="Local epochs per round: a bank of n rows takes E*ceil(n/B) steps."),
+]
+LocalSteps = Annotated[
+    int,
+    typer.Option(
+        min=0,
+        help="Local SGD steps per round instead of --local-epochs, the same at every bank "
+        "whatever its size (DP-SGD: that many Poisson-sampled steps); 0: use epochs.",
+    ),
+]
 BatchSize = Annotated[int, typer.Option(min=1, help="Local batch size.")]
 LearningRate = Annotated[float, typer.Option(help="Local SGD learning rate (> 0).")]
 Seed = Annotated[
@@ -195,6 +206,7 @@ def simulate(
     encoding: Encoding = EncodingKind.BINNED,
     feature_stats: FeatureStats = StatsSource.FEDERATED,
     local_epochs: LocalEpochs = 1,
+    local_steps: LocalSteps = 0,
     batch_size: BatchSize = 64,
     learning_rate: LearningRate = 0.01,
     seed: Seed = 0,
@@ -233,6 +245,7 @@ def simulate(
                 "encoding": encoding,
                 "feature_stats": feature_stats,
                 "local_epochs": local_epochs,
+                "local_steps": local_steps,
                 "batch_size": batch_size,
                 "learning_rate": learning_rate,
                 "seed": seed,

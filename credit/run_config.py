@@ -54,8 +54,16 @@ class RunConfig(BaseModel):
         schema's public bounds only (``public``).
     quantile_bins : int, default 10
         Bins per numeric column for the binned encoding, >= 2.
-    local_epochs, batch_size, learning_rate
-        Local SGD settings per round.
+    local_epochs : int, default 1
+        Local work per round in passes over a bank's training rows, >= 1: a bank of
+        n rows takes ``local_epochs * ceil(n / batch_size)`` steps, so small banks
+        move little. Left at 1 when ``local_steps`` is set.
+    local_steps : int, default 0
+        Local work per round in SGD steps, the same at every bank whatever its size
+        (DP-SGD: that many Poisson-sampled steps at rate ``batch_size / n``); 0: use
+        ``local_epochs``. Exactly one of the two is set.
+    batch_size, learning_rate
+        Local SGD batch size (the expected Poisson batch under DP-SGD) and step size.
     hidden_sizes : tuple of int, default (64, 32)
         MLP hidden layers (accepts ``"64,32"``).
     seed : int, default 0
@@ -122,6 +130,7 @@ class RunConfig(BaseModel):
     feature_stats: StatsSource = StatsSource.FEDERATED
     quantile_bins: int = Field(default=10, ge=2, le=100)
     local_epochs: int = Field(default=1, ge=1)
+    local_steps: int = Field(default=0, ge=0)
     batch_size: int = Field(default=64, ge=1)
     learning_rate: float = Field(default=0.01, gt=0)
     hidden_sizes: tuple[Annotated[int, Field(ge=1, le=MAX_WIDTH)], ...] = Field(
@@ -156,6 +165,15 @@ class RunConfig(BaseModel):
                 "encoding 'woe' needs feature-stats 'federated': its WoE values come from "
                 "the banks' per-class counts in the set-up release, which public feature "
                 f"statistics skip; got feature-stats '{self.feature_stats}'"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _epochs_or_steps(self) -> Self:
+        if self.local_steps and self.local_epochs != 1:
+            raise ValueError(
+                "set local-epochs or local-steps, not both: local-steps "
+                f"{self.local_steps} replaces local-epochs {self.local_epochs}"
             )
         return self
 

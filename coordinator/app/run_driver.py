@@ -341,6 +341,7 @@ class RunDriver:
             planned_rounds=self.config.announced_rounds,
             planned_evaluations=self.config.announced_evaluations(private=self._private),
             local_epochs=self.config.local_epochs,
+            local_steps=self.config.local_steps,
             batch_size=self.config.batch_size,
             max_grad_norm=self.config.max_grad_norm,
         )

@@ -71,6 +71,8 @@ class RunInstructions(ConfigPart):
         (a bank with a budget refuses those past what its budget allows).
     local_epochs, batch_size : int
         Local training settings, >= 1.
+    local_steps : int
+        Local SGD steps per round, replacing ``local_epochs`` when > 0 (0: epochs).
     max_grad_norm : float
         DP-SGD per-sample clipping norm, > 0.
     """
@@ -84,6 +86,7 @@ class RunInstructions(ConfigPart):
     planned_rounds: int = Field(ge=1)
     planned_evaluations: int = Field(ge=1)
     local_epochs: int = Field(ge=1)
+    local_steps: int = Field(default=0, ge=0)
     batch_size: int = Field(ge=1)
     max_grad_norm: float = Field(gt=0, allow_inf_nan=False)
 

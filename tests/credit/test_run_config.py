@@ -186,6 +186,14 @@ def test_woe_encoding_needs_federated_feature_statistics() -> None:
     assert RunConfig.from_flower({"encoding": "woe"}).feature_stats == "federated"
 
 
+def test_local_steps_replace_local_epochs_and_not_both_are_set() -> None:
+    steps = RunConfig.from_flower({"local-epochs": 1, "local-steps": 50})
+    assert (steps.local_steps, steps.local_epochs) == (50, 1)
+    assert RunConfig().local_steps == 0  # epochs by default
+    with pytest.raises(ConfigError, match="set local-epochs or local-steps, not both"):
+        RunConfig.from_flower({"local-epochs": 3, "local-steps": 50})
+
+
 def test_the_scorecard_settings_default_to_the_conventional_scaling() -> None:
     config = RunConfig.from_flower({"encoding": "woe", "pdo": 40, "base-odds": 20})
     assert (config.pdo, config.base_score, config.base_odds) == (40.0, 600.0, 20.0)
