@@ -21,7 +21,7 @@ class TrainSettings:
     Parameters
     ----------
     epochs : int
-        Passes over the bank's training rows per round, >= 1 (ignored with ``steps``).
+        Passes over the bank's training rows per round, >= 0 (ignored with ``steps``).
     steps : int, default 0
         SGD steps per round whatever the number of rows, >= 0 (0: ``epochs``); the
         steps run through one shuffle of the rows after another.
@@ -40,10 +40,10 @@ class TrainSettings:
     steps: int = 0
 
     def __post_init__(self) -> None:
-        if self.epochs < 1:
-            raise ValueError(f"epochs must be >= 1; got {self.epochs}")
         if self.steps < 0:
             raise ValueError(f"steps must be >= 0; got {self.steps}")
+        if self.epochs < 1 and self.steps < 1:
+            raise ValueError(f"epochs or steps must be >= 1; got {self.epochs} and {self.steps}")
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1; got {self.batch_size}")
         if not self.learning_rate > 0:

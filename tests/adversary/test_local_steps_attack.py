@@ -32,9 +32,11 @@ def test_a_round_asking_for_other_local_steps_than_the_plan_is_refused_uncharged
 ) -> None:
     ledger = tmp_path / "acme.ledger.jsonl"
     bank = joined_bank(schema, write_bank_csv(400), max_epsilon=4.0, ledger_path=ledger)
-    before = _events(ledger)  # the set-up release fixed the plan: epochs, ceil(n/B) steps
+    before = _events(ledger)  # the set-up release fixed the plan: 1 epoch, ceil(n/B) steps
     content, _ = round_content(schema, 1)
-    asked = RoundInstructions.take(content).model_copy(update={"local_steps": steps})
+    asked = RoundInstructions.take(content).model_copy(
+        update={"local_epochs": 0, "local_steps": steps}
+    )
     asked.put(content)
 
     reply = bank.send(MessageType.TRAIN, content).content

@@ -62,7 +62,8 @@ def test_run_defaults_are_run_config_fields() -> None:
     [
         ("rounds", 0),
         ("min_banks", 0),
-        ("local_epochs", 0),
+        ("local_epochs", -1),
+        ("local_steps", -1),
         ("batch_size", 0),
         ("learning_rate", 0.0),
         ("learning_rate", -0.1),
