@@ -219,3 +219,37 @@ def test_a_resumed_run_with_validation_parts_equals_the_uninterrupted_one(
     )
     assert resumed["best_round"] == whole["best_round"]
     assert np.isfinite(resumed["final"]["auc"])
+
+
+def test_a_private_run_scoring_every_round_plans_the_final_evaluation_and_verifies(
+    tmp_path: Path, sample: Path
+) -> None:
+    """Under budgets, with every round scored: the banks plan each round's validation
+    evaluation and the kept model's final one, so none is refused, and every ledger
+    verifies (each evaluation charged as an evaluation release)."""
+    from privacy.budget import PrivacyBudget
+    from privacy.verify import verify_run
+    from simulations.budgets import BudgetPolicy
+
+    config = RunConfig(out_dir=str(tmp_path), rounds=3, seed=1, secure_aggregation=False,
+                       evaluate_every=1, batch_size=32)  # fmt: skip
+    policy = BudgetPolicy(default=PrivacyBudget(max_epsilon=4.0))
+    plan = plan_simulation(
+        config, n_banks=3, partition=PartitionSettings(data=str(sample)), budgets=policy
+    )
+    run_in_process(plan)
+    document = _metrics(tmp_path)
+    assert document["refusals"] == []
+    assert document["final"]["n_rows"] > 0
+    assert document["selection"]["validation_auc"] is not None
+    assert all(check.ok for check in verify_run(tmp_path))
+    validates = {
+        bank.bank_name: len(guard_for(bank).bank.validation) >= MIN_ROWS for bank in plan.banks
+    }
+    assert any(validates.values())
+    for name, summary in document["privacy"].items():
+        kinds = [event["kind"] for event in summary["events"]]
+        # 3 validations (a bank below 50 validation rows declines them, uncharged), the
+        # final evaluation and the governance release
+        expected = (3 if validates[name] else 0) + 2
+        assert kinds.count("evaluation-release") == expected
