@@ -157,6 +157,17 @@ HoldoutFraction = Annotated[
         show_default=False,
     ),
 ]
+ValidationFraction = Annotated[
+    float | None,
+    typer.Option(
+        help="Share of the bank's training rows kept apart as its validation part (never "
+        "trained on; scores each round's model so that the run keeps the best round), "
+        "fixed for every run like the hold-out (default: the node's own; 0.2 at the first "
+        "start, 0 for a node started before validation parts). The run's "
+        "validation-fraction must be the same.",
+        show_default=False,
+    ),
+]
 HoldoutSalt = Annotated[
     str | None,
     typer.Option(
@@ -268,6 +279,7 @@ def start(
     runtime_port: RuntimePort = 9094,
     holdout_fraction: HoldoutFraction = None,
     holdout_salt: HoldoutSalt = None,
+    validation_fraction: ValidationFraction = None,
     node_user: NodeUser = None,
     members: Members = None,
     require_secure_aggregation: RequireSecure = True,
@@ -314,7 +326,12 @@ def start(
             home=node_home,
             budget=budget,
             audit_key=signing_key,
-            holdout=node_holdout(node_home, fraction=holdout_fraction, salt=holdout_salt),
+            holdout=node_holdout(
+                node_home,
+                fraction=holdout_fraction,
+                salt=holdout_salt,
+                validation_fraction=validation_fraction,
+            ),
             runtime_port=runtime_port,
             node_user=node_user,
             require_secure_aggregation=require_secure_aggregation,

@@ -15,7 +15,7 @@ import json
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from click.core import ParameterSource
@@ -74,7 +74,22 @@ Encoding = Annotated[
 FeatureStats = Annotated[
     StatsSource, typer.Option(help="Encoder parameters from bank aggregates or public bounds.")
 ]
-LocalEpochs = Annotated[int, typer.Option(min=1, help="Local epochs per round.")]
+LocalEpochs = Annotated[
+    int,
+    typer.Option(
+        min=0,
+        help="Local epochs per round instead of --local-steps: a bank of n rows takes "
+        "E*ceil(n/B) steps, so small banks move little; 0: use --local-steps.",
+    ),
+]
+LocalSteps = Annotated[
+    int,
+    typer.Option(
+        min=0,
+        help="Local SGD steps per round, the same at every bank whatever its size (DP-SGD: "
+        "that many Poisson-sampled steps at rate B/n); --local-epochs E replaces them.",
+    ),
+]
 BatchSize = Annotated[int, typer.Option(min=1, help="Local batch size.")]
 LearningRate = Annotated[float, typer.Option(help="Local SGD learning rate (> 0).")]
 Seed = Annotated[
@@ -148,6 +163,23 @@ BaseScore = Annotated[
 BaseOdds = Annotated[
     float, typer.Option(help="Scorecard: the odds (good:bad) at --base-score, e.g. 50 for 50:1.")
 ]
+ValidationFraction = Annotated[
+    float,
+    typer.Option(
+        help="Share of each simulated bank's training rows kept as its validation part, "
+        "in [0, 1): never trained on, it scores each round's model, the run keeps the "
+        "round with the best validation AUC and scores only that one on the held-out rows. "
+        "0: none (rounds scored on the held-out rows, the last model kept).",
+    ),
+]
+Patience = Annotated[
+    int,
+    typer.Option(
+        min=0,
+        help="Early stopping: stop once this many validated rounds after the best one did "
+        "not beat its validation AUC (the best round's model is kept); 0: run every round.",
+    ),
+]
 Cpus = Annotated[
     int | None, typer.Option(min=1, help="CPUs for the simulation engine (default: all).")
 ]
@@ -194,7 +226,8 @@ def simulate(
     model: Model = ModelKind.LOGREG,
     encoding: Encoding = EncodingKind.BINNED,
     feature_stats: FeatureStats = StatsSource.FEDERATED,
-    local_epochs: LocalEpochs = 1,
+    local_epochs: LocalEpochs = 0,
+    local_steps: LocalSteps = 50,
     batch_size: BatchSize = 64,
     learning_rate: LearningRate = 0.01,
     seed: Seed = 0,
@@ -209,6 +242,8 @@ def simulate(
     dropout_rate: DropoutRate = 0.0,
     evaluate_every: EvaluateEvery = None,
     decision_cutoff: DecisionCutoff = 0.5,
+    validation_fraction: ValidationFraction = 0.2,
+    patience: Patience = 0,
     pdo: Pdo = 20.0,
     base_score: BaseScore = 600.0,
     base_odds: BaseOdds = 50.0,
@@ -233,6 +268,7 @@ def simulate(
                 "encoding": encoding,
                 "feature_stats": feature_stats,
                 "local_epochs": local_epochs,
+                "local_steps": local_steps,
                 "batch_size": batch_size,
                 "learning_rate": learning_rate,
                 "seed": seed,
@@ -243,6 +279,8 @@ def simulate(
                 "secure_aggregation": secure_aggregation,
                 "secagg_threshold_fraction": secagg_threshold_fraction,
                 "decision_cutoff": decision_cutoff,
+                "validation_fraction": validation_fraction,
+                "patience": patience,
                 **({} if evaluate_every is None else {"evaluate_every": evaluate_every}),
                 "pdo": pdo,
                 "base_score": base_score,
@@ -253,6 +291,8 @@ def simulate(
                 "audit_key": "--audit-key",
                 "secagg_threshold_fraction": "--secagg-threshold-fraction",
                 "decision_cutoff": "--decision-cutoff",
+                "validation_fraction": "--validation-fraction",
+                "patience": "--patience",
                 "pdo": "--pdo",
                 "base_score": "--base-score",
                 "base_odds": "--base-odds",
@@ -450,6 +490,28 @@ def _summary_row(name: str, summary: MetricSummary) -> list[str]:
     ]
 
 
+def _selection_lines(document: dict[str, Any]) -> list[str]:
+    """Which round's model the run kept, and whether it was still improving."""
+    selection = document.get("selection")
+    if not selection:
+        return []
+    if selection["validation_auc"] is None:
+        lines = [f"model kept: the last round's (round {selection['round']}; none validated)"]
+    else:
+        lines = [
+            f"model kept: round {selection['round']} of {selection['last_round']} (best "
+            f"validation AUC {selection['validation_auc']:.4f})"
+        ]
+    if document.get("stopped_early"):
+        lines.append(f"stopped early: {document['stopped_early']}")
+    if selection["still_improving"]:
+        lines.append(
+            f"the model was still improving at the last round (round "
+            f"{selection['last_round']}): more rounds may help"
+        )
+    return lines
+
+
 def _show_summary(metrics_path: Path, seconds: float) -> None:
     """The final pooled test metrics and the participants, from ``metrics.json``."""
     document = json.loads(metrics_path.read_text(encoding="utf-8"))
@@ -470,6 +532,8 @@ def _show_summary(metrics_path: Path, seconds: float) -> None:
         ["from", *(Column(header, justify="right") for header in _METRIC_HEADERS)],
         rows,
     )
+    for line in _selection_lines(document):
+        say(line)
     show_table(
         "Participants",
         ["bank", Column("train rows", justify="right")],

@@ -68,8 +68,13 @@ def save_model(
     schema_name: str,
     training: dict[str, Any],
     metrics: dict[str, Any],
+    selection: dict[str, Any] | None = None,
 ) -> Path:
-    """Write ``model.pt`` and ``model_card.json`` into ``directory``; return the card path."""
+    """Write ``model.pt`` and ``model_card.json`` into ``directory``; return the card path.
+
+    ``selection``: which round's model this is and why (``metrics.json``'s
+    ``selection``), for a run that chose it on its banks' validation parts.
+    """
     directory.mkdir(parents=True, exist_ok=True)
     weights = directory / WEIGHTS_FILE
     torch.save(module.state_dict(), weights)
@@ -84,6 +89,8 @@ def save_model(
         "metrics": metrics,
         "weights": {"file": WEIGHTS_FILE, "sha256": _sha256(weights)},
     }
+    if selection is not None:
+        card["selection"] = selection
     card_path = directory / CARD_FILE
     card_path.write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
     return card_path

@@ -54,14 +54,34 @@ class RunConfig(BaseModel):
         schema's public bounds only (``public``).
     quantile_bins : int, default 10
         Bins per numeric column for the binned encoding, >= 2.
-    local_epochs, batch_size, learning_rate
-        Local SGD settings per round.
+    local_epochs : int, default 0
+        Local work per round in passes over a bank's training rows, >= 0: a bank of
+        n rows takes ``local_epochs * ceil(n / batch_size)`` steps, so small banks
+        move little. 0: ``local_steps``; > 0 replaces ``local_steps``.
+    local_steps : int, default 50
+        Local work per round in SGD steps, the same at every bank whatever its size
+        (DP-SGD: that many Poisson-sampled steps at rate ``batch_size / n``), >= 1
+        unless ``local_epochs`` is set. 50 steps of 64 rows: about one epoch of a
+        bank of 3,000 training rows, ten of a bank of 300.
+    batch_size, learning_rate
+        Local SGD batch size (the expected Poisson batch under DP-SGD) and step size.
     hidden_sizes : tuple of int, default (64, 32)
         MLP hidden layers (accepts ``"64,32"``).
     seed : int, default 0
         Seeds model initialisation, splits, shuffles and simulated partitions.
     test_fraction : float, default 0.2
         Share of each bank's own rows held out as its test split.
+    validation_fraction : float, default 0.2
+        Share of each bank's training rows kept apart as its validation part, in
+        [0, 1): never trained on, it scores the rounds' models (the run's cadence), the
+        run keeps the round whose summed validation AUC is best, and only that model is
+        scored on the held-out rows (the final metrics). A bank fixes its own and
+        refuses a run that names another. 0: no validation part; the rounds are scored
+        on the held-out rows and the last round's model is kept (as before).
+    patience : int, default 0
+        Early stopping (with validation parts): stop the run once this many validated
+        rounds after the best one have not beaten its validation AUC, >= 0; 0: run every
+        round. Whatever stops the run, the best round's model is kept.
     min_banks : int, default 2
         Fewest banks a round needs; fewer replies fail the run cleanly.
     score_bins : int, default 100
@@ -121,7 +141,8 @@ class RunConfig(BaseModel):
     encoding: EncodingKind = EncodingKind.BINNED
     feature_stats: StatsSource = StatsSource.FEDERATED
     quantile_bins: int = Field(default=10, ge=2, le=100)
-    local_epochs: int = Field(default=1, ge=1)
+    local_epochs: int = Field(default=0, ge=0)
+    local_steps: int = Field(default=50, ge=0)
     batch_size: int = Field(default=64, ge=1)
     learning_rate: float = Field(default=0.01, gt=0)
     hidden_sizes: tuple[Annotated[int, Field(ge=1, le=MAX_WIDTH)], ...] = Field(
@@ -129,6 +150,8 @@ class RunConfig(BaseModel):
     )
     seed: int = 0
     test_fraction: float = Field(default=0.2, gt=0, lt=1)
+    validation_fraction: float = Field(default=0.2, ge=0, lt=1)
+    patience: int = Field(default=0, ge=0)
     min_banks: int = Field(default=2, ge=1)
     score_bins: int = Field(default=DEFAULT_SCORE_BINS, ge=2, le=MAX_SCORE_BINS)
     decision_cutoff: float = Field(default=0.5, ge=0, le=1)
@@ -156,6 +179,29 @@ class RunConfig(BaseModel):
                 "encoding 'woe' needs feature-stats 'federated': its WoE values come from "
                 "the banks' per-class counts in the set-up release, which public feature "
                 f"statistics skip; got feature-stats '{self.feature_stats}'"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _epochs_or_steps(self) -> Self:
+        if self.local_epochs < 1 and self.local_steps < 1:
+            raise ValueError(
+                "a round needs local work: set local-steps >= 1 (or local-epochs >= 1); "
+                "got local-steps 0 and local-epochs 0"
+            )
+        return self
+
+    @property
+    def round_steps(self) -> int:
+        """The local steps a round asks for: ``local_steps``, or 0 when epochs are set."""
+        return 0 if self.local_epochs else self.local_steps
+
+    @model_validator(mode="after")
+    def _patience_needs_validation(self) -> Self:
+        if self.patience and not self.selects_best_round:
+            raise ValueError(
+                f"patience {self.patience} needs validation parts (validation-fraction > 0): "
+                "early stopping watches the validation AUC"
             )
         return self
 
@@ -187,12 +233,26 @@ class RunConfig(BaseModel):
             return True
         return every > 0 and server_round % every == 0
 
+    @property
+    def selects_best_round(self) -> bool:
+        """Whether the rounds are scored on the banks' validation parts and the best kept."""
+        return self.validation_fraction > 0
+
     def announced_evaluations(self, *, private: bool) -> int:
-        """Evaluations the banks are told to plan their held-out rows' budget for."""
+        """Evaluations the banks are told to plan their held-out rows' budget for.
+
+        Without a validation part: one per round the cadence scores (the last always).
+        With one: one per round before the last that the cadence scores, the last
+        round's too if there is any such round (else there is nothing to choose
+        between), and the final evaluation of the selected model.
+        """
         rounds = self.announced_rounds
-        return sum(
-            1 for r in range(1, rounds + 1) if r == rounds or self.evaluates(r, private=private)
-        )
+        if not self.selects_best_round:
+            return sum(
+                1 for r in range(1, rounds + 1) if r == rounds or self.evaluates(r, private=private)
+            )
+        earlier = sum(1 for r in range(1, rounds) if self.evaluates(r, private=private))
+        return earlier + (1 if earlier else 0) + 1
 
     def digest(self) -> str:
         """SHA-256 (hex) of what the run does: canonical JSON of :meth:`to_flower`.

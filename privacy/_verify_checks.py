@@ -80,7 +80,8 @@ def ledger_problems(
     """Everything in a ledger's events and plans that does not add up (empty: none).
 
     Checks: every event's run has a plan of the event's kind; each DP-SGD plan has
-    q = B / n_train and steps = E * ceil(n_train / B) for the bank's ``n_train``;
+    q = B / n_train and steps = S (a plan in local steps) or E * ceil(n_train / B)
+    for the bank's ``n_train``;
     every event runs its plan's mechanism (a governance release, an evaluation
     release of the test rows at its own sensitivity, runs the evaluation plan's
     noise multiplier); one set-up release and at most one governance release per
@@ -136,10 +137,16 @@ def _plan_problems(plans: Sequence[RunPlan], n_train: int) -> list[str]:
             if plan.sample_rate != 1.0 or plan.steps_per_round != 1:
                 problems.append(f"{where}: an evaluation release has q = 1 and one step")
             continue
-        if min(plan.n_train, plan.batch_size, plan.local_epochs) < 1:
+        if min(plan.n_train, plan.batch_size, max(plan.local_epochs, plan.local_steps)) < 1:
             problems.append(
                 f"{where}: no n_train, batch size or epochs recorded (a plan written before "
                 "fedcredit recorded them): q and steps cannot be checked"
+            )
+            continue
+        if plan.local_epochs >= 1 and plan.local_steps >= 1:
+            problems.append(
+                f"{where}: records both {plan.local_epochs} local epochs and "
+                f"{plan.local_steps} local steps; a plan has one of them"
             )
             continue
         if plan.n_train != n_train:
@@ -150,13 +157,20 @@ def _plan_problems(plans: Sequence[RunPlan], n_train: int) -> list[str]:
                 f"{where}: sampling rate {plan.sample_rate:.6g} is not batch_size/n_train = "
                 f"{plan.batch_size}/{plan.n_train} = {expected_q:.6g}"
             )
-        expected_steps = plan.local_epochs * math.ceil(plan.n_train / plan.batch_size)
-        if plan.steps_per_round != expected_steps:
-            problems.append(
-                f"{where}: {plan.steps_per_round} steps per round, not local_epochs * "
-                f"ceil(n_train/batch_size) = {expected_steps}"
-            )
+        problems += _steps_problems(plan, where)
     return problems
+
+
+def _steps_problems(plan: RunPlan, where: str) -> list[str]:
+    """A DP-SGD plan's steps per round against its local steps, or epochs and n/B."""
+    if plan.local_steps >= 1:
+        expected, rule = plan.local_steps, "local_steps"
+    else:
+        expected = plan.local_epochs * math.ceil(plan.n_train / plan.batch_size)
+        rule = "local_epochs * ceil(n_train/batch_size)"
+    if plan.steps_per_round != expected:
+        return [f"{where}: {plan.steps_per_round} steps per round, not {rule} = {expected}"]
+    return []
 
 
 def _event_problems(event: DpEvent, plan: RunPlan | None) -> list[str]:

@@ -7,7 +7,8 @@ are drawn, so that the mechanism that runs is the one the ledger charged:
 * each step's batch is a Poisson sample of the training rows at rate exactly
   ``batch_size / n_train``, drawn from a ChaCha20 keystream
   (:meth:`~privacy.noise.SecureRandom.poisson_mask`), not torch's Mersenne Twister;
-* exactly ``epochs * steps_per_epoch(n_train, batch_size)`` steps run, and an empty
+* exactly the round's steps run (:func:`round_steps`: ``local_steps``, or
+  ``epochs * steps_per_epoch(n_train, batch_size)``), and an empty
   batch takes the noise-only step (zero summed gradient plus Gaussian noise, scaled by
   the expected batch size, then the optimizer step with momentum) instead of being
   skipped;
@@ -46,6 +47,7 @@ __all__ = [
     "DpSgdResult",
     "DpSgdSettings",
     "charged_steps",
+    "round_steps",
     "steps_per_epoch",
     "train_dp_sgd",
     "validate_for_dp",
@@ -67,8 +69,12 @@ class DpSgdSettings:
         rate is exactly ``batch_size / n_train``.
     epochs : int
         Local epochs; each epoch is ``steps_per_epoch(n_train, batch_size)`` steps.
+        Ignored when ``local_steps`` is set.
     learning_rate : float
         SGD step size (momentum 0.9).
+    local_steps : int, default 0
+        Steps of the round whatever ``n_train`` (each a Poisson sample at rate
+        ``batch_size / n_train``); 0: ``epochs`` epochs.
     """
 
     noise_multiplier: float
@@ -76,6 +82,7 @@ class DpSgdSettings:
     batch_size: int
     epochs: int
     learning_rate: float
+    local_steps: int = 0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -106,9 +113,24 @@ def steps_per_epoch(n_train: int, batch_size: int) -> int:
     return -(-n_train // batch_size)
 
 
+def round_steps(n_train: int, batch_size: int, *, local_epochs: int, local_steps: int) -> int:
+    """A round's DP-SGD steps: ``local_steps`` if > 0, else ``local_epochs * ceil(n/B)``.
+
+    The one rule the bank's plan, its DP-SGD run and ``fedcredit privacy verify`` share.
+    """
+    if local_steps > 0:
+        return local_steps
+    return local_epochs * steps_per_epoch(n_train, batch_size)
+
+
 def charged_steps(n_train: int, settings: DpSgdSettings) -> int:
-    """Steps one round charges and runs: ``epochs * steps_per_epoch(n_train, batch_size)``."""
-    return settings.epochs * steps_per_epoch(n_train, settings.batch_size)
+    """Steps one round charges and runs (:func:`round_steps` of ``settings``)."""
+    return round_steps(
+        n_train,
+        settings.batch_size,
+        local_epochs=settings.epochs,
+        local_steps=settings.local_steps,
+    )
 
 
 def validate_for_dp(model: nn.Module) -> None:
@@ -241,10 +263,9 @@ def train_dp_sgd(
     private.train()
     tally = _Tally()
     try:
-        for _ in range(settings.epochs):
-            for _ in range(steps_per_epoch(n_rows, settings.batch_size)):
-                mask = torch.from_numpy(sampler.poisson_mask(n_rows, sample_rate))
-                _take_step(private, optimizer, inputs[mask], targets[mask], tally)
+        for _ in range(charged_steps(n_rows, settings)):
+            mask = torch.from_numpy(sampler.poisson_mask(n_rows, sample_rate))
+            _take_step(private, optimizer, inputs[mask], targets[mask], tally)
     finally:
         private._close()
     _check_executed(optimizer.noised_steps, n_rows, settings)
@@ -262,7 +283,8 @@ def _check_executed(executed: int, n_rows: int, settings: DpSgdSettings) -> None
     if executed != charged:
         raise PrivacyError(
             f"DP-SGD executed {executed} noised steps but {charged} were charged "
-            f"({settings.epochs} epochs of ceil({n_rows}/{settings.batch_size}) steps): "
+            f"(local steps {settings.local_steps}, or {settings.epochs} epochs of "
+            f"ceil({n_rows}/{settings.batch_size}) steps): "
             "the mechanism that ran is not the one in the ledger; do not release this "
             "model and report the mismatch as a bug"
         )

@@ -77,9 +77,12 @@ class RunPlan:
         (0 for evaluation plans and legacy plans).
     local_epochs : int
         Epochs E per round: ``steps_per_round = E * ceil(n_train / B)`` (0 for
-        evaluation plans and legacy plans).
+        evaluation plans, legacy plans and plans in steps).
     kind : {"dp-sgd", "evaluation"}
         DP-SGD training (training rows) or evaluation releases (test rows).
+    local_steps : int, default 0
+        Steps S per round asked for instead of epochs: ``steps_per_round = S``
+        (0: the plan is in epochs, or an evaluation plan).
     """
 
     run: str
@@ -92,11 +95,12 @@ class RunPlan:
     batch_size: int
     local_epochs: int
     kind: PlanKind = "dp-sgd"
+    local_steps: int = 0
 
     def __post_init__(self) -> None:
         if self.kind not in _PLAN_KINDS:
             raise ValueError(f"kind must be one of {_PLAN_KINDS}; got {self.kind!r}")
-        for name in ("n_train", "batch_size", "local_epochs"):
+        for name in ("n_train", "batch_size", "local_epochs", "local_steps"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0; got {getattr(self, name)}")
         if self.planned_rounds < 1 or self.steps_per_round < 1:

@@ -15,11 +15,11 @@
   :data:`TOLERANCE` (and equal fedcredit's own recomputation), and no row set may
   exceed ``max_epsilon``;
 * mechanism: every event's run has a plan; each DP-SGD plan has q = B / n_train and
-  E * ceil(n_train / B) steps per round; every event runs its plan's mechanism; one
-  set-up release per run, whose sensitivity is sqrt(F) for the F model inputs of the
-  run's schema (checked when the schema file ``metrics.json`` names is at hand with
-  the hash it records, as in a simulation); delta <= the bank's declared delta (and
-  1 / (10 n_train));
+  S steps per round (a plan in local steps) or E * ceil(n_train / B) (in epochs);
+  every event runs its plan's mechanism; one set-up release per run, whose
+  sensitivity is sqrt(F) for the F model inputs of the run's schema (checked when
+  the schema file ``metrics.json`` names is at hand with the hash it records, as
+  in a simulation); delta <= the bank's declared delta (and 1 / (10 n_train));
 * completeness: every round ``metrics.json`` says the bank trained in has its
   DP-SGD event (an older summary replayed in place of the last one lacks some).
 

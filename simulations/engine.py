@@ -483,7 +483,12 @@ def _guard_settings(
         ledger_path=ledger,
         audit_log=audit_dir / f"{_file_name(name)}.jsonl",
         audit_key=audit_dir / f"{_file_name(name)}.key",
-        holdout=HoldOut.for_simulation(fraction=config.test_fraction, seed=config.seed, fold=fold),
+        holdout=HoldOut.for_simulation(
+            fraction=config.test_fraction,
+            seed=config.seed,
+            fold=fold,
+            validation_fraction=config.validation_fraction,
+        ),
         secure_aggregation=SecAggPolicy(threshold_fraction=config.secagg_threshold_fraction),
     )
 

@@ -17,7 +17,7 @@ PUBLIC = {
     },
     "credit.messages": {
         "AuditHead", "BankIntro", "Dropped", "EvaluateRequest", "EvaluationDeclined",
-        "EvaluationSums", "LedgerEvent", "LedgerSummary", "MessagePart",
+        "EvaluationRows", "EvaluationSums", "LedgerEvent", "LedgerSummary", "MessagePart",
         "ProtocolStage", "QueryInstructions", "Refusal", "RoundInstructions", "RunInstructions",
         "Task", "TrainMetrics", "feature_stats_from_record", "feature_stats_to_record",
         "content_of", "score_summary_from_content", "score_summary_to_content",

@@ -22,8 +22,11 @@ from credit import message_keys
 from credit.errors import MalformedMessage
 from credit.governance.release import GovernanceLayout, GovernanceSums
 from credit.messages import (
+    EvaluateRequest,
     EvaluationDeclined,
+    EvaluationRows,
     GovernanceRequest,
+    MessagePart,
     RoundInstructions,
     RunInstructions,
     governance_sums_from_content,
@@ -38,6 +41,7 @@ __all__ = [
     "PlainAggregation",
     "SummedEvaluation",
     "check_update",
+    "evaluation_parts",
     "governance_request",
 ]
 
@@ -85,6 +89,19 @@ def governance_request(layout: GovernanceLayout) -> GovernanceRequest:
     return GovernanceRequest(
         calibration_bins=layout.calibration_bins, decision_cutoff=layout.cutoff
     )
+
+
+def evaluation_parts(
+    instructions: RoundInstructions, governance: GovernanceLayout | None, rows: EvaluationRows
+) -> tuple[MessagePart, ...]:
+    """What an evaluate message carries besides its instructions: the rows it scores
+    (when not the held-out rows) and the governance request (if any)."""
+    parts: list[MessagePart] = []
+    if rows != EvaluationRows.TEST:
+        parts.append(EvaluateRequest(server_round=instructions.server_round, rows=rows))
+    if governance is not None:
+        parts.append(governance_request(governance))
+    return tuple(parts)
 
 
 class Aggregation(Protocol):
@@ -149,11 +166,12 @@ class Aggregation(Protocol):
         instructions: RoundInstructions,
         nodes: Sequence[int],
         governance: GovernanceLayout | None = None,
+        rows: EvaluationRows = EvaluationRows.TEST,
     ) -> list[Message]:
         """The evaluate messages that score ``arrays`` (``instructions``' round's model).
 
         ``governance``: they also ask for the governance release of that layout (the
-        run's last model).
+        run's final model). ``rows``: the banks' rows they score.
         """
 
     def check_evaluation(
@@ -216,8 +234,9 @@ class PlainAggregation:
         instructions: RoundInstructions,
         nodes: Sequence[int],
         governance: GovernanceLayout | None = None,
+        rows: EvaluationRows = EvaluationRows.TEST,
     ) -> list[Message]:
-        asked = () if governance is None else (governance_request(governance),)
+        asked = evaluation_parts(instructions, governance, rows)
         return messages_to(nodes, MessageType.EVALUATE, instructions, *asked, arrays=arrays)
 
     def check_evaluation(

@@ -252,7 +252,7 @@ class CoordinatorAudit:
                 "reason": state.stopped,
                 "rounds_completed": last.server_round if last else 0,
                 "final_auc": scored.auc if scored is not None else None,
-                "final_model_sha256": record_sha256(state.arrays),
+                "final_model_sha256": record_sha256(state.kept_arrays()),
             },
         )
 

@@ -5,7 +5,9 @@ global model's arrays (``arrays-<r>.npz``) and a JSON state (``state.json``: the
 completed round, the arrays file's name, encoder, model spec, banks, every round's
 results, privacy ledgers and refusals, the *pending* round, the score histograms of
 the last round scored, for the model report, the last model's calibration and
-fairness report once it came in, and the WoE/IV tables of the set-up release). Round
+fairness report once it came in, the WoE/IV tables of the set-up release, and with
+validation parts the best round so far, whose model is kept in ``best-<r>.npz``, and
+the selected model's final evaluation once it came in). Round
 r's metrics come in one exchange later (with round r+1's train replies, or the final
 evaluate exchange), so until then round r is pending: everything of its result but
 the metrics. When they come in, the checkpoint is written again with round r among the
@@ -37,10 +39,12 @@ from flwr.app import Array, ArrayRecord
 
 from coordinator.app.run_state import (
     BankInfo,
+    BestRound,
     PendingRound,
     RoundResult,
     RunState,
     ScoreHistograms,
+    SelectedModel,
 )
 from credit.durable import write_durably
 from credit.encoding import FeatureEncoder
@@ -73,6 +77,10 @@ def save_checkpoint(out_dir: Path, state: RunState, completed_round: int) -> Pat
     from credit.woe_binning import woe_iv_document
 
     write_durably(folder / arrays_file, _arrays_bytes(state.arrays))
+    best = state.best
+    best_file = None if best is None else f"best-{best.server_round}.npz"
+    if best is not None and best_file is not None:
+        write_durably(folder / best_file, _arrays_bytes(best.arrays))
     document = {
         "version": _VERSION,
         "completed_round": completed_round,
@@ -89,12 +97,42 @@ def save_checkpoint(out_dir: Path, state: RunState, completed_round: int) -> Pat
         "final_scores": None if state.final_scores is None else state.final_scores.document(),
         "governance": state.governance,
         "woe_iv": woe_iv_document(state.woe),
+        "best": None
+        if best is None
+        else {"round": best.server_round, "auc": best.auc, "arrays_file": best_file},
+        "selected": None if state.selected is None else _selected_to_json(state.selected),
+        "stopped_early": state.stopped_early,
     }
     write_durably(folder / _STATE, json.dumps(document, indent=1).encode())
-    for stale in folder.glob("arrays-*.npz"):
-        if stale.name != arrays_file:
+    for stale in [*folder.glob("arrays-*.npz"), *folder.glob("best-*.npz")]:
+        if stale.name not in (arrays_file, best_file):
             stale.unlink()
     return folder
+
+
+def _selected_to_json(selected: SelectedModel) -> dict[str, Any]:
+    data = asdict(selected)
+    data["metrics"] = selected.metrics.as_dict() if selected.metrics is not None else None
+    return data
+
+
+def _selected_from_json(data: dict[str, Any] | None) -> SelectedModel | None:
+    if data is None:
+        return None
+    fields = dict(data)
+    metrics = data["metrics"]
+    fields["metrics"] = CreditMetrics.from_dict(metrics) if metrics is not None else None
+    return SelectedModel(**fields)
+
+
+def _best_from_json(
+    folder: Path, data: dict[str, Any] | None, names: list[str]
+) -> BestRound | None:
+    """The best round so far and its model (None: none yet, or an older checkpoint)."""
+    if data is None:
+        return None
+    arrays = _load_arrays(folder / Path(data["arrays_file"]).name, names)
+    return BestRound(server_round=int(data["round"]), auc=float(data["auc"]), arrays=arrays)
 
 
 def load_checkpoint(out_dir: Path, config: RunConfig) -> tuple[RunState, int]:
@@ -129,6 +167,9 @@ def load_checkpoint(out_dir: Path, config: RunConfig) -> tuple[RunState, int]:
         arrays_path = folder / Path(document["arrays_file"]).name
         arrays = _load_arrays(arrays_path, document["array_names"])
         state = _state_from(document, config, schema, arrays)
+        state.best = _best_from_json(folder, document.get("best"), document["array_names"])
+        state.selected = _selected_from_json(document.get("selected"))
+        state.stopped_early = document.get("stopped_early")
         completed = int(document["completed_round"])
     except (OSError, ValueError, KeyError, TypeError, EOFError, BadZipFile) as exc:
         raise ConfigError(f"checkpoint {folder} is unreadable: {exc}", source="--resume") from exc

@@ -63,20 +63,25 @@ from coordinator.app.joining import (
     setup_reply_parser,
 )
 from coordinator.app.run_state import (
+    BestRound,
     PendingRound,
     RoundResult,
     RunState,
     ScoreHistograms,
+    SelectedModel,
     TrainOutcome,
 )
 from coordinator.app.secagg_server import BankDropped, SecureAggregation
+from coordinator.app.selection import selection_lines, stop_reason
 from coordinator.errors import RoundAborted, RoundFailed, RunStopped
 from credit.encoding import StatsSource
 from credit.errors import MalformedMessage
 from credit.feature_stats import FeatureStats, combine_feature_stats, vector_length
+from credit.governance.release import GovernanceLayout
 from credit.messages import (
     EvaluateRequest,
     EvaluationDeclined,
+    EvaluationRows,
     QueryInstructions,
     Refusal,
     RoundInstructions,
@@ -84,7 +89,7 @@ from credit.messages import (
     Task,
     secagg,
 )
-from credit.metrics import ScoreSummary, credit_metrics
+from credit.metrics import CreditMetrics, ScoreSummary, credit_metrics
 from credit.model_spec import ModelSpec
 from credit.run_config import RunConfig
 from credit.schema import load_schema
@@ -275,6 +280,8 @@ class RunDriver:
                 self._on_event(f"bank '{reply.bank.name}' is not part of this run: left out")
                 audit.refusal(reply.bank.name, 0, "not part of the run being resumed")
         state.banks = sorted((reply.bank for reply in accepted), key=lambda bank: bank.name)
+        if completed < self.config.rounds:  # more rounds: a new final evaluation follows
+            state.selected = None
         self._on_event(f"resuming after round {completed} from {out_dir / 'checkpoint'}")
         return state, self._aggregation(accepted), completed
 
@@ -337,10 +344,12 @@ class RunDriver:
             run_name=self.config.run_name,
             schema_hash=self.schema.schema_hash(),
             test_fraction=self.config.test_fraction,
+            validation_fraction=self.config.validation_fraction,
             seed=self.config.seed,
             planned_rounds=self.config.announced_rounds,
             planned_evaluations=self.config.announced_evaluations(private=self._private),
             local_epochs=self.config.local_epochs,
+            local_steps=self.config.round_steps,
             batch_size=self.config.batch_size,
             max_grad_norm=self.config.max_grad_norm,
         )
@@ -354,14 +363,45 @@ class RunDriver:
         its metrics come in (:meth:`_settle`), one exchange later.
         """
         for server_round in range(completed + 1, self.config.rounds + 1):
+            if state.stopped_early is not None:  # a resumed run that had stopped early
+                break
             try:
                 self._round(state, aggregation, server_round)
             except RunStopped as stop:
                 state.stopped = str(stop)
                 self._on_event(f"stopped: {stop}")
                 break
-        if state.pending is not None:
-            self._evaluate_pending(state, aggregation, self._members(state), last=True)
+            if (reason := self._stop_reason(state)) is not None:
+                state.stopped_early = reason
+                save_checkpoint(Path(self.config.out_dir), state, server_round)
+                self._on_event(f"stopped early after round {server_round}: {reason}")
+                break
+        members = self._members(state)
+        if not self.config.selects_best_round:
+            if state.pending is not None:
+                self._evaluate_pending(state, aggregation, members, last=True)
+            return
+        if state.pending is not None and state.best is not None:
+            self._evaluate_pending(state, aggregation, members)  # its validation AUC
+        elif state.pending is not None:  # no round validated: nothing to choose between
+            self._settle(state, state.pending, None)
+        if state.selected is None:  # a resumed run may have made its final evaluation
+            self._evaluate_selected(state, aggregation, members)
+
+    def _stop_reason(self, state: RunState) -> str | None:
+        """Why early stopping ends the run now (None: it goes on, or has no patience)."""
+        if state.best is None:
+            return None
+        return stop_reason(
+            state.rounds, best_round=state.best.server_round, patience=self.config.patience
+        )
+
+    @property
+    def _rows(self) -> EvaluationRows:
+        """The rows the rounds' evaluations score: the validation parts, if the run has them."""
+        if self.config.selects_best_round:
+            return EvaluationRows.VALIDATION
+        return EvaluationRows.TEST
 
     def _round(self, state: RunState, aggregation: Aggregation, server_round: int) -> None:
         """Train (or abort) round ``server_round``; it is then pending, and checkpointed.
@@ -477,7 +517,7 @@ class RunDriver:
         if pending is not None and not self._evaluates(pending.server_round):
             pending = None  # the run's cadence does not score it: not asked
         if pending is not None:
-            _ask_to_evaluate(messages, pending.server_round)
+            _ask_to_evaluate(messages, pending.server_round, self._rows)
         replies = self._exchange(messages, Stage.TRAIN, server_round)
         if pending is not None and not aggregation.sums_evaluations:
             self._settle_from(state, pending, replies)
@@ -592,11 +632,92 @@ class RunDriver:
             return
         server_round = pending.server_round
         started, since = time.monotonic(), len(self._exchange.timings)
-        instructions = self._round_instructions(state, server_round)
         layout = governance_layout(self.schema, self.config) if last else None
+        summed = self._evaluate_model(
+            state, aggregation, members, arrays=state.arrays, server_round=server_round,
+            layout=layout, rows=self._rows,
+        )  # fmt: skip
+        outcome = None
+        if layout is not None:  # kept before the round settles: its checkpoint holds it
+            outcome = governance_outcome(summed, layout, noisy=self._private)
+            state.governance = outcome.document
+        exchanges = self._exchange.seconds_of(server_round, since)
+        seconds = time.monotonic() - started
+        self._settle(state, pending, summed.summary, seconds=seconds, exchanges=exchanges)
+        if outcome is not None:
+            self._on_event(outcome.line)
+
+    def _evaluate_selected(
+        self, state: RunState, aggregation: Aggregation, members: dict[int, str]
+    ) -> None:
+        """The final evaluation: the kept model scored on the held-out rows, with governance.
+
+        The kept model is the best validated round's (:attr:`RunState.best`), or the
+        last one's when no round was validated; it is the model the run writes
+        (:meth:`RunState.kept_arrays`) and its metrics the run's final ones
+        (``state.selected``). The global model (``state.arrays``) stays the last
+        round's, from which a resumed run that adds rounds trains on.
+
+        Raises
+        ------
+        RoundFailed
+            As :meth:`_evaluate_model`.
+        """
+        best, last = state.best, _last_round(state)
+        if last == 0:
+            return  # no round trained: no model to keep
+        arrays = best.arrays if best is not None else state.arrays
+        server_round = best.server_round if best is not None else last
+        started, since = time.monotonic(), len(self._exchange.timings)
+        layout = governance_layout(self.schema, self.config)
+        summed = self._evaluate_model(
+            state, aggregation, members, arrays=arrays, server_round=server_round,
+            layout=layout, rows=EvaluationRows.TEST,
+        )  # fmt: skip
+        outcome = governance_outcome(summed, layout, noisy=self._private)
+        metrics = self._metrics_of(server_round, summed.summary)
+        if metrics is not None and summed.summary is not None:
+            state.final_scores = ScoreHistograms.settled(server_round, summed.summary)
+        state.governance = outcome.document
+        state.selected = SelectedModel(
+            server_round=server_round,
+            metrics=metrics,
+            validation_auc=None if best is None else best.auc,
+            last_round=last,
+            seconds=time.monotonic() - started,
+            exchanges=self._exchange.seconds_of(server_round, since),
+        )
+        save_checkpoint(Path(self.config.out_dir), state, last)
+        for line in selection_lines(state.selected):
+            self._on_event(line)
+        self._on_event(outcome.line)
+
+    def _evaluate_model(
+        self,
+        state: RunState,
+        aggregation: Aggregation,
+        members: dict[int, str],
+        *,
+        arrays: ArrayRecord,
+        server_round: int,
+        layout: GovernanceLayout | None,
+        rows: EvaluationRows,
+    ) -> SummedEvaluation:
+        """One evaluate-only exchange: the ``members`` score ``arrays`` (round ``server_round``'s
+        model) on their ``rows`` (and make the governance release of ``layout``, if any).
+
+        Under secure aggregation it is a secure round of its own.
+
+        Raises
+        ------
+        RoundFailed
+            Fewer than ``min_banks`` replies without errors, too few banks left for the
+            secure sum, or no usable evaluation.
+        """
+        instructions = self._round_instructions(state, server_round)
         try:
             messages = aggregation.evaluation_messages(
-                state.arrays, instructions, sorted(members), layout
+                arrays, instructions, sorted(members), layout, rows
             )
             replies = self._exchange(messages, Stage.EVALUATE, server_round)
 
@@ -609,7 +730,6 @@ class RunDriver:
                 if answered
                 else SummedEvaluation(None)
             )
-            summary = summed.summary
         except RoundAborted as abort:
             raise RoundFailed(
                 stage=Stage.EVALUATE,
@@ -622,17 +742,19 @@ class RunDriver:
             raise RoundFailed(
                 stage=Stage.EVALUATE, server_round=server_round, received=0, required=1, reasons=[]
             )
-        if summary is None:
+        if summed.summary is None:
             self._on_event(f"round {server_round}: every bank declined to evaluate")
-        outcome = None
-        if layout is not None:  # kept before the round settles: its checkpoint holds it
-            outcome = governance_outcome(summed, layout, noisy=self._private)
-            state.governance = outcome.document
-        exchanges = self._exchange.seconds_of(server_round, since)
-        seconds = time.monotonic() - started
-        self._settle(state, pending, summary, seconds=seconds, exchanges=exchanges)
-        if outcome is not None:
-            self._on_event(outcome.line)
+        return summed
+
+    def _metrics_of(self, server_round: int, summary: ScoreSummary | None) -> CreditMetrics | None:
+        """The pooled metrics of a summed ``summary`` (None: none, or a single class)."""
+        if summary is None:
+            return None
+        try:
+            return credit_metrics(summary)
+        except ValueError as exc:
+            self._on_event(f"round {server_round}: not evaluated ({exc})")
+            return None
 
     def _evaluate_before_failing(
         self, state: RunState, aggregation: Aggregation, members: dict[int, str]
@@ -666,15 +788,15 @@ class RunDriver:
         in that order. ``seconds`` and ``exchanges`` are an evaluate-only exchange's.
         Without a summary (or one that holds a single class: noise can do that to a
         small hold-out) the round is recorded as not evaluated; with metrics, its
-        histograms become the run's final ones (``state.final_scores``).
+        histograms become the run's final ones (``state.final_scores``), or, with
+        validation parts, a better validation AUC than any before makes it the best
+        round (``state.best``: its model is ``state.arrays`` when it settles).
         """
-        metrics = None
-        if summary is not None:
-            try:
-                metrics = credit_metrics(summary)
-            except ValueError as exc:
-                self._on_event(f"round {pending.server_round}: not evaluated ({exc})")
-        if metrics is not None and summary is not None:
+        metrics = self._metrics_of(pending.server_round, summary)
+        if self.config.selects_best_round:
+            if metrics is not None and (state.best is None or state.best.beaten_by(metrics.auc)):
+                state.best = BestRound(pending.server_round, metrics.auc, state.arrays)
+        elif metrics is not None and summary is not None:
             state.final_scores = ScoreHistograms.settled(pending.server_round, summary)
         result = pending.result(metrics, seconds=seconds, exchanges=exchanges)
         state.rounds.append(result)
@@ -689,13 +811,18 @@ class RunDriver:
             self._audit.refusal(refusal.bank, refusal.server_round, refusal.text())
 
 
+def _last_round(state: RunState) -> int:
+    """The last round the run trained (or aborted): 0 before the first."""
+    return state.rounds[-1].server_round if state.rounds else 0
+
+
 def _as_is(reply: Message) -> Message:
     """A reply taken as it is (its content is read by secure aggregation)."""
     return reply
 
 
-def _ask_to_evaluate(messages: list[Message], server_round: int) -> None:
+def _ask_to_evaluate(messages: list[Message], server_round: int, rows: EvaluationRows) -> None:
     """Ask in each train message for the evaluation of the model it carries (round's)."""
-    request = EvaluateRequest(server_round=server_round)
+    request = EvaluateRequest(server_round=server_round, rows=rows)
     for message in messages:
         request.put(message.content)

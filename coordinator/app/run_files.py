@@ -82,7 +82,13 @@ def metrics_document(state: RunState, wall_seconds: float) -> dict[str, Any]:
 
     ``score_histograms`` holds the summed score histograms ``final`` was computed
     from (:meth:`~coordinator.app.run_state.ScoreHistograms.document`; null when no
-    round's model was scored).
+    round's model was scored). ``rounds_scored_on`` names the rows the rounds' metrics
+    come from (``validation`` parts, or ``test``: the held-out rows); with validation
+    parts ``best_round`` is the round kept (null: none was validated, the last model
+    is kept), ``selection`` says more (:meth:`SelectedModel.document
+    <coordinator.app.run_state.SelectedModel.document>`) and ``final`` is that model's
+    evaluation on the held-out rows. ``stopped_early`` says why early stopping ended
+    the run (null: it did not).
     """
     scored = state.final_metrics()
     histograms = state.final_scores
@@ -116,6 +122,7 @@ def metrics_document(state: RunState, wall_seconds: float) -> dict[str, Any]:
         "refusals": state.refusals_document(),
         "secure_aggregation": state.secure_aggregation,
         "status": "completed" if state.stopped is None else f"stopped: {state.stopped}",
+        **_selection_document(state),
         "wall_seconds": wall_seconds,
         **governance,
     }
@@ -136,6 +143,20 @@ def metrics_document(state: RunState, wall_seconds: float) -> dict[str, Any]:
     return document
 
 
+def _selection_document(state: RunState) -> dict[str, Any]:
+    """``rounds_scored_on``, ``best_round``, ``selection`` and ``stopped_early``."""
+    selected = state.selected
+    best_round = None
+    if selected is not None and selected.validation_auc is not None:
+        best_round = selected.server_round
+    return {
+        "rounds_scored_on": "validation" if state.config.selects_best_round else "test",
+        "best_round": best_round,
+        "selection": None if selected is None else selected.document(),
+        "stopped_early": state.stopped_early,
+    }
+
+
 def write_run_outputs(out_dir: Path, state: RunState, wall_seconds: float) -> RunFiles:
     """Write metrics, model, plot, ledgers and report into ``out_dir`` (created if needed).
 
@@ -149,7 +170,7 @@ def write_run_outputs(out_dir: Path, state: RunState, wall_seconds: float) -> Ru
     from credit.models import build_model
 
     module = build_model(state.spec)
-    module.load_state_dict(state.arrays.to_torch_state_dict())
+    module.load_state_dict(state.kept_arrays().to_torch_state_dict())
     save_model(
         files.model,
         module,
@@ -158,13 +179,14 @@ def write_run_outputs(out_dir: Path, state: RunState, wall_seconds: float) -> Ru
         schema_name=state.schema.name,
         training=document["config"],
         metrics=document["final"],
+        selection=document["selection"],
     )
     if state.config.builds_scorecard:  # before the report, which reads it
         from credit.governance.scorecard import write_scorecard_csv
         from credit.model_card import SCORECARD_FILE
 
         write_scorecard_csv(run_scorecard(state), files.model / SCORECARD_FILE)
-    _plot_rounds(document["rounds"], files.plot)
+    _plot_rounds(document["rounds"], files.plot, document["rounds_scored_on"])
     _write_ledgers(out_dir / LEDGER_DIR, state.privacy_document())
     from coordinator.app.report.writer import write_report
 
@@ -176,8 +198,9 @@ def run_scorecard(state: RunState) -> Scorecard:
     """The scorecard of the run's final logistic regression on its WoE inputs."""
     from credit.woe_binning import scorecard_of
 
-    weights = state.arrays["0.weight"].numpy()
-    bias = float(state.arrays["0.bias"].numpy().reshape(-1)[0])
+    kept = state.kept_arrays()
+    weights = kept["0.weight"].numpy()
+    bias = float(kept["0.bias"].numpy().reshape(-1)[0])
     return scorecard_of(
         state.encoder, state.woe, weights=weights, bias=bias, scaling=state.config.scaling
     )
@@ -193,7 +216,7 @@ def _write_ledgers(folder: Path, privacy: dict[str, Any]) -> None:
         (folder / f"{bank}.json").write_text(text, encoding="utf-8")
 
 
-def _plot_rounds(rounds: list[dict[str, Any]], path: Path) -> None:
+def _plot_rounds(rounds: list[dict[str, Any]], path: Path, scored_on: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -205,8 +228,8 @@ def _plot_rounds(rounds: list[dict[str, Any]], path: Path) -> None:
     axis.plot(numbers, [r["auc"] for r in scored], marker="o", label="AUC")
     axis.plot(numbers, [r["ks"] for r in scored], marker="s", label="KS")
     axis.set_xlabel("round")
-    axis.set_ylabel("pooled test metric")
-    axis.set_title("Federated test AUC and KS per round")
+    axis.set_ylabel(f"pooled {scored_on} metric")
+    axis.set_title(f"Federated {scored_on} AUC and KS per round")
     axis.grid(alpha=0.3)
     axis.legend()
     figure.tight_layout()

@@ -27,10 +27,12 @@ if TYPE_CHECKING:  # the governance package imports scipy: the operator's comman
 
 __all__ = [
     "BankInfo",
+    "BestRound",
     "PendingRound",
     "RoundResult",
     "RunState",
     "ScoreHistograms",
+    "SelectedModel",
     "TrainOutcome",
 ]
 
@@ -174,6 +176,73 @@ class PendingRound:
 
 
 @dataclass(frozen=True)
+class BestRound:
+    """The round whose model scored the best summed validation AUC so far, and that model.
+
+    Attributes
+    ----------
+    server_round : int
+        The round.
+    auc : float
+        Its pooled AUC on the banks' validation parts (the selection criterion).
+    arrays : ArrayRecord
+        Its global model.
+    """
+
+    server_round: int
+    auc: float
+    arrays: ArrayRecord
+
+    def beaten_by(self, auc: float) -> bool:
+        """Whether a validation AUC of ``auc`` is better (ties keep the earlier round)."""
+        return auc > self.auc
+
+
+@dataclass(frozen=True)
+class SelectedModel:
+    """The model a run with validation parts keeps, and its final evaluation.
+
+    Attributes
+    ----------
+    server_round : int
+        The round whose model it is.
+    metrics : CreditMetrics or None
+        Its pooled metrics on the banks' held-out rows (None: no bank released them).
+    validation_auc : float or None
+        Its validation AUC (None: no round was validated; the last model is kept).
+    last_round : int
+        The last round the run trained (or aborted).
+    seconds : float
+        The final evaluation's wall time.
+    exchanges : dict of str to float
+        Its exchanges' times (stage -> seconds).
+    """
+
+    server_round: int
+    metrics: CreditMetrics | None
+    validation_auc: float | None
+    last_round: int
+    seconds: float = 0.0
+    exchanges: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def still_improving(self) -> bool:
+        """Whether the kept round is the last one validated and trained: more rounds may help."""
+        return self.validation_auc is not None and self.server_round == self.last_round
+
+    def document(self) -> dict[str, Any]:
+        """``metrics.json``'s ``selection`` entry (the final metrics are in ``final``)."""
+        return {
+            "round": self.server_round,
+            "validation_auc": self.validation_auc,
+            "last_round": self.last_round,
+            "still_improving": self.still_improving,
+            "seconds": self.seconds,
+            "exchanges": dict(self.exchanges),
+        }
+
+
+@dataclass(frozen=True)
 class ScoreHistograms:
     """The summed score histograms a round's metrics were computed from.
 
@@ -233,14 +302,26 @@ class RunState:
     secure_aggregation : dict or None
         The secure-aggregation parameters (None: plain FedAvg).
     final_scores : ScoreHistograms or None
-        The summed score histograms of the last round whose model was scored (None:
-        no round's was, or a checkpoint from before they were kept).
+        The summed score histograms of the final metrics: of the last round whose
+        model was scored, or (with validation parts) of the selected model's final
+        evaluation on the held-out rows (None: none yet, or a checkpoint from before
+        they were kept).
     governance : dict or None
         ``metrics.json``'s calibration and fairness report of the last model
         (:func:`coordinator.app.governance.governance_outcome`); None: not asked.
     woe : dict of str to WoeTable
         Each model input's WoE/IV table from the set-up release (empty without
         federated feature statistics).
+    best : BestRound or None
+        With validation parts: the round with the best validation AUC so far (None:
+        none scored yet, or no validation parts).
+    selected : SelectedModel or None
+        With validation parts: the model the run keeps (the best round's, or the last
+        one's when no round was validated) with its final metrics on the held-out
+        rows, once the final evaluation came in.
+    stopped_early : str or None
+        Why the run stopped before its last round because the validation AUC stopped
+        improving (``patience``); None otherwise.
     """
 
     config: RunConfig
@@ -258,13 +339,28 @@ class RunState:
     final_scores: ScoreHistograms | None = None
     governance: dict[str, Any] | None = None
     woe: dict[str, WoeTable] = field(default_factory=dict)
+    best: BestRound | None = None
+    selected: SelectedModel | None = None
+    stopped_early: str | None = None
 
     def final_metrics(self) -> CreditMetrics | None:
-        """The metrics of the last round whose model was scored (None: no round's was)."""
+        """The run's final metrics (None: none).
+
+        With validation parts, the selected model's on the held-out rows; without,
+        those of the last round whose model was scored.
+        """
+        if self.config.selects_best_round:
+            return None if self.selected is None else self.selected.metrics
         for result in reversed(self.rounds):
             if result.metrics is not None:
                 return result.metrics
         return None
+
+    def kept_arrays(self) -> ArrayRecord:
+        """The model the run keeps: the selected round's (validation parts), else the last."""
+        if self.selected is not None and self.best is not None:
+            return self.best.arrays
+        return self.arrays
 
     def privacy_document(self) -> dict[str, dict[str, Any]]:
         """Each bank's ledger summary as ``metrics.json`` and the checkpoint keep it."""

@@ -53,7 +53,7 @@ from coordinator.app.aggregation import (
     AggregatedUpdate,
     Exchange,
     SummedEvaluation,
-    governance_request,
+    evaluation_parts,
 )
 from coordinator.app.bank_replies import TrainReply
 from coordinator.app.exchange import Stage, messages_to
@@ -62,6 +62,7 @@ from credit import message_keys
 from credit.errors import MalformedMessage
 from credit.governance.release import GovernanceLayout, governance_from_sum
 from credit.messages import (
+    EvaluationRows,
     MessagePart,
     QueryInstructions,
     RoundInstructions,
@@ -640,6 +641,7 @@ class SecureAggregation:
         instructions: RoundInstructions,
         nodes: Sequence[int],
         governance: GovernanceLayout | None = None,
+        rows: EvaluationRows = EvaluationRows.TEST,
     ) -> list[Message]:
         """Evaluate messages of the secure round after ``instructions.server_round``.
 
@@ -662,7 +664,7 @@ class SecureAggregation:
         self.prepare(secure_round, arrays, run, code=code)
         length = 1 + _evaluation_length(self.score_bins, governance)
         self._rounds[secure_round].expect_length(length, code=code)
-        asked = () if governance is None else (governance_request(governance),)
+        asked = evaluation_parts(instructions, governance, rows)
         return self._inputs_messages(
             secure_round, MessageType.EVALUATE, instructions, arrays, nodes, code=code, parts=asked
         )

@@ -66,6 +66,7 @@ RUN_DEFAULT_FIELDS = (
     "model",
     "min_banks",
     "local_epochs",
+    "local_steps",
     "batch_size",
     "learning_rate",
     "secure_aggregation",
@@ -88,8 +89,8 @@ class RunDefaults(_run_config_subset(RUN_DEFAULT_FIELDS)):  # type: ignore[misc]
 
     The fields are :data:`RUN_DEFAULT_FIELDS`, with the types, defaults and bounds
     of :class:`credit.run_config.RunConfig`, which receives them (rounds 10, model
-    ``logreg``, min_banks 2, local_epochs 1, batch_size 64, learning_rate 0.01,
-    secure_aggregation on, secagg_threshold_fraction 2/3).
+    ``logreg``, min_banks 2, local_epochs 0 (steps), local_steps 50, batch_size 64,
+    learning_rate 0.01, secure_aggregation on, secagg_threshold_fraction 2/3).
     """
 
 

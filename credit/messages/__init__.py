@@ -72,6 +72,7 @@ from credit.messages.replies import (
 )
 from credit.messages.requests import (
     EvaluateRequest,
+    EvaluationRows,
     GovernanceRequest,
     QueryInstructions,
     RoundInstructions,
@@ -85,6 +86,7 @@ __all__ = [
     "Dropped",
     "EvaluateRequest",
     "EvaluationDeclined",
+    "EvaluationRows",
     "EvaluationSums",
     "GovernanceRequest",
     "LedgerEvent",

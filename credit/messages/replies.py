@@ -157,6 +157,7 @@ class LedgerPlan(BaseModel):
     n_train: int = Field(ge=0, le=MAX_ROWS)
     batch_size: int = Field(ge=0)
     local_epochs: int = Field(ge=0)
+    local_steps: int = Field(default=0, ge=0)
 
 
 LEDGER_SUMMARY_TYPE = "ledger-summary"

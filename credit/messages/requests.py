@@ -23,6 +23,7 @@ from credit.model_spec import ModelSpec
 
 __all__ = [
     "EvaluateRequest",
+    "EvaluationRows",
     "GovernanceRequest",
     "QueryInstructions",
     "RoundInstructions",
@@ -50,6 +51,15 @@ class Task(StrEnum):
     """Secure aggregation: the shares the coordinator needs to unmask a round's sum."""
 
 
+class EvaluationRows(StrEnum):
+    """Which of a bank's rows an evaluation scores."""
+
+    VALIDATION = "validation"
+    """The bank's validation part: the run's per-round evaluations (model selection)."""
+    TEST = "test"
+    """The held-out rows: the selected model's final evaluation (and governance release)."""
+
+
 class RunInstructions(ConfigPart):
     """The run's settings, carried in every request (the ``config`` record).
 
@@ -62,6 +72,9 @@ class RunInstructions(ConfigPart):
         The dataset schema's canonical hash; a bank refuses a run of another schema.
     test_fraction : float
         Share of each bank's rows held out as its test split, in (0, 1).
+    validation_fraction : float
+        Share of each bank's training rows kept as its validation part, in [0, 1)
+        (0: none); a bank refuses a run that names another than its own.
     seed : int
         Seeds the hold-out and shuffles.
     planned_rounds : int
@@ -69,8 +82,13 @@ class RunInstructions(ConfigPart):
     planned_evaluations : int
         Evaluations of held-out rows the banks plan their privacy budget for, >= 1
         (a bank with a budget refuses those past what its budget allows).
-    local_epochs, batch_size : int
-        Local training settings, >= 1.
+    local_epochs : int
+        Local epochs per round, >= 0 (0: ``local_steps``).
+    local_steps : int
+        Local SGD steps per round, >= 0 (0: ``local_epochs``); exactly one of the two
+        is > 0.
+    batch_size : int
+        Local (expected) batch size, >= 1.
     max_grad_norm : float
         DP-SGD per-sample clipping norm, > 0.
     """
@@ -80,12 +98,23 @@ class RunInstructions(ConfigPart):
     run_name: str
     schema_hash: str = Field(min_length=1)
     test_fraction: float = Field(gt=0, lt=1)
+    validation_fraction: float = Field(default=0.0, ge=0, lt=1)
     seed: int
     planned_rounds: int = Field(ge=1)
     planned_evaluations: int = Field(ge=1)
-    local_epochs: int = Field(ge=1)
+    local_epochs: int = Field(ge=0)
+    local_steps: int = Field(default=0, ge=0)
     batch_size: int = Field(ge=1)
     max_grad_norm: float = Field(gt=0, allow_inf_nan=False)
+
+    @model_validator(mode="after")
+    def _epochs_or_steps(self) -> Self:
+        if (self.local_epochs > 0) == (self.local_steps > 0):
+            raise ValueError(
+                "exactly one of local-epochs and local-steps must be > 0; got "
+                f"local-epochs {self.local_epochs}, local-steps {self.local_steps}"
+            )
+        return self
 
     def run_key(self, flower_run_id: int) -> str:
         """The name the bank files this run under: ``run_name``, else Flower's run id."""
@@ -169,15 +198,21 @@ class EvaluateRequest(ConfigPart):
     metrics and costs no exchange of its own. The bank answers in its train reply (or
     its refusal) under the ``evaluation`` and ``evaluation-scores`` records.
 
+    An evaluate message may carry one too, to name the rows it scores (without one:
+    the held-out rows).
+
     Parameters
     ----------
     server_round : int
         The round whose model is scored (the train message's round - 1), >= 1.
+    rows : EvaluationRows, default ``test``
+        The rows scored: the bank's validation part, or its held-out rows.
     """
 
     RECORD = message_keys.EVALUATE
 
     server_round: int = Field(ge=1)
+    rows: Annotated[EvaluationRows, Field(strict=False)] = EvaluationRows.TEST
 
 
 class GovernanceRequest(ConfigPart):

@@ -156,18 +156,21 @@ def record_evaluate(
     model_sha256: str,
     closes: bool = True,
 ) -> None:
-    """The bank scored round ``server_round``'s global model (the last planned one's: run-end).
+    """The bank scored round ``server_round``'s global model (the final one's: run-end).
 
     The model comes in an evaluate message, or in the next round's train message that
     asks for its evaluation (an :class:`~credit.messages.EvaluateRequest`). ``closes``
     False: the run's last request is still to come (the evaluation's secure round is
-    unmasked next, :func:`record_run_end`).
+    unmasked next, :func:`record_run_end`), or it scored the validation part. The final
+    evaluation is the last planned round's, or, in a run with validation parts, the
+    one evaluation of the held-out rows (of whichever round's model the run kept).
     """
     key = run.run_key(flower_run_id)
     events: list[Event] = [
         ("evaluate", {"run": key, "server_round": server_round, "model_sha256": model_sha256})
     ]
-    if closes and server_round >= run.planned_rounds:
+    final = server_round >= run.planned_rounds or run.validation_fraction > 0
+    if closes and final:
         events.append(("run-end", {"run": key, "server_round": server_round}))
     _record(log, *events)
 

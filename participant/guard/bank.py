@@ -7,7 +7,10 @@ every message of every run sees the same split, adding or removing a record neve
 moves another one between train and test, and nobody without the salt can tell which
 records are held out. (A simulation's K-fold cross-validation holds out one fold of
 the same values instead: :class:`~participant.guard.settings.Fold`.) The split's
-digest (:func:`split_digest`) commits to it in the bank's privacy ledger. The guard
+digest (:func:`split_digest`) commits to it in the bank's privacy ledger. The same salt,
+under another HMAC domain, keeps a ``validation_fraction`` of the remaining rows apart
+as the bank's validation part: never trained on, scored for model selection, and
+likewise fixed and committed to in the digest. The guard
 loads and splits the rows once; splits and encoded matrices are also cached per
 process, so that a simulation's worker process, which serves many banks, loads each
 bank once.
@@ -47,6 +50,9 @@ __all__ = [
 ]
 
 _DIGEST_DOMAIN = b"fedcredit-holdout-split/1\n"
+_VALIDATION_DOMAIN = b"fedcredit-validation-part/1\n"
+"""Prefix of a record key in the HMAC that decides the validation part (apart from the
+hold-out's HMAC of the bare key, so the two draws are independent)."""
 
 
 class HoldOutRule(Protocol):
@@ -65,6 +71,11 @@ class HoldOutRule(Protocol):
     @property
     def bounds(self) -> tuple[float, float]:
         """The held-out interval ``[lower, upper)`` of the records' HMAC values."""
+        ...
+
+    @property
+    def validation_fraction(self) -> float:
+        """Share of the remaining records kept as the validation part, in [0, 1)."""
         ...
 
 
@@ -99,10 +110,16 @@ class BankSource:
 
 @dataclass(frozen=True, eq=False)
 class PreparedBank:
-    """Validated rows of one bank, split into train and test.
+    """Validated rows of one bank, split into train, validation and test.
 
     Attributes
     ----------
+    train : pandas.DataFrame
+        The rows the bank trains on (and its set-up aggregates describe).
+    test : pandas.DataFrame
+        The held-out rows.
+    validation : pandas.DataFrame
+        The validation part (no rows when the bank keeps none).
     split_digest : str
         SHA-256 commitment to the split (:func:`split_digest`), hex; the bank's ledger
         records it at first use and refuses another one.
@@ -113,16 +130,19 @@ class PreparedBank:
     train: pd.DataFrame
     test: pd.DataFrame
     split_digest: str
+    validation: pd.DataFrame
 
 
 @dataclass(frozen=True)
 class EncodedSplit:
-    """Encoded train and test matrices with their labels."""
+    """Encoded train, test and validation matrices with their labels."""
 
     train_x: NDArray[np.float32]
     train_y: NDArray[np.int64]
     test_x: NDArray[np.float32]
     test_y: NDArray[np.int64]
+    validation_x: NDArray[np.float32]
+    validation_y: NDArray[np.int64]
 
 
 @functools.lru_cache(maxsize=32)
@@ -139,16 +159,27 @@ def prepare_bank(source: BankSource, holdout: HoldOutRule) -> PreparedBank:
     """
     schema = load_schema(source.schema_path)
     frame = load_bank_csv(source.data_path, schema).frame
-    tags = _record_tags(record_keys(frame, schema), holdout.key)
+    keys = record_keys(frame, schema)
+    tags = _record_tags(keys, holdout.key)
     is_test = _held_out(tags, holdout.bounds)
+    validation_tags = _record_tags([_VALIDATION_DOMAIN + key for key in keys], holdout.key)
+    is_validation = ~is_test & _held_out(validation_tags, (0.0, holdout.validation_fraction))
+    digest = split_digest(
+        [tag for tag, out in zip(tags, is_test, strict=True) if out], holdout.fraction
+    )
+    if holdout.validation_fraction > 0:
+        digest = _with_validation(
+            digest,
+            [tag for tag, kept in zip(validation_tags, is_validation, strict=True) if kept],
+            holdout.validation_fraction,
+        )
     return PreparedBank(
         name=source.name,
         schema=schema,
-        train=frame[~is_test].reset_index(drop=True),
+        train=frame[~is_test & ~is_validation].reset_index(drop=True),
         test=frame[is_test].reset_index(drop=True),
-        split_digest=split_digest(
-            [tag for tag, out in zip(tags, is_test, strict=True) if out], holdout.fraction
-        ),
+        split_digest=digest,
+        validation=frame[is_validation].reset_index(drop=True),
     )
 
 
@@ -161,6 +192,8 @@ def encoded_split(bank: PreparedBank, encoder: FeatureEncoder) -> EncodedSplit:
         train_y=bank.train[target].to_numpy(dtype=np.int64),
         test_x=encoder.transform(bank.test),
         test_y=bank.test[target].to_numpy(dtype=np.int64),
+        validation_x=encoder.transform(bank.validation),
+        validation_y=bank.validation[target].to_numpy(dtype=np.int64),
     )
 
 
@@ -219,6 +252,19 @@ def split_digest(held_out_tags: Iterable[bytes], fraction: float) -> str:
     for tag in sorted(held_out_tags):
         digest.update(tag)
     return digest.hexdigest()
+
+
+def _with_validation(digest: str, validation_tags: Iterable[bytes], fraction: float) -> str:
+    """The split's digest extended with its validation part (fraction and sorted tags).
+
+    Only a bank that keeps a validation part has it, so the digest of a split without
+    one (and the ledgers bound to it) stays as it was.
+    """
+    extended = hashlib.sha256(_DIGEST_DOMAIN + _VALIDATION_DOMAIN)
+    extended.update(f"{digest}\n{fraction!r}\n".encode())
+    for tag in sorted(validation_tags):
+        extended.update(tag)
+    return extended.hexdigest()
 
 
 def _record_tags(keys: Sequence[bytes], salt: bytes) -> list[bytes]:

@@ -1,6 +1,7 @@
 """What a bank releases about its held-out rows: bounded, summed, and under a budget noisy.
 
-The coordinator asks a bank to score a global model on the rows it holds out. The
+The coordinator asks a bank to score a global model on the rows it holds out, or (the
+run's per-round evaluations, for model selection) on its validation part. The
 bank answers with a :class:`~credit.metrics.ScoreSummary` (score histograms per class,
 Brier and log-loss sums) and, with its evaluation of a run's last model, its
 governance release (:mod:`credit.governance.release`: calibration sums, and fairness
@@ -11,12 +12,16 @@ sums per protected column of its own schema), and nothing else, under the bank's
 * at most ``max_calibration_bins`` calibration bins, and a decision cut-off on the
   run's score-bin grid only, so that the per-group confusion counts at the cut-off
   are sums of the per-group histograms (:func:`governance_problem`);
-* nothing at all below ``min_holdout_rows`` held-out rows;
+* nothing at all below ``min_holdout_rows`` rows scored (held-out rows, or rows of
+  the validation part);
+* the governance release about the held-out rows only;
 * every per-row term bounded (:data:`~credit.metrics.LOG_LOSS_BOUND`), so one row
   moves the release by at most :data:`~credit.metrics.EVALUATION_SENSITIVITY`;
 * with a privacy budget, Gaussian noise of ``noise_multiplier * sensitivity`` on
   every entry, charged to the bank's ledger as an ``evaluation-release`` of its
-  held-out rows (:meth:`~participant.guard.privacy_guard.PrivacyGuard.charge_evaluation`);
+  held-out rows (an evaluation of the validation part too: those rows are never
+  trained on either, so charging them with the held-out rows is conservative;
+  :meth:`~participant.guard.privacy_guard.PrivacyGuard.charge_evaluation`);
   the governance sums are a second such release at the same noise multiplier with
   their own sensitivity, once per run
   (:meth:`~participant.guard.privacy_guard.PrivacyGuard.charge_governance`);
@@ -37,7 +42,7 @@ from flwr.app import ArrayRecord
 from numpy.typing import NDArray
 
 from credit.governance.release import GovernanceLayout, GovernanceSums, governance_sums
-from credit.messages import GovernanceRequest, RoundInstructions
+from credit.messages import EvaluationRows, GovernanceRequest, RoundInstructions
 from credit.metrics import EVALUATION_SENSITIVITY, ScoreSummary, summarize_scores
 from participant.guard.bank import PreparedBank, encoded_split
 from participant.guard.local_update import build_global_model
@@ -145,8 +150,11 @@ def evaluate_holdout(
     server_round: int,
     governance: GovernanceLayout | None = None,
     noise: SecureGaussian | None = None,
+    rows: EvaluationRows = EvaluationRows.TEST,
 ) -> Evaluation:
     """Score ``arrays`` (the model of ``server_round``) on the bank's held-out rows.
+
+    With ``rows`` = ``validation``: on its validation part instead (no governance).
 
     With ``governance`` (checked against the policy first: :func:`governance_problem`)
     the bank also releases its governance sums of the same predictions: under a
@@ -159,15 +167,19 @@ def evaluate_holdout(
         The evaluation would take the held-out rows past the bank's maximum epsilon
         or its run's planned evaluations (nothing is released).
     """
-    if len(bank.test) < policy.min_holdout_rows:
+    if governance is not None and rows != EvaluationRows.TEST:
+        raise ValueError("the governance release is about the held-out rows only")
+    scored = bank.test if rows == EvaluationRows.TEST else bank.validation
+    if len(scored) < policy.min_holdout_rows:
+        which = "holds out" if rows == EvaluationRows.TEST else "validates on"
         return Evaluation(
             summary=None,
             declined=(
-                f"bank '{bank.name}' holds out fewer than {policy.min_holdout_rows} rows: "
+                f"bank '{bank.name}' {which} fewer than {policy.min_holdout_rows} rows: "
                 "it releases no evaluation"
             ),
         )
-    predicted, observed = _predictions(bank, instructions, arrays)
+    predicted, observed = _predictions(bank, instructions, arrays, rows)
     summary = summarize_scores(predicted, observed, instructions.score_bins)
     sums = None
     if governance is not None:
@@ -232,11 +244,13 @@ def noised(summary: ScoreSummary, noise_multiplier: float, noise: SecureGaussian
 
 
 def _predictions(
-    bank: PreparedBank, instructions: RoundInstructions, arrays: ArrayRecord
+    bank: PreparedBank, instructions: RoundInstructions, arrays: ArrayRecord, rows: EvaluationRows
 ) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
-    """The model's predicted default probabilities of the held-out rows, and their labels."""
+    """The model's predicted default probabilities of the ``rows`` scored, and their labels."""
     from participant.guard.training import predict_proba
 
     model = build_global_model(instructions, arrays)
     split = encoded_split(bank, instructions.encoder)
+    if rows == EvaluationRows.VALIDATION:
+        return predict_proba(model, split.validation_x), split.validation_y
     return predict_proba(model, split.test_x), split.test_y

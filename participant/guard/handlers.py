@@ -26,6 +26,7 @@ from credit.messages import (
     BankIntro,
     EvaluateRequest,
     EvaluationDeclined,
+    EvaluationRows,
     GovernanceRequest,
     QueryInstructions,
     Refusal,
@@ -179,6 +180,14 @@ def checked_bank(request: BankRequest, instructions: RunInstructions) -> Prepare
             f"bank '{bank.name}' holds out {holdout.fraction:g} of its rows; the run asks for "
             f"test-fraction {instructions.test_fraction:g}: the bank's split is fixed, ask the "
             "operator to run with the banks' test fraction",
+        )
+    if instructions.validation_fraction != holdout.validation_fraction:
+        raise GuardRefusal(
+            "holdout-split",
+            f"bank '{bank.name}' keeps {holdout.validation_fraction:g} of its training rows "
+            f"as its validation part; the run asks for validation-fraction "
+            f"{instructions.validation_fraction:g}: the bank's split is fixed, ask the "
+            "operator to run with the banks' validation fraction",
         )
     return bank
 
@@ -403,7 +412,8 @@ def train(request: BankRequest) -> RecordDict:
     """One round of local training; the update in the clear or masked.
 
     When the message asks (:class:`~credit.messages.EvaluateRequest`), the bank first
-    scores the global model it received, the previous round's, on its held-out rows
+    scores the global model it received, the previous round's, on the rows the request
+    names (its validation part, or its held-out rows)
     (:mod:`participant.guard.evaluation`: bounded, noisy under a budget). Under secure
     aggregation that evaluation is masked together with the update; in the clear it
     travels beside the update, or beside a refusal.
@@ -498,11 +508,12 @@ def _evaluation(
     closes: bool = True,
     governance: GovernanceLayout | None = None,
 ) -> Evaluation:
-    """The received model (of round ``asked.server_round``) scored on the held-out rows.
+    """The received model (of round ``asked.server_round``) scored on the rows asked for.
 
     A release the held-out rows' budget does not allow is declined (and recorded as a
     refusal in the bank's audit log); training is judged on its own. ``closes``: the
-    audit log's run-end may follow (not when a secure round's unmask is still to come).
+    audit log's run-end may follow (not when a secure round's unmask is still to come,
+    nor after scoring the validation part: the final evaluation scores held-out rows).
     ``governance``: the governance release asked with it (checked already).
     """
     run = instructions.run_key(request.flower_run_id)
@@ -516,6 +527,7 @@ def _evaluation(
             run=run,
             server_round=asked.server_round,
             governance=governance,
+            rows=asked.rows,
         )
     except PrivacyBudgetExceeded as refusal:
         record_refusal(
@@ -541,7 +553,7 @@ def _evaluation(
             server_round=asked.server_round,
             flower_run_id=request.flower_run_id,
             model_sha256=model_sha256(global_arrays),
-            closes=closes,
+            closes=closes and asked.rows == EvaluationRows.TEST,
         )
     return evaluation
 
@@ -636,7 +648,7 @@ def evaluate(request: BankRequest) -> RecordDict:
             f"{code.ring_bits}-bit"
         )
     guard = privacy_guard(bank, request.settings)
-    asked = EvaluateRequest(server_round=instructions.server_round)
+    asked = _rows_asked(request.content, instructions, layout)
     evaluation = _evaluation(
         request,
         bank,
@@ -667,6 +679,35 @@ def evaluate(request: BankRequest) -> RecordDict:
     if guard is not None:
         guard.summary().put(content)
     return content
+
+
+def _rows_asked(
+    content: RecordDict, instructions: RoundInstructions, layout: GovernanceLayout | None
+) -> EvaluateRequest:
+    """What an evaluate message asks to score: its own round's model, on the rows it names.
+
+    Without an :class:`~credit.messages.EvaluateRequest` the held-out rows.
+
+    Raises
+    ------
+    MalformedMessage
+        The request names another round than the message's, or asks for the
+        governance release with the validation part (it is about the held-out rows).
+    """
+    asked = EvaluateRequest.take_optional(content)
+    if asked is None:
+        return EvaluateRequest(server_round=instructions.server_round)
+    if asked.server_round != instructions.server_round:
+        raise MalformedMessage(
+            f"record '{message_keys.EVALUATE}': an evaluate message of round "
+            f"{instructions.server_round} names round {asked.server_round}"
+        )
+    if layout is not None and asked.rows != EvaluationRows.TEST:
+        raise MalformedMessage(
+            f"record '{message_keys.EVALUATE}': the governance release is about the "
+            f"held-out rows; the message asks for the {asked.rows} rows"
+        )
+    return asked
 
 
 def _governance_asked(

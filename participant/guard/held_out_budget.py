@@ -6,7 +6,10 @@ charged to the bank's ledger as an ``evaluation-release`` of those rows, whose
 
 * an **evaluation** (score histograms, Brier and log-loss sums), sensitivity
   :data:`~credit.metrics.EVALUATION_SENSITIVITY`, as many as the run announced
-  (``planned_evaluations``);
+  (``planned_evaluations``); an evaluation of the bank's validation part (the run's
+  per-round evaluations when it selects its best round) is charged the same way: its
+  rows are never trained on either, so counting it against the held-out rows'
+  budget is conservative;
 * the **governance release** (calibration and fairness sums, with the evaluation of the
   run's last model), sensitivity ``sqrt(5 + 3 C)`` for C protected columns
   (:func:`credit.governance.release.governance_sensitivity`), at most once per run.

@@ -127,6 +127,7 @@ def _train_plain(model: nn.Module, split: EncodedSplit, instructions: RoundInstr
 
     settings = TrainSettings(
         epochs=instructions.local_epochs,
+        steps=instructions.local_steps,
         batch_size=instructions.batch_size,
         learning_rate=instructions.learning_rate,
         seed=instructions.seed * 100_003 + instructions.server_round,
@@ -163,6 +164,7 @@ def _train_private(
         batch_size=instructions.batch_size,
         epochs=instructions.local_epochs,
         learning_rate=instructions.learning_rate,
+        local_steps=instructions.local_steps,
     )
     result = train_dp_sgd(model, split.train_x, split.train_y, settings)
     if (result.steps, result.sample_rate) != (event.steps, event.sample_rate):

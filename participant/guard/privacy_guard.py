@@ -19,7 +19,7 @@ simulation) answers every release about its training records through a
 2. Before each training round the round's DP-SGD event is charged to the ledger;
    if it would pass ``max_epsilon`` (more rounds than planned) the round is refused
    with :class:`~privacy.errors.PrivacyBudgetExceeded`, and a round that asks for
-   another batch size, epoch count or clipping norm than the run's plan with
+   another batch size, epoch or step count or clipping norm than the run's plan with
    :class:`~privacy.errors.RunPlanChanged`; either way no training happens.
 3. Each evaluation release (noisy sums of the held-out rows) is charged as an
    ``evaluation-release`` event about the test rows (:meth:`PrivacyGuard.charge_evaluation`),
@@ -62,7 +62,7 @@ from privacy.accounting import (
     epsilon_by_rows,
 )
 from privacy.budget import PrivacyBudget
-from privacy.dp_sgd import steps_per_epoch
+from privacy.dp_sgd import round_steps
 from privacy.errors import PrivacyBudgetExceeded, RunPlanChanged
 from privacy.ledger import PrivacyLedger, RunPlan
 from privacy.noise import SecureGaussian
@@ -80,6 +80,7 @@ class TrainingRequest:
     local_epochs: int
     batch_size: int
     max_grad_norm: float
+    local_steps: int = 0
 
 
 def training_request(
@@ -93,6 +94,7 @@ def training_request(
         local_epochs=instructions.local_epochs,
         batch_size=instructions.batch_size,
         max_grad_norm=instructions.max_grad_norm,
+        local_steps=instructions.local_steps,
     )
 
 
@@ -235,13 +237,19 @@ class PrivacyGuard:
             max_grad_norm=request.max_grad_norm,
             n_train=self.n_train,
             batch_size=request.batch_size,
-            local_epochs=request.local_epochs,
+            local_epochs=0 if request.local_steps else request.local_epochs,
+            local_steps=request.local_steps,
         )
 
     def _sampling(self, request: TrainingRequest) -> tuple[float, int]:
-        """A round's Poisson sampling rate B/n and its steps E * ceil(n/B)."""
+        """A round's Poisson sampling rate B/n and its steps (S, or E * ceil(n/B))."""
         sample_rate = min(1.0, request.batch_size / self.n_train)
-        steps = request.local_epochs * steps_per_epoch(self.n_train, request.batch_size)
+        steps = round_steps(
+            self.n_train,
+            request.batch_size,
+            local_epochs=request.local_epochs,
+            local_steps=request.local_steps,
+        )
         return sample_rate, steps
 
     def _unaffordable(

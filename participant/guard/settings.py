@@ -33,6 +33,7 @@ from privacy.secagg.protocol import DEFAULT_THRESHOLD_FRACTION, MIN_ROSTER, defa
 
 __all__ = [
     "DEFAULT_HOLDOUT_FRACTION",
+    "DEFAULT_VALIDATION_FRACTION",
     "REVEAL_SECRETS",
     "AuditSettings",
     "EvaluationPolicy",
@@ -45,6 +46,10 @@ __all__ = [
 
 DEFAULT_HOLDOUT_FRACTION = 0.2
 """Share of a bank's rows held out when the bank does not choose one."""
+DEFAULT_VALIDATION_FRACTION = 0.2
+"""Share of a new bank's training rows kept apart for validation when it does not choose one.
+
+At 0.2 a bank of 333 rows validates on about 53 (the policy's minimum is 50 rows)."""
 REVEAL_SECRETS = "reveal-secrets"
 """Serialization context key that writes the hold-out salt itself (the guard's settings file
 only); without it a JSON dump of the settings masks the salt."""
@@ -131,6 +136,14 @@ class HoldOut(BaseModel):
         :data:`REVEAL_SECRETS` context (the settings file).
     fold : Fold, optional
         The fold held out instead of the records below ``fraction`` (simulations only).
+    validation_fraction : float, default 0
+        Share of the training rows (those not held out) kept apart as the bank's
+        validation part, in [0, 1): never trained on, scored for the run's per-round
+        evaluations (model selection) so that only the selected model is scored on the
+        held-out rows. Fixed like the hold-out, by the same salt under another HMAC
+        domain (:func:`~participant.guard.bank.prepare_bank`); a request whose
+        ``validation-fraction`` differs is refused. 0 (a settings file from before
+        validation parts): none, and the run's evaluations score the held-out rows.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
@@ -138,6 +151,7 @@ class HoldOut(BaseModel):
     fraction: float = Field(default=DEFAULT_HOLDOUT_FRACTION, gt=0, lt=1)
     salt: SecretStr
     fold: Fold | None = None
+    validation_fraction: float = Field(default=0.0, ge=0, lt=1)
 
     @field_validator("salt")
     @classmethod
@@ -183,12 +197,27 @@ class HoldOut(BaseModel):
         return self.fold.bounds if self.fold is not None else (0.0, self.fraction)
 
     @classmethod
-    def fresh(cls, fraction: float = DEFAULT_HOLDOUT_FRACTION) -> HoldOut:
+    def fresh(
+        cls,
+        fraction: float = DEFAULT_HOLDOUT_FRACTION,
+        validation_fraction: float = DEFAULT_VALIDATION_FRACTION,
+    ) -> HoldOut:
         """A hold-out with a new random salt (``os.urandom``): a bank's first start."""
-        return cls(fraction=fraction, salt=SecretStr(os.urandom(SALT_BYTES).hex()))
+        return cls(
+            fraction=fraction,
+            salt=SecretStr(os.urandom(SALT_BYTES).hex()),
+            validation_fraction=validation_fraction,
+        )
 
     @classmethod
-    def for_simulation(cls, *, fraction: float, seed: int, fold: Fold | None = None) -> HoldOut:
+    def for_simulation(
+        cls,
+        *,
+        fraction: float,
+        seed: int,
+        fold: Fold | None = None,
+        validation_fraction: float = 0.0,
+    ) -> HoldOut:
         """The hold-out of every simulated bank of a simulation with ``seed``.
 
         The salt is SHA-256 of ``fedcredit-holdout:SEED``: public, as a simulation's
@@ -196,9 +225,15 @@ class HoldOut(BaseModel):
         so all of them hold out the same customers and runs with one seed compare.
         With ``fold`` (a cross-validation's fold; ``fraction`` must be
         ``1 / fold.count``) every bank holds out that fold of the customers.
+        ``validation_fraction``: the run's, as the simulated banks' own setting.
         """
         salt = hashlib.sha256(f"fedcredit-holdout:{seed}".encode()).hexdigest()
-        return cls(fraction=fraction, salt=SecretStr(salt), fold=fold)
+        return cls(
+            fraction=fraction,
+            salt=SecretStr(salt),
+            fold=fold,
+            validation_fraction=validation_fraction,
+        )
 
 
 class EvaluationPolicy(BaseModel):

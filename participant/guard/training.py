@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,7 +21,10 @@ class TrainSettings:
     Parameters
     ----------
     epochs : int
-        Passes over the bank's training rows per round, >= 1.
+        Passes over the bank's training rows per round, >= 0 (ignored with ``steps``).
+    steps : int, default 0
+        SGD steps per round whatever the number of rows, >= 0 (0: ``epochs``); the
+        steps run through one shuffle of the rows after another.
     batch_size : int
         Rows per SGD step, >= 1.
     learning_rate : float
@@ -32,10 +37,13 @@ class TrainSettings:
     batch_size: int
     learning_rate: float
     seed: int
+    steps: int = 0
 
     def __post_init__(self) -> None:
-        if self.epochs < 1:
-            raise ValueError(f"epochs must be >= 1; got {self.epochs}")
+        if self.steps < 0:
+            raise ValueError(f"steps must be >= 0; got {self.steps}")
+        if self.epochs < 1 and self.steps < 1:
+            raise ValueError(f"epochs or steps must be >= 1; got {self.epochs} and {self.steps}")
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1; got {self.batch_size}")
         if not self.learning_rate > 0:
@@ -59,7 +67,7 @@ def train_locally(
     labels : numpy.ndarray
         Labels in {0, 1}.
     settings : TrainSettings
-        Epochs, batch size, learning rate and shuffling seed.
+        Epochs or steps, batch size, learning rate and shuffling seed.
     """
     inputs = torch.from_numpy(np.ascontiguousarray(features))
     targets = torch.from_numpy(np.asarray(labels, dtype=np.float32))
@@ -68,17 +76,29 @@ def train_locally(
     loss_fn = nn.BCEWithLogitsLoss()
     model.train()
     total_loss, total_rows = 0.0, 0
-    for _ in range(settings.epochs):
-        order = torch.randperm(len(inputs), generator=generator)
-        for start in range(0, len(order), settings.batch_size):
-            batch = order[start : start + settings.batch_size]
-            optimizer.zero_grad()
-            loss = loss_fn(model(inputs[batch]).squeeze(-1), targets[batch])
-            loss.backward()
-            optimizer.step()
-            total_loss += float(loss.detach()) * len(batch)
-            total_rows += len(batch)
+    for batch in _batches(len(inputs), settings, generator):
+        optimizer.zero_grad()
+        loss = loss_fn(model(inputs[batch]).squeeze(-1), targets[batch])
+        loss.backward()
+        optimizer.step()
+        total_loss += float(loss.detach()) * len(batch)
+        total_rows += len(batch)
     return total_loss / max(total_rows, 1)
+
+
+def _batches(
+    n_rows: int, settings: TrainSettings, generator: torch.Generator
+) -> Iterator[torch.Tensor]:
+    """The round's minibatches: ``epochs`` shuffles, or ``steps`` batches across shuffles."""
+    remaining = settings.steps if settings.steps else None
+    for _ in itertools.count() if remaining is not None else range(settings.epochs):
+        order = torch.randperm(n_rows, generator=generator)
+        for start in range(0, n_rows, settings.batch_size):
+            if remaining is not None and remaining == 0:
+                return
+            yield order[start : start + settings.batch_size]
+            if remaining is not None:
+                remaining -= 1
 
 
 def predict_proba(model: nn.Module, features: NDArray[np.float32]) -> NDArray[np.float64]:

@@ -52,6 +52,7 @@ from deploy.flower_env import venv_tool
 from deploy.services import Service, ServiceError
 from participant.guard.settings import (
     DEFAULT_HOLDOUT_FRACTION,
+    DEFAULT_VALIDATION_FRACTION,
     REVEAL_SECRETS,
     EvaluationPolicy,
     GuardSettings,
@@ -337,13 +338,22 @@ def check_node_user(name: str | None) -> None:
         )
 
 
-def node_holdout(home: Path, *, fraction: float | None, salt: str | None) -> HoldOut:
+def node_holdout(
+    home: Path,
+    *,
+    fraction: float | None,
+    salt: str | None,
+    validation_fraction: float | None = None,
+) -> HoldOut:
     """The bank's hold-out: what it passes, else what its node plan keeps, else a new one.
 
     The salt is generated (``os.urandom``) at the node's first start and kept in its
     plan (``HOME/node.json``, 0600), so a restart keeps the split; a salt the bank
     passes replaces it (its ledger then refuses to start if the split changes). The
-    fraction likewise defaults to the kept one, then to 0.2.
+    fraction likewise defaults to the kept one, then to 0.2. The validation fraction
+    defaults to the kept one; a node's first start keeps 0.2 of its training rows as
+    its validation part, and a node whose plan predates validation parts keeps none
+    (0: so that its ledger's split stays the same) until it passes one.
 
     Raises
     ------
@@ -353,14 +363,25 @@ def node_holdout(home: Path, *, fraction: float | None, salt: str | None) -> Hol
     """
     from credit.config_files import validate_fields
 
-    kept = _kept_holdout(home) if fraction is None or salt is None else {}
-    spelled = {"fraction": "--holdout-fraction", "salt": "--holdout-salt"}
+    asked_all = None not in (fraction, salt, validation_fraction)
+    kept = {} if asked_all else _kept_holdout(home)
+    spelled = {
+        "fraction": "--holdout-fraction",
+        "salt": "--holdout-salt",
+        "validation_fraction": "--validation-fraction",
+    }
     if salt is None and "salt" in kept:
         spelled["salt"] = f"guard.holdout.salt of {home / PLAN_FILE}"
     fields = {
         "fraction": fraction if fraction is not None else kept.get("fraction"),
         "salt": salt if salt is not None else kept.get("salt"),
     }
+    if validation_fraction is not None:
+        fields["validation_fraction"] = validation_fraction
+    elif "salt" in kept:  # a node started before: its own (none before validation parts)
+        fields["validation_fraction"] = kept.get("validation_fraction", 0.0)
+    else:
+        fields["validation_fraction"] = DEFAULT_VALIDATION_FRACTION
     if fields["fraction"] is None:
         fields["fraction"] = DEFAULT_HOLDOUT_FRACTION
     if fields["salt"] is None:  # the node's first start
@@ -388,7 +409,8 @@ def _kept_holdout(home: Path) -> dict[str, object]:
     holdout = guard.get("holdout") if isinstance(guard, dict) else None
     if not isinstance(holdout, dict):
         return {}
-    return {key: holdout[key] for key in ("fraction", "salt") if key in holdout}
+    kept = ("fraction", "salt", "validation_fraction")
+    return {key: holdout[key] for key in kept if key in holdout}
 
 
 def node_plan(settings: NodeSettings) -> NodePlan:

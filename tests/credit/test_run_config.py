@@ -186,6 +186,26 @@ def test_woe_encoding_needs_federated_feature_statistics() -> None:
     assert RunConfig.from_flower({"encoding": "woe"}).feature_stats == "federated"
 
 
+def test_local_work_is_steps_by_default_and_epochs_replace_them() -> None:
+    assert (RunConfig().local_steps, RunConfig().round_steps) == (50, 50)
+    epochs = RunConfig.from_flower({"local-epochs": 3, "local-steps": 50})
+    assert (epochs.local_epochs, epochs.round_steps) == (3, 0)
+    with pytest.raises(ConfigError, match="a round needs local work"):
+        RunConfig.from_flower({"local-epochs": 0, "local-steps": 0})
+
+
+def test_the_run_message_carries_exactly_one_of_epochs_and_steps() -> None:
+    from credit.messages import RunInstructions
+
+    fields = {"run_name": "r", "schema_hash": "h", "test_fraction": 0.2, "seed": 0,
+              "planned_rounds": 1, "planned_evaluations": 1, "batch_size": 64,
+              "max_grad_norm": 1.0}  # fmt: skip
+    assert RunInstructions(**fields, local_epochs=0, local_steps=50).local_steps == 50
+    for epochs, steps in ((1, 50), (0, 0)):
+        with pytest.raises(ValidationError, match="exactly one of local-epochs and local-steps"):
+            RunInstructions(**fields, local_epochs=epochs, local_steps=steps)
+
+
 def test_the_scorecard_settings_default_to_the_conventional_scaling() -> None:
     config = RunConfig.from_flower({"encoding": "woe", "pdo": 40, "base-odds": 20})
     assert (config.pdo, config.base_score, config.base_odds) == (40.0, 600.0, 20.0)
@@ -233,8 +253,13 @@ def test_the_default_cadence_scores_every_round_in_the_clear_and_only_the_last_u
 
     assert _scored(config, private=False) == [1, 2, 3, 4]
     assert _scored(config, private=True) == [4]
-    assert config.announced_evaluations(private=False) == 4
+    # validation parts: each scored round, then the kept model's final evaluation; under
+    # budgets only the last round is scored: nothing to choose, the final one alone
+    assert config.announced_evaluations(private=False) == 5
     assert config.announced_evaluations(private=True) == 1
+    without = RunConfig(rounds=4, validation_fraction=0)
+    assert without.announced_evaluations(private=False) == 4
+    assert without.announced_evaluations(private=True) == 1
 
 
 @pytest.mark.parametrize(("every", "scored"), [(1, [1, 2, 3, 4, 5]), (2, [2, 4, 5]), (0, [5])])
@@ -242,13 +267,20 @@ def test_evaluate_every_scores_its_multiples_and_always_the_last_round(
     every: int, scored: list[int]
 ) -> None:
     config = RunConfig.from_flower({"num-server-rounds": 5, "evaluate-every": every})
+    without = RunConfig.from_flower(
+        {"num-server-rounds": 5, "evaluate-every": every, "validation-fraction": 0}
+    )
+    final = 1 if len(scored) > 1 else 0  # the kept model's, when there was a choice
     for private in (False, True):
         assert _scored(config, private=private) == scored
-        assert config.announced_evaluations(private=private) == len(scored)
+        assert config.announced_evaluations(private=private) == len(scored) + final
+        assert without.announced_evaluations(private=private) == len(scored)
     assert config.evaluates(6, private=True)  # past the last round: always
 
 
 def test_evaluations_are_announced_for_the_planned_rounds() -> None:
     """Banks plan their held-out rows' budget for the rounds they plan (the last always)."""
-    config = RunConfig(rounds=6, planned_rounds=4, evaluate_every=3)
+    config = RunConfig(rounds=6, planned_rounds=4, evaluate_every=3, validation_fraction=0)
     assert config.announced_evaluations(private=True) == 2  # rounds 3 and 4
+    validated = RunConfig(rounds=6, planned_rounds=4, evaluate_every=3)
+    assert validated.announced_evaluations(private=True) == 3  # and the kept model

@@ -411,8 +411,9 @@ def through_the_guard(socket_path, run_id, node_id):
     link = SocketLink(Path(socket_path))
     schema = load_schema()
     run = RunInstructions(
-        run_name="exfiltrate", schema_hash=schema.schema_hash(), test_fraction=0.2, seed=0,
-        planned_rounds=20, planned_evaluations=21, local_epochs=1, batch_size=64, max_grad_norm=1.0,
+        run_name="exfiltrate", schema_hash=schema.schema_hash(), test_fraction=0.2,
+        validation_fraction=0.2, seed=0, planned_rounds=20, planned_evaluations=21,
+        local_epochs=1, batch_size=64, max_grad_norm=1.0,
     )
     encoder = fit_encoder(schema, source=StatsSource.PUBLIC)
     spec = ModelSpec(kind=ModelKind.LOGREG, n_inputs=encoder.n_inputs)

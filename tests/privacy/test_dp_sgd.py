@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -110,6 +111,20 @@ def test_executed_steps_equal_charged_at_rate_batch_over_n(
     assert len(sampler.calls) == charged  # one fresh Poisson mask per step
     assert all(rows == n and rate == batch_size / n for rows, rate, _ in sampler.calls)
     assert result.noise_only_steps == sum(size == 0 for *_, size in sampler.calls)
+
+
+@pytest.mark.parametrize("n", [40, 266, 3_000])
+def test_local_steps_run_that_many_poisson_steps_at_any_size(n: int) -> None:
+    """``local_steps`` fixes a round's steps whatever n, each a mask at rate B/n."""
+    x, y = _data(n=n)
+    sampler = _RecordingSampler(SAMPLING_KEY)
+    settings = replace(_settings(batch_size=20, epochs=3), local_steps=25)
+    result = train_dp_sgd(
+        _logreg(), x, y, settings, noise=SecureGaussian(NOISE_KEY), sampler=sampler
+    )
+    assert result.steps == charged_steps(n, settings) == 25
+    assert len(sampler.calls) == 25
+    assert all(rows == n and rate == 20 / n for rows, rate, _ in sampler.calls)
 
 
 def test_empty_batches_take_the_noise_only_step() -> None:

@@ -13,6 +13,7 @@ import base64
 import json
 import shutil
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -281,6 +282,31 @@ def test_a_plan_whose_sampling_rate_is_not_batch_over_n_train_fails(tmp_path: Pa
     problems = _signed_edit(tmp_path, edit)
     assert any("is not batch_size/n_train = 32/4000" in p for p in problems)
     assert any("steps per round, not local_epochs" in p for p in problems)
+
+
+def test_a_plan_in_local_steps_verifies_and_its_steps_are_checked(tmp_path: Path) -> None:
+    """A plan in steps (S per round, any n) verifies; other steps or both units fail."""
+    key = Ed25519PrivateKey.generate()
+    guard = _guard(tmp_path, key)
+    for server_round in (1, 2):
+        guard.charge_round(replace(_request(server_round), local_steps=30))
+    document = guard.summary().model_dump(mode="json")
+    assert document["plans"][0]["steps_per_round"] == 30
+    run = _run_folder(tmp_path / "as-is", guard.summary(), key=key,
+                      simulated_budget={"max_epsilon": 1.0})  # fmt: skip
+    assert _problems(run) == []
+
+    def edited(edit: Callable[[dict[str, Any]], None], name: str) -> list[str]:
+        changed = json.loads(json.dumps(document))
+        edit(changed)
+        summary = LedgerSummary.model_validate(changed).signed_with(key)
+        return _problems(_run_folder(tmp_path / name, summary, key=key,
+                                     simulated_budget={"max_epsilon": 1.0}))  # fmt: skip
+
+    more = edited(lambda d: d["plans"][0].update(local_steps=20), "fewer")
+    assert "plan of run 'run-1' (dp-sgd): 30 steps per round, not local_steps = 20" in more
+    both = edited(lambda d: d["plans"][0].update(local_epochs=1), "both")
+    assert any("records both 1 local epochs and 30 local steps" in p for p in both)
 
 
 def test_events_off_their_plan_or_without_one_fail(tmp_path: Path) -> None:

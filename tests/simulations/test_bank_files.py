@@ -24,7 +24,7 @@ from privacy.budget import PrivacyBudget
 from simulations.budgets import BudgetPolicy
 from simulations.engine import plan_bank_files, plan_simulation
 from simulations.settings import SIMULATION_FILE, PartitionSettings
-from tests.support.consortium import held_out_rows, run_in_process
+from tests.support.consortium import held_out_rows, run_in_process, validation_rows
 
 BANK_ROWS = {"north": 1_500, "south": 1_200, "east-bank": 900}
 """Three banks of different sizes, cut from the embedded data set."""
@@ -66,7 +66,8 @@ def test_a_consortium_of_three_bank_files_trains_banks_named_after_them(
     document = _metrics(out)
     assert set(document["participants"]) == set(BANK_ROWS)
     for name, counts in document["participants"].items():
-        assert counts["n_train"] + held_out_rows(plan, [name]) == BANK_ROWS[name]
+        kept_apart = held_out_rows(plan, [name]) + validation_rows(plan, [name])
+        assert counts["n_train"] + kept_apart == BANK_ROWS[name]
     assert [r["round"] for r in document["rounds"]] == [1, 2]
     assert 0.5 < document["final"]["auc"] < 1.0
     record = json.loads((out / SIMULATION_FILE).read_text())

@@ -23,8 +23,8 @@ from cli.app import app
 from coordinator.app.run_files import RunFiles
 from credit.errors import ConfigError
 from credit.run_config import RunConfig
-from participant.guard.bank import prepare_bank
-from participant.guard.settings import Fold
+from participant.guard.bank import BankSource, prepare_bank
+from participant.guard.settings import Fold, HoldOut
 from privacy.budget import PrivacyBudget
 from privacy.verify import verify_run
 from simulations.budgets import BudgetPolicy
@@ -161,12 +161,28 @@ def test_a_cross_validation_writes_k_runs_and_their_summary(three_folds: Path) -
     check_cross_validation_output(three_folds, folds=3, customers=CUSTOMERS)
 
 
+def _validation_rows(fold_dir: Path, fold: Fold) -> int:
+    """The fold's banks' validation parts, as their guards split them (seed 2)."""
+    holdout = HoldOut.for_simulation(
+        fraction=fold.fraction, seed=2, fold=fold, validation_fraction=0.2
+    )
+    return sum(
+        len(prepare_bank(BankSource(name=path.stem, data_path=path), holdout).validation)
+        for path in sorted((fold_dir / "banks").glob("*.csv"))
+    )
+
+
 def test_every_fold_trains_on_the_other_folds_customers(three_folds: Path) -> None:
-    """A bank's training rows in fold k are its rows outside fold k."""
+    """A bank's training rows in fold k are its rows outside fold k but its validation part."""
     rows = [json.loads((three_folds / f"fold-{k}" / "metrics.json").read_text()) for k in range(3)]
     trained = [sum(p["n_train"] for p in document["participants"].values()) for document in rows]
     held_out = [document["final"]["n_rows"] for document in rows]
-    assert [t + h for t, h in zip(trained, held_out, strict=True)] == [CUSTOMERS] * 3
+    validation = [
+        _validation_rows(three_folds / f"fold-{k}", Fold(index=k, count=3)) for k in range(3)
+    ]
+    assert all(v > 0 for v in validation)
+    totals = zip(trained, held_out, validation, strict=True)
+    assert [t + h + v for t, h, v in totals] == [CUSTOMERS] * 3
 
 
 def test_each_fold_spends_its_own_budget_in_its_own_ledgers(

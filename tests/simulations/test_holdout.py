@@ -46,7 +46,7 @@ def test_simulated_banks_and_the_centralised_run_hold_out_the_same_customers(
     )
     pooled, other_seed = centralised("centralised", 5), centralised("other-seed", 6)
 
-    expected = HoldOut.for_simulation(fraction=0.2, seed=5)
+    expected = HoldOut.for_simulation(fraction=0.2, seed=5, validation_fraction=0.2)
     assert len(federated.banks) > 1 and {bank.holdout for bank in federated.banks} == {expected}
     assert pooled.banks[0].holdout == expected
     assert _held_out_ids(federated) == _held_out_ids(pooled)

@@ -26,7 +26,14 @@ from credit.messages import QueryInstructions
 from simulations.engine import PartitionPlan, SimulationPlan, relay_app
 from tests.support.fake_grid import FakeGrid
 
-__all__ = ["consortium_grid", "exchanges", "held_out_rows", "run_in_process", "set_up_exchanges"]
+__all__ = [
+    "consortium_grid",
+    "exchanges",
+    "held_out_rows",
+    "run_in_process",
+    "set_up_exchanges",
+    "validation_rows",
+]
 
 
 def set_up_exchanges(*, secure: bool) -> list[str]:
@@ -58,6 +65,18 @@ def held_out_rows(plan: SimulationPlan, banks: Iterable[str] | None = None) -> i
     wanted = None if banks is None else set(banks)
     return sum(
         len(guard_for(settings).bank.test)
+        for settings in plan.banks
+        if wanted is None or settings.bank_name in wanted
+    )
+
+
+def validation_rows(plan: SimulationPlan, banks: Iterable[str] | None = None) -> int:
+    """How many rows the plan's banks (or the ones named) keep as validation parts."""
+    from participant.guard.in_process import guard_for
+
+    wanted = None if banks is None else set(banks)
+    return sum(
+        len(guard_for(settings).bank.validation)
         for settings in plan.banks
         if wanted is None or settings.bank_name in wanted
     )

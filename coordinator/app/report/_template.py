@@ -102,10 +102,10 @@ Computed by the coordinator from the banks' summed score histograms and loss sum
 {% if "rounds" in present %}
 <section id="rounds">
 <h2>Rounds</h2>
-<p class="note">Each round's global model, scored on the pooled held-out customers. <i>not evaluated</i>: the run's
+<p class="note">Each round's global model, scored on the pooled {{ "validation parts" if c.rounds_scored_on == "validation" else "held-out customers" }}. <i>not evaluated</i>: the run's
 cadence skipped it or its evaluation was lost; <i>aborted</i>: too few banks, the model stayed unchanged.</p>
 <div class="pair">
-{% if fig.rounds %}<figure><img src="{{ fig.rounds }}" alt="AUC and KS per round"><figcaption>Test AUC and KS of each scored round's model.</figcaption></figure>{% endif %}
+{% if fig.rounds %}<figure><img src="{{ fig.rounds }}" alt="AUC and KS per round"><figcaption>{{ "Validation" if c.rounds_scored_on == "validation" else "Test" }} AUC and KS of each scored round's model.</figcaption></figure>{% endif %}
 <div class="wide"><table>
 <thead><tr><th class="n">round</th><th>status</th><th class="n">AUC</th><th class="n">KS</th><th class="n">test loss</th>
 <th class="n">train loss</th><th class="n">banks trained</th><th class="n">max ε spent</th><th class="n">seconds</th></tr></thead>

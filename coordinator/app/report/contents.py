@@ -126,6 +126,7 @@ class ReportContents:
     secure_aggregation: tuple[tuple[str, str], ...]
     privacy: PrivacySection | None
     rounds: tuple[RoundRow, ...]
+    rounds_scored_on: str
     participation: Participation | None
     scores: ScoreHistograms | None
     calibration: CalibrationSection | None
@@ -195,7 +196,7 @@ def _contents(
         status=document.get("status"),
         schema_name=(document.get("schema") or {}).get("name"),
         wall_seconds=_optional(document.get("wall_seconds")),
-        final=_final(document.get("final") or {}, rounds),
+        final=_final(document.get("final") or {}, rounds, document.get("selection")),
         config=tuple((str(key), _text(value)) for key, value in config.items()),
         secure_aggregation=tuple(
             (str(key), _text(value))
@@ -203,6 +204,7 @@ def _contents(
         ),
         privacy=_privacy(document) if "privacy" in document else None,
         rounds=rounds,
+        rounds_scored_on=str(document.get("rounds_scored_on") or "test"),
         participation=_participation(document.get("participants") or {}, rounds),
         scores=ScoreHistograms.from_document(histograms) if histograms else None,
         calibration=read_calibration(calibration) if calibration else None,
@@ -226,10 +228,22 @@ def _optional(value: Any) -> float | None:
     return None if value is None else float(value)
 
 
-def _final(final: Mapping[str, Any], rounds: Sequence[RoundRow]) -> FinalMetrics | None:
-    """The final metrics, with the last scored round (None: no round was scored)."""
+def _final(
+    final: Mapping[str, Any],
+    rounds: Sequence[RoundRow],
+    selection: Mapping[str, Any] | None = None,
+) -> FinalMetrics | None:
+    """The final metrics, with the round whose model they score (None: none was scored).
+
+    That is the kept round (``selection``) of a run with validation parts, else the
+    last scored round.
+    """
     if not final:
         return None
+    if selection:
+        return FinalMetrics(
+            server_round=int(selection["round"]), metrics=CreditMetrics.from_dict(final)
+        )
     scored = [row.server_round for row in rounds if row.auc is not None]
     return FinalMetrics(
         server_round=scored[-1] if scored else None, metrics=CreditMetrics.from_dict(final)

@@ -120,7 +120,8 @@ def audited_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[st
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("FEDCREDIT_DATA_HOME", str(root / "home"))
         out = root / "out"
-        plan = plan_simulation(RunConfig(rounds=2, out_dir=str(out), seed=3), n_banks=3)
+        config = RunConfig(rounds=2, out_dir=str(out), seed=3, validation_fraction=0.0)
+        plan = plan_simulation(config, n_banks=3)
         plan = _with_bank_logs(plan, root / "banks")
         run_in_process(plan, grid=consortium_grid(plan))
     logs = {bank.bank_name: bank.audit_log for bank in plan.banks if bank.audit_log}

@@ -152,7 +152,7 @@ def _assert_same_state(loaded: RunState, saved: RunState) -> None:
 
 @pytest.fixture
 def config(tmp_path: Path) -> RunConfig:
-    return RunConfig(out_dir=str(tmp_path), rounds=5)
+    return RunConfig(out_dir=str(tmp_path), rounds=5, validation_fraction=0.0)
 
 
 def test_a_checkpoint_round_trips_everything_a_resume_needs(

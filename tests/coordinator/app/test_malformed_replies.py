@@ -177,6 +177,7 @@ def _planned_run(
     out: Path, *, n_banks: int, mods: list[Callable[..., Message]], **settings: Any
 ) -> tuple[SimulationPlan, FakeGrid]:
     """The plan of a run of ``n_banks`` banks, and a grid whose banks run ``mods``."""
+    settings.setdefault("validation_fraction", 0.0)  # the rounds' exchanges as they were
     config = RunConfig(out_dir=str(out), seed=4, **settings)
     plan = plan_simulation(config, n_banks=n_banks)
     app = relay_app(PartitionPlan(plan.banks), mods=mods)
@@ -207,7 +208,9 @@ def _planned_run(
 def test_a_bank_sending_malformed_replies_is_left_out_and_the_run_completes(
     tmp_path: Path, secure: bool, kind: str, corrupt: Corruption
 ) -> None:
-    config = RunConfig(out_dir=str(tmp_path), rounds=2, seed=4, secure_aggregation=secure)
+    config = RunConfig(
+        out_dir=str(tmp_path), rounds=2, seed=4, secure_aggregation=secure, validation_fraction=0
+    )
     plan = plan_simulation(config, n_banks=4)
     app = relay_app(PartitionPlan(plan.banks), mods=[_corrupting(3, _of_type(kind), corrupt)])
     grid = FakeGrid(app, num_nodes=4, run_config=config.to_flower(), seed=4)

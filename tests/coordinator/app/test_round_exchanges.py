@@ -75,7 +75,9 @@ class Run:
 
 
 def _run(out: Path, *, secure: bool) -> Run:
-    config = RunConfig(out_dir=str(out), rounds=ROUNDS, seed=0, secure_aggregation=secure)
+    config = RunConfig(  # no validation parts: the selection's exchanges, test_model_selection
+        out_dir=str(out), rounds=ROUNDS, seed=0, secure_aggregation=secure, validation_fraction=0
+    )
     plan = plan_simulation(config, n_banks=BANKS)
     replies: list[Reply] = []
 

@@ -53,6 +53,9 @@ def _metrics(out: Path) -> dict[str, Any]:
 
 
 def _private_plan(out: Path, n_banks: int, **settings: Any) -> SimulationPlan:
+    settings.setdefault(
+        "validation_fraction", 0.0
+    )  # rounds scored on held-out rows, last model kept (selection: test_model_selection)
     config = RunConfig(out_dir=str(out), batch_size=256, **settings)
     policy = BudgetPolicy(default=PrivacyBudget(max_epsilon=1.0))
     return plan_simulation(config, n_banks=n_banks, budgets=policy)
@@ -286,7 +289,12 @@ def _cadence_run(out: Path, *, secure: bool, every: int) -> tuple[FakeGrid, list
     """A 4-round run (no budgets; 3 banks secure, 2 plain) scoring every ``every``-th
     round's model."""
     config = RunConfig(
-        out_dir=str(out), rounds=4, seed=0, secure_aggregation=secure, evaluate_every=every
+        out_dir=str(out),
+        rounds=4,
+        seed=0,
+        secure_aggregation=secure,
+        evaluate_every=every,
+        validation_fraction=0.0,
     )
     # Plain runs of 2 banks: their float sums do not depend on the order replies arrive.
     plan = plan_simulation(config, n_banks=3 if secure else 2)
@@ -363,6 +371,7 @@ def test_a_run_failing_after_a_round_the_cadence_skips_scores_that_round_first(
         secure_aggregation=secure,
         evaluate_every=0,
         round_timeout=1.0,
+        validation_fraction=0.0,
     )
     plan = plan_simulation(config, n_banks=3)
     grid = consortium_grid(plan)
@@ -431,7 +440,9 @@ def _is_query(message: Message) -> bool:
 
 
 def _three_bank_plan(out: Path, **settings: Any) -> SimulationPlan:
-    """3 banks, seed 1, secure aggregation (as ``test_resume``)."""
+    """3 banks, seed 1, secure aggregation (as ``test_resume``); no validation parts
+    unless ``settings`` ask for them."""
+    settings.setdefault("validation_fraction", 0.0)
     return plan_simulation(RunConfig(out_dir=str(out), seed=1, **settings), n_banks=3)
 
 
@@ -459,8 +470,10 @@ def _unmask_of_round(server_round: int) -> Callable[[Message], bool]:
 
 
 def _four_bank_plan(out: Path, **settings: Any) -> SimulationPlan:
-    """4 banks, seed 1, secure aggregation: the threshold 3 of 4 tolerates one loss."""
-    return plan_simulation(RunConfig(out_dir=str(out), seed=1, **settings), n_banks=4)
+    """4 banks, seed 1, secure aggregation: the threshold 3 of 4 tolerates one loss (no
+    validation parts)."""
+    config = RunConfig(out_dir=str(out), seed=1, validation_fraction=0.0, **settings)
+    return plan_simulation(config, n_banks=4)
 
 
 def test_a_bank_lost_after_masking_its_update_stays_in_the_exact_sum(tmp_path: Path) -> None:

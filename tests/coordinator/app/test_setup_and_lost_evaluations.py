@@ -63,7 +63,7 @@ def _unmask_of_round(server_round: int) -> ClientAppCallable:
 def test_an_evaluation_lost_with_the_next_rounds_secure_sum_leaves_its_round_unscored(
     tmp_path: Path,
 ) -> None:
-    config = RunConfig(out_dir=str(tmp_path), rounds=3, seed=0, min_banks=2)
+    config = RunConfig(out_dir=str(tmp_path), rounds=3, seed=0, min_banks=2, validation_fraction=0)
     plan = plan_simulation(config, n_banks=3)
     events: list[str] = []
     grid = consortium_grid(plan, mods=[_unmask_of_round(2)])

@@ -45,8 +45,8 @@ def test_defaults_and_edge_address() -> None:
 def test_run_defaults_are_run_config_fields() -> None:
     """The [run] keys keep their names; types, defaults and bounds are RunConfig's own."""
     assert RUN_DEFAULT_FIELDS == (
-        "rounds", "model", "min_banks", "local_epochs", "batch_size", "learning_rate",
-        "secure_aggregation", "secagg_threshold_fraction",
+        "rounds", "model", "min_banks", "local_epochs", "local_steps", "batch_size",
+        "learning_rate", "secure_aggregation", "secagg_threshold_fraction",
     )  # fmt: skip
     assert tuple(RunDefaults.model_fields) == RUN_DEFAULT_FIELDS
     for name in RUN_DEFAULT_FIELDS:
@@ -62,7 +62,8 @@ def test_run_defaults_are_run_config_fields() -> None:
     [
         ("rounds", 0),
         ("min_banks", 0),
-        ("local_epochs", 0),
+        ("local_epochs", -1),
+        ("local_steps", -1),
         ("batch_size", 0),
         ("learning_rate", 0.0),
         ("learning_rate", -0.1),

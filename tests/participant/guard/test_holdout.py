@@ -246,7 +246,7 @@ def test_the_salt_never_leaves_the_guard(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """No message, reply, relay frame, audit entry, ledger line or log line carries it."""
-    holdout = HoldOut.fresh(0.2)
+    holdout = HoldOut.fresh(0.2, validation_fraction=0.0)
     salt = holdout.salt.get_secret_value()
     audit, ledger = tmp_path / "audit.jsonl", tmp_path / "ledger.jsonl"
     settings = acme_settings(

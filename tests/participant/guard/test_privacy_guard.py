@@ -72,7 +72,7 @@ def test_a_restarted_participant_keeps_its_spend_and_plan(tmp_path: Path) -> Non
     assert restarted.ledger.epsilon <= 1.0
 
 
-@pytest.mark.parametrize("change", [{"batch_size": 256}, {"local_epochs": 3}])
+@pytest.mark.parametrize("change", [{"batch_size": 256}, {"local_epochs": 3}, {"local_steps": 40}])
 def test_changed_batch_size_or_epochs_is_refused(tmp_path: Path, change: dict[str, int]) -> None:
     guard = _guard(tmp_path / "ledger.jsonl")
     for server_round in range(1, 9):
@@ -81,6 +81,27 @@ def test_changed_batch_size_or_epochs_is_refused(tmp_path: Path, change: dict[st
     with pytest.raises(PrivacyBudgetExceeded):
         guard.charge_round(_request(9, **change))
     assert guard.ledger.events == before
+
+
+def test_a_plan_in_local_steps_charges_those_steps_at_any_bank_size(tmp_path: Path) -> None:
+    """S steps per round whatever n (q = B/n); the plan records S, not epochs."""
+    small = PrivacyGuard(
+        bank="bank-1",
+        budget=PrivacyBudget(max_epsilon=1.0),
+        ledger_path=tmp_path / "small.jsonl",
+        n_train=266,
+    )
+    large = _guard(tmp_path / "large.jsonl")
+    for guard in (small, large):
+        event = guard.charge_round(_request(1, local_steps=40))
+        plan = guard.ledger.plan_for("run-1")
+        assert plan is not None
+        assert (event.steps, plan.steps_per_round) == (40, 40)
+        assert (plan.local_steps, plan.local_epochs) == (40, 0)
+        assert event.sample_rate == pytest.approx(64 / guard.n_train)
+    with pytest.raises(RunPlanChanged):  # back to epochs: another mechanism
+        small.charge_round(_request(2))
+    assert len(small.ledger.events) == 1
 
 
 def test_feature_stats_release_is_charged_and_noisy(

@@ -157,3 +157,23 @@ def test_start_refuses_a_ledger_bound_to_another_split(
         assert "start a new node folder with --home" in result.stderr
     assert (home / "node.json").read_text() == kept  # the refused salt replaced nothing
     assert ledger.read_text() == bound
+
+
+def test_the_validation_part_is_new_nodes_default_and_older_nodes_keep_none(
+    tmp_path: Path,
+) -> None:
+    """A first start keeps 0.2 of the training rows for validation; a node whose plan
+    predates validation parts keeps none (its ledger's split stays); a passed one wins."""
+    assert node_holdout(tmp_path / "new", fraction=None, salt=None).validation_fraction == 0.2
+    home = tmp_path / "node"
+    home.mkdir()
+    older = {"guard": {"holdout": {"fraction": 0.25, "salt": "1f" * 32}}}
+    (home / "node.json").write_text(json.dumps(older))
+    assert node_holdout(home, fraction=None, salt=None).validation_fraction == 0.0
+    passed = node_holdout(home, fraction=None, salt=None, validation_fraction=0.15)
+    assert passed == hold_out("1f" * 32, fraction=0.25).model_copy(
+        update={"validation_fraction": 0.15}
+    )
+    kept = {"guard": {"holdout": {**older["guard"]["holdout"], "validation_fraction": 0.15}}}
+    (home / "node.json").write_text(json.dumps(kept))
+    assert node_holdout(home, fraction=None, salt=None) == passed
