@@ -24,10 +24,9 @@ from numpy.typing import NDArray
 from sklearn.metrics import roc_auc_score
 
 from credit.encoding import FeatureEncoder
-from credit.loading import load_bank_csv
 from credit.schema import DatasetSchema, embedded_schema_path
 from credit.woe_binning import layout_of
-from participant.guard.bank import held_out_rows
+from participant.guard.bank import BankSource, prepare_bank
 from participant.guard.settings import HoldOut
 
 __all__ = [
@@ -59,22 +58,30 @@ class Rows:
     test: pd.DataFrame
 
 
-def run_rows(out: Path, schema: DatasetSchema, seed: int, test_fraction: float = 0.2) -> Rows:
+def run_rows(out: Path, schema_path: Path | None, seed: int, test_fraction: float = 0.2) -> Rows:
     """Every bank's training and held-out rows of the run in ``out``, pooled in bank order.
 
-    The banks' files are the ones ``OUT/simulation.json`` names; each bank holds out
-    its rows as a simulated bank does (:func:`participant.guard.bank.held_out_rows`
-    with the run's seed and test fraction).
+    The banks' files are the ones ``OUT/simulation.json`` names, read with the schema at
+    ``schema_path`` (the embedded one when None); each bank splits its rows as a
+    simulated bank does (:func:`participant.guard.bank.prepare_bank` with the run's
+    seed, test fraction and validation fraction), and its training rows are the ones
+    it trained on: neither held out nor in its validation part.
     """
     simulation = json.loads((out / "simulation.json").read_text(encoding="utf-8"))
-    holdout = HoldOut.for_simulation(fraction=test_fraction, seed=seed)
-    train, test = [], []
-    for bank in simulation["banks"]:
-        frame = load_bank_csv(Path(bank["file"]), schema).frame
-        held_out = held_out_rows(frame, schema, holdout)
-        train.append(frame[~held_out])
-        test.append(frame[held_out])
-    return Rows(pd.concat(train, ignore_index=True), pd.concat(test, ignore_index=True))
+    config = json.loads((out / "metrics.json").read_text(encoding="utf-8"))["config"]
+    holdout = HoldOut.for_simulation(
+        fraction=test_fraction,
+        seed=seed,
+        validation_fraction=float(config.get("validation-fraction", 0.0)),
+    )
+    banks = [
+        prepare_bank(BankSource(bank["name"], Path(bank["file"]), schema_path), holdout)
+        for bank in simulation["banks"]
+    ]
+    return Rows(
+        pd.concat([bank.train for bank in banks], ignore_index=True),
+        pd.concat([bank.test for bank in banks], ignore_index=True),
+    )
 
 
 def auc(labels: NDArray[Any], risk: NDArray[Any]) -> float:

@@ -144,9 +144,11 @@ def markdown(document: dict[str, Any]) -> str:
     default, converged = settings["default"], settings["converged"]
     footer = (
         f"Banks by EDUCATION, secure aggregation, no DP; seeds {document['seeds']}, mean ± sd. "
-        f"Default training: {default['rounds']} rounds of 1 local epoch; converged: "
-        f"{converged['rounds']} rounds of {converged['local_epochs']} local epochs "
-        "(learning rate 0.01, batch 64)."
+        f"Default training (the run's defaults): {default['rounds']} rounds of "
+        f"{default['local_steps']} local steps; converged: {converged['rounds']} rounds of "
+        f"{converged['local_epochs']} local epochs (both: learning rate "
+        f"{default['learning_rate']:g}, batch {default['batch_size']}, validation part "
+        f"{default['validation_fraction']:g} of each bank's training rows, best round kept)."
     )
     per_seed = document["per_seed"]
     lines = [

@@ -87,22 +87,24 @@ class Settings:
         return ["--rounds", str(self.converged_rounds), *epochs]
 
     def document(self) -> dict[str, Any]:
+        from credit.run_config import RunConfig
+
+        defaults = RunConfig()
+        common = {
+            "learning_rate": defaults.learning_rate,
+            "batch_size": defaults.batch_size,
+            "validation_fraction": defaults.validation_fraction,
+        }
         return {
             "split": "column EDUCATION (one bank per level group)",
             "secure_aggregation": True,
             "dp": False,
             "decision_cutoff": CUTOFF,
-            "default": {
-                "rounds": self.rounds,
-                "local_epochs": 1,
-                "learning_rate": 0.01,
-                "batch_size": 64,
-            },
+            "default": {"rounds": self.rounds, "local_steps": defaults.local_steps, **common},
             "converged": {
                 "rounds": self.converged_rounds,
                 "local_epochs": self.converged_epochs,
-                "learning_rate": 0.01,
-                "batch_size": 64,
+                **common,
             },
             "blanked": {
                 "completely_at_random": {"column": "LIMIT_BAL", "share": 0.2},
@@ -175,7 +177,7 @@ def measure_seed(seed: int, settings: Settings, work: Path) -> dict[str, Any]:
 
     runs = _runs(seed, settings, work)
     schema = load_schema()
-    rows = run_rows(runs["binned-default"], schema, seed)
+    rows = run_rows(runs["binned-default"], None, seed)
     target = schema.target
     labels = rows.test[target].to_numpy()
     result: dict[str, Any] = {"seed": seed, "test_rows": len(rows.test)}
@@ -185,7 +187,7 @@ def measure_seed(seed: int, settings: Settings, work: Path) -> dict[str, Any]:
         woe = load_model(runs[f"woe-{name}"] / "model")
         for encoding, model in (("binned", binned), ("woe", woe)):
             out = runs[f"{encoding}-{name}"]
-            _same_customers(rows, run_rows(out, schema, seed), schema.id_column)
+            _same_customers(rows, run_rows(out, None, seed), schema.id_column)
             woe_iv[f"{encoding}-{name}"] = woe_iv_difference(
                 _metrics(out)["woe_iv"], model.encoder, rows.train, target
             )
@@ -229,9 +231,10 @@ def _missing_values(runs: dict[str, Path], seed: int, complete: Rows) -> dict[st
     from credit.model_card import load_model
     from credit.schema import load_schema
 
-    blanked_schema = load_schema(runs["blanked"].parent / "blanked.toml")
-    blanked = run_rows(runs["blanked"], blanked_schema, seed)
-    dropped = run_rows(runs["dropped"], load_schema(), seed)
+    blanked_schema_path = runs["blanked"].parent / "blanked.toml"
+    blanked_schema = load_schema(blanked_schema_path)
+    blanked = run_rows(runs["blanked"], blanked_schema_path, seed)
+    dropped = run_rows(runs["dropped"], None, seed)
     id_column = blanked_schema.id_column
     if not blanked.test[id_column].equals(complete.test[id_column]):
         raise RuntimeError("the blanked run held out other customers than the complete run")
