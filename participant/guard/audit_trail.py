@@ -18,7 +18,9 @@ guard holds the key. Without a log (simulations) nothing is recorded. Events::
               of the model it carries), model_sha256 (the global model it scored)
     run-end   run, server_round: after the evaluation of the last planned round's model;
               under secure aggregation after the shares of that evaluation's own
-              secure round (a round past the planned ones), its last request
+              secure round (a round past the planned ones), its last request; in a run
+              with validation parts, with the held-out evaluation of the kept model
+              (server_round: the kept round), once
     coordinator-head
               run, server_round, request (query, train, evaluate), and the head of
               the coordinator's audit log the request carried (seq, head, key), or
@@ -179,7 +181,8 @@ def record_run_end(
     log: AuditLog | None, run: RunInstructions, *, server_round: int, flower_run_id: int
 ) -> None:
     """The run's last request was answered: the unmask of secure round ``server_round``,
-    past the planned rounds (the last model's evaluation)."""
+    past the planned rounds (the last model's evaluation, in a run without validation
+    parts; with them the run ends at the held-out evaluation, :func:`record_evaluate`)."""
     _record(log, ("run-end", {"run": run.run_key(flower_run_id), "server_round": server_round}))
 
 

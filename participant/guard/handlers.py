@@ -388,7 +388,9 @@ def unmask(request: BankRequest, query: QueryInstructions) -> RecordDict:
     content = RecordDict()
     reveal(request.secagg, asked).put(content)
     _advertise_if_asked(request, content)
-    if asked.server_round > query.planned_rounds:  # the last model's evaluation's round
+    # The last model's evaluation's round, in a run without validation parts (with them,
+    # the run ended when the bank released its held-out evaluation: :func:`evaluate`).
+    if query.validation_fraction == 0 and asked.server_round > query.planned_rounds:
         record_run_end(
             request.audit,
             query,
@@ -656,7 +658,10 @@ def evaluate(request: BankRequest) -> RecordDict:
         global_arrays,
         asked,
         guard,
-        closes=inputs is None,
+        # Under secure aggregation without validation parts the run ends at the unmask
+        # of the last model's evaluation (:func:`unmask`); with them, at the release of
+        # the held-out evaluation of the kept model, whichever round it is.
+        closes=inputs is None or instructions.validation_fraction > 0,
         governance=layout,
     )
     if inputs is None or code is None:

@@ -253,3 +253,36 @@ def test_a_private_run_scoring_every_round_plans_the_final_evaluation_and_verifi
         # final evaluation and the governance release
         expected = (3 if validates[name] else 0) + 2
         assert kinds.count("evaluation-release") == expected
+
+
+def _bank_events(out: Path, event: str) -> dict[str, list[dict[str, Any]]]:
+    """Each bank's audit-log entries of kind ``event`` (``OUT/audit/<bank>.jsonl``)."""
+    logs = sorted(path for path in (out / "audit").glob("*.jsonl") if path.stem != "coordinator")
+    assert logs, f"no bank audit logs in {out / 'audit'}"
+    return {
+        path.stem: [
+            entry
+            for entry in (json.loads(line) for line in path.read_text().splitlines())
+            if entry["event"] == event
+        ]
+        for path in logs
+    }
+
+
+@pytest.mark.parametrize("patience", [0, 1])
+def test_a_secure_run_with_validation_parts_ends_once_in_every_bank_s_audit_log(
+    tmp_path: Path, sample: Path, patience: int
+) -> None:
+    """Under secure aggregation a bank records run-end once, when it releases its
+    held-out evaluation of the kept model: not when it scores a validation part past
+    the planned rounds, and also after an early stop well before them."""
+    plan = _plan(tmp_path, sample, rounds=6, seed=0, local_steps=100, patience=patience)
+    run_in_process(plan)
+    document = _metrics(tmp_path)
+    assert (document["stopped_early"] is not None) == (patience == 1)
+    ends = _bank_events(tmp_path, "run-end")
+    evaluations = _bank_events(tmp_path, "evaluate")
+    for bank, entries in ends.items():
+        assert len(entries) == 1, f"{bank}: {entries}"
+        last = evaluations[bank][-1]["data"]
+        assert last["server_round"] == document["best_round"] == entries[0]["data"]["server_round"]
