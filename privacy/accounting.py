@@ -16,12 +16,12 @@ training rows, evaluation releases about the test rows. Stability monitoring
 releases counts of the records of a *later* file (applications made after the
 development sample: other records than the development file's), a third row set
 (``later``) whose releases compose with each other (every later file is counted
-against one budget, whatever months they cover), in parallel with the two others. Releases about disjoint row
-sets compose in parallel (McSherry, SIGMOD 2009, "Privacy integrated queries",
-Theorem 4): the neighbouring data set differs on one side only, so the privacy loss
-is that of the events of that side. Each side is composed in RDP on its own and the
-bank's epsilon is the larger of the two (:func:`epsilon_spent`); each side must stay
-within ``max_epsilon``.
+against one budget, whatever months they cover), in parallel with the two others.
+Releases about disjoint row sets compose in parallel (McSherry, SIGMOD 2009,
+"Privacy integrated queries", Theorem 4): the neighbouring data set differs on one
+side only, so the privacy loss is that of the events of that side. Each side is
+composed in RDP on its own and the bank's epsilon is the largest of the sides'
+(:func:`epsilon_spent`); each side must stay within ``max_epsilon``.
 
 Notes
 -----

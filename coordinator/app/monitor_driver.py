@@ -116,7 +116,9 @@ class MonitorDriver:
             model_sha256=model_sha256, layout_sha256=layout.digest(), score_bins=layout.score_bins
         )
         self._on_event = on_event or (lambda text: None)
-        self._exchange = BankExchange(grid, min_banks=config.min_banks, timeout=config.round_timeout)
+        self._exchange = BankExchange(
+            grid, min_banks=config.min_banks, timeout=config.round_timeout
+        )
         self._book = ReplyBook(on_event=self._on_event, on_refusal=lambda refusal: None)
 
     def run(self) -> MonitorOutcome:

@@ -97,14 +97,16 @@ def read_development(run_dir: Path) -> Development:
         No run there (no ``metrics.json`` or ``model/``), or a model without bins
         (the file or folder is named).
     """
-    from credit.model_card import load_model
     from credit.errors import FedcreditError
+    from credit.model_card import load_model
 
     metrics_path = run_dir / METRICS_FILE
     try:
         document = json.loads(metrics_path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ConfigError("no metrics.json: pass a finished run's folder", source=str(run_dir)) from None
+        raise ConfigError(
+            "no metrics.json: pass a finished run's folder", source=str(run_dir)
+        ) from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ConfigError(f"unreadable metrics.json ({exc})", source=str(metrics_path)) from exc
     if not isinstance(document, dict) or not isinstance(document.get("config"), dict):

@@ -62,7 +62,7 @@ __all__ = [
 ]
 
 SCORE = "score"
-"""The score's name in reports (a model input cannot be called so: see :meth:`StabilityLayout.of`)."""
+"""The score's name in reports (no model input may be called so)."""
 
 
 @dataclass(frozen=True)
@@ -187,7 +187,9 @@ class StabilityCounts:
 
 
 def stability_counts(
-    bins: Mapping[str, NDArray[np.integer]], score_bins: NDArray[np.integer], layout: StabilityLayout
+    bins: Mapping[str, NDArray[np.integer]],
+    score_bins: NDArray[np.integer],
+    layout: StabilityLayout,
 ) -> StabilityCounts:
     """One sample's counts (bank side) from each row's bin per characteristic and its score bin.
 
@@ -217,7 +219,9 @@ def stability_counts(
     return StabilityCounts(populations)
 
 
-def stability_vector(counts: StabilityCounts | None, layout: StabilityLayout) -> NDArray[np.float64]:
+def stability_vector(
+    counts: StabilityCounts | None, layout: StabilityLayout
+) -> NDArray[np.float64]:
     """What a bank adds to the sum: ``[counts, 1]``, or zeros when it releases nothing."""
     values = None if counts is None else counts.to_vector()
     if values is not None and values.size != layout.length:
