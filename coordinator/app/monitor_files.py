@@ -209,12 +209,19 @@ def _plot(document: Mapping[str, Any], path: Path) -> None:
         return
     first = next(iter(series.values()))
     names = [SCORE, *first["characteristics"]]
-    fig, ax = plt.subplots(figsize=(max(8.0, 0.5 * len(names) * max(1, len(series))), 4.5))
+    fig, ax = plt.subplots(figsize=(min(16.0, max(8.0, 0.6 * len(names) + 2.0)), 5.0))
     width = 0.8 / len(series)
     positions = np.arange(len(names))
     for k, (label, part) in enumerate(series.items()):
         values = [part["score"]["psi"], *(part["characteristics"][n]["psi"] for n in names[1:])]
-        ax.bar(positions + k * width, values, width, label=label)
+        bars = ax.bar(positions + k * width, values, width, label=label)
+        drifted = [part["score"]["drift"]] + [
+            part["characteristics"][n]["drift"] for n in names[1:]
+        ]
+        for bar, drift in zip(bars, drifted, strict=True):
+            if drift:  # the sample-size-aware flag: drift that noise does not explain
+                ax.annotate("drift", (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                            ha="center", va="bottom", fontsize=7, rotation=90)  # fmt: skip
     ax.axhline(MONITOR_THRESHOLD, color="orange", linestyle="--", label="monitor (0.1)")
     ax.axhline(SHIFT_THRESHOLD, color="red", linestyle="--", label="shift (0.25)")
     ax.set_xticks(positions + width * (len(series) - 1) / 2, names, rotation=60, ha="right")
