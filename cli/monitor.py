@@ -141,7 +141,10 @@ def _show(document: Mapping[str, Any]) -> None:
     names = ["score", *first["characteristics"]]
 
     def entry(part: Mapping[str, Any], name: str) -> Mapping[str, Any]:
-        return part["score"] if name == "score" else part["characteristics"][name]
+        found: Mapping[str, Any] = (
+            part["score"] if name == "score" else part["characteristics"][name]
+        )
+        return found
 
     columns: list[str | Column] = [
         Column("characteristic", no_wrap=True),

@@ -43,6 +43,7 @@ from coordinator.app.monitor_files import (
     stability_document,
     write_monitor_outputs,
 )
+from coordinator.app.monitor_noise import later_noise
 from credit.errors import ConfigError, OperationFailed
 from credit.governance.stability import DEFAULT_QUANTILE
 from credit.governance.stability_release import PopulationComparison, compare_populations
@@ -211,6 +212,7 @@ def plan_monitor(
             model_sha256=development.model_sha256,
             counts=development.counts,
             missing=development.missing,
+            noise=development.noise,
         ),
         banks=pinned_banks(banks, config),
         later={name: str(file) for name, file in sorted(files.items())},
@@ -292,7 +294,15 @@ def run_monitor(
     development = plan.development
     consortium = None
     if development.counts is not None and outcome.later is not None:
-        consortium = compare_populations(development.counts, outcome.later, quantile=plan.quantile)
+        consortium = compare_populations(
+            development.counts,
+            outcome.later,
+            quantile=plan.quantile,
+            expected_noise=development.noise,
+            actual_noise=later_noise(
+                outcome.privacy, development.config.run_name, development.layout
+            ),
+        )
     document = stability_document(
         run_dir=plan.run_dir,
         later=plan.later,

@@ -15,8 +15,10 @@ Outputs (:func:`write_monitor_outputs`) in ``OUT_MONITOR/``:
 
 * ``stability.json``: the thresholds, the consortium's comparison (score PSI, every
   characteristic's CSI, each with its level, critical value, drift flag and per-bin
-  table) and each bank's own comparison (its later file against all its development
-  rows, computed at the bank), and the ledger summaries the banks reported;
+  table; under DP the critical value allows for the noise of both samples' counts:
+  :mod:`coordinator.app.monitor_noise`) and each bank's own comparison (its later file
+  against all its development rows, computed at the bank), and the ledger summaries
+  the banks reported;
 * ``stability.png``: PSI and CSI per characteristic as bars, consortium and banks,
   with the 0.1 and 0.25 thresholds;
 * ``ledgers/<bank>.json``: each bank's ledger summary (as a training run's).
@@ -31,17 +33,20 @@ from pathlib import Path
 from typing import Any
 
 from coordinator.app.monitor_driver import MonitorOutcome
+from coordinator.app.monitor_noise import development_noise
 from coordinator.app.run_files import LEDGER_DIR, METRICS_FILE, MODEL_DIR
 from credit.errors import ConfigError
 from credit.governance.stability import DEFAULT_QUANTILE, MONITOR_THRESHOLD, SHIFT_THRESHOLD
 from credit.governance.stability_release import (
     SCORE,
+    NoiseVariances,
     PopulationComparison,
     StabilityCounts,
     StabilityLayout,
     development_counts,
 )
 from credit.run_config import RunConfig
+from credit.schema import load_schema
 
 __all__ = [
     "PLOT_FILE",
@@ -79,6 +84,9 @@ class Development:
         encoder from public bounds; then the consortium is not compared).
     missing : str or None
         Why ``counts`` is None.
+    noise : NoiseVariances or None
+        The DP noise variance of ``counts`` per bin (None: exact counts;
+        :mod:`coordinator.app.monitor_noise`).
     """
 
     config: RunConfig
@@ -86,6 +94,7 @@ class Development:
     model_sha256: str
     counts: StabilityCounts | None
     missing: str | None = None
+    noise: NoiseVariances | None = None
 
 
 def read_development(run_dir: Path) -> Development:
@@ -118,12 +127,14 @@ def read_development(run_dir: Path) -> Development:
     except (FedcreditError, ValueError) as exc:
         raise ConfigError(str(exc), source=str(run_dir / MODEL_DIR)) from exc
     counts, missing = _released_counts(document, layout)
+    schema = load_schema(config.schema_file or None)
     return Development(
         config=config,
         layout=layout,
         model_sha256=str(model.card["weights"]["sha256"]),
         counts=counts,
         missing=missing,
+        noise=development_noise(document, layout, model.encoder, schema, config.grid_bins),
     )
 
 

@@ -51,6 +51,7 @@ from credit.summing import counted, uncounted
 
 __all__ = [
     "SCORE",
+    "NoiseVariances",
     "PopulationComparison",
     "StabilityCounts",
     "StabilityLayout",
@@ -342,10 +343,23 @@ class PopulationComparison:
         return {**self.results[name].as_dict(), "bins": bins}
 
 
+NoiseVariances = Mapping[str, NDArray[np.float64]]
+"""Each characteristic's (and the score's) per-bin count noise variance (DP noise, summed)."""
+
+
 def compare_populations(
-    expected: StabilityCounts, actual: StabilityCounts, *, quantile: float = DEFAULT_QUANTILE
+    expected: StabilityCounts,
+    actual: StabilityCounts,
+    *,
+    quantile: float = DEFAULT_QUANTILE,
+    expected_noise: NoiseVariances | None = None,
+    actual_noise: NoiseVariances | None = None,
 ) -> PopulationComparison:
     """PSI of the score and CSI of every characteristic, both samples settled first.
+
+    ``expected_noise`` and ``actual_noise`` (None: exact counts) give the drift flag
+    the counts' DP noise to allow for
+    (:func:`~credit.governance.stability.noisy_critical_value`).
 
     Raises
     ------
@@ -357,7 +371,13 @@ def compare_populations(
     settled_expected = {k: v.settled() for k, v in expected.populations.items()}
     settled_actual = {k: v.settled() for k, v in actual.populations.items()}
     results = {
-        name: stability_report(counts, settled_actual[name], quantile=quantile)
+        name: stability_report(
+            counts,
+            settled_actual[name],
+            quantile=quantile,
+            expected_variance=None if expected_noise is None else expected_noise[name],
+            actual_variance=None if actual_noise is None else actual_noise[name],
+        )
         for name, counts in settled_expected.items()
     }
     return PopulationComparison(
