@@ -315,7 +315,7 @@ class PopulationComparison:
         return [name for name, result in self.results.items() if result.drift]
 
     def document(self, layout: StabilityLayout) -> dict[str, Any]:
-        """``stability.json``'s form: ``score`` and ``characteristics``, each with its bins."""
+        """``stability.json``'s form: ``score``, ``characteristics`` (each with a ``table``)."""
         entries = {name: self._entry(name, layout) for name in self.results}
         return {
             "score": entries.pop(SCORE),
@@ -340,7 +340,7 @@ class PopulationComparison:
                 layout.labels(name), expected, actual, e_share, a_share, strict=True
             )
         ]
-        return {**self.results[name].as_dict(), "bins": bins}
+        return {**self.results[name].as_dict(), "table": bins}
 
 
 NoiseVariances = Mapping[str, NDArray[np.float64]]

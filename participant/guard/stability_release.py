@@ -222,15 +222,18 @@ def stability(request: BankRequest, query: QueryInstructions) -> RecordDict:
     content = RecordDict()
     vector = counts.to_vector()
     guard = privacy_guard(bank, settings)
+    run = query.run_key(request.flower_run_id)
+    noise_multiplier = None
     if guard is not None:
-        run = query.run_key(request.flower_run_id)
         try:
             event = _charge(guard.ledger, run, development.layout, policy)
         except PrivacyBudgetExceeded as refusal:
             return refusal_reply(request, refusal, guard, run)
+        noise_multiplier = event.noise_multiplier
         deviation = event.noise_multiplier * event.max_grad_norm
         vector = vector + SecureGaussian().standard_normal(vector.size) * deviation
         guard.summary().put(content)
+    _record_release(request, run, development, rows, noise_multiplier, secure=inputs is not None)
     released = StabilityCounts.from_vector(vector, development.layout)
     totals = stability_vector(released, development.layout)
     if inputs is None or code is None:
@@ -240,6 +243,38 @@ def stability(request: BankRequest, query: QueryInstructions) -> RecordDict:
         request.secagg, server_round=inputs.server_round, code=code, totals=totals
     )
     return content
+
+
+def _record_release(
+    request: BankRequest,
+    run: str,
+    development: DevelopmentModel,
+    rows: int,
+    noise_multiplier: float | None,
+    *,
+    secure: bool,
+) -> None:
+    """The release in the bank's audit log, and the end of the monitoring run.
+
+    The stability query is the run's last request with the bank's data (a secure sum's
+    consistency and unmask exchanges follow, which record nothing), so the log is
+    closed here as a training run's is by its last unmask.
+    """
+    if request.audit is None:
+        return
+    request.audit.append(
+        "stability-release",
+        {
+            "run": run,
+            "flower_run_id": request.flower_run_id,
+            "model_sha256": development.sha256,
+            "layout_sha256": development.layout.digest(),
+            "rows": rows,
+            "noise_multiplier": noise_multiplier,
+            "secure": secure,
+        },
+    )
+    request.audit.append("run-end", {"run": run, "server_round": 0})
 
 
 def _check_request(

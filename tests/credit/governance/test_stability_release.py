@@ -123,7 +123,7 @@ def test_comparison_is_stability_report_per_characteristic(
         )
     document = comparison.document(layout)
     assert list(document["characteristics"]) == list(encoder.features)
-    bins = document["score"]["bins"]
+    bins = document["score"]["table"]
     assert [row["bin"] for row in bins] == list(layout.labels(SCORE))
     assert sum(row["actual"] for row in bins) == 1000
 
