@@ -78,8 +78,12 @@ def monitor(
             raise ConfigError(f"must lie in (0, 1); got {quantile}", source="--quantile")
         from simulations.monitor import plan_monitor, run_monitor
 
-        plan = plan_monitor(
-            run, later_data, out, secure_aggregation=secure_aggregation, quantile=quantile
+        plan = plan_monitor(  # a bank's own comparison runs nothing federated
+            run,
+            later_data,
+            out,
+            secure_aggregation=secure_aggregation and bank is None,
+            quantile=quantile,
         )
         if bank is not None:
             document = _local_only(plan, bank)
