@@ -129,7 +129,7 @@ def _local_only(plan: MonitorPlan, bank: str) -> dict[str, Any]:
 
 
 def _cell(entry: Mapping[str, Any]) -> str:
-    flag = " DRIFT" if entry["drift"] else ""
+    flag = " *" if entry["drift"] else ""
     return f"{entry['psi']:.4f} {entry['level']}{flag}"
 
 
@@ -151,7 +151,7 @@ def _show(document: Mapping[str, Any]) -> None:
         return found
 
     columns: list[str | Column] = [
-        Column("characteristic", no_wrap=True),
+        Column("name", no_wrap=True),
         *(Column(label, justify="right", no_wrap=True) for label in series),
     ]
     rows = [[name, *(_cell(entry(part, name)) for part in series.values())] for name in names]
@@ -160,6 +160,10 @@ def _show(document: Mapping[str, Any]) -> None:
         f"{label}: n={part['score']['expected_rows']:,.0f} m={part['score']['actual_rows']:,.0f}"
         for label, part in series.items()
     )
-    say(f"samples (development n, later m): {sizes}")
+    say(
+        "* drift: PSI >= 0.1 and above what sampling (and DP noise) explains at the "
+        f"{document['quantile']:g} quantile",
+        f"samples (development n, later m): {sizes}",
+    )
     if document.get("consortium_missing"):
         say(f"consortium not compared: {document['consortium_missing']}")

@@ -44,7 +44,7 @@ def test_a_quantile_outside_the_unit_interval_is_refused(tmp_path: Path) -> None
 def test_the_bank_needs_both_stability_files(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="--development-model: stability monitoring needs both"):
         _stability_policy(tmp_path, None, 50)
-    with pytest.raises(ConfigError, match="--later-data: '.*missing.csv' does not exist"):
+    with pytest.raises(ConfigError, match=r"--later-data: '.*missing\.csv' does not exist"):
         _stability_policy(tmp_path / "missing.csv", tmp_path, 50)
     assert _stability_policy(None, None, 50) is None
     policy = _stability_policy(tmp_path, tmp_path, 80)
