@@ -21,9 +21,11 @@ from cli.app import app
 from coordinator.app.monitor_driver import MonitorDriver, MonitorOutcome
 from credit.audit import load_public_key, verify_audit
 from credit.governance.stability import PopulationCounts, psi_critical_value, stability_report
+from credit.loading import load_bank_csv
 from credit.metrics import score_bin_index
 from credit.model_card import load_model
 from credit.run_config import RunConfig
+from credit.schema import load_schema
 from participant.guard.in_process import guard_for
 from privacy.budget import PrivacyBudget
 from privacy.verify import verify_ledger
@@ -146,17 +148,11 @@ def _pooled(plan: MonitorPlan, development: Path, later: Path) -> dict[str, floa
     guards = [guard_for(settings) for settings in plan.banks]
     train = pd.concat([guard.bank.train for guard in guards], ignore_index=True)
     test = pd.concat([guard.bank.test for guard in guards], ignore_index=True)
-    rows = pd.concat([guard_for(s).bank.train.iloc[:0] for s in plan.banks[:1]])  # columns
-    frames = [pd.read_csv(file) for file in sorted(later.glob("*.csv"))]
-    from credit.loading import load_bank_csv
-    from credit.schema import load_schema
-
     schema = load_schema()
     later_rows = pd.concat(
         [load_bank_csv(file, schema).frame for file in sorted(later.glob("*.csv"))],
         ignore_index=True,
     )
-    assert len(later_rows) == sum(len(frame) for frame in frames) and rows.empty
     layout = plan.development.layout
     result = {}
     dev_bins, later_bins = model.encoder.bin_indices(train), model.encoder.bin_indices(later_rows)
