@@ -1,6 +1,7 @@
 """The ``fedcredit`` command line: one console script, a subcommand group per role.
 
-``fedcredit simulate`` (researchers, :mod:`cli.simulate`), ``fedcredit privacy``
+``fedcredit simulate`` (researchers, :mod:`cli.simulate`), ``fedcredit monitor``
+(stability of a later file, :mod:`cli.monitor`), ``fedcredit privacy``
 (:mod:`cli.privacy`), ``fedcredit coordinator`` (the consortium operator,
 :mod:`cli.coordinator`), ``fedcredit participant`` (a partner bank,
 :mod:`cli.participant`) and ``fedcredit audit`` (:mod:`cli.audit`). Each command
@@ -19,6 +20,7 @@ import typer
 
 from cli.audit import audit_app
 from cli.coordinator import coordinator_app
+from cli.monitor import monitor
 from cli.participant import participant_app
 from cli.privacy import privacy_app
 from cli.simulate import simulate
@@ -33,6 +35,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.command("simulate")(simulate)
+app.command("monitor")(monitor)
 app.add_typer(privacy_app, name="privacy")
 app.add_typer(coordinator_app, name="coordinator")
 app.add_typer(participant_app, name="participant")

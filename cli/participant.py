@@ -18,7 +18,7 @@ from credit.errors import ConfigError
 if TYPE_CHECKING:
     from deploy.bundle import Bundle
     from participant.guard.bank_guard import BankGuard
-    from participant.guard.settings import GuardSettings, SecAggPolicy
+    from participant.guard.settings import GuardSettings, SecAggPolicy, StabilityPolicy
     from participant.node.members import MemberListChoice
     from participant.node.supernode import NodeSettings
     from privacy.budget import PrivacyBudget
@@ -220,6 +220,27 @@ SetupBins = Annotated[
         "release noises (finer grids are merged into this many cells).",
     ),
 ]
+LaterData = Annotated[
+    Path | None,
+    typer.Option(
+        help="Stability monitoring: the bank's later file (CSV of the consortium's schema) "
+        "whose counts on the development model's bins it releases to a stability query "
+        "(with --development-model; without both it answers none).",
+        show_default=False,
+    ),
+]
+DevelopmentModel = Annotated[
+    Path | None,
+    typer.Option(
+        help="Stability monitoring: the development model the bank holds (a run's model/ "
+        "folder); the bank counts on its bins only, whatever a query asks.",
+        show_default=False,
+    ),
+]
+MinLaterRows = Annotated[
+    int,
+    typer.Option(min=1, help="The bank releases no counts of a later file with fewer rows."),
+]
 RequireSecure = Annotated[
     bool,
     typer.Option(
@@ -266,6 +287,27 @@ NodeUser = Annotated[
 ]
 
 
+def _stability_policy(
+    later: Path | None, model: Path | None, min_rows: int
+) -> StabilityPolicy | None:
+    """The bank's stability policy from ``--later-data`` and ``--development-model``."""
+    from participant.guard.settings import StabilityPolicy
+
+    if later is None and model is None:
+        return None
+    if later is None or model is None:
+        missing = "--later-data" if later is None else "--development-model"
+        raise ConfigError("stability monitoring needs both files", source=missing)
+    for path, flag in ((later, "--later-data"), (model, "--development-model")):
+        if not path.exists():
+            raise ConfigError(f"'{path}' does not exist", source=flag)
+    return StabilityPolicy(
+        later_path=later.expanduser().resolve(),
+        model_dir=model.expanduser().resolve(),
+        min_rows=min_rows,
+    )
+
+
 @participant_app.command("start")
 def start(
     bundle: BundleOption,
@@ -290,6 +332,9 @@ def start(
     min_holdout_rows: MinHoldoutRows = 50,
     setup_share: SetupShare = 0.1,
     setup_bins: SetupBins = 64,
+    later_data: LaterData = None,
+    development_model: DevelopmentModel = None,
+    min_later_rows: MinLaterRows = 50,
 ) -> None:
     """Check the data and records, then start the bank's guard and its SuperNode.
 
@@ -343,6 +388,7 @@ def start(
                 max_calibration_bins=max_calibration_bins,
             ),
             setup=SetupReleasePolicy(max_bins=setup_bins, budget_share=setup_share),
+            stability=_stability_policy(later_data, development_model, min_later_rows),
         )
         _say_member_list(member_list)
         plan = prepare_node(settings)

@@ -31,6 +31,10 @@ EVALUATION_DECLINED = "evaluation-declined"
 # sums of the held-out rows), and the bank's sums in the clear in its evaluate reply.
 GOVERNANCE = "governance"
 GOVERNANCE_SUMS = "governance-sums"
+# A stability query's request (the development model and layout it counts on), and the
+# bank's counts of its later file in the clear in its reply.
+STABILITY = "stability"
+STABILITY_COUNTS = "stability-counts"
 # The head of the sender's audit log: in every request of a coordinator that keeps
 # one, and every answered reply of a bank that keeps one (each side records the other's).
 AUDIT_HEAD = "audit-head"

@@ -85,11 +85,15 @@ def ledger_problems(
     every event runs its plan's mechanism (a governance release, an evaluation
     release of the test rows at its own sensitivity, runs the evaluation plan's
     noise multiplier); one set-up release and at most one governance release per
-    run; delta is at most 1 / (10 n_train).
+    run; a stability release (a later file's counts) is one step with q = 1;
+    delta is at most 1 / (10 n_train).
     """
     problems = _plan_problems(plans, n_train)
     by_run: dict[tuple[str, str], RunPlan] = {(plan.run, plan.kind): plan for plan in plans}
     for event in events:
+        if event.kind == "stability-release":  # no plan: each is calibrated on its own
+            problems += _stability_problems(event)
+            continue
         problems += _event_problems(event, by_run.get((event.run, _PLAN_OF_KIND[event.kind])))
     setups = Counter(event.run for event in events if event.kind == "gaussian-release")
     problems += [
@@ -170,6 +174,15 @@ def _steps_problems(plan: RunPlan, where: str) -> list[str]:
         rule = "local_epochs * ceil(n_train/batch_size)"
     if plan.steps_per_round != expected:
         return [f"{where}: {plan.steps_per_round} steps per round, not {rule} = {expected}"]
+    return []
+
+
+def _stability_problems(event: DpEvent) -> list[str]:
+    """A stability release is one Gaussian release (q = 1, one step) with no plan."""
+    if event.sample_rate != 1.0 or event.steps != 1:
+        return [
+            f"stability release of run '{event.run}': a stability release is one step with q = 1"
+        ]
     return []
 
 

@@ -12,12 +12,16 @@ Parallel composition over a fixed split. A bank splits its rows once into traini
 and held-out (test) rows by a per-record rule (a keyed hash of the record), so adding
 or removing one record changes exactly one side. Every release is about one side
 only (:attr:`DpEvent.rows`): DP-SGD and the set-up feature statistics are about the
-training rows, evaluation releases about the test rows. Releases about disjoint row
-sets compose in parallel (McSherry, SIGMOD 2009, "Privacy integrated queries",
-Theorem 4): the neighbouring data set differs on one side only, so the privacy loss
-is that of the events of that side. Each side is composed in RDP on its own and the
-bank's epsilon is the larger of the two (:func:`epsilon_spent`); each side must stay
-within ``max_epsilon``.
+training rows, evaluation releases about the test rows. Stability monitoring
+releases counts of the records of a *later* file (applications made after the
+development sample: other records than the development file's), a third row set
+(``later``) whose releases compose with each other (every later file is counted
+against one budget, whatever months they cover), in parallel with the two others.
+Releases about disjoint row sets compose in parallel (McSherry, SIGMOD 2009,
+"Privacy integrated queries", Theorem 4): the neighbouring data set differs on one
+side only, so the privacy loss is that of the events of that side. Each side is
+composed in RDP on its own and the bank's epsilon is the largest of the sides'
+(:func:`epsilon_spent`); each side must stay within ``max_epsilon``.
 
 Notes
 -----
@@ -65,13 +69,15 @@ RDP_ORDERS: tuple[float, ...] = (
     *range(12, 64),
     *(2**k for k in range(6, 11)),
 )
-Rows = Literal["train", "test"]
-"""Which of the bank's two fixed row sets a release is about."""
-ROW_SETS: tuple[Rows, ...] = ("train", "test")
+Rows = Literal["train", "test", "later"]
+"""Which of the bank's row sets a release is about: its development file's two fixed
+sets, or the records of its later files (stability monitoring)."""
+ROW_SETS: tuple[Rows, ...] = ("train", "test", "later")
 EVENT_ROWS: dict[str, Rows] = {
     "dp-sgd": "train",
     "gaussian-release": "train",
     "evaluation-release": "test",
+    "stability-release": "later",
 }
 """Each event kind and the row set its releases are about."""
 MAX_NOISE_MULTIPLIER = 1e3
@@ -97,11 +103,12 @@ class DpEvent:
         L2 clipping norm (the sensitivity) of each step.
     kind : str
         ``dp-sgd`` (training steps), ``gaussian-release`` (the set-up feature
-        statistics) or ``evaluation-release`` (noisy evaluation sums of the test rows).
+        statistics), ``evaluation-release`` (noisy evaluation sums of the test rows)
+        or ``stability-release`` (noisy bin counts of a later file's records).
     run : str
         The run the release belongs to ("" in ledgers written before runs were
         recorded); ``fedcredit privacy verify`` matches it with the run's plan.
-    rows : {"train", "test"}
+    rows : {"train", "test", "later"}
         The row set the release is about; must be the kind's (:data:`EVENT_ROWS`).
         Events about different row sets compose in parallel (module docstring).
     """
@@ -133,9 +140,9 @@ class DpEvent:
 
 
 def epsilon_spent(events: Sequence[DpEvent], delta: float) -> float:
-    """The bank's epsilon at ``delta``: the larger of its two row sets' (0 for no events).
+    """The bank's epsilon at ``delta``: the largest of its row sets' (0 for no events).
 
-    Events about the training rows and events about the test rows compose in parallel
+    Events about the training rows, the test rows and later files compose in parallel
     (module docstring), so the bank's epsilon is the maximum over the row sets of the
     RDP composition of that set's events (:func:`epsilon_by_rows`).
 
@@ -150,9 +157,9 @@ def epsilon_spent(events: Sequence[DpEvent], delta: float) -> float:
 
 
 def epsilon_by_rows(events: Sequence[DpEvent], delta: float) -> dict[str, float]:
-    """Epsilon at ``delta`` of each row set's events: ``{"train": ..., "test": ...}``.
+    """Epsilon at ``delta`` of each row set's events: ``{"train": ..., "test": ..., "later": ...}``.
 
-    Each row set's events are composed sequentially (RDP adds up); the two sets
+    Each row set's events are composed sequentially (RDP adds up); the sets
     are not composed with each other (parallel composition, module docstring). A
     row set without events has spent 0.
 

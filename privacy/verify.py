@@ -19,7 +19,9 @@
   every event runs its plan's mechanism; one set-up release per run, whose
   sensitivity is sqrt(F) for the F model inputs of the run's schema (checked when
   the schema file ``metrics.json`` names is at hand with the hash it records, as
-  in a simulation); delta <= the bank's declared delta (and 1 / (10 n_train));
+  in a simulation); a stability release (a later file's counts, ``later`` rows) is
+  one step with q = 1 and needs no plan; delta <= the bank's declared delta (and
+  1 / (10 n_train));
 * completeness: every round ``metrics.json`` says the bank trained in has its
   DP-SGD event (an older summary replayed in place of the last one lacks some).
 

@@ -111,6 +111,7 @@ class Stage(StrEnum):
     CONSISTENCY = "consistency"
     UNMASK = "unmask"
     EVALUATE = "evaluate"
+    STABILITY = "stability"
 
 
 PROTOCOL_STAGES = frozenset({Stage.ADVERTISE, Stage.CONSISTENCY, Stage.UNMASK})

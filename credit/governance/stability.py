@@ -24,7 +24,14 @@ chi2_q(B - 1)`` (``q`` = 0.99 by default), so a small bank is not flagged for no
 
 Noise. Under differential privacy the summed counts are real numbers, possibly
 negative; :meth:`PopulationCounts.settled` (applied by :func:`stability_report`) clips them
-at zero after summing over banks, never at a bank.
+at zero after summing over banks, never at a bank. DP noise moves PSI as sampling
+does, so the drift flag must not read it as drift either: given each bin count's noise
+variance (``v_e``, ``v_a``: the banks' Gaussian noise, summed), the share difference of bin
+``i`` has variance ``p_i (1/n + 1/m) + v_e,i / n^2 + v_a,i / m^2``, so PSI ~ ``(1/n + 1/m)
+chi2(B - 1) + sum_i u_i chi2(1)`` with ``u_i = (v_e,i / n^2 + v_a,i / m^2) / p_i``, and the
+critical value is the ``q`` quantile of that sum by the Welch-Satterthwaite
+approximation (a scaled chi-square with the same mean and variance:
+:func:`noisy_critical_value`); without noise it is exactly ``(1/n + 1/m) chi2_q(B - 1)``.
 """
 
 from __future__ import annotations
@@ -43,12 +50,14 @@ __all__ = [
     "DEFAULT_QUANTILE",
     "EMPTY_SHARE",
     "MONITOR_THRESHOLD",
+    "NULL_DRAWS",
     "SHIFT_THRESHOLD",
     "STABILITY_SENSITIVITY",
     "PopulationCounts",
     "StabilityLevel",
     "StabilityResult",
     "characteristic_stability",
+    "noisy_critical_value",
     "population_counts",
     "population_from_vector",
     "population_stability_index",
@@ -230,6 +239,78 @@ def psi_critical_value(
     return (1.0 / expected_rows + 1.0 / actual_rows) * chi2
 
 
+NULL_DRAWS = 2_000
+"""Draws of the simulated no-drift distribution of PSI under DP noise."""
+
+
+def noisy_critical_value(
+    expected_share: NDArray[np.float64],
+    expected_rows: float,
+    actual_rows: float,
+    *,
+    expected_variance: NDArray[np.float64],
+    actual_variance: NDArray[np.float64],
+    quantile: float = DEFAULT_QUANTILE,
+    draws: int = NULL_DRAWS,
+    seed: int = 0,
+) -> float:
+    """The critical value of PSI under no drift when the counts carry DP noise.
+
+    The ``quantile`` of PSI over ``draws`` simulated pairs of samples with no drift:
+    ``n`` and ``m`` rows drawn from ``expected_share`` (multinomial), each count with
+    Gaussian noise of its variance, clipped at zero as the real counts are, compared
+    by :func:`population_stability_index`'s formula.
+
+    Parameters
+    ----------
+    expected_share : numpy.ndarray
+        The development shares of the bins (summing to 1).
+    expected_rows, actual_rows : float
+        ``n`` and ``m``, > 0 (rounded to whole rows for the draws).
+    expected_variance, actual_variance : numpy.ndarray
+        Each bin's count noise variance in either sample (0: exact counts).
+    quantile : float, default 0.99
+        ``q``, in (0, 1).
+    draws : int, default 2,000
+        Simulated samples.
+    seed : int, default 0
+        Seeds the simulation (a test statistic, nothing private: the same inputs give
+        the same critical value).
+
+    Notes
+    -----
+    Simulated rather than approximated: with noise of the size DP needs on bins of
+    a few hundred rows, PSI's logarithm is far from its quadratic approximation and a
+    scaled chi-square underestimates the tail several-fold.
+    """
+    if not 0.0 < quantile < 1.0:
+        raise ValueError(f"quantile must lie in (0, 1); got {quantile}")
+    if expected_rows <= 0 or actual_rows <= 0:
+        raise ValueError(f"sample sizes must be > 0; got {expected_rows} and {actual_rows}")
+    share = np.clip(np.asarray(expected_share, dtype=np.float64), 0.0, None)
+    share = share / share.sum()
+    rng = np.random.default_rng(seed)
+    samples = []
+    for rows, variance in ((expected_rows, expected_variance), (actual_rows, actual_variance)):
+        counts = rng.multinomial(max(1, round(rows)), share, size=draws).astype(np.float64)
+        noise = rng.standard_normal(counts.shape) * np.sqrt(np.asarray(variance))
+        samples.append(np.clip(counts + noise, 0.0, None))
+    psi = _psi_rows(samples[0], samples[1])
+    return float(np.quantile(psi, quantile))
+
+
+def _psi_rows(expected: NDArray[np.float64], actual: NDArray[np.float64]) -> NDArray[np.float64]:
+    """:func:`population_stability_index` of each row pair (rows without counts give 0)."""
+    e = expected / np.maximum(expected.sum(axis=1, keepdims=True), 1e-12)
+    a = actual / np.maximum(actual.sum(axis=1, keepdims=True), 1e-12)
+    occupied = (e > 0) | (a > 0)
+    e = np.where(e > 0, e, EMPTY_SHARE)
+    a = np.where(a > 0, a, EMPTY_SHARE)
+    terms = np.where(occupied, (a - e) * np.log(a / e), 0.0)
+    result: NDArray[np.float64] = terms.sum(axis=1)
+    return result
+
+
 @dataclass(frozen=True)
 class StabilityResult:
     """One comparison of a later sample with the development sample.
@@ -241,8 +322,8 @@ class StabilityResult:
     level : StabilityLevel
         The conventional reading of ``psi``.
     critical_value : float
-        ``(1/n + 1/m) chi2_q(B - 1)``: what PSI exceeds by chance with probability
-        ``1 - q`` when nothing drifted.
+        ``(1/n + 1/m) chi2_q(B - 1)`` (with DP noise: :func:`noisy_critical_value`):
+        what PSI exceeds by chance with probability ``1 - q`` when nothing drifted.
     drift : bool
         ``psi >= 0.1`` and ``psi > critical_value``: drift that sample noise does not
         explain.
@@ -266,17 +347,37 @@ class StabilityResult:
 
 
 def stability_report(
-    expected: PopulationCounts, actual: PopulationCounts, *, quantile: float = DEFAULT_QUANTILE
+    expected: PopulationCounts,
+    actual: PopulationCounts,
+    *,
+    quantile: float = DEFAULT_QUANTILE,
+    expected_variance: NDArray[np.float64] | None = None,
+    actual_variance: NDArray[np.float64] | None = None,
 ) -> StabilityResult:
     """PSI, its level and the sample-size-aware drift flag (coordinator side).
 
-    Both count vectors (summed over banks) are settled first.
+    Both count vectors (summed over banks) are settled first. ``expected_variance``
+    and ``actual_variance`` (one entry per bin; None: exact counts) are the DP noise
+    variances of the counts, which the critical value then allows for
+    (:func:`noisy_critical_value`).
     """
     expected, actual = expected.settled(), actual.settled()
     psi = population_stability_index(expected, actual)
     n, m = float(expected.counts.sum()), float(actual.counts.sum())
-    bins = int(((expected.counts > 0) | (actual.counts > 0)).sum())
-    critical = psi_critical_value(n, m, bins, quantile)
+    occupied = (expected.counts > 0) | (actual.counts > 0)
+    bins = int(occupied.sum())
+    if expected_variance is None and actual_variance is None:
+        critical = psi_critical_value(n, m, bins, quantile)
+    else:
+        zeros = np.zeros(expected.n_bins)
+        critical = noisy_critical_value(
+            expected.counts / n,
+            n,
+            m,
+            expected_variance=zeros if expected_variance is None else expected_variance,
+            actual_variance=zeros if actual_variance is None else actual_variance,
+            quantile=quantile,
+        )
     return StabilityResult(
         psi=psi,
         level=stability_level(psi),

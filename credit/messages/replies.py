@@ -139,7 +139,7 @@ class LedgerEvent(BaseModel):
     max_grad_norm: float = Field(gt=0)
     kind: str
     run: str = ""
-    rows: Literal["train", "test"] = "train"
+    rows: Literal["train", "test", "later"] = "train"
 
 
 class LedgerPlan(BaseModel):

@@ -43,6 +43,10 @@ class Task(StrEnum):
     the aggregates follow in secure round 0)."""
     ENROLL = "enroll"
     """Rejoin a resumed run: name and row counts, no data release."""
+    STABILITY = "stability"
+    """Stability monitoring: the bank's counts of its later file on the development
+    model's bins (in the clear, or, with secure aggregation's inputs in the message, as
+    the input of a secure sum); see :class:`~credit.messages.stability.StabilityRequest`."""
     SECAGG_ADVERTISE = "secagg-advertise"
     """Secure aggregation: masking keys and sealed shares for a round."""
     SECAGG_CONSISTENCY = "secagg-consistency"

@@ -42,6 +42,7 @@ __all__ = [
     "HoldOut",
     "SecAggPolicy",
     "SetupReleasePolicy",
+    "StabilityPolicy",
 ]
 
 DEFAULT_HOLDOUT_FRACTION = 0.2
@@ -285,6 +286,33 @@ class SetupReleasePolicy(BaseModel):
     budget_share: float = Field(default=0.1, gt=0, le=0.5)
 
 
+class StabilityPolicy(BaseModel):
+    """A bank's later file for stability monitoring, and its rules for releasing its counts.
+
+    Parameters
+    ----------
+    later_path : pathlib.Path
+        The later file (CSV of the consortium's schema) whose population the bank
+        compares with its development sample.
+    model_dir : pathlib.Path
+        The development model the bank holds (a run's ``OUT/model`` folder): its
+        encoder's bins and its run's score bins are the only bins the bank counts on.
+    min_rows : int, default 50
+        The bank releases no counts of a later file with fewer rows.
+    budget_share : float, default 0.1
+        Under a privacy budget, each release's noise makes it cost this share of
+        ``max_epsilon`` on the later files' records (see
+        :mod:`participant.guard.stability_release`).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    later_path: Path
+    model_dir: Path
+    min_rows: int = Field(default=50, ge=1)
+    budget_share: float = Field(default=0.1, gt=0, le=1)
+
+
 class SecAggPolicy(BaseModel):
     """A bank's rules for the secure-aggregation rounds it takes part in.
 
@@ -350,6 +378,9 @@ class GuardSettings(BaseModel):
     setup : SetupReleasePolicy
         How the bank releases its set-up feature statistics under a budget (cells per
         feature, share of the budget).
+    stability : StabilityPolicy, optional
+        The bank's later file and development model for stability monitoring; None:
+        the bank answers no stability query.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
@@ -369,6 +400,7 @@ class GuardSettings(BaseModel):
     secure_aggregation: SecAggPolicy = Field(default_factory=SecAggPolicy)
     evaluation: EvaluationPolicy = Field(default_factory=EvaluationPolicy)
     setup: SetupReleasePolicy = Field(default_factory=SetupReleasePolicy)
+    stability: StabilityPolicy | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> GuardSettings:

@@ -59,6 +59,7 @@ from participant.guard.settings import (
     HoldOut,
     SecAggPolicy,
     SetupReleasePolicy,
+    StabilityPolicy,
 )
 from participant.node.members import PINNED_MEMBERS_FILE, pin_member_list
 from participant.relay.node_config import RelayConfig
@@ -129,6 +130,9 @@ class NodeSettings:
         What the bank releases about its held-out rows (score bins, minimum rows).
     setup : SetupReleasePolicy
         How the bank releases its set-up statistics under a budget (cells, share).
+    stability : StabilityPolicy, optional
+        The bank's later file and development model for stability monitoring (None:
+        it answers no stability query).
     """
 
     bundle: Bundle
@@ -145,6 +149,7 @@ class NodeSettings:
     secure_aggregation: SecAggPolicy = field(default_factory=SecAggPolicy)
     evaluation: EvaluationPolicy = field(default_factory=EvaluationPolicy)
     setup: SetupReleasePolicy = field(default_factory=SetupReleasePolicy)
+    stability: StabilityPolicy | None = None
 
     @property
     def ledger(self) -> Path:
@@ -433,6 +438,7 @@ def node_plan(settings: NodeSettings) -> NodePlan:
         secure_aggregation=settings.secure_aggregation,
         evaluation=settings.evaluation,
         setup=settings.setup,
+        stability=settings.stability,
     )
     return NodePlan(
         guard=guard,

@@ -151,9 +151,10 @@ def test_row_sets_compose_in_parallel() -> None:
     assert by_rows == {
         "train": pytest.approx(epsilon_spent(training, delta)),
         "test": pytest.approx(epsilon_spent(evaluations, delta)),
+        "later": 0.0,
     }
     assert epsilon_spent([*evaluations, *training], delta) == pytest.approx(max(by_rows.values()))
-    assert epsilon_by_rows([], delta) == {"train": 0.0, "test": 0.0}
+    assert epsilon_by_rows([], delta) == {"train": 0.0, "test": 0.0, "later": 0.0}
     # Each set on its own agrees with dp_accounting's composition of that set alone.
     reference_rdp, _ = _reference(evaluations, delta)
     assert by_rows["test"] == pytest.approx(reference_rdp, rel=0.02)

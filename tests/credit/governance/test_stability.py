@@ -11,6 +11,7 @@ from credit.governance.stability import (
     PopulationCounts,
     StabilityLevel,
     characteristic_stability,
+    noisy_critical_value,
     population_counts,
     population_from_vector,
     population_stability_index,
@@ -215,3 +216,47 @@ def test_csi_reports_each_characteristic() -> None:
     )
     with pytest.raises(ValueError, match="different characteristics: \\['AGE'\\]"):
         characteristic_stability(expected, {**actual, "AGE": _counts(1)})
+
+
+def test_the_noisy_critical_value_without_noise_is_close_to_the_chi_square_one() -> None:
+    share = np.full(8, 1 / 8)
+    zeros = np.zeros(8)
+
+    critical = noisy_critical_value(
+        share, 1_000, 400, expected_variance=zeros, actual_variance=zeros, quantile=0.95
+    )
+
+    assert critical == pytest.approx(psi_critical_value(1_000, 400, 8, 0.95), rel=0.1)
+
+
+def test_noise_aware_flag_holds_its_false_alarm_rate_under_dp_noise() -> None:
+    """With Gaussian noise on every count and no drift, PSI passes the critical value about
+    1 - q of the time (the plain chi-square one would be passed almost always)."""
+    rng = np.random.default_rng(11)
+    share = np.array([0.3, 0.25, 0.2, 0.1, 0.08, 0.05, 0.02])
+    n, m, deviation = 5_000, 2_000, 40.0
+    variance = np.full(share.size, deviation**2)
+    expected_variance, actual_variance = variance, variance / 4
+    critical = noisy_critical_value(
+        share, n, m, expected_variance=expected_variance, actual_variance=actual_variance
+    )
+    passed = plain = 0
+    trials = 2_000
+    for _ in range(trials):
+        expected = rng.multinomial(n, share) + rng.normal(0, deviation, share.size)
+        actual = rng.multinomial(m, share) + rng.normal(0, deviation / 2, share.size)
+        psi = population_stability_index(
+            PopulationCounts(expected.astype(float)), PopulationCounts(actual.astype(float))
+        )
+        passed += psi > critical
+        plain += psi > psi_critical_value(n, m, share.size)
+
+    assert passed / trials < 0.03
+    assert plain / trials > 0.5
+    report = stability_report(
+        PopulationCounts(share * n),
+        PopulationCounts(share * m),
+        expected_variance=expected_variance,
+        actual_variance=actual_variance,
+    )
+    assert report.critical_value == pytest.approx(critical, rel=1e-9)
