@@ -257,7 +257,11 @@ def _bank_settings(
         ledger_path=run_dir / LEDGERS_DIR / f"{stem}.jsonl" if budget is not None else None,
         audit_log=audit / f"{stem}.jsonl",
         audit_key=audit / f"{stem}.key",
-        holdout=HoldOut.for_simulation(fraction=config.test_fraction, seed=config.seed),
+        holdout=HoldOut.for_simulation(
+            fraction=config.test_fraction,
+            seed=config.seed,
+            validation_fraction=config.validation_fraction,
+        ),
         secure_aggregation=SecAggPolicy(threshold_fraction=config.secagg_threshold_fraction),
         stability=StabilityPolicy(later_path=later.absolute(), model_dir=run_dir / "model"),
     )

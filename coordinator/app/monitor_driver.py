@@ -149,18 +149,7 @@ class MonitorDriver:
         )
 
     def _instructions(self) -> RunInstructions:
-        config = self.config
-        return RunInstructions(
-            run_name=config.run_name,
-            schema_hash=self.schema.schema_hash(),
-            test_fraction=config.test_fraction,
-            seed=config.seed,
-            planned_rounds=config.announced_rounds,
-            planned_evaluations=1,
-            local_epochs=config.local_epochs,
-            batch_size=config.batch_size,
-            max_grad_norm=config.max_grad_norm,
-        )
+        return RunInstructions.of_run(self.config, self.schema.schema_hash(), planned_evaluations=1)
 
     def _join(self) -> list[SetupReply]:
         keys = (secagg.KeyRequest(),) if self.config.secure_aggregation else ()

@@ -340,18 +340,10 @@ class RunDriver:
         return nodes
 
     def _run_instructions(self) -> RunInstructions:
-        return RunInstructions(
-            run_name=self.config.run_name,
-            schema_hash=self.schema.schema_hash(),
-            test_fraction=self.config.test_fraction,
-            validation_fraction=self.config.validation_fraction,
-            seed=self.config.seed,
-            planned_rounds=self.config.announced_rounds,
+        return RunInstructions.of_run(
+            self.config,
+            self.schema.schema_hash(),
             planned_evaluations=self.config.announced_evaluations(private=self._private),
-            local_epochs=self.config.local_epochs,
-            local_steps=self.config.round_steps,
-            batch_size=self.config.batch_size,
-            max_grad_norm=self.config.max_grad_norm,
         )
 
     # -- rounds ---------------------------------------------------------------------

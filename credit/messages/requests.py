@@ -20,6 +20,7 @@ from credit.feature_stats import MAX_GRID_BINS
 from credit.messages._parts import AS_JSON, ConfigPart, from_json
 from credit.metrics import MAX_SCORE_BINS
 from credit.model_spec import ModelSpec
+from credit.run_config import RunConfig
 
 __all__ = [
     "EvaluateRequest",
@@ -119,6 +120,23 @@ class RunInstructions(ConfigPart):
                 f"local-epochs {self.local_epochs}, local-steps {self.local_steps}"
             )
         return self
+
+    @classmethod
+    def of_run(cls, config: RunConfig, schema_hash: str, *, planned_evaluations: int) -> Self:
+        """The settings of a run with ``config`` that every message to a bank carries."""
+        return cls(
+            run_name=config.run_name,
+            schema_hash=schema_hash,
+            test_fraction=config.test_fraction,
+            validation_fraction=config.validation_fraction,
+            seed=config.seed,
+            planned_rounds=config.announced_rounds,
+            planned_evaluations=planned_evaluations,
+            local_epochs=config.local_epochs,
+            local_steps=config.round_steps,
+            batch_size=config.batch_size,
+            max_grad_norm=config.max_grad_norm,
+        )
 
     def run_key(self, flower_run_id: int) -> str:
         """The name the bank files this run under: ``run_name``, else Flower's run id."""

@@ -24,8 +24,10 @@ q = 1, one step), charged to the bank's ledger as a ``stability-release`` event 
 its ``later`` row set before anything is released. Later files are other records than
 the development file's (applications made after it), so their releases compose in
 parallel with the development rows' and sequentially with each other: every
-monitoring release of the bank draws on one budget (:mod:`privacy.accounting`). A
-release the budget does not allow is refused (nothing recorded).
+monitoring release of the bank draws on one budget (:mod:`privacy.accounting`). The
+guard checks that premise: under a budget a later file sharing a record with the
+development file (:func:`shared_records`) is refused. A release the budget does not
+allow is refused (nothing recorded).
 
 The bank's own report (no release) compares its later file with its development
 sample, all its rows (:func:`local_comparison`).
@@ -56,6 +58,7 @@ from credit.messages.stability import StabilityRequest, stability_counts_to_reco
 from credit.metrics import score_bin_index
 from credit.model_card import CreditModel, load_model
 from credit.schema import DatasetSchema
+from participant.guard.bank import PreparedBank, record_keys
 from participant.guard.handlers import (
     BankRequest,
     GuardRefusal,
@@ -145,11 +148,25 @@ def sample_counts(rows: pd.DataFrame, development: DevelopmentModel) -> Stabilit
 
 def _later_counts(
     policy: StabilityPolicy, schema: DatasetSchema
-) -> tuple[DevelopmentModel, StabilityCounts, int]:
+) -> tuple[DevelopmentModel, StabilityCounts, pd.DataFrame]:
     """The development model, the later file's counts and its rows."""
     development = development_model(policy.model_dir, schema)
     later = load_bank_csv(policy.later_path, schema).frame
-    return development, sample_counts(later, development), len(later)
+    return development, sample_counts(later, development), later
+
+
+def shared_records(bank: PreparedBank, later: pd.DataFrame) -> int:
+    """How many of the later file's records are also records of the development file.
+
+    Records are compared by their keys (:func:`participant.guard.bank.record_keys`:
+    the id column, or the whole row without one). The ``later`` row set's budget is
+    apart from the development rows' only because its records are others: a bank
+    with a budget releases nothing about a later file that shares records with its
+    development file.
+    """
+    development = pd.concat([bank.train, bank.validation, bank.test], ignore_index=True)
+    known = set(record_keys(development, bank.schema))
+    return sum(key in known for key in record_keys(later, bank.schema))
 
 
 def local_comparison(
@@ -210,8 +227,9 @@ def stability(request: BankRequest, query: QueryInstructions) -> RecordDict:
             f"bank '{bank.name}' releases its later file's counts only through secure "
             "aggregation; the query asks for them in the clear",
         )
-    development, counts, rows = _later_counts(policy, bank.schema)
+    development, counts, later = _later_counts(policy, bank.schema)
     _check_request(asked, development, bank.name, settings)
+    rows = len(later)
     if rows < policy.min_rows:
         raise GuardRefusal(
             "stability-rows",
@@ -225,6 +243,15 @@ def stability(request: BankRequest, query: QueryInstructions) -> RecordDict:
     run = query.run_key(request.flower_run_id)
     noise_multiplier = None
     if guard is not None:
+        shared = shared_records(bank, later)
+        if shared:
+            raise GuardRefusal(
+                "stability-records",
+                f"bank '{bank.name}' releases counts of a later file under its budget only "
+                f"when its records are not in the development file; {shared} of its {rows} "
+                f"records are (by {bank.schema.id_column or 'whole row'}): monitor "
+                "applications made after the development sample",
+            )
         try:
             event = _charge(guard.ledger, run, development.layout, policy)
         except PrivacyBudgetExceeded as refusal:

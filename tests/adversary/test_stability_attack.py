@@ -241,3 +241,24 @@ def test_a_bank_with_a_budget_charges_noisy_releases_until_its_budget_is_spent(
     refused = [reply for reply in replies if Refusal.present(reply)]
     assert refused, "the later files' budget never ran out"
     assert len(events) == 1 + len(replies) - len(refused)
+
+
+def test_a_bank_with_a_budget_releases_nothing_about_development_customers_again(
+    tmp_path: Path,
+    schema: DatasetSchema,
+    embedded_frame: pd.DataFrame,
+    files: tuple[Path, Path, FeatureEncoder, str],
+) -> None:
+    """The later row set has a budget of its own only because its records are others: a
+    later file that repeats development customers (same ids) would let a coordinator
+    learn about them past the training rows' budget, so nothing is released, uncharged."""
+    data, _, encoder, sha = files
+    later = tmp_path / "acme-again.csv"
+    embedded_frame.iloc[550:850].to_csv(later, index=False)  # 50 development customers
+    settings, guard = _bank(tmp_path, data, later, max_epsilon=1.0)
+    layout = StabilityLayout.of(encoder, SCORE_BINS)
+
+    with pytest.raises(GuardRefused, match="50 of its 300 records are"):
+        _ask(guard, _query(schema, model_sha256=sha, layout=layout, score_bins=SCORE_BINS))
+    assert settings.ledger_path is not None
+    assert not settings.ledger_path.exists() or not read_ledger(settings.ledger_path).events

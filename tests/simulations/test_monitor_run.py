@@ -77,10 +77,14 @@ def _in_process(grids: list[FakeGrid] | None = None) -> object:
     return federated_sum
 
 
-def _later_files(run: Path, folder: Path, *, drift: bool) -> Path:
+def _later_files(run: Path, folder: Path, *, drift: bool, new_records: bool = True) -> Path:
+    """Each bank's later file: its development rows as applications made later (new ids;
+    ``new_records`` False: the same customers again), one column shifted with ``drift``."""
     folder.mkdir()
     for file in sorted((run / "banks").glob("*.csv")):
         frame = pd.read_csv(file)
+        if new_records:
+            frame["ID"] = frame["ID"] + 1_000_000
         if drift:
             frame[DRIFTED] = (frame[DRIFTED] * 2.5).clip(upper=1_000_000)
         frame.to_csv(folder / file.name, index=False)
