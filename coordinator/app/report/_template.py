@@ -107,7 +107,7 @@ cadence skipped it or its evaluation was lost; <i>aborted</i>: too few banks, th
 <div class="pair">
 {% if fig.rounds %}<figure><img src="{{ fig.rounds }}" alt="AUC and KS per round"><figcaption>{{ "Validation" if c.rounds_scored_on == "validation" else "Test" }} AUC and KS of each scored round's model.</figcaption></figure>{% endif %}
 <div class="wide"><table>
-<thead><tr><th class="n">round</th><th>status</th><th class="n">AUC</th><th class="n">KS</th><th class="n">test loss</th>
+<thead><tr><th class="n">round</th><th>status</th><th class="n">AUC</th><th class="n">KS</th><th class="n">{{ "validation" if c.rounds_scored_on == "validation" else "test" }} loss</th>
 <th class="n">train loss</th><th class="n">banks trained</th><th class="n">max ε spent</th><th class="n">seconds</th></tr></thead>
 <tbody>
 {% for r in c.rounds %}

@@ -70,7 +70,7 @@ def draw_figures(contents: ReportContents) -> ReportFigures:
     """Every chart the report's contents allow."""
     scores = contents.scores
     return ReportFigures(
-        rounds=_rounds_chart(contents.rounds),
+        rounds=_rounds_chart(contents.rounds, scored_on=contents.rounds_scored_on),
         roc=_roc_chart(roc_curve(*_classes(scores))) if scores else None,
         ks=_ks_chart(ks_curve(*_classes(scores))) if scores else None,
         distribution=_distribution_chart(score_distribution(*_classes(scores))) if scores else None,
@@ -93,8 +93,11 @@ def _svg_uri(draw: Callable[[Axes], None], *, size: tuple[float, float] = _SIZE)
     return "data:image/svg+xml;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def _rounds_chart(rounds: Sequence[RoundRow]) -> str | None:
-    """Test AUC and KS per scored round; aborted rounds shaded (None: none scored)."""
+def _rounds_chart(rounds: Sequence[RoundRow], *, scored_on: str) -> str | None:
+    """AUC and KS per scored round; aborted rounds shaded (None: none scored).
+
+    ``scored_on``: the rows the rounds were scored on (``validation`` or ``test``).
+    """
     scored = [
         (row.server_round, row.auc, row.ks)
         for row in rounds
@@ -112,8 +115,8 @@ def _rounds_chart(rounds: Sequence[RoundRow]) -> str | None:
             label = "aborted (model unchanged)" if index == 0 else None
             axis.axvspan(number - 0.4, number + 0.4, color=_DEFAULTER, alpha=0.15, label=label)
         axis.set_xlabel("round")
-        axis.set_ylabel("pooled test metric")
-        axis.set_title("Test AUC and KS per round")
+        axis.set_ylabel(f"pooled {scored_on} metric")
+        axis.set_title(f"{scored_on.capitalize()} AUC and KS per round")
         axis.xaxis.set_major_locator(MaxNLocator(integer=True))
         axis.legend()
 

@@ -194,3 +194,18 @@ def test_a_malformed_model_card_is_named(run_folder: RunFolder) -> None:
     (folder / "model" / "model_card.json").write_text('{"format": "fedcredit-model/1"}')
     with pytest.raises(ValueError, match=r"model_card\.json: unexpected content \(KeyError"):
         _report(folder)
+
+
+@pytest.mark.parametrize("scored_on", ["validation", "test"])
+def test_the_rounds_say_which_rows_scored_them(run_folder: RunFolder, scored_on: str) -> None:
+    def edit(document: dict[str, Any]) -> None:
+        document["rounds_scored_on"] = scored_on
+
+    html = _report(run_folder(edit=edit))
+    rounds = html[html.index('id="rounds"') : html.index('id="participation"')]
+    other = "test" if scored_on == "validation" else "validation"
+    assert f">{scored_on} loss</th>" in rounds and f">{other} loss</th>" not in rounds
+    chart = re.search(r'<img src="data:image/svg\+xml;base64,([^"]+)" alt="AUC and KS', rounds)
+    assert chart is not None
+    drawing = base64.b64decode(chart.group(1)).decode()
+    assert f"{scored_on.capitalize()} AUC and KS per round" in drawing
