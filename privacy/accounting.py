@@ -59,6 +59,7 @@ __all__ = [
     "calibrate_noise_multiplier",
     "epsilon_by_rows",
     "epsilon_spent",
+    "one_release_noise_multiplier",
 ]
 
 ACCOUNTANT = "rdp"
@@ -210,6 +211,29 @@ def _epsilon_from_rdp(rdp: NDArray[np.float64], delta: float) -> float:
             orders=list(RDP_ORDERS), rdp=rdp, delta=delta
         )
     return float(epsilon)
+
+
+def one_release_noise_multiplier(max_epsilon: float, delta: float, rows: Rows = "train") -> float:
+    """The noise multiplier of one Gaussian release (q = 1, one step) costing ``max_epsilon``.
+
+    :func:`calibrate_noise_multiplier` for a single release with nothing spent before
+    it: a bank's share of its budget for a one-off release (the set-up aggregates, a
+    later file's counts).
+
+    Raises
+    ------
+    ValueError
+        Not even the largest noise multiplier makes the release cost that little.
+    """
+    return calibrate_noise_multiplier(
+        spent=[],
+        planned_rounds=1,
+        sample_rate=1.0,
+        steps_per_round=1,
+        max_epsilon=max_epsilon,
+        delta=delta,
+        rows=rows,
+    )
 
 
 def calibrate_noise_multiplier(

@@ -35,6 +35,7 @@ import numpy as np
 from flwr.app import Context
 from flwr.clientapp import ClientApp
 from flwr.clientapp.typing import Mod
+from flwr.serverapp import ServerApp
 
 from coordinator.app.audit_trail import AUDIT_DIR, COORDINATOR_LOG
 from coordinator.app.run_files import RunFiles, run_files
@@ -511,7 +512,6 @@ def run_simulated_consortium(
     cpus : int, optional
         CPUs given to Ray (one ClientApp per CPU at a time); all cores by default.
     """
-    from flwr.simulation import run_simulation
 
     set_offline_defaults(simulation=True)
     server_app = make_server_app(
@@ -520,28 +520,7 @@ def run_simulated_consortium(
         on_event=on_event or (lambda text: None),
     )
     client_app = simulation_client_app(plan)
-    flwr_logger = logging.getLogger("flwr")
-    previous_level = flwr_logger.level
-    flwr_logger.setLevel(logging.ERROR)
-    try:
-        run_simulation(
-            server_app=server_app,
-            client_app=client_app,
-            num_supernodes=len(plan.banks),
-            backend_config={
-                "client_resources": {"num_cpus": 1, "num_gpus": 0.0},
-                "init_args": {
-                    "num_cpus": cpus or os.cpu_count() or 1,
-                    "num_gpus": 0,
-                    "include_dashboard": False,
-                    "log_to_driver": False,
-                    # Ray's processes talk over loopback only, not the machine's interfaces.
-                    "_node_ip_address": "127.0.0.1",
-                },
-            },
-        )
-    finally:
-        flwr_logger.setLevel(previous_level)
+    run_on_simulation_engine(server_app, client_app, supernodes=len(plan.banks), cpus=cpus)
     files = run_files(Path(plan.config.out_dir))
     _record_exact_metrics(plan, files)
     return files
@@ -600,3 +579,38 @@ def relay_app(
 
 def _file_name(bank: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in bank)
+
+
+def run_on_simulation_engine(
+    server_app: ServerApp, client_app: ClientApp, *, supernodes: int, cpus: int | None
+) -> None:
+    """Run ``server_app`` against ``supernodes`` virtual SuperNodes of ``client_app`` on Ray.
+
+    One CPU per ClientApp at a time, ``cpus`` in all (every core by default); Ray's
+    processes talk over loopback only, and Flower's own log is kept to errors (the
+    callbacks print the progress).
+    """
+    from flwr.simulation import run_simulation
+
+    flwr_logger = logging.getLogger("flwr")
+    previous_level = flwr_logger.level
+    flwr_logger.setLevel(logging.ERROR)
+    try:
+        run_simulation(
+            server_app=server_app,
+            client_app=client_app,
+            num_supernodes=supernodes,
+            backend_config={
+                "client_resources": {"num_cpus": 1, "num_gpus": 0.0},
+                "init_args": {
+                    "num_cpus": cpus or os.cpu_count() or 1,
+                    "num_gpus": 0,
+                    "include_dashboard": False,
+                    "log_to_driver": False,
+                    # Ray's processes talk over loopback only, not the machine's interfaces.
+                    "_node_ip_address": "127.0.0.1",
+                },
+            },
+        )
+    finally:
+        flwr_logger.setLevel(previous_level)

@@ -26,8 +26,6 @@ and the run's model (:class:`~participant.guard.settings.StabilityPolicy`).
 from __future__ import annotations
 
 import json
-import logging
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -60,7 +58,13 @@ from participant.guard.settings import (
 from participant.guard.stability_release import local_comparison
 from privacy.budget import PrivacyBudget
 from privacy.secagg.protocol import MIN_ROSTER
-from simulations.engine import LEDGERS_DIR, PartitionPlan, pinned_banks, relay_app
+from simulations.engine import (
+    LEDGERS_DIR,
+    PartitionPlan,
+    pinned_banks,
+    relay_app,
+    run_on_simulation_engine,
+)
 from simulations.settings import SIMULATION_FILE
 
 __all__ = [
@@ -328,7 +332,6 @@ def _federated_sum(
     plan: MonitorPlan, *, on_event: EventCallback | None, cpus: int | None
 ) -> MonitorOutcome:
     """The monitoring run in Flower's Simulation Engine; its outcome."""
-    from flwr.simulation import run_simulation
 
     set_offline_defaults(simulation=True)
     outcomes: list[MonitorOutcome] = []
@@ -339,27 +342,9 @@ def _federated_sum(
         on_outcome=outcomes.append,
         on_event=on_event,
     )
-    flwr_logger = logging.getLogger("flwr")
-    previous_level = flwr_logger.level
-    flwr_logger.setLevel(logging.ERROR)
-    try:
-        run_simulation(
-            server_app=server_app,
-            client_app=monitor_client_app(plan),
-            num_supernodes=len(plan.banks),
-            backend_config={
-                "client_resources": {"num_cpus": 1, "num_gpus": 0.0},
-                "init_args": {
-                    "num_cpus": cpus or os.cpu_count() or 1,
-                    "num_gpus": 0,
-                    "include_dashboard": False,
-                    "log_to_driver": False,
-                    "_node_ip_address": "127.0.0.1",
-                },
-            },
-        )
-    finally:
-        flwr_logger.setLevel(previous_level)
+    run_on_simulation_engine(
+        server_app, monitor_client_app(plan), supernodes=len(plan.banks), cpus=cpus
+    )
     if not outcomes:
         raise OperationFailed(
             "the monitoring run produced no sum (too few banks answered: see the lines above)"

@@ -60,6 +60,7 @@ from privacy.accounting import (
     DpEvent,
     calibrate_noise_multiplier,
     epsilon_by_rows,
+    one_release_noise_multiplier,
 )
 from privacy.budget import PrivacyBudget
 from privacy.dp_sgd import round_steps
@@ -188,13 +189,8 @@ class PrivacyGuard:
             multiplier; the refusal says what the set-up and one round would cost.
         """
         try:
-            noise_multiplier = calibrate_noise_multiplier(
-                spent=[],
-                planned_rounds=1,
-                sample_rate=1.0,
-                steps_per_round=1,
-                max_epsilon=self.setup.budget_share * self.ledger.budget.max_epsilon,
-                delta=self.ledger.delta,
+            noise_multiplier = one_release_noise_multiplier(
+                self.setup.budget_share * self.ledger.budget.max_epsilon, self.ledger.delta
             )
         except ValueError as exc:
             least = setup_event(request.run, MAX_NOISE_MULTIPLIER, features)

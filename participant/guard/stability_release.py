@@ -68,7 +68,7 @@ from participant.guard.handlers import (
 )
 from participant.guard.secagg_client import mask_totals, receive_keys
 from participant.guard.settings import GuardSettings, StabilityPolicy
-from privacy.accounting import DpEvent, calibrate_noise_multiplier
+from privacy.accounting import DpEvent, one_release_noise_multiplier
 from privacy.errors import PrivacyBudgetExceeded
 from privacy.ledger import PrivacyLedger
 from privacy.noise import SecureGaussian
@@ -343,15 +343,7 @@ def _charge(
     """
     share = policy.budget_share * ledger.budget.max_epsilon
     try:
-        noise_multiplier = calibrate_noise_multiplier(
-            spent=[],
-            planned_rounds=1,
-            sample_rate=1.0,
-            steps_per_round=1,
-            max_epsilon=share,
-            delta=ledger.delta,
-            rows="later",
-        )
+        noise_multiplier = one_release_noise_multiplier(share, ledger.delta, rows="later")
     except ValueError as exc:
         raise PrivacyBudgetExceeded(
             bank=ledger.bank,
