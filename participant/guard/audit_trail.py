@@ -16,11 +16,11 @@ guard holds the key. Without a log (simulations) nothing is recorded. Events::
     evaluate  run, server_round (whose global model it scored: an evaluate message's
               round, or the round before a train message that asks for the evaluation
               of the model it carries), model_sha256 (the global model it scored)
-    run-end   run, server_round: after the evaluation of the last planned round's model;
-              under secure aggregation after the shares of that evaluation's own
-              secure round (a round past the planned ones), its last request; in a run
-              with validation parts, with the held-out evaluation of the kept model
-              (server_round: the kept round), once
+    run-end   run, server_round: once, after the run's last evaluation (of the last
+              planned round's model; in a run with validation parts, of the kept
+              model on the held-out rows; server_round: that model's round); under
+              secure aggregation after the shares of that evaluation's secure round,
+              its last request
     coordinator-head
               run, server_round, request (query, train, evaluate), and the head of
               the coordinator's audit log the request carried (seq, head, key), or
@@ -156,23 +156,21 @@ def record_evaluate(
     server_round: int,
     flower_run_id: int,
     model_sha256: str,
-    closes: bool = True,
+    closes: bool,
 ) -> None:
-    """The bank scored round ``server_round``'s global model (the final one's: run-end).
+    """The bank scored round ``server_round``'s global model (and, ``closes``, ended the run).
 
     The model comes in an evaluate message, or in the next round's train message that
-    asks for its evaluation (an :class:`~credit.messages.EvaluateRequest`). ``closes``
-    False: the run's last request is still to come (the evaluation's secure round is
-    unmasked next, :func:`record_run_end`), or it scored the validation part. The final
-    evaluation is the last planned round's, or, in a run with validation parts, the
-    one evaluation of the held-out rows (of whichever round's model the run kept).
+    asks for its evaluation (an :class:`~credit.messages.EvaluateRequest`). ``closes``:
+    the run's last evaluation (the last planned round's model, or, in a run with
+    validation parts, the kept model on the held-out rows), released in the clear;
+    under secure aggregation the run ends at its unmask (:func:`record_run_end`).
     """
     key = run.run_key(flower_run_id)
     events: list[Event] = [
         ("evaluate", {"run": key, "server_round": server_round, "model_sha256": model_sha256})
     ]
-    final = server_round >= run.planned_rounds or run.validation_fraction > 0
-    if closes and final:
+    if closes:
         events.append(("run-end", {"run": key, "server_round": server_round}))
     _record(log, *events)
 
@@ -180,9 +178,8 @@ def record_evaluate(
 def record_run_end(
     log: AuditLog | None, run: RunInstructions, *, server_round: int, flower_run_id: int
 ) -> None:
-    """The run's last request was answered: the unmask of secure round ``server_round``,
-    past the planned rounds (the last model's evaluation, in a run without validation
-    parts; with them the run ends at the held-out evaluation, :func:`record_evaluate`)."""
+    """The run's last request was answered: the unmask of the secure round that summed
+    the bank's last evaluation, of round ``server_round``'s model."""
     _record(log, ("run-end", {"run": run.run_key(flower_run_id), "server_round": server_round}))
 
 

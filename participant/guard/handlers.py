@@ -71,7 +71,7 @@ from participant.guard.secagg_client import (
     round_members,
     sign_survivors,
 )
-from participant.guard.sessions import SessionStore
+from participant.guard.sessions import RunEnd, SessionStore
 from participant.guard.settings import GuardSettings
 from privacy.errors import PrivacyBudgetExceeded
 from privacy.secagg.fixed_point import FixedPoint
@@ -388,16 +388,23 @@ def unmask(request: BankRequest, query: QueryInstructions) -> RecordDict:
     content = RecordDict()
     reveal(request.secagg, asked).put(content)
     _advertise_if_asked(request, content)
-    # The last model's evaluation's round, in a run without validation parts (with them,
-    # the run ended when the bank released its held-out evaluation: :func:`evaluate`).
-    if query.validation_fraction == 0 and asked.server_round > query.planned_rounds:
+    ends = request.secagg.sessions.run_end(request.secagg.node_id, request.secagg.run)
+    if ends is not None and ends.secure_round == asked.server_round:
         record_run_end(
             request.audit,
             query,
-            server_round=asked.server_round,
+            server_round=ends.scored_round,
             flower_run_id=request.flower_run_id,
         )
     return content
+
+
+def _final_evaluation(instructions: RoundInstructions, asked: EvaluateRequest) -> bool:
+    """Whether the evaluation asked is the run's last: of the held-out rows in a run with
+    validation parts (the kept model's), of the last planned round's model without."""
+    if instructions.validation_fraction > 0:
+        return asked.rows == EvaluationRows.TEST
+    return asked.server_round >= instructions.planned_rounds
 
 
 def _advertise_if_asked(request: BankRequest, content: RecordDict) -> None:
@@ -441,7 +448,9 @@ def train(request: BankRequest) -> RecordDict:
     run = instructions.run_key(request.flower_run_id)
     evaluation = None
     if asked is not None:
-        evaluation = _evaluation(request, bank, instructions, global_arrays, asked, guard)
+        evaluation = _evaluation(
+            request, bank, instructions, global_arrays, asked, guard, closes=False
+        )
     try:
         update = local_update(
             bank, instructions, global_arrays, guard=guard, run=run, members=members
@@ -507,15 +516,15 @@ def _evaluation(
     asked: EvaluateRequest,
     guard: PrivacyGuard | None,
     *,
-    closes: bool = True,
+    closes: bool,
     governance: GovernanceLayout | None = None,
 ) -> Evaluation:
     """The received model (of round ``asked.server_round``) scored on the rows asked for.
 
     A release the held-out rows' budget does not allow is declined (and recorded as a
     refusal in the bank's audit log); training is judged on its own. ``closes``: the
-    audit log's run-end may follow (not when a secure round's unmask is still to come,
-    nor after scoring the validation part: the final evaluation scores held-out rows).
+    run's last evaluation, released in the clear: the audit log's run-end follows it
+    (under secure aggregation the run ends at the unmask instead: :func:`unmask`).
     ``governance``: the governance release asked with it (checked already).
     """
     run = instructions.run_key(request.flower_run_id)
@@ -555,7 +564,7 @@ def _evaluation(
             server_round=asked.server_round,
             flower_run_id=request.flower_run_id,
             model_sha256=model_sha256(global_arrays),
-            closes=closes and asked.rows == EvaluationRows.TEST,
+            closes=closes,
         )
     return evaluation
 
@@ -658,12 +667,15 @@ def evaluate(request: BankRequest) -> RecordDict:
         global_arrays,
         asked,
         guard,
-        # Under secure aggregation without validation parts the run ends at the unmask
-        # of the last model's evaluation (:func:`unmask`); with them, at the release of
-        # the held-out evaluation of the kept model, whichever round it is.
-        closes=inputs is None or instructions.validation_fraction > 0,
+        closes=inputs is None and _final_evaluation(instructions, asked),
         governance=layout,
     )
+    if inputs is not None and _final_evaluation(instructions, asked):
+        request.secagg.sessions.end_run_at(
+            request.secagg.node_id,
+            request.secagg.run,
+            RunEnd(secure_round=inputs.server_round, scored_round=asked.server_round),
+        )
     if inputs is None or code is None:
         content = _plain_evaluation(
             evaluation, scores_key=message_keys.SCORES, sums_key=message_keys.METRICS

@@ -7,11 +7,16 @@ in the node's ``context.state`` (:class:`ContextSessions`), which Flower's Simul
 Engine carries from message to message whichever worker process runs the bank.
 The bank's signing key is never part of the kept state: each message's
 :class:`~privacy.secagg.signed.Identity` supplies it.
+
+Beside it a store keeps where the run ends for the bank (:class:`RunEnd`): the secure
+round whose unmask follows its held-out evaluation of the kept model, after which its
+audit log closes the run.
 """
 
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
 from typing import Protocol
 
 from flwr.app import ConfigRecord, Context
@@ -20,9 +25,19 @@ from credit import message_keys
 from privacy.secagg.protocol import Participant
 from privacy.secagg.signed import Identity
 
-__all__ = ["ContextSessions", "MemorySessions", "SessionStore"]
+__all__ = ["ContextSessions", "MemorySessions", "RunEnd", "SessionStore"]
 
 _STATE = "participant-state"
+_RUN_END = "secagg-run-end"
+
+
+@dataclass(frozen=True)
+class RunEnd:
+    """Where a run ends for the bank: the unmask of ``secure_round``, whose sum holds its
+    held-out evaluation of round ``scored_round``'s model (the model the run keeps)."""
+
+    secure_round: int
+    scored_round: int
 
 
 class SessionStore(Protocol):
@@ -36,12 +51,21 @@ class SessionStore(Protocol):
         """Keep ``participant``'s state (replacing the run's previous state)."""
         ...
 
+    def end_run_at(self, node_id: int, run: int, end: RunEnd) -> None:
+        """Remember where ``run`` ends for this node (replacing an earlier end)."""
+        ...
+
+    def run_end(self, node_id: int, run: int) -> RunEnd | None:
+        """Where ``run`` ends for this node, if its held-out evaluation was masked."""
+        ...
+
 
 class MemorySessions:
     """Sessions in the guard process's memory, by run (the guard service's store)."""
 
     def __init__(self) -> None:
         self._sessions: dict[tuple[int, int], bytes] = {}
+        self._ends: dict[tuple[int, int], RunEnd] = {}
         self._lock = threading.Lock()
 
     def session(self, node_id: int, run: int, identity: Identity) -> Participant:
@@ -54,6 +78,14 @@ class MemorySessions:
     def save(self, participant: Participant) -> None:
         with self._lock:
             self._sessions[(participant.me, participant.run)] = participant.to_bytes()
+
+    def end_run_at(self, node_id: int, run: int, end: RunEnd) -> None:
+        with self._lock:
+            self._ends[(node_id, run)] = end
+
+    def run_end(self, node_id: int, run: int) -> RunEnd | None:
+        with self._lock:
+            return self._ends.get((node_id, run))
 
 
 class ContextSessions:
@@ -75,3 +107,18 @@ class ContextSessions:
 
     def save(self, participant: Participant) -> None:
         self.context.state[message_keys.SECAGG] = ConfigRecord({_STATE: participant.to_bytes()})
+
+    def end_run_at(self, node_id: int, run: int, end: RunEnd) -> None:
+        self.context.state[_RUN_END] = ConfigRecord(
+            {"node": node_id, "run": run, "secure-round": end.secure_round,
+             "scored-round": end.scored_round}
+        )  # fmt: skip
+
+    def run_end(self, node_id: int, run: int) -> RunEnd | None:
+        stored = self.context.state.config_records.get(_RUN_END)
+        if stored is None or (stored.get("node"), stored.get("run")) != (node_id, run):
+            return None
+        secure_round, scored_round = stored["secure-round"], stored["scored-round"]
+        if not isinstance(secure_round, int) or not isinstance(scored_round, int):
+            raise TypeError("the node's run end is not a pair of rounds")
+        return RunEnd(secure_round=secure_round, scored_round=scored_round)

@@ -44,7 +44,13 @@ from participant.node.supernode import (
     supernode_command,
 )
 
-__all__ = ["check_runnable", "check_unreadable", "ensure_node_user", "run_guard"]
+__all__ = [
+    "check_runnable",
+    "check_unreadable",
+    "configure_guard_logging",
+    "ensure_node_user",
+    "run_guard",
+]
 
 _log = logging.getLogger("fedcredit.guard")
 _PR_SET_PDEATHSIG = 1
@@ -52,6 +58,20 @@ RELAY_FLWR_HOME = "flwr-home"
 """The relay's Flower home in its runtime folder (the node user's, with one)."""
 TASK_POLL_SECONDS = "0.1"
 """How often the SuperExec looks for a new message (Flower's default is 1 s)."""
+
+
+def configure_guard_logging() -> None:
+    """The guard service's log: INFO and above on stdout (its ``guard.log``).
+
+    ``force``: a library may have configured the root logger when imported (Opacus does,
+    at WARNING), which would silence the guard's request lines.
+    """
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(message)s",
+        stream=sys.stdout,
+        force=True,
+    )
 
 
 def run_guard(home: Path) -> None:
@@ -63,9 +83,7 @@ def run_guard(home: Path) -> None:
         The plan, the pinned member list, the data, the ledger or the audit log fails
         its checks, or the node user can read the bank's files (nothing is started).
     """
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stdout
-    )
+    configure_guard_logging()
     plan = NodePlan.load(home)
     members = plan.guard.pinned_members()  # refuses a list changed since it was pinned
     if members is not None:

@@ -22,8 +22,14 @@ pytestmark = pytest.mark.slow
 
 def _run(out: Path, **config: object) -> list[str]:
     """Run 2 banks with a budget of epsilon 1 each, in the clear (secure aggregation needs
-    3 banks; the in-process twins in test_run_driver run it); return the event lines."""
-    run_config = RunConfig(out_dir=str(out), secure_aggregation=False, **config)  # type: ignore[arg-type]
+    3 banks; the in-process twins in test_run_driver run it, as here without validation
+    parts: the rounds' own scores are checked); return the event lines."""
+    run_config = RunConfig(
+        out_dir=str(out),
+        secure_aggregation=False,
+        validation_fraction=0.0,
+        **config,  # type: ignore[arg-type]
+    )
     policy = BudgetPolicy(default=PrivacyBudget(max_epsilon=1.0))
     plan = plan_simulation(run_config, n_banks=2, budgets=policy)
     events: list[str] = []

@@ -18,6 +18,7 @@ import pytest
 
 from coordinator.app.run_state import RoundResult, SelectedModel
 from coordinator.app.selection import selection_lines, stop_reason
+from credit.audit import verify_audit
 from credit.metrics import CreditMetrics, credit_metrics, summarize_scores
 from credit.model_card import load_model
 from credit.run_config import RunConfig
@@ -286,3 +287,5 @@ def test_a_secure_run_with_validation_parts_ends_once_in_every_bank_s_audit_log(
         assert len(entries) == 1, f"{bank}: {entries}"
         last = evaluations[bank][-1]["data"]
         assert last["server_round"] == document["best_round"] == entries[0]["data"]["server_round"]
+        # run-end is the log's last entry: no request of the run is answered after it
+        assert verify_audit(tmp_path / "audit" / f"{bank}.jsonl").closed, bank
