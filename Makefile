@@ -58,9 +58,9 @@ test: lint typecheck
 	$(BIN)/python -m pytest -q -ra -m "$(FAST_TIER)"
 
 # Every test, including the Simulation Engine, the deployment tests (nginx edge) and
-# the browser test (Chromium): the deployment tier beside the rest (.ci/tiers).
+# the browser test (Chromium).
 test-all: lint typecheck nginx chromium
-	PYTHON=$(BIN)/python .ci/tiers
+	$(BIN)/python -m pytest -q -ra --durations=20
 
 # Refresh docs/report.png: the browser test's screenshot of a 3-bank, 3-round run.
 report-screenshot: $(STAMP) chromium
