@@ -448,8 +448,9 @@ def train(request: BankRequest) -> RecordDict:
     run = instructions.run_key(request.flower_run_id)
     evaluation = None
     if asked is not None:
+        closes = _final_evaluation(instructions, asked)  # a model past the plan's last
         evaluation = _evaluation(
-            request, bank, instructions, global_arrays, asked, guard, closes=False
+            request, bank, instructions, global_arrays, asked, guard, closes=closes
         )
     try:
         update = local_update(

@@ -710,7 +710,7 @@ def test_a_crash_after_the_banks_trained_round_three_resumes_without_charging_it
             ("run-join", None, None),  # the resumed run (enroll)
             ("train", 3, True),  # the same result again, charged nothing
             ("evaluate", 3, None),
-            ("run-end", 4, None),  # after the unmask of the last model's secure round (4)
+            ("run-end", 3, None),  # round 3's model: after the unmask of its secure round (4)
         ]
     rounds = [e["data"] for e in _audit_entries(tmp_path) if e["event"] == "round"]
     assert [r["server_round"] for r in rounds] == [1, 2, 3]
