@@ -155,6 +155,11 @@ def _later_counts(
     return development, sample_counts(later, development), later
 
 
+def _development_rows(bank: PreparedBank) -> pd.DataFrame:
+    """All the bank's development rows: training, validation part and held-out."""
+    return pd.concat([bank.train, bank.validation, bank.test], ignore_index=True)
+
+
 def shared_records(bank: PreparedBank, later: pd.DataFrame) -> int:
     """How many of the later file's records are also records of the development file.
 
@@ -164,15 +169,15 @@ def shared_records(bank: PreparedBank, later: pd.DataFrame) -> int:
     with a budget releases nothing about a later file that shares records with its
     development file.
     """
-    development = pd.concat([bank.train, bank.validation, bank.test], ignore_index=True)
-    known = set(record_keys(development, bank.schema))
+    known = set(record_keys(_development_rows(bank), bank.schema))
     return sum(key in known for key in record_keys(later, bank.schema))
 
 
 def local_comparison(
     settings: GuardSettings, *, quantile: float = DEFAULT_QUANTILE
 ) -> tuple[StabilityLayout, PopulationComparison]:
-    """The bank's own PSI and CSI: its later file against all its development rows.
+    """The bank's own PSI and CSI: its later file against all its development rows
+    (training, validation and held-out).
 
     Nothing is released: the bank's rows and counts stay at the bank.
 
@@ -190,8 +195,7 @@ def local_comparison(
 
     bank = prepare_bank(settings.source(), settings.holdout)
     development, later, _ = _later_counts(policy, bank.schema)
-    rows = pd.concat([bank.train, bank.test], ignore_index=True)
-    expected = sample_counts(rows, development)
+    expected = sample_counts(_development_rows(bank), development)
     return development.layout, compare_populations(expected, later, quantile=quantile)
 
 

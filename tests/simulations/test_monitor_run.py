@@ -247,6 +247,9 @@ def test_a_banks_own_comparison_needs_no_federated_run(development: Path, tmp_pa
     assert document["consortium"] is None
     assert DRIFTED in document["banks"]["bank-2"]["drifted"]
     assert "LIMIT_BAL" in result.output and " shift *" in result.output
+    rows = len(pd.read_csv(development / "banks" / "bank-2.csv"))  # training, validation, test
+    score = document["banks"]["bank-2"]["score"]
+    assert (score["expected_rows"], score["actual_rows"]) == (rows, rows)
 
 
 def _run_cli(*args: str) -> tuple[int, str]:
