@@ -1,9 +1,10 @@
 """``fedcredit coordinator``: the consortium operator's commands.
 
 Set up the consortium folder, onboard banks, run the SuperLink and its edge proxy,
-and launch, list, stop or resume federated runs. Every command but ``init`` starts
-by loading the consortium folder (:func:`_consortium`); the operations live in
-:mod:`coordinator.ops` and are imported when a command runs.
+launch, list, stop or resume federated runs, and monitor a finished run's stability.
+Every command but ``init`` starts by loading the consortium folder
+(:func:`_consortium`); the operations live in :mod:`coordinator.ops` and are imported
+when a command runs.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ if TYPE_CHECKING:
 __all__ = ["coordinator_app"]
 
 coordinator_app = typer.Typer(
-    help="Consortium operator: PKI, bank onboarding, SuperLink and edge, runs.",
+    help="Consortium operator: PKI, bank onboarding, SuperLink and edge, runs, monitoring.",
     no_args_is_help=True,
 )
 
@@ -502,6 +503,101 @@ def _report_launch(result: LaunchResult, consortium_dir: Path) -> None:
             style="yellow",
         )
     raise typer.Exit(EXIT_RUN_FAILED)
+
+
+MonitoredRun = Annotated[
+    str,
+    typer.Option(
+        "--run", help="The finished training run to monitor (its name or a Flower run id)."
+    ),
+]
+MonitorOut = Annotated[
+    Path | None,
+    typer.Option(help="Copy stability.json, stability.png, ledgers/ and launch.json here."),
+]
+MonitorRunName = Annotated[
+    str | None, typer.Option(help="Name of the monitoring run (default: monitor-<UTC time>).")
+]
+MonitorSecureAggregation = Annotated[
+    bool | None,
+    typer.Option(
+        "--secure-aggregation/--no-secure-aggregation",
+        help="Sum the banks' later counts by secure aggregation (default: as the monitored run).",
+    ),
+]
+MonitorMinBanks = Annotated[
+    int | None,
+    typer.Option(min=1, help="Fewest banks that must answer (default: as the monitored run)."),
+]
+Quantile = Annotated[
+    float,
+    typer.Option(
+        help="Drift flag: PSI >= 0.1 and above the chi-square quantile (1/n + 1/m) "
+        "chi2_q(B - 1) of no drift, in (0, 1).",
+    ),
+]
+
+
+@coordinator_app.command("monitor")
+def monitor(
+    consortium_dir: ConsortiumDir,
+    run: MonitoredRun,
+    out: MonitorOut = None,
+    run_name: MonitorRunName = None,
+    secure_aggregation: MonitorSecureAggregation = None,
+    min_banks: MonitorMinBanks = None,
+    quantile: Quantile = 0.99,
+) -> None:
+    """Stability of the banks' later files against a finished run: PSI of the score and CSI
+    of every characteristic, consortium-wide.
+
+    Submits a monitoring run (it trains nothing) to the SuperLink: every bank started with
+    --later-data and --development-model (the run's model) answers with its later file's
+    counts on the model's bins, summed by secure aggregation unless turned off. Each bank
+    compares its own rows itself (`fedcredit monitor --bank`).
+    """
+    from cli.monitor import show_stability
+    from coordinator.ops.monitoring import monitor_run
+
+    with fail_cleanly():
+        if not 0.0 < quantile < 1.0:
+            raise ConfigError(f"must lie in (0, 1); got {quantile}", source="--quantile")
+        consortium = _consortium(consortium_dir)
+        console.print(
+            f"[bold]fedcredit coordinator monitor[/]: run {run} of {consortium.config.name}",
+            highlight=False,
+        )
+        result = monitor_run(
+            consortium,
+            development=run,
+            run_name=run_name,
+            secure_aggregation=secure_aggregation,
+            min_banks=min_banks,
+            quantile=quantile,
+            out=out,
+            on_line=_show_flower_line,
+        )
+    say(
+        f"monitoring run {result.run_name} (Flower run {result.flower_run_id}) of run "
+        f"{result.development}: {'completed' if result.completed else 'failed'}; outputs in "
+        f"{result.run_dir}"
+    )
+    if not result.completed:
+        say(f"the run failed: {result.error or 'see the lines above'}", style="red")
+        raise typer.Exit(EXIT_RUN_FAILED)
+    show_stability(_stability(result.run_dir))
+    if result.out is not None:
+        say(f"results copied to {result.out}")
+
+
+def _stability(run_dir: Path) -> dict[str, Any]:
+    """The monitoring run's ``stability.json``."""
+    import json
+
+    from coordinator.app.monitor_names import STABILITY_FILE
+
+    document: dict[str, Any] = json.loads((run_dir / STABILITY_FILE).read_text(encoding="utf-8"))
+    return document
 
 
 @coordinator_app.command("list")

@@ -29,7 +29,7 @@ from credit.errors import ConfigError
 if TYPE_CHECKING:
     from simulations.monitor import MonitorPlan
 
-__all__ = ["monitor"]
+__all__ = ["monitor", "show_stability"]
 
 Run = Annotated[
     Path,
@@ -93,7 +93,7 @@ def monitor(
                 f"{'on' if secure_aggregation else 'off'}"
             )
             document = run_monitor(plan, on_event=say, cpus=cpus).document
-    _show(document)
+    show_stability(document)
     say(
         f"stability: {out / 'stability.json'}",
         f"plot:      {out / 'stability.png'}",
@@ -133,13 +133,14 @@ def _cell(entry: Mapping[str, Any]) -> str:
     return f"{entry['psi']:.4f} {entry['level']}{flag}"
 
 
-def _show(document: Mapping[str, Any]) -> None:
+def show_stability(document: Mapping[str, Any]) -> None:
     """One row per characteristic (score first), one column per sample compared."""
     series: dict[str, Mapping[str, Any]] = {}
     if document.get("consortium"):
         series["consortium"] = document["consortium"]
     series.update(document.get("banks") or {})
     if not series:
+        say(f"consortium not compared: {document.get('consortium_missing')}")
         return
     first = next(iter(series.values()))
     names = ["score", *first["characteristics"]]

@@ -29,6 +29,9 @@ __all__ = ["AUTOMATIC", "RunConfig"]
 _FLOWER_RENAMES = {"num-server-rounds": "rounds"}
 _NOT_DIGESTED = frozenset({"out-dir", "resume", "audit-key"})
 _ON_GRID = 1e-9
+MONITOR_QUANTILE = 0.99
+"""``monitor-quantile``'s default: ``credit.governance.stability.DEFAULT_QUANTILE`` (a test
+pins them equal; that module imports scipy, which the operator's commands skip)."""
 """How far ``decision_cutoff * score_bins`` may lie from a whole number (floating point)."""
 
 
@@ -132,6 +135,18 @@ class RunConfig(BaseModel):
         points double the odds (good:bad), which are ``base_odds`` at ``base_score``
         (:class:`~credit.governance.scorecard.ScoreScaling`). ``pdo`` and
         ``base_odds`` > 0, all finite.
+    monitor_run : str
+        Makes the run a stability-monitoring run (it trains nothing): the folder of the
+        finished development run whose model it monitors, on the coordinator's host
+        (:mod:`coordinator.app.monitor_run`); '' (the default): a training run. The
+        monitoring run takes the development run's settings but for its own
+        ``out-dir``, ``run-name``, ``secure-aggregation``, ``min-banks``,
+        ``round-timeout`` and ``audit-key``; it is not resumed, and its ``out-dir``
+        is another folder. Only the coordinator reads it: a bank answers on the bins
+        of the model it holds, whatever folder this names.
+    monitor_quantile : float, default 0.99
+        A monitoring run's drift flag: the chi-square quantile of PSI under no drift
+        (``credit.governance.stability.DEFAULT_QUANTILE``), in (0, 1).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -171,6 +186,8 @@ class RunConfig(BaseModel):
     pdo: float = Field(default=20.0, gt=0, allow_inf_nan=False)
     base_score: float = Field(default=600.0, allow_inf_nan=False)
     base_odds: float = Field(default=50.0, gt=0, allow_inf_nan=False)
+    monitor_run: str = ""
+    monitor_quantile: float = Field(default=MONITOR_QUANTILE, gt=0, lt=1)
 
     @model_validator(mode="after")
     def _woe_needs_federated_statistics(self) -> Self:
@@ -188,6 +205,23 @@ class RunConfig(BaseModel):
             raise ValueError(
                 "a round needs local work: set local-steps >= 1 (or local-epochs >= 1); "
                 "got local-steps 0 and local-epochs 0"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _monitoring_run_apart(self) -> Self:
+        if not self.monitor_run:
+            return self
+        if self.resume:
+            raise ValueError(
+                "a monitoring run (monitor-run set) is not resumed: submit a new one; "
+                "got resume true"
+            )
+        development = Path(self.monitor_run).expanduser().resolve()
+        if Path(self.out_dir).expanduser().resolve() == development:
+            raise ValueError(
+                "a monitoring run writes into its own out-dir, not into the development "
+                f"run's folder it monitors; got out-dir and monitor-run both '{development}'"
             )
         return self
 

@@ -21,6 +21,10 @@ and the run's model (:class:`~participant.guard.settings.StabilityPolicy`).
    consortium learns only the sum of the later counts;
 3. compares the sum with the consortium's development counts and writes
    ``OUT_MONITOR/stability.json`` and ``stability.png``.
+
+The configuration, the comparison and the files are those a deployed monitoring run
+uses too (:mod:`coordinator.app.monitor_run`); only the banks (simulated here, with
+their per-bank comparisons) and the engine differ.
 """
 
 from __future__ import annotations
@@ -41,10 +45,10 @@ from coordinator.app.monitor_files import (
     stability_document,
     write_monitor_outputs,
 )
-from coordinator.app.monitor_noise import later_noise
+from coordinator.app.monitor_run import consortium_comparison, monitoring_config
 from credit.errors import ConfigError, OperationFailed
 from credit.governance.stability import DEFAULT_QUANTILE
-from credit.governance.stability_release import PopulationComparison, compare_populations
+from credit.governance.stability_release import PopulationComparison
 from credit.loading import load_bank_csv
 from credit.run_config import RunConfig
 from credit.schema import load_schema
@@ -193,15 +197,17 @@ def plan_monitor(
     schema = load_schema(schema_path)
     for file in files.values():
         load_bank_csv(file, schema)  # SchemaError names the file, column and row
-    config = dev.model_copy(
+    own = dev.model_copy(
         update={
             "out_dir": str(out_dir),
             "secure_aggregation": secure_aggregation,
             "min_banks": len(files),
             "run_name": f"monitor-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S')}",
-            "resume": False,
+            "monitor_run": str(run_dir),
+            "monitor_quantile": quantile,
         }
     )
+    config = monitoring_config(dev, own)
     out_dir.mkdir(parents=True, exist_ok=True)
     banks = tuple(
         _bank_settings(name, simulated[name], run_dir, files[name], schema_path, config)
@@ -300,17 +306,9 @@ def run_monitor(
     else:
         outcome = federated_sum(plan)
     development = plan.development
-    consortium = None
-    if development.counts is not None and outcome.later is not None:
-        consortium = compare_populations(
-            development.counts,
-            outcome.later,
-            quantile=plan.quantile,
-            expected_noise=development.noise,
-            actual_noise=later_noise(
-                outcome.privacy, development.config.run_name, development.layout
-            ),
-        )
+    consortium = consortium_comparison(
+        development, outcome, run_key=development.config.run_name, quantile=plan.quantile
+    )
     document = stability_document(
         run_dir=plan.run_dir,
         later=plan.later,

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from coordinator.app.monitor_driver import MonitorOutcome
+from coordinator.app.monitor_names import PLOT_FILE, STABILITY_FILE
 from coordinator.app.monitor_noise import development_noise
 from coordinator.app.run_files import LEDGER_DIR, METRICS_FILE, MODEL_DIR
 from credit.errors import ConfigError
@@ -57,8 +58,6 @@ __all__ = [
     "write_monitor_outputs",
 ]
 
-STABILITY_FILE = "stability.json"
-PLOT_FILE = "stability.png"
 DEVELOPMENT_SAMPLE = (
     "consortium: the development run's released counts (characteristics: the summed "
     "set-up release over the banks' training rows, metrics.json woe_iv; score: the final "

@@ -1,9 +1,16 @@
 """The coordinator's Flower ServerApp.
 
-``flwr run .`` (what ``fedcredit coordinator launch`` calls) loads :data:`app`, which
-parses ``context.run_config`` into a :class:`~credit.run_config.RunConfig`, drives the
-run (:class:`~coordinator.app.run_driver.RunDriver`) and writes its files to
-``out-dir``; each round's progress line goes to the log ``launch`` streams.
+``flwr run .`` (what ``fedcredit coordinator launch`` and ``monitor`` call) loads
+:data:`app`, which parses ``context.run_config`` into a
+:class:`~credit.run_config.RunConfig` and runs one of two kinds of run:
+
+* a training run (``monitor-run`` empty): drives the run
+  (:class:`~coordinator.app.run_driver.RunDriver`) and writes its files to
+  ``out-dir``; each round's progress line goes to the log ``launch`` streams;
+* a stability-monitoring run (``monitor-run`` names a finished run's folder):
+  sums the banks' later counts on that run's model and writes ``stability.json``
+  and ``stability.png`` to ``out-dir`` (:func:`~coordinator.app.monitor_run.run_monitoring`).
+
 ``fedcredit simulate`` builds its own instance with :func:`make_server_app` so that
 progress reaches its terminal.
 """
@@ -17,6 +24,7 @@ from pathlib import Path
 from flwr.app import Context
 from flwr.serverapp import Grid, ServerApp
 
+from coordinator.app.monitor_run import run_monitoring
 from coordinator.app.run_driver import RunDriver
 from coordinator.app.run_files import RunFiles, write_run_outputs
 from coordinator.app.run_state import RoundResult
@@ -67,5 +75,9 @@ app = ServerApp()
 
 @app.main()
 def main(grid: Grid, context: Context) -> None:
-    """Entry point for ``flwr run``: parse the run config once, then run."""
-    run_federation(grid, RunConfig.from_flower(context.run_config))
+    """Entry point for ``flwr run``: parse the run config once, then train or monitor."""
+    config = RunConfig.from_flower(context.run_config)
+    if config.monitor_run:
+        run_monitoring(grid, config, on_event=_print_event)
+        return
+    run_federation(grid, config)

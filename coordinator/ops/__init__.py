@@ -10,6 +10,7 @@
 - :mod:`~coordinator.ops.flower_cli`: every ``flwr`` subprocess call;
 - :mod:`~coordinator.ops.members`: onboarding and revoking banks;
 - :mod:`~coordinator.ops.launch`: submitting, following and collecting a run;
+- :mod:`~coordinator.ops.monitoring`: a stability-monitoring run of a finished run;
 - :mod:`~coordinator.ops.runs`: the runs as their folders record them (list, stop).
 
 Operations import only constants and light modules from :mod:`coordinator.app` (the

@@ -42,7 +42,14 @@ from coordinator.ops.runs import (
 from credit.errors import ConfigError, OperationFailed
 from credit.run_config import RunConfig
 
-__all__ = ["LaunchResult", "collect_outputs", "launch_run", "run_config_for"]
+__all__ = [
+    "LaunchResult",
+    "collect_outputs",
+    "launch_run",
+    "run_config_for",
+    "server_error",
+    "submit_recorded",
+]
 
 AUDIT_DIR = "audit"
 
@@ -69,12 +76,15 @@ def run_config_for(
     resume: bool,
     overrides: Mapping[str, Any],
     recorded: Mapping[str, Any] | None = None,
+    command: str = "fedcredit coordinator launch",
 ) -> dict[str, Any]:
     """The Flower run config of a run: its base, the operator's flags, fixed paths.
 
     The base is the consortium's run defaults for a new run, and the run's own
     recorded config (``recorded``, Flower's hyphenated form) for a resumed one, so a
-    resumed run keeps every setting it started with unless a flag changes it.
+    resumed run keeps every setting it started with unless a flag changes it (a
+    monitoring run's base is its development run's). ``command`` is named first in
+    an error.
     """
     paths = consortium.paths
     if recorded:
@@ -90,7 +100,7 @@ def run_config_for(
         "resume": resume,
         "audit_key": str(paths.audit_key),
     }
-    config = RunConfig.build(fields, source="fedcredit coordinator launch", spelled=_FLAGS)
+    config = RunConfig.build(fields, source=command, spelled=_FLAGS)
     return config.to_flower()
 
 
@@ -203,13 +213,36 @@ def launch_run(
         overrides=overrides,
         recorded=target.recorded,
     )
-    record = _LaunchRecord(target.run_dir, config, resume=resume is not None)
+    handle = submit_recorded(
+        consortium, target.run_dir, config, resume=resume is not None, on_line=on_line
+    )
+    return _outcome(target, handle, planned=int(config["num-server-rounds"]), out=out)
+
+
+def submit_recorded(
+    consortium: Consortium,
+    run_dir: Path,
+    config: Mapping[str, Any],
+    *,
+    resume: bool,
+    on_line: Callable[[str], None],
+) -> RunHandle:
+    """Record the submission in ``run_dir``'s ``launch.json``, run ``flwr run``, follow it.
+
+    Flower's run id is recorded as soon as ``flwr run`` prints it.
+
+    Raises
+    ------
+    OperationFailed
+        Flower refused the run (the record is undone: a fresh run leaves no folder).
+    """
+    record = _LaunchRecord(run_dir, config, resume=resume)
     handle = submit_run(consortium.paths.flwr_home, config, on_line=record.follower(on_line))
     if handle.run_id is None:
-        record.forget(fresh=resume is None)
+        record.forget(fresh=not resume)
         raise OperationFailed(f"Flower did not start the run: {_flower_error(handle.output)}")
     record.started(handle.run_id)
-    return _outcome(target, handle, planned=int(config["num-server-rounds"]), out=out)
+    return handle
 
 
 def _outcome(target: _Target, handle: RunHandle, *, planned: int, out: Path | None) -> LaunchResult:
@@ -226,7 +259,7 @@ def _outcome(target: _Target, handle: RunHandle, *, planned: int, out: Path | No
         run_dir=target.run_dir,
         out=collect_outputs(target.run_dir, out) if completed and out is not None else None,
         status=status if status != "not started" or handle.returncode == 0 else "failed",
-        error=None if completed else _server_error(handle.output),
+        error=None if completed else server_error(handle.output),
     )
 
 
@@ -235,7 +268,7 @@ _EXCEPTION = re.compile(
 )
 
 
-def _server_error(output: list[str]) -> str | None:
+def server_error(output: list[str]) -> str | None:
     """The last exception line the ServerApp logged (module path dropped), if any."""
     for line in reversed(output):
         text = line.strip()

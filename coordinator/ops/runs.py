@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from coordinator.app.checkpoint import CHECKPOINT_DIR
+from coordinator.app.monitor_names import STABILITY_FILE
 from coordinator.app.run_files import METRICS_FILE
 from coordinator.ops.consortium import Consortium
 from coordinator.ops.flower_cli import run_flwr
@@ -100,8 +101,11 @@ def _known_runs(consortium: Consortium) -> list[Path]:
     return sorted(p for p in runs.iterdir() if (p / LAUNCH_FILE).is_file())
 
 
-def resolve_run(consortium: Consortium, reference: str) -> Path:
-    """The folder of a run given its run name or one of its Flower run ids."""
+def resolve_run(consortium: Consortium, reference: str, *, flag: str = "--resume") -> Path:
+    """The folder of a run given its run name or one of its Flower run ids.
+
+    ``flag`` is the option an unknown run is named by in the error.
+    """
     candidate = consortium.paths.run(reference)
     if RUN_NAME.match(reference) and (candidate / LAUNCH_FILE).is_file():
         return candidate
@@ -113,7 +117,7 @@ def resolve_run(consortium: Consortium, reference: str) -> Path:
     raise ConfigError(
         f"unknown run '{reference}' (runs: {known}); see `fedcredit coordinator list "
         f"{consortium.paths.root}`",
-        source="--resume",
+        source=flag,
     )
 
 
@@ -126,6 +130,11 @@ def completed_rounds(run_dir: Path) -> int:
 
 
 def run_status(run_dir: Path) -> str:
+    """What a run's outputs say: its ``metrics.json`` status, or ``completed`` for a
+    monitoring run that wrote its report; else interrupted (a round checkpointed) or
+    not started."""
+    if (run_dir / STABILITY_FILE).is_file():
+        return "completed"
     try:
         metrics = json.loads((run_dir / METRICS_FILE).read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError):
@@ -157,13 +166,16 @@ def list_runs(consortium: Consortium) -> list[RunSummary]:
         submissions = record.get("submissions", [])
         ids = tuple(int(s["flower_run_id"]) for s in submissions if s.get("flower_run_id"))
         flower = live.get(ids[-1], "") if ids else ""
+        config = record.get("config", {})
         rows.append(
             RunSummary(
                 run_name=run_dir.name,
                 flower_run_ids=ids,
                 status=flower if flower in _LIVE else run_status(run_dir),
                 rounds_done=completed_rounds(run_dir),
-                rounds_planned=int(record.get("config", {}).get("num-server-rounds", 0)),
+                rounds_planned=0
+                if config.get("monitor-run")
+                else int(config.get("num-server-rounds", 0)),
                 submitted_at=submissions[0]["submitted_at"] if submissions else "",
             )
         )
