@@ -557,26 +557,26 @@ def monitor(
     compares its own rows itself (`fedcredit monitor --bank`).
     """
     from cli.monitor import show_stability
-    from coordinator.ops.monitoring import monitor_run
+    from coordinator.ops.monitoring import monitor_run, plan_monitoring
 
     with fail_cleanly():
         if not 0.0 < quantile < 1.0:
             raise ConfigError(f"must lie in (0, 1); got {quantile}", source="--quantile")
         consortium = _consortium(consortium_dir)
-        console.print(
-            f"[bold]fedcredit coordinator monitor[/]: run {run} of {consortium.config.name}",
-            highlight=False,
-        )
-        result = monitor_run(
+        submission = plan_monitoring(
             consortium,
             development=run,
             run_name=run_name,
             secure_aggregation=secure_aggregation,
             min_banks=min_banks,
             quantile=quantile,
-            out=out,
-            on_line=_show_flower_line,
         )
+        console.print(
+            f"[bold]fedcredit coordinator monitor[/]: run {submission.development.name} of "
+            f"{consortium.config.name}",
+            highlight=False,
+        )
+        result = monitor_run(consortium, submission, out=out, on_line=_show_flower_line)
     say(
         f"monitoring run {result.run_name} (Flower run {result.flower_run_id}) of run "
         f"{result.development}: {'completed' if result.completed else 'failed'}; outputs in "

@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from coordinator.app.monitor_names import PLOT_FILE, STABILITY_FILE
 from coordinator.app.run_files import LEDGER_DIR, MODEL_DIR
@@ -37,7 +38,14 @@ from coordinator.ops.runs import (
 )
 from credit.errors import ConfigError
 
-__all__ = ["MonitorLaunch", "collect_report", "development_run", "monitor_run"]
+__all__ = [
+    "MonitorLaunch",
+    "MonitorSubmission",
+    "collect_report",
+    "development_run",
+    "monitor_run",
+    "plan_monitoring",
+]
 
 _COMMAND = "fedcredit coordinator monitor"
 
@@ -116,7 +124,26 @@ def _monitoring_folder(consortium: Consortium, run_name: str | None) -> Path:
     return run_dir
 
 
-def monitor_run(
+@dataclass(frozen=True)
+class MonitorSubmission:
+    """A checked monitoring run, ready to submit.
+
+    Attributes
+    ----------
+    development : pathlib.Path
+        The folder of the finished run it monitors.
+    run_dir : pathlib.Path
+        Its own (not yet created) folder.
+    config : dict
+        Its Flower run config.
+    """
+
+    development: Path
+    run_dir: Path
+    config: dict[str, Any]
+
+
+def plan_monitoring(
     consortium: Consortium,
     *,
     development: str,
@@ -124,13 +151,12 @@ def monitor_run(
     secure_aggregation: bool | None = None,
     min_banks: int | None = None,
     quantile: float | None = None,
-    out: Path | None = None,
-    on_line: Callable[[str], None] = print,
-) -> MonitorLaunch:
-    """Submit a monitoring run of ``development``, follow it, collect its report.
+) -> MonitorSubmission:
+    """Check everything a monitoring run of ``development`` needs; build its run config.
 
-    ``secure_aggregation`` and ``min_banks`` default to the development run's;
-    ``quantile`` to the drift flag's 0.99.
+    The run config is the development run's recorded one with the monitoring run's
+    folder, name and ``monitor-run``; ``secure_aggregation`` and ``min_banks`` default
+    to the development run's, ``quantile`` to the drift flag's 0.99.
 
     Raises
     ------
@@ -138,7 +164,7 @@ def monitor_run(
         An unknown or unfinished development run, a taken or bad run name, a bad
         setting.
     credit.errors.OperationFailed
-        The SuperLink is not running, or Flower refused the run.
+        The SuperLink is not running.
     """
     development_dir = development_run(consortium, development)
     run_dir = _monitoring_folder(consortium, run_name)
@@ -156,11 +182,29 @@ def monitor_run(
         command=_COMMAND,
     )
     require_superlink(consortium)
-    handle = submit_recorded(consortium, run_dir, config, resume=False, on_line=on_line)
+    return MonitorSubmission(development=development_dir, run_dir=run_dir, config=config)
+
+
+def monitor_run(
+    consortium: Consortium,
+    submission: MonitorSubmission,
+    *,
+    out: Path | None = None,
+    on_line: Callable[[str], None] = print,
+) -> MonitorLaunch:
+    """Submit a planned monitoring run, follow it, collect its report into ``out``.
+
+    Raises
+    ------
+    credit.errors.OperationFailed
+        Flower refused the run.
+    """
+    run_dir = submission.run_dir
+    handle = submit_recorded(consortium, run_dir, submission.config, resume=False, on_line=on_line)
     completed = (run_dir / STABILITY_FILE).is_file()
     return MonitorLaunch(
         run_name=run_dir.name,
-        development=development_dir.name,
+        development=submission.development.name,
         flower_run_id=handle.run_id,
         completed=completed,
         run_dir=run_dir,

@@ -1,6 +1,6 @@
 """The operator's run commands start without torch, matplotlib or Opacus.
 
-``fedcredit coordinator launch``, ``list`` and ``stop`` only talk to the SuperLink and
+``fedcredit coordinator launch``, ``monitor``, ``list`` and ``stop`` only talk to the SuperLink and
 read the consortium folder; the training stack is the ServerApp's business, in its
 own process. Each command runs in a fresh interpreter (imports are per process)
 against an initialised consortium with no SuperLink running: ``list`` shows the
@@ -63,6 +63,7 @@ def _commands(root: Path) -> dict[str, tuple[list[str], int]]:
         "coordinator launch": (["coordinator", "launch", str(root), "--rounds", "1"], 1),
         "coordinator stop": (["coordinator", "stop", str(root), "run-x"], 1),
         "coordinator members": (["coordinator", "members", str(root)], 2),  # no bank yet
+        "coordinator monitor": (["coordinator", "monitor", str(root), "--run", "run-x"], 2),
     }
 
 

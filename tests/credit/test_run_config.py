@@ -151,6 +151,8 @@ INVALID_VALUES = [
     ("pdo", float("inf"), "finite number"),
     ("base-odds", -50, "greater than 0"),
     ("base-score", float("nan"), "finite number"),
+    ("monitor-quantile", 1.0, "less than 1"),
+    ("monitor-quantile", 0.0, "greater than 0"),
 ]
 
 
@@ -184,6 +186,26 @@ def test_woe_encoding_needs_federated_feature_statistics() -> None:
     assert message.startswith("run config: encoding 'woe' needs feature-stats 'federated'")
     assert message.endswith("got feature-stats 'public'") and "\n" not in message
     assert RunConfig.from_flower({"encoding": "woe"}).feature_stats == "federated"
+
+
+def test_a_monitoring_run_is_not_resumed_and_writes_apart_from_the_run_it_monitors(
+    tmp_path: Path,
+) -> None:
+    development = str(tmp_path / "runs" / "q3")
+    config = RunConfig.from_flower({"monitor-run": development, "out-dir": str(tmp_path / "m")})
+    assert config.monitor_run == development and config.monitor_quantile == 0.99
+    with pytest.raises(ConfigError, match=r"^run config: a monitoring run .* is not resumed"):
+        RunConfig.from_flower({"monitor-run": development, "resume": True})
+    with pytest.raises(ConfigError, match="writes into its own out-dir") as caught:
+        RunConfig.from_flower({"monitor-run": development, "out-dir": development + "/"})
+    assert "\n" not in str(caught.value)
+
+
+def test_the_monitoring_quantiles_default_is_the_drift_flags() -> None:
+    from credit.governance.stability import DEFAULT_QUANTILE
+    from credit.run_config import MONITOR_QUANTILE
+
+    assert MONITOR_QUANTILE == DEFAULT_QUANTILE == RunConfig().monitor_quantile
 
 
 def test_local_work_is_steps_by_default_and_epochs_replace_them() -> None:

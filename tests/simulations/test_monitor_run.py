@@ -15,9 +15,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from flwr.app import Context, RecordDict
 from typer.testing import CliRunner
 
 from cli.app import app
+from coordinator.app import server_app
 from coordinator.app.monitor_driver import MonitorDriver, MonitorOutcome
 from credit.audit import load_public_key, verify_audit
 from credit.governance.stability import PopulationCounts, psi_critical_value, stability_report
@@ -279,3 +281,89 @@ def test_bad_later_files_get_one_line_errors(development: Path, tmp_path: Path) 
         assert code == 2, output
         assert output.startswith("error: ") and output.count("\n") == 1, output
         assert expected in output, output
+
+
+# The deployed ServerApp (the FAB's ``coordinator.app.server_app:app``) runs a monitoring
+# run when its run config names ``monitor-run``: here over the same banks (the plan's
+# guards, each with its later file and the development model) in a fake grid.
+
+
+def _deployed_run_config(development: Path, out: Path, run_name: str) -> dict[str, object]:
+    """The run config ``fedcredit coordinator monitor`` submits (Flower's hyphenated form)."""
+    recorded = json.loads((development / "metrics.json").read_text())["config"]
+    return {**recorded, "out-dir": str(out), "run-name": run_name, "monitor-run": str(development)}
+
+
+def _deploy(plan: MonitorPlan, run_config: dict[str, object]) -> FakeGrid:
+    """The FAB's ServerApp over a fake grid of the plan's banks, as ``flwr run`` calls it."""
+    grid = FakeGrid(
+        monitor_client_app(plan), num_nodes=len(plan.banks), run_config=run_config, run_id=78
+    )
+    context = Context(
+        run_id=78, node_id=0, node_config={}, state=RecordDict(), run_config=run_config
+    )
+    with grid:
+        server_app.app(grid, context)
+    return grid
+
+
+def test_the_deployed_server_app_monitors_as_fedcredit_monitor_does(
+    development: Path, tmp_path: Path
+) -> None:
+    plan, simulated, _ = _monitor(development, tmp_path, drift=True)
+    out = tmp_path / "deployed"
+
+    grid = _deploy(plan, _deployed_run_config(development, out, plan.development.config.run_name))
+
+    deployed = json.loads((out / "stability.json").read_text())
+    assert (out / "stability.png").is_file()
+    assert exchanges(grid)[0] == "query:join" and "query:stability" in exchanges(grid)
+    assert deployed["consortium"] == simulated["consortium"]  # one code path, one answer
+    assert deployed["consortium"]["banks"] == ["bank-1", "bank-2", "bank-3"]
+    assert deployed["consortium"]["refusals"] == []
+    assert deployed["banks"] == {} and deployed["later_files"] == {}  # each bank's own
+    assert deployed["run"] == str(development)
+    assert deployed["model_sha256"] == simulated["model_sha256"]
+
+
+def test_a_monitoring_run_of_a_model_the_banks_do_not_hold_is_refused(
+    development: Path, tmp_path: Path
+) -> None:
+    """The coordinator names a development folder of its own making (the run's model with
+    other weights): every bank counts only on the model it holds, so each refuses and
+    nothing is summed or written."""
+    import torch
+
+    from coordinator.errors import RoundFailed
+    from credit.model_card import save_model
+
+    forged = tmp_path / "forged"
+    forged.mkdir()
+    shutil.copy(development / "metrics.json", forged / "metrics.json")
+    model = load_model(development / "model")
+    with torch.no_grad():
+        for parameter in model.module.parameters():
+            parameter.add_(0.5)
+    save_model(
+        forged / "model",
+        model.module,
+        spec=model.spec,
+        encoder=model.encoder,
+        schema_name=model.card["schema"]["name"],
+        training=model.card["training"],
+        metrics=model.card["metrics"],
+    )
+    later = _later_files(development, tmp_path / "later", drift=False)
+    plan = plan_monitor(development, [later], tmp_path / "simulated")
+    out = tmp_path / "deployed"
+
+    with pytest.raises(RoundFailed, match="stability"):
+        _deploy(plan, _deployed_run_config(forged, out, "forged-monitoring"))
+
+    assert not (out / "stability.json").exists()
+    for bank in ("bank-1", "bank-2", "bank-3"):
+        lines = (development / "audit" / f"{bank}.jsonl").read_text().splitlines()
+        refusal = json.loads(lines[-1])
+        assert refusal["event"] == "refusal", refusal
+        assert refusal["data"]["kind"] == "stability-layout", refusal
+        assert "the query asks about model" in refusal["data"]["reason"]
