@@ -27,9 +27,10 @@ from cli.console import Column, console, fail_cleanly, say, show_table
 from credit.errors import ConfigError
 
 if TYPE_CHECKING:
+    from participant.guard.settings import GuardSettings
     from simulations.monitor import MonitorPlan
 
-__all__ = ["monitor", "show_stability"]
+__all__ = ["bank_report", "monitor", "show_stability"]
 
 Run = Annotated[
     Path,
@@ -103,9 +104,6 @@ def monitor(
 
 def _local_only(plan: MonitorPlan, bank: str) -> dict[str, Any]:
     """One bank's own comparison, written as a report of that bank alone."""
-    from coordinator.app.monitor_files import stability_document, write_monitor_outputs
-    from participant.guard.stability_release import local_comparison
-
     settings = next((s for s in plan.banks if s.bank_name == bank), None)
     if settings is None:
         raise ConfigError(
@@ -113,18 +111,49 @@ def _local_only(plan: MonitorPlan, bank: str) -> dict[str, Any]:
             f"(banks: {', '.join(sorted(plan.later))})",
             source="--bank",
         )
-    _, comparison = local_comparison(settings, quantile=plan.quantile)
+    return bank_report(settings, plan.out_dir, quantile=plan.quantile, run_dir=plan.run_dir)
+
+
+def bank_report(
+    settings: GuardSettings, out: Path, *, quantile: float, run_dir: Path | None = None
+) -> dict[str, Any]:
+    """A bank's own comparison (its later file against all its development rows, at the
+    bank, nothing released), written to ``out`` as a report of that bank alone.
+
+    ``run_dir``: the development run's folder (default: the folder holding the bank's
+    development model, ``RUN/model``).
+
+    Raises
+    ------
+    ConfigError
+        The bank has no later file and development model configured, or an unusable
+        model folder.
+    """
+    from coordinator.app.monitor_files import stability_document, write_monitor_outputs
+    from credit.schema import load_schema
+    from participant.guard.stability_release import development_model, local_comparison
+
+    policy = settings.stability
+    if policy is None:
+        raise ConfigError(
+            f"bank '{settings.bank_name}' has no later file: start it with --later-data "
+            "and --development-model",
+            source="--later-data",
+        )
+    layout, comparison = local_comparison(settings, quantile=quantile)
+    model = development_model(policy.model_dir, load_schema(settings.schema_path))
     document = stability_document(
-        run_dir=plan.run_dir,
-        later={bank: plan.later[bank]},
-        development=plan.development,
+        run_dir=run_dir or policy.model_dir.parent,
+        later={settings.bank_name: str(policy.later_path)},
+        layout=layout,
+        model_sha256=model.sha256,
         consortium=None,
+        consortium_missing="a bank's own comparison only (nothing released)",
         outcome=None,
-        banks={bank: comparison},
-        quantile=plan.quantile,
+        banks={settings.bank_name: comparison},
+        quantile=quantile,
     )
-    document["consortium_missing"] = "--bank: this bank's own comparison only"
-    write_monitor_outputs(plan.out_dir, document)
+    write_monitor_outputs(out, document)
     return document
 
 

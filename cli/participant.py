@@ -563,6 +563,31 @@ def status(home: Home = DEFAULT_HOME) -> None:
         raise typer.Exit(EXIT_RUN_FAILED)
 
 
+@participant_app.command("monitor")
+def monitor(
+    home: Home = DEFAULT_HOME,
+    out: Annotated[
+        Path, typer.Option(help="Output folder for stability.json and stability.png.")
+    ] = Path("stability"),
+    quantile: Annotated[
+        float,
+        typer.Option(help="Drift flag's chi-square quantile of no drift, in (0, 1)."),
+    ] = 0.99,
+) -> None:
+    """The bank's own stability comparison, nothing released: PSI of the score and CSI of
+    every characteristic, its later file against all its development rows, on the bins of
+    the development model the node was started with (--later-data, --development-model)."""
+    from cli.monitor import bank_report, show_stability
+    from participant.node.supernode import NodePlan
+
+    with fail_cleanly():
+        if not 0.0 < quantile < 1.0:
+            raise ConfigError(f"must lie in (0, 1); got {quantile}", source="--quantile")
+        document = bank_report(NodePlan.load(home).guard, out, quantile=quantile)
+    show_stability(document)
+    say(f"stability: {out / 'stability.json'}", f"plot:      {out / 'stability.png'}")
+
+
 @participant_app.command("run-guard", hidden=True)
 def run_guard(home: Home = DEFAULT_HOME) -> None:
     """Run the bank's guard service in the foreground (`participant start` runs it)."""

@@ -312,8 +312,10 @@ def run_monitor(
     document = stability_document(
         run_dir=plan.run_dir,
         later=plan.later,
-        development=development,
+        layout=development.layout,
+        model_sha256=development.model_sha256,
         consortium=consortium,
+        consortium_missing=development.missing,
         outcome=outcome,
         banks=banks,
         quantile=plan.quantile,

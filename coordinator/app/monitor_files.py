@@ -155,14 +155,20 @@ def stability_document(
     *,
     run_dir: Path,
     later: Mapping[str, str],
-    development: Development,
+    layout: StabilityLayout,
+    model_sha256: str,
     consortium: PopulationComparison | None,
+    consortium_missing: str | None,
     outcome: MonitorOutcome | None,
     banks: Mapping[str, PopulationComparison],
     quantile: float = DEFAULT_QUANTILE,
 ) -> dict[str, Any]:
-    """``stability.json``: thresholds, the consortium's and each bank's comparison."""
-    layout = development.layout
+    """``stability.json``: thresholds, the consortium's and each bank's comparison.
+
+    ``layout`` and ``model_sha256`` are the development model's; ``consortium_missing``
+    says why the consortium is not compared when ``consortium`` is None (e.g.
+    :attr:`Development.missing`).
+    """
     consortium_part: dict[str, Any] | None = None
     if consortium is not None and outcome is not None:
         consortium_part = {
@@ -175,12 +181,12 @@ def stability_document(
     return {
         "run": str(run_dir),
         "later_files": dict(later),
-        "model_sha256": development.model_sha256,
+        "model_sha256": model_sha256,
         "thresholds": {"monitor": MONITOR_THRESHOLD, "shift": SHIFT_THRESHOLD},
         "quantile": quantile,
         "development_sample": DEVELOPMENT_SAMPLE,
         "consortium": consortium_part,
-        "consortium_missing": development.missing if consortium is None else None,
+        "consortium_missing": consortium_missing if consortium is None else None,
         "banks": {name: comparison.document(layout) for name, comparison in banks.items()},
         "privacy": {}
         if outcome is None

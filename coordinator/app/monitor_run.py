@@ -137,8 +137,10 @@ def run_monitoring(grid: Grid, run: RunConfig, *, on_event: EventCallback) -> Pa
     document = stability_document(
         run_dir=run_dir,
         later={},
-        development=development,
+        layout=development.layout,
+        model_sha256=development.model_sha256,
         consortium=consortium,
+        consortium_missing=development.missing,
         outcome=outcome,
         banks={},
         quantile=config.monitor_quantile,

@@ -49,3 +49,14 @@ def test_the_bank_needs_both_stability_files(tmp_path: Path) -> None:
     assert _stability_policy(None, None, 50) is None
     policy = _stability_policy(tmp_path, tmp_path, 80)
     assert policy is not None and policy.min_rows == 80
+
+
+def test_a_bank_without_a_node_folder_is_told_to_start_it(tmp_path: Path) -> None:
+    _one_line_error(
+        ["participant", "monitor", "--home", str(tmp_path / "node")],
+        "cannot read the node plan",
+    )
+    _one_line_error(
+        ["participant", "monitor", "--home", str(tmp_path), "--quantile", "0"],
+        "--quantile: must lie in (0, 1); got 0.0",
+    )

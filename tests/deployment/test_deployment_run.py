@@ -3,9 +3,10 @@
 The operator inits and starts a consortium, banks make keys and are added, each bank
 starts its guard and SuperNode with ``fedcredit participant start`` on its own file, and
 ``fedcredit coordinator launch`` trains with differential privacy and secure
-aggregation on. One test runs a clean consortium of three banks to the end; the
-other loses a bank mid-round, has the coordinator killed mid-run, resumes, and
-revokes a bank during the resumed run.
+aggregation on. One test runs a clean consortium of three banks to the end, then
+monitors the finished run's stability (``fedcredit coordinator monitor``) once the
+banks restart with later files; the other loses a bank mid-round, has the coordinator
+killed mid-run, resumes, and revokes a bank during the resumed run.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pandas as pd
@@ -26,6 +28,7 @@ from tests.deployment.consortium import (
     FEDCREDIT,
     RunningConsortium,
     fedcredit,
+    free_port,
     process_env,
     started_consortium,
 )
@@ -152,8 +155,9 @@ def test_three_banks_train_with_dp_and_secure_aggregation_end_to_end(
 
     # Every round scored (under budgets only the last is, by default): progress per round.
     launch = Launch(
-        str(consortium.root), "--rounds", "3", "--evaluate-every", "1", "--out", str(out)
-    )
+        str(consortium.root), "--rounds", "3", "--evaluate-every", "1", "--run-name", "dev",
+        "--out", str(out),
+    )  # fmt: skip
     code = launch.finish()
 
     assert code == 0, launch.output
@@ -197,6 +201,105 @@ def test_three_banks_train_with_dp_and_secure_aggregation_end_to_end(
     assert "running (pid" in lines["guard"] and "running (pid" in lines["SuperNode"]
     left = MAX_EPSILON - metrics["privacy"]["bank-a"]["epsilon"]
     assert f"ε {left:.4g} of {MAX_EPSILON:g}" in lines["budget left"], status
+
+    _monitor_the_finished_run(consortium, embedded_frame, homes, out, tmp_path / "monitoring")
+
+
+LATER_ROWS = 7_500
+"""Rows of each bank's later file: the embedded rows no bank trained on (other customers)."""
+
+
+def _later_files(folder: Path, frame: pd.DataFrame, banks: list[str]) -> dict[str, Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    start = len(banks) * ROWS_PER_BANK
+    files = {}
+    for index, bank in enumerate(banks):
+        path = folder / f"{bank}.csv"
+        rows = frame.iloc[start + index * LATER_ROWS : start + (index + 1) * LATER_ROWS]
+        rows.to_csv(path, index=False)
+        files[bank] = path
+    return files
+
+
+def _restart_with_later_file(
+    consortium: RunningConsortium, bank: str, home: Path, later: Path, model: Path
+) -> None:
+    """The bank stops its node and starts it again with its later file and the run's model."""
+    fedcredit("participant", "stop", "--home", str(home))
+    keys = BankKeyFiles(consortium.work / bank / "keys")
+    started = fedcredit(
+        "participant", "start", "--bundle", str(consortium.bundle(bank)),
+        "--key", str(keys.node_key), "--data", str(consortium.work / "data" / f"{bank}.csv"),
+        "--home", str(home), "--runtime-port", str(free_port()),
+        "--max-epsilon", str(MAX_EPSILON),
+        "--later-data", str(later), "--development-model", str(model),
+    )  # fmt: skip
+    assert "secure aggregation required" in started.stdout, started.stdout
+
+
+def _monitor_the_finished_run(
+    consortium: RunningConsortium,
+    frame: pd.DataFrame,
+    homes: dict[str, Path],
+    results: Path,
+    out: Path,
+) -> None:
+    """``coordinator monitor`` of run ``dev``: the banks' later counts, summed securely under
+    DP, against the run's released development counts (README "Stability monitoring")."""
+    banks = sorted(homes)
+    _t0 = time.monotonic()  # TEMP timing
+    later = _later_files(consortium.work / "later", frame, banks)
+    with ThreadPoolExecutor(max_workers=len(banks)) as pool:
+        model = results / "model"
+        restarts = [
+            pool.submit(_restart_with_later_file, consortium, bank, homes[bank], later[bank], model)
+            for bank in banks
+        ]
+        for restart in restarts:
+            restart.result()
+    for bank in banks:
+        consortium.wait_for_status(bank, "online")
+
+    monitored = subprocess.run(
+        [str(FEDCREDIT), "coordinator", "monitor", str(consortium.root), "--run", "dev",
+         "--run-name", "dev-monitor", "--out", str(out)],
+        capture_output=True, text=True, env={**process_env(), "COLUMNS": "200"},
+        timeout=LAUNCH_TIMEOUT, check=False,
+    )  # fmt: skip
+
+    assert monitored.returncode == 0, monitored.stdout + monitored.stderr
+    assert "PSI (score) and CSI" in monitored.stdout and "LIMIT_BAL" in monitored.stdout
+    document = json.loads((out / "stability.json").read_text(encoding="utf-8"))
+    assert (out / "stability.png").is_file()
+    consortium_part = document["consortium"]
+    assert consortium_part["banks"] == banks and consortium_part["summed_banks"] == 3
+    assert consortium_part["secure_aggregation"] is True
+    assert consortium_part["refusals"] == []
+    assert document["banks"] == {}  # each bank's own comparison stays at the bank
+    # Each bank released its later file's counts once, noisy, charged to its later rows.
+    variance = 0.0
+    for bank in banks:
+        events = [e for e in document["privacy"][bank]["events"] if e["run"] == "dev-monitor"]
+        assert [(e["kind"], e["rows"]) for e in events] == [("stability-release", "later")]
+        variance += (events[0]["noise_multiplier"] * events[0]["max_grad_norm"]) ** 2
+        log = [json.loads(line) for line in (homes[bank] / "audit.jsonl").read_text().splitlines()]
+        assert [entry["event"] for entry in log[-2:]] == ["stability-release", "run-end"]
+        assert log[-2]["data"]["rows"] == LATER_ROWS and log[-2]["data"]["secure"] is True
+    # The consortium's later rows are the later files' rows, up to the banks' noise: a
+    # characteristic's total sums one noisy count per bin and bank (its bins all hold
+    # hundreds of rows, so clipping at zero does not bias it).
+    limit = consortium_part["characteristics"]["LIMIT_BAL"]
+    noise = (variance * len(limit["table"])) ** 0.5
+    assert abs(limit["actual_rows"] - len(banks) * LATER_ROWS) <= 6 * noise, (limit, noise)
+    assert limit["expected_rows"] > 0
+    fedcredit("privacy", "verify", "--ledger", str(homes["bank-a"] / "privacy-ledger.jsonl"))
+    # A bank's own comparison, at the bank and exact: its later file against all its rows.
+    own = out / "bank-a"
+    fedcredit("participant", "monitor", "--home", str(homes["bank-a"]), "--out", str(own))
+    bank_a = json.loads((own / "stability.json").read_text(encoding="utf-8"))["banks"]["bank-a"]
+    assert bank_a["score"]["expected_rows"] == ROWS_PER_BANK
+    assert bank_a["score"]["actual_rows"] == LATER_ROWS
+    print(f"TEMP monitoring part: {time.monotonic() - _t0:.1f} s", flush=True)
 
 
 def test_run_survives_a_lost_bank_a_coordinator_crash_and_a_revocation(
