@@ -554,9 +554,24 @@ def start_node(plan: NodePlan) -> StartedNode:
         carries the end of the log that says why.
     """
     service = guard_service(plan.home)
+    _forget_stopped_children(service, plan.services)
     command = [venv_tool("fedcredit"), "participant", "run-guard", "--home", str(plan.home)]
     pid = service.start(command, cwd=plan.home)
     return StartedNode(pid=pid, connected=_wait_connected(service, plan))
+
+
+def _forget_stopped_children(guard: Service, services: Path) -> None:
+    """Remove the pid files of the SuperNode and SuperExec a stopped node left behind.
+
+    The guard does not remove them when it stops (nor can it when it is killed), and a
+    SuperNode pid file of a dead process would read, at the next start, as the new
+    SuperNode stopping during start-up. A running guard's files stay (its start is
+    refused anyway).
+    """
+    if guard.pid() is not None:
+        return
+    for name in (SUPERNODE_PID, SUPEREXEC_PID):
+        (services / name).unlink(missing_ok=True)
 
 
 def _wait_connected(service: Service, plan: NodePlan) -> bool:

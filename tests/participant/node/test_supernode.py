@@ -209,3 +209,32 @@ def test_start_refuses_a_broken_ledger_or_audit_log_naming_the_entry(
     for result in (broken_ledger, broken_audit):
         assert "Traceback" not in result.stderr
         assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_restart_forgets_the_pid_files_a_stopped_node_left(tmp_path: Path) -> None:
+    """The guard leaves ``supernode.pid`` behind when it stops; read at the next start,
+    that dead pid made ``participant stop`` then ``start`` fail with "the SuperNode
+    stopped during start-up" before the new SuperNode had started."""
+    import os
+    import subprocess
+    import sys
+
+    from deploy.services import Service
+    from participant.node.supernode import _forget_stopped_children
+
+    services = tmp_path / "services"
+    services.mkdir()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    for name in ("supernode.pid", "superexec.pid"):
+        (services / name).write_text(f"{dead.pid}\n")
+    guard = Service("guard", services)
+
+    _forget_stopped_children(guard, services)
+
+    assert sorted(p.name for p in services.iterdir()) == []
+    # A running guard keeps its children's files (its start is refused anyway).
+    (services / "guard.pid").write_text(f"{os.getpid()}\n")
+    (services / "supernode.pid").write_text(f"{os.getpid()}\n")
+    _forget_stopped_children(guard, services)
+    assert (services / "supernode.pid").is_file()
