@@ -554,7 +554,7 @@ def monitor(
     Submits a monitoring run (it trains nothing) to the SuperLink: every bank started with
     --later-data and --development-model (the run's model) answers with its later file's
     counts on the model's bins, summed by secure aggregation unless turned off. Each bank
-    compares its own rows itself (`fedcredit monitor --bank`).
+    compares its own rows itself (`fedcredit participant monitor`).
     """
     from cli.monitor import show_stability
     from coordinator.ops.monitoring import monitor_run, plan_monitoring
