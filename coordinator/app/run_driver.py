@@ -30,10 +30,14 @@ anyone: secure aggregation without enough keys), and scores the last model when 
 run ends early: privacy budgets leave too few banks willing to train
 (:class:`~coordinator.errors.RunStopped`), or a round fails.
 
-A set-up, train or evaluate exchange with fewer than ``min_banks`` replies without
-errors, or an evaluate-only exchange with no usable evaluation, raises
-:class:`~coordinator.errors.RoundFailed`; the global model is then the last trained
-round's (scored first if its evaluation was pending). A round that loses too many
+A set-up or train exchange with fewer than ``min_banks`` replies without errors
+raises :class:`~coordinator.errors.RoundFailed` and fails the run; the last trained
+round's model is scored first if its evaluation was pending. An evaluate-only
+exchange that fails (too few replies, its secure sum aborted, or no usable
+evaluation) leaves its round not evaluated and is never asked again: at the run's
+end the run still completes with its kept model, and when the failed exchange was
+the final evaluation, ``metrics.json`` says why the kept model's held-out metrics,
+calibration and fairness are missing (``final_missing``). A round that loses too many
 banks to (simulated) dropouts, or to losses at secure aggregation's own stages, is
 aborted (:class:`~coordinator.errors.RoundAborted`): the model stays, the round is
 recorded as aborted and the run goes on. When privacy budgets leave too few banks
@@ -42,6 +46,7 @@ willing to train, the run stops with the last model.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -280,8 +285,8 @@ class RunDriver:
                 self._on_event(f"bank '{reply.bank.name}' is not part of this run: left out")
                 audit.refusal(reply.bank.name, 0, "not part of the run being resumed")
         state.banks = sorted((reply.bank for reply in accepted), key=lambda bank: bank.name)
-        if completed < self.config.rounds:  # more rounds: a new final evaluation follows
-            state.selected = None
+        # The final evaluation's record (state.selected) stays: should the kept model be
+        # the same after the rounds added, its evaluation is not asked again.
         self._on_event(f"resuming after round {completed} from {out_dir / 'checkpoint'}")
         return state, self._aggregation(accepted), completed
 
@@ -368,17 +373,31 @@ class RunDriver:
                 save_checkpoint(Path(self.config.out_dir), state, server_round)
                 self._on_event(f"stopped early after round {server_round}: {reason}")
                 break
+        self._end(state, aggregation)
+
+    def _end(self, state: RunState, aggregation: Aggregation) -> None:
+        """The run's last evaluations: of the last round's model, then (validation parts)
+        the kept model's final evaluation.
+
+        An evaluate exchange that fails here does not fail the run, which has trained
+        and paid for its rounds: the round it scored stays not evaluated, and a failed
+        final evaluation leaves the kept model without its held-out metrics,
+        calibration and fairness (``state.final_missing`` says why). Neither is asked
+        again, of other banks or by a resumed run: a second secure sum of the same
+        releases over another set of banks would expose the difference, and a bank
+        makes the governance release once per run.
+        """
         members = self._members(state)
+        pending = state.pending
         if not self.config.selects_best_round:
-            if state.pending is not None:
-                self._evaluate_pending(state, aggregation, members, last=True)
+            if pending is not None:
+                self._score_last(state, aggregation, members, final=True)
             return
-        if state.pending is not None and state.best is not None:
-            self._evaluate_pending(state, aggregation, members)  # its validation AUC
-        elif state.pending is not None:  # no round validated: nothing to choose between
-            self._settle(state, state.pending, None)
-        if state.selected is None:  # a resumed run may have made its final evaluation
-            self._evaluate_selected(state, aggregation, members)
+        if pending is not None and state.best is not None:
+            self._score_last(state, aggregation, members, final=False)  # its validation AUC
+        elif pending is not None:  # no round validated: nothing to choose between
+            self._settle(state, pending, None)
+        self._evaluate_selected(state, aggregation, members)
 
     def _stop_reason(self, state: RunState) -> str | None:
         """Why early stopping ends the run now (None: it goes on, or has no patience)."""
@@ -423,7 +442,7 @@ class RunDriver:
                 arrays=state.arrays, train_loss=None, trained=(), aborted=str(abort)
             )
         except RoundFailed:
-            self._evaluate_before_failing(state, aggregation, members)
+            self._score_last(state, aggregation, members, final=False)
             raise
         pending = state.pending
         if pending is not None and not self._evaluates(pending.server_round):
@@ -633,6 +652,7 @@ class RunDriver:
         if layout is not None:  # kept before the round settles: its checkpoint holds it
             outcome = governance_outcome(summed, layout, noisy=self._private)
             state.governance = outcome.document
+            state.final_missing = None  # a resumed run's new last model was scored
         exchanges = self._exchange.seconds_of(server_round, since)
         seconds = time.monotonic() - started
         self._settle(state, pending, summed.summary, seconds=seconds, exchanges=exchanges)
@@ -660,17 +680,28 @@ class RunDriver:
             return  # no round trained: no model to keep
         arrays = best.arrays if best is not None else state.arrays
         server_round = best.server_round if best is not None else last
+        earlier = state.selected
+        if earlier is not None and earlier.server_round == server_round:
+            self._keep_earlier_final(state, earlier, last)
+            return
         started, since = time.monotonic(), len(self._exchange.timings)
         layout = governance_layout(self.schema, self.config)
-        summed = self._evaluate_model(
-            state, aggregation, members, arrays=arrays, server_round=server_round,
-            layout=layout, rows=EvaluationRows.TEST,
-        )  # fmt: skip
-        outcome = governance_outcome(summed, layout, noisy=self._private)
-        metrics = self._metrics_of(server_round, summed.summary)
-        if metrics is not None and summed.summary is not None:
-            state.final_scores = ScoreHistograms.settled(server_round, summed.summary)
-        state.governance = outcome.document
+        state.final_scores = None  # a resumed run's earlier final evaluation: another model
+        line = None
+        try:
+            summed = self._evaluate_model(
+                state, aggregation, members, arrays=arrays, server_round=server_round,
+                layout=layout, rows=EvaluationRows.TEST,
+            )  # fmt: skip
+        except RoundFailed as failed:
+            _final_failed(state, server_round, failed)
+            metrics = None
+        else:
+            outcome = governance_outcome(summed, layout, noisy=self._private)
+            metrics = self._metrics_of(server_round, summed.summary)
+            if metrics is not None and summed.summary is not None:
+                state.final_scores = ScoreHistograms.settled(server_round, summed.summary)
+            state.governance, state.final_missing, line = outcome.document, None, outcome.line
         state.selected = SelectedModel(
             server_round=server_round,
             metrics=metrics,
@@ -680,9 +711,25 @@ class RunDriver:
             exchanges=self._exchange.seconds_of(server_round, since),
         )
         save_checkpoint(Path(self.config.out_dir), state, last)
-        for line in selection_lines(state.selected):
+        for text in selection_lines(state.selected, missing=state.final_missing):
+            self._on_event(text)
+        if line is not None:
             self._on_event(line)
-        self._on_event(outcome.line)
+
+    def _keep_earlier_final(self, state: RunState, earlier: SelectedModel, last: int) -> None:
+        """A resumed run keeps the model whose final evaluation it asked for before.
+
+        That evaluation's record (its metrics, or why they are missing) stands: the
+        banks are not asked for the same release again.
+        """
+        state.selected = dataclasses.replace(earlier, last_round=last)
+        save_checkpoint(Path(self.config.out_dir), state, last)
+        self._on_event(
+            f"round {earlier.server_round}'s model, kept again, had its final evaluation "
+            "before the run resumed: not asked again"
+        )
+        for text in selection_lines(state.selected, missing=state.final_missing):
+            self._on_event(text)
 
     def _evaluate_model(
         self,
@@ -748,21 +795,34 @@ class RunDriver:
             self._on_event(f"round {server_round}: not evaluated ({exc})")
             return None
 
-    def _evaluate_before_failing(
-        self, state: RunState, aggregation: Aggregation, members: dict[int, str]
+    def _score_last(
+        self,
+        state: RunState,
+        aggregation: Aggregation,
+        members: dict[int, str],
+        *,
+        final: bool,
     ) -> None:
-        """A round failed: score the last model first, if its evaluation is pending.
+        """Score the last model, if its evaluation is pending; a failure is recorded, not raised.
 
-        The run's record then ends with that round, as it would have before the
-        round that failed. If scoring fails too, the run fails with the round's error.
+        Before a failed round fails the run, and at the run's end. ``final``: this is
+        the kept model's final evaluation (no validation parts), with the governance
+        release. When the evaluate exchange fails the round is recorded as not
+        evaluated (and, ``final``, ``state.final_missing`` says why), so that neither
+        this run nor a resumed one asks for that evaluation again.
         """
         pending = state.pending
         if pending is None:
             return
         try:
-            self._evaluate_pending(state, aggregation, members)
-        except RoundFailed as also:
-            self._on_event(f"round {pending.server_round}'s model could not be scored: {also}")
+            self._evaluate_pending(state, aggregation, members, last=final)
+        except RoundFailed as failed:
+            self._on_event(f"round {pending.server_round}'s model could not be scored: {failed}")
+            if final:
+                _final_failed(state, pending.server_round, failed)
+                missing = state.final_missing
+                self._on_event(f"final evaluation on the held-out rows: missing: {missing}")
+            self._settle(state, pending, None)
 
     def _settle(
         self,
@@ -801,6 +861,24 @@ class RunDriver:
     def _record_refusal(self, refusal: Refusal) -> None:
         if self._audit is not None:
             self._audit.refusal(refusal.bank, refusal.server_round, refusal.text())
+
+
+def _final_failed(state: RunState, server_round: int, failed: RoundFailed) -> None:
+    """Record that the final evaluation of ``server_round``'s model failed, and why.
+
+    Nothing of another model stands in for it: the final histograms and the
+    governance report are cleared (a resumed run may hold an earlier model's).
+    """
+    detail = f"{failed.received} usable replies, {failed.required} required"
+    if failed.reasons:
+        detail += ": " + "; ".join(failed.reasons)
+    state.final_missing = (
+        f"the evaluation of round {server_round}'s model on the held-out rows failed "
+        f"({detail}); its held-out metrics, calibration and fairness are missing, and it "
+        "is not asked again (the banks make that release once per run)"
+    )
+    state.final_scores = None
+    state.governance = None
 
 
 def _last_round(state: RunState) -> int:
