@@ -9,6 +9,7 @@ when a command runs.
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -492,6 +493,8 @@ def _report_launch(result: LaunchResult, consortium_dir: Path) -> None:
     )
     if result.out is not None:
         say(f"results copied to {result.out}")
+    if (missing := _final_missing(result.run_dir)) is not None:
+        say(f"final evaluation missing: {missing}", style="yellow")
     if result.completed:
         return
     if result.error:
@@ -598,6 +601,18 @@ def _stability(run_dir: Path) -> dict[str, Any]:
 
     document: dict[str, Any] = json.loads((run_dir / STABILITY_FILE).read_text(encoding="utf-8"))
     return document
+
+
+def _final_missing(run_dir: Path) -> str | None:
+    """Why the run's kept model has no final evaluation (None: it has one, or no metrics)."""
+    from coordinator.app.run_files import METRICS_FILE
+
+    try:
+        document = json.loads((run_dir / METRICS_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    missing = document.get("final_missing") if isinstance(document, dict) else None
+    return None if missing is None else str(missing)
 
 
 @coordinator_app.command("list")

@@ -534,6 +534,8 @@ def _show_summary(metrics_path: Path, seconds: float) -> None:
     )
     for line in _selection_lines(document):
         say(line)
+    if document.get("final_missing"):
+        say(f"final evaluation missing: {document['final_missing']}", style="yellow")
     show_table(
         "Participants",
         ["bank", Column("train rows", justify="right")],

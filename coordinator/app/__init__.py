@@ -1,7 +1,10 @@
 """The coordinator's Flower ServerApp runtime: what runs inside a run, one module per job.
 
 - :mod:`~coordinator.app.server_app`: the ServerApp (``flwr run``) and ``run_federation``;
-- :mod:`~coordinator.app.run_driver`: set-up, rounds and stops of one run;
+- :mod:`~coordinator.app.run_driver`: one run from set-up through its rounds to its end;
+- :mod:`~coordinator.app.run_setup`: a new run's set-up, or a resumed run's checkpoint;
+- :mod:`~coordinator.app.evaluations`: the models' evaluations, rounds settled, the run's end;
+- :mod:`~coordinator.app.instructions`: the run's and each round's settings sent to banks;
 - :mod:`~coordinator.app.joining`: banks joining a run, the encoder, the aggregation chosen;
 - :mod:`~coordinator.app.aggregation`: the ``Aggregation`` interface and plain FedAvg;
 - :mod:`~coordinator.app.secagg_server`: secure aggregation, the coordinator's side;

@@ -15,7 +15,9 @@ Events (besides the log's own ``log-open``)::
                 secure_aggregation, auc; written when the round's metrics are in
                 (with the next round's train replies, or the final evaluation)
     run-end     status (completed, stopped, failed), reason, rounds_completed,
-                final_auc, final_model_sha256
+                final_auc, final_model_sha256; when the run did not fail also
+                final_missing (why the kept model's final evaluation is missing;
+                null: it was made)
     exchange    stage, server_round, sent (seq and head of this log that the
                 exchange's messages carried), heads (node -> seq, head and key
                 fingerprint of the bank's audit log, as its reply carried them),
@@ -242,7 +244,11 @@ class CoordinatorAudit:
         self._last_round = result.server_round
 
     def run_end(self, state: RunState) -> None:
-        """The run finished: every round, or stopped early (budgets spent)."""
+        """The run finished: every round, or stopped early (budgets spent).
+
+        A run whose final evaluation failed finishes too (with its model):
+        ``final_missing`` says why its final metrics are missing.
+        """
         last = state.rounds[-1] if state.rounds else None
         scored = state.final_metrics()
         self._append(
@@ -253,6 +259,7 @@ class CoordinatorAudit:
                 "rounds_completed": last.server_round if last else 0,
                 "final_auc": scored.auc if scored is not None else None,
                 "final_model_sha256": record_sha256(state.kept_arrays()),
+                "final_missing": state.final_missing,
             },
         )
 

@@ -7,7 +7,8 @@ results, privacy ledgers and refusals, the *pending* round, the score histograms
 the last round scored, for the model report, the last model's calibration and
 fairness report once it came in, the WoE/IV tables of the set-up release, and with
 validation parts the best round so far, whose model is kept in ``best-<r>.npz``, and
-the selected model's final evaluation once it came in). Round
+the selected model's final evaluation once it came in, or why it is missing: a
+resumed run never asks it again). Round
 r's metrics come in one exchange later (with round r+1's train replies, or the final
 evaluate exchange), so until then round r is pending: everything of its result but
 the metrics. When they come in, the checkpoint is written again with round r among the
@@ -102,6 +103,7 @@ def save_checkpoint(out_dir: Path, state: RunState, completed_round: int) -> Pat
         else {"round": best.server_round, "auc": best.auc, "arrays_file": best_file},
         "selected": None if state.selected is None else _selected_to_json(state.selected),
         "stopped_early": state.stopped_early,
+        "final_missing": state.final_missing,
     }
     write_durably(folder / _STATE, json.dumps(document, indent=1).encode())
     for stale in [*folder.glob("arrays-*.npz"), *folder.glob("best-*.npz")]:
@@ -170,6 +172,7 @@ def load_checkpoint(out_dir: Path, config: RunConfig) -> tuple[RunState, int]:
         state.best = _best_from_json(folder, document.get("best"), document["array_names"])
         state.selected = _selected_from_json(document.get("selected"))
         state.stopped_early = document.get("stopped_early")
+        state.final_missing = document.get("final_missing")
         completed = int(document["completed_round"])
     except (OSError, ValueError, KeyError, TypeError, EOFError, BadZipFile) as exc:
         raise ConfigError(f"checkpoint {folder} is unreadable: {exc}", source="--resume") from exc

@@ -88,7 +88,10 @@ def metrics_document(state: RunState, wall_seconds: float) -> dict[str, Any]:
     is kept), ``selection`` says more (:meth:`SelectedModel.document
     <coordinator.app.run_state.SelectedModel.document>`) and ``final`` is that model's
     evaluation on the held-out rows. ``stopped_early`` says why early stopping ended
-    the run (null: it did not).
+    the run (null: it did not). ``final_missing`` says why the kept model has no final
+    evaluation (its evaluate exchange failed; null: it has one): ``final`` is then
+    empty, ``score_histograms`` null and the calibration and fairness reports absent,
+    although the run wrote its model.
     """
     scored = state.final_metrics()
     histograms = state.final_scores
@@ -116,6 +119,7 @@ def metrics_document(state: RunState, wall_seconds: float) -> dict[str, Any]:
             for r in state.rounds
         ],
         "final": {key: final[key] for key in _FINAL_KEYS if key in final},
+        "final_missing": state.final_missing,
         "score_histograms": histograms.document() if histograms is not None else None,
         "participants": {bank.name: {"n_train": bank.n_train} for bank in state.banks},
         "privacy": state.privacy_document(),

@@ -322,6 +322,10 @@ class RunState:
     stopped_early : str or None
         Why the run stopped before its last round because the validation AUC stopped
         improving (``patience``); None otherwise.
+    final_missing : str or None
+        Why the kept model has no final evaluation (held-out metrics, calibration and
+        fairness): its evaluate exchange failed, and it is not asked again (the banks
+        make that release once per run). None: it was made, or is still to come.
     """
 
     config: RunConfig
@@ -342,13 +346,18 @@ class RunState:
     best: BestRound | None = None
     selected: SelectedModel | None = None
     stopped_early: str | None = None
+    final_missing: str | None = None
 
     def final_metrics(self) -> CreditMetrics | None:
         """The run's final metrics (None: none).
 
         With validation parts, the selected model's on the held-out rows; without,
-        those of the last round whose model was scored.
+        those of the last round whose model was scored. None when the kept model's
+        final evaluation failed (:attr:`final_missing`): no other model's metrics
+        stand in for it.
         """
+        if self.final_missing is not None:
+            return None
         if self.config.selects_best_round:
             return None if self.selected is None else self.selected.metrics
         for result in reversed(self.rounds):

@@ -18,14 +18,19 @@ from coordinator.app.run_state import RoundResult, SelectedModel
 __all__ = ["selection_lines", "stop_reason"]
 
 
-def selection_lines(selected: SelectedModel) -> list[str]:
-    """What the console says about the kept model: its round, its metrics, whether to go on."""
+def selection_lines(selected: SelectedModel, *, missing: str | None = None) -> list[str]:
+    """What the console says about the kept model: its round, its metrics, whether to go on.
+
+    ``missing``: why its final evaluation is missing (:attr:`RunState.final_missing
+    <coordinator.app.run_state.RunState.final_missing>`), said in place of its metrics.
+    """
     scored = selected.metrics
-    final = (
-        f"AUC {scored.auc:.4f}  KS {scored.ks:.4f}  loss {scored.log_loss:.4f}"
-        if scored is not None
-        else "not evaluated"
-    )
+    if missing is not None:
+        final = f"missing: {missing}"
+    elif scored is not None:
+        final = f"AUC {scored.auc:.4f}  KS {scored.ks:.4f}  loss {scored.log_loss:.4f}"
+    else:
+        final = "not evaluated"
     if selected.validation_auc is None:
         kept = (
             f"no round was validated: kept the last round's model (round {selected.server_round})"

@@ -14,7 +14,6 @@ from tests.simulations.test_inprocess_consortium import DROPOUT_SEED
 from tests.support.checks import (
     check_dropouts_happen_and_every_round_completes,
     check_same_banks_give_the_same_update_up_to_quantization,
-    check_secure_aggregation_matches_plain_fedavg,
 )
 
 pytestmark = pytest.mark.slow
@@ -25,13 +24,12 @@ ROUNDS = 10
 
 
 def _run(out: Path, **settings: Any) -> dict[str, Any]:
-    """Without validation parts: every round's model is scored on the held-out rows and the
-    last one kept, so secure and plain runs compare round by round. (With them, at this
-    seed the final evaluation's secure round loses two of five banks to the simulated
-    dropouts and the run fails: the final evaluation is not retried.)"""
-    config = RunConfig(
-        rounds=ROUNDS, out_dir=str(out), seed=DROPOUT_SEED, validation_fraction=0.0, **settings
-    )
+    """With validation parts (the default): the rounds are scored on the banks' validation
+    parts, and the kept model on the held-out rows. At this seed the final evaluation's
+    secure round (12) loses four of five banks to the simulated dropouts (two of them at
+    advertise): the secure run completes with its kept model, whose held-out metrics
+    are missing (``final_missing``); the final evaluation is not retried."""
+    config = RunConfig(rounds=ROUNDS, out_dir=str(out), seed=DROPOUT_SEED, **settings)
     run_simulated_consortium(
         plan_simulation(config, n_banks=5, dropout_rate=0.2),
         on_round=lambda r, t: None,
@@ -54,7 +52,17 @@ def test_dropouts_happen_and_every_round_completes(runs: dict[str, dict[str, Any
 
 
 def test_secure_aggregation_matches_plain_fedavg(runs: dict[str, dict[str, Any]]) -> None:
-    check_secure_aggregation_matches_plain_fedavg(runs["secure"], runs["plain"])
+    """The runs end at the same model quality: the last round's validation AUC (every bank's
+    validation part in both runs: round 11's dropout comes after masking) within 0.003,
+    as :func:`~tests.support.checks.check_secure_aggregation_matches_plain_fedavg` holds
+    the final AUCs (the in-process twin's, whose final evaluation is made). The
+    plain run has its final evaluation; the secure run's was lost to the dropouts."""
+    secure, plain = runs["secure"], runs["plain"]
+    assert secure["secure_aggregation"]["threshold"] == 4
+    assert abs(secure["rounds"][-1]["auc"] - plain["rounds"][-1]["auc"]) <= 0.003
+    assert plain["final_missing"] is None and plain["final"]["auc"] > 0.7
+    assert secure["final"] == {}
+    assert "round 12: aborted at 'advertise': 3 bank(s) left" in secure["final_missing"]
 
 
 def test_the_same_banks_give_the_same_update_up_to_quantization(

@@ -71,7 +71,13 @@ details { margin: 4px 0; } summary { cursor: pointer; }
 </p>
 <nav>{% for section in sections %}<a href="#{{ section.anchor }}">{{ section.title }}</a>{% endfor %}</nav>
 </header>
-{% if "summary" in present %}
+{% if "summary" in present and c.final is none %}
+<section id="summary">
+<h2>Final test metrics</h2>
+<p class="flag">Missing: {{ c.final_missing }}.</p>
+<p class="note">The run kept its model and wrote every other output; no other round's metrics stand in for the kept model's, and the calibration and fairness sections, which come with the same evaluation, are left out.</p>
+</section>
+{% elif "summary" in present %}
 {% set f = c.final.metrics %}
 <section id="summary">
 <h2>Final test metrics</h2>

@@ -122,6 +122,7 @@ class ReportContents:
     schema_name: str | None
     wall_seconds: float | None
     final: FinalMetrics | None
+    final_missing: str | None
     config: tuple[tuple[str, str], ...]
     secure_aggregation: tuple[tuple[str, str], ...]
     privacy: PrivacySection | None
@@ -197,6 +198,7 @@ def _contents(
         schema_name=(document.get("schema") or {}).get("name"),
         wall_seconds=_optional(document.get("wall_seconds")),
         final=_final(document.get("final") or {}, rounds, document.get("selection")),
+        final_missing=_optional_text(document.get("final_missing")),
         config=tuple((str(key), _text(value)) for key, value in config.items()),
         secure_aggregation=tuple(
             (str(key), _text(value))
@@ -226,6 +228,10 @@ def _text(value: Any) -> str:
 
 def _optional(value: Any) -> float | None:
     return None if value is None else float(value)
+
+
+def _optional_text(value: Any) -> str | None:
+    return None if value is None else str(value)
 
 
 def _final(

@@ -34,7 +34,7 @@ class Section:
 def sections_of(contents: ReportContents, figures: ReportFigures) -> tuple[Section, ...]:
     """The sections ``contents`` has data for, in page order."""
     shown = {
-        "summary": contents.final is not None,
+        "summary": contents.final is not None or contents.final_missing is not None,
         "performance": None not in (figures.roc, figures.ks, figures.distribution),
         "rounds": bool(contents.rounds),
         "participation": contents.participation is not None,

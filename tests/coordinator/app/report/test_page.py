@@ -97,6 +97,28 @@ def test_each_section_needs_its_key(run_folder: RunFolder, key: str, section: st
     assert f"#{section}" not in [value for _, value in page.urls]
 
 
+def test_a_missing_final_evaluation_is_said_in_place_of_the_final_metrics(
+    run_folder: RunFolder,
+) -> None:
+    """``final`` empty with ``final_missing``: the summary says why, escaped; the sections
+    of the final evaluation (curves, calibration, fairness) are left out."""
+    why = "round 4: aborted at 'unmask' <2 banks>"
+
+    def fail(document: dict[str, Any]) -> None:
+        document["final"] = {}
+        document["final_missing"] = why
+        for key in ("score_histograms", "calibration", "fairness", "governance"):
+            document.pop(key, None)
+
+    html = _report(run_folder(edit=fail))
+    page = _well_formed(html)
+    gone = ("performance", "calibration", "fairness")
+    assert page.sections == [s for s in EVERY_SECTION if s not in gone]
+    summary = html[html.index('id="summary"') : html.index('id="rounds"')]
+    assert "Missing: round 4: aborted at &#39;unmask&#39; &lt;2 banks&gt;." in summary
+    assert 'class="tile"' not in summary
+
+
 def test_without_a_model_folder_the_card_and_scorecard_are_left_out(
     run_folder: RunFolder,
 ) -> None:
