@@ -31,6 +31,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -156,11 +157,15 @@ class RunningConsortium:
     def add_bank(self, bank: str) -> BankKeyFiles:
         """Keygen at the bank, then ``add-participant`` with its node and audit keys."""
         keys = self.keygen(bank)
+        self.add_participant(bank, keys)
+        return keys
+
+    def add_participant(self, bank: str, keys: BankKeyFiles) -> None:
+        """``coordinator add-participant`` with the bank's node and audit keys."""
         fedcredit(
             "coordinator", "add-participant", str(self.root), bank,
             "--public-key", str(keys.node_public), "--audit-key", str(keys.audit_public),
         )  # fmt: skip
-        return keys
 
     def member_list(self) -> Path:
         """The current member list as the operator sends it (``coordinator members --out``)."""
@@ -182,23 +187,33 @@ class RunningConsortium:
 
         The last bank added pins its bundle's list (it names everyone); the others were
         onboarded before the list was complete and pin the operator's current list,
-        passed with ``--members``.
+        passed with ``--members``. The banks make their keys and start their nodes at
+        the same time, each on its own machine as it were; the operator adds them one
+        after the other.
         """
-        keys = {bank: self.add_bank(bank) for bank in files}
+        banks = list(files)
+        with ThreadPoolExecutor(max_workers=len(banks)) as pool:
+            keys = dict(zip(banks, pool.map(self.keygen, banks), strict=True))
+        for bank in banks:
+            self.add_participant(bank, keys[bank])
         members = self.member_list()
-        last = list(files)[-1]
-        return {
-            bank: self.start_bank(
-                bank,
-                keys[bank],
-                data,
-                max_epsilon=max_epsilon,
-                node_user=(node_users or {}).get(bank),
-                holdout_salt=holdout_salt,
-                members=None if bank == last else members,
-            )
-            for bank, data in files.items()
-        }
+        ports = dict(zip(banks, free_ports(len(banks)), strict=True))
+        with ThreadPoolExecutor(max_workers=len(banks)) as pool:
+            started = {
+                bank: pool.submit(
+                    self.start_bank,
+                    bank,
+                    keys[bank],
+                    data,
+                    max_epsilon=max_epsilon,
+                    node_user=(node_users or {}).get(bank),
+                    holdout_salt=holdout_salt,
+                    members=None if bank == banks[-1] else members,
+                    runtime_port=ports[bank],
+                )
+                for bank, data in files.items()
+            }
+            return {bank: future.result() for bank, future in started.items()}
 
     def bundle(self, bank: str) -> Path:
         return self.consortium.paths.participant(bank) / "bundle"
@@ -253,14 +268,21 @@ class RunningConsortium:
 
     def wait_for_status(self, bank: str, status: str, *, timeout: float = 90.0) -> None:
         """Poll ``flwr supernode ls`` until ``bank`` has ``status``."""
+        self.wait_for_statuses([bank], status, timeout=timeout)
+
+    def wait_for_statuses(
+        self, banks: Sequence[str], status: str, *, timeout: float = 90.0
+    ) -> None:
+        """Poll ``flwr supernode ls`` until every bank of ``banks`` has ``status``."""
         deadline = time.monotonic() + timeout
         seen: dict[str, str] = {}
         while time.monotonic() < deadline:
             seen = self.node_status()
-            if seen.get(bank) == status:
+            if all(seen.get(bank) == status for bank in banks):
                 return
             time.sleep(2.0)
-        raise AssertionError(f"{bank} not {status} after {timeout:.0f} s; nodes: {seen}")
+        behind = ", ".join(bank for bank in banks if seen.get(bank) != status)
+        raise AssertionError(f"{behind} not {status} after {timeout:.0f} s; nodes: {seen}")
 
     def request(
         self, method: str, path: str, *, port: int | None = None, body: bytes = b""
@@ -288,12 +310,14 @@ class RunningConsortium:
         node_user: str | None = None,
         holdout_salt: str | None = None,
         members: Path | None = None,
+        runtime_port: int | None = None,
     ) -> Path:
         """``fedcredit participant start`` as the bank runs it; return its node folder.
 
         ``node_user``: run the bank's ClientApps as that user (``--node-user``, root only).
         ``holdout_salt``: the bank's hold-out salt instead of a fresh one (``--holdout-salt``).
         ``members``: the member list to pin (``--members``); default: the bundle's.
+        ``runtime_port``: the node's runtime API port; default: a free one.
         Secure aggregation is required (the default) and the list's fingerprint printed.
         """
         home = self.work / bank / "node"
@@ -304,7 +328,8 @@ class RunningConsortium:
         started = fedcredit(
             "participant", "start", "--bundle", str(self.bundle(bank)),
             "--key", str(keys.node_key), "--data", str(data), "--home", str(home),
-            "--runtime-port", str(free_port()), *budget, *as_user, *salt, *listed,
+            "--runtime-port", str(runtime_port or free_port()), *budget, *as_user, *salt,
+            *listed,
         )  # fmt: skip
         assert "fingerprint SHA256:" in started.stdout, started.stdout
         assert "secure aggregation required" in started.stdout, started.stdout
@@ -342,13 +367,14 @@ class RunningConsortium:
         return killed
 
     def close(self) -> None:
-        """Stop every SuperNode, then the edge and the SuperLink."""
-        for node in self.supernodes:
-            node.stop()
+        """Stop every SuperNode and bank node (all at once), then the edge and the SuperLink."""
         from participant.node.supernode import stop_node
 
-        for home in self.bank_homes:
-            stop_node(home)
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            stopped = [pool.submit(node.stop) for node in self.supernodes]
+            stopped += [pool.submit(stop_node, home) for home in self.bank_homes]
+            for future in stopped:
+                future.result()
         from coordinator.ops.services import stop_services
 
         stop_services(load_consortium(self.root))

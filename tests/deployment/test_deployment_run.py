@@ -118,8 +118,7 @@ def _start_banks(
     homes = consortium.add_banks_and_start(files, max_epsilon=MAX_EPSILON)
     fingerprints = {_pinned_fingerprint(home) for home in homes.values()}
     assert len(fingerprints) == 1, fingerprints  # every bank pinned the same list
-    for bank in banks:
-        consortium.wait_for_status(bank, "online")
+    consortium.wait_for_statuses(banks, "online")
     return homes
 
 
@@ -342,8 +341,7 @@ def test_run_survives_a_lost_bank_a_coordinator_crash_and_a_revocation(
 
     fedcredit("coordinator", "shutdown", root)  # clears what the crash left behind
     fedcredit("coordinator", "start", root)
-    for bank in alive:
-        consortium.wait_for_status(bank, "online", timeout=180)
+    consortium.wait_for_statuses(alive, "online", timeout=180)
     resumed = Launch(root, "--resume", "crash-test", "--out", str(out))
     resumed.wait_for("resuming after round 3", timeout=600)
     # Round 4 may have been sent before the crash: a bank re-sends its kept result only
