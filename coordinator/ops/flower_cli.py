@@ -6,19 +6,23 @@ Each call runs Flower's own CLI from this Python environment, offline (see
 
 - :func:`run_flwr` runs a command that answers in JSON (``supernode register``,
   ``supernode unregister``, ``supernode ls``, ``ls``, ``stop``) and returns the reply;
-- :func:`submit_run` runs ``flwr run ... --stream``: the ServerApp the SuperLink
-  starts for the run writes its outputs into the consortium folder's
-  ``runs/<run-name>/``; every log line goes to a callback (the CLI prints round
-  lines as ``simulate`` does), and Flower's run id and the exit status come back.
+- :func:`submit_run` runs ``flwr run ... --stream`` on a staging copy of the
+  project's packages (:func:`app_bundle_dir`: the app bundle is built from it): the
+  ServerApp the SuperLink starts for the run writes its outputs into the consortium
+  folder's ``runs/<run-name>/``; every log line goes to a callback (the CLI prints
+  round lines as ``simulate`` does), and Flower's run id and the exit status come back.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import tempfile
-from collections.abc import Callable, Mapping
+import tomllib
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +34,7 @@ from deploy.flower_env import flower_env, venv_tool
 __all__ = [
     "LaunchError",
     "RunHandle",
+    "app_bundle_dir",
     "flwr_command",
     "flwr_env",
     "project_dir",
@@ -64,6 +69,36 @@ def project_dir() -> Path:
             "(install it with `pip install -e .`)"
         )
     return root
+
+
+@contextmanager
+def app_bundle_dir(root: Path | None = None) -> Iterator[Path]:
+    """A temporary folder holding what the app bundle is built from, and nothing else.
+
+    ``flwr run APP`` walks every file below ``APP`` before it filters them (a source
+    folder's ``.venv`` alone holds tens of thousands) and ships what its patterns
+    keep, tests and benchmarks included. The folder holds ``pyproject.toml`` and the
+    packages it installs (``[tool.setuptools.packages.find] include``), without
+    bytecode caches: the ServerApp and the relay ClientApp, and no other code.
+    """
+    source = root or project_dir()
+    with tempfile.TemporaryDirectory(prefix="fedcredit-app-") as folder:
+        staged = Path(folder)
+        shutil.copy2(source / "pyproject.toml", staged / "pyproject.toml")
+        for package in app_packages(source):
+            shutil.copytree(
+                source / package,
+                staged / package,
+                ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
+            )
+        yield staged
+
+
+def app_packages(root: Path) -> list[str]:
+    """The top-level packages ``pyproject.toml`` installs (its ``packages.find`` include)."""
+    document = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))
+    patterns = document["tool"]["setuptools"]["packages"]["find"]["include"]
+    return sorted({pattern.rstrip("*").rstrip(".") for pattern in patterns})
 
 
 def toml_line(key: str, value: Any) -> str:
@@ -143,8 +178,21 @@ def submit_run(
     on_line: Callable[[str], None],
     app_dir: Path | None = None,
 ) -> RunHandle:
-    """Run ``flwr run APP consortium --run-config FILE --stream`` and follow its log."""
-    app = app_dir or project_dir()
+    """Run ``flwr run APP consortium --run-config FILE --stream`` and follow its log.
+
+    ``APP`` is ``app_dir``, by default a staging copy of the project's packages
+    (:func:`app_bundle_dir`).
+    """
+    if app_dir is not None:
+        return _submit_from(app_dir, flwr_home, run_config, on_line)
+    with app_bundle_dir() as staged:
+        return _submit_from(staged, flwr_home, run_config, on_line)
+
+
+def _submit_from(
+    app: Path, flwr_home: Path, run_config: Mapping[str, Any], on_line: Callable[[str], None]
+) -> RunHandle:
+    """``flwr run APP ...`` with ``run_config`` written to a temporary TOML file."""
     with tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False) as handle:
         handle.write("\n".join(toml_line(k, v) for k, v in run_config.items()) + "\n")
         config_path = Path(handle.name)
