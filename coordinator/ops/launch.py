@@ -7,7 +7,9 @@ and the operator's flags, records the submission in the run's ``launch.json``
 and, when every round completed, copies the results to the operator's ``--out``.
 Resuming submits a new Flower run with the same run name and ``resume = true``: the
 ServerApp continues from the checkpoint of the last completed round, and the banks
-find their privacy plan under the same name.
+find their privacy plan under the same name. An earlier Flower run of the same run
+that Flower still lists as live (after a coordinator crash, until its heartbeat runs
+out) is stopped first.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from coordinator.ops.runs import (
     require_superlink,
     resolve_run,
     run_status,
+    stop_earlier_submissions,
     write_launch,
 )
 from credit.errors import ConfigError, OperationFailed
@@ -213,6 +216,9 @@ def launch_run(
         overrides=overrides,
         recorded=target.recorded,
     )
+    if resume is not None:
+        for flower_id in stop_earlier_submissions(consortium, target.run_dir):
+            on_line(f"stopped Flower run {flower_id}: the resumed run replaces it")
     handle = submit_recorded(
         consortium, target.run_dir, config, resume=resume is not None, on_line=on_line
     )

@@ -35,6 +35,7 @@ __all__ = [
     "require_superlink",
     "resolve_run",
     "run_status",
+    "stop_earlier_submissions",
     "stop_run",
     "write_launch",
 ]
@@ -180,6 +181,33 @@ def list_runs(consortium: Consortium) -> list[RunSummary]:
             )
         )
     return rows
+
+
+def stop_earlier_submissions(consortium: Consortium, run_dir: Path) -> list[int]:
+    """Stop the run's earlier Flower runs that Flower still counts as live; return their ids.
+
+    A resumed run supersedes them. After a coordinator crash the SuperLink lists the
+    crashed Flower run as running until its heartbeat runs out (about a minute), and
+    the banks' SuperNodes go on pulling its messages meanwhile.
+
+    Raises
+    ------
+    OperationFailed
+        An earlier Flower run is still live after ``flwr stop``.
+    """
+    live = _flower_statuses(consortium)
+    submissions = read_launch(run_dir).get("submissions", [])
+    ids = [int(s["flower_run_id"]) for s in submissions if s.get("flower_run_id")]
+    stopped = []
+    for flower_id in (i for i in ids if live.get(i) in _LIVE):
+        try:
+            run_flwr(consortium.paths.flwr_home, "stop", str(flower_id), CONNECTION)
+        except OperationFailed:  # it may have ended on its own in the meantime
+            if _flower_statuses(consortium).get(flower_id) in _LIVE:
+                raise
+            continue
+        stopped.append(flower_id)
+    return stopped
 
 
 def stop_run(consortium: Consortium, reference: str) -> int:

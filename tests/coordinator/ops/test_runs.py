@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from coordinator.ops import runs
 from coordinator.ops.consortium import Consortium, ConsortiumConfig
 from coordinator.ops.launch import collect_outputs, run_config_for
 from coordinator.ops.provisioning import init_consortium
-from coordinator.ops.runs import resolve_run
-from credit.errors import ConfigError
+from coordinator.ops.runs import resolve_run, write_launch
+from credit.errors import ConfigError, OperationFailed
 
 
 @pytest.fixture
@@ -112,3 +115,79 @@ def test_outputs_are_collected_without_checkpoint_or_private_key(tmp_path: Path)
         "report.html",
         "rounds.png",
     ]
+
+
+class _FakeFlower:
+    """``flwr ls`` and ``flwr stop`` as the SuperLink would answer them.
+
+    ``refuse_stop``: ``flwr stop`` fails, and with ``ended`` the run has just ended on
+    its own (it is no longer live when asked again)."""
+
+    def __init__(self, statuses: dict[int, str], *, refuse_stop: bool, ended: bool) -> None:
+        self.statuses = statuses
+        self.refuse_stop = refuse_stop
+        self.ended = ended
+        self.stopped: list[int] = []
+
+    def __call__(self, flwr_home: Path, *args: str) -> dict[str, Any]:
+        if args[0] == "ls":
+            return {"runs": [{"run-id": i, "status": s} for i, s in self.statuses.items()]}
+        assert args[0] == "stop"
+        flower_id = int(args[1])
+        if self.refuse_stop:
+            if self.ended:
+                self.statuses[flower_id] = "finished:completed"
+            raise OperationFailed("flwr stop: the run is not running")
+        self.stopped.append(flower_id)
+        self.statuses[flower_id] = "finished:stopped"
+        return {}
+
+
+def _submitted(consortium: Consortium, name: str, *flower_ids: int) -> Path:
+    run_dir = consortium.paths.run(name)
+    run_dir.mkdir(parents=True)
+    submissions = [{"flower_run_id": i, "resume": n > 0} for n, i in enumerate(flower_ids)]
+    write_launch(run_dir, {"run_name": name, "config": {}, "submissions": submissions})
+    return run_dir
+
+
+@pytest.fixture
+def flower(monkeypatch: pytest.MonkeyPatch) -> Callable[..., _FakeFlower]:
+    def install(
+        statuses: dict[int, str], *, refuse_stop: bool = False, ended: bool = False
+    ) -> _FakeFlower:
+        fake = _FakeFlower(statuses, refuse_stop=refuse_stop, ended=ended)
+        monkeypatch.setattr(runs, "run_flwr", fake)
+        monkeypatch.setattr(runs, "_superlink_reachable", lambda consortium: True)
+        return fake
+
+    return install
+
+
+def test_resuming_stops_the_runs_earlier_flower_runs_still_live(
+    consortium: Consortium, flower: Callable[..., _FakeFlower]
+) -> None:
+    run_dir = _submitted(consortium, "q3", 11, 12)
+    fake = flower({11: "finished:failed", 12: "running", 99: "running"})
+
+    assert runs.stop_earlier_submissions(consortium, run_dir) == [12]
+    assert fake.stopped == [12]  # not the finished one, nor another run's
+
+
+def test_a_failed_stop_of_a_run_still_live_is_an_error(
+    consortium: Consortium, flower: Callable[..., _FakeFlower]
+) -> None:
+    run_dir = _submitted(consortium, "q3", 12)
+    flower({12: "running"}, refuse_stop=True)
+
+    with pytest.raises(OperationFailed, match="not running"):
+        runs.stop_earlier_submissions(consortium, run_dir)
+
+
+def test_a_run_that_ended_before_its_stop_is_passed_over(
+    consortium: Consortium, flower: Callable[..., _FakeFlower]
+) -> None:
+    run_dir = _submitted(consortium, "q3", 12)
+    flower({12: "running"}, refuse_stop=True, ended=True)
+
+    assert runs.stop_earlier_submissions(consortium, run_dir) == []
