@@ -14,7 +14,7 @@ STAMP := $(VENV)/.installed
 # Engine (`slow`), real processes (`deployment`) and the browser (`browser`) but keeps
 # one Ray run (`smoke`).
 FAST_TIER := (not slow and not deployment and not browser) or smoke
-# The fast tier runs on every core (pytest-xdist; `make test WORKERS=1` for one process).
+# The fast tier runs on every core (pytest-xdist; `make test WORKERS=0` for one process, no workers).
 # loadgroup keeps the tests that share a module-scoped fixture on one worker
 # (tests/conftest.py), so a module's simulation is not run again on the other.
 WORKERS ?= auto
