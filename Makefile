@@ -14,6 +14,11 @@ STAMP := $(VENV)/.installed
 # Engine (`slow`), real processes (`deployment`) and the browser (`browser`) but keeps
 # one Ray run (`smoke`).
 FAST_TIER := (not slow and not deployment and not browser) or smoke
+# The fast tier runs on every core (pytest-xdist; `make test WORKERS=0` for one process, no workers).
+# loadgroup keeps the tests that share a module-scoped fixture on one worker
+# (tests/conftest.py), so a module's simulation is not run again on the other.
+WORKERS ?= auto
+PARALLEL := -n $(WORKERS) --dist loadgroup
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -55,12 +60,16 @@ chromium:
 
 # Fast tier: in-process tests and one Simulation Engine smoke run; needs no nginx.
 test: lint typecheck
-	$(BIN)/python -m pytest -q -ra -m "$(FAST_TIER)"
+	$(BIN)/python -m pytest -q -ra $(PARALLEL) -m "$(FAST_TIER)"
 
 # Every test, including the Simulation Engine, the deployment tests (nginx edge) and
-# the browser test (Chromium).
+# the browser test (Chromium): the fast tier in parallel, then the other tiers in one
+# process (Ray and the deployment tests already keep both cores busy). Both runs go to
+# the end; the target fails if either did.
 test-all: lint typecheck nginx chromium
-	$(BIN)/python -m pytest -q -ra --durations=20
+	$(BIN)/python -m pytest -q -ra --durations=20 $(PARALLEL) -m "$(FAST_TIER)"; fast=$$?; \
+	$(BIN)/python -m pytest -q -ra --durations=20 -m "not ($(FAST_TIER))"; rest=$$?; \
+	test $$fast -eq 0 && test $$rest -eq 0
 
 # Refresh docs/report.png: the browser test's screenshot of a 3-bank, 3-round run.
 report-screenshot: $(STAMP) chromium

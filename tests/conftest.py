@@ -18,6 +18,40 @@ from deploy.flower_env import SIMULATION_ENV
 # a failure shows the compared values. (Registered before any test module imports it.)
 pytest.register_assert_rewrite("tests.support.checks")
 
+# Module-, class- and package-scoped fixtures: under `pytest -n` (pytest-xdist, `make
+# test`), the tests that share one stay on one worker (see pytest_collection_modifyitems).
+_SHARED_SCOPES = frozenset({"module", "class", "package"})
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Under ``pytest -n N``, each worker's torch uses its share of the cores.
+
+    torch's default (one intra-op thread per core) in each of N workers oversubscribes
+    the machine; the simulation's own runs already use one thread (Ray's actors, and
+    :mod:`tests.support.consortium`).
+    """
+    workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT")
+    if workers is not None:
+        import torch
+
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(workers)))
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Group each test that uses a shared fixture with its module (``--dist loadgroup``).
+
+    A module-scoped fixture often runs a whole simulation: pytest-xdist would build it
+    again on every worker that gets one of the module's tests. The other tests are
+    spread freely.
+    """
+    for item in items:
+        fixture_info = getattr(item, "_fixtureinfo", None)
+        if fixture_info is None:
+            continue
+        definitions = fixture_info.name2fixturedefs.values()
+        if any(fixture.scope in _SHARED_SCOPES for defs in definitions for fixture in defs):
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
+
 
 @pytest.fixture(scope="session", autouse=True)
 def offline_flower() -> Iterator[None]:
