@@ -221,11 +221,10 @@ def _later_files(folder: Path, frame: pd.DataFrame, banks: list[str]) -> dict[st
     return files
 
 
-def _restart_with_later_file(
+def _start_with_later_file(
     consortium: RunningConsortium, bank: str, home: Path, later: Path, model: Path
 ) -> None:
-    """The bank stops its node and starts it again with its later file and the run's model."""
-    fedcredit("participant", "stop", "--home", str(home))
+    """The bank starts its (stopped) node again with its later file and the run's model."""
     keys = BankKeyFiles(consortium.work / bank / "keys")
     started = fedcredit(
         "participant", "start", "--bundle", str(consortium.bundle(bank)),
@@ -249,15 +248,22 @@ def _monitor_the_finished_run(
     banks = sorted(homes)
     later = _later_files(consortium.work / "later", frame, banks)
     with ThreadPoolExecutor(max_workers=len(banks)) as pool:
+        for stopped in [
+            pool.submit(fedcredit, "participant", "stop", "--home", str(homes[bank]))
+            for bank in banks
+        ]:
+            stopped.result()
+        # The SuperLink refuses to activate a node it still counts online (until its
+        # last heartbeat runs out): a bank restarts once its node is offline.
+        consortium.wait_for_statuses(banks, "offline", timeout=150)
         model = results / "model"
         restarts = [
-            pool.submit(_restart_with_later_file, consortium, bank, homes[bank], later[bank], model)
+            pool.submit(_start_with_later_file, consortium, bank, homes[bank], later[bank], model)
             for bank in banks
         ]
         for restart in restarts:
             restart.result()
-    for bank in banks:
-        consortium.wait_for_status(bank, "online")
+    consortium.wait_for_statuses(banks, "online")
     # A bank's own comparison (at the bank, nothing released) while the operator's runs.
     own = out / "bank-a"
     bank_a_monitor = subprocess.Popen(
