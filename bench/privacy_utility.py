@@ -4,8 +4,9 @@ Test AUC and KS versus each bank's epsilon for 5 banks on the default split (IID
 and on non-IID splits (Dirichlet alpha = 0.5, and banks by EDUCATION), both models,
 several seeds. Every run is a ``fedcredit simulate`` subprocess; epsilon = inf is the
 same run without DP. Each bank's epsilon covers everything it releases: the set-up
-statistics and DP-SGD on its training rows, and (in parallel, on its held-out rows)
-the evaluation of the last model.
+statistics and DP-SGD on its training rows, and (in parallel, charged to its held-out
+rows) the evaluations of its validation part and of the kept model with the
+governance release.
 
 Two AUCs per run: the model's exact AUC on the banks' pooled held-out rows, which
 only the simulation harness can compute (``simulation.json``, ``exact_final``), is
