@@ -33,8 +33,8 @@ from coordinator.ops.consortium import Consortium
 from coordinator.ops.flower_cli import RunHandle, started_run_id, submit_run
 from coordinator.ops.runs import (
     LAUNCH_FILE,
-    RUN_NAME,
     completed_rounds,
+    fresh_run_folder,
     read_launch,
     require_superlink,
     resolve_run,
@@ -122,18 +122,10 @@ class _Target:
 
 def _new_run(consortium: Consortium, run_name: str | None) -> _Target:
     """A fresh run named ``run_name`` (default ``run-<UTC time>``); ConfigError if taken."""
-    name = run_name or time.strftime("run-%Y%m%d-%H%M%S", time.gmtime())
-    if not RUN_NAME.match(name):
-        raise ConfigError(
-            "use letters, digits, '.', '_' or '-' (at most 64 characters)", source="--run-name"
-        )
-    run_dir = consortium.paths.run(name)
-    if run_dir.exists():
-        raise ConfigError(
-            f"run '{name}' exists in {run_dir}; choose another --run-name or --resume it",
-            source="--run-name",
-        )
-    return _Target(name=name, run_dir=run_dir)
+    run_dir = fresh_run_folder(
+        consortium, run_name, prefix="run", taken="choose another --run-name or --resume it"
+    )
+    return _Target(name=run_dir.name, run_dir=run_dir)
 
 
 def _resumed_run(consortium: Consortium, reference: str) -> _Target:

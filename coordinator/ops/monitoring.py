@@ -18,7 +18,6 @@ run wrote its report.
 from __future__ import annotations
 
 import shutil
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +29,7 @@ from coordinator.ops.consortium import Consortium
 from coordinator.ops.launch import run_config_for, server_error, submit_recorded
 from coordinator.ops.runs import (
     LAUNCH_FILE,
-    RUN_NAME,
+    fresh_run_folder,
     read_launch,
     require_superlink,
     resolve_run,
@@ -109,21 +108,6 @@ def development_run(consortium: Consortium, reference: str) -> Path:
     return run_dir
 
 
-def _monitoring_folder(consortium: Consortium, run_name: str | None) -> Path:
-    """A fresh folder for the monitoring run (default name ``monitor-<UTC time>``)."""
-    name = run_name or time.strftime("monitor-%Y%m%d-%H%M%S", time.gmtime())
-    if not RUN_NAME.match(name):
-        raise ConfigError(
-            "use letters, digits, '.', '_' or '-' (at most 64 characters)", source="--run-name"
-        )
-    run_dir = consortium.paths.run(name)
-    if run_dir.exists():
-        raise ConfigError(
-            f"run '{name}' exists in {run_dir}; choose another --run-name", source="--run-name"
-        )
-    return run_dir
-
-
 @dataclass(frozen=True)
 class MonitorSubmission:
     """A checked monitoring run, ready to submit.
@@ -167,7 +151,9 @@ def plan_monitoring(
         The SuperLink is not running.
     """
     development_dir = development_run(consortium, development)
-    run_dir = _monitoring_folder(consortium, run_name)
+    run_dir = fresh_run_folder(
+        consortium, run_name, prefix="monitor", taken="choose another --run-name"
+    )
     config = run_config_for(
         consortium,
         run_name=run_dir.name,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 import socket
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,7 @@ __all__ = [
     "RUN_NAME",
     "RunSummary",
     "completed_rounds",
+    "fresh_run_folder",
     "list_runs",
     "read_launch",
     "require_superlink",
@@ -181,6 +183,29 @@ def list_runs(consortium: Consortium) -> list[RunSummary]:
             )
         )
     return rows
+
+
+def fresh_run_folder(
+    consortium: Consortium, run_name: str | None, *, prefix: str, taken: str
+) -> Path:
+    """The (not yet created) folder of a new run named ``run_name`` (default
+    ``<prefix>-<UTC time>``).
+
+    Raises
+    ------
+    ConfigError
+        The name is not a folder name, or a run of that name exists (the error ends
+        with ``taken``: what to do instead).
+    """
+    name = run_name or time.strftime(f"{prefix}-%Y%m%d-%H%M%S", time.gmtime())
+    if not RUN_NAME.match(name):
+        raise ConfigError(
+            "use letters, digits, '.', '_' or '-' (at most 64 characters)", source="--run-name"
+        )
+    run_dir = consortium.paths.run(name)
+    if run_dir.exists():
+        raise ConfigError(f"run '{name}' exists in {run_dir}; {taken}", source="--run-name")
+    return run_dir
 
 
 def stop_earlier_submissions(consortium: Consortium, run_dir: Path) -> list[int]:
