@@ -36,8 +36,8 @@ demo: $(STAMP)
 	$(BIN)/fedcredit simulate --out runs/demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check cli coordinator credit deploy participant privacy simulations tests bench
-	$(BIN)/ruff format --check cli coordinator credit deploy participant privacy simulations tests bench
+	$(BIN)/ruff check cli coordinator credit deploy participant privacy serving simulations tests bench
+	$(BIN)/ruff format --check cli coordinator credit deploy participant privacy serving simulations tests bench
 	$(BIN)/lint-imports --no-cache
 
 typecheck: $(STAMP)
