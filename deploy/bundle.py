@@ -1,6 +1,6 @@
 """The onboarding bundle the operator hands a bank: what its SuperNode needs to connect.
 
-A bundle is a folder of four files, written by ``fedcredit coordinator
+A bundle is a folder of five files, written by ``fedcredit coordinator
 add-participant`` into ``DIR/participants/<bank>/bundle/``::
 
     bundle.toml   consortium and bank name, edge address, config and schema hashes,
@@ -11,10 +11,14 @@ add-participant`` into ``DIR/participants/<bank>/bundle/``::
     members.json  the consortium's member list when the bundle was written
                   (:class:`~privacy.secagg.members.MemberList`): every registered
                   bank's name and audit key
+    coordinator.pub  the public half of the coordinator's audit key, which signs
+                  the audit log and every model package the consortium writes: the
+                  key a bank pins to verify a package (``fedcredit model verify
+                  --signer``, ``fedcredit score``/``serve --signer``)
 
 Nothing in it is secret. The bank checks it on arrival: :meth:`Bundle.load`
 validates ``bundle.toml`` and refuses a schema whose hash, or a member list whose
-fingerprint, is not the one recorded. ``schema_sha256`` is
+fingerprint, or a coordinator key whose hash, is not the one recorded. ``schema_sha256`` is
 :meth:`credit.schema.DatasetSchema.schema_hash`, the same canonical hash the
 coordinator sends with each round. The bundle's member list is only a proposal: the
 bank pins it at ``participant start`` after comparing its fingerprint with the
@@ -30,18 +34,20 @@ from pathlib import Path
 import tomli_w
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from credit.audit import fingerprint, load_public_key
 from credit.config_files import read_toml, validate_fields
-from credit.errors import ConfigError, SchemaError
+from credit.errors import ConfigError, FedcreditError, SchemaError
 from credit.schema import load_schema
 from privacy.budget import PrivacyBudget
 from privacy.secagg.members import MemberList
 
-__all__ = ["BUNDLE_FILE", "MEMBERS_FILE", "Bundle"]
+__all__ = ["BUNDLE_FILE", "COORDINATOR_KEY_FILE", "MEMBERS_FILE", "Bundle"]
 
 BUNDLE_FILE = "bundle.toml"
 CA_FILE = "ca.crt"
 SCHEMA_FILE = "schema.toml"
 MEMBERS_FILE = "members.json"
+COORDINATOR_KEY_FILE = "coordinator.pub"
 _SHA256 = r"^[0-9a-f]{64}$"
 _FINGERPRINT = r"^SHA256:[A-Za-z0-9+/]{43}$"
 _ADDRESS = re.compile(r"^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$")
@@ -69,6 +75,10 @@ class Bundle(BaseModel):
     members_fingerprint : str, optional
         Fingerprint (``SHA256:...``) of the bundle's ``members.json``; absent in a
         bundle without a member list.
+    coordinator_key_sha256 : str, optional
+        SHA-256 (hex) of the 32 raw bytes of the coordinator's audit public key in
+        ``coordinator.pub`` (:func:`credit.audit.fingerprint`); absent in a bundle
+        from before model packages were signed.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -81,6 +91,7 @@ class Bundle(BaseModel):
     fedcredit_version: str = Field(min_length=1)
     privacy: PrivacyBudget | None = None
     members_fingerprint: str | None = Field(default=None, pattern=_FINGERPRINT)
+    coordinator_key_sha256: str | None = Field(default=None, pattern=_SHA256)
     folder: Path = Field(default=Path("."), exclude=True)
     """The bundle's folder (where ``ca.crt`` and ``schema.toml`` are); not serialized."""
 
@@ -106,6 +117,11 @@ class Bundle(BaseModel):
     def members_path(self) -> Path | None:
         """The bundle's member list; None when the bundle has none."""
         return None if self.members_fingerprint is None else self.folder / MEMBERS_FILE
+
+    @property
+    def coordinator_key_path(self) -> Path | None:
+        """The coordinator's audit public key; None when the bundle has none."""
+        return None if self.coordinator_key_sha256 is None else self.folder / COORDINATOR_KEY_FILE
 
     def at(self, folder: Path) -> Bundle:
         """This bundle, located in ``folder``."""
@@ -153,6 +169,27 @@ class Bundle(BaseModel):
                 source=str(self.schema_path),
             )
         self._check_members()
+        self._check_coordinator_key()
+
+    def _check_coordinator_key(self) -> None:
+        path = self.coordinator_key_path
+        if path is None:
+            return
+        if not path.is_file():
+            raise ConfigError(
+                "missing from the bundle; ask the operator for the whole folder", source=str(path)
+            )
+        try:
+            actual = fingerprint(load_public_key(path))
+        except FedcreditError as exc:
+            raise ConfigError(f"not an Ed25519 public key ({exc})", source=str(path)) from exc
+        if actual != self.coordinator_key_sha256:
+            raise ConfigError(
+                f"the coordinator key's hash {actual[:12]}… differs from the bundle's "
+                f"coordinator_key_sha256 {self.coordinator_key_sha256[:12]}…; the key was "
+                "changed after the bundle was written: ask the operator for a fresh bundle",
+                source=str(path),
+            )
 
     def _check_members(self) -> None:
         if self.members_path is None:
@@ -178,12 +215,13 @@ class Bundle(BaseModel):
         ca_cert: Path | None = None,
         schema: Path | None = None,
         members: Path | None = None,
+        coordinator_key: Path | None = None,
     ) -> Bundle:
-        """Write ``bundle.toml`` and copies of ``ca_cert``, ``schema`` and ``members``.
+        """Write ``bundle.toml`` and copies of the certificate, schema, member list and key.
 
-        ``ca_cert``, ``schema`` and ``members`` default to this bundle's own files
-        (copying a bundle); ``members`` is copied only when the bundle has a
-        ``members_fingerprint``.
+        Each file defaults to this bundle's own (copying a bundle); ``members`` is
+        copied only when the bundle has a ``members_fingerprint``, ``coordinator_key``
+        only when it has a ``coordinator_key_sha256``.
 
         Returns
         -------
@@ -195,6 +233,9 @@ class Bundle(BaseModel):
         member_list = members or self.members_path
         if self.members_fingerprint is not None and member_list is not None:
             copies.append((member_list, MEMBERS_FILE))
+        coordinator = coordinator_key or self.coordinator_key_path
+        if self.coordinator_key_sha256 is not None and coordinator is not None:
+            copies.append((coordinator, COORDINATOR_KEY_FILE))
         for source, name in copies:
             if source.resolve() != (folder / name).resolve():
                 shutil.copyfile(source, folder / name)

@@ -38,6 +38,7 @@ from coordinator.ops.consortium import Consortium
 from coordinator.ops.flower_cli import run_flwr
 from coordinator.ops.layout import CONNECTION
 from credit import __version__
+from credit.audit import fingerprint, load_public_key
 from credit.errors import ConfigError
 from credit.schema import load_schema
 from deploy.bundle import Bundle
@@ -359,11 +360,13 @@ def write_bundle(consortium: Consortium, bank: str) -> Bundle:
     """(Re)write ``participants/<bank>/bundle/`` from the consortium's current files.
 
     The bundle carries the consortium's current ``members.json`` (and its fingerprint
-    in ``bundle.toml``) when there is one.
+    in ``bundle.toml``) when there is one, and the coordinator's audit public key (and
+    its hash), which signs the consortium's model packages.
     """
     config = consortium.config
     members_file = consortium.paths.members
     members = MemberList.load(members_file) if members_file.is_file() else None
+    coordinator_key = consortium.paths.audit_public_key
     bundle = Bundle(
         consortium=config.name,
         bank=bank,
@@ -373,6 +376,9 @@ def write_bundle(consortium: Consortium, bank: str) -> Bundle:
         fedcredit_version=__version__,
         privacy=config.privacy,
         members_fingerprint=None if members is None else members.fingerprint,
+        coordinator_key_sha256=fingerprint(load_public_key(coordinator_key))
+        if coordinator_key.is_file()
+        else None,
     )
     target = consortium.paths.participant(bank) / "bundle"
     if target.exists():
@@ -382,6 +388,7 @@ def write_bundle(consortium: Consortium, bank: str) -> Bundle:
         ca_cert=consortium.paths.ca_cert,
         schema=consortium.schema_path,
         members=members_file if members is not None else None,
+        coordinator_key=coordinator_key if coordinator_key.is_file() else None,
     )
 
 

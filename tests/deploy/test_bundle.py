@@ -11,6 +11,13 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import ValidationError
 
+from credit.audit import (
+    fingerprint,
+    load_or_create_signing_key,
+    load_public_key,
+    public_key_path,
+    public_key_pem,
+)
 from credit.errors import ConfigError
 from credit.schema import embedded_schema_path, load_schema
 from deploy.bundle import BUNDLE_FILE, Bundle
@@ -176,3 +183,46 @@ def test_a_bundle_whose_member_list_changed_or_went_missing_is_refused(
 def test_a_malformed_members_fingerprint_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValidationError, match="members_fingerprint"):
         _bundle(members_fingerprint="sha256:abc")
+
+
+@pytest.fixture
+def with_coordinator_key(tmp_path: Path) -> Bundle:
+    ca = tmp_path / "source-ca.crt"
+    ca.write_text("-----BEGIN CERTIFICATE-----\n")
+    key = tmp_path / "keys" / "coordinator.key"
+    public = load_or_create_signing_key(key).public_key()
+    return _bundle(coordinator_key_sha256=fingerprint(public)).write(
+        tmp_path / "bundle",
+        ca_cert=ca,
+        schema=embedded_schema_path(),
+        coordinator_key=public_key_path(key),
+    )
+
+
+def test_a_bundle_carries_the_coordinator_key_a_bank_pins_for_model_packages(
+    with_coordinator_key: Bundle, tmp_path: Path
+) -> None:
+    folder = tmp_path / "bundle"
+    loaded = Bundle.load(folder)
+    assert loaded.coordinator_key_path == folder.resolve() / "coordinator.pub"
+    expected = load_public_key(public_key_path(tmp_path / "keys" / "coordinator.key"))
+    assert fingerprint(load_public_key(folder / "coordinator.pub")) == fingerprint(expected)
+    copy = loaded.write(tmp_path / "copy")  # a copy keeps the key
+    assert Bundle.load(copy.folder).coordinator_key_sha256 == loaded.coordinator_key_sha256
+    assert _bundle().coordinator_key_path is None  # a bundle from before signed packages
+
+
+def test_a_bundle_whose_coordinator_key_changed_or_went_missing_is_refused(
+    with_coordinator_key: Bundle, tmp_path: Path
+) -> None:
+    folder = tmp_path / "bundle"
+    other = load_or_create_signing_key(tmp_path / "other" / "coordinator.key").public_key()
+    (folder / "coordinator.pub").write_bytes(public_key_pem(other))
+    with pytest.raises(ConfigError, match="differs from the bundle's coordinator_key_sha256"):
+        Bundle.load(folder)
+    (folder / "coordinator.pub").write_text("not a key\n")
+    with pytest.raises(ConfigError, match=r"coordinator\.pub: not an Ed25519 public key"):
+        Bundle.load(folder)
+    (folder / "coordinator.pub").unlink()
+    with pytest.raises(ConfigError, match=r"coordinator\.pub: missing from the bundle"):
+        Bundle.load(folder)

@@ -29,7 +29,7 @@ from coordinator.ops.members import (
     validate_bank_name,
 )
 from coordinator.ops.provisioning import init_consortium
-from credit.audit import load_public_key
+from credit.audit import fingerprint, load_public_key
 from credit.errors import ConfigError
 from deploy.bundle import Bundle
 from deploy.services import ServiceError
@@ -164,6 +164,13 @@ def test_adding_banks_keeps_the_member_list_and_puts_it_in_each_new_bundle(
     assert bundle_b.members_path is not None
     assert MemberList.load(bundle_b.members_path) == listed
     assert bundle_a.members_fingerprint == first.fingerprint
+    # Each bundle carries the coordinator's audit key, which signs the model packages.
+    coordinator_key = load_public_key(consortium.paths.audit_public_key)
+    assert bundle_b.coordinator_key_sha256 == fingerprint(coordinator_key)
+    assert bundle_b.coordinator_key_path is not None
+    assert fingerprint(load_public_key(bundle_b.coordinator_key_path)) == fingerprint(
+        coordinator_key
+    )
     assert [call[:2] for call in fake_superlink] == [("supernode", "register")] * 2
 
 
