@@ -172,8 +172,8 @@ class Bundle(BaseModel):
         self._check_coordinator_key()
 
     def _check_coordinator_key(self) -> None:
-        path = self.coordinator_key_path
-        if path is None:
+        path, recorded = self.coordinator_key_path, self.coordinator_key_sha256
+        if path is None or recorded is None:
             return
         if not path.is_file():
             raise ConfigError(
@@ -183,10 +183,10 @@ class Bundle(BaseModel):
             actual = fingerprint(load_public_key(path))
         except FedcreditError as exc:
             raise ConfigError(f"not an Ed25519 public key ({exc})", source=str(path)) from exc
-        if actual != self.coordinator_key_sha256:
+        if actual != recorded:
             raise ConfigError(
                 f"the coordinator key's hash {actual[:12]}… differs from the bundle's "
-                f"coordinator_key_sha256 {self.coordinator_key_sha256[:12]}…; the key was "
+                f"coordinator_key_sha256 {recorded[:12]}…; the key was "
                 "changed after the bundle was written: ask the operator for a fresh bundle",
                 source=str(path),
             )
