@@ -119,7 +119,12 @@ class DashboardServer:
         self._socket = _bind(self.host, self.port)
         self.port = int(self._socket.getsockname()[1])
         config = uvicorn.Config(
-            self.app, log_level="warning", access_log=False, lifespan="off", server_header=False
+            self.app,
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+            server_header=False,
+            ws="none",
         )
         self._server = uvicorn.Server(config)
 
