@@ -317,7 +317,11 @@ def simulate(
             data, partition, alpha, partition_column
         )
         budgets_of_banks = _budget_policy(epsilon, delta, budgets)
-        server = _start_dashboard(out, dashboard_port, folds) if dashboard else None
+        if dashboard and folds is not None:
+            raise ConfigError(
+                "cannot be combined with --folds (each fold is a run of its own)",
+                source="--dashboard",
+            )
 
         def plan_fold(config: RunConfig, fold: Fold | None) -> SimulationPlan:
             return _plan(config, banks, banks_from, budgets_of_banks, dropout_rate, fold)
@@ -326,7 +330,9 @@ def simulate(
             cross_validation = _cross_validate(config, folds, plan_fold, cpus)
             _show_cross_validation(cross_validation, out, time.monotonic() - started)
             return
-        files = _run(plan_fold(config, None), cpus)
+        plan = plan_fold(config, None)
+        server = _start_dashboard(out, dashboard_port) if dashboard else None
+        files = _run(plan, cpus)
     _show_summary(files.metrics, time.monotonic() - started)
     say(
         f"metrics:    {files.metrics}",
@@ -339,17 +345,11 @@ def simulate(
         _keep_serving(server)
 
 
-def _start_dashboard(out: Path, port: int, folds: int | None) -> DashboardServer:
+def _start_dashboard(out: Path, port: int) -> DashboardServer:
     """Serve the output folder's dashboard on 127.0.0.1 in a background thread."""
     from cli.dashboard import bind_dashboard
     from coordinator.ops.dashboard import SimulationSource, coordinator_page
 
-    if folds is not None:
-        raise ConfigError(
-            "cannot be combined with --folds (each fold is a run of its own); "
-            "open `fedcredit simulate --dashboard` on one run",
-            source="--dashboard",
-        )
     page = coordinator_page(f"Simulation {out.name}")
     server = bind_dashboard(
         page, SimulationSource(out), host="127.0.0.1", port=port, allow_remote=False
