@@ -27,6 +27,7 @@ from deploy.web import read_audit
 __all__ = [
     "AUDIT_LOG",
     "AUDIT_PUBLIC_KEY",
+    "CHECKPOINT_STATE",
     "PROTOCOL_STAGES",
     "budgets_of",
     "current_segment",
@@ -40,6 +41,7 @@ AUDIT_LOG = Path("audit") / "coordinator.jsonl"
 AUDIT_PUBLIC_KEY = Path("audit") / "coordinator.pub"
 """Its public key, published beside it by the coordinator."""
 CHECKPOINT_STATE = Path(CHECKPOINT_DIR) / "state.json"
+"""The checkpoint's state (as :mod:`coordinator.app.checkpoint` writes it)."""
 PROTOCOL_STAGES = ("advertise", "train", "consistency", "unmask", "evaluate")
 """A round's exchanges in order (:class:`coordinator.app.exchange.Stage`); the
 secure-aggregation stages (advertise, consistency, unmask) only under secure aggregation."""

@@ -14,7 +14,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from coordinator.app.checkpoint import CHECKPOINT_DIR
 from coordinator.app.run_files import METRICS_FILE, REPORT_FILE
 from coordinator.ops.consortium import Consortium
 from coordinator.ops.dashboard.banks import (
@@ -27,18 +26,12 @@ from coordinator.ops.dashboard.banks import (
 from coordinator.ops.dashboard.run_view import (
     AUDIT_LOG,
     AUDIT_PUBLIC_KEY,
+    CHECKPOINT_STATE,
     budgets_of,
     read_json,
     run_document,
 )
-from coordinator.ops.runs import (
-    LAUNCH_FILE,
-    RUN_NAME,
-    completed_rounds,
-    read_launch,
-    resolve_run,
-    run_status,
-)
+from coordinator.ops.runs import LAUNCH_FILE, RUN_NAME, read_launch, resolve_run
 from deploy.web import file_signature
 
 __all__ = ["SIMULATION_FILE", "ConsortiumSource", "SimulationSource"]
@@ -48,26 +41,27 @@ SIMULATION_FILE = "simulation.json"
 _FILES = "files/"
 
 
-class _RunCache:
-    """A run's view, read again only when one of its files changed."""
+class _RunViews:
+    """Each run's view, read again only when one of its files changed."""
 
     def __init__(self) -> None:
-        self._key: tuple[Any, ...] | None = None
-        self._value: dict[str, Any] = {}
+        self._views: dict[Path, tuple[tuple[Any, ...], dict[str, Any]]] = {}
 
     def view(self, run_dir: Path, public_key: Path | None, report_url: str) -> dict[str, Any]:
+        """:func:`run_document` of ``run_dir`` as its files are now."""
         files = [
             run_dir / AUDIT_LOG,
             public_key or run_dir / AUDIT_PUBLIC_KEY,
-            run_dir / CHECKPOINT_DIR / "state.json",
+            run_dir / CHECKPOINT_STATE,
             run_dir / METRICS_FILE,
             run_dir / REPORT_FILE,
         ]
-        key = (run_dir, public_key, report_url, file_signature(*files))
-        if key != self._key:
-            self._value = run_document(run_dir, public_key=public_key, report_url=report_url)
-            self._key = key
-        return self._value
+        key = (public_key, report_url, file_signature(*files))
+        kept = self._views.get(run_dir)
+        if kept is None or kept[0] != key:
+            kept = (key, run_document(run_dir, public_key=public_key, report_url=report_url))
+            self._views[run_dir] = kept
+        return kept[1]
 
 
 def _now() -> str:
@@ -75,9 +69,7 @@ def _now() -> str:
 
 
 def _with_banks(run: dict[str, Any], run_dir: Path, banks: list[BankRow]) -> list[dict[str, Any]]:
-    budgets = budgets_of(
-        read_json(run_dir / CHECKPOINT_DIR / "state.json"), read_json(run_dir / METRICS_FILE)
-    )
+    budgets = budgets_of(read_json(run_dir / CHECKPOINT_STATE), read_json(run_dir / METRICS_FILE))
     return bank_rows(banks, run, budgets)
 
 
@@ -92,11 +84,11 @@ class SimulationSource:
 
     def __init__(self, out_dir: Path) -> None:
         self.out_dir = Path(out_dir)
-        self._run = _RunCache()
+        self._runs = _RunViews()
 
     def state(self) -> dict[str, Any]:
         """The page's state: the simulated banks, the run, the run itself as the one run."""
-        run = self._run.view(self.out_dir, None, _FILES + REPORT_FILE)
+        run = self._runs.view(self.out_dir, None, _FILES + REPORT_FILE)
         banks = simulated_banks(read_json(self.out_dir / SIMULATION_FILE))
         return {
             "kind": "coordinator",
@@ -105,7 +97,7 @@ class SimulationSource:
             "read_at": _now(),
             "banks": _with_banks(run, self.out_dir, banks),
             "run": run,
-            "runs": [_run_row(self.out_dir, run, _FILES + REPORT_FILE)],
+            "runs": [_run_row(self.out_dir, run, current=True)],
         }
 
     def file(self, name: str) -> Path | None:
@@ -142,17 +134,17 @@ class ConsortiumSource:
         self.consortium = consortium
         self._pinned = resolve_run(consortium, run, flag="--run") if run else None
         self._online = OnlineStatus(consortium, clock=clock)
-        self._run = _RunCache()
+        self._runs = _RunViews()
 
     def state(self) -> dict[str, Any]:
         """The registered banks, the followed run and every run of the consortium."""
         paths = self.consortium.paths
-        runs = self._run_folders()
-        current = self._pinned or (runs[-1] if runs else None)
-        run = None
-        if current is not None:
-            url = f"{_FILES}runs/{current.name}/{REPORT_FILE}"
-            run = self._run.view(current, paths.audit_public_key, url)
+        folders = self._run_folders()
+        views = {folder: self._view(folder) for folder in folders}
+        current = self._pinned or (folders[-1] if folders else None)
+        if current is not None and current not in views:
+            views[current] = self._view(current)
+        run = views[current] if current is not None else None
         return {
             "kind": "coordinator",
             "mode": "consortium",
@@ -161,8 +153,12 @@ class ConsortiumSource:
             "read_at": _now(),
             "banks": self._banks(current, run),
             "run": run,
-            "runs": [self._row(folder, run if folder == current else None) for folder in runs],
+            "runs": [_run_row(f, views[f], current=f == current) for f in folders],
         }
+
+    def _view(self, folder: Path) -> dict[str, Any]:
+        url = f"{_FILES}runs/{folder.name}/{REPORT_FILE}"
+        return self._runs.view(folder, self.consortium.paths.audit_public_key, url)
 
     def _banks(self, current: Path | None, run: dict[str, Any] | None) -> list[dict[str, Any]]:
         banks = registered_banks(self.consortium, self._online)
@@ -188,31 +184,26 @@ class ConsortiumSource:
         folders = [p for p in root.iterdir() if (p / LAUNCH_FILE).is_file()]
         return sorted(folders, key=lambda folder: (_submitted(folder), folder.name))
 
-    def _row(self, folder: Path, run: dict[str, Any] | None) -> dict[str, Any]:
-        return _run_row(folder, run, f"{_FILES}runs/{folder.name}/{REPORT_FILE}")
-
 
 def _submitted(folder: Path) -> str:
     submissions = read_launch(folder).get("submissions", [])
     return str(submissions[0].get("submitted_at", "")) if submissions else ""
 
 
-def _run_row(folder: Path, run: dict[str, Any] | None, report_url: str) -> dict[str, Any]:
-    """One row of the runs table: the followed run from its view, the others from files."""
-    metrics = read_json(folder / METRICS_FILE) or {}
-    launch = read_json(folder / LAUNCH_FILE) or {}
-    planned = (launch.get("config") or {}).get("num-server-rounds")
-    final = metrics.get("final") or {}
-    if run is not None:  # the followed run: only what its log says is this run's
-        final = run["final"] or {}
-        report_url = run["report"] or ""
+def _run_row(folder: Path, run: dict[str, Any], *, current: bool) -> dict[str, Any]:
+    """One row of the runs table, from the run's view (what its own log says)."""
+    launch = read_json(folder / LAUNCH_FILE)
+    planned = run["planned_rounds"]
+    if planned is None and launch is not None:  # not started: the launch's plan
+        planned = (launch.get("config") or {}).get("num-server-rounds")
     return {
         "name": folder.name,
-        "current": run is not None,
-        "status": run["status"] if run is not None else run_status(folder),
-        "rounds_done": run["completed_rounds"] if run is not None else completed_rounds(folder),
-        "rounds_planned": run["planned_rounds"] if run is not None else planned,
-        "submitted": _submitted(folder) if (folder / LAUNCH_FILE).is_file() else None,
-        "final_auc": final.get("auc"),
-        "report": report_url if report_url and (folder / REPORT_FILE).is_file() else None,
+        "current": current,
+        "status": run["status"],
+        "rounds_done": run["completed_rounds"],
+        "rounds_planned": planned,
+        "submitted": _submitted(folder) if launch is not None else None,
+        "final_auc": (run["final"] or {}).get("auc"),
+        "report": run["report"],
+        "audit": run["audit"]["verified"] if run["audit"]["present"] else None,
     }

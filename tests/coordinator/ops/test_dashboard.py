@@ -13,6 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from coordinator.app.audit_trail import coordinator_log_path
 from coordinator.app.exchange import Stage
@@ -24,6 +25,7 @@ from coordinator.ops.dashboard.sources import SIMULATION_FILE
 from coordinator.ops.members import RECORD_FILE, Participant
 from coordinator.ops.provisioning import init_consortium
 from coordinator.ops.runs import write_launch
+from credit.audit import load_or_create_signing_key
 from credit.errors import ConfigError
 from deploy.web import dashboard_server
 from simulations import settings
@@ -176,14 +178,18 @@ def consortium(tmp_path: Path) -> Consortium:
     return made
 
 
-def _launched(consortium: Consortium, name: str, submitted: str) -> FabricatedRun:
+def _launched(
+    consortium: Consortium, name: str, submitted: str, *, key: Ed25519PrivateKey | None = None
+) -> FabricatedRun:
+    """A launched run, signed with the consortium's audit key (or ``key``)."""
     folder = consortium.paths.run(name)
     write_launch(
         folder,
         {"run_name": name, "config": {"num-server-rounds": 5},
          "submissions": [{"submitted_at": submitted, "flower_run_id": 7}]},
     )  # fmt: skip
-    return FabricatedRun(folder)
+    signing = key or load_or_create_signing_key(consortium.paths.audit_key)
+    return FabricatedRun(folder, key=signing)
 
 
 def test_a_consortium_follows_its_latest_run_and_lists_the_others(consortium: Consortium) -> None:
@@ -198,9 +204,12 @@ def test_a_consortium_follows_its_latest_run_and_lists_the_others(consortium: Co
     latest.complete_round(1)
     state = source.state()
     assert state["run"]["name"] == "a-later-run" and state["run"]["status"] == "running"
-    assert [(r["name"], r["current"], r["status"], r["report"]) for r in state["runs"]] == [
-        ("q2", False, "completed", "files/runs/q2/report.html"),
-        ("a-later-run", True, "running", None),
+    assert [
+        (r["name"], r["current"], r["status"], r["rounds_done"], r["report"], r["audit"])
+        for r in state["runs"]
+    ] == [
+        ("q2", False, "completed", 1, "files/runs/q2/report.html", True),
+        ("a-later-run", True, "running", 1, None, True),
     ]
     assert [(b["name"], b["status"], b["node_id"]) for b in state["banks"]] == [
         ("bank-a", "unknown (SuperLink down)", 11),
@@ -209,9 +218,27 @@ def test_a_consortium_follows_its_latest_run_and_lists_the_others(consortium: Co
     ]
     pinned = ConsortiumSource(consortium, run="q2").state()
     assert pinned["run"]["name"] == "q2" and pinned["run"]["status"] == "completed"
+    assert [(r["name"], r["current"], r["status"]) for r in pinned["runs"]] == [
+        ("q2", True, "completed"),
+        ("a-later-run", False, "running"),  # from its own log, though not followed
+    ]
     assert source.file("runs/q2/report.html") == earlier.folder / "report.html"
     for name in ("runs/../q2/report.html", "runs/q2/metrics.json", "runs/nope/report.html"):
         assert source.file(name) is None, name
+
+
+def test_a_run_log_not_signed_with_the_consortiums_key_is_flagged(
+    consortium: Consortium,
+) -> None:
+    """A log re-signed by someone else verifies under its own key, not the consortium's."""
+    forged = _launched(consortium, "q4", "2026-11-02T09:00:00Z", key=Ed25519PrivateKey.generate())
+    forged.start()
+    forged.complete_round(1)
+    state = ConsortiumSource(consortium).state()
+    audit = state["run"]["audit"]
+    assert not audit["verified"] and audit["key"] == str(consortium.paths.audit_public_key)
+    assert state["runs"][0]["audit"] is False
+    assert run_document(forged.folder, public_key=None, report_url="r")["audit"]["verified"]
 
 
 def test_an_unknown_run_is_refused(consortium: Consortium) -> None:
