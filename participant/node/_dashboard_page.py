@@ -32,14 +32,15 @@ function render(state) {
   const spent = state.ledger.spent;
   const budget = state.budget;
   const audit = state.audit;
-  const running = state.services.guard !== null;
+  const guard = state.services.guard !== null, supernode = state.services.supernode !== null;
+  const node = guard && supernode ? "running" : (guard ? "guard only" : "stopped");
   fill("tiles",
     tile("ε spent", spent ? num(spent.epsilon, 3) : (budget ? "0.000" : "no DP")),
     tile("budget", budget ? "ε " + num(budget.max_epsilon, 3) : "none"),
     tile("ε left", budget ? num(Math.max(budget.max_epsilon - (spent ? spent.epsilon : 0), 0), 3) : "–", budget && spent && spent.epsilon >= budget.max_epsilon ? "bad" : ""),
     tile("releases", String(state.ledger.events.length)),
     tile("requests refused", String(state.refusals.length), state.refusals.length ? "warn" : ""),
-    tile("node", running ? "running" : "stopped", running ? "good" : "bad"),
+    tile("guard and SuperNode", node, node === "running" ? "good" : "bad"),
     tile("audit log", audit === null || !audit.present ? "–" : (audit.verified ? "verified" : "BROKEN"), audit && audit.present ? (audit.verified ? "good" : "bad") : ""));
   if (budget === null) {
     fill("budget", h("p", {class: "empty"}, "This bank trains without differential privacy (no budget, no ledger)."));
