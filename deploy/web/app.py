@@ -27,10 +27,10 @@ from typing import Any, Protocol
 import jinja2
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from credit.errors import FedcreditError
 from deploy.web._page import BASE
@@ -133,8 +133,37 @@ def dashboard_app(
             Route("/api/state", show_state, methods=["GET"]),
             Route("/files/{name:path}", show_file, methods=["GET"]),
         ],
-        middleware=[Middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))],
+        middleware=[Middleware(_HostCheck, allowed_hosts=tuple(allowed_hosts))],
     )
+
+
+class _HostCheck:
+    """Answer 400 to an HTTP request whose ``Host`` is not an allowed name (port ignored).
+
+    Starlette's TrustedHostMiddleware cuts the header at its first colon, so it cannot
+    allow an IPv6 literal (``[::1]:8765``); this check reads the bracketed form.
+    """
+
+    def __init__(self, app: ASGIApp, allowed_hosts: tuple[str, ...]) -> None:
+        self.app = app
+        self.allowed = {host.strip("[]").lower() for host in allowed_hosts}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and "*" not in self.allowed:
+            headers = dict(scope["headers"])
+            host = _host_name(headers.get(b"host", b"").decode("latin-1"))
+            if host not in self.allowed:
+                response = JSONResponse({"error": "invalid Host header"}, status_code=400)
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def _host_name(header: str) -> str:
+    """The host name of a ``Host`` header: ``[::1]:8765`` -> ``::1``, ``a:80`` -> ``a``."""
+    if header.startswith("["):
+        return header[1 : header.find("]")].lower() if "]" in header else ""
+    return header.split(":", 1)[0].lower()
 
 
 def _finite(value: Any) -> Any:

@@ -85,7 +85,6 @@ def _bind(host: str, port: int) -> socket.socket:
             f"cannot listen on {host}:{port} ({exc.strerror}); choose another --port",
             source="--port",
         ) from exc
-    listener.set_inheritable(True)
     return listener
 
 

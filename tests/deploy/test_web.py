@@ -106,6 +106,19 @@ def test_read_only_and_only_for_loopback_host_names(server: DashboardServer) -> 
     assert named.status_code == 200
 
 
+def test_an_ipv6_loopback_dashboard_answers_to_its_own_address(source: Source) -> None:
+    page = DashboardPage(title="t", template=TEMPLATE)
+    running = dashboard_server(page, source, host="::1", port=0)
+    running.start()
+    try:
+        assert running.url == f"http://[::1]:{running.port}/"
+        assert httpx.get(running.url + "api/state").status_code == 200
+        other = {"host": f"[::2]:{running.port}"}
+        assert httpx.get(running.url + "api/state", headers=other).status_code == 400
+    finally:
+        running.stop()
+
+
 def test_a_taken_port_is_one_clear_error(source: Source) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
