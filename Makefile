@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 # Flower runs offline (no telemetry, update check or per-run dependency install) wherever
 # fedcredit starts it: the switches are set in deploy/flower_env.py, not here.
 
-.PHONY: demo test test-all lint typecheck install nginx chromium report-screenshot bench clean
+.PHONY: demo test test-all lint typecheck install nginx chromium report-screenshot dashboard-screenshots bench clean
 
 # Test tiers (markers in pyproject.toml): the fast tier leaves out the Simulation
 # Engine (`slow`), real processes (`deployment`) and the browser (`browser`) but keeps
@@ -75,6 +75,12 @@ test-all: lint typecheck nginx chromium
 report-screenshot: $(STAMP) chromium
 	FEDCREDIT_REPORT_SCREENSHOT=docs/report.png $(BIN)/python -m pytest -q -m browser \
 	  tests/coordinator/app/report/test_browser.py
+
+# Refresh docs/dashboard-coordinator.png and docs/dashboard-participant.png: the dashboards'
+# browser tests, saved while their (fabricated) run and node are part-way through.
+dashboard-screenshots: $(STAMP) chromium
+	FEDCREDIT_DASHBOARD_SCREENSHOTS=docs $(BIN)/python -m pytest -q -m browser \
+	  tests/coordinator/ops/test_dashboard_browser.py tests/participant/node/test_dashboard_browser.py
 
 bench: $(STAMP)
 	$(BIN)/python bench/quality.py

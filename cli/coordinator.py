@@ -26,6 +26,14 @@ from cli.console import (
     show_table,
     warn,
 )
+from cli.dashboard import (
+    DEFAULT_PORT,
+    AllowRemote,
+    DashboardHost,
+    DashboardPort,
+    bind_dashboard,
+    serve_until_interrupted,
+)
 from credit.encoding import EncodingKind
 from credit.errors import ConfigError, OperationFailed
 from credit.model_spec import ModelKind
@@ -654,3 +662,36 @@ def stop(
 def _banks(count: int) -> str:
     """``1 bank``, ``3 banks``."""
     return f"{count} bank{'' if count == 1 else 's'}"
+
+
+DashboardRun = Annotated[
+    str | None,
+    typer.Option(
+        "--run", help="The run to follow (name or Flower run id); default: the latest launched."
+    ),
+]
+
+
+@coordinator_app.command("dashboard")
+def dashboard(
+    consortium_dir: ConsortiumDir,
+    run: DashboardRun = None,
+    host: DashboardHost = "127.0.0.1",
+    port: DashboardPort = DEFAULT_PORT,
+    allow_remote: AllowRemote = False,
+) -> None:
+    """Serve a live, read-only page of the consortium: banks online, the run's rounds (AUC,
+    KS), each bank's ε against its budget, refusals, dropouts, the secure-aggregation stage,
+    the audit log's head and verification, past runs and their reports.
+
+    Everything is read from the consortium folder (the run's audit log, checkpoint and
+    metrics) and from the SuperLink's node list; nothing is written.
+    """
+    from coordinator.ops.dashboard import ConsortiumSource, coordinator_page
+
+    with fail_cleanly():
+        consortium = _consortium(consortium_dir)
+        source = ConsortiumSource(consortium, run=run)
+        page = coordinator_page(f"Consortium {consortium.config.name}")
+        server = bind_dashboard(page, source, host=host, port=port, allow_remote=allow_remote)
+    serve_until_interrupted(server)

@@ -12,6 +12,14 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from cli.console import EXIT_RUN_FAILED, Column, fail_cleanly, say, say_pairs, show_table
+from cli.dashboard import (
+    DEFAULT_PORT,
+    AllowRemote,
+    DashboardHost,
+    DashboardPort,
+    bind_dashboard,
+    serve_until_interrupted,
+)
 from credit.config_files import validate_fields
 from credit.errors import ConfigError
 
@@ -586,6 +594,30 @@ def monitor(
         document = bank_report(NodePlan.load(home).guard, out, quantile=quantile)
     show_stability(document)
     say(f"stability: {out / 'stability.json'}", f"plot:      {out / 'stability.png'}")
+
+
+@participant_app.command("dashboard")
+def dashboard(
+    home: Home = DEFAULT_HOME,
+    host: DashboardHost = "127.0.0.1",
+    port: DashboardPort = DEFAULT_PORT,
+    allow_remote: AllowRemote = False,
+) -> None:
+    """Serve a live, read-only page of the bank's node: its budget and ε spent, its ledger,
+    the requests it refused, its runs, and its audit log's head and verification.
+
+    Everything is read from the node folder (plan, ledger, audit log); nothing is written
+    and nothing leaves the bank.
+    """
+    from participant.node.dashboard import NodeFiles, ParticipantSource, participant_page
+
+    with fail_cleanly():
+        files = NodeFiles.of_home(home)
+        page = participant_page(files.bank)
+        server = bind_dashboard(
+            page, ParticipantSource(files), host=host, port=port, allow_remote=allow_remote
+        )
+    serve_until_interrupted(server)
 
 
 @participant_app.command("run-guard", hidden=True)

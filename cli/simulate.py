@@ -21,6 +21,7 @@ import typer
 from click.core import ParameterSource
 
 from cli.console import Column, console, fail_cleanly, say, show_table
+from cli.dashboard import DEFAULT_PORT
 from credit.config_files import validate_fields
 from credit.encoding import EncodingKind, StatsSource
 from credit.errors import ConfigError
@@ -30,6 +31,7 @@ from simulations.settings import SIMULATION_FILE, PartitionScheme, PartitionSett
 
 if TYPE_CHECKING:
     from coordinator.app.run_files import RunFiles
+    from deploy.web import DashboardServer
     from participant.guard.settings import Fold
     from simulations.budgets import BudgetPolicy
     from simulations.cross_validation import CrossValidation, FoldResult, MetricSummary
@@ -183,6 +185,17 @@ Patience = Annotated[
 Cpus = Annotated[
     int | None, typer.Option(min=1, help="CPUs for the simulation engine (default: all).")
 ]
+Dashboard = Annotated[
+    bool,
+    typer.Option(
+        "--dashboard",
+        help="Serve the run's live dashboard on 127.0.0.1 while it runs, and after it until "
+        "Ctrl-C (not with --folds).",
+    ),
+]
+DashboardPortOption = Annotated[
+    int, typer.Option(min=0, max=65535, help="Port of --dashboard (0: any free port).")
+]
 Folds = Annotated[
     int | None,
     typer.Option(
@@ -249,6 +262,8 @@ def simulate(
     base_odds: BaseOdds = 50.0,
     cpus: Cpus = None,
     folds: Folds = None,
+    dashboard: Dashboard = False,
+    dashboard_port: DashboardPortOption = DEFAULT_PORT,
 ) -> None:
     """Train a shared model across simulated banks with Flower's Simulation Engine."""
     started = time.monotonic()
@@ -302,6 +317,11 @@ def simulate(
             data, partition, alpha, partition_column
         )
         budgets_of_banks = _budget_policy(epsilon, delta, budgets)
+        if dashboard and folds is not None:
+            raise ConfigError(
+                "cannot be combined with --folds (each fold is a run of its own)",
+                source="--dashboard",
+            )
 
         def plan_fold(config: RunConfig, fold: Fold | None) -> SimulationPlan:
             return _plan(config, banks, banks_from, budgets_of_banks, dropout_rate, fold)
@@ -310,7 +330,9 @@ def simulate(
             cross_validation = _cross_validate(config, folds, plan_fold, cpus)
             _show_cross_validation(cross_validation, out, time.monotonic() - started)
             return
-        files = _run(plan_fold(config, None), cpus)
+        plan = plan_fold(config, None)
+        server = _start_dashboard(out, dashboard_port) if dashboard else None
+        files = _run(plan, cpus)
     _show_summary(files.metrics, time.monotonic() - started)
     say(
         f"metrics:    {files.metrics}",
@@ -319,6 +341,33 @@ def simulate(
         f"report:     {files.report}",
         f"simulation: {files.metrics.with_name(SIMULATION_FILE)}",
     )
+    if server is not None:
+        _keep_serving(server)
+
+
+def _start_dashboard(out: Path, port: int) -> DashboardServer:
+    """Serve the output folder's dashboard on 127.0.0.1 in a background thread."""
+    from cli.dashboard import bind_dashboard
+    from coordinator.ops.dashboard import SimulationSource, coordinator_page
+
+    page = coordinator_page(f"Simulation {out.name}")
+    server = bind_dashboard(
+        page, SimulationSource(out), host="127.0.0.1", port=port, allow_remote=False
+    )
+    server.start()
+    say(f"dashboard: {server.url} (read-only; follows {out})")
+    return server
+
+
+def _keep_serving(server: DashboardServer) -> None:
+    """Go on serving the finished run's dashboard until Ctrl-C."""
+    say(f"dashboard: still serving the finished run at {server.url}; Ctrl-C stops it")
+    try:
+        while True:
+            time.sleep(1.0)
+    except KeyboardInterrupt:
+        server.stop()
+        say("dashboard stopped")
 
 
 def _refuse_split_flags(ctx: typer.Context) -> None:

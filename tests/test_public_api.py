@@ -66,6 +66,12 @@ PUBLIC = {
     "coordinator.app": set(),
     "coordinator.ops": set(),
     "deploy": set(),
+    "deploy.web": {
+        "AuditView", "DashboardPage", "DashboardServer", "StateSource", "allowed_hosts",
+        "check_host", "dashboard_app", "dashboard_server", "file_signature", "loopback_host",
+        "read_audit",
+    },
+    "coordinator.ops.dashboard": {"ConsortiumSource", "SimulationSource", "coordinator_page"},
     "participant.guard": set(),
     "participant.node": set(),
     "privacy.secagg": {

@@ -11,7 +11,8 @@
 - :mod:`~coordinator.ops.members`: onboarding and revoking banks;
 - :mod:`~coordinator.ops.launch`: submitting, following and collecting a run;
 - :mod:`~coordinator.ops.monitoring`: a stability-monitoring run of a finished run;
-- :mod:`~coordinator.ops.runs`: the runs as their folders record them (list, stop).
+- :mod:`~coordinator.ops.runs`: the runs as their folders record them (list, stop);
+- :mod:`~coordinator.ops.dashboard`: the live dashboard's state, read from those folders.
 
 Operations import only constants and light modules from :mod:`coordinator.app` (the
 ServerApp runtime), never torch or matplotlib: the operator's commands start quickly.

@@ -64,6 +64,8 @@ def _commands(root: Path) -> dict[str, tuple[list[str], int]]:
         "coordinator stop": (["coordinator", "stop", str(root), "run-x"], 1),
         "coordinator members": (["coordinator", "members", str(root)], 2),  # no bank yet
         "coordinator monitor": (["coordinator", "monitor", str(root), "--run", "run-x"], 2),
+        # reads the folder, then refuses to listen beyond loopback
+        "coordinator dashboard": (["coordinator", "dashboard", str(root), "--host", "0.0.0.0"], 2),
     }
 
 
