@@ -23,6 +23,7 @@ from cli.coordinator import coordinator_app
 from cli.monitor import monitor
 from cli.participant import participant_app
 from cli.privacy import privacy_app
+from cli.serve import serve
 from cli.simulate import simulate
 
 __all__ = ["app", "main"]
@@ -36,6 +37,7 @@ app = typer.Typer(
 )
 app.command("simulate")(simulate)
 app.command("monitor")(monitor)
+app.command("serve")(serve)
 app.add_typer(privacy_app, name="privacy")
 app.add_typer(coordinator_app, name="coordinator")
 app.add_typer(participant_app, name="participant")
