@@ -44,6 +44,16 @@ PUBLIC = {
         "arrays_sha256", "canonical_json", "fingerprint", "load_or_create_signing_key",
         "load_public_key", "public_key_path", "public_key_pem", "verify_audit",
     },
+    "credit.package": {
+        "DEFAULT_TOP_K", "MANIFEST_FILE", "PACKAGE_FORMAT", "PRIVACY_FILE", "SCHEMA_FILE",
+        "SCORING_FILE", "SIGNATURE_FILE", "DevelopmentBins", "FeatureBins", "FileDigest",
+        "Manifest", "ModelPackage", "PackageRefused", "ScalingSettings", "ScorecardSettings",
+        "ScoringSettings", "SignerKey", "development_bins", "load_package", "scoring_settings",
+        "signer_fingerprint", "verify_package", "write_package",
+    },
+    "credit.scoring": {
+        "ApplicantTally", "Reason", "ReasonTable", "ScoredRows", "Scorer", "check_applicants",
+    },
     "participant": {
         "BankSource", "PreparedBank", "TrainSettings", "predict_proba", "prepare_bank",
         "train_locally",
