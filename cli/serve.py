@@ -8,6 +8,7 @@ any other host needs ``--tls-cert`` and ``--tls-key``.
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Annotated
 
@@ -79,9 +80,8 @@ def serve(
 ) -> None:
     """Score applicants over HTTP with a verified model package (until Ctrl-C)."""
     with fail_cleanly():
-        from credit.package import load_package
-
         from credit.audit import load_public_key
+        from credit.package import load_package
         from serving import ServiceSettings, create_app, read_token
 
         settings = ServiceSettings.build(
@@ -125,7 +125,9 @@ def serve(
     )
     from serving import serve as run_service
 
-    run_service(app, settings)
+    with contextlib.suppress(KeyboardInterrupt):  # uvicorn stopped, then re-raised Ctrl-C
+        run_service(app, settings)
+    say("fedcredit serve: stopped")
 
 
 def _tls_text(tls: bool, client_ca: Path | None) -> str:

@@ -10,7 +10,14 @@ development bins (:mod:`serving.drift`).
 """
 
 from serving.app import create_app
-from serving.drift import DriftBaseline, DriftMonitor, DriftStatus, sample_counts
+from serving.drift import (
+    DriftBaseline,
+    DriftMonitor,
+    DriftStatus,
+    drift_baseline,
+    file_comparison,
+    sample_counts,
+)
 from serving.errors import ApplicantsRefused, ServiceRefused
 from serving.runner import ServiceThread, serve, uvicorn_config
 from serving.settings import ServiceSettings, is_loopback, read_token
@@ -24,6 +31,8 @@ __all__ = [
     "ServiceSettings",
     "ServiceThread",
     "create_app",
+    "drift_baseline",
+    "file_comparison",
     "is_loopback",
     "read_token",
     "sample_counts",

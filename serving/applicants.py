@@ -114,12 +114,12 @@ def _fields(schema: DatasetSchema) -> dict[str, Any]:
             int | str | None,
             Field(default=None, description="The applicant's id (not used for scoring)."),
         )
-    for feature in (*schema.numeric, *schema.categorical):
-        required = feature.name in inputs and not feature.allows_missing
-        if isinstance(feature, NumericFeature):
-            fields[feature.name] = _numeric_field(feature, required=required)
-        else:
-            fields[feature.name] = _categorical_field(feature, required=required)
+    for numeric in schema.numeric:
+        required = numeric.name in inputs and not numeric.allows_missing
+        fields[numeric.name] = _numeric_field(numeric, required=required)
+    for categorical in schema.categorical:
+        required = categorical.name in inputs and not categorical.allows_missing
+        fields[categorical.name] = _categorical_field(categorical, required=required)
     return fields
 
 
@@ -250,16 +250,16 @@ def applicant_form(schema: DatasetSchema, *, max_batch: int = DEFAULT_MAX_BATCH)
     """
     if max_batch < 1:
         raise ValueError(f"max_batch must be >= 1; got {max_batch}")
-    applicant = create_model(  # type: ignore[call-overload]
+    applicant: type[BaseModel] = create_model(
         "Applicant",
         __config__=_FORM_CONFIG,
         __doc__=f"One applicant of schema '{schema.name}' (unknown fields are refused).",
         **_fields(schema),
     )
-    batch = create_model(  # type: ignore[call-overload]
+    batch: type[BaseModel] = create_model(
         "ApplicantBatch",
         __config__=_FORM_CONFIG,
         __doc__=f"Up to {max_batch:,} applicants scored in one request.",
-        applicants=(list[applicant], Field(min_length=1, max_length=max_batch)),
+        applicants=(list[applicant], Field(min_length=1, max_length=max_batch)),  # type: ignore[valid-type]
     )
     return ApplicantForm(schema=schema, applicant=applicant, batch=batch, max_batch=max_batch)

@@ -57,7 +57,8 @@ class Batcher(Generic[Answer]):
         return await future
 
     def _take(self) -> list[tuple[Applicants, asyncio.Future[Answer]]]:
-        taken, rows = [], 0
+        taken: list[tuple[Applicants, asyncio.Future[Answer]]] = []
+        rows = 0
         while self._waiting and (not taken or rows + len(self._waiting[0][0]) <= self._max_rows):
             item = self._waiting.popleft()
             taken.append(item)

@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 from numpy.typing import NDArray
 
 from credit.governance.stability import DEFAULT_QUANTILE
@@ -33,20 +34,29 @@ from credit.governance.stability_release import (
     stability_counts,
 )
 from credit.metrics import score_bin_index
+from credit.package import ModelPackage
+from credit.scoring import Scorer
 
 __all__ = [
     "DEFAULT_DRIFT_EVERY",
     "DEFAULT_DRIFT_MIN_ROWS",
+    "FILE_CHUNK_ROWS",
     "DriftBaseline",
     "DriftMonitor",
     "DriftStatus",
+    "drift_baseline",
+    "file_comparison",
     "sample_counts",
 ]
 
 DEFAULT_DRIFT_EVERY = 100
 """Scoring requests between two comparisons (a ``/metrics`` scrape also compares)."""
-DEFAULT_DRIFT_MIN_ROWS = 100
-"""Applicants counted before the first comparison (fewer say little about drift)."""
+DEFAULT_DRIFT_MIN_ROWS = 1_000
+"""Applicants counted before the first comparison: with fewer, many bins are empty and
+PSI's empty-bin floor (:data:`~credit.governance.stability.EMPTY_SHARE`) inflates it
+beyond what its chi-square critical value allows for."""
+FILE_CHUNK_ROWS = 50_000
+"""Rows scored at a time by :func:`file_comparison`."""
 
 logger = logging.getLogger("fedcredit.serve.drift")
 
@@ -65,6 +75,14 @@ class DriftBaseline:
 
     layout: StabilityLayout
     counts: StabilityCounts
+
+
+def drift_baseline(package: ModelPackage) -> DriftBaseline | None:
+    """The package's development sample, or None (``scoring.development_missing`` says why)."""
+    development = package.scoring.development
+    if development is None:
+        return None
+    return DriftBaseline(layout=development.layout(), counts=development.counts())
 
 
 def sample_counts(
@@ -217,3 +235,42 @@ class DriftMonitor:
 
 def _score_first(name: str) -> tuple[bool, str]:
     return name != SCORE, name
+
+
+def file_comparison(
+    scorer: Scorer,
+    baseline: DriftBaseline,
+    frame: pd.DataFrame,
+    *,
+    quantile: float = DEFAULT_QUANTILE,
+) -> PopulationComparison:
+    """A file of applicants against the package's development sample (``fedcredit monitor
+    --model``): the same counts and comparison as the service's, for the whole file,
+    scored :data:`FILE_CHUNK_ROWS` rows at a time.
+
+    Parameters
+    ----------
+    scorer : Scorer
+        The package's scorer.
+    baseline : DriftBaseline
+        The package's development sample (:func:`drift_baseline`).
+    frame : pandas.DataFrame
+        The file's validated rows (:func:`credit.scoring.check_applicants`), at least one.
+    quantile : float, default 0.99
+        The drift flag's quantile.
+
+    Raises
+    ------
+    ValueError
+        ``frame`` holds no rows.
+    """
+    if frame.empty:
+        raise ValueError("the file holds no rows to compare")
+    parts = []
+    for start in range(0, len(frame), FILE_CHUNK_ROWS):
+        scored = scorer.score(frame.iloc[start : start + FILE_CHUNK_ROWS])
+        parts.append(sample_counts(scored.bins, scored.probability, baseline.layout))
+    counts = parts[0]
+    for part in parts[1:]:
+        counts = counts + part
+    return compare_populations(baseline.counts, counts, quantile=quantile)

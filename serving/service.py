@@ -20,28 +20,19 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
 from credit.package import ModelPackage
 from credit.scoring import Scorer
-
 from serving.applicants import ApplicantForm, applicant_form
 from serving.decision_log import DecisionLog
-from serving.drift import DriftBaseline, DriftMonitor
+from serving.drift import DriftMonitor, drift_baseline
 from serving.errors import ApplicantsRefused
 from serving.metrics import ServiceMetrics
 from serving.settings import ServiceSettings
 
-__all__ = ["ENDPOINTS", "Answer", "ScoringService", "drift_baseline"]
+__all__ = ["ENDPOINTS", "Answer", "ScoringService"]
 
 ENDPOINTS = ("/v1/score", "/v1/model", "/healthz", "/metrics")
-
-
-def drift_baseline(package: ModelPackage) -> DriftBaseline | None:
-    """The package's development sample for drift, or None (``scoring.development_missing``
-    says why)."""
-    development = package.scoring.development
-    if development is None:
-        return None
-    return DriftBaseline(layout=development.layout(), counts=development.counts())
 
 
 @dataclass(frozen=True)
@@ -69,7 +60,8 @@ class ScoringService:
         self.settings = settings
         self.scorer = Scorer(package, cutoff=settings.cutoff)
         self.form: ApplicantForm = applicant_form(package.schema, max_batch=settings.max_batch)
-        schema_columns = [f.name for f in (*package.schema.numeric, *package.schema.categorical)]
+        schema = package.schema
+        schema_columns = [f.name for f in schema.numeric] + [f.name for f in schema.categorical]
         self.metrics = ServiceMetrics(endpoints=ENDPOINTS, features=schema_columns)
         baseline = drift_baseline(package)
         self.drift = (

@@ -71,6 +71,11 @@ PUBLIC = {
         "PrivacyError", "PrivacyLedger", "RunPlan", "SecureGaussian",
         "calibrate_noise_multiplier", "epsilon_spent", "train_dp_sgd", "validate_for_dp",
     },
+    "serving": {
+        "ApplicantsRefused", "DriftBaseline", "DriftMonitor", "DriftStatus", "ServiceRefused",
+        "ServiceSettings", "ServiceThread", "create_app", "drift_baseline", "file_comparison",
+        "is_loopback", "read_token", "sample_counts", "serve", "uvicorn_config",
+    },
     # Packages whose modules are imported one by one (their docstrings list them).
     "cli": {"app", "main"},
     "coordinator.app": set(),
