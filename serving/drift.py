@@ -155,7 +155,8 @@ class DriftMonitor:
         self.every = every
         self.min_rows = min_rows
         self.quantile = quantile
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the counts
+        self._checking = threading.Lock()  # one comparison at a time
         self._counts = {
             name: np.zeros(size, dtype=np.int64) for name, size in baseline.layout.n_bins.items()
         }
@@ -189,22 +190,23 @@ class DriftMonitor:
     def check(self) -> DriftStatus | None:
         """Compare the counts with the development sample; log each new crossing.
 
-        Returns None until :attr:`min_rows` applicants are counted.
+        Returns None until :attr:`min_rows` applicants are counted. Comparisons run one
+        at a time; counting goes on meanwhile.
         """
-        with self._lock:
-            if self._rows < self.min_rows:
-                return None
-            later = StabilityCounts.from_vector(
-                np.concatenate([self._counts[name] for name in self._counts]).astype(np.float64),
-                self.baseline.layout,
-            )
-            rows = self._rows
-        comparison = compare_populations(self.baseline.counts, later, quantile=self.quantile)
-        status = DriftStatus(comparison=comparison, rows=rows)
-        with self._lock:
+        with self._checking:
+            with self._lock:
+                if self._rows < self.min_rows:
+                    return None
+                counts = [self._counts[name] for name in self._counts]
+                later = StabilityCounts.from_vector(
+                    np.concatenate(counts).astype(np.float64), self.baseline.layout
+                )
+                rows = self._rows
+            comparison = compare_populations(self.baseline.counts, later, quantile=self.quantile)
+            status = DriftStatus(comparison=comparison, rows=rows)
             self._log_crossings(status)
             self._status = status
-        return status
+            return status
 
     @property
     def status(self) -> DriftStatus | None:

@@ -16,6 +16,7 @@ scores the requests waiting together with :meth:`ScoringService.score_many`.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -74,6 +75,7 @@ class ScoringService:
                 quantile=settings.drift_quantile,
             )
         )
+        self._checker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fedcredit-drift")
         self.log = DecisionLog(
             settings.log_path, model=package.digest, features=settings.log_features
         )
@@ -112,8 +114,9 @@ class ScoringService:
     def score_many(self, requests: Sequence[list[dict[str, Any]]]) -> list[Answer]:
         """Score several requests' validated applicants in one scorer call.
 
-        Decisions are counted and the drift counts fed once for the call; each request
-        gets its own rows' answer, in order.
+        Decisions are counted and the drift counts fed once for the call (a comparison,
+        when due, runs in a background thread); each request gets its own rows' answer,
+        in order.
         """
         rows = [applicant for applicants in requests for applicant in applicants]
         scored = self.scorer.score(self.form.frame(rows))
@@ -138,7 +141,7 @@ class ScoringService:
         if self.drift is not None and self.drift.add(
             scored.bins, scored.probability, requests=len(requests)
         ):
-            self.check_drift()
+            self._checker.submit(self.check_drift)  # never on the request's path
         answers, start = [], 0
         for applicants in requests:
             end = start + len(applicants)
@@ -185,5 +188,6 @@ class ScoringService:
         }
 
     def close(self) -> None:
-        """Close the decision log."""
+        """Finish the drift comparison under way and close the decision log."""
+        self._checker.shutdown(wait=True)
         self.log.close()

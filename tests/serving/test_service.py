@@ -242,3 +242,13 @@ def test_drift_alert_fires_on_shifted_applicants_only(
         assert samples[("fedcredit_drift_alerts", ())] == len(flagged)
     else:
         assert flagged == set()
+
+
+def test_an_unusable_request_id_is_replaced(start_service: Any) -> None:
+    with httpx.Client(base_url=start_service()) as client:
+        kept = client.get("/healthz", headers={"x-request-id": "abc.DEF_1-2"})
+        replaced = client.get("/healthz", headers={"x-request-id": "x" * 65})
+        fresh = client.get("/healthz")
+    assert kept.headers["x-request-id"] == "abc.DEF_1-2"
+    assert len(replaced.headers["x-request-id"]) == 32 != 65
+    assert fresh.headers["x-request-id"] != replaced.headers["x-request-id"]
