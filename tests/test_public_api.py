@@ -49,10 +49,12 @@ PUBLIC = {
         "SCORING_FILE", "SIGNATURE_FILE", "DevelopmentBins", "FeatureBins", "FileDigest",
         "Manifest", "ModelPackage", "PackageRefused", "ScalingSettings", "ScorecardSettings",
         "ScoringSettings", "SignerKey", "development_bins", "load_package", "scoring_settings",
-        "signer_fingerprint", "verify_package", "write_package",
+        "signer_fingerprint", "verify_package", "write_package", "VerifiedFolder",
+        "verify_folder",
     },
     "credit.scoring": {
-        "ApplicantTally", "Reason", "ReasonTable", "ScoredRows", "Scorer", "check_applicants",
+        "ApplicantTally", "BatchOutcome", "Reason", "ReasonTable", "ScoredRows", "Scorer",
+        "check_applicants", "score_csv", "score_quantiles",
     },
     "participant": {
         "BankSource", "PreparedBank", "TrainSettings", "predict_proba", "prepare_bank",

@@ -16,7 +16,9 @@ from credit.package.manifest import (
     FileDigest,
     Manifest,
     SignerKey,
+    VerifiedFolder,
     signer_fingerprint,
+    verify_folder,
 )
 from credit.package.package import (
     PRIVACY_FILE,
@@ -56,10 +58,12 @@ __all__ = [  # noqa: RUF022 - plain sort, as every package door
     "ScorecardSettings",
     "ScoringSettings",
     "SignerKey",
+    "VerifiedFolder",
     "development_bins",
     "load_package",
     "scoring_settings",
     "signer_fingerprint",
+    "verify_folder",
     "verify_package",
     "write_package",
 ]

@@ -1,8 +1,9 @@
 """Score applicants with a verified model package: probability, score, decision, reasons.
 
-* probability: the model's probability of default, computed as
-  :meth:`credit.model_card.CreditModel.predict_proba` does (float32 network, the same
-  values to the bit);
+* probability: the model's probability of default, computed row by row in float64
+  (:mod:`credit.scoring.network`: a row gets the same value alone or in any batch;
+  :meth:`credit.model_card.CreditModel.predict_proba`'s float32 values agree to
+  float32 precision);
 * score: a scorecard's integer score (the sum of its integer points), else the
   rounded ``offset - factor * log-odds`` of the package's scaling (a higher score
   means a lower risk);
@@ -24,7 +25,6 @@ from functools import cached_property
 
 import numpy as np
 import pandas as pd
-import torch
 from numpy.typing import NDArray
 
 from credit.encoding import EncodingKind, NumericEncoding
@@ -32,6 +32,7 @@ from credit.errors import ConfigError
 from credit.model_spec import ModelKind
 from credit.package import ModelPackage
 from credit.scoring.applicants import check_applicants
+from credit.scoring.network import RowwiseNetwork
 from credit.scoring.reasons import (
     ReasonTable,
     feature_inputs,
@@ -141,6 +142,7 @@ class Scorer:
         model = package.model
         self._scaling = package.scoring.scaling.scaling()
         self._inputs = feature_inputs(model.encoder, package.schema)
+        self._network = RowwiseNetwork(model.module, self._inputs)
         self._weights: NDArray[np.float64] | None = None
         if model.spec.kind is ModelKind.LOGREG:
             weight = model.module.state_dict()["0.weight"]
@@ -162,16 +164,14 @@ class Scorer:
         encoder = self.package.model.encoder
         bins = encoder.bin_indices(frame)
         encoded = encoder.transform(frame)
-        with torch.no_grad():
-            logits = self.package.model.module(torch.from_numpy(encoded)).squeeze(-1)
-        probability = torch.sigmoid(logits).double().numpy()
+        log_odds = self._network.log_odds(encoded)
+        probability: NDArray[np.float64] = np.exp(-np.logaddexp(0.0, -log_odds))
         scorecard = self.package.scorecard
         if scorecard is not None:
             matrix = np.column_stack([bins[name] for name in scorecard.features])
             score = scorecard.integer_score(matrix)
             losses = scorecard_losses(scorecard, matrix)
         else:
-            log_odds = logits.double().numpy()
             score = np.rint(self._scaling.offset - self._scaling.factor * log_odds).astype(np.int64)
             losses = self._losses(encoded)
         reasons = top_reasons(
