@@ -10,8 +10,9 @@ Routes (the issue's output contract):
     size limit: 413, refused by its ``Content-Length`` before it is read, or as soon
     as a chunked body passes the limit.
 ``GET /v1/model``
-    The package: digest, signer fingerprint, run, schema name and hash, model kind,
-    created, cut-off, top-k, and whether drift has a development baseline (or why not).
+    The package: digest, signer fingerprint, run, schema name and hash, model kind and
+    encoding, created, cut-off, top-k, and whether drift has a development baseline (or
+    why not).
 ``GET /healthz``
     ``{"status": "ok", "model": digest}`` (open even with an API token).
 ``GET /metrics``

@@ -182,6 +182,7 @@ class ScoringService:
             "created": manifest.created,
             "schema": {"name": package.schema.name, "hash": package.schema.schema_hash()},
             "kind": package.model.spec.kind.value,
+            "encoding": package.model.encoder.kind.value,
             "cutoff": self.cutoff,
             "top_k": self.scorer.top_k,
             "drift": dict(drift),

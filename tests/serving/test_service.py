@@ -133,7 +133,8 @@ def test_model_health_and_openapi(start_service: Any, package: ModelPackage) -> 
     assert model["signer"] == package.manifest.signer.fingerprint
     assert model["run"] == "test-run"
     assert model["schema"] == {"name": package.schema.name, "hash": package.schema.schema_hash()}
-    assert model["kind"] == "logreg" and model["cutoff"] == 0.4
+    assert model["kind"] == "logreg" and model["encoding"] == "binned"
+    assert model["cutoff"] == 0.4
     assert model["top_k"] == package.scoring.top_k
     assert model["drift"]["baseline"] is True
     assert health == {"status": "ok", "model": package.digest}
