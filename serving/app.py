@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import json
+import logging
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -46,6 +47,8 @@ from serving.service import Answer, ScoringService
 from serving.settings import ServiceSettings
 
 __all__ = ["create_app"]
+
+logger = logging.getLogger("fedcredit.serve")
 
 _JSON = "application/json"
 
@@ -111,7 +114,19 @@ def _add_score(app: FastAPI, service: ScoringService) -> None:
                 {"detail": str(refused), "problems": [p.document() for p in refused.problems]},
                 422,
             )
-        answer = await batcher.submit(applicants)
+        try:
+            answer = await batcher.submit(applicants)
+        except Exception as exc:  # a scorer failure on validated rows: a defect, no data
+            logger.error(
+                "request %s: scoring failed (%s); its rows passed validation, so this is "
+                "a defect: report it with the package digest",
+                request_id,
+                type(exc).__name__,
+            )  # the exception's text may quote an applicant's value: not logged
+            service.log.refused(
+                request_id=request_id, status=500, latency=time.perf_counter() - started
+            )
+            return _json({"detail": f"scoring failed (request {request_id})"}, 500)
         service.log.scored(
             request_id=request_id,
             decisions=answer.decisions,

@@ -253,3 +253,29 @@ def test_an_unusable_request_id_is_replaced(start_service: Any) -> None:
     assert kept.headers["x-request-id"] == "abc.DEF_1-2"
     assert len(replaced.headers["x-request-id"]) == 32 != 65
     assert fresh.headers["x-request-id"] != replaced.headers["x-request-id"]
+
+
+def test_a_scorer_failure_answers_500_without_the_applicants_values(
+    start_service: Any,
+    package: ModelPackage,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    row = as_applicants(typed_rows(package, 0, 1))[0]
+
+    def broken(self: Scorer, frame: Any) -> Any:
+        raise ValueError(f"no bin for LIMIT_BAL value {frame['LIMIT_BAL'].iloc[0]!r}")
+
+    monkeypatch.setattr(Scorer, "score", broken)
+    log = tmp_path / "log.jsonl"
+    with (
+        caplog.at_level(logging.ERROR, "fedcredit.serve"),
+        httpx.Client(base_url=start_service(log_path=log)) as client,
+    ):
+        answer = client.post("/v1/score", json=row, headers={"x-request-id": "r-500"})
+    assert answer.status_code == 500
+    assert answer.json() == {"detail": "scoring failed (request r-500)"}
+    assert [r.getMessage().split(":")[0] for r in caplog.records] == ["request r-500"]
+    assert str(row["LIMIT_BAL"]) not in caplog.text + log.read_text()
+    assert read_log(log)[0]["status"] == 500
