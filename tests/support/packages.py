@@ -46,7 +46,7 @@ __all__ = [
 
 PackageKind = Literal["logreg", "standardized", "mlp", "woe"]
 """``logreg``: binned inputs; ``standardized``: logreg on z-scores; ``mlp``: binned
-inputs, hidden layers (8, 4); ``woe``: logreg on WoE inputs, with a scorecard."""
+inputs, hidden layers (8, 4) by default; ``woe``: logreg on WoE inputs, with a scorecard."""
 SCORE_BINS = 10
 ROWS = 400
 
@@ -80,7 +80,12 @@ def applicant_rows(start: int = 0, rows: int = ROWS) -> pd.DataFrame:
 
 
 def build_test_package(
-    tmp_path: Path, kind: PackageKind = "logreg", *, seed: int = 0, cutoff: float = 0.3
+    tmp_path: Path,
+    kind: PackageKind = "logreg",
+    *,
+    seed: int = 0,
+    cutoff: float = 0.3,
+    hidden_sizes: tuple[int, ...] = (8, 4),
 ) -> Path:
     """Write a signed package of ``kind`` into ``tmp_path / f"model-{kind}"``; return it.
 
@@ -94,6 +99,8 @@ def build_test_package(
         Seed of the random weights.
     cutoff : float, default 0.3
         The package's decision cut-off (the random model declines some rows at it).
+    hidden_sizes : tuple of int, default (8, 4)
+        The MLP's hidden layers (``mlp`` only).
     """
     schema = load_schema()
     frame = training_rows(tmp_path)
@@ -107,7 +114,7 @@ def build_test_package(
     elif kind == "standardized":
         encoder = fit_encoder(schema, kind=EncodingKind.STANDARDIZED, stats=stats)
     model_kind = ModelKind.MLP if kind == "mlp" else ModelKind.LOGREG
-    spec = ModelSpec(kind=model_kind, n_inputs=encoder.n_inputs, hidden_sizes=(8, 4))
+    spec = ModelSpec(kind=model_kind, n_inputs=encoder.n_inputs, hidden_sizes=hidden_sizes)
     module = build_model(spec, seed=seed)
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
