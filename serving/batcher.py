@@ -24,7 +24,7 @@ from starlette.concurrency import run_in_threadpool
 
 __all__ = ["DEFAULT_INLINE_ROWS", "Batcher"]
 
-DEFAULT_INLINE_ROWS = 64
+DEFAULT_INLINE_ROWS = 16
 """Calls of at most this many rows are scored on the event loop (module docstring)."""
 
 Answer = TypeVar("Answer")
@@ -41,7 +41,7 @@ class Batcher(Generic[Answer]):
         worker thread.
     max_rows : int
         Rows one call may take; a call takes at least one request whatever its size.
-    inline_rows : int, default 64
+    inline_rows : int, default 16
         Calls of at most this many rows run on the event loop, larger ones in a worker
         thread (0: every call in a thread).
     """
