@@ -4,7 +4,9 @@
 (stability of a later file, :mod:`cli.monitor`), ``fedcredit privacy``
 (:mod:`cli.privacy`), ``fedcredit coordinator`` (the consortium operator,
 :mod:`cli.coordinator`), ``fedcredit participant`` (a partner bank,
-:mod:`cli.participant`) and ``fedcredit audit`` (:mod:`cli.audit`). Each command
+:mod:`cli.participant`), ``fedcredit audit`` (:mod:`cli.audit`), ``fedcredit model``
+(verify a signed model package, :mod:`cli.model`) and ``fedcredit score`` (score
+applicants with one, :mod:`cli.score`). Each command
 imports what it needs when it runs, so ``--help`` and the operator's commands start
 without torch.
 
@@ -20,9 +22,12 @@ import typer
 
 from cli.audit import audit_app
 from cli.coordinator import coordinator_app
+from cli.model import model_app
 from cli.monitor import monitor
 from cli.participant import participant_app
 from cli.privacy import privacy_app
+from cli.score import score
+from cli.serve import serve
 from cli.simulate import simulate
 
 __all__ = ["app", "main"]
@@ -36,10 +41,13 @@ app = typer.Typer(
 )
 app.command("simulate")(simulate)
 app.command("monitor")(monitor)
+app.command("score")(score)
+app.command("serve")(serve)
 app.add_typer(privacy_app, name="privacy")
 app.add_typer(coordinator_app, name="coordinator")
 app.add_typer(participant_app, name="participant")
 app.add_typer(audit_app, name="audit")
+app.add_typer(model_app, name="model")
 
 
 def main() -> None:

@@ -9,6 +9,11 @@ and compared with the counts the development run released
 (:mod:`simulations.monitor`). ``--bank NAME`` reports that bank's own comparison
 only, with no federated run and no release.
 
+``--model DIR`` (instead of ``--run``) is a bank's own check against a signed model
+package: the package is verified, the later file scored with it and its counts
+compared with the development bins the package holds (the counts the run released),
+as ``fedcredit serve`` does for the applicants it scores; nothing is released.
+
 Writes ``OUT/stability.json`` and ``OUT/stability.png`` and prints one table: the
 score's PSI and each characteristic's CSI, with the 0.1 / 0.25 levels and the
 sample-size-aware drift flag.
@@ -27,14 +32,29 @@ from cli.console import Column, console, fail_cleanly, say, show_table
 from credit.errors import ConfigError
 
 if TYPE_CHECKING:
+    import pandas as pd
+
+    from credit.schema import DatasetSchema
     from participant.guard.settings import GuardSettings
     from simulations.monitor import MonitorPlan
 
 __all__ = ["bank_report", "monitor", "show_stability"]
 
 Run = Annotated[
-    Path,
+    Path | None,
     typer.Option(help="The development run: a finished fedcredit simulate output folder."),
+]
+Model = Annotated[
+    Path | None,
+    typer.Option(
+        help="Instead of --run: a signed model package (a run's model/ folder); one later "
+        "file is scored with it and compared with the package's development bins, at the "
+        "bank."
+    ),
+]
+Signer = Annotated[
+    Path | None,
+    typer.Option(help="With --model: pin the package's signer (the consortium's audit .pub)."),
 ]
 LaterData = Annotated[
     list[Path],
@@ -64,8 +84,10 @@ Cpus = Annotated[int | None, typer.Option(min=1, help="CPUs for the Simulation E
 
 
 def monitor(
-    run: Run,
     later_data: LaterData,
+    run: Run = None,
+    model: Model = None,
+    signer: Signer = None,
     out: Out = Path("runs/monitor"),
     secure_aggregation: SecureAggregation = True,
     quantile: Quantile = 0.99,
@@ -77,29 +99,135 @@ def monitor(
     with fail_cleanly():
         if not 0.0 < quantile < 1.0:
             raise ConfigError(f"must lie in (0, 1); got {quantile}", source="--quantile")
-        from simulations.monitor import plan_monitor, run_monitor
-
-        plan = plan_monitor(  # a bank's own comparison runs nothing federated
-            run,
-            later_data,
-            out,
-            secure_aggregation=secure_aggregation and bank is None,
-            quantile=quantile,
-        )
-        if bank is not None:
-            document = _local_only(plan, bank)
-        else:
-            console.print(
-                f"[bold]fedcredit monitor[/]: {len(plan.banks)} banks, secure aggregation "
-                f"{'on' if secure_aggregation else 'off'}"
+        if model is not None:
+            if run is not None or bank is not None:
+                raise ConfigError(
+                    "compares one later file with the package's development bins; "
+                    "leave out --run and --bank",
+                    source="--model",
+                )
+            document = package_report(model, later_data, out, quantile=quantile, signer=signer)
+        elif run is None:
+            raise ConfigError(
+                "give the development run (--run) or a model package (--model)", source="--run"
             )
-            document = run_monitor(plan, on_event=say, cpus=cpus).document
+        else:
+            document = _run_report(
+                run, later_data, out, secure_aggregation, quantile=quantile, bank=bank, cpus=cpus
+            )
     show_stability(document)
     say(
         f"stability: {out / 'stability.json'}",
         f"plot:      {out / 'stability.png'}",
         f"({time.monotonic() - started:.0f} s)",
     )
+
+
+def _run_report(
+    run: Path,
+    later_data: list[Path],
+    out: Path,
+    secure_aggregation: bool,
+    *,
+    quantile: float,
+    bank: str | None,
+    cpus: int | None,
+) -> dict[str, Any]:
+    """The comparison against a development run: federated, or one bank's own."""
+    from simulations.monitor import plan_monitor, run_monitor
+
+    plan = plan_monitor(  # a bank's own comparison runs nothing federated
+        run,
+        later_data,
+        out,
+        secure_aggregation=secure_aggregation and bank is None,
+        quantile=quantile,
+    )
+    if bank is not None:
+        return _local_only(plan, bank)
+    console.print(
+        f"[bold]fedcredit monitor[/]: {len(plan.banks)} banks, secure aggregation "
+        f"{'on' if secure_aggregation else 'off'}"
+    )
+    return run_monitor(plan, on_event=say, cpus=cpus).document
+
+
+PACKAGE_SAMPLE = (
+    "the development counts the run released, stored in the model package's scoring.json "
+    "(characteristics: the summed set-up release over the banks' training rows; score: the "
+    "final model's summed score histograms over the banks' held-out rows)"
+)
+
+
+def package_report(
+    model: Path, later_data: list[Path], out: Path, *, quantile: float, signer: Path | None
+) -> dict[str, Any]:
+    """One later file against a model package's development bins, at the bank, written to
+    ``out`` (``stability.json``, ``stability.png``); the package is verified first.
+
+    Raises
+    ------
+    ConfigError
+        Not exactly one later file, or a package without development bins.
+    credit.errors.PackageRefused
+        The package fails verification.
+    credit.errors.SchemaError
+        The later file breaks the package's schema (the first violation named).
+    """
+    from coordinator.app.monitor_files import stability_document, write_monitor_outputs
+    from credit.audit import load_public_key
+    from credit.model_card import WEIGHTS_FILE
+    from credit.package import load_package
+    from credit.scoring import Scorer
+    from serving import drift_baseline, file_comparison
+
+    if len(later_data) != 1 or not later_data[0].is_file():
+        raise ConfigError(
+            "with --model give exactly one later file (CSV of the package's schema)",
+            source="--later-data",
+        )
+    path = later_data[0]
+    package = load_package(model, signer=None if signer is None else load_public_key(signer))
+    baseline = drift_baseline(package)
+    if baseline is None:
+        raise ConfigError(
+            "the package holds no development bins to compare with: "
+            f"{package.scoring.development_missing}",
+            source="--model",
+        )
+    frame = _applicants(path, package.schema)
+    if frame.empty:
+        raise ConfigError(f"{path} holds no rows", source="--later-data")
+    comparison = file_comparison(Scorer(package), baseline, frame, quantile=quantile)
+    label = path.name.removesuffix(".gz").removesuffix(".csv")
+    document = stability_document(
+        run_dir=model,
+        later={label: str(path)},
+        layout=baseline.layout,
+        model_sha256=package.manifest.files[WEIGHTS_FILE].sha256,
+        consortium=None,
+        consortium_missing="a bank's own comparison with the model package (nothing released)",
+        outcome=None,
+        banks={label: comparison},
+        quantile=quantile,
+    )
+    document["development_sample"] = PACKAGE_SAMPLE
+    document["package"] = package.digest
+    write_monitor_outputs(out, document)
+    return document
+
+
+def _applicants(path: Path, schema: DatasetSchema) -> pd.DataFrame:
+    """The later file's rows, validated against the package's schema (no target needed)."""
+    import pandas as pd
+
+    from credit.scoring import check_applicants
+
+    raw = pd.read_csv(path, dtype=str, keep_default_na=False)
+    checked = check_applicants(raw, schema, source=path)
+    if checked.data is None:
+        raise checked.report.error()
+    return checked.data.frame
 
 
 def _local_only(plan: MonitorPlan, bank: str) -> dict[str, Any]:

@@ -6,6 +6,8 @@ Hierarchy::
     ├── SchemaError(ValueError)         a data file or schema breaks the dataset contract
     ├── ConfigError(ValueError)         a flag, run config or config file is invalid
     ├── MalformedMessage(ValueError)    a message from the network breaks the contract
+    ├── PackageRefused(ValueError)      a model package fails verification (signature,
+    │                                   digests, files, signer)
     └── OperationFailed                 a well-formed request failed (a run, a service)
 
 Every error that reaches the command line is printed as one line naming what went
@@ -24,6 +26,7 @@ __all__ = [
     "FedcreditError",
     "MalformedMessage",
     "OperationFailed",
+    "PackageRefused",
     "SchemaError",
 ]
 
@@ -123,3 +126,23 @@ class ConfigError(FedcreditError, ValueError):
         self.problem = problem
         self.source = source
         super().__init__(f"{source}: {problem}" if source else problem)
+
+
+class PackageRefused(FedcreditError, ValueError):
+    """A signed model package failed verification and was not loaded.
+
+    Parameters
+    ----------
+    problem : str
+        What failed, e.g. ``"sha256 differs from the manifest's"``.
+    file : pathlib.Path or str
+        The package file (or folder) the problem was found in.
+    hint : str
+        What to do, e.g. copy the package again from the consortium.
+    """
+
+    def __init__(self, problem: str, *, file: Path | str, hint: str) -> None:
+        self.problem = problem
+        self.file = str(file)
+        self.hint = hint
+        super().__init__(f"{self.file}: {problem} ({hint})")

@@ -10,12 +10,15 @@ empty, corrupt gzip, the wrong delimiter) raises at once.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import gzip
 import re
 import zlib
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -31,7 +34,15 @@ from credit.validation import (
     check_target,
 )
 
-__all__ = ["BankData", "CheckedFile", "check_bank_csv", "load_bank_csv"]
+__all__ = [
+    "BankData",
+    "CheckedFile",
+    "check_bank_csv",
+    "check_cells",
+    "check_columns",
+    "load_bank_csv",
+    "read_csv_chunks",
+]
 
 _GZIP_MAGIC = b"\x1f\x8b"
 _OTHER_DELIMITERS = {";": "';'", "\t": "tab", "|": "'|'"}
@@ -130,8 +141,8 @@ def check_bank_csv(path: Path | str, schema: DatasetSchema) -> CheckedFile:
     """
     source = Path(path)
     raw = _read_strings(source, schema)
-    header, warnings = _check_columns(raw, schema, source)
-    checked = _check_cells(raw, schema)
+    header, warnings = check_columns(list(raw.columns), schema, source, required=schema.columns)
+    checked = check_cells(raw, schema)
     violations = [*header, *(v for column in checked.values() for v in column.violations)]
     if len(raw) < schema.min_rows:
         violations.append(
@@ -152,10 +163,16 @@ def check_bank_csv(path: Path | str, schema: DatasetSchema) -> CheckedFile:
     return CheckedFile(report, BankData(frame=frame, source=source, warnings=tuple(warnings)))
 
 
-def _check_cells(raw: pd.DataFrame, schema: DatasetSchema) -> dict[str, CheckedColumn]:
-    """Check every schema column the file has, in schema order."""
+def check_cells(
+    raw: pd.DataFrame, schema: DatasetSchema, *, ids: bool = True, target: bool = True
+) -> dict[str, CheckedColumn]:
+    """Check every schema column the frame of strings has, in schema order.
+
+    ``ids`` and ``target``: whether the id and target columns are checked (when
+    present); a column left unchecked is left out of the result.
+    """
     checked: dict[str, CheckedColumn] = {}
-    if schema.id_column and schema.id_column in raw:
+    if ids and schema.id_column and schema.id_column in raw:
         checked[schema.id_column] = check_ids(raw[schema.id_column], schema.id_column)
     for feature in schema.numeric:
         if feature.name in raw:
@@ -163,13 +180,58 @@ def _check_cells(raw: pd.DataFrame, schema: DatasetSchema) -> dict[str, CheckedC
     for categorical in schema.categorical:
         if categorical.name in raw:
             checked[categorical.name] = check_categorical(raw[categorical.name], categorical)
-    if schema.target in raw:
+    if target and schema.target in raw:
         checked[schema.target] = check_target(raw[schema.target], schema.target)
     return checked
 
 
 def _read_strings(source: Path, schema: DatasetSchema) -> pd.DataFrame:
     """Read every cell as a string so that each later check can point at its row."""
+    compressed = _readable_source(source, schema)
+    with _csv_errors(source):
+        frame: pd.DataFrame = pd.read_csv(
+            source, compression="gzip" if compressed else None, **_AS_STRINGS
+        )
+    frame.columns = [str(c).strip() for c in frame.columns]
+    return frame
+
+
+def read_csv_chunks(
+    path: Path | str, schema: DatasetSchema, *, chunk_rows: int
+) -> Iterator[pd.DataFrame]:
+    """Read a CSV file (plain or gzip) as strings, ``chunk_rows`` data rows at a time.
+
+    Each chunk keeps the file's row numbers in its index (0 for the first data row);
+    a file with a header and no rows gives one empty chunk with the header's columns.
+
+    Raises
+    ------
+    SchemaError
+        As :func:`check_bank_csv`: not found, empty, unreadable gzip, not CSV (with
+        the file's row), or one header column where the schema expects more.
+    """
+    source = Path(path)
+    compressed = _readable_source(source, schema)
+    with _csv_errors(source):
+        reader = pd.read_csv(
+            source, compression="gzip" if compressed else None, chunksize=chunk_rows, **_AS_STRINGS
+        )
+        with reader:
+            seen = False
+            for chunk in reader:
+                seen = True
+                chunk.columns = [str(c).strip() for c in chunk.columns]
+                yield chunk
+        if not seen:
+            header = _header_line(source, compressed=compressed)
+            yield pd.DataFrame(columns=[c.strip() for c in next(csv.reader([header]), [])])
+
+
+_AS_STRINGS: dict[str, Any] = {"dtype": str, "keep_default_na": False, "skipinitialspace": True}
+
+
+def _readable_source(source: Path, schema: DatasetSchema) -> bool:
+    """Whether the file is gzip; refuse a missing or empty file, or a wrong delimiter."""
     if not source.is_file():
         raise SchemaError("file not found", file=source, hint="check the path to the data file")
     with source.open("rb") as handle:
@@ -177,15 +239,16 @@ def _read_strings(source: Path, schema: DatasetSchema) -> pd.DataFrame:
     if not head:
         raise SchemaError("file is empty", file=source, hint="export the data again")
     compressed = head == _GZIP_MAGIC
-    try:
+    with _csv_errors(source):
         _check_delimiter(_header_line(source, compressed=compressed), schema, source)
-        frame = pd.read_csv(
-            source,
-            dtype=str,
-            keep_default_na=False,
-            compression="gzip" if compressed else None,
-            skipinitialspace=True,
-        )
+    return compressed
+
+
+@contextlib.contextmanager
+def _csv_errors(source: Path) -> Iterator[None]:
+    """Turn pandas' and gzip's reading errors into one :class:`SchemaError` line."""
+    try:
+        yield
     except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
         raise SchemaError(
             f"unreadable gzip ({exc})",
@@ -203,8 +266,6 @@ def _read_strings(source: Path, schema: DatasetSchema) -> pd.DataFrame:
             row=int(line.group(1)) - 1 if line else None,  # file line 1 is the header
             hint="export it as comma-separated UTF-8",
         ) from exc
-    frame.columns = [str(c).strip() for c in frame.columns]
-    return frame
 
 
 def _header_line(source: Path, *, compressed: bool) -> str:
@@ -231,11 +292,14 @@ def _check_delimiter(header: str, schema: DatasetSchema, source: Path) -> None:
     )
 
 
-def _check_columns(
-    raw: pd.DataFrame, schema: DatasetSchema, source: Path
+def check_columns(
+    present: Sequence[str], schema: DatasetSchema, source: Path, *, required: Sequence[str]
 ) -> tuple[list[ColumnViolation], list[str]]:
-    """Missing and (under ``unexpected_columns = "error"``) unexpected columns; warnings."""
-    present = list(raw.columns)
+    """Missing and (under ``unexpected_columns = "error"``) unexpected columns; warnings.
+
+    ``required``: the columns that must be there (every schema column for a bank's
+    training file; an applicant file needs only the model's inputs).
+    """
     violations = [
         ColumnViolation(
             column,
@@ -244,7 +308,7 @@ def _check_columns(
             (0,),
             f"the schema '{schema.name}' requires it; add it or use the right schema",
         )
-        for column in schema.columns
+        for column in required
         if column not in present
     ]
     warnings = []

@@ -10,6 +10,7 @@ also writes ``scorecard.csv`` there: :data:`SCORECARD_FILE`). One call,
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -32,6 +33,7 @@ __all__ = [
     "WEIGHTS_FILE",
     "CreditModel",
     "load_model",
+    "model_from_files",
     "save_model",
 ]
 
@@ -115,11 +117,22 @@ def load_model(directory: Path | str) -> CreditModel:
     weights = root / card["weights"]["file"]
     if not weights.is_file():
         raise FedcreditError(f"{weights}: weights file missing; copy the whole model folder")
-    if _sha256(weights) != card["weights"]["sha256"]:
+    data = weights.read_bytes()  # hashed and loaded from one read
+    if hashlib.sha256(data).hexdigest() != card["weights"]["sha256"]:
         raise FedcreditError(f"{weights}: weights do not match the hash in the model card")
+    return model_from_files(card, data)
+
+
+def model_from_files(card: dict[str, Any], weights: bytes) -> CreditModel:
+    """The model of a card and its weights file's bytes (already checked by the caller).
+
+    :func:`load_model` checks the weights against the card's hash first; a signed
+    package (:mod:`credit.package`) checks every file against its manifest first.
+    The weights are read with ``torch.load(weights_only=True)``: tensors only.
+    """
     spec = ModelSpec.model_validate(card["model"])
     module = build_model(spec)
-    module.load_state_dict(torch.load(weights, weights_only=True))
+    module.load_state_dict(torch.load(io.BytesIO(weights), weights_only=True))
     encoder = FeatureEncoder.model_validate(card["encoder"])
     return CreditModel(module=module, encoder=encoder, spec=spec, card=card)
 

@@ -79,6 +79,7 @@ __all__ = [
     "UnexpectedColumns",
     "embedded_schema_path",
     "load_schema",
+    "parse_schema",
 ]
 
 
@@ -370,7 +371,7 @@ def load_schema(path: Path | str | None = None) -> DatasetSchema:
     """
     schema_path = Path(path) if path else embedded_schema_path()
     try:
-        raw = tomllib.loads(schema_path.read_text(encoding="utf-8"))
+        data = schema_path.read_bytes()
     except FileNotFoundError as exc:
         raise SchemaError(
             "schema file not found", file=schema_path, hint="pass an existing file to --schema"
@@ -381,15 +382,34 @@ def load_schema(path: Path | str | None = None) -> DatasetSchema:
             file=schema_path,
             hint="pass a readable TOML file to --schema",
         ) from exc
+    return parse_schema(data, source=schema_path)
+
+
+def parse_schema(data: bytes, *, source: Path | str) -> DatasetSchema:
+    """Parse and validate a dataset schema from a TOML file's bytes.
+
+    Parameters
+    ----------
+    data : bytes
+        The file's bytes (UTF-8 TOML).
+    source : pathlib.Path or str
+        Where the bytes come from, for error messages.
+
+    Raises
+    ------
+    SchemaError
+        Not UTF-8 TOML, or the schema rules are broken; the message names ``source``
+        and the first offending key.
+    """
+    try:
+        raw = tomllib.loads(data.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise SchemaError(
-            f"not valid TOML: {exc}", file=schema_path, hint="fix the syntax"
-        ) from exc
+        raise SchemaError(f"not valid TOML: {exc}", file=source, hint="fix the syntax") from exc
     try:
         return DatasetSchema.model_validate(raw)
     except ValidationError as exc:
         raise SchemaError(
             f"invalid schema at {first_problem(exc)}",
-            file=schema_path,
+            file=source,
             hint="see the schema format in README.md",
         ) from exc

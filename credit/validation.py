@@ -192,12 +192,23 @@ def _missing_cells(values: pd.Series) -> NDArray[np.bool_]:
 
 
 def _parse_numbers(values: pd.Series, *, allow_missing: bool) -> tuple[pd.Series, list[_Check]]:
-    """Parse strings to float64 (NaN where unusable) and list the parse problems."""
-    text = values.str.strip()
-    missing = _missing_cells(values)
-    infinite = text.str.lower().isin(_INF_SPELLINGS).to_numpy()
-    numbers = pd.to_numeric(text.where(~(missing | infinite), ""), errors="coerce")
-    finite = np.isfinite(numbers.to_numpy(dtype=float, na_value=np.nan))
+    """Parse strings to float64 (NaN where unusable) and list the parse problems.
+
+    Plain numbers parse in one vectorised pass; only the cells that do not (missing
+    spellings, infinities, padding, text) go through the string checks.
+    """
+    numbers = _as_floats(pd.to_numeric(values, errors="coerce"))
+    unsure = ~np.isfinite(numbers)
+    missing = np.zeros(len(values), dtype=bool)
+    infinite = np.zeros(len(values), dtype=bool)
+    if unsure.any():
+        text = values[unsure].str.strip()
+        lowered = text.str.lower()
+        missing[unsure] = lowered.isin(NAN_SPELLINGS).to_numpy()
+        infinite[unsure] = lowered.isin(_INF_SPELLINGS).to_numpy()
+        spelled = missing[unsure] | infinite[unsure]
+        numbers[unsure] = _as_floats(pd.to_numeric(text.where(~spelled, ""), errors="coerce"))
+    finite = np.isfinite(numbers)
     checks = [
         _Check(
             infinite,
@@ -215,7 +226,13 @@ def _parse_numbers(values: pd.Series, *, allow_missing: bool) -> tuple[pd.Series
             missing, lambda row: f"missing value (NaN) '{values.iloc[row]}'", _MISSING_HINT
         )
         checks.insert(0, refused)
-    return numbers.astype("float64").where(finite), checks
+    parsed = pd.Series(np.where(finite, numbers, np.nan), index=values.index, dtype="float64")
+    return parsed, checks
+
+
+def _as_floats(numbers: pd.Series) -> NDArray[np.float64]:
+    """A parsed column as a writable float64 array, NaN where it did not parse."""
+    return np.array(numbers.to_numpy(dtype=np.float64, na_value=np.nan), dtype=np.float64)
 
 
 def check_numeric(values: pd.Series, feature: NumericFeature) -> CheckedColumn:

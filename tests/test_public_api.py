@@ -44,6 +44,18 @@ PUBLIC = {
         "arrays_sha256", "canonical_json", "fingerprint", "load_or_create_signing_key",
         "load_public_key", "public_key_path", "public_key_pem", "verify_audit",
     },
+    "credit.package": {
+        "DEFAULT_TOP_K", "MANIFEST_FILE", "PACKAGE_FORMAT", "PRIVACY_FILE", "SCHEMA_FILE",
+        "SCORING_FILE", "SIGNATURE_FILE", "DevelopmentBins", "FeatureBins", "FileDigest",
+        "Manifest", "ModelPackage", "PackageRefused", "ScalingSettings", "ScorecardSettings",
+        "ScoringSettings", "SignerKey", "development_bins", "load_package", "scoring_settings",
+        "signer_fingerprint", "verify_package", "write_package", "VerifiedFolder",
+        "verify_folder",
+    },
+    "credit.scoring": {
+        "ApplicantTally", "BatchOutcome", "Reason", "ReasonTable", "ScoredRows", "Scorer",
+        "check_applicants", "score_csv", "score_quantiles",
+    },
     "participant": {
         "BankSource", "PreparedBank", "TrainSettings", "predict_proba", "prepare_bank",
         "train_locally",
@@ -60,6 +72,11 @@ PUBLIC = {
         "DpEvent", "DpSgdSettings", "LedgerError", "PrivacyBudget", "PrivacyBudgetExceeded",
         "PrivacyError", "PrivacyLedger", "RunPlan", "SecureGaussian",
         "calibrate_noise_multiplier", "epsilon_spent", "train_dp_sgd", "validate_for_dp",
+    },
+    "serving": {
+        "ApplicantsRefused", "DriftBaseline", "DriftMonitor", "DriftStatus", "ServiceRefused",
+        "ServiceSettings", "ServiceThread", "create_app", "drift_baseline", "file_comparison",
+        "is_loopback", "read_token", "sample_counts", "serve", "uvicorn_config",
     },
     # Packages whose modules are imported one by one (their docstrings list them).
     "cli": {"app", "main"},

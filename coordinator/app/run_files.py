@@ -5,6 +5,10 @@ Each bank with a privacy budget reports its ledger summary with its replies; the
 coordinator keeps the latest one per bank as ``ledgers/<bank>.json`` (the bank's own
 ledger file, with every event, stays at the bank).
 
+The model folder is a signed package (:mod:`credit.package`: weights, card, schema,
+scorecard, ``scoring.json``, ``privacy.json``, a manifest of their digests signed with
+the coordinator's audit key), written afresh beside ``model/`` and moved in place.
+
 With federated feature statistics ``metrics.json`` holds every model input's WoE/IV
 table (``woe_iv``); a logistic regression on WoE inputs also writes its scorecard,
 ``model/scorecard.csv``, with its scaling in ``metrics.json`` (``scorecard``).
@@ -13,6 +17,8 @@ table (``woe_iv``); a logistic regression on WoE inputs also writes its scorecar
 from __future__ import annotations
 
 import json
+import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -162,7 +168,7 @@ def _selection_document(state: RunState) -> dict[str, Any]:
 
 
 def write_run_outputs(out_dir: Path, state: RunState, wall_seconds: float) -> RunFiles:
-    """Write metrics, model, plot, ledgers and report into ``out_dir`` (created if needed).
+    """Write metrics, model package, plot, ledgers and report into ``out_dir`` (created if needed).
 
     The report is written last: it reads the other files back.
     """
@@ -170,13 +176,35 @@ def write_run_outputs(out_dir: Path, state: RunState, wall_seconds: float) -> Ru
     document = metrics_document(state, wall_seconds)
     files = run_files(out_dir)
     files.metrics.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
-    from credit.model_card import save_model
+    _replace_folder(files.model, lambda folder: _write_package(folder, state, document))
+    _plot_rounds(document["rounds"], files.plot, document["rounds_scored_on"])
+    _write_ledgers(out_dir / LEDGER_DIR, state.privacy_document())
+    from coordinator.app.report.writer import write_report
+
+    write_report(metrics=files.metrics, model=files.model, report=files.report)
+    return files
+
+
+def _write_package(folder: Path, state: RunState, document: dict[str, Any]) -> None:
+    """The signed model package (:mod:`credit.package`) of the run's kept model in ``folder``.
+
+    Signed with the coordinator's audit key (the key that signs the run's audit log);
+    ``scoring.json`` takes the run's scaling for a scorecard run (else the default
+    scaling), its decision cut-off and score bins, and the development counts the run
+    released (``woe_iv`` and ``score_histograms`` of ``metrics.json``).
+    """
+    from coordinator.app.audit_trail import coordinator_key_path
+    from credit.audit import load_or_create_signing_key
+    from credit.governance.scorecard import ScoreScaling, write_scorecard_csv
+    from credit.model_card import SCORECARD_FILE, save_model
     from credit.models import build_model
+    from credit.package import scoring_settings, write_package
+    from credit.schema import embedded_schema_path
 
     module = build_model(state.spec)
     module.load_state_dict(state.kept_arrays().to_torch_state_dict())
     save_model(
-        files.model,
+        folder,
         module,
         spec=state.spec,
         encoder=state.encoder,
@@ -185,17 +213,49 @@ def write_run_outputs(out_dir: Path, state: RunState, wall_seconds: float) -> Ru
         metrics=document["final"],
         selection=document["selection"],
     )
-    if state.config.builds_scorecard:  # before the report, which reads it
-        from credit.governance.scorecard import write_scorecard_csv
-        from credit.model_card import SCORECARD_FILE
+    config = state.config
+    scorecard = run_scorecard(state) if config.builds_scorecard else None
+    if scorecard is not None:  # before the report, which reads it
+        write_scorecard_csv(scorecard, folder / SCORECARD_FILE)
+    scoring = scoring_settings(
+        state.encoder,
+        state.schema,
+        scaling=config.scaling if scorecard is not None else ScoreScaling(),
+        cutoff=config.decision_cutoff,
+        scorecard=scorecard,
+        woe_iv=document.get("woe_iv"),
+        score_histograms=document["score_histograms"],
+        score_bins=config.score_bins,
+    )
+    schema_file = Path(config.schema_file) if config.schema_file else embedded_schema_path()
+    write_package(
+        folder,
+        schema_bytes=schema_file.read_bytes(),
+        scoring=scoring,
+        privacy=document["privacy"],
+        run=config.run_name or Path(config.out_dir).name,
+        signing_key=load_or_create_signing_key(coordinator_key_path(config)),
+    )
 
-        write_scorecard_csv(run_scorecard(state), files.model / SCORECARD_FILE)
-    _plot_rounds(document["rounds"], files.plot, document["rounds_scored_on"])
-    _write_ledgers(out_dir / LEDGER_DIR, state.privacy_document())
-    from coordinator.app.report.writer import write_report
 
-    write_report(metrics=files.metrics, model=files.model, report=files.report)
-    return files
+def _replace_folder(target: Path, write: Callable[[Path], None]) -> None:
+    """Write a folder beside ``target``, then put it in ``target``'s place.
+
+    A package lists every file of its folder: a folder written afresh holds nothing
+    of an earlier write (a resumed run's, an interrupted one's).
+    """
+    fresh = target.with_name(f".{target.name}-writing")
+    stale = target.with_name(f".{target.name}-replaced")
+    for leftover in (fresh, stale):
+        if leftover.exists():
+            shutil.rmtree(leftover)
+    fresh.mkdir()
+    write(fresh)
+    if target.exists():
+        target.rename(stale)
+    fresh.rename(target)
+    if stale.exists():
+        shutil.rmtree(stale)
 
 
 def run_scorecard(state: RunState) -> Scorecard:

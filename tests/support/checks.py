@@ -39,6 +39,7 @@ from credit.audit import arrays_sha256, fingerprint, load_public_key, verify_aud
 from credit.loading import load_bank_csv
 from credit.metrics import EVALUATION_SENSITIVITY
 from credit.model_card import load_model
+from credit.package import load_package
 from credit.run_config import RunConfig
 from credit.schema import DatasetSchema
 from privacy.verify import verify_run
@@ -122,7 +123,8 @@ def check_saved_model_scores_like_the_run(
 
     The banks' held-out rows are drawn again from ``OUT/banks/*.csv`` as the banks drew
     them; the pooled AUC of the reloaded model must match ``metrics.json`` to 0.002, and
-    a second reload must give the same scores bit for bit.
+    a second reload must give the same scores bit for bit, and so must the folder
+    loaded as the package signed with the run's audit key.
 
     Parameters
     ----------
@@ -152,6 +154,11 @@ def check_saved_model_scores_like_the_run(
     assert pooled_auc == pytest.approx(reported, abs=0.002)
     again = load_model(out / "model").predict_proba(test)
     np.testing.assert_array_equal(again, scores[-1])
+    # ... and the folder is a package signed with the key of the run's audit log
+    signer = load_public_key(out / "audit" / "coordinator.pub")
+    package = load_package(out / "model", signer=signer)
+    np.testing.assert_array_equal(package.model.predict_proba(test), scores[-1])
+    assert package.manifest.run == (config.run_name or config.out_dir.rstrip("/").split("/")[-1])
 
 
 def check_audit_log_of_two_bank_run(out: Path) -> None:

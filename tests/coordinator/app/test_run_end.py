@@ -27,9 +27,10 @@ from flwr.clientapp.typing import ClientAppCallable, Mod
 
 from coordinator.app.run_state import SelectedModel
 from coordinator.app.selection import selection_lines
-from credit.audit import verify_audit
+from credit.audit import load_public_key, verify_audit
 from credit.messages import EvaluateRequest, EvaluationRows, QueryInstructions, Task
 from credit.model_card import load_model
+from credit.package import load_package
 from credit.run_config import RunConfig
 from simulations.engine import SimulationPlan, plan_simulation
 from simulations.settings import PartitionSettings
@@ -114,6 +115,12 @@ def _check_written_without_final(out: Path, document: dict[str, Any]) -> None:
     """Every output is there; nothing of another model stands in for the final evaluation."""
     for name in ("metrics.json", "rounds.png", "report.html", "model"):
         assert (out / name).exists(), name
+    # the kept model is a signed package even without its final evaluation
+    package = load_package(out / "model", signer=load_public_key(out / "audit" / "coordinator.pub"))
+    assert package.scoring.development is None
+    assert package.scoring.development_missing == (
+        "the run's final model was not scored (no score_histograms)"
+    )
     assert document["status"] == "completed"
     assert document["final"] == {}
     assert document["score_histograms"] is None
