@@ -38,6 +38,7 @@ per feature: ``woe[bin]``, one value per bin of the layout.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import StrEnum
 from typing import Self
 
@@ -315,9 +316,15 @@ class FeatureEncoder(_Frozen):
                 return encoding.labels()
         raise KeyError(f"'{name}' is not a model input feature of this encoder")
 
-    def transform(self, frame: pd.DataFrame) -> NDArray[np.float32]:
-        """Encode validated rows into a dense ``(n_rows, n_inputs)`` float32 matrix."""
-        bins = self.bin_indices(frame)
+    def transform(
+        self, frame: pd.DataFrame, *, bins: Mapping[str, NDArray[np.int64]] | None = None
+    ) -> NDArray[np.float32]:
+        """Encode validated rows into a dense ``(n_rows, n_inputs)`` float32 matrix.
+
+        ``bins``: the rows' :meth:`bin_indices`, when the caller has them already.
+        """
+        if bins is None:
+            bins = self.bin_indices(frame)
         if self.kind is EncodingKind.WOE:
             columns = [np.asarray(e.woe, dtype=np.float32)[bins[e.name]] for e in self._encodings()]
             return np.ascontiguousarray(np.column_stack(columns), dtype=np.float32)

@@ -218,7 +218,9 @@ def _raw(public_key: Ed25519PublicKey) -> bytes:
 
 
 def _read(path: Path) -> bytes:
-    if path.is_symlink() or not path.is_file():
+    if path.is_symlink() or (path.exists() and not path.is_file()):
+        raise PackageRefused("not a plain file (a link or a folder)", file=path, hint=_RECOPY)
+    if not path.exists():
         raise PackageRefused(
             "missing (not a signed package, or incomplete)", file=path, hint=_RECOPY
         )

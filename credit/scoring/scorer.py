@@ -143,6 +143,14 @@ class Scorer:
         self._scaling = package.scoring.scaling.scaling()
         self._inputs = feature_inputs(model.encoder, package.schema)
         self._network = RowwiseNetwork(model.module, self._inputs)
+        descriptions = package.scoring.descriptions
+        self._label_texts = {
+            name: np.array(
+                [f"{descriptions.get(name, name)}: {label}" for label in self._labels(name)],
+                dtype=object,
+            )
+            for name in self._reason_features()
+        }
         self._weights: NDArray[np.float64] | None = None
         if model.spec.kind is ModelKind.LOGREG:
             weight = model.module.state_dict()["0.weight"]
@@ -163,7 +171,7 @@ class Scorer:
         """
         encoder = self.package.model.encoder
         bins = encoder.bin_indices(frame)
-        encoded = encoder.transform(frame)
+        encoded = encoder.transform(frame, bins=bins)
         log_odds = self._network.log_odds(encoded)
         probability: NDArray[np.float64] = np.exp(-np.logaddexp(0.0, -log_odds))
         scorecard = self.package.scorecard
@@ -204,8 +212,7 @@ class Scorer:
         self, name: str, bins: NDArray[np.int64], frame: pd.DataFrame
     ) -> Callable[[NDArray[np.intp]], NDArray[np.object_]]:
         """A function of row indices giving those rows' reason texts for ``name``."""
-        description = self.package.scoring.descriptions.get(name, name)
-        labels = np.array([f"{description}: {label}" for label in self._labels(name)], dtype=object)
+        labels = self._label_texts[name]
         numeric = self._standardized(name)
         if numeric is None:
 
@@ -214,6 +221,7 @@ class Scorer:
                 return chosen
 
             return binned
+        description = self.package.scoring.descriptions.get(name, name)
         values = frame[name].to_numpy(dtype=np.float64)
 
         def texts(rows: NDArray[np.intp]) -> NDArray[np.object_]:

@@ -166,3 +166,12 @@ def test_a_schema_other_than_the_cards_is_not_signed(package: Path) -> None:
             run="x",
             signing_key=Ed25519PrivateKey.generate(),
         )
+
+
+def test_a_listed_file_replaced_by_a_link_is_refused(package: Path, tmp_path: Path) -> None:
+    """Same bytes behind a link: the loader would read a file outside the package."""
+    outside = tmp_path / "model.pt"
+    (package / "model.pt").rename(outside)
+    (package / "model.pt").symlink_to(outside)
+    with pytest.raises(PackageRefused, match=r"model\.pt: not a plain file"):
+        load_package(package)

@@ -22,10 +22,11 @@ from flwr.app import Context, Message, MessageType
 from flwr.clientapp.typing import ClientAppCallable, Mod
 
 from coordinator.errors import RoundFailed
-from credit.audit import verify_audit
+from credit.audit import load_public_key, verify_audit
 from credit.errors import ConfigError
 from credit.messages import EvaluateRequest, QueryInstructions, RoundInstructions, Task
 from credit.metrics import EVALUATION_SENSITIVITY
+from credit.package import load_package
 from credit.run_config import RunConfig
 from privacy.budget import PrivacyBudget
 from simulations.budgets import BudgetPolicy
@@ -534,6 +535,13 @@ def test_resuming_after_round_two_equals_the_uninterrupted_run(
     # The set-up release's WoE/IV tables come back from the checkpoint, not a new release.
     assert resumed["woe_iv"] == whole["woe_iv"] == first["woe_iv"]
     assert len(resumed["woe_iv"]) == 19
+    # The resumed run's end writes the package afresh, signed with the same audit key,
+    # its development bins from the checkpointed release.
+    signer = load_public_key(tmp_path / "cut" / "audit" / "coordinator.pub")
+    package = load_package(tmp_path / "cut" / "model", signer=signer)
+    assert package.model.card["training"]["num-server-rounds"] == 3
+    assert package.scoring.development is not None
+    assert list(package.scoring.development.features) == list(package.model.encoder.features)
 
 
 def test_resuming_without_a_checkpoint_is_a_clear_error(tmp_path: Path) -> None:
