@@ -290,7 +290,9 @@ def _flower_error(output: list[str]) -> str:
 def collect_outputs(run_dir: Path, out: Path) -> Path:
     """Copy a finished run's results into ``out``: metrics, model, plot, report, ledgers, audit log.
 
-    The checkpoint and any private key stay in the consortium folder.
+    The checkpoint and any private key stay in the consortium folder. The model and
+    ledger folders replace any earlier copy in ``out`` whole: a file left from an
+    earlier run inside the signed model package would make it fail verification.
     """
     out.mkdir(parents=True, exist_ok=True)
     for name in (METRICS_FILE, PLOT_FILE, REPORT_FILE, LAUNCH_FILE):
@@ -298,7 +300,9 @@ def collect_outputs(run_dir: Path, out: Path) -> Path:
             shutil.copy2(run_dir / name, out / name)
     for folder in (MODEL_DIR, LEDGER_DIR):
         if (run_dir / folder).is_dir():
-            shutil.copytree(run_dir / folder, out / folder, dirs_exist_ok=True)
+            if (out / folder).is_dir():
+                shutil.rmtree(out / folder)
+            shutil.copytree(run_dir / folder, out / folder)
     audit = run_dir / AUDIT_DIR
     if audit.is_dir():
         (out / AUDIT_DIR).mkdir(exist_ok=True)

@@ -103,6 +103,9 @@ def test_outputs_are_collected_without_checkpoint_or_private_key(tmp_path: Path)
                  "audit/coordinator.key", "checkpoint/state.json"):  # fmt: skip
         (run / name).parent.mkdir(parents=True, exist_ok=True)
         (run / name).write_text(name)
+    stale = tmp_path / "out" / "model" / "from-an-earlier-run.csv"  # would break the package
+    stale.parent.mkdir(parents=True)
+    stale.write_text("stale")
     out = collect_outputs(run, tmp_path / "out")
     copied = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
     assert copied == [
