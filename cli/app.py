@@ -5,8 +5,9 @@
 (:mod:`cli.privacy`), ``fedcredit coordinator`` (the consortium operator,
 :mod:`cli.coordinator`), ``fedcredit participant`` (a partner bank,
 :mod:`cli.participant`), ``fedcredit audit`` (:mod:`cli.audit`), ``fedcredit model``
-(verify a signed model package, :mod:`cli.model`) and ``fedcredit score`` (score
-applicants with one, :mod:`cli.score`). Each command
+(verify a signed model package, :mod:`cli.model`), ``fedcredit score`` (score a file
+of applicants with one, :mod:`cli.score`) and ``fedcredit serve`` (the bank's scoring
+service, :mod:`cli.serve`). Each command
 imports what it needs when it runs, so ``--help`` and the operator's commands start
 without torch.
 

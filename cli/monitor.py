@@ -269,7 +269,9 @@ def bank_report(
             source="--later-data",
         )
     layout, comparison = local_comparison(settings, quantile=quantile)
-    model = development_model(policy.model_dir, load_schema(settings.schema_path))
+    model = development_model(
+        policy.model_dir, load_schema(settings.schema_path), signer=policy.signer
+    )
     document = stability_document(
         run_dir=run_dir or policy.model_dir.parent,
         later={settings.bank_name: str(policy.later_path)},

@@ -296,9 +296,12 @@ NodeUser = Annotated[
 
 
 def _stability_policy(
-    later: Path | None, model: Path | None, min_rows: int
+    later: Path | None, model: Path | None, min_rows: int, signer: Path | None
 ) -> StabilityPolicy | None:
-    """The bank's stability policy from ``--later-data`` and ``--development-model``."""
+    """The bank's stability policy from ``--later-data`` and ``--development-model``.
+
+    ``signer``: the bundle's coordinator key, which the model's package must be signed with.
+    """
     from participant.guard.settings import StabilityPolicy
 
     if later is None and model is None:
@@ -313,6 +316,7 @@ def _stability_policy(
         later_path=later.expanduser().resolve(),
         model_dir=model.expanduser().resolve(),
         min_rows=min_rows,
+        signer=signer,
     )
 
 
@@ -396,7 +400,9 @@ def start(
                 max_calibration_bins=max_calibration_bins,
             ),
             setup=SetupReleasePolicy(max_bins=setup_bins, budget_share=setup_share),
-            stability=_stability_policy(later_data, development_model, min_later_rows),
+            stability=_stability_policy(
+                later_data, development_model, min_later_rows, loaded.coordinator_key_path
+            ),
         )
         _say_member_list(member_list)
         plan = prepare_node(settings)

@@ -336,10 +336,12 @@ def simulate(
     _show_summary(files.metrics, time.monotonic() - started)
     say(
         f"metrics:    {files.metrics}",
-        f"model:      {files.model}",
+        f"model:      {files.model} (a signed package: fedcredit model verify {files.model})",
         f"plot:       {files.plot}",
         f"report:     {files.report}",
         f"simulation: {files.metrics.with_name(SIMULATION_FILE)}",
+        f"score a file of applicants: fedcredit score --model {files.model} "
+        "--data FILE --out scores.csv",
     )
     if server is not None:
         _keep_serving(server)

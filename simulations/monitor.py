@@ -273,7 +273,11 @@ def _bank_settings(
             validation_fraction=config.validation_fraction,
         ),
         secure_aggregation=SecAggPolicy(threshold_fraction=config.secagg_threshold_fraction),
-        stability=StabilityPolicy(later_path=later.absolute(), model_dir=run_dir / "model"),
+        stability=StabilityPolicy(
+            later_path=later.absolute(),
+            model_dir=run_dir / "model",
+            signer=run_dir / "audit" / "coordinator.pub",
+        ),
     )
 
 

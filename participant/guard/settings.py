@@ -303,6 +303,10 @@ class StabilityPolicy(BaseModel):
         Under a privacy budget, each release's noise makes it cost this share of
         ``max_epsilon`` on the later files' records (see
         :mod:`participant.guard.stability_release`).
+    signer : pathlib.Path, optional
+        The coordinator's audit public key (the onboarding bundle's
+        ``coordinator.pub``): the development model's signed package must be signed
+        with it. None: any valid signature (a bundle from before signed packages).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -311,6 +315,7 @@ class StabilityPolicy(BaseModel):
     model_dir: Path
     min_rows: int = Field(default=50, ge=1)
     budget_share: float = Field(default=0.1, gt=0, le=1)
+    signer: Path | None = None
 
 
 class SecAggPolicy(BaseModel):

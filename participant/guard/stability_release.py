@@ -56,7 +56,7 @@ from credit.loading import load_bank_csv
 from credit.messages import QueryInstructions, secagg
 from credit.messages.stability import StabilityRequest, stability_counts_to_record
 from credit.metrics import score_bin_index
-from credit.model_card import CreditModel, load_model
+from credit.model_card import CreditModel
 from credit.schema import DatasetSchema
 from participant.guard.bank import PreparedBank, record_keys
 from participant.guard.handlers import (
@@ -104,19 +104,38 @@ class DevelopmentModel:
     sha256: str
 
 
-def development_model(model_dir: Path, schema: DatasetSchema) -> DevelopmentModel:
-    """Load the development model in ``model_dir`` and derive its layout.
+def development_model(
+    model_dir: Path, schema: DatasetSchema, *, signer: Path | None = None
+) -> DevelopmentModel:
+    """Verify and load the development model's package in ``model_dir``; derive its layout.
+
+    Parameters
+    ----------
+    model_dir : pathlib.Path
+        A run's signed model package (``OUT/model``).
+    schema : DatasetSchema
+        The bank's schema.
+    signer : pathlib.Path, optional
+        The pinned coordinator audit public key the package must be signed with.
 
     Raises
     ------
     ConfigError
-        No model there, a model of another schema, no score bins in its card, or an
-        encoder without bins (standardised); the folder is named.
+        No package there or one that fails verification, a model of another schema,
+        no score bins in its card, or an encoder without bins (standardised); the
+        folder is named.
     """
+    from credit.audit import load_public_key
+    from credit.package import load_package
+
     try:
-        model = load_model(model_dir)
-    except (FedcreditError, OSError, ValueError, KeyError) as exc:
-        raise ConfigError(f"not a model folder ({exc})", source=str(model_dir)) from exc
+        pinned = None if signer is None else load_public_key(signer)
+    except FedcreditError as exc:
+        raise ConfigError(f"not the coordinator's public key ({exc})", source=str(signer)) from exc
+    try:
+        model = load_package(model_dir, signer=pinned).model
+    except (FedcreditError, OSError) as exc:
+        raise ConfigError(f"not a verified model package ({exc})", source=str(model_dir)) from exc
     if model.encoder.schema_hash != schema.schema_hash():
         raise ConfigError(
             f"the model was trained on schema {model.encoder.schema_hash[:12]}, the bank's "
@@ -150,7 +169,7 @@ def _later_counts(
     policy: StabilityPolicy, schema: DatasetSchema
 ) -> tuple[DevelopmentModel, StabilityCounts, pd.DataFrame]:
     """The development model, the later file's counts and its rows."""
-    development = development_model(policy.model_dir, schema)
+    development = development_model(policy.model_dir, schema, signer=policy.signer)
     later = load_bank_csv(policy.later_path, schema).frame
     return development, sample_counts(later, development), later
 

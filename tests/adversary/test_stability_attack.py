@@ -27,17 +27,22 @@ import pandas as pd
 import pytest
 from flwr.app import MessageType, RecordDict
 
+from credit.audit import load_or_create_signing_key
 from credit.encoding import FeatureEncoder, StatsSource, fit_encoder
+from credit.errors import ConfigError
 from credit.feature_stats import transform_values
+from credit.governance import ScoreScaling
 from credit.governance.stability_release import StabilityLayout, stability_counts
 from credit.messages import Refusal, Task
 from credit.messages.stability import StabilityRequest, stability_counts_from_content
 from credit.metrics import score_bin_index
 from credit.model_card import save_model
 from credit.models import ModelKind, ModelSpec, build_model
-from credit.schema import DatasetSchema
+from credit.package import scoring_settings, write_package
+from credit.schema import DatasetSchema, embedded_schema_path
 from participant.guard.bank_guard import BankGuard
 from participant.guard.settings import GuardSettings, StabilityPolicy
+from participant.guard.stability_release import development_model
 from participant.relay.client_app import GuardRefused
 from privacy.ledger import read_ledger
 from tests.participant.guard.bank_messages import (
@@ -53,7 +58,7 @@ COLUMN = "BILL_AMT1"
 
 
 def _development_model(folder: Path, schema: DatasetSchema) -> tuple[FeatureEncoder, str]:
-    """A model folder as a run writes it; its encoder and its weights' SHA-256."""
+    """A signed model package as a run writes it; its encoder and its weights' SHA-256."""
     encoder = fit_encoder(schema, source=StatsSource.PUBLIC)
     spec = ModelSpec(kind=ModelKind.LOGREG, n_inputs=encoder.n_inputs)
     save_model(
@@ -64,6 +69,16 @@ def _development_model(folder: Path, schema: DatasetSchema) -> tuple[FeatureEnco
         schema_name=schema.name,
         training={"score-bins": SCORE_BINS},
         metrics={},
+    )
+    write_package(
+        folder,
+        schema_bytes=embedded_schema_path().read_bytes(),
+        scoring=scoring_settings(
+            encoder, schema, scaling=ScoreScaling(), cutoff=0.5, score_bins=SCORE_BINS
+        ),
+        privacy={},
+        run="development",
+        signing_key=load_or_create_signing_key(folder.parent / "keys" / "coordinator.key"),
     )
     card = json.loads((folder / "model_card.json").read_text())
     return encoder, str(card["weights"]["sha256"])
@@ -262,3 +277,21 @@ def test_a_bank_with_a_budget_releases_nothing_about_development_customers_again
         _ask(guard, _query(schema, model_sha256=sha, layout=layout, score_bins=SCORE_BINS))
     assert settings.ledger_path is not None
     assert not settings.ledger_path.exists() or not read_ledger(settings.ledger_path).events
+
+
+def test_a_development_model_not_signed_by_the_pinned_coordinator_key_is_refused(
+    tmp_path: Path, schema: DatasetSchema
+) -> None:
+    """The bank counts only on the bins of a package its bundle's coordinator key signed."""
+    folder = tmp_path / "model"
+    _development_model(folder, schema)
+    pinned = tmp_path / "keys" / "coordinator.pub"
+    assert development_model(folder, schema, signer=pinned).layout is not None
+    other = tmp_path / "other" / "coordinator.key"
+    load_or_create_signing_key(other)
+    with pytest.raises(ConfigError, match="not a verified model package"):
+        development_model(folder, schema, signer=other.with_suffix(".pub"))
+    card = folder / "model_card.json"
+    card.write_bytes(card.read_bytes().replace(b'"score-bins": 100', b'"score-bins": 101'))
+    with pytest.raises(ConfigError, match="not a verified model package"):
+        development_model(folder, schema, signer=pinned)

@@ -43,12 +43,13 @@ def test_a_quantile_outside_the_unit_interval_is_refused(tmp_path: Path) -> None
 
 def test_the_bank_needs_both_stability_files(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="--development-model: stability monitoring needs both"):
-        _stability_policy(tmp_path, None, 50)
+        _stability_policy(tmp_path, None, 50, None)
     with pytest.raises(ConfigError, match=r"--later-data: '.*missing\.csv' does not exist"):
-        _stability_policy(tmp_path / "missing.csv", tmp_path, 50)
-    assert _stability_policy(None, None, 50) is None
-    policy = _stability_policy(tmp_path, tmp_path, 80)
-    assert policy is not None and policy.min_rows == 80
+        _stability_policy(tmp_path / "missing.csv", tmp_path, 50, None)
+    assert _stability_policy(None, None, 50, None) is None
+    key = tmp_path / "bundle" / "coordinator.pub"
+    policy = _stability_policy(tmp_path, tmp_path, 80, key)
+    assert policy is not None and policy.min_rows == 80 and policy.signer == key
 
 
 def test_a_bank_without_a_node_folder_is_told_to_start_it(tmp_path: Path) -> None:

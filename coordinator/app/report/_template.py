@@ -266,11 +266,14 @@ IV below 0.02: not predictive; 0.02 to 0.1 weak; 0.1 to 0.3 medium; 0.3 to 0.5 s
 {% set m = c.model_card %}
 <section id="model-card">
 <h2>Model card</h2>
-<p class="note"><code>model/model_card.json</code>: what <code>load_model</code> needs to score new rows, and the hash
-it checks the weights against.</p>
+<p class="note"><code>model/</code> is a signed package: <code>model_card.json</code> holds what scoring needs
+(schema, encoder, architecture, the weights' hash) and <code>manifest.json</code>, signed with the coordinator's audit key,
+every file's hash. A bank checks it with <code>fedcredit model verify</code> before it scores with it.</p>
 <table><tbody>
 <tr><th>format</th><td>{{ m.card_format }}</td></tr>
 <tr><th>written</th><td>{{ m.created }}</td></tr>
+{% if m.package_digest %}<tr><th>package digest</th><td><code class="hash">{{ m.package_digest }}</code></td></tr>
+<tr><th>signed by</th><td><code class="hash">{{ m.signer_fingerprint }}</code></td></tr>{% endif %}
 <tr><th>schema</th><td>{{ m.schema_name }} <code class="hash">{{ m.schema_sha256 }}</code></td></tr>
 <tr><th>model</th><td>{{ m.model_kind }}{% if m.hidden_sizes %}, hidden layers {{ m.hidden_sizes | join(", ") }}{% endif %}, {{ m.n_inputs }} inputs</td></tr>
 <tr><th>encoding</th><td>{{ m.encoding }} (feature statistics: {{ m.feature_stats }})</td></tr>

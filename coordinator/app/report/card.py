@@ -3,16 +3,20 @@
 What :func:`credit.model_card.save_model` writes: the card's format and date, the
 schema, the architecture, the fitted encoder (read back as a
 :class:`~credit.encoding.FeatureEncoder`, so each feature's inputs are counted as the
-model counts them) and the weights file's hash.
+model counts them) and the weights file's hash; and, from the signed package's
+``manifest.json`` beside it, the package digest and the signer's fingerprint (what a
+bank compares with ``fedcredit model verify``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from credit.encoding import EncodingKind, FeatureEncoder
+from credit.package import MANIFEST_FILE
 
 __all__ = ["ModelCardSection", "ModelFeature", "read_model_card"]
 
@@ -42,6 +46,8 @@ class ModelCardSection:
     features: tuple[ModelFeature, ...]
     weights_file: str
     weights_sha256: str
+    package_digest: str | None = None
+    signer_fingerprint: str | None = None
 
 
 def read_model_card(path: Path) -> ModelCardSection:
@@ -53,6 +59,7 @@ def read_model_card(path: Path) -> ModelCardSection:
         The file is not a model card as :func:`credit.model_card.save_model` writes
         it; the message names the file.
     """
+    digest, signer = _package(path.with_name(MANIFEST_FILE))
     try:
         card = json.loads(path.read_text(encoding="utf-8"))
         encoder = FeatureEncoder.model_validate(card["encoder"])
@@ -71,9 +78,23 @@ def read_model_card(path: Path) -> ModelCardSection:
             features=_features(encoder),
             weights_file=str(card["weights"]["file"]),
             weights_sha256=str(card["weights"]["sha256"]),
+            package_digest=digest,
+            signer_fingerprint=signer,
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise ValueError(f"{path}: unexpected content ({type(exc).__name__}: {exc})") from exc
+
+
+def _package(manifest: Path) -> tuple[str | None, str | None]:
+    """The package digest and signer fingerprint; None for a folder without a manifest."""
+    if not manifest.is_file():
+        return None, None
+    raw = manifest.read_bytes()
+    try:
+        signer = str(json.loads(raw)["signer"]["fingerprint"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"{manifest}: unexpected content ({type(exc).__name__}: {exc})") from exc
+    return hashlib.sha256(raw).hexdigest(), signer
 
 
 def _features(encoder: FeatureEncoder) -> tuple[ModelFeature, ...]:

@@ -11,7 +11,16 @@ from flwr.cli.build import build_fab_from_disk
 
 from coordinator.ops.flower_cli import app_bundle_dir, app_packages, project_dir
 
-PACKAGES = ["cli", "coordinator", "credit", "deploy", "participant", "privacy", "simulations"]
+PACKAGES = [
+    "cli",
+    "coordinator",
+    "credit",
+    "deploy",
+    "participant",
+    "privacy",
+    "serving",
+    "simulations",
+]
 
 
 def test_the_app_packages_are_the_ones_pyproject_installs() -> None:

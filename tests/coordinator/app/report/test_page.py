@@ -4,6 +4,7 @@ nothing fetched from anywhere, every chart embedded."""
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import re
 import xml.etree.ElementTree as ElementTree
@@ -13,6 +14,8 @@ from typing import Any
 import pytest
 
 from coordinator.app.report.writer import write_report
+from credit.audit import fingerprint, load_or_create_signing_key
+from credit.package.manifest import sign_folder
 from tests.coordinator.app.report.conftest import RunFolder
 from tests.support.html_outline import PageOutline, outline
 
@@ -231,3 +234,15 @@ def test_the_rounds_say_which_rows_scored_them(run_folder: RunFolder, scored_on:
     assert chart is not None
     drawing = base64.b64decode(chart.group(1)).decode()
     assert f"{scored_on.capitalize()} AUC and KS per round" in drawing
+
+
+def test_the_model_card_names_the_signed_package_digest_and_signer(
+    run_folder: RunFolder, tmp_path: Path
+) -> None:
+    folder = run_folder()
+    key = load_or_create_signing_key(tmp_path / "keys" / "coordinator.key")
+    sign_folder(folder / "model", run="q3-review", signing_key=key)
+    digest = hashlib.sha256((folder / "model" / "manifest.json").read_bytes()).hexdigest()
+    html = _report(folder)
+    assert digest in html
+    assert f"SHA256:{fingerprint(key.public_key())}" in html
