@@ -42,6 +42,7 @@ from credit.model_card import load_model
 from credit.package import load_package
 from credit.run_config import RunConfig
 from credit.schema import DatasetSchema
+from participant.node.provenance import check_received, package_model_sha256
 from privacy.verify import verify_run
 from tests.support.audit import assert_audit_log_of_resumed_run
 
@@ -203,6 +204,14 @@ def check_audit_log_of_two_bank_run(out: Path) -> None:
     assert rounds[-1]["model_sha256"] == arrays_sha256(arrays) == end["final_model_sha256"]
     assert end["status"] == "completed" and end["rounds_completed"] == 2
     assert end["final_auc"] == pytest.approx(document["final"]["auc"])
+    # The package's model is a round's global model, and each bank's own signed log
+    # records it among the models it received (participant.node.provenance).
+    package = load_package(out / "model", signer=load_public_key(out / "audit" / "coordinator.pub"))
+    assert package_model_sha256(package) in {r["model_sha256"] for r in rounds}
+    for bank in ("bank-1", "bank-2"):
+        audit = out / "audit"
+        receipts = check_received(package, audit / f"{bank}.jsonl", audit / f"{bank}.pub")
+        assert any(receipt.event == "evaluate" for receipt in receipts)
 
 
 # -- DP-SGD with a budget of epsilon 1 per bank (test_private_engine) -----------------
