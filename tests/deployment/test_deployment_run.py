@@ -12,6 +12,8 @@ killed mid-run, resumes, and revokes a bank during the resumed run.
 from __future__ import annotations
 
 import json
+import re
+import signal
 import subprocess
 import threading
 import time
@@ -19,6 +21,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import httpx
 import pandas as pd
 import pytest
 
@@ -179,6 +182,16 @@ def test_three_banks_train_with_dp_and_secure_aggregation_end_to_end(
         assert 0 < spent <= MAX_EPSILON
     assert fedcredit("privacy", "verify", str(out), *_bank_keys(consortium, banks)).returncode == 0
 
+    # Each bank verifies the signed package against its bundle's coordinator key, and
+    # finds its model among the global models its own audit log says it received.
+    for bank in banks:
+        key = consortium.bundle(bank) / "coordinator.pub"
+        checked = fedcredit(
+            "model", "verify", str(out / "model"), "--signer", str(key), "--home", str(homes[bank])
+        )
+        assert "intact" in checked.stdout and "received by this bank" in checked.stdout
+    _check_dashboards(consortium, homes["bank-a"], metrics, banks)
+
     # The audit logs of both sides verify; an edited line is named.
     coordinator_log = out / "audit" / "coordinator.jsonl"
     fedcredit("audit", "verify", str(coordinator_log))
@@ -203,6 +216,54 @@ def test_three_banks_train_with_dp_and_secure_aggregation_end_to_end(
     assert f"ε {left:.4g} of {MAX_EPSILON:g}" in lines["budget left"], status
 
     _monitor_the_finished_run(consortium, embedded_frame, homes, out, tmp_path / "monitoring")
+
+
+def _dashboard_state(*args: str) -> dict:  # type: ignore[type-arg]
+    """Start a dashboard command on a free port, read its JSON state once, stop it."""
+    process = subprocess.Popen(
+        [str(FEDCREDIT), *args, "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=process_env(),
+    )
+    try:
+        assert process.stdout is not None
+        url = None
+        for line in process.stdout:
+            found = re.search(r"dashboard: (http://127\.0\.0\.1:\d+/) ", line)
+            if found is not None:
+                url = found.group(1)
+                break
+        assert url is not None, "the dashboard printed no URL"
+        state = httpx.get(f"{url}api/state", timeout=60).json()
+        page = httpx.get(url, timeout=60)
+        assert page.status_code == 200 and "<html" in page.text
+        return state  # type: ignore[no-any-return]
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.communicate(timeout=CLI_TIMEOUT)
+
+
+def _check_dashboards(
+    consortium: RunningConsortium,
+    home: Path,
+    metrics: dict,  # type: ignore[type-arg]
+    banks: list[str],
+) -> None:
+    """The operator's and a bank's dashboards read the real run: banks online, rounds, ε."""
+    state = _dashboard_state("coordinator", "dashboard", str(consortium.root), "--run", "dev")
+    assert {bank["name"]: bank["status"] for bank in state["banks"]} == dict.fromkeys(
+        banks, "online"
+    )
+    run = state["run"]
+    assert run["status"] == "completed" and run["audit"]["verified"]
+    assert [(r["round"], r["auc"]) for r in run["rounds"]] == [
+        (r["round"], r["auc"]) for r in metrics["rounds"]
+    ]
+    own = _dashboard_state("participant", "dashboard", "--home", str(home))
+    assert own["bank"] == "bank-a" and own["audit"]["verified"]
+    assert own["ledger"]["spent"] == pytest.approx(metrics["privacy"]["bank-a"]["epsilon"])
 
 
 LATER_ROWS = 7_500
