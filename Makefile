@@ -76,11 +76,12 @@ report-screenshot: $(STAMP) chromium
 	FEDCREDIT_REPORT_SCREENSHOT=docs/report.png $(BIN)/python -m pytest -q -m browser \
 	  tests/coordinator/app/report/test_browser.py
 
-# Refresh docs/dashboard-coordinator.png and docs/dashboard-participant.png: the dashboards'
-# browser tests, saved while their (fabricated) run and node are part-way through.
+# Refresh docs/dashboard-coordinator.png and docs/dashboard-participant.png: a real
+# `simulate --dashboard` run (3 banks, 6 rounds, ε 3) watched in Chromium, both pages
+# saved once it has finished: the operator's, and bank-1's from its ledger and audit log.
 dashboard-screenshots: $(STAMP) chromium
-	FEDCREDIT_DASHBOARD_SCREENSHOTS=docs $(BIN)/python -m pytest -q -m browser \
-	  tests/coordinator/ops/test_dashboard_browser.py tests/participant/node/test_dashboard_browser.py
+	FEDCREDIT_DASHBOARD_SCREENSHOTS=docs $(BIN)/python -m pytest -q -m "slow and browser" \
+	  tests/simulations/test_simulate_dashboard_browser.py
 
 bench: $(STAMP)
 	$(BIN)/python bench/quality.py

@@ -25,7 +25,8 @@ if TYPE_CHECKING:
 __all__ = ["PageRecord", "live_page", "save_screenshot"]
 
 SCREENSHOTS_ENV = "FEDCREDIT_DASHBOARD_SCREENSHOTS"
-"""A folder (``docs``): the dashboards' browser tests save their screenshots there."""
+"""A folder (``docs``): the browser test of a real ``simulate --dashboard`` run saves the
+dashboards' screenshots there (``make dashboard-screenshots``)."""
 
 
 @dataclass
@@ -61,11 +62,13 @@ def live_page(
             browser.close()
 
 
-def save_screenshot(tab: Page, name: str) -> Path | None:
-    """With ``$FEDCREDIT_DASHBOARD_SCREENSHOTS`` set, save the page's top there as ``name``."""
+def save_screenshot(tab: Page, name: str, *, height: int = 1500) -> Path | None:
+    """With ``$FEDCREDIT_DASHBOARD_SCREENSHOTS`` set, save the page's top ``height`` pixels
+    there as ``name``."""
     import os
 
     folder = os.environ.get(SCREENSHOTS_ENV)
     if not folder:
         return None
-    return docs_screenshot(tab.screenshot(full_page=True, type="png"), Path(folder) / name)
+    screenshot = tab.screenshot(full_page=True, type="png")
+    return docs_screenshot(screenshot, Path(folder) / name, height=height)

@@ -2,9 +2,10 @@
 
 Rounds are appended to the run's signed log and checkpoint between the page's polls,
 as the coordinator writes them; the page must follow (round table, chart, banks'
-spend), request nothing but its own server, and log no error. With
-``FEDCREDIT_DASHBOARD_SCREENSHOTS=docs`` it saves ``docs/dashboard-coordinator.png``
-(``make dashboard-screenshots``).
+spend, refusals, dropouts, the secure-aggregation stage), request nothing but its own
+server, and log no error. A real run is watched by
+``tests/simulations/test_simulate_dashboard_browser.py`` (which also takes the README's
+screenshot); this one controls what arrives between polls.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import pytest
 from coordinator.ops.dashboard import SimulationSource, coordinator_page
 from deploy.web import DashboardServer, dashboard_server
 from tests.support.dashboard import MAX_EPSILON, FabricatedRun
-from tests.support.live_browser import live_page, save_screenshot
+from tests.support.live_browser import live_page
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page
@@ -74,7 +75,6 @@ def test_the_round_table_follows_the_run_with_no_error_and_no_request_elsewhere(
         assert "bank-b" in tab.locator("#refusals").inner_text()
         assert tab.locator("#secagg li.now").inner_text() == "unmask"
         assert tab.locator("#banks progress").count() == len(BANKS)
-        save_screenshot(tab, "dashboard-coordinator.png")
         run.end()
         tab.wait_for_selector("#runs a[href='files/report.html']", timeout=WAIT_MS)
         assert "completed" in tab.locator("#tiles").inner_text()

@@ -2,8 +2,9 @@
 
 Releases are charged to the real ledger and entries signed into the real audit log
 of a node folder between the page's polls; the page must follow (ledger table,
-ε chart, refusals), request nothing but its own server, and log no error. With
-``FEDCREDIT_DASHBOARD_SCREENSHOTS=docs`` it saves ``docs/dashboard-participant.png``.
+ε chart, refusals), request nothing but its own server, and log no error. The README's
+screenshot is of a simulated bank's real files
+(``tests/simulations/test_simulate_dashboard_browser.py``).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from privacy.accounting import DpEvent
 from privacy.budget import PrivacyBudget
 from privacy.ledger import PrivacyLedger
 from tests.participant.guard.bank_messages import hold_out
-from tests.support.live_browser import live_page, save_screenshot
+from tests.support.live_browser import live_page
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page
@@ -77,7 +78,6 @@ def test_the_ledger_follows_the_banks_releases_with_no_error_and_no_request_else
             assert tab.locator("#chart svg circle").count() == 5
             assert "privacy-budget" in tab.locator("#refusals").inner_text()
             assert "verified" in tab.locator("#tiles").inner_text()
-            save_screenshot(tab, "dashboard-participant.png")
     finally:
         server.stop()
     assert record.errors == [] and record.failed == []
