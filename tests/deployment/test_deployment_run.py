@@ -263,7 +263,8 @@ def _check_dashboards(
     ]
     own = _dashboard_state("participant", "dashboard", "--home", str(home))
     assert own["bank"] == "bank-a" and own["audit"]["verified"]
-    assert own["ledger"]["spent"] == pytest.approx(metrics["privacy"]["bank-a"]["epsilon"])
+    spent = own["ledger"]["spent"]["epsilon"]
+    assert spent == pytest.approx(metrics["privacy"]["bank-a"]["epsilon"])
 
 
 LATER_ROWS = 7_500
