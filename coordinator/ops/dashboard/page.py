@@ -92,7 +92,7 @@ function secureAggregation(run) {
   const exchange = run.exchange;
   if (exchange === null) return h("p", {class: "empty"}, "No exchange yet.");
   const steps = h("ul", {class: "steps"}, ...STAGES.map(stage => h("li", {class: stage === exchange.stage ? "now" : (exchange.stages.includes(stage) ? "done" : "")}, stage)));
-  return h("div", {}, h("p", {class: "note"}, "Round " + exchange.round + ": last exchange completed " + when(exchange.time)), steps,
+  return h("div", {}, h("p", {class: "note"}, "Exchange round " + exchange.round + " (0: set-up; past the last training round: the final evaluation): last exchange completed " + when(exchange.time)), steps,
     pairs([["stage", exchange.stage], ["replies", exchange.replied], ["no reply", list(exchange.missing)], ["errors", list(exchange.errors)], ["malformed heads", list(exchange.malformed)]]));
 }
 {% endblock %}
