@@ -7,6 +7,10 @@ layout. :class:`DriftMonitor` compares these counts with the development counts 
 in the package (``scoring.json``) by
 :func:`credit.governance.stability_release.compare_populations`: the same PSI (score),
 CSI (characteristics), levels and sample-size-aware drift flag as ``fedcredit monitor``.
+Under privacy budgets the development counts carry the banks' DP noise; the package
+stores its variance per bin and the flag's critical value allows for it
+(:func:`~credit.governance.stability.noisy_critical_value`), as ``fedcredit monitor
+--run`` does. The applicants' counts are exact.
 
 Nothing leaves the bank: the counts live in the service's memory, the comparison
 reaches only its log (a WARNING line when a characteristic becomes flagged, once per
@@ -27,6 +31,7 @@ from numpy.typing import NDArray
 from credit.governance.stability import DEFAULT_QUANTILE
 from credit.governance.stability_release import (
     SCORE,
+    NoiseVariances,
     PopulationComparison,
     StabilityCounts,
     StabilityLayout,
@@ -63,7 +68,7 @@ logger = logging.getLogger("fedcredit.serve.drift")
 
 @dataclass(frozen=True)
 class DriftBaseline:
-    """The development sample a package carries: its layout and counts.
+    """The development sample a package carries: its layout, counts and their noise.
 
     Attributes
     ----------
@@ -71,10 +76,21 @@ class DriftBaseline:
         The model's characteristics and bins, and the run's score bins.
     counts : StabilityCounts
         The development sample's rows per bin (the counts the run released).
+    noise : NoiseVariances or None, default None
+        The DP noise variance of ``counts`` per bin (None: exact counts).
     """
 
     layout: StabilityLayout
     counts: StabilityCounts
+    noise: NoiseVariances | None = None
+
+    def compare(
+        self, actual: StabilityCounts, *, quantile: float = DEFAULT_QUANTILE
+    ) -> PopulationComparison:
+        """Exact later counts against these (noisy) development counts."""
+        return compare_populations(
+            self.counts, actual, quantile=quantile, expected_noise=self.noise
+        )
 
 
 def drift_baseline(package: ModelPackage) -> DriftBaseline | None:
@@ -82,7 +98,9 @@ def drift_baseline(package: ModelPackage) -> DriftBaseline | None:
     development = package.scoring.development
     if development is None:
         return None
-    return DriftBaseline(layout=development.layout(), counts=development.counts())
+    return DriftBaseline(
+        layout=development.layout(), counts=development.counts(), noise=development.noise()
+    )
 
 
 def sample_counts(
@@ -202,7 +220,7 @@ class DriftMonitor:
                     np.concatenate(counts).astype(np.float64), self.baseline.layout
                 )
                 rows = self._rows
-            comparison = compare_populations(self.baseline.counts, later, quantile=self.quantile)
+            comparison = self.baseline.compare(later, quantile=self.quantile)
             status = DriftStatus(comparison=comparison, rows=rows)
             self._log_crossings(status)
             self._status = status
@@ -275,4 +293,4 @@ def file_comparison(
     counts = parts[0]
     for part in parts[1:]:
         counts = counts + part
-    return compare_populations(baseline.counts, counts, quantile=quantile)
+    return baseline.compare(counts, quantile=quantile)
