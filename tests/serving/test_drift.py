@@ -117,9 +117,14 @@ def test_the_comparison_allows_for_the_development_counts_noise(baseline: DriftB
     expected = compare_populations(baseline.counts, later, expected_noise=noise)
     exact = compare_populations(baseline.counts, later)
     assert status is not None
-    for name, result in status.comparison.results.items():
-        assert result == expected.results[name], name
-        assert result.critical_value > exact.results[name].critical_value, name
+    assert status.drift == {name: result.drift for name, result in expected.results.items()}
+    assert status.psi == {name: result.psi for name, result in exact.results.items()}
+    assert status.psi["income"] >= 0.1 and status.psi[SCORE] >= 0.1 > status.psi["region"]
+    for name in ("income", SCORE):  # PSI >= 0.1: the noise is simulated, as monitor --run
+        assert status.comparison.results[name] == expected.results[name], name
+        assert expected.results[name].critical_value > exact.results[name].critical_value, name
+    # below 0.1 no critical value can flag: the simulation is skipped
+    assert status.comparison.results["region"] == exact.results["region"]
 
 
 @pytest.fixture(scope="module")
@@ -151,6 +156,9 @@ def test_noisy_development_counts_flag_no_drift_on_development_rows(
     with caplog.at_level(logging.WARNING, logger="fedcredit.serve.drift"):
         assert _drifted(noisy, noisy_package, development) == []
     assert caplog.records == []
+    scored = Scorer(noisy_package).score(development)
+    full = noisy.compare(sample_counts(scored.bins, scored.probability, noisy.layout))
+    assert full.drifted() == [] and min(r.psi for r in full.results.values()) < 0.1
     assert _drifted(exact, noisy_package, development) == [
         "PAY_AMT6", "PAY_0", "PAY_2", "PAY_3", "PAY_4", "PAY_5", "PAY_6",
     ]  # fmt: skip
