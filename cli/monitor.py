@@ -11,8 +11,10 @@ only, with no federated run and no release.
 
 ``--model DIR`` (instead of ``--run``) is a bank's own check against a signed model
 package: the package is verified, the later file scored with it and its counts
-compared with the development bins the package holds (the counts the run released),
-as ``fedcredit serve`` does for the applicants it scores; nothing is released.
+compared with the development bins the package holds (the counts the run released,
+with their DP noise variance under privacy budgets, which the drift flag allows for
+as ``--run`` does), as ``fedcredit serve`` does for the applicants it scores; nothing
+is released.
 
 Writes ``OUT/stability.json`` and ``OUT/stability.png`` and prints one table: the
 score's PSI and each characteristic's CSI, with the 0.1 / 0.25 levels and the
@@ -155,7 +157,8 @@ def _run_report(
 PACKAGE_SAMPLE = (
     "the development counts the run released, stored in the model package's scoring.json "
     "(characteristics: the summed set-up release over the banks' training rows; score: the "
-    "final model's summed score histograms over the banks' held-out rows)"
+    "final model's summed score histograms over the banks' held-out rows; under privacy "
+    "budgets the drift flag allows for the DP noise variance the package stores for them)"
 )
 
 

@@ -7,6 +7,12 @@ layout. :class:`DriftMonitor` compares these counts with the development counts 
 in the package (``scoring.json``) by
 :func:`credit.governance.stability_release.compare_populations`: the same PSI (score),
 CSI (characteristics), levels and sample-size-aware drift flag as ``fedcredit monitor``.
+Under privacy budgets the development counts carry the banks' DP noise; the package
+stores its variance per bin and the flag's critical value allows for it
+(:func:`~credit.governance.stability.noisy_critical_value`), as ``fedcredit monitor
+--run`` does (the service simulates it only where PSI reaches 0.1, the only place it
+can change a flag: :meth:`DriftBaseline.flag_comparison`). The applicants' counts are
+exact.
 
 Nothing leaves the bank: the counts live in the service's memory, the comparison
 reaches only its log (a WARNING line when a characteristic becomes flagged, once per
@@ -24,9 +30,10 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
-from credit.governance.stability import DEFAULT_QUANTILE
+from credit.governance.stability import DEFAULT_QUANTILE, MONITOR_THRESHOLD
 from credit.governance.stability_release import (
     SCORE,
+    NoiseVariances,
     PopulationComparison,
     StabilityCounts,
     StabilityLayout,
@@ -63,7 +70,7 @@ logger = logging.getLogger("fedcredit.serve.drift")
 
 @dataclass(frozen=True)
 class DriftBaseline:
-    """The development sample a package carries: its layout and counts.
+    """The development sample a package carries: its layout, counts and their noise.
 
     Attributes
     ----------
@@ -71,10 +78,48 @@ class DriftBaseline:
         The model's characteristics and bins, and the run's score bins.
     counts : StabilityCounts
         The development sample's rows per bin (the counts the run released).
+    noise : NoiseVariances or None, default None
+        The DP noise variance of ``counts`` per bin (None: exact counts).
     """
 
     layout: StabilityLayout
     counts: StabilityCounts
+    noise: NoiseVariances | None = None
+
+    def compare(
+        self, actual: StabilityCounts, *, quantile: float = DEFAULT_QUANTILE
+    ) -> PopulationComparison:
+        """Exact later counts against these (noisy) development counts."""
+        return compare_populations(
+            self.counts, actual, quantile=quantile, expected_noise=self.noise
+        )
+
+    def flag_comparison(
+        self, actual: StabilityCounts, *, quantile: float = DEFAULT_QUANTILE
+    ) -> PopulationComparison:
+        """:meth:`compare`'s PSI and flags, simulating the noise only where it can matter.
+
+        A PSI below the monitor level (0.1) is never flagged, whatever the critical
+        value; there the critical value is the exact counts' one and the simulation of
+        :func:`~credit.governance.stability.noisy_critical_value` (a few milliseconds
+        per characteristic) is skipped. Every flag, and the critical value of every
+        name at or above the level, is :meth:`compare`'s.
+        """
+        exact = compare_populations(self.counts, actual, quantile=quantile)
+        names = [name for name, result in exact.results.items() if result.psi >= MONITOR_THRESHOLD]
+        if self.noise is None or not names:
+            return exact
+        noisy = compare_populations(
+            StabilityCounts({name: self.counts.populations[name] for name in names}),
+            StabilityCounts({name: actual.populations[name] for name in names}),
+            quantile=quantile,
+            expected_noise={name: self.noise[name] for name in names},
+        )
+        return PopulationComparison(
+            results={**exact.results, **noisy.results},
+            expected=exact.expected,
+            actual=exact.actual,
+        )
 
 
 def drift_baseline(package: ModelPackage) -> DriftBaseline | None:
@@ -82,7 +127,9 @@ def drift_baseline(package: ModelPackage) -> DriftBaseline | None:
     development = package.scoring.development
     if development is None:
         return None
-    return DriftBaseline(layout=development.layout(), counts=development.counts())
+    return DriftBaseline(
+        layout=development.layout(), counts=development.counts(), noise=development.noise()
+    )
 
 
 def sample_counts(
@@ -202,7 +249,7 @@ class DriftMonitor:
                     np.concatenate(counts).astype(np.float64), self.baseline.layout
                 )
                 rows = self._rows
-            comparison = compare_populations(self.baseline.counts, later, quantile=self.quantile)
+            comparison = self.baseline.flag_comparison(later, quantile=self.quantile)
             status = DriftStatus(comparison=comparison, rows=rows)
             self._log_crossings(status)
             self._status = status
@@ -275,4 +322,4 @@ def file_comparison(
     counts = parts[0]
     for part in parts[1:]:
         counts = counts + part
-    return compare_populations(baseline.counts, counts, quantile=quantile)
+    return baseline.compare(counts, quantile=quantile)

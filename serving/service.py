@@ -168,6 +168,7 @@ class ScoringService:
             if baseline is None
             else {
                 "baseline": True,
+                "development_noise": baseline.noise is not None,
                 "characteristics": [name for name, _ in baseline.layout.characteristics],
                 "score_bins": baseline.layout.score_bins,
                 "every": self.settings.drift_every,

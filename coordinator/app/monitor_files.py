@@ -16,7 +16,7 @@ Outputs (:func:`write_monitor_outputs`) in ``OUT_MONITOR/``:
 * ``stability.json``: the thresholds, the consortium's comparison (score PSI, every
   characteristic's CSI, each with its level, critical value, drift flag and per-bin
   table; under DP the critical value allows for the noise of both samples' counts:
-  :mod:`coordinator.app.monitor_noise`) and each bank's own comparison (its later file
+  :mod:`credit.stability_noise`) and each bank's own comparison (its later file
   against all its development rows, computed at the bank), and the ledger summaries
   the banks reported;
 * ``stability.png``: PSI and CSI per characteristic as bars, consortium and banks,
@@ -34,7 +34,6 @@ from typing import Any
 
 from coordinator.app.monitor_driver import MonitorOutcome
 from coordinator.app.monitor_names import PLOT_FILE, STABILITY_FILE
-from coordinator.app.monitor_noise import development_noise
 from coordinator.app.run_files import LEDGER_DIR, METRICS_FILE, MODEL_DIR
 from credit.errors import ConfigError
 from credit.governance.stability import DEFAULT_QUANTILE, MONITOR_THRESHOLD, SHIFT_THRESHOLD
@@ -48,6 +47,7 @@ from credit.governance.stability_release import (
 )
 from credit.run_config import RunConfig
 from credit.schema import load_schema
+from credit.stability_noise import development_noise
 
 __all__ = [
     "PLOT_FILE",
@@ -85,7 +85,7 @@ class Development:
         Why ``counts`` is None.
     noise : NoiseVariances or None
         The DP noise variance of ``counts`` per bin (None: exact counts;
-        :mod:`coordinator.app.monitor_noise`).
+        :mod:`credit.stability_noise`).
     """
 
     config: RunConfig
@@ -133,7 +133,9 @@ def read_development(run_dir: Path) -> Development:
         model_sha256=str(model.card["weights"]["sha256"]),
         counts=counts,
         missing=missing,
-        noise=development_noise(document, layout, model.encoder, schema, config.grid_bins),
+        noise=development_noise(
+            document.get("privacy") or {}, layout, model.encoder, schema, config.grid_bins
+        ),
     )
 
 

@@ -36,9 +36,9 @@ from coordinator.app.monitor_files import (
     stability_document,
     write_monitor_outputs,
 )
-from coordinator.app.monitor_noise import later_noise
 from credit.governance.stability_release import PopulationComparison, compare_populations
 from credit.run_config import RunConfig
+from credit.stability_noise import later_noise
 
 __all__ = ["OWN_FIELDS", "consortium_comparison", "monitoring_config", "run_monitoring"]
 

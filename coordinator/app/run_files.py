@@ -191,7 +191,8 @@ def _write_package(folder: Path, state: RunState, document: dict[str, Any]) -> N
     Signed with the coordinator's audit key (the key that signs the run's audit log);
     ``scoring.json`` takes the run's scaling for a scorecard run (else the default
     scaling), its decision cut-off and score bins, and the development counts the run
-    released (``woe_iv`` and ``score_histograms`` of ``metrics.json``).
+    released (``woe_iv`` and ``score_histograms`` of ``metrics.json``) with their DP
+    noise variance (from its ``privacy`` section).
     """
     from coordinator.app.audit_trail import coordinator_key_path
     from credit.audit import load_or_create_signing_key
@@ -226,6 +227,8 @@ def _write_package(folder: Path, state: RunState, document: dict[str, Any]) -> N
         woe_iv=document.get("woe_iv"),
         score_histograms=document["score_histograms"],
         score_bins=config.score_bins,
+        privacy=document["privacy"],
+        grid_bins=config.grid_bins,
     )
     schema_file = Path(config.schema_file) if config.schema_file else embedded_schema_path()
     write_package(

@@ -7,27 +7,34 @@ reason texts (feature -> the schema's ``description``), the scorecard when the r
 built one (its characteristics' WoE tables as ``metrics.json``'s ``woe_iv`` holds
 them, and the integer points per bin), and the development sample's bins for drift
 monitoring: the counts the run released already (:func:`development_bins`), or null
-with the reason.
+with the reason. Under privacy budgets those counts carry the banks' DP noise: each
+bin stores its noise variance beside its count
+(:func:`~credit.stability_noise.development_noise`, from the run's ledger
+summaries; null for exact counts), which the drift flag allows for as
+``fedcredit monitor --run`` does.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Final, Literal
+from typing import Annotated, Any, Final, Literal, Self
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from credit.encoding import FeatureEncoder
+from credit.feature_stats import DEFAULT_GRID_BINS
 from credit.governance.scorecard import Scorecard, ScoreScaling
 from credit.governance.stability import PopulationCounts
 from credit.governance.stability_release import (
     SCORE,
+    NoiseVariances,
     StabilityCounts,
     StabilityLayout,
     development_counts,
 )
 from credit.schema import DatasetSchema
+from credit.stability_noise import development_noise
 
 __all__ = [
     "DEFAULT_TOP_K",
@@ -79,11 +86,36 @@ class ScorecardSettings(_Frozen):
     points: dict[str, tuple[int, ...]]
 
 
+Variance = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+"""A count's DP noise variance (rows squared)."""
+
+
 class FeatureBins(_Frozen):
-    """One characteristic's development bins: labels and rows per bin."""
+    """One characteristic's development bins: labels, rows per bin and their noise.
+
+    Attributes
+    ----------
+    labels : tuple of str
+        The bins' labels.
+    counts : tuple of float
+        The released rows per bin.
+    noise_variance : tuple of float or None
+        Each count's DP noise variance (None: exact counts).
+    """
 
     labels: tuple[str, ...]
     counts: tuple[float, ...]
+    noise_variance: tuple[Variance, ...] | None = None
+
+    @model_validator(mode="after")
+    def _one_variance_per_bin(self) -> Self:
+        _check_variance(self.noise_variance, len(self.counts), "noise_variance")
+        return self
+
+
+def _check_variance(variance: tuple[float, ...] | None, bins: int, field: str) -> None:
+    if variance is not None and len(variance) != bins:
+        raise ValueError(f"{field} must give one variance per bin ({bins}); got {len(variance)}")
 
 
 class DevelopmentBins(_Frozen):
@@ -98,11 +130,25 @@ class DevelopmentBins(_Frozen):
         Equal-width score bins on [0, 1] (the run's ``score-bins``).
     score_counts : tuple of float
         The final model's summed score histogram over the banks' held-out rows.
+    score_noise_variance : tuple of float or None
+        Each score count's DP noise variance (None: exact counts; then no
+        characteristic's counts carry noise either).
     """
 
     features: dict[str, FeatureBins]
     score_bins: int = Field(ge=2)
     score_counts: tuple[float, ...]
+    score_noise_variance: tuple[Variance, ...] | None = None
+
+    @model_validator(mode="after")
+    def _noise_everywhere_or_nowhere(self) -> Self:
+        _check_variance(self.score_noise_variance, len(self.score_counts), "score_noise_variance")
+        exact = [name for name, bins in self.features.items() if bins.noise_variance is None]
+        if self.score_noise_variance is not None and exact:
+            raise ValueError(f"noise_variance is missing for {', '.join(exact)}")
+        if self.score_noise_variance is None and len(exact) < len(self.features):
+            raise ValueError("score_noise_variance is missing while characteristics have one")
+        return self
 
     def layout(self) -> StabilityLayout:
         """The :class:`StabilityLayout` of these bins."""
@@ -119,6 +165,17 @@ class DevelopmentBins(_Frozen):
         }
         populations[SCORE] = PopulationCounts(np.asarray(self.score_counts, dtype=np.float64))
         return StabilityCounts(populations)
+
+    def noise(self) -> NoiseVariances | None:
+        """The development counts' DP noise variance per bin (None: exact counts)."""
+        if self.score_noise_variance is None:
+            return None
+        noise = {
+            name: np.asarray(bins.noise_variance, dtype=np.float64)
+            for name, bins in self.features.items()
+        }
+        noise[SCORE] = np.asarray(self.score_noise_variance, dtype=np.float64)
+        return noise
 
 
 class ScoringSettings(_Frozen):
@@ -156,21 +213,34 @@ class ScoringSettings(_Frozen):
 
 def development_bins(
     encoder: FeatureEncoder,
+    schema: DatasetSchema,
     *,
     score_bins: int,
     woe_iv: Mapping[str, Any] | None,
     score_histograms: Mapping[str, Any] | None,
+    privacy: Mapping[str, Any] | None = None,
+    grid_bins: int = DEFAULT_GRID_BINS,
 ) -> tuple[DevelopmentBins | None, str | None]:
-    """The development bins a run released, or None and why not.
+    """The development bins a run released (with their noise variance), or None and why not.
 
     Parameters
     ----------
     encoder : FeatureEncoder
         The model's encoder (its bins are the layout's).
+    schema : DatasetSchema
+        The run's schema.
     score_bins : int
         The run's ``score-bins``.
     woe_iv, score_histograms : mapping or None
         ``metrics.json``'s sections of the same names.
+    privacy : mapping or None, default None
+        ``metrics.json``'s ``privacy`` section (the banks' ledger summaries), from which
+        the counts' noise variance follows
+        (:func:`~credit.stability_noise.development_noise`); None or empty:
+        no bank had a budget, the counts are exact.
+    grid_bins : int, default 1024
+        The run's ``grid-bins`` (where the set-up release's noise lies; used only when
+        a bank added noise).
     """
     try:
         layout = StabilityLayout.of(encoder, score_bins)
@@ -184,15 +254,25 @@ def development_bins(
         counts = development_counts(woe_iv, score_histograms, layout)
     except (ValueError, KeyError, TypeError) as exc:
         return None, f"the run's released counts do not fit its model ({exc})"
+    noise = development_noise(privacy or {}, layout, encoder, schema, grid_bins)
     features = {
-        name: FeatureBins(labels=labels, counts=tuple(counts.populations[name].counts.tolist()))
+        name: FeatureBins(
+            labels=labels,
+            counts=tuple(counts.populations[name].counts.tolist()),
+            noise_variance=_variance(noise, name),
+        )
         for name, labels in layout.characteristics
     }
     return DevelopmentBins(
         features=features,
         score_bins=score_bins,
         score_counts=tuple(counts.populations[SCORE].counts.tolist()),
+        score_noise_variance=_variance(noise, SCORE),
     ), None
+
+
+def _variance(noise: NoiseVariances | None, name: str) -> tuple[float, ...] | None:
+    return None if noise is None else tuple(float(v) for v in noise[name])
 
 
 def scoring_settings(
@@ -206,8 +286,14 @@ def scoring_settings(
     woe_iv: Mapping[str, Any] | None = None,
     score_histograms: Mapping[str, Any] | None = None,
     score_bins: int,
+    privacy: Mapping[str, Any] | None = None,
+    grid_bins: int = DEFAULT_GRID_BINS,
 ) -> ScoringSettings:
-    """``scoring.json`` of a run's model (module docstring); see :class:`ScoringSettings`."""
+    """``scoring.json`` of a run's model (module docstring); see :class:`ScoringSettings`.
+
+    ``woe_iv``, ``score_histograms``, ``score_bins``, ``privacy`` and ``grid_bins``
+    give the development bins and their noise (:func:`development_bins`).
+    """
     descriptions = {}
     for name in encoder.features:
         description = schema.feature(name).description
@@ -221,7 +307,13 @@ def scoring_settings(
             },
         )
     development, missing = development_bins(
-        encoder, score_bins=score_bins, woe_iv=woe_iv, score_histograms=score_histograms
+        encoder,
+        schema,
+        score_bins=score_bins,
+        woe_iv=woe_iv,
+        score_histograms=score_histograms,
+        privacy=privacy,
+        grid_bins=grid_bins,
     )
     return ScoringSettings(
         scaling=ScalingSettings(

@@ -22,12 +22,18 @@ from typer.testing import CliRunner
 
 from cli.app import app
 from credit.datasets import embedded_data_path
+from credit.governance.stability import psi_critical_value
 from credit.package import load_package
 from credit.scoring import Scorer, check_applicants
 from serving import ServiceSettings, ServiceThread, create_app
 from serving.applicants import DEFAULT_MAX_BATCH
 from tests.serving.conftest import as_applicants, typed_rows
-from tests.support.packages import applicant_rows, build_test_package, signer_public_path
+from tests.support.packages import (
+    applicant_rows,
+    build_test_package,
+    resign_with_noisy_development,
+    signer_public_path,
+)
 
 FEDCREDIT = Path(sys.executable).parent / "fedcredit"
 START_TIMEOUT = 60.0
@@ -172,6 +178,34 @@ def test_monitor_with_a_package_compares_a_later_file(package_dir: Path, tmp_pat
     assert quiet["banks"]["bank-1"]["score"]["actual_rows"] == 400
     assert "bank-1" in calm.output and "PAY_0" in calm.output
     assert (tmp_path / "drifted" / "stability.png").is_file()
+
+
+def test_monitor_with_a_noisy_package_allows_for_the_noise(
+    package_dir: Path, tmp_path: Path
+) -> None:
+    """A DP run's package: its development counts one noise standard deviation off, the
+    variance stored; the file's flag allows for it, as ``monitor --run`` does."""
+    resign_with_noisy_development(package_dir, tmp_path, noise_multiplier=1.0)
+    later = tmp_path / "bank-1.csv"
+    applicant_rows(0, 400).to_csv(later, index=False)  # the development rows themselves
+    shifted = tmp_path / "bank-2.csv"
+    rows = applicant_rows(0, 400)
+    rows["PAY_0"] = "8"
+    rows.to_csv(shifted, index=False)
+    for path, out in [(later, "calm"), (shifted, "drifted")]:
+        result = CliRunner().invoke(
+            app, ["monitor", "--model", str(package_dir), "--later-data", str(path),
+                  "--signer", str(signer_public_path(tmp_path)), "--out", str(tmp_path / out)],
+        )  # fmt: skip
+        assert result.exit_code == 0, result.output
+    quiet = json.loads((tmp_path / "calm" / "stability.json").read_text())["banks"]["bank-1"]
+    loud = json.loads((tmp_path / "drifted" / "stability.json").read_text())["banks"]["bank-2"]
+    assert quiet["drifted"] == []
+    pay_0 = quiet["characteristics"]["PAY_0"]
+    assert pay_0["psi"] >= 0.1  # the noise alone moves PSI past the monitor level ...
+    plain = psi_critical_value(pay_0["expected_rows"], pay_0["actual_rows"], pay_0["bins"])
+    assert pay_0["psi"] > plain < pay_0["critical_value"]  # ... which exact counts would flag
+    assert loud["drifted"] == ["PAY_0"]
 
 
 def test_monitor_with_a_tampered_package_is_refused(package_dir: Path, tmp_path: Path) -> None:

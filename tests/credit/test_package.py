@@ -9,13 +9,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from pydantic import ValidationError
 
 from credit.audit import load_public_key
 from credit.errors import PackageRefused
+from credit.feature_stats import DEFAULT_GRID_BINS
+from credit.governance.stability_release import SCORE
 from credit.model_card import load_model
 from credit.package import (
     MANIFEST_FILE,
     SIGNATURE_FILE,
+    DevelopmentBins,
+    FeatureBins,
     load_package,
     signer_fingerprint,
     verify_package,
@@ -24,9 +29,11 @@ from credit.package import (
 from credit.package.manifest import sign_folder
 from credit.schema import embedded_schema_path, load_schema
 from credit.scoring import check_applicants
+from credit.stability_noise import development_noise
 from tests.support.packages import (
     applicant_rows,
     build_test_package,
+    noisy_privacy,
     signer_public_path,
 )
 
@@ -175,3 +182,49 @@ def test_a_listed_file_replaced_by_a_link_is_refused(package: Path, tmp_path: Pa
     (package / "model.pt").symlink_to(outside)
     with pytest.raises(PackageRefused, match=r"model\.pt: not a plain file"):
         load_package(package)
+
+
+def test_a_dp_runs_package_stores_its_development_counts_noise_variance(tmp_path: Path) -> None:
+    privacy = noisy_privacy(1.0)
+    (tmp_path / "dp").mkdir()
+    (tmp_path / "plain").mkdir()
+    noisy = load_package(build_test_package(tmp_path / "dp", "logreg", privacy=privacy))
+    exact = load_package(build_test_package(tmp_path / "plain", "logreg"))
+    development = noisy.scoring.development
+    assert development is not None and exact.scoring.development is not None
+
+    noise = development.noise()
+    expected = development_noise(
+        privacy, development.layout(), noisy.model.encoder, noisy.schema, DEFAULT_GRID_BINS
+    )
+    assert noise is not None and expected is not None
+    assert noise.keys() == expected.keys() == development.layout().n_bins.keys()
+    for name, variance in expected.items():
+        np.testing.assert_array_equal(noise[name], variance)
+        assert (variance > 0).all(), name  # the set-up and evaluation releases noise every bin
+    np.testing.assert_array_equal(  # the counts as released
+        development.counts().to_vector(), exact.scoring.development.counts().to_vector()
+    )
+    stored = json.loads((noisy.root / "scoring.json").read_text())["development"]
+    assert stored["features"]["PAY_0"]["noise_variance"] == noise["PAY_0"].tolist()
+    assert stored["score_noise_variance"] == noise[SCORE].tolist()
+    assert exact.scoring.development.noise() is None  # no budget: exact counts, null variance
+    plain = json.loads((exact.root / "scoring.json").read_text())["development"]
+    assert plain["score_noise_variance"] is None
+    assert all(bins["noise_variance"] is None for bins in plain["features"].values())
+
+
+def test_a_noise_variance_that_does_not_fit_the_bins_is_refused() -> None:
+    with pytest.raises(ValidationError, match=r"one variance per bin \(2\); got 3"):
+        FeatureBins(labels=("a", "b"), counts=(1.0, 2.0), noise_variance=(1.0, 1.0, 1.0))
+    with pytest.raises(ValidationError, match="greater than or equal to 0"):
+        FeatureBins(labels=("a", "b"), counts=(1.0, 2.0), noise_variance=(1.0, -1.0))
+    noisy = FeatureBins(labels=("a", "b"), counts=(1.0, 2.0), noise_variance=(4.0, 4.0))
+    exact = FeatureBins(labels=("a", "b"), counts=(1.0, 2.0))
+    with pytest.raises(ValidationError, match="noise_variance is missing for y"):
+        DevelopmentBins(
+            features={"x": noisy, "y": exact}, score_bins=2, score_counts=(1.0, 2.0),
+            score_noise_variance=(4.0, 4.0),
+        )  # fmt: skip
+    with pytest.raises(ValidationError, match="score_noise_variance is missing"):
+        DevelopmentBins(features={"x": noisy}, score_bins=2, score_counts=(1.0, 2.0))

@@ -137,6 +137,7 @@ def test_model_health_and_openapi(start_service: Any, package: ModelPackage) -> 
     assert model["cutoff"] == 0.4
     assert model["top_k"] == package.scoring.top_k
     assert model["drift"]["baseline"] is True
+    assert model["drift"]["development_noise"] is False  # a package of exact counts
     assert health == {"status": "ok", "model": package.digest}
     applicant = openapi["components"]["schemas"]["Applicant"]
     assert applicant["properties"]["LIMIT_BAL"]["maximum"] == 2_000_000

@@ -21,11 +21,13 @@ from typer.testing import CliRunner
 from cli.app import app
 from coordinator.app import server_app
 from coordinator.app.monitor_driver import MonitorDriver, MonitorOutcome
+from coordinator.app.monitor_files import read_development
 from credit.audit import load_public_key, verify_audit
 from credit.governance.stability import PopulationCounts, psi_critical_value, stability_report
 from credit.loading import load_bank_csv
 from credit.metrics import score_bin_index
 from credit.model_card import load_model
+from credit.package import load_package
 from credit.run_config import RunConfig
 from credit.schema import load_schema
 from participant.guard.in_process import guard_for
@@ -202,6 +204,16 @@ def test_a_private_monitoring_run_charges_every_ledger_and_verifies(
     budgets = BudgetPolicy(default=PrivacyBudget(max_epsilon=2.0))
     run_in_process(_plan(config, embedded_frame, tmp_path, budgets))
     later = _later_files(run, tmp_path / "later", drift=True)
+    # The run's package stores its development counts' noise variance: the one
+    # ``monitor --run`` allows for (so the bank's service and ``monitor --model`` do too).
+    development = load_package(run / "model").scoring.development
+    expected = read_development(run).noise
+    assert development is not None and expected is not None
+    stored = development.noise()
+    assert stored is not None and stored.keys() == expected.keys()
+    for name, variance in expected.items():
+        np.testing.assert_array_equal(stored[name], variance)
+        assert variance.max() > 0, name
 
     plan = plan_monitor(run, [later], tmp_path / "monitor")
     document = json.loads(run_monitor(plan, federated_sum=_in_process()).path.read_text())  # type: ignore[arg-type]

@@ -9,8 +9,9 @@ beside it (never inside it: :func:`signer_key_path`, its public half
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -19,14 +20,17 @@ import torch
 from credit.audit import load_or_create_signing_key, public_key_path
 from credit.datasets import embedded_data_path
 from credit.encoding import EncodingKind, FeatureEncoder, fit_encoder
-from credit.feature_stats import compute_feature_stats
+from credit.feature_stats import DEFAULT_GRID_BINS, compute_feature_stats
 from credit.governance.scorecard import ScoreScaling, write_scorecard_csv
+from credit.governance.stability_release import SCORE
 from credit.loading import load_bank_csv
+from credit.metrics import EVALUATION_SENSITIVITY
 from credit.model_card import SCORECARD_FILE, save_model
 from credit.model_spec import ModelKind, ModelSpec
 from credit.models import build_model
-from credit.package import scoring_settings, write_package
+from credit.package import FeatureBins, load_package, scoring_settings, write_package
 from credit.schema import embedded_schema_path, load_schema
+from credit.stability_noise import development_noise
 from credit.woe_binning import (
     bin_counts,
     fit_woe_encoder,
@@ -39,6 +43,8 @@ __all__ = [
     "PackageKind",
     "applicant_rows",
     "build_test_package",
+    "noisy_privacy",
+    "resign_with_noisy_development",
     "signer_key_path",
     "signer_public_path",
     "training_rows",
@@ -86,6 +92,7 @@ def build_test_package(
     seed: int = 0,
     cutoff: float = 0.3,
     hidden_sizes: tuple[int, ...] = (8, 4),
+    privacy: dict[str, Any] | None = None,
 ) -> Path:
     """Write a signed package of ``kind`` into ``tmp_path / f"model-{kind}"``; return it.
 
@@ -101,6 +108,9 @@ def build_test_package(
         The package's decision cut-off (the random model declines some rows at it).
     hidden_sizes : tuple of int, default (8, 4)
         The MLP's hidden layers (``mlp`` only).
+    privacy : dict, optional
+        The run's ``privacy`` section (e.g. :func:`noisy_privacy`): the development
+        counts' noise variance follows from it (the counts stay exact).
     """
     schema = load_schema()
     frame = training_rows(tmp_path)
@@ -138,13 +148,13 @@ def build_test_package(
         encoder, schema, scaling=scaling, cutoff=cutoff, scorecard=scorecard,
         woe_iv=None if kind == "standardized" else woe_iv_document(tables),
         score_histograms=_histograms(module, encoder, frame, schema.target),
-        score_bins=SCORE_BINS,
+        score_bins=SCORE_BINS, privacy=privacy,
     )  # fmt: skip
     write_package(
         directory,
         schema_bytes=embedded_schema_path().read_bytes(),
         scoring=scoring,
-        privacy={"bank-1": {"epsilon": 1.0, "delta": 1e-5}},
+        privacy=privacy or {"bank-1": {"epsilon": 1.0, "delta": 1e-5}},
         run="test-run",
         signing_key=load_or_create_signing_key(signer_key_path(tmp_path)),
     )
@@ -164,3 +174,69 @@ def _histograms(
         "defaulters": np.histogram(probability[events], edges)[0].astype(float).tolist(),
         "non_defaulters": np.histogram(probability[~events], edges)[0].astype(float).tolist(),
     }
+
+
+def noisy_privacy(noise_multiplier: float) -> dict[str, Any]:
+    """A run's ``privacy`` section: one bank whose set-up release (sensitivity sqrt(F),
+    F: the embedded schema's model inputs) and final evaluation release both added noise of
+    ``noise_multiplier``."""
+    features = len(load_schema().input_features)
+    events = [
+        {"round": 0, "noise_multiplier": noise_multiplier, "sample_rate": 1.0, "steps": 1,
+         "max_grad_norm": math.sqrt(features), "kind": "gaussian-release", "run": "r"},
+        {"round": 2, "noise_multiplier": noise_multiplier, "sample_rate": 1.0, "steps": 1,
+         "max_grad_norm": EVALUATION_SENSITIVITY, "kind": "evaluation-release", "run": "r",
+         "rows": "test"},
+    ]  # fmt: skip
+    summary = {"epsilon": 0.5, "delta": 1e-5, "max_epsilon": 1.0, "accountant": "rdp"}
+    return {"bank-1": {**summary, "events": events}}
+
+
+def resign_with_noisy_development(directory: Path, tmp_path: Path, noise_multiplier: float) -> Path:
+    """Re-sign a test package as a DP run would have written it: each development count
+    moved by one standard deviation of its release noise (up, down, up, ... along each
+    characteristic's bins; clipped at zero), and the noise variance stored beside it.
+
+    The noise variance is :func:`~credit.stability_noise.development_noise`'s for
+    :func:`noisy_privacy` of ``noise_multiplier``; the move is deterministic, a typical
+    draw's size. Returns ``directory``.
+    """
+    package = load_package(directory)
+    development = package.scoring.development
+    if development is None:
+        raise ValueError(f"{directory}: the package holds no development bins")
+    privacy = noisy_privacy(noise_multiplier)
+    noise = development_noise(
+        privacy, development.layout(), package.model.encoder, package.schema, DEFAULT_GRID_BINS
+    )
+    if noise is None:
+        raise ValueError("noisy_privacy gave no noise")
+
+    def moved(counts: tuple[float, ...], variance: np.ndarray) -> tuple[float, ...]:
+        signs = np.where(np.arange(len(counts)) % 2 == 0, 1.0, -1.0)
+        return tuple(np.clip(np.asarray(counts) + signs * np.sqrt(variance), 0.0, None).tolist())
+
+    features = {
+        name: FeatureBins(
+            labels=bins.labels,
+            counts=moved(bins.counts, noise[name]),
+            noise_variance=tuple(noise[name].tolist()),
+        )
+        for name, bins in development.features.items()
+    }
+    noisy = development.model_copy(
+        update={
+            "features": features,
+            "score_counts": moved(development.score_counts, noise[SCORE]),
+            "score_noise_variance": tuple(noise[SCORE].tolist()),
+        }
+    )
+    write_package(
+        directory,
+        schema_bytes=embedded_schema_path().read_bytes(),
+        scoring=package.scoring.model_copy(update={"development": noisy}),
+        privacy=privacy,
+        run="test-run-dp",
+        signing_key=load_or_create_signing_key(signer_key_path(tmp_path)),
+    )
+    return directory

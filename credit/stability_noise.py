@@ -1,7 +1,11 @@
-"""How much DP noise the counts a monitoring run compares carry, bin by bin.
+"""How much DP noise the stability counts carry, bin by bin.
 
 A bank with a budget adds Gaussian noise to each count it releases; the drift flag must
 not read that noise as drift (:func:`~credit.governance.stability.noisy_critical_value`).
+A monitoring run (``fedcredit monitor --run``) allows for both samples' noise; a model
+package stores its development counts' (:mod:`credit.package.settings`), which the
+bank's scoring service and ``fedcredit monitor --model`` allow for.
+
 The variances follow from the events the banks' ledger summaries report (public
 parameters: noise multiplier and sensitivity) and from how each release lays its noise:
 
@@ -59,20 +63,37 @@ def later_noise(
 
 
 def development_noise(
-    document: Mapping[str, Any],
+    privacy: Mapping[str, Any],
     layout: StabilityLayout,
     encoder: FeatureEncoder,
     schema: DatasetSchema,
     grid_bins: int,
 ) -> NoiseVariances | None:
-    """The development counts' noise variance per bin, from the run's ``metrics.json``.
+    """The development counts' noise variance per bin, from the run's ledger summaries.
 
-    ``document`` is the development run's ``metrics.json``; its ``privacy`` section holds
-    the banks' ledger summaries as the run ended. Each bank's last set-up release and
-    last evaluation release of its ledger are the run's (the final evaluation and the
-    set-up release are a run's last of their kinds). None: no bank added noise.
+    Parameters
+    ----------
+    privacy : mapping
+        The development run's ``metrics.json`` ``privacy`` section: each bank's ledger
+        summary as the run ended (:meth:`~credit.messages.LedgerSummary.document`).
+        Each bank's last set-up release and last evaluation release of its ledger are
+        the run's (the final evaluation and the set-up release are a run's last of
+        their kinds).
+    layout : StabilityLayout
+        The run's model's characteristics' bins and its score bins.
+    encoder : FeatureEncoder
+        The run's model's encoder (its numeric bins' edges).
+    schema : DatasetSchema
+        The run's schema (its numeric features' grids).
+    grid_bins : int
+        The run's ``grid-bins``: the set-up release's grid cells per numeric input.
+
+    Returns
+    -------
+    dict of str to numpy.ndarray or None
+        Per characteristic and :data:`SCORE`, each bin's noise variance; None when no
+        bank added noise.
     """
-    privacy = document.get("privacy") or {}
     setup = evaluation = 0.0
     for bank, raw in privacy.items():
         summary = LedgerSummary.from_document(bank, raw)
