@@ -15,6 +15,7 @@ scores the requests waiting together with :meth:`ScoringService.score_many`.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -76,6 +77,8 @@ class ScoringService:
             )
         )
         self._checker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fedcredit-drift")
+        self._check_pending = threading.Event()
+        """Set while a drift check waits or runs: at most one is queued at a time."""
         self.log = DecisionLog(
             settings.log_path, model=package.digest, features=settings.log_features
         )
@@ -141,7 +144,7 @@ class ScoringService:
         if self.drift is not None and self.drift.add(
             scored.bins, scored.probability, requests=len(requests)
         ):
-            self._checker.submit(self.check_drift)  # never on the request's path
+            self._queue_drift_check()
         answers, start = [], 0
         for applicants in requests:
             end = start + len(applicants)
@@ -149,6 +152,21 @@ class ScoringService:
             answers.append(Answer(document, decisions[start:end], scores[start:end]))
             start = end
         return answers
+
+    def _queue_drift_check(self) -> None:
+        """Queue a comparison off the request's path, unless one is already waiting or running.
+
+        The counts keep growing meanwhile, so the queued check sees them all: checks
+        that arrive faster than they finish are merged, and the queue never grows.
+        """
+        if self._check_pending.is_set():
+            return
+        self._check_pending.set()
+        self._checker.submit(self._pending_check)
+
+    def _pending_check(self) -> None:
+        self._check_pending.clear()  # counts added from here on may queue the next check
+        self.check_drift()
 
     def check_drift(self) -> None:
         """Compare the scored applicants with the development sample; set the gauges."""

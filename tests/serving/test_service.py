@@ -280,3 +280,32 @@ def test_a_scorer_failure_answers_500_without_the_applicants_values(
     assert [r.getMessage().split(":")[0] for r in caplog.records] == ["request r-500"]
     assert str(row["LIMIT_BAL"]) not in caplog.text + log.read_text()
     assert read_log(log)[0]["status"] == 500
+
+
+def test_drift_checks_never_queue_up(package: ModelPackage, tmp_path: Path) -> None:
+    """Checks asked for faster than they finish merge: one runs, at most one waits."""
+    import threading
+
+    from serving.service import ScoringService
+    from serving.settings import ServiceSettings
+
+    settings = ServiceSettings.build(host="127.0.0.1", port=0, log_path=tmp_path / "log.jsonl")
+    service = ScoringService(package, settings)
+    assert service.drift is not None
+    running, release = threading.Event(), threading.Event()
+    calls: list[int] = []
+
+    def slow_check() -> None:
+        calls.append(1)
+        running.set()
+        release.wait(10)
+
+    service.check_drift = slow_check  # type: ignore[method-assign]
+    service._queue_drift_check()
+    assert running.wait(10)  # the first check runs and holds the worker
+    for _ in range(100):
+        service._queue_drift_check()  # one more is queued, the rest merged into it
+    assert service._checker._work_queue.qsize() == 1  # type: ignore[attr-defined]
+    release.set()
+    service._checker.shutdown(wait=True)
+    assert len(calls) == 2
