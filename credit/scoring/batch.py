@@ -4,7 +4,11 @@ The output (the contract of ``fedcredit score``): the input's id column when the
 schema has one and the file carries it, then ``probability,score,decision,
 reason_1..reason_k`` (``decision`` is ``approve`` or ``decline``; a reason cell holds
 the reason's text, empty when the row has fewer reasons). Probabilities are written
-in full (``repr``: they read back to the same float64).
+in full (``repr``: they read back to the same float64). A reason text that a
+spreadsheet would read as a formula (it begins with ``=``, ``+``, ``-``, ``@``, a tab
+or a carriage return: the texts come from the package's schema descriptions, which
+the bank did not write) is written with a leading ``'``, as OWASP's CSV-injection
+advice says, so opening the file never runs it (:func:`spreadsheet_safe`).
 
 The file is read :data:`CHUNK_ROWS` rows at a time: each chunk is validated
 (:class:`~credit.scoring.applicants.ApplicantTally`), scored and appended to a
@@ -191,9 +195,20 @@ def _append(
         values["score"] = scored.score
         values["decision"] = np.where(scored.decline, "decline", "approve")
         for k in range(scorer.top_k):
-            values[f"reason_{k + 1}"] = scored.reason_table.text[:, k]
+            values[f"reason_{k + 1}"] = spreadsheet_safe(scored.reason_table.text[:, k])
         frame = pd.DataFrame(values, columns=columns)
     frame.to_csv(partial, mode="w" if first else "a", header=first, index=False)
+
+
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+"""First characters with which a spreadsheet reads a cell as a formula."""
+
+
+def spreadsheet_safe(texts: NDArray[np.object_]) -> NDArray[np.object_]:
+    """``texts`` with ``'`` before each that begins like a formula (module docstring)."""
+    series = pd.Series(texts, dtype=object)
+    risky = series.map(lambda text: isinstance(text, str) and text.startswith(FORMULA_STARTS))
+    return np.asarray(series.where(~risky, "'" + series.astype(str)), dtype=object)
 
 
 def score_quantiles(scores: NDArray[np.int64]) -> dict[str, float]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 from pathlib import Path
@@ -14,10 +15,17 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from typer.testing import CliRunner
 
 from cli.app import app
-from credit.audit import public_key_pem
+from credit.audit import load_or_create_signing_key, public_key_pem
 from credit.package import load_package
+from credit.package.manifest import sign_folder
 from credit.scoring import Scorer, check_applicants, score_csv
-from tests.support.packages import applicant_rows, build_test_package, signer_public_path
+from credit.scoring.batch import spreadsheet_safe
+from tests.support.packages import (
+    applicant_rows,
+    build_test_package,
+    signer_key_path,
+    signer_public_path,
+)
 
 PACKAGE_FILES = [
     "manifest.json",
@@ -204,3 +212,34 @@ def test_a_header_without_rows_gives_a_header(package: Path, tmp_path: Path) -> 
     assert result.exit_code == 0, result.output
     header = "ID,probability,score,decision,reason_1,reason_2,reason_3,reason_4"
     assert out.read_text().strip() == header
+
+
+def test_a_reason_text_that_reads_as_a_formula_is_neutralised_in_the_csv(
+    package: Path, applicants: Path, tmp_path: Path
+) -> None:
+    """A signed description like ``=HYPERLINK(...)`` is written as text, never as a formula."""
+    scoring = json.loads((package / "scoring.json").read_text())
+    scoring["descriptions"] = {
+        name: f'=HYPERLINK("http://x","{name}")' for name in scoring["descriptions"]
+    }
+    (package / "scoring.json").write_text(json.dumps(scoring))
+    for name in ("manifest.json", "manifest.sig"):
+        (package / name).unlink()
+    sign_folder(
+        package,
+        run="test-run",
+        signing_key=load_or_create_signing_key(signer_key_path(tmp_path / "x")),
+    )
+    out = tmp_path / "scores.csv"
+    result = _run("score", "--model", package, "--data", applicants, "--out", out)
+    assert result.exit_code == 0, result.output
+    reasons = pd.read_csv(out, dtype=str, keep_default_na=False).filter(like="reason_")
+    cells = [cell for cell in reasons.to_numpy().ravel() if cell]
+    assert cells and all(cell.startswith("'=HYPERLINK(") for cell in cells)
+
+
+def test_spreadsheet_safe_leaves_ordinary_texts_alone() -> None:
+    texts = np.array(["Repayment status: 2", "", "-1 months", "@x", "+1", "\tx"], dtype=object)
+    assert spreadsheet_safe(texts).tolist() == [
+        "Repayment status: 2", "", "'-1 months", "'@x", "'+1", "'\tx",
+    ]  # fmt: skip
