@@ -63,6 +63,7 @@ class FeatureBinner:
                 raise ValueError(f"column '{encoding.name}': the encoder's edges are not sorted")
             self._edges[k, 0, : edges.size] = edges
         self._transforms = [encoding.transform for encoding in numeric]
+        self._special = [k for k, encoding in enumerate(numeric) if encoding.special]
         self._lookups = [
             {level: position for position, level in enumerate(encoding.levels)}
             for encoding in encoder.categorical
@@ -110,18 +111,17 @@ class FeatureBinner:
         values = np.where(missing, 0.0, raw)
         for k, transform in enumerate(self._transforms):
             values[k] = transform_values(values[k], transform)
-        index = np.count_nonzero(self._edges <= values[:, :, np.newaxis], axis=2)
-        found = {}
-        for k, encoding in enumerate(numeric):
-            row = index[k].astype(np.int64)
+        index = np.count_nonzero(self._edges <= values[:, :, np.newaxis], axis=2).astype(np.int64)
+        for k in self._special:
+            encoding = numeric[k]
             for offset, code in enumerate(encoding.special):
-                row[raw[k] == code] = encoding.regular_bins + offset
-            if missing[k].any():
-                if not encoding.missing:
-                    encoding.bins(raw[k])  # raises the encoder's error
-                row[missing[k]] = encoding.regular_bins + len(encoding.special)
-            found[encoding.name] = row
-        return found
+                index[k, raw[k] == code] = encoding.regular_bins + offset
+        for k in np.flatnonzero(missing.any(axis=1)).tolist():
+            encoding = numeric[k]
+            if not encoding.missing:
+                encoding.bins(raw[k])  # raises the encoder's error
+            index[k, missing[k]] = encoding.regular_bins + len(encoding.special)
+        return {encoding.name: index[k] for k, encoding in enumerate(numeric)}
 
 
 def bin_inputs(encoder: FeatureEncoder) -> tuple[NDArray[np.float64], ...]:

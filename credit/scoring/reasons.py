@@ -446,10 +446,9 @@ def top_reasons(
     keep = chosen > MIN_POINTS_LOST
     index = np.where(keep, order, -1).astype(np.int64)
     text = np.full(index.shape, "", dtype=object)
-    for j, feature_texts in enumerate(texts):
+    for j in np.unique(index[keep]).tolist():  # the features that are someone's reason
         rows, columns = np.nonzero(index == j)
-        if rows.size:
-            text[rows, columns] = feature_texts(rows)
+        text[rows, columns] = texts[j](rows)
     return ReasonTable(
         features=features, index=index, points_lost=np.where(keep, chosen, 0.0), text=text
     )

@@ -275,9 +275,8 @@ class Scorer:
         """
         if self._lowest is None:
             return np.zeros((contributions[0].shape[0] if contributions else 0, 0))
-        losses = np.empty((contributions[0].shape[0] if contributions else 0, len(contributions)))
-        for j, contribution in enumerate(contributions):
-            losses[:, j] = contribution[:, 0] - self._lowest[j]
+        rows = contributions[0].shape[0] if contributions else 0
+        losses = np.hstack(contributions).reshape(rows, len(contributions)) - self._lowest
         return np.clip(self._scaling.factor * losses, 0.0, None)
 
     def _scorecard(
