@@ -24,8 +24,9 @@ from credit.models import build_model
 from credit.package import ModelPackage, load_package
 from credit.schema import DatasetSchema, load_schema
 from credit.scoring import Scorer, check_applicants
+from credit.scoring import scorer as scoring_module
 from credit.scoring.binning import LOOKUP_ROWS, FeatureBinner, bin_inputs
-from credit.scoring.network import RowwiseNetwork
+from credit.scoring.network import ROW_BLOCK, RowwiseNetwork
 from credit.scoring.reasons import FeatureInputs, Occlusion, dense_layers, feature_inputs
 from tests.support.packages import PackageKind, applicant_rows, build_test_package
 
@@ -311,3 +312,21 @@ def test_the_float32_screen_keeps_the_float64_minimum(
     expected = unscreened.losses(hidden, contributions, base, 1.0)
     np.testing.assert_allclose(found, expected, rtol=0, atol=1e-10)
     np.testing.assert_allclose(found, _brute_force(module, inputs, encoded), rtol=0, atol=1e-9)
+
+
+def test_blocks_scored_by_threads_equal_blocks_scored_in_turn(
+    packages: dict[str, ModelPackage], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    checked = check_applicants(applicant_rows(0, 2 * ROW_BLOCK + 300), load_schema(), source="r")
+    assert checked.data is not None
+    scorer = Scorer(packages["mlp"])
+    monkeypatch.setattr(scoring_module, "SCORING_THREADS", 3)
+    threaded = scorer.score(checked.data.frame)
+    monkeypatch.setattr(scoring_module, "SCORING_THREADS", 1)
+    in_turn = scorer.score(checked.data.frame)
+    np.testing.assert_array_equal(threaded.probability, in_turn.probability)
+    np.testing.assert_array_equal(threaded.reason_table.index, in_turn.reason_table.index)
+    np.testing.assert_array_equal(threaded.reason_table.text, in_turn.reason_table.text)
+    np.testing.assert_array_equal(
+        threaded.reason_table.points_lost, in_turn.reason_table.points_lost
+    )
