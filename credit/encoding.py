@@ -165,6 +165,17 @@ class NumericEncoding(_Frozen):
         index[missing] = self.regular_bins + len(self.special)
         return index
 
+    def z_scores(self, raw: NDArray[np.float64], bins: NDArray[np.int64]) -> NDArray[np.float32]:
+        """A standardised column's input: the clipped z-score of each regular value, 0 else.
+
+        ``bins``: the values' :meth:`bins`.
+        """
+        regular = bins < self.regular_bins
+        values = transform_values(np.where(regular, raw, 0.0), self.transform)
+        z = np.clip((values - self.mean) / self.std, -Z_CLIP, Z_CLIP)
+        z[~regular] = 0.0
+        return z.astype(np.float32)
+
     def edge_labels(self) -> tuple[str, ...]:
         """The interior edges in raw units, six significant digits: ``3.2``, ``2000000``."""
         raw = raw_values(np.asarray(self.edges, dtype=np.float64), self.transform)
@@ -338,12 +349,8 @@ class FeatureEncoder(_Frozen):
         one_hot = _one_hot(bins, encoding.width)
         if self.kind is EncodingKind.BINNED:
             return one_hot
-        raw = frame[encoding.name].to_numpy(dtype=np.float64)
-        regular = bins < encoding.regular_bins
-        values = transform_values(np.where(regular, raw, 0.0), encoding.transform)
-        z = np.clip((values - encoding.mean) / encoding.std, -Z_CLIP, Z_CLIP)
-        z[~regular] = 0.0
-        return np.hstack([z.astype(np.float32).reshape(-1, 1), one_hot[:, encoding.regular_bins :]])
+        z = encoding.z_scores(frame[encoding.name].to_numpy(dtype=np.float64), bins)
+        return np.hstack([z.reshape(-1, 1), one_hot[:, encoding.regular_bins :]])
 
 
 def _one_hot(bins: NDArray[np.int64], width: int) -> NDArray[np.float32]:

@@ -26,6 +26,7 @@ from typing import Annotated, Any, Literal
 
 import numpy as np
 import pandas as pd
+from numpy.typing import NDArray
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -206,12 +207,16 @@ class ApplicantForm:
         return tuple(problems)
 
     def frame(self, applicants: list[dict[str, Any]]) -> pd.DataFrame:
-        """Validated applicants as the scorer's frame, typed as
+        """Validated applicants as the scorer's frame (:meth:`columns` as a frame)."""
+        return pd.DataFrame(self.columns(applicants))
+
+    def columns(self, applicants: list[dict[str, Any]]) -> dict[str, NDArray[Any]]:
+        """Validated applicants as one array per model input, typed as
         :func:`credit.loading.load_bank_csv` types a file: the model inputs in schema
         order, numeric features as float64, integer-coded categoricals as int64
         (float64 when missing values are allowed), string levels as str; a missing
-        value is NaN."""
-        columns: dict[str, Any] = {}
+        value is NaN. The scorer takes these without building a frame."""
+        columns: dict[str, NDArray[Any]] = {}
         for name in self.schema.input_features:
             feature = self.schema.feature(name)
             values = [row[name] for row in applicants]
@@ -225,7 +230,7 @@ class ApplicantForm:
                 columns[name] = np.array(
                     [np.nan if value is None else value for value in values], dtype=np.float64
                 )
-        return pd.DataFrame(columns)
+        return columns
 
     @staticmethod
     def out_of_range(problem: Problem) -> bool:

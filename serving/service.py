@@ -122,7 +122,7 @@ class ScoringService:
         in order.
         """
         rows = [applicant for applicants in requests for applicant in applicants]
-        scored = self.scorer.score(self.form.frame(rows))
+        scored = self.scorer.score(self.form.columns(rows))
         decisions = ["decline" if flag else "approve" for flag in scored.decline.tolist()]
         scores: list[int | None] = [int(value) for value in scored.score.tolist()]
         results = [

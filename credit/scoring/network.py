@@ -8,7 +8,9 @@ the network in float64 with sums whose order depends on the row alone:
 
 * first layer: the sum over features, in the encoder's order, of each feature's
   block of inputs times its weights; a block has at most one non-zero input per row
-  (a one-hot bin, a WoE value, a z-score), so each block's product is exact;
+  (a one-hot bin, a WoE value, a z-score), so each block's product is exact, and
+  it is the same exact value when looked up from the row's bin (each bin's product
+  computed once: :meth:`RowwiseNetwork.contributions`, the scorer's path);
 * further layers (an MLP's): ReLU, then each unit's weighted sum as an elementwise
   product summed along the row (numpy reduces each row's contiguous terms alike).
 
@@ -18,13 +20,13 @@ to float32 precision.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 from numpy.typing import NDArray
 from torch import nn
 
-from credit.scoring.reasons import FeatureInputs
+from credit.scoring.reasons import FeatureInputs, dense_layers
 
 __all__ = ["ROW_BLOCK", "RowwiseNetwork"]
 
@@ -42,6 +44,13 @@ class RowwiseNetwork:
         is evaluation).
     inputs : sequence of FeatureInputs
         The features' column blocks of the encoded matrix, in order.
+    bin_blocks : sequence of numpy.ndarray, optional
+        Per feature, the encoded block of each of its bins
+        (:func:`credit.scoring.binning.bin_inputs`): each bin's first-layer
+        contribution is computed once, for :meth:`contributions`.
+    z_scores : bool, default False
+        Whether numeric features carry a z-score in their block's first column (a
+        standardised encoder): its contribution is the z-score times that weight.
 
     Raises
     ------
@@ -49,19 +58,66 @@ class RowwiseNetwork:
         Another layer type.
     """
 
-    def __init__(self, module: nn.Module, inputs: Sequence[FeatureInputs]) -> None:
-        layers: list[tuple[NDArray[np.float64], NDArray[np.float64]]] = []
-        for layer in module.children() if isinstance(module, nn.Sequential) else [module]:
-            if isinstance(layer, nn.Linear):
-                weight = layer.weight.detach().double().numpy().copy()
-                layers.append((weight, layer.bias.detach().double().numpy().copy()))
-            elif not isinstance(layer, nn.ReLU | nn.Dropout):
-                raise TypeError(f"cannot score a model with a {type(layer).__name__} layer")
-        if not layers:
-            raise TypeError("the model has no Linear layer")
+    def __init__(
+        self,
+        module: nn.Module,
+        inputs: Sequence[FeatureInputs],
+        *,
+        bin_blocks: Sequence[NDArray[np.float64]] | None = None,
+        z_scores: bool = False,
+    ) -> None:
+        layers = dense_layers(module)
         self._first = layers[0]
         self._rest = layers[1:]
         self._inputs = tuple(inputs)
+        weight = self._first[0]
+        tables, z_weights = [], []
+        if bin_blocks is not None:
+            for item, block in zip(self._inputs, bin_blocks, strict=True):
+                part = weight[:, item.start : item.stop]
+                tables.append(np.ascontiguousarray(block @ part.T))  # one non-zero term: exact
+                z_weights.append(part[:, 0].copy() if z_scores else None)
+        self._tables: tuple[NDArray[np.float64], ...] = tuple(tables)
+        self._z_weights: tuple[NDArray[np.float64] | None, ...] = tuple(z_weights)
+
+    @property
+    def layers(self) -> tuple[tuple[NDArray[np.float64], NDArray[np.float64]], ...]:
+        """The ``(weight, bias)`` of every ``Linear`` layer, float64, in order."""
+        return (self._first, *self._rest)
+
+    def contributions(
+        self, bins: Sequence[NDArray[np.int64]], z_scores: Mapping[int, NDArray[np.float32]]
+    ) -> list[NDArray[np.float64]]:
+        """Each feature's first-layer contribution from the rows' bins: (n, units) each.
+
+        Equal to :meth:`block` of the encoded rows, bit for bit (``z_scores``: a
+        standardised feature's z-scores by its position).
+
+        Raises
+        ------
+        ValueError
+            The network was built without ``bin_blocks``.
+        """
+        if len(self._tables) != len(self._inputs):
+            raise ValueError("contributions from bins need the bins' blocks: pass bin_blocks")
+        found = []
+        for j, (table, rows) in enumerate(zip(self._tables, bins, strict=True)):
+            contribution = table[rows]
+            z_weight = self._z_weights[j]
+            if j in z_scores and z_weight is not None:
+                z = z_scores[j].astype(np.float64)
+                contribution = z[:, np.newaxis] * z_weight + contribution
+            found.append(contribution)
+        return found
+
+    def hidden_of(self, contributions: Sequence[NDArray[np.float64]]) -> NDArray[np.float64]:
+        """The first layer's output from :meth:`contributions` (as :meth:`hidden`)."""
+        bias = self._first[1]
+        rows = contributions[0].shape[0] if contributions else 0
+        total = np.broadcast_to(bias, (rows, bias.size)).copy()
+        for contribution in contributions:
+            total += contribution
+        return total
 
     def hidden(self, encoded: NDArray[np.floating]) -> NDArray[np.float64]:
         """The first layer's output, before its activation: shape (n, units)."""

@@ -19,31 +19,32 @@ takes typed rows with NaN where the schema allows missing values.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Any
 
 import numpy as np
 import pandas as pd
-from numpy.typing import NDArray
+from numpy.typing import ArrayLike, NDArray
 
-from credit.encoding import EncodingKind, NumericEncoding
+from credit.encoding import EncodingKind
 from credit.errors import ConfigError
+from credit.governance.scorecard import Scorecard
 from credit.model_spec import ModelKind
 from credit.package import ModelPackage
 from credit.scoring.applicants import check_applicants
-from credit.scoring.network import RowwiseNetwork
-from credit.scoring.reasons import (
-    ReasonTable,
-    feature_inputs,
-    linear_losses,
-    occlusion_losses,
-    scorecard_losses,
-    top_reasons,
-)
+from credit.scoring.binning import FeatureBinner, bin_inputs
+from credit.scoring.network import ROW_BLOCK, RowwiseNetwork
+from credit.scoring.reasons import Occlusion, ReasonTable, feature_inputs, top_reasons
 from credit.validation import ValidationReport
 
-__all__ = ["Reason", "ScoredRows", "Scorer"]
+__all__ = ["SCORING_THREADS", "Reason", "ScoredRows", "Scorer"]
+
+SCORING_THREADS = min(4, os.cpu_count() or 1)
+"""Threads that score an MLP's blocks of rows together (a call of more than one block)."""
 
 
 @dataclass(frozen=True)
@@ -112,6 +113,11 @@ class ScoredRows:
 class Scorer:
     """Scores validated rows with a loaded package.
 
+    Everything that depends on the package alone (each bin's first-layer
+    contribution, the reason texts, the scorecard's points, each feature's lowest
+    attainable contribution) is computed once here, so a call for a few rows costs
+    little more than the arithmetic of those rows.
+
     Parameters
     ----------
     package : ModelPackage
@@ -140,52 +146,100 @@ class Scorer:
         self.cutoff = float(chosen_cutoff)
         self.top_k = chosen_top_k
         model = package.model
+        encoder = model.encoder
         self._scaling = package.scoring.scaling.scaling()
-        self._inputs = feature_inputs(model.encoder, package.schema)
-        self._network = RowwiseNetwork(model.module, self._inputs)
+        self._inputs = feature_inputs(encoder, package.schema)
+        self._binner = FeatureBinner(encoder)
+        standardized = encoder.kind is EncodingKind.STANDARDIZED
+        self._network = RowwiseNetwork(
+            model.module, self._inputs, bin_blocks=bin_inputs(encoder), z_scores=standardized
+        )
+        self._features = tuple(item.name for item in self._inputs)
+        self._numeric = {e.name: e for e in encoder.numeric} if standardized else {}
+        self._reason_features = self._features
+        self._scorecard_lost: tuple[NDArray[np.float64], ...] = ()
+        self._scorecard_points: tuple[NDArray[np.int64], ...] = ()
+        if package.scorecard is not None:
+            self._use_scorecard(package.scorecard)
         descriptions = package.scoring.descriptions
+        self._descriptions = {name: descriptions.get(name, name) for name in self._reason_features}
         self._label_texts = {
             name: np.array(
-                [f"{descriptions.get(name, name)}: {label}" for label in self._labels(name)],
+                [f"{self._descriptions[name]}: {label}" for label in self._labels(name)],
                 dtype=object,
             )
-            for name in self._reason_features()
+            for name in self._reason_features
         }
-        self._weights: NDArray[np.float64] | None = None
-        if model.spec.kind is ModelKind.LOGREG:
-            weight = model.module.state_dict()["0.weight"]
-            self._weights = weight.double().numpy().reshape(-1)
+        self._lowest: NDArray[np.float64] | None = None
+        self._occlusion: Occlusion | None = None
+        if model.spec.kind is not ModelKind.LOGREG:
+            self._occlusion = Occlusion(self._network.layers, self._inputs)
+        elif package.scorecard is None:  # a scorecard's points lost are its own
+            weights = model.module.state_dict()["0.weight"].double().numpy().reshape(-1)
+            self._lowest = np.array(
+                [(i.alternatives @ weights[i.start : i.stop]).min() for i in self._inputs]
+            )
         model.module.eval()
+
+    def _use_scorecard(self, scorecard: Scorecard) -> None:
+        """The scorecard's integer points and points lost per bin, checked against the bins."""
+        encoder = self.package.model.encoder
+        widths = {e.name: e.width for e in encoder.numeric}
+        widths.update({e.name: e.width for e in encoder.categorical})
+        for item in scorecard.characteristics:
+            if widths.get(item.feature) != item.points.size:
+                raise ValueError(
+                    f"scorecard characteristic '{item.feature}' has {item.points.size} bins; "
+                    f"the encoder has {widths.get(item.feature)}: the package is inconsistent"
+                )
+        self._reason_features = scorecard.features
+        self._scorecard_points = tuple(
+            item.points.astype(np.int64) for item in scorecard.characteristics
+        )
+        self._scorecard_lost = tuple(
+            (item.points.max() - item.points).astype(np.float64)
+            for item in scorecard.characteristics
+        )
 
     def validate(self, raw: pd.DataFrame, *, source: str = "applicants") -> ValidationReport:
         """Every violation of a frame of applicant cells (strings) against the schema."""
         return check_applicants(raw, self.package.schema, source=source).report
 
-    def score(self, frame: pd.DataFrame) -> ScoredRows:
+    def score(self, rows: pd.DataFrame | Mapping[str, ArrayLike]) -> ScoredRows:
         """Score validated rows (schema dtypes, NaN where missing values are allowed).
+
+        Parameters
+        ----------
+        rows : pandas.DataFrame or mapping of str to array
+            The validated rows: a frame (:func:`credit.scoring.check_applicants`), or
+            one array per model input feature typed alike (a service's path without
+            pandas); both give the same results, bit for bit.
 
         Raises
         ------
         ValueError
             A value the encoder has no bin for: the rows were not validated.
         """
-        encoder = self.package.model.encoder
-        bins = encoder.bin_indices(frame)
-        encoded = encoder.transform(frame, bins=bins)
-        log_odds = self._network.log_odds(encoded)
+        columns = self._binner.columns(rows)
+        bins = self._binner.bins(columns)
+        ordered = [bins[name] for name in self._features]
+        z_scores = self._binner.z_scores(columns, bins)
+        z_by_position = {self._features.index(name): z for name, z in z_scores.items()}
+        if self._occlusion is not None:
+            log_odds, losses = self._mlp(ordered, z_by_position, self._occlusion)
+        else:
+            contributions = self._network.contributions(ordered, z_by_position)
+            log_odds = self._network.hidden_of(contributions)[:, 0]
+            losses = self._linear_losses(contributions)
         probability: NDArray[np.float64] = np.exp(-np.logaddexp(0.0, -log_odds))
-        scorecard = self.package.scorecard
-        if scorecard is not None:
-            matrix = np.column_stack([bins[name] for name in scorecard.features])
-            score = scorecard.integer_score(matrix)
-            losses = scorecard_losses(scorecard, matrix)
+        if self._scorecard_points:
+            score, losses = self._scorecard(bins)
         else:
             score = np.rint(self._scaling.offset - self._scaling.factor * log_odds).astype(np.int64)
-            losses = self._losses(encoded)
         reasons = top_reasons(
             losses,
-            [self._texts(name, bins[name], frame) for name in self._reason_features()],
-            features=self._reason_features(),
+            [self._texts(name, bins[name], columns) for name in self._reason_features],
+            features=self._reason_features,
             top_k=self.top_k,
         )
         return ScoredRows(
@@ -196,24 +250,73 @@ class Scorer:
             bins=bins,
         )
 
-    def _reason_features(self) -> tuple[str, ...]:
-        scorecard = self.package.scorecard
-        if scorecard is not None:
-            return scorecard.features
-        return tuple(item.name for item in self._inputs)
+    def _mlp(
+        self,
+        bins: list[NDArray[np.int64]],
+        z_scores: dict[int, NDArray[np.float32]],
+        occlusion: Occlusion,
+    ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        """An MLP's log-odds and occlusion losses, :data:`ROW_BLOCK` rows at a time.
 
-    def _losses(self, encoded: NDArray[np.float32]) -> NDArray[np.float64]:
-        factor = self._scaling.factor
-        if self._weights is not None:
-            return linear_losses(encoded, self._weights, self._inputs, factor)
-        return occlusion_losses(encoded, self.package.model.module, self._inputs, factor)
+        Several blocks are worked on by :data:`SCORING_THREADS` threads (numpy's array
+        work runs outside the GIL); a block's values do not depend on which thread
+        computes it, nor on the other blocks.
+        """
+        rows = bins[0].size if bins else 0
+        log_odds = np.empty(rows)
+        losses = np.empty((rows, len(bins)))
+
+        def block(start: int) -> None:
+            part = slice(start, start + ROW_BLOCK)
+            contributions = self._network.contributions(
+                [b[part] for b in bins], {j: z[part] for j, z in z_scores.items()}
+            )
+            hidden = self._network.hidden_of(contributions)
+            base = self._network.after_first(hidden)
+            log_odds[part] = base
+            losses[part] = occlusion.losses(
+                hidden, np.stack(contributions, axis=1), base, self._scaling.factor
+            )
+
+        starts = range(0, rows, ROW_BLOCK)
+        if len(starts) < 2 or SCORING_THREADS < 2:
+            for start in starts:
+                block(start)
+        else:
+            with ThreadPoolExecutor(SCORING_THREADS, thread_name_prefix="fedcredit-mlp") as pool:
+                list(pool.map(block, starts))  # raises the first block's error, if any
+        return log_odds, losses
+
+    def _linear_losses(self, contributions: list[NDArray[np.float64]]) -> NDArray[np.float64]:
+        """A logistic regression's points lost in closed form (:func:`linear_losses`).
+
+        A scorecard's points lost are its own (:meth:`_scorecard`): none here.
+        """
+        if self._lowest is None:
+            return np.zeros((contributions[0].shape[0] if contributions else 0, 0))
+        rows = contributions[0].shape[0] if contributions else 0
+        losses = np.hstack(contributions).reshape(rows, len(contributions)) - self._lowest
+        return np.clip(self._scaling.factor * losses, 0.0, None)
+
+    def _scorecard(
+        self, bins: dict[str, NDArray[np.int64]]
+    ) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
+        """The scorecard's integer scores and points lost (PMML pointsBelow, baseline max)."""
+        rows = [bins[name] for name in self._reason_features]
+        score = np.zeros(rows[0].size if rows else 0, dtype=np.int64)
+        for points, index in zip(self._scorecard_points, rows, strict=True):
+            score += points[index]
+        lost = np.empty((score.size, len(rows)))
+        for j, (table, index) in enumerate(zip(self._scorecard_lost, rows, strict=True)):
+            lost[:, j] = table[index]
+        return score, lost
 
     def _texts(
-        self, name: str, bins: NDArray[np.int64], frame: pd.DataFrame
+        self, name: str, bins: NDArray[np.int64], columns: Mapping[str, NDArray[Any]]
     ) -> Callable[[NDArray[np.intp]], NDArray[np.object_]]:
         """A function of row indices giving those rows' reason texts for ``name``."""
         labels = self._label_texts[name]
-        numeric = self._standardized(name)
+        numeric = self._numeric.get(name)
         if numeric is None:
 
             def binned(rows: NDArray[np.intp]) -> NDArray[np.object_]:
@@ -221,8 +324,8 @@ class Scorer:
                 return chosen
 
             return binned
-        description = self.package.scoring.descriptions.get(name, name)
-        values = frame[name].to_numpy(dtype=np.float64)
+        description = self._descriptions[name]
+        values = np.asarray(columns[name], dtype=np.float64)
 
         def texts(rows: NDArray[np.intp]) -> NDArray[np.object_]:
             chosen = labels[bins[rows]]
@@ -237,9 +340,3 @@ class Scorer:
         if scorecard is not None:
             return scorecard.characteristics[scorecard.features.index(name)].table.labels
         return self.package.model.encoder.bin_labels(name)
-
-    def _standardized(self, name: str) -> NumericEncoding | None:
-        encoder = self.package.model.encoder
-        if encoder.kind is not EncodingKind.STANDARDIZED:
-            return None
-        return next((e for e in encoder.numeric if e.name == name), None)
