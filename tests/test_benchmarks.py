@@ -169,3 +169,20 @@ def test_the_governance_benchmark_measures_every_target(tmp_path: Path) -> None:
     }
     assert 0.6 < seed["missing_values"]["auc"]["blanked"] < 0.9
     assert out.with_suffix(".md").read_text().startswith("| target | threshold |")
+
+
+@pytest.mark.slow
+def test_the_scoring_benchmark_measures_service_batch_and_soak(tmp_path: Path) -> None:
+    out = tmp_path / "scoring.json"
+    command = [sys.executable, "-m", "bench.scoring", "--rows", "3000", "--seconds", "1"]
+    command += ["--rounds", "1", "--soak", "6", "--clients", "4", "--out", str(out)]
+    completed = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    document = json.loads(out.read_text())
+    for part in document["service"].values():
+        for load in ("single_client", "closed_loop", "paced"):
+            assert part[load]["requests"] > 0 and part[load]["errors"] == 0
+    assert [part["rows"] for part in document["batch"].values()] == [3000, 3000]
+    assert document["soak"]["errors"] == 0 and document["soak"]["memory_mb"]
+    assert document["verification"]["verify_ms"] > 0
+    assert out.with_suffix(".md").read_text().startswith("| measurement | target |")
