@@ -230,8 +230,10 @@ def create_app(package: ModelPackage, settings: ServiceSettings) -> FastAPI:
         gc.unfreeze()
         service.close()
 
-    app = FastAPI(
+    app = FastAPI(  # no /docs or /redoc: FastAPI loads their scripts from a CDN
         lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
         title="fedcredit scoring service",
         version=package.digest[:12],
         description=(

@@ -129,6 +129,8 @@ def test_model_health_and_openapi(start_service: Any, package: ModelPackage) -> 
         model = client.get("/v1/model").json()
         health = client.get("/healthz").json()
         openapi = client.get("/openapi.json").json()
+        pages = [client.get(path).status_code for path in ("/docs", "/redoc")]
+    assert pages == [404, 404]  # no page that would load scripts from a CDN
     assert model["model"] == package.digest
     assert model["signer"] == package.manifest.signer.fingerprint
     assert model["run"] == "test-run"
