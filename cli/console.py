@@ -12,12 +12,16 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console, JustifyMethod, OverflowMethod
 from rich.table import Table
 
 from credit.errors import FedcreditError
+
+if TYPE_CHECKING:
+    from credit.validation import ValidationReport
 
 __all__ = [
     "EXIT_BAD_INPUT",
@@ -29,6 +33,7 @@ __all__ = [
     "say",
     "say_pairs",
     "show_table",
+    "show_violations",
     "warn",
 ]
 
@@ -91,3 +96,24 @@ def show_table(
     for row in rows:
         table.add_row(*(str(cell) for cell in row))
     console.print(table)
+
+
+def show_violations(report: ValidationReport, note: str) -> None:
+    """Print every violation of a data file's check, one row per column and problem.
+
+    ``note`` follows the file's name in the title (e.g. what was or was not done).
+    """
+    show_table(
+        f"{report.source}: every problem found ({note})",
+        [
+            Column("column", no_wrap=True),
+            "problem",
+            Column("count", justify="right"),
+            Column("first rows", no_wrap=True),
+            "hint",
+        ],
+        [
+            (v.column or "(file)", v.problem, f"{v.count:,}", v.rows_text, v.hint)
+            for v in report.violations
+        ],
+    )

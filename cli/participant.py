@@ -11,7 +11,15 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from cli.console import EXIT_RUN_FAILED, Column, fail_cleanly, say, say_pairs, show_table
+from cli.console import (
+    EXIT_RUN_FAILED,
+    Column,
+    fail_cleanly,
+    say,
+    say_pairs,
+    show_table,
+    show_violations,
+)
 from cli.dashboard import (
     DEFAULT_PORT,
     AllowRemote,
@@ -88,20 +96,7 @@ def check(
     profile = checked.profile
     if profile is None:
         report = checked.report
-        show_table(
-            f"{report.source}: every problem found (checked locally; nothing was sent)",
-            [
-                Column("column", no_wrap=True),
-                "problem",
-                Column("count", justify="right"),
-                Column("first rows", no_wrap=True),
-                "hint",
-            ],
-            [
-                (v.column or "(file)", v.problem, f"{v.count:,}", v.rows_text, v.hint)
-                for v in report.violations
-            ],
-        )
+        show_violations(report, "checked locally; nothing was sent")
         with fail_cleanly():
             raise violations_error(report)
     show_table(

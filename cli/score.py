@@ -18,7 +18,15 @@ from typing import Annotated
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-from cli.console import Column, console, fail_cleanly, say, say_pairs, show_table
+from cli.console import (
+    Column,
+    console,
+    fail_cleanly,
+    say,
+    say_pairs,
+    show_table,
+    show_violations,
+)
 from cli.model import Signer
 
 __all__ = ["score"]
@@ -65,20 +73,7 @@ def score(
     for warning in report.warnings:
         say(f"warning: {warning}")
     if not report.ok:
-        show_table(
-            f"{report.source}: every problem found (nothing was written)",
-            [
-                Column("column", no_wrap=True),
-                "problem",
-                Column("count", justify="right"),
-                Column("first rows", no_wrap=True),
-                "hint",
-            ],
-            [
-                (v.column or "(file)", v.problem, f"{v.count:,}", v.rows_text, v.hint)
-                for v in report.violations
-            ],
-        )
+        show_violations(report, "nothing was written")
         with fail_cleanly():
             raise SchemaError(report.summary(), file=report.source)
     rate = outcome.declines / outcome.rows if outcome.rows else 0.0

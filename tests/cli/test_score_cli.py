@@ -21,22 +21,12 @@ from credit.package.manifest import sign_folder
 from credit.scoring import Scorer, check_applicants, score_csv
 from credit.scoring.batch import spreadsheet_safe
 from tests.support.packages import (
+    PACKAGE_FILES,
     applicant_rows,
     build_test_package,
     signer_key_path,
     signer_public_path,
 )
-
-PACKAGE_FILES = [
-    "manifest.json",
-    "manifest.sig",
-    "model.pt",
-    "model_card.json",
-    "privacy.json",
-    "schema.toml",
-    "scorecard.csv",
-    "scoring.json",
-]
 
 
 @pytest.fixture(scope="module")

@@ -31,22 +31,12 @@ from credit.schema import embedded_schema_path, load_schema
 from credit.scoring import check_applicants
 from credit.stability_noise import development_noise
 from tests.support.packages import (
+    PACKAGE_FILES,
     applicant_rows,
     build_test_package,
     noisy_privacy,
     signer_public_path,
 )
-
-PACKAGE_FILES = [
-    "manifest.json",
-    "manifest.sig",
-    "model.pt",
-    "model_card.json",
-    "privacy.json",
-    "schema.toml",
-    "scorecard.csv",
-    "scoring.json",
-]
 
 
 @pytest.fixture(scope="module")

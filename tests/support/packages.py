@@ -40,6 +40,7 @@ from credit.woe_binning import (
 )
 
 __all__ = [
+    "PACKAGE_FILES",
     "PackageKind",
     "applicant_rows",
     "build_test_package",
@@ -49,6 +50,18 @@ __all__ = [
     "signer_public_path",
     "training_rows",
 ]
+
+PACKAGE_FILES = [
+    "manifest.json",
+    "manifest.sig",
+    "model.pt",
+    "model_card.json",
+    "privacy.json",
+    "schema.toml",
+    "scorecard.csv",
+    "scoring.json",
+]
+"""Every file of a ``woe`` test package, sorted."""
 
 PackageKind = Literal["logreg", "standardized", "mlp", "woe"]
 """``logreg``: binned inputs; ``standardized``: logreg on z-scores; ``mlp``: binned
