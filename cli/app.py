@@ -23,6 +23,7 @@ import typer
 
 from cli.audit import audit_app
 from cli.coordinator import coordinator_app
+from cli.experiment import experiment_app
 from cli.model import model_app
 from cli.monitor import monitor
 from cli.participant import participant_app
@@ -49,6 +50,7 @@ app.add_typer(coordinator_app, name="coordinator")
 app.add_typer(participant_app, name="participant")
 app.add_typer(audit_app, name="audit")
 app.add_typer(model_app, name="model")
+app.add_typer(experiment_app, name="experiment")
 
 
 def main() -> None:

@@ -68,6 +68,10 @@ PUBLIC = {
         "Partition", "PartitionPlan", "PartitionScheme", "PartitionSettings", "SimulationPlan",
         "partition_rows", "plan_simulation", "run_simulated_consortium", "simulation_client_app",
     },
+    "simulations.experiments": {
+        "Grid", "GridRun", "OptionSpace", "RunRecord", "RunTask", "load_grid",
+        "option_space", "run_grid", "write_results",
+    },
     "privacy": {
         "DpEvent", "DpSgdSettings", "LedgerError", "PrivacyBudget", "PrivacyBudgetExceeded",
         "PrivacyError", "PrivacyLedger", "RunPlan", "SecureGaussian",
