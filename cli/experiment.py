@@ -7,6 +7,9 @@ repeated, an interrupted or failed one starts again from scratch, so running the
 same command again resumes the grid. ``DIR/results.csv`` is rebuilt from the run
 folders at the end (:mod:`simulations.experiments.results`). Exit codes: 0 every run
 finished, 1 a run failed (named on stderr), 2 a bad grid file or flag.
+
+``fedcredit experiment report DIR`` plots the AUC against each varied numeric option
+(:mod:`simulations.experiments.report`).
 """
 
 from __future__ import annotations
@@ -119,6 +122,18 @@ def run(grid: GridFile, out: Out, jobs: Jobs = 1) -> None:
                 highlight=False,
             )
         raise typer.Exit(EXIT_RUN_FAILED)
+
+
+@experiment_app.command("report")
+def report(
+    out: Annotated[Path, typer.Argument(help="An experiment folder (holds results.csv).")],
+) -> None:
+    """Plot AUC against each varied numeric option of OUT/results.csv (PNG files in OUT)."""
+    from simulations.experiments.report import write_report
+
+    with fail_cleanly():
+        plots = write_report(out)
+    say(*(f"plot: {path}" for path in plots))
 
 
 def _settings(varied: dict[str, Any]) -> str:
