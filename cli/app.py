@@ -7,7 +7,8 @@
 :mod:`cli.participant`), ``fedcredit audit`` (:mod:`cli.audit`), ``fedcredit model``
 (verify a signed model package, :mod:`cli.model`), ``fedcredit score`` (score a file
 of applicants with one, :mod:`cli.score`) and ``fedcredit serve`` (the bank's scoring
-service, :mod:`cli.serve`). Each command
+service, :mod:`cli.serve`) and ``fedcredit experiment`` (grids of simulations,
+:mod:`cli.experiment`). Each command
 imports what it needs when it runs, so ``--help`` and the operator's commands start
 without torch.
 
