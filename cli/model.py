@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from cli.console import fail_cleanly, say, say_pairs
 
 if TYPE_CHECKING:
+    from credit.package import ModelPackage
     from participant.node.provenance import Receipt
 
 __all__ = ["Home", "Signer", "model_app"]
@@ -56,13 +57,18 @@ def verify(
     ``--signer``; with ``--home``, a model the bank's audit log never names.
     """
     from credit.audit import load_public_key
-    from credit.package import signer_fingerprint, verify_folder
+    from credit.package import load_package, signer_fingerprint, verify_folder
 
     with fail_cleanly():
         pinned = load_public_key(signer) if signer is not None else None
-        verified = verify_folder(directory, signer=pinned)
-        receipts = _receipts(directory, pinned, home) if home is not None else ()
-    manifest = verified.manifest
+        receipts: tuple[Receipt, ...] = ()
+        if home is None:
+            verified = verify_folder(directory, signer=pinned)
+            manifest, digest = verified.manifest, verified.digest
+        else:  # the model is needed too: load it (verified once, inside load_package)
+            package = load_package(directory, signer=pinned)
+            manifest, digest = package.manifest, package.digest
+            receipts = _receipts(package, home)
     signed_by = manifest.signer.fingerprint
     if pinned is not None and signer_fingerprint(pinned) == signed_by:
         signed_by += f" (the pinned key {signer})"
@@ -71,7 +77,7 @@ def verify(
     say(f"model package {directory}: intact, {len(manifest.files)} files signed")
     say_pairs(
         [
-            ("digest", verified.digest),
+            ("digest", digest),
             ("signer", signed_by),
             ("run", manifest.run),
             ("created", manifest.created),
@@ -95,16 +101,14 @@ def verify(
         )
 
 
-def _receipts(directory: Path, pinned: Any, home: Path) -> tuple[Receipt, ...]:
+def _receipts(package: ModelPackage, home: Path) -> tuple[Receipt, ...]:
     """The bank's audit entries naming the package's model (refused when there is none)."""
     from credit.audit import public_key_path
     from credit.errors import ConfigError
-    from credit.package import load_package
     from participant.node.provenance import check_received
     from participant.node.supernode import NodePlan
 
     audit = NodePlan.load(home).guard.audit_settings()
     if audit is None:
         raise ConfigError("the bank keeps no audit log: nothing to check against", source="--home")
-    package = load_package(directory, signer=pinned)
     return check_received(package, audit.log_path, public_key_path(audit.key_path))

@@ -48,9 +48,9 @@ PUBLIC = {
         "DEFAULT_TOP_K", "MANIFEST_FILE", "PACKAGE_FORMAT", "PRIVACY_FILE", "SCHEMA_FILE",
         "SCORING_FILE", "SIGNATURE_FILE", "DevelopmentBins", "FeatureBins", "FileDigest",
         "Manifest", "ModelPackage", "PackageRefused", "ScalingSettings", "ScorecardSettings",
-        "ScoringSettings", "SignerKey", "development_bins", "load_package", "scoring_settings",
-        "signer_fingerprint", "verify_package", "write_package", "VerifiedFolder",
-        "verify_folder",
+        "ScoringSettings", "SignerKey", "development_bins", "load_package", "package_digest",
+        "scoring_settings", "signer_fingerprint", "verify_package", "write_package",
+        "VerifiedFolder", "verify_folder",
     },
     "credit.scoring": {
         "ApplicantTally", "BatchOutcome", "Reason", "ReasonTable", "ScoredRows", "Scorer",

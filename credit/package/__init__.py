@@ -17,6 +17,7 @@ from credit.package.manifest import (
     Manifest,
     SignerKey,
     VerifiedFolder,
+    package_digest,
     signer_fingerprint,
     verify_folder,
 )
@@ -61,6 +62,7 @@ __all__ = [  # noqa: RUF022 - plain sort, as every package door
     "VerifiedFolder",
     "development_bins",
     "load_package",
+    "package_digest",
     "scoring_settings",
     "signer_fingerprint",
     "verify_folder",

@@ -50,6 +50,7 @@ __all__ = [
     "Manifest",
     "SignerKey",
     "VerifiedFolder",
+    "package_digest",
     "sign_folder",
     "signer_fingerprint",
     "verify_folder",
@@ -107,6 +108,11 @@ class Manifest(_Frozen):
     run: str
     files: dict[str, FileDigest]
     signer: SignerKey
+
+
+def package_digest(manifest_bytes: bytes) -> str:
+    """The package digest: SHA-256 (hex) of ``manifest.json``'s exact bytes."""
+    return hashlib.sha256(manifest_bytes).hexdigest()
 
 
 def signer_fingerprint(public_key: Ed25519PublicKey) -> str:
@@ -208,9 +214,7 @@ def verify_folder(
     _check_signature(root, text, manifest, signer)
     contents = {name: _checked_file(root, name, entry) for name, entry in manifest.files.items()}
     _refuse_unlisted(root, manifest)
-    return VerifiedFolder(
-        manifest=manifest, digest=hashlib.sha256(text).hexdigest(), contents=contents
-    )
+    return VerifiedFolder(manifest=manifest, digest=package_digest(text), contents=contents)
 
 
 def _raw(public_key: Ed25519PublicKey) -> bytes:

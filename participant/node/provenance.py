@@ -21,14 +21,13 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from credit.audit import arrays_sha256, load_public_key, public_key_path, verify_audit
+from credit.audit import arrays_sha256, load_public_key, verify_audit
 from credit.errors import ConfigError, PackageRefused
 from credit.package import ModelPackage
 
 __all__ = [
     "MODEL_EVENTS",
     "Receipt",
-    "audit_public_key",
     "check_received",
     "package_model_sha256",
     "read_receipts",
@@ -136,8 +135,3 @@ def read_receipts(audit_log: Path, public_key: Path) -> dict[str, list[Receipt]]
             )
         )
     return receipts
-
-
-def audit_public_key(signing_key: Path) -> Path:
-    """The published half of the bank's audit signing key (``audit.pub`` beside ``audit.key``)."""
-    return public_key_path(signing_key)

@@ -10,13 +10,12 @@ bank compares with ``fedcredit model verify``).
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from credit.encoding import EncodingKind, FeatureEncoder
-from credit.package import MANIFEST_FILE
+from credit.package import MANIFEST_FILE, package_digest
 
 __all__ = ["ModelCardSection", "ModelFeature", "read_model_card"]
 
@@ -94,7 +93,7 @@ def _package(manifest: Path) -> tuple[str | None, str | None]:
         signer = str(json.loads(raw)["signer"]["fingerprint"])
     except (KeyError, TypeError, ValueError) as exc:
         raise ValueError(f"{manifest}: unexpected content ({type(exc).__name__}: {exc})") from exc
-    return hashlib.sha256(raw).hexdigest(), signer
+    return package_digest(raw), signer
 
 
 def _features(encoder: FeatureEncoder) -> tuple[ModelFeature, ...]:
