@@ -31,9 +31,10 @@ if TYPE_CHECKING:
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
-ROUNDS = 6
-"""Rounds take about a second here and the page polls every 1.5 s: six rounds give the
-page several polls between the first round and the last."""
+ROUNDS = 8
+"""Rounds take about a second here and the page polls every 1.5 s: eight rounds give the
+page several polls between the first round and the last, even when a loaded machine
+(CI's two cores) stretches a poll to several rounds."""
 EPSILON = 3.0
 TIMEOUT_S = 600
 IN_PROGRESS = ("\N{EN DASH}", "not started", "running")
@@ -103,8 +104,9 @@ def test_the_round_table_grows_while_a_real_simulation_runs(tmp_path: Path) -> N
             audit = tab.locator("#audit").inner_text()
             save_screenshot(tab, "dashboard-coordinator.png", height=WHOLE_PAGE)
     _assert_own_requests_only(record, url)
-    in_progress = {rows for status, rows in seen if status == "running" and 0 < rows < ROUNDS}
-    assert len(in_progress) >= 2, f"the table did not grow while the run went on: {seen}"
+    while_running = [rows for status, rows in seen if status == "running"]
+    grew = len(set(while_running)) >= 2 and any(0 < rows < ROUNDS for rows in while_running)
+    assert grew, f"the table did not grow while the run went on: {seen}"
     assert [rows for _, rows in seen] == sorted(rows for _, rows in seen)
     assert seen[-1] == ("completed", ROUNDS)
     metrics = json.loads((out / "metrics.json").read_text())
