@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from simulations.budgets import BudgetPolicy
     from simulations.cross_validation import CrossValidation, FoldResult, MetricSummary
     from simulations.engine import SimulationPlan
+    from simulations.ray_cluster import RayAddress
 
 __all__ = ["simulate"]
 
@@ -185,6 +186,17 @@ Patience = Annotated[
 Cpus = Annotated[
     int | None, typer.Option(min=1, help="CPUs for the simulation engine (default: all).")
 ]
+RayAddressOption = Annotated[
+    str | None,
+    typer.Option(
+        "--ray-address",
+        help="Run the virtual banks on an existing Ray cluster: its GCS address HOST:PORT "
+        "(what `ray start --head` prints); run this command on a node of the cluster. "
+        "Research only: the cluster sees every simulated bank's data. Not with --cpus "
+        "(each node has the CPUs it was started with).",
+        show_default=False,
+    ),
+]
 Dashboard = Annotated[
     bool,
     typer.Option(
@@ -261,6 +273,7 @@ def simulate(
     base_score: BaseScore = 600.0,
     base_odds: BaseOdds = 50.0,
     cpus: Cpus = None,
+    ray_address: RayAddressOption = None,
     folds: Folds = None,
     dashboard: Dashboard = False,
     dashboard_port: DashboardPortOption = DEFAULT_PORT,
@@ -317,6 +330,7 @@ def simulate(
             data, partition, alpha, partition_column
         )
         budgets_of_banks = _budget_policy(epsilon, delta, budgets)
+        cluster = _ray_cluster(ray_address, cpus)
         if dashboard and folds is not None:
             raise ConfigError(
                 "cannot be combined with --folds (each fold is a run of its own)",
@@ -327,12 +341,12 @@ def simulate(
             return _plan(config, banks, banks_from, budgets_of_banks, dropout_rate, fold)
 
         if folds is not None:
-            cross_validation = _cross_validate(config, folds, plan_fold, cpus)
+            cross_validation = _cross_validate(config, folds, plan_fold, cpus, cluster)
             _show_cross_validation(cross_validation, out, time.monotonic() - started)
             return
         plan = plan_fold(config, None)
         server = _start_dashboard(out, dashboard_port) if dashboard else None
-        files = _run(plan, cpus)
+        files = _run(plan, cpus, cluster)
     _show_summary(files.metrics, time.monotonic() - started)
     say(
         f"metrics:    {files.metrics}",
@@ -444,16 +458,35 @@ def _plan(
     return plan
 
 
-def _run(plan: SimulationPlan, cpus: int | None) -> RunFiles:
-    """Flower's Simulation Engine over the plan, printing each round."""
+def _ray_cluster(ray_address: str | None, cpus: int | None) -> RayAddress | None:
+    """The Ray cluster of ``--ray-address``, checked to answer before any data is split."""
+    if ray_address is None:
+        return None
+    from simulations.ray_cluster import parse_ray_address, probe_ray_cluster
+
+    if cpus is not None:
+        raise ConfigError(
+            "cannot be combined with --cpus: each node of the cluster gives the CPUs it "
+            "was started with (ray start --num-cpus)",
+            source="--ray-address",
+        )
+    address = parse_ray_address(ray_address)
+    probe_ray_cluster(address)
+    return address
+
+
+def _run(plan: SimulationPlan, cpus: int | None, cluster: RayAddress | None) -> RunFiles:
+    """Flower's Simulation Engine over the plan (on ``cluster`` if given), printing each round."""
     from simulations.engine import run_simulated_consortium
 
-    say(f"starting Flower's Simulation Engine with {len(plan.banks)} virtual SuperNodes ...")
+    where = f" on the Ray cluster at {cluster}" if cluster else ""
+    say(f"starting Flower's Simulation Engine with {len(plan.banks)} virtual SuperNodes{where} ...")
     return run_simulated_consortium(
         plan,
         on_round=lambda result, total: say(result.progress_line(total)),
         on_event=say,
         cpus=cpus,
+        ray_address=cluster,
     )
 
 
@@ -462,6 +495,7 @@ def _cross_validate(
     folds: int,
     plan_fold: Callable[[RunConfig, Fold], SimulationPlan],
     cpus: int | None,
+    cluster: RayAddress | None,
 ) -> CrossValidation:
     """K simulations, one per fold, each announced before it starts and summed up after.
 
@@ -485,7 +519,11 @@ def _cross_validate(
         )
 
     return run_cross_validation(
-        config, folds, plan_fold=announced, run_fold=lambda plan: _run(plan, cpus), on_fold=ended
+        config,
+        folds,
+        plan_fold=announced,
+        run_fold=lambda plan: _run(plan, cpus, cluster),
+        on_fold=ended,
     )
 
 

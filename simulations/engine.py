@@ -55,6 +55,7 @@ from privacy.secagg.protocol import MIN_ROSTER
 from simulations.budgets import BudgetPolicy
 from simulations.dropouts import dropout_mod
 from simulations.partition import Partition, PartitionedData, partition_data
+from simulations.ray_cluster import RayAddress, connected_to
 from simulations.settings import SIMULATION_FILE, BankFiles, PartitionSettings
 
 __all__ = [
@@ -500,6 +501,7 @@ def run_simulated_consortium(
     on_round: RoundCallback | None = None,
     on_event: EventCallback | None = None,
     cpus: int | None = None,
+    ray_address: RayAddress | None = None,
 ) -> RunFiles:
     """Run the plan's banks through Flower's Simulation Engine; return the output paths.
 
@@ -511,6 +513,10 @@ def run_simulated_consortium(
         Progress callbacks (see :class:`coordinator.app.run_driver.RunDriver`).
     cpus : int, optional
         CPUs given to Ray (one ClientApp per CPU at a time); all cores by default.
+        Not with ``ray_address`` (the cluster's nodes have their own).
+    ray_address : RayAddress, optional
+        An existing Ray cluster to run the virtual banks on
+        (:mod:`simulations.ray_cluster`); default: a private Ray on this machine.
     """
 
     set_offline_defaults(simulation=True)
@@ -520,7 +526,8 @@ def run_simulated_consortium(
         on_event=on_event or (lambda text: None),
     )
     client_app = simulation_client_app(plan)
-    run_on_simulation_engine(server_app, client_app, supernodes=len(plan.banks), cpus=cpus)
+    with connected_to(ray_address):
+        run_on_simulation_engine(server_app, client_app, supernodes=len(plan.banks), cpus=cpus)
     files = run_files(Path(plan.config.out_dir))
     _record_exact_metrics(plan, files)
     return files
@@ -588,7 +595,9 @@ def run_on_simulation_engine(
 
     One CPU per ClientApp at a time, ``cpus`` in all (every core by default); Ray's
     processes talk over loopback only, and Flower's own log is kept to errors (the
-    callbacks print the progress).
+    callbacks print the progress). Flower starts Ray only if this process has not
+    joined one already: on a cluster (:func:`simulations.ray_cluster.connected_to`)
+    the ``init_args`` go unused.
     """
     from flwr.simulation import run_simulation
 
