@@ -201,8 +201,9 @@ def connected_to(address: RayAddress | None) -> Iterator[None]:
     Raises
     ------
     credit.errors.ConfigError
-        The address does not answer as a Ray cluster, or Ray refuses to join it
-        (another Ray or Python version, no Ray node on this machine).
+        The address does not answer as a Ray cluster, Ray refuses to join it
+        (another Ray or Python version, no Ray node on this machine), or the
+        cluster has no CPU.
     """
     if address is None:
         yield
@@ -223,6 +224,17 @@ def connected_to(address: RayAddress | None) -> Iterator[None]:
             f"cannot join the Ray cluster at '{address}': {reason}", source=FLAG
         ) from exc
     try:
+        _check_cpus(address, ray.cluster_resources())  # type: ignore[no-untyped-call]
         yield
     finally:
         ray.shutdown()
+
+
+def _check_cpus(address: RayAddress, resources: dict[str, float]) -> None:
+    """A cluster without a CPU could host no virtual bank (each takes one)."""
+    if resources.get("CPU", 0.0) < 1:
+        raise ConfigError(
+            f"the Ray cluster at '{address}' has no CPU for a virtual bank (each takes "
+            "one): start its nodes with `ray start --num-cpus 1` or more",
+            source=FLAG,
+        )

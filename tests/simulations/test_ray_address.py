@@ -80,24 +80,27 @@ def silent_listener() -> Iterator[int]:
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
     server.listen()
+    server.settimeout(0.1)
     accepted: list[socket.socket] = []
+    done = threading.Event()
 
     def accept() -> None:
-        try:
-            while True:
+        while not done.is_set():
+            try:
                 accepted.append(server.accept()[0])
-        except OSError:
-            return
+            except TimeoutError:
+                continue
 
     thread = threading.Thread(target=accept, daemon=True)
     thread.start()
     try:
         yield server.getsockname()[1]
     finally:
+        done.set()
+        thread.join(timeout=5)
         server.close()
         for connection in accepted:
             connection.close()
-        thread.join(timeout=5)
 
 
 def test_nothing_listening_is_refused_at_once() -> None:
@@ -176,3 +179,28 @@ def test_every_top_level_package_is_shipped_to_the_workers() -> None:
     assert "__pycache__/" in environment["excludes"]
     assert environment["env_vars"]["RAY_USAGE_STATS_ENABLED"] == "0"
     assert environment["env_vars"]["FLWR_TELEMETRY_ENABLED"] == "0"
+
+
+def test_a_cluster_without_cpus_is_refused_and_left(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Joined, found to have no CPU: one error naming the flag, and the driver disconnects."""
+    import ray
+
+    from simulations import ray_cluster
+
+    calls: list[str] = []
+    monkeypatch.setattr(ray_cluster, "probe_ray_cluster", lambda address: calls.append("probe"))
+    monkeypatch.setattr(
+        ray, "init", lambda **arguments: calls.append(f"init {arguments['address']}")
+    )
+    monkeypatch.setattr(ray, "cluster_resources", lambda: {"memory": 1e9})
+    monkeypatch.setattr(ray, "shutdown", lambda: calls.append("shutdown"))
+
+    with (
+        pytest.raises(
+            ConfigError, match=r"^--ray-address: the Ray cluster at '10\.0\.0\.5:6379' has no CPU"
+        ),
+        ray_cluster.connected_to(RayAddress("10.0.0.5", 6379)),
+    ):
+        pytest.fail("the block must not run")
+
+    assert calls == ["probe", "init 10.0.0.5:6379", "shutdown"]
