@@ -152,6 +152,22 @@ def test_apply_splits_moves_only_split_nodes() -> None:
     np.testing.assert_array_equal(apply_splits(codes, nodes, splits, 3), [3, 4, 3, 2])
 
 
+def test_banks_send_one_child_per_split_and_the_sibling_is_derived(
+    credit_rows: BinnedRows,
+) -> None:
+    """The grower asks for the smaller child only; its trees equal XGBoost's elsewhere
+    (test_xgboost_oracle), so the derived siblings are right."""
+    bins, params = credit_rows.bins, BoostingParams(max_depth=3)
+    grower = TreeGrower(params=params, bins=bins, feature_mask=np.ones(bins.n_features, bool))
+    bank = BankBoosting(credit_rows.codes, credit_rows.labels, bins=bins, base_score=0.2)
+    bank.start_tree(subsample=1.0, rng=None)
+    bank.apply_splits(grower.grow_level(bank.histogram(grower.open_nodes)))
+    assert grower.growing_nodes == (1, 2)
+    (requested,) = grower.open_nodes
+    counts = bank.histogram((1, 2))[:, 0, :, 2].sum(axis=1)
+    assert requested == (1 if counts[0] <= counts[1] else 2)
+
+
 def test_grower_refuses_a_histogram_of_the_wrong_shape() -> None:
     bins = FeatureBins(names=("x",), edges=((0.0, 1.0),))
     grower = TreeGrower(params=PARAMS, bins=bins, feature_mask=np.ones(1, bool))
