@@ -14,6 +14,7 @@ from credit.gbdt import (
     FeatureBins,
     LevelSplits,
     NodeSplit,
+    Tree,
     TreeGrower,
     apply_splits,
     base_score_from_counts,
@@ -177,3 +178,36 @@ def test_grower_refuses_a_histogram_of_the_wrong_shape() -> None:
         grower.grow_level(np.zeros((2, 1, 4, 3), dtype=np.int64))
     with pytest.raises(RuntimeError, match=r"open nodes \(0,\)"):
         grower.tree()
+
+
+def _stump(**changes: object) -> Tree:
+    fields = {
+        "left_children": (1, -1, -1),
+        "right_children": (2, -1, -1),
+        "split_features": (0, -1, -1),
+        "split_bins": (1, 0, 0),
+        "thresholds": (0.0, 0.0, 0.0),
+        "default_left": (False, False, False),
+        "values": (0.0, -0.1, 0.1),
+        "gains": (1.0, 0.0, 0.0),
+        "covers": (2.0, 1.0, 1.0),
+        "counts": (8, 4, 4),
+    }
+    fields.update(changes)
+    return Tree(**fields)  # type: ignore[arg-type]
+
+
+def test_a_tree_whose_children_loop_is_refused() -> None:
+    with pytest.raises(ValueError, match="tree node 1: children must be two later nodes"):
+        _stump(left_children=(1, 0, -1), right_children=(2, 2, -1))
+    with pytest.raises(ValueError, match="one entry per node"):
+        _stump(counts=(8, 4))
+
+
+def test_an_ensemble_refuses_a_threshold_that_is_not_the_bins_edge() -> None:
+    bins = FeatureBins(names=("x",), edges=((0.0, 1.0),))
+    Ensemble(trees=(_stump(),), base_score=0.5, bins=bins)
+    with pytest.raises(ValueError, match=r"tree 0 node 0: feature 0, bin 1 and threshold 1\.0"):
+        Ensemble(trees=(_stump(thresholds=(1.0, 0.0, 0.0)),), base_score=0.5, bins=bins)
+    with pytest.raises(ValueError, match="bin 4"):
+        Ensemble(trees=(_stump(split_bins=(4, 0, 0)),), base_score=0.5, bins=bins)
