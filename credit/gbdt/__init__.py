@@ -22,7 +22,12 @@ from __future__ import annotations
 
 from credit.gbdt.binning import FeatureBins, bins_from_encoder, raw_matrix
 from credit.gbdt.central import train_central
-from credit.gbdt.explain import FeatureImportance, contributions, feature_importance
+from credit.gbdt.explain import (
+    FeatureImportance,
+    contributions,
+    feature_importance,
+    reason_features,
+)
 from credit.gbdt.gradients import (
     GRADIENT_SCALE,
     GRADIENT_SCALE_BITS,
@@ -77,6 +82,7 @@ __all__ = [  # noqa: RUF022 - plain sort, as every package door
     "node_sums",
     "quantise_gradients",
     "raw_matrix",
+    "reason_features",
     "sample_features",
     "sample_rows",
     "save_xgboost_json",

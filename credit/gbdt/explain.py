@@ -16,7 +16,7 @@ from numpy.typing import NDArray
 
 from credit.gbdt.tree import Ensemble, Tree
 
-__all__ = ["FeatureImportance", "contributions", "feature_importance"]
+__all__ = ["FeatureImportance", "contributions", "feature_importance", "reason_features"]
 
 
 @dataclass(frozen=True)
@@ -199,6 +199,46 @@ def _divide(numerator: NDArray[np.float64], denominator: float) -> NDArray[np.fl
     if denominator == 0.0:
         return np.zeros_like(numerator)
     return numerator / denominator
+
+
+def reason_features(
+    contributions_matrix: NDArray[np.float64], names: tuple[str, ...], *, top_k: int = 4
+) -> tuple[tuple[str, ...], ...]:
+    """Each applicant's reason features: those that raise its margin the most.
+
+    Parameters
+    ----------
+    contributions_matrix : numpy.ndarray, shape (rows, features + 1)
+        :func:`contributions` (its last column, the bias, is never a reason).
+    names : tuple of str
+        The feature names (:attr:`FeatureBins.names`).
+    top_k : int, default 4
+        Most reasons per applicant (>= 1), as an adverse-action notice gives.
+
+    Returns
+    -------
+    tuple of tuple of str
+        Per row, up to ``top_k`` features with a positive contribution, largest first;
+        equal contributions in feature order.
+
+    Raises
+    ------
+    ValueError
+        ``top_k`` < 1, or a matrix without one column per name plus the bias.
+    """
+    if top_k < 1:
+        raise ValueError(f"top_k must be >= 1; got {top_k}")
+    if contributions_matrix.ndim != 2 or contributions_matrix.shape[1] != len(names) + 1:
+        raise ValueError(
+            f"contributions need {len(names) + 1} columns (features, then the bias); "
+            f"got shape {contributions_matrix.shape}"
+        )
+    features = contributions_matrix[:, :-1]
+    order = np.argsort(-features, axis=1, kind="stable")[:, :top_k]
+    return tuple(
+        tuple(names[f] for f in row_order if row[f] > 0.0)
+        for row, row_order in zip(features, order, strict=True)
+    )
 
 
 def feature_importance(ensemble: Ensemble) -> FeatureImportance:

@@ -13,6 +13,7 @@ from credit.gbdt import (
     Ensemble,
     contributions,
     feature_importance,
+    reason_features,
     save_xgboost_json,
     train_central,
 )
@@ -68,6 +69,14 @@ def test_contributions_equal_xgboost_treeshap(
     np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-5)
     np.testing.assert_allclose(ours.sum(axis=1), ensemble.margin(subset), rtol=0, atol=1e-9)
     assert np.abs(ours[:, :-1]).max() > 0.01
+
+
+def test_reasons_are_the_largest_positive_contributions() -> None:
+    matrix = np.array([[0.3, -0.2, 0.3, 0.1, -1.0], [-0.1, -0.2, 0.0, -0.3, 2.0]])
+    reasons = reason_features(matrix, ("a", "b", "c", "d"), top_k=2)
+    assert reasons == (("a", "c"), ())
+    with pytest.raises(ValueError, match=r"5 columns \(features, then the bias\)"):
+        reason_features(matrix[:, :4], ("a", "b", "c", "d"))
 
 
 def test_importance_equals_xgboost_scores(
