@@ -58,9 +58,9 @@ PUBLIC = {
         "FeatureImportance", "LevelSplits", "NodeSplit", "NodeSums", "QuantisedGradients",
         "SplitCandidate", "Tree", "TreeGrower", "apply_splits", "base_margin",
         "base_score_from_counts", "best_split", "bins_from_encoder", "contributions",
-        "feature_importance", "histograms", "leaf_weight", "node_sums", "quantise_gradients",
-        "raw_matrix", "reason_features", "sample_features", "sample_rows", "save_xgboost_json",
-        "to_xgboost_json", "train_central",
+        "feature_importance", "histograms", "leaf_weight", "matrix_card", "node_sums",
+        "quantise_gradients", "raw_matrix", "reason_features", "sample_features", "sample_rows",
+        "save_xgboost_json", "to_xgboost_json", "train_central",
     },
     "credit.scoring": {
         "ApplicantTally", "BatchOutcome", "Reason", "ReasonTable", "ScoredRows", "Scorer",

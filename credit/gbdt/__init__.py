@@ -20,7 +20,7 @@ central training grows. Modules:
 
 from __future__ import annotations
 
-from credit.gbdt.binning import FeatureBins, bins_from_encoder, raw_matrix
+from credit.gbdt.binning import FeatureBins, bins_from_encoder, matrix_card, raw_matrix
 from credit.gbdt.central import train_central
 from credit.gbdt.explain import (
     FeatureImportance,
@@ -79,6 +79,7 @@ __all__ = [  # noqa: RUF022 - plain sort, as every package door
     "feature_importance",
     "histograms",
     "leaf_weight",
+    "matrix_card",
     "node_sums",
     "quantise_gradients",
     "raw_matrix",

@@ -18,6 +18,7 @@ values here (they lie inside the schema's bounds).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -27,7 +28,7 @@ from credit.encoding import EncodingKind, FeatureEncoder
 from credit.feature_stats import raw_values
 from credit.gbdt.params import MAX_BINS
 
-__all__ = ["FeatureBins", "bins_from_encoder", "raw_matrix"]
+__all__ = ["FeatureBins", "bins_from_encoder", "matrix_card", "raw_matrix"]
 
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 
@@ -171,3 +172,39 @@ def raw_matrix(frame: pd.DataFrame, encoder: FeatureEncoder) -> NDArray[np.float
             position = {level: float(i) for i, level in enumerate(categorical.levels)}
             columns.append(values.map(position).to_numpy(dtype=np.float64))
     return np.column_stack(columns).astype(np.float32)
+
+
+def matrix_card(encoder: FeatureEncoder) -> dict[str, Any]:
+    """How to build the model's input matrix from a bank's CSV: a JSON-ready document.
+
+    For the model card next to an exported XGBoost model: one float32 column per
+    feature in :func:`raw_matrix`'s order, what each column holds (the raw value, the
+    level, or the level's position), the missing-value rule, and the bin edges with the
+    rule that turns values into bin codes.
+    """
+    bins = bins_from_encoder(encoder)
+    columns: list[dict[str, Any]] = []
+    for numeric in encoder.numeric:
+        columns.append({"name": numeric.name, "value": "the CSV value (raw units)"})
+    for categorical in encoder.categorical:
+        numbered = all(isinstance(level, int) for level in categorical.levels)
+        columns.append(
+            {
+                "name": categorical.name,
+                "value": "the level" if numbered else "the level's position in 'levels'",
+                "levels": list(categorical.levels),
+            }
+        )
+    for index, (column, edges) in enumerate(zip(columns, bins.edges, strict=True)):
+        column["index"] = index
+        column["edges"] = list(edges)
+    return {
+        "dtype": "float32",
+        "missing": "NaN (an empty CSV cell)",
+        "split_rule": "a row goes left when float32(value) < float32(split_condition)",
+        "bin_code_rule": (
+            "code = number of edges <= value (float32); a missing value has code "
+            f"{bins.missing_code}"
+        ),
+        "columns": columns,
+    }

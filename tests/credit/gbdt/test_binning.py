@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
+import pandas as pd
 import pytest
 
-from credit.encoding import EncodingKind, fit_encoder
-from credit.gbdt import FeatureBins, bins_from_encoder
+from credit.encoding import (
+    CategoricalEncoding,
+    EncodingKind,
+    FeatureEncoder,
+    NumericEncoding,
+    StatsSource,
+    fit_encoder,
+)
+from credit.gbdt import FeatureBins, bins_from_encoder, matrix_card, raw_matrix
 from credit.schema import DatasetSchema
 
 
@@ -64,3 +74,34 @@ def test_a_standardized_encoder_is_refused(schema: DatasetSchema) -> None:
     encoder = fit_encoder(schema, kind=EncodingKind.STANDARDIZED, source="public")
     with pytest.raises(ValueError, match=r"binned encoder.*'standardized'"):
         bins_from_encoder(encoder)
+
+
+def test_the_matrix_card_rebuilds_the_raw_matrix(
+    schema: DatasetSchema, embedded_frame: pd.DataFrame
+) -> None:
+    frame = embedded_frame.iloc[:50]
+    encoder = fit_encoder(schema, source="public")
+    card = json.loads(json.dumps(matrix_card(encoder)))
+    columns = [frame[c["name"]].to_numpy(dtype=np.float32) for c in card["columns"]]
+    np.testing.assert_array_equal(np.column_stack(columns), raw_matrix(frame, encoder))
+    bins = bins_from_encoder(encoder)
+    assert [c["index"] for c in card["columns"]] == list(range(bins.n_features))
+    assert [tuple(c["edges"]) for c in card["columns"]] == list(bins.edges)
+    assert str(bins.missing_code) in card["bin_code_rule"]
+
+
+def test_text_levels_are_their_positions() -> None:
+    encoder = FeatureEncoder(
+        kind=EncodingKind.BINNED,
+        source=StatsSource.PUBLIC,
+        schema_hash="test",
+        numeric=(NumericEncoding(name="amount", transform="none", edges=(10.0, 20.0)),),
+        categorical=(CategoricalEncoding(name="grade", levels=("A", "B", "C"), missing=True),),
+    )
+    frame = pd.DataFrame({"amount": [5.0, 15.0, np.nan], "grade": ["C", None, "A"]})
+    values = raw_matrix(frame, encoder)
+    np.testing.assert_array_equal(values, [[5.0, 2.0], [15.0, np.nan], [np.nan, 0.0]])
+    bins = bins_from_encoder(encoder)
+    assert bins.edges == ((10.0, 20.0), (1.0, 2.0))
+    np.testing.assert_array_equal(bins.codes(values), [[0, 2], [1, 3], [3, 0]])
+    assert matrix_card(encoder)["columns"][1]["value"] == "the level's position in 'levels'"
