@@ -70,13 +70,16 @@ def histograms(
     slot = np.full(rows, -1, dtype=np.int64)
     for position, node in enumerate(open_nodes):
         slot[node_of_row == node] = position
-    kept = slot >= 0
-    cells = len(open_nodes) * features * n_bins
-    base = (slot[kept] * features)[:, None] + np.arange(features, dtype=np.int64)[None, :]
-    index = (base * n_bins + codes[kept].astype(np.int64)).ravel()
-    result = np.empty((cells, HISTOGRAM_CHANNELS), dtype=np.int64)
-    for channel, weights in enumerate((gradients[kept], hessians[kept])):
-        repeated = np.repeat(weights.astype(np.float64), features)
-        result[:, channel] = np.rint(np.bincount(index, repeated, minlength=cells))
-    result[:, 2] = np.bincount(index, minlength=cells)
-    return result.reshape(len(open_nodes), features, n_bins, HISTOGRAM_CHANNELS)
+    kept = np.flatnonzero(slot >= 0)
+    nodes, cells = len(open_nodes), len(open_nodes) * n_bins
+    offset = slot[kept] * n_bins
+    kept_codes = codes[kept]
+    weights = (gradients[kept].astype(np.float64), hessians[kept].astype(np.float64))
+    result = np.empty((nodes, features, n_bins, HISTOGRAM_CHANNELS), dtype=np.int64)
+    for feature in range(features):  # one feature at a time: small arrays, cache-friendly
+        index = offset + kept_codes[:, feature]
+        for channel, weight in enumerate(weights):
+            sums = np.bincount(index, weight, minlength=cells)
+            result[:, feature, :, channel] = np.rint(sums).reshape(nodes, n_bins)
+        result[:, feature, :, 2] = np.bincount(index, minlength=cells).reshape(nodes, n_bins)
+    return result
