@@ -3,6 +3,8 @@ own ``hist`` training on the same bins reaches the same AUC."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import xgboost as xgb
@@ -11,6 +13,7 @@ from sklearn.metrics import roc_auc_score
 from credit.gbdt import (
     BoostingParams,
     Ensemble,
+    FeatureBins,
     contributions,
     feature_importance,
     reason_features,
@@ -130,3 +133,28 @@ def test_xgboost_hist_on_the_same_bins_reaches_the_same_auc(credit_rows: BinnedR
     # On these rows the trees themselves agree (quantised gradients move no split here).
     ours_proba = ours.predict_proba(credit_rows.values[test])
     np.testing.assert_allclose(theirs, ours_proba, rtol=0, atol=1e-5)
+
+
+def test_a_missing_versus_present_split_exports_as_the_largest_float32(tmp_path: Path) -> None:
+    rng = np.random.default_rng(4)
+    values = rng.normal(size=(400, 1)).astype(np.float32)
+    missing = rng.random(400) < 0.3
+    values[missing, 0] = np.nan
+    values[0, 0] = 3e38  # a huge regular value still goes left
+    rows = FeatureBins(names=("x",), edges=((-1.0, 0.0, 1.0),))
+    labels = missing.astype(np.int64)
+    ensemble = train_central(
+        rows.codes(values),
+        labels,
+        BoostingParams(n_trees=1, max_depth=1),
+        np.random.default_rng(0),
+        bins=rows,
+    )
+    (tree,) = ensemble.trees
+    assert tree.thresholds[0] == float(np.finfo(np.float32).max) and not tree.default_left[0]
+    path = tmp_path / "model.json"
+    save_xgboost_json(ensemble, path)
+    margin = xgb.Booster(model_file=str(path)).predict(
+        xgb.DMatrix(values, feature_names=["x"]), output_margin=True
+    )
+    np.testing.assert_allclose(margin, ensemble.margin(values), rtol=0, atol=2e-6)
