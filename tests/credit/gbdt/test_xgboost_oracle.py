@@ -158,3 +158,23 @@ def test_a_missing_versus_present_split_exports_as_the_largest_float32(tmp_path:
         xgb.DMatrix(values, feature_names=["x"]), output_margin=True
     )
     np.testing.assert_allclose(margin, ensemble.margin(values), rtol=0, atol=2e-6)
+
+
+def test_trees_without_a_split_export_as_single_leaves(tmp_path: Path) -> None:
+    bins = FeatureBins(names=("x",), edges=((0.0,),))
+    values = np.array([[-1.0], [1.0], [np.nan], [2.0]], dtype=np.float32)
+    params = BoostingParams(n_trees=2, gamma=1e6, base_score=0.3)
+    ensemble = train_central(
+        bins.codes(values), np.array([0, 1, 1, 0]), params, np.random.default_rng(0), bins=bins
+    )
+    assert [tree.n_nodes for tree in ensemble.trees] == [1, 1]
+    path = tmp_path / "model.json"
+    save_xgboost_json(ensemble, path)
+    matrix = xgb.DMatrix(values, feature_names=["x"])
+    booster = xgb.Booster(model_file=str(path))
+    np.testing.assert_allclose(
+        booster.predict(matrix, output_margin=True), ensemble.margin(values), rtol=0, atol=2e-6
+    )
+    np.testing.assert_allclose(
+        booster.predict(matrix, pred_contribs=True), contributions(ensemble, values), atol=2e-6
+    )
