@@ -190,10 +190,9 @@ def run_grid(
         while running:
             done, running = wait(running, return_when=FIRST_COMPLETED)
             for future in done:
-                future.result()
-                following = next(queue, None)
-                if following is not None:
-                    running.add(pool.submit(execute, following))
+                future.result()  # a broken run function: raise before anything more starts
+            for following in itertools.islice(queue, len(done)):
+                running.add(pool.submit(execute, following))
     return [run for run in pending if not is_finished(run_folder(out, run))]
 
 
