@@ -19,8 +19,14 @@ from pathlib import Path
 from typing import Any
 
 from cli.experiment import simulate_options
-from simulations.experiments import Grid, GridRun, RunRecord, run_grid, write_results
-from simulations.experiments.grid import expand_grid
+from simulations.experiments import (
+    Grid,
+    GridRun,
+    RunRecord,
+    expand_grid,
+    run_grid,
+    write_results,
+)
 from simulations.experiments.subprocess_run import SimulateSubprocess
 
 __all__ = [

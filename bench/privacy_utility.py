@@ -51,9 +51,8 @@ import matplotlib.pyplot as plt
 from _grids import GridDocument, arguments, fixed_settings, load_document, narrowed
 from _grids import run as run_grid
 
-from simulations.experiments import Grid, GridRun
+from simulations.experiments import Grid, GridRun, default_jobs
 from simulations.experiments.results import result_rows
-from simulations.experiments.runner import default_jobs
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -236,8 +235,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def main() -> None:
-    args = parse_args()
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
     grid = bench_grid(args)
     print(f"{len(grid.runs)} runs, e.g. simulate {' '.join(arguments(grid.runs[0]))}", flush=True)
     run_grid(grid, args.out, jobs=args.jobs)

@@ -28,8 +28,8 @@ import numpy as np
 from _grids import GridDocument, arguments, load_document
 from _grids import run as run_grid
 
-from simulations.experiments import Grid, GridRun
-from simulations.experiments.runner import METRICS_FILE, default_jobs, read_record, run_folder
+from simulations.experiments import Grid, GridRun, default_jobs
+from simulations.experiments.runner import METRICS_FILE, read_record, run_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -131,9 +131,7 @@ def summarise(results: list[dict[str, object]]) -> list[dict[str, object]]:
     return rows
 
 
-def markdown(
-    summary: list[dict[str, object]], lgbm: list[dict[str, object]], training: str
-) -> str:
+def markdown(summary: list[dict[str, object]], lgbm: list[dict[str, object]], training: str) -> str:
     lines = [
         "| split | model | test AUC | test KS | runs |",
         "|---|---|---|---|---|",
@@ -184,8 +182,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def main() -> None:
-    args = parse_args()
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
     grid = bench_grid(args)
     print(f"{len(grid.runs)} runs, e.g. simulate {' '.join(arguments(grid.runs[0]))}", flush=True)
     run_grid(grid, args.out, jobs=args.jobs)

@@ -125,10 +125,7 @@ def run(grid: GridFile, out: Out, jobs: Jobs = None) -> None:
             loaded.runs, out, run_function(space), jobs=jobs, on_start=started, on_end=ended
         )
     results = write_results(loaded, out)
-    say(
-        f"results: {results} and {PARQUET_FILE} "
-        f"({total - len(failed)} of {total} runs finished)"
-    )
+    say(f"results: {results} and {PARQUET_FILE} ({total - len(failed)} of {total} runs finished)")
     if failed:
         for grid_run in failed:
             error_console.print(

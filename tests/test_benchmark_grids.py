@@ -11,6 +11,7 @@ with the same flags given.
 from __future__ import annotations
 
 import importlib
+import json
 import math
 import sys
 from collections.abc import Iterator
@@ -51,7 +52,8 @@ def _privacy_utility_argv(
 ) -> list[str]:
     privacy = [] if math.isinf(epsilon) else ["--epsilon", str(epsilon)]
     arguments = [*PU_SPLITS[split], *MODELS[model], *PU_COMMON, *privacy]
-    return arguments + ["--rounds", str(rounds), "--seed", str(seed)]
+    arguments += ["--rounds", str(rounds), "--seed", str(seed)]
+    return arguments
 
 
 def _quality_argv(split: str, model: str, seed: int, rounds: int) -> list[str]:
@@ -132,3 +134,32 @@ def test_quality_grid_makes_the_benchmarks_simulate_calls(bench: dict[str, Modul
         assert (module.split_name(options), options["model"], options["seed"]) == labels
         now = module.arguments(grid_run)
         assert _parsed(now) == _parsed(argv), (labels, now, argv)
+
+
+def test_privacy_utility_writes_its_results_from_the_grids_runs(
+    bench: dict[str, ModuleType], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The benchmark's JSON, table and plot, from runs made by a fake simulate."""
+    from tests.simulations.experiments.fakes import FakeRuns
+
+    module = bench["privacy_utility"]
+    runs = FakeRuns()
+    monkeypatch.setattr(sys.modules["_grids"], "SimulateSubprocess", lambda space: runs)
+    monkeypatch.setattr(module, "RESULTS", tmp_path / "results")
+    argv = "--seeds 0 1 --epsilons 1 inf --splits iid --models logreg --jobs 1 --out"
+    module.main([*argv.split(), str(tmp_path / "experiment")])
+    assert len(runs.calls) == 4
+    document = json.loads((tmp_path / "results" / "privacy_utility.json").read_text())
+    assert document["settings"] == PU_COMMON
+    assert [(r["epsilon"], r["seed"], r["auc"]) for r in document["runs"]] == [
+        (1.0, 0, 0.72), (1.0, 1, 0.73), ("inf", 0, 0.72), ("inf", 1, 0.73),
+    ]  # fmt: skip
+    (private, public) = document["summary"]
+    assert (private["epsilon"], private["runs"]) == (1.0, 2)
+    assert private["auc_mean"] == pytest.approx(0.725)
+    assert public["epsilon"] == "inf"
+    table = (tmp_path / "results" / "privacy_utility.md").read_text()
+    assert "| iid | logreg | AUC | 0.7250 ± 0.0071 | 0.7250 ± 0.0071 |" in table
+    assert (tmp_path / "results" / "privacy_utility.png").stat().st_size > 10_000
+    module.main([*argv.split(), str(tmp_path / "experiment")])  # resumed: nothing repeated
+    assert len(runs.calls) == 4

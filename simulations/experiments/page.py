@@ -50,7 +50,7 @@ class Plot:
 
 @dataclass(frozen=True)
 class Cell:
-    """A table cell: its text and CSS class (``n``, ``hash``, ``failed``, ``absent`` or "")."""
+    """A table cell: its text and CSS classes (``n``, ``hash``, ``failed``, ``absent``)."""
 
     text: str
     kind: str = ""
@@ -93,7 +93,7 @@ def summary_of(
         columns=tuple(frame.columns),
         numeric=frozenset(_DIGITS) & set(frame.columns),
         rows=tuple(
-            tuple(_cell(column, str(value)) for column, value in row.items())
+            tuple(_cell(str(column), str(value)) for column, value in row.items())
             for _, row in frame.iterrows()
         ),
     )
@@ -103,7 +103,7 @@ def _cell(column: str, value: str) -> Cell:
     if column == "run":
         return Cell(value, "hash")
     if value == "":
-        return Cell(_MISSING, "absent")
+        return Cell(_MISSING, "n absent" if column in _DIGITS else "absent")
     if column in _DIGITS:
         return Cell(f"{float(value):,.{_DIGITS[column]}f}", "n")
     if column == "status" and value.startswith("failed"):
@@ -121,4 +121,3 @@ def render_page(summary: Summary) -> str:
         lstrip_blocks=True,
     )
     return environment.get_template(PAGE_FILE).render(s=summary)
-

@@ -44,6 +44,7 @@ class ReportFiles:
     plots: tuple[Path, ...]
     page: Path
 
+
 _SEED = "seed"
 _NONE = "none"
 

@@ -31,8 +31,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
-import pyarrow.parquet as pq
+import pyarrow as pa  # type: ignore[import-untyped]
+import pyarrow.parquet as pq  # type: ignore[import-untyped]
 
 from simulations.experiments.grid import Grid, GridRun
 from simulations.experiments.runner import (
@@ -137,7 +137,9 @@ def _arrow_table(rows: list[dict[str, Any]], columns: list[str]) -> pa.Table:
     for name in columns:
         values = [row[name] for row in rows]
         arrays[name] = (
-            pa.array(values, type=pa.float64()) if name in _NUMBER_COLUMNS else _arrow_column(values)
+            pa.array(values, type=pa.float64())
+            if name in _NUMBER_COLUMNS
+            else _arrow_column(values)
         )
     return pa.table(arrays)
 

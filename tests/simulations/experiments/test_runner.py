@@ -13,8 +13,15 @@ import pandas as pd
 import pytest
 
 from cli.experiment import simulate_options
-from simulations.experiments import Grid, RunRecord, RunTask, load_grid, run_grid, write_results
-from simulations.experiments import runner
+from simulations.experiments import (
+    Grid,
+    RunRecord,
+    RunTask,
+    load_grid,
+    run_grid,
+    runner,
+    write_results,
+)
 from simulations.experiments.results import PARQUET_FILE
 from simulations.experiments.runner import RECORD_FILE, RUN_MEMORY_BYTES, default_jobs, run_folder
 
