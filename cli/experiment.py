@@ -55,8 +55,8 @@ GridFile = Annotated[
 Out = Annotated[
     Path,
     typer.Option(
-        help="Experiment folder: runs/<hash>/ per run and results.csv; run the same "
-        "command again to resume.",
+        help="Experiment folder: runs/<hash>/ per run, results.csv and results.parquet; "
+        "run the same command again to resume.",
     ),
 ]
 Jobs = Annotated[
