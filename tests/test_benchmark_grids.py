@@ -163,3 +163,26 @@ def test_privacy_utility_writes_its_results_from_the_grids_runs(
     assert (tmp_path / "results" / "privacy_utility.png").stat().st_size > 10_000
     module.main([*argv.split(), str(tmp_path / "experiment")])  # resumed: nothing repeated
     assert len(runs.calls) == 4
+
+
+def test_quality_reads_each_runs_released_metrics_and_rounds(
+    bench: dict[str, ModuleType], tmp_path: Path
+) -> None:
+    from simulations.experiments import run_grid
+    from simulations.experiments.runner import METRICS_FILE, run_folder
+    from tests.simulations.experiments.fakes import FakeRuns
+
+    module = bench["quality"]
+    grid = module.bench_grid(module.parse_args(["--seeds", "1", "--rounds", "2"]))
+    assert len(grid.runs) == 8
+    assert run_grid(grid.runs[:1], tmp_path, FakeRuns()) == []
+    metrics = run_folder(tmp_path, grid.runs[0]) / METRICS_FILE
+    document = json.loads(metrics.read_text())
+    document |= {"participants": {"bank-1": {}, "bank-2": {}}, "rounds": [{"auc": 0.6}]}
+    metrics.write_text(json.dumps(document))
+    row = module.run_simulation(grid.runs[0], tmp_path)
+    assert row == {
+        "split": "iid-5", "model": "logreg", "encoding": "binned", "seed": 1, "rounds": 2,
+        "banks": 2, "auc": 0.72, "ks": 0.3, "auc_by_round": [0.6], "wall_seconds": 1.5,
+    }  # fmt: skip
+    assert module.training_text(grid.runs[0]) == "2 rounds, 50 local steps, batch 64"

@@ -82,12 +82,17 @@ def auc_summary(frame: pd.DataFrame, option: str) -> pd.DataFrame:
     Returns
     -------
     pandas.DataFrame
-        Columns ``line`` (the other varied options, ``"k=v, ..."``; ``""`` when none),
+        Columns ``line`` (the other varied options that take more than one value,
+        ``"k=v, ..."``; ``""`` when none),
         ``option`` (a float, NaN for ``none``), ``auc_mean``, ``auc_sd`` and ``runs``;
         sorted by line and option.
     """
     finished = frame[(frame["status"] == "completed") | frame["status"].str.startswith("stopped")]
-    others = [name for name in varied_options(frame) if name not in (option, _SEED)]
+    others = [
+        name
+        for name in varied_options(frame)
+        if name not in (option, _SEED) and finished[name].nunique() > 1
+    ]
     data = pd.DataFrame(
         {
             "line": finished[others].apply(

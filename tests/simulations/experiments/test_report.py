@@ -136,3 +136,15 @@ def test_the_privacy_utility_grid_is_plotted_against_epsilon(tmp_path: Path) -> 
     summary = auc_summary(read_results(tmp_path), "epsilon")
     assert summary["line"].nunique() == 6  # 3 splits x 2 models
     assert set(summary["runs"]) == {3}  # three seeds per point
+
+
+def test_lines_are_named_by_the_other_options_that_change(tmp_path: Path) -> None:
+    """A bundle fills in options it does not vary (alpha 0.5 for every split): no label."""
+    grid = load_grid(EXAMPLES / "privacy_utility.toml", simulate_options())
+    assert run_grid(grid.runs, tmp_path, FakeRuns(), jobs=2) == []
+    write_results(grid, tmp_path)
+    lines = set(auc_summary(read_results(tmp_path), "epsilon")["line"])
+    assert "partition=iid, model=logreg, encoding=binned" in lines
+    assert len(lines) == 6
+    for constant in ("banks", "alpha", "partition_column"):  # 5, 0.5, EDUCATION in every run
+        assert all(constant not in line for line in lines)
