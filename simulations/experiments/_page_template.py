@@ -54,7 +54,7 @@ code { font-size: 12px; }
 <section id="plots">
 <h2>AUC against the varied options</h2>
 {% if s.plots %}
-<p class="note">The kept model's exact AUC on the banks' pooled held-out rows: the mean over the seeds, error bars one sample standard deviation (0 with one seed); one line per combination of the other varied options; a dotted line is the option's <code>none</code> (for <code>epsilon</code>: the run without differential privacy). Finished runs only.</p>
+<p class="note">The kept model's exact AUC on the banks' pooled held-out rows: the mean over the seeds, error bars one sample standard deviation (0 with one seed); one line per combination of the other varied options that take more than one value; a dotted line is the option's <code>none</code> (for <code>epsilon</code>: the run without differential privacy). Finished runs only.</p>
 <div class="charts">
 {% for plot in s.plots %}
 <figure><img src="{{ plot.uri }}" alt="AUC against {{ plot.option }}"><figcaption>AUC against <code>{{ plot.option }}</code> ({{ plot.file }}).</figcaption></figure>

@@ -5,11 +5,12 @@ option whose values are two or more numbers (``seed`` aside: ``epsilon``, ``alph
 ``banks``, ``dropout_rate``, ``rounds``, whichever the grid varied),
 ``DIR/auc-vs-<option>.png`` draws the mean exact AUC over the seeds (error bars: the
 sample sd, ddof=1; 0 with one seed) against the option, one line per combination of
-the other varied options. A ``none`` value of the option (``epsilon = "none"``: the
-run without DP) is drawn as a dotted horizontal line at its mean, in its line's
-colour. Only finished runs (``completed`` or ``stopped: ...``) are plotted.
-``DIR/report.html`` (:mod:`simulations.experiments.page`) shows the plots and a table
-of every run.
+the other varied options that take more than one value (a bundle fills in options it
+does not set: ``alpha`` is 0.5 on every split of the privacy-utility grid). A
+``none`` value of the option (``epsilon = "none"``: the run without DP) is drawn as a
+dotted horizontal line at its mean, in its line's colour. Only finished runs
+(``completed`` or ``stopped: ...``) are plotted. ``DIR/report.html``
+(:mod:`simulations.experiments.page`) shows the plots and a table of every run.
 """
 
 from __future__ import annotations
