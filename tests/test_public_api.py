@@ -79,8 +79,8 @@ PUBLIC = {
         "partition_rows", "plan_simulation", "run_simulated_consortium", "simulation_client_app",
     },
     "simulations.experiments": {
-        "Grid", "GridRun", "OptionSpace", "RunRecord", "RunTask", "load_grid",
-        "option_space", "run_grid", "write_results",
+        "Grid", "GridRun", "OptionSpace", "RunRecord", "RunTask", "default_jobs", "expand_grid",
+        "load_grid", "option_space", "run_grid", "write_results",
     },
     "privacy": {
         "DpEvent", "DpSgdSettings", "LedgerError", "PrivacyBudget", "PrivacyBudgetExceeded",
