@@ -1,0 +1,359 @@
+"""The bank's side of federated boosting: its rows' node assignment and level histograms.
+
+A bank answers one :class:`~credit.messages.gbdt.LevelOrders` per tree level with the
+integer histograms of its own rows in the level's open nodes: per node, feature and
+bin (the feature's regular bins, then the missing bin), the sum of the quantised
+gradients, the sum of the quantised Hessians and the count
+(:func:`credit.gbdt.histograms`). The rows, their labels, codes, margins and node
+assignments never leave the bank.
+
+The bank, not the coordinator, decides what it answers (:class:`GbdtBank`):
+
+* the ensemble's size: the first request announces ``n_trees`` and ``max_depth``;
+  the bank refuses more than its policy allows (:class:`GbdtPolicy`), and any later
+  request that announces another ensemble;
+* the order: the levels of a run come one after the other, ``(0, 0), (0, 1), ...``,
+  a tree moving on to the next only at its depth 0; a level asked twice, skipped or
+  out of order is refused (and the ledger refuses a second release of one level even
+  after a restart);
+* the rows: the request names no nodes. The bank derives the open nodes from the
+  splits it was sent (each must split an open node of the previous level on a feature
+  and bin that exist); the open nodes not split become leaves. At the next tree the
+  leaf values must cover exactly the finished tree's leaves;
+* small nodes: a node where the bank holds at least one and fewer than
+  ``min_node_rows`` rows is released as zeros (the default 0 releases every node:
+  federated training then equals central training exactly);
+* privacy: with a ledger, each level is charged as one ``gbdt-histogram`` event
+  (:mod:`privacy.gbdt_histogram`) before anything is released, at a noise multiplier
+  the bank calibrates once per run on its own budget for the announced
+  ``n_trees * max_depth`` levels; the ledger refuses more levels than that plan, and
+  a level past the budget. A refused request leaves the bank's state unchanged.
+
+A forged split or leaf value changes only which of the bank's rows share a node and
+the model the gradients are taken at: each row still adds one bounded ``(g, h, 1)`` to
+one bin per feature of one node, so the charged sensitivity holds whatever the
+coordinator sends.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from numpy.typing import NDArray
+from pydantic import BaseModel, ConfigDict, Field
+
+from credit.gbdt import (
+    GRADIENT_SCALE,
+    MAX_DEPTH,
+    MAX_TREES,
+    LevelSplits,
+    NodeSplit,
+    apply_splits,
+    histograms,
+    quantise_gradients,
+)
+from credit.messages.gbdt import LevelOrders, SplitOrder
+from privacy.accounting import DpEvent, calibrate_noise_multiplier, epsilon_by_rows
+from privacy.errors import PrivacyBudgetExceeded
+from privacy.gbdt_histogram import level_event, noisy_histogram
+from privacy.ledger import PrivacyLedger, RunPlan
+from privacy.noise import SecureGaussian
+
+__all__ = ["GbdtBank", "GbdtPolicy", "LevelRefused", "LevelRelease"]
+
+
+class LevelRefused(ValueError):
+    """A level request the bank does not answer (out of order, beyond its policy, forged)."""
+
+
+class GbdtPolicy(BaseModel):
+    """What a bank answers in federated boosting (its own limits, never the coordinator's).
+
+    Parameters
+    ----------
+    max_trees : int, default 500
+        Most trees of a run the bank computes histograms for.
+    max_depth : int, default 6
+        Most levels per tree.
+    min_node_rows : int, default 0
+        A node where the bank holds 1 to ``min_node_rows - 1`` rows is released as
+        zeros (0: every node as it is).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    max_trees: int = Field(default=500, ge=1, le=MAX_TREES)
+    max_depth: int = Field(default=6, ge=1, le=MAX_DEPTH)
+    min_node_rows: int = Field(default=0, ge=0)
+
+
+@dataclass(frozen=True)
+class LevelRelease:
+    """One level's answer: the open nodes (ascending) and their histograms.
+
+    ``histograms`` is int64 ``(nodes, features, bins, 3)``; ``event`` the ledger event
+    it was charged as (None: no privacy budget, no noise).
+    """
+
+    tree: int
+    depth: int
+    nodes: tuple[int, ...]
+    histograms: NDArray[np.int64]
+    event: DpEvent | None = None
+
+
+@dataclass
+class _TreeState:
+    """A bank's rows in the tree being grown (committed only once a level is answered)."""
+
+    tree: int
+    depth: int
+    nodes: NDArray[np.int64]  # each row's node
+    open_nodes: tuple[int, ...]
+    leaves: frozenset[int] = frozenset()
+    margins: NDArray[np.float64] = field(default_factory=lambda: np.zeros(0))
+
+
+class GbdtBank:
+    """One bank's rows in a federated boosting run (module docstring).
+
+    Parameters
+    ----------
+    codes : ndarray of uint8, shape (rows, features)
+        The rows' bin codes on the consortium's shared edges (missing: ``n_bins - 1``).
+    labels : ndarray of int
+        0/1 targets.
+    n_bins : int
+        Histogram width (regular bins of the widest feature, plus the missing bin).
+    run : str
+        The run's name (the ledger's plan and events carry it).
+    policy : GbdtPolicy, optional
+        The bank's limits (defaults if omitted).
+    ledger : PrivacyLedger, optional
+        The bank's ledger: each level is charged and noised (None: no DP).
+    noise : SecureGaussian, optional
+        The noise source (a fresh OS-keyed one if omitted; only used with a ledger).
+    """
+
+    def __init__(
+        self,
+        *,
+        codes: NDArray[np.uint8],
+        labels: NDArray[np.integer],
+        n_bins: int,
+        run: str,
+        policy: GbdtPolicy | None = None,
+        ledger: PrivacyLedger | None = None,
+        noise: SecureGaussian | None = None,
+    ) -> None:
+        if codes.ndim != 2 or codes.shape[0] != labels.shape[0]:
+            raise ValueError(f"codes {codes.shape} and labels {labels.shape} must share rows")
+        if codes.size and int(codes.max()) >= n_bins:
+            raise ValueError(f"codes must be < n_bins = {n_bins}; got {int(codes.max())}")
+        self.codes = codes
+        self.labels = np.asarray(labels, dtype=np.int64)
+        self.n_bins = n_bins
+        self.run = run
+        self.policy = policy or GbdtPolicy()
+        self.ledger = ledger
+        self._noise = noise if noise is not None or ledger is None else SecureGaussian()
+        self._ensemble: tuple[int, int] | None = None  # announced (n_trees, max_depth)
+        self._state: _TreeState | None = None
+        self._gradients: tuple[NDArray[np.int64], NDArray[np.int64]] | None = None
+
+    @property
+    def rows(self) -> int:
+        """The bank's training rows."""
+        return int(self.codes.shape[0])
+
+    def level(self, orders: LevelOrders) -> LevelRelease:
+        """The histograms of ``orders``' level, after applying its splits (or leaves).
+
+        Raises
+        ------
+        LevelRefused
+            The request is beyond the policy, out of order or forged; nothing changes.
+        PrivacyBudgetExceeded
+            The ledger refuses the level; nothing changes.
+        """
+        ensemble = self._check_ensemble(orders)
+        state = self._next_state(orders, ensemble)
+        gradients = self._gradients
+        if orders.depth == 0 or gradients is None:
+            quantised = quantise_gradients(state.margins, self.labels)
+            gradients = (quantised.gradients, quantised.hessians)
+        histograms = self._histograms(state, gradients)
+        event = self._charge(orders, ensemble) if self.ledger is not None else None
+        if event is not None and self._noise is not None:
+            histograms = noisy_histogram(
+                histograms,
+                scale=GRADIENT_SCALE,
+                noise_multiplier=event.noise_multiplier,
+                source=self._noise,
+            )
+        self._ensemble, self._state, self._gradients = ensemble, state, gradients
+        return LevelRelease(
+            tree=orders.tree,
+            depth=orders.depth,
+            nodes=state.open_nodes,
+            histograms=histograms,
+            event=event,
+        )
+
+    # -- checks -------------------------------------------------------------------
+
+    def _check_ensemble(self, orders: LevelOrders) -> tuple[int, int]:
+        announced = (orders.n_trees, orders.max_depth)
+        if self._ensemble is not None and announced != self._ensemble:
+            raise LevelRefused(
+                f"the run announced {self._ensemble[0]} trees of depth {self._ensemble[1]}; "
+                f"this request announces {announced[0]} of depth {announced[1]}"
+            )
+        if orders.n_trees > self.policy.max_trees or orders.max_depth > self.policy.max_depth:
+            raise LevelRefused(
+                f"{orders.n_trees} trees of depth {orders.max_depth} exceed the bank's policy "
+                f"(at most {self.policy.max_trees} trees of depth {self.policy.max_depth})"
+            )
+        if orders.tree >= orders.n_trees or orders.depth >= orders.max_depth:
+            raise LevelRefused(
+                f"level (tree {orders.tree}, depth {orders.depth}) is outside the announced "
+                f"{orders.n_trees} trees of depth {orders.max_depth}"
+            )
+        return announced
+
+    def _next_state(self, orders: LevelOrders, ensemble: tuple[int, int]) -> _TreeState:
+        """The rows' state at ``orders``' level (checked; not yet committed)."""
+        state, asked = self._state, (orders.tree, orders.depth)
+        if state is None:
+            if asked != (0, 0) or orders.splits or orders.leaves:
+                raise LevelRefused(f"a run starts at (tree 0, depth 0) with no splits; got {asked}")
+            margins = np.full(self.rows, orders.base_margin, dtype=np.float64)
+            return _TreeState(0, 0, np.zeros(self.rows, dtype=np.int64), (0,), margins=margins)
+        if asked == (state.tree, state.depth + 1):
+            if orders.leaves:
+                raise LevelRefused("leaf values come only at depth 0 of the next tree")
+            grown = self._split(state, orders.splits, depth=state.depth + 1)
+            if not grown.open_nodes:
+                raise LevelRefused(f"no node of tree {state.tree} is open at depth {orders.depth}")
+            return grown
+        if asked == (state.tree + 1, 0):
+            finished = self._split(state, orders.splits, depth=state.depth + 1)
+            leaves = finished.leaves | frozenset(finished.open_nodes)
+            if set(orders.leaves) != leaves:
+                raise LevelRefused(
+                    f"the leaf values of tree {state.tree} must cover its leaves "
+                    f"{sorted(leaves)}; got nodes {sorted(orders.leaves)}"
+                )
+            values = np.array([orders.leaves[int(node)] for node in finished.nodes])
+            margins = state.margins + values
+            nodes = np.zeros(self.rows, dtype=np.int64)
+            return _TreeState(orders.tree, 0, nodes, (0,), margins=margins)
+        raise LevelRefused(
+            f"after (tree {state.tree}, depth {state.depth}) the bank answers (tree "
+            f"{state.tree}, depth {state.depth + 1}) or (tree {state.tree + 1}, depth 0); "
+            f"got {asked}"
+        )
+
+    def _split(
+        self, state: _TreeState, orders: tuple[SplitOrder, ...], *, depth: int
+    ) -> _TreeState:
+        """``state`` after the splits of its open nodes; unsplit open nodes become leaves."""
+        splits = tuple(self._checked_split(state, order) for order in orders)
+        split_nodes = frozenset(split.node for split in splits)
+        if len(split_nodes) != len(splits):
+            raise LevelRefused("a node is split twice in one level")
+        nodes = apply_splits(self.codes, state.nodes, LevelSplits(splits), self.n_bins - 1)
+        children = tuple(sorted(child for n in split_nodes for child in (2 * n + 1, 2 * n + 2)))
+        leaves = state.leaves | (frozenset(state.open_nodes) - split_nodes)
+        return _TreeState(state.tree, depth, nodes, children, leaves, margins=state.margins)
+
+    def _checked_split(self, state: _TreeState, order: SplitOrder) -> NodeSplit:
+        """``order`` as a split, if it splits an open node on a feature and bin that exist."""
+        if order.node not in state.open_nodes:
+            raise LevelRefused(
+                f"a split of node {order.node}, which is not open at (tree {state.tree}, "
+                f"depth {state.depth}); open: {list(state.open_nodes)}"
+            )
+        if order.feature >= self.codes.shape[1] or order.split_bin > self.n_bins - 1:
+            raise LevelRefused(
+                f"split of node {order.node} on feature {order.feature}, bin "
+                f"{order.split_bin}: the bank has {self.codes.shape[1]} features of at most "
+                f"{self.n_bins - 1} regular bins"
+            )
+        return NodeSplit(
+            node=order.node,
+            feature=order.feature,
+            split_bin=order.split_bin,
+            default_left=order.default_left,
+        )
+
+    # -- the release --------------------------------------------------------------
+
+    def _histograms(
+        self, state: _TreeState, gradients: tuple[NDArray[np.int64], NDArray[np.int64]]
+    ) -> NDArray[np.int64]:
+        """The open nodes' histograms, nodes where the bank holds too few rows zeroed."""
+        released = histograms(self.codes, *gradients, state.nodes, state.open_nodes, self.n_bins)
+        counts = released[:, 0, :, 2].sum(axis=1)  # every row is in one bin of feature 0
+        small = (counts > 0) & (counts < self.policy.min_node_rows)
+        released[small] = 0
+        return released
+
+    def _charge(self, orders: LevelOrders, ensemble: tuple[int, int]) -> DpEvent:
+        """Charge the level to the ledger (planning the run at its first level)."""
+        ledger = self.ledger
+        if ledger is None:
+            raise RuntimeError("no ledger to charge")
+        levels = ensemble[0] * ensemble[1]
+        plan = ledger.plan_for(self.run, "gbdt")
+        new_plan = None
+        if plan is None:
+            plan = new_plan = self._plan(ledger, levels)
+        level = orders.tree * ensemble[1] + orders.depth + 1
+        event = level_event(
+            run=self.run,
+            level=level,
+            noise_multiplier=plan.noise_multiplier,
+            features=int(self.codes.shape[1]),
+        )
+        ledger.charge(event, plan=new_plan, at_most=plan.planned_rounds)
+        return event
+
+    def _plan(self, ledger: PrivacyLedger, levels: int) -> RunPlan:
+        """The run's noise: ``levels`` releases on the training rows' remaining budget."""
+        try:
+            noise_multiplier = calibrate_noise_multiplier(
+                spent=ledger.events,
+                planned_rounds=levels,
+                sample_rate=1.0,
+                steps_per_round=1,
+                max_epsilon=ledger.budget.max_epsilon,
+                delta=ledger.delta,
+                rows="train",
+            )
+        except ValueError as exc:
+            spent = epsilon_by_rows(ledger.events, ledger.delta)["train"]
+            raise PrivacyBudgetExceeded(
+                bank=ledger.bank,
+                spent=spent,
+                requested=float("inf"),
+                maximum=ledger.budget.max_epsilon,
+                server_round=0,
+                detail=f"no noise lets {levels} boosting levels fit the remaining budget",
+            ) from exc
+        return RunPlan(
+            run=self.run,
+            kind="gbdt",
+            noise_multiplier=noise_multiplier,
+            sample_rate=1.0,
+            steps_per_round=1,
+            planned_rounds=levels,
+            max_grad_norm=level_event(
+                run=self.run, level=1, noise_multiplier=noise_multiplier,
+                features=int(self.codes.shape[1]),
+            ).max_grad_norm,
+            n_train=self.rows,
+            batch_size=0,
+            local_epochs=0,
+        )
