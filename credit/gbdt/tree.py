@@ -1,0 +1,126 @@
+"""Trees and ensembles: their nodes, and margins from bin codes or raw values.
+
+A :class:`Tree` stores its nodes in breadth-first order (XGBoost's layout: node 0 is
+the root, a leaf's children are -1). An internal node sends a row left when its code is
+below ``split_bin`` (equivalently its float32 raw value is below ``threshold``, the
+edge ``split_bin - 1`` of the feature) and a missing value the ``default_left`` way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from credit.gbdt.binning import FeatureBins
+from credit.gbdt.gradients import base_margin
+
+__all__ = ["Ensemble", "Tree"]
+
+
+@dataclass(frozen=True)
+class Tree:
+    """One regression tree on the margin scale, nodes in breadth-first order.
+
+    Attributes
+    ----------
+    left_children, right_children : tuple of int
+        Child node indices; -1 for a leaf.
+    split_features : tuple of int
+        Feature column of each internal node; -1 for a leaf.
+    split_bins : tuple of int
+        Rows with a regular code below it go left; 0 for a leaf.
+    thresholds : tuple of float
+        The float32 raw threshold of each internal node (:meth:`FeatureBins.threshold`);
+        0.0 for a leaf.
+    default_left : tuple of bool
+        Where missing values go; False for a leaf.
+    values : tuple of float
+        Each node's weight ``-G / (H + lambda) * learning_rate`` (float32 values); a
+        leaf's is its output.
+    gains : tuple of float
+        Each internal node's loss change; 0.0 for a leaf.
+    covers : tuple of float
+        Each node's Hessian sum (XGBoost's ``sum_hessian``).
+    counts : tuple of int
+        Each node's training rows.
+    """
+
+    left_children: tuple[int, ...]
+    right_children: tuple[int, ...]
+    split_features: tuple[int, ...]
+    split_bins: tuple[int, ...]
+    thresholds: tuple[float, ...]
+    default_left: tuple[bool, ...]
+    values: tuple[float, ...]
+    gains: tuple[float, ...]
+    covers: tuple[float, ...]
+    counts: tuple[int, ...]
+
+    @property
+    def n_nodes(self) -> int:
+        """Number of nodes."""
+        return len(self.left_children)
+
+    def is_leaf(self, node: int) -> bool:
+        """Whether ``node`` is a leaf."""
+        return self.left_children[node] < 0
+
+    def leaves_from_codes(self, codes: NDArray[np.uint8], missing_code: int) -> NDArray[np.int64]:
+        """Each row's leaf (node index) from its bin codes."""
+        return self._route(lambda f, rows: codes[rows, f], missing_code=missing_code)
+
+    def leaves_from_values(self, values: NDArray[np.float32]) -> NDArray[np.int64]:
+        """Each row's leaf from its raw float32 values (NaN: missing)."""
+        return self._route(lambda f, rows: values[rows, f], missing_code=None)
+
+    def predict_codes(self, codes: NDArray[np.uint8], missing_code: int) -> NDArray[np.float64]:
+        """Each row's leaf value from its bin codes."""
+        leaves = self.leaves_from_codes(codes, missing_code)
+        return np.asarray(self.values, dtype=np.float64)[leaves]
+
+    def _route(self, column: object, *, missing_code: int | None) -> NDArray[np.int64]:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class Ensemble:
+    """A boosted ensemble: base score, trees, and the bins its splits refer to.
+
+    Attributes
+    ----------
+    trees : tuple of Tree
+    base_score : float
+        Starting probability (a float32 value); every margin starts at its log-odds.
+    bins : FeatureBins
+        The shared bins (feature names and edges) of the training.
+    """
+
+    trees: tuple[Tree, ...]
+    base_score: float
+    bins: FeatureBins
+
+    @property
+    def base_margin(self) -> float:
+        """``log(base_score / (1 - base_score))``."""
+        return base_margin(self.base_score)
+
+    def margin_from_codes(self, codes: NDArray[np.uint8]) -> NDArray[np.float64]:
+        """Raw scores (log-odds) of rows given as bin codes."""
+        margin = np.full(codes.shape[0], self.base_margin, dtype=np.float64)
+        for tree in self.trees:
+            margin += tree.predict_codes(codes, self.bins.missing_code)
+        return margin
+
+    def margin(self, values: NDArray[np.floating]) -> NDArray[np.float64]:
+        """Raw scores of rows given as the raw matrix (:func:`~credit.gbdt.raw_matrix`)."""
+        matrix = np.asarray(values, dtype=np.float32)
+        margin = np.full(matrix.shape[0], self.base_margin, dtype=np.float64)
+        for tree in self.trees:
+            margin += np.asarray(tree.values, dtype=np.float64)[tree.leaves_from_values(matrix)]
+        return margin
+
+    def predict_proba(self, values: NDArray[np.floating]) -> NDArray[np.float64]:
+        """Probability of default of rows given as the raw matrix."""
+        return 1.0 / (1.0 + np.exp(-self.margin(values)))
