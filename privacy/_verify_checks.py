@@ -211,8 +211,8 @@ def _level_problems(events: Sequence[DpEvent], by_run: dict[tuple[str, str], Run
         plan = by_run.get((run, "gbdt"))
         if plan is not None and count > plan.planned_rounds:
             problems.append(
-                f"run '{run}' released {count} levels' histograms; its plan allows "
-                f"{plan.planned_rounds}"
+                f"run '{run}' made {count} level releases (gbdt-histogram); its plan "
+                f"allows {plan.planned_rounds}"
             )
     return problems
 

@@ -48,7 +48,7 @@ MAX_NODE = 2**13 - 2
 
 
 class SplitOrder(BaseModel):
-    """One node's split as sent to banks: rows with ``code < split_bin`` go left, missing values by default."""
+    """One node's split as sent to banks: ``code < split_bin`` goes left, missing by default."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
 

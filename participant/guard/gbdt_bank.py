@@ -350,7 +350,9 @@ class GbdtBank:
             steps_per_round=1,
             planned_rounds=levels,
             max_grad_norm=level_event(
-                run=self.run, level=1, noise_multiplier=noise_multiplier,
+                run=self.run,
+                level=1,
+                noise_multiplier=noise_multiplier,
                 features=int(self.codes.shape[1]),
             ).max_grad_norm,
             n_train=self.rows,

@@ -1,0 +1,210 @@
+"""The coordinator's side of federated boosting: one summed exchange per tree level.
+
+For each tree, for each level (:mod:`credit.messages.gbdt` has the message)::
+
+    orders = LevelOrders(tree, depth, the previous level's splits,
+                         at depth 0 the leaf values of the tree before)
+    summed = level_sum(orders)          the banks' histograms of the level's open
+                                        nodes, summed (securely, or in the clear)
+    splits = grower.grow_level(summed)  the core's split choice (credit.gbdt)
+
+and when the tree is finished its leaf values travel with the next tree's first
+orders. The coordinator holds what :class:`~credit.gbdt.TreeGrower` holds (the summed
+histograms of the current level, the chosen splits), the finished trees and a
+:class:`LevelRecord` per level (open nodes, splits, seconds): under secure aggregation
+it never holds one bank's histogram (``tests/coordinator/test_boosting.py`` checks it).
+
+The banks histogram every child of every split (they cannot tell which children the
+core will open); the coordinator keeps the rows of the nodes its grower opened
+(:func:`open_rows`). ``level_sum`` is a :class:`LevelSum`: any transport that returns
+the consortium's sum for the bank-side open nodes (``simulations.gbdt_consortium``
+runs one in this process, plain or through the secure aggregation protocol).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+from numpy.typing import NDArray
+
+from credit.gbdt import (
+    HISTOGRAM_CHANNELS,
+    BoostingParams,
+    Ensemble,
+    FeatureBins,
+    LevelSplits,
+    Tree,
+    TreeGrower,
+    base_margin,
+    sample_features,
+)
+from credit.messages.gbdt import LevelOrders, SplitOrder
+
+__all__ = [
+    "BoostingRun",
+    "LevelRecord",
+    "LevelSum",
+    "bank_open_nodes",
+    "heap_leaf_values",
+    "open_rows",
+    "train_federated",
+]
+
+
+class LevelSum(Protocol):
+    """Sends one level's orders to the banks; returns their summed histograms.
+
+    The result is int64 ``(len(bank_open_nodes(orders)), features, n_bins, 3)``: the
+    consortium's sum over the nodes every bank holds open, in ascending order.
+    """
+
+    def __call__(self, orders: LevelOrders, nodes: tuple[int, ...]) -> NDArray[np.int64]:
+        """The summed histograms of ``nodes`` (the banks' open nodes for ``orders``)."""
+        ...
+
+
+@dataclass(frozen=True)
+class LevelRecord:
+    """What the coordinator keeps of one level: no histogram, only its outcome."""
+
+    tree: int
+    depth: int
+    nodes: tuple[int, ...]
+    splits: tuple[SplitOrder, ...]
+    seconds: float
+
+
+@dataclass
+class BoostingRun:
+    """A federated boosting run's state at the coordinator (trees so far, level records)."""
+
+    params: BoostingParams
+    bins: FeatureBins
+    base_score: float
+    trees: list[Tree]
+    levels: list[LevelRecord]
+
+    def ensemble(self) -> Ensemble:
+        """The trees so far as an ensemble."""
+        return Ensemble(trees=tuple(self.trees), base_score=self.base_score, bins=self.bins)
+
+
+def bank_open_nodes(splits: tuple[SplitOrder, ...], depth: int) -> tuple[int, ...]:
+    """The nodes banks histogram after ``splits``: the root at depth 0, else every child."""
+    if depth == 0:
+        return (0,)
+    return tuple(sorted(child for s in splits for child in (2 * s.node + 1, 2 * s.node + 2)))
+
+
+def open_rows(
+    summed: NDArray[np.int64], nodes: tuple[int, ...], wanted: tuple[int, ...]
+) -> NDArray[np.int64]:
+    """The rows of ``summed`` (one per node of ``nodes``) for the grower's ``wanted`` nodes.
+
+    Raises
+    ------
+    ValueError
+        A wanted node is not among ``nodes``.
+    """
+    missing = sorted(set(wanted) - set(nodes))
+    if missing:
+        raise ValueError(f"the banks did not histogram nodes {missing}; they hold {list(nodes)}")
+    position = {node: index for index, node in enumerate(nodes)}
+    return summed[[position[node] for node in wanted]]
+
+
+def heap_leaf_values(tree: Tree) -> dict[int, float]:
+    """The leaf values of ``tree`` by heap node number (root 0, children 2n+1 and 2n+2)."""
+    leaves: dict[int, float] = {}
+    stack = [(0, 0)]  # (index in the tree's breadth-first layout, heap number)
+    while stack:
+        index, heap = stack.pop()
+        if tree.is_leaf(index):
+            leaves[heap] = float(tree.values[index])
+        else:
+            stack.append((tree.left_children[index], 2 * heap + 1))
+            stack.append((tree.right_children[index], 2 * heap + 2))
+    return leaves
+
+
+def _orders(
+    run: BoostingRun, tree: int, depth: int, splits: LevelSplits, leaves: dict[int, float]
+) -> LevelOrders:
+    return LevelOrders(
+        tree=tree,
+        depth=depth,
+        n_trees=run.params.n_trees,
+        max_depth=run.params.max_depth,
+        base_margin=base_margin(run.base_score),
+        splits=tuple(
+            SplitOrder(
+                node=s.node, feature=s.feature, split_bin=s.split_bin, default_left=s.default_left
+            )
+            for s in splits.splits
+        ),
+        leaves=leaves,
+    )
+
+
+def train_federated(
+    *,
+    params: BoostingParams,
+    bins: FeatureBins,
+    base_score: float,
+    level_sum: LevelSum,
+    rng: np.random.Generator,
+    on_level: Callable[[LevelRecord], None] | None = None,
+) -> BoostingRun:
+    """Grow ``params.n_trees`` trees, one summed exchange per level (module docstring).
+
+    Parameters
+    ----------
+    params : BoostingParams
+        The hyperparameters (``subsample`` is the banks' own draw).
+    bins : FeatureBins
+        The consortium's shared bins.
+    base_score : float
+        The starting probability (the consortium's default rate).
+    level_sum : LevelSum
+        The banks' summed histograms of one level.
+    rng : numpy.random.Generator
+        The coordinator's public randomness (column subsampling; as central training's).
+    on_level : callable, optional
+        Receives each level's record.
+    """
+    run = BoostingRun(params=params, bins=bins, base_score=base_score, trees=[], levels=[])
+    splits, leaves = LevelSplits(()), dict[int, float]()
+    for tree in range(params.n_trees):
+        mask = sample_features(bins.n_features, params.colsample_bytree, rng)
+        grower = TreeGrower(params=params, bins=bins, feature_mask=mask)
+        depth = 0
+        while not grower.finished:
+            started = time.monotonic()
+            orders = _orders(run, tree, depth, splits, leaves if depth == 0 else {})
+            nodes = bank_open_nodes(orders.splits, depth) if depth else (0,)
+            summed = level_sum(orders, nodes)
+            expected = (len(nodes), bins.n_features, bins.n_bins, HISTOGRAM_CHANNELS)
+            if summed.shape != expected or summed.dtype != np.int64:
+                raise ValueError(
+                    f"the level sum is {summed.dtype}{summed.shape}; expected int64{expected}"
+                )
+            splits = grower.grow_level(open_rows(summed, nodes, grower.open_nodes))
+            record = LevelRecord(
+                tree=tree,
+                depth=depth,
+                nodes=nodes,
+                splits=_orders(run, tree, depth, splits, {}).splits,
+                seconds=time.monotonic() - started,
+            )
+            run.levels.append(record)
+            if on_level is not None:
+                on_level(record)
+            depth += 1
+        finished = grower.tree()
+        run.trees.append(finished)
+        leaves = heap_leaf_values(finished)
+    return run
