@@ -11,6 +11,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from credit.gbdt.binning import FeatureBins
+from credit.gbdt.gradients import base_score_from_counts
+from credit.gbdt.grower import BankBoosting, TreeGrower, sample_features
 from credit.gbdt.params import BoostingParams
 from credit.gbdt.tree import Ensemble
 
@@ -48,4 +50,26 @@ def train_central(
     ValueError
         Shapes that do not match ``bins``, or ``subsample < 1`` without ``row_rng``.
     """
-    raise NotImplementedError
+    if params.subsample < 1.0 and row_rng is None:
+        raise ValueError(f"subsample {params.subsample} < 1 needs row_rng (the bank's generator)")
+    y = np.asarray(labels)
+    base_score = (
+        float(np.float32(params.base_score))
+        if params.base_score is not None
+        else base_score_from_counts(int(y.sum()), len(y))
+    )
+    bank = BankBoosting(codes, y, bins=bins, base_score=base_score)
+    trees = []
+    for _ in range(params.n_trees):
+        grower = TreeGrower(
+            params=params,
+            bins=bins,
+            feature_mask=sample_features(bins.n_features, params.colsample_bytree, rng),
+        )
+        bank.start_tree(subsample=params.subsample, rng=row_rng)
+        while not grower.finished:
+            bank.apply_splits(grower.grow_level(bank.histogram(grower.open_nodes)))
+        tree = grower.tree()
+        bank.finish_tree(tree)
+        trees.append(tree)
+    return Ensemble(trees=tuple(trees), base_score=base_score, bins=bins)

@@ -19,13 +19,22 @@ the sums their parent's split already gave.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 from credit.gbdt.binning import FeatureBins
+from credit.gbdt.gradients import (
+    QuantisedGradients,
+    base_margin,
+    quantise_gradients,
+    sample_rows,
+)
+from credit.gbdt.histogram import HISTOGRAM_CHANNELS, histograms
 from credit.gbdt.params import BoostingParams
+from credit.gbdt.splits import NodeSums, SplitCandidate, best_split, leaf_weight, node_sums
 from credit.gbdt.tree import Tree
 
 __all__ = [
@@ -65,7 +74,13 @@ def sample_features(
     ``rng`` is the coordinator's public randomness (the same draw for every bank). At
     ``colsample_bytree == 1`` every feature, drawing nothing.
     """
-    raise NotImplementedError
+    mask = np.ones(n_features, dtype=np.bool_)
+    if colsample_bytree >= 1.0:
+        return mask
+    chosen = rng.choice(n_features, size=max(1, int(colsample_bytree * n_features)), replace=False)
+    mask[:] = False
+    mask[chosen] = True
+    return mask
 
 
 def apply_splits(
@@ -75,7 +90,22 @@ def apply_splits(
     missing_code: int,
 ) -> NDArray[np.int64]:
     """The rows' nodes after a level's splits (rows in other nodes keep theirs)."""
-    raise NotImplementedError
+    moved = node_of_row.copy()
+    for split in splits.splits:
+        rows = np.flatnonzero(node_of_row == split.node)
+        code = codes[rows, split.feature].astype(np.int64)
+        left = np.where(code == missing_code, split.default_left, code < split.split_bin)
+        moved[rows] = np.where(left, 2 * split.node + 1, 2 * split.node + 2)
+    return moved
+
+
+@dataclass
+class _Node:
+    """What the grower knows of one node: depth, exact sums, and its split if any."""
+
+    depth: int
+    sums: NodeSums | None = None
+    split: SplitCandidate | None = None
 
 
 class TreeGrower:
@@ -94,20 +124,33 @@ class TreeGrower:
     def __init__(
         self, *, params: BoostingParams, bins: FeatureBins, feature_mask: NDArray[np.bool_]
     ) -> None:
-        raise NotImplementedError
+        mask = np.asarray(feature_mask, dtype=np.bool_)
+        if mask.shape != (bins.n_features,):
+            raise ValueError(
+                f"feature_mask needs one entry per feature ({bins.n_features}); got {mask.shape}"
+            )
+        self._params = params
+        self._bins = bins
+        self._mask = mask
+        self._nodes: dict[int, _Node] = {0: _Node(depth=0)}
+        self._open: tuple[int, ...] = (0,)
 
     @property
     def open_nodes(self) -> tuple[int, ...]:
         """The nodes (heap numbering) whose histograms the next level needs; root: ``(0,)``."""
-        raise NotImplementedError
+        return self._open
 
     @property
     def finished(self) -> bool:
         """Whether no node is open (:meth:`tree` is ready)."""
-        raise NotImplementedError
+        return not self._open
 
     def grow_level(self, histogram: NDArray[np.int64]) -> LevelSplits:
         """Choose the open nodes' splits from their summed histogram.
+
+        Each open node's sums are read from the histogram; a node without a qualifying
+        split becomes a leaf, and so does a child at ``max_depth`` or one too light to
+        split (fewer than 2 rows, or a Hessian sum below ``2 * min_child_weight``).
 
         Parameters
         ----------
@@ -119,17 +162,88 @@ class TreeGrower:
         ValueError
             The histogram's shape does not match, or the tree is finished.
         """
-        raise NotImplementedError
+        expected = (len(self._open), self._bins.n_features, self._bins.n_bins, HISTOGRAM_CHANNELS)
+        if self.finished or histogram.shape != expected:
+            raise ValueError(
+                f"the level's histogram must have shape {expected} (open nodes {self._open}); "
+                f"got {histogram.shape}"
+            )
+        splits, next_open = [], []
+        for position, node in enumerate(self._open):
+            record = self._nodes[node]
+            record.sums = node_sums(histogram[position])
+            record.split = best_split(
+                histogram[position], self._bins.regular_bins, self._mask, self._params
+            )
+            if record.split is None:
+                continue
+            split = record.split
+            splits.append(NodeSplit(node, split.feature, split.split_bin, split.default_left))
+            for child, sums in ((2 * node + 1, split.left), (2 * node + 2, split.right)):
+                self._nodes[child] = _Node(depth=record.depth + 1, sums=sums)
+                if self._may_split(self._nodes[child]):
+                    next_open.append(child)
+        self._open = tuple(next_open)
+        return LevelSplits(splits=tuple(splits))
+
+    def _may_split(self, node: _Node) -> bool:
+        sums = node.sums
+        return (
+            sums is not None
+            and node.depth < self._params.max_depth
+            and sums.count >= 2
+            and sums.hessian_value >= 2 * self._params.min_child_weight
+        )
 
     def tree(self) -> Tree:
-        """The grown tree.
+        """The grown tree (nodes renumbered breadth-first).
 
         Raises
         ------
         RuntimeError
             Nodes are still open.
         """
-        raise NotImplementedError
+        if not self.finished:
+            raise RuntimeError(f"the tree still has open nodes {self._open}")
+        order = sorted(self._nodes)  # heap numbers sorted: breadth-first order
+        index = {node: position for position, node in enumerate(order)}
+        columns: dict[str, list[Any]] = {name: [] for name in _TREE_FIELDS}
+        for node in order:
+            for name, value in self._node_fields(node, index).items():
+                columns[name].append(value)
+        return Tree(**{name: tuple(values) for name, values in columns.items()})
+
+    def _node_fields(self, node: int, index: dict[int, int]) -> dict[str, Any]:
+        record = self._nodes[node]
+        sums = record.sums if record.sums is not None else NodeSums(0, 0, 0)
+        fields: dict[str, Any] = {
+            "left_children": -1,
+            "right_children": -1,
+            "split_features": -1,
+            "split_bins": 0,
+            "thresholds": 0.0,
+            "default_left": False,
+            "values": leaf_weight(sums, self._params),
+            "gains": 0.0,
+            "covers": float(np.float32(sums.hessian_value)),
+            "counts": sums.count,
+        }
+        split = record.split
+        if split is not None:
+            threshold = self._bins.threshold(split.feature, split.split_bin)
+            fields.update(
+                left_children=index[2 * node + 1],
+                right_children=index[2 * node + 2],
+                split_features=split.feature,
+                split_bins=split.split_bin,
+                thresholds=threshold,
+                default_left=split.default_left,
+                gains=split.gain,
+            )
+        return fields
+
+
+_TREE_FIELDS = tuple(field.name for field in fields(Tree))
 
 
 class BankBoosting:
@@ -145,6 +259,12 @@ class BankBoosting:
         The shared bins.
     base_score : float
         The ensemble's starting probability.
+
+    Raises
+    ------
+    ValueError
+        Codes that do not have one column per feature or a code beyond the bins, or
+        labels of another length.
     """
 
     def __init__(
@@ -155,28 +275,64 @@ class BankBoosting:
         bins: FeatureBins,
         base_score: float,
     ) -> None:
-        raise NotImplementedError
+        if codes.ndim != 2 or codes.shape[1] != bins.n_features or len(labels) != len(codes):
+            raise ValueError(
+                f"codes need shape (rows, {bins.n_features}) and one label per row; got "
+                f"codes {codes.shape} and {len(labels)} labels"
+            )
+        if codes.size and int(codes.max()) >= bins.n_bins:
+            raise ValueError(f"bin codes must be < {bins.n_bins}; got {int(codes.max())}")
+        self._codes = codes
+        self._labels = np.asarray(labels)
+        self._bins = bins
+        self._margins = np.full(len(codes), base_margin(base_score), dtype=np.float64)
+        self._nodes = np.full(len(codes), -1, dtype=np.int64)
+        self._gradients = QuantisedGradients(
+            gradients=np.zeros(len(codes), dtype=np.int64),
+            hessians=np.zeros(len(codes), dtype=np.int64),
+        )
 
     @property
     def margins(self) -> NDArray[np.float64]:
-        """The rows' current raw scores."""
-        raise NotImplementedError
+        """The rows' current raw scores (a copy)."""
+        return self._margins.copy()
 
-    def start_tree(self, *, subsample: float, rng: np.random.Generator) -> None:
+    def start_tree(self, *, subsample: float, rng: np.random.Generator | None) -> None:
         """Quantise the gradients at the current margins; put the sampled rows at the root.
 
-        ``rng`` is the bank's own generator (row subsampling); unused at ``subsample == 1``.
+        ``rng`` is the bank's own generator (row subsampling); unused (may be None) at
+        ``subsample == 1``.
+
+        Raises
+        ------
+        ValueError
+            ``subsample < 1`` without a generator.
         """
-        raise NotImplementedError
+        if subsample < 1.0 and rng is None:
+            raise ValueError(f"subsample {subsample} < 1 needs the bank's random generator")
+        sampled = (
+            sample_rows(len(self._codes), subsample, rng)
+            if rng is not None
+            else np.ones(len(self._codes), dtype=np.bool_)
+        )
+        self._gradients = quantise_gradients(self._margins, self._labels)
+        self._nodes = np.where(sampled, 0, -1).astype(np.int64)
 
     def histogram(self, open_nodes: tuple[int, ...]) -> NDArray[np.int64]:
         """This bank's int64 histogram of ``open_nodes`` (:func:`~credit.gbdt.histograms`)."""
-        raise NotImplementedError
+        return histograms(
+            self._codes,
+            self._gradients.gradients,
+            self._gradients.hessians,
+            self._nodes,
+            open_nodes,
+            self._bins.n_bins,
+        )
 
     def apply_splits(self, splits: LevelSplits) -> None:
         """Move the rows of split nodes to their children."""
-        raise NotImplementedError
+        self._nodes = apply_splits(self._codes, self._nodes, splits, self._bins.missing_code)
 
     def finish_tree(self, tree: Tree) -> None:
         """Add the finished tree's leaf values to every row's margin (sampled or not)."""
-        raise NotImplementedError
+        self._margins += tree.predict_codes(self._codes, self._bins.missing_code)

@@ -24,6 +24,7 @@ from the exact integer sums by the same operations wherever they are computed.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -111,4 +112,72 @@ def best_split(
     params : BoostingParams
         ``reg_lambda``, ``gamma`` and ``min_child_weight`` are used.
     """
-    raise NotImplementedError
+    n_bins = node_histogram.shape[1]
+    # Cumulative sums of the regular bins: left[f, b - 1] holds the codes < b.
+    left = np.cumsum(node_histogram[:, : n_bins - 1, :], axis=1)
+    missing = node_histogram[:, n_bins - 1, :]
+    total = left[:, -1, :] + missing
+    # Direction 0: missing right; direction 1: missing left.
+    left_sums = np.stack([left, left + missing[:, None, :]], axis=1)
+    right_sums = total[:, None, None, :] - left_sums
+    valid = _valid_candidates(regular_bins, missing[:, 2], n_bins) & feature_mask[:, None, None]
+    gains = _gains(left_sums, right_sums, total[0], params)
+    qualified = valid & (left_sums[..., 2] > 0) & (right_sums[..., 2] > 0)
+    qualified &= _weight_at_least(left_sums, params) & _weight_at_least(right_sums, params)
+    gains = np.where(qualified, gains, -np.inf)
+    best = int(np.argmax(gains))  # the first maximum: the tie-breaking order of the docstring
+    gain = float(gains.flat[best])
+    if not (gain > MIN_GAIN and gain > params.gamma):
+        return None
+    feature, direction, position = np.unravel_index(best, gains.shape)
+    return SplitCandidate(
+        feature=int(feature),
+        split_bin=int(position) + 1,
+        default_left=bool(direction == 1),
+        gain=gain,
+        left=_sums(left_sums[feature, direction, position]),
+        right=_sums(right_sums[feature, direction, position]),
+    )
+
+
+def _valid_candidates(
+    regular_bins: NDArray[np.int64], missing_counts: NDArray[np.int64], n_bins: int
+) -> NDArray[np.bool_]:
+    """``(features, 2, n_bins - 1)``: which (direction, bin ``b``) each feature allows."""
+    split_bin = np.arange(1, n_bins, dtype=np.int64)[None, :]
+    has_missing = (missing_counts > 0)[:, None]
+    interior = split_bin < regular_bins[:, None]
+    missing_only = (split_bin == regular_bins[:, None]) & has_missing
+    return np.stack([interior | missing_only, interior & has_missing], axis=1)
+
+
+def _score(gradient: NDArray[np.float64], hessian: NDArray[np.float64], reg_lambda: float) -> Any:
+    """``G**2 / (H + lambda)``, 0 where ``H + lambda`` is 0."""
+    denominator = hessian + reg_lambda
+    safe = np.where(denominator > 0.0, denominator, 1.0)
+    return np.where(denominator > 0.0, gradient * gradient / safe, 0.0)
+
+
+def _gains(
+    left_sums: NDArray[np.int64],
+    right_sums: NDArray[np.int64],
+    total: NDArray[np.int64],
+    params: BoostingParams,
+) -> NDArray[np.float64]:
+    def score(sums: NDArray[np.int64]) -> NDArray[np.float64]:
+        gradient = sums[..., 0].astype(np.float64) / GRADIENT_SCALE
+        hessian = sums[..., 1].astype(np.float64) / GRADIENT_SCALE
+        result: NDArray[np.float64] = _score(gradient, hessian, params.reg_lambda)
+        return result
+
+    parent = score(total)
+    return score(left_sums) + score(right_sums) - parent
+
+
+def _weight_at_least(sums: NDArray[np.int64], params: BoostingParams) -> NDArray[np.bool_]:
+    hessian = sums[..., 1].astype(np.float64) / GRADIENT_SCALE
+    return hessian >= params.min_child_weight
+
+
+def _sums(channels: NDArray[np.int64]) -> NodeSums:
+    return NodeSums(gradient=int(channels[0]), hessian=int(channels[1]), count=int(channels[2]))

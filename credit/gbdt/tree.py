@@ -8,6 +8,7 @@ edge ``split_bin - 1`` of the feature) and a missing value the ``default_left`` 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -69,19 +70,57 @@ class Tree:
 
     def leaves_from_codes(self, codes: NDArray[np.uint8], missing_code: int) -> NDArray[np.int64]:
         """Each row's leaf (node index) from its bin codes."""
-        return self._route(lambda f, rows: codes[rows, f], missing_code=missing_code)
+        split_bins = np.asarray(self.split_bins, dtype=np.int64)
+
+        def goes_left(nodes: NDArray[np.int64], rows: NDArray[np.int64]) -> NDArray[np.bool_]:
+            code = codes[rows, self._features[nodes]].astype(np.int64)
+            return np.where(
+                code == missing_code, self._default_left[nodes], code < split_bins[nodes]
+            )
+
+        return self._route(codes.shape[0], goes_left)
 
     def leaves_from_values(self, values: NDArray[np.float32]) -> NDArray[np.int64]:
         """Each row's leaf from its raw float32 values (NaN: missing)."""
-        return self._route(lambda f, rows: values[rows, f], missing_code=None)
+        matrix = np.asarray(values, dtype=np.float32)
+        thresholds = np.asarray(self.thresholds, dtype=np.float32)
+
+        def goes_left(nodes: NDArray[np.int64], rows: NDArray[np.int64]) -> NDArray[np.bool_]:
+            x = matrix[rows, self._features[nodes]]
+            return np.where(np.isnan(x), self._default_left[nodes], x < thresholds[nodes])
+
+        return self._route(matrix.shape[0], goes_left)
 
     def predict_codes(self, codes: NDArray[np.uint8], missing_code: int) -> NDArray[np.float64]:
         """Each row's leaf value from its bin codes."""
         leaves = self.leaves_from_codes(codes, missing_code)
         return np.asarray(self.values, dtype=np.float64)[leaves]
 
-    def _route(self, column: object, *, missing_code: int | None) -> NDArray[np.int64]:
-        raise NotImplementedError
+    @property
+    def _features(self) -> NDArray[np.int64]:
+        return np.maximum(np.asarray(self.split_features, dtype=np.int64), 0)
+
+    @property
+    def _default_left(self) -> NDArray[np.bool_]:
+        return np.asarray(self.default_left, dtype=np.bool_)
+
+    def _route(
+        self,
+        n_rows: int,
+        goes_left: Callable[[NDArray[np.int64], NDArray[np.int64]], NDArray[np.bool_]],
+    ) -> NDArray[np.int64]:
+        """Walk every row from the root to its leaf, one level per step."""
+        left = np.asarray(self.left_children, dtype=np.int64)
+        right = np.asarray(self.right_children, dtype=np.int64)
+        nodes = np.zeros(n_rows, dtype=np.int64)
+        active = np.arange(n_rows, dtype=np.int64)
+        while active.size:
+            current = nodes[active]
+            inner = left[current] >= 0
+            active, current = active[inner], current[inner]
+            step = goes_left(current, active)
+            nodes[active] = np.where(step, left[current], right[current])
+        return nodes
 
 
 @dataclass(frozen=True)
