@@ -140,6 +140,7 @@ def _orders(
         n_trees=run.params.n_trees,
         max_depth=run.params.max_depth,
         base_margin=base_margin(run.base_score),
+        subsample=run.params.subsample,
         splits=tuple(
             SplitOrder(
                 node=s.node, feature=s.feature, split_bin=s.split_bin, default_left=s.default_left
@@ -164,7 +165,7 @@ def train_federated(
     Parameters
     ----------
     params : BoostingParams
-        The hyperparameters (``subsample`` is the banks' own draw).
+        The hyperparameters (``subsample`` is sent: each bank draws its own rows).
     bins : FeatureBins
         The consortium's shared bins.
     base_score : float

@@ -71,6 +71,9 @@ class LevelOrders(BaseModel):
     base_margin : float
         Every row's margin before the first tree (the consortium's default rate's
         log-odds).
+    subsample : float
+        Share of its rows a bank samples for the tree (its own draw, at depth 0), in
+        (0, 1]; 1: every row (federated equals central training only then).
     splits : list of SplitOrder
         At depth ``d >= 1``: the splits of level ``d - 1`` (open nodes not listed
         become leaves).
@@ -86,6 +89,7 @@ class LevelOrders(BaseModel):
     n_trees: int = Field(ge=1)
     max_depth: int = Field(ge=1)
     base_margin: float
+    subsample: float = Field(default=1.0, gt=0.0, le=1.0)
     splits: tuple[SplitOrder, ...] = ()
     leaves: dict[int, float] = Field(default_factory=dict)
 

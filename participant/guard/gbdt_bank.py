@@ -20,6 +20,10 @@ The bank, not the coordinator, decides what it answers (:class:`GbdtBank`):
   splits it was sent (each must split an open node of the previous level on a feature
   and bin that exist); the open nodes not split become leaves. At the next tree the
   leaf values must cover exactly the finished tree's leaves;
+* the tree's rows: with ``subsample < 1`` the bank samples its rows for each tree
+  itself (Poisson, from a cryptographically secure source); every row still follows
+  the splits, so the finished tree moves every row's margin. No privacy amplification
+  is claimed for it: a level costs what a level over all rows costs;
 * small nodes: a node where the bank holds at least one and fewer than
   ``min_node_rows`` rows is released as zeros (the default 0 releases every node:
   federated training then equals central training exactly);
@@ -58,7 +62,7 @@ from privacy.accounting import DpEvent, calibrate_noise_multiplier, epsilon_by_r
 from privacy.errors import PrivacyBudgetExceeded
 from privacy.gbdt_histogram import level_event, noisy_histogram
 from privacy.ledger import PrivacyLedger, RunPlan
-from privacy.noise import SecureGaussian
+from privacy.noise import SecureGaussian, SecureRandom
 
 __all__ = ["GbdtBank", "GbdtPolicy", "LevelRefused", "LevelRelease"]
 
@@ -113,6 +117,7 @@ class _TreeState:
     open_nodes: tuple[int, ...]
     leaves: frozenset[int] = frozenset()
     margins: NDArray[np.float64] = field(default_factory=lambda: np.zeros(0))
+    sampled: NDArray[np.bool_] | None = None  # the tree's rows (None: every row)
 
 
 class GbdtBank:
@@ -229,7 +234,8 @@ class GbdtBank:
             if asked != (0, 0) or orders.splits or orders.leaves:
                 raise LevelRefused(f"a run starts at (tree 0, depth 0) with no splits; got {asked}")
             margins = np.full(self.rows, orders.base_margin, dtype=np.float64)
-            return _TreeState(0, 0, np.zeros(self.rows, dtype=np.int64), (0,), margins=margins)
+            nodes = np.zeros(self.rows, dtype=np.int64)
+            return _TreeState(0, 0, nodes, (0,), margins=margins, sampled=self._sample(orders))
         if asked == (state.tree, state.depth + 1):
             if orders.leaves:
                 raise LevelRefused("leaf values come only at depth 0 of the next tree")
@@ -248,7 +254,8 @@ class GbdtBank:
             values = np.array([orders.leaves[int(node)] for node in finished.nodes])
             margins = state.margins + values
             nodes = np.zeros(self.rows, dtype=np.int64)
-            return _TreeState(orders.tree, 0, nodes, (0,), margins=margins)
+            sampled = self._sample(orders)
+            return _TreeState(orders.tree, 0, nodes, (0,), margins=margins, sampled=sampled)
         raise LevelRefused(
             f"after (tree {state.tree}, depth {state.depth}) the bank answers (tree "
             f"{state.tree}, depth {state.depth + 1}) or (tree {state.tree + 1}, depth 0); "
@@ -266,7 +273,19 @@ class GbdtBank:
         nodes = apply_splits(self.codes, state.nodes, LevelSplits(splits), self.n_bins - 1)
         children = tuple(sorted(child for n in split_nodes for child in (2 * n + 1, 2 * n + 2)))
         leaves = state.leaves | (frozenset(state.open_nodes) - split_nodes)
-        return _TreeState(state.tree, depth, nodes, children, leaves, margins=state.margins)
+        return _TreeState(
+            state.tree, depth, nodes, children, leaves, margins=state.margins, sampled=state.sampled
+        )
+
+    def _sample(self, orders: LevelOrders) -> NDArray[np.bool_] | None:
+        """The tree's rows: each kept with chance ``subsample`` (None: every row).
+
+        The bank's own draw from a cryptographically secure source: no one else can
+        tell which of its rows a tree used.
+        """
+        if orders.subsample >= 1.0:
+            return None
+        return SecureRandom().poisson_mask(self.rows, orders.subsample)
 
     def _checked_split(self, state: _TreeState, order: SplitOrder) -> NodeSplit:
         """``order`` as a split, if it splits an open node on a feature and bin that exist."""
@@ -294,7 +313,8 @@ class GbdtBank:
         self, state: _TreeState, gradients: tuple[NDArray[np.int64], NDArray[np.int64]]
     ) -> NDArray[np.int64]:
         """The open nodes' histograms, nodes where the bank holds too few rows zeroed."""
-        released = histograms(self.codes, *gradients, state.nodes, state.open_nodes, self.n_bins)
+        nodes = state.nodes if state.sampled is None else np.where(state.sampled, state.nodes, -1)
+        released = histograms(self.codes, *gradients, nodes, state.open_nodes, self.n_bins)
         counts = released[:, 0, :, 2].sum(axis=1)  # every row is in one bin of feature 0
         small = (counts > 0) & (counts < self.policy.min_node_rows)
         released[small] = 0

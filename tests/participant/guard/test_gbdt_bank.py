@@ -194,3 +194,16 @@ def test_a_level_the_budget_cannot_cover_is_refused_and_nothing_is_recorded(
     assert ledger.events == () and ledger.plans == ()
     with pytest.raises(LevelRefused, match=r"a run starts at \(tree 0, depth 0\)"):
         bank.level(_orders(depth=1, splits=(ROOT_SPLIT,)))  # still at the start
+
+
+def test_with_subsampling_the_bank_histograms_only_the_rows_it_drew_for_the_tree() -> None:
+    bank = _bank()
+
+    root = bank.level(_orders(subsample=0.5))
+    children = bank.level(_orders(depth=1, splits=(ROOT_SPLIT,), subsample=0.5))
+
+    drawn = int(root.histograms[0, 0, :, 2].sum())
+    assert 10 <= drawn <= 50  # Binomial(60, 1/2): outside with odds below 1e-7
+    assert int(children.histograms[:, 0, :, 2].sum()) == drawn
+    full = _expected(np.zeros(ROWS, np.int64), (0,))
+    assert np.all(np.abs(root.histograms[..., 2]) <= full[..., 2])
