@@ -37,6 +37,7 @@ from credit.gbdt import (
     Ensemble,
     FeatureBins,
     LevelSplits,
+    NodeSplit,
     Tree,
     TreeGrower,
     base_margin,
@@ -159,6 +160,8 @@ def train_federated(
     level_sum: LevelSum,
     rng: np.random.Generator,
     on_level: Callable[[LevelRecord], None] | None = None,
+    on_tree: Callable[[BoostingRun], None] | None = None,
+    resume: BoostingRun | None = None,
 ) -> BoostingRun:
     """Grow ``params.n_trees`` trees, one summed exchange per level (module docstring).
 
@@ -176,36 +179,83 @@ def train_federated(
         The coordinator's public randomness (column subsampling; as central training's).
     on_level : callable, optional
         Receives each level's record.
+    on_tree : callable, optional
+        Receives the run after each finished tree (to checkpoint it:
+        :func:`~coordinator.app.boosting_checkpoint.save_boosting_checkpoint`).
+    resume : BoostingRun, optional
+        A checkpointed run of the same ``params`` and ``bins`` (left unchanged; its
+        ``base_score`` is kept): training goes on at its next tree (``rng`` is
+        advanced past the finished trees' column draws), the banks being sent its last
+        tree's final splits and leaf values first.
     """
-    run = BoostingRun(params=params, bins=bins, base_score=base_score, trees=[], levels=[])
+    if resume is not None and (resume.params, resume.bins) != (params, bins):
+        raise ValueError("resume must be a run of the same params and bins")
+    run = BoostingRun(
+        params=params,
+        bins=bins,
+        base_score=base_score if resume is None else resume.base_score,
+        trees=[] if resume is None else list(resume.trees),
+        levels=[] if resume is None else list(resume.levels),
+    )
     splits, leaves = LevelSplits(()), dict[int, float]()
-    for tree in range(params.n_trees):
+    for _ in run.trees:  # the finished trees' column draws, as when they were grown
+        sample_features(bins.n_features, params.colsample_bytree, rng)
+    if run.trees:
+        last = [level for level in run.levels if level.tree == len(run.trees) - 1][-1]
+        splits = LevelSplits(tuple(_split(order) for order in last.splits))
+        leaves = heap_leaf_values(run.trees[-1])
+    for tree in range(len(run.trees), params.n_trees):
         mask = sample_features(bins.n_features, params.colsample_bytree, rng)
         grower = TreeGrower(params=params, bins=bins, feature_mask=mask)
-        depth = 0
-        while not grower.finished:
-            started = time.monotonic()
-            orders = _orders(run, tree, depth, splits, leaves if depth == 0 else {})
-            nodes = bank_open_nodes(orders.splits, depth) if depth else (0,)
-            summed = level_sum(orders, nodes)
-            expected = (len(nodes), bins.n_features, bins.n_bins, HISTOGRAM_CHANNELS)
-            if summed.shape != expected or summed.dtype != np.int64:
-                raise ValueError(
-                    f"the level sum is {summed.dtype}{summed.shape}; expected int64{expected}"
-                )
-            splits = grower.grow_level(open_rows(summed, nodes, grower.open_nodes))
-            record = LevelRecord(
-                tree=tree,
-                depth=depth,
-                nodes=nodes,
-                splits=_orders(run, tree, depth, splits, {}).splits,
-                seconds=time.monotonic() - started,
-            )
-            run.levels.append(record)
-            if on_level is not None:
-                on_level(record)
-            depth += 1
+        splits = _grow(run, grower, tree, splits, leaves, level_sum, on_level)
         finished = grower.tree()
         run.trees.append(finished)
         leaves = heap_leaf_values(finished)
+        if on_tree is not None:
+            on_tree(run)
     return run
+
+
+def _grow(
+    run: BoostingRun,
+    grower: TreeGrower,
+    tree: int,
+    splits: LevelSplits,
+    leaves: dict[int, float],
+    level_sum: LevelSum,
+    on_level: Callable[[LevelRecord], None] | None,
+) -> LevelSplits:
+    """Grow ``tree`` level by level; its last level's splits (the banks apply them next)."""
+    depth, bins = 0, run.bins
+    while not grower.finished:
+        started = time.monotonic()
+        orders = _orders(run, tree, depth, splits, leaves if depth == 0 else {})
+        nodes = bank_open_nodes(orders.splits, depth)
+        summed = level_sum(orders, nodes)
+        expected = (len(nodes), bins.n_features, bins.n_bins, HISTOGRAM_CHANNELS)
+        if summed.shape != expected or summed.dtype != np.int64:
+            raise ValueError(
+                f"the level sum is {summed.dtype}{summed.shape}; expected int64{expected}"
+            )
+        splits = grower.grow_level(open_rows(summed, nodes, grower.open_nodes))
+        record = LevelRecord(
+            tree=tree,
+            depth=depth,
+            nodes=nodes,
+            splits=_orders(run, tree, depth, splits, {}).splits,
+            seconds=time.monotonic() - started,
+        )
+        run.levels.append(record)
+        if on_level is not None:
+            on_level(record)
+        depth += 1
+    return splits
+
+
+def _split(order: SplitOrder) -> NodeSplit:
+    return NodeSplit(
+        node=order.node,
+        feature=order.feature,
+        split_bin=order.split_bin,
+        default_left=order.default_left,
+    )

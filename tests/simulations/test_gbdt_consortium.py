@@ -11,6 +11,12 @@ import numpy as np
 import pytest
 
 from coordinator.app.boosting import BoostingRun, LevelRecord, train_federated
+from coordinator.app.boosting_checkpoint import (
+    CHECKPOINT_FILE,
+    load_boosting_checkpoint,
+    save_boosting_checkpoint,
+)
+from credit.errors import ConfigError
 from credit.gbdt import (
     BoostingParams,
     FeatureBins,
@@ -196,3 +202,43 @@ def test_a_private_secure_run_charges_every_level_and_verifies(tmp_path: Path) -
         check = verify_ledger(ledger.path)
         assert check.ok, check.problems
         assert ledger.epsilon <= 8.0
+
+
+class _Crash(RuntimeError):
+    """The coordinator stops after a tree (its checkpoint written)."""
+
+
+def test_a_coordinator_resumed_from_its_checkpoint_grows_the_central_trees(
+    tmp_path: Path,
+) -> None:
+    """The coordinator stops after tree 2 of 4; a new one resumes from the checkpoint with
+    the same banks (column subsampling on: its draws stay aligned)."""
+    params = PARAMS.model_copy(update={"n_trees": 4, "colsample_bytree": 0.75})
+    codes, labels = _rows()
+    central = train_central(codes, labels, params, np.random.default_rng(0), bins=BINS)
+    banks = _banks(codes, labels)
+    level_sum = SecureLevelSum(banks, consortium(BANKS, run=7).participants, run=7)
+    path = tmp_path / CHECKPOINT_FILE
+    base_score = base_score_from_counts(int(labels.sum()), len(labels))
+
+    def stop_after_two(run: BoostingRun) -> None:
+        save_boosting_checkpoint(path, run)
+        if len(run.trees) == 2:
+            raise _Crash
+
+    common = {"params": params, "bins": BINS, "base_score": base_score, "level_sum": level_sum}
+    with pytest.raises(_Crash):
+        train_federated(**common, rng=np.random.default_rng(0), on_tree=stop_after_two)  # type: ignore[arg-type]
+    saved = load_boosting_checkpoint(path, params=params, bins=BINS)
+    resumed = train_federated(**common, rng=np.random.default_rng(0), resume=saved)  # type: ignore[arg-type]
+
+    assert len(saved.trees) == 2
+    assert resumed.ensemble().trees == central.trees
+
+
+def test_a_checkpoint_of_other_hyperparameters_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / CHECKPOINT_FILE
+    save_boosting_checkpoint(path, BoostingRun(PARAMS, BINS, 0.25, trees=[], levels=[]))
+
+    with pytest.raises(ConfigError, match="resume with the same hyperparameters"):
+        load_boosting_checkpoint(path, params=PARAMS.model_copy(update={"gamma": 1.0}), bins=BINS)
