@@ -52,6 +52,16 @@ PUBLIC = {
         "scoring_settings", "signer_fingerprint", "verify_package", "write_package",
         "VerifiedFolder", "verify_folder",
     },
+    "credit.gbdt": {
+        "GRADIENT_SCALE", "GRADIENT_SCALE_BITS", "HISTOGRAM_CHANNELS", "MAX_BINS", "MAX_DEPTH",
+        "MAX_TREES", "BankBoosting", "BoostingParams", "Ensemble", "FeatureBins",
+        "FeatureImportance", "LevelSplits", "NodeSplit", "NodeSums", "QuantisedGradients",
+        "SplitCandidate", "Tree", "TreeGrower", "apply_splits", "base_margin",
+        "base_score_from_counts", "best_split", "bins_from_encoder", "contributions",
+        "feature_importance", "histograms", "leaf_weight", "node_sums", "quantise_gradients",
+        "raw_matrix", "sample_features", "sample_rows", "save_xgboost_json", "to_xgboost_json",
+        "train_central",
+    },
     "credit.scoring": {
         "ApplicantTally", "BatchOutcome", "Reason", "ReasonTable", "ScoredRows", "Scorer",
         "check_applicants", "score_csv", "score_quantiles",

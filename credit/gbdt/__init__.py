@@ -46,19 +46,19 @@ from credit.gbdt.splits import NodeSums, SplitCandidate, best_split, leaf_weight
 from credit.gbdt.tree import Ensemble, Tree
 from credit.gbdt.xgboost_json import save_xgboost_json, to_xgboost_json
 
-__all__ = [
-    "GRADIENT_SCALE",
-    "GRADIENT_SCALE_BITS",
-    "HISTOGRAM_CHANNELS",
-    "MAX_BINS",
-    "MAX_DEPTH",
-    "MAX_TREES",
+__all__ = [  # noqa: RUF022 - plain sort, as every package door
     "BankBoosting",
     "BoostingParams",
     "Ensemble",
     "FeatureBins",
     "FeatureImportance",
+    "GRADIENT_SCALE",
+    "GRADIENT_SCALE_BITS",
+    "HISTOGRAM_CHANNELS",
     "LevelSplits",
+    "MAX_BINS",
+    "MAX_DEPTH",
+    "MAX_TREES",
     "NodeSplit",
     "NodeSums",
     "QuantisedGradients",

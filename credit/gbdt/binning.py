@@ -25,6 +25,7 @@ from numpy.typing import NDArray
 
 from credit.encoding import EncodingKind, FeatureEncoder
 from credit.feature_stats import raw_values
+from credit.gbdt.params import MAX_BINS
 
 __all__ = ["FeatureBins", "bins_from_encoder", "raw_matrix"]
 
@@ -41,7 +42,7 @@ class FeatureBins:
         The input features, in the column order of the raw and code matrices.
     edges : tuple of tuple of float
         Per feature, its strictly increasing interior edges in raw units, each a float32
-        value; at most :data:`~credit.gbdt.params.MAX_BINS` - 1 of them.
+        value; at most :data:`~credit.gbdt.params.MAX_BINS` - 1 of them (codes fit uint8).
     """
 
     names: tuple[str, ...]
@@ -55,8 +56,10 @@ class FeatureBins:
             )
         for name, edges in zip(self.names, self.edges, strict=True):
             values = np.asarray(edges, dtype=np.float64)
-            if values.size >= 256 - 1 or not np.all(np.isfinite(values)):
-                raise ValueError(f"feature '{name}': at most 254 finite edges; got {list(edges)}")
+            if values.size > MAX_BINS - 1 or not np.all(np.isfinite(values)):
+                raise ValueError(
+                    f"feature '{name}': at most {MAX_BINS - 1} finite edges; got {list(edges)}"
+                )
             if np.any(np.diff(values) <= 0) or np.any(values.astype(np.float32) != values):
                 raise ValueError(
                     f"feature '{name}': edges must be strictly increasing float32 values; "

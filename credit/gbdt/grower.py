@@ -4,11 +4,14 @@
 it was given, the splits it chose); :class:`BankBoosting` holds what a bank keeps (its
 codes, labels, margins and each row's node). One level:
 
-1. the grower names its :attr:`TreeGrower.open_nodes`;
+1. the grower names its :attr:`TreeGrower.open_nodes`: the root, then one child of each
+   split that has a child left to grow (the child with fewer rows);
 2. every bank returns :meth:`BankBoosting.histogram` for them (int64; summed over banks
    by secure aggregation in federated training, used as is centrally);
-3. :meth:`TreeGrower.grow_level` chooses the splits from the sum and returns them as
-   :class:`LevelSplits`, the only thing sent back;
+3. :meth:`TreeGrower.grow_level` derives each sibling's histogram as its parent's minus
+   the received child's (exact: integers), chooses the splits of the
+   :attr:`TreeGrower.growing_nodes` and returns them as :class:`LevelSplits`, the only
+   thing sent back;
 4. every bank applies them (:meth:`BankBoosting.apply_splits`).
 
 When :attr:`TreeGrower.finished`, :meth:`TreeGrower.tree` is the tree; each bank adds
@@ -133,24 +136,37 @@ class TreeGrower:
         self._bins = bins
         self._mask = mask
         self._nodes: dict[int, _Node] = {0: _Node(depth=0)}
-        self._open: tuple[int, ...] = (0,)
+        self._growing: tuple[int, ...] = (0,)
+        self._requested: tuple[int, ...] = (0,)
+        self._split_histograms: dict[int, NDArray[np.int64]] = {}
 
     @property
     def open_nodes(self) -> tuple[int, ...]:
-        """The nodes (heap numbering) whose histograms the next level needs; root: ``(0,)``."""
-        return self._open
+        """The nodes (heap numbering) whose histograms the next level needs; root: ``(0,)``.
+
+        Below the root, one child per split: the one with fewer rows (the left one on a
+        tie). Its sibling's histogram is the parent's minus its own, exactly.
+        """
+        return self._requested
+
+    @property
+    def growing_nodes(self) -> tuple[int, ...]:
+        """The nodes the next level may split (each one in :attr:`open_nodes` or the
+        sibling of one)."""
+        return self._growing
 
     @property
     def finished(self) -> bool:
         """Whether no node is open (:meth:`tree` is ready)."""
-        return not self._open
+        return not self._growing
 
     def grow_level(self, histogram: NDArray[np.int64]) -> LevelSplits:
-        """Choose the open nodes' splits from their summed histogram.
+        """Choose the growing nodes' splits from the summed histogram of :attr:`open_nodes`.
 
-        Each open node's sums are read from the histogram; a node without a qualifying
-        split becomes a leaf, and so does a child at ``max_depth`` or one too light to
-        split (fewer than 2 rows, or a Hessian sum below ``2 * min_child_weight``).
+        Each growing node's sums are read from its histogram; a node without a
+        qualifying split becomes a leaf, and so does a child at ``max_depth`` or one too
+        light to split (fewer than 2 rows, or a Hessian sum below ``2 *
+        min_child_weight``).
 
         Parameters
         ----------
@@ -162,29 +178,58 @@ class TreeGrower:
         ValueError
             The histogram's shape does not match, or the tree is finished.
         """
-        expected = (len(self._open), self._bins.n_features, self._bins.n_bins, HISTOGRAM_CHANNELS)
+        expected = (
+            len(self._requested),
+            self._bins.n_features,
+            self._bins.n_bins,
+            HISTOGRAM_CHANNELS,
+        )
         if self.finished or histogram.shape != expected:
             raise ValueError(
-                f"the level's histogram must have shape {expected} (open nodes {self._open}); "
-                f"got {histogram.shape}"
+                f"the level's histogram must have shape {expected} (open nodes "
+                f"{self._requested}); got {histogram.shape}"
             )
-        splits, next_open = [], []
-        for position, node in enumerate(self._open):
+        level = self._level_histograms(histogram)
+        splits, split_histograms = [], {}
+        for node in self._growing:
             record = self._nodes[node]
-            record.sums = node_sums(histogram[position])
+            record.sums = node_sums(level[node])
             record.split = best_split(
-                histogram[position], self._bins.regular_bins, self._mask, self._params
+                level[node], self._bins.regular_bins, self._mask, self._params
             )
-            if record.split is None:
-                continue
-            split = record.split
-            splits.append(NodeSplit(node, split.feature, split.split_bin, split.default_left))
-            for child, sums in ((2 * node + 1, split.left), (2 * node + 2, split.right)):
-                self._nodes[child] = _Node(depth=record.depth + 1, sums=sums)
-                if self._may_split(self._nodes[child]):
-                    next_open.append(child)
-        self._open = tuple(next_open)
+            if record.split is not None:
+                split = record.split
+                splits.append(NodeSplit(node, split.feature, split.split_bin, split.default_left))
+                split_histograms[node] = level[node]
+                for child, sums in ((2 * node + 1, split.left), (2 * node + 2, split.right)):
+                    self._nodes[child] = _Node(depth=record.depth + 1, sums=sums)
+        self._split_histograms = split_histograms
+        self._plan_next_level(tuple(split_histograms))
         return LevelSplits(splits=tuple(splits))
+
+    def _level_histograms(self, histogram: NDArray[np.int64]) -> dict[int, NDArray[np.int64]]:
+        """Every growing node's histogram: as received, or the parent's minus the sibling's."""
+        level = dict(zip(self._requested, histogram, strict=True))
+        for node in self._growing:
+            if node not in level:
+                sibling = node + 1 if node % 2 == 1 else node - 1
+                level[node] = self._split_histograms[(node - 1) // 2] - level[sibling]
+        return level
+
+    def _plan_next_level(self, split_nodes: tuple[int, ...]) -> None:
+        growing, requested = [], []
+        for node in split_nodes:
+            left, right = self._nodes[2 * node + 1], self._nodes[2 * node + 2]
+            children = [
+                c for c, r in ((2 * node + 1, left), (2 * node + 2, right)) if self._may_split(r)
+            ]
+            if not children:
+                continue
+            growing.extend(children)
+            left_count = left.sums.count if left.sums is not None else 0
+            right_count = right.sums.count if right.sums is not None else 0
+            requested.append(2 * node + 1 if left_count <= right_count else 2 * node + 2)
+        self._growing, self._requested = tuple(growing), tuple(requested)
 
     def _may_split(self, node: _Node) -> bool:
         sums = node.sums
@@ -204,7 +249,7 @@ class TreeGrower:
             Nodes are still open.
         """
         if not self.finished:
-            raise RuntimeError(f"the tree still has open nodes {self._open}")
+            raise RuntimeError(f"the tree still has open nodes {self._growing}")
         order = sorted(self._nodes)  # heap numbers sorted: breadth-first order
         index = {node: position for position, node in enumerate(order)}
         columns: dict[str, list[Any]] = {name: [] for name in _TREE_FIELDS}

@@ -9,7 +9,7 @@ edge ``split_bin - 1`` of the feature) and a missing value the ``default_left`` 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 from numpy.typing import NDArray
@@ -58,6 +58,35 @@ class Tree:
     gains: tuple[float, ...]
     covers: tuple[float, ...]
     counts: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        """Refuse a malformed tree (one from a file or the network) before it is walked.
+
+        Raises
+        ------
+        ValueError
+            Fields of different lengths, no node, or children that are not a
+            breadth-first binary tree (a leaf has both children -1, an internal node two
+            later nodes, every node but the root is exactly one node's child).
+        """
+        lengths = {f.name: len(getattr(self, f.name)) for f in fields(self)}
+        if len(set(lengths.values())) != 1 or not self.left_children:
+            raise ValueError(f"a tree needs one entry per node in every field; got {lengths}")
+        parents = [0] * self.n_nodes
+        for node, (left, right) in enumerate(
+            zip(self.left_children, self.right_children, strict=True)
+        ):
+            if left == right == -1:
+                continue
+            if not (node < left < self.n_nodes and node < right < self.n_nodes and left != right):
+                raise ValueError(
+                    f"tree node {node}: children must be two later nodes of the "
+                    f"{self.n_nodes} or both -1; got {left} and {right}"
+                )
+            parents[left] += 1
+            parents[right] += 1
+        if parents[0] != 0 or any(count != 1 for count in parents[1:]):
+            raise ValueError(f"tree nodes must each have one parent (the root none); got {parents}")
 
     @property
     def n_nodes(self) -> int:
@@ -139,6 +168,35 @@ class Ensemble:
     trees: tuple[Tree, ...]
     base_score: float
     bins: FeatureBins
+
+    def __post_init__(self) -> None:
+        """Refuse splits the bins cannot express.
+
+        Raises
+        ------
+        ValueError
+            ``base_score`` outside (0, 1), or an internal node whose feature, bin or
+            threshold does not match the bins (code and raw-value routing would differ).
+        """
+        if not 0.0 < self.base_score < 1.0:
+            raise ValueError(f"base_score must lie in (0, 1); got {self.base_score}")
+        regular = self.bins.regular_bins
+        for number, tree in enumerate(self.trees):
+            for node in range(tree.n_nodes):
+                if not tree.is_leaf(node):
+                    self._check_split(number, tree, node, regular)
+
+    def _check_split(self, number: int, tree: Tree, node: int, regular: NDArray[np.int64]) -> None:
+        feature, split_bin = tree.split_features[node], tree.split_bins[node]
+        if not (
+            0 <= feature < self.bins.n_features
+            and 1 <= split_bin <= regular[feature]
+            and tree.thresholds[node] == self.bins.threshold(feature, split_bin)
+        ):
+            raise ValueError(
+                f"tree {number} node {node}: feature {feature}, bin {split_bin} and "
+                f"threshold {tree.thresholds[node]} do not match the ensemble's bins"
+            )
 
     @property
     def base_margin(self) -> float:
