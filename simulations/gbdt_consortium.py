@@ -33,20 +33,9 @@ HISTOGRAM_RING = FixedPoint(clip=1.0, fraction_bits=0, ring_bits=64)
 """The code of a level's secure sum: nothing weighted (weight 0), integers in Z_2^64."""
 
 
-def _answers(
-    banks: Mapping[int, GbdtBank], orders: LevelOrders, nodes: tuple[int, ...]
-) -> dict[int, NDArray[np.int64]]:
-    """Every bank's release for ``orders`` (each must hold ``nodes`` open)."""
-    released: dict[int, NDArray[np.int64]] = {}
-    for node_id, bank in banks.items():
-        release = bank.level(orders)
-        if release.nodes != nodes:
-            raise ValueError(
-                f"bank {node_id} holds nodes {list(release.nodes)} open; the coordinator "
-                f"expected {list(nodes)}"
-            )
-        released[node_id] = release.histograms
-    return released
+def _answers(banks: Mapping[int, GbdtBank], orders: LevelOrders) -> dict[int, NDArray[np.int64]]:
+    """Every bank's release for ``orders``."""
+    return {node_id: bank.level(orders).histograms for node_id, bank in banks.items()}
 
 
 class PlainLevelSum:
@@ -55,9 +44,9 @@ class PlainLevelSum:
     def __init__(self, banks: Mapping[int, GbdtBank]) -> None:
         self.banks = dict(banks)
 
-    def __call__(self, orders: LevelOrders, nodes: tuple[int, ...]) -> NDArray[np.int64]:
+    def __call__(self, orders: LevelOrders) -> NDArray[np.int64]:
         """The sum over banks of their level histograms."""
-        released = _answers(self.banks, orders, nodes)
+        released = _answers(self.banks, orders)
         total: NDArray[np.int64] = np.sum(list(released.values()), axis=0, dtype=np.int64)
         return total
 
@@ -89,11 +78,11 @@ class SecureLevelSum:
         self.aggregators: list[RoundAggregator] = []
         """Every level's aggregator (what the coordinator holds: masked inputs and the sum)."""
 
-    def __call__(self, orders: LevelOrders, nodes: tuple[int, ...]) -> NDArray[np.int64]:
+    def __call__(self, orders: LevelOrders) -> NDArray[np.int64]:
         """The unmasked sum of the banks' masked level histograms."""
         self._round += 1
         server_round = self._round
-        released = _answers(self._banks, orders, nodes)
+        released = _answers(self._banks, orders)
         shape = next(iter(released.values())).shape
         aggregator = RoundAggregator(
             run=self._run,

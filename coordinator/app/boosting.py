@@ -2,23 +2,25 @@
 
 For each tree, for each level (:mod:`credit.messages.gbdt` has the message)::
 
-    orders = LevelOrders(tree, depth, the previous level's splits,
-                         at depth 0 the leaf values of the tree before)
-    summed = level_sum(orders)          the banks' histograms of the level's open
-                                        nodes, summed (securely, or in the clear)
+    orders = LevelOrders(tree, depth, the grower's open nodes, the previous
+                         level's splits, at depth 0 the leaf values of the
+                         tree before)
+    summed = level_sum(orders)          the banks' histograms of those nodes,
+                                        summed (securely, or in the clear)
     splits = grower.grow_level(summed)  the core's split choice (credit.gbdt)
 
 and when the tree is finished its leaf values travel with the next tree's first
 orders. The coordinator holds what :class:`~credit.gbdt.TreeGrower` holds (the summed
 histograms of the current level, the chosen splits), the finished trees and a
 :class:`LevelRecord` per level (open nodes, splits, seconds): under secure aggregation
-it never holds one bank's histogram (``tests/coordinator/test_boosting.py`` checks it).
+it never holds one bank's histogram (``tests/simulations/test_gbdt_consortium.py``
+checks it).
 
-The banks histogram every child of every split (they cannot tell which children the
-core will open); the coordinator keeps the rows of the nodes its grower opened
-(:func:`open_rows`). ``level_sum`` is a :class:`LevelSum`: any transport that returns
-the consortium's sum for the bank-side open nodes (``simulations.gbdt_consortium``
-runs one in this process, plain or through the secure aggregation protocol).
+The orders name the nodes the grower asks for (below the root, one child per split:
+the grower derives its sibling as the parent's minus it). ``level_sum`` is a
+:class:`LevelSum`: any transport that returns the consortium's sum for those nodes
+(``simulations.gbdt_consortium`` runs one in this process, plain or through the
+secure aggregation protocol).
 """
 
 from __future__ import annotations
@@ -49,9 +51,7 @@ __all__ = [
     "BoostingRun",
     "LevelRecord",
     "LevelSum",
-    "bank_open_nodes",
     "heap_leaf_values",
-    "open_rows",
     "train_federated",
 ]
 
@@ -59,12 +59,12 @@ __all__ = [
 class LevelSum(Protocol):
     """Sends one level's orders to the banks; returns their summed histograms.
 
-    The result is int64 ``(len(bank_open_nodes(orders)), features, n_bins, 3)``: the
-    consortium's sum over the nodes every bank holds open, in ascending order.
+    The result is int64 ``(len(orders.nodes), features, n_bins, 3)``: the consortium's
+    sum for the nodes the orders ask for, in their order.
     """
 
-    def __call__(self, orders: LevelOrders, nodes: tuple[int, ...]) -> NDArray[np.int64]:
-        """The summed histograms of ``nodes`` (the banks' open nodes for ``orders``)."""
+    def __call__(self, orders: LevelOrders) -> NDArray[np.int64]:
+        """The summed histograms of ``orders.nodes``."""
         ...
 
 
@@ -94,30 +94,6 @@ class BoostingRun:
         return Ensemble(trees=tuple(self.trees), base_score=self.base_score, bins=self.bins)
 
 
-def bank_open_nodes(splits: tuple[SplitOrder, ...], depth: int) -> tuple[int, ...]:
-    """The nodes banks histogram after ``splits``: the root at depth 0, else every child."""
-    if depth == 0:
-        return (0,)
-    return tuple(sorted(child for s in splits for child in (2 * s.node + 1, 2 * s.node + 2)))
-
-
-def open_rows(
-    summed: NDArray[np.int64], nodes: tuple[int, ...], wanted: tuple[int, ...]
-) -> NDArray[np.int64]:
-    """The rows of ``summed`` (one per node of ``nodes``) for the grower's ``wanted`` nodes.
-
-    Raises
-    ------
-    ValueError
-        A wanted node is not among ``nodes``.
-    """
-    missing = sorted(set(wanted) - set(nodes))
-    if missing:
-        raise ValueError(f"the banks did not histogram nodes {missing}; they hold {list(nodes)}")
-    position = {node: index for index, node in enumerate(nodes)}
-    return summed[[position[node] for node in wanted]]
-
-
 def heap_leaf_values(tree: Tree) -> dict[int, float]:
     """The leaf values of ``tree`` by heap node number (root 0, children 2n+1 and 2n+2)."""
     leaves: dict[int, float] = {}
@@ -133,11 +109,16 @@ def heap_leaf_values(tree: Tree) -> dict[int, float]:
 
 
 def _orders(
-    run: BoostingRun, tree: int, depth: int, splits: LevelSplits, leaves: dict[int, float]
+    run: BoostingRun,
+    at: tuple[int, int],
+    nodes: tuple[int, ...],
+    splits: LevelSplits,
+    leaves: dict[int, float],
 ) -> LevelOrders:
     return LevelOrders(
-        tree=tree,
-        depth=depth,
+        tree=at[0],
+        depth=at[1],
+        nodes=nodes,
         n_trees=run.params.n_trees,
         max_depth=run.params.max_depth,
         base_margin=base_margin(run.base_score),
@@ -229,20 +210,20 @@ def _grow(
     depth, bins = 0, run.bins
     while not grower.finished:
         started = time.monotonic()
-        orders = _orders(run, tree, depth, splits, leaves if depth == 0 else {})
-        nodes = bank_open_nodes(orders.splits, depth)
-        summed = level_sum(orders, nodes)
+        nodes = grower.open_nodes
+        orders = _orders(run, (tree, depth), nodes, splits, leaves if depth == 0 else {})
+        summed = level_sum(orders)
         expected = (len(nodes), bins.n_features, bins.n_bins, HISTOGRAM_CHANNELS)
         if summed.shape != expected or summed.dtype != np.int64:
             raise ValueError(
                 f"the level sum is {summed.dtype}{summed.shape}; expected int64{expected}"
             )
-        splits = grower.grow_level(open_rows(summed, nodes, grower.open_nodes))
+        splits = grower.grow_level(summed)
         record = LevelRecord(
             tree=tree,
             depth=depth,
             nodes=nodes,
-            splits=_orders(run, tree, depth, splits, {}).splits,
+            splits=_orders(run, (tree, depth), nodes, splits, {}).splits,
             seconds=time.monotonic() - started,
         )
         run.levels.append(record)

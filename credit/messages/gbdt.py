@@ -5,20 +5,22 @@ One exchange per tree level (:mod:`participant.guard.gbdt_bank` has the bank's s
     coordinator                                          bank
     query  gbdt-level=GbdtLevelRequest(tree t, depth d,
            the splits of level d - 1 of tree t, or at
-           d = 0 the leaf values of tree t - 1)  ──────▶  apply the splits to its own rows'
+           d = 0 the leaf values of tree t - 1,
+           the nodes to histogram)               ──────▶  apply the splits to its own rows'
                                                           node assignment (or add the
                                                           finished tree to its margins),
                                                           gradients, histograms of the
-                                                          level's open nodes
+                                                          asked open nodes
                                                  ◀──────  gbdt-histograms arrays (int64,
                                                           in the clear), or the masked
                                                           histograms under secure aggregation
 
 Nodes are numbered as in a heap: the root is 0, the children of node ``i`` are
-``2 i + 1`` (left) and ``2 i + 2`` (right). The request names no nodes to histogram:
-the bank derives the open nodes from the splits it was sent (every open node of the
-previous level is split or becomes a leaf), so a coordinator cannot ask for an
-arbitrary set of rows.
+``2 i + 1`` (left) and ``2 i + 2`` (right). The bank derives the open nodes from the
+splits it was sent (every open node of the previous level is split or becomes a
+leaf); the request names which open nodes to histogram (one child per split: the
+coordinator derives the sibling as the parent's minus it), and the bank refuses any
+other node, so a coordinator cannot ask for an arbitrary set of rows.
 """
 
 from __future__ import annotations
@@ -65,6 +67,10 @@ class LevelOrders(BaseModel):
     ----------
     tree, depth : int
         The level asked for (both from 0).
+    nodes : tuple of int
+        The open nodes whose histograms the level asks for, in the order of the reply's
+        first axis: the root at depth 0; below it, any of the children of the previous
+        level's splits (the core asks for one child per split).
     n_trees, max_depth : int
         The run's announced ensemble: the bank plans its privacy budget on
         ``n_trees * max_depth`` levels and refuses more.
@@ -86,6 +92,7 @@ class LevelOrders(BaseModel):
 
     tree: int = Field(ge=0)
     depth: int = Field(ge=0)
+    nodes: tuple[Annotated[int, Field(ge=0, le=MAX_NODE)], ...] = Field(default=(0,), min_length=1)
     n_trees: int = Field(ge=1)
     max_depth: int = Field(ge=1)
     base_margin: float

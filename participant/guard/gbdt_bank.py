@@ -16,17 +16,21 @@ The bank, not the coordinator, decides what it answers (:class:`GbdtBank`):
   a tree moving on to the next only at its depth 0; a level asked twice, skipped or
   out of order is refused (and the ledger refuses a second release of one level even
   after a restart);
-* the rows: the request names no nodes. The bank derives the open nodes from the
-  splits it was sent (each must split an open node of the previous level on a feature
-  and bin that exist); the open nodes not split become leaves. At the next tree the
-  leaf values must cover exactly the finished tree's leaves;
+* the rows: the bank derives the open nodes from the splits it was sent (each must
+  split an open node of the previous level on a feature and bin that exist: the
+  children of the splits are the new open nodes, the open nodes not split become
+  leaves); the request may ask for the histograms of some of the open nodes only (the
+  core asks for one child per split and derives its sibling as the parent's minus
+  it), never of another set of rows. At the next tree the leaf values must cover
+  exactly the finished tree's leaves;
 * the tree's rows: with ``subsample < 1`` the bank samples its rows for each tree
   itself (Poisson, from a cryptographically secure source); every row still follows
   the splits, so the finished tree moves every row's margin. No privacy amplification
   is claimed for it: a level costs what a level over all rows costs;
 * small nodes: a node where the bank holds at least one and fewer than
-  ``min_node_rows`` rows is released as zeros (the default 0 releases every node:
-  federated training then equals central training exactly);
+  ``min_node_rows`` rows, or whose sibling does (parent minus child is the sibling),
+  is released as zeros (the default 0 releases every node: federated training then
+  equals central training exactly);
 * privacy: with a ledger, each level is charged as one ``gbdt-histogram`` event
   (:mod:`privacy.gbdt_histogram`) before anything is released, at a noise multiplier
   the bank calibrates once per run on its own budget for the announced
@@ -94,7 +98,7 @@ class GbdtPolicy(BaseModel):
 
 @dataclass(frozen=True)
 class LevelRelease:
-    """One level's answer: the open nodes (ascending) and their histograms.
+    """One level's answer: the nodes asked for (in the request's order) and their histograms.
 
     ``histograms`` is int64 ``(nodes, features, bins, 3)``; ``event`` the ledger event
     it was charged as (None: no privacy budget, no noise).
@@ -184,11 +188,12 @@ class GbdtBank:
         """
         ensemble = self._check_ensemble(orders)
         state = self._next_state(orders, ensemble)
+        asked = self._asked_nodes(state, orders.nodes)
         gradients = self._gradients
         if orders.depth == 0 or gradients is None:
             quantised = quantise_gradients(state.margins, self.labels)
             gradients = (quantised.gradients, quantised.hessians)
-        histograms = self._histograms(state, gradients)
+        histograms = self._histograms(state, gradients, asked)
         event = self._charge(orders, ensemble) if self.ledger is not None else None
         if event is not None and self._noise is not None:
             histograms = noisy_histogram(
@@ -201,7 +206,7 @@ class GbdtBank:
         return LevelRelease(
             tree=orders.tree,
             depth=orders.depth,
-            nodes=state.open_nodes,
+            nodes=asked,
             histograms=histograms,
             event=event,
         )
@@ -277,6 +282,17 @@ class GbdtBank:
             state.tree, depth, nodes, children, leaves, margins=state.margins, sampled=state.sampled
         )
 
+    def _asked_nodes(self, state: _TreeState, asked: tuple[int, ...]) -> tuple[int, ...]:
+        """``asked`` if it names open nodes only (the root at depth 0), each once."""
+        strangers = sorted(set(asked) - set(state.open_nodes))
+        if strangers or len(set(asked)) != len(asked) or not asked:
+            raise LevelRefused(
+                f"a level's histograms are of open nodes, each once: at (tree {state.tree}, "
+                f"depth {state.depth}) the open nodes are {list(state.open_nodes)}; the "
+                f"request asks for {list(asked)}"
+            )
+        return asked
+
     def _sample(self, orders: LevelOrders) -> NDArray[np.bool_] | None:
         """The tree's rows: each kept with chance ``subsample`` (None: every row).
 
@@ -310,14 +326,24 @@ class GbdtBank:
     # -- the release --------------------------------------------------------------
 
     def _histograms(
-        self, state: _TreeState, gradients: tuple[NDArray[np.int64], NDArray[np.int64]]
+        self,
+        state: _TreeState,
+        gradients: tuple[NDArray[np.int64], NDArray[np.int64]],
+        asked: tuple[int, ...],
     ) -> NDArray[np.int64]:
-        """The open nodes' histograms, nodes where the bank holds too few rows zeroed."""
+        """The asked nodes' histograms; zeros for a node where the bank holds too few rows.
+
+        A node is released as zeros when it, or its sibling, holds 1 to
+        ``min_node_rows - 1`` of the tree's rows: the coordinator knows the parent's
+        histogram, and the parent's minus one child's is the other child's.
+        """
         nodes = state.nodes if state.sampled is None else np.where(state.sampled, state.nodes, -1)
-        released = histograms(self.codes, *gradients, nodes, state.open_nodes, self.n_bins)
-        counts = released[:, 0, :, 2].sum(axis=1)  # every row is in one bin of feature 0
-        small = (counts > 0) & (counts < self.policy.min_node_rows)
-        released[small] = 0
+        released = histograms(self.codes, *gradients, nodes, asked, self.n_bins)
+        for position, node in enumerate(asked):
+            pair = (node,) if node == 0 else (node, node + 1 if node % 2 else node - 1)
+            counts = [int(np.count_nonzero(nodes == member)) for member in pair]
+            if any(0 < count < self.policy.min_node_rows for count in counts):
+                released[position] = 0
         return released
 
     def _charge(self, orders: LevelOrders, ensemble: tuple[int, int]) -> DpEvent:

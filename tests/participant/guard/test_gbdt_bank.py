@@ -42,6 +42,8 @@ def _orders(tree: int = 0, depth: int = 0, **changes: object) -> LevelOrders:
     fields: dict[str, object] = {
         "tree": tree, "depth": depth, "n_trees": 3, "max_depth": 2, "base_margin": MARGIN,
     }  # fmt: skip
+    if depth > 0:
+        fields["nodes"] = (1, 2)  # both children of the root split, unless changed
     fields.update(changes)
     return LevelOrders.model_validate(fields)
 
@@ -59,13 +61,16 @@ def _after_root_split() -> np.ndarray:
     return np.where(left, 1, 2).astype(np.int64)
 
 
-def test_a_level_is_the_bank_s_exact_histogram_of_the_open_nodes() -> None:
-    bank = _bank()
+def test_a_level_is_the_bank_s_exact_histogram_of_the_asked_open_nodes() -> None:
+    bank, other = _bank(), _bank()
 
     root = bank.level(_orders())
     children = bank.level(_orders(depth=1, splits=(ROOT_SPLIT,)))
+    other.level(_orders())
+    one_child = other.level(_orders(depth=1, splits=(ROOT_SPLIT,), nodes=(2,)))
 
-    assert root.nodes == (0,) and children.nodes == (1, 2)
+    assert root.nodes == (0,) and children.nodes == (1, 2) and one_child.nodes == (2,)
+    np.testing.assert_array_equal(one_child.histograms, children.histograms[1:])
     np.testing.assert_array_equal(root.histograms, _expected(np.zeros(ROWS, np.int64), (0,)))
     np.testing.assert_array_equal(children.histograms, _expected(_after_root_split(), (1, 2)))
     assert root.event is None
@@ -96,6 +101,10 @@ def test_a_level_is_the_bank_s_exact_histogram_of_the_open_nodes() -> None:
         ({"depth": 1, "splits": ()}, "no node of tree 0 is open at depth 1"),
         ({"tree": 1, "depth": 0, "leaves": {1: 0.1}}, r"must cover its leaves \[0\]"),
         ({"depth": 1, "splits": (ROOT_SPLIT,), "leaves": {0: 0.1}}, "leaf values come only"),
+        ({"depth": 1, "splits": (ROOT_SPLIT,), "nodes": (5,)}, r"asks for \[5\]"),
+        ({"depth": 1, "splits": (ROOT_SPLIT,), "nodes": (0,)}, r"open nodes are \[1, 2\]"),
+        ({"depth": 1, "splits": (ROOT_SPLIT,), "nodes": (1, 1)}, r"asks for \[1, 1\]"),
+        ({"tree": 1, "depth": 0, "leaves": {0: 0.1}, "nodes": (1,)}, r"asks for \[1\]"),
     ],
 )
 def test_a_forged_or_out_of_order_level_is_refused_and_changes_nothing(
@@ -142,8 +151,13 @@ def test_a_node_with_fewer_rows_than_the_policy_s_minimum_is_released_as_zeros()
     tiny = SplitOrder(node=0, feature=0, split_bin=1, default_left=False)  # a few rows left
 
     release = bank.level(_orders(depth=1, splits=(tiny,)))
+    bigger = _bank(GbdtPolicy(min_node_rows=ROWS // 2 + 1))
+    bigger.level(_orders())
+    only_the_larger_child = bigger.level(_orders(depth=1, splits=(tiny,), nodes=(2,)))
 
     assert not release.histograms.any()
+    # the parent minus the larger child would be the small one: both are withheld
+    assert not only_the_larger_child.histograms.any()
 
 
 def _ledger(tmp_path: Path, max_epsilon: float = 4.0) -> PrivacyLedger:
