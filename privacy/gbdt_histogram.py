@@ -55,6 +55,7 @@ __all__ = [
     "GRADIENT_BOUND",
     "HESSIAN_BOUND",
     "KIND",
+    "consistent_sum",
     "histogram_sensitivity",
     "is_histogram_sensitivity",
     "level_event",
@@ -160,3 +161,37 @@ def noisy_histogram(
     noise = np.rint(normals * deviation * units).astype(np.int64)
     noisy: NDArray[np.int64] = histogram + noise
     return noisy
+
+
+def consistent_sum(summed: NDArray[np.int64], regular_bins: NDArray[np.int64]) -> NDArray[np.int64]:
+    """Post-process a level's summed (noisy) histograms with what is known about them.
+
+    Two facts hold for the exact sum, whatever the rows: a cell beyond a feature's
+    regular bins (other than the missing bin, the last) is empty, and every feature's
+    bins add up to the same node totals (every row is in one bin of each feature).
+    This sets the impossible cells to zero and moves each feature's bins by the same
+    amount so that its totals are the mean of all features' totals (the least-squares
+    projection onto those constraints for noise of equal variance in every cell),
+    rounding to integers. On an exact sum it changes nothing; on a noisy one it cuts
+    the noise of the node totals by about sqrt(F), and costs no privacy
+    (post-processing).
+
+    Parameters
+    ----------
+    summed : ndarray of int64, shape (nodes, features, bins, 3)
+        The consortium's summed histograms, missing bin last.
+    regular_bins : ndarray of int64, shape (features,)
+        Each feature's regular bins.
+    """
+    features, bins = summed.shape[1:3]
+    valid = np.zeros((features, bins), dtype=np.bool_)
+    for feature, regular in enumerate(regular_bins):
+        valid[feature, : int(regular)] = True
+    valid[:, bins - 1] = True
+    values = np.where(valid[None, :, :, None], summed.astype(np.float64), 0.0)
+    totals = values.sum(axis=2, keepdims=True)  # (nodes, features, 1, channels)
+    deficit = totals.mean(axis=1, keepdims=True) - totals
+    cells = valid.sum(axis=1).astype(np.float64)[None, :, None, None]
+    adjusted = np.where(valid[None, :, :, None], values + deficit / cells, 0.0)
+    result: NDArray[np.int64] = np.rint(adjusted).astype(np.int64)
+    return result

@@ -7,7 +7,10 @@ For each tree, for each level (:mod:`credit.messages.gbdt` has the message)::
                          tree before)
     summed = level_sum(orders)          the banks' histograms of those nodes,
                                         summed (securely, or in the clear)
-    splits = grower.grow_level(summed)  the core's split choice (credit.gbdt)
+    splits = grower.grow_level(consistent_sum(summed))
+                                        the core's split choice (credit.gbdt) on
+                                        the sum made consistent (a no-op on an
+                                        exact sum; it cuts the noise of a DP one)
 
 and when the tree is finished its leaf values travel with the next tree's first
 orders. The coordinator holds what :class:`~credit.gbdt.TreeGrower` holds (the summed
@@ -46,6 +49,7 @@ from credit.gbdt import (
     sample_features,
 )
 from credit.messages.gbdt import LevelOrders, SplitOrder
+from privacy.gbdt_histogram import consistent_sum
 
 __all__ = [
     "BoostingRun",
@@ -218,7 +222,7 @@ def _grow(
             raise ValueError(
                 f"the level sum is {summed.dtype}{summed.shape}; expected int64{expected}"
             )
-        splits = grower.grow_level(summed)
+        splits = grower.grow_level(consistent_sum(summed, bins.regular_bins))
         record = LevelRecord(
             tree=tree,
             depth=depth,
