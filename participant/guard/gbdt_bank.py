@@ -124,6 +124,20 @@ class _TreeState:
     sampled: NDArray[np.bool_] | None = None  # the tree's rows (None: every row)
 
 
+def _bounded_gradients(
+    margins: NDArray[np.float64], labels: NDArray[np.int64]
+) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """The rows' quantised gradients and Hessians, held to the bounds the sensitivity
+    assumes (``|g| <= S``, ``0 <= h <= S/4``) whatever margins the coordinator's leaf
+    values made (the loss keeps them there for finite margins; the clip makes it
+    explicit)."""
+    with np.errstate(over="ignore"):  # exp of a huge margin: p is then exactly 0 or 1
+        quantised = quantise_gradients(margins, labels)
+    gradients = np.clip(quantised.gradients, -GRADIENT_SCALE, GRADIENT_SCALE)
+    hessians = np.clip(quantised.hessians, 0, GRADIENT_SCALE // 4)
+    return gradients, hessians
+
+
 class GbdtBank:
     """One bank's rows in a federated boosting run (module docstring).
 
@@ -142,7 +156,8 @@ class GbdtBank:
     ledger : PrivacyLedger, optional
         The bank's ledger: each level is charged and noised (None: no DP).
     noise : SecureGaussian, optional
-        The noise source (a fresh OS-keyed one if omitted; only used with a ledger).
+        The noise source (a fresh OS-keyed one if omitted; drawn from only with a
+        ledger).
     """
 
     def __init__(
@@ -166,7 +181,7 @@ class GbdtBank:
         self.run = run
         self.policy = policy or GbdtPolicy()
         self.ledger = ledger
-        self._noise = noise if noise is not None or ledger is None else SecureGaussian()
+        self._noise = noise or SecureGaussian()
         self._ensemble: tuple[int, int] | None = None  # announced (n_trees, max_depth)
         self._state: _TreeState | None = None
         self._gradients: tuple[NDArray[np.int64], NDArray[np.int64]] | None = None
@@ -184,18 +199,19 @@ class GbdtBank:
         LevelRefused
             The request is beyond the policy, out of order or forged; nothing changes.
         PrivacyBudgetExceeded
-            The ledger refuses the level; nothing changes.
+            The ledger refuses the level (past the budget or the plan); nothing changes.
+        privacy.errors.LedgerError
+            The ledger already holds this level's release (a restarted bank asked again).
         """
         ensemble = self._check_ensemble(orders)
         state = self._next_state(orders, ensemble)
         asked = self._asked_nodes(state, orders.nodes)
         gradients = self._gradients
         if orders.depth == 0 or gradients is None:
-            quantised = quantise_gradients(state.margins, self.labels)
-            gradients = (quantised.gradients, quantised.hessians)
+            gradients = _bounded_gradients(state.margins, self.labels)
         histograms = self._histograms(state, gradients, asked)
         event = self._charge(orders, ensemble) if self.ledger is not None else None
-        if event is not None and self._noise is not None:
+        if event is not None:
             histograms = noisy_histogram(
                 histograms,
                 scale=GRADIENT_SCALE,
@@ -257,7 +273,12 @@ class GbdtBank:
                     f"{sorted(leaves)}; got nodes {sorted(orders.leaves)}"
                 )
             values = np.array([orders.leaves[int(node)] for node in finished.nodes])
-            margins = state.margins + values
+            with np.errstate(over="ignore"):  # an overflow is refused just below
+                margins = state.margins + values
+            if not np.all(np.isfinite(margins)):
+                raise LevelRefused(
+                    f"the leaf values of tree {state.tree} take margins past the finite range"
+                )
             nodes = np.zeros(self.rows, dtype=np.int64)
             sampled = self._sample(orders)
             return _TreeState(orders.tree, 0, nodes, (0,), margins=margins, sampled=sampled)

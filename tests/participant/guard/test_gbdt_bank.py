@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from credit.gbdt import base_margin, histograms, quantise_gradients
+from credit.gbdt import GRADIENT_SCALE, base_margin, histograms, quantise_gradients
 from credit.messages.gbdt import LevelOrders, SplitOrder
 from participant.guard.gbdt_bank import GbdtBank, GbdtPolicy, LevelRefused
 from privacy.budget import PrivacyBudget
@@ -143,6 +143,21 @@ def test_a_tree_ends_with_its_leaf_values_added_to_the_margins() -> None:
         codes, quantised.gradients, quantised.hessians, np.zeros(ROWS, np.int64), (0,), BINS
     )
     np.testing.assert_array_equal(second.histograms, expected)
+
+
+def test_extreme_leaf_values_keep_every_row_within_the_gradient_bounds() -> None:
+    """Huge leaves saturate the gradients (still bounded); leaves that would make the
+    margins infinite (and the gradients undefined) are refused."""
+    bank = _bank()
+    bank.level(_orders())
+
+    saturated = bank.level(_orders(tree=1, leaves={0: -1.7e308}))
+
+    _, labels = _data()
+    assert saturated.histograms[0, 0, :, 0].sum() == -labels.sum() * GRADIENT_SCALE  # p = 0
+    assert saturated.histograms[..., 1].sum() == 0
+    with pytest.raises(LevelRefused, match="past the finite range"):
+        bank.level(_orders(tree=2, leaves={0: -1.7e308}))
 
 
 def test_a_node_with_fewer_rows_than_the_policy_s_minimum_is_released_as_zeros() -> None:
