@@ -32,8 +32,8 @@ The bank, not the coordinator, decides what it answers (:class:`GbdtBank`):
   is released as zeros (the default 0 releases every node: federated training then
   equals central training exactly);
 * privacy: with a ledger, each level is charged as one ``gbdt-histogram`` event
-  (:mod:`privacy.gbdt_histogram`) before anything is released, at a noise multiplier
-  the bank calibrates once per run on its own budget for the announced
+  before anything is released (:mod:`participant.guard.gbdt_budget`), at a noise
+  multiplier the bank calibrates once per run on its own budget for the announced
   ``n_trees * max_depth`` levels; the ledger refuses more levels than that plan, and
   a level past the budget. A refused request leaves the bank's state unchanged.
 
@@ -62,10 +62,10 @@ from credit.gbdt import (
     quantise_gradients,
 )
 from credit.messages.gbdt import LevelOrders, SplitOrder
-from privacy.accounting import DpEvent, calibrate_noise_multiplier, epsilon_by_rows
-from privacy.errors import PrivacyBudgetExceeded
-from privacy.gbdt_histogram import level_event, noisy_histogram
-from privacy.ledger import PrivacyLedger, RunPlan
+from participant.guard.gbdt_budget import BoostingLevel, charge_level
+from privacy.accounting import DpEvent
+from privacy.gbdt_histogram import noisy_histogram
+from privacy.ledger import PrivacyLedger
 from privacy.noise import SecureGaussian, SecureRandom
 
 __all__ = ["GbdtBank", "GbdtPolicy", "LevelRefused", "LevelRelease"]
@@ -368,61 +368,16 @@ class GbdtBank:
         return released
 
     def _charge(self, orders: LevelOrders, ensemble: tuple[int, int]) -> DpEvent:
-        """Charge the level to the ledger (planning the run at its first level)."""
-        ledger = self.ledger
-        if ledger is None:
+        """Charge the level to the bank's ledger (:func:`charge_level`)."""
+        if self.ledger is None:
             raise RuntimeError("no ledger to charge")
-        levels = ensemble[0] * ensemble[1]
-        plan = ledger.plan_for(self.run, "gbdt")
-        new_plan = None
-        if plan is None:
-            plan = new_plan = self._plan(ledger, levels)
-        level = orders.tree * ensemble[1] + orders.depth + 1
-        event = level_event(
+        level = BoostingLevel(
             run=self.run,
-            level=level,
-            noise_multiplier=plan.noise_multiplier,
+            tree=orders.tree,
+            depth=orders.depth,
+            n_trees=ensemble[0],
+            max_depth=ensemble[1],
             features=int(self.codes.shape[1]),
-        )
-        ledger.charge(event, plan=new_plan, at_most=plan.planned_rounds)
-        return event
-
-    def _plan(self, ledger: PrivacyLedger, levels: int) -> RunPlan:
-        """The run's noise: ``levels`` releases on the training rows' remaining budget."""
-        try:
-            noise_multiplier = calibrate_noise_multiplier(
-                spent=ledger.events,
-                planned_rounds=levels,
-                sample_rate=1.0,
-                steps_per_round=1,
-                max_epsilon=ledger.budget.max_epsilon,
-                delta=ledger.delta,
-                rows="train",
-            )
-        except ValueError as exc:
-            spent = epsilon_by_rows(ledger.events, ledger.delta)["train"]
-            raise PrivacyBudgetExceeded(
-                bank=ledger.bank,
-                spent=spent,
-                requested=float("inf"),
-                maximum=ledger.budget.max_epsilon,
-                server_round=0,
-                detail=f"no noise lets {levels} boosting levels fit the remaining budget",
-            ) from exc
-        return RunPlan(
-            run=self.run,
-            kind="gbdt",
-            noise_multiplier=noise_multiplier,
-            sample_rate=1.0,
-            steps_per_round=1,
-            planned_rounds=levels,
-            max_grad_norm=level_event(
-                run=self.run,
-                level=1,
-                noise_multiplier=noise_multiplier,
-                features=int(self.codes.shape[1]),
-            ).max_grad_norm,
             n_train=self.rows,
-            batch_size=0,
-            local_epochs=0,
         )
+        return charge_level(self.ledger, level)
