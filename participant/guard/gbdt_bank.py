@@ -45,7 +45,7 @@ coordinator sends.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
@@ -63,6 +63,13 @@ from credit.gbdt import (
 )
 from credit.messages.gbdt import LevelOrders, SplitOrder
 from participant.guard.gbdt_budget import BoostingLevel, charge_level
+from participant.guard.gbdt_state import (
+    BankState,
+    TreeState,
+    rows_digest,
+    state_from_bytes,
+    state_to_bytes,
+)
 from privacy.accounting import DpEvent
 from privacy.gbdt_histogram import noisy_histogram
 from privacy.ledger import PrivacyLedger
@@ -109,19 +116,6 @@ class LevelRelease:
     nodes: tuple[int, ...]
     histograms: NDArray[np.int64]
     event: DpEvent | None = None
-
-
-@dataclass
-class _TreeState:
-    """A bank's rows in the tree being grown (committed only once a level is answered)."""
-
-    tree: int
-    depth: int
-    nodes: NDArray[np.int64]  # each row's node
-    open_nodes: tuple[int, ...]
-    leaves: frozenset[int] = frozenset()
-    margins: NDArray[np.float64] = field(default_factory=lambda: np.zeros(0))
-    sampled: NDArray[np.bool_] | None = None  # the tree's rows (None: every row)
 
 
 def _bounded_gradients(
@@ -183,13 +177,40 @@ class GbdtBank:
         self.ledger = ledger
         self._noise = noise or SecureGaussian()
         self._ensemble: tuple[int, int] | None = None  # announced (n_trees, max_depth)
-        self._state: _TreeState | None = None
+        self._state: TreeState | None = None
         self._gradients: tuple[NDArray[np.int64], NDArray[np.int64]] | None = None
 
     @property
     def rows(self) -> int:
         """The bank's training rows."""
         return int(self.codes.shape[0])
+
+    def state_bytes(self) -> bytes | None:
+        """What the bank keeps between levels, as bytes (None: no level answered yet)."""
+        if self._ensemble is None or self._state is None or self._gradients is None:
+            return None
+        kept = BankState(
+            ensemble=self._ensemble,
+            tree=self._state,
+            gradients=self._gradients[0],
+            hessians=self._gradients[1],
+            rows=rows_digest(self.codes, self.labels),
+        )
+        return state_to_bytes(kept)
+
+    def restore(self, data: bytes) -> None:
+        """Take up the state :meth:`state_bytes` wrote (a new process, the same rows).
+
+        Raises
+        ------
+        ValueError
+            Not a state's bytes, or the state of other rows.
+        """
+        kept = state_from_bytes(data)
+        if kept.rows != rows_digest(self.codes, self.labels):
+            raise ValueError("the boosting state is of other rows than this bank's")
+        self._ensemble, self._state = kept.ensemble, kept.tree
+        self._gradients = (kept.gradients, kept.hessians)
 
     def level(self, orders: LevelOrders) -> LevelRelease:
         """The histograms of ``orders``' level, after applying its splits (or leaves).
@@ -248,7 +269,7 @@ class GbdtBank:
             )
         return announced
 
-    def _next_state(self, orders: LevelOrders, ensemble: tuple[int, int]) -> _TreeState:
+    def _next_state(self, orders: LevelOrders, ensemble: tuple[int, int]) -> TreeState:
         """The rows' state at ``orders``' level (checked; not yet committed)."""
         state, asked = self._state, (orders.tree, orders.depth)
         if state is None:
@@ -256,7 +277,7 @@ class GbdtBank:
                 raise LevelRefused(f"a run starts at (tree 0, depth 0) with no splits; got {asked}")
             margins = np.full(self.rows, orders.base_margin, dtype=np.float64)
             nodes = np.zeros(self.rows, dtype=np.int64)
-            return _TreeState(0, 0, nodes, (0,), margins=margins, sampled=self._sample(orders))
+            return TreeState(0, 0, nodes, (0,), margins=margins, sampled=self._sample(orders))
         if asked == (state.tree, state.depth + 1):
             if orders.leaves:
                 raise LevelRefused("leaf values come only at depth 0 of the next tree")
@@ -281,16 +302,14 @@ class GbdtBank:
                 )
             nodes = np.zeros(self.rows, dtype=np.int64)
             sampled = self._sample(orders)
-            return _TreeState(orders.tree, 0, nodes, (0,), margins=margins, sampled=sampled)
+            return TreeState(orders.tree, 0, nodes, (0,), margins=margins, sampled=sampled)
         raise LevelRefused(
             f"after (tree {state.tree}, depth {state.depth}) the bank answers (tree "
             f"{state.tree}, depth {state.depth + 1}) or (tree {state.tree + 1}, depth 0); "
             f"got {asked}"
         )
 
-    def _split(
-        self, state: _TreeState, orders: tuple[SplitOrder, ...], *, depth: int
-    ) -> _TreeState:
+    def _split(self, state: TreeState, orders: tuple[SplitOrder, ...], *, depth: int) -> TreeState:
         """``state`` after the splits of its open nodes; unsplit open nodes become leaves."""
         splits = tuple(self._checked_split(state, order) for order in orders)
         split_nodes = frozenset(split.node for split in splits)
@@ -299,11 +318,11 @@ class GbdtBank:
         nodes = apply_splits(self.codes, state.nodes, LevelSplits(splits), self.n_bins - 1)
         children = tuple(sorted(child for n in split_nodes for child in (2 * n + 1, 2 * n + 2)))
         leaves = state.leaves | (frozenset(state.open_nodes) - split_nodes)
-        return _TreeState(
+        return TreeState(
             state.tree, depth, nodes, children, leaves, margins=state.margins, sampled=state.sampled
         )
 
-    def _asked_nodes(self, state: _TreeState, asked: tuple[int, ...]) -> tuple[int, ...]:
+    def _asked_nodes(self, state: TreeState, asked: tuple[int, ...]) -> tuple[int, ...]:
         """``asked`` if it names open nodes only (the root at depth 0), each once."""
         strangers = sorted(set(asked) - set(state.open_nodes))
         if strangers or len(set(asked)) != len(asked) or not asked:
@@ -324,7 +343,7 @@ class GbdtBank:
             return None
         return SecureRandom().poisson_mask(self.rows, orders.subsample)
 
-    def _checked_split(self, state: _TreeState, order: SplitOrder) -> NodeSplit:
+    def _checked_split(self, state: TreeState, order: SplitOrder) -> NodeSplit:
         """``order`` as a split, if it splits an open node on a feature and bin that exist."""
         if order.node not in state.open_nodes:
             raise LevelRefused(
@@ -348,7 +367,7 @@ class GbdtBank:
 
     def _histograms(
         self,
-        state: _TreeState,
+        state: TreeState,
         gradients: tuple[NDArray[np.int64], NDArray[np.int64]],
         asked: tuple[int, ...],
     ) -> NDArray[np.int64]:

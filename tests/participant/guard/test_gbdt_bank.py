@@ -236,3 +236,36 @@ def test_with_subsampling_the_bank_histograms_only_the_rows_it_drew_for_the_tree
     assert int(children.histograms[:, 0, :, 2].sum()) == drawn
     full = _expected(np.zeros(ROWS, np.int64), (0,))
     assert np.all(np.abs(root.histograms[..., 2]) <= full[..., 2])
+
+
+@pytest.mark.parametrize("subsample", [1.0, 0.5])
+def test_the_bank_s_state_survives_its_bytes_between_messages(subsample: float) -> None:
+    bank = _bank()
+    bank.level(_orders(subsample=subsample, max_depth=3))
+    bank.level(_orders(depth=1, splits=(ROOT_SPLIT,), subsample=subsample, max_depth=3))
+    data = bank.state_bytes()
+    assert data is not None and _bank().state_bytes() is None
+
+    restored = _bank()
+    restored.restore(data)
+
+    split = SplitOrder(node=1, feature=0, split_bin=2, default_left=False)
+    deeper = _orders(depth=2, splits=(split,), nodes=(3, 4), max_depth=3, subsample=subsample)
+    expected = bank.level(deeper).histograms  # the tree's sample and nodes, carried over
+    np.testing.assert_array_equal(restored.level(deeper).histograms, expected)
+    with pytest.raises(LevelRefused, match=r"got \(0, 2\)"):
+        restored.level(deeper)  # the order came back with the state
+
+
+def test_state_of_other_rows_or_other_bytes_is_refused() -> None:
+    bank = _bank()
+    bank.level(_orders())
+    data = bank.state_bytes()
+    assert data is not None
+    codes, labels = _data()
+    other = GbdtBank(codes=codes, labels=1 - labels, n_bins=BINS, run="boost-1")
+
+    with pytest.raises(ValueError, match="of other rows than this bank's"):
+        other.restore(data)
+    with pytest.raises(ValueError, match="not a bank's boosting state"):
+        _bank().restore(b"not an npz file")
