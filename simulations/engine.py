@@ -175,7 +175,11 @@ def plan_simulation(
     _check_fold_fraction(config, fold)
     partition = partition or PartitionSettings()
     data = partition_data(
-        partition, n_banks=n_banks, schema_file=config.schema_file, seed=config.seed
+        partition,
+        n_banks=n_banks,
+        schema_file=config.schema_file,
+        seed=config.seed,
+        holdouts=_hold_out_rules(config, fold),
     )
     _check_fold_count(fold, {part.name: int(part.rows.size) for part in data.partitions})
     config = _with_coordinator_key(_fitted_to(config, len(data.partitions)))
@@ -191,6 +195,22 @@ def plan_simulation(
     )
     _record(plan)
     return plan
+
+
+def _hold_out_rules(config: RunConfig, fold: Fold | None) -> list[HoldOut]:
+    """The hold-out rules a partition must suit: the run's, or with ``fold`` every fold's.
+
+    Every fold's, so that each fold of a cross-validation splits the data into the
+    same banks (a Dirichlet split is redrawn until every bank suits every rule).
+    """
+    if fold is None:
+        return [HoldOut.for_simulation(fraction=config.test_fraction, seed=config.seed)]
+    return [
+        HoldOut.for_simulation(
+            fraction=fold.fraction, seed=config.seed, fold=Fold(index=index, count=fold.count)
+        )
+        for index in range(fold.count)
+    ]
 
 
 def plan_bank_files(
