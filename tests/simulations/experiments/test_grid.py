@@ -72,7 +72,8 @@ def test_hash_ignores_key_order_spelling_and_number_form(
 def test_hash_is_stable_across_invocations(space: OptionSpace) -> None:
     """Pinned: a run's folder name must not change between fedcredit versions by accident."""
     grid = load_grid(EXAMPLES / "smoke.toml", space)
-    assert [run.hash for run in grid.runs] == ["0d36e445652d", "5c5bf7222f69"]
+    # Changed by adding --classes-per-bank and --size-skew (every default is hashed).
+    assert [run.hash for run in grid.runs] == ["87a652b3ab43", "570b5e01534c"]
 
 
 def test_run_arguments_are_simulate_flags(tmp_path: Path, space: OptionSpace) -> None:
@@ -124,7 +125,8 @@ def test_bundles_vary_options_together(space: OptionSpace) -> None:
         ("[fixed]\nseed = 1\n[vary]\nseed = [1, 2]\n", "sets 'seed', also set elsewhere"),
         (
             "[vary]\npartition = ['iid', 'by-bank']\n",
-            "[vary] 'partition': Input should be 'iid', 'dirichlet' or 'column'; got 'by-bank'",
+            "[vary] 'partition': Input should be 'iid', 'dirichlet', 'column', 'natural-id', "
+            "'pathological' or 'size'; got 'by-bank'",
         ),
         ("[fixed]\nrounds = 0\n", "[fixed] 'rounds': Input should be greater than or equal to 1"),
         ("[fixed]\nbanks = 2.5\n", "[fixed] 'banks': Input should be a valid integer"),
