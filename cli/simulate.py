@@ -54,7 +54,7 @@ BankData = Annotated[
     typer.Option(
         help="One bank's own CSV (plain or gzip), read in place and named after the file "
         "(bank-a.csv.gz: bank-a); repeat once per bank. Instead of --data, --partition, "
-        "--banks, --alpha, --partition-column.",
+        "--banks, --alpha, --partition-column, --classes-per-bank, --size-skew.",
     ),
 ]
 Banks = Annotated[
