@@ -218,8 +218,7 @@ def _check(
     if small is not None:
         raise ConfigError(
             f"bank '{small.name}' would get {small.rows.size} rows, fewer than the "
-            f"schema's minimum of {requirement.min_rows}; "
-            + ("use fewer banks" if scheme is PartitionScheme.IID else remedy),
+            f"schema's minimum of {requirement.min_rows}; {remedy}",
             source=flag,
         )
     problem = requirement.class_problem(partitions)
