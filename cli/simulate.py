@@ -55,14 +55,42 @@ BankData = Annotated[
     typer.Option(
         help="One bank's own CSV (plain or gzip), read in place and named after the file "
         "(bank-a.csv.gz: bank-a); repeat once per bank. Instead of --data, --partition, "
-        "--banks, --alpha, --partition-column.",
+        "--banks, --alpha, --partition-column, --classes-per-bank, --size-skew.",
     ),
 ]
-Banks = Annotated[int, typer.Option(min=1, help="Number of simulated banks (iid and dirichlet).")]
-Partitioning = Annotated[PartitionScheme, typer.Option(help="How rows are split into banks.")]
+Banks = Annotated[
+    int,
+    typer.Option(min=1, help="Number of simulated banks (iid, dirichlet, pathological and size)."),
+]
+Partitioning = Annotated[
+    PartitionScheme,
+    typer.Option(
+        help="How rows are split into banks: iid; dirichlet (label skew, --alpha); column "
+        "(one bank per value of --partition-column, values under 2 % of rows merged into "
+        "'other'); natural-id (one bank per value, none merged); pathological (each bank "
+        "holds --classes-per-bank values of --partition-column); size (bank i of N holds "
+        "rows in proportion to i^--size-skew). Every bank needs both classes in its "
+        "training and held-out rows."
+    ),
+]
 Alpha = Annotated[float, typer.Option(help="Dirichlet concentration (smaller = more skewed).")]
 PartitionColumn = Annotated[
-    str, typer.Option(help="Column for --partition column: one bank per value.")
+    str,
+    typer.Option(help="Column for --partition column, natural-id and pathological."),
+]
+ClassesPerBank = Annotated[
+    int,
+    typer.Option(
+        help="--partition pathological: how many values of --partition-column each bank "
+        "holds (>= 1; rare values merged into 'other' as with column).",
+    ),
+]
+SizeSkew = Annotated[
+    float,
+    typer.Option(
+        help="--partition size: bank i of N holds rows in proportion to i^S, S in [0, 10] "
+        "(0: equal sizes, 1: linear, 2: square).",
+    ),
 ]
 Rounds = Annotated[int, typer.Option(min=1, help="Federated rounds.")]
 Model = Annotated[ModelKind, typer.Option(help="Model family.")]
@@ -225,6 +253,8 @@ _SPLIT_FLAGS = {
     "banks": "--banks",
     "alpha": "--alpha",
     "partition_column": "--partition-column",
+    "classes_per_bank": "--classes-per-bank",
+    "size_skew": "--size-skew",
 }
 """The flags that split one data set into banks: ``--bank-data`` takes their place."""
 _GIVEN = (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT, ParameterSource.PROMPT)
@@ -247,6 +277,8 @@ def simulate(
     partition: Partitioning = PartitionScheme.IID,
     alpha: Alpha = 0.5,
     partition_column: PartitionColumn = "EDUCATION",
+    classes_per_bank: ClassesPerBank = 2,
+    size_skew: SizeSkew = 1.0,
     rounds: Rounds = 10,
     model: Model = ModelKind.LOGREG,
     encoding: Encoding = EncodingKind.BINNED,
@@ -327,7 +359,11 @@ def simulate(
             },
         )
         banks_from: PartitionSettings | list[Path] = bank_data or _partition_settings(
-            data, partition, alpha, partition_column
+            data,
+            partition,
+            alpha,
+            partition_column,
+            {"classes_per_bank": classes_per_bank, "size_skew": size_skew},
         )
         budgets_of_banks = _budget_policy(epsilon, delta, budgets)
         cluster = _ray_cluster(ray_address, cpus)
@@ -399,16 +435,27 @@ def _refuse_split_flags(ctx: typer.Context) -> None:
 
 
 def _partition_settings(
-    data: Path | None, partition: PartitionScheme, alpha: float, partition_column: str
+    data: Path | None,
+    partition: PartitionScheme,
+    alpha: float,
+    partition_column: str,
+    scheme_options: dict[str, int | float],
 ) -> PartitionSettings:
-    """How the data set is split into banks, from the flags."""
+    """How the data set is split into banks, from the flags (``scheme_options``: the
+    new schemes' ``classes_per_bank`` and ``size_skew``)."""
     fields = {
         "data": str(data or ""),
         "partition": partition,
         "alpha": alpha,
         "partition_column": partition_column,
+        **scheme_options,
     }
-    spelled = {"alpha": "--alpha", "partition_column": "--partition-column"}
+    spelled = {
+        "alpha": "--alpha",
+        "partition_column": "--partition-column",
+        "classes_per_bank": "--classes-per-bank",
+        "size_skew": "--size-skew",
+    }
     return validate_fields(PartitionSettings, fields, source=SOURCE, spelled=spelled)
 
 

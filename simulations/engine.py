@@ -46,12 +46,14 @@ from credit.loading import load_bank_csv
 from credit.run_config import RunConfig
 from credit.schema import load_schema
 from deploy.flower_env import set_offline_defaults
+from participant.guard.bank import held_out_rows
 from participant.guard.in_process import InProcessLink, guard_for
 from participant.guard.sessions import ContextSessions
 from participant.guard.settings import Fold, GuardSettings, HoldOut, SecAggPolicy
 from participant.relay.client_app import make_relay_app
 from privacy.secagg.members import Member, MemberList, member_name
 from privacy.secagg.protocol import MIN_ROSTER
+from simulations.bank_requirement import BankRequirement
 from simulations.budgets import BudgetPolicy
 from simulations.dropouts import dropout_mod
 from simulations.partition import Partition, PartitionedData, partition_data
@@ -169,16 +171,22 @@ def plan_simulation(
     credit.errors.SchemaError
         The data file breaks the schema (names file, column and row).
     credit.errors.ConfigError
-        The partition settings cannot be met, or a bank has fewer rows than ``fold``
-        has folds.
+        The partition settings cannot be met (a bank short of rows, or of either class
+        in its training or held-out rows), or a bank has fewer rows than ``fold`` has
+        folds, or a fold leaves a bank without a class on one side.
     """
     _check_dropout_rate(dropout_rate)
     _check_fold_fraction(config, fold)
     partition = partition or PartitionSettings()
     data = partition_data(
-        partition, n_banks=n_banks, schema_file=config.schema_file, seed=config.seed
+        partition,
+        n_banks=n_banks,
+        schema_file=config.schema_file,
+        seed=config.seed,
+        holdouts=[] if fold else [_run_hold_out(config)],
     )
     _check_fold_count(fold, {part.name: int(part.rows.size) for part in data.partitions})
+    _check_fold_classes(data, config.seed, fold)
     config = _with_coordinator_key(_fitted_to(config, len(data.partitions)))
     if budgets is not None:
         budgets.check_banks([p.name for p in data.partitions], source=budget_source)
@@ -319,6 +327,39 @@ def _check_fold_count(fold: Fold | None, rows: dict[str, int]) -> None:
             f"{fold.count} folds need at least {fold.count} rows at every bank; bank "
             f"'{name}' has {fewest}: {fewer}",
             source="--folds",
+        )
+
+
+def _run_hold_out(config: RunConfig) -> HoldOut:
+    """The hold-out every simulated bank of a run without folds applies (its split)."""
+    return HoldOut.for_simulation(fraction=config.test_fraction, seed=config.seed)
+
+
+def _check_fold_classes(data: PartitionedData, seed: int, fold: Fold | None) -> None:
+    """Every fold must leave every bank both classes in its training and held-out rows.
+
+    The partition itself only asks for both classes somewhere in each bank, so that
+    every fold of a cross-validation splits the data into the same banks.
+    """
+    if fold is None:
+        return
+    schema = load_schema(data.schema_path)
+    rules = [
+        HoldOut.for_simulation(
+            fraction=fold.fraction, seed=seed, fold=Fold(index=index, count=fold.count)
+        )
+        for index in range(fold.count)
+    ]
+    requirement = BankRequirement(
+        labels=data.frame[schema.target].to_numpy(),
+        target=schema.target,
+        min_rows=schema.min_rows,
+        held_out=[held_out_rows(data.frame, schema, rule) for rule in rules],
+    )
+    problem = requirement.class_problem(data.partitions)
+    if problem is not None:
+        raise ConfigError(
+            f"{problem} in one of the {fold.count} folds; use fewer --folds", source="--folds"
         )
 
 
