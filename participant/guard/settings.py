@@ -28,7 +28,6 @@ from pydantic import (
 from credit.errors import ConfigError
 from participant.guard.bank import BankSource
 from privacy.budget import PrivacyBudget
-from privacy.secagg.members import MemberList
 from privacy.secagg.graph import (
     DEFAULT_CORRECTNESS_BITS,
     DEFAULT_CORRUPTION_RATE,
@@ -39,6 +38,7 @@ from privacy.secagg.graph import (
     GraphPlan,
     plan_graph,
 )
+from privacy.secagg.members import MemberList
 from privacy.secagg.protocol import DEFAULT_THRESHOLD_FRACTION, MIN_ROSTER, default_threshold
 
 __all__ = [

@@ -144,8 +144,7 @@ class SecAggCost:
             key_agreements=self.key_agreements + other.key_agreements,
             shares=self.shares + other.shares,
             mask_expansions=self.mask_expansions + other.mask_expansions,
-            signature_verifications=self.signature_verifications
-            + other.signature_verifications,
+            signature_verifications=self.signature_verifications + other.signature_verifications,
             reconstructions=self.reconstructions + other.reconstructions,
         )
 

@@ -225,6 +225,26 @@ class RoundAggregator:
         self.stage = CoordinatorStage.REVEALS
         return self._request
 
+    def request_for(self, participant: int) -> UnmaskRequest:
+        """The unmask request of one survivor: the round's survivor set, the dropouts it
+        holds shares of, and the signatures of its holders' holders (all it checks).
+
+        On the complete graph this is the whole request.
+        """
+        if self._request is None:
+            raise StageError("coordinator", self.server_round, "consistency closed", "none")
+        holders = self.graph.holders(participant)
+        nearby = set().union(*(self.graph.holders(owner) for owner in holders))
+        return UnmaskRequest(
+            survivors=self._request.survivors,
+            dropped=self._request.dropped & holders,
+            signatures={
+                node: signature
+                for node, signature in self._request.signatures.items()
+                if node in nearby
+            },
+        )
+
     def add_reveal(self, participant: int, shares: Mapping[int, bytes]) -> None:
         """Accept one survivor's revealed shares."""
         self._expect(CoordinatorStage.REVEALS)

@@ -160,8 +160,7 @@ class CommunicationGraph:
         members = sorted(set(ids))
         if len(members) != plan.banks or len(ids) != plan.banks:
             raise ValueError(
-                f"the plan is for {plan.banks} banks; got {len(ids)} ids "
-                f"({len(members)} distinct)"
+                f"the plan is for {plan.banks} banks; got {len(ids)} ids ({len(members)} distinct)"
             )
         if plan.kind is GraphKind.COMPLETE:
             everyone = frozenset(members)

@@ -132,6 +132,7 @@ class _RoundSecrets:
     roster: dict[int, RosterEntry]
     plan: GraphPlan
     run: int
+    me: int
     mask_publics: dict[int, bytes] = field(default_factory=dict)
     shares: dict[int, bytes] = field(default_factory=dict)  # owner -> opened share bytes
     survivors: frozenset[int] | None = None  # the U2 this participant signed
@@ -281,6 +282,7 @@ class Participant:
             roster=dict(roster),
             plan=plan,
             run=self.run,
+            me=self.me,
         )
         sealed = self._sealed_shares(server_round, secrets)
         mask_public = public_bytes(mask_private)
@@ -409,7 +411,9 @@ class Participant:
             for sender, sealed in forward.sealed.items()
         }
         secrets.charge(
-            key_agreements=len(members), shares=2 * len(members), signature_verifications=len(members)
+            key_agreements=len(members),
+            shares=2 * len(members),
+            signature_verifications=len(members),
         )
         secrets.mask_publics = dict(forward.mask_publics)
         secrets.shares = opened
@@ -645,9 +649,13 @@ def _unmask_problem(secrets: _RoundSecrets, request: UnmaskRequest) -> str | Non
         )
     if request.survivors != secrets.survivors:
         return "the request's survivor set is not the one this participant signed"
-    known = set(secrets.roster) - request.survivors
-    near = request.dropped & set(secrets.shares)
-    outside = (request.dropped - known) | (near - (set(secrets.mask_publics) - request.survivors))
+    strangers = request.dropped - secrets.graph.holders(secrets.me)
+    if strangers:
+        return (
+            f"dropouts {sorted(strangers)} are not neighbours of this participant: it holds "
+            "no share of theirs and answers no request naming them"
+        )
+    outside = request.dropped - (set(secrets.mask_publics) - request.survivors)
     if outside:
         return f"dropouts {sorted(outside)} are not members of U1 outside the survivor set"
     for owner in sorted(request.survivors | request.dropped):
@@ -671,8 +679,14 @@ def _secrets_to_json(s: _RoundSecrets) -> dict[str, object]:
             for k, e in s.roster.items()
         },
         "run": s.run,
-        "plan": [s.plan.kind.value, s.plan.banks, s.plan.degree, s.plan.threshold,
-                 s.plan.min_survivors],
+        "me": s.me,
+        "plan": [
+            s.plan.kind.value,
+            s.plan.banks,
+            s.plan.degree,
+            s.plan.threshold,
+            s.plan.min_survivors,
+        ],
         "cost": [
             s.cost.key_agreements,
             s.cost.shares,
@@ -702,6 +716,7 @@ def _secrets_from_json(s: dict[str, object]) -> _RoundSecrets:
         roster=roster,
         plan=GraphPlan(GraphKind(str(plan[0])), *(int(x) for x in plan[1:])),
         run=int(str(raw["run"])),
+        me=int(str(raw["me"])),
         cost=SecAggCost(*(int(x) for x in _list(raw["cost"]))),
         mask_publics={int(k): _unb64(v) for k, v in _mapping(raw["mask_publics"]).items()},
         shares={int(k): _unb64(v) for k, v in _mapping(raw["shares"]).items()},

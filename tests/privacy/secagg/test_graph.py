@@ -56,7 +56,9 @@ def test_parameters_reproduce_the_authors_values(
 
 def _log_hypergeom_tail_above(total: int, marked: int, draws: int, c: int) -> float:
     """log P[X > c] by exact integer sums (math.comb), independent of the module's code."""
-    tail = sum(math.comb(marked, x) * math.comb(total - marked, draws - x) for x in range(c + 1, draws + 1))
+    tail = sum(
+        math.comb(marked, x) * math.comb(total - marked, draws - x) for x in range(c + 1, draws + 1)
+    )
     return math.log(tail) - math.log(math.comb(total, draws)) if tail else -math.inf
 
 
@@ -112,7 +114,8 @@ def test_degree_grows_like_log_n() -> None:
 
 def test_auto_picks_the_sparse_graph_above_the_constant_only() -> None:
     at, above = (
-        plan_graph(n, choice=GraphChoice.AUTO, complete_threshold=n) for n in (SPARSE_ABOVE, SPARSE_ABOVE + 1)
+        plan_graph(n, choice=GraphChoice.AUTO, complete_threshold=n)
+        for n in (SPARSE_ABOVE, SPARSE_ABOVE + 1)
     )
     assert at.kind is GraphKind.COMPLETE and at.degree == SPARSE_ABOVE - 1
     assert above.kind is GraphKind.SPARSE and above.degree < SPARSE_ABOVE / 2
@@ -128,7 +131,11 @@ def test_auto_picks_the_sparse_graph_above_the_constant_only() -> None:
         )
     # auto falls back to the complete graph (the stronger guarantee), never fails
     high = plan_graph(
-        200, choice=GraphChoice.AUTO, complete_threshold=134, corruption_rate=0.45, dropout_rate=0.45
+        200,
+        choice=GraphChoice.AUTO,
+        complete_threshold=134,
+        corruption_rate=0.45,
+        dropout_rate=0.45,
     )
     assert high == GraphPlan.complete(200, 134)
 

@@ -10,7 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from numpy.typing import NDArray
 
+from participant.guard.settings import SecAggPolicy
 from privacy.secagg.fixed_point import FixedPoint
+from privacy.secagg.graph import CommunicationGraph, GraphKind
 from privacy.secagg.primitives import ShareRejected, expand_mask
 from privacy.secagg.protocol import (
     Forward,
@@ -22,8 +24,6 @@ from privacy.secagg.protocol import (
     UnmaskRequest,
     default_threshold,
 )
-from participant.guard.settings import SecAggPolicy
-from privacy.secagg.graph import CommunicationGraph, GraphKind, GraphPlan
 from privacy.secagg.signed import RosterEntry
 from tests.support.secagg import GRAPHS, consortium
 
@@ -73,7 +73,7 @@ def _round(
             aggregator.add_survivor_signature(pid, signature)
     request = aggregator.close_consistency()
     for pid in sorted(request.survivors):
-        shares = participants[pid].unmask(server_round, request)
+        shares = participants[pid].unmask(server_round, aggregator.request_for(pid))
         if drops.get(pid) != "unmask":
             aggregator.add_reveal(pid, shares)
     total, survivors = aggregator.finish()
@@ -129,7 +129,12 @@ def test_unmasked_sum_is_the_survivors_weighted_mean(
     plan = GRAPHS[graph].plan(n)
     assert (plan.kind is GraphKind.SPARSE) == (graph == "sparse")
     aggregator = RoundAggregator(
-        run=RUN, server_round=1, roster=roster, threshold=plan.threshold, code=CODE, length=2,
+        run=RUN,
+        server_round=1,
+        roster=roster,
+        threshold=plan.threshold,
+        code=CODE,
+        length=2,
         plan=plan,
     )
     if not _recoverable(aggregator.graph, drops):
