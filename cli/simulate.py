@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from click import Choice
 from click.core import ParameterSource
 
 from cli.console import Column, console, fail_cleanly, say, show_table
@@ -132,6 +133,15 @@ ThresholdFraction = Annotated[
         "--secagg-threshold-fraction",
         help="Secure aggregation's threshold policy F: t = floor(F*N)+1 shares of N banks, "
         "F in [0.5, 1); every simulated bank enforces it.",
+    ),
+]
+SecAggGraph = Annotated[
+    str,
+    typer.Option(
+        "--secagg-graph",
+        help="Secure aggregation's graph: complete, sparse (SecAgg+'s Harary graph, "
+        "k = O(log N) neighbours per bank) or auto (sparse above 100 banks).",
+        click_type=Choice(["auto", "complete", "sparse"]),
     ),
 ]
 DropoutRate = Annotated[
@@ -252,6 +262,7 @@ def simulate(
     max_grad_norm: MaxGradNorm = 1.0,
     secure_aggregation: SecureAggregation = True,
     secagg_threshold_fraction: ThresholdFraction = 2 / 3,
+    secagg_graph: SecAggGraph = "auto",
     dropout_rate: DropoutRate = 0.0,
     evaluate_every: EvaluateEvery = None,
     decision_cutoff: DecisionCutoff = 0.5,
@@ -293,6 +304,7 @@ def simulate(
                 "max_grad_norm": max_grad_norm,
                 "secure_aggregation": secure_aggregation,
                 "secagg_threshold_fraction": secagg_threshold_fraction,
+                "secagg_graph": secagg_graph,
                 "decision_cutoff": decision_cutoff,
                 "validation_fraction": validation_fraction,
                 "patience": patience,
@@ -305,6 +317,7 @@ def simulate(
             spelled={
                 "audit_key": "--audit-key",
                 "secagg_threshold_fraction": "--secagg-threshold-fraction",
+                "secagg_graph": "--secagg-graph",
                 "decision_cutoff": "--decision-cutoff",
                 "validation_fraction": "--validation-fraction",
                 "patience": "--patience",

@@ -1,9 +1,15 @@
 """The secure aggregation protocol as two explicit state machines.
 
-This is SecAgg in its malicious-server variant (Bonawitz et al., CCS 2017, §6) on
-the complete graph, with the round-ahead key advertisement of SecAgg+ (Bell et al.,
-CCS 2020): a training round costs two message round trips over plain FedAvg (the
-consistency check and the unmask request).
+This is SecAgg in its malicious-server variant (Bonawitz et al., CCS 2017, §6), with
+the round-ahead key advertisement of SecAgg+ (Bell et al., CCS 2020): a training
+round costs two message round trips over plain FedAvg (the consistency check and the
+unmask request). It runs on the complete graph or on SecAgg+'s sparse Harary graph
+(:mod:`privacy.secagg.graph`); below, "the roster" is a participant's *holders* on
+the sparse graph (itself and its k neighbours: whom it shares with and pairs masks
+with), and each rule holds per neighbourhood: a participant checks its holders'
+keys, needs ``t`` of its holders at every stage, refuses a survivor set missing more
+than the graph's dropout bound, and reveals an owner's share only when ``t`` of that
+owner's holders signed the survivor set.
 
 One round ``r``, for participants ``U`` (the run's roster, ids sorted)::
 
