@@ -133,7 +133,7 @@ class RoundAggregator:
         self.stage = CoordinatorStage.MASKED
         forwards = {}
         for receiver in members:
-            senders = [pid for pid in members if pid in self.graph.holders(receiver)]
+            senders = sorted(self.graph.holders(receiver) & self._advertisements.keys())
             forwards[receiver] = Forward(
                 mask_publics={pid: self._advertisements[pid].mask_public for pid in senders},
                 sealed={pid: self._advertisements[pid].sealed[receiver] for pid in senders},

@@ -35,7 +35,7 @@ import functools
 import hashlib
 import math
 import struct
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -136,6 +136,42 @@ class GraphPlan:
         return cls(GraphKind.COMPLETE, banks, banks - 1, threshold, threshold)
 
 
+class _Neighbours(Mapping[int, frozenset[int]]):
+    """Each member's neighbours, computed on first use from the cyclic order.
+
+    A bank needs only its own and its holders' neighbourhoods (O(k^2) of the O(N k)
+    edges), so nothing is built until asked for.
+    """
+
+    def __init__(self, plan: GraphPlan, order: tuple[int, ...]) -> None:
+        self._plan = plan
+        self._order = order
+        self._index = {node: index for index, node in enumerate(order)}
+        self._known: dict[int, frozenset[int]] = {}
+
+    def __getitem__(self, node: int) -> frozenset[int]:
+        known = self._known.get(node)
+        if known is None:
+            index = self._index[node]  # KeyError: not a member
+            if self._plan.kind is GraphKind.COMPLETE:
+                known = frozenset(self._order[:index] + self._order[index + 1 :])
+            else:
+                half, size = self._plan.degree // 2, len(self._order)
+                known = frozenset(
+                    self._order[(index + offset) % size]
+                    for offset in range(-half, half + 1)
+                    if offset
+                )
+            self._known[node] = known
+        return known
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(sorted(self._index))
+
+    def __len__(self) -> int:
+        return len(self._order)
+
+
 @dataclass(frozen=True)
 class CommunicationGraph:
     """A round's graph: each roster member's neighbours, and the plan it was built by.
@@ -155,7 +191,8 @@ class CommunicationGraph:
         Raises
         ------
         ValueError
-            ``ids`` is not of ``plan.banks`` distinct members.
+            ``ids`` is not of ``plan.banks`` distinct members, or the sparse degree is
+            odd or not below their number.
         """
         members = sorted(set(ids))
         if len(members) != plan.banks or len(ids) != plan.banks:
@@ -163,19 +200,14 @@ class CommunicationGraph:
                 f"the plan is for {plan.banks} banks; got {len(ids)} ids ({len(members)} distinct)"
             )
         if plan.kind is GraphKind.COMPLETE:
-            everyone = frozenset(members)
-            neighbours = {node: everyone - {node} for node in members}
+            order = tuple(members)
         else:
-            neighbours = harary_neighbours(members, plan.degree, seed)
-        return cls(plan=plan, neighbours=neighbours, digest=_digest(plan, seed))
+            order = _cyclic_order(members, plan.degree, seed)
+        return cls(plan=plan, neighbours=_Neighbours(plan, order), digest=_digest(plan, seed))
 
     def holders(self, owner: int) -> frozenset[int]:
         """Who holds a share of ``owner``'s secrets: its neighbours and itself."""
         return self.neighbours[owner] | {owner}
-
-    def adjacent(self, first: int, second: int) -> bool:
-        """Whether ``first`` and ``second`` share a pairwise mask."""
-        return second in self.neighbours.get(first, frozenset())
 
 
 def plan_graph(
@@ -251,16 +283,15 @@ def harary_neighbours(ids: list[int], degree: int, seed: bytes) -> dict[int, fro
     ValueError
         ``degree`` is odd, below 2 or not below the number of ids.
     """
+    order = _cyclic_order(ids, degree, seed)
+    plan = GraphPlan(GraphKind.SPARSE, len(ids), degree, 2, len(ids))
+    return dict(_Neighbours(plan, order))
+
+
+def _cyclic_order(ids: list[int], degree: int, seed: bytes) -> tuple[int, ...]:
     if degree % 2 or not 2 <= degree < len(ids):
         raise ValueError(f"degree must be even and in [2, {len(ids) - 1}]; got {degree}")
-    order = sorted(ids, key=lambda node: _position(seed, node))
-    half, size = degree // 2, len(order)
-    return {
-        node: frozenset(
-            order[(index + offset) % size] for offset in range(-half, half + 1) if offset
-        )
-        for index, node in enumerate(order)
-    }
+    return tuple(sorted(ids, key=lambda node: _position(seed, node)))
 
 
 def _position(seed: bytes, node: int) -> bytes:

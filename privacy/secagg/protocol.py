@@ -58,6 +58,7 @@ participant and round.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 from collections.abc import Mapping, Set
@@ -192,6 +193,7 @@ class Participant:
             else X25519PrivateKey.generate()
         )
         self._rounds: dict[int, _RoundSecrets] = {}
+        self._verified_roster: str | None = None  # digest of the roster last verified
 
     @property
     def encryption_public(self) -> bytes:
@@ -271,6 +273,7 @@ class Participant:
         if self.stage(server_round) is not ParticipantStage.NONE:
             actual = self.stage(server_round).value
             raise StageError(f"participant {self.me}", server_round, "none", actual)
+        digest = _roster_digest(roster)
         plan = check_roster(
             self.identity,
             run=self.run,
@@ -279,7 +282,9 @@ class Participant:
             roster=roster,
             threshold=threshold,
             degree=degree,
+            enrollments_verified=digest == self._verified_roster,
         )
+        self._verified_roster = digest
         mask_private = X25519PrivateKey.generate()
         secrets = _RoundSecrets(
             stage=ParticipantStage.ADVERTISED,
@@ -596,6 +601,7 @@ class Participant:
             "me": self.me,
             "run": self.run,
             "encryption_key": _b64(self._encryption_key.private_bytes_raw()),
+            "verified_roster": self._verified_roster,
             "rounds": {str(r): _secrets_to_json(s) for r, s in self._rounds.items()},
         }
         return json.dumps(state).encode()
@@ -612,7 +618,24 @@ class Participant:
         )
         for r, s in state["rounds"].items():
             participant._rounds[int(r)] = _secrets_from_json(s)
+        verified = state.get("verified_roster")
+        participant._verified_roster = None if verified is None else str(verified)
         return participant
+
+
+def _roster_digest(roster: Mapping[int, RosterEntry]) -> str:
+    """SHA-256 (hex) of a roster's exact entries: a roster verified once is known again."""
+    digest = hashlib.sha256()
+    for node in sorted(roster):
+        entry = roster[node]
+        for part in (
+            str(node).encode(),
+            entry.member.encode(),
+            entry.encryption_key,
+            entry.signature,
+        ):
+            digest.update(len(part).to_bytes(4, "big") + part)
+    return digest.hexdigest()
 
 
 def _survivors_problem(secrets: _RoundSecrets, me: int, asked: frozenset[int]) -> str | None:

@@ -299,3 +299,55 @@ def test_ring_headroom_edges() -> None:
         assert code.decode_mean(total[:-1], total[-1])[0] == pytest.approx(sign * 16.0)
     with pytest.raises(ValueError, match="no fixed-point code"):
         FixedPoint.for_sum(clip=16.0, total_weight=2.0**28, participants=5, ring_bits=32)
+
+
+@pytest.mark.parametrize(("graph", "n"), [("complete", 7), ("sparse", 12)])
+def test_cost_counters_count_each_banks_holders_and_the_coordinators_unmask_work(
+    graph: str, n: int
+) -> None:
+    """A bank's work is a function of its k + 1 holders, not of N; the coordinator
+    reconstructs one secret per member of U1 and expands one mask per survivor, plus one
+    per survivor neighbour of a dropout."""
+    participants = _participants(n, GRAPHS[graph])
+    roster = {pid: p.enroll() for pid, p in participants.items()}
+    plan = GRAPHS[graph].plan(n)
+    degree = None if plan.kind is GraphKind.COMPLETE else plan.degree
+    aggregator = RoundAggregator(
+        run=RUN,
+        server_round=1,
+        roster=roster,
+        threshold=plan.threshold,
+        code=CODE,
+        length=4,
+        plan=plan,
+    )
+    for pid, participant in participants.items():
+        aggregator.add_advertisement(
+            pid, participant.advertise(1, roster, plan.threshold, degree=degree)
+        )
+    dropped = min(participants)
+    for pid, forward in aggregator.close_advertisements().items():
+        participants[pid].receive(1, forward)
+        masked = participants[pid].mask(1, np.zeros(3), 1.0, CODE)
+        if pid != dropped:
+            aggregator.add_masked(pid, masked)
+    survivors = aggregator.close_masked()
+    for pid in sorted(survivors):
+        aggregator.add_survivor_signature(pid, participants[pid].sign_survivors(1, survivors))
+    aggregator.close_consistency()
+    for pid in sorted(survivors):
+        aggregator.add_reveal(pid, participants[pid].unmask(1, aggregator.request_for(pid)))
+    aggregator.finish()
+
+    holders = plan.degree + 1
+    for pid in survivors:
+        cost = participants[pid].cost(1)
+        assert (cost.key_agreements, cost.shares, cost.mask_expansions) == (
+            3 * holders - 1,
+            4 * holders,
+            holders,
+        )
+        assert holders <= cost.signature_verifications <= holders + min(n, 2 * plan.degree + 1)
+    assert aggregator.cost.reconstructions == n
+    assert aggregator.cost.mask_expansions == (n - 1) + plan.degree
+    assert aggregator.cost.key_agreements == plan.degree
