@@ -22,11 +22,11 @@ Notes
 -----
 The coordinator decides the roster (which enrolled banks take part), and every
 roster gives another graph: it can *grind*, trying rosters until one gives a target
-bank many colluding neighbours. Each try succeeds with probability at most
-``2^-(security_bits + 1)`` (the bound :func:`harary_parameters` enforces), so the
-parameters are computed for ``security_bits + grinding_bits``: a coordinator that
-can evaluate ``2^grinding_bits`` rosters still succeeds with probability at most
-``2^-security_bits``. Evaluating one roster costs one SHA-256 per bank.
+bank many colluding neighbours. :func:`harary_parameters` bounds the probability of a
+bad graph by ``2^-s``; computed for ``s = security_bits + grinding_bits``, a
+coordinator that evaluates ``2^grinding_bits`` rosters still finds one with
+probability at most ``2^-security_bits``. Evaluating one roster costs one SHA-256
+per bank.
 """
 
 from __future__ import annotations
