@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from click import Choice
 from click.core import ParameterSource
 
 from cli.console import Column, console, fail_cleanly, say, show_table
@@ -163,6 +164,15 @@ ThresholdFraction = Annotated[
         "F in [0.5, 1); every simulated bank enforces it.",
     ),
 ]
+SecAggGraph = Annotated[
+    str,
+    typer.Option(
+        "--secagg-graph",
+        help="Secure aggregation's graph: complete, sparse (SecAgg+'s Harary graph, "
+        "k = O(log N) neighbours per bank) or auto (sparse above 100 banks).",
+        click_type=Choice(["auto", "complete", "sparse"]),
+    ),
+]
 DropoutRate = Annotated[
     float,
     typer.Option(help="Chance a bank drops out of a round at a random stage (0 <= p < 1)."),
@@ -296,6 +306,7 @@ def simulate(
     max_grad_norm: MaxGradNorm = 1.0,
     secure_aggregation: SecureAggregation = True,
     secagg_threshold_fraction: ThresholdFraction = 2 / 3,
+    secagg_graph: SecAggGraph = "auto",
     dropout_rate: DropoutRate = 0.0,
     evaluate_every: EvaluateEvery = None,
     decision_cutoff: DecisionCutoff = 0.5,
@@ -338,6 +349,7 @@ def simulate(
                 "max_grad_norm": max_grad_norm,
                 "secure_aggregation": secure_aggregation,
                 "secagg_threshold_fraction": secagg_threshold_fraction,
+                "secagg_graph": secagg_graph,
                 "decision_cutoff": decision_cutoff,
                 "validation_fraction": validation_fraction,
                 "patience": patience,
@@ -350,6 +362,7 @@ def simulate(
             spelled={
                 "audit_key": "--audit-key",
                 "secagg_threshold_fraction": "--secagg-threshold-fraction",
+                "secagg_graph": "--secagg-graph",
                 "decision_cutoff": "--decision-cutoff",
                 "validation_fraction": "--validation-fraction",
                 "patience": "--patience",

@@ -51,6 +51,7 @@ from participant.guard.in_process import InProcessLink, guard_for
 from participant.guard.sessions import ContextSessions
 from participant.guard.settings import Fold, GuardSettings, HoldOut, SecAggPolicy
 from participant.relay.client_app import make_relay_app
+from privacy.secagg.graph import GraphChoice
 from privacy.secagg.members import Member, MemberList, member_name
 from privacy.secagg.protocol import MIN_ROSTER
 from simulations.bank_requirement import BankRequirement
@@ -532,7 +533,12 @@ def _guard_settings(
             fold=fold,
             validation_fraction=config.validation_fraction,
         ),
-        secure_aggregation=SecAggPolicy(threshold_fraction=config.secagg_threshold_fraction),
+        secure_aggregation=SecAggPolicy(
+            threshold_fraction=config.secagg_threshold_fraction,
+            graph=GraphChoice(config.secagg_graph),
+            dropout_rate=config.secagg_dropout_rate,
+            corruption_rate=config.secagg_corruption_rate,
+        ),
     )
 
 
