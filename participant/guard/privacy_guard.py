@@ -189,10 +189,11 @@ class PrivacyGuard:
         return SecureRandom(self.noise_keys.key(NoisePurpose.DP_SGD_SAMPLING, self._stream(event)))
 
     def _stream(self, event: DpEvent) -> str:
-        """The noise stream's name: ``event``'s run, kind, round and place in the ledger.
+        """The noise stream's name: ``event``'s kind, round and place in the ledger.
 
         The place makes every charge's stream its own (a ledger never records two
-        events at one place); with it the name is the same in every run at one seed.
+        events at one place) and, unlike the run's key (Flower's run id when the run
+        has no name), is the same in every simulation at one seed.
 
         Raises
         ------
@@ -206,7 +207,7 @@ class PrivacyGuard:
                 f"noise is drawn only for the release just charged; {event} is not the "
                 f"last event of {self.ledger.path}"
             )
-        return f"{event.run}/{event.kind}/{event.round}/{len(events) - 1}"
+        return f"{event.kind}/{event.round}/{len(events) - 1}"
 
     def setup_release(self, request: TrainingRequest, *, features: int) -> DpEvent:
         """The set-up release's event: its noise multiplier spends the bank's share.

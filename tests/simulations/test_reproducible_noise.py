@@ -25,7 +25,7 @@ from simulations.budgets import BudgetPolicy
 from simulations.engine import SimulationPlan, plan_simulation
 from simulations.noise import REPRODUCIBLE, UNPREDICTABLE, record_noise
 from simulations.settings import SIMULATION_FILE, PartitionSettings
-from tests.support.consortium import run_in_process
+from tests.support.consortium import consortium_grid, run_in_process
 
 BANKS = 3
 ROUNDS = 2
@@ -58,14 +58,21 @@ def _outcome(out: Path) -> dict[str, Any]:
     return {
         "final": metrics["final"],
         "rounds": [(r.get("auc"), r.get("ks"), r.get("loss")) for r in metrics["rounds"]],
-        "events": {bank: s["events"] for bank, s in metrics["privacy"].items()},
+        "events": {  # the run key aside: Flower's run id, new at every run
+            bank: [{k: v for k, v in event.items() if k != "run"} for event in summary["events"]]
+            for bank, summary in metrics["privacy"].items()
+        },
         "model": {name: tensor.tolist() for name, tensor in state.items()},
     }
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory, data: Path) -> dict[str, Path]:
-    """Four in-process runs: flagged twice at seed 0, unflagged at seed 0, flagged at 1."""
+    """Four in-process runs: flagged twice at seed 0, unflagged at seed 0, flagged at 1.
+
+    Each is another Flower run id, as every run on the Simulation Engine is (a run
+    without a name is keyed by it): the noise must not depend on it.
+    """
     settings = {
         "flagged": (0, True),
         "flagged-again": (0, True),
@@ -73,9 +80,10 @@ def runs(tmp_path_factory: pytest.TempPathFactory, data: Path) -> dict[str, Path
         "other-seed": (1, True),
     }
     outs = {}
-    for name, (seed, reproducible) in settings.items():
+    for run_id, (name, (seed, reproducible)) in enumerate(settings.items(), start=11):
         out = tmp_path_factory.mktemp(name)
-        run_in_process(_plan(out, data, seed=seed, reproducible=reproducible))
+        plan = _plan(out, data, seed=seed, reproducible=reproducible)
+        run_in_process(plan, grid=consortium_grid(plan, run_id=run_id))
         outs[name] = out
     return outs
 
