@@ -256,6 +256,17 @@ Folds = Annotated[
         show_default=False,
     ),
 ]
+ReproducibleNoise = Annotated[
+    bool,
+    typer.Option(
+        "--reproducible-noise",
+        help="RESEARCH ONLY, never for real data: key every simulated bank's DP noise "
+        "and sampling from --seed (HKDF-SHA256), so a private run repeats exactly at the "
+        "same seed. The noise becomes predictable from the seed: the model is then not "
+        "private. Recorded in simulation.json, metrics.json and the report. Default: fresh "
+        "keys from os.urandom, as every deployed bank.",
+    ),
+]
 
 _SPLIT_FLAGS = {
     "data": "--data",
@@ -318,6 +329,7 @@ def simulate(
     cpus: Cpus = None,
     ray_address: RayAddressOption = None,
     folds: Folds = None,
+    reproducible_noise: ReproducibleNoise = False,
     dashboard: Dashboard = False,
     dashboard_port: DashboardPortOption = DEFAULT_PORT,
 ) -> None:
@@ -387,7 +399,15 @@ def simulate(
             )
 
         def plan_fold(config: RunConfig, fold: Fold | None) -> SimulationPlan:
-            return _plan(config, banks, banks_from, budgets_of_banks, dropout_rate, fold)
+            return _plan(
+                config,
+                banks,
+                banks_from,
+                budgets_of_banks,
+                dropout_rate,
+                fold,
+                reproducible_noise=reproducible_noise,
+            )
 
         if folds is not None:
             cross_validation = _cross_validate(config, folds, plan_fold, cpus, cluster)
@@ -479,10 +499,13 @@ def _plan(
     budgets: tuple[BudgetPolicy | None, str],
     dropout_rate: float,
     fold: Fold | None,
+    *,
+    reproducible_noise: bool = False,
 ) -> SimulationPlan:
     """Validate and split the data into banks (or each bank's file), say which bank got what.
 
-    With ``fold``, every bank holds out that fold of a cross-validation.
+    With ``fold``, every bank holds out that fold of a cross-validation; with
+    ``reproducible_noise``, the banks' DP noise is keyed from the seed (research only).
     """
     from simulations.engine import plan_bank_files, plan_simulation
 
@@ -500,6 +523,7 @@ def _plan(
             budget_source=policy_source,
             dropout_rate=dropout_rate,
             fold=fold,
+            reproducible_noise=reproducible_noise,
         )
     else:
         console.print(
@@ -512,9 +536,16 @@ def _plan(
             budget_source=policy_source,
             dropout_rate=dropout_rate,
             fold=fold,
+            reproducible_noise=reproducible_noise,
         )
     for bank, part in zip(plan.banks, plan.partitions, strict=True):
         say(f"  {bank.bank_name:<18} {part.rows.size:>6,} rows  -> {bank.data_path}")
+    if reproducible_noise:
+        say(
+            "noise: reproducible from seed (research only): DP noise is predictable from "
+            "--seed, the model is not private; never use this on real data",
+            style="yellow",
+        )
     return plan
 
 

@@ -57,6 +57,7 @@ from privacy.secagg.protocol import MIN_ROSTER
 from simulations.bank_requirement import BankRequirement
 from simulations.budgets import BudgetPolicy
 from simulations.dropouts import dropout_mod
+from simulations.noise import NOISE_KEY, noise_keys_for, noise_text, record_noise
 from simulations.partition import Partition, PartitionedData, partition_data
 from simulations.ray_cluster import RayAddress, connected_to
 from simulations.settings import SIMULATION_FILE, BankFiles, PartitionSettings
@@ -103,6 +104,9 @@ class SimulationPlan:
     fold : Fold or None
         The fold every bank holds out in a cross-validation
         (:mod:`simulations.cross_validation`); None: the run's ``test_fraction``.
+    reproducible_noise : bool
+        The banks' DP noise is keyed from the seed (:mod:`simulations.noise`; research
+        only); False: fresh from ``os.urandom``, as a deployed bank's.
     """
 
     config: RunConfig
@@ -111,6 +115,7 @@ class SimulationPlan:
     partition: PartitionSettings | BankFiles = field(default_factory=PartitionSettings)
     dropout_rate: float = 0.0
     fold: Fold | None = None
+    reproducible_noise: bool = False
 
     def document(self) -> dict[str, Any]:
         """What ``OUT/simulation.json`` records: how the consortium was simulated."""
@@ -118,6 +123,7 @@ class SimulationPlan:
             "partition": self.partition.model_dump(mode="json"),
             "dropout_rate": self.dropout_rate,
             "fold": None if self.fold is None else self.fold.model_dump(),
+            NOISE_KEY: noise_text(self.reproducible_noise),
             "banks": [
                 {
                     "name": bank.bank_name,
@@ -155,6 +161,7 @@ def plan_simulation(
     budget_source: str = "--epsilon",
     dropout_rate: float = 0.0,
     fold: Fold | None = None,
+    reproducible_noise: bool = False,
 ) -> SimulationPlan:
     """Validate the source data, split it into banks and write one file per bank.
 
@@ -166,6 +173,8 @@ def plan_simulation(
     simulated banks are new. With ``fold`` (a cross-validation's, see
     :mod:`simulations.cross_validation`), every bank holds out that fold of its
     customers instead of the run's ``test_fraction``, which must be the fold's ``1/K``.
+    With ``reproducible_noise`` the banks' DP noise is keyed from the run's seed
+    (:mod:`simulations.noise`: research only, never for real data).
 
     Raises
     ------
@@ -198,6 +207,7 @@ def plan_simulation(
         partition=partition,
         dropout_rate=dropout_rate,
         fold=fold,
+        reproducible_noise=reproducible_noise,
     )
     _record(plan)
     return plan
@@ -211,6 +221,7 @@ def plan_bank_files(
     budget_source: str = "--epsilon",
     dropout_rate: float = 0.0,
     fold: Fold | None = None,
+    reproducible_noise: bool = False,
 ) -> SimulationPlan:
     """One simulated bank per file: validate every file, use them in place, record the plan.
 
@@ -220,7 +231,8 @@ def plan_bank_files(
     validated against the run's schema before anything is written. The plan goes to
     ``OUT/simulation.json``; with ``budgets``, every bank that has one keeps its
     ledger in ``OUT/ledgers/<bank>.jsonl`` (stale ledgers removed, as in
-    :func:`plan_simulation`). With ``fold``, every bank holds out that fold (as in
+    :func:`plan_simulation`). With ``fold``, every bank holds out that fold, and with
+    ``reproducible_noise`` the banks' noise is keyed from the seed (as in
     :func:`plan_simulation`).
 
     Raises
@@ -264,6 +276,7 @@ def plan_bank_files(
         partition=BankFiles(files=tuple(str(path) for path in paths)),
         dropout_rate=dropout_rate,
         fold=fold,
+        reproducible_noise=reproducible_noise,
     )
     _record(plan)
     return plan
@@ -577,6 +590,8 @@ def run_simulated_consortium(
         run_on_simulation_engine(server_app, client_app, supernodes=len(plan.banks), cpus=cpus)
     files = run_files(Path(plan.config.out_dir))
     _record_exact_metrics(plan, files)
+    if plan.reproducible_noise:
+        record_noise(files.metrics, files.model, files.report)
     return files
 
 
@@ -601,11 +616,15 @@ def simulation_client_app(plan: SimulationPlan) -> ClientApp:
 
     The relay is the deployed bank's; instead of a socket it reaches the bank's guard
     (the same :class:`~participant.guard.bank_guard.BankGuard` a guard service runs)
-    in the worker process. With a dropout rate, the simulation's dropout mod wraps it
-    (research only: a deployed bank's app has no such mod).
+    in the worker process. With a dropout rate, the simulation's dropout mod wraps it,
+    and with reproducible noise each guard's noise is keyed from the seed (research
+    only: a deployed bank's app has no such mod, its guard no such keys).
     """
     return relay_app(
-        PartitionPlan(plan.banks), seed=plan.config.seed, dropout_rate=plan.dropout_rate
+        PartitionPlan(plan.banks),
+        seed=plan.config.seed,
+        dropout_rate=plan.dropout_rate,
+        reproducible_noise=plan.reproducible_noise,
     )
 
 
@@ -615,10 +634,13 @@ def relay_app(
     seed: int = 0,
     dropout_rate: float = 0.0,
     mods: Sequence[Mod] = (),
+    reproducible_noise: bool = False,
 ) -> ClientApp:
     """The relay ClientApp with an in-process guard for the bank ``banks`` names per node.
 
-    ``mods`` come first (outermost); with a dropout rate the dropout mod follows.
+    ``mods`` come first (outermost); with a dropout rate the dropout mod follows. With
+    ``reproducible_noise`` each guard's DP noise is keyed from ``seed``
+    (:func:`simulations.noise.noise_keys_for`; research only).
     """
     chain = list(mods)
     if dropout_rate > 0:
@@ -626,7 +648,9 @@ def relay_app(
         chain.append(dropout_mod(seed=seed, rate=dropout_rate, bank_of=bank_of))
 
     def link(context: Context) -> InProcessLink:
-        return InProcessLink(guard_for(banks(context)), ContextSessions(context))
+        settings = banks(context)
+        keys = noise_keys_for(settings.bank_name, seed=seed, reproducible=reproducible_noise)
+        return InProcessLink(guard_for(settings, keys), ContextSessions(context))
 
     return make_relay_app(link, mods=chain)
 

@@ -111,7 +111,7 @@ def test_bundles_vary_options_together(space: OptionSpace) -> None:
     assert space.arguments(run.given) == [
         "--banks", "5", "--batch-size", "256", "--encoding", "standardized", "--epsilon", "0.5",
         "--learning-rate", "0.05", "--local-epochs", "3", "--model", "mlp", "--partition", "iid",
-        "--rounds", "10", "--seed", "0",
+        "--reproducible-noise", "--rounds", "10", "--seed", "0",
     ]  # fmt: skip
 
 
