@@ -185,6 +185,14 @@ Patience = Annotated[
 Cpus = Annotated[
     int | None, typer.Option(min=1, help="CPUs for the simulation engine (default: all).")
 ]
+WriteBankFiles = Annotated[
+    bool,
+    typer.Option(
+        "--write-bank-files",
+        help="Write each simulated bank's rows to its own CSV in OUT/banks/ (default: each "
+        "bank reads its rows of the source data set; nothing is written per bank).",
+    ),
+]
 Dashboard = Annotated[
     bool,
     typer.Option(
@@ -261,6 +269,7 @@ def simulate(
     base_score: BaseScore = 600.0,
     base_odds: BaseOdds = 50.0,
     cpus: Cpus = None,
+    write_bank_files: WriteBankFiles = False,
     folds: Folds = None,
     dashboard: Dashboard = False,
     dashboard_port: DashboardPortOption = DEFAULT_PORT,
@@ -324,7 +333,9 @@ def simulate(
             )
 
         def plan_fold(config: RunConfig, fold: Fold | None) -> SimulationPlan:
-            return _plan(config, banks, banks_from, budgets_of_banks, dropout_rate, fold)
+            return _plan(
+                config, banks, banks_from, budgets_of_banks, dropout_rate, fold, write_bank_files
+            )
 
         if folds is not None:
             cross_validation = _cross_validate(config, folds, plan_fold, cpus)
@@ -405,10 +416,12 @@ def _plan(
     budgets: tuple[BudgetPolicy | None, str],
     dropout_rate: float,
     fold: Fold | None,
+    write_bank_files: bool = False,
 ) -> SimulationPlan:
     """Validate and split the data into banks (or each bank's file), say which bank got what.
 
-    With ``fold``, every bank holds out that fold of a cross-validation.
+    With ``fold``, every bank holds out that fold of a cross-validation; with
+    ``write_bank_files``, each bank of a split gets its own CSV in ``OUT/banks/``.
     """
     from simulations.engine import plan_bank_files, plan_simulation
 
@@ -426,6 +439,7 @@ def _plan(
             budget_source=policy_source,
             dropout_rate=dropout_rate,
             fold=fold,
+            write_bank_files=write_bank_files,
         )
     else:
         console.print(
@@ -439,9 +453,26 @@ def _plan(
             dropout_rate=dropout_rate,
             fold=fold,
         )
-    for bank, part in zip(plan.banks, plan.partitions, strict=True):
-        say(f"  {bank.bank_name:<18} {part.rows.size:>6,} rows  -> {bank.data_path}")
+    _say_banks(plan)
     return plan
+
+
+_LISTED_BANKS = 20
+"""Banks listed one per line before the run; larger consortia are summed up."""
+
+
+def _say_banks(plan: SimulationPlan) -> None:
+    """Which bank got how many rows from where (the first 20, and a summary of the rest)."""
+    for bank, part in list(zip(plan.banks, plan.partitions, strict=True))[:_LISTED_BANKS]:
+        where = bank.data_path if bank.data_rows is None else f"its rows of {bank.data_path}"
+        say(f"  {bank.bank_name:<18} {part.rows.size:>6,} rows  -> {where}")
+    if len(plan.banks) > _LISTED_BANKS:
+        sizes = [int(part.rows.size) for part in plan.partitions]
+        record = Path(plan.config.out_dir) / SIMULATION_FILE
+        say(
+            f"  ... {len(plan.banks) - _LISTED_BANKS:,} more banks ({min(sizes):,} to "
+            f"{max(sizes):,} rows each; every bank in {record})"
+        )
 
 
 def _run(plan: SimulationPlan, cpus: int | None) -> RunFiles:

@@ -353,6 +353,10 @@ class GuardSettings(BaseModel):
         The bank's name.
     data_path : pathlib.Path
         The bank's data file (CSV, plain or gzip).
+    data_rows : tuple of int, optional
+        The bank's rows of ``data_path`` (0-based data-row positions) when the file
+        holds other banks' rows too: a simulation's banks read their rows from the
+        source data set instead of a file each. None (default): the whole file.
     schema_path : pathlib.Path, optional
         The consortium's dataset schema; the embedded schema when absent.
     budget : PrivacyBudget, optional
@@ -392,6 +396,7 @@ class GuardSettings(BaseModel):
 
     bank_name: str = Field(min_length=1)
     data_path: Path
+    data_rows: tuple[int, ...] | None = None
     schema_path: Path | None = None
     budget: PrivacyBudget | None = None
     ledger_path: Path | None = None
@@ -448,6 +453,7 @@ class GuardSettings(BaseModel):
             schema_path=self.schema_path,
             budget=self.budget,
             ledger_path=self.ledger_path if self.budget is not None else None,
+            rows=self.data_rows,
         )
 
     def audit_settings(self) -> AuditSettings | None:
