@@ -506,6 +506,7 @@ def _guard_settings(
         ledger_path=ledger,
         audit_log=audit_dir / f"{_file_name(name)}.jsonl",
         audit_key=audit_dir / f"{_file_name(name)}.key",
+        audit_durable=False,  # same signed entries, no fsyncs: see credit.audit.AuditLog
         holdout=HoldOut.for_simulation(
             fraction=config.test_fraction,
             seed=config.seed,

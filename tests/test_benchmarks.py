@@ -186,3 +186,28 @@ def test_the_scoring_benchmark_measures_service_batch_and_soak(tmp_path: Path) -
     assert document["soak"]["errors"] == 0 and document["soak"]["memory_mb"]
     assert document["verification"]["verify_ms"] > 0
     assert out.with_suffix(".md").read_text().startswith("| measurement | target |")
+
+
+@pytest.mark.slow
+def test_the_scale_benchmark_measures_every_size_and_mode(tmp_path: Path) -> None:
+    out = tmp_path / "scale.json"
+    command = [sys.executable, "-m", "bench.scale", "--sizes", "4", "5", "--rounds", "1"]
+    command += ["--rows-per-bank", "300", "--out", str(out)]
+    completed = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=1200)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    document = json.loads(out.read_text())
+    sizes = document["sizes"]
+    assert [(entry["banks"], entry["dp"]) for entry in sizes] == [
+        (4, False),
+        (4, True),
+        (5, False),
+        (5, True),
+    ]
+    for entry in sizes:
+        assert entry["seconds_per_round"] > 0 and len(entry["round_seconds"]) == 1
+        assert entry["peak_rss_mb"] > 100 and entry["graph"] in ("complete", "sparse")
+        assert entry["unmask_exchange_seconds_per_round"] >= 0
+        assert (entry["max_epsilon_spent"] is not None) is entry["dp"]
+    assert document["targets"] == {}  # measured at 1,000 banks only
+    assert out.with_suffix(".md").read_text().startswith("| banks | DP | graph |")
+    assert out.with_suffix(".png").stat().st_size > 0

@@ -66,6 +66,7 @@ class AuditSettings:
     log_path: Path
     key_path: Path
     writer: str
+    durable: bool = True
 
 
 class Fold(BaseModel):
@@ -366,6 +367,9 @@ class GuardSettings(BaseModel):
     audit_log, audit_key : pathlib.Path, optional
         The bank's signed audit log (none without ``audit_log``) and its Ed25519 key
         (default: the log's path with ``.key``).
+    audit_durable : bool, default True
+        Fsync every audit entry and key record (:class:`credit.audit.AuditLog`);
+        simulated banks turn it off (same signed entries, no crash durability).
     holdout : HoldOut
         The bank's fixed hold-out split and its secret salt.
     approved_version : str, optional
@@ -402,6 +406,7 @@ class GuardSettings(BaseModel):
     ledger_path: Path | None = None
     audit_log: Path | None = None
     audit_key: Path | None = None
+    audit_durable: bool = True
     holdout: HoldOut
     approved_version: str | None = None
     require_secure_aggregation: bool = False
@@ -461,4 +466,9 @@ class GuardSettings(BaseModel):
         if self.audit_log is None:
             return None
         key = self.audit_key or self.audit_log.with_suffix(".key")
-        return AuditSettings(log_path=self.audit_log, key_path=key, writer=f"bank {self.bank_name}")
+        return AuditSettings(
+            log_path=self.audit_log,
+            key_path=key,
+            writer=f"bank {self.bank_name}",
+            durable=self.audit_durable,
+        )
