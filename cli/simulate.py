@@ -618,8 +618,12 @@ def _show_summary(metrics_path: Path, seconds: float) -> None:
         say(line)
     if document.get("final_missing"):
         say(f"final evaluation missing: {document['final_missing']}", style="yellow")
+    listed = list(participants.items())[:_LISTED_BANKS]
+    more = len(participants) > _LISTED_BANKS
     show_table(
-        "Participants",
+        f"Participants (the first {_LISTED_BANKS} of {len(participants):,}: all in metrics.json)"
+        if more
+        else "Participants",
         ["bank", Column("train rows", justify="right")],
-        [(name, f"{counts['n_train']:,}") for name, counts in participants.items()],
+        [(name, f"{counts['n_train']:,}") for name, counts in listed],
     )
