@@ -195,8 +195,10 @@ def plot(sizes: list[dict[str, Any]], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     figure, axes = plt.subplots(1, 3, figsize=(14, 4))
-    for dp, label in ((False, "DP off"), (True, "DP ε = 1")):
-        chosen = [entry for entry in sizes if entry["dp"] is dp]
+    for setting in sorted({(e["dp"], e.get("secure_aggregation", True)) for e in sizes}):
+        dp, secure = setting
+        label = ("DP ε = 1" if dp else "DP off") + ("" if secure else ", no SecAgg")
+        chosen = [e for e in sizes if (e["dp"], e.get("secure_aggregation", True)) == setting]
         banks = [entry["banks"] for entry in chosen]
         axes[0].plot(banks, [e["seconds_per_round"] for e in chosen], "o-", label=label)
         axes[1].plot(banks, [e["peak_rss_mb"] / 1024 for e in chosen], "o-", label=label)
@@ -221,6 +223,20 @@ def plot(sizes: list[dict[str, Any]], path: Path) -> None:
     plt.close(figure)
 
 
+def _setting(entry: dict[str, Any]) -> tuple[int, bool, bool]:
+    return entry["banks"], entry["dp"], entry.get("secure_aggregation", True)
+
+
+def kept_entries(out: Path, measured: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``measured`` and the entries of ``out`` for settings not measured now (by banks, DP)."""
+    if not out.exists():
+        return measured
+    new = {_setting(entry) for entry in measured}
+    previous = json.loads(out.read_text(encoding="utf-8"))["sizes"]
+    kept = [entry for entry in previous if _setting(entry) not in new]
+    return sorted(kept + measured, key=_setting)
+
+
 def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=list(SIZES), help="bank counts")
@@ -237,6 +253,12 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
         help="off: the engine's own cost without the protocol's (not the issue's setting)",
     )
     parser.add_argument("--out", type=Path, default=RESULTS / "scale.json")
+    parser.add_argument(
+        "--keep",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="keep --out's entries for the sizes and modes not measured in this run",
+    )
     return parser.parse_args(argv)
 
 
@@ -249,6 +271,7 @@ def main(argv: list[str] | None = None) -> None:
                 entry = run_size(banks, mode, arguments, Path(folder))
                 print(json.dumps(entry), flush=True)
                 sizes.append(entry)
+    sizes = kept_entries(arguments.out, sizes) if arguments.keep else sizes
     document = {
         "sizes": sizes,
         "targets": targets(sizes),
