@@ -145,10 +145,14 @@ def graph_of(secure: dict[str, Any]) -> str:
 
 
 def targets(sizes: list[dict[str, Any]]) -> dict[str, Any]:
-    """The issue's targets at 1,000 banks, met or not, for every mode measured there."""
+    """The issue's targets at 1,000 banks with secure aggregation, met or not, per DP mode.
+
+    Runs without secure aggregation (``--no-secure-aggregation``) measure the engine
+    alone and are not held to the targets.
+    """
     found: dict[str, Any] = {}
     for entry in sizes:
-        if entry["banks"] != TARGETS["banks"]:
+        if entry["banks"] != TARGETS["banks"] or not entry.get("secure_aggregation", True):
             continue
         mode = "dp" if entry["dp"] else "plain"
         for name in ("seconds_per_round", "peak_rss_mb"):
@@ -217,7 +221,7 @@ def plot(sizes: list[dict[str, Any]], path: Path) -> None:
     for axis in axes:
         axis.set(xscale="log", xlabel="banks")
         axis.legend()
-    figure.suptitle("fedcredit simulate: secure aggregation, 10 % dropouts, logistic regression")
+    figure.suptitle("fedcredit simulate: 10 % dropouts, logistic regression, SecAgg unless marked")
     figure.tight_layout()
     figure.savefig(path)
     plt.close(figure)
@@ -280,7 +284,8 @@ def main(argv: list[str] | None = None) -> None:
             "rows_per_bank": arguments.rows_per_bank,
             "dropout_rate": DROPOUT_RATE,
             "model": "logreg (binned)",
-            "secure_aggregation": arguments.secure_aggregation,
+            "secure_aggregation": "per entry (secure_aggregation); --no-secure-aggregation "
+            "runs measure the engine alone",
             "dp": {"plain": None, "dp": "every bank epsilon 1, default delta"},
             "seed": arguments.seed,
             "cpus": arguments.cpus or os.cpu_count(),
