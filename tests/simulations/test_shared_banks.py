@@ -103,3 +103,24 @@ def test_a_bank_settings_file_changed_during_the_run_is_refused_unread(
 
     with pytest.raises(ConfigError, match="bank settings changed during the run"):
         shared(_node(0))
+
+
+def test_monitoring_a_run_without_bank_files_reads_each_banks_rows_of_the_source(
+    tmp_path: Path, source: Path
+) -> None:
+    from simulations.monitor import _bank_settings, _simulated_banks
+
+    plan = _plan(tmp_path, source, "shared", write_bank_files=False)
+    entries = _simulated_banks(tmp_path / "shared")
+
+    for bank in plan.banks:
+        monitored = _bank_settings(
+            bank.bank_name,
+            entries[bank.bank_name],
+            tmp_path / "shared",
+            source,
+            None,
+            plan.config,
+        )
+        assert (monitored.data_path, monitored.data_rows) == (bank.data_path, bank.data_rows)
+        assert monitored.source() == bank.source()
