@@ -2,17 +2,22 @@
 
 Test AUC and KS versus each bank's epsilon for 5 banks on the default split (IID)
 and on non-IID splits (Dirichlet alpha = 0.5, and banks by EDUCATION), both models,
-several seeds. Every run is a ``fedcredit simulate`` subprocess; epsilon = inf is the
-same run without DP. Each bank's epsilon covers everything it releases: the set-up
-statistics and DP-SGD on its training rows, and (in parallel, charged to its held-out
-rows) the evaluations of its validation part and of the kept model with the
-governance release.
+several seeds. The runs are the experiment grid ``examples/grids/privacy_utility.toml``
+(narrowed by this script's flags), run by :mod:`simulations.experiments` as
+``fedcredit experiment run`` runs it: every run a ``fedcredit simulate`` subprocess
+in ``--out``/runs/<hash>/, resumable (run the same command again: finished runs are
+not repeated). epsilon = inf is the same run without DP. Each bank's epsilon covers
+everything it releases: the set-up statistics and DP-SGD on its training rows, and
+(in parallel, charged to its held-out rows) the evaluations of its validation part
+and of the kept model with the governance release.
 
 Two AUCs per run: the model's exact AUC on the banks' pooled held-out rows, which
 only the simulation harness can compute (``simulation.json``, ``exact_final``), is
 the utility reported here; the AUC the coordinator computed from the banks' bounded,
 summed and (under DP) noisy evaluation releases (``metrics.json``) is reported as its
-gap to the exact one.
+gap to the exact one. DP noise is drawn from ``os.urandom`` (``privacy/noise.py``), so
+a DP run's metrics differ from one measurement to the next at the same seed; the runs
+without DP repeat exactly.
 
 Writes ``bench/results/privacy_utility.json``, ``privacy_utility.md`` (README table)
 and ``privacy_utility.png``.
@@ -35,59 +40,69 @@ import math
 import os
 import platform
 import statistics
-import tempfile
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
-from _simulate import simulate
+from _grids import GridDocument, arguments, fixed_settings, load_document, narrowed
+from _grids import run as run_grid
+
+from simulations.experiments import Grid, GridRun, default_jobs
+from simulations.experiments.results import result_rows
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
-SPLITS = {
-    "iid": ["--partition", "iid", "--banks", "5"],
-    "dirichlet-0.5": ["--partition", "dirichlet", "--alpha", "0.5", "--banks", "5"],
-    "education": ["--partition", "column", "--partition-column", "EDUCATION"],
-}
-MODELS = {
-    "logreg": ["--model", "logreg", "--encoding", "binned"],
-    "mlp": ["--model", "mlp", "--encoding", "standardized"],
-}
-COMMON = ["--batch-size", "256", "--learning-rate", "0.05", "--local-epochs", "3"]
+GRID = "privacy_utility"
+SPLITS = ("iid", "dirichlet-0.5", "education")
+MODELS = ("logreg", "mlp")
+
+
+def split_name(options: dict[str, Any]) -> str:
+    """A run's split as the table names it: ``iid``, ``dirichlet-0.5``, ``education``."""
+    partition = options["partition"]
+    if partition == "dirichlet":
+        return f"dirichlet-{options['alpha']:g}"
+    if partition == "column":
+        return str(options["partition_column"]).lower()
+    return str(partition)
 
 
 def _key(epsilon: float) -> float | str:
     return "inf" if math.isinf(epsilon) else epsilon
 
 
-def run_one(
-    split: str, model: str, epsilon: float, seed: int, rounds: int, work: Path
-) -> dict[str, object]:
-    """One ``fedcredit simulate`` run; its final metrics and privacy spend."""
-    privacy = [] if math.isinf(epsilon) else ["--epsilon", str(epsilon)]
-    arguments = [*SPLITS[split], *MODELS[model], *COMMON, *privacy]
-    arguments += ["--rounds", str(rounds), "--seed", str(seed)]
-    document, seconds = simulate(arguments, work / f"{split}-{model}-{epsilon}-{seed}")
-    spent = [ledger["epsilon"] for ledger in document["privacy"].values()]
-    out = work / f"{split}-{model}-{epsilon}-{seed}"
-    exact = json.loads((out / "simulation.json").read_text())["exact_final"]
-    released = document["final"]
+def bench_grid(args: argparse.Namespace) -> Grid:
+    """The example grid narrowed to ``args``' seeds, budgets, rounds, splits and models."""
+    document: GridDocument = load_document(GRID)
+    document.fixed["rounds"] = args.rounds
+    document.vary["seed"] = list(args.seeds)
+    document.vary["epsilon"] = ["none" if math.isinf(e) else e for e in args.epsilons]
+    grid = document.grid()
+    return narrowed(
+        grid,
+        lambda r: split_name(r.options) in args.splits and r.options["model"] in args.models,
+    )
+
+
+def run_row(grid_run: GridRun, result: dict[str, Any]) -> dict[str, object]:
+    """One run's figures as ``privacy_utility.json`` lists them."""
+    epsilon = grid_run.options["epsilon"]
     return {
-        "split": split,
-        "model": model,
-        "epsilon": _key(epsilon),
-        "seed": seed,
-        "auc": exact["auc"],
-        "ks": exact["ks"],
-        "released_auc": released.get("auc"),
-        "released_ks": released.get("ks"),
-        "max_epsilon_spent": max(spent) if spent else None,
-        "status": document["status"],
-        "wall_seconds": seconds,
+        "split": split_name(grid_run.options),
+        "model": grid_run.options["model"],
+        "epsilon": "inf" if epsilon is None else epsilon,
+        "seed": grid_run.options["seed"],
+        "auc": result["auc"],
+        "ks": result["ks"],
+        "released_auc": result["released_auc"],
+        "released_ks": result["released_ks"],
+        "max_epsilon_spent": result["max_epsilon_spent"],
+        "status": result["status"],
+        "wall_seconds": result["wall_seconds"],
     }
 
 
@@ -197,62 +212,40 @@ def plot(summary: list[dict[str, object]], epsilons: list[float], path: Path) ->
     plt.close(figure)
 
 
-def main() -> None:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The benchmark's flags (``argv``: default the command line)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--epsilons", type=float, nargs="+", default=[0.1, 0.25, 0.5, 1, math.inf])
     parser.add_argument("--rounds", type=int, default=10)
-    parser.add_argument("--splits", nargs="+", choices=list(SPLITS), default=list(SPLITS))
-    parser.add_argument("--models", nargs="+", choices=list(MODELS), default=list(MODELS))
+    parser.add_argument("--splits", nargs="+", choices=SPLITS, default=list(SPLITS))
+    parser.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS))
     parser.add_argument(
-        "--jobs", type=int, default=1, help="simulations at a time (AUC is unaffected)"
+        "--jobs",
+        type=int,
+        default=default_jobs(),
+        help="simulations at a time (AUC is unaffected); default: one per CPU within memory",
     )
     parser.add_argument(
-        "--resume",
-        action="store_true",
-        help="keep the runs already in privacy_utility.json (same rounds) and do the rest",
+        "--out",
+        type=Path,
+        default=ROOT / "runs" / "bench-privacy-utility",
+        help="experiment folder: a second call with it resumes (finished runs are kept)",
     )
-    args = parser.parse_args()
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    runs: list[dict[str, object]] = _previous_runs(args) if args.resume else []
-    done = {(r["split"], r["model"], r["epsilon"], r["seed"]) for r in runs}
-    todo = [
-        (split, model, epsilon, seed)
-        for seed in args.seeds
-        for split in args.splits
-        for model in args.models
-        for epsilon in args.epsilons
-        if (split, model, _key(epsilon), seed) not in done
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    grid = bench_grid(args)
+    print(f"{len(grid.runs)} runs, e.g. simulate {' '.join(arguments(grid.runs[0]))}", flush=True)
+    run_grid(grid, args.out, jobs=args.jobs)
+    runs = [
+        run_row(grid_run, result)
+        for grid_run, result in zip(grid.runs, result_rows(grid, args.out), strict=True)
     ]
-    with tempfile.TemporaryDirectory() as work, ThreadPoolExecutor(args.jobs) as pool:
-        futures = [
-            pool.submit(run_one, split, model, epsilon, seed, args.rounds, Path(work))
-            for split, model, epsilon, seed in todo
-        ]
-        for future in as_completed(futures):
-            run = future.result()
-            print(
-                f"{run['split']!s:<14} {run['model']!s:<7} eps={run['epsilon']!s:<4} "
-                f"seed {run['seed']}: AUC {float(str(run['auc'])):.4f} "
-                f"KS {float(str(run['ks'])):.4f} (released AUC {run['released_auc']}) "
-                f"({float(str(run['wall_seconds'])):.0f} s)",
-                flush=True,
-            )
-            runs.append(run)
-            write_results(runs, args, complete=False)
-    table = write_results(runs, args, complete=True)
-    print(table)
-
-
-def _previous_runs(args: argparse.Namespace) -> list[dict[str, object]]:
-    path = RESULTS / "privacy_utility.json"
-    if not path.exists():
-        return []
-    previous = json.loads(path.read_text())
-    if previous["rounds"] != args.rounds or previous["settings"] != COMMON:
-        raise SystemExit(f"{path} was measured with other settings; run without --resume")
-    runs: list[dict[str, object]] = previous["runs"]
-    return runs
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    print(write_results(runs, args, settings=fixed_settings(grid), complete=True))
 
 
 def _run_order(run: dict[str, object]) -> tuple[str, str, float, int]:
@@ -262,9 +255,9 @@ def _run_order(run: dict[str, object]) -> tuple[str, str, float, int]:
 
 
 def write_results(
-    runs: list[dict[str, object]], args: argparse.Namespace, *, complete: bool
+    runs: list[dict[str, object]], args: argparse.Namespace, *, settings: list[str], complete: bool
 ) -> str:
-    """Write JSON (after every run, so a long benchmark keeps what it measured), table, plot."""
+    """Write JSON, table and plot; ``settings``: the grid's fixed flags besides --rounds."""
     runs = sorted(runs, key=_run_order)
     summary = summarise(runs, args.epsilons)
     document = {
@@ -272,7 +265,7 @@ def write_results(
         "complete": complete,
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
         "rounds": args.rounds,
-        "settings": COMMON,
+        "settings": settings,
         "seeds": args.seeds,
         "summary": summary,
         "runs": runs,

@@ -1,9 +1,11 @@
 """Model quality of fedcredit simulate across splits and models (benchmark, not a test).
 
-Runs ``fedcredit simulate`` as a subprocess for every (split, model, seed) and a
-centralised LightGBM reference on exactly the same held-out customers, then writes
-``bench/results/quality.json`` and a Markdown table ``bench/results/quality.md``
-(pasted into README.md).
+Runs the experiment grid ``examples/grids/quality.toml`` (narrowed by this script's
+flags) with :mod:`simulations.experiments`, as ``fedcredit experiment run`` runs it:
+every (split, model, seed) a ``fedcredit simulate`` subprocess in ``--out``/runs/<hash>/,
+resumable. Then a centralised LightGBM reference on exactly the same held-out
+customers; writes ``bench/results/quality.json`` and a Markdown table
+``bench/results/quality.md`` (pasted into README.md).
 
 Usage::
 
@@ -18,41 +20,62 @@ import json
 import os
 import platform
 import statistics
-import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-from _simulate import simulate
+from _grids import GridDocument, arguments, load_document
+from _grids import run as run_grid
+
+from simulations.experiments import Grid, GridRun, default_jobs
+from simulations.experiments.runner import METRICS_FILE, read_record, run_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
-SPLITS = {
-    "iid-5": ["--partition", "iid", "--banks", "5"],
-    "dirichlet-0.5-5": ["--partition", "dirichlet", "--alpha", "0.5", "--banks", "5"],
-    "education": ["--partition", "column", "--partition-column", "EDUCATION"],
-    "central": ["--partition", "iid", "--banks", "1", "--no-secure-aggregation"],
-}
-MODELS = {
-    "logreg": ["--model", "logreg", "--encoding", "binned"],
-    "mlp": ["--model", "mlp", "--encoding", "standardized"],
-}
+GRID = "quality"
+SPLITS = ("iid-5", "dirichlet-0.5-5", "education", "central")
+MODELS = ("logreg", "mlp")
 
 
-def run_simulation(split: str, model: str, seed: int, rounds: int, work: Path) -> dict[str, object]:
-    arguments = [*SPLITS[split], *MODELS[model], "--rounds", str(rounds), "--seed", str(seed)]
-    document, seconds = simulate(arguments, work / f"{split}-{model}-{seed}")
+def split_name(options: dict[str, Any]) -> str:
+    """A run's split as the table names it: ``iid-5``, ``dirichlet-0.5-5``, ``education``,
+    ``central`` (all rows in one bank, no secure aggregation)."""
+    partition, banks = options["partition"], options["banks"]
+    if partition == "iid" and banks == 1 and not options["secure_aggregation"]:
+        return "central"
+    if partition == "dirichlet":
+        return f"dirichlet-{options['alpha']:g}-{banks}"
+    if partition == "column":
+        return str(options["partition_column"]).lower()
+    return f"{partition}-{banks}"
+
+
+def bench_grid(args: argparse.Namespace) -> Grid:
+    """The example grid with ``args``' seeds and rounds."""
+    document: GridDocument = load_document(GRID)
+    document.fixed["rounds"] = args.rounds
+    document.vary["seed"] = list(args.seeds)
+    return document.grid()
+
+
+def run_simulation(grid_run: GridRun, out: Path) -> dict[str, object]:
+    """One finished run's figures as ``quality.json`` lists them (the released metrics)."""
+    folder = run_folder(out, grid_run)
+    document = json.loads((folder / METRICS_FILE).read_text())
+    record = read_record(folder)
+    options = grid_run.options
     return {
-        "split": split,
-        "model": model,
-        "encoding": MODELS[model][3],
-        "seed": seed,
-        "rounds": rounds,
+        "split": split_name(options),
+        "model": options["model"],
+        "encoding": options["encoding"],
+        "seed": options["seed"],
+        "rounds": options["rounds"],
         "banks": len(document["participants"]),
         "auc": document["final"]["auc"],
         "ks": document["final"]["ks"],
         "auc_by_round": [r["auc"] for r in document["rounds"]],
-        "wall_seconds": seconds,
+        "wall_seconds": record.wall_seconds if record else None,
     }
 
 
@@ -108,7 +131,7 @@ def summarise(results: list[dict[str, object]]) -> list[dict[str, object]]:
     return rows
 
 
-def markdown(summary: list[dict[str, object]], lgbm: list[dict[str, object]], rounds: int) -> str:
+def markdown(summary: list[dict[str, object]], lgbm: list[dict[str, object]], training: str) -> str:
     lines = [
         "| split | model | test AUC | test KS | runs |",
         "|---|---|---|---|---|",
@@ -127,28 +150,51 @@ def markdown(summary: list[dict[str, object]], lgbm: list[dict[str, object]], ro
         f"| {statistics.fmean(kss):.4f} ± {ks_sd:.4f} | {len(aucs)} |"
     )
     lines.append("")
-    lines.append(f"{rounds} rounds, 1 local epoch, batch 64; mean ± sd over seeds.")
+    lines.append(f"{training}; mean ± sd over seeds.")
     return "\n".join(lines) + "\n"
 
 
-def main() -> None:
+def training_text(grid_run: GridRun) -> str:
+    """How each run trained, from its options (``30 rounds, 50 local steps, batch 64``)."""
+    options = grid_run.options
+    epochs = options["local_epochs"]
+    local = f"{epochs} local epochs" if epochs else f"{options['local_steps']} local steps"
+    return f"{options['rounds']} rounds, {local}, batch {options['batch_size']}"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The benchmark's flags (``argv``: default the command line)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--rounds", type=int, default=30)
-    args = parser.parse_args()
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=default_jobs(),
+        help="simulations at a time (AUC is unaffected); default: one per CPU within memory",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=ROOT / "runs" / "bench-quality",
+        help="experiment folder: a second call with it resumes (finished runs are kept)",
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    grid = bench_grid(args)
+    print(f"{len(grid.runs)} runs, e.g. simulate {' '.join(arguments(grid.runs[0]))}", flush=True)
+    run_grid(grid, args.out, jobs=args.jobs)
+    results = [run_simulation(grid_run, args.out) for grid_run in grid.runs]
+    for result in results:
+        print(
+            f"{result['split']!s:<16} {result['model']!s:<7} seed {result['seed']}: "
+            f"AUC {float(str(result['auc'])):.4f} KS {float(str(result['ks'])):.4f}",
+            flush=True,
+        )
     RESULTS.mkdir(parents=True, exist_ok=True)
-    results = []
-    with tempfile.TemporaryDirectory() as work:
-        for seed in args.seeds:
-            for split in SPLITS:
-                for model in MODELS:
-                    result = run_simulation(split, model, seed, args.rounds, Path(work))
-                    print(
-                        f"{split:<16} {model:<7} seed {seed}: AUC {result['auc']:.4f} "
-                        f"KS {result['ks']:.4f} ({result['wall_seconds']:.0f} s)",
-                        flush=True,
-                    )
-                    results.append(result)
     lgbm = [lightgbm_reference(seed) for seed in args.seeds]
     summary = summarise(results)
     document = {
@@ -161,7 +207,7 @@ def main() -> None:
         "runs": results,
     }
     (RESULTS / "quality.json").write_text(json.dumps(document, indent=2) + "\n")
-    table = markdown(summary, lgbm, args.rounds)
+    table = markdown(summary, lgbm, training_text(grid.runs[0]))
     (RESULTS / "quality.md").write_text(table)
     print(table)
 

@@ -4,12 +4,14 @@ The grid file (:mod:`simulations.experiments.grid`) is checked against
 ``fedcredit simulate``'s own options before anything runs. Each run goes to
 ``DIR/runs/<hash>/`` as a ``fedcredit simulate`` subprocess; a finished run is never
 repeated, an interrupted or failed one starts again from scratch, so running the
-same command again resumes the grid. ``DIR/results.csv`` is rebuilt from the run
-folders at the end (:mod:`simulations.experiments.results`). Exit codes: 0 every run
-finished, 1 a run failed (named on stderr), 2 a bad grid file or flag.
+same command again resumes the grid. ``--jobs N`` runs N at a time (default: one per
+CPU, as many as memory allows); a progress bar shows the runs done and the ETA.
+``DIR/results.csv`` and ``DIR/results.parquet`` are rebuilt from the run folders at
+the end (:mod:`simulations.experiments.results`). Exit codes: 0 every run finished,
+1 a run failed (named on stderr), 2 a bad grid file or flag.
 
 ``fedcredit experiment report DIR`` plots the AUC against each varied numeric option
-(:mod:`simulations.experiments.report`).
+and writes ``DIR/report.html`` (:mod:`simulations.experiments.report`).
 """
 
 from __future__ import annotations
@@ -53,13 +55,18 @@ GridFile = Annotated[
 Out = Annotated[
     Path,
     typer.Option(
-        help="Experiment folder: runs/<hash>/ per run and results.csv; run the same "
-        "command again to resume.",
+        help="Experiment folder: runs/<hash>/ per run, results.csv and results.parquet; "
+        "run the same command again to resume.",
     ),
 ]
 Jobs = Annotated[
-    int,
-    typer.Option(min=1, help="Runs at a time (each a Simulation Engine of its own)."),
+    int | None,
+    typer.Option(
+        min=1,
+        help="Runs at a time, each a Simulation Engine of its own (1: one after another). "
+        "Default: one per CPU, as many as memory allows at 3 GiB a run.",
+        show_default=False,
+    ),
 ]
 
 
@@ -79,15 +86,21 @@ def run_function(space: OptionSpace) -> RunFunction:
 
 
 @experiment_app.command("run")
-def run(grid: GridFile, out: Out, jobs: Jobs = 1) -> None:
+def run(grid: GridFile, out: Out, jobs: Jobs = None) -> None:
     """Run every run of GRID not yet finished in --out, then write --out/results.csv."""
     from simulations.experiments import load_grid, run_grid, write_results
+    from simulations.experiments.results import PARQUET_FILE
+    from simulations.experiments.runner import default_jobs
 
     with fail_cleanly():
         space = simulate_options()
         loaded = load_grid(grid, space)
     total = len(loaded.runs)
-    say(f"grid {grid}: {total} runs varying {', '.join(loaded.varied) or 'nothing'} -> {out}")
+    jobs = default_jobs() if jobs is None else jobs
+    say(
+        f"grid {grid}: {total} runs varying {', '.join(loaded.varied) or 'nothing'} -> {out} "
+        f"({jobs} at a time)"
+    )
     columns = (
         TextColumn("runs"),
         BarColumn(),
@@ -112,7 +125,7 @@ def run(grid: GridFile, out: Out, jobs: Jobs = 1) -> None:
             loaded.runs, out, run_function(space), jobs=jobs, on_start=started, on_end=ended
         )
     results = write_results(loaded, out)
-    say(f"results: {results} ({total - len(failed)} of {total} runs finished)")
+    say(f"results: {results} and {PARQUET_FILE} ({total - len(failed)} of {total} runs finished)")
     if failed:
         for grid_run in failed:
             error_console.print(
@@ -128,12 +141,12 @@ def run(grid: GridFile, out: Out, jobs: Jobs = 1) -> None:
 def report(
     out: Annotated[Path, typer.Argument(help="An experiment folder (holds results.csv).")],
 ) -> None:
-    """Plot AUC against each varied numeric option of OUT/results.csv (PNG files in OUT)."""
+    """Plot AUC against each varied numeric option of OUT/results.csv; OUT/report.html."""
     from simulations.experiments.report import write_report
 
     with fail_cleanly():
-        plots = write_report(out)
-    say(*(f"plot: {path}" for path in plots))
+        files = write_report(out)
+    say(*(f"plot: {path}" for path in files.plots), f"report: {files.page}")
 
 
 def _settings(varied: dict[str, Any]) -> str:

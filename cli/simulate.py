@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from click import Choice
 from click.core import ParameterSource
 
 from cli.console import Column, console, fail_cleanly, say, show_table
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
     from simulations.budgets import BudgetPolicy
     from simulations.cross_validation import CrossValidation, FoldResult, MetricSummary
     from simulations.engine import SimulationPlan
+    from simulations.ray_cluster import RayAddress
 
 __all__ = ["simulate"]
 
@@ -54,14 +56,42 @@ BankData = Annotated[
     typer.Option(
         help="One bank's own CSV (plain or gzip), read in place and named after the file "
         "(bank-a.csv.gz: bank-a); repeat once per bank. Instead of --data, --partition, "
-        "--banks, --alpha, --partition-column.",
+        "--banks, --alpha, --partition-column, --classes-per-bank, --size-skew.",
     ),
 ]
-Banks = Annotated[int, typer.Option(min=1, help="Number of simulated banks (iid and dirichlet).")]
-Partitioning = Annotated[PartitionScheme, typer.Option(help="How rows are split into banks.")]
+Banks = Annotated[
+    int,
+    typer.Option(min=1, help="Number of simulated banks (iid, dirichlet, pathological and size)."),
+]
+Partitioning = Annotated[
+    PartitionScheme,
+    typer.Option(
+        help="How rows are split into banks: iid; dirichlet (label skew, --alpha); column "
+        "(one bank per value of --partition-column, values under 2 % of rows merged into "
+        "'other'); natural-id (one bank per value, none merged); pathological (each bank "
+        "holds --classes-per-bank values of --partition-column); size (bank i of N holds "
+        "rows in proportion to i^--size-skew). Every bank needs both classes in its "
+        "training and held-out rows."
+    ),
+]
 Alpha = Annotated[float, typer.Option(help="Dirichlet concentration (smaller = more skewed).")]
 PartitionColumn = Annotated[
-    str, typer.Option(help="Column for --partition column: one bank per value.")
+    str,
+    typer.Option(help="Column for --partition column, natural-id and pathological."),
+]
+ClassesPerBank = Annotated[
+    int,
+    typer.Option(
+        help="--partition pathological: how many values of --partition-column each bank "
+        "holds (>= 1; rare values merged into 'other' as with column).",
+    ),
+]
+SizeSkew = Annotated[
+    float,
+    typer.Option(
+        help="--partition size: bank i of N holds rows in proportion to i^S, S in [0, 10] "
+        "(0: equal sizes, 1: linear, 2: square).",
+    ),
 ]
 Rounds = Annotated[int, typer.Option(min=1, help="Federated rounds.")]
 Model = Annotated[ModelKind, typer.Option(help="Model family.")]
@@ -134,6 +164,15 @@ ThresholdFraction = Annotated[
         "F in [0.5, 1); every simulated bank enforces it.",
     ),
 ]
+SecAggGraph = Annotated[
+    str,
+    typer.Option(
+        "--secagg-graph",
+        help="Secure aggregation's graph: complete, sparse (SecAgg+'s Harary graph, "
+        "k = O(log N) neighbours per bank) or auto (sparse above 100 banks).",
+        click_type=Choice(["auto", "complete", "sparse"]),
+    ),
+]
 DropoutRate = Annotated[
     float,
     typer.Option(help="Chance a bank drops out of a round at a random stage (0 <= p < 1)."),
@@ -193,6 +232,17 @@ WriteBankFiles = Annotated[
         "bank reads its rows of the source data set; nothing is written per bank).",
     ),
 ]
+RayAddressOption = Annotated[
+    str | None,
+    typer.Option(
+        "--ray-address",
+        help="Run the virtual banks on an existing Ray cluster: its GCS address HOST:PORT "
+        "(what `ray start --head` prints); run this command on a node of the cluster. "
+        "Research only: the cluster sees every simulated bank's data. Not with --cpus "
+        "(each node has the CPUs it was started with).",
+        show_default=False,
+    ),
+]
 Dashboard = Annotated[
     bool,
     typer.Option(
@@ -221,6 +271,8 @@ _SPLIT_FLAGS = {
     "banks": "--banks",
     "alpha": "--alpha",
     "partition_column": "--partition-column",
+    "classes_per_bank": "--classes-per-bank",
+    "size_skew": "--size-skew",
 }
 """The flags that split one data set into banks: ``--bank-data`` takes their place."""
 _GIVEN = (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT, ParameterSource.PROMPT)
@@ -243,6 +295,8 @@ def simulate(
     partition: Partitioning = PartitionScheme.IID,
     alpha: Alpha = 0.5,
     partition_column: PartitionColumn = "EDUCATION",
+    classes_per_bank: ClassesPerBank = 2,
+    size_skew: SizeSkew = 1.0,
     rounds: Rounds = 10,
     model: Model = ModelKind.LOGREG,
     encoding: Encoding = EncodingKind.BINNED,
@@ -260,6 +314,7 @@ def simulate(
     max_grad_norm: MaxGradNorm = 1.0,
     secure_aggregation: SecureAggregation = True,
     secagg_threshold_fraction: ThresholdFraction = 2 / 3,
+    secagg_graph: SecAggGraph = "auto",
     dropout_rate: DropoutRate = 0.0,
     evaluate_every: EvaluateEvery = None,
     decision_cutoff: DecisionCutoff = 0.5,
@@ -270,6 +325,7 @@ def simulate(
     base_odds: BaseOdds = 50.0,
     cpus: Cpus = None,
     write_bank_files: WriteBankFiles = False,
+    ray_address: RayAddressOption = None,
     folds: Folds = None,
     dashboard: Dashboard = False,
     dashboard_port: DashboardPortOption = DEFAULT_PORT,
@@ -302,6 +358,7 @@ def simulate(
                 "max_grad_norm": max_grad_norm,
                 "secure_aggregation": secure_aggregation,
                 "secagg_threshold_fraction": secagg_threshold_fraction,
+                "secagg_graph": secagg_graph,
                 "decision_cutoff": decision_cutoff,
                 "validation_fraction": validation_fraction,
                 "patience": patience,
@@ -314,6 +371,7 @@ def simulate(
             spelled={
                 "audit_key": "--audit-key",
                 "secagg_threshold_fraction": "--secagg-threshold-fraction",
+                "secagg_graph": "--secagg-graph",
                 "decision_cutoff": "--decision-cutoff",
                 "validation_fraction": "--validation-fraction",
                 "patience": "--patience",
@@ -323,9 +381,14 @@ def simulate(
             },
         )
         banks_from: PartitionSettings | list[Path] = bank_data or _partition_settings(
-            data, partition, alpha, partition_column
+            data,
+            partition,
+            alpha,
+            partition_column,
+            {"classes_per_bank": classes_per_bank, "size_skew": size_skew},
         )
         budgets_of_banks = _budget_policy(epsilon, delta, budgets)
+        cluster = _ray_cluster(ray_address, cpus)
         if dashboard and folds is not None:
             raise ConfigError(
                 "cannot be combined with --folds (each fold is a run of its own)",
@@ -338,12 +401,12 @@ def simulate(
             )
 
         if folds is not None:
-            cross_validation = _cross_validate(config, folds, plan_fold, cpus)
+            cross_validation = _cross_validate(config, folds, plan_fold, cpus, cluster)
             _show_cross_validation(cross_validation, out, time.monotonic() - started)
             return
         plan = plan_fold(config, None)
         server = _start_dashboard(out, dashboard_port) if dashboard else None
-        files = _run(plan, cpus)
+        files = _run(plan, cpus, cluster)
     _show_summary(files.metrics, time.monotonic() - started)
     say(
         f"metrics:    {files.metrics}",
@@ -396,16 +459,27 @@ def _refuse_split_flags(ctx: typer.Context) -> None:
 
 
 def _partition_settings(
-    data: Path | None, partition: PartitionScheme, alpha: float, partition_column: str
+    data: Path | None,
+    partition: PartitionScheme,
+    alpha: float,
+    partition_column: str,
+    scheme_options: dict[str, int | float],
 ) -> PartitionSettings:
-    """How the data set is split into banks, from the flags."""
+    """How the data set is split into banks, from the flags (``scheme_options``: the
+    new schemes' ``classes_per_bank`` and ``size_skew``)."""
     fields = {
         "data": str(data or ""),
         "partition": partition,
         "alpha": alpha,
         "partition_column": partition_column,
+        **scheme_options,
     }
-    spelled = {"alpha": "--alpha", "partition_column": "--partition-column"}
+    spelled = {
+        "alpha": "--alpha",
+        "partition_column": "--partition-column",
+        "classes_per_bank": "--classes-per-bank",
+        "size_skew": "--size-skew",
+    }
     return validate_fields(PartitionSettings, fields, source=SOURCE, spelled=spelled)
 
 
@@ -475,16 +549,35 @@ def _say_banks(plan: SimulationPlan) -> None:
         )
 
 
-def _run(plan: SimulationPlan, cpus: int | None) -> RunFiles:
-    """Flower's Simulation Engine over the plan, printing each round."""
+def _ray_cluster(ray_address: str | None, cpus: int | None) -> RayAddress | None:
+    """The Ray cluster of ``--ray-address``, checked to answer before any data is split."""
+    if ray_address is None:
+        return None
+    from simulations.ray_cluster import parse_ray_address, probe_ray_cluster
+
+    if cpus is not None:
+        raise ConfigError(
+            "cannot be combined with --cpus: each node of the cluster gives the CPUs it "
+            "was started with (ray start --num-cpus)",
+            source="--ray-address",
+        )
+    address = parse_ray_address(ray_address)
+    probe_ray_cluster(address)
+    return address
+
+
+def _run(plan: SimulationPlan, cpus: int | None, cluster: RayAddress | None) -> RunFiles:
+    """Flower's Simulation Engine over the plan (on ``cluster`` if given), printing each round."""
     from simulations.engine import run_simulated_consortium
 
-    say(f"starting Flower's Simulation Engine with {len(plan.banks)} virtual SuperNodes ...")
+    where = f" on the Ray cluster at {cluster}" if cluster else ""
+    say(f"starting Flower's Simulation Engine with {len(plan.banks)} virtual SuperNodes{where} ...")
     return run_simulated_consortium(
         plan,
         on_round=lambda result, total: say(result.progress_line(total)),
         on_event=say,
         cpus=cpus,
+        ray_address=cluster,
     )
 
 
@@ -493,6 +586,7 @@ def _cross_validate(
     folds: int,
     plan_fold: Callable[[RunConfig, Fold], SimulationPlan],
     cpus: int | None,
+    cluster: RayAddress | None,
 ) -> CrossValidation:
     """K simulations, one per fold, each announced before it starts and summed up after.
 
@@ -516,7 +610,11 @@ def _cross_validate(
         )
 
     return run_cross_validation(
-        config, folds, plan_fold=announced, run_fold=lambda plan: _run(plan, cpus), on_fold=ended
+        config,
+        folds,
+        plan_fold=announced,
+        run_fold=lambda plan: _run(plan, cpus, cluster),
+        on_fold=ended,
     )
 
 

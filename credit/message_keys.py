@@ -35,6 +35,10 @@ GOVERNANCE_SUMS = "governance-sums"
 # bank's counts of its later file in the clear in its reply.
 STABILITY = "stability"
 STABILITY_COUNTS = "stability-counts"
+# A boosting level's request (the tree, depth and the previous level's splits), and the
+# bank's histograms of the level's open nodes in the clear in its reply.
+GBDT_LEVEL = "gbdt-level"
+GBDT_HISTOGRAMS = "gbdt-histograms"
 # The head of the sender's audit log: in every request of a coordinator that keeps
 # one, and every answered reply of a bank that keeps one (each side records the other's).
 AUDIT_HEAD = "audit-head"

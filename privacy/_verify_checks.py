@@ -22,6 +22,7 @@ from credit.governance.fairness import FAIRNESS_SENSITIVITY
 from credit.governance.release import governance_sensitivity
 from privacy.accounting import RDP_ORDERS, ROW_SETS, DpEvent
 from privacy.budget import default_delta
+from privacy.gbdt_histogram import is_histogram_sensitivity
 from privacy.ledger import RunPlan
 
 __all__ = ["RowEpsilon", "independent_epsilons", "ledger_problems"]
@@ -31,6 +32,7 @@ _PLAN_OF_KIND = {
     "dp-sgd": "dp-sgd",
     "gaussian-release": "dp-sgd",
     "evaluation-release": "evaluation",
+    "gbdt-histogram": "gbdt",
 }
 
 
@@ -85,8 +87,10 @@ def ledger_problems(
     every event runs its plan's mechanism (a governance release, an evaluation
     release of the test rows at its own sensitivity, runs the evaluation plan's
     noise multiplier); one set-up release and at most one governance release per
-    run; a stability release (a later file's counts) is one step with q = 1;
-    delta is at most 1 / (10 n_train).
+    run; a stability release (a later file's counts) is one step with q = 1; a
+    boosting plan (``gbdt``) is one step with q = 1 per level at the sensitivity
+    ``sqrt(33 F / 16)`` of a whole number F of features, its run releases each level
+    once and at most its planned levels; delta is at most 1 / (10 n_train).
     """
     problems = _plan_problems(plans, n_train)
     by_run: dict[tuple[str, str], RunPlan] = {(plan.run, plan.kind): plan for plan in plans}
@@ -112,6 +116,7 @@ def ledger_problems(
         for run, count in sorted(governance.items())
         if count > 1
     ]
+    problems += _level_problems(events, by_run)
     if n_train >= 1 and delta > default_delta(n_train) * (1 + 1e-9):
         problems.append(
             f"delta {delta:.3g} is larger than 1/(10 n_train) = {default_delta(n_train):.3g} "
@@ -140,6 +145,9 @@ def _plan_problems(plans: Sequence[RunPlan], n_train: int) -> list[str]:
         if plan.kind == "evaluation":
             if plan.sample_rate != 1.0 or plan.steps_per_round != 1:
                 problems.append(f"{where}: an evaluation release has q = 1 and one step")
+            continue
+        if plan.kind == "gbdt":
+            problems += _gbdt_plan_problems(plan, where)
             continue
         if min(plan.n_train, plan.batch_size, max(plan.local_epochs, plan.local_steps)) < 1:
             problems.append(
@@ -175,6 +183,38 @@ def _steps_problems(plan: RunPlan, where: str) -> list[str]:
     if plan.steps_per_round != expected:
         return [f"{where}: {plan.steps_per_round} steps per round, not {rule} = {expected}"]
     return []
+
+
+def _gbdt_plan_problems(plan: RunPlan, where: str) -> list[str]:
+    """A boosting plan: one Gaussian step with q = 1 per level, at a histogram's sensitivity."""
+    problems = []
+    if plan.sample_rate != 1.0 or plan.steps_per_round != 1:
+        problems.append(f"{where}: a level's histograms are one step with q = 1")
+    if not is_histogram_sensitivity(plan.max_grad_norm):
+        problems.append(
+            f"{where}: sensitivity {plan.max_grad_norm:.6g} is not sqrt(33 F / 16) for a "
+            "whole number F of features (privacy.gbdt_histogram)"
+        )
+    return problems
+
+
+def _level_problems(events: Sequence[DpEvent], by_run: dict[tuple[str, str], RunPlan]) -> list[str]:
+    """Each boosting level released once, and no more levels than the run's plan."""
+    levels = Counter((e.run, e.round) for e in events if e.kind == "gbdt-histogram")
+    problems = [
+        f"run '{run}' released level {level}'s histograms {count} times; a level is released once"
+        for (run, level), count in sorted(levels.items())
+        if count > 1
+    ]
+    per_run = Counter(run for run, _ in levels.elements())
+    for run, count in sorted(per_run.items()):
+        plan = by_run.get((run, "gbdt"))
+        if plan is not None and count > plan.planned_rounds:
+            problems.append(
+                f"run '{run}' made {count} level releases (gbdt-histogram); its plan "
+                f"allows {plan.planned_rounds}"
+            )
+    return problems
 
 
 def _stability_problems(event: DpEvent) -> list[str]:

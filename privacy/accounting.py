@@ -79,6 +79,7 @@ EVENT_ROWS: dict[str, Rows] = {
     "gaussian-release": "train",
     "evaluation-release": "test",
     "stability-release": "later",
+    "gbdt-histogram": "train",
 }
 """Each event kind and the row set its releases are about."""
 MAX_NOISE_MULTIPLIER = 1e3
@@ -105,7 +106,9 @@ class DpEvent:
     kind : str
         ``dp-sgd`` (training steps), ``gaussian-release`` (the set-up feature
         statistics), ``evaluation-release`` (noisy evaluation sums of the test rows)
-        or ``stability-release`` (noisy bin counts of a later file's records).
+        ``stability-release`` (noisy bin counts of a later file's records) or
+        ``gbdt-histogram`` (one tree level's noisy gradient histograms of the training
+        rows, :mod:`privacy.gbdt_histogram`).
     run : str
         The run the release belongs to ("" in ledgers written before runs were
         recorded); ``fedcredit privacy verify`` matches it with the run's plan.

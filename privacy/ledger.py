@@ -53,8 +53,8 @@ __all__ = [
     "repair_ledger",
 ]
 
-PlanKind = Literal["dp-sgd", "evaluation"]
-_PLAN_KINDS: tuple[PlanKind, ...] = ("dp-sgd", "evaluation")
+PlanKind = Literal["dp-sgd", "evaluation", "gbdt"]
+_PLAN_KINDS: tuple[PlanKind, ...] = ("dp-sgd", "evaluation", "gbdt")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -78,8 +78,9 @@ class RunPlan:
     local_epochs : int
         Epochs E per round: ``steps_per_round = E * ceil(n_train / B)`` (0 for
         evaluation plans, legacy plans and plans in steps).
-    kind : {"dp-sgd", "evaluation"}
-        DP-SGD training (training rows) or evaluation releases (test rows).
+    kind : {"dp-sgd", "evaluation", "gbdt"}
+        DP-SGD training (training rows), evaluation releases (test rows) or the tree
+        levels of federated boosting (training rows; ``planned_rounds`` is levels).
     local_steps : int, default 0
         Steps S per round asked for instead of epochs: ``steps_per_round = S``
         (0: the plan is in epochs, or an evaluation plan).
@@ -272,7 +273,9 @@ class PrivacyLedger:
             run already made ``at_most`` such releases; nothing is recorded.
         LedgerError
             ``plan``'s run already has a plan of its kind, or ``event`` is a second
-            set-up release (``gaussian-release``) of its run; nothing is recorded.
+            set-up release (``gaussian-release``) of its run, or a second release of
+            one boosting level (``gbdt-histogram`` of the same run and round); nothing
+            is recorded.
         """
         entries = [_plan_entry(plan)] if plan is not None else []
 
@@ -280,6 +283,7 @@ class PrivacyLedger:
             if plan is not None:
                 self._refuse_second_plan(plan)
             self._refuse_second_setup_release(event)
+            self._refuse_second_level(event)
             if at_most is not None:
                 self._refuse_past(event, at_most)
             self._refuse_over_budget(event)
@@ -341,6 +345,18 @@ class PrivacyLedger:
             raise LedgerError(
                 f"{self.path}: run '{event.run}' already made its set-up release; a run "
                 "releases its feature statistics once (start a new run with a new name)"
+            )
+
+    def _refuse_second_level(self, event: DpEvent) -> None:
+        if event.kind != "gbdt-histogram":
+            return
+        if any(
+            e.kind == event.kind and (e.run, e.round) == (event.run, event.round)
+            for e in self.events
+        ):
+            raise LedgerError(
+                f"{self.path}: run '{event.run}' already released level {event.round}'s "
+                "histograms; a level is released once"
             )
 
     def _refuse_past(self, event: DpEvent, at_most: int) -> None:

@@ -181,7 +181,7 @@ def verify_ledger(path: Path) -> BankCheck:
         The file is missing or does not parse (a torn last line names the repair).
     """
     contents = read_ledger(path)
-    training_plans = [plan for plan in contents.plans if plan.kind == "dp-sgd"]
+    training_plans = [plan for plan in contents.plans if plan.kind in ("dp-sgd", "gbdt")]
     n_train = training_plans[-1].n_train if training_plans else 0
     problems = ledger_problems(
         contents.events, contents.plans, n_train=n_train, delta=contents.delta

@@ -47,16 +47,20 @@ from credit.loading import load_bank_csv
 from credit.run_config import RunConfig
 from credit.schema import load_schema
 from deploy.flower_env import set_offline_defaults
+from participant.guard.bank import held_out_rows
 from participant.guard.in_process import InProcessLink, guard_for
 from participant.guard.sessions import ContextSessions
 from participant.guard.settings import Fold, GuardSettings, HoldOut, SecAggPolicy
 from participant.relay.client_app import make_relay_app
+from privacy.secagg.graph import GraphChoice
 from privacy.secagg.members import Member, MemberList, member_name
 from privacy.secagg.protocol import MIN_ROSTER
+from simulations.bank_requirement import BankRequirement
 from simulations.budgets import BudgetPolicy
 from simulations.dropouts import dropout_mod
 from simulations.link_state import indexed_link_state
 from simulations.partition import Partition, PartitionedData, partition_data
+from simulations.ray_cluster import RayAddress, connected_to
 from simulations.settings import SIMULATION_FILE, BankFiles, PartitionSettings
 from simulations.shared_plan import SharedPartitionPlan
 
@@ -178,16 +182,22 @@ def plan_simulation(
     credit.errors.SchemaError
         The data file breaks the schema (names file, column and row).
     credit.errors.ConfigError
-        The partition settings cannot be met, or a bank has fewer rows than ``fold``
-        has folds.
+        The partition settings cannot be met (a bank short of rows, or of either class
+        in its training or held-out rows), or a bank has fewer rows than ``fold`` has
+        folds, or a fold leaves a bank without a class on one side.
     """
     _check_dropout_rate(dropout_rate)
     _check_fold_fraction(config, fold)
     partition = partition or PartitionSettings()
     data = partition_data(
-        partition, n_banks=n_banks, schema_file=config.schema_file, seed=config.seed
+        partition,
+        n_banks=n_banks,
+        schema_file=config.schema_file,
+        seed=config.seed,
+        holdouts=[] if fold else [_run_hold_out(config)],
     )
     _check_fold_count(fold, {part.name: int(part.rows.size) for part in data.partitions})
+    _check_fold_classes(data, config.seed, fold)
     config = _with_coordinator_key(_fitted_to(config, len(data.partitions)))
     if budgets is not None:
         budgets.check_banks([p.name for p in data.partitions], source=budget_source)
@@ -328,6 +338,39 @@ def _check_fold_count(fold: Fold | None, rows: dict[str, int]) -> None:
             f"{fold.count} folds need at least {fold.count} rows at every bank; bank "
             f"'{name}' has {fewest}: {fewer}",
             source="--folds",
+        )
+
+
+def _run_hold_out(config: RunConfig) -> HoldOut:
+    """The hold-out every simulated bank of a run without folds applies (its split)."""
+    return HoldOut.for_simulation(fraction=config.test_fraction, seed=config.seed)
+
+
+def _check_fold_classes(data: PartitionedData, seed: int, fold: Fold | None) -> None:
+    """Every fold must leave every bank both classes in its training and held-out rows.
+
+    The partition itself only asks for both classes somewhere in each bank, so that
+    every fold of a cross-validation splits the data into the same banks.
+    """
+    if fold is None:
+        return
+    schema = load_schema(data.schema_path)
+    rules = [
+        HoldOut.for_simulation(
+            fraction=fold.fraction, seed=seed, fold=Fold(index=index, count=fold.count)
+        )
+        for index in range(fold.count)
+    ]
+    requirement = BankRequirement(
+        labels=data.frame[schema.target].to_numpy(),
+        target=schema.target,
+        min_rows=schema.min_rows,
+        held_out=[held_out_rows(data.frame, schema, rule) for rule in rules],
+    )
+    problem = requirement.class_problem(data.partitions)
+    if problem is not None:
+        raise ConfigError(
+            f"{problem} in one of the {fold.count} folds; use fewer --folds", source="--folds"
         )
 
 
@@ -513,7 +556,12 @@ def _guard_settings(
             fold=fold,
             validation_fraction=config.validation_fraction,
         ),
-        secure_aggregation=SecAggPolicy(threshold_fraction=config.secagg_threshold_fraction),
+        secure_aggregation=SecAggPolicy(
+            threshold_fraction=config.secagg_threshold_fraction,
+            graph=GraphChoice(config.secagg_graph),
+            dropout_rate=config.secagg_dropout_rate,
+            corruption_rate=config.secagg_corruption_rate,
+        ),
     )
 
 
@@ -523,6 +571,7 @@ def run_simulated_consortium(
     on_round: RoundCallback | None = None,
     on_event: EventCallback | None = None,
     cpus: int | None = None,
+    ray_address: RayAddress | None = None,
 ) -> RunFiles:
     """Run the plan's banks through Flower's Simulation Engine; return the output paths.
 
@@ -534,6 +583,10 @@ def run_simulated_consortium(
         Progress callbacks (see :class:`coordinator.app.run_driver.RunDriver`).
     cpus : int, optional
         CPUs given to Ray (one ClientApp per CPU at a time); all cores by default.
+        Not with ``ray_address`` (the cluster's nodes have their own).
+    ray_address : RayAddress, optional
+        An existing Ray cluster to run the virtual banks on
+        (:mod:`simulations.ray_cluster`); default: a private Ray on this machine.
     """
 
     set_offline_defaults(simulation=True)
@@ -543,7 +596,8 @@ def run_simulated_consortium(
         on_event=on_event or (lambda text: None),
     )
     client_app = simulation_client_app(plan)
-    with indexed_link_state():  # Flower's own scans every message per node: O(N²) a sweep
+    # indexed_link_state: Flower's own scans every message per node, O(N²) a sweep
+    with connected_to(ray_address), indexed_link_state():
         run_on_simulation_engine(server_app, client_app, supernodes=len(plan.banks), cpus=cpus)
     files = run_files(Path(plan.config.out_dir))
     _record_exact_metrics(plan, files)
@@ -613,7 +667,9 @@ def run_on_simulation_engine(
 
     One CPU per ClientApp at a time, ``cpus`` in all (every core by default); Ray's
     processes talk over loopback only, and Flower's own log is kept to errors (the
-    callbacks print the progress).
+    callbacks print the progress). Flower starts Ray only if this process has not
+    joined one already: on a cluster (:func:`simulations.ray_cluster.connected_to`)
+    the ``init_args`` go unused.
     """
     from flwr.simulation import run_simulation
 

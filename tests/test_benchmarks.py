@@ -246,3 +246,16 @@ def test_the_scale_benchmark_reads_a_runs_rounds_memory_and_graph() -> None:
         "seconds_per_round_dp": {"target": 60.0, "measured": 4.0, "met": True},
         "peak_rss_mb_dp": {"target": 16384.0, "measured": 9000.0, "met": True},
     }
+
+
+def test_the_gbdt_benchmark_compares_central_banks_and_references(tmp_path: Path) -> None:
+    out = tmp_path / "gbdt.json"
+    command = [sys.executable, "bench/gbdt.py", "--seeds", "0", "--trees", "3", "--depth", "2"]
+    command += ["--out", str(out)]
+    completed = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    (run,) = json.loads(out.read_text())["runs"]
+    assert run["identical_trees"] is True and run["auc_difference_summed"] == 0.0
+    for model in ("gbdt_central", "xgboost_hist_same_bins", "lightgbm_central"):
+        assert 0.6 < run[model]["auc"] < 0.9
+    assert out.with_suffix(".md").read_text().startswith("| model (central")

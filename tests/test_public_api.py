@@ -52,6 +52,16 @@ PUBLIC = {
         "scoring_settings", "signer_fingerprint", "verify_package", "write_package",
         "VerifiedFolder", "verify_folder",
     },
+    "credit.gbdt": {
+        "GRADIENT_SCALE", "GRADIENT_SCALE_BITS", "HISTOGRAM_CHANNELS", "MAX_BINS", "MAX_DEPTH",
+        "MAX_TREES", "BankBoosting", "BoostingParams", "Ensemble", "FeatureBins",
+        "FeatureImportance", "LevelSplits", "NodeSplit", "NodeSums", "QuantisedGradients",
+        "SplitCandidate", "Tree", "TreeGrower", "apply_splits", "base_margin",
+        "base_score_from_counts", "best_split", "bins_from_encoder", "contributions",
+        "feature_importance", "histograms", "leaf_weight", "matrix_card", "node_sums",
+        "quantise_gradients", "raw_matrix", "reason_features", "sample_features", "sample_rows",
+        "save_xgboost_json", "to_xgboost_json", "train_central",
+    },
     "credit.scoring": {
         "ApplicantTally", "BatchOutcome", "Reason", "ReasonTable", "ScoredRows", "Scorer",
         "check_applicants", "score_csv", "score_quantiles",
@@ -69,8 +79,8 @@ PUBLIC = {
         "partition_rows", "plan_simulation", "run_simulated_consortium", "simulation_client_app",
     },
     "simulations.experiments": {
-        "Grid", "GridRun", "OptionSpace", "RunRecord", "RunTask", "load_grid",
-        "option_space", "run_grid", "write_results",
+        "Grid", "GridRun", "OptionSpace", "RunRecord", "RunTask", "default_jobs", "expand_grid",
+        "load_grid", "option_space", "run_grid", "write_results",
     },
     "privacy": {
         "DpEvent", "DpSgdSettings", "LedgerError", "PrivacyBudget", "PrivacyBudgetExceeded",
@@ -98,6 +108,7 @@ PUBLIC = {
     "privacy.secagg": {
         "FixedPoint", "Share", "ShareRejected", "combine_shares", "derive_key", "expand_mask",
         "generate_private_key", "open_share", "public_bytes", "seal_share", "split_secret",
+        "GraphChoice", "GraphPlan", "SecAggCost", "harary_parameters",
     },
 }  # fmt: skip
 

@@ -13,7 +13,9 @@
 - :mod:`~coordinator.app.run_state`: banks, round results and the run's state;
 - :mod:`~coordinator.app.checkpoint`: the state after each round, for resuming;
 - :mod:`~coordinator.app.run_files`: ``metrics.json``, the model, the plot, ledgers;
-- :mod:`~coordinator.app.audit_trail`: the coordinator's signed audit log.
+- :mod:`~coordinator.app.audit_trail`: the coordinator's signed audit log;
+- :mod:`~coordinator.app.boosting`: federated boosting, one summed exchange per tree level;
+- :mod:`~coordinator.app.boosting_checkpoint`: a boosting run's trees after each tree.
 
 The package door is :mod:`coordinator`; import the module you need from here.
 """

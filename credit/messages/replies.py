@@ -148,7 +148,7 @@ class LedgerPlan(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     run: str
-    kind: Literal["dp-sgd", "evaluation"] = "dp-sgd"
+    kind: Literal["dp-sgd", "evaluation", "gbdt"] = "dp-sgd"
     noise_multiplier: float = Field(gt=0)
     sample_rate: float = Field(gt=0, le=1)
     steps_per_round: int = Field(ge=1)

@@ -21,9 +21,13 @@ option and lists tables varies several options together (one point per table)::
 
 Runs come in a stable order: the product of the ``[vary]`` lists in the file's order,
 the first key varying slowest. Each run's hash is the first 12 hex digits of the
-SHA-256 of its canonical options (every option of the command, defaults included,
-as validated JSON with sorted keys): the same run has the same hash whatever the
-order or spelling of the file's keys, and a different one if any option differs.
+SHA-256 of its canonical options: every option whose validated value differs from the
+command's default, as JSON with sorted keys. The same run has the same hash whatever
+the order or spelling of the file's keys (and whether a default is written out), a
+different one if any option differs; an option added to the command later leaves
+the hashes of existing runs alone (a run that does not set it does what it did).
+Changing a default of the command does not change the hashes of the runs that rely
+on it: after such an upgrade, start a new experiment folder.
 """
 
 from __future__ import annotations
@@ -43,7 +47,7 @@ from credit.config_files import first_problem
 from credit.errors import ConfigError
 from simulations.experiments.options import OptionSpace, is_path_type
 
-__all__ = ["HASH_DIGITS", "Grid", "GridRun", "load_grid"]
+__all__ = ["HASH_DIGITS", "Grid", "GridRun", "expand_grid", "load_grid", "run_hash"]
 
 HASH_DIGITS = 12
 """Hex digits of a run's hash (48 bits: collisions negligible for any grid)."""
@@ -92,7 +96,25 @@ def load_grid(path: Path, space: OptionSpace) -> Grid:
         One line naming the file and the key: unreadable or invalid TOML, an unknown
         table or option, a value the option refuses, an empty or repeated list.
     """
-    document = _read_toml(path)
+    return expand_grid(_read_toml(path), path, space)
+
+
+def expand_grid(document: Mapping[str, Any], path: Path, space: OptionSpace) -> Grid:
+    """Validate and expand a grid ``document`` (a parsed grid file) against ``space``.
+
+    ``path`` is the grid's file (relative paths are read from its folder; errors name
+    it). A benchmark that narrows an example grid (fewer seeds) edits the parsed
+    document and expands it here.
+
+    Raises
+    ------
+    ConfigError
+        As :func:`load_grid`.
+    """
+    for key in document.keys() - set(_TABLES):
+        raise ConfigError(
+            f"'{key}': unknown table; a grid has [fixed] and [vary]", source=str(path)
+        )
     fixed = _options(_table(document, "fixed", path), "[fixed]", path, space)
     axes = {
         key: _axis(key, values, path, space)
@@ -116,10 +138,6 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"cannot read the grid file ({exc.strerror})", source=str(path)) from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"not valid TOML ({exc})", source=str(path)) from exc
-    for key in document.keys() - set(_TABLES):
-        raise ConfigError(
-            f"'{key}': unknown table; a grid has [fixed] and [vary]", source=str(path)
-        )
     return document
 
 
@@ -238,10 +256,16 @@ def _run(
     for point in combination:
         given |= point
     options = _check_values(given, path, space, where="[vary]")
-    canonical = json.dumps(options, sort_keys=True, separators=(",", ":"))
     return GridRun(
-        hash=hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:HASH_DIGITS],
+        hash=run_hash(options, space.defaults()),
         options=options,
         given={name: options[name] for name in given},
         varied={name: options[name] for name in varied},
     )
+
+
+def run_hash(options: Mapping[str, Any], defaults: Mapping[str, Any]) -> str:
+    """The stable hash of a run's validated ``options`` (see the module docstring)."""
+    changed = {name: value for name, value in options.items() if value != defaults[name]}
+    canonical = json.dumps(changed, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:HASH_DIGITS]

@@ -1,16 +1,21 @@
-"""Plots of a grid's results: AUC against each varied numeric option, seeds as error bars.
+"""A grid's report: AUC against each varied numeric option (seeds as error bars), and a page.
 
 From ``DIR/results.csv`` (:mod:`simulations.experiments.results`): for every varied
-option whose values are numbers (``seed`` aside), ``DIR/auc-vs-<option>.png`` draws
-the mean exact AUC over the seeds (error bars: the sample sd, ddof=1; 0 with one
-seed) against the option, one line per combination of the other varied options. A
-``none`` value of the option (``epsilon = "none"``: the run without DP) is drawn as
-a dotted horizontal line at its mean, in its line's colour. Only finished runs
-(``completed`` or ``stopped: ...``) are plotted.
+option whose values are two or more numbers (``seed`` aside: ``epsilon``, ``alpha``,
+``banks``, ``dropout_rate``, ``rounds``, whichever the grid varied),
+``DIR/auc-vs-<option>.png`` draws the mean exact AUC over the seeds (error bars: the
+sample sd, ddof=1; 0 with one seed) against the option, one line per combination of
+the other varied options that take more than one value (a bundle fills in options it
+does not set: ``alpha`` is 0.5 on every split of the privacy-utility grid). A
+``none`` value of the option (``epsilon = "none"``: the run without DP) is drawn as a
+dotted horizontal line at its mean, in its line's colour. Only finished runs
+(``completed`` or ``stopped: ...``) are plotted. ``DIR/report.html``
+(:mod:`simulations.experiments.page`) shows the plots and a table of every run.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
@@ -20,9 +25,26 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from credit.errors import ConfigError
+from simulations.experiments.page import PAGE_FILE, Plot, render_page, summary_of
 from simulations.experiments.results import METRIC_COLUMNS, RESULTS_FILE
 
-__all__ = ["auc_summary", "numeric_options", "read_results", "varied_options", "write_report"]
+__all__ = [
+    "ReportFiles",
+    "auc_summary",
+    "numeric_options",
+    "read_results",
+    "varied_options",
+    "write_report",
+]
+
+
+@dataclass(frozen=True)
+class ReportFiles:
+    """What :func:`write_report` wrote: one PNG per numeric option, and the page."""
+
+    plots: tuple[Path, ...]
+    page: Path
+
 
 _SEED = "seed"
 _NONE = "none"
@@ -61,12 +83,17 @@ def auc_summary(frame: pd.DataFrame, option: str) -> pd.DataFrame:
     Returns
     -------
     pandas.DataFrame
-        Columns ``line`` (the other varied options, ``"k=v, ..."``; ``""`` when none),
+        Columns ``line`` (the other varied options that take more than one value,
+        ``"k=v, ..."``; ``""`` when none),
         ``option`` (a float, NaN for ``none``), ``auc_mean``, ``auc_sd`` and ``runs``;
         sorted by line and option.
     """
     finished = frame[(frame["status"] == "completed") | frame["status"].str.startswith("stopped")]
-    others = [name for name in varied_options(frame) if name not in (option, _SEED)]
+    others = [
+        name
+        for name in varied_options(frame)
+        if name not in (option, _SEED) and finished[name].nunique() > 1
+    ]
     data = pd.DataFrame(
         {
             "line": finished[others].apply(
@@ -84,17 +111,20 @@ def auc_summary(frame: pd.DataFrame, option: str) -> pd.DataFrame:
     return summary.sort_values(["line", "option"], na_position="last").reset_index(drop=True)
 
 
-def write_report(out: Path) -> list[Path]:
-    """Write ``out/auc-vs-<option>.png`` for each numeric option; their paths."""
+def write_report(out: Path) -> ReportFiles:
+    """Write ``out/auc-vs-<option>.png`` for each numeric option and ``out/report.html``."""
     frame = read_results(out)
     options = numeric_options(frame)
-    if not options:
-        raise ConfigError(
-            "no varied numeric option (seed aside) to plot AUC against; varied: "
-            f"{', '.join(varied_options(frame)) or 'nothing'}",
-            source=str(out / RESULTS_FILE),
-        )
-    return [_plot(auc_summary(frame, option), option, out) for option in options]
+    plots = [_plot(auc_summary(frame, option), option, out) for option in options]
+    summary = summary_of(
+        frame,
+        varied_options(frame),
+        [Plot.of(option, path) for option, path in zip(options, plots, strict=True)],
+        title=out.resolve().name,
+    )
+    page = out / PAGE_FILE
+    page.write_text(render_page(summary), encoding="utf-8")
+    return ReportFiles(plots=tuple(plots), page=page)
 
 
 def _plot(summary: pd.DataFrame, option: str, out: Path) -> Path:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import shutil
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
@@ -28,6 +29,7 @@ __all__ = [
     "RUNS_DIR",
     "RunRecord",
     "RunTask",
+    "default_jobs",
     "is_finished",
     "read_record",
     "read_status",
@@ -38,6 +40,10 @@ __all__ = [
 RUNS_DIR = "runs"
 RECORD_FILE = "run.json"
 METRICS_FILE = "metrics.json"
+RUN_MEMORY_BYTES = 3 * 2**30
+"""Memory set aside per run at a time: a 5-bank, 10-round ``simulate`` run's process
+tree (the driver, Ray's raylet and workers) peaked at 2.5 GiB on this project's machine."""
+_MEMINFO = Path("/proc/meminfo")
 
 
 @dataclass(frozen=True)
@@ -105,6 +111,41 @@ def is_finished(folder: Path) -> bool:
     return record is not None and record.exit_code == 0 and ended
 
 
+def default_jobs(*, cpus: int | None = None, available_bytes: int | None = None) -> int:
+    """Runs at a time when the user does not say: one per CPU, as many as memory allows.
+
+    Parameters
+    ----------
+    cpus : int, optional
+        CPUs this process may use; default: its CPU affinity (``os.sched_getaffinity``).
+    available_bytes : int, optional
+        Memory available for new processes; default: ``MemAvailable`` of
+        ``/proc/meminfo`` (where there is none: no memory limit).
+
+    Returns
+    -------
+    int
+        ``min(cpus, available_bytes // RUN_MEMORY_BYTES)``, at least 1 (one run after
+        another on one CPU or in little memory).
+    """
+    cpus = len(os.sched_getaffinity(0)) if cpus is None else cpus
+    available = _available_memory() if available_bytes is None else available_bytes
+    by_memory = cpus if available is None else available // RUN_MEMORY_BYTES
+    return max(1, min(cpus, by_memory))
+
+
+def _available_memory() -> int | None:
+    """``MemAvailable`` in bytes, or ``None`` without ``/proc/meminfo``."""
+    try:
+        lines = _MEMINFO.read_text(encoding="ascii").splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        if line.startswith("MemAvailable:"):
+            return int(line.split()[1]) * 1024
+    return None
+
+
 def run_grid(
     runs: Sequence[GridRun],
     out: Path,
@@ -149,10 +190,9 @@ def run_grid(
         while running:
             done, running = wait(running, return_when=FIRST_COMPLETED)
             for future in done:
-                future.result()
-                following = next(queue, None)
-                if following is not None:
-                    running.add(pool.submit(execute, following))
+                future.result()  # a broken run function: raise before anything more starts
+            for following in itertools.islice(queue, len(done)):
+                running.add(pool.submit(execute, following))
     return [run for run in pending if not is_finished(run_folder(out, run))]
 
 

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 import cli.experiment
 from cli.app import app
-from simulations.experiments import OptionSpace
+from simulations.experiments import OptionSpace, default_jobs
 from tests.simulations.experiments.fakes import FakeRuns
 
 GRID = '[fixed]\nrounds = 1\n[vary]\nseed = [0, 1]\nepsilon = [1, "none"]\n'
@@ -45,7 +45,9 @@ def test_all_runs_finished_exits_0_and_writes_the_table(
     with (out / "results.csv").open(encoding="utf-8", newline="") as stream:
         rows = list(csv.DictReader(stream))
     assert [row["status"] for row in rows] == ["completed"] * 4
+    assert (out / "results.parquet").is_file()
     assert "4 of 4 runs finished" in result.stdout
+    assert f"({default_jobs()} at a time)" in result.stdout  # no --jobs: the default
 
     again = CliRunner().invoke(
         app, ["experiment", "run", str(_grid(tmp_path)), "--out", str(out), "--jobs", "2"]

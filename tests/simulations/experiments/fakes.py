@@ -25,7 +25,8 @@ def write_run_files(
 
 
 class FakeRuns:
-    """A run function that writes a finished run (AUC from the seed) and counts its calls.
+    """A run function that writes a finished run (AUC from the seed and the partition,
+    0.02 higher for iid) and counts its calls.
 
     ``interrupt_at`` raises KeyboardInterrupt at that call (0-based) after writing a
     partial run (no metrics), as Ctrl-C mid-run leaves it; ``fail`` lists seeds whose
@@ -48,5 +49,6 @@ class FakeRuns:
             return RunRecord(exit_code=2, wall_seconds=0.5, peak_rss_mb=50.0, error="bad seed")
         epsilon = task.run.options["epsilon"]
         epsilons = [] if epsilon is None else [epsilon * 0.9, epsilon * 0.95]
-        write_run_files(task.folder, auc=0.7 + seed / 100, epsilons=epsilons)
+        iid = task.run.options["partition"] == "iid"
+        write_run_files(task.folder, auc=0.7 + seed / 100 + 0.02 * iid, epsilons=epsilons)
         return RunRecord(exit_code=0, wall_seconds=1.5, peak_rss_mb=100.0)

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from pathlib import Path
+from typing import Annotated
 
 import pytest
+import typer
 
 from cli.experiment import simulate_options
 from credit.errors import ConfigError
-from simulations.experiments import OptionSpace, load_grid
+from simulations.experiments import OptionSpace, load_grid, option_space
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples" / "grids"
 
@@ -72,7 +75,7 @@ def test_hash_ignores_key_order_spelling_and_number_form(
 def test_hash_is_stable_across_invocations(space: OptionSpace) -> None:
     """Pinned: a run's folder name must not change between fedcredit versions by accident."""
     grid = load_grid(EXAMPLES / "smoke.toml", space)
-    assert [run.hash for run in grid.runs] == ["0d36e445652d", "5c5bf7222f69"]
+    assert [run.hash for run in grid.runs] == ["64f930c876bf", "fb9105142bfc"]
 
 
 def test_run_arguments_are_simulate_flags(tmp_path: Path, space: OptionSpace) -> None:
@@ -94,14 +97,16 @@ def test_bundles_vary_options_together(space: OptionSpace) -> None:
     grid = load_grid(EXAMPLES / "privacy_utility.toml", space)
     assert len(grid.runs) == 90
     assert grid.varied == (
-        "seed", "partition", "alpha", "partition_column", "model", "encoding", "epsilon",
+        "seed", "partition", "banks", "alpha", "partition_column", "model", "encoding",
+        "epsilon",
     )  # fmt: skip
     pairs = {(run.varied["model"], run.varied["encoding"]) for run in grid.runs}
     assert pairs == {("logreg", "binned"), ("mlp", "standardized")}
     run = grid.runs[7]
     assert run.varied == {
-        "seed": 0, "partition": "iid", "alpha": 0.5, "partition_column": "EDUCATION",
-        "model": "mlp", "encoding": "standardized", "epsilon": 0.5,
+        "seed": 0, "partition": "iid", "banks": 5, "alpha": 0.5,
+        "partition_column": "EDUCATION", "model": "mlp", "encoding": "standardized",
+        "epsilon": 0.5,
     }  # fmt: skip
     assert space.arguments(run.given) == [
         "--banks", "5", "--batch-size", "256", "--encoding", "standardized", "--epsilon", "0.5",
@@ -124,7 +129,8 @@ def test_bundles_vary_options_together(space: OptionSpace) -> None:
         ("[fixed]\nseed = 1\n[vary]\nseed = [1, 2]\n", "sets 'seed', also set elsewhere"),
         (
             "[vary]\npartition = ['iid', 'by-bank']\n",
-            "[vary] 'partition': Input should be 'iid', 'dirichlet' or 'column'; got 'by-bank'",
+            "[vary] 'partition': Input should be 'iid', 'dirichlet', 'column', 'natural-id', "
+            "'pathological' or 'size'; got 'by-bank'",
         ),
         ("[fixed]\nrounds = 0\n", "[fixed] 'rounds': Input should be greater than or equal to 1"),
         ("[fixed]\nbanks = 2.5\n", "[fixed] 'banks': Input should be a valid integer"),
@@ -149,3 +155,49 @@ def test_bad_grid_is_one_line_naming_file_and_key(
 def test_missing_grid_file(tmp_path: Path, space: OptionSpace) -> None:
     with pytest.raises(ConfigError, match="cannot read the grid file"):
         load_grid(tmp_path / "nope.toml", space)
+
+
+class Strategy(StrEnum):
+    FEDAVG = "fedavg"
+    FEDPROX = "fedprox"
+
+
+def _before(
+    rounds: Annotated[int, typer.Option(min=1)] = 10,
+    secure_aggregation: Annotated[bool, typer.Option()] = True,
+) -> None:
+    """A command as it was."""
+
+
+def _after(
+    rounds: Annotated[int, typer.Option(min=1)] = 10,
+    secure_aggregation: Annotated[bool, typer.Option()] = True,
+    strategy: Annotated[Strategy, typer.Option()] = Strategy.FEDAVG,
+    ray_address: Annotated[str | None, typer.Option("--ray-address", "-r")] = None,
+    fast: Annotated[bool, typer.Option("--fast/--thorough")] = False,
+) -> None:
+    """The same command with options added (an enum, a declared spelling, an off switch)."""
+
+
+def test_options_added_to_the_command_can_be_varied_and_leave_hashes_alone(
+    tmp_path: Path,
+) -> None:
+    before, after = (option_space(command, exclude=()) for command in (_before, _after))
+    path = _grid_file(tmp_path, "[vary]\nrounds = [2, 3]\nsecure-aggregation = [false]\n")
+    assert [run.hash for run in load_grid(path, before).runs] == [
+        run.hash for run in load_grid(path, after).runs
+    ]
+    path = _grid_file(
+        tmp_path,
+        '[fixed]\nray-address = "10.0.0.1:6379"\n[vary]\nstrategy = ["fedavg", "fedprox"]\n'
+        "fast = [true, false]\n",
+    )
+    runs = load_grid(path, after).runs
+    assert [after.arguments(run.given) for run in runs] == [
+        ["--fast", "--ray-address", "10.0.0.1:6379", "--strategy", "fedavg"],
+        ["--thorough", "--ray-address", "10.0.0.1:6379", "--strategy", "fedavg"],
+        ["--fast", "--ray-address", "10.0.0.1:6379", "--strategy", "fedprox"],
+        ["--thorough", "--ray-address", "10.0.0.1:6379", "--strategy", "fedprox"],
+    ]
+    with pytest.raises(ConfigError, match=r"'strategy': Input should be 'fedavg' or 'fedprox'"):
+        load_grid(_grid_file(tmp_path, '[vary]\nstrategy = ["fedadam"]\n'), after)

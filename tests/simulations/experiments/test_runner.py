@@ -4,13 +4,26 @@ from __future__ import annotations
 
 import csv
 import json
+import math
+import signal
+import threading
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from cli.experiment import simulate_options
-from simulations.experiments import Grid, RunRecord, load_grid, run_grid, write_results
-from simulations.experiments.runner import RECORD_FILE, run_folder
+from simulations.experiments import (
+    Grid,
+    RunRecord,
+    RunTask,
+    load_grid,
+    run_grid,
+    runner,
+    write_results,
+)
+from simulations.experiments.results import PARQUET_FILE
+from simulations.experiments.runner import RECORD_FILE, RUN_MEMORY_BYTES, default_jobs, run_folder
 
 from .fakes import FakeRuns, write_run_files
 
@@ -54,6 +67,77 @@ def test_interrupted_grid_resumes_without_repeating_finished_runs(
     again = FakeRuns()
     assert run_grid(grid.runs, out, again, jobs=2) == []
     assert again.calls == []
+
+
+class InterruptedInParallel:
+    """Two runs at a time, then Ctrl-C. The first run ends at once; the second is still
+    under way when the third, started in the first's place, sends SIGINT to the
+    runner's main thread (as a terminal does) and its simulation dies of it (exit code
+    130); the second finishes after the interruption."""
+
+    def __init__(self, grid: Grid) -> None:
+        self.order = [run.hash for run in grid.runs]
+        self.finished = FakeRuns()
+        self.calls: list[str] = []
+        self.interrupted = threading.Event()
+        self.lock = threading.Lock()
+
+    def __call__(self, task: RunTask) -> RunRecord:
+        with self.lock:
+            self.calls.append(task.run.hash)
+        run = self.order.index(task.run.hash)
+        if run == 1:
+            assert self.interrupted.wait(10)
+        if run != 2:
+            return self.finished(task)
+        (task.folder / "simulate.log").write_text("round 1 ...\n", encoding="utf-8")
+        signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGINT)
+        self.interrupted.set()
+        return RunRecord(exit_code=130, wall_seconds=0.5, peak_rss_mb=50.0, error="Aborted!")
+
+
+def test_parallel_grid_interrupted_resumes_without_repeating_finished_runs(
+    tmp_path: Path, grid: Grid
+) -> None:
+    interrupted = InterruptedInParallel(grid)
+    with pytest.raises(KeyboardInterrupt):
+        run_grid(grid.runs, tmp_path, interrupted, jobs=2)
+    started = sorted(interrupted.calls)
+    assert started == sorted(run.hash for run in grid.runs[:3])  # nothing more started
+    statuses = [row["status"] for row in _table(write_results(grid, tmp_path))]
+    assert statuses == ["completed", "completed", "failed: Aborted!"] + ["not run"] * 3
+
+    resumed = FakeRuns()
+    pending: list[int] = []
+    assert run_grid(grid.runs, tmp_path, resumed, jobs=2, on_start=pending.append) == []
+    assert pending == [4]
+    assert sorted(resumed.calls) == sorted(run.hash for run in grid.runs[2:])
+    rows = _table(write_results(grid, tmp_path))
+    assert [row["run"] for row in rows] == [run.hash for run in grid.runs]
+    assert [row["status"] for row in rows] == ["completed"] * 6
+
+
+@pytest.mark.parametrize(
+    ("cpus", "available", "jobs"),
+    [
+        (2, 24 * 2**30, 2),  # this machine: one per CPU
+        (16, 7 * 2**30, 2),  # memory-bound: 3 GiB a run
+        (1, 64 * 2**30, 1),  # one CPU: one after another
+        (8, 2**30, 1),  # too little memory for even one: still one
+    ],
+)
+def test_default_jobs_from_cpus_and_memory(cpus: int, available: int, jobs: int) -> None:
+    assert RUN_MEMORY_BYTES == 3 * 2**30
+    assert default_jobs(cpus=cpus, available_bytes=available) == jobs
+
+
+def test_default_jobs_reads_meminfo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    meminfo = tmp_path / "meminfo"
+    meminfo.write_text("MemTotal: 25000000 kB\nMemAvailable:  6500000 kB\n", encoding="ascii")
+    monkeypatch.setattr(runner, "_MEMINFO", meminfo)
+    assert default_jobs(cpus=8) == 2  # 6.2 GiB available: two runs of 3 GiB
+    monkeypatch.setattr(runner, "_MEMINFO", tmp_path / "absent")
+    assert default_jobs(cpus=8) == 8  # no /proc/meminfo: the CPUs decide
 
 
 def test_parallel_jobs_run_every_run_once(tmp_path: Path, grid: Grid) -> None:
@@ -123,3 +207,23 @@ def test_results_table_from_run_folders(tmp_path: Path, grid: Grid) -> None:
     assert rows[3]["status"] == "stopped: budget exhausted"
     assert rows[4]["status"] == rows[5]["status"] == "not run"
     assert rows[4]["auc"] == rows[4]["wall_seconds"] == ""
+
+
+def test_parquet_holds_the_csvs_rows_and_columns_typed(tmp_path: Path, grid: Grid) -> None:
+    run_grid(grid.runs[:4], tmp_path, FakeRuns(fail=(1,)))
+    csv_path = write_results(grid, tmp_path)
+    text = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
+    typed = pd.read_parquet(tmp_path / PARQUET_FILE)
+    assert list(typed.columns) == list(text.columns)
+    assert len(typed) == len(text) == 6
+    assert str(typed["seed"].dtype) == "int64"
+    assert [str(typed[c].dtype) for c in ("epsilon", "auc", "max_epsilon_spent")] == ["float64"] * 3
+    for column in text.columns:
+        for typed_value, text_value in zip(typed[column], text[column], strict=True):
+            if text_value in ("", "none"):
+                assert typed_value is None or math.isnan(typed_value), (column, typed_value)
+            elif column in ("run", "status"):
+                assert typed_value == text_value
+            else:
+                assert float(typed_value) == float(text_value), (column, text_value)
+    assert list(typed["status"]) == ["completed"] * 2 + ["failed: bad seed"] * 2 + ["not run"] * 2
