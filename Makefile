@@ -33,7 +33,7 @@ $(STAMP): $(BIN)/python pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/fedcredit simulate --out runs/demo
+	$(BIN)/fedcredit simulate --write-bank-files --out runs/demo
 
 lint: $(STAMP)
 	$(BIN)/ruff check cli coordinator credit deploy participant privacy serving simulations tests bench

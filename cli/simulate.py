@@ -224,6 +224,14 @@ Patience = Annotated[
 Cpus = Annotated[
     int | None, typer.Option(min=1, help="CPUs for the simulation engine (default: all).")
 ]
+WriteBankFiles = Annotated[
+    bool,
+    typer.Option(
+        "--write-bank-files",
+        help="Write each simulated bank's rows to its own CSV in OUT/banks/ (default: each "
+        "bank reads its rows of the source data set; nothing is written per bank).",
+    ),
+]
 RayAddressOption = Annotated[
     str | None,
     typer.Option(
@@ -327,6 +335,7 @@ def simulate(
     base_score: BaseScore = 600.0,
     base_odds: BaseOdds = 50.0,
     cpus: Cpus = None,
+    write_bank_files: WriteBankFiles = False,
     ray_address: RayAddressOption = None,
     folds: Folds = None,
     reproducible_noise: ReproducibleNoise = False,
@@ -406,6 +415,7 @@ def simulate(
                 budgets_of_banks,
                 dropout_rate,
                 fold,
+                write_bank_files,
                 reproducible_noise=reproducible_noise,
             )
 
@@ -499,12 +509,14 @@ def _plan(
     budgets: tuple[BudgetPolicy | None, str],
     dropout_rate: float,
     fold: Fold | None,
+    write_bank_files: bool = False,
     *,
     reproducible_noise: bool = False,
 ) -> SimulationPlan:
     """Validate and split the data into banks (or each bank's file), say which bank got what.
 
     With ``fold``, every bank holds out that fold of a cross-validation; with
+    ``write_bank_files``, each bank of a split gets its own CSV in ``OUT/banks/``; with
     ``reproducible_noise``, the banks' DP noise is keyed from the seed (research only).
     """
     from simulations.engine import plan_bank_files, plan_simulation
@@ -523,6 +535,7 @@ def _plan(
             budget_source=policy_source,
             dropout_rate=dropout_rate,
             fold=fold,
+            write_bank_files=write_bank_files,
             reproducible_noise=reproducible_noise,
         )
     else:
@@ -538,8 +551,7 @@ def _plan(
             fold=fold,
             reproducible_noise=reproducible_noise,
         )
-    for bank, part in zip(plan.banks, plan.partitions, strict=True):
-        say(f"  {bank.bank_name:<18} {part.rows.size:>6,} rows  -> {bank.data_path}")
+    _say_banks(plan)
     if reproducible_noise:
         say(
             "noise: reproducible from seed (research only): DP noise is predictable from "
@@ -547,6 +559,24 @@ def _plan(
             style="yellow",
         )
     return plan
+
+
+_LISTED_BANKS = 20
+"""Banks listed one per line before the run; larger consortia are summed up."""
+
+
+def _say_banks(plan: SimulationPlan) -> None:
+    """Which bank got how many rows from where (the first 20, and a summary of the rest)."""
+    for bank, part in list(zip(plan.banks, plan.partitions, strict=True))[:_LISTED_BANKS]:
+        where = bank.data_path if bank.data_rows is None else f"its rows of {bank.data_path}"
+        say(f"  {bank.bank_name:<18} {part.rows.size:>6,} rows  -> {where}")
+    if len(plan.banks) > _LISTED_BANKS:
+        sizes = [int(part.rows.size) for part in plan.partitions]
+        record = Path(plan.config.out_dir) / SIMULATION_FILE
+        say(
+            f"  ... {len(plan.banks) - _LISTED_BANKS:,} more banks ({min(sizes):,} to "
+            f"{max(sizes):,} rows each; every bank in {record})"
+        )
 
 
 def _ray_cluster(ray_address: str | None, cpus: int | None) -> RayAddress | None:
@@ -716,8 +746,12 @@ def _show_summary(metrics_path: Path, seconds: float) -> None:
         say(line)
     if document.get("final_missing"):
         say(f"final evaluation missing: {document['final_missing']}", style="yellow")
+    listed = list(participants.items())[:_LISTED_BANKS]
+    more = len(participants) > _LISTED_BANKS
     show_table(
-        "Participants",
+        f"Participants (the first {_LISTED_BANKS} of {len(participants):,}: all in metrics.json)"
+        if more
+        else "Participants",
         ["bank", Column("train rows", justify="right")],
-        [(name, f"{counts['n_train']:,}") for name, counts in participants.items()],
+        [(name, f"{counts['n_train']:,}") for name, counts in listed],
     )

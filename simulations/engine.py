@@ -1,11 +1,12 @@
 """Run a simulated consortium through Flower's Simulation Engine.
 
 The research harness validates the source file once, splits it into banks
-(:mod:`simulations.partition`), writes one CSV per bank under ``OUT/banks/`` (each
-bank reads only its own file, as in deployment), then starts the coordinator's
-ServerApp and one ClientApp per virtual SuperNode on Flower's Ray backend. Banks
-that already have their own files (:func:`plan_bank_files`) are validated and read
-in place instead.
+(:mod:`simulations.partition`), and either gives each bank its rows of the source file
+(read once per worker process) or, with ``write_bank_files``, writes one CSV per bank
+under ``OUT/banks/`` (each bank reads only its own file, as in deployment); then it
+starts the coordinator's ServerApp and one ClientApp per virtual SuperNode on Flower's
+Ray backend. Banks that already have their own files (:func:`plan_bank_files`) are
+validated and read in place instead.
 
 Notes
 -----
@@ -57,10 +58,12 @@ from privacy.secagg.protocol import MIN_ROSTER
 from simulations.bank_requirement import BankRequirement
 from simulations.budgets import BudgetPolicy
 from simulations.dropouts import dropout_mod
+from simulations.link_state import indexed_link_state
 from simulations.noise import NOISE_KEY, noise_keys_for, noise_text, record_noise
 from simulations.partition import Partition, PartitionedData, partition_data
 from simulations.ray_cluster import RayAddress, connected_to
 from simulations.settings import SIMULATION_FILE, BankFiles, PartitionSettings
+from simulations.shared_plan import SharedPartitionPlan
 
 __all__ = [
     "PartitionPlan",
@@ -129,6 +132,7 @@ class SimulationPlan:
                     "name": bank.bank_name,
                     "rows": int(part.rows.size),
                     "file": str(bank.data_path),
+                    **({} if bank.data_rows is None else {"file_rows": list(bank.data_rows)}),
                     "budget": None if bank.budget is None else bank.budget.model_dump(),
                 }
                 for bank, part in zip(self.banks, self.partitions, strict=True)
@@ -161,11 +165,17 @@ def plan_simulation(
     budget_source: str = "--epsilon",
     dropout_rate: float = 0.0,
     fold: Fold | None = None,
+    write_bank_files: bool = True,
     reproducible_noise: bool = False,
 ) -> SimulationPlan:
-    """Validate the source data, split it into banks and write one file per bank.
+    """Validate the source data and split it into banks (one file per bank if asked).
 
-    The banks' files go to ``OUT/banks/`` and the plan to ``OUT/simulation.json``.
+    With ``write_bank_files`` (the default here; ``fedcredit simulate`` asks for it
+    with ``--write-bank-files``) each bank's rows go to its own CSV in ``OUT/banks/``;
+    without, each bank reads its rows of the source file (``GuardSettings.data_rows``),
+    which a worker process validates once for all the banks it serves. The plan goes
+    to ``OUT/simulation.json`` (with each bank's rows of the source file when it has
+    no file of its own).
     ``partition`` says which data set and how it is split (default: the embedded
     data, IID into ``n_banks`` banks). With ``budgets``, every bank that has one
     trains with DP-SGD and keeps its ledger in ``OUT/ledgers/<bank>.jsonl``; ledgers
@@ -202,7 +212,7 @@ def plan_simulation(
         budgets.check_banks([p.name for p in data.partitions], source=budget_source)
     plan = SimulationPlan(
         config=config,
-        banks=pinned_banks(_write_banks(data, config, budgets, fold), config),
+        banks=pinned_banks(_bank_settings(data, config, budgets, fold, write_bank_files), config),
         partitions=tuple(data.partitions),
         partition=partition,
         dropout_rate=dropout_rate,
@@ -458,26 +468,38 @@ def pinned_banks(banks: tuple[GuardSettings, ...], config: RunConfig) -> tuple[G
     return tuple(bank.model_copy(update=pin) for bank in banks)
 
 
-def _write_banks(
-    data: PartitionedData, config: RunConfig, budgets: BudgetPolicy | None, fold: Fold | None
+def _bank_settings(
+    data: PartitionedData,
+    config: RunConfig,
+    budgets: BudgetPolicy | None,
+    fold: Fold | None,
+    write_bank_files: bool,
 ) -> tuple[GuardSettings, ...]:
-    """One CSV per bank in ``OUT/banks/``, and each bank's guard settings.
+    """Each bank's guard settings: its rows of the source file, or its own CSV if asked.
 
-    Every simulated bank holds out the run's ``test_fraction`` of its rows with a salt
-    derived from the run's seed, so that simulations stay comparable with each other
-    and with a centralised run on the same customers (with ``fold``: that fold).
+    With ``write_bank_files``, one CSV per bank in ``OUT/banks/``. Every simulated bank
+    holds out the run's ``test_fraction`` of its rows with a salt derived from the
+    run's seed, so that simulations stay comparable with each other and with a
+    centralised run on the same customers (with ``fold``: that fold).
     """
     out_dir = Path(config.out_dir)
-    banks_dir = out_dir / BANKS_DIR
-    banks_dir.mkdir(parents=True, exist_ok=True)
+    out_dir.mkdir(parents=True, exist_ok=True)
     ledgers_dir = _fresh_ledgers_dir(out_dir)
+    banks_dir = out_dir / BANKS_DIR
+    if write_bank_files:
+        banks_dir.mkdir(parents=True, exist_ok=True)
     banks = []
     for part in data.partitions:
-        path = banks_dir / f"{_file_name(part.name)}.csv"
-        data.frame.iloc[part.rows].to_csv(path, index=False)
-        banks.append(
-            _guard_settings(part.name, path, data.schema_path, config, budgets, ledgers_dir, fold)
+        if write_bank_files:
+            path = banks_dir / f"{_file_name(part.name)}.csv"
+            data.frame.iloc[part.rows].to_csv(path, index=False)
+            rows = None
+        else:
+            path, rows = data.data_path.absolute(), tuple(int(row) for row in part.rows)
+        settings = _guard_settings(
+            part.name, path, data.schema_path, config, budgets, ledgers_dir, fold
         )
+        banks.append(settings.model_copy(update={"data_rows": rows}))
     return tuple(banks)
 
 
@@ -540,6 +562,7 @@ def _guard_settings(
         ledger_path=ledger,
         audit_log=audit_dir / f"{_file_name(name)}.jsonl",
         audit_key=audit_dir / f"{_file_name(name)}.key",
+        audit_durable=False,  # same signed entries, no fsyncs: see credit.audit.AuditLog
         holdout=HoldOut.for_simulation(
             fraction=config.test_fraction,
             seed=config.seed,
@@ -586,7 +609,8 @@ def run_simulated_consortium(
         on_event=on_event or (lambda text: None),
     )
     client_app = simulation_client_app(plan)
-    with connected_to(ray_address):
+    # indexed_link_state: Flower's own scans every message per node, O(N²) a sweep
+    with connected_to(ray_address), indexed_link_state():
         run_on_simulation_engine(server_app, client_app, supernodes=len(plan.banks), cpus=cpus)
     files = run_files(Path(plan.config.out_dir))
     _record_exact_metrics(plan, files)
@@ -616,12 +640,15 @@ def simulation_client_app(plan: SimulationPlan) -> ClientApp:
 
     The relay is the deployed bank's; instead of a socket it reaches the bank's guard
     (the same :class:`~participant.guard.bank_guard.BankGuard` a guard service runs)
-    in the worker process. With a dropout rate, the simulation's dropout mod wraps it,
-    and with reproducible noise each guard's noise is keyed from the seed (research
-    only: a deployed bank's app has no such mod, its guard no such keys).
+    in the worker process. The banks' settings reach the workers through one file
+    (:class:`~simulations.shared_plan.SharedPartitionPlan`), not inside every message.
+    With a dropout rate, the simulation's dropout mod wraps it, and with reproducible
+    noise each guard's noise is keyed from the seed (research only: a deployed bank's
+    app has no such mod, its guard no such keys).
     """
+    banks = SharedPartitionPlan.write(plan.banks, Path(plan.config.out_dir))
     return relay_app(
-        PartitionPlan(plan.banks),
+        banks,
         seed=plan.config.seed,
         dropout_rate=plan.dropout_rate,
         reproducible_noise=plan.reproducible_noise,

@@ -263,6 +263,7 @@ def _bank_settings(
     return GuardSettings(
         bank_name=name,
         data_path=Path(entry["file"]),
+        data_rows=None if entry.get("file_rows") is None else tuple(entry["file_rows"]),
         schema_path=schema_path,
         budget=budget,
         ledger_path=run_dir / LEDGERS_DIR / f"{stem}.jsonl" if budget is not None else None,

@@ -189,6 +189,65 @@ def test_the_scoring_benchmark_measures_service_batch_and_soak(tmp_path: Path) -
 
 
 @pytest.mark.slow
+def test_the_scale_benchmark_measures_every_size_and_mode(tmp_path: Path) -> None:
+    out = tmp_path / "scale.json"
+    command = [sys.executable, "-m", "bench.scale", "--sizes", "4", "5", "--rounds", "1"]
+    command += ["--rows-per-bank", "300", "--out", str(out)]
+    completed = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=1200)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    document = json.loads(out.read_text())
+    sizes = document["sizes"]
+    assert [(entry["banks"], entry["dp"]) for entry in sizes] == [
+        (4, False),
+        (4, True),
+        (5, False),
+        (5, True),
+    ]
+    for entry in sizes:
+        assert entry["seconds_per_round"] > 0 and len(entry["round_seconds"]) == 1
+        assert entry["peak_rss_mb"] > 100 and entry["graph"] in ("complete", "sparse")
+        assert entry["unmask_exchange_seconds_per_round"] >= 0
+        assert (entry["max_epsilon_spent"] is not None) is entry["dp"]
+    assert document["targets"] == {}  # measured at 1,000 banks only
+    assert out.with_suffix(".md").read_text().startswith("| banks | DP | graph |")
+    assert out.with_suffix(".png").stat().st_size > 0
+
+
+def _scale_metrics(*, graph: str | None, costs: dict[str, object] | None) -> dict[str, object]:
+    """A secure 3-round run's metrics.json as bench/scale.py reads it."""
+    secure = {"protocol": f"SecAgg ({graph} graph)", "threshold": 7, "costs": costs}
+    return {
+        "rounds": [
+            {"seconds": 2.0, "exchanges": {"unmask": 0.5}, "dropped": ["bank-1"]},
+            {"seconds": 4.0, "exchanges": {"unmask": 0.25}, "dropped": []},
+            {"seconds": 6.0, "exchanges": {}, "dropped": ["bank-2", "bank-3"]},
+        ],
+        "secure_aggregation": secure if graph else None,
+        "privacy": {"bank-1": {"epsilon": 0.5}, "bank-2": {"epsilon": 0.9}},
+        "final": {"auc": 0.75},
+    }
+
+
+def test_the_scale_benchmark_reads_a_runs_rounds_memory_and_graph() -> None:
+    from bench.scale import measurements, per_bank_cost, targets
+
+    document = _scale_metrics(graph="sparse", costs={"per_bank": {"key_agreements": 12}})
+    sparse = measurements(document, banks=1000, mode="dp", wall=100.0, peak_mb=9000.0)
+    assert (sparse["seconds_per_round"], sparse["setup_seconds"]) == (4.0, 88.0)
+    assert sparse["dropped_per_round"] == [1, 0, 2] and sparse["graph"] == "sparse"
+    assert sparse["unmask_exchange_seconds_per_round"] == 0.25
+    assert (sparse["peak_rss_mb_per_bank"], sparse["max_epsilon_spent"]) == (9.0, 0.9)
+    assert per_bank_cost(sparse) == 12.0
+    document = _scale_metrics(graph=None, costs=None)
+    plain = measurements(document, banks=10, mode="plain", wall=20.0, peak_mb=100.0)
+    assert plain["secure_aggregation"] is False and plain["graph"] is None
+    assert per_bank_cost(plain) is None
+    assert targets([sparse, plain]) == {
+        "seconds_per_round_dp": {"target": 60.0, "measured": 4.0, "met": True},
+        "peak_rss_mb_dp": {"target": 16384.0, "measured": 9000.0, "met": True},
+    }
+
+
 def test_the_gbdt_benchmark_compares_central_banks_and_references(tmp_path: Path) -> None:
     out = tmp_path / "gbdt.json"
     command = [sys.executable, "bench/gbdt.py", "--seeds", "0", "--trees", "3", "--depth", "2"]

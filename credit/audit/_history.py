@@ -89,8 +89,9 @@ class KeyHistory:
         The key in that file: it signs the record and must have signed a record found.
     """
 
-    def __init__(self, key_path: Path, key: Ed25519PrivateKey) -> None:
+    def __init__(self, key_path: Path, key: Ed25519PrivateKey, *, durable: bool = True) -> None:
         self.key_path = Path(key_path)
+        self._durable = durable
         self.path = history_path(self.key_path)
         self._key = key
         self._fingerprint = fingerprint(key.public_key())
@@ -196,8 +197,11 @@ class KeyHistory:
         with os.fdopen(descriptor, "wb") as handle:
             handle.write(data)
             handle.flush()
-            os.fsync(handle.fileno())
+            if self._durable:
+                os.fsync(handle.fileno())
         os.replace(temporary, self.path)
+        if not self._durable:
+            return
         folder = os.open(self.path.parent, os.O_RDONLY)
         try:
             os.fsync(folder)

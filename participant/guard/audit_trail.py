@@ -82,7 +82,9 @@ def open_audit_log(settings: AuditSettings | None) -> AuditLog | None:
     """
     if settings is None:
         return None
-    return AuditLog.open(settings.log_path, settings.key_path, settings.writer)
+    return AuditLog.open(
+        settings.log_path, settings.key_path, settings.writer, durable=settings.durable
+    )
 
 
 def _record(log: AuditLog | None, *events: Event) -> None:

@@ -33,6 +33,7 @@ import pandas as pd
 from numpy.typing import NDArray
 
 from credit.encoding import FeatureEncoder
+from credit.errors import ConfigError
 from credit.loading import load_bank_csv
 from credit.schema import DatasetSchema, load_schema
 from privacy.budget import PrivacyBudget
@@ -95,6 +96,10 @@ class BankSource:
         The bank's differential-privacy budget; training is not private without one.
     ledger_path : pathlib.Path, optional
         The bank's privacy ledger file; required with ``budget``.
+    rows : tuple of int, optional
+        The bank's rows in ``data_path`` (0-based positions among its data rows), when
+        the file holds other banks' rows too (a simulation's source data set); None:
+        every row of the file is the bank's.
     """
 
     name: str
@@ -102,6 +107,7 @@ class BankSource:
     schema_path: Path | None = None
     budget: PrivacyBudget | None = None
     ledger_path: Path | None = None
+    rows: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.budget is not None and self.ledger_path is None:
@@ -145,7 +151,13 @@ class EncodedSplit:
     validation_y: NDArray[np.int64]
 
 
-@functools.lru_cache(maxsize=32)
+MAX_BANKS_PER_PROCESS = 2048
+"""Banks whose prepared rows and encoded matrices a process keeps (a simulation's worker
+serves every bank of the consortium: a smaller cache would reload a bank at each of its
+messages)."""
+
+
+@functools.lru_cache(maxsize=MAX_BANKS_PER_PROCESS)
 def prepare_bank(source: BankSource, holdout: HoldOutRule) -> PreparedBank:
     """Load, validate and split a bank's data (cached per process).
 
@@ -158,7 +170,7 @@ def prepare_bank(source: BankSource, holdout: HoldOutRule) -> PreparedBank:
         :class:`~participant.guard.settings.HoldOut`).
     """
     schema = load_schema(source.schema_path)
-    frame = load_bank_csv(source.data_path, schema).frame
+    frame = _bank_rows(source, schema)
     keys = record_keys(frame, schema)
     tags = _record_tags(keys, holdout.key)
     is_test = _held_out(tags, holdout.bounds)
@@ -183,7 +195,33 @@ def prepare_bank(source: BankSource, holdout: HoldOutRule) -> PreparedBank:
     )
 
 
-@functools.lru_cache(maxsize=32)
+def _bank_rows(source: BankSource, schema: DatasetSchema) -> pd.DataFrame:
+    """The bank's validated rows: its whole file, or its ``rows`` of a shared file."""
+    if source.rows is None:
+        return load_bank_csv(source.data_path, schema).frame
+    stat = source.data_path.stat()
+    shared = _shared_frame(source.data_path, stat.st_mtime_ns, stat.st_size, source.schema_path)
+    if source.rows and not 0 <= min(source.rows) <= max(source.rows) < len(shared):
+        raise ConfigError(
+            f"bank '{source.name}' names rows {min(source.rows)}..{max(source.rows)}; the "
+            f"file has {len(shared)}: plan the simulation again from this file",
+            source=str(source.data_path),
+        )
+    return shared.iloc[list(source.rows)].reset_index(drop=True)
+
+
+@functools.lru_cache(maxsize=2)
+def _shared_frame(
+    path: Path, modified_ns: int, size: int, schema_path: Path | None
+) -> pd.DataFrame:
+    """A file several banks of a simulation read their rows from, validated once per process.
+
+    Keyed by the file's modification time and size too, so an edited file is read again.
+    """
+    return load_bank_csv(path, load_schema(schema_path)).frame
+
+
+@functools.lru_cache(maxsize=MAX_BANKS_PER_PROCESS)
 def encoded_split(bank: PreparedBank, encoder: FeatureEncoder) -> EncodedSplit:
     """Encode a prepared bank's splits with the run's encoder (cached per process)."""
     target = bank.schema.target

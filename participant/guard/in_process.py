@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from flwr.app import RecordDict
 
 from participant.contract import GuardReply, GuardRequest
+from participant.guard.bank import MAX_BANKS_PER_PROCESS
 from participant.guard.bank_guard import BankGuard
 from participant.guard.sessions import SessionStore
 from participant.guard.settings import GuardSettings
@@ -23,10 +24,13 @@ from privacy.noise_keys import NoiseKeys
 __all__ = ["InProcessLink", "guard_for"]
 
 
-@functools.lru_cache(maxsize=64)
+@functools.lru_cache(maxsize=MAX_BANKS_PER_PROCESS)
 def guard_for(settings: GuardSettings, noise_keys: NoiseKeys | None = None) -> BankGuard:
     """The guard of the bank with ``settings`` in this process (loaded once).
 
+    A worker serves every bank of a simulation, so the cache holds a whole consortium
+    (up to :data:`~participant.guard.bank.MAX_BANKS_PER_PROCESS` banks): a bank evicted
+    from it would load its rows, audit log and ledger again at its next message.
     ``noise_keys``: its noise streams' keys (default: fresh from ``os.urandom``); a
     simulation with reproducible noise passes keys derived from its seed.
     """

@@ -76,6 +76,7 @@ class AuditSettings:
     log_path: Path
     key_path: Path
     writer: str
+    durable: bool = True
 
 
 class Fold(BaseModel):
@@ -397,6 +398,10 @@ class GuardSettings(BaseModel):
         The bank's name.
     data_path : pathlib.Path
         The bank's data file (CSV, plain or gzip).
+    data_rows : tuple of int, optional
+        The bank's rows of ``data_path`` (0-based data-row positions) when the file
+        holds other banks' rows too: a simulation's banks read their rows from the
+        source data set instead of a file each. None (default): the whole file.
     schema_path : pathlib.Path, optional
         The consortium's dataset schema; the embedded schema when absent.
     budget : PrivacyBudget, optional
@@ -406,6 +411,9 @@ class GuardSettings(BaseModel):
     audit_log, audit_key : pathlib.Path, optional
         The bank's signed audit log (none without ``audit_log``) and its Ed25519 key
         (default: the log's path with ``.key``).
+    audit_durable : bool, default True
+        Fsync every audit entry and key record (:class:`credit.audit.AuditLog`);
+        simulated banks turn it off (same signed entries, no crash durability).
     holdout : HoldOut
         The bank's fixed hold-out split and its secret salt.
     approved_version : str, optional
@@ -436,11 +444,13 @@ class GuardSettings(BaseModel):
 
     bank_name: str = Field(min_length=1)
     data_path: Path
+    data_rows: tuple[int, ...] | None = None
     schema_path: Path | None = None
     budget: PrivacyBudget | None = None
     ledger_path: Path | None = None
     audit_log: Path | None = None
     audit_key: Path | None = None
+    audit_durable: bool = True
     holdout: HoldOut
     approved_version: str | None = None
     require_secure_aggregation: bool = False
@@ -492,6 +502,7 @@ class GuardSettings(BaseModel):
             schema_path=self.schema_path,
             budget=self.budget,
             ledger_path=self.ledger_path if self.budget is not None else None,
+            rows=self.data_rows,
         )
 
     def audit_settings(self) -> AuditSettings | None:
@@ -499,4 +510,9 @@ class GuardSettings(BaseModel):
         if self.audit_log is None:
             return None
         key = self.audit_key or self.audit_log.with_suffix(".key")
-        return AuditSettings(log_path=self.audit_log, key_path=key, writer=f"bank {self.bank_name}")
+        return AuditSettings(
+            log_path=self.audit_log,
+            key_path=key,
+            writer=f"bank {self.bank_name}",
+            durable=self.audit_durable,
+        )

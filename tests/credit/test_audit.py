@@ -625,3 +625,31 @@ def test_a_log_begun_anew_does_not_hold_the_head_its_peer_recorded(
     assert "line 2 (seq 2, event run-start): this line hashes to " in str(
         _broken(log, allow_open=True, heads=[(2, recorded)])
     )
+
+
+def test_a_log_without_fsyncs_holds_and_verifies_the_same_entries(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Simulated banks' logs (``durable=False``): no fsync, same signed chain and record."""
+    written: dict[bool, Path] = {}
+    for durable in (True, False):
+        folder = tmp_path / ("durable" if durable else "simulated")
+        key_path = folder / "bank.key"
+        load_or_create_signing_key(key_path)
+        fsyncs: list[int] = []
+        monkeypatch.setattr(os, "fsync", fsyncs.append)
+        with AuditLog.open(folder / "bank.jsonl", key_path, "bank a", durable=durable) as audit:
+            for event in ("train", "evaluate", "run-end"):
+                audit.append(event, {"server_round": 1})
+        monkeypatch.undo()
+        assert (len(fsyncs) > 0) is durable
+        written[durable] = folder
+
+    for folder in written.values():
+        key = load_or_create_signing_key(folder / "bank.key")
+        report = verify_audit(folder / "bank.jsonl", key.public_key())
+        assert report.entries == 4 and report.events["run-end"] == 1
+        assert (folder / "bank.history").exists()
+    with pytest.raises(ConfigError, match="has signed it up to seq 4"):  # the record held
+        (written[False] / "bank.jsonl").write_bytes(b"")
+        AuditLog.open(written[False] / "bank.jsonl", written[False] / "bank.key", "bank a")
