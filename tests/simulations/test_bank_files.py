@@ -244,7 +244,7 @@ def test_simulate_with_bank_data_runs_the_files_banks(
     """The whole command, with the in-process consortium in place of Ray."""
     import simulations.engine
 
-    def in_process(plan: Any, *, on_round: Any, on_event: Any, cpus: Any) -> Any:
+    def in_process(plan: Any, *, on_round: Any, on_event: Any, cpus: Any, ray_address: Any) -> Any:
         return run_in_process(plan, on_round=on_round, on_event=on_event)
 
     monkeypatch.setattr(simulations.engine, "run_simulated_consortium", in_process)

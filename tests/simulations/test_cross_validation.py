@@ -217,11 +217,13 @@ def test_the_command_line_runs_the_folds_and_prints_mean_and_sd(
 
     def in_process(plan: SimulationPlan, **callbacks: Any) -> RunFiles:
         callbacks.pop("cpus")
+        callbacks.pop("ray_address")
         return run_in_process(plan, **callbacks)
 
     monkeypatch.setattr(simulations.engine, "run_simulated_consortium", in_process)
     out = tmp_path / "out"
-    arguments = ["--data", str(small_data), "--banks", "3", "--rounds", "1", "--seed", "2"]
+    arguments = ["--data", str(small_data), "--banks", "3", "--rounds", "1", "--seed", "2",
+                 "--write-bank-files"]  # fmt: skip
 
     result = CliRunner().invoke(app, ["simulate", *arguments, "--folds", "3", "--out", str(out)])
 
