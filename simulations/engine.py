@@ -48,7 +48,13 @@ from credit.schema import load_schema
 from deploy.flower_env import set_offline_defaults
 from participant.guard.in_process import InProcessLink, guard_for
 from participant.guard.sessions import ContextSessions
-from participant.guard.settings import Fold, GuardSettings, HoldOut, SecAggPolicy
+from participant.guard.settings import (
+    Fold,
+    GuardSettings,
+    HoldOut,
+    SecAggPolicy,
+    TrainingPolicy,
+)
 from participant.relay.client_app import make_relay_app
 from privacy.secagg.members import Member, MemberList, member_name
 from privacy.secagg.protocol import MIN_ROSTER
@@ -465,7 +471,8 @@ def _guard_settings(
     audit log and its key in ``OUT/audit/<bank>.jsonl`` and ``.key`` (public key
     ``.pub``), as a real bank does: it signs its ledger summaries with that key, which
     ``fedcredit privacy verify OUT`` checks against ``OUT/audit/<bank>.pub``. Its
-    secure-aggregation threshold policy is the run's (the researcher sets both sides).
+    secure-aggregation threshold policy is the run's (the researcher sets both sides),
+    and so is its bound on FedProx's mu: the bank's default, or the run's mu if larger.
     """
     budget = budgets.for_bank(name) if budgets is not None else None
     ledger = ledgers_dir / f"{_file_name(name)}.jsonl" if budget is not None else None
@@ -491,7 +498,16 @@ def _guard_settings(
             validation_fraction=config.validation_fraction,
         ),
         secure_aggregation=SecAggPolicy(threshold_fraction=config.secagg_threshold_fraction),
+        training=_training_policy(config),
     )
+
+
+def _training_policy(config: RunConfig) -> TrainingPolicy:
+    """A simulated bank's training bounds: the default, raised to the run's FedProx mu."""
+    default = TrainingPolicy()
+    if config.round_proximal_mu <= default.max_proximal_mu:
+        return default
+    return TrainingPolicy(max_proximal_mu=config.round_proximal_mu)
 
 
 def run_simulated_consortium(

@@ -435,6 +435,7 @@ def train(request: BankRequest) -> RecordDict:
     bank = checked_bank(request, instructions)
     if asked is not None:
         _check_evaluation_policy(request, instructions)
+    _check_training_policy(request, instructions)
     if inputs is None and request.settings.require_secure_aggregation:
         raise GuardRefusal(
             "plain-update",
@@ -498,6 +499,13 @@ def _evaluate_request(
             f"model, not round {asked.server_round}'s"
         )
     return asked
+
+
+def _check_training_policy(request: BankRequest, instructions: RoundInstructions) -> None:
+    """Refuse a FedProx mu above the bank's bound (before anything is charged or trained)."""
+    problem = request.settings.training.problem(instructions.proximal_mu, request.bank.name)
+    if problem is not None:
+        raise GuardRefusal("training-policy", problem)
 
 
 def _check_evaluation_policy(request: BankRequest, instructions: RoundInstructions) -> None:
