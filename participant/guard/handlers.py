@@ -425,7 +425,9 @@ def train(request: BankRequest) -> RecordDict:
     names (its validation part, or its held-out rows)
     (:mod:`participant.guard.evaluation`: bounded, noisy under a budget). Under secure
     aggregation that evaluation is masked together with the update; in the clear it
-    travels beside the update, or beside a refusal.
+    travels beside the update, or beside a refusal. A FedProx mu above the bank's bound
+    (:class:`~participant.guard.settings.TrainingPolicy`) is refused before anything is
+    charged or trained.
     """
     content_in = request.content
     instructions = RoundInstructions.take(content_in)

@@ -77,8 +77,10 @@ def _update_distance(bank: JoinedBank, schema: DatasetSchema, mu: float) -> floa
 def test_a_coordinator_pinning_the_bank_with_a_huge_mu_is_refused_uncharged(
     tmp_path: Path, schema: DatasetSchema, write_bank_csv: Callable[..., Path], mu: float
 ) -> None:
-    ledger = tmp_path / "acme.ledger.jsonl"
-    bank = joined_bank(schema, write_bank_csv(ROWS), max_epsilon=4.0, ledger_path=ledger)
+    ledger, log = tmp_path / "acme.ledger.jsonl", tmp_path / "acme.audit.jsonl"
+    bank = joined_bank(
+        schema, write_bank_csv(ROWS), max_epsilon=4.0, ledger_path=ledger, audit_log=log
+    )
     before = _events(ledger)
     content, _ = round_content(schema, 1)
 
@@ -86,6 +88,9 @@ def test_a_coordinator_pinning_the_bank_with_a_huge_mu_is_refused_uncharged(
         bank.send(MessageType.TRAIN, _with_mu(content, mu))
 
     assert _events(ledger) == before  # nothing charged, nothing trained
+    audit = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [e["data"]["kind"] for e in audit if e["event"] == "refusal"] == ["training-policy"]
+    assert not any(e["event"] == "train" for e in audit)
 
 
 def test_without_the_bound_the_huge_mu_pins_the_banks_update_to_the_coordinators_model(
