@@ -28,7 +28,9 @@ from credit.strategy import (
     DEFAULT_TAU,
     STRATEGY_DEFAULT,
     Strategy,
-    flower_server_learning_rate,
+    misplaced_option,
+    plain_fedavg_problem,
+    server_learning_rate_of,
 )
 
 if TYPE_CHECKING:  # the governance package imports scipy: the operator's commands skip it
@@ -357,50 +359,31 @@ class RunConfig(BaseModel):
     )
     @classmethod
     def _option_of_the_strategy(cls, value: float, info: ValidationInfo) -> float:
-        """Refuse a strategy option changed from its default under another strategy."""
-        strategy = info.data.get("strategy")
-        name = info.field_name
+        strategy, name = info.data.get("strategy"), info.field_name
         if strategy is None or name is None:  # the strategy itself was refused
             return value
-        default = cls.model_fields[name].default
-        if value != default and name not in strategy.options():
-            users = ", ".join(s.value for s in Strategy if name in s.options())
-            raise ValueError(
-                f"is an option of strategy {users} only; the run's strategy is "
-                f"'{strategy}' (leave it at its default {default:g}, or choose the strategy)"
-            )
+        problem = misplaced_option(strategy, name, value, cls.model_fields[name].default)
+        if problem is not None:
+            raise ValueError(problem)
         return value
 
     @model_validator(mode="after")
     def _strategy_is_not_plain_fedavg(self) -> Self:
-        if self.strategy is Strategy.FEDPROX and self.proximal_mu == 0:
-            raise ValueError(
-                "strategy fedprox with proximal-mu 0 is plain FedAvg: set proximal-mu > 0 "
-                "(e.g. 0.01), or choose strategy fedavg"
-            )
-        if (
-            self.strategy is Strategy.FEDAVGM
-            and self.server_momentum == 0
-            and self.effective_server_learning_rate == 1
-        ):
-            raise ValueError(
-                "strategy fedavgm with server-momentum 0 and server-learning-rate 1 (Flower's "
-                "defaults) is plain FedAvg: set server-momentum (e.g. 0.9), or choose "
-                "strategy fedavg"
-            )
+        problem = plain_fedavg_problem(
+            self.strategy,
+            proximal_mu=self.proximal_mu,
+            server_momentum=self.server_momentum,
+            server_learning_rate=self.effective_server_learning_rate,
+        )
+        if problem is not None:
+            raise ValueError(problem)
         return self
 
     @property
     def effective_server_learning_rate(self) -> float:
-        """The server step size: ``server_learning_rate``, or the strategy's Flower default.
-
-        0.0 for a strategy without a server step (``fedavg``, ``fedprox``).
-        """
-        if not self.strategy.server_optimiser:
-            return 0.0
-        if self.server_learning_rate != STRATEGY_DEFAULT:
-            return self.server_learning_rate
-        return flower_server_learning_rate(self.strategy)
+        """The server step size: ``server_learning_rate``, or the strategy's Flower default
+        (0.0 for a strategy without a server step)."""
+        return server_learning_rate_of(self.strategy, self.server_learning_rate)
 
     @property
     def round_proximal_mu(self) -> float:

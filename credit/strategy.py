@@ -39,6 +39,9 @@ __all__ = [
     "STRATEGY_DEFAULT",
     "Strategy",
     "flower_server_learning_rate",
+    "misplaced_option",
+    "plain_fedavg_problem",
+    "server_learning_rate_of",
 ]
 
 
@@ -103,3 +106,50 @@ def flower_server_learning_rate(strategy: Strategy) -> float:
     if strategy not in _FLOWER_SERVER_LEARNING_RATE:
         raise ValueError(f"strategy '{strategy}' has no server learning rate")
     return _FLOWER_SERVER_LEARNING_RATE[strategy]
+
+
+def server_learning_rate_of(strategy: Strategy, server_learning_rate: float) -> float:
+    """The server step size a run uses: its own, or (:data:`STRATEGY_DEFAULT`) Flower's.
+
+    0.0 for a strategy without a server step (``fedavg``, ``fedprox``).
+    """
+    if not strategy.server_optimiser:
+        return 0.0
+    if server_learning_rate != STRATEGY_DEFAULT:
+        return server_learning_rate
+    return flower_server_learning_rate(strategy)
+
+
+def misplaced_option(strategy: Strategy, name: str, value: float, default: float) -> str | None:
+    """Why option ``name`` (snake case) set to ``value`` does not fit ``strategy`` (None: it does).
+
+    An option of another strategy may only keep its default.
+    """
+    if value == default or name in strategy.options():
+        return None
+    users = ", ".join(s.value for s in Strategy if name in s.options())
+    return (
+        f"is an option of strategy {users} only; the run's strategy is '{strategy}' "
+        f"(leave it at its default {default:g}, or choose the strategy)"
+    )
+
+
+def plain_fedavg_problem(
+    strategy: Strategy, *, proximal_mu: float, server_momentum: float, server_learning_rate: float
+) -> str | None:
+    """Why these settings make ``strategy`` plain FedAvg (None: they do not).
+
+    ``server_learning_rate`` is the one the run uses (:func:`server_learning_rate_of`).
+    """
+    if strategy is Strategy.FEDPROX and proximal_mu == 0:
+        return (
+            "strategy fedprox with proximal-mu 0 is plain FedAvg: set proximal-mu > 0 "
+            "(e.g. 0.01), or choose strategy fedavg"
+        )
+    if strategy is Strategy.FEDAVGM and server_momentum == 0 and server_learning_rate == 1:
+        return (
+            "strategy fedavgm with server-momentum 0 and server-learning-rate 1 (Flower's "
+            "defaults) is plain FedAvg: set server-momentum (e.g. 0.9), or choose "
+            "strategy fedavg"
+        )
+    return None
