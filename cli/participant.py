@@ -199,6 +199,14 @@ MaxCalibrationBins = Annotated[
         "evaluation of a run's last model (a run asking for more is refused).",
     ),
 ]
+MaxProximalMu = Annotated[
+    float,
+    typer.Option(
+        min=0,
+        help="Largest FedProx proximal-mu the bank accepts (a run asking for more is "
+        "refused): a coordinator's huge mu would pin the bank's update to its model.",
+    ),
+]
 MinHoldoutRows = Annotated[
     int,
     typer.Option(
@@ -336,6 +344,7 @@ def start(
     min_roster: MinRoster = 3,
     max_score_bins: MaxScoreBins = 100,
     max_calibration_bins: MaxCalibrationBins = 10,
+    max_proximal_mu: MaxProximalMu = 1.0,
     min_holdout_rows: MinHoldoutRows = 50,
     setup_share: SetupShare = 0.1,
     setup_bins: SetupBins = 64,
@@ -353,7 +362,7 @@ def start(
     printed with the other banks out of band before the first run.
     """
     from deploy.bundle import Bundle
-    from participant.guard.settings import EvaluationPolicy, SetupReleasePolicy
+    from participant.guard.settings import EvaluationPolicy, SetupReleasePolicy, TrainingPolicy
     from participant.node.members import choose_member_list
     from participant.node.supernode import (
         NodeSettings,
@@ -395,6 +404,7 @@ def start(
                 max_calibration_bins=max_calibration_bins,
             ),
             setup=SetupReleasePolicy(max_bins=setup_bins, budget_share=setup_share),
+            training=TrainingPolicy(max_proximal_mu=max_proximal_mu),
             stability=_stability_policy(
                 later_data, development_model, min_later_rows, loaded.coordinator_key_path
             ),

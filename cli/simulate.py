@@ -28,6 +28,15 @@ from credit.encoding import EncodingKind, StatsSource
 from credit.errors import ConfigError
 from credit.model_spec import ModelKind
 from credit.run_config import RunConfig
+from credit.strategy import (
+    DEFAULT_BETA1,
+    DEFAULT_BETA2,
+    DEFAULT_PROXIMAL_MU,
+    DEFAULT_SERVER_MOMENTUM,
+    DEFAULT_TAU,
+    STRATEGY_DEFAULT,
+    Strategy,
+)
 from simulations.settings import SIMULATION_FILE, PartitionScheme, PartitionSettings
 
 if TYPE_CHECKING:
@@ -124,6 +133,34 @@ LocalSteps = Annotated[
 ]
 BatchSize = Annotated[int, typer.Option(min=1, help="Local batch size.")]
 LearningRate = Annotated[float, typer.Option(help="Local SGD learning rate (> 0).")]
+StrategyOption = Annotated[
+    Strategy,
+    typer.Option(
+        "--strategy",
+        help="How updates become the next model: fedavg; fedprox (a proximal term at every "
+        "bank, --proximal-mu); fedadam, fedyogi, fedavgm (a server optimiser's step from the "
+        "securely aggregated mean). Defaults of the options below are Flower's.",
+    ),
+]
+ProximalMu = Annotated[
+    float,
+    typer.Option(help="fedprox: mu of the term mu/2*||w - w_global||^2 (> 0; banks bound it)."),
+]
+ServerLearningRate = Annotated[
+    float,
+    typer.Option(
+        help="fedadam, fedyogi, fedavgm: the server step size; 0: Flower's default "
+        "(fedadam 0.1, fedyogi 0.01, fedavgm 1.0)."
+    ),
+]
+ServerMomentum = Annotated[float, typer.Option(help="fedavgm: server momentum, in [0, 1).")]
+ServerBeta1 = Annotated[
+    float, typer.Option(help="fedadam, fedyogi: first-moment decay, in [0, 1).")
+]
+ServerBeta2 = Annotated[
+    float, typer.Option(help="fedadam, fedyogi: second-moment decay, in [0, 1).")
+]
+ServerTau = Annotated[float, typer.Option(help="fedadam, fedyogi: adaptivity floor tau (> 0).")]
 Seed = Annotated[
     int, typer.Option(help="Seed for partitions, splits, initialisation and shuffles.")
 ]
@@ -286,6 +323,19 @@ _SPLIT_FLAGS = {
     "size_skew": "--size-skew",
 }
 """The flags that split one data set into banks: ``--bank-data`` takes their place."""
+_STRATEGY_FLAGS = {
+    name: "--" + name.replace("_", "-")
+    for name in (
+        "strategy",
+        "proximal_mu",
+        "server_learning_rate",
+        "server_momentum",
+        "server_beta1",
+        "server_beta2",
+        "server_tau",
+    )
+}
+"""The strategy's flags, as a bad value's error names them."""
 _GIVEN = (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT, ParameterSource.PROMPT)
 
 _METRICS = ("auc", "ks", "gini", "brier", "log_loss", "accuracy", "f1")
@@ -316,6 +366,13 @@ def simulate(
     local_steps: LocalSteps = 50,
     batch_size: BatchSize = 64,
     learning_rate: LearningRate = 0.01,
+    strategy: StrategyOption = Strategy.FEDAVG,
+    proximal_mu: ProximalMu = DEFAULT_PROXIMAL_MU,
+    server_learning_rate: ServerLearningRate = STRATEGY_DEFAULT,
+    server_momentum: ServerMomentum = DEFAULT_SERVER_MOMENTUM,
+    server_beta1: ServerBeta1 = DEFAULT_BETA1,
+    server_beta2: ServerBeta2 = DEFAULT_BETA2,
+    server_tau: ServerTau = DEFAULT_TAU,
     seed: Seed = 0,
     out: Out = Path("runs/simulate"),
     audit_key: AuditKey = None,
@@ -363,6 +420,13 @@ def simulate(
                 "local_steps": local_steps,
                 "batch_size": batch_size,
                 "learning_rate": learning_rate,
+                "strategy": strategy,
+                "proximal_mu": proximal_mu,
+                "server_learning_rate": server_learning_rate,
+                "server_momentum": server_momentum,
+                "server_beta1": server_beta1,
+                "server_beta2": server_beta2,
+                "server_tau": server_tau,
                 "seed": seed,
                 "schema": str(schema or ""),
                 "out_dir": str(out),
@@ -390,6 +454,7 @@ def simulate(
                 "pdo": "--pdo",
                 "base_score": "--base-score",
                 "base_odds": "--base-odds",
+                **_STRATEGY_FLAGS,
             },
         )
         banks_from: PartitionSettings | list[Path] = bank_data or _partition_settings(

@@ -20,6 +20,18 @@ from credit.encoding import EncodingKind, StatsSource
 from credit.feature_stats import DEFAULT_GRID_BINS, MAX_GRID_BINS
 from credit.metrics import DEFAULT_SCORE_BINS, MAX_SCORE_BINS
 from credit.model_spec import MAX_LAYERS, MAX_WIDTH, ModelKind
+from credit.strategy import (
+    DEFAULT_BETA1,
+    DEFAULT_BETA2,
+    DEFAULT_PROXIMAL_MU,
+    DEFAULT_SERVER_MOMENTUM,
+    DEFAULT_TAU,
+    STRATEGY_DEFAULT,
+    Strategy,
+    misplaced_option,
+    plain_fedavg_problem,
+    server_learning_rate_of,
+)
 
 if TYPE_CHECKING:  # the governance package imports scipy: the operator's commands skip it
     from credit.governance.scorecard import ScoreScaling
@@ -70,6 +82,28 @@ class RunConfig(BaseModel):
         Local SGD batch size (the expected Poisson batch under DP-SGD) and step size.
     hidden_sizes : tuple of int, default (64, 32)
         MLP hidden layers (accepts ``"64,32"``).
+    strategy : Strategy, default ``fedavg``
+        How updates become the next global model (:mod:`credit.strategy`): ``fedavg``;
+        ``fedprox`` (each bank adds ``proximal_mu / 2 * ||w - w_global||^2`` to its
+        local loss); ``fedadam``, ``fedyogi``, ``fedavgm`` (the coordinator takes a
+        server optimiser's step from the securely aggregated mean). A strategy's
+        options below may be set only with it; a setting that makes it plain FedAvg
+        (``fedprox`` with mu 0, ``fedavgm`` with learning rate 1 and momentum 0) is
+        refused.
+    proximal_mu : float, default 0.0
+        FedProx's mu, >= 0, finite (> 0 with ``fedprox``). Each bank refuses a round
+        whose mu exceeds its own bound (``participant start --max-proximal-mu``).
+    server_learning_rate : float, default 0.0
+        The server optimiser's step size (Flower's ``eta`` / ``server_learning_rate``),
+        >= 0; 0: the strategy's Flower default (``fedadam`` 0.1, ``fedyogi`` 0.01,
+        ``fedavgm`` 1.0).
+    server_momentum : float, default 0.0
+        FedAvgM's server momentum, in [0, 1).
+    server_beta1, server_beta2 : float, default 0.9, 0.99
+        FedAdam's and FedYogi's first- and second-moment decay, in [0, 1).
+    server_tau : float, default 1e-3
+        FedAdam's and FedYogi's adaptivity floor (added to the root of the second
+        moment), > 0.
     seed : int, default 0
         Seeds model initialisation, splits, shuffles and simulated partitions.
     test_fraction : float, default 0.2
@@ -170,6 +204,20 @@ class RunConfig(BaseModel):
     hidden_sizes: tuple[Annotated[int, Field(ge=1, le=MAX_WIDTH)], ...] = Field(
         default=(64, 32), max_length=MAX_LAYERS
     )
+    # Strategy (credit.strategy): `strategy` first, its options' validators read it.
+    strategy: Strategy = Strategy.FEDAVG
+    proximal_mu: float = Field(
+        default=DEFAULT_PROXIMAL_MU, ge=0, allow_inf_nan=False, validate_default=True
+    )
+    server_learning_rate: float = Field(
+        default=STRATEGY_DEFAULT, ge=0, allow_inf_nan=False, validate_default=True
+    )
+    server_momentum: float = Field(
+        default=DEFAULT_SERVER_MOMENTUM, ge=0, lt=1, validate_default=True
+    )
+    server_beta1: float = Field(default=DEFAULT_BETA1, ge=0, lt=1, validate_default=True)
+    server_beta2: float = Field(default=DEFAULT_BETA2, ge=0, lt=1, validate_default=True)
+    server_tau: float = Field(default=DEFAULT_TAU, gt=0, allow_inf_nan=False, validate_default=True)
     seed: int = 0
     test_fraction: float = Field(default=0.2, gt=0, lt=1)
     validation_fraction: float = Field(default=0.2, ge=0, lt=1)
@@ -310,6 +358,47 @@ class RunConfig(BaseModel):
         settings = {k: v for k, v in self.to_flower().items() if k not in _NOT_DIGESTED}
         canonical = json.dumps(settings, sort_keys=True, separators=(",", ":"), allow_nan=False)
         return hashlib.sha256(canonical.encode()).hexdigest()
+
+    @field_validator(
+        "proximal_mu",
+        "server_learning_rate",
+        "server_momentum",
+        "server_beta1",
+        "server_beta2",
+        "server_tau",
+    )
+    @classmethod
+    def _option_of_the_strategy(cls, value: float, info: ValidationInfo) -> float:
+        strategy, name = info.data.get("strategy"), info.field_name
+        if strategy is None or name is None:  # the strategy itself was refused
+            return value
+        problem = misplaced_option(strategy, name, value, cls.model_fields[name].default)
+        if problem is not None:
+            raise ValueError(problem)
+        return value
+
+    @model_validator(mode="after")
+    def _strategy_is_not_plain_fedavg(self) -> Self:
+        problem = plain_fedavg_problem(
+            self.strategy,
+            proximal_mu=self.proximal_mu,
+            server_momentum=self.server_momentum,
+            server_learning_rate=self.effective_server_learning_rate,
+        )
+        if problem is not None:
+            raise ValueError(problem)
+        return self
+
+    @property
+    def effective_server_learning_rate(self) -> float:
+        """The server step size: ``server_learning_rate``, or the strategy's Flower default
+        (0.0 for a strategy without a server step)."""
+        return server_learning_rate_of(self.strategy, self.server_learning_rate)
+
+    @property
+    def round_proximal_mu(self) -> float:
+        """The mu each train message carries: ``proximal_mu`` under FedProx, else 0."""
+        return self.proximal_mu if self.strategy is Strategy.FEDPROX else 0.0
 
     @field_validator("hidden_sizes", mode="before")
     @classmethod

@@ -12,7 +12,9 @@ are drawn, so that the mechanism that runs is the one the ledger charged:
   batch takes the noise-only step (zero summed gradient plus Gaussian noise, scaled by
   the expected batch size, then the optimizer step with momentum) instead of being
   skipped;
-* the noise comes from :class:`~privacy.noise.SecureGaussian`.
+* the noise comes from :class:`~privacy.noise.SecureGaussian`;
+* FedProx's proximal gradient, when asked, is added after clipping and noise
+  (:mod:`credit.proximal`).
 
 fedcredit does its own accounting from the ledger, so Opacus's accountant hooks and
 its ``DPDataLoader`` are not used.
@@ -40,6 +42,7 @@ from opacus.optimizers.optimizer import _check_processed_flag, _mark_as_processe
 from opacus.validators import ModuleValidator
 from torch import nn
 
+from credit.proximal import attach_proximal_term
 from privacy.errors import PrivacyError
 from privacy.noise import SecureGaussian, SecureRandom
 
@@ -75,6 +78,10 @@ class DpSgdSettings:
     local_steps : int, default 0
         Steps of the round whatever ``n_train`` (each a Poisson sample at rate
         ``batch_size / n_train``); 0: ``epochs`` epochs.
+    proximal_mu : float, default 0.0
+        FedProx's mu, >= 0: ``mu * (w - w_start)`` is added to each step's gradient
+        after per-sample clipping and noise (:mod:`credit.proximal`, whose Notes say
+        why the privacy accounting is unchanged); 0: none.
     """
 
     noise_multiplier: float
@@ -83,6 +90,7 @@ class DpSgdSettings:
     epochs: int
     learning_rate: float
     local_steps: int = 0
+    proximal_mu: float = 0.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -253,8 +261,11 @@ def train_dp_sgd(
     targets = torch.from_numpy(np.asarray(labels, dtype=np.float32))
     sampler = SecureRandom() if sampler is None else sampler
     private = GradSampleModule(model)
+    inner = torch.optim.SGD(private.parameters(), lr=settings.learning_rate, momentum=0.9)
+    if settings.proximal_mu > 0:  # on the wrapped optimiser: after clipping and noise
+        attach_proximal_term(inner, settings.proximal_mu)
     optimizer = _SecureNoiseOptimizer(
-        torch.optim.SGD(private.parameters(), lr=settings.learning_rate, momentum=0.9),
+        inner,
         noise_multiplier=settings.noise_multiplier,
         max_grad_norm=settings.max_grad_norm,
         expected_batch_size=settings.batch_size,

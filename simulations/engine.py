@@ -50,7 +50,13 @@ from deploy.flower_env import set_offline_defaults
 from participant.guard.bank import held_out_rows
 from participant.guard.in_process import InProcessLink, guard_for
 from participant.guard.sessions import ContextSessions
-from participant.guard.settings import Fold, GuardSettings, HoldOut, SecAggPolicy
+from participant.guard.settings import (
+    Fold,
+    GuardSettings,
+    HoldOut,
+    SecAggPolicy,
+    TrainingPolicy,
+)
 from participant.relay.client_app import make_relay_app
 from privacy.secagg.graph import GraphChoice
 from privacy.secagg.members import Member, MemberList, member_name
@@ -543,7 +549,8 @@ def _guard_settings(
     audit log and its key in ``OUT/audit/<bank>.jsonl`` and ``.key`` (public key
     ``.pub``), as a real bank does: it signs its ledger summaries with that key, which
     ``fedcredit privacy verify OUT`` checks against ``OUT/audit/<bank>.pub``. Its
-    secure-aggregation threshold policy is the run's (the researcher sets both sides).
+    secure-aggregation threshold policy is the run's (the researcher sets both sides),
+    and so is its bound on FedProx's mu: the bank's default, or the run's mu if larger.
     """
     budget = budgets.for_bank(name) if budgets is not None else None
     ledger = ledgers_dir / f"{_file_name(name)}.jsonl" if budget is not None else None
@@ -575,7 +582,16 @@ def _guard_settings(
             dropout_rate=config.secagg_dropout_rate,
             corruption_rate=config.secagg_corruption_rate,
         ),
+        training=_training_policy(config),
     )
+
+
+def _training_policy(config: RunConfig) -> TrainingPolicy:
+    """A simulated bank's training bounds: the default, raised to the run's FedProx mu."""
+    default = TrainingPolicy()
+    if config.round_proximal_mu <= default.max_proximal_mu:
+        return default
+    return TrainingPolicy(max_proximal_mu=config.round_proximal_mu)
 
 
 def run_simulated_consortium(

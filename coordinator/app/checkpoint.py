@@ -8,7 +8,8 @@ the last round scored, for the model report, the last model's calibration and
 fairness report once it came in, the WoE/IV tables of the set-up release, and with
 validation parts the best round so far, whose model is kept in ``best-<r>.npz``, and
 the selected model's final evaluation once it came in, or why it is missing: a
-resumed run never asks it again). Round
+resumed run never asks it again; and a server optimiser's moments, in
+``optimizer-<r>.npz``). Round
 r's metrics come in one exchange later (with round r+1's train replies, or the final
 evaluate exchange), so until then round r is pending: everything of its result but
 the metrics. When they come in, the checkpoint is written again with round r among the
@@ -21,7 +22,8 @@ The arrays go to a new file first; then ``state.json`` is written to a temporary
 name, fsynced and renamed over the old one, which is the moment the checkpoint moves
 on; only then is the previous arrays file removed. A crash at any point leaves a
 ``state.json`` whose arrays file is whole. Resuming loads it and continues at the
-next round; FedAvg keeps no other strategy state between rounds. Checkpoints of
+next round; FedAvg and FedProx keep no other strategy state between rounds, FedAdam,
+FedYogi and FedAvgM their moments (a checkpoint without them loads with none). Checkpoints of
 version 2 (written before rounds could be pending) still load, with none pending;
 checkpoints written before the final score histograms were kept load without them.
 """
@@ -47,6 +49,7 @@ from coordinator.app.run_state import (
     ScoreHistograms,
     SelectedModel,
 )
+from coordinator.app.server_optimizer import OptimizerState
 from credit.durable import write_durably
 from credit.encoding import FeatureEncoder
 from credit.errors import ConfigError
@@ -82,6 +85,7 @@ def save_checkpoint(out_dir: Path, state: RunState, completed_round: int) -> Pat
     best_file = None if best is None else f"best-{best.server_round}.npz"
     if best is not None and best_file is not None:
         write_durably(folder / best_file, _arrays_bytes(best.arrays))
+    optimizer = _save_optimizer(folder, state, completed_round)
     document = {
         "version": _VERSION,
         "completed_round": completed_round,
@@ -104,12 +108,37 @@ def save_checkpoint(out_dir: Path, state: RunState, completed_round: int) -> Pat
         "selected": None if state.selected is None else _selected_to_json(state.selected),
         "stopped_early": state.stopped_early,
         "final_missing": state.final_missing,
+        "server_optimizer": optimizer,
     }
     write_durably(folder / _STATE, json.dumps(document, indent=1).encode())
-    for stale in [*folder.glob("arrays-*.npz"), *folder.glob("best-*.npz")]:
-        if stale.name not in (arrays_file, best_file):
+    kept = (arrays_file, best_file, None if optimizer is None else optimizer["arrays_file"])
+    stale_files = [*folder.glob("arrays-*.npz"), *folder.glob("best-*.npz")]
+    for stale in [*stale_files, *folder.glob("optimizer-*.npz")]:
+        if stale.name not in kept:
             stale.unlink()
     return folder
+
+
+def _save_optimizer(folder: Path, state: RunState, completed_round: int) -> dict[str, Any] | None:
+    """Write the server optimiser's moments; their entry in ``state.json`` (None: none)."""
+    if state.server_optimizer is None:
+        return None
+    flat = state.server_optimizer.flat()
+    arrays_file = f"optimizer-{completed_round}.npz"
+    buffer = io.BytesIO()
+    np.savez(buffer, *flat.values())
+    write_durably(folder / arrays_file, buffer.getvalue())
+    return {"arrays_file": arrays_file, "names": list(flat)}
+
+
+def _optimizer_from_json(folder: Path, data: dict[str, Any] | None) -> OptimizerState | None:
+    """The server optimiser's moments (None: none kept, or an older checkpoint)."""
+    if data is None:
+        return None
+    path = folder / Path(data["arrays_file"]).name
+    with np.load(path, allow_pickle=False) as saved:
+        flat = {name: saved[f"arr_{index}"] for index, name in enumerate(data["names"])}
+    return OptimizerState.from_flat(flat)
 
 
 def _selected_to_json(selected: SelectedModel) -> dict[str, Any]:
@@ -173,6 +202,7 @@ def load_checkpoint(out_dir: Path, config: RunConfig) -> tuple[RunState, int]:
         state.selected = _selected_from_json(document.get("selected"))
         state.stopped_early = document.get("stopped_early")
         state.final_missing = document.get("final_missing")
+        state.server_optimizer = _optimizer_from_json(folder, document.get("server_optimizer"))
         completed = int(document["completed_round"])
     except (OSError, ValueError, KeyError, TypeError, EOFError, BadZipFile) as exc:
         raise ConfigError(f"checkpoint {folder} is unreadable: {exc}", source="--resume") from exc

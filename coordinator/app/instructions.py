@@ -34,11 +34,13 @@ def run_instructions(config: RunConfig, schema: DatasetSchema, *, private: bool)
 def round_instructions(
     config: RunConfig, state: RunState, server_round: int, *, private: bool
 ) -> RoundInstructions:
-    """Round ``server_round``'s settings: the run's, the learning rate, the encoder, the model."""
+    """Round ``server_round``'s settings: the run's, the learning rate, FedProx's mu, the
+    encoder, the model."""
     return RoundInstructions(
         **run_instructions(config, state.schema, private=private).model_dump(),
         server_round=server_round,
         learning_rate=config.learning_rate,
+        proximal_mu=config.round_proximal_mu,
         score_bins=config.score_bins,
         encoder=state.encoder,
         model_spec=state.spec,

@@ -16,7 +16,8 @@ How a run flows (each arrow pair is one message exchange)::
         round r-1's pooled AUC, KS, ... from the summed histograms: its result is
         complete (audited, reported, checkpointed)
         aggregate (plain FedAvg, or secure aggregation: coordinator.app.aggregation,
-        whose unmask exchange also collects round r+1's keys)
+        whose unmask exchange also collects round r+1's keys); FedAdam, FedYogi and
+        FedAvgM then step from the aggregated mean (coordinator.app.server_optimizer)
         checkpoint: round r trained, its evaluation pending
     end (coordinator.app.evaluations):
     evaluate(weights of R) ───────────────────▶   score own held-out rows (validation
@@ -66,10 +67,12 @@ from coordinator.app.instructions import round_instructions, run_instructions
 from coordinator.app.run_setup import RunSetup, RunStart
 from coordinator.app.run_state import PendingRound, RoundResult, RunState, TrainOutcome
 from coordinator.app.selection import stop_reason
+from coordinator.app.server_optimizer import ServerOptimizer
 from coordinator.errors import RoundAborted, RoundFailed, RunStopped
 from credit.messages import Refusal, RoundInstructions, RunInstructions
 from credit.run_config import RunConfig
 from credit.schema import load_schema
+from credit.strategy import Strategy
 
 __all__ = ["RunDriver"]
 
@@ -124,6 +127,7 @@ class RunDriver:
         # What banks report: a new run's state shares the book's records; a resumed
         # run's book goes on recording into the checkpoint's.
         self._book = ReplyBook(on_event=self._on_event, on_refusal=self._record_refusal)
+        self._server_optimizer = ServerOptimizer.of_run(config)
 
     def run(self) -> RunState:
         """Run set-up and every round (or continue from the checkpoint); return the state.
@@ -155,6 +159,8 @@ class RunDriver:
         audit.setup(state.banks, state.arrays)
         if start.completed < self.config.rounds:
             if (line := aggregation.describe()) is not None:
+                self._on_event(line)
+            if (line := self._describe_strategy()) is not None:
                 self._on_event(line)
             aggregation.prepare(start.completed + 1, state.arrays, self._run_instructions())
         evaluations = RunEvaluations(
@@ -261,9 +267,31 @@ class RunDriver:
             evaluations.settle(state, pending, None)  # the run's cadence does not score it
         elif pending is not None:  # no usable evaluation came with the train replies
             evaluations.evaluate_lost(state, members)
-        state.arrays = trained.arrays
+        self._step(state, server_round, trained)
         state.pending = self._pending(state, server_round, trained, started, since)
         save_checkpoint(Path(self.config.out_dir), state, server_round)
+
+    def _step(self, state: RunState, server_round: int, trained: TrainOutcome) -> None:
+        """Move the global model to round ``server_round``'s result.
+
+        FedAvg and FedProx take the aggregated mean as it is; a server optimiser steps
+        from it and keeps its moments in the state (so in the checkpoint). An aborted
+        round leaves the model and the moments as they were.
+        """
+        optimizer = self._server_optimizer
+        if optimizer is None or trained.aborted is not None:
+            state.arrays = trained.arrays
+            return
+        step = optimizer.step(server_round, state.arrays, trained.arrays, state.server_optimizer)
+        state.arrays, state.server_optimizer = step.arrays, step.state
+
+    def _describe_strategy(self) -> str | None:
+        """One line on the run's strategy for the terminal (None: plain FedAvg)."""
+        if self._server_optimizer is not None:
+            return self._server_optimizer.describe()
+        if self.config.strategy is Strategy.FEDPROX:
+            return f"strategy fedprox: proximal-mu {self.config.proximal_mu:g} at every bank"
+        return None
 
     def _pending(
         self,

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from flwr.app import ArrayRecord
 
+from coordinator.app.server_optimizer import OptimizerState
 from credit.encoding import FeatureEncoder
 from credit.messages import LedgerSummary, Refusal
 from credit.metrics import CreditMetrics, ScoreSummary
@@ -326,6 +327,10 @@ class RunState:
         Why the kept model has no final evaluation (held-out metrics, calibration and
         fairness): its evaluate exchange failed, and it is not asked again (the banks
         make that release once per run). None: it was made, or is still to come.
+    server_optimizer : OptimizerState or None
+        The server optimiser's moments after its last step (FedAdam, FedYogi,
+        FedAvgM: :mod:`coordinator.app.server_optimizer`); None: no step yet, or a
+        strategy without one.
     """
 
     config: RunConfig
@@ -347,6 +352,7 @@ class RunState:
     selected: SelectedModel | None = None
     stopped_early: str | None = None
     final_missing: str | None = None
+    server_optimizer: OptimizerState | None = None
 
     def final_metrics(self) -> CreditMetrics | None:
         """The run's final metrics (None: none).

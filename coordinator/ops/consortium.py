@@ -71,6 +71,13 @@ RUN_DEFAULT_FIELDS = (
     "learning_rate",
     "secure_aggregation",
     "secagg_threshold_fraction",
+    "strategy",
+    "proximal_mu",
+    "server_learning_rate",
+    "server_momentum",
+    "server_beta1",
+    "server_beta2",
+    "server_tau",
 )
 """The :class:`~credit.run_config.RunConfig` fields a consortium sets defaults for."""
 
@@ -90,7 +97,9 @@ class RunDefaults(_run_config_subset(RUN_DEFAULT_FIELDS)):  # type: ignore[misc]
     The fields are :data:`RUN_DEFAULT_FIELDS`, with the types, defaults and bounds
     of :class:`credit.run_config.RunConfig`, which receives them (rounds 10, model
     ``logreg``, min_banks 2, local_epochs 0 (steps), local_steps 50, batch_size 64,
-    learning_rate 0.01, secure_aggregation on, secagg_threshold_fraction 2/3).
+    learning_rate 0.01, secure_aggregation on, secagg_threshold_fraction 2/3, strategy
+    ``fedavg`` and its options at Flower's defaults: :mod:`credit.strategy`). A strategy's
+    options are checked against the strategy when a run is launched.
     """
 
 

@@ -197,10 +197,15 @@ class RoundInstructions(RunInstructions):
         The run's feature encoder (JSON on the wire).
     model_spec : ModelSpec
         The model's architecture (JSON on the wire).
+    proximal_mu : float, default 0.0
+        FedProx's mu, >= 0 and finite: the bank adds ``proximal_mu / 2 * ||w -
+        w_global||^2`` to its local loss (0: plain local training). A bank refuses a
+        mu above its own bound (:class:`participant.guard.settings.TrainingPolicy`).
     """
 
     server_round: int = Field(ge=1)
     learning_rate: float = Field(gt=0, allow_inf_nan=False)
+    proximal_mu: float = Field(default=0.0, ge=0, allow_inf_nan=False)
     score_bins: int = Field(ge=2, le=MAX_SCORE_BINS)
     encoder: Annotated[FeatureEncoder, from_json(FeatureEncoder), AS_JSON]
     model_spec: Annotated[ModelSpec, from_json(ModelSpec), AS_JSON]

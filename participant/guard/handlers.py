@@ -434,7 +434,9 @@ def train(request: BankRequest) -> RecordDict:
     names (its validation part, or its held-out rows)
     (:mod:`participant.guard.evaluation`: bounded, noisy under a budget). Under secure
     aggregation that evaluation is masked together with the update; in the clear it
-    travels beside the update, or beside a refusal.
+    travels beside the update, or beside a refusal. A FedProx mu above the bank's bound
+    (:class:`~participant.guard.settings.TrainingPolicy`) is refused before anything is
+    charged or trained.
     """
     content_in = request.content
     instructions = RoundInstructions.take(content_in)
@@ -444,6 +446,7 @@ def train(request: BankRequest) -> RecordDict:
     bank = checked_bank(request, instructions)
     if asked is not None:
         _check_evaluation_policy(request, instructions)
+    _check_training_policy(request, instructions)
     if inputs is None and request.settings.require_secure_aggregation:
         raise GuardRefusal(
             "plain-update",
@@ -507,6 +510,13 @@ def _evaluate_request(
             f"model, not round {asked.server_round}'s"
         )
     return asked
+
+
+def _check_training_policy(request: BankRequest, instructions: RoundInstructions) -> None:
+    """Refuse a FedProx mu above the bank's bound (before anything is charged or trained)."""
+    problem = request.settings.training.problem(instructions.proximal_mu, request.bank.name)
+    if problem is not None:
+        raise GuardRefusal("training-policy", problem)
 
 
 def _check_evaluation_policy(request: BankRequest, instructions: RoundInstructions) -> None:

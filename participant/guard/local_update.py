@@ -4,6 +4,10 @@
 :class:`LocalUpdate`; how the update leaves the bank (in the clear, or masked for
 secure aggregation) is the handler's business (:mod:`participant.guard.handlers`).
 
+FedProx's proximal term (``instructions.proximal_mu`` > 0, within the bank's bound:
+:func:`participant.guard.handlers.train`) joins either kind of training
+(:mod:`credit.proximal`).
+
 * Without a privacy budget: SGD with momentum on the bank's training rows
   (:func:`participant.guard.training.train_locally`), reporting the mean training loss.
 * With a budget: the round is charged to the bank's ledger *before* training (an
@@ -131,6 +135,7 @@ def _train_plain(model: nn.Module, split: EncodedSplit, instructions: RoundInstr
         batch_size=instructions.batch_size,
         learning_rate=instructions.learning_rate,
         seed=instructions.seed * 100_003 + instructions.server_round,
+        proximal_mu=instructions.proximal_mu,
     )
     return train_locally(model, split.train_x, split.train_y, settings)
 
@@ -166,6 +171,7 @@ def _train_private(
         epochs=instructions.local_epochs,
         learning_rate=instructions.learning_rate,
         local_steps=instructions.local_steps,
+        proximal_mu=instructions.proximal_mu,
     )
     result = train_dp_sgd(
         model,

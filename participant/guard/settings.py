@@ -53,6 +53,7 @@ __all__ = [
     "SecAggPolicy",
     "SetupReleasePolicy",
     "StabilityPolicy",
+    "TrainingPolicy",
 ]
 
 DEFAULT_HOLDOUT_FRACTION = 0.2
@@ -389,6 +390,35 @@ class SecAggPolicy(BaseModel):
         )
 
 
+class TrainingPolicy(BaseModel):
+    """A bank's bounds on how the coordinator may shape its local training.
+
+    Parameters
+    ----------
+    max_proximal_mu : float, default 1.0
+        Largest FedProx mu the bank accepts, >= 0 and finite (1.0: the largest value
+        studied by Li et al. 2020); a train message asking for more is refused before
+        anything is charged or trained. A coordinator's huge mu would pin the bank's
+        update to the global model it sent (the bank's budget spent, its data without
+        effect) or make the local steps diverge (:mod:`credit.proximal`). 0: the bank
+        takes part in no FedProx run.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    max_proximal_mu: float = Field(default=1.0, ge=0, allow_inf_nan=False)
+
+    def problem(self, proximal_mu: float, bank: str) -> str | None:
+        """Why a round asking for ``proximal_mu`` is refused (None: it is not)."""
+        if proximal_mu <= self.max_proximal_mu:
+            return None
+        return (
+            f"bank '{bank}' accepts FedProx's proximal-mu up to {self.max_proximal_mu:g}; the "
+            f"round asks for {proximal_mu:g}: run with a smaller proximal-mu, or the bank "
+            "raises its bound (participant start --max-proximal-mu)"
+        )
+
+
 class GuardSettings(BaseModel):
     """A bank's guard configuration.
 
@@ -438,6 +468,8 @@ class GuardSettings(BaseModel):
     stability : StabilityPolicy, optional
         The bank's later file and development model for stability monitoring; None:
         the bank answers no stability query.
+    training : TrainingPolicy
+        The bank's bounds on the local training a round may ask for (FedProx's mu).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
@@ -460,6 +492,7 @@ class GuardSettings(BaseModel):
     evaluation: EvaluationPolicy = Field(default_factory=EvaluationPolicy)
     setup: SetupReleasePolicy = Field(default_factory=SetupReleasePolicy)
     stability: StabilityPolicy | None = None
+    training: TrainingPolicy = Field(default_factory=TrainingPolicy)
 
     @model_validator(mode="after")
     def _consistent(self) -> GuardSettings:

@@ -11,6 +11,8 @@ import torch
 from numpy.typing import NDArray
 from torch import nn
 
+from credit.proximal import attach_proximal_term
+
 __all__ = ["TrainSettings", "predict_proba", "train_locally"]
 
 
@@ -31,6 +33,10 @@ class TrainSettings:
         SGD step size, > 0.
     seed : int
         Seeds the shuffling of rows (not privacy-relevant).
+    proximal_mu : float, default 0.0
+        FedProx's mu, >= 0: ``mu / 2 * ||w - w_start||^2`` is added to the local
+        objective, ``w_start`` the model the round starts from
+        (:func:`credit.proximal.attach_proximal_term`); 0: plain SGD.
     """
 
     epochs: int
@@ -38,6 +44,7 @@ class TrainSettings:
     learning_rate: float
     seed: int
     steps: int = 0
+    proximal_mu: float = 0.0
 
     def __post_init__(self) -> None:
         if self.steps < 0:
@@ -48,6 +55,8 @@ class TrainSettings:
             raise ValueError(f"batch_size must be >= 1; got {self.batch_size}")
         if not self.learning_rate > 0:
             raise ValueError(f"learning_rate must be > 0; got {self.learning_rate}")
+        if not (self.proximal_mu >= 0 and self.proximal_mu < float("inf")):
+            raise ValueError(f"proximal_mu must be >= 0 and finite; got {self.proximal_mu}")
 
 
 def train_locally(
@@ -56,7 +65,8 @@ def train_locally(
     labels: NDArray[np.integer],
     settings: TrainSettings,
 ) -> float:
-    """Run SGD with momentum on binary cross-entropy; return the mean training loss.
+    """Run SGD with momentum on binary cross-entropy (plus FedProx's term if asked); return
+    the mean training loss (of the data, without the proximal term).
 
     Parameters
     ----------
@@ -67,12 +77,14 @@ def train_locally(
     labels : numpy.ndarray
         Labels in {0, 1}.
     settings : TrainSettings
-        Epochs or steps, batch size, learning rate and shuffling seed.
+        Epochs or steps, batch size, learning rate, shuffling seed and FedProx's mu.
     """
     inputs = torch.from_numpy(np.ascontiguousarray(features))
     targets = torch.from_numpy(np.asarray(labels, dtype=np.float32))
     generator = torch.Generator().manual_seed(settings.seed)
     optimizer = torch.optim.SGD(model.parameters(), lr=settings.learning_rate, momentum=0.9)
+    if settings.proximal_mu > 0:
+        attach_proximal_term(optimizer, settings.proximal_mu)
     loss_fn = nn.BCEWithLogitsLoss()
     model.train()
     total_loss, total_rows = 0.0, 0

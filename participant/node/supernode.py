@@ -60,6 +60,7 @@ from participant.guard.settings import (
     SecAggPolicy,
     SetupReleasePolicy,
     StabilityPolicy,
+    TrainingPolicy,
 )
 from participant.node.members import PINNED_MEMBERS_FILE, pin_member_list
 from participant.relay.node_config import RelayConfig
@@ -133,6 +134,8 @@ class NodeSettings:
     stability : StabilityPolicy, optional
         The bank's later file and development model for stability monitoring (None:
         it answers no stability query).
+    training : TrainingPolicy
+        The bank's bounds on the local training a round may ask for (FedProx's mu).
     """
 
     bundle: Bundle
@@ -150,6 +153,7 @@ class NodeSettings:
     evaluation: EvaluationPolicy = field(default_factory=EvaluationPolicy)
     setup: SetupReleasePolicy = field(default_factory=SetupReleasePolicy)
     stability: StabilityPolicy | None = None
+    training: TrainingPolicy = field(default_factory=TrainingPolicy)
 
     @property
     def ledger(self) -> Path:
@@ -439,6 +443,7 @@ def node_plan(settings: NodeSettings) -> NodePlan:
         evaluation=settings.evaluation,
         setup=settings.setup,
         stability=settings.stability,
+        training=settings.training,
     )
     return NodePlan(
         guard=guard,

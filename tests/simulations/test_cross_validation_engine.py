@@ -25,7 +25,8 @@ def test_three_folds_through_the_simulation_engine_write_the_output_contract(
     tmp_path: Path,
 ) -> None:
     out = tmp_path / "cv"
-    arguments = ["--folds", "3", "--rounds", "1", "--banks", "3", "--write-bank-files", "--out", str(out)]
+    arguments = ["--folds", "3", "--rounds", "1", "--banks", "3", "--write-bank-files",
+                 "--out", str(out)]  # fmt: skip
 
     result = CliRunner().invoke(app, ["simulate", *arguments])
 

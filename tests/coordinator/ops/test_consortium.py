@@ -46,7 +46,9 @@ def test_run_defaults_are_run_config_fields() -> None:
     """The [run] keys keep their names; types, defaults and bounds are RunConfig's own."""
     assert RUN_DEFAULT_FIELDS == (
         "rounds", "model", "min_banks", "local_epochs", "local_steps", "batch_size",
-        "learning_rate", "secure_aggregation", "secagg_threshold_fraction",
+        "learning_rate", "secure_aggregation", "secagg_threshold_fraction", "strategy",
+        "proximal_mu", "server_learning_rate", "server_momentum", "server_beta1",
+        "server_beta2", "server_tau",
     )  # fmt: skip
     assert tuple(RunDefaults.model_fields) == RUN_DEFAULT_FIELDS
     for name in RUN_DEFAULT_FIELDS:
