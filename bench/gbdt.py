@@ -350,10 +350,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--trees", type=int, default=300)
-    parser.add_argument("--depth", type=int, default=4)
-    parser.add_argument("--learning-rate", type=float, default=0.05)
-    parser.add_argument("--reg-lambda", type=float, default=1.0)
-    parser.add_argument("--min-child-weight", type=float, default=1.0)
+    parser.add_argument("--depth", type=int, default=5)
+    parser.add_argument("--learning-rate", type=float, default=0.02)
+    parser.add_argument("--reg-lambda", type=float, default=10.0)
+    parser.add_argument("--min-child-weight", type=float, default=10.0)
     parser.add_argument("--max-bins", type=int, default=255)
     parser.add_argument(
         "--splits",
