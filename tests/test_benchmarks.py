@@ -16,6 +16,13 @@ import pandas as pd
 import pytest
 import tomli_w
 
+from bench._flower_xgb_bagging import (
+    BankRows,
+    bagged_model,
+    local_tree,
+    make_client_app,
+    xgboost_params,
+)
 from bench._governance_checks import (
     MCAR_COLUMN,
     MNAR_COLUMN,
@@ -27,6 +34,7 @@ from bench._governance_checks import (
 )
 from credit.datasets import embedded_data_path
 from credit.encoding import FeatureEncoder, StatsSource, fit_encoder
+from credit.gbdt import BoostingParams
 from credit.governance import ScoreScaling, count_bins, woe_table, write_scorecard_csv
 from credit.governance.fairness import fairness_report, fairness_sums
 from credit.governance.release import schema_groupings
@@ -34,6 +42,7 @@ from credit.governance.woe import WoeTable
 from credit.loading import load_bank_csv
 from credit.schema import load_schema
 from credit.woe_binning import fit_woe_encoder, layout_of, scorecard_of, woe_iv_document
+from tests.support.fake_grid import FakeGrid
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -250,7 +259,7 @@ def test_the_scale_benchmark_reads_a_runs_rounds_memory_and_graph() -> None:
 
 def test_the_gbdt_benchmark_compares_central_banks_and_references(tmp_path: Path) -> None:
     out = tmp_path / "gbdt.json"
-    command = [sys.executable, "bench/gbdt.py", "--seeds", "0", "--trees", "3", "--depth", "2"]
+    command = [sys.executable, "bench/gbdt.py", "--seeds", "0", "--trees", "20", "--depth", "2"]
     command += ["--out", str(out)]
     completed = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert completed.returncode == 0, completed.stderr[-3000:]
@@ -258,4 +267,72 @@ def test_the_gbdt_benchmark_compares_central_banks_and_references(tmp_path: Path
     assert run["identical_trees"] is True and run["auc_difference_summed"] == 0.0
     for model in ("gbdt_central", "xgboost_hist_same_bins", "lightgbm_central"):
         assert 0.6 < run[model]["auc"] < 0.9
-    assert out.with_suffix(".md").read_text().startswith("| model (central")
+    bagging = run["flower_xgb_bagging"]
+    assert list(bagging) == ["iid-5", "dirichlet-0.5-5", "education"]
+    assert [row["banks"] for row in bagging.values()] == [5, 5, 4]  # EDUCATION: 1, 2, 3, other
+    for row in bagging.values():
+        assert row["trees"] == row["rounds"] * row["banks"] == 20
+        assert 0.6 < row["auc"] < 0.9 and 0 < row["ks"] < 1
+    table = out.with_suffix(".md").read_text()
+    assert table.startswith("| model (central")
+    assert "| education | Flower XGBoost bagging (FedXgbBagging) |" in table
+
+
+# bench/_flower_xgb_bagging.py: Flower's XGBoost bagging, the benchmark's comparison (fast).
+
+
+def _tiny_bank(seed: int, rows: int = 300) -> BankRows:
+    rng = np.random.default_rng(seed)
+    features = rng.normal(size=(rows, 3)).astype(np.float32)
+    features[rng.random(rows) < 0.1, 2] = np.nan
+    labels = (features[:, 0] + rng.normal(scale=0.5, size=rows) > 0).astype(np.int64)
+    return BankRows(name=f"bank-{seed}", features=features, labels=labels)
+
+
+XGB_PARAMS = xgboost_params(
+    BoostingParams(n_trees=4, max_depth=2, learning_rate=0.3), base_score=0.4
+)
+
+
+def _margins(model: bytes, features: np.ndarray) -> np.ndarray:
+    import xgboost
+
+    booster = xgboost.Booster(model_file=bytearray(model))
+    margins: np.ndarray = booster.predict(xgboost.DMatrix(features), output_margin=True)
+    return margins
+
+
+def test_a_bank_boosts_one_tree_on_its_rows_on_top_of_the_global_model() -> None:
+    import xgboost
+    from flwr.serverapp.strategy.strategy_utils import aggregate_bagging
+
+    bank = _tiny_bank(0)
+    first = local_tree(b"", bank, XGB_PARAMS)
+    second = local_tree(first, bank, XGB_PARAMS)
+    assert xgboost.Booster(model_file=bytearray(second)).num_boosted_rounds() == 1
+    alone = xgboost.train(
+        dict(XGB_PARAMS), xgboost.DMatrix(bank.features, label=bank.labels), num_boost_round=2
+    )
+    expected = alone.predict(xgboost.DMatrix(bank.features), output_margin=True)
+    bagged = _margins(aggregate_bagging(first, second), bank.features)
+    np.testing.assert_allclose(bagged, expected, rtol=0, atol=1e-6)
+
+
+def test_flower_bagging_adds_each_banks_tree_boosted_on_the_global_model() -> None:
+    import xgboost
+
+    banks = [_tiny_bank(0), _tiny_bank(1)]
+    probe = np.concatenate([bank.features for bank in banks])
+    with FakeGrid(make_client_app(banks, XGB_PARAMS), num_nodes=2, run_config={}) as grid:
+        model = bagged_model(grid, rounds=2, n_banks=2)
+    assert not grid.failures
+    booster = xgboost.Booster(model_file=bytearray(model))
+    assert booster.num_boosted_rounds() == 4
+
+    def tree(index: int) -> np.ndarray:
+        return _margins(bytes(booster[index : index + 1].save_raw("json")), probe)
+
+    first_round = bytes(booster[0:2].save_raw("json"))
+    for index, start in ((0, b""), (1, b""), (2, first_round), (3, first_round)):
+        from_a_bank = [_margins(local_tree(start, bank, XGB_PARAMS), probe) for bank in banks]
+        assert sum(np.allclose(tree(index), margins, atol=1e-6) for margins in from_a_bank) == 1
