@@ -27,6 +27,7 @@ from pydantic import (
 
 from credit.errors import ConfigError
 from participant.guard.bank import BankSource
+from participant.guard.gbdt_bank import GbdtPolicy
 from privacy.budget import PrivacyBudget
 from privacy.secagg.members import MemberList
 from privacy.secagg.protocol import DEFAULT_THRESHOLD_FRACTION, MIN_ROSTER, default_threshold
@@ -386,6 +387,9 @@ class GuardSettings(BaseModel):
     stability : StabilityPolicy, optional
         The bank's later file and development model for stability monitoring; None:
         the bank answers no stability query.
+    gbdt : GbdtPolicy
+        What the bank answers in federated boosting (most trees and depth, the fewest
+        rows of a node it releases).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
@@ -406,6 +410,7 @@ class GuardSettings(BaseModel):
     evaluation: EvaluationPolicy = Field(default_factory=EvaluationPolicy)
     setup: SetupReleasePolicy = Field(default_factory=SetupReleasePolicy)
     stability: StabilityPolicy | None = None
+    gbdt: GbdtPolicy = Field(default_factory=GbdtPolicy)
 
     @model_validator(mode="after")
     def _consistent(self) -> GuardSettings:
