@@ -48,7 +48,9 @@ class RunConfig(BaseModel):
     rounds : int, default 10
         Federated rounds (train then evaluate), >= 1.
     model : ModelKind, default ``logreg``
-        ``logreg`` or ``mlp``.
+        ``logreg``, ``mlp`` or ``gbdt`` (federated gradient-boosted trees: one exchange
+        per tree level, :mod:`coordinator.app.boosting_run`; the boosting fields below
+        apply, the SGD ones do not).
     encoding : EncodingKind, default ``binned``
         ``binned`` (quantile bins, one-hot), ``standardized`` (z-scores) or ``woe``
         (each input the weight of evidence of its merged bin; needs federated

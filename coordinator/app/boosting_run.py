@@ -270,10 +270,7 @@ class BoostingDriver:
         """What ``metrics.json`` records beside the trees: protocol, ledgers, evaluation."""
         return {
             "secure_aggregation": start.aggregation.summary(),
-            "privacy": {
-                bank: summary.model_dump(mode="json")
-                for bank, summary in self._book.privacy.items()
-            },
+            "privacy": {bank: summary.document() for bank, summary in self._book.privacy.items()},
             "refusals": [refusal.document() for refusal in self._book.refusals],
             "wall_seconds": seconds,
             "final": None if evaluation.metrics is None else evaluation.metrics.as_dict(),
