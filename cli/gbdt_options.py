@@ -123,9 +123,10 @@ def refuse_sgd_flags(ctx: typer.Context, *, gbdt: bool) -> None:
 
 
 def show_boosting_summary(out: Path, seconds: float) -> None:
-    """What a boosting run wrote: trees, levels, banks, and where the model is."""
+    """What a boosting run wrote: trees, levels, the held-out AUC and KS, where the model is."""
     document = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
     levels = document["levels"]
+    final = document.get("final") or {}
     show_table(
         f"Federated boosting ({len(document['banks'])} banks, {seconds:.0f} s)",
         [
@@ -133,7 +134,8 @@ def show_boosting_summary(out: Path, seconds: float) -> None:
             Column("levels", justify="right"),
             Column("level s", justify="right"),
             Column("train rows", justify="right"),
-            Column("base score", justify="right"),
+            Column("held-out AUC", justify="right"),
+            Column("KS", justify="right"),
         ],
         [
             (
@@ -141,12 +143,13 @@ def show_boosting_summary(out: Path, seconds: float) -> None:
                 str(len(levels)),
                 f"{document['level_seconds']:.2f}",
                 f"{document['training_rows']:,}",
-                f"{document['base_score']:.4f}",
+                f"{final['auc']:.4f}" if final else "-",
+                f"{final['ks']:.4f}" if final else "-",
             )
         ],
     )
     if document.get("final_missing"):
-        say(f"held-out evaluation: {document['final_missing']}", style="yellow")
+        say(f"held-out evaluation missing: {document['final_missing']}", style="yellow")
     model = out / "model"
     say(
         f"metrics:    {out / 'metrics.json'}",

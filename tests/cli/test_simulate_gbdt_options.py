@@ -3,6 +3,7 @@ are one line naming the flag, exit code 2, before any bank is planned."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -63,3 +64,24 @@ def test_score_refuses_a_boosted_trees_model_folder_in_one_line(tmp_path: Path) 
     assert result.exit_code == 2
     assert len(result.stderr.strip().splitlines()) == 1
     assert "does not take --model gbdt runs yet" in result.stderr
+
+
+def test_the_boosting_summary_shows_the_held_out_auc_and_where_the_model_is(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from cli.gbdt_options import show_boosting_summary
+
+    document = {
+        "banks": ["bank-1", "bank-2", "bank-3"],
+        "trees": 3,
+        "levels": [{}] * 7,
+        "level_seconds": 0.5,
+        "training_rows": 19_200,
+        "final": {"auc": 0.7712, "ks": 0.4101},
+        "final_missing": None,
+    }
+    (tmp_path / "metrics.json").write_text(json.dumps(document))
+    show_boosting_summary(tmp_path, 12.0)
+    shown = capsys.readouterr().out
+    assert "0.7712" in shown and "0.4101" in shown and "19,200" in shown
+    assert str(tmp_path / "model" / "xgboost.json") in shown.replace("\n", "")
