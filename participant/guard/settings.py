@@ -39,6 +39,7 @@ __all__ = [
     "AuditSettings",
     "EvaluationPolicy",
     "Fold",
+    "GbdtPolicy",
     "GuardSettings",
     "HoldOut",
     "SecAggPolicy",

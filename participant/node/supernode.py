@@ -55,6 +55,7 @@ from participant.guard.settings import (
     DEFAULT_VALIDATION_FRACTION,
     REVEAL_SECRETS,
     EvaluationPolicy,
+    GbdtPolicy,
     GuardSettings,
     HoldOut,
     SecAggPolicy,
@@ -133,6 +134,9 @@ class NodeSettings:
     stability : StabilityPolicy, optional
         The bank's later file and development model for stability monitoring (None:
         it answers no stability query).
+    gbdt : GbdtPolicy
+        What the bank answers in federated boosting (most trees and depth, fewest rows
+        of a node it releases).
     """
 
     bundle: Bundle
@@ -150,6 +154,7 @@ class NodeSettings:
     evaluation: EvaluationPolicy = field(default_factory=EvaluationPolicy)
     setup: SetupReleasePolicy = field(default_factory=SetupReleasePolicy)
     stability: StabilityPolicy | None = None
+    gbdt: GbdtPolicy = field(default_factory=GbdtPolicy)
 
     @property
     def ledger(self) -> Path:
@@ -439,6 +444,7 @@ def node_plan(settings: NodeSettings) -> NodePlan:
         evaluation=settings.evaluation,
         setup=settings.setup,
         stability=settings.stability,
+        gbdt=settings.gbdt,
     )
     return NodePlan(
         guard=guard,
