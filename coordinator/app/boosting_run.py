@@ -388,6 +388,7 @@ def write_boosting_outputs(
     }
     _write_json(model_dir / MODEL_CARD_FILE, card)
     metrics = {
+        "status": "completed",
         "model": "gbdt",
         "trees": len(run.trees),
         "levels": [_level_document(level) for level in run.levels],
