@@ -15,9 +15,10 @@ Two AUCs per run: the model's exact AUC on the banks' pooled held-out rows, whic
 only the simulation harness can compute (``simulation.json``, ``exact_final``), is
 the utility reported here; the AUC the coordinator computed from the banks' bounded,
 summed and (under DP) noisy evaluation releases (``metrics.json``) is reported as its
-gap to the exact one. DP noise is drawn from ``os.urandom`` (``privacy/noise.py``), so
-a DP run's metrics differ from one measurement to the next at the same seed; the runs
-without DP repeat exactly.
+gap to the exact one. The grid runs ``simulate --reproducible-noise``: every bank's DP
+noise and Poisson sampling are keyed from the run's seed (``simulations/noise.py``),
+so every run, private or not, repeats exactly at the same seed. Research only: that
+noise is predictable from the seed; a bank's real noise is keyed from ``os.urandom``.
 
 Writes ``bench/results/privacy_utility.json``, ``privacy_utility.md`` (README table)
 and ``privacy_utility.png``.

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from click import Choice
 from click.core import ParameterSource
 
 from cli import gbdt_options
@@ -56,14 +57,42 @@ BankData = Annotated[
     typer.Option(
         help="One bank's own CSV (plain or gzip), read in place and named after the file "
         "(bank-a.csv.gz: bank-a); repeat once per bank. Instead of --data, --partition, "
-        "--banks, --alpha, --partition-column.",
+        "--banks, --alpha, --partition-column, --classes-per-bank, --size-skew.",
     ),
 ]
-Banks = Annotated[int, typer.Option(min=1, help="Number of simulated banks (iid and dirichlet).")]
-Partitioning = Annotated[PartitionScheme, typer.Option(help="How rows are split into banks.")]
+Banks = Annotated[
+    int,
+    typer.Option(min=1, help="Number of simulated banks (iid, dirichlet, pathological and size)."),
+]
+Partitioning = Annotated[
+    PartitionScheme,
+    typer.Option(
+        help="How rows are split into banks: iid; dirichlet (label skew, --alpha); column "
+        "(one bank per value of --partition-column, values under 2 % of rows merged into "
+        "'other'); natural-id (one bank per value, none merged); pathological (each bank "
+        "holds --classes-per-bank values of --partition-column); size (bank i of N holds "
+        "rows in proportion to i^--size-skew). Every bank needs both classes in its "
+        "training and held-out rows."
+    ),
+]
 Alpha = Annotated[float, typer.Option(help="Dirichlet concentration (smaller = more skewed).")]
 PartitionColumn = Annotated[
-    str, typer.Option(help="Column for --partition column: one bank per value.")
+    str,
+    typer.Option(help="Column for --partition column, natural-id and pathological."),
+]
+ClassesPerBank = Annotated[
+    int,
+    typer.Option(
+        help="--partition pathological: how many values of --partition-column each bank "
+        "holds (>= 1; rare values merged into 'other' as with column).",
+    ),
+]
+SizeSkew = Annotated[
+    float,
+    typer.Option(
+        help="--partition size: bank i of N holds rows in proportion to i^S, S in [0, 10] "
+        "(0: equal sizes, 1: linear, 2: square).",
+    ),
 ]
 Rounds = Annotated[int, typer.Option(min=1, help="Federated rounds.")]
 Model = Annotated[
@@ -140,6 +169,15 @@ ThresholdFraction = Annotated[
         "--secagg-threshold-fraction",
         help="Secure aggregation's threshold policy F: t = floor(F*N)+1 shares of N banks, "
         "F in [0.5, 1); every simulated bank enforces it.",
+    ),
+]
+SecAggGraph = Annotated[
+    str,
+    typer.Option(
+        "--secagg-graph",
+        help="Secure aggregation's graph: complete, sparse (SecAgg+'s Harary graph, "
+        "k = O(log N) neighbours per bank) or auto (sparse above 100 banks).",
+        click_type=Choice(["auto", "complete", "sparse"]),
     ),
 ]
 DropoutRate = Annotated[
@@ -225,6 +263,17 @@ Folds = Annotated[
         show_default=False,
     ),
 ]
+ReproducibleNoise = Annotated[
+    bool,
+    typer.Option(
+        "--reproducible-noise",
+        help="RESEARCH ONLY, never for real data: key every simulated bank's DP noise "
+        "and sampling from --seed (HKDF-SHA256), so a private run repeats exactly at the "
+        "same seed. The noise becomes predictable from the seed: the model is then not "
+        "private. Recorded in simulation.json, metrics.json and the report. Default: fresh "
+        "keys from os.urandom, as every deployed bank.",
+    ),
+]
 
 _SPLIT_FLAGS = {
     "data": "--data",
@@ -232,6 +281,8 @@ _SPLIT_FLAGS = {
     "banks": "--banks",
     "alpha": "--alpha",
     "partition_column": "--partition-column",
+    "classes_per_bank": "--classes-per-bank",
+    "size_skew": "--size-skew",
 }
 """The flags that split one data set into banks: ``--bank-data`` takes their place."""
 _GIVEN = (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT, ParameterSource.PROMPT)
@@ -254,6 +305,8 @@ def simulate(
     partition: Partitioning = PartitionScheme.IID,
     alpha: Alpha = 0.5,
     partition_column: PartitionColumn = "EDUCATION",
+    classes_per_bank: ClassesPerBank = 2,
+    size_skew: SizeSkew = 1.0,
     rounds: Rounds = 10,
     model: Model = ModelKind.LOGREG,
     encoding: Encoding = EncodingKind.BINNED,
@@ -271,6 +324,7 @@ def simulate(
     max_grad_norm: MaxGradNorm = 1.0,
     secure_aggregation: SecureAggregation = True,
     secagg_threshold_fraction: ThresholdFraction = 2 / 3,
+    secagg_graph: SecAggGraph = "auto",
     dropout_rate: DropoutRate = 0.0,
     evaluate_every: EvaluateEvery = None,
     decision_cutoff: DecisionCutoff = 0.5,
@@ -282,6 +336,7 @@ def simulate(
     cpus: Cpus = None,
     ray_address: RayAddressOption = None,
     folds: Folds = None,
+    reproducible_noise: ReproducibleNoise = False,
     dashboard: Dashboard = False,
     dashboard_port: DashboardPortOption = DEFAULT_PORT,
     trees: gbdt_options.Trees = 100,
@@ -323,6 +378,7 @@ def simulate(
                 "max_grad_norm": max_grad_norm,
                 "secure_aggregation": secure_aggregation,
                 "secagg_threshold_fraction": secagg_threshold_fraction,
+                "secagg_graph": secagg_graph,
                 "decision_cutoff": decision_cutoff,
                 "validation_fraction": validation_fraction,
                 "patience": patience,
@@ -345,6 +401,7 @@ def simulate(
                 **gbdt_options.BOOSTING_FLAGS,
                 "audit_key": "--audit-key",
                 "secagg_threshold_fraction": "--secagg-threshold-fraction",
+                "secagg_graph": "--secagg-graph",
                 "decision_cutoff": "--decision-cutoff",
                 "validation_fraction": "--validation-fraction",
                 "patience": "--patience",
@@ -354,7 +411,11 @@ def simulate(
             },
         )
         banks_from: PartitionSettings | list[Path] = bank_data or _partition_settings(
-            data, partition, alpha, partition_column
+            data,
+            partition,
+            alpha,
+            partition_column,
+            {"classes_per_bank": classes_per_bank, "size_skew": size_skew},
         )
         budgets_of_banks = _budget_policy(epsilon, delta, budgets)
         cluster = _ray_cluster(ray_address, cpus)
@@ -365,7 +426,15 @@ def simulate(
             )
 
         def plan_fold(config: RunConfig, fold: Fold | None) -> SimulationPlan:
-            return _plan(config, banks, banks_from, budgets_of_banks, dropout_rate, fold)
+            return _plan(
+                config,
+                banks,
+                banks_from,
+                budgets_of_banks,
+                dropout_rate,
+                fold,
+                reproducible_noise=reproducible_noise,
+            )
 
         if folds is not None:
             cross_validation = _cross_validate(config, folds, plan_fold, cpus, cluster)
@@ -431,16 +500,27 @@ def _refuse_split_flags(ctx: typer.Context) -> None:
 
 
 def _partition_settings(
-    data: Path | None, partition: PartitionScheme, alpha: float, partition_column: str
+    data: Path | None,
+    partition: PartitionScheme,
+    alpha: float,
+    partition_column: str,
+    scheme_options: dict[str, int | float],
 ) -> PartitionSettings:
-    """How the data set is split into banks, from the flags."""
+    """How the data set is split into banks, from the flags (``scheme_options``: the
+    new schemes' ``classes_per_bank`` and ``size_skew``)."""
     fields = {
         "data": str(data or ""),
         "partition": partition,
         "alpha": alpha,
         "partition_column": partition_column,
+        **scheme_options,
     }
-    spelled = {"alpha": "--alpha", "partition_column": "--partition-column"}
+    spelled = {
+        "alpha": "--alpha",
+        "partition_column": "--partition-column",
+        "classes_per_bank": "--classes-per-bank",
+        "size_skew": "--size-skew",
+    }
     return validate_fields(PartitionSettings, fields, source=SOURCE, spelled=spelled)
 
 
@@ -451,10 +531,13 @@ def _plan(
     budgets: tuple[BudgetPolicy | None, str],
     dropout_rate: float,
     fold: Fold | None,
+    *,
+    reproducible_noise: bool = False,
 ) -> SimulationPlan:
     """Validate and split the data into banks (or each bank's file), say which bank got what.
 
-    With ``fold``, every bank holds out that fold of a cross-validation.
+    With ``fold``, every bank holds out that fold of a cross-validation; with
+    ``reproducible_noise``, the banks' DP noise is keyed from the seed (research only).
     """
     from simulations.engine import plan_bank_files, plan_simulation
 
@@ -472,6 +555,7 @@ def _plan(
             budget_source=policy_source,
             dropout_rate=dropout_rate,
             fold=fold,
+            reproducible_noise=reproducible_noise,
         )
     else:
         console.print(
@@ -484,9 +568,16 @@ def _plan(
             budget_source=policy_source,
             dropout_rate=dropout_rate,
             fold=fold,
+            reproducible_noise=reproducible_noise,
         )
     for bank, part in zip(plan.banks, plan.partitions, strict=True):
         say(f"  {bank.bank_name:<18} {part.rows.size:>6,} rows  -> {bank.data_path}")
+    if reproducible_noise:
+        say(
+            "noise: reproducible from seed (research only): DP noise is predictable from "
+            "--seed, the model is not private; never use this on real data",
+            style="yellow",
+        )
     return plan
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Self
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
@@ -124,6 +124,13 @@ class RunConfig(BaseModel):
         threshold is ``floor(F * N) + 1`` of a roster of N banks. Every bank computes
         its own from its policy (``participant start --secagg-threshold-fraction``,
         default 2/3) and refuses a round naming another, so this must be the banks' F.
+    secagg_graph : {"auto", "complete", "sparse"}, default "auto"
+        Secure aggregation's communication graph: ``complete``, ``sparse`` (SecAgg+'s
+        Harary graph, Bell et al. 2020) or ``auto`` (sparse above
+        :data:`~privacy.secagg.graph.SPARSE_ABOVE` banks). Must be the banks' own.
+    secagg_dropout_rate, secagg_corruption_rate : float, default 0.1 and 0.05
+        The sparse graph's dropout rate and colluding fraction its degree and
+        threshold are computed for, in [0, 1) (must be the banks' own).
     run_name : str
         The consortium's name for the run; banks key their privacy plan by it (by
         Flower's run id when empty), so a resumed run keeps the plan.
@@ -193,6 +200,9 @@ class RunConfig(BaseModel):
     secure_aggregation: bool = True
     secagg_clip: float = Field(default=16.0, gt=0)
     secagg_threshold_fraction: float = Field(default=2 / 3, ge=0.5, lt=1)
+    secagg_graph: Literal["auto", "complete", "sparse"] = "auto"
+    secagg_dropout_rate: float = Field(default=0.1, ge=0, lt=1)
+    secagg_corruption_rate: float = Field(default=0.05, ge=0, lt=1)
     run_name: str = ""
     resume: bool = False
     audit_key: str = ""

@@ -46,14 +46,18 @@ from credit.loading import load_bank_csv
 from credit.run_config import RunConfig
 from credit.schema import load_schema
 from deploy.flower_env import set_offline_defaults
+from participant.guard.bank import held_out_rows
 from participant.guard.in_process import InProcessLink, guard_for
 from participant.guard.sessions import ContextSessions
 from participant.guard.settings import Fold, GuardSettings, HoldOut, SecAggPolicy
 from participant.relay.client_app import make_relay_app
+from privacy.secagg.graph import GraphChoice
 from privacy.secagg.members import Member, MemberList, member_name
 from privacy.secagg.protocol import MIN_ROSTER
+from simulations.bank_requirement import BankRequirement
 from simulations.budgets import BudgetPolicy
 from simulations.dropouts import dropout_mod
+from simulations.noise import NOISE_KEY, noise_keys_for, noise_text, record_noise
 from simulations.partition import Partition, PartitionedData, partition_data
 from simulations.ray_cluster import RayAddress, connected_to
 from simulations.settings import SIMULATION_FILE, BankFiles, PartitionSettings
@@ -100,6 +104,9 @@ class SimulationPlan:
     fold : Fold or None
         The fold every bank holds out in a cross-validation
         (:mod:`simulations.cross_validation`); None: the run's ``test_fraction``.
+    reproducible_noise : bool
+        The banks' DP noise is keyed from the seed (:mod:`simulations.noise`; research
+        only); False: fresh from ``os.urandom``, as a deployed bank's.
     """
 
     config: RunConfig
@@ -108,6 +115,7 @@ class SimulationPlan:
     partition: PartitionSettings | BankFiles = field(default_factory=PartitionSettings)
     dropout_rate: float = 0.0
     fold: Fold | None = None
+    reproducible_noise: bool = False
 
     def document(self) -> dict[str, Any]:
         """What ``OUT/simulation.json`` records: how the consortium was simulated."""
@@ -115,6 +123,7 @@ class SimulationPlan:
             "partition": self.partition.model_dump(mode="json"),
             "dropout_rate": self.dropout_rate,
             "fold": None if self.fold is None else self.fold.model_dump(),
+            NOISE_KEY: noise_text(self.reproducible_noise),
             "banks": [
                 {
                     "name": bank.bank_name,
@@ -152,6 +161,7 @@ def plan_simulation(
     budget_source: str = "--epsilon",
     dropout_rate: float = 0.0,
     fold: Fold | None = None,
+    reproducible_noise: bool = False,
 ) -> SimulationPlan:
     """Validate the source data, split it into banks and write one file per bank.
 
@@ -163,22 +173,30 @@ def plan_simulation(
     simulated banks are new. With ``fold`` (a cross-validation's, see
     :mod:`simulations.cross_validation`), every bank holds out that fold of its
     customers instead of the run's ``test_fraction``, which must be the fold's ``1/K``.
+    With ``reproducible_noise`` the banks' DP noise is keyed from the run's seed
+    (:mod:`simulations.noise`: research only, never for real data).
 
     Raises
     ------
     credit.errors.SchemaError
         The data file breaks the schema (names file, column and row).
     credit.errors.ConfigError
-        The partition settings cannot be met, or a bank has fewer rows than ``fold``
-        has folds.
+        The partition settings cannot be met (a bank short of rows, or of either class
+        in its training or held-out rows), or a bank has fewer rows than ``fold`` has
+        folds, or a fold leaves a bank without a class on one side.
     """
     _check_dropout_rate(dropout_rate)
     _check_fold_fraction(config, fold)
     partition = partition or PartitionSettings()
     data = partition_data(
-        partition, n_banks=n_banks, schema_file=config.schema_file, seed=config.seed
+        partition,
+        n_banks=n_banks,
+        schema_file=config.schema_file,
+        seed=config.seed,
+        holdouts=[] if fold else [_run_hold_out(config)],
     )
     _check_fold_count(fold, {part.name: int(part.rows.size) for part in data.partitions})
+    _check_fold_classes(data, config.seed, fold)
     config = _with_coordinator_key(_fitted_to(config, len(data.partitions)))
     if budgets is not None:
         budgets.check_banks([p.name for p in data.partitions], source=budget_source)
@@ -189,6 +207,7 @@ def plan_simulation(
         partition=partition,
         dropout_rate=dropout_rate,
         fold=fold,
+        reproducible_noise=reproducible_noise,
     )
     _record(plan)
     return plan
@@ -202,6 +221,7 @@ def plan_bank_files(
     budget_source: str = "--epsilon",
     dropout_rate: float = 0.0,
     fold: Fold | None = None,
+    reproducible_noise: bool = False,
 ) -> SimulationPlan:
     """One simulated bank per file: validate every file, use them in place, record the plan.
 
@@ -211,7 +231,8 @@ def plan_bank_files(
     validated against the run's schema before anything is written. The plan goes to
     ``OUT/simulation.json``; with ``budgets``, every bank that has one keeps its
     ledger in ``OUT/ledgers/<bank>.jsonl`` (stale ledgers removed, as in
-    :func:`plan_simulation`). With ``fold``, every bank holds out that fold (as in
+    :func:`plan_simulation`). With ``fold``, every bank holds out that fold, and with
+    ``reproducible_noise`` the banks' noise is keyed from the seed (as in
     :func:`plan_simulation`).
 
     Raises
@@ -255,6 +276,7 @@ def plan_bank_files(
         partition=BankFiles(files=tuple(str(path) for path in paths)),
         dropout_rate=dropout_rate,
         fold=fold,
+        reproducible_noise=reproducible_noise,
     )
     _record(plan)
     return plan
@@ -319,6 +341,39 @@ def _check_fold_count(fold: Fold | None, rows: dict[str, int]) -> None:
             f"{fold.count} folds need at least {fold.count} rows at every bank; bank "
             f"'{name}' has {fewest}: {fewer}",
             source="--folds",
+        )
+
+
+def _run_hold_out(config: RunConfig) -> HoldOut:
+    """The hold-out every simulated bank of a run without folds applies (its split)."""
+    return HoldOut.for_simulation(fraction=config.test_fraction, seed=config.seed)
+
+
+def _check_fold_classes(data: PartitionedData, seed: int, fold: Fold | None) -> None:
+    """Every fold must leave every bank both classes in its training and held-out rows.
+
+    The partition itself only asks for both classes somewhere in each bank, so that
+    every fold of a cross-validation splits the data into the same banks.
+    """
+    if fold is None:
+        return
+    schema = load_schema(data.schema_path)
+    rules = [
+        HoldOut.for_simulation(
+            fraction=fold.fraction, seed=seed, fold=Fold(index=index, count=fold.count)
+        )
+        for index in range(fold.count)
+    ]
+    requirement = BankRequirement(
+        labels=data.frame[schema.target].to_numpy(),
+        target=schema.target,
+        min_rows=schema.min_rows,
+        held_out=[held_out_rows(data.frame, schema, rule) for rule in rules],
+    )
+    problem = requirement.class_problem(data.partitions)
+    if problem is not None:
+        raise ConfigError(
+            f"{problem} in one of the {fold.count} folds; use fewer --folds", source="--folds"
         )
 
 
@@ -491,7 +546,12 @@ def _guard_settings(
             fold=fold,
             validation_fraction=config.validation_fraction,
         ),
-        secure_aggregation=SecAggPolicy(threshold_fraction=config.secagg_threshold_fraction),
+        secure_aggregation=SecAggPolicy(
+            threshold_fraction=config.secagg_threshold_fraction,
+            graph=GraphChoice(config.secagg_graph),
+            dropout_rate=config.secagg_dropout_rate,
+            corruption_rate=config.secagg_corruption_rate,
+        ),
     )
 
 
@@ -530,6 +590,8 @@ def run_simulated_consortium(
         run_on_simulation_engine(server_app, client_app, supernodes=len(plan.banks), cpus=cpus)
     files = run_files(Path(plan.config.out_dir))
     _record_exact_metrics(plan, files)
+    if plan.reproducible_noise:
+        record_noise(files.metrics, files.model, files.report)
     return files
 
 
@@ -554,11 +616,15 @@ def simulation_client_app(plan: SimulationPlan) -> ClientApp:
 
     The relay is the deployed bank's; instead of a socket it reaches the bank's guard
     (the same :class:`~participant.guard.bank_guard.BankGuard` a guard service runs)
-    in the worker process. With a dropout rate, the simulation's dropout mod wraps it
-    (research only: a deployed bank's app has no such mod).
+    in the worker process. With a dropout rate, the simulation's dropout mod wraps it,
+    and with reproducible noise each guard's noise is keyed from the seed (research
+    only: a deployed bank's app has no such mod, its guard no such keys).
     """
     return relay_app(
-        PartitionPlan(plan.banks), seed=plan.config.seed, dropout_rate=plan.dropout_rate
+        PartitionPlan(plan.banks),
+        seed=plan.config.seed,
+        dropout_rate=plan.dropout_rate,
+        reproducible_noise=plan.reproducible_noise,
     )
 
 
@@ -568,10 +634,13 @@ def relay_app(
     seed: int = 0,
     dropout_rate: float = 0.0,
     mods: Sequence[Mod] = (),
+    reproducible_noise: bool = False,
 ) -> ClientApp:
     """The relay ClientApp with an in-process guard for the bank ``banks`` names per node.
 
-    ``mods`` come first (outermost); with a dropout rate the dropout mod follows.
+    ``mods`` come first (outermost); with a dropout rate the dropout mod follows. With
+    ``reproducible_noise`` each guard's DP noise is keyed from ``seed``
+    (:func:`simulations.noise.noise_keys_for`; research only).
     """
     chain = list(mods)
     if dropout_rate > 0:
@@ -579,7 +648,9 @@ def relay_app(
         chain.append(dropout_mod(seed=seed, rate=dropout_rate, bank_of=bank_of))
 
     def link(context: Context) -> InProcessLink:
-        return InProcessLink(guard_for(banks(context)), ContextSessions(context))
+        settings = banks(context)
+        keys = noise_keys_for(settings.bank_name, seed=seed, reproducible=reproducible_noise)
+        return InProcessLink(guard_for(settings, keys), ContextSessions(context))
 
     return make_relay_app(link, mods=chain)
 

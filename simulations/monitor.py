@@ -61,6 +61,7 @@ from participant.guard.settings import (
 )
 from participant.guard.stability_release import local_comparison
 from privacy.budget import PrivacyBudget
+from privacy.secagg.graph import GraphChoice
 from privacy.secagg.protocol import MIN_ROSTER
 from simulations.engine import (
     LEDGERS_DIR,
@@ -272,7 +273,12 @@ def _bank_settings(
             seed=config.seed,
             validation_fraction=config.validation_fraction,
         ),
-        secure_aggregation=SecAggPolicy(threshold_fraction=config.secagg_threshold_fraction),
+        secure_aggregation=SecAggPolicy(
+            threshold_fraction=config.secagg_threshold_fraction,
+            graph=GraphChoice(config.secagg_graph),
+            dropout_rate=config.secagg_dropout_rate,
+            corruption_rate=config.secagg_corruption_rate,
+        ),
         stability=StabilityPolicy(
             later_path=later.absolute(),
             model_dir=run_dir / "model",

@@ -25,6 +25,9 @@ class PartitionScheme(StrEnum):
     IID = "iid"
     DIRICHLET = "dirichlet"
     COLUMN = "column"
+    NATURAL_ID = "natural-id"
+    PATHOLOGICAL = "pathological"
+    SIZE = "size"
 
 
 class PartitionSettings(BaseModel):
@@ -35,11 +38,20 @@ class PartitionSettings(BaseModel):
     data : str, default ''
         The CSV file (plain or gzip) to split; '' = the embedded UCI data set.
     partition : PartitionScheme, default ``iid``
-        ``iid``, ``dirichlet`` (label skew) or ``column`` (one bank per value).
+        ``iid``, ``dirichlet`` (label skew), ``column`` (one bank per value, rare values
+        merged), ``natural-id`` (one bank per value), ``pathological`` (each bank holds
+        ``classes_per_bank`` values of ``partition_column``) or ``size`` (bank sizes
+        skewed by ``size_skew``).
     alpha : float, default 0.5
         Dirichlet concentration, > 0 (smaller = more skewed).
     partition_column : str, default ``EDUCATION``
-        The column of ``partition = column``.
+        The column of ``column``, ``natural-id`` and ``pathological``.
+    classes_per_bank : int, default 2
+        ``pathological``: how many values of ``partition_column`` (rare ones merged as
+        in ``column``) each bank holds, >= 1.
+    size_skew : float, default 1.0
+        ``size``: bank i of N holds rows in proportion to i ** size_skew, in [0, 10] (0: equal
+        sizes, 1: linear, 2: square).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -48,6 +60,8 @@ class PartitionSettings(BaseModel):
     partition: PartitionScheme = PartitionScheme.IID
     alpha: float = Field(default=0.5, gt=0)
     partition_column: str = Field(default="EDUCATION", min_length=1)
+    classes_per_bank: int = Field(default=2, ge=1)
+    size_skew: float = Field(default=1.0, ge=0, le=10, allow_inf_nan=False)
 
 
 class BankFiles(BaseModel):

@@ -1,7 +1,8 @@
 """bench/quality.py and bench/privacy_utility.py run experiment grids: the same simulations.
 
 Before they were grids (commit e8eb757) each benchmark built its ``fedcredit simulate``
-flags itself; those builders are copied here verbatim as the reference. A benchmark
+flags itself; those builders are copied here verbatim as the reference, with one flag
+added since: the privacy-utility runs' ``--reproducible-noise``. A benchmark
 now runs ``examples/grids/<name>.toml`` through :mod:`simulations.experiments`, and
 every run of its default grid must be the invocation it made before: the same runs in
 the same order, each parsed by ``simulate``'s own click command to the same values
@@ -38,6 +39,8 @@ MODELS = {
     "mlp": ["--model", "mlp", "--encoding", "standardized"],
 }
 PU_COMMON = ["--batch-size", "256", "--learning-rate", "0.05", "--local-epochs", "3"]
+# Added since e8eb757: the table is measured with noise keyed from the seed.
+PU_REPRODUCIBLE = ["--reproducible-noise"]
 # bench/quality.py at e8eb757
 QUALITY_SPLITS = {
     "iid-5": ["--partition", "iid", "--banks", "5"],
@@ -51,7 +54,7 @@ def _privacy_utility_argv(
     split: str, model: str, epsilon: float, seed: int, rounds: int
 ) -> list[str]:
     privacy = [] if math.isinf(epsilon) else ["--epsilon", str(epsilon)]
-    arguments = [*PU_SPLITS[split], *MODELS[model], *PU_COMMON, *privacy]
+    arguments = [*PU_SPLITS[split], *MODELS[model], *PU_COMMON, *PU_REPRODUCIBLE, *privacy]
     arguments += ["--rounds", str(rounds), "--seed", str(seed)]
     return arguments
 
@@ -150,7 +153,7 @@ def test_privacy_utility_writes_its_results_from_the_grids_runs(
     module.main([*argv.split(), str(tmp_path / "experiment")])
     assert len(runs.calls) == 4
     document = json.loads((tmp_path / "results" / "privacy_utility.json").read_text())
-    assert document["settings"] == PU_COMMON
+    assert document["settings"] == [*PU_COMMON, *PU_REPRODUCIBLE]
     assert [(r["epsilon"], r["seed"], r["auc"]) for r in document["runs"]] == [
         (1.0, 0, 0.72), (1.0, 1, 0.73), ("inf", 0, 0.72), ("inf", 1, 0.73),
     ]  # fmt: skip

@@ -108,6 +108,7 @@ PUBLIC = {
     "privacy.secagg": {
         "FixedPoint", "Share", "ShareRejected", "combine_shares", "derive_key", "expand_mask",
         "generate_private_key", "open_share", "public_bytes", "seal_share", "split_secret",
+        "GraphChoice", "GraphPlan", "SecAggCost", "harary_parameters",
     },
 }  # fmt: skip
 

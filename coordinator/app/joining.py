@@ -30,6 +30,7 @@ from credit.records import record_of
 from credit.run_config import RunConfig
 from credit.schema import DatasetSchema
 from credit.woe_binning import bin_counts, fit_woe_encoder, woe_tables
+from privacy.secagg.graph import GraphChoice
 
 __all__ = ["RunEncoding", "SetupReply", "aggregation_for", "fit_run_encoding", "setup_reply_parser"]
 
@@ -148,6 +149,9 @@ def aggregation_for(
         run=run,
         clip=config.secagg_clip,
         threshold_fraction=config.secagg_threshold_fraction,
+        graph=GraphChoice(config.secagg_graph),
+        dropout_rate=config.secagg_dropout_rate,
+        corruption_rate=config.secagg_corruption_rate,
         enrollments=enrollments,
         weights={reply.bank.node_id: reply.bank.n_train for reply in replies},
         score_bins=config.score_bins,

@@ -73,6 +73,14 @@ from credit.messages import (
 from credit.metrics import ScoreSummary, evaluation_from_sum
 from credit.records import array_of, flatten, record_of, unflatten
 from privacy.secagg.fixed_point import FINE_FRACTION_BITS, FixedPoint
+from privacy.secagg.graph import (
+    DEFAULT_CORRUPTION_RATE,
+    DEFAULT_DROPOUT_RATE,
+    GraphChoice,
+    GraphKind,
+    GraphPlan,
+    plan_graph,
+)
 from privacy.secagg.protocol import (
     DEFAULT_THRESHOLD_FRACTION,
     MIN_ROSTER,
@@ -190,6 +198,9 @@ class SecureAggregation:
         The consortium's threshold policy ``threshold`` comes from (reported only).
     on_drop : callable, optional
         Receives each bank dropped from a round for bad input (:class:`BankDropped`).
+    plan : GraphPlan, optional
+        The communication graph (the banks' policy's; :meth:`enroll` computes it);
+        the complete graph with ``threshold`` if omitted.
     """
 
     def __init__(
@@ -204,6 +215,7 @@ class SecureAggregation:
         weights: Mapping[int, int],
         threshold_fraction: float = DEFAULT_THRESHOLD_FRACTION,
         on_drop: Callable[[BankDropped], None] | None = None,
+        plan: GraphPlan | None = None,
     ) -> None:
         if len(roster) < MIN_ROSTER:
             raise ValueError(f"secure aggregation needs >= {MIN_ROSTER} banks; got {len(roster)}")
@@ -217,6 +229,7 @@ class SecureAggregation:
         self.weights = dict(weights)
         self._on_drop = on_drop or (lambda dropped: None)
         self.threshold = threshold
+        self.plan = plan or GraphPlan.complete(len(roster), threshold)
         self.threshold_fraction = threshold_fraction
         self.code = code
         self.score_bins = score_bins
@@ -236,12 +249,19 @@ class SecureAggregation:
         exchange: Exchange,
         threshold_fraction: float = DEFAULT_THRESHOLD_FRACTION,
         on_drop: Callable[[BankDropped], None] | None = None,
+        graph: GraphChoice = GraphChoice.AUTO,
+        dropout_rate: float = DEFAULT_DROPOUT_RATE,
+        corruption_rate: float = DEFAULT_CORRUPTION_RATE,
     ) -> SecureAggregation:
-        """Fix the roster from the banks' signed enrollments; pick threshold and code.
+        """Fix the roster from the banks' signed enrollments; pick graph, threshold and code.
 
-        The threshold is the consortium's policy's, ``floor(threshold_fraction * N) + 1``
-        (:func:`~privacy.secagg.protocol.default_threshold`; by default ``t > 2N/3``):
-        each bank computes its own from its policy and refuses any other.
+        The graph and threshold are the consortium's policy's
+        (:func:`~privacy.secagg.graph.plan_graph`): on the complete graph
+        ``floor(threshold_fraction * N) + 1`` (by default ``t > 2N/3``), on the sparse
+        graph (``graph``; by default above
+        :data:`~privacy.secagg.graph.SPARSE_ABOVE` banks) the degree and threshold
+        Bell et al.'s bounds give for ``dropout_rate`` and ``corruption_rate``. Each
+        bank computes its own from its policy and refuses any other.
 
         Raises
         ------
@@ -266,7 +286,23 @@ class SecureAggregation:
                     "smaller roster); run with --no-secure-aggregation"
                 ],
             )
-        threshold = default_threshold(len(roster), threshold_fraction)
+        try:
+            plan = plan_graph(
+                len(roster),
+                choice=graph,
+                complete_threshold=default_threshold(len(roster), threshold_fraction),
+                corruption_rate=corruption_rate,
+                dropout_rate=dropout_rate,
+            )
+        except ValueError as exc:  # a forced sparse graph that this many banks cannot have
+            raise RoundFailed(
+                stage="secure-aggregation set-up",
+                server_round=0,
+                received=len(roster),
+                required=MIN_ROSTER,
+                reasons=[str(exc)],
+            ) from exc
+        threshold = plan.threshold
         try:
             code = FixedPoint.for_sum(
                 clip=clip,
@@ -292,6 +328,7 @@ class SecureAggregation:
             weights={node: weights[node] for node in roster},
             threshold_fraction=threshold_fraction,
             on_drop=on_drop,
+            plan=plan,
         )
 
     @property
@@ -301,8 +338,13 @@ class SecureAggregation:
 
     def describe(self) -> str | None:
         """One line for the terminal."""
+        graph = (
+            "complete graph"
+            if self.plan.kind is GraphKind.COMPLETE
+            else f"sparse graph of degree {self.plan.degree}"
+        )
         return (
-            f"secure aggregation: {len(self.roster)} banks, threshold {self.threshold}, "
+            f"secure aggregation: {len(self.roster)} banks, {graph}, threshold {self.threshold}, "
             f"ring Z_2^{self.code.ring_bits}, {self.code.fraction_bits} fraction bits, "
             f"clip ±{self.code.clip:g}"
         )
@@ -312,9 +354,17 @@ class SecureAggregation:
         return {
             "protocol": (
                 "SecAgg, malicious-secure (Bonawitz et al. 2017, section 6): signed keys "
-                "against the banks' pinned member list, consistency check; complete graph, "
-                "keys advertised one round ahead"
+                "against the banks' pinned member list, consistency check; "
+                + (
+                    "complete graph"
+                    if self.plan.kind is GraphKind.COMPLETE
+                    else "SecAgg+ sparse Harary graph (Bell et al. 2020)"
+                )
+                + ", keys advertised one round ahead"
             ),
+            "graph": self.plan.kind.value,
+            "degree": self.plan.degree,
+            "min_survivors": self.plan.min_survivors,
             "threshold_policy": (
                 f"t = floor({self.threshold_fraction:.4g}·N) + 1 (t > "
                 f"{self.threshold_fraction:.4g}·N), set by each bank"
@@ -344,11 +394,16 @@ class SecureAggregation:
             threshold=self.threshold,
             code=code or self.code,
             length=self._train_length(arrays),
+            plan=self.plan,
         )
         for old in [r for r in self._rounds if r < next_round - 1]:
             del self._rounds[old]
+        degree = None if self.plan.kind is GraphKind.COMPLETE else self.plan.degree
         return secagg.AdvertiseRequest(
-            roster=encode_roster(self.roster), threshold=self.threshold, advertise_round=next_round
+            roster=encode_roster(self.roster),
+            threshold=self.threshold,
+            advertise_round=next_round,
+            degree=degree,
         )
 
     def collect_advertisements(self, next_round: int, replies: Sequence[Message]) -> None:
@@ -849,10 +904,14 @@ class SecureAggregation:
         round's keys and takes the advertisements that come back.
         """
         query = instructions.query(Task.SECAGG_UNMASK, server_round=server_round)
-        asked = secagg.UnmaskRequest(server_round=server_round, unmask=encode_unmask(request))
         survivors = sorted(request.survivors)
         keys = () if ahead is None else (self.advertise_request(ahead.server_round, arrays),)
-        messages = messages_to(survivors, MessageType.QUERY, query, asked, *keys)
+        messages = []
+        for node in survivors:  # each its own request: the dropouts it holds shares of
+            asked = secagg.UnmaskRequest(
+                server_round=server_round, unmask=encode_unmask(aggregator.request_for(node))
+            )
+            messages += messages_to([node], MessageType.QUERY, query, asked, *keys)
         if ahead is not None:
             others = [n for n in ahead.members if n in self.roster and n not in survivors]
             advertise = instructions.query(Task.SECAGG_ADVERTISE)

@@ -70,11 +70,15 @@ class AdvertiseRequest(_AdvertisePart):
         its own policy's for the roster's size).
     advertise_round : int
         The round the keys are for, >= 0 (round 0: the set-up release).
+    degree : int, optional
+        The sparse graph's degree, >= 2 (None: the complete graph). A bank computes
+        the graph itself from the roster and refuses any degree but its policy's.
     """
 
     roster: bytes
     threshold: int = Field(ge=1)
     advertise_round: int = Field(ge=0)
+    degree: int | None = Field(default=None, ge=2)
 
 
 class TrainInputs(_SecAggPart):

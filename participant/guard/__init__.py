@@ -9,7 +9,8 @@
 - :mod:`~participant.guard.in_process`: the guard in the relay's process (simulations);
 - :mod:`~participant.guard.local_update`: one round of local training (``LocalUpdate``);
 - :mod:`~participant.guard.training`: plain SGD and scoring;
-- :mod:`~participant.guard.privacy_guard`: the bank's budget held against every release;
+- :mod:`~participant.guard.privacy_guard`: the bank's budget held against every release,
+  and one noise stream per charged release (keys: :mod:`privacy.noise_keys`);
 - :mod:`~participant.guard.setup_release`: the set-up release under a budget (coarse
   cells, noise, what a budget too small would need);
 - :mod:`~participant.guard.replay`: a repeated round answered with the result paid for;

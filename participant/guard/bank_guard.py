@@ -41,6 +41,7 @@ from participant.guard.replay import ReplayRefused
 from participant.guard.sessions import SessionStore
 from participant.guard.settings import GuardSettings
 from privacy.errors import LedgerError, SplitChanged
+from privacy.noise_keys import FreshNoiseKeys, NoiseKeys
 from privacy.secagg.primitives import ShareRejected
 from privacy.secagg.protocol import UnmaskRefused
 from privacy.secagg.signed import RosterRefused, SignatureRefused
@@ -104,6 +105,11 @@ class BankGuard:
     ----------
     settings : GuardSettings
         The bank's own configuration.
+    noise_keys : NoiseKeys, optional
+        Keys of the bank's DP noise streams; default (and the only choice of a
+        deployed guard, :meth:`open`): fresh from ``os.urandom``. Only the simulation
+        harness passes others (``fedcredit simulate --reproducible-noise``: derived
+        from the seed, research only); no setting or message can.
 
     Raises
     ------
@@ -111,8 +117,9 @@ class BankGuard:
         The bank's data file breaks the schema (file, column and row named).
     """
 
-    def __init__(self, settings: GuardSettings) -> None:
+    def __init__(self, settings: GuardSettings, *, noise_keys: NoiseKeys | None = None) -> None:
         self.settings = settings
+        self.noise_keys: NoiseKeys = noise_keys if noise_keys is not None else FreshNoiseKeys()
         self.bank: PreparedBank = prepare_bank(settings.source(), settings.holdout)
         self.audit = open_audit_log(settings.audit_settings())
 
@@ -186,6 +193,7 @@ class BankGuard:
             settings=self.settings,
             sessions=sessions,
             audit=self.audit,
+            noise_keys=self.noise_keys,
         )
         try:
             self._record_coordinator_head(request)

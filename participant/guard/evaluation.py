@@ -48,6 +48,7 @@ from participant.guard.bank import PreparedBank, encoded_split
 from participant.guard.local_update import build_global_model
 from participant.guard.settings import EvaluationPolicy
 from privacy.errors import PrivacyBudgetExceeded
+from privacy.noise_keys import NoisePurpose
 
 if TYPE_CHECKING:
     from participant.guard.privacy_guard import PrivacyGuard
@@ -149,7 +150,6 @@ def evaluate_holdout(
     run: str,
     server_round: int,
     governance: GovernanceLayout | None = None,
-    noise: SecureGaussian | None = None,
     rows: EvaluationRows = EvaluationRows.TEST,
 ) -> Evaluation:
     """Score ``arrays`` (the model of ``server_round``) on the bank's held-out rows.
@@ -189,15 +189,12 @@ def evaluate_holdout(
     event = guard.charge_evaluation(
         run=run, server_round=server_round, planned_evaluations=instructions.planned_evaluations
     )
-    if noise is None:
-        from privacy.noise import SecureGaussian  # torch: imported where noise is drawn
-
-        noise = SecureGaussian()
+    noise = guard.noise(event, NoisePurpose.EVALUATION_RELEASE)
     noisy = noised(summary, event.noise_multiplier, noise)
     if sums is None or governance is None:
         return Evaluation(summary=noisy, epsilon=guard.ledger.epsilon)
     try:
-        released = _noisy_governance(sums, governance, guard, run, server_round, noise)
+        released = _noisy_governance(sums, governance, guard, run, server_round)
     except PrivacyBudgetExceeded as refusal:
         return Evaluation(
             summary=noisy,
@@ -213,7 +210,6 @@ def _noisy_governance(
     guard: PrivacyGuard,
     run: str,
     server_round: int,
-    noise: SecureGaussian,
 ) -> GovernanceSums:
     """Charge the governance release; the sums with noise of std ``z * layout.sensitivity``.
 
@@ -227,6 +223,7 @@ def _noisy_governance(
     )
     vector = sums.to_vector()
     deviation = event.noise_multiplier * event.max_grad_norm
+    noise = guard.noise(event, NoisePurpose.GOVERNANCE_RELEASE)
     return GovernanceSums.from_vector(
         vector + noise.standard_normal(vector.size) * deviation, layout
     )

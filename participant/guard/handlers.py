@@ -11,7 +11,7 @@ Flower's error reply, which the coordinator counts as this bank's failure.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -74,6 +74,7 @@ from participant.guard.secagg_client import (
 from participant.guard.sessions import RunEnd, SessionStore
 from participant.guard.settings import GuardSettings
 from privacy.errors import PrivacyBudgetExceeded
+from privacy.noise_keys import FreshNoiseKeys, NoiseKeys
 from privacy.secagg.fixed_point import FixedPoint
 
 if TYPE_CHECKING:
@@ -122,6 +123,9 @@ class BankRequest:
         Where the bank keeps its secure-aggregation state.
     audit : AuditLog or None
         The bank's open audit log (None: it keeps none).
+    noise_keys : NoiseKeys
+        Keys of the bank's DP noise streams (the guard's: fresh from ``os.urandom``
+        unless a simulation built it with reproducible noise).
     """
 
     relayed: GuardRequest
@@ -130,6 +134,7 @@ class BankRequest:
     settings: GuardSettings
     sessions: SessionStore
     audit: AuditLog | None
+    noise_keys: NoiseKeys = field(default_factory=FreshNoiseKeys)
 
     @property
     def flower_run_id(self) -> int:
@@ -192,11 +197,14 @@ def checked_bank(request: BankRequest, instructions: RunInstructions) -> Prepare
     return bank
 
 
-def privacy_guard(bank: PreparedBank, settings: GuardSettings) -> PrivacyGuard | None:
+def privacy_guard(
+    bank: PreparedBank, settings: GuardSettings, *, noise_keys: NoiseKeys | None = None
+) -> PrivacyGuard | None:
     """A guard over the bank's ledger file, re-read for every request.
 
     Its ledger summaries are signed with the bank's audit key (the one its audit log
-    is signed with); a bank that keeps no audit log sends them unsigned.
+    is signed with); a bank that keeps no audit log sends them unsigned. Its noise
+    streams are keyed by ``noise_keys`` (default: fresh from ``os.urandom``).
     """
     budget, ledger = settings.budget, settings.ledger_path
     if budget is None or ledger is None:  # GuardSettings refuses a budget without a ledger
@@ -212,6 +220,7 @@ def privacy_guard(bank: PreparedBank, settings: GuardSettings) -> PrivacyGuard |
         n_train=len(bank.train),
         signing_key=None if audit is None else load_or_create_signing_key(audit.key_path),
         setup=settings.setup,
+        noise_keys=noise_keys,
     )
 
 
@@ -321,7 +330,7 @@ def _released_stats(
     from participant.guard.privacy_guard import training_request
 
     stats = compute_feature_stats(bank.train, bank.schema, query.grid_bins)
-    guard = privacy_guard(bank, request.settings)
+    guard = privacy_guard(bank, request.settings, noise_keys=request.noise_keys)
     if guard is None:
         return stats
     run = query.run_key(request.flower_run_id)
@@ -343,7 +352,7 @@ def enroll(request: BankRequest, query: QueryInstructions) -> RecordDict:
     """
     bank = _join(request, query)
     content = _introduction(bank)
-    guard = privacy_guard(bank, request.settings)
+    guard = privacy_guard(bank, request.settings, noise_keys=request.noise_keys)
     if guard is not None:
         guard.summary().put(content)
     if secagg.KeyRequest.present(request.content):
@@ -444,7 +453,7 @@ def train(request: BankRequest) -> RecordDict:
     # Secure aggregation's inputs are opened before anything is charged or trained.
     code = None if inputs is None else receive_keys(request.secagg, inputs)
     members = None if inputs is None else round_members(request.secagg, inputs.server_round)
-    guard = privacy_guard(bank, request.settings)
+    guard = privacy_guard(bank, request.settings, noise_keys=request.noise_keys)
     run = instructions.run_key(request.flower_run_id)
     evaluation = None
     if asked is not None:
@@ -659,7 +668,7 @@ def evaluate(request: BankRequest) -> RecordDict:
             f"the governance release is masked in the 64-bit ring; the round's code is "
             f"{code.ring_bits}-bit"
         )
-    guard = privacy_guard(bank, request.settings)
+    guard = privacy_guard(bank, request.settings, noise_keys=request.noise_keys)
     asked = _rows_asked(request.content, instructions, layout)
     evaluation = _evaluation(
         request,

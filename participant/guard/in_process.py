@@ -18,14 +18,19 @@ from participant.contract import GuardReply, GuardRequest
 from participant.guard.bank_guard import BankGuard
 from participant.guard.sessions import SessionStore
 from participant.guard.settings import GuardSettings
+from privacy.noise_keys import NoiseKeys
 
 __all__ = ["InProcessLink", "guard_for"]
 
 
 @functools.lru_cache(maxsize=64)
-def guard_for(settings: GuardSettings) -> BankGuard:
-    """The guard of the bank with ``settings`` in this process (loaded once)."""
-    return BankGuard(settings)
+def guard_for(settings: GuardSettings, noise_keys: NoiseKeys | None = None) -> BankGuard:
+    """The guard of the bank with ``settings`` in this process (loaded once).
+
+    ``noise_keys``: its noise streams' keys (default: fresh from ``os.urandom``); a
+    simulation with reproducible noise passes keys derived from its seed.
+    """
+    return BankGuard(settings, noise_keys=noise_keys)
 
 
 @dataclass(frozen=True)

@@ -149,6 +149,7 @@ def _train_private(
     from participant.guard.privacy_guard import training_request
     from privacy.dp_sgd import DpSgdSettings, train_dp_sgd
     from privacy.errors import PrivacyError
+    from privacy.noise_keys import NoisePurpose
 
     replays = ReplayStore.beside(guard.ledger.path)
     received = model_sha256(global_arrays)
@@ -166,7 +167,14 @@ def _train_private(
         learning_rate=instructions.learning_rate,
         local_steps=instructions.local_steps,
     )
-    result = train_dp_sgd(model, split.train_x, split.train_y, settings)
+    result = train_dp_sgd(
+        model,
+        split.train_x,
+        split.train_y,
+        settings,
+        noise=guard.noise(event, NoisePurpose.DP_SGD_NOISE),
+        sampler=guard.sampler(event),
+    )
     if (result.steps, result.sample_rate) != (event.steps, event.sample_rate):
         raise PrivacyError(  # the ledger must record the mechanism that ran
             f"round {instructions.server_round} of run '{run}' ran {result.steps} DP-SGD "

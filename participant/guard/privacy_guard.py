@@ -66,7 +66,8 @@ from privacy.budget import PrivacyBudget
 from privacy.dp_sgd import round_steps
 from privacy.errors import PrivacyBudgetExceeded, RunPlanChanged
 from privacy.ledger import PrivacyLedger, RunPlan
-from privacy.noise import SecureGaussian
+from privacy.noise import SecureGaussian, SecureRandom
+from privacy.noise_keys import FreshNoiseKeys, NoiseKeys, NoisePurpose
 
 __all__ = ["PrivacyGuard", "TrainingRequest", "training_request"]
 
@@ -116,6 +117,10 @@ class PrivacyGuard:
         The bank's audit key, which signs its ledger summaries.
     setup : SetupReleasePolicy, optional
         Cells per feature and share of the budget of the set-up release (default policy).
+    noise_keys : NoiseKeys, optional
+        Keys of the noise streams (:mod:`privacy.noise_keys`); default: fresh from
+        ``os.urandom``, the only source a deployed bank has. A simulation with
+        ``--reproducible-noise`` passes keys derived from its seed (research only).
     """
 
     def __init__(
@@ -127,8 +132,10 @@ class PrivacyGuard:
         n_train: int,
         signing_key: Ed25519PrivateKey | None = None,
         setup: SetupReleasePolicy | None = None,
+        noise_keys: NoiseKeys | None = None,
     ) -> None:
         self.n_train = n_train
+        self.noise_keys: NoiseKeys = noise_keys if noise_keys is not None else FreshNoiseKeys()
         self.setup = setup if setup is not None else SetupReleasePolicy()
         self.ledger = PrivacyLedger(ledger_path, bank=bank, budget=budget.for_rows(n_train))
         self._signing_key = signing_key
@@ -169,9 +176,38 @@ class PrivacyGuard:
         planned = self.ledger.plan_for(request.run)
         new_plan = None if planned is not None else self._calibrate(request, release=release)
         self.ledger.charge(release, plan=new_plan)  # the plan and the release, one write
-        return noisy_stats(
-            stats, schema, release=release, max_bins=self.setup.max_bins, noise=SecureGaussian()
-        )
+        noise = self.noise(release, NoisePurpose.SETUP_RELEASE)
+        max_bins = self.setup.max_bins
+        return noisy_stats(stats, schema, release=release, max_bins=max_bins, noise=noise)
+
+    def noise(self, event: DpEvent, purpose: NoisePurpose) -> SecureGaussian:
+        """The Gaussian noise of ``event``, the release just charged, for ``purpose``."""
+        return SecureGaussian(self.noise_keys.key(purpose, self._stream(event)))
+
+    def sampler(self, event: DpEvent) -> SecureRandom:
+        """The Poisson sampling of ``event``, the DP-SGD round just charged."""
+        return SecureRandom(self.noise_keys.key(NoisePurpose.DP_SGD_SAMPLING, self._stream(event)))
+
+    def _stream(self, event: DpEvent) -> str:
+        """The noise stream's name: ``event``'s kind, round and place in the ledger.
+
+        The place makes every charge's stream its own (a ledger never records two
+        events at one place) and, unlike the run's key (Flower's run id when the run
+        has no name), is the same in every simulation at one seed.
+
+        Raises
+        ------
+        ValueError
+            ``event`` is not the ledger's last event: noise is drawn for the release
+            just charged, never for an older or uncharged one.
+        """
+        events = self.ledger.events
+        if not events or events[-1] != event:
+            raise ValueError(
+                f"noise is drawn only for the release just charged; {event} is not the "
+                f"last event of {self.ledger.path}"
+            )
+        return f"{event.kind}/{event.round}/{len(events) - 1}"
 
     def setup_release(self, request: TrainingRequest, *, features: int) -> DpEvent:
         """The set-up release's event: its noise multiplier spends the bank's share.

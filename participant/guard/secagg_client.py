@@ -130,13 +130,16 @@ def advertise(
     Raises
     ------
     privacy.secagg.signed.RosterRefused
-        The roster or its threshold breaks the bank's policy (no key generated).
+        The roster, its graph or its threshold breaks the bank's policy (no key
+        generated).
     """
     participant = where.participant()
     roster = decode_roster(request.roster)
     if participant.me not in roster:
         return None
-    advertisement = participant.advertise(request.advertise_round, roster, request.threshold)
+    advertisement = participant.advertise(
+        request.advertise_round, roster, request.threshold, degree=request.degree
+    )
     where.sessions.save(participant)
     return secagg.Advertisement(advertisement=encode_advertisement(advertisement))
 

@@ -29,6 +29,16 @@ from credit.errors import ConfigError
 from participant.guard.bank import BankSource
 from participant.guard.gbdt_bank import GbdtPolicy
 from privacy.budget import PrivacyBudget
+from privacy.secagg.graph import (
+    DEFAULT_CORRECTNESS_BITS,
+    DEFAULT_CORRUPTION_RATE,
+    DEFAULT_DROPOUT_RATE,
+    DEFAULT_GRINDING_BITS,
+    DEFAULT_SECURITY_BITS,
+    GraphChoice,
+    GraphPlan,
+    plan_graph,
+)
 from privacy.secagg.members import MemberList
 from privacy.secagg.protocol import DEFAULT_THRESHOLD_FRACTION, MIN_ROSTER, default_threshold
 
@@ -323,27 +333,61 @@ class StabilityPolicy(BaseModel):
 class SecAggPolicy(BaseModel):
     """A bank's rules for the secure-aggregation rounds it takes part in.
 
-    The bank computes the threshold itself from the roster's size and refuses a
-    message that names another; a coordinator cannot lower it.
+    The bank computes the graph and threshold itself from the roster's size and
+    refuses a message that names others; a coordinator cannot lower the threshold
+    or pick the graph (:func:`~privacy.secagg.graph.plan_graph`).
 
     Parameters
     ----------
     threshold_fraction : float, default 2/3
-        The threshold is ``floor(threshold_fraction * N) + 1`` for a roster of N banks
-        (the default: t > 2N/3), in [1/2, 1).
+        The complete graph's threshold is ``floor(threshold_fraction * N) + 1`` for a
+        roster of N banks (the default: t > 2N/3), in [1/2, 1).
     min_roster : int, default 3
         The fewest banks a roster may name (at least 3); a smaller one is refused
         before any key is generated.
+    graph : GraphChoice, default auto
+        ``complete``, ``sparse`` (SecAgg+'s Harary graph) or ``auto`` (sparse above
+        :data:`~privacy.secagg.graph.SPARSE_ABOVE` banks).
+    corruption_rate, dropout_rate : float, default 0.05 and 0.1
+        The sparse graph's assumed fraction of banks colluding with the coordinator,
+        and of dropouts per round (a survivor set missing more is refused), in [0, 1).
+    security_bits, grinding_bits, correctness_bits : float, default 40, 40 and 20
+        The sparse graph's statistical security, the roster-grinding allowance added
+        to it, and its correctness (see :func:`~privacy.secagg.graph.harary_parameters`).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     threshold_fraction: float = Field(default=DEFAULT_THRESHOLD_FRACTION, ge=0.5, lt=1)
     min_roster: int = Field(default=MIN_ROSTER, ge=MIN_ROSTER)
+    graph: GraphChoice = GraphChoice.AUTO
+    corruption_rate: float = Field(default=DEFAULT_CORRUPTION_RATE, ge=0, lt=1)
+    dropout_rate: float = Field(default=DEFAULT_DROPOUT_RATE, ge=0, lt=1)
+    security_bits: float = Field(default=DEFAULT_SECURITY_BITS, gt=0)
+    grinding_bits: float = Field(default=DEFAULT_GRINDING_BITS, ge=0)
+    correctness_bits: float = Field(default=DEFAULT_CORRECTNESS_BITS, gt=0)
 
     def threshold(self, roster_size: int) -> int:
         """Shares needed to open a secret of a roster of ``roster_size`` banks."""
-        return default_threshold(roster_size, self.threshold_fraction)
+        return self.plan(roster_size).threshold
+
+    def plan(self, roster_size: int) -> GraphPlan:
+        """The graph (kind, degree) and threshold for a roster of ``roster_size`` banks.
+
+        Raises
+        ------
+        ValueError
+            ``graph`` is ``sparse`` and no sparse graph of that size meets the bounds.
+        """
+        return plan_graph(
+            roster_size,
+            choice=self.graph,
+            complete_threshold=default_threshold(roster_size, self.threshold_fraction),
+            corruption_rate=self.corruption_rate,
+            dropout_rate=self.dropout_rate,
+            security_bits=self.security_bits + self.grinding_bits,
+            correctness_bits=self.correctness_bits,
+        )
 
 
 class GuardSettings(BaseModel):

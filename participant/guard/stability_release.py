@@ -71,7 +71,7 @@ from participant.guard.settings import GuardSettings, StabilityPolicy
 from privacy.accounting import DpEvent, one_release_noise_multiplier
 from privacy.errors import PrivacyBudgetExceeded
 from privacy.ledger import PrivacyLedger
-from privacy.noise import SecureGaussian
+from privacy.noise_keys import NoisePurpose
 
 __all__ = [
     "DevelopmentModel",
@@ -262,7 +262,7 @@ def stability(request: BankRequest, query: QueryInstructions) -> RecordDict:
     code = None if inputs is None else receive_keys(request.secagg, inputs)
     content = RecordDict()
     vector = counts.to_vector()
-    guard = privacy_guard(bank, settings)
+    guard = privacy_guard(bank, settings, noise_keys=request.noise_keys)
     run = query.run_key(request.flower_run_id)
     noise_multiplier = None
     if guard is not None:
@@ -281,7 +281,8 @@ def stability(request: BankRequest, query: QueryInstructions) -> RecordDict:
             return refusal_reply(request, refusal, guard, run)
         noise_multiplier = event.noise_multiplier
         deviation = event.noise_multiplier * event.max_grad_norm
-        vector = vector + SecureGaussian().standard_normal(vector.size) * deviation
+        noise = guard.noise(event, NoisePurpose.STABILITY_RELEASE)
+        vector = vector + noise.standard_normal(vector.size) * deviation
         guard.summary().put(content)
     _record_release(request, run, development, rows, noise_multiplier, secure=inputs is not None)
     released = StabilityCounts.from_vector(vector, development.layout)

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -13,7 +14,9 @@ from enum import StrEnum
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from privacy.secagg.fixed_point import RingArray
+from privacy.secagg.graph import CommunicationGraph, GraphPlan, graph_seed
 from privacy.secagg.primitives import derive_key, expand_mask
+from privacy.secagg.signed import RosterEntry
 
 _SHARE_BYTES = 70  # Share.to_bytes(): 4-byte x, 66-byte y
 SIGNATURE_BYTES = 64  # Ed25519
@@ -105,6 +108,59 @@ class UnmaskRequest:
     survivors: frozenset[int]
     dropped: frozenset[int]
     signatures: dict[int, bytes] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SecAggCost:
+    """The work one side of the protocol did in one round (what ``bench/scale.py`` reads).
+
+    A bank's counts grow with its holders (k + 1: log N on the sparse graph, N on
+    the complete one); the coordinator's ``reconstructions`` and ``mask_expansions``
+    are its unmask work.
+
+    Attributes
+    ----------
+    key_agreements : int
+        X25519 exchanges (share keys to seal and open, pairwise mask keys, and at the
+        coordinator a dropped bank's mask keys).
+    shares : int
+        Shamir shares dealt (two per holder: seed and masking key) and opened.
+    mask_expansions : int
+        AES-CTR mask expansions (self mask and pairwise masks).
+    signature_verifications : int
+        Ed25519 verifications of peers' keys and survivor-set signatures.
+    reconstructions : int
+        Shamir secrets reconstructed (coordinator: one per survivor and per dropout).
+    """
+
+    key_agreements: int = 0
+    shares: int = 0
+    mask_expansions: int = 0
+    signature_verifications: int = 0
+    reconstructions: int = 0
+
+    def __add__(self, other: SecAggCost) -> SecAggCost:
+        return SecAggCost(
+            key_agreements=self.key_agreements + other.key_agreements,
+            shares=self.shares + other.shares,
+            mask_expansions=self.mask_expansions + other.mask_expansions,
+            signature_verifications=self.signature_verifications + other.signature_verifications,
+            reconstructions=self.reconstructions + other.reconstructions,
+        )
+
+
+def _graph_of(run: int, roster: Mapping[int, RosterEntry], plan: GraphPlan) -> CommunicationGraph:
+    """The round's graph as every party computes it: ``plan`` over the signed roster."""
+    enrollments = {
+        node: b"".join(
+            struct.pack(">I", len(part)) + part
+            for part in (entry.member.encode(), entry.encryption_key, entry.signature)
+        )
+        for node, entry in roster.items()
+    }
+    return CommunicationGraph.build(
+        plan, list(roster), graph_seed(run=run, enrollments=enrollments)
+    )
 
 
 def _pair(a: int, b: int) -> tuple[int, int]:

@@ -3,6 +3,9 @@
 It relays what the participants send, fixes U1 (who advertised), U2 (who sent a masked
 input) and U3 (who signed U2), and unmasks only the sum. It checks shapes and lengths,
 never signatures: the participants check those against their pinned member lists.
+On the sparse graph it computes the same graph as the banks (from the roster), to
+route each bank only its neighbours' keys and shares; the banks never take its word
+for the graph.
 """
 
 from __future__ import annotations
@@ -18,12 +21,15 @@ from privacy.secagg._rounds import (
     CoordinatorStage,
     Forward,
     SecAggAborted,
+    SecAggCost,
     StageError,
     UnmaskRequest,
+    _graph_of,
     _pair,
     _pairwise_mask,
 )
 from privacy.secagg.fixed_point import FixedPoint, RingArray
+from privacy.secagg.graph import CommunicationGraph, GraphPlan
 from privacy.secagg.primitives import KEY_BYTES, expand_mask
 from privacy.secagg.shamir import Share, combine_shares
 from privacy.secagg.signed import RosterEntry
@@ -41,11 +47,15 @@ class RoundAggregator:
     roster : mapping of int to RosterEntry
         Participant id to its enrollment (only the ids are used here).
     threshold : int
-        Fewest participants needed at every stage.
+        Fewest participants needed at every stage (of a bank's holders, on the sparse
+        graph).
     code : FixedPoint
         The fixed-point code the participants encode with (the ring size matters here).
     length : int
         Length of each masked vector (values plus one weight element).
+    plan : GraphPlan, optional
+        The graph (the banks' own policy's for the roster); the complete graph with
+        ``threshold`` if omitted.
     """
 
     def __init__(
@@ -57,9 +67,18 @@ class RoundAggregator:
         threshold: int,
         code: FixedPoint,
         length: int,
+        plan: GraphPlan | None = None,
     ) -> None:
         if not 1 <= threshold <= len(roster):
             raise ValueError(f"threshold must be in [1, {len(roster)}]; got {threshold}")
+        plan = plan or GraphPlan.complete(len(roster), threshold)
+        if plan.threshold != threshold or plan.banks != len(roster):
+            raise ValueError(
+                f"the plan ({plan.banks} banks, threshold {plan.threshold}) is not of this "
+                f"roster ({len(roster)}) and threshold ({threshold})"
+            )
+        self.graph: CommunicationGraph = _graph_of(run, roster, plan)
+        self.cost = SecAggCost()
         self.run = run
         self.server_round = server_round
         self.roster = sorted(roster)
@@ -95,7 +114,9 @@ class RoundAggregator:
     def add_advertisement(self, participant: int, advertisement: Advertisement) -> bool:
         """Accept a well-formed advertisement from a roster member; False if discarded."""
         self._expect(CoordinatorStage.ADVERTISEMENTS)
-        if participant not in self.roster or set(advertisement.sealed) != set(self.roster):
+        if participant not in self.roster:
+            return False
+        if set(advertisement.sealed) != self.graph.holders(participant):
             return False
         if len(advertisement.mask_public) != KEY_BYTES:
             return False
@@ -109,18 +130,16 @@ class RoundAggregator:
         self._expect(CoordinatorStage.ADVERTISEMENTS)
         self._abort_below(len(self._advertisements), "advertise")
         members = sorted(self._advertisements)
-        publics = {pid: self._advertisements[pid].mask_public for pid in members}
         self.stage = CoordinatorStage.MASKED
-        return {
-            receiver: Forward(
-                mask_publics=publics,
-                sealed={
-                    sender: self._advertisements[sender].sealed[receiver] for sender in members
-                },
-                signatures={sender: self._advertisements[sender].signature for sender in members},
+        forwards = {}
+        for receiver in members:
+            senders = sorted(self.graph.holders(receiver) & self._advertisements.keys())
+            forwards[receiver] = Forward(
+                mask_publics={pid: self._advertisements[pid].mask_public for pid in senders},
+                sealed={pid: self._advertisements[pid].sealed[receiver] for pid in senders},
+                signatures={pid: self._advertisements[pid].signature for pid in senders},
             )
-            for receiver in members
-        }
+        return forwards
 
     @property
     def members(self) -> list[int]:
@@ -140,10 +159,27 @@ class RoundAggregator:
         self._masked[participant] = masked
 
     def close_masked(self) -> frozenset[int]:
-        """Fix U2: the survivor set every survivor is asked to sign (the consistency check)."""
+        """Fix U2: the survivor set every survivor is asked to sign (the consistency check).
+
+        Raises
+        ------
+        SecAggAborted
+            Fewer survivors than the graph allows, or some member of U1 (dropped or
+            not) has fewer than ``t`` surviving holders: its mask could not be
+            removed, and the round fails closed.
+        """
         self._expect(CoordinatorStage.MASKED)
         self._abort_below(len(self._masked), "masked input")
-        self._survivors = frozenset(self._masked)
+        survivors = frozenset(self._masked)
+        if len(survivors) < self.graph.plan.min_survivors:
+            raise SecAggAborted(
+                self.server_round, "masked input", len(survivors), self.graph.plan.min_survivors
+            )
+        for owner in sorted(self._advertisements):
+            have = len(survivors & self.graph.holders(owner))
+            if have < self.threshold:
+                raise SecAggAborted(self.server_round, "masked input", have, self.threshold)
+        self._survivors = survivors
         self.stage = CoordinatorStage.CONSISTENCY
         return self._survivors
 
@@ -166,9 +202,20 @@ class RoundAggregator:
         self._signatures[participant] = signature
 
     def close_consistency(self) -> UnmaskRequest:
-        """Fix U3 (who signed U2); the unmask request every survivor gets."""
+        """Fix U3 (who signed U2); the unmask request every survivor gets.
+
+        Raises
+        ------
+        SecAggAborted
+            Fewer than ``t`` holders of some member of U1 signed: its holders would
+            refuse to reveal its shares, so the round fails closed here.
+        """
         self._expect(CoordinatorStage.CONSISTENCY)
         self._abort_below(len(self._signatures), "consistency check")
+        for owner in sorted(self._advertisements):
+            have = len(self._signatures.keys() & self.graph.holders(owner))
+            if have < self.threshold:
+                raise SecAggAborted(self.server_round, "consistency check", have, self.threshold)
         survivors = self._survivors or frozenset()
         self._request = UnmaskRequest(
             survivors=survivors,
@@ -177,6 +224,26 @@ class RoundAggregator:
         )
         self.stage = CoordinatorStage.REVEALS
         return self._request
+
+    def request_for(self, participant: int) -> UnmaskRequest:
+        """The unmask request of one survivor: the round's survivor set, the dropouts it
+        holds shares of, and the signatures of its holders' holders (all it checks).
+
+        On the complete graph this is the whole request.
+        """
+        if self._request is None:
+            raise StageError("coordinator", self.server_round, "consistency closed", "none")
+        holders = self.graph.holders(participant)
+        nearby = set().union(*(self.graph.holders(owner) for owner in holders))
+        return UnmaskRequest(
+            survivors=self._request.survivors,
+            dropped=self._request.dropped & holders,
+            signatures={
+                node: signature
+                for node, signature in self._request.signatures.items()
+                if node in nearby
+            },
+        )
 
     def add_reveal(self, participant: int, shares: Mapping[int, bytes]) -> None:
         """Accept one survivor's revealed shares."""
@@ -198,10 +265,12 @@ class RoundAggregator:
         for owner in self._request.survivors:
             seed = self._reconstruct(owner)
             total -= expand_mask(seed, self.length, ring_bits=bits)
+            self.cost = self.cost + SecAggCost(mask_expansions=1)
+        publics = {pid: ad.mask_public for pid, ad in self._advertisements.items()}
         for owner in self._request.dropped:
             private = X25519PrivateKey.from_private_bytes(self._reconstruct(owner))
-            publics = {pid: ad.mask_public for pid, ad in self._advertisements.items()}
-            for pid in self._request.survivors:
+            peers = sorted(self._request.survivors & self.graph.neighbours[owner])
+            for pid in peers:
                 mask = _pairwise_mask(
                     private,
                     publics,
@@ -215,13 +284,19 @@ class RoundAggregator:
                 # pid added +mask if pid < owner, else -mask: take that back.
                 combine = np.subtract if pid < owner else np.add
                 combine(total, mask, out=total)
+            work = SecAggCost(key_agreements=len(peers), mask_expansions=len(peers))
+            self.cost = self.cost + work
         self.stage = CoordinatorStage.DONE
         return total, self._request.survivors
 
     def _reconstruct(self, owner: int) -> bytes:
+        holders = self.graph.holders(owner)
         shares = [
-            Share.from_bytes(reveal[owner]) for reveal in self._reveals.values() if owner in reveal
+            Share.from_bytes(reveal[owner])
+            for holder, reveal in self._reveals.items()
+            if owner in reveal and holder in holders
         ]
         if len(shares) < self.threshold:
             raise SecAggAborted(self.server_round, "unmask", len(shares), self.threshold)
+        self.cost = self.cost + SecAggCost(reconstructions=1)
         return combine_shares(shares[: self.threshold], length=KEY_BYTES)

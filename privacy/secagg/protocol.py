@@ -1,9 +1,15 @@
 """The secure aggregation protocol as two explicit state machines.
 
-This is SecAgg in its malicious-server variant (Bonawitz et al., CCS 2017, §6) on
-the complete graph, with the round-ahead key advertisement of SecAgg+ (Bell et al.,
-CCS 2020): a training round costs two message round trips over plain FedAvg (the
-consistency check and the unmask request).
+This is SecAgg in its malicious-server variant (Bonawitz et al., CCS 2017, §6), with
+the round-ahead key advertisement of SecAgg+ (Bell et al., CCS 2020): a training
+round costs two message round trips over plain FedAvg (the consistency check and the
+unmask request). It runs on the complete graph or on SecAgg+'s sparse Harary graph
+(:mod:`privacy.secagg.graph`); below, "the roster" is a participant's *holders* on
+the sparse graph (itself and its k neighbours: whom it shares with and pairs masks
+with), and each rule holds per neighbourhood: a participant checks its holders'
+keys, needs ``t`` of its holders at every stage, refuses a survivor set missing more
+than the graph's dropout bound, and reveals an owner's share only when ``t`` of that
+owner's holders signed the survivor set.
 
 One round ``r``, for participants ``U`` (the run's roster, ids sorted)::
 
@@ -52,6 +58,7 @@ participant and round.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 from collections.abc import Mapping, Set
@@ -71,9 +78,11 @@ from privacy.secagg._rounds import (
     Forward,
     ParticipantStage,
     SecAggAborted,
+    SecAggCost,
     StageError,
     UnmaskRefused,
     UnmaskRequest,
+    _graph_of,
     _pair,
     _pairwise_mask,
     _x_of,
@@ -81,6 +90,7 @@ from privacy.secagg._rounds import (
 )
 from privacy.secagg.aggregator import RoundAggregator
 from privacy.secagg.fixed_point import FixedPoint, RingArray
+from privacy.secagg.graph import CommunicationGraph, GraphKind, GraphPlan
 from privacy.secagg.primitives import (
     KEY_BYTES,
     derive_key,
@@ -111,6 +121,7 @@ __all__ = [
     "ParticipantStage",
     "RoundAggregator",
     "SecAggAborted",
+    "SecAggCost",
     "StageError",
     "UnmaskRefused",
     "UnmaskRequest",
@@ -126,15 +137,33 @@ class _RoundSecrets:
     mask_private: bytes
     self_seed: bytes
     roster: dict[int, RosterEntry]
-    threshold: int
+    plan: GraphPlan
+    run: int
+    me: int
     mask_publics: dict[int, bytes] = field(default_factory=dict)
     shares: dict[int, bytes] = field(default_factory=dict)  # owner -> opened share bytes
     survivors: frozenset[int] | None = None  # the U2 this participant signed
     revealed: dict[int, str] = field(default_factory=dict)  # owner -> kind of share revealed
+    cost: SecAggCost = field(default_factory=SecAggCost)
+    _graph: CommunicationGraph | None = field(default=None, repr=False, compare=False)
 
     @property
     def ids(self) -> list[int]:
         return sorted(self.roster)
+
+    @property
+    def threshold(self) -> int:
+        return self.plan.threshold
+
+    @property
+    def graph(self) -> CommunicationGraph:
+        """The round's graph, computed by this participant from its checked roster."""
+        if self._graph is None:
+            self._graph = _graph_of(self.run, self.roster, self.plan)
+        return self._graph
+
+    def charge(self, **work: int) -> None:
+        self.cost = self.cost + SecAggCost(**work)
 
 
 class Participant:
@@ -164,6 +193,7 @@ class Participant:
             else X25519PrivateKey.generate()
         )
         self._rounds: dict[int, _RoundSecrets] = {}
+        self._verified_roster: str | None = None  # digest of the roster last verified
 
     @property
     def encryption_public(self) -> bytes:
@@ -220,34 +250,50 @@ class Participant:
         return self._rounds[server_round]
 
     def advertise(
-        self, server_round: int, roster: Mapping[int, RosterEntry], threshold: int
+        self,
+        server_round: int,
+        roster: Mapping[int, RosterEntry],
+        threshold: int,
+        *,
+        degree: int | None = None,
     ) -> Advertisement:
-        """Fresh round keys, their shares sealed for every roster member, all signed.
+        """Fresh round keys, their shares sealed for this participant's holders, all signed.
+
+        ``degree`` is the coordinator's claim of the graph (None: the complete graph);
+        the participant computes the graph itself from ``roster`` and shares only
+        with its neighbours in it.
 
         Raises
         ------
         RosterRefused
-            The roster or threshold fails :func:`~privacy.secagg.signed.check_roster`
-            (checked before any key is generated).
+            The roster, graph or threshold fails
+            :func:`~privacy.secagg.signed.check_roster` (checked before any key is
+            generated).
         """
         if self.stage(server_round) is not ParticipantStage.NONE:
             actual = self.stage(server_round).value
             raise StageError(f"participant {self.me}", server_round, "none", actual)
-        check_roster(
+        digest = _roster_digest(roster)
+        plan = check_roster(
             self.identity,
             run=self.run,
             server_round=server_round,
             me=self.me,
             roster=roster,
             threshold=threshold,
+            degree=degree,
+            enrollments_verified=digest == self._verified_roster,
         )
+        self._verified_roster = digest
         mask_private = X25519PrivateKey.generate()
         secrets = _RoundSecrets(
             stage=ParticipantStage.ADVERTISED,
             mask_private=mask_private.private_bytes_raw(),
             self_seed=os.urandom(KEY_BYTES),
             roster=dict(roster),
-            threshold=threshold,
+            plan=plan,
+            run=self.run,
+            me=self.me,
         )
         sealed = self._sealed_shares(server_round, secrets)
         mask_public = public_bytes(mask_private)
@@ -258,14 +304,24 @@ class Participant:
             mask_public=mask_public, sealed=sealed, signature=self.identity.sign(statement)
         )
 
+    def cost(self, server_round: int) -> SecAggCost:
+        """The work this participant did in ``server_round`` (zero if it took no part)."""
+        secrets = self._rounds.get(server_round)
+        return secrets.cost if secrets is not None else SecAggCost()
+
     def _sealed_shares(self, server_round: int, secrets: _RoundSecrets) -> dict[int, bytes]:
-        """Shares of the round's seed and masking key, sealed for each roster member."""
+        """Shares of the round's seed and masking key, sealed for each of its holders.
+
+        A share's x-coordinate is its holder's position in the sorted roster, on any
+        graph, so the coordinator combines shares from any ``t`` holders.
+        """
         ids = secrets.ids
-        xs = [_x_of(ids, pid) for pid in ids]
+        holders = sorted(secrets.graph.holders(self.me))
+        xs = [_x_of(ids, pid) for pid in holders]
         seed_shares = split_secret(secrets.self_seed, xs=xs, threshold=secrets.threshold)
         key_shares = split_secret(secrets.mask_private, xs=xs, threshold=secrets.threshold)
         sealed = {}
-        for pid in ids:
+        for pid in holders:
             x = _x_of(ids, pid)
             key = self._share_key(server_round, secrets, pid)
             sealed[pid] = seal_share(
@@ -276,6 +332,7 @@ class Participant:
                 run=self.run,
                 server_round=server_round,
             )
+        secrets.charge(key_agreements=len(holders), shares=2 * len(holders))
         return sealed
 
     def _share_key(self, server_round: int, secrets: _RoundSecrets, peer: int) -> bytes:
@@ -306,30 +363,43 @@ class Participant:
             member=entry.member,
             encryption_key=entry.encryption_key,
             mask_key=mask_public,
+            graph=secrets.graph.digest,
         )
 
     def receive(self, server_round: int, forward: Forward) -> None:
-        """Check U1's signed masking keys, then open the shares sealed for this participant.
+        """Check the holders' signed masking keys, then open the shares sealed for this one.
+
+        The forwarded keys must be of this participant's holders in the graph it
+        computed (itself and its neighbours; on the complete graph, the roster).
 
         Raises
         ------
         SignatureRefused
             An advertisement's signature does not verify against the pinned member
-            list (checked for every key before any share is opened).
+            list (checked for every key before any share is opened), or was made
+            for another graph.
         ShareRejected
             Any share fails authentication (tampered, misaddressed, replayed).
         SecAggAborted
-            Fewer than the threshold advertised.
+            Fewer than the threshold of its holders advertised.
         ValueError
-            The forwarded sets do not match (keys, shares, signatures), or this
-            participant's own key is not among them.
+            The forwarded sets do not match (keys, shares, signatures), name a bank
+            that is not a neighbour, or leave this participant's own key out.
         """
         secrets = self._expect(server_round, ParticipantStage.ADVERTISED)
         members = set(forward.mask_publics)
-        if self.me not in members or not members <= set(secrets.roster):
+        holders = secrets.graph.holders(self.me)
+        strangers = members - holders
+        if strangers:
+            raise ValueError(
+                f"round {server_round}, node {self.me}: the forwarded keys of "
+                f"{sorted(strangers)} are not of this bank's neighbours in the graph it "
+                "computed: refused"
+            )
+        if self.me not in members:
             raise ValueError(
                 f"round {server_round}, node {self.me}: the forwarded key set "
-                f"{sorted(members)} is not of this roster or leaves this participant out"
+                f"{sorted(members)} leaves this participant out"
             )
         if len(members) < secrets.threshold:
             raise SecAggAborted(server_round, "receive", len(members), secrets.threshold)
@@ -351,6 +421,11 @@ class Participant:
             )
             for sender, sealed in forward.sealed.items()
         }
+        secrets.charge(
+            key_agreements=len(members),
+            shares=2 * len(members),
+            signature_verifications=len(members),
+        )
         secrets.mask_publics = dict(forward.mask_publics)
         secrets.shares = opened
         secrets.stage = ParticipantStage.RECEIVED
@@ -414,6 +489,8 @@ class Participant:
             )
             combine = np.add if self.me < pid else np.subtract
             combine(masked, mask, out=masked)
+        pairs = len(secrets.mask_publics) - 1
+        secrets.charge(key_agreements=pairs, mask_expansions=1 + pairs)
         secrets.stage = ParticipantStage.MASKED
         result: RingArray = masked
         return result
@@ -424,8 +501,11 @@ class Participant:
         Raises
         ------
         UnmaskRefused
-            U2 is not a subset of the U1 this participant masked with, leaves it out,
-            is below the threshold, or differs from a set it signed already.
+            U2 names banks outside the roster, holders of this participant's shares
+            whose keys it did not mask with, leaves it out, has fewer members than
+            the graph allows (the threshold on the complete graph; ``N`` minus the
+            dropout bound on the sparse one) or fewer than ``t`` of this
+            participant's holders, or differs from a set it signed already.
         """
         secrets = self._expect(server_round, ParticipantStage.MASKED, ParticipantStage.CHECKED)
         asked = frozenset(survivors)
@@ -450,7 +530,8 @@ class Participant:
         UnmaskRefused
             The request names a participant in both sets, its survivors are not the
             set this participant signed, its dropouts are not members of U1 outside
-            it, fewer than ``t`` distinct members of U1 signed that set, or it asks
+            it, fewer than ``t`` holders of the shares of an owner it would reveal for
+            signed that set (on the complete graph: ``t`` members of U1), or it asks
             for the other kind of share of an owner than an earlier request did.
         """
         secrets = self._expect(server_round, ParticipantStage.CHECKED, ParticipantStage.UNMASKED)
@@ -473,24 +554,38 @@ class Participant:
     def _signature_problem(
         self, server_round: int, secrets: _RoundSecrets, request: UnmaskRequest
     ) -> str | None:
-        """Whether at least ``t`` distinct members of U1 signed the request's survivor set."""
+        """Whether, for each owner it would reveal for, ``t`` of that owner's holders
+        signed the request's survivor set (each signature verified once)."""
         statement = survivors_statement(
             consortium=self.identity.consortium,
             run=self.run,
             server_round=server_round,
             survivors=request.survivors,
         )
+        graph = secrets.graph
+        owners = [o for o in sorted(request.survivors | request.dropped) if o in secrets.shares]
+        nearby: set[int] = set().union(*(graph.holders(owner) for owner in owners))
+        candidates = sorted(nearby & request.survivors & set(request.signatures))
         signers = {
             node
-            for node, signature in request.signatures.items()
-            if node in secrets.mask_publics
-            and self.identity.verifies(secrets.roster[node].member, signature, statement)
-        }
-        if len(signers) < secrets.threshold:
-            return (
-                f"{len(signers)} member(s) of U1 signed the survivor set; the consistency "
-                f"check needs {secrets.threshold}"
+            for node in candidates
+            if self.identity.verifies(
+                secrets.roster[node].member, request.signatures[node], statement
             )
+        }
+        secrets.charge(signature_verifications=len(candidates))
+        for owner in owners:
+            have = len(signers & graph.holders(owner))
+            if have < secrets.threshold:
+                who = (
+                    "member(s) of U1"
+                    if graph.plan.kind is GraphKind.COMPLETE
+                    else f"holder(s) of participant {owner}'s shares"
+                )
+                return (
+                    f"{have} {who} signed the survivor set; the consistency check needs "
+                    f"{secrets.threshold}"
+                )
         return None
 
     def _forget_before(self, server_round: int) -> None:
@@ -506,6 +601,7 @@ class Participant:
             "me": self.me,
             "run": self.run,
             "encryption_key": _b64(self._encryption_key.private_bytes_raw()),
+            "verified_roster": self._verified_roster,
             "rounds": {str(r): _secrets_to_json(s) for r, s in self._rounds.items()},
         }
         return json.dumps(state).encode()
@@ -522,7 +618,24 @@ class Participant:
         )
         for r, s in state["rounds"].items():
             participant._rounds[int(r)] = _secrets_from_json(s)
+        verified = state.get("verified_roster")
+        participant._verified_roster = None if verified is None else str(verified)
         return participant
+
+
+def _roster_digest(roster: Mapping[int, RosterEntry]) -> str:
+    """SHA-256 (hex) of a roster's exact entries: a roster verified once is known again."""
+    digest = hashlib.sha256()
+    for node in sorted(roster):
+        entry = roster[node]
+        for part in (
+            str(node).encode(),
+            entry.member.encode(),
+            entry.encryption_key,
+            entry.signature,
+        ):
+            digest.update(len(part).to_bytes(4, "big") + part)
+    return digest.hexdigest()
 
 
 def _survivors_problem(secrets: _RoundSecrets, me: int, asked: frozenset[int]) -> str | None:
@@ -532,12 +645,26 @@ def _survivors_problem(secrets: _RoundSecrets, me: int, asked: frozenset[int]) -
             f"this participant signed survivor set {sorted(secrets.survivors)} already; "
             f"refuses another ({sorted(asked)})"
         )
-    if not asked <= set(secrets.mask_publics):
-        return f"survivors {sorted(asked - set(secrets.mask_publics))} are not in U1"
+    holders = secrets.graph.holders(me)
+    unknown = (asked - set(secrets.roster)) | ((asked & holders) - set(secrets.mask_publics))
+    if unknown:
+        return f"survivors {sorted(unknown)} are not in U1"
     if me not in asked:
         return "the survivor set leaves this participant out"
-    if len(asked) < secrets.threshold:
-        return f"{len(asked)} survivor(s) is below the threshold {secrets.threshold}"
+    plan = secrets.plan
+    if len(asked) < plan.min_survivors:
+        if plan.kind is GraphKind.COMPLETE:
+            return f"{len(asked)} survivor(s) is below the threshold {plan.threshold}"
+        return (
+            f"{len(asked)} survivor(s) of {plan.banks} is below the {plan.min_survivors} the "
+            "sparse graph was built for (more dropouts than its dropout rate)"
+        )
+    near = len(asked & holders)
+    if near < plan.threshold:
+        return (
+            f"{near} holder(s) of this participant's shares survive, below the threshold "
+            f"{plan.threshold}"
+        )
     return None
 
 
@@ -551,6 +678,12 @@ def _unmask_problem(secrets: _RoundSecrets, request: UnmaskRequest) -> str | Non
         )
     if request.survivors != secrets.survivors:
         return "the request's survivor set is not the one this participant signed"
+    strangers = request.dropped - secrets.graph.holders(secrets.me)
+    if strangers:
+        return (
+            f"dropouts {sorted(strangers)} are not neighbours of this participant: it holds "
+            "no share of theirs and answers no request naming them"
+        )
     outside = request.dropped - (set(secrets.mask_publics) - request.survivors)
     if outside:
         return f"dropouts {sorted(outside)} are not members of U1 outside the survivor set"
@@ -574,7 +707,22 @@ def _secrets_to_json(s: _RoundSecrets) -> dict[str, object]:
             str(k): [e.member, _b64(e.encryption_key), _b64(e.signature)]
             for k, e in s.roster.items()
         },
-        "threshold": s.threshold,
+        "run": s.run,
+        "me": s.me,
+        "plan": [
+            s.plan.kind.value,
+            s.plan.banks,
+            s.plan.degree,
+            s.plan.threshold,
+            s.plan.min_survivors,
+        ],
+        "cost": [
+            s.cost.key_agreements,
+            s.cost.shares,
+            s.cost.mask_expansions,
+            s.cost.signature_verifications,
+            s.cost.reconstructions,
+        ],
         "mask_publics": {str(k): _b64(v) for k, v in s.mask_publics.items()},
         "shares": {str(k): _b64(v) for k, v in s.shares.items()},
         "survivors": None if s.survivors is None else sorted(s.survivors),
@@ -589,12 +737,16 @@ def _secrets_from_json(s: dict[str, object]) -> _RoundSecrets:
         for k, v in _mapping(raw["roster"]).items()
     }
     survivors = raw["survivors"]
+    plan = _list(raw["plan"])
     return _RoundSecrets(
         stage=ParticipantStage(str(raw["stage"])),
         mask_private=_unb64(raw["mask_private"]),
         self_seed=_unb64(raw["self_seed"]),
         roster=roster,
-        threshold=int(str(raw["threshold"])),
+        plan=GraphPlan(GraphKind(str(plan[0])), *(int(x) for x in plan[1:])),
+        run=int(str(raw["run"])),
+        me=int(str(raw["me"])),
+        cost=SecAggCost(*(int(x) for x in _list(raw["cost"]))),
         mask_publics={int(k): _unb64(v) for k, v in _mapping(raw["mask_publics"]).items()},
         shares={int(k): _unb64(v) for k, v in _mapping(raw["shares"]).items()},
         survivors=None if survivors is None else frozenset(int(x) for x in _list(survivors)),

@@ -10,7 +10,8 @@ bank's Ed25519 signing key (its audit key):
 statement           signed fields (after the label)
 ==================  ==================================================================
 enrollment          consortium, run, node, member, encryption key
-advertisement       consortium, run, round, node, member, encryption key, masking key
+advertisement       consortium, run, round, node, member, encryption key, masking key,
+                    the round's graph digest
 survivor set        consortium, run, round, the sorted survivor node ids (U2)
 ==================  ==================================================================
 
@@ -25,8 +26,11 @@ The roster check (:func:`check_roster`) is what makes the threshold the bank's:
 the coordinator proposes a roster and a threshold, and the bank refuses unless every
 member is on its pinned list under a distinct name with a valid enrollment, it is in
 the roster under its own name and node, the roster has at least ``min_roster``
-members, and the threshold is the one the bank's own policy gives for the roster's
-size. A coordinator that cannot sign as a member cannot add members, so it cannot
+members, and the graph (complete or sparse, its degree) and threshold are the ones
+the bank's own policy gives for the roster's size
+(:func:`~privacy.secagg.graph.plan_graph`). The bank then computes the graph itself
+from the roster (:class:`~privacy.secagg.graph.CommunicationGraph`); the coordinator
+sends no neighbour list. A coordinator that cannot sign as a member cannot add members, so it cannot
 reach ``t`` shares of anyone's secret with fake members.
 """
 
@@ -39,6 +43,7 @@ from typing import Protocol
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from privacy.secagg.graph import GraphPlan
 from privacy.secagg.members import MemberList, UnknownMember
 
 __all__ = [
@@ -57,7 +62,7 @@ __all__ = [
 ]
 
 ENROLL_LABEL = b"fedcredit/secagg/enroll/v1"
-ADVERTISE_LABEL = b"fedcredit/secagg/advertise/v1"
+ADVERTISE_LABEL = b"fedcredit/secagg/advertise/v2"
 SURVIVORS_LABEL = b"fedcredit/secagg/survivors/v1"
 
 Field = bytes | str | int
@@ -109,6 +114,10 @@ class RosterPolicy(Protocol):
 
     def threshold(self, roster_size: int) -> int:
         """Shares needed to open a secret of a roster of ``roster_size`` members."""
+        ...
+
+    def plan(self, roster_size: int) -> GraphPlan:
+        """The graph and threshold for a roster of ``roster_size`` members."""
         ...
 
 
@@ -199,10 +208,24 @@ def advertisement_statement(
     member: str,
     encryption_key: bytes,
     mask_key: bytes,
+    graph: bytes,
 ) -> bytes:
-    """What a bank signs when it advertises its masking key of a round."""
+    """What a bank signs when it advertises its masking key of a round.
+
+    ``graph`` is the digest of the round's graph as the bank computed it
+    (:attr:`~privacy.secagg.graph.CommunicationGraph.digest`): a key advertised for
+    another roster or graph does not verify for a bank that computed this one.
+    """
     return _canonical(
-        ADVERTISE_LABEL, consortium, run, server_round, node, member, encryption_key, mask_key
+        ADVERTISE_LABEL,
+        consortium,
+        run,
+        server_round,
+        node,
+        member,
+        encryption_key,
+        mask_key,
+        graph,
     )
 
 
@@ -222,26 +245,56 @@ def check_roster(
     me: int,
     roster: Mapping[int, RosterEntry],
     threshold: int,
-) -> None:
-    """Refuse a roster or threshold the bank must not generate keys for.
+    degree: int | None = None,
+    enrollments_verified: bool = False,
+) -> GraphPlan:
+    """Refuse a roster, graph or threshold the bank must not generate keys for.
+
+    ``degree`` is the coordinator's claim of the graph's degree (None: the complete
+    graph, ``N - 1``). Returns the bank's own plan, which the claim matched.
+    ``enrollments_verified``: the bank verified this exact roster's enrollment
+    signatures before in the run (the N verifications are skipped; every other
+    check runs).
 
     Raises
     ------
     RosterRefused
         A member is not on the pinned list, two nodes share a name, this bank is not
         in the roster under its own name, the roster is smaller than the policy's
-        ``min_roster``, an enrollment signature does not verify, or ``threshold`` is
-        not the policy's threshold for the roster's size.
+        ``min_roster``, an enrollment signature does not verify, or ``threshold`` or
+        ``degree`` is not the policy's for the roster's size.
     """
-    problem = _roster_problem(identity, run=run, me=me, roster=roster, threshold=threshold)
+    problem = _roster_problem(
+        identity, run=run, me=me, roster=roster, verify=not enrollments_verified
+    )
     if problem is not None:
         raise RosterRefused(server_round, me, problem)
+    try:
+        plan = identity.policy.plan(len(roster))
+    except ValueError as exc:  # a forced sparse graph that no roster of this size allows
+        raise RosterRefused(server_round, me, str(exc)) from exc
+    claimed = len(roster) - 1 if degree is None else degree
+    if claimed != plan.degree:
+        raise RosterRefused(
+            server_round,
+            me,
+            f"a graph of degree {claimed} is not the bank's own ({plan.kind.value} graph of "
+            f"degree {plan.degree}) for a roster of {len(roster)}",
+        )
+    if threshold != plan.threshold:
+        raise RosterRefused(
+            server_round,
+            me,
+            f"threshold {threshold} is not the bank's threshold {plan.threshold} for a "
+            f"roster of {len(roster)}",
+        )
+    return plan
 
 
 def _roster_problem(
-    identity: Identity, *, run: int, me: int, roster: Mapping[int, RosterEntry], threshold: int
+    identity: Identity, *, run: int, me: int, roster: Mapping[int, RosterEntry], verify: bool
 ) -> str | None:
-    """What is wrong with ``roster`` and ``threshold`` (None: nothing)."""
+    """What is wrong with ``roster`` (None: nothing)."""
     policy = identity.policy
     strangers = sorted({entry.member for entry in roster.values()} - identity.members.names)
     if strangers:
@@ -257,7 +310,7 @@ def _roster_problem(
             f"the roster has {len(roster)} member(s); the bank's policy needs >= "
             f"{policy.min_roster}"
         )
-    for node, entry in sorted(roster.items()):
+    for node, entry in sorted(roster.items()) if verify else ():
         statement = enrollment_statement(
             consortium=identity.consortium,
             run=run,
@@ -267,10 +320,4 @@ def _roster_problem(
         )
         if not identity.verifies(entry.member, entry.signature, statement):
             return f"the enrollment of node {node} ('{entry.member}') is not signed by that member"
-    expected = policy.threshold(len(roster))
-    if threshold != expected:
-        return (
-            f"threshold {threshold} is not the bank's threshold {expected} for a roster of "
-            f"{len(roster)}"
-        )
     return None

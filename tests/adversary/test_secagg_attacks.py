@@ -32,6 +32,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from numpy.typing import NDArray
 
 from privacy.secagg.fixed_point import FixedPoint, RingArray
+from privacy.secagg.graph import GraphKind
 from privacy.secagg.primitives import KEY_BYTES, expand_mask, public_bytes
 from privacy.secagg.protocol import (
     Advertisement,
@@ -51,7 +52,7 @@ from privacy.secagg.signed import (
     enrollment_statement,
     survivors_statement,
 )
-from tests.support.secagg import CONSORTIUM, Consortium, consortium
+from tests.support.secagg import CONSORTIUM, GRAPHS, Consortium, consortium
 
 RUN = 7
 ROUND = 1
@@ -75,15 +76,23 @@ def _differs(estimate: RingArray | None, index: int) -> bool:
     return estimate is None or not np.array_equal(estimate, _encoded(index))
 
 
+BANKS = {"complete": 4, "sparse": 10}
+"""Banks of a graph-agnostic attack: 4 on the complete graph, 10 on the sparse (degree 6)."""
+BOTH = pytest.mark.parametrize("graph", ["complete", "sparse"])
+
+
 class _Round:
     """One round of ``n`` banks driven by a coordinator script, with every bank's output."""
 
-    def __init__(self, n: int) -> None:
-        self.members: Consortium = consortium(n, run=RUN)
+    def __init__(self, n: int, graph: str = "complete") -> None:
+        policy = GRAPHS[graph]
+        self.members: Consortium = consortium(n, run=RUN, policy=policy)
         self.banks: dict[int, Participant] = self.members.participants
         self.ids = sorted(self.banks)
         self.roster = self.members.roster()
-        self.threshold = default_threshold(n)
+        self.plan = policy.plan(n)
+        self.threshold = self.plan.threshold
+        self.degree = None if self.plan.kind is GraphKind.COMPLETE else self.plan.degree
         self.aggregator = RoundAggregator(
             run=RUN,
             server_round=ROUND,
@@ -91,6 +100,7 @@ class _Round:
             threshold=self.threshold,
             code=CODE,
             length=LENGTH + 1,
+            plan=self.plan,
         )
         self.advertisements: dict[int, Advertisement] = {}
         self.masked: dict[int, RingArray] = {}
@@ -100,7 +110,9 @@ class _Round:
 
     def advertise(self) -> dict[int, Forward]:
         for node, bank in self.banks.items():
-            self.advertisements[node] = bank.advertise(ROUND, self.roster, self.threshold)
+            self.advertisements[node] = bank.advertise(
+                ROUND, self.roster, self.threshold, degree=self.degree
+            )
             assert self.aggregator.add_advertisement(node, self.advertisements[node])
         return self.aggregator.close_advertisements()
 
@@ -120,11 +132,12 @@ def _attacker_keys(n: int) -> list[X25519PrivateKey]:
 # -- key substitution -------------------------------------------------------------------
 
 
-def test_coordinator_substituting_peer_masking_keys_is_refused() -> None:
+@BOTH
+def test_coordinator_substituting_peer_masking_keys_is_refused(graph: str) -> None:
     """The attack of the issue: swap every peer's masking key in the victim's Forward for
     one the coordinator holds, take the victim's self-mask seed from a normal unmask,
     and strip every pairwise mask itself. The victim checks each key's signature first."""
-    attack = _Round(4)
+    attack = _Round(BANKS[graph], graph)
     forwards = attack.advertise()
     victim = attack.ids[0]
     own = _attacker_keys(len(attack.ids))
@@ -140,11 +153,12 @@ def test_coordinator_substituting_peer_masking_keys_is_refused() -> None:
     assert _differs(attack.masked.get(victim), 0)
 
 
-def test_coordinator_substituting_peer_encryption_keys_is_refused() -> None:
+@BOTH
+def test_coordinator_substituting_peer_encryption_keys_is_refused(graph: str) -> None:
     """Swap t peers' encryption keys in the roster sent to the victim, to open the shares
     of its seed and masking key it seals for them. The enrollments no longer verify: the
     victim generates no key and seals no share."""
-    attack = _Round(4)
+    attack = _Round(BANKS[graph], graph)
     victim = attack.ids[0]
     forged = dict(attack.roster)
     for node in attack.ids[1 : 1 + attack.threshold]:
@@ -152,7 +166,7 @@ def test_coordinator_substituting_peer_encryption_keys_is_refused() -> None:
         forged[node] = replace(forged[node], encryption_key=fake)
 
     with pytest.raises(RosterRefused, match=r"is not signed by that member; no key was generated"):
-        attack.banks[victim].advertise(ROUND, forged, attack.threshold)
+        attack.banks[victim].advertise(ROUND, forged, attack.threshold, degree=attack.degree)
 
     assert attack.banks[victim].stage(ROUND) is ParticipantStage.NONE
     assert _differs(attack.masked.get(victim), 0)
@@ -161,14 +175,16 @@ def test_coordinator_substituting_peer_encryption_keys_is_refused() -> None:
 # -- the coordinator's threshold and roster ------------------------------------------------
 
 
-def test_coordinator_proposing_threshold_one_is_refused() -> None:
+@BOTH
+def test_coordinator_proposing_threshold_one_is_refused(graph: str) -> None:
     """With t = 1 every single share opens a secret: one share of the victim's seed and
     masking key, both from the coordinator's colluding member, unmask it."""
-    attack = _Round(4)
+    attack = _Round(BANKS[graph], graph)
     victim = attack.ids[0]
 
-    with pytest.raises(RosterRefused, match=r"threshold 1 is not the bank's threshold 3"):
-        attack.banks[victim].advertise(ROUND, attack.roster, 1)
+    expected = rf"threshold 1 is not the bank's threshold {attack.threshold}"
+    with pytest.raises(RosterRefused, match=expected):
+        attack.banks[victim].advertise(ROUND, attack.roster, 1, degree=attack.degree)
 
     assert attack.banks[victim].stage(ROUND) is ParticipantStage.NONE
     assert _differs(attack.masked.get(victim), 0)
@@ -270,17 +286,20 @@ def test_inconsistent_survivor_sets_with_one_colluding_bank_are_refused() -> Non
     assert _differs(_attacker_estimate(attack.masked[victim], seed, None), 0)
 
 
-def test_requesting_both_shares_of_one_bank_in_two_requests_is_refused() -> None:
+@BOTH
+def test_requesting_both_shares_of_one_bank_in_two_requests_is_refused(graph: str) -> None:
     """A first, honest request reveals every survivor's self-mask seed share; a second one
-    asks the same banks for the victim's masking-key share. Refused: the bank reveals
-    only for the survivor set it signed, and never the other kind of share of an owner."""
-    attack = _Round(4)
+    asks the same banks (the victim's holders) for the victim's masking-key share.
+    Refused: the bank reveals only for the survivor set it signed, and never the other
+    kind of share of an owner."""
+    attack = _Round(BANKS[graph], graph)
     attack.mask_all(attack.advertise())
     victim = attack.ids[0]
     everyone = frozenset(attack.ids)
     signatures = attack.signatures(everyone, attack.ids)
     first = UnmaskRequest(survivors=everyone, dropped=frozenset(), signatures=signatures)
-    seed_shares = [attack.banks[n].unmask(ROUND, first)[victim] for n in attack.ids[1:]]
+    holders = sorted(attack.aggregator.graph.holders(victim) - {victim})
+    seed_shares = [attack.banks[n].unmask(ROUND, first)[victim] for n in holders]
 
     for second in (
         UnmaskRequest(survivors=everyone, dropped=frozenset({victim}), signatures=signatures),
@@ -288,7 +307,7 @@ def test_requesting_both_shares_of_one_bank_in_two_requests_is_refused() -> None
             survivors=everyone - {victim}, dropped=frozenset({victim}), signatures=signatures
         ),
     ):
-        for node in attack.ids[1:]:
+        for node in holders:
             with pytest.raises(UnmaskRefused, match=r"both the self-mask|not the one this"):
                 attack.banks[node].unmask(ROUND, second)
 
@@ -298,9 +317,10 @@ def test_requesting_both_shares_of_one_bank_in_two_requests_is_refused() -> None
     assert _differs(estimate, 0)  # the pairwise masks still hide the update
 
 
-def test_a_second_survivor_set_is_never_signed() -> None:
+@BOTH
+def test_a_second_survivor_set_is_never_signed(graph: str) -> None:
     """The consistency check's other half: a bank signs one survivor set per round."""
-    attack = _Round(4)
+    attack = _Round(BANKS[graph], graph)
     attack.mask_all(attack.advertise())
     node = attack.ids[1]
     everyone = frozenset(attack.ids)
@@ -323,17 +343,19 @@ def _finish(attack: _Round, masked: dict[int, RingArray]) -> NDArray[np.float64]
     for node in sorted(survivors):
         signature = attack.banks[node].sign_survivors(ROUND, survivors)
         attack.aggregator.add_survivor_signature(node, signature)
-    request = attack.aggregator.close_consistency()
+    attack.aggregator.close_consistency()
     for node in sorted(survivors):
+        request = attack.aggregator.request_for(node)
         attack.aggregator.add_reveal(node, attack.banks[node].unmask(ROUND, request))
     total, _ = attack.aggregator.finish()
     return CODE.decode_mean(total[:-1], total[-1])
 
 
-def test_a_bank_sending_nan_is_refused_before_encoding() -> None:
+@BOTH
+def test_a_bank_sending_nan_is_refused_before_encoding(graph: str) -> None:
     """NaN used to encode as -2^31 and wrap the sum. It is refused before any encoding:
     the bank sends nothing, the others' sum is exact."""
-    attack = _Round(4)
+    attack = _Round(BANKS[graph], graph)
     forwards = attack.advertise()
     poisoner, *others = attack.ids
     attack.banks[poisoner].receive(ROUND, forwards[poisoner])
@@ -351,10 +373,11 @@ def test_a_bank_sending_nan_is_refused_before_encoding() -> None:
     np.testing.assert_allclose(mean, _honest_mean(attack, others), atol=1e-3)
 
 
-def test_a_bank_sending_a_truncated_vector_is_dropped() -> None:
+@BOTH
+def test_a_bank_sending_a_truncated_vector_is_dropped(graph: str) -> None:
     """A masked vector one entry short is refused by the coordinator (shape named); the
     bank counts as dropped after masking and its masks are removed from the others' sum."""
-    attack = _Round(4)
+    attack = _Round(BANKS[graph], graph)
     attack.mask_all(attack.advertise())
     cheat, *others = attack.ids
 

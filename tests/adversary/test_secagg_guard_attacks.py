@@ -180,11 +180,11 @@ def test_coordinator_proposing_a_lower_threshold_to_a_guard_is_refused_and_audit
         },
     }
 
-    def advertise(asked: int) -> Message:
+    def advertise(asked: int, degree: int | None = None) -> Message:
         content = RecordDict()
         run_instructions(schema).query(Task.SECAGG_ADVERTISE).put(content)
         secagg.AdvertiseRequest(
-            roster=encode_roster(roster), threshold=asked, advertise_round=1
+            roster=encode_roster(roster), threshold=asked, advertise_round=1, degree=degree
         ).put(content)
         return app(message(MessageType.QUERY, content), ctx)
 
@@ -192,6 +192,10 @@ def test_coordinator_proposing_a_lower_threshold_to_a_guard_is_refused_and_audit
         advertise(threshold)
     last = json.loads(audit.read_text(encoding="utf-8").splitlines()[-1])
     assert last["event"] == "refusal" and last["data"]["kind"] == "secagg-roster"
+    # A graph the bank does not compute (degree 4 for 3 banks, whose policy gives the
+    # complete graph of degree 2) is refused alike, before any key.
+    with pytest.raises(GuardRefused, match=r"a graph of degree 4 is not the bank's own"):
+        advertise(3, degree=4)
 
     answered = advertise(3)  # the bank's own threshold: keys for round 1
     assert secagg.Advertisement.present(answered.content)

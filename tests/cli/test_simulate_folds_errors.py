@@ -67,3 +67,16 @@ def test_more_folds_than_a_split_banks_rows_is_one_error_line(
         "error: --folds: 101 folds need at least 101 rows at every bank; bank 'bank-1' has "
         "100: use --folds 100 or fewer"
     )
+
+
+def test_a_fold_leaving_a_bank_one_class_is_one_error_line(
+    tmp_path: Path, write_bank_csv: Callable[..., Path]
+) -> None:
+    """3 IID banks of 100 rows, 50 folds: some fold holds out a bank's rows of one class."""
+    data = write_bank_csv(300, name="data")
+
+    line = _refused(["--data", str(data), "--banks", "3", "--folds", "50"], tmp_path / "out")
+
+    assert line.startswith("error: --folds: bank 'bank-")
+    assert line.endswith("held-out rows in one of the 50 folds; use fewer --folds")
+    assert "would have no rows with default_payment_next_month=" in line

@@ -32,6 +32,8 @@ def test_the_plan_is_recorded_beside_the_run(tmp_path: Path) -> None:
         "partition": "dirichlet",
         "alpha": 2.0,
         "partition_column": "EDUCATION",
+        "classes_per_bank": 2,
+        "size_skew": 1.0,
     }
     assert document["dropout_rate"] == 0.1
     assert [bank["name"] for bank in document["banks"]] == ["bank-1", "bank-2", "bank-3"]

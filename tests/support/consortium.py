@@ -90,7 +90,11 @@ def consortium_grid(plan: SimulationPlan, *, run_id: int = 1, mods: Sequence[Mod
     """
     # simulation_client_app(plan), with ``mods`` around it
     app = relay_app(
-        PartitionPlan(plan.banks), seed=plan.config.seed, dropout_rate=plan.dropout_rate, mods=mods
+        PartitionPlan(plan.banks),
+        seed=plan.config.seed,
+        dropout_rate=plan.dropout_rate,
+        mods=mods,
+        reproducible_noise=plan.reproducible_noise,
     )
     return FakeGrid(
         app,

@@ -8,6 +8,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from participant.guard.settings import GuardSettings, SecAggPolicy
+from privacy.secagg.graph import GraphChoice
 from privacy.secagg.members import Member, MemberList
 from privacy.secagg.protocol import Participant
 from privacy.secagg.signed import Identity, RosterEntry
@@ -42,8 +43,27 @@ def node_ids(n: int) -> list[int]:
     return [(2**63 + 977 * k * k + 13) % 2**64 for k in range(1, n + 1)]
 
 
-def consortium(n: int, *, run: int = 7, extra_members: int = 0) -> Consortium:
-    """``n`` participants ``bank-1`` ... (plus ``extra_members`` listed who take no part)."""
+SPARSE_POLICY = SecAggPolicy(
+    graph=GraphChoice.SPARSE,
+    corruption_rate=0.0,
+    dropout_rate=0.25,
+    security_bits=4,
+    grinding_bits=0,
+    correctness_bits=2,
+)
+"""A sparse graph small enough for fast tests: 9-12 banks, degree 6-8, 2-3 dropouts.
+
+Its bits are far below a deployment's (40 + 40, 20): it exercises the protocol's
+rules on a sparse graph, not the parameters' probabilities."""
+GRAPHS = {"complete": SecAggPolicy(graph=GraphChoice.COMPLETE), "sparse": SPARSE_POLICY}
+"""The policies tests are parametrized over, by graph."""
+
+
+def consortium(
+    n: int, *, run: int = 7, extra_members: int = 0, policy: SecAggPolicy | None = None
+) -> Consortium:
+    """``n`` participants ``bank-1`` ... (plus ``extra_members`` listed who take no part),
+    each under ``policy`` (the default policy if None)."""
     names = [f"bank-{i}" for i in range(1, n + extra_members + 1)]
     keys = {name: Ed25519PrivateKey.generate() for name in names}
     members = MemberList(
@@ -55,7 +75,7 @@ def consortium(n: int, *, run: int = 7, extra_members: int = 0) -> Consortium:
     )
     partial = Consortium(members=members, keys=keys, participants={})
     participants = {
-        pid: Participant(pid, run, partial.identity(name))
+        pid: Participant(pid, run, partial.identity(name, policy))
         for pid, name in zip(node_ids(n), names, strict=False)
     }
     return Consortium(members=members, keys=keys, participants=participants)

@@ -29,6 +29,7 @@ h2 { font-size: 19px; margin: 30px 0 6px; padding-top: 6px; border-top: 1px soli
 h3 { font-size: 15px; margin: 18px 0 6px; }
 .meta { color: #566573; margin: 0; }
 .note { color: #566573; margin: 2px 0 10px; max-width: 900px; }
+.warning { color: #922b21; font-weight: bold; margin: 2px 0 10px; max-width: 900px; }
 nav { margin: 10px 0 0; font-size: 13px; }
 nav a { color: #2471a3; margin-right: 14px; text-decoration: none; white-space: nowrap; }
 .tiles { display: flex; flex-wrap: wrap; gap: 10px; margin: 8px 0; }
@@ -146,6 +147,10 @@ out of secure aggregation), <span class="aborted">aborted</span> (the round was)
 {% if "privacy" in present %}
 <section id="privacy">
 <h2>Privacy spend per bank</h2>
+{% if c.privacy.noise %}
+<p class="warning">noise: {{ c.privacy.noise }}. Every DP draw of this simulation can be recomputed from its seed:
+the ε below is what the noise would give if it were unpredictable; this model is not private.</p>
+{% endif %}
 {% if c.privacy.banks %}
 <p class="note">From the ledger summary each bank last reported (<code>ledgers/&lt;bank&gt;.json</code>; re-check with
 <code>fedcredit privacy verify</code>). ε is each bank's total spend over every release of the run.</p>

@@ -107,10 +107,16 @@ class BankPrivacy:
 
 @dataclass(frozen=True)
 class PrivacySection:
-    """Every budgeted bank's spend and every refusal (both empty: no bank had a budget)."""
+    """Every budgeted bank's spend and every refusal (both empty: no bank had a budget).
+
+    ``noise``: how the banks' DP noise was keyed when a simulation says so
+    (``metrics.json``'s ``noise``: "reproducible from seed (research only)"); None
+    otherwise.
+    """
 
     banks: tuple[BankPrivacy, ...]
     refusals: tuple[str, ...]
+    noise: str | None = None
 
 
 @dataclass(frozen=True)
@@ -313,4 +319,7 @@ def _privacy(document: Mapping[str, Any]) -> PrivacySection:
     refusals = tuple(
         Refusal.model_validate(refusal).text() for refusal in document.get("refusals", ())
     )
-    return PrivacySection(banks=banks, refusals=refusals)
+    noise = document.get("noise")
+    return PrivacySection(
+        banks=banks, refusals=refusals, noise=None if noise is None else str(noise)
+    )

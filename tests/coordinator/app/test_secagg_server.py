@@ -650,6 +650,9 @@ def test_the_threshold_is_above_two_thirds_of_the_roster(
             "against the banks' pinned member list, consistency check; complete graph, "
             "keys advertised one round ahead"
         ),
+        "graph": "complete",
+        "degree": banks - 1,
+        "min_survivors": threshold,
         "threshold_policy": "t = floor(0.6667·N) + 1 (t > 0.6667·N), set by each bank",
         "banks": banks,
         "threshold": threshold,

@@ -10,7 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from numpy.typing import NDArray
 
+from participant.guard.settings import SecAggPolicy
 from privacy.secagg.fixed_point import FixedPoint
+from privacy.secagg.graph import CommunicationGraph, GraphKind
 from privacy.secagg.primitives import ShareRejected, expand_mask
 from privacy.secagg.protocol import (
     Forward,
@@ -23,7 +25,7 @@ from privacy.secagg.protocol import (
     default_threshold,
 )
 from privacy.secagg.signed import RosterEntry
-from tests.support.secagg import consortium
+from tests.support.secagg import GRAPHS, consortium
 
 RUN = 7
 CODE = FixedPoint(clip=16.0, fraction_bits=12, ring_bits=32)
@@ -42,18 +44,20 @@ def _round(
 ) -> tuple[NDArray[np.float64], frozenset[int]]:
     """Run one round in memory; a participant leaves at its stage in ``drops``."""
     roster = {pid: p.enroll() for pid, p in participants.items()}
-    threshold = default_threshold(len(roster))
+    plan = next(iter(participants.values())).identity.policy.plan(len(roster))
     length = next(iter(values.values())).size + 1
     aggregator = RoundAggregator(
         run=RUN,
         server_round=server_round,
         roster=roster,
-        threshold=threshold,
+        threshold=plan.threshold,
         code=code,
         length=length,
+        plan=plan,
     )
+    degree = None if plan.kind is GraphKind.COMPLETE else plan.degree
     for pid, participant in participants.items():
-        advertisement = participant.advertise(server_round, roster, threshold)
+        advertisement = participant.advertise(server_round, roster, plan.threshold, degree=degree)
         if drops.get(pid) != "advertise":
             assert aggregator.add_advertisement(pid, advertisement)
     forwards = aggregator.close_advertisements()
@@ -69,42 +73,76 @@ def _round(
             aggregator.add_survivor_signature(pid, signature)
     request = aggregator.close_consistency()
     for pid in sorted(request.survivors):
-        shares = participants[pid].unmask(server_round, request)
+        shares = participants[pid].unmask(server_round, aggregator.request_for(pid))
         if drops.get(pid) != "unmask":
             aggregator.add_reveal(pid, shares)
     total, survivors = aggregator.finish()
     return code.decode_mean(total[:-1], total[-1]), frozenset(survivors)
 
 
-def _participants(n: int) -> dict[int, Participant]:
-    return consortium(n, run=RUN).participants
+def _participants(n: int, policy: SecAggPolicy | None = None) -> dict[int, Participant]:
+    return consortium(n, run=RUN, policy=policy).participants
 
 
-@settings(max_examples=60, deadline=None)
+def _recoverable(graph: CommunicationGraph, drops: dict[int, str]) -> bool:
+    """Whether a round with ``drops`` must finish: every stage keeps ``t`` of every
+    owner's holders (and the sparse graph's survivor minimum); else it fails closed."""
+    plan, ids = graph.plan, sorted(graph.neighbours)
+    advertised = {pid for pid in ids if drops[pid] != "advertise"}
+    masked = {pid for pid in advertised if drops[pid] != "mask"}
+    signed = {pid for pid in masked if drops[pid] != "sign"}  # its signature is lost
+    revealed = {pid for pid in masked if drops[pid] != "unmask"}
+    if len(masked) < plan.min_survivors:
+        return False
+    stages = (advertised, masked, signed, revealed)
+    return all(
+        len(stage & graph.holders(owner)) >= plan.threshold
+        for owner in advertised
+        for stage in stages
+    )
+
+
+@pytest.mark.parametrize(
+    ("graph", "sizes"), [("complete", (3, 7)), ("sparse", (9, 12))], ids=["complete", "sparse"]
+)
+@settings(max_examples=40, deadline=None)
 @given(
-    n=st.integers(3, 7),
+    data=st.data(),
     length=st.integers(1, 24),
     seed=st.integers(0, 2**32 - 1),
-    stages=st.lists(st.sampled_from(STAGES), min_size=7, max_size=7),
 )
 def test_unmasked_sum_is_the_survivors_weighted_mean(
-    n: int, length: int, seed: int, stages: list[str]
+    graph: str, sizes: tuple[int, int], data: st.DataObject, length: int, seed: int
 ) -> None:
-    participants = _participants(n)
+    """For any dropout set: the survivors' exact mean when every owner keeps ``t``
+    holders at every stage (and, sparse, the survivor minimum); else an abort."""
+    n = data.draw(st.integers(*sizes), label="n")
+    participants = _participants(n, GRAPHS[graph])
+    # Few dropouts on the sparse graph (its bound is 2-3), so that most rounds finish.
+    weights_of_stages = STAGES if graph == "complete" else ("stays",) * 8 + STAGES[1:]
+    stages = data.draw(st.lists(st.sampled_from(weights_of_stages), min_size=n, max_size=n))
     rng = np.random.default_rng(seed)  # test data only; masks come from the protocol
     values = {pid: rng.uniform(-20, 20, size=length) for pid in participants}
     weights = {pid: float(rng.integers(1, 5_000)) for pid in participants}
-    drops = dict(zip(participants, stages, strict=False))
-    threshold = default_threshold(n)
-    advertised = [pid for pid in participants if drops[pid] != "advertise"]
-    masked = [pid for pid in advertised if drops[pid] != "mask"]
-    signed = [pid for pid in masked if drops[pid] != "sign"]  # its signature is lost
-    revealed = [pid for pid in masked if drops[pid] != "unmask"]
-    if min(len(advertised), len(masked), len(signed), len(revealed)) < threshold:
+    drops = dict(zip(participants, stages, strict=True))
+    roster = {pid: p.enroll() for pid, p in participants.items()}
+    plan = GRAPHS[graph].plan(n)
+    assert (plan.kind is GraphKind.SPARSE) == (graph == "sparse")
+    aggregator = RoundAggregator(
+        run=RUN,
+        server_round=1,
+        roster=roster,
+        threshold=plan.threshold,
+        code=CODE,
+        length=2,
+        plan=plan,
+    )
+    if not _recoverable(aggregator.graph, drops):
         with pytest.raises(SecAggAborted, match="the global model is unchanged"):
             _round(participants, values, weights, drops)
         return
     mean, survivors = _round(participants, values, weights, drops)
+    masked = [pid for pid in participants if drops[pid] not in ("advertise", "mask")]
     assert survivors == frozenset(masked)
     total_weight = sum(weights[pid] for pid in masked)
     exact = sum(weights[pid] * np.clip(values[pid], -16, 16) for pid in masked) / total_weight
@@ -261,3 +299,55 @@ def test_ring_headroom_edges() -> None:
         assert code.decode_mean(total[:-1], total[-1])[0] == pytest.approx(sign * 16.0)
     with pytest.raises(ValueError, match="no fixed-point code"):
         FixedPoint.for_sum(clip=16.0, total_weight=2.0**28, participants=5, ring_bits=32)
+
+
+@pytest.mark.parametrize(("graph", "n"), [("complete", 7), ("sparse", 12)])
+def test_cost_counters_count_each_banks_holders_and_the_coordinators_unmask_work(
+    graph: str, n: int
+) -> None:
+    """A bank's work is a function of its k + 1 holders, not of N; the coordinator
+    reconstructs one secret per member of U1 and expands one mask per survivor, plus one
+    per survivor neighbour of a dropout."""
+    participants = _participants(n, GRAPHS[graph])
+    roster = {pid: p.enroll() for pid, p in participants.items()}
+    plan = GRAPHS[graph].plan(n)
+    degree = None if plan.kind is GraphKind.COMPLETE else plan.degree
+    aggregator = RoundAggregator(
+        run=RUN,
+        server_round=1,
+        roster=roster,
+        threshold=plan.threshold,
+        code=CODE,
+        length=4,
+        plan=plan,
+    )
+    for pid, participant in participants.items():
+        aggregator.add_advertisement(
+            pid, participant.advertise(1, roster, plan.threshold, degree=degree)
+        )
+    dropped = min(participants)
+    for pid, forward in aggregator.close_advertisements().items():
+        participants[pid].receive(1, forward)
+        masked = participants[pid].mask(1, np.zeros(3), 1.0, CODE)
+        if pid != dropped:
+            aggregator.add_masked(pid, masked)
+    survivors = aggregator.close_masked()
+    for pid in sorted(survivors):
+        aggregator.add_survivor_signature(pid, participants[pid].sign_survivors(1, survivors))
+    aggregator.close_consistency()
+    for pid in sorted(survivors):
+        aggregator.add_reveal(pid, participants[pid].unmask(1, aggregator.request_for(pid)))
+    aggregator.finish()
+
+    holders = plan.degree + 1
+    for pid in survivors:
+        cost = participants[pid].cost(1)
+        assert (cost.key_agreements, cost.shares, cost.mask_expansions) == (
+            3 * holders - 1,
+            4 * holders,
+            holders,
+        )
+        assert holders <= cost.signature_verifications <= holders + min(n, 2 * plan.degree + 1)
+    assert aggregator.cost.reconstructions == n
+    assert aggregator.cost.mask_expansions == (n - 1) + plan.degree
+    assert aggregator.cost.key_agreements == plan.degree

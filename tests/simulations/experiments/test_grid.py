@@ -111,7 +111,7 @@ def test_bundles_vary_options_together(space: OptionSpace) -> None:
     assert space.arguments(run.given) == [
         "--banks", "5", "--batch-size", "256", "--encoding", "standardized", "--epsilon", "0.5",
         "--learning-rate", "0.05", "--local-epochs", "3", "--model", "mlp", "--partition", "iid",
-        "--rounds", "10", "--seed", "0",
+        "--reproducible-noise", "--rounds", "10", "--seed", "0",
     ]  # fmt: skip
 
 
@@ -129,7 +129,8 @@ def test_bundles_vary_options_together(space: OptionSpace) -> None:
         ("[fixed]\nseed = 1\n[vary]\nseed = [1, 2]\n", "sets 'seed', also set elsewhere"),
         (
             "[vary]\npartition = ['iid', 'by-bank']\n",
-            "[vary] 'partition': Input should be 'iid', 'dirichlet' or 'column'; got 'by-bank'",
+            "[vary] 'partition': Input should be 'iid', 'dirichlet', 'column', 'natural-id', "
+            "'pathological' or 'size'; got 'by-bank'",
         ),
         ("[fixed]\nrounds = 0\n", "[fixed] 'rounds': Input should be greater than or equal to 1"),
         ("[fixed]\nbanks = 2.5\n", "[fixed] 'banks': Input should be a valid integer"),

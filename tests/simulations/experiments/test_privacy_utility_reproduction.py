@@ -2,10 +2,11 @@
 
 The README's privacy-utility table comes from ``bench/results/privacy_utility.json``
 (per-run figures). One run of the example grid (seed 0, 5 IID banks, logistic
-regression, no DP: a cell that repeats exactly; a DP run draws its noise from
-``os.urandom`` and differs at every measurement) goes through
-``fedcredit experiment run`` as a one-run grid, in the folder the whole grid would
-give it, and must give the stored figures to the last digit.
+regression, no DP) goes through ``fedcredit experiment run`` as a one-run grid, in
+the folder the whole grid would give it, and must give the stored figures to the
+last digit. The grid sets ``reproducible-noise``, so its DP cells repeat exactly too
+once the benchmark is measured with it (``tests/simulations/test_reproducible_noise.py``
+checks that a flagged DP run repeats).
 """
 
 from __future__ import annotations
