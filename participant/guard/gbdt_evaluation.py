@@ -30,6 +30,7 @@ from participant.guard.gbdt_level import bank_bins
 from participant.guard.handlers import BankRequest, GuardRefusal, checked_bank, privacy_guard
 from participant.guard.secagg_client import mask_totals, receive_keys
 from privacy.errors import PrivacyBudgetExceeded
+from privacy.noise_keys import NoisePurpose
 
 if TYPE_CHECKING:
     from participant.guard.privacy_guard import PrivacyGuard
@@ -91,7 +92,7 @@ def gbdt_evaluate(request: BankRequest, query: QueryInstructions) -> RecordDict:
         )
     code = None if inputs is None else receive_keys(request.secagg, inputs)
     ensemble = ensemble_of(asked.ensemble, bank, encoding)
-    guard = privacy_guard(bank, request.settings)
+    guard = privacy_guard(bank, request.settings, noise_keys=request.noise_keys)
     summary, declined = _released(request, bank, query, ensemble, encoding, asked.score_bins, guard)
     if inputs is not None and code is not None:
         masked = mask_totals(
@@ -138,6 +139,5 @@ def _released(
         )
     except PrivacyBudgetExceeded as refusal:
         return None, f"evaluation: {refusal}"
-    from privacy.noise import SecureGaussian
-
-    return noised(summary, event.noise_multiplier, SecureGaussian()), None
+    noise = guard.noise(event, NoisePurpose.EVALUATION_RELEASE)
+    return noised(summary, event.noise_multiplier, noise), None

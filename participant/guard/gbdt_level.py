@@ -28,6 +28,7 @@ exposed without DP. A bank that cares runs with a budget.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -51,9 +52,12 @@ from participant.guard.handlers import (
 from participant.guard.secagg_client import SecAggSession, receive_keys
 from privacy.errors import PrivacyBudgetExceeded
 from privacy.gbdt_histogram import HISTOGRAM_CODE
+from privacy.noise_keys import NoisePurpose
 
 if TYPE_CHECKING:
     from participant.guard.privacy_guard import PrivacyGuard
+    from privacy.accounting import DpEvent
+    from privacy.noise import SecureGaussian
 
 __all__ = ["bank_bins", "gbdt_level"]
 
@@ -98,6 +102,7 @@ def _boosting(
         run=query.run_key(request.flower_run_id),
         policy=request.settings.gbdt,
         ledger=None if guard is None else guard.ledger,
+        noise_for=None if guard is None else _level_noise(guard),
     )
     stored = request.sessions.boosting_state(request.relayed.node_id, request.flower_run_id)
     if stored is not None:
@@ -109,6 +114,16 @@ def _boosting(
                 f"bank '{bank.name}': {exc} (the level's edges are not the run's)",
             ) from exc
     return boosting
+
+
+def _level_noise(guard: PrivacyGuard) -> Callable[[DpEvent], SecureGaussian]:
+    """The guard's noise stream of a level's charged event (reproducible in a simulation
+    with ``--reproducible-noise``; fresh OS-keyed otherwise)."""
+
+    def noise(event: DpEvent) -> SecureGaussian:
+        return guard.noise(event, NoisePurpose.GBDT_HISTOGRAM)
+
+    return noise
 
 
 def gbdt_level(request: BankRequest, query: QueryInstructions) -> RecordDict:
@@ -142,7 +157,8 @@ def gbdt_level(request: BankRequest, query: QueryInstructions) -> RecordDict:
             raise MalformedMessage(
                 f"a boosting level is summed in {HISTOGRAM_CODE}; the level's code is {code}"
             )
-    guard = privacy_guard(bank, request.settings)  # its ledger is charged and summarised
+    # Its ledger is charged and summarised; its noise streams are the guard's.
+    guard = privacy_guard(bank, request.settings, noise_keys=request.noise_keys)
     boosting = _boosting(request, bank, encoder, guard)
     try:
         release = boosting.level(orders)

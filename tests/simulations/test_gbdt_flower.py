@@ -109,19 +109,26 @@ def test_the_exported_model_loads_in_xgboost_and_predicts_our_margins(
     assert metrics["secure_aggregation"]["banks"] == 3
 
 
-def test_banks_with_a_budget_charge_every_level_and_their_ledgers_verify(tmp_path: Path) -> None:
+def _private_run(out: Path, *, reproducible: bool) -> SimulationPlan:
+    """Three banks with a budget of epsilon 4 each, in the clear, two trees of depth 2."""
     from privacy.budget import PrivacyBudget
-    from privacy.gbdt_histogram import KIND
-    from privacy.verify import verify_run
     from simulations.budgets import BudgetPolicy
 
     config = RunConfig(
-        out_dir=str(tmp_path), model="gbdt", trees=2, max_depth=2, max_bins=16, seed=1,
+        out_dir=str(out), model="gbdt", trees=2, max_depth=2, max_bins=16, seed=1,
         secure_aggregation=False,
     )  # fmt: skip
     policy = BudgetPolicy(default=PrivacyBudget(max_epsilon=4.0))
-    plan = plan_simulation(config, n_banks=3, budgets=policy)
+    plan = plan_simulation(config, n_banks=3, budgets=policy, reproducible_noise=reproducible)
     run_in_process(plan)
+    return plan
+
+
+def test_banks_with_a_budget_charge_every_level_and_their_ledgers_verify(tmp_path: Path) -> None:
+    from privacy.gbdt_histogram import KIND
+    from privacy.verify import verify_run
+
+    plan = _private_run(tmp_path, reproducible=False)
     levels = len(json.loads((tmp_path / METRICS_FILE).read_text())["levels"])
     checks = verify_run(tmp_path)
     assert checks and all(check.ok for check in checks), [check.problems for check in checks]
@@ -131,3 +138,15 @@ def test_banks_with_a_budget_charge_every_level_and_their_ledgers_verify(tmp_pat
         assert len(charged) == levels, ledger.name
     metrics = json.loads((tmp_path / METRICS_FILE).read_text())
     assert set(metrics["privacy"]) == {settings.bank_name for settings in plan.banks}
+
+
+def test_with_reproducible_noise_the_same_seed_grows_the_same_noisy_trees(
+    tmp_path: Path,
+) -> None:
+    from coordinator.app.boosting_checkpoint import CHECKPOINT_FILE
+
+    trees = []
+    for name in ("first", "second"):
+        _private_run(tmp_path / name, reproducible=True)
+        trees.append(json.loads((tmp_path / name / CHECKPOINT_FILE).read_text())["trees"])
+    assert trees[0] == trees[1]
