@@ -252,6 +252,23 @@ MinLaterRows = Annotated[
     int,
     typer.Option(min=1, help="The bank releases no counts of a later file with fewer rows."),
 ]
+GbdtMaxTrees = Annotated[
+    int,
+    typer.Option(
+        min=1, max=10_000, help="Federated boosting: the most trees of a run the bank answers."
+    ),
+]
+GbdtMaxDepth = Annotated[
+    int, typer.Option(min=1, max=12, help="Federated boosting: the most levels per tree.")
+]
+GbdtMinNodeRows = Annotated[
+    int,
+    typer.Option(
+        min=0,
+        help="Federated boosting: a node (or its sibling) where the bank holds 1 to N-1 rows "
+        "is released as zeros (0: every node; federated then equals central training).",
+    ),
+]
 RequireSecure = Annotated[
     bool,
     typer.Option(
@@ -351,6 +368,9 @@ def start(
     later_data: LaterData = None,
     development_model: DevelopmentModel = None,
     min_later_rows: MinLaterRows = 50,
+    gbdt_max_trees: GbdtMaxTrees = 500,
+    gbdt_max_depth: GbdtMaxDepth = 6,
+    gbdt_min_node_rows: GbdtMinNodeRows = 0,
 ) -> None:
     """Check the data and records, then start the bank's guard and its SuperNode.
 
@@ -362,7 +382,12 @@ def start(
     printed with the other banks out of band before the first run.
     """
     from deploy.bundle import Bundle
-    from participant.guard.settings import EvaluationPolicy, SetupReleasePolicy, TrainingPolicy
+    from participant.guard.settings import (
+        EvaluationPolicy,
+        GbdtPolicy,
+        SetupReleasePolicy,
+        TrainingPolicy,
+    )
     from participant.node.members import choose_member_list
     from participant.node.supernode import (
         NodeSettings,
@@ -407,6 +432,11 @@ def start(
             training=TrainingPolicy(max_proximal_mu=max_proximal_mu),
             stability=_stability_policy(
                 later_data, development_model, min_later_rows, loaded.coordinator_key_path
+            ),
+            gbdt=GbdtPolicy(
+                max_trees=gbdt_max_trees,
+                max_depth=gbdt_max_depth,
+                min_node_rows=gbdt_min_node_rows,
             ),
         )
         _say_member_list(member_list)

@@ -21,6 +21,7 @@ import typer
 from click import Choice
 from click.core import ParameterSource
 
+from cli import gbdt_options
 from cli.console import Column, console, fail_cleanly, say, show_table
 from cli.dashboard import DEFAULT_PORT
 from credit.config_files import validate_fields
@@ -103,7 +104,13 @@ SizeSkew = Annotated[
     ),
 ]
 Rounds = Annotated[int, typer.Option(min=1, help="Federated rounds.")]
-Model = Annotated[ModelKind, typer.Option(help="Model family.")]
+Model = Annotated[
+    ModelKind,
+    typer.Option(
+        help="Model family (gbdt: federated gradient-boosted trees, one exchange per tree "
+        "level; see --trees and the options after it)."
+    ),
+]
 Encoding = Annotated[
     EncodingKind,
     typer.Option(
@@ -398,10 +405,20 @@ def simulate(
     reproducible_noise: ReproducibleNoise = False,
     dashboard: Dashboard = False,
     dashboard_port: DashboardPortOption = DEFAULT_PORT,
+    trees: gbdt_options.Trees = 100,
+    max_depth: gbdt_options.MaxDepth = 6,
+    tree_learning_rate: gbdt_options.TreeLearningRate = 0.1,
+    reg_lambda: gbdt_options.RegLambda = 1.0,
+    gamma: gbdt_options.Gamma = 0.0,
+    min_child_weight: gbdt_options.MinChildWeight = 1.0,
+    subsample: gbdt_options.Subsample = 1.0,
+    colsample: gbdt_options.Colsample = 1.0,
+    max_bins: gbdt_options.MaxBins = 255,
 ) -> None:
     """Train a shared model across simulated banks with Flower's Simulation Engine."""
     started = time.monotonic()
     with fail_cleanly():
+        gbdt_options.refuse_sgd_flags(ctx, gbdt=model is ModelKind.GBDT)
         if bank_data:
             _refuse_split_flags(ctx)
         if encoding is EncodingKind.WOE and feature_stats is StatsSource.PUBLIC:
@@ -442,9 +459,19 @@ def simulate(
                 "pdo": pdo,
                 "base_score": base_score,
                 "base_odds": base_odds,
+                "trees": trees,
+                "max_depth": max_depth,
+                "tree_learning_rate": tree_learning_rate,
+                "reg_lambda": reg_lambda,
+                "gamma": gamma,
+                "min_child_weight": min_child_weight,
+                "subsample": subsample,
+                "colsample": colsample,
+                "max_bins": max_bins,
             },
             source=SOURCE,
             spelled={
+                **gbdt_options.BOOSTING_FLAGS,
                 "audit_key": "--audit-key",
                 "secagg_threshold_fraction": "--secagg-threshold-fraction",
                 "secagg_graph": "--secagg-graph",
@@ -491,6 +518,11 @@ def simulate(
         plan = plan_fold(config, None)
         server = _start_dashboard(out, dashboard_port) if dashboard else None
         files = _run(plan, cpus, cluster)
+    if model is ModelKind.GBDT:
+        gbdt_options.show_boosting_summary(out, time.monotonic() - started)
+        if server is not None:
+            _keep_serving(server)
+        return
     _show_summary(files.metrics, time.monotonic() - started)
     say(
         f"metrics:    {files.metrics}",

@@ -39,6 +39,10 @@ STABILITY_COUNTS = "stability-counts"
 # bank's histograms of the level's open nodes in the clear in its reply.
 GBDT_LEVEL = "gbdt-level"
 GBDT_HISTOGRAMS = "gbdt-histograms"
+# The shared bin edges a boosting level is computed on (the run's binned encoder).
+GBDT_ENCODER = "gbdt-encoder"
+# The finished ensemble a boosting run's held-out evaluation scores.
+GBDT_ENSEMBLE = "gbdt-ensemble"
 # The head of the sender's audit log: in every request of a coordinator that keeps
 # one, and every answered reply of a bank that keeps one (each side records the other's).
 AUDIT_HEAD = "audit-head"

@@ -23,6 +23,9 @@ class ModelKind(StrEnum):
 
     LOGREG = "logreg"
     MLP = "mlp"
+    GBDT = "gbdt"
+    """Gradient-boosted trees, grown one level per exchange (``credit.gbdt``); no
+    torch model: a run of this kind never builds a :class:`ModelSpec`'s network."""
 
 
 class ModelSpec(BaseModel):

@@ -34,6 +34,7 @@ from credit.strategy import (
 )
 
 if TYPE_CHECKING:  # the governance package imports scipy: the operator's commands skip it
+    from credit.gbdt import BoostingParams
     from credit.governance.scorecard import ScoreScaling
 
 __all__ = ["AUTOMATIC", "RunConfig"]
@@ -59,7 +60,9 @@ class RunConfig(BaseModel):
     rounds : int, default 10
         Federated rounds (train then evaluate), >= 1.
     model : ModelKind, default ``logreg``
-        ``logreg`` or ``mlp``.
+        ``logreg``, ``mlp`` or ``gbdt`` (federated gradient-boosted trees: one exchange
+        per tree level, :mod:`coordinator.app.boosting_run`; the boosting fields below
+        apply, the SGD ones do not).
     encoding : EncodingKind, default ``binned``
         ``binned`` (quantile bins, one-hot), ``standardized`` (z-scores) or ``woe``
         (each input the weight of evidence of its merged bin; needs federated
@@ -188,6 +191,16 @@ class RunConfig(BaseModel):
     monitor_quantile : float, default 0.99
         A monitoring run's drift flag: the chi-square quantile of PSI under no drift
         (``credit.governance.stability.DEFAULT_QUANTILE``), in (0, 1).
+    trees, max_depth, tree_learning_rate, reg_lambda, gamma, min_child_weight, \
+    subsample, colsample, max_bins
+        ``model = "gbdt"`` only (:meth:`boosting_params`, the ranges of
+        :class:`credit.gbdt.BoostingParams`): trees (default 100), depth (6), the trees'
+        learning rate (shrinkage, 0.1; ``learning-rate`` is local SGD's and is not
+        used), L2 on leaf weights (1), minimum gain of a split (0), minimum Hessian sum
+        of a child (1), share of its rows a bank samples per tree (1), share of the
+        features a tree may split on (1), and bins per feature of the shared edges
+        (255: up to 254 quantile edges per numeric column, from the same federated
+        statistics the binned encoder uses).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -246,6 +259,16 @@ class RunConfig(BaseModel):
     base_odds: float = Field(default=50.0, gt=0, allow_inf_nan=False)
     monitor_run: str = ""
     monitor_quantile: float = Field(default=MONITOR_QUANTILE, gt=0, lt=1)
+    # model = "gbdt" (federated boosting): credit.gbdt.BoostingParams's ranges.
+    trees: int = Field(default=100, ge=1, le=10_000)
+    max_depth: int = Field(default=6, ge=1, le=12)
+    tree_learning_rate: float = Field(default=0.1, gt=0, le=1)
+    reg_lambda: float = Field(default=1.0, ge=0, allow_inf_nan=False)
+    gamma: float = Field(default=0.0, ge=0, allow_inf_nan=False)
+    min_child_weight: float = Field(default=1.0, ge=0, allow_inf_nan=False)
+    subsample: float = Field(default=1.0, gt=0, le=1)
+    colsample: float = Field(default=1.0, gt=0, le=1)
+    max_bins: int = Field(default=255, ge=2, le=255)
 
     @model_validator(mode="after")
     def _woe_needs_federated_statistics(self) -> Self:
@@ -282,6 +305,22 @@ class RunConfig(BaseModel):
                 f"run's folder it monitors; got out-dir and monitor-run both '{development}'"
             )
         return self
+
+    def boosting_params(self) -> BoostingParams:
+        """The hyperparameters of a ``gbdt`` run (base score: the banks' default rate)."""
+        from credit.gbdt import BoostingParams
+
+        return BoostingParams(
+            n_trees=self.trees,
+            max_depth=self.max_depth,
+            learning_rate=self.tree_learning_rate,
+            reg_lambda=self.reg_lambda,
+            gamma=self.gamma,
+            min_child_weight=self.min_child_weight,
+            subsample=self.subsample,
+            colsample_bytree=self.colsample,
+            max_bins=self.max_bins,
+        )
 
     @property
     def round_steps(self) -> int:

@@ -49,11 +49,13 @@ from numpy.typing import NDArray
 
 from privacy.accounting import DpEvent
 from privacy.noise import SecureGaussian
+from privacy.secagg.fixed_point import FixedPoint
 
 __all__ = [
     "CELL_SENSITIVITY_SQUARED",
     "GRADIENT_BOUND",
     "HESSIAN_BOUND",
+    "HISTOGRAM_CODE",
     "KIND",
     "consistent_sum",
     "histogram_sensitivity",
@@ -63,6 +65,12 @@ __all__ = [
 ]
 
 KIND = "gbdt-histogram"
+
+HISTOGRAM_CODE = FixedPoint(clip=1.0, fraction_bits=0, ring_bits=64)
+"""The code of a level's secure sum: nothing weighted (weight 0); the bank's int64
+histograms, read as words of the 64-bit ring (two's complement), follow as they are.
+The sum is exact while every cell's total stays below ``2**63`` in magnitude (fewer than
+``2**42`` rows in the consortium at the gradients' scale ``2**20``)."""
 """The ledger event kind of one level's histograms."""
 GRADIENT_BOUND = 1.0
 """``|p - y| <= 1`` for the logistic loss, ``p`` in (0, 1) and ``y`` in {0, 1}."""

@@ -64,6 +64,7 @@ class NoisePurpose(StrEnum):
     EVALUATION_RELEASE = "evaluation-release"
     GOVERNANCE_RELEASE = "governance-release"
     STABILITY_RELEASE = "stability-release"
+    GBDT_HISTOGRAM = "gbdt-histogram"
 
 
 class NoiseKeys(Protocol):

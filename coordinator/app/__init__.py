@@ -15,7 +15,9 @@
 - :mod:`~coordinator.app.run_files`: ``metrics.json``, the model, the plot, ledgers;
 - :mod:`~coordinator.app.audit_trail`: the coordinator's signed audit log;
 - :mod:`~coordinator.app.boosting`: federated boosting, one summed exchange per tree level;
-- :mod:`~coordinator.app.boosting_checkpoint`: a boosting run's trees after each tree.
+- :mod:`~coordinator.app.boosting_checkpoint`: a boosting run's trees after each tree;
+- :mod:`~coordinator.app.boosting_flower`: one boosting level's sum over Flower's Grid;
+- :mod:`~coordinator.app.boosting_run`: a ``gbdt`` run over Flower, and its outputs.
 
 The package door is :mod:`coordinator`; import the module you need from here.
 """

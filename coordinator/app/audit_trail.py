@@ -263,6 +263,23 @@ class CoordinatorAudit:
             },
         )
 
+    def boosting_end(
+        self, *, trees: int, model_sha256: str, final_auc: float | None, final_missing: str | None
+    ) -> None:
+        """A boosting run finished its trees (``rounds_completed``: the trees grown;
+        ``final_model_sha256``: SHA-256 of the exported ``xgboost.json``)."""
+        self._append(
+            "run-end",
+            {
+                "status": "completed",
+                "reason": None,
+                "rounds_completed": trees,
+                "final_auc": final_auc,
+                "final_model_sha256": model_sha256,
+                "final_missing": final_missing,
+            },
+        )
+
     def run_failed(self, error: BaseException) -> None:
         """The run failed (after it was recorded as started); the log says why."""
         if not self._started:

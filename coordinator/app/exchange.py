@@ -112,6 +112,7 @@ class Stage(StrEnum):
     UNMASK = "unmask"
     EVALUATE = "evaluate"
     STABILITY = "stability"
+    GBDT_LEVEL = "gbdt-level"
 
 
 PROTOCOL_STAGES = frozenset({Stage.ADVERTISE, Stage.CONSISTENCY, Stage.UNMASK})

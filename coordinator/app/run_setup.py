@@ -127,24 +127,7 @@ class RunSetup:
         from credit.models import build_model
 
         config = self._config
-        federated = config.feature_stats == StatsSource.FEDERATED
-        in_the_clear = federated and not config.secure_aggregation
-        if in_the_clear:
-            query = self._run_instructions().query(Task.FEATURE_STATS, grid_bins=config.grid_bins)
-            parse = setup_reply_parser(self._schema, grid_bins=config.grid_bins)
-            joined = self._join(query, self._nodes(), parse, Stage.FEATURE_STATS)
-        else:  # nothing released with the join: public bounds, or secure round 0 follows
-            query = self._run_instructions().query(Task.JOIN)
-            parse = setup_reply_parser(self._schema, grid_bins=None)
-            joined = self._join(query, self._nodes(), parse, Stage.JOIN)
-        aggregation = self._aggregation(joined)
-        stats = None
-        if in_the_clear:
-            stats = combine_feature_stats([r.stats for r in joined if r.stats is not None])
-        elif federated and isinstance(aggregation, SecureAggregation):
-            stats, refused = self._secure_setup_sum(aggregation, joined)
-            # A bank whose budget refuses the set-up release takes no part in the run.
-            joined = [reply for reply in joined if reply.bank.name not in refused]
+        joined, aggregation, stats = self.join_and_sum()
         # Noisy sums are clipped only after summing (and per bin for the WoE tables).
         fitted = fit_run_encoding(config, self._schema, stats, noisy=self._private)
         encoder = fitted.encoder
@@ -169,6 +152,39 @@ class RunSetup:
             "model inputs"
         )
         return RunStart(state, aggregation, completed=0, private=self._private)
+
+    def join_and_sum(self) -> tuple[list[SetupReply], Aggregation, FeatureStats | None]:
+        """The banks that joined a new run, its aggregation and their summed statistics.
+
+        The statistics are None with public bounds (nothing released at set-up). Under
+        secure aggregation the statistics are secure round 0's sum, whose unmask
+        exchange also collects round 1's keys.
+        """
+        config = self._config
+        federated = config.feature_stats == StatsSource.FEDERATED
+        in_the_clear = federated and not config.secure_aggregation
+        if in_the_clear:
+            query = self._run_instructions().query(Task.FEATURE_STATS, grid_bins=config.grid_bins)
+            parse = setup_reply_parser(self._schema, grid_bins=config.grid_bins)
+            joined = self._join(query, self._nodes(), parse, Stage.FEATURE_STATS)
+        else:  # nothing released with the join: public bounds, or secure round 0 follows
+            query = self._run_instructions().query(Task.JOIN)
+            parse = setup_reply_parser(self._schema, grid_bins=None)
+            joined = self._join(query, self._nodes(), parse, Stage.JOIN)
+        aggregation = self._aggregation(joined)
+        stats = None
+        if in_the_clear:
+            stats = combine_feature_stats([r.stats for r in joined if r.stats is not None])
+        elif federated and isinstance(aggregation, SecureAggregation):
+            stats, refused = self._secure_setup_sum(aggregation, joined)
+            # A bank whose budget refuses the set-up release takes no part in the run.
+            joined = [reply for reply in joined if reply.bank.name not in refused]
+        return list(joined), aggregation, stats
+
+    @property
+    def private(self) -> bool:
+        """Whether the banks that joined report privacy ledgers (they train under budgets)."""
+        return self._private
 
     def resume(self) -> RunStart:
         """Continue from the checkpoint: find the run's banks again (no data release), re-key.

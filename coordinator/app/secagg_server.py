@@ -577,6 +577,64 @@ class SecureAggregation:
         totals = FixedPoint.for_totals(participants=len(self.roster), ring_bits=bits)
         return totals.decode_total(total[1:])
 
+    # -- a boosting level: ring words summed in a secure round of its own ------------
+
+    def words_messages(
+        self,
+        secure_round: int,
+        query: QueryInstructions,
+        length: int,
+        nodes: Sequence[int],
+        *,
+        code: FixedPoint,
+        parts: Sequence[MessagePart] = (),
+    ) -> list[Message]:
+        """Queries of ``secure_round`` whose sum is ``length`` unweighted words of ``code``.
+
+        A boosting level's round (:mod:`coordinator.app.boosting_flower`): each bank
+        masks weight 0 and its level histograms as words of ``code``'s ring. The round's
+        keys come from the unmask exchange of the round before
+        (:meth:`sum_words`'s ``next_round``), or are asked for here first.
+
+        Raises
+        ------
+        RoundAborted
+            Fewer than ``threshold`` banks advertised keys for the round.
+        """
+        self.prepare(secure_round, ArrayRecord(), query.run_settings(), code=code)
+        self._rounds[secure_round].expect_length(1 + length, code=code)
+        return self._inputs_messages(
+            secure_round, MessageType.QUERY, query, None, nodes, code=code, parts=parts
+        )
+
+    def sum_words(
+        self,
+        replies: Sequence[Message],
+        query: QueryInstructions,
+        secure_round: int,
+        *,
+        next_round: int,
+        members: Sequence[int],
+    ) -> tuple[np.ndarray, frozenset[int]]:
+        """The ring sum of the masked words ``replies`` carry, and whose inputs it holds.
+
+        Two exchanges (consistency, unmask); the unmask exchange also asks ``members``
+        for the keys of ``next_round`` (0: none), so the next level costs no advertise
+        exchange.
+
+        Raises
+        ------
+        RoundAborted
+            Fewer than ``threshold`` banks are left at any stage, or the sum is forged.
+        """
+        aggregator = self._rounds[secure_round]
+        self._take_masked(aggregator, replies)
+        ahead = _KeysAhead(next_round, tuple(members)) if next_round else None
+        total, survivors = self._finish(
+            aggregator, query.run_settings(), ArrayRecord(), ahead, secure_round, weight_at=0
+        )
+        return total[1:], frozenset(survivors)
+
     def _take_masked(self, aggregator: RoundAggregator, replies: Sequence[Message]) -> None:
         """Add the masked vectors ``replies`` carry; malformed ones are left out."""
         for reply in replies:

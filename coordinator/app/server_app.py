@@ -6,7 +6,9 @@
 
 * a training run (``monitor-run`` empty): drives the run
   (:class:`~coordinator.app.run_driver.RunDriver`) and writes its files to
-  ``out-dir``; each round's progress line goes to the log ``launch`` streams;
+  ``out-dir``; each round's progress line goes to the log ``launch`` streams; with
+  ``model = "gbdt"`` a federated boosting run instead
+  (:class:`~coordinator.app.boosting_run.BoostingDriver`: one exchange per tree level);
 * a stability-monitoring run (``monitor-run`` names a finished run's folder):
   sums the banks' later counts on that run's model and writes ``stability.json``
   and ``stability.png`` to ``out-dir`` (:func:`~coordinator.app.monitor_run.run_monitoring`).
@@ -28,6 +30,7 @@ from coordinator.app.monitor_run import run_monitoring
 from coordinator.app.run_driver import RunDriver
 from coordinator.app.run_files import RunFiles, write_run_outputs
 from coordinator.app.run_state import RoundResult
+from credit.model_spec import ModelKind
 from credit.run_config import RunConfig
 
 __all__ = ["app", "make_server_app", "run_federation"]
@@ -48,7 +51,11 @@ def run_federation(
     on_round: Callable[[RoundResult, int], None] = _print_round,
     on_event: Callable[[str], None] = _print_event,
 ) -> RunFiles:
-    """Run every round and write the outputs; return their paths."""
+    """Run every round (or, for ``gbdt``, every tree) and write the outputs; their paths."""
+    if config.model is ModelKind.GBDT:
+        from coordinator.app.boosting_run import BoostingDriver
+
+        return BoostingDriver(grid, config, on_event=on_event).run()
     started = time.monotonic()
     state = RunDriver(grid, config, on_round=on_round, on_event=on_event).run()
     return write_run_outputs(Path(config.out_dir), state, time.monotonic() - started)

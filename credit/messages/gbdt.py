@@ -4,6 +4,7 @@ One exchange per tree level (:mod:`participant.guard.gbdt_bank` has the bank's s
 
     coordinator                                          bank
     query  gbdt-level=GbdtLevelRequest(tree t, depth d,
+           gbdt-encoder=GbdtEncoding (the shared edges),
            the splits of level d - 1 of tree t, or at
            d = 0 the leaf values of tree t - 1,
            the nodes to histogram)               ──────▶  apply the splits to its own rows'
@@ -26,18 +27,22 @@ other node, so a coordinator cannot ask for an arbitrary set of rows.
 from __future__ import annotations
 
 import math
-from typing import Annotated
+from typing import Annotated, Any
 
 import numpy as np
 from flwr.app import Array, ArrayRecord, RecordDict
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from credit import message_keys
+from credit.encoding import EncodingKind, FeatureEncoder
 from credit.errors import MalformedMessage
 from credit.messages._parts import AS_JSON, ConfigPart, from_json
 from credit.records import array_of, record_of
 
 __all__ = [
+    "EnsembleDocument",
+    "GbdtEncoding",
+    "GbdtEnsemble",
     "GbdtLevelRequest",
     "LevelOrders",
     "SplitOrder",
@@ -122,6 +127,53 @@ class GbdtLevelRequest(ConfigPart):
     RECORD = message_keys.GBDT_LEVEL
 
     orders: Annotated[LevelOrders, from_json(LevelOrders), AS_JSON]
+
+
+class GbdtEncoding(ConfigPart):
+    """The run's binned encoder, whose edges are the bins every bank codes its rows on.
+
+    Sent with every level request (the bank keeps no encoder between messages; its
+    boosting state is bound to the codes the edges give, so a level on other edges than
+    the run's first is refused). The encoder is the one the logistic-regression path
+    fits from the same federated (or public) statistics, with ``max_bins`` quantile
+    bins per numeric column; the bank refuses one of another kind, or one whose
+    features are not its schema's (:mod:`participant.guard.gbdt_level`).
+    """
+
+    RECORD = message_keys.GBDT_ENCODER
+
+    encoder: Annotated[FeatureEncoder, from_json(FeatureEncoder), AS_JSON]
+
+    @field_validator("encoder")
+    @classmethod
+    def _binned(cls, value: FeatureEncoder) -> FeatureEncoder:
+        if value.kind is not EncodingKind.BINNED:
+            raise ValueError(f"boosting bins come from a binned encoder; got '{value.kind}'")
+        return value
+
+
+class EnsembleDocument(BaseModel):
+    """A finished ensemble as it travels: its trees (the fields of
+    :class:`credit.gbdt.Tree`, breadth-first) and base score; the bins are the run's
+    encoder's (:class:`GbdtEncoding`), so ``credit.gbdt.Ensemble`` checks every
+    split's threshold against them when the bank rebuilds it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    trees: tuple[dict[str, list[Any]], ...] = Field(min_length=1)
+    base_score: float = Field(gt=0.0, lt=1.0)
+
+
+class GbdtEnsemble(ConfigPart):
+    """Asks a bank to score the finished ensemble on its held-out rows.
+
+    ``score_bins``: bins of the score histograms it releases (its policy caps them).
+    """
+
+    RECORD = message_keys.GBDT_ENSEMBLE
+
+    ensemble: Annotated[EnsembleDocument, from_json(EnsembleDocument), AS_JSON]
+    score_bins: int = Field(ge=2, le=10_000)
 
 
 def histograms_to_record(histograms: np.ndarray) -> ArrayRecord:

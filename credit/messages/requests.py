@@ -48,6 +48,13 @@ class Task(StrEnum):
     """Stability monitoring: the bank's counts of its later file on the development
     model's bins (in the clear, or, with secure aggregation's inputs in the message, as
     the input of a secure sum); see :class:`~credit.messages.stability.StabilityRequest`."""
+    GBDT_LEVEL = "gbdt-level"
+    """Federated boosting: one tree level's histograms of the bank's training rows (in
+    the clear, or masked as the input of that level's secure sum); see
+    :mod:`credit.messages.gbdt`."""
+    GBDT_EVALUATE = "gbdt-evaluate"
+    """Federated boosting: score the finished ensemble on the bank's held-out rows (score
+    histograms and sums, never scores; in the clear or masked)."""
     SECAGG_ADVERTISE = "secagg-advertise"
     """Secure aggregation: masking keys and sealed shares for a round."""
     SECAGG_CONSISTENCY = "secagg-consistency"

@@ -18,7 +18,9 @@
   aggregation, the bank's side, and where its state is kept;
 - :mod:`~participant.guard.bank`: the bank's rows, validated and split;
 - :mod:`~participant.guard.approval`: only the approved fedcredit release is answered;
-- :mod:`~participant.guard.audit_trail`: the bank's signed audit log.
+- :mod:`~participant.guard.audit_trail`: the bank's signed audit log;
+- :mod:`~participant.guard.gbdt_level`: a boosting level's query answered (the bank's
+  rows coded on the run's edges; :mod:`~participant.guard.gbdt_bank` decides).
 
 The package door is :mod:`participant`; import the module you need from here.
 """

@@ -27,7 +27,7 @@ from flwr.app import RecordDict
 from credit.errors import MalformedMessage
 from credit.messages import AuditHead, QueryInstructions, RoundInstructions, Task
 from participant.contract import GuardReply, GuardRequest, ReplyStatus, RequestKind
-from participant.guard import handlers, stability_release
+from participant.guard import gbdt_evaluation, gbdt_level, handlers, stability_release
 from participant.guard.approval import UnapprovedApp, check_approved
 from participant.guard.audit_trail import (
     open_audit_log,
@@ -58,6 +58,8 @@ QUERY_HANDLERS: Mapping[Task, QueryHandler] = {
     Task.SECAGG_CONSISTENCY: handlers.consistency,
     Task.SECAGG_UNMASK: handlers.unmask,
     Task.STABILITY: stability_release.stability,
+    Task.GBDT_LEVEL: gbdt_level.gbdt_level,
+    Task.GBDT_EVALUATE: gbdt_evaluation.gbdt_evaluate,
 }
 """What a bank does for each query task."""
 

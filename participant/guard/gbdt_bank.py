@@ -45,6 +45,7 @@ coordinator sends.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -152,6 +153,10 @@ class GbdtBank:
     noise : SecureGaussian, optional
         The noise source (a fresh OS-keyed one if omitted; drawn from only with a
         ledger).
+    noise_for : callable, optional
+        The noise source of a level's charged event (the guard's stream of that
+        event: :meth:`~participant.guard.privacy_guard.PrivacyGuard.noise`); when
+        given, it replaces ``noise``.
     """
 
     def __init__(
@@ -164,6 +169,7 @@ class GbdtBank:
         policy: GbdtPolicy | None = None,
         ledger: PrivacyLedger | None = None,
         noise: SecureGaussian | None = None,
+        noise_for: Callable[[DpEvent], SecureGaussian] | None = None,
     ) -> None:
         if codes.ndim != 2 or codes.shape[0] != labels.shape[0]:
             raise ValueError(f"codes {codes.shape} and labels {labels.shape} must share rows")
@@ -176,6 +182,7 @@ class GbdtBank:
         self.policy = policy or GbdtPolicy()
         self.ledger = ledger
         self._noise = noise or SecureGaussian()
+        self._noise_for = noise_for
         self._ensemble: tuple[int, int] | None = None  # announced (n_trees, max_depth)
         self._state: TreeState | None = None
         self._gradients: tuple[NDArray[np.int64], NDArray[np.int64]] | None = None
@@ -237,7 +244,7 @@ class GbdtBank:
                 histograms,
                 scale=GRADIENT_SCALE,
                 noise_multiplier=event.noise_multiplier,
-                source=self._noise,
+                source=self._noise if self._noise_for is None else self._noise_for(event),
             )
         self._ensemble, self._state, self._gradients = ensemble, state, gradients
         return LevelRelease(

@@ -10,7 +10,8 @@ The bank's signing key is never part of the kept state: each message's
 
 Beside it a store keeps where the run ends for the bank (:class:`RunEnd`): the secure
 round whose unmask follows its held-out evaluation of the kept model, after which its
-audit log closes the run.
+audit log closes the run; and, in a boosting run, the bank's rows' state between two
+levels (:mod:`participant.guard.gbdt_state`'s bytes, bound to the bank's rows).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ __all__ = ["ContextSessions", "MemorySessions", "RunEnd", "SessionStore"]
 
 _STATE = "participant-state"
 _RUN_END = "secagg-run-end"
+_BOOSTING = "gbdt-state"
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,14 @@ class SessionStore(Protocol):
         """Where ``run`` ends for this node, if its held-out evaluation was masked."""
         ...
 
+    def boosting_state(self, node_id: int, run: int) -> bytes | None:
+        """The node's boosting state in ``run`` (None: it answered no level of it)."""
+        ...
+
+    def save_boosting_state(self, node_id: int, run: int, state: bytes) -> None:
+        """Keep the node's boosting state in ``run`` (replacing the run's previous one)."""
+        ...
+
 
 class MemorySessions:
     """Sessions in the guard process's memory, by run (the guard service's store)."""
@@ -66,6 +76,7 @@ class MemorySessions:
     def __init__(self) -> None:
         self._sessions: dict[tuple[int, int], bytes] = {}
         self._ends: dict[tuple[int, int], RunEnd] = {}
+        self._boosting: dict[tuple[int, int], bytes] = {}
         self._lock = threading.Lock()
 
     def session(self, node_id: int, run: int, identity: Identity) -> Participant:
@@ -86,6 +97,14 @@ class MemorySessions:
     def run_end(self, node_id: int, run: int) -> RunEnd | None:
         with self._lock:
             return self._ends.get((node_id, run))
+
+    def boosting_state(self, node_id: int, run: int) -> bytes | None:
+        with self._lock:
+            return self._boosting.get((node_id, run))
+
+    def save_boosting_state(self, node_id: int, run: int, state: bytes) -> None:
+        with self._lock:
+            self._boosting[(node_id, run)] = state
 
 
 class ContextSessions:
@@ -122,3 +141,15 @@ class ContextSessions:
         if not isinstance(secure_round, int) or not isinstance(scored_round, int):
             raise TypeError("the node's run end is not a pair of rounds")
         return RunEnd(secure_round=secure_round, scored_round=scored_round)
+
+    def boosting_state(self, node_id: int, run: int) -> bytes | None:
+        stored = self.context.state.config_records.get(_BOOSTING)
+        if stored is None or (stored.get("node"), stored.get("run")) != (node_id, run):
+            return None
+        state = stored["state"]
+        if not isinstance(state, bytes):
+            raise TypeError(f"the node's boosting state is {type(state).__name__}")
+        return state
+
+    def save_boosting_state(self, node_id: int, run: int, state: bytes) -> None:
+        self.context.state[_BOOSTING] = ConfigRecord({"node": node_id, "run": run, "state": state})

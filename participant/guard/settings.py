@@ -27,6 +27,7 @@ from pydantic import (
 
 from credit.errors import ConfigError
 from participant.guard.bank import BankSource
+from participant.guard.gbdt_bank import GbdtPolicy
 from privacy.budget import PrivacyBudget
 from privacy.secagg.graph import (
     DEFAULT_CORRECTNESS_BITS,
@@ -48,6 +49,7 @@ __all__ = [
     "AuditSettings",
     "EvaluationPolicy",
     "Fold",
+    "GbdtPolicy",
     "GuardSettings",
     "HoldOut",
     "SecAggPolicy",
@@ -470,6 +472,9 @@ class GuardSettings(BaseModel):
         the bank answers no stability query.
     training : TrainingPolicy
         The bank's bounds on the local training a round may ask for (FedProx's mu).
+    gbdt : GbdtPolicy
+        What the bank answers in federated boosting (most trees and depth, the fewest
+        rows of a node it releases).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
@@ -493,6 +498,7 @@ class GuardSettings(BaseModel):
     setup: SetupReleasePolicy = Field(default_factory=SetupReleasePolicy)
     stability: StabilityPolicy | None = None
     training: TrainingPolicy = Field(default_factory=TrainingPolicy)
+    gbdt: GbdtPolicy = Field(default_factory=GbdtPolicy)
 
     @model_validator(mode="after")
     def _consistent(self) -> GuardSettings:

@@ -55,6 +55,7 @@ from participant.guard.settings import (
     DEFAULT_VALIDATION_FRACTION,
     REVEAL_SECRETS,
     EvaluationPolicy,
+    GbdtPolicy,
     GuardSettings,
     HoldOut,
     SecAggPolicy,
@@ -136,6 +137,9 @@ class NodeSettings:
         it answers no stability query).
     training : TrainingPolicy
         The bank's bounds on the local training a round may ask for (FedProx's mu).
+    gbdt : GbdtPolicy
+        What the bank answers in federated boosting (most trees and depth, fewest rows
+        of a node it releases).
     """
 
     bundle: Bundle
@@ -154,6 +158,7 @@ class NodeSettings:
     setup: SetupReleasePolicy = field(default_factory=SetupReleasePolicy)
     stability: StabilityPolicy | None = None
     training: TrainingPolicy = field(default_factory=TrainingPolicy)
+    gbdt: GbdtPolicy = field(default_factory=GbdtPolicy)
 
     @property
     def ledger(self) -> Path:
@@ -444,6 +449,7 @@ def node_plan(settings: NodeSettings) -> NodePlan:
         setup=settings.setup,
         stability=settings.stability,
         training=settings.training,
+        gbdt=settings.gbdt,
     )
     return NodePlan(
         guard=guard,

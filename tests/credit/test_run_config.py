@@ -141,7 +141,7 @@ INVALID_VALUES = [
     ("learning-rate", 0.0, "greater than 0"),
     ("test-fraction", 1.0, "less than 1"),
     ("quantile-bins", 1, "greater than or equal to 2"),
-    ("model", "forest", "'logreg' or 'mlp'"),
+    ("model", "forest", "'logreg', 'mlp' or 'gbdt'"),
     ("encoding", "random", "'binned', 'standardized' or 'woe'"),
     ("min-banks", 0, "greater than or equal to 1"),
     ("evaluate-every", -2, "greater than or equal to -1"),

@@ -177,3 +177,19 @@ def test_the_validation_part_is_new_nodes_default_and_older_nodes_keep_none(
     kept = {"guard": {"holdout": {**older["guard"]["holdout"], "validation_fraction": 0.15}}}
     (home / "node.json").write_text(json.dumps(kept))
     assert node_holdout(home, fraction=None, salt=None) == passed
+
+
+def test_the_banks_boosting_policy_reaches_its_guard_through_the_saved_plan(
+    bundle: Bundle, keys: BankKeyFiles, tmp_path: Path, write_bank_csv: Callable[..., Path]
+) -> None:
+    from dataclasses import replace
+
+    from participant.guard.settings import GbdtPolicy
+    from participant.node.supernode import node_plan
+
+    home = tmp_path / "node"
+    policy = GbdtPolicy(max_trees=40, max_depth=3, min_node_rows=25)
+    settings = replace(_settings(bundle, keys, write_bank_csv(400), home), gbdt=policy)
+    assert node_plan(settings).guard.gbdt == policy
+    plan, _ = _first_start(settings)  # what participant start does: the plan saved
+    assert NodePlan.load(plan.home).guard.gbdt == policy
