@@ -118,7 +118,8 @@ class Settings:
 
 
 def _run(arguments: list[str], out: Path) -> Path:
-    simulate([*SPLIT, *arguments], out)
+    # Each bank's own CSV: the pooled checks read the banks' rows from their files.
+    simulate([*SPLIT, "--write-bank-files", *arguments], out)
     return out
 
 

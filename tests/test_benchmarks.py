@@ -63,7 +63,9 @@ def test_the_secure_aggregation_benchmark_measures_both_systems(tmp_path: Path) 
             assert row[system][mode]["seconds_per_round"] > 0
     signing = row["fedcredit"]["secure"]
     assert signing["signature_ms_per_bank_per_round"] > 0
-    assert signing["signatures_per_bank_per_round"]["verify"] >= 3 * 3  # 3N at 3 banks
+    # At 3 banks over 2 rounds: 2N a round (every member's signed keys and survivor-set
+    # signature) and the roster's N enrollments, verified once per run.
+    assert signing["signatures_per_bank_per_round"]["verify"] >= 2 * 3 + 3 / 2
     assert out.with_suffix(".md").read_text().startswith("| banks x params |")
 
 
