@@ -182,23 +182,44 @@ def markdown(sizes: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def per_bank_cost(entry: dict[str, Any]) -> float | None:
-    """Key agreements per bank per round, from the protocol's counters (None: not reported)."""
-    costs = entry.get("secagg_costs") or {}
-    per_bank = costs.get("per_bank") if isinstance(costs, dict) else None
-    if not isinstance(per_bank, dict) or "key_agreements" not in per_bank:
-        return None
-    return float(per_bank["key_agreements"])
+COUNTERS = {"key_agreements": "o", "shares": "s", "mask_expansions": "^"}
+"""The per-bank counters the third panel draws (marker of each)."""
 
 
-def plot(sizes: list[dict[str, Any]], path: Path) -> None:
-    """Seconds per round, peak memory and per-bank key agreements against banks (log N)."""
+def read_costs(path: Path) -> list[dict[str, Any]]:
+    """The per-bank counts ``bench/secagg_graph.py`` measured (none if not measured)."""
+    if not path.exists():
+        return []
+    entries: list[dict[str, Any]] = json.loads(path.read_text(encoding="utf-8"))["sizes"]
+    return entries
+
+
+def _cost_panel(axis: Any, costs: list[dict[str, Any]]) -> None:
+    """Per-bank counts of one round against N, both graphs, with a c·log2(N) reference."""
+    for graph, colour in (("complete", "tab:red"), ("sparse", "tab:blue")):
+        chosen = sorted((e for e in costs if e["graph"] == graph), key=lambda e: e["banks"])
+        for counter, marker in COUNTERS.items():
+            points = [(e["banks"], e["per_bank"]["survivors"][counter]["max"]) for e in chosen]
+            if points:
+                label = f"{graph}: {counter.replace('_', ' ')}"
+                axis.plot(*zip(*points, strict=True), marker=marker, color=colour, label=label)
+    sparse = [e for e in costs if e["graph"] == "sparse"]
+    if sparse:
+        largest = max(sparse, key=lambda e: e["banks"])
+        c = largest["per_bank"]["survivors"]["key_agreements"]["max"] / np.log2(largest["banks"])
+        banks = np.geomspace(min(e["banks"] for e in costs), max(e["banks"] for e in costs), 50)
+        axis.plot(banks, c * np.log2(banks), ":", color="grey", label=f"{c:.1f}·log2 N")
+    axis.set(ylabel="per bank and round (measured, one process)", yscale="log")
+
+
+def plot(sizes: list[dict[str, Any]], path: Path, costs: list[dict[str, Any]]) -> None:
+    """Seconds per round, peak memory, and the per-bank protocol counts against banks."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axes = plt.subplots(1, 3, figsize=(14, 4))
+    figure, axes = plt.subplots(1, 3, figsize=(16, 4.5))
     for setting in sorted({(e["dp"], e.get("secure_aggregation", True)) for e in sizes}):
         dp, secure = setting
         label = ("DP ε = 1" if dp else "DP off") + ("" if secure else ", no SecAgg")
@@ -208,23 +229,24 @@ def plot(sizes: list[dict[str, Any]], path: Path) -> None:
         axes[1].plot(banks, [e["peak_rss_mb"] / 1024 for e in chosen], "o-", label=label)
     axes[0].axhline(TARGETS["seconds_per_round"], color="grey", ls="--", label="target")
     axes[1].axhline(TARGETS["peak_rss_mb"] / 1024, color="grey", ls="--", label="target")
-    axes[0].set(ylabel="seconds per round", yscale="log")
-    axes[1].set(ylabel="peak RSS of the process tree (GiB)")
-    every = sorted({entry["banks"] for entry in sizes})
-    axes[2].plot(every, [n - 1 for n in every], "s--", label="complete graph: N - 1")
-    measured = [(e["banks"], per_bank_cost(e), e["graph"]) for e in sizes if not e["dp"]]
-    for graph in ("complete", "sparse"):
-        points = [(n, cost) for n, cost, used in measured if used == graph and cost is not None]
-        if points:
-            axes[2].plot(*zip(*points, strict=True), "o-", label=f"measured ({graph})")
-    axes[2].set(ylabel="key agreements per bank per round", yscale="log")
+    axes[0].set(ylabel="seconds per round", yscale="log", title="fedcredit simulate")
+    axes[1].set(ylabel="peak RSS of the process tree (GiB)", title="fedcredit simulate")
+    _cost_panel(axes[2], costs)
+    axes[2].set(title="SecAgg protocol in one process (bench/secagg_graph.py)")
     for axis in axes:
         axis.set(xscale="log", xlabel="banks")
-        axis.legend()
-    figure.suptitle("fedcredit simulate: 10 % dropouts, logistic regression, SecAgg unless marked")
+        axis.legend(fontsize="small")
+    figure.suptitle("10 % dropouts, logistic regression, SecAgg unless marked")
     figure.tight_layout()
     figure.savefig(path)
     plt.close(figure)
+
+
+def replot(*, out: Path = RESULTS / "scale.json", costs: Path | None = None) -> None:
+    """Redraw ``out``'s plot from ``out`` and the per-bank counts (no run)."""
+    sizes = json.loads(out.read_text(encoding="utf-8"))["sizes"] if out.exists() else []
+    counts = read_costs(costs or out.with_name("secagg_graph.json"))
+    plot(sizes, out.with_suffix(".png"), counts)
 
 
 def _setting(entry: dict[str, Any]) -> tuple[int, bool, bool]:
@@ -258,6 +280,11 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--out", type=Path, default=RESULTS / "scale.json")
     parser.add_argument(
+        "--replot",
+        action="store_true",
+        help="only redraw --out's plot from --out and secagg_graph.json beside it",
+    )
+    parser.add_argument(
         "--keep",
         action=argparse.BooleanOptionalAction,
         default=True,
@@ -268,6 +295,9 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     arguments = parse_arguments(argv)
+    if arguments.replot:
+        replot(out=arguments.out)
+        return
     sizes = []
     with tempfile.TemporaryDirectory(prefix="fedcredit-scale-") as folder:
         for banks in sorted(arguments.sizes):
@@ -296,7 +326,7 @@ def main(argv: list[str] | None = None) -> None:
     arguments.out.parent.mkdir(parents=True, exist_ok=True)
     arguments.out.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
     arguments.out.with_suffix(".md").write_text(markdown(sizes), encoding="utf-8")
-    plot(sizes, arguments.out.with_suffix(".png"))
+    replot(out=arguments.out)
 
 
 if __name__ == "__main__":

@@ -219,6 +219,9 @@ def test_the_scale_benchmark_measures_every_size_and_mode(tmp_path: Path) -> Non
         assert entry["peak_rss_mb"] > 100 and entry["graph"] in ("complete", "sparse")
         assert entry["unmask_exchange_seconds_per_round"] >= 0
         assert (entry["max_epsilon_spent"] is not None) is entry["dp"]
+        unmasked = entry["secagg_costs"]["coordinator"]  # set-up, round 1, last evaluation
+        assert [cost["secure_round"] for cost in unmasked] == [0, 1, 2]
+        assert all(cost["reconstructions"] >= entry["threshold"] for cost in unmasked)
     assert document["targets"] == {}  # measured at 1,000 banks only
     assert out.with_suffix(".md").read_text().startswith("| banks | DP | graph |")
     assert out.with_suffix(".png").stat().st_size > 0
@@ -240,19 +243,20 @@ def _scale_metrics(*, graph: str | None, costs: dict[str, object] | None) -> dic
 
 
 def test_the_scale_benchmark_reads_a_runs_rounds_memory_and_graph() -> None:
-    from bench.scale import measurements, per_bank_cost, targets
+    from bench.scale import measurements, targets
 
-    document = _scale_metrics(graph="sparse", costs={"per_bank": {"key_agreements": 12}})
+    coordinator = [{"secure_round": 1, "reconstructions": 900, "key_agreements": 4}]
+    document = _scale_metrics(graph="sparse", costs={"coordinator": coordinator})
     sparse = measurements(document, banks=1000, mode="dp", wall=100.0, peak_mb=9000.0)
     assert (sparse["seconds_per_round"], sparse["setup_seconds"]) == (4.0, 88.0)
     assert sparse["dropped_per_round"] == [1, 0, 2] and sparse["graph"] == "sparse"
     assert sparse["unmask_exchange_seconds_per_round"] == 0.25
     assert (sparse["peak_rss_mb_per_bank"], sparse["max_epsilon_spent"]) == (9.0, 0.9)
-    assert per_bank_cost(sparse) == 12.0
+    assert sparse["secagg_costs"] == {"coordinator": coordinator}
     document = _scale_metrics(graph=None, costs=None)
     plain = measurements(document, banks=10, mode="plain", wall=20.0, peak_mb=100.0)
     assert plain["secure_aggregation"] is False and plain["graph"] is None
-    assert per_bank_cost(plain) is None
+    assert plain["secagg_costs"] is None
     assert targets([sparse, plain]) == {
         "seconds_per_round_dp": {"target": 60.0, "measured": 4.0, "met": True},
         "peak_rss_mb_dp": {"target": 16384.0, "measured": 9000.0, "met": True},
