@@ -43,7 +43,7 @@ aborted (the model unchanged).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence, Set
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -87,6 +87,7 @@ from privacy.secagg.protocol import (
     CoordinatorStage,
     RoundAggregator,
     SecAggAborted,
+    SecAggCost,
     default_threshold,
 )
 from privacy.secagg.protocol import UnmaskRequest as ProtocolUnmaskRequest
@@ -236,6 +237,7 @@ class SecureAggregation:
         self._exchange = exchange
         self._rounds: dict[int, RoundAggregator] = {}
         self._evaluating: int | None = None  # the secure round of the last model's evaluation
+        self._costs: dict[int, SecAggCost] = {}  # secure round -> the coordinator's unmask work
 
     @classmethod
     def enroll(
@@ -374,6 +376,25 @@ class SecureAggregation:
             "ring_bits": self.code.ring_bits,
             "fraction_bits": self.code.fraction_bits,
             "clip": self.code.clip,
+            "costs": self.costs_document(),
+        }
+
+    def costs_document(self) -> dict[str, Any]:
+        """The coordinator's protocol work in each secure round it unmasked, for
+        ``metrics.json`` (``secure_aggregation.costs``).
+
+        Counts of :class:`~privacy.secagg.SecAggCost` (secrets reconstructed, and the
+        key agreements and mask expansions that removed the masks), by secure round
+        (0: the set-up's sum; R + 1: the last model's evaluation), of the rounds this
+        process unmasked (a resumed run lists those since the resume). The banks' own
+        counts are not here: no bank sends them to the coordinator, and no message
+        field asks for them (``bench/secagg_graph.py`` measures them in one process).
+        """
+        return {
+            "coordinator": [
+                {"secure_round": secure_round, **asdict(cost)}
+                for secure_round, cost in sorted(self._costs.items())
+            ]
         }
 
     # -- keys for a round -----------------------------------------------------------
@@ -676,6 +697,7 @@ class SecureAggregation:
             request = aggregator.close_consistency()
             self._unmask(aggregator, run, server_round, request, arrays, ahead)
             total, survivors = aggregator.finish()
+            self._costs[server_round] = aggregator.cost
         except SecAggAborted as abort:
             raise self._aborted(abort) from None
         except ValueError as exc:

@@ -209,6 +209,7 @@ def _contents(
         secure_aggregation=tuple(
             (str(key), _text(value))
             for key, value in (document.get("secure_aggregation") or {}).items()
+            if key != "costs"  # per-round counters: metrics.json's, not the report's
         ),
         privacy=_privacy(document) if "privacy" in document else None,
         rounds=rounds,

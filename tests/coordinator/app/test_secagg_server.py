@@ -14,6 +14,7 @@ the run driver uses it, so the unmasked sum can be compared with the plain one.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 
 import numpy as np
@@ -456,6 +457,31 @@ def test_a_bank_lost_after_the_keys_is_unmasked_out_of_the_sum(grid: FakeGrid) -
     np.testing.assert_allclose(flatten(result.arrays), expected, atol=1e-3)
     assert result.train_loss == pytest.approx(loss, abs=1e-3)
     assert grid.node_id(2) not in result.banks
+
+
+def test_the_coordinators_unmask_work_per_secure_round_is_in_the_summary(grid: FakeGrid) -> None:
+    """metrics.json's ``secure_aggregation.costs``: one secret reconstructed per member
+    of U1 (3 self-mask seeds, 1 dropout's masking key), one mask expansion per survivor
+    and one key agreement and expansion per survivor neighbour of the dropout."""
+    secure = _enrolled(grid)
+    assert secure.summary()["costs"] == {"coordinator": []}  # nothing unmasked yet
+    secure.prepare(1, GLOBAL, _run())
+    grid.lose(2, lambda message: message.metadata.message_type == MessageType.TRAIN)
+    _last_round(secure, [train_reply(reply) for reply in _train(grid, secure, 1)])
+
+    costs = json.loads(json.dumps(secure.summary()))["costs"]
+    assert costs == {
+        "coordinator": [
+            {
+                "secure_round": 1,
+                "key_agreements": 3,
+                "shares": 0,
+                "mask_expansions": 3 + 3,
+                "signature_verifications": 0,
+                "reconstructions": 4,
+            }
+        ]
+    }
 
 
 def test_a_bank_lost_after_the_keys_takes_its_evaluation_out_of_the_sum(grid: FakeGrid) -> None:
