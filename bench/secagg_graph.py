@@ -78,8 +78,8 @@ def markdown(entries: list[dict[str, Any]]) -> str:
     lines = [
         "| banks | graph | k | t | dropped | key agreements / bank | shares / bank "
         "| mask expansions / bank | signature checks / bank | coordinator reconstructions "
-        "| coordinator unmask s |",
-        "|---:|:---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| coordinator key agreements | coordinator unmask s |",
+        "|---:|:---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for entry in entries:
         coordinator = entry["coordinator"]
@@ -89,7 +89,8 @@ def markdown(entries: list[dict[str, Any]]) -> str:
             f"| {per_bank(entry, 'key_agreements'):,.0f} | {per_bank(entry, 'shares'):,.0f} "
             f"| {per_bank(entry, 'mask_expansions'):,.0f} "
             f"| {per_bank(entry, 'signature_verifications'):,.0f} "
-            f"| {coordinator['reconstructions']:,} | {entry['coordinator_unmask_seconds']:.2f} |"
+            f"| {coordinator['reconstructions']:,} | {coordinator['key_agreements']:,} "
+            f"| {entry['coordinator_unmask_seconds']:.2f} |"
         )
     return "\n".join(lines) + "\n"
 

@@ -27,6 +27,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,7 +50,7 @@ from credit.schema import load_schema
 from deploy.flower_env import set_offline_defaults
 from participant.guard.bank import held_out_rows
 from participant.guard.in_process import InProcessLink, guard_for
-from participant.guard.sessions import ContextSessions
+from participant.guard.sessions import ContextSessions, SessionStore
 from participant.guard.settings import (
     Fold,
     GuardSettings,
@@ -68,6 +69,7 @@ from simulations.link_state import indexed_link_state
 from simulations.noise import NOISE_KEY, noise_keys_for, noise_text, record_noise
 from simulations.partition import Partition, PartitionedData, partition_data
 from simulations.ray_cluster import RayAddress, connected_to
+from simulations.secagg_costs import COSTS_DIR, CostRecordingSessions, record_secagg_costs
 from simulations.settings import SIMULATION_FILE, BankFiles, PartitionSettings
 from simulations.shared_plan import SharedPartitionPlan
 
@@ -629,6 +631,7 @@ def run_simulated_consortium(
     with connected_to(ray_address), indexed_link_state():
         run_on_simulation_engine(server_app, client_app, supernodes=len(plan.banks), cpus=cpus)
     files = run_files(Path(plan.config.out_dir))
+    record_secagg_costs(Path(plan.config.out_dir))
     _record_exact_metrics(plan, files)
     if plan.reproducible_noise:
         record_noise(files.metrics, files.model, files.report)
@@ -662,12 +665,15 @@ def simulation_client_app(plan: SimulationPlan) -> ClientApp:
     noise each guard's noise is keyed from the seed (research only: a deployed bank's
     app has no such mod, its guard no such keys).
     """
-    banks = SharedPartitionPlan.write(plan.banks, Path(plan.config.out_dir))
+    out_dir = Path(plan.config.out_dir)
+    banks = SharedPartitionPlan.write(plan.banks, out_dir)
+    shutil.rmtree(out_dir / COSTS_DIR, ignore_errors=True)  # an earlier run's counts
     return relay_app(
         banks,
         seed=plan.config.seed,
         dropout_rate=plan.dropout_rate,
         reproducible_noise=plan.reproducible_noise,
+        costs_dir=out_dir / COSTS_DIR,
     )
 
 
@@ -678,12 +684,15 @@ def relay_app(
     dropout_rate: float = 0.0,
     mods: Sequence[Mod] = (),
     reproducible_noise: bool = False,
+    costs_dir: Path | None = None,
 ) -> ClientApp:
     """The relay ClientApp with an in-process guard for the bank ``banks`` names per node.
 
     ``mods`` come first (outermost); with a dropout rate the dropout mod follows. With
     ``reproducible_noise`` each guard's DP noise is keyed from ``seed``
-    (:func:`simulations.noise.noise_keys_for`; research only).
+    (:func:`simulations.noise.noise_keys_for`; research only). With ``costs_dir`` each
+    bank's secure-aggregation counters are written there
+    (:class:`~simulations.secagg_costs.CostRecordingSessions`; research only).
     """
     chain = list(mods)
     if dropout_rate > 0:
@@ -693,7 +702,10 @@ def relay_app(
     def link(context: Context) -> InProcessLink:
         settings = banks(context)
         keys = noise_keys_for(settings.bank_name, seed=seed, reproducible=reproducible_noise)
-        return InProcessLink(guard_for(settings, keys), ContextSessions(context))
+        sessions: SessionStore = ContextSessions(context)
+        if costs_dir is not None:
+            sessions = CostRecordingSessions(sessions, costs_dir)
+        return InProcessLink(guard_for(settings, keys), sessions)
 
     return make_relay_app(link, mods=chain)
 

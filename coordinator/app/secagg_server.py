@@ -386,7 +386,8 @@ class SecureAggregation:
         Counts of :class:`~privacy.secagg.SecAggCost` (secrets reconstructed, and the
         key agreements and mask expansions that removed the masks), by secure round
         (0: the set-up's sum; R + 1: the last model's evaluation), of the rounds this
-        process unmasked (a resumed run lists those since the resume). The banks' own
+        process took past the masked inputs (a round aborted on the way: the work done
+        until it stopped; a resumed run lists the rounds since the resume). The banks' own
         counts are not here: no bank sends them to the coordinator, and no message
         field asks for them (``bench/secagg_graph.py`` measures them in one process).
         """
@@ -697,7 +698,6 @@ class SecureAggregation:
             request = aggregator.close_consistency()
             self._unmask(aggregator, run, server_round, request, arrays, ahead)
             total, survivors = aggregator.finish()
-            self._costs[server_round] = aggregator.cost
         except SecAggAborted as abort:
             raise self._aborted(abort) from None
         except ValueError as exc:
@@ -708,6 +708,8 @@ class SecureAggregation:
                 required=self.threshold,
                 reason=f"the revealed shares do not reconstruct the masks ({exc})",
             ) from None
+        finally:  # an aborted round's too: the work done until it stopped
+            self._costs[server_round] = aggregator.cost
         self._check_weight(total[weight_at], aggregator, survivors, weighted=weight_at > 0)
         return total, survivors
 

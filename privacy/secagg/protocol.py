@@ -309,6 +309,14 @@ class Participant:
         secrets = self._rounds.get(server_round)
         return secrets.cost if secrets is not None else SecAggCost()
 
+    def costs(self) -> dict[int, SecAggCost]:
+        """The work of each round this participant still keeps (this and the one before).
+
+        Protocol metadata for the bank's own records (a simulation's harness reads
+        it, :mod:`simulations.secagg_costs`); no message carries it.
+        """
+        return {server_round: s.cost for server_round, s in sorted(self._rounds.items())}
+
     def _sealed_shares(self, server_round: int, secrets: _RoundSecrets) -> dict[int, bytes]:
         """Shares of the round's seed and masking key, sealed for each of its holders.
 

@@ -547,6 +547,10 @@ def test_too_few_banks_at_unmasking_abort_the_round(grid: FakeGrid) -> None:
         grid.lose(lost, _is_task(Task.SECAGG_UNMASK))
     with pytest.raises(RoundAborted, match="aborted at 'unmask'"):
         _last_round(secure, updates)
+    # metrics.json still lists the round: no secret was reconstructed, no mask removed
+    unmask_work = secure.summary()["costs"]["coordinator"]
+    assert [cost["secure_round"] for cost in unmask_work] == [1]
+    assert unmask_work[0]["reconstructions"] == unmask_work[0]["mask_expansions"] == 0
 
 
 def test_too_few_survivor_signatures_abort_the_round_before_any_share_is_asked(
@@ -685,6 +689,7 @@ def test_the_threshold_is_above_two_thirds_of_the_roster(
         "ring_bits": 32,
         "fraction_bits": secure.code.fraction_bits,
         "clip": 16.0,
+        "costs": {"coordinator": []},  # no round unmasked yet
     }
 
 
