@@ -16,18 +16,20 @@ Measured per run: seconds per round (the coordinator's own round timings in
 ``metrics.json``), the set-up before round 1 (planning, Ray start, enrolment, feature
 statistics), the peak resident memory of the whole process tree (driver, raylet, Ray
 workers; :mod:`bench._memory`), the graph secure aggregation used, the wall time of
-the coordinator's unmask exchange, and the secure-aggregation cost counters the
-protocol reports in ``metrics.json`` (``secure_aggregation.costs``: per-bank key
-agreements, shares and mask expansions, the coordinator's unmask work) when it
-reports them.
+the coordinator's unmask exchange, and the coordinator's secure-aggregation counters
+per secure round (``metrics.json``'s ``secure_aggregation.costs``, kept as
+``secagg_costs``).
 
-Writes ``bench/results/scale.json``, ``scale.md`` (README table) and ``scale.png``.
+Writes ``bench/results/scale.json``, ``scale.md`` (README table) and ``scale.png``,
+whose third panel draws the per-bank counters ``bench/secagg_graph.py`` measured
+(``bench/results/secagg_graph.json``); ``--replot`` redraws the plot alone.
 
 Usage (from the repository root)::
 
     .venv/bin/python -m bench.scale                         # 10, 100, 300, 1000 banks
     .venv/bin/python -m bench.scale --sizes 10 100          # a quick run
     .venv/bin/python -m bench.scale --sizes 1000 --modes plain
+    .venv/bin/python -m bench.scale --replot                # scale.png from the results
 """
 
 from __future__ import annotations
