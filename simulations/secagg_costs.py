@@ -3,10 +3,11 @@
 Each bank's :class:`~privacy.secagg.protocol.Participant` counts its own protocol work
 per round (:class:`~privacy.secagg.SecAggCost`: key agreements, shares, mask
 expansions, signature verifications). A deployed bank sends these counts to no one,
-and no message asks for them: a reply field the coordinator could ask for would be
-one more thing a malicious coordinator reads (and a bank's counts tell it which of
-the bank's neighbours' keys the bank saw). In a simulation the harness owns every
-bank, so it reads the counts where the banks keep them instead: the simulation's
+and no message asks for them. They are a function of what the coordinator routed to
+the bank, so they would tell it little it does not know; but a reply field is bank
+output a malicious coordinator could ask for at any stage, and the guard answers
+none it does not need. In a simulation the harness owns every bank, so it reads the
+counts where the banks keep them instead: the simulation's
 session store (:class:`CostRecordingSessions`, wrapped around the node's
 ``context.state`` store) writes a bank's counts to ``OUT/secagg-costs/NODE.json``
 each time the bank saves its protocol state, and after the run

@@ -112,7 +112,12 @@ class UnmaskRequest:
 
 @dataclass(frozen=True)
 class SecAggCost:
-    """The work one side of the protocol did in one round (what ``bench/scale.py`` reads).
+    """The work one side of the protocol did in one round.
+
+    The coordinator's are in a run's ``metrics.json`` (``secure_aggregation.costs``),
+    a simulation's banks' in ``simulation.json`` (``secagg_costs``); no message
+    carries a bank's. ``bench/secagg_graph.py`` measures both sides at 10 to 1,000
+    banks.
 
     A bank's counts grow with its holders (k + 1: log N on the sparse graph, N on
     the complete one); the coordinator's ``reconstructions`` and ``mask_expansions``
