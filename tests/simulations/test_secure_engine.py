@@ -36,6 +36,8 @@ def _run(out: Path, **settings: Any) -> dict[str, Any]:
         on_event=lambda t: None,
     )
     document: dict[str, Any] = json.loads((out / "metrics.json").read_text())
+    document["simulation.json"] = json.loads((out / "simulation.json").read_text())
+    assert not (out / "secagg-costs").exists()  # summarised, then removed
     return document
 
 
@@ -70,3 +72,19 @@ def test_the_same_banks_give_the_same_update_up_to_quantization(
 ) -> None:
     """Round 1 starts from the same model and (the dropout seed) trains the same four banks."""
     check_same_banks_give_the_same_update_up_to_quantization(runs["secure"], runs["plain"])
+
+
+def test_both_sides_counters_are_recorded_and_no_bank_sent_them(
+    runs: dict[str, dict[str, Any]],
+) -> None:
+    """The coordinator's unmask work per secure round is in metrics.json; each bank's own
+    counts reach simulation.json through the harness (5 banks, the complete graph: a
+    bank's key agreements are at most 3 (N - 1) + 2 = 14 a round)."""
+    secure, plain = runs["secure"], runs["plain"]
+    unmasked = {c["secure_round"]: c for c in secure["secure_aggregation"]["costs"]["coordinator"]}
+    assert unmasked[1]["reconstructions"] in (4, 5)  # one secret per member of round 1's U1
+    assert all(cost["reconstructions"] <= 5 for cost in unmasked.values())
+    banks = secure["simulation.json"]["secagg_costs"]
+    assert banks["banks"] == 5
+    assert 0 < banks["per_bank"]["1"]["key_agreements"]["max"] <= 14
+    assert "secagg_costs" not in plain["simulation.json"]
