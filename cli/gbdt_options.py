@@ -32,6 +32,7 @@ __all__ = [
     "Subsample",
     "TreeLearningRate",
     "Trees",
+    "boosting_validation_fraction",
     "boosting_values",
     "refuse_sgd_flags",
     "show_boosting_summary",
@@ -169,3 +170,27 @@ def show_boosting_summary(out: Path, seconds: float, *, checkpoint: Path | None 
         f"checkpoint: {checkpoint or out / 'boosting-checkpoint.json'}",
         "not yet for gbdt: a signed package for `fedcredit score`, report.html, rounds.png",
     )
+
+
+def boosting_validation_fraction(ctx: typer.Context, validation_fraction: float) -> float:
+    """The validation share of a ``--model gbdt`` simulation: 0 unless asked, refused above 0.
+
+    Boosting chooses no model on validation parts (no early stopping on them yet), so
+    rows set apart for them would train nothing: a boosting run trains on every row
+    outside the held-out part.
+
+    Raises
+    ------
+    ConfigError
+        ``--validation-fraction`` above 0 given with ``--model gbdt``.
+    """
+    if ctx.get_parameter_source("validation_fraction") not in _GIVEN:
+        return 0.0
+    if validation_fraction > 0:
+        raise ConfigError(
+            f"{validation_fraction} sets rows apart that --model gbdt would not use (boosting "
+            "selects no model on validation parts): leave it out, and every row outside "
+            "the held-out part trains the trees",
+            source="--validation-fraction",
+        )
+    return validation_fraction

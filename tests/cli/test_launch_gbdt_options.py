@@ -59,6 +59,9 @@ def test_the_boosting_flags_reach_the_run_config(consortium: Consortium) -> None
     assert chosen == {"trees": 2, "max-depth": 2, "tree-learning-rate": 0.3}
     assert (config["reg-lambda"], config["gamma"], config["min-child-weight"]) == (2.0, 0.1, 0.5)
     assert (config["subsample"], config["colsample"], config["max-bins"]) == (0.8, 0.7, 64)
+    # Unlike simulate's, a deployed bank's split is fixed (`participant start
+    # --validation-fraction`, 0.2 by default): a run asking another fraction is refused.
+    assert config["validation-fraction"] == 0.2
 
 
 @pytest.mark.parametrize(

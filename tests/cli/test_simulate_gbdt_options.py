@@ -47,6 +47,13 @@ def test_flags_of_the_sgd_models_are_refused_with_gbdt(tmp_path: Path, flag: str
     assert flag in error and "gbdt" in error
 
 
+def test_a_validation_part_that_boosting_would_not_use_is_refused(tmp_path: Path) -> None:
+    code, error = _simulate(tmp_path, "--model", "gbdt", "--validation-fraction", "0.2")
+    assert code == 2
+    assert len(error.splitlines()) == 1
+    assert "--validation-fraction" in error and "0.2" in error and "leave it out" in error
+
+
 def test_boosting_flags_are_refused_without_gbdt(tmp_path: Path) -> None:
     code, error = _simulate(tmp_path, "--trees", "3")
     assert code == 2
