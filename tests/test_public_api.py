@@ -62,7 +62,8 @@ PUBLIC = {
         "quantise_gradients", "raw_matrix", "reason_features", "sample_features", "sample_rows",
         "save_xgboost_json", "to_xgboost_json", "train_central",
         "BOOSTED_MODEL", "ENCODER_FILE", "XGBOOST_FILE", "BoostedModel",
-        "boosted_model_from_files", "ensemble_from_xgboost_json",
+        "boosted_model_from_files", "ensemble_from_xgboost_json", "ContributionTables",
+        "contribution_tables",
     },
     "credit.scoring": {
         "ApplicantTally", "BatchOutcome", "Reason", "ReasonTable", "ScoredRows", "Scorer",

@@ -16,7 +16,8 @@ central training grows. Modules:
 * :mod:`~credit.gbdt.central`: central training from the same pieces;
 * :mod:`~credit.gbdt.xgboost_json`: export as an XGBoost JSON model, and read it back;
 * :mod:`~credit.gbdt.model`: the model a run's folder holds (ensemble, encoder, card);
-* :mod:`~credit.gbdt.explain`: TreeSHAP contributions and feature importance.
+* :mod:`~credit.gbdt.explain`: TreeSHAP contributions and feature importance;
+* :mod:`~credit.gbdt.shap_tables`: the same contributions by per-leaf table look-up.
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ from credit.gbdt.model import (
     boosted_model_from_files,
 )
 from credit.gbdt.params import MAX_BINS, MAX_DEPTH, MAX_TREES, BoostingParams
+from credit.gbdt.shap_tables import ContributionTables, contribution_tables
 from credit.gbdt.splits import NodeSums, SplitCandidate, best_split, leaf_weight, node_sums
 from credit.gbdt.tree import Ensemble, Tree
 from credit.gbdt.xgboost_json import (
@@ -68,6 +70,7 @@ __all__ = [  # noqa: RUF022 - plain sort, as every package door
     "BankBoosting",
     "BoostedModel",
     "BoostingParams",
+    "ContributionTables",
     "ENCODER_FILE",
     "Ensemble",
     "FeatureBins",
@@ -92,6 +95,7 @@ __all__ = [  # noqa: RUF022 - plain sort, as every package door
     "best_split",
     "bins_from_encoder",
     "boosted_model_from_files",
+    "contribution_tables",
     "contributions",
     "ensemble_from_xgboost_json",
     "feature_importance",

@@ -33,7 +33,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from credit.encoding import EncodingKind
 from credit.errors import ConfigError
-from credit.gbdt import BoostedModel
+from credit.gbdt import BoostedModel, contribution_tables
 from credit.governance.scorecard import Scorecard
 from credit.model_card import CreditModel
 from credit.model_spec import ModelKind
@@ -157,6 +157,7 @@ class Scorer:
         self._binner = FeatureBinner(encoder)
         standardized = encoder.kind is EncodingKind.STANDARDIZED
         self._trees = model if isinstance(model, BoostedModel) else None
+        self._tables = None if self._trees is None else contribution_tables(self._trees.ensemble)
         self._network = (
             None
             if isinstance(model, BoostedModel)
@@ -241,7 +242,9 @@ class Scorer:
         z_scores = self._binner.z_scores(columns, bins)
         z_by_position = {self._features.index(name): z for name, z in z_scores.items()}
         if self._trees is not None:
-            trees = tree_scores(self._trees, columns, factor=self._scaling.factor)
+            trees = tree_scores(
+                self._trees, columns, factor=self._scaling.factor, tables=self._tables
+            )
             log_odds, losses = trees.log_odds, trees.losses
         elif self._network is None:
             raise ValueError("the package holds neither a network nor trees")

@@ -15,7 +15,7 @@ import xgboost as xgb
 from coordinator.app.boosting_package import NO_DEVELOPMENT_BINS
 from credit.audit import load_public_key
 from credit.errors import PackageRefused
-from credit.gbdt import BoostedModel, contributions, raw_matrix
+from credit.gbdt import BoostedModel, contribution_tables, contributions, raw_matrix
 from credit.package import MANIFEST_FILE, ModelPackage, load_package, verify_package
 from credit.package.manifest import sign_folder
 from credit.scoring import Scorer, check_applicants
@@ -108,12 +108,17 @@ def test_scores_are_xgboosts_on_the_exported_model(built: Path, loaded: ModelPac
 def test_reasons_are_the_largest_positive_treeshap_contributions(
     built: Path, loaded: ModelPackage
 ) -> None:
-    """Brute force per row against our contributions (exactly), which are XGBoost's
-    ``pred_contribs`` on the exported model (to float32 rounding)."""
+    """Brute force per row against the contributions the scorer uses (exactly): the
+    TreeSHAP recursion's, and XGBoost's ``pred_contribs`` on the exported model (to
+    float32 rounding)."""
     frame = _rows(loaded, 400, 300)
     scored = Scorer(loaded).score(frame)
     matrix = raw_matrix(frame, loaded.encoder)
-    phi = contributions(loaded.model.ensemble, matrix)
+    tables = contribution_tables(loaded.model.ensemble)
+    assert tables is not None
+    phi = tables.contributions(matrix)
+    recursion = contributions(loaded.model.ensemble, matrix)
+    np.testing.assert_allclose(phi, recursion, rtol=0, atol=1e-12)
     booster = xgb.Booster(model_file=str(built / "xgboost.json"))
     data = xgb.DMatrix(matrix, missing=np.nan, feature_names=list(loaded.encoder.features))
     np.testing.assert_allclose(phi, booster.predict(data, pred_contribs=True), rtol=0, atol=1e-5)
