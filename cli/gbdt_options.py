@@ -156,5 +156,7 @@ def show_boosting_summary(out: Path, seconds: float) -> None:
         f"model:      {model / 'xgboost.json'} (XGBoost JSON: xgboost.Booster(model_file=...))",
         f"card:       {model / 'model_card.json'} (how to build the input matrix; importance)",
         f"checkpoint: {out / 'boosting-checkpoint.json'}",
-        "not yet for gbdt: a signed package for `fedcredit score`, report.html, rounds.png",
+        f"report:     {out / 'report.html'} (trees, feature importance, held-out metrics)",
+        "not yet for gbdt: a signed package for `fedcredit score`; no rounds.png (the report "
+        "charts the trees)",
     )
