@@ -160,7 +160,8 @@ the coordinator chose the splits from the sum. A tree's leaves are its splits pl
 <h2>Feature importance</h2>
 <p class="note">Over every split of the ensemble (<code>model/model_card.json</code>, <code>"feature_importance"</code>), most total gain first:
 how many splits use the feature, their total gain (the training loss they removed, XGBoost's <i>total_gain</i>) and total cover
-(the Hessian sum of the rows they divided, XGBoost's <i>total_cover</i>). The coordinator has these from the summed histograms it chose the splits from: nothing more is released.</p>
+(the Hessian sum of the rows they divided, XGBoost's <i>total_cover</i>). The coordinator has these from the summed histograms it chose the splits from: nothing more is released.
+{%- if c.privacy and c.privacy.banks %} The banks had privacy budgets: those sums, hence the gains and covers, carry their noise.{% endif %}</p>
 <div class="pair">
 {% if fig.importance %}<figure><img src="{{ fig.importance }}" alt="Feature importance by total gain"><figcaption>Total gain of each feature the trees split on (at most 25: those with the most).</figcaption></figure>{% endif %}
 <div class="wide"><table>

@@ -112,6 +112,7 @@ def test_feature_importance_on_the_page_is_the_model_cards(run: Path) -> None:
         assert gain == f"{entry['total_gain']:.4f}"
         assert cover == f"{entry['total_cover']:.2f}"
         assert share == f"{100 * entry['total_gain'] / total:.1f} %"
+    assert "hence the gains and covers, carry their noise" in section  # the banks had budgets
     used = [name for name in by_gain if importance[name]["splits"] > 0]
     assert used and len(used) < len(by_gain)  # some features have no split: in the table only
     chart = re.search(
