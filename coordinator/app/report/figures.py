@@ -272,7 +272,8 @@ def _trees_chart(trees: Sequence[TreeRow]) -> str | None:
         axis.set_ylabel("seconds")
         axis.set_title("Seconds per tree, by level")
         axis.xaxis.set_major_locator(MaxNLocator(integer=True))
-        axis.legend(fontsize=7, ncols=min(depths, 4))
+        axis.set_ylim(0, 1.3 * (float(below.max()) or 1.0))  # room for the legend above
+        axis.legend(fontsize=7, ncols=min(depths, 4), loc="upper center")
 
     return _svg_uri(draw)
 
