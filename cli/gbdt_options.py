@@ -158,7 +158,8 @@ def show_boosting_summary(out: Path, seconds: float) -> None:
         f"card:       {model / 'model_card.json'} (how to build the input matrix; importance)",
         f"checkpoint: {out / 'boosting-checkpoint.json'}",
         f"package:    {model} (signed: fedcredit model verify, score, serve)",
-        "not yet for gbdt: report.html, rounds.png",
+        f"report:     {out / 'report.html'} (trees, feature importance, held-out metrics)",
+        "not yet for gbdt: rounds.png (the report charts the trees)",
     )
 
 

@@ -16,7 +16,9 @@ How the run flows::
              (the binned encoder: credit.gbdt.raw_matrix), signed as a model package
              (coordinator.app.boosting_package: fedcredit score, serve, model verify),
              OUT/metrics.json (the levels, seconds, banks, ledgers),
-             OUT/boosting-checkpoint.json (after every tree)
+             OUT/boosting-checkpoint.json (after every tree), then OUT/report.html
+             (coordinator.app.report, from the files above: trees, feature importance,
+             held-out metrics and curves)
 
 The base score is the consortium's default rate from the summed class counts of the
 set-up statistics (0.5 with public statistics, which count nothing). The
@@ -25,11 +27,12 @@ coordinator's randomness (column subsampling per tree) is public and seeded by
 
 Then the banks score the ensemble on their held-out rows
 (:mod:`coordinator.app.boosting_evaluation`: score histograms and sums, summed in the
-clear or in one more secure round): ``metrics.json``'s ``final`` (AUC, KS, ...).
+clear or in one more secure round): ``metrics.json``'s ``final`` (AUC, KS, ...) and
+``score_histograms`` (the sum those come from, which the coordinator already holds).
 
 Not yet for boosted trees: resuming from the checkpoint, validation parts for model
 selection (the banks' validation rows are left out of training and unused), the
-report and the rounds plot.
+rounds plot (the report charts the trees instead).
 """
 
 from __future__ import annotations
@@ -63,6 +66,7 @@ from coordinator.app.boosting_package import (
 )
 from coordinator.app.exchange import BankExchange
 from coordinator.app.instructions import run_instructions
+from coordinator.app.report.writer import write_report
 from coordinator.app.run_files import (
     LEDGER_DIR,
     METRICS_FILE,
@@ -235,6 +239,7 @@ class BoostingDriver:
                 folder, self.config, self.schema, start.encoding.encoder, record["privacy"]
             ),
         )
+        write_report(metrics=files.metrics, model=files.model, report=files.report)  # last
         audit.boosting_end(
             trees=len(run.trees),
             model_sha256=_sha256(files.model / XGBOOST_FILE),
@@ -289,6 +294,8 @@ class BoostingDriver:
             "final": None if evaluation.metrics is None else evaluation.metrics.as_dict(),
             "final_banks": evaluation.banks,
             "final_missing": evaluation.missing,
+            "score_histograms": None if evaluation.scores is None else evaluation.scores.document(),
+            "schema": {"name": self.schema.name, "sha256": self.schema.schema_hash()},
         }
 
     def _encoder(self, stats: FeatureStats | None) -> FeatureEncoder:

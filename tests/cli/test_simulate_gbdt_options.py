@@ -94,3 +94,5 @@ def test_the_boosting_summary_shows_the_held_out_auc_and_where_the_model_is(
     assert "0.7712" in shown and "0.4101" in shown and "19,200" in shown
     assert str(tmp_path / "model" / "xgboost.json") in shown.replace("\n", "")
     assert "(signed: fedcredit model verify, score, serve)" in shown
+    assert str(tmp_path / "report.html") in shown.replace("\n", "")
+    assert "report.html" not in shown[shown.index("not yet for gbdt") :]
