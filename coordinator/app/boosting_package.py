@@ -9,9 +9,10 @@ every file's SHA-256 signed with the coordinator's audit key.
 
 ``scoring.json`` for trees: the default score scaling (no scorecard: a tree ensemble
 has no points table), the run's decision cut-off, four reason codes, the schema's
-descriptions as reason texts, and no development bins: the run releases no per-bin
-counts of its training rows nor a score histogram of its final model in the layout
-drift monitoring compares (:data:`NO_DEVELOPMENT_BINS` says so in the file).
+descriptions as reason texts, and no development bins: drift monitoring compares
+per-feature bin shares of the training rows, which a boosting run does not release
+(its held-out score histograms are in ``metrics.json``, not per feature)
+(:data:`NO_DEVELOPMENT_BINS` says so in the file).
 """
 
 from __future__ import annotations
@@ -51,8 +52,8 @@ __all__ = [
 ]
 
 NO_DEVELOPMENT_BINS: Final = (
-    "a boosted-trees run releases no development bins (per-bin counts of its training "
-    "rows and a score histogram of its final model) for drift monitoring yet"
+    "a boosted-trees run releases no development bins (per-feature bin counts of its "
+    "training rows) for drift monitoring yet"
 )
 
 
