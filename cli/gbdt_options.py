@@ -168,7 +168,9 @@ def show_boosting_summary(out: Path, seconds: float, *, checkpoint: Path | None 
         f"model:      {model / 'xgboost.json'} (XGBoost JSON: xgboost.Booster(model_file=...))",
         f"card:       {model / 'model_card.json'} (how to build the input matrix; importance)",
         f"checkpoint: {checkpoint or out / 'boosting-checkpoint.json'}",
-        "not yet for gbdt: a signed package for `fedcredit score`, report.html, rounds.png",
+        f"package:    {model} (signed: fedcredit model verify, score, serve)",
+        f"report:     {out / 'report.html'} (trees, feature importance, held-out metrics)",
+        "not yet for gbdt: rounds.png (the report charts the trees)",
     )
 
 

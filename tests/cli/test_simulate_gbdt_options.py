@@ -60,7 +60,8 @@ def test_boosting_flags_are_refused_without_gbdt(tmp_path: Path) -> None:
     assert "--trees" in error and "--model gbdt only" in error
 
 
-def test_score_refuses_a_boosted_trees_model_folder_in_one_line(tmp_path: Path) -> None:
+def test_score_refuses_an_unsigned_boosted_trees_folder_in_one_line(tmp_path: Path) -> None:
+    """A folder with trees but no signed manifest (an older run's) is no package."""
     model = tmp_path / "model"
     model.mkdir()
     (model / "xgboost.json").write_text("{}")
@@ -70,7 +71,7 @@ def test_score_refuses_a_boosted_trees_model_folder_in_one_line(tmp_path: Path) 
     result = CliRunner().invoke(app, [*arguments, "--out", str(tmp_path / "s.csv")])
     assert result.exit_code == 2
     assert len(result.stderr.strip().splitlines()) == 1
-    assert "does not take --model gbdt runs yet" in result.stderr
+    assert "manifest.json" in result.stderr
 
 
 def test_the_boosting_summary_shows_the_held_out_auc_and_where_the_model_is(
@@ -92,3 +93,6 @@ def test_the_boosting_summary_shows_the_held_out_auc_and_where_the_model_is(
     shown = capsys.readouterr().out
     assert "0.7712" in shown and "0.4101" in shown and "19,200" in shown
     assert str(tmp_path / "model" / "xgboost.json") in shown.replace("\n", "")
+    assert "(signed: fedcredit model verify, score, serve)" in shown
+    assert str(tmp_path / "report.html") in shown.replace("\n", "")
+    assert "report.html" not in shown[shown.index("not yet for gbdt") :]

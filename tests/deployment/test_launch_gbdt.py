@@ -2,7 +2,8 @@
 process real, on 127.0.0.1: two banks start their guards and SuperNodes with
 ``fedcredit participant start``, the operator launches a small boosting run (2 trees of
 depth 2, secure aggregation on, as the banks require), and the collected outputs hold
-the trees, an XGBoost model XGBoost loads and the held-out evaluation."""
+the trees, an XGBoost model XGBoost loads, the held-out evaluation, the signed package
+and the report."""
 
 from __future__ import annotations
 
@@ -69,6 +70,11 @@ def test_launch_trains_boosted_trees_over_real_banks(
     assert 0.6 < metrics["final"]["auc"] <= 1.0 and 0 < metrics["final"]["ks"] <= 1.0
     consortium = running_consortium.consortium
     _check_the_model(out, consortium.paths.run("trees"), files["bank-a"], consortium.schema_path)
+    # The ServerApp signed the package and wrote the report; launch collected both.
+    assert 'id="trees"' in (out / "report.html").read_text(encoding="utf-8")
+    signer = running_consortium.bundle(BANKS[0]) / "coordinator.pub"
+    verified = fedcredit("model", "verify", str(out / "model"), "--signer", str(signer))
+    assert "intact" in verified.stdout, verified.stdout
 
     listed = fedcredit("coordinator", "list", root).stdout
     assert f"{TREES}/{TREES} trees" in listed
