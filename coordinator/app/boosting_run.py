@@ -31,8 +31,9 @@ clear or in one more secure round): ``metrics.json``'s ``final`` (AUC, KS, ...) 
 ``score_histograms`` (the sum those come from, which the coordinator already holds).
 
 Not yet for boosted trees: resuming from the checkpoint, validation parts for model
-selection (the banks' validation rows are left out of training and unused), the
-rounds plot (the report charts the trees instead).
+selection (a deployed bank's validation rows are left out of training and unused;
+``fedcredit simulate`` sets none apart), the rounds plot (the report charts the trees
+instead).
 """
 
 from __future__ import annotations
