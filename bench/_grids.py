@@ -10,6 +10,7 @@ and writes its own JSON, Markdown and plot.
 
 from __future__ import annotations
 
+import argparse
 import copy
 import dataclasses
 import sys
@@ -23,6 +24,7 @@ from simulations.experiments import (
     Grid,
     GridRun,
     RunRecord,
+    default_jobs,
     expand_grid,
     run_grid,
     write_results,
@@ -34,9 +36,11 @@ __all__ = [
     "GridDocument",
     "arguments",
     "fixed_settings",
+    "grid_parser",
     "load_document",
     "narrowed",
     "run",
+    "run_announced",
 ]
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -100,6 +104,36 @@ def fixed_settings(grid: Grid) -> list[str]:
         if name not in grid.varied and name != "rounds"
     }
     return simulate_options().arguments(fixed)
+
+
+def grid_parser(description: str, *, rounds: int, out: str) -> argparse.ArgumentParser:
+    """A grid benchmark's common flags: ``--seeds``, ``--rounds``, ``--jobs``, ``--out``.
+
+    ``rounds`` is the default of ``--rounds``; ``out`` the experiment folder's name
+    under ``runs/``. A benchmark adds its own flags to the parser it gets.
+    """
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--rounds", type=int, default=rounds)
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=default_jobs(),
+        help="simulations at a time (AUC is unaffected); default: one per CPU within memory",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=ROOT / "runs" / out,
+        help="experiment folder: a second call with it resumes (finished runs are kept)",
+    )
+    return parser
+
+
+def run_announced(grid: Grid, out: Path, *, jobs: int) -> None:
+    """Say how many runs and the first one's flags, then :func:`run` them."""
+    print(f"{len(grid.runs)} runs, e.g. simulate {' '.join(arguments(grid.runs[0]))}", flush=True)
+    run(grid, out, jobs=jobs)
 
 
 def run(grid: Grid, out: Path, *, jobs: int) -> None:

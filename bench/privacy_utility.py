@@ -49,10 +49,9 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
-from _grids import GridDocument, arguments, fixed_settings, load_document, narrowed
-from _grids import run as run_grid
+from _grids import GridDocument, fixed_settings, grid_parser, load_document, narrowed, run_announced
 
-from simulations.experiments import Grid, GridRun, default_jobs
+from simulations.experiments import Grid, GridRun
 from simulations.experiments.results import result_rows
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -215,32 +214,17 @@ def plot(summary: list[dict[str, object]], epsilons: list[float], path: Path) ->
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The benchmark's flags (``argv``: default the command line)."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser = grid_parser(__doc__.splitlines()[0], rounds=10, out="bench-privacy-utility")
     parser.add_argument("--epsilons", type=float, nargs="+", default=[0.1, 0.25, 0.5, 1, math.inf])
-    parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--splits", nargs="+", choices=SPLITS, default=list(SPLITS))
     parser.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS))
-    parser.add_argument(
-        "--jobs",
-        type=int,
-        default=default_jobs(),
-        help="simulations at a time (AUC is unaffected); default: one per CPU within memory",
-    )
-    parser.add_argument(
-        "--out",
-        type=Path,
-        default=ROOT / "runs" / "bench-privacy-utility",
-        help="experiment folder: a second call with it resumes (finished runs are kept)",
-    )
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     grid = bench_grid(args)
-    print(f"{len(grid.runs)} runs, e.g. simulate {' '.join(arguments(grid.runs[0]))}", flush=True)
-    run_grid(grid, args.out, jobs=args.jobs)
+    run_announced(grid, args.out, jobs=args.jobs)
     runs = [
         run_row(grid_run, result)
         for grid_run, result in zip(grid.runs, result_rows(grid, args.out), strict=True)

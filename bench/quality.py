@@ -25,10 +25,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _grids import GridDocument, arguments, load_document
-from _grids import run as run_grid
+from _grids import GridDocument, grid_parser, load_document, run_announced
 
-from simulations.experiments import Grid, GridRun, default_jobs
+from simulations.experiments import Grid, GridRun
 from simulations.experiments.runner import METRICS_FILE, read_record, run_folder
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -164,29 +163,14 @@ def training_text(grid_run: GridRun) -> str:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The benchmark's flags (``argv``: default the command line)."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--rounds", type=int, default=30)
-    parser.add_argument(
-        "--jobs",
-        type=int,
-        default=default_jobs(),
-        help="simulations at a time (AUC is unaffected); default: one per CPU within memory",
-    )
-    parser.add_argument(
-        "--out",
-        type=Path,
-        default=ROOT / "runs" / "bench-quality",
-        help="experiment folder: a second call with it resumes (finished runs are kept)",
-    )
+    parser = grid_parser(__doc__.splitlines()[0], rounds=30, out="bench-quality")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     grid = bench_grid(args)
-    print(f"{len(grid.runs)} runs, e.g. simulate {' '.join(arguments(grid.runs[0]))}", flush=True)
-    run_grid(grid, args.out, jobs=args.jobs)
+    run_announced(grid, args.out, jobs=args.jobs)
     results = [run_simulation(grid_run, args.out) for grid_run in grid.runs]
     for result in results:
         print(

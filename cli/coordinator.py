@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from cli import gbdt_options
 from cli.console import (
     EXIT_RUN_FAILED,
     Column,
@@ -430,10 +432,22 @@ BaseOdds = Annotated[
 ]
 
 
+LaunchModel = Annotated[
+    ModelKind | None,
+    typer.Option(
+        "--model",
+        help="Model family (default: the consortium's; gbdt: federated gradient-boosted "
+        "trees, one exchange per tree level; see --trees and the options after it).",
+    ),
+]
+
+
 @coordinator_app.command("launch")
 def launch(
+    ctx: typer.Context,
     consortium_dir: ConsortiumDir,
     out: Out = None,
+    model: LaunchModel = None,
     rounds: Rounds = None,
     run_name: RunName = None,
     resume: Resume = None,
@@ -446,12 +460,24 @@ def launch(
     pdo: Pdo = None,
     base_score: BaseScore = None,
     base_odds: BaseOdds = None,
+    trees: gbdt_options.Trees = 100,
+    max_depth: gbdt_options.MaxDepth = 6,
+    tree_learning_rate: gbdt_options.TreeLearningRate = 0.1,
+    reg_lambda: gbdt_options.RegLambda = 1.0,
+    gamma: gbdt_options.Gamma = 0.0,
+    min_child_weight: gbdt_options.MinChildWeight = 1.0,
+    subsample: gbdt_options.Subsample = 1.0,
+    colsample: gbdt_options.Colsample = 1.0,
+    max_bins: gbdt_options.MaxBins = 255,
 ) -> None:
-    """Submit a run to the SuperLink, stream per-round progress, collect the results."""
-    from coordinator.ops.launch import launch_run
+    """Submit a run to the SuperLink, stream per-round (per-tree) progress, collect the results."""
+    from coordinator.ops.launch import launch_run, launched_model
 
+    started = time.monotonic()
     with fail_cleanly():
         consortium = _consortium(consortium_dir)
+        gbdt = launched_model(consortium, model=model, resume=resume) is ModelKind.GBDT
+        gbdt_options.refuse_sgd_flags(ctx, gbdt=gbdt)
         console.print(
             f"[bold]fedcredit coordinator launch[/]: submitting to {consortium.config.name}"
             + (f" (resuming {resume})" if resume else ""),
@@ -460,6 +486,8 @@ def launch(
         result = launch_run(
             consortium,
             overrides={
+                "model": model,
+                **(gbdt_options.boosting_values(ctx) if gbdt else {}),
                 "rounds": rounds,
                 "min_banks": min_banks,
                 "secure_aggregation": secure_aggregation,
@@ -476,7 +504,7 @@ def launch(
             out=out,
             on_line=_show_flower_line,
         )
-    _report_launch(result, consortium_dir)
+    _report_launch(result, consortium_dir, seconds=time.monotonic() - started)
 
 
 def _show_flower_line(line: str) -> None:
@@ -493,21 +521,41 @@ def _show_flower_line(line: str) -> None:
         say(f"  flower: {message}", style="dim")
 
 
-def _report_launch(result: LaunchResult, consortium_dir: Path) -> None:
-    """How the run ended, where its results are; exit 1 unless every round completed."""
+def _report_launch(result: LaunchResult, consortium_dir: Path, *, seconds: float = 0.0) -> None:
+    """How the run ended, where its results are; exit 1 unless every round (tree) completed.
+
+    A completed boosting run shows :func:`cli.gbdt_options.show_boosting_summary` of its
+    results (the copy in ``--out`` if made), the checkpoint in the consortium folder.
+    """
+    from coordinator.ops.runs import BOOSTING_CHECKPOINT
+
     say(
         f"run {result.run_name} (Flower run {result.flower_run_id}): {result.status}, "
-        f"{result.rounds_done}/{result.rounds_planned} rounds; outputs in {result.run_dir}"
+        f"{result.rounds_done}/{result.rounds_planned} {result.unit}; outputs in "
+        f"{result.run_dir}"
     )
     if result.out is not None:
         say(f"results copied to {result.out}")
-    if (missing := _final_missing(result.run_dir)) is not None:
+    boosting = result.unit == "trees"
+    if boosting and result.completed:
+        gbdt_options.show_boosting_summary(
+            result.out or result.run_dir,
+            seconds,
+            checkpoint=result.run_dir / BOOSTING_CHECKPOINT,
+        )
+    elif (missing := _final_missing(result.run_dir)) is not None:
         say(f"final evaluation missing: {missing}", style="yellow")
     if result.completed:
         return
     if result.error:
         say(f"the run failed: {result.error}", style="red")
-    if result.rounds_done:
+    if boosting and result.rounds_done:
+        say(
+            f"its finished trees are in {result.run_dir / BOOSTING_CHECKPOINT}; a boosting "
+            "run is not resumed: launch it afresh",
+            style="yellow",
+        )
+    elif result.rounds_done:
         say(
             f"continue it with `fedcredit coordinator launch {consortium_dir} "
             f"--resume {result.run_name}`",
@@ -632,13 +680,14 @@ def list_runs(consortium_dir: ConsortiumDir) -> None:
         rows = runs_of(_consortium(consortium_dir))
     show_table(
         f"Runs of {consortium_dir}",
-        ["run", "Flower run ids", "status", "rounds", "submitted (UTC)"],
+        ["run", "Flower run ids", "status", "rounds (trees)", "submitted (UTC)"],
         [
             (
                 row.run_name,
                 ", ".join(str(i) for i in row.flower_run_ids),
                 row.status,
-                f"{row.rounds_done}/{row.rounds_planned}",
+                f"{row.rounds_done}/{row.rounds_planned}"
+                + (" trees" if row.unit == "trees" else ""),
                 row.submitted_at,
             )
             for row in rows

@@ -1,4 +1,5 @@
-"""``fedcredit simulate --model gbdt``'s options: the boosting flags, their checks, the summary.
+"""``--model gbdt``'s options (``fedcredit simulate``, ``coordinator launch``): the boosting
+flags, their checks, the summary.
 
 The flags map one to one to :class:`~credit.run_config.RunConfig`'s boosting fields
 (``[tool.flwr.app.config]`` keys ``trees``, ``max-depth``, ``tree-learning-rate``,
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from click.core import ParameterSource
@@ -31,6 +32,8 @@ __all__ = [
     "Subsample",
     "TreeLearningRate",
     "Trees",
+    "boosting_validation_fraction",
+    "boosting_values",
     "refuse_sgd_flags",
     "show_boosting_summary",
 ]
@@ -122,8 +125,17 @@ def refuse_sgd_flags(ctx: typer.Context, *, gbdt: bool) -> None:
     raise ConfigError(f"{', '.join(given)} appl(ies) to --model gbdt only", source="--model")
 
 
-def show_boosting_summary(out: Path, seconds: float) -> None:
-    """What a boosting run wrote: trees, levels, the held-out AUC and KS, where the model is."""
+def boosting_values(ctx: typer.Context) -> dict[str, Any]:
+    """The command's boosting flags, by RunConfig field (given or at their defaults)."""
+    return {name: ctx.params[name] for name in BOOSTING_FLAGS}
+
+
+def show_boosting_summary(out: Path, seconds: float, *, checkpoint: Path | None = None) -> None:
+    """What a boosting run wrote: trees, levels, the held-out AUC and KS, where the model is.
+
+    ``checkpoint``: where the finished trees are kept (default ``out``'s
+    ``boosting-checkpoint.json``; a launched run keeps it in the consortium folder).
+    """
     document = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
     levels = document["levels"]
     final = document.get("final") or {}
@@ -155,6 +167,32 @@ def show_boosting_summary(out: Path, seconds: float) -> None:
         f"metrics:    {out / 'metrics.json'}",
         f"model:      {model / 'xgboost.json'} (XGBoost JSON: xgboost.Booster(model_file=...))",
         f"card:       {model / 'model_card.json'} (how to build the input matrix; importance)",
-        f"checkpoint: {out / 'boosting-checkpoint.json'}",
-        "not yet for gbdt: a signed package for `fedcredit score`, report.html, rounds.png",
+        f"checkpoint: {checkpoint or out / 'boosting-checkpoint.json'}",
+        f"package:    {model} (signed: fedcredit model verify, score, serve)",
+        f"report:     {out / 'report.html'} (trees, feature importance, held-out metrics)",
+        "not yet for gbdt: rounds.png (the report charts the trees)",
     )
+
+
+def boosting_validation_fraction(ctx: typer.Context, validation_fraction: float) -> float:
+    """The validation share of a ``--model gbdt`` simulation: 0 unless asked, refused above 0.
+
+    Boosting chooses no model on validation parts (no early stopping on them yet), so
+    rows set apart for them would train nothing: a boosting run trains on every row
+    outside the held-out part.
+
+    Raises
+    ------
+    ConfigError
+        ``--validation-fraction`` above 0 given with ``--model gbdt``.
+    """
+    if ctx.get_parameter_source("validation_fraction") not in _GIVEN:
+        return 0.0
+    if validation_fraction > 0:
+        raise ConfigError(
+            f"{validation_fraction} sets rows apart that --model gbdt would not use (boosting "
+            "selects no model on validation parts): leave it out, and every row outside "
+            "the held-out part trains the trees",
+            source="--validation-fraction",
+        )
+    return validation_fraction

@@ -1,11 +1,12 @@
 """``fedcredit score``: score a file of applicants with a signed model package.
 
-The package is verified before anything is read from it (``--signer`` pins the
-consortium's key); the file is validated against the package's schema (every
-violation listed, as ``fedcredit participant check`` does; the target column is not
-needed) and scored chunk by chunk into a temporary file, renamed to ``--out`` only
-when the whole file scored (:mod:`credit.scoring.batch`). Any error: one line on
-stderr, exit code 2, nothing written.
+The package (a logistic regression's, an MLP's or boosted trees') is verified before
+anything is read from it (``--signer`` pins the consortium's key); the file is
+validated against the package's schema (every violation listed, as ``fedcredit
+participant check`` does; the target column is not needed) and scored chunk by chunk
+into a temporary file, renamed to ``--out`` only when the whole file scored
+(:mod:`credit.scoring.batch`). Any error: one line on stderr, exit code 2, nothing
+written.
 """
 
 from __future__ import annotations
@@ -63,7 +64,6 @@ def score(
     from credit.scoring.batch import CHUNK_ROWS, count_rows
 
     with fail_cleanly():
-        _refuse_boosted_trees(model)
         pinned = load_public_key(signer) if signer is not None else None
         package = load_package(model, signer=pinned)
         scorer = Scorer(package, cutoff=cutoff, top_k=top_k)
@@ -93,26 +93,6 @@ def score(
             "score distribution",
             [Column(name, justify="right") for name in quantiles],
             [[f"{value:.1f}" for value in quantiles.values()]],
-        )
-
-
-def _refuse_boosted_trees(model: Path) -> None:
-    """Refuse a ``--model gbdt`` run's model folder: it is no signed package (yet).
-
-    Raises
-    ------
-    ConfigError
-        ``model`` holds ``xgboost.json`` and no ``manifest.json``.
-    """
-    from credit.errors import ConfigError
-    from credit.package import MANIFEST_FILE
-
-    if (model / "xgboost.json").is_file() and not (model / MANIFEST_FILE).is_file():
-        raise ConfigError(
-            "a boosted-trees model (xgboost.json) is not a signed package: fedcredit score "
-            "does not take --model gbdt runs yet; load it with xgboost.Booster(model_file=...) "
-            "on the matrix model_card.json describes",
-            source=str(model),
         )
 
 

@@ -419,6 +419,10 @@ def simulate(
     started = time.monotonic()
     with fail_cleanly():
         gbdt_options.refuse_sgd_flags(ctx, gbdt=model is ModelKind.GBDT)
+        if model is ModelKind.GBDT:
+            validation_fraction = gbdt_options.boosting_validation_fraction(
+                ctx, validation_fraction
+            )
         if bank_data:
             _refuse_split_flags(ctx)
         if encoding is EncodingKind.WOE and feature_stats is StatsSource.PUBLIC:

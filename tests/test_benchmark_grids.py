@@ -68,7 +68,9 @@ def bench() -> Iterator[dict[str, ModuleType]]:
     """The two benchmark scripts, imported as their scripts import their helpers."""
     sys.path.insert(0, str(ROOT / "bench"))
     try:
-        yield {name: importlib.import_module(name) for name in ("privacy_utility", "quality")}
+        yield {
+            name: importlib.import_module(name) for name in ("_grids", "privacy_utility", "quality")
+        }
     finally:
         sys.path.remove(str(ROOT / "bench"))
 
@@ -107,7 +109,7 @@ def test_privacy_utility_grid_makes_the_benchmarks_simulate_calls(
             math.inf if epsilon is None else epsilon,
             grid_run.options["seed"],
         ) == labels
-        now = module.arguments(grid_run)
+        now = bench["_grids"].arguments(grid_run)
         assert _parsed(now) == _parsed(argv), (labels, now, argv)
 
 
@@ -116,7 +118,7 @@ def test_privacy_utility_flags_narrow_the_grid(bench: dict[str, ModuleType]) -> 
     argv = "--seeds 2 --epsilons 1 inf --rounds 3 --splits education --models mlp"
     grid = module.bench_grid(module.parse_args(argv.split()))
     expected = [_privacy_utility_argv("education", "mlp", e, 2, 3) for e in (1.0, math.inf)]
-    assert [_parsed(module.arguments(run)) for run in grid.runs] == [
+    assert [_parsed(bench["_grids"].arguments(run)) for run in grid.runs] == [
         _parsed(argv) for argv in expected
     ]
 
@@ -135,7 +137,7 @@ def test_quality_grid_makes_the_benchmarks_simulate_calls(bench: dict[str, Modul
     for grid_run, (labels, argv) in zip(grid.runs, before, strict=True):
         options = grid_run.options
         assert (module.split_name(options), options["model"], options["seed"]) == labels
-        now = module.arguments(grid_run)
+        now = bench["_grids"].arguments(grid_run)
         assert _parsed(now) == _parsed(argv), (labels, now, argv)
 
 

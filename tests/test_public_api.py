@@ -61,6 +61,9 @@ PUBLIC = {
         "feature_importance", "histograms", "leaf_weight", "matrix_card", "node_sums",
         "quantise_gradients", "raw_matrix", "reason_features", "sample_features", "sample_rows",
         "save_xgboost_json", "to_xgboost_json", "train_central",
+        "BOOSTED_MODEL", "ENCODER_FILE", "XGBOOST_FILE", "BoostedModel",
+        "boosted_model_from_files", "ensemble_from_xgboost_json", "ContributionTables",
+        "contribution_tables",
     },
     "credit.scoring": {
         "ApplicantTally", "BatchOutcome", "Reason", "ReasonTable", "ScoredRows", "Scorer",

@@ -17,7 +17,8 @@
 - :mod:`~coordinator.app.boosting`: federated boosting, one summed exchange per tree level;
 - :mod:`~coordinator.app.boosting_checkpoint`: a boosting run's trees after each tree;
 - :mod:`~coordinator.app.boosting_flower`: one boosting level's sum over Flower's Grid;
-- :mod:`~coordinator.app.boosting_run`: a ``gbdt`` run over Flower, and its outputs.
+- :mod:`~coordinator.app.boosting_run`: a ``gbdt`` run over Flower, and its outputs;
+- :mod:`~coordinator.app.boosting_package`: a ``gbdt`` run's model folder, signed.
 
 The package door is :mod:`coordinator`; import the module you need from here.
 """

@@ -7,7 +7,10 @@ noisy under a budget). In the clear the coordinator sums them; under secure
 aggregation they are the inputs of one more secure round (the run's code, weight 0),
 whose keys the last level's unmask exchange collected, and the coordinator decodes
 only their sum. AUC, KS and the rest come from the sum (:func:`credit.metrics.
-credit_metrics`), as for a logistic-regression run.
+credit_metrics`), as for a logistic-regression run; the summed score histograms are kept
+as such a run keeps its final ones (:class:`~coordinator.app.run_state.ScoreHistograms`:
+``metrics.json``'s ``score_histograms``, from which the report draws its curves), with
+the ensemble's number of trees (XGBoost's boosting rounds) as their round.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from flwr.app import Message, MessageType
 from coordinator.app.bank_replies import ReplyBook
 from coordinator.app.boosting import BoostingRun
 from coordinator.app.exchange import BankExchange, Stage, messages_to
+from coordinator.app.run_state import ScoreHistograms
 from coordinator.app.secagg_server import SecureAggregation
 from coordinator.errors import RoundAborted, RoundFailed
 from credit.messages import EvaluationDeclined, QueryInstructions, score_summary_from_content
@@ -38,11 +42,15 @@ __all__ = ["HeldOutEvaluation", "ensemble_part", "evaluate_ensemble"]
 
 @dataclass(frozen=True)
 class HeldOutEvaluation:
-    """The consortium's evaluation of the ensemble (``metrics`` None: none; ``missing`` why)."""
+    """The consortium's evaluation of the ensemble (``metrics`` None: none; ``missing`` why).
+
+    ``scores``: the summed score histograms ``metrics`` come from (None with ``metrics``).
+    """
 
     metrics: CreditMetrics | None
     banks: int
     missing: str | None = None
+    scores: ScoreHistograms | None = None
 
 
 def ensemble_part(run: BoostingRun, score_bins: int) -> GbdtEnsemble:
@@ -84,7 +92,10 @@ def evaluate_ensemble(
         metrics = credit_metrics(summary)
     except ValueError as exc:
         return HeldOutEvaluation(metrics=None, banks=counted, missing=str(exc))
-    return HeldOutEvaluation(metrics=metrics, banks=counted)
+    trees = len(parts[0].ensemble.trees)
+    return HeldOutEvaluation(
+        metrics=metrics, banks=counted, scores=ScoreHistograms.settled(trees, summary)
+    )
 
 
 def _plain(

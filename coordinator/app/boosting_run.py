@@ -13,9 +13,12 @@ How the run flows::
     outputs  OUT/model/xgboost.json (XGBoost JSON, loadable by xgboost.Booster),
              OUT/model/model_card.json (how to build the input matrix from a bank's
              CSV, the hyperparameters, feature importance), OUT/model/encoder.json
-             (the binned encoder: credit.gbdt.raw_matrix), OUT/metrics.json (the
-             levels, seconds, banks, ledgers), OUT/boosting-checkpoint.json (after
-             every tree)
+             (the binned encoder: credit.gbdt.raw_matrix), signed as a model package
+             (coordinator.app.boosting_package: fedcredit score, serve, model verify),
+             OUT/metrics.json (the levels, seconds, banks, ledgers),
+             OUT/boosting-checkpoint.json (after every tree), then OUT/report.html
+             (coordinator.app.report, from the files above: trees, feature importance,
+             held-out metrics and curves)
 
 The base score is the consortium's default rate from the summed class counts of the
 set-up statistics (0.5 with public statistics, which count nothing). The
@@ -24,12 +27,13 @@ coordinator's randomness (column subsampling per tree) is public and seeded by
 
 Then the banks score the ensemble on their held-out rows
 (:mod:`coordinator.app.boosting_evaluation`: score histograms and sums, summed in the
-clear or in one more secure round): ``metrics.json``'s ``final`` (AUC, KS, ...).
+clear or in one more secure round): ``metrics.json``'s ``final`` (AUC, KS, ...) and
+``score_histograms`` (the sum those come from, which the coordinator already holds).
 
 Not yet for boosted trees: resuming from the checkpoint, validation parts for model
-selection (the banks' validation rows are left out of training and unused), the
-signed model package (``model/manifest.json``; ``fedcredit score`` and ``model
-verify`` take logistic-regression and MLP packages), the report and the rounds plot.
+selection (a deployed bank's validation rows are left out of training and unused;
+``fedcredit simulate`` sets none apart), the rounds plot (the report charts the trees
+instead).
 """
 
 from __future__ import annotations
@@ -56,9 +60,22 @@ from coordinator.app.boosting_evaluation import (
     evaluate_ensemble,
 )
 from coordinator.app.boosting_flower import FlowerLevelSum
+from coordinator.app.boosting_package import (
+    boosting_model_card,
+    write_boosting_package,
+    write_model_folder,
+)
 from coordinator.app.exchange import BankExchange
 from coordinator.app.instructions import run_instructions
-from coordinator.app.run_files import LEDGER_DIR, METRICS_FILE, MODEL_DIR, RunFiles, run_files
+from coordinator.app.report.writer import write_report
+from coordinator.app.run_files import (
+    LEDGER_DIR,
+    METRICS_FILE,
+    MODEL_DIR,
+    RunFiles,
+    replace_folder,
+    run_files,
+)
 from coordinator.app.run_setup import RunSetup
 from coordinator.app.secagg_server import SecureAggregation
 from credit.durable import write_durably
@@ -66,15 +83,15 @@ from credit.encoding import EncodingKind, FeatureEncoder, StatsSource, fit_encod
 from credit.errors import ConfigError
 from credit.feature_stats import FeatureStats, settle_noisy
 from credit.gbdt import (
+    ENCODER_FILE,
+    XGBOOST_FILE,
     FeatureBins,
     base_score_from_counts,
     bins_from_encoder,
-    feature_importance,
-    matrix_card,
-    save_xgboost_json,
 )
 from credit.messages import Refusal, RunInstructions, Task
 from credit.messages.gbdt import GbdtEncoding
+from credit.model_card import CARD_FILE
 from credit.run_config import RunConfig
 from credit.schema import DatasetSchema, load_schema
 
@@ -87,11 +104,7 @@ __all__ = [
     "write_boosting_outputs",
 ]
 
-XGBOOST_FILE = "xgboost.json"
-MODEL_CARD_FILE = "model_card.json"
-ENCODER_FILE = "encoder.json"
-"""The run's binned encoder (``credit.encoding.FeatureEncoder`` JSON): with
-``credit.gbdt.raw_matrix`` it builds the model's input matrix from validated rows."""
+MODEL_CARD_FILE = CARD_FILE
 
 EventCallback = Callable[[str], None]
 
@@ -214,14 +227,20 @@ class BoostingDriver:
             secure_round=level_sum.levels + 1,  # its keys came with the last level's unmask
         )
         self._on_event(_evaluation_line(evaluation))
+        record = self._run_record(start, evaluation, time.monotonic() - started)
         files = write_boosting_outputs(
             out,
             run,
             start.encoding.encoder,
             banks=sorted(start.banks.values()),
             training_rows=start.training_rows,
-            extra=self._run_record(start, evaluation, time.monotonic() - started),
+            extra=record,
+            schema_name=self.schema.name,
+            package=lambda folder: write_boosting_package(
+                folder, self.config, self.schema, start.encoding.encoder, record["privacy"]
+            ),
         )
+        write_report(metrics=files.metrics, model=files.model, report=files.report)  # last
         audit.boosting_end(
             trees=len(run.trees),
             model_sha256=_sha256(files.model / XGBOOST_FILE),
@@ -276,6 +295,8 @@ class BoostingDriver:
             "final": None if evaluation.metrics is None else evaluation.metrics.as_dict(),
             "final_banks": evaluation.banks,
             "final_missing": evaluation.missing,
+            "score_histograms": None if evaluation.scores is None else evaluation.scores.document(),
+            "schema": {"name": self.schema.name, "sha256": self.schema.schema_hash()},
         }
 
     def _encoder(self, stats: FeatureStats | None) -> FeatureEncoder:
@@ -347,46 +368,24 @@ def write_boosting_outputs(
     banks: list[str],
     training_rows: int,
     extra: dict[str, Any],
+    schema_name: str,
+    package: Callable[[Path], object] | None = None,
 ) -> RunFiles:
-    """Write ``model/xgboost.json``, ``model/model_card.json`` and ``metrics.json``."""
+    """Write ``model/`` (``xgboost.json``, ``encoder.json``, ``model_card.json``) and
+    ``metrics.json``.
+
+    The model folder is written afresh beside ``model/`` and moved in place
+    (:func:`~coordinator.app.run_files.replace_folder`); ``package`` completes it into
+    a signed package first (:func:`~coordinator.app.boosting_package.write_boosting_package`).
+    """
     files = run_files(out)
-    model_dir = out / MODEL_DIR
-    model_dir.mkdir(parents=True, exist_ok=True)
-    ensemble = run.ensemble()
-    save_xgboost_json(ensemble, model_dir / XGBOOST_FILE)
-    write_durably(model_dir / ENCODER_FILE, encoder.model_dump_json(indent=1).encode("utf-8"))
-    importance = feature_importance(ensemble)
-    card = {
-        "model": "gbdt",
-        "format": "XGBoost JSON model (xgboost.Booster(model_file='xgboost.json'))",
-        "file": XGBOOST_FILE,
-        "objective": "binary:logistic (predicts the probability of default)",
-        "input": matrix_card(encoder),
-        "base_score": run.base_score,
-        "params": run.params.model_dump(),
-        "trees": len(run.trees),
-        "banks": banks,
-        "training_rows": training_rows,
-        "feature_importance": {
-            name: {
-                "splits": int(splits),
-                "total_gain": float(gain),
-                "total_cover": float(cover),
-            }
-            for name, splits, gain, cover in zip(
-                importance.names,
-                importance.splits,
-                importance.total_gain,
-                importance.total_cover,
-                strict=True,
-            )
-        },
-        "scoring": (
-            "fedcredit score does not take boosted trees yet: build the input matrix as "
-            "'input' says and call xgboost.Booster(model_file='xgboost.json').predict"
-        ),
-    }
-    _write_json(model_dir / MODEL_CARD_FILE, card)
+    out.mkdir(parents=True, exist_ok=True)
+    card = boosting_model_card(
+        run, encoder, banks=banks, training_rows=training_rows, schema_name=schema_name
+    )
+    replace_folder(
+        out / MODEL_DIR, lambda folder: write_model_folder(folder, run, encoder, card, package)
+    )
     metrics = {
         "status": "completed",
         "model": "gbdt",

@@ -39,6 +39,7 @@ __all__ = [
     "REPORT_FILE",
     "RunFiles",
     "metrics_document",
+    "replace_folder",
     "run_files",
     "run_scorecard",
     "write_run_outputs",
@@ -176,7 +177,7 @@ def write_run_outputs(out_dir: Path, state: RunState, wall_seconds: float) -> Ru
     document = metrics_document(state, wall_seconds)
     files = run_files(out_dir)
     files.metrics.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
-    _replace_folder(files.model, lambda folder: _write_package(folder, state, document))
+    replace_folder(files.model, lambda folder: _write_package(folder, state, document))
     _plot_rounds(document["rounds"], files.plot, document["rounds_scored_on"])
     _write_ledgers(out_dir / LEDGER_DIR, state.privacy_document())
     from coordinator.app.report.writer import write_report
@@ -241,7 +242,7 @@ def _write_package(folder: Path, state: RunState, document: dict[str, Any]) -> N
     )
 
 
-def _replace_folder(target: Path, write: Callable[[Path], None]) -> None:
+def replace_folder(target: Path, write: Callable[[Path], None]) -> None:
     """Write a folder beside ``target``, then put it in ``target``'s place.
 
     A package lists every file of its folder: a folder written afresh holds nothing

@@ -10,6 +10,11 @@ ServerApp continues from the checkpoint of the last completed round, and the ban
 find their privacy plan under the same name. An earlier Flower run of the same run
 that Flower still lists as live (after a coordinator crash, until its heartbeat runs
 out) is stopped first.
+
+A boosting run (``model = "gbdt"``) is launched the same way; it counts trees, not
+rounds, and is complete when its ``metrics.json`` says so with every tree grown. It is
+not resumed: the ServerApp refuses ``resume`` for boosted trees, so ``--resume`` of a
+boosting run is refused here first, naming the checkpoint that keeps its finished trees.
 """
 
 from __future__ import annotations
@@ -32,23 +37,27 @@ from coordinator.app.run_files import (
 from coordinator.ops.consortium import Consortium
 from coordinator.ops.flower_cli import RunHandle, started_run_id, submit_run
 from coordinator.ops.runs import (
+    BOOSTING_CHECKPOINT,
     LAUNCH_FILE,
     completed_rounds,
     fresh_run_folder,
     read_launch,
     require_superlink,
     resolve_run,
+    run_progress,
     run_status,
     stop_earlier_submissions,
     write_launch,
 )
 from credit.errors import ConfigError, OperationFailed
+from credit.model_spec import ModelKind
 from credit.run_config import RunConfig
 
 __all__ = [
     "LaunchResult",
     "collect_outputs",
     "launch_run",
+    "launched_model",
     "run_config_for",
     "server_error",
     "submit_recorded",
@@ -59,7 +68,11 @@ AUDIT_DIR = "audit"
 
 @dataclass(frozen=True)
 class LaunchResult:
-    """How a launch ended."""
+    """How a launch ended.
+
+    ``rounds_done`` and ``rounds_planned`` count ``unit``: federated rounds, or the
+    trees of a boosting run (``unit = "trees"``).
+    """
 
     run_name: str
     flower_run_id: int | None
@@ -70,6 +83,7 @@ class LaunchResult:
     out: Path | None
     status: str
     error: str | None = None
+    unit: str = "rounds"
 
 
 def run_config_for(
@@ -107,7 +121,20 @@ def run_config_for(
     return config.to_flower()
 
 
-_FLAGS = {"pdo": "--pdo", "base_score": "--base-score", "base_odds": "--base-odds"}
+_FLAGS = {
+    "pdo": "--pdo",
+    "base_score": "--base-score",
+    "base_odds": "--base-odds",
+    "trees": "--trees",
+    "max_depth": "--max-depth",
+    "tree_learning_rate": "--tree-learning-rate",
+    "reg_lambda": "--reg-lambda",
+    "gamma": "--gamma",
+    "min_child_weight": "--min-child-weight",
+    "subsample": "--subsample",
+    "colsample": "--colsample",
+    "max_bins": "--max-bins",
+}
 """Run settings only a launch flag (or the run's own recorded config) sets: errors name the flag."""
 
 
@@ -128,16 +155,57 @@ def _new_run(consortium: Consortium, run_name: str | None) -> _Target:
     return _Target(name=run_dir.name, run_dir=run_dir)
 
 
-def _resumed_run(consortium: Consortium, reference: str) -> _Target:
-    """The run ``reference`` names, with its recorded settings; it must have a round done."""
+def _resumed_run(
+    consortium: Consortium, reference: str, *, model: ModelKind | None = None
+) -> _Target:
+    """The run ``reference`` names, with its recorded settings; it must have a round done.
+
+    Raises
+    ------
+    ConfigError
+        The run is a boosting run (not resumed), ``model`` is not the run's own, or no
+        round of it completed.
+    """
     run_dir = resolve_run(consortium, reference)
+    recorded = read_launch(run_dir).get("config") or None
+    kept = ModelKind((recorded or {}).get("model", ModelKind.LOGREG))
+    if kept is ModelKind.GBDT:
+        raise ConfigError(
+            f"run '{run_dir.name}' is a boosting run (model gbdt), and resuming one is not "
+            f"supported yet; launch it afresh (its finished trees are in "
+            f"{run_dir / BOOSTING_CHECKPOINT})",
+            source="--resume",
+        )
+    if model is not None and ModelKind(model) is not kept:
+        raise ConfigError(
+            f"a resumed run keeps its model ({kept}); leave --model out or launch a new "
+            f"run; got {model}",
+            source="--model",
+        )
     if completed_rounds(run_dir) == 0:
         raise ConfigError(
             f"run '{run_dir.name}' has no completed round to resume from; launch it afresh",
             source="--resume",
         )
-    recorded = read_launch(run_dir).get("config") or None
     return _Target(name=run_dir.name, run_dir=run_dir, recorded=recorded)
+
+
+def launched_model(
+    consortium: Consortium, *, model: ModelKind | None, resume: str | None
+) -> ModelKind:
+    """The model family a launch trains: ``model`` if given, a resumed run's own, else the
+    consortium's run default.
+
+    Raises
+    ------
+    ConfigError
+        As :func:`launch_run` for a run that cannot be resumed (a boosting run, another
+        ``model``, no completed round).
+    """
+    if resume is not None:
+        recorded = _resumed_run(consortium, resume, model=model).recorded or {}
+        return ModelKind(recorded.get("model", ModelKind.LOGREG))
+    return model if model is not None else ModelKind(consortium.config.run.model)
 
 
 class _LaunchRecord:
@@ -197,10 +265,13 @@ def launch_run(
     OperationFailed
         The SuperLink is not running, or Flower refused the run.
     ConfigError
-        A bad run name or setting, or nothing to resume.
+        A bad run name or setting (checked before the SuperLink is asked), or nothing to
+        resume: a boosting run, or a run with no completed round.
     """
-    require_superlink(consortium)
-    target = _new_run(consortium, run_name) if resume is None else _resumed_run(consortium, resume)
+    if resume is None:
+        target = _new_run(consortium, run_name)
+    else:
+        target = _resumed_run(consortium, resume, model=overrides.get("model"))
     config = run_config_for(
         consortium,
         run_name=target.name,
@@ -208,13 +279,14 @@ def launch_run(
         overrides=overrides,
         recorded=target.recorded,
     )
+    require_superlink(consortium)
     if resume is not None:
         for flower_id in stop_earlier_submissions(consortium, target.run_dir):
             on_line(f"stopped Flower run {flower_id}: the resumed run replaces it")
     handle = submit_recorded(
         consortium, target.run_dir, config, resume=resume is not None, on_line=on_line
     )
-    return _outcome(target, handle, planned=int(config["num-server-rounds"]), out=out)
+    return _outcome(target, handle, config=config, out=out)
 
 
 def submit_recorded(
@@ -243,10 +315,13 @@ def submit_recorded(
     return handle
 
 
-def _outcome(target: _Target, handle: RunHandle, *, planned: int, out: Path | None) -> LaunchResult:
+def _outcome(
+    target: _Target, handle: RunHandle, *, config: Mapping[str, Any], out: Path | None
+) -> LaunchResult:
     """How the submitted run ended, from its outputs; results copied to ``out`` if complete."""
     status = run_status(target.run_dir)
-    done = completed_rounds(target.run_dir)
+    progress = run_progress(target.run_dir, config)
+    done, planned = progress.done, progress.planned
     completed = status == "completed" and done == planned
     return LaunchResult(
         run_name=target.name,
@@ -258,6 +333,7 @@ def _outcome(target: _Target, handle: RunHandle, *, planned: int, out: Path | No
         out=collect_outputs(target.run_dir, out) if completed and out is not None else None,
         status=status if status != "not started" or handle.returncode == 0 else "failed",
         error=None if completed else server_error(handle.output),
+        unit=progress.unit,
     )
 
 

@@ -4,7 +4,8 @@ A run is known by its **run name** (``run-YYYYmmdd-HHMMSS`` unless the operator
 names it). Its outputs live in ``DIR/runs/<run-name>/``: the ServerApp writes
 metrics, model, checkpoint and audit log there, and ``launch.json`` records every
 submission with Flower's run id (:mod:`coordinator.ops.launch` writes it). A run is
-named by its run name or by any of its Flower run ids.
+named by its run name or by any of its Flower run ids. A run counts rounds, or trees
+when it is a boosting run (``model = "gbdt"``: :func:`run_progress`).
 """
 
 from __future__ import annotations
@@ -25,10 +26,13 @@ from coordinator.ops.consortium import Consortium
 from coordinator.ops.flower_cli import run_flwr
 from coordinator.ops.layout import CONNECTION
 from credit.errors import ConfigError, OperationFailed
+from credit.model_spec import ModelKind
 
 __all__ = [
+    "BOOSTING_CHECKPOINT",
     "LAUNCH_FILE",
     "RUN_NAME",
+    "RunProgress",
     "RunSummary",
     "completed_rounds",
     "fresh_run_folder",
@@ -36,6 +40,7 @@ __all__ = [
     "read_launch",
     "require_superlink",
     "resolve_run",
+    "run_progress",
     "run_status",
     "stop_earlier_submissions",
     "stop_run",
@@ -47,6 +52,18 @@ LAUNCH_FILE = "launch.json"
 RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 """What a run name may be: it names a folder."""
 _LIVE = frozenset({"pending", "starting", "running"})
+BOOSTING_CHECKPOINT = "boosting-checkpoint.json"
+"""A boosting run's finished trees: ``coordinator.app.boosting_checkpoint.CHECKPOINT_FILE``
+(a test pins them equal; the operator's operations do not import that module)."""
+
+
+@dataclass(frozen=True)
+class RunProgress:
+    """How far a run got: ``done`` of ``planned`` ``unit`` (``rounds``, or ``trees``)."""
+
+    done: int
+    planned: int
+    unit: str
 
 
 @dataclass(frozen=True)
@@ -59,6 +76,7 @@ class RunSummary:
     rounds_done: int
     rounds_planned: int
     submitted_at: str
+    unit: str = "rounds"
 
 
 def _superlink_reachable(consortium: Consortium) -> bool:
@@ -124,6 +142,33 @@ def resolve_run(consortium: Consortium, reference: str, *, flag: str = "--resume
     )
 
 
+def run_progress(run_dir: Path, config: Mapping[str, Any]) -> RunProgress:
+    """The rounds (a boosting run's trees) the run in ``run_dir`` of ``config`` (its Flower
+    run config) completed and planned; a monitoring run plans none."""
+    if config.get("model") == ModelKind.GBDT:
+        return RunProgress(_trees_grown(run_dir), int(config.get("trees", 0)), "trees")
+    planned = 0 if config.get("monitor-run") else int(config.get("num-server-rounds", 0))
+    return RunProgress(completed_rounds(run_dir), planned, "rounds")
+
+
+def _trees_grown(run_dir: Path) -> int:
+    """The trees a boosting run finished: its ``metrics.json``'s, else its checkpoint's."""
+    metrics = _json_object(run_dir / METRICS_FILE)
+    if isinstance(metrics.get("trees"), int):
+        return int(metrics["trees"])
+    trees = _json_object(run_dir / BOOSTING_CHECKPOINT).get("trees")
+    return len(trees) if isinstance(trees, list) else 0
+
+
+def _json_object(path: Path) -> dict[str, Any]:
+    """The JSON object in ``path`` ({}: missing, unreadable or not an object)."""
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return document if isinstance(document, dict) else {}
+
+
 def completed_rounds(run_dir: Path) -> int:
     state = run_dir / CHECKPOINT_DIR / "state.json"
     try:
@@ -141,7 +186,8 @@ def run_status(run_dir: Path) -> str:
     try:
         metrics = json.loads((run_dir / METRICS_FILE).read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError):
-        return "interrupted" if completed_rounds(run_dir) else "not started"
+        started = completed_rounds(run_dir) or (run_dir / BOOSTING_CHECKPOINT).is_file()
+        return "interrupted" if started else "not started"
     return str(metrics.get("status", "unknown"))
 
 
@@ -169,17 +215,16 @@ def list_runs(consortium: Consortium) -> list[RunSummary]:
         submissions = record.get("submissions", [])
         ids = tuple(int(s["flower_run_id"]) for s in submissions if s.get("flower_run_id"))
         flower = live.get(ids[-1], "") if ids else ""
-        config = record.get("config", {})
+        progress = run_progress(run_dir, record.get("config", {}))
         rows.append(
             RunSummary(
                 run_name=run_dir.name,
                 flower_run_ids=ids,
                 status=flower if flower in _LIVE else run_status(run_dir),
-                rounds_done=completed_rounds(run_dir),
-                rounds_planned=0
-                if config.get("monitor-run")
-                else int(config.get("num-server-rounds", 0)),
+                rounds_done=progress.done,
+                rounds_planned=progress.planned,
                 submitted_at=submissions[0]["submitted_at"] if submissions else "",
+                unit=progress.unit,
             )
         )
     return rows

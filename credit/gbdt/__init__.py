@@ -14,8 +14,10 @@ central training grows. Modules:
 * :mod:`~credit.gbdt.grower`: one tree's level loop (coordinator and bank state);
 * :mod:`~credit.gbdt.tree`: trees, ensembles, margins;
 * :mod:`~credit.gbdt.central`: central training from the same pieces;
-* :mod:`~credit.gbdt.xgboost_json`: export as an XGBoost JSON model;
-* :mod:`~credit.gbdt.explain`: TreeSHAP contributions and feature importance.
+* :mod:`~credit.gbdt.xgboost_json`: export as an XGBoost JSON model, and read it back;
+* :mod:`~credit.gbdt.model`: the model a run's folder holds (ensemble, encoder, card);
+* :mod:`~credit.gbdt.explain`: TreeSHAP contributions and feature importance;
+* :mod:`~credit.gbdt.shap_tables`: the same contributions by per-leaf table look-up.
 """
 
 from __future__ import annotations
@@ -46,14 +48,30 @@ from credit.gbdt.grower import (
     sample_features,
 )
 from credit.gbdt.histogram import HISTOGRAM_CHANNELS, histograms
+from credit.gbdt.model import (
+    BOOSTED_MODEL,
+    ENCODER_FILE,
+    XGBOOST_FILE,
+    BoostedModel,
+    boosted_model_from_files,
+)
 from credit.gbdt.params import MAX_BINS, MAX_DEPTH, MAX_TREES, BoostingParams
+from credit.gbdt.shap_tables import ContributionTables, contribution_tables
 from credit.gbdt.splits import NodeSums, SplitCandidate, best_split, leaf_weight, node_sums
 from credit.gbdt.tree import Ensemble, Tree
-from credit.gbdt.xgboost_json import save_xgboost_json, to_xgboost_json
+from credit.gbdt.xgboost_json import (
+    ensemble_from_xgboost_json,
+    save_xgboost_json,
+    to_xgboost_json,
+)
 
 __all__ = [  # noqa: RUF022 - plain sort, as every package door
+    "BOOSTED_MODEL",
     "BankBoosting",
+    "BoostedModel",
     "BoostingParams",
+    "ContributionTables",
+    "ENCODER_FILE",
     "Ensemble",
     "FeatureBins",
     "FeatureImportance",
@@ -70,12 +88,16 @@ __all__ = [  # noqa: RUF022 - plain sort, as every package door
     "SplitCandidate",
     "Tree",
     "TreeGrower",
+    "XGBOOST_FILE",
     "apply_splits",
     "base_margin",
     "base_score_from_counts",
     "best_split",
     "bins_from_encoder",
+    "boosted_model_from_files",
+    "contribution_tables",
     "contributions",
+    "ensemble_from_xgboost_json",
     "feature_importance",
     "histograms",
     "leaf_weight",

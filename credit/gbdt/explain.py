@@ -16,7 +16,14 @@ from numpy.typing import NDArray
 
 from credit.gbdt.tree import Ensemble, Tree
 
-__all__ = ["FeatureImportance", "contributions", "feature_importance", "reason_features"]
+__all__ = [
+    "FeatureImportance",
+    "contributions",
+    "feature_importance",
+    "mean_leaf_value",
+    "path_contributions",
+    "reason_features",
+]
 
 
 @dataclass(frozen=True)
@@ -91,14 +98,7 @@ class _TreeShap:
         self._recurse(0, [], 1.0, np.ones(rows), -1)
 
     def _mean_value(self, node: int) -> float:
-        """The cover-weighted mean of the node's leaves (XGBoost's node mean value)."""
-        tree = self._tree
-        if tree.is_leaf(node):
-            return tree.values[node]
-        left, right = tree.left_children[node], tree.right_children[node]
-        total = self._covers[left] * self._mean_value(left)
-        total += self._covers[right] * self._mean_value(right)
-        return float(total / self._covers[node])
+        return mean_leaf_value(self._tree, self._covers, node)
 
     def _goes_left(self, node: int) -> NDArray[np.float64]:
         x = self._matrix[:, self._tree.split_features[node]]
@@ -142,6 +142,72 @@ class _TreeShap:
         ):
             child_zero = incoming_zero * self._covers[child] / cover
             self._recurse(child, path, child_zero, incoming_one * share, split_feature)
+
+
+def mean_leaf_value(tree: Tree, covers: NDArray[np.float64], node: int) -> float:
+    """The cover-weighted mean of the node's leaves (XGBoost's node mean value)."""
+    if tree.is_leaf(node):
+        return tree.values[node]
+    left, right = tree.left_children[node], tree.right_children[node]
+    total = covers[left] * mean_leaf_value(tree, covers, left)
+    total += covers[right] * mean_leaf_value(tree, covers, right)
+    return float(total / covers[node])
+
+
+def path_contributions(
+    tree: Tree,
+    covers: NDArray[np.float64],
+    leaf: int,
+    path: list[tuple[int, bool]],
+    follows: NDArray[np.float64],
+) -> tuple[list[int], NDArray[np.float64]]:
+    """One leaf's part of the contributions, for rows given by their way along its path.
+
+    The leaf's steps of :func:`contributions`' recursion, the rows' one-fractions set
+    by ``follows`` instead of their values (:mod:`credit.gbdt.shap_tables`).
+
+    Parameters
+    ----------
+    tree : Tree
+    covers : numpy.ndarray of float64
+        The tree's covers.
+    leaf : int
+        The leaf.
+    path : list of (int, bool)
+        The leaf's path from the root: each node and whether the path goes left there.
+    follows : numpy.ndarray of float64, shape (rows, len(path))
+        1 where the row goes the path's way at that node, else 0.
+
+    Returns
+    -------
+    features : list of int
+        The features the path splits on (each once).
+    shares : numpy.ndarray of float64, shape (rows, len(features))
+        Each row's contribution from this leaf to each of those features.
+    """
+    rows = follows.shape[0]
+    elements: list[_PathElement] = []
+    _extend(elements, 1.0, np.ones(rows), -1)
+    for step, (node, left) in enumerate(path):
+        split_feature = tree.split_features[node]
+        incoming_zero, incoming_one = 1.0, np.ones(rows)
+        previous = next(
+            (i for i in range(1, len(elements)) if elements[i].feature == split_feature), None
+        )
+        if previous is not None:
+            incoming_zero = elements[previous].zero_fraction
+            incoming_one = elements[previous].one_fraction
+            _unwind(elements, previous)
+        child = tree.left_children[node] if left else tree.right_children[node]
+        child_zero = incoming_zero * covers[child] / covers[node]
+        _extend(elements, child_zero, incoming_one * follows[:, step], split_feature)
+    shares = np.zeros((rows, len(elements) - 1))
+    for index in range(1, len(elements)):
+        element = elements[index]
+        weight = _unwound_sum(elements, index)
+        change = element.one_fraction - element.zero_fraction
+        shares[:, index - 1] = weight * change * tree.values[leaf]
+    return [element.feature for element in elements[1:]], shares
 
 
 def _extend(

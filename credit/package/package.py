@@ -11,6 +11,10 @@ The folder holds::
     manifest.json     every file's SHA-256 and size, the run, the signer
     manifest.sig      Ed25519 signature of manifest.json (:mod:`credit.package.manifest`)
 
+A boosted-trees run's package (``model_card.json``'s ``"model"`` is ``"gbdt"``) holds
+``xgboost.json`` (the ensemble) and ``encoder.json`` (its binned encoder) where an SGD
+model's holds ``model.pt``, and no scorecard (:mod:`credit.gbdt.model`).
+
 :func:`load_package` verifies first and builds the model, schema and settings from
 the very bytes it verified; nothing else in the folder is read.
 """
@@ -27,7 +31,15 @@ import numpy as np
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from pydantic import ValidationError
 
+from credit.encoding import FeatureEncoder
 from credit.errors import FedcreditError, PackageRefused
+from credit.gbdt import (
+    BOOSTED_MODEL,
+    ENCODER_FILE,
+    XGBOOST_FILE,
+    BoostedModel,
+    boosted_model_from_files,
+)
 from credit.governance.scorecard import Scorecard
 from credit.model_card import CARD_FILE, WEIGHTS_FILE, CreditModel, model_from_files
 from credit.package.manifest import Manifest, sign_folder, verify_folder
@@ -47,7 +59,9 @@ __all__ = [
 SCHEMA_FILE = "schema.toml"
 SCORING_FILE = "scoring.json"
 PRIVACY_FILE = "privacy.json"
-_REQUIRED = (WEIGHTS_FILE, CARD_FILE, SCHEMA_FILE, SCORING_FILE, PRIVACY_FILE)
+_SETTINGS = (CARD_FILE, SCHEMA_FILE, SCORING_FILE, PRIVACY_FILE)
+_MODEL_FILES = {False: (WEIGHTS_FILE,), True: (XGBOOST_FILE, ENCODER_FILE)}
+"""The model's own files, by whether it is boosted trees."""
 _WRITER_BUG = "the package is signed but inconsistent; ask the consortium to write it again"
 
 
@@ -63,8 +77,9 @@ class ModelPackage:
         SHA-256 (hex) of ``manifest.json``: the package's name in every answer.
     manifest : Manifest
         The signed manifest.
-    model : CreditModel
-        The model (module, encoder, spec, card).
+    model : CreditModel or BoostedModel
+        The model: a network (module, encoder, spec, card) or boosted trees
+        (ensemble, binned encoder, card).
     schema : DatasetSchema
         The run's dataset schema (its hash is the card's and the encoder's).
     scoring : ScoringSettings
@@ -79,11 +94,23 @@ class ModelPackage:
     root: Path
     digest: str
     manifest: Manifest
-    model: CreditModel
+    model: CreditModel | BoostedModel
     schema: DatasetSchema
     scoring: ScoringSettings
     scorecard: Scorecard | None
     privacy: dict[str, Any]
+
+    @property
+    def kind(self) -> str:
+        """The model family: ``logreg`` or ``mlp`` (a network), ``gbdt`` (boosted trees)."""
+        if isinstance(self.model, BoostedModel):
+            return BOOSTED_MODEL
+        return self.model.spec.kind.value
+
+    @property
+    def encoder(self) -> FeatureEncoder:
+        """The model's encoder (for boosted trees: the binned encoder of its bins)."""
+        return self.model.encoder
 
 
 def write_package(
@@ -101,7 +128,8 @@ def write_package(
     ----------
     directory : pathlib.Path
         A folder :func:`credit.model_card.save_model` wrote (plus ``scorecard.csv``
-        for a scorecard run), holding nothing else.
+        for a scorecard run), or a boosted-trees run's model folder (``xgboost.json``,
+        ``encoder.json``, ``model_card.json``), holding nothing else.
     schema_bytes : bytes
         The run's schema file, byte for byte; its hash must be the card's.
     scoring : ScoringSettings
@@ -166,19 +194,19 @@ def load_package(directory: Path | str, *, signer: Ed25519PublicKey | None = Non
     root = Path(directory)
     verified = verify_folder(root, signer=signer)
     contents = verified.contents
-    for name in _REQUIRED:
-        if name not in contents:
-            raise PackageRefused(
-                f"the signed manifest does not list {name}",
-                file=root / name,
-                hint="this is not a complete model package; use the model folder of a run",
-            )
+    _require(root, contents, _SETTINGS)
     card = _json(contents[CARD_FILE], root / CARD_FILE)
+    boosted = card.get("model") == BOOSTED_MODEL
+    _require(root, contents, _MODEL_FILES[boosted])
     try:
-        model = model_from_files(card, contents[WEIGHTS_FILE])
+        model: CreditModel | BoostedModel = (
+            boosted_model_from_files(card, contents[XGBOOST_FILE], contents[ENCODER_FILE])
+            if boosted
+            else model_from_files(card, contents[WEIGHTS_FILE])
+        )
         schema = parse_schema(contents[SCHEMA_FILE], source=root / SCHEMA_FILE)
         scoring = ScoringSettings.model_validate(_json(contents[SCORING_FILE], root / SCORING_FILE))
-    except (FedcreditError, ValidationError, ValueError, KeyError, RuntimeError) as exc:
+    except (FedcreditError, ValidationError, ValueError, KeyError, TypeError, RuntimeError) as exc:
         raise PackageRefused(
             f"unusable signed contents ({exc})", file=root, hint=_WRITER_BUG
         ) from exc
@@ -200,6 +228,16 @@ def load_package(directory: Path | str, *, signer: Ed25519PublicKey | None = Non
     )
 
 
+def _require(root: Path, contents: Mapping[str, bytes], names: tuple[str, ...]) -> None:
+    for name in names:
+        if name not in contents:
+            raise PackageRefused(
+                f"the signed manifest does not list {name}",
+                file=root / name,
+                hint="this is not a complete model package; use the model folder of a run",
+            )
+
+
 def _json(data: bytes, path: Path) -> dict[str, Any]:
     try:
         document = json.loads(data)
@@ -210,11 +248,19 @@ def _json(data: bytes, path: Path) -> dict[str, Any]:
     return document
 
 
-def _scorecard(model: CreditModel, scoring: ScoringSettings, root: Path) -> Scorecard | None:
+def _scorecard(
+    model: CreditModel | BoostedModel, scoring: ScoringSettings, root: Path
+) -> Scorecard | None:
     """The scorecard rebuilt from the weights and the tables, its points checked."""
     settings = scoring.scorecard
     if settings is None:
         return None
+    if isinstance(model, BoostedModel):
+        raise PackageRefused(
+            "boosted trees have no scorecard, yet scoring.json lists one",
+            file=root / SCORING_FILE,
+            hint=_WRITER_BUG,
+        )
     from credit.woe_binning import scorecard_of, tables_from_document
 
     state = model.module.state_dict()

@@ -18,6 +18,9 @@ Three methods, by model:
   to each value it can take, every other feature kept (:func:`occlusion_losses`).
   For a logistic regression occlusion equals the closed form.
 
+Boosted trees take their TreeSHAP contributions instead (:mod:`credit.scoring.trees`):
+a feature's loss is its contribution above the ensemble's expected margin.
+
 The values a feature can take (:func:`feature_inputs`), in the encoder's input
 space: each of its bins (one-hot, or its bin's WoE); a standardised numeric column's
 regular values as a grid of :data:`Z_GRID` z-scores across its schema bounds (its

@@ -9,7 +9,8 @@
   means a lower risk);
 * decision: decline when the probability >= the cut-off (the package's, or the one
   given);
-* reasons: the top-k features by points lost (:mod:`credit.scoring.reasons`);
+* reasons: the top-k features by points lost (:mod:`credit.scoring.reasons`; boosted
+  trees: their TreeSHAP contributions, :mod:`credit.scoring.trees`);
 * bins: each row's bin per model input feature, for drift counts.
 
 Rows must be validated first (:func:`credit.scoring.check_applicants`): the scorer
@@ -32,13 +33,16 @@ from numpy.typing import ArrayLike, NDArray
 
 from credit.encoding import EncodingKind
 from credit.errors import ConfigError
+from credit.gbdt import BoostedModel, contribution_tables
 from credit.governance.scorecard import Scorecard
+from credit.model_card import CreditModel
 from credit.model_spec import ModelKind
 from credit.package import ModelPackage
 from credit.scoring.applicants import check_applicants
 from credit.scoring.binning import FeatureBinner, bin_inputs
 from credit.scoring.network import ROW_BLOCK, RowwiseNetwork
 from credit.scoring.reasons import Occlusion, ReasonTable, feature_inputs, top_reasons
+from credit.scoring.trees import tree_scores
 from credit.validation import ValidationReport
 
 __all__ = ["SCORING_THREADS", "Reason", "ScoredRows", "Scorer"]
@@ -58,7 +62,8 @@ class Reason:
     text : str
         ``"<schema description or feature>: <the applicant's bin>"``.
     points_lost : float
-        Points the applicant's value costs against the feature's best (> 0).
+        Points the applicant's value costs against the feature's best (> 0); for
+        boosted trees, against the expected margin (its TreeSHAP contribution).
     """
 
     feature: str
@@ -151,8 +156,14 @@ class Scorer:
         self._inputs = feature_inputs(encoder, package.schema)
         self._binner = FeatureBinner(encoder)
         standardized = encoder.kind is EncodingKind.STANDARDIZED
-        self._network = RowwiseNetwork(
-            model.module, self._inputs, bin_blocks=bin_inputs(encoder), z_scores=standardized
+        self._trees = model if isinstance(model, BoostedModel) else None
+        self._tables = None if self._trees is None else contribution_tables(self._trees.ensemble)
+        self._network = (
+            None
+            if isinstance(model, BoostedModel)
+            else RowwiseNetwork(
+                model.module, self._inputs, bin_blocks=bin_inputs(encoder), z_scores=standardized
+            )
         )
         self._features = tuple(item.name for item in self._inputs)
         self._numeric = {e.name: e for e in encoder.numeric} if standardized else {}
@@ -172,9 +183,14 @@ class Scorer:
         }
         self._lowest: NDArray[np.float64] | None = None
         self._occlusion: Occlusion | None = None
+        if isinstance(model, CreditModel) and self._network is not None:
+            self._network_reasons(model, self._network)
+
+    def _network_reasons(self, model: CreditModel, network: RowwiseNetwork) -> None:
+        """An MLP's occlusion, or a logistic regression's lowest contributions."""
         if model.spec.kind is not ModelKind.LOGREG:
-            self._occlusion = Occlusion(self._network.layers, self._inputs)
-        elif package.scorecard is None:  # a scorecard's points lost are its own
+            self._occlusion = Occlusion(network.layers, self._inputs)
+        elif self.package.scorecard is None:  # a scorecard's points lost are its own
             weights = model.module.state_dict()["0.weight"].double().numpy().reshape(-1)
             self._lowest = np.array(
                 [(i.alternatives @ weights[i.start : i.stop]).min() for i in self._inputs]
@@ -225,8 +241,15 @@ class Scorer:
         ordered = [bins[name] for name in self._features]
         z_scores = self._binner.z_scores(columns, bins)
         z_by_position = {self._features.index(name): z for name, z in z_scores.items()}
-        if self._occlusion is not None:
-            log_odds, losses = self._mlp(ordered, z_by_position, self._occlusion)
+        if self._trees is not None:
+            trees = tree_scores(
+                self._trees, columns, factor=self._scaling.factor, tables=self._tables
+            )
+            log_odds, losses = trees.log_odds, trees.losses
+        elif self._network is None:
+            raise ValueError("the package holds neither a network nor trees")
+        elif self._occlusion is not None:
+            log_odds, losses = self._mlp(ordered, z_by_position, self._network, self._occlusion)
         else:
             contributions = self._network.contributions(ordered, z_by_position)
             log_odds = self._network.hidden_of(contributions)[:, 0]
@@ -254,6 +277,7 @@ class Scorer:
         self,
         bins: list[NDArray[np.int64]],
         z_scores: dict[int, NDArray[np.float32]],
+        network: RowwiseNetwork,
         occlusion: Occlusion,
     ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
         """An MLP's log-odds and occlusion losses, :data:`ROW_BLOCK` rows at a time.
@@ -268,11 +292,11 @@ class Scorer:
 
         def block(start: int) -> None:
             part = slice(start, start + ROW_BLOCK)
-            contributions = self._network.contributions(
+            contributions = network.contributions(
                 [b[part] for b in bins], {j: z[part] for j, z in z_scores.items()}
             )
-            hidden = self._network.hidden_of(contributions)
-            base = self._network.after_first(hidden)
+            hidden = network.hidden_of(contributions)
+            base = network.after_first(hidden)
             log_odds[part] = base
             losses[part] = occlusion.losses(
                 hidden, np.stack(contributions, axis=1), base, self._scaling.factor

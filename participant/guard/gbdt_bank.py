@@ -29,8 +29,10 @@ The bank, not the coordinator, decides what it answers (:class:`GbdtBank`):
   is claimed for it: a level costs what a level over all rows costs;
 * small nodes: a node where the bank holds at least one and fewer than
   ``min_node_rows`` rows, or whose sibling does (parent minus child is the sibling),
-  is released as zeros (the default 0 releases every node: federated training then
-  equals central training exactly);
+  is released as zeros, and so is every node below such a pair (the coordinator
+  derives a sibling as the parent minus the zeroed child, which would put the small
+  node's rows back into a difference one level down); the default 0 releases every
+  node: federated training then equals central training exactly;
 * privacy: with a ledger, each level is charged as one ``gbdt-histogram`` event
   before anything is released (:mod:`participant.guard.gbdt_budget`), at a noise
   multiplier the bank calibrates once per run on its own budget for the announced
@@ -378,19 +380,19 @@ class GbdtBank:
         gradients: tuple[NDArray[np.int64], NDArray[np.int64]],
         asked: tuple[int, ...],
     ) -> NDArray[np.int64]:
-        """The asked nodes' histograms; zeros for a node where the bank holds too few rows.
+        """The asked nodes' histograms; zeros for a node on a path through a small node.
 
-        A node is released as zeros when it, or its sibling, holds 1 to
-        ``min_node_rows - 1`` of the tree's rows: the coordinator knows the parent's
-        histogram, and the parent's minus one child's is the other child's.
+        A node is released as zeros when it, its sibling, one of its ancestors or an
+        ancestor's sibling holds 1 to ``min_node_rows - 1`` of the tree's rows
+        (:func:`_small_lineage`): the coordinator knows the parent's histogram, and the
+        parent's minus one child's is the other child's, at every level down the tree.
         """
         nodes = state.nodes if state.sampled is None else np.where(state.sampled, state.nodes, -1)
         released = histograms(self.codes, *gradients, nodes, asked, self.n_bins)
-        for position, node in enumerate(asked):
-            pair = (node,) if node == 0 else (node, node + 1 if node % 2 else node - 1)
-            counts = [int(np.count_nonzero(nodes == member)) for member in pair]
-            if any(0 < count < self.policy.min_node_rows for count in counts):
-                released[position] = 0
+        if self.policy.min_node_rows > 1:
+            for position, node in enumerate(asked):
+                if _small_lineage(nodes, node, self.policy.min_node_rows):
+                    released[position] = 0
         return released
 
     def _charge(self, orders: LevelOrders, ensemble: tuple[int, int]) -> DpEvent:
@@ -407,3 +409,25 @@ class GbdtBank:
             n_train=self.rows,
         )
         return charge_level(self.ledger, level)
+
+
+def _small_lineage(nodes: NDArray[np.int64], node: int, minimum: int) -> bool:
+    """Whether ``node``, an ancestor, or the sibling of either holds 1 to ``minimum - 1`` rows.
+
+    ``nodes`` is each row's node in the tree (-1: not in the tree's sample); a node's
+    rows are those in its subtree. Zeroing only a small node and its sibling would not
+    do: the coordinator derives the larger child as the parent's histogram minus the
+    zeroed one, so that derived node still holds the small node's rows, and a split of
+    it that leaves one side empty at this bank hands it the small node's histogram as
+    a difference at the next level. So everything under a small pair is zeros too.
+    """
+    held = nodes[nodes >= 0]
+    deepest = max(int(held.max()) if held.size else 0, node + 1)
+    counts = np.bincount(held, minlength=deepest + 1).astype(np.int64)
+    for child in range(deepest, 0, -1):  # subtree counts, deepest node ids first
+        counts[(child - 1) // 2] += counts[child]
+    path = [node]
+    while path[-1] > 0:
+        path.append((path[-1] - 1) // 2)
+    pairs = {0} | {member for v in path if v > 0 for member in (v, v + 1 if v % 2 else v - 1)}
+    return any(0 < int(counts[member]) < minimum for member in pairs)

@@ -185,7 +185,9 @@ def _release_content(
         return RecordDict({message_keys.GBDT_HISTOGRAMS: histograms_to_record(release.histograms)})
     words = np.ascontiguousarray(release.histograms, dtype=np.int64).ravel().view(np.uint64)
     participant = where.participant()
-    masked = participant.mask(inputs.server_round, np.zeros(0), 0.0, HISTOGRAM_CODE, extra=words)
+    masked = participant.mask(
+        inputs.server_round, np.zeros(0), 0.0, HISTOGRAM_CODE, extra=words, whole_roster=True
+    )
     where.sessions.save(participant)
     return RecordDict(
         {message_keys.ARRAYS: ArrayRecord({message_keys.SECAGG_MASKED: Array(masked)})}

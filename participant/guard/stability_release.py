@@ -43,6 +43,7 @@ from flwr.app import RecordDict
 
 from credit import message_keys
 from credit.errors import ConfigError, FedcreditError
+from credit.gbdt import BoostedModel
 from credit.governance.stability import DEFAULT_QUANTILE
 from credit.governance.stability_release import (
     PopulationComparison,
@@ -121,7 +122,8 @@ def development_model(
     Raises
     ------
     ConfigError
-        No package there or one that fails verification, a model of another schema,
+        No package there or one that fails verification, a boosted-trees package, a
+        model of another schema,
         no score bins in its card, or an encoder without bins (standardised); the
         folder is named.
     """
@@ -136,6 +138,12 @@ def development_model(
         model = load_package(model_dir, signer=pinned).model
     except (FedcreditError, OSError) as exc:
         raise ConfigError(f"not a verified model package ({exc})", source=str(model_dir)) from exc
+    if isinstance(model, BoostedModel):
+        raise ConfigError(
+            "a boosted-trees package: the stability monitor takes logistic-regression and "
+            "MLP packages (a boosting run releases no development counts yet)",
+            source=str(model_dir),
+        )
     if model.encoder.schema_hash != schema.schema_hash():
         raise ConfigError(
             f"the model was trained on schema {model.encoder.schema_hash[:12]}, the bank's "

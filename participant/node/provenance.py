@@ -12,6 +12,12 @@ published audit key first: a model the bank never saw is refused.
 
 Nothing here trusts the coordinator: the log is the bank's, written by the guard the
 bank runs, and its chain and signatures are checked before any entry is read.
+
+A boosted-trees package is refused (fail closed): a boosting run's entries in the
+bank's log (its join, the coordinator's log heads, refusals) name no model. Its
+level requests carry split orders, not a model, and the guard records no
+``train`` or ``evaluate`` entry with a model hash for the finished ensemble it scores
+(``gbdt-evaluate``), so nothing in the log can vouch for the package's trees.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from pathlib import Path
 
 from credit.audit import arrays_sha256, load_public_key, verify_audit
 from credit.errors import ConfigError, PackageRefused
+from credit.gbdt import BoostedModel
 from credit.package import ModelPackage
 
 __all__ = [
@@ -63,7 +70,20 @@ class Receipt:
 
 
 def package_model_sha256(package: ModelPackage) -> str:
-    """SHA-256 of the package's weights as the arrays travel on the wire (and audit logs record)."""
+    """SHA-256 of the package's weights as the arrays travel on the wire (and audit logs record).
+
+    Raises
+    ------
+    PackageRefused
+        A boosted-trees package: no bank log records its model (module docstring).
+    """
+    if isinstance(package.model, BoostedModel):
+        raise PackageRefused(
+            "a boosted-trees package's provenance cannot be checked: the bank's audit log "
+            "of a boosting run names no model it received (no model hash is logged)",
+            file=package.root,
+            hint="verify it without --home, pinning the consortium's key with --signer",
+        )
     state = package.model.module.state_dict()
     return arrays_sha256({name: tensor.detach().numpy() for name, tensor in state.items()})
 
@@ -93,7 +113,7 @@ def check_received(package: ModelPackage, audit_log: Path, public_key: Path) -> 
     credit.audit.AuditBroken
         The log fails verification (the first bad entry named).
     PackageRefused
-        No entry of the log names the package's model.
+        No entry of the log names the package's model; a boosted-trees package.
     """
     model = package_model_sha256(package)
     receipts = read_receipts(audit_log, public_key)

@@ -144,6 +144,7 @@ class _RoundSecrets:
     shares: dict[int, bytes] = field(default_factory=dict)  # owner -> opened share bytes
     survivors: frozenset[int] | None = None  # the U2 this participant signed
     revealed: dict[int, str] = field(default_factory=dict)  # owner -> kind of share revealed
+    whole_roster: bool = False  # the input may be unmasked only in a sum over the roster
     cost: SecAggCost = field(default_factory=SecAggCost)
     _graph: CommunicationGraph | None = field(default=None, repr=False, compare=False)
 
@@ -462,12 +463,17 @@ class Participant:
         code: FixedPoint,
         *,
         extra: RingArray | None = None,
+        whole_roster: bool = False,
     ) -> RingArray:
         """The masked encoding of ``weight * values``, the encoded weight, then ``extra``.
 
         ``extra`` is a further input already encoded in the ring (an unweighted sum,
         such as the bank's evaluation; see :meth:`FixedPoint.for_totals`): masked
-        with the rest, it is summed with the rest.
+        with the rest, it is summed with the rest. With ``whole_roster`` this
+        participant will sign (and unmask for) no survivor set but the whole roster:
+        its input is released only in a sum over every member, never over a subset
+        whose difference from another sum would isolate one member's input (a
+        boosting level, whose histograms are related to the levels before).
 
         Raises
         ------
@@ -499,6 +505,7 @@ class Participant:
             combine(masked, mask, out=masked)
         pairs = len(secrets.mask_publics) - 1
         secrets.charge(key_agreements=pairs, mask_expansions=1 + pairs)
+        secrets.whole_roster = whole_roster
         secrets.stage = ParticipantStage.MASKED
         result: RingArray = masked
         return result
@@ -510,7 +517,8 @@ class Participant:
         ------
         UnmaskRefused
             U2 names banks outside the roster, holders of this participant's shares
-            whose keys it did not mask with, leaves it out, has fewer members than
+            whose keys it did not mask with, leaves it out, is not the whole roster
+            when the input was masked ``whole_roster``, has fewer members than
             the graph allows (the threshold on the complete graph; ``N`` minus the
             dropout bound on the sparse one) or fewer than ``t`` of this
             participant's holders, or differs from a set it signed already.
@@ -659,6 +667,12 @@ def _survivors_problem(secrets: _RoundSecrets, me: int, asked: frozenset[int]) -
         return f"survivors {sorted(unknown)} are not in U1"
     if me not in asked:
         return "the survivor set leaves this participant out"
+    if secrets.whole_roster and asked != set(secrets.roster):
+        missing = sorted(set(secrets.roster) - asked)
+        return (
+            f"this participant's input is released only in a sum over the whole roster; "
+            f"the survivor set leaves out {missing}"
+        )
     plan = secrets.plan
     if len(asked) < plan.min_survivors:
         if plan.kind is GraphKind.COMPLETE:
@@ -735,6 +749,7 @@ def _secrets_to_json(s: _RoundSecrets) -> dict[str, object]:
         "shares": {str(k): _b64(v) for k, v in s.shares.items()},
         "survivors": None if s.survivors is None else sorted(s.survivors),
         "revealed": {str(k): v for k, v in s.revealed.items()},
+        "whole_roster": s.whole_roster,
     }
 
 
@@ -759,6 +774,7 @@ def _secrets_from_json(s: dict[str, object]) -> _RoundSecrets:
         shares={int(k): _unb64(v) for k, v in _mapping(raw["shares"]).items()},
         survivors=None if survivors is None else frozenset(int(x) for x in _list(survivors)),
         revealed={int(k): str(v) for k, v in _mapping(raw["revealed"]).items()},
+        whole_roster=bool(raw.get("whole_roster", False)),
     )
 
 

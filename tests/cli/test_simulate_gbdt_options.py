@@ -47,13 +47,21 @@ def test_flags_of_the_sgd_models_are_refused_with_gbdt(tmp_path: Path, flag: str
     assert flag in error and "gbdt" in error
 
 
+def test_a_validation_part_that_boosting_would_not_use_is_refused(tmp_path: Path) -> None:
+    code, error = _simulate(tmp_path, "--model", "gbdt", "--validation-fraction", "0.2")
+    assert code == 2
+    assert len(error.splitlines()) == 1
+    assert "--validation-fraction" in error and "0.2" in error and "leave it out" in error
+
+
 def test_boosting_flags_are_refused_without_gbdt(tmp_path: Path) -> None:
     code, error = _simulate(tmp_path, "--trees", "3")
     assert code == 2
     assert "--trees" in error and "--model gbdt only" in error
 
 
-def test_score_refuses_a_boosted_trees_model_folder_in_one_line(tmp_path: Path) -> None:
+def test_score_refuses_an_unsigned_boosted_trees_folder_in_one_line(tmp_path: Path) -> None:
+    """A folder with trees but no signed manifest (an older run's) is no package."""
     model = tmp_path / "model"
     model.mkdir()
     (model / "xgboost.json").write_text("{}")
@@ -63,7 +71,7 @@ def test_score_refuses_a_boosted_trees_model_folder_in_one_line(tmp_path: Path) 
     result = CliRunner().invoke(app, [*arguments, "--out", str(tmp_path / "s.csv")])
     assert result.exit_code == 2
     assert len(result.stderr.strip().splitlines()) == 1
-    assert "does not take --model gbdt runs yet" in result.stderr
+    assert "manifest.json" in result.stderr
 
 
 def test_the_boosting_summary_shows_the_held_out_auc_and_where_the_model_is(
@@ -85,3 +93,6 @@ def test_the_boosting_summary_shows_the_held_out_auc_and_where_the_model_is(
     shown = capsys.readouterr().out
     assert "0.7712" in shown and "0.4101" in shown and "19,200" in shown
     assert str(tmp_path / "model" / "xgboost.json") in shown.replace("\n", "")
+    assert "(signed: fedcredit model verify, score, serve)" in shown
+    assert str(tmp_path / "report.html") in shown.replace("\n", "")
+    assert "report.html" not in shown[shown.index("not yet for gbdt") :]

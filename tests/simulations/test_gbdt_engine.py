@@ -42,10 +42,12 @@ def test_simulate_gbdt_equals_central_training_exports_xgboost_and_verifies_ledg
     assert result.exit_code == 0, result.output
     assert "tree 3/3" in result.stdout
     assert "held-out evaluation (3 banks" in result.stdout
-    # The same banks and training rows, planned again (splits and salts are seeded).
+    # The same banks and training rows, planned again (splits and salts are seeded):
+    # a boosting simulation sets no validation part apart, every row outside the
+    # held-out part trains.
     config = RunConfig(
         out_dir=str(tmp_path / "replanned"), model="gbdt", trees=3, max_depth=3, max_bins=64,
-        seed=2,
+        seed=2, validation_fraction=0.0,
     )  # fmt: skip
     plan = plan_simulation(config, n_banks=3)
     central = central_ensemble(plan, out)

@@ -109,6 +109,32 @@ def test_the_exported_model_loads_in_xgboost_and_predicts_our_margins(
     assert metrics["secure_aggregation"]["banks"] == 3
 
 
+def test_the_runs_model_folder_is_a_package_signed_with_the_coordinators_key(
+    runs: dict[str, tuple[SimulationPlan, list[str]]],
+) -> None:
+    """Signed by the key of the coordinator's audit log; scored as XGBoost scores it."""
+    xgboost = pytest.importorskip("xgboost")
+    from coordinator.app.audit_trail import coordinator_key_path
+    from credit.audit import load_public_key, public_key_path
+    from credit.package import load_package
+    from credit.scoring import Scorer
+
+    plan, _ = runs["secure"]
+    out = Path(plan.config.out_dir)
+    pinned = load_public_key(public_key_path(coordinator_key_path(plan.config)))
+    package = load_package(out / "model", signer=pinned)
+    assert package.kind == "gbdt"
+    assert package.manifest.run == out.name
+    assert package.privacy == json.loads((out / METRICS_FILE).read_text())["privacy"]
+    assert package.scoring.cutoff == plan.config.decision_cutoff
+    rows = pd.concat([guard_for(settings).bank.test for settings in plan.banks])
+    scored = Scorer(package).score(rows)
+    booster = xgboost.Booster(model_file=str(out / "model" / "xgboost.json"))
+    features = list(package.encoder.features)
+    data = xgboost.DMatrix(raw_matrix(rows, package.encoder), feature_names=features)
+    np.testing.assert_allclose(scored.probability, booster.predict(data), rtol=0, atol=1e-6)
+
+
 def _private_run(out: Path, *, reproducible: bool) -> SimulationPlan:
     """Three banks with a budget of epsilon 4 each, in the clear, two trees of depth 2."""
     from privacy.budget import PrivacyBudget

@@ -10,6 +10,7 @@ import pandas as pd
 
 from coordinator.app.boosting_checkpoint import CHECKPOINT_FILE
 from coordinator.app.boosting_run import ENCODER_FILE, MODEL_CARD_FILE, XGBOOST_FILE
+from coordinator.app.run_files import RunFiles
 from credit.encoding import FeatureEncoder
 from credit.gbdt import Ensemble, bins_from_encoder, raw_matrix, train_central
 from participant.guard.in_process import guard_for
@@ -20,6 +21,7 @@ __all__ = [
     "check_trees_equal_central_training",
     "check_xgboost_predicts_our_margins",
     "run_encoder",
+    "small_private_run",
 ]
 
 
@@ -69,3 +71,36 @@ def check_xgboost_predicts_our_margins(out: Path, rows: pd.DataFrame, ours: Ense
     assert card["model"] == "gbdt"
     assert [column["name"] for column in card["input"]["columns"]] == list(encoder.features)
     assert set(card["feature_importance"]) == set(encoder.features)
+
+
+def small_private_run(out: Path, *, rows: int = 3000) -> RunFiles:
+    """A small boosting run in this process, every output written (report.html too).
+
+    The real ServerApp body and ClientApps over the fake Grid: the first ``rows`` rows
+    of the embedded data in 3 banks, 3 trees of depth 3 on 16 bins, secure aggregation
+    and a budget of epsilon 4 per bank with the noise keyed from the seed (the same
+    run every time). Seconds, where the embedded data's 30,000 rows take a minute.
+    """
+    from credit.datasets import embedded_data_path
+    from credit.run_config import RunConfig
+    from privacy.budget import PrivacyBudget
+    from simulations.budgets import BudgetPolicy
+    from simulations.engine import plan_simulation
+    from simulations.settings import PartitionSettings
+    from tests.support.consortium import run_in_process
+
+    out.mkdir(parents=True, exist_ok=True)
+    data = out / "applicants.csv"
+    pd.read_csv(embedded_data_path(), nrows=rows, dtype=str).to_csv(data, index=False)
+    config = RunConfig(
+        out_dir=str(out), model="gbdt", trees=3, max_depth=3, max_bins=16, seed=5,
+        secure_aggregation=True,
+    )  # fmt: skip
+    plan = plan_simulation(
+        config,
+        n_banks=3,
+        partition=PartitionSettings(data=str(data)),
+        budgets=BudgetPolicy(default=PrivacyBudget(max_epsilon=4.0)),
+        reproducible_noise=True,
+    )
+    return run_in_process(plan)

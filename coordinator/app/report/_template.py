@@ -66,9 +66,10 @@ details { margin: 4px 0; } summary { cursor: pointer; }
 {%- if c.schema_name %}schema <b>{{ c.schema_name }}</b>{% endif %}
 {%- if c.status %} · status <b>{{ c.status }}</b>{% endif %}
 {%- if c.rounds %} · {{ c.rounds | length }} round{{ "s" if c.rounds | length != 1 }}{% endif %}
-{%- if c.participation %} · {{ c.participation.banks | length }} banks{% endif %}
+{%- if c.boosting %} · {{ c.boosting.trees | length }} tree{{ "s" if c.boosting.trees | length != 1 }}{% endif %}
+{%- if c.participation %} · {{ c.participation.banks | length }} banks{% elif c.boosting %} · {{ c.boosting.banks | length }} banks{% endif %}
 {%- if c.wall_seconds is not none %} · {{ c.wall_seconds | num(1) }} s{% endif %}
-{%- if c.model_card %} · model written {{ c.model_card.created }}{% endif %}
+{%- if c.model_card and c.model_card.created %} · model written {{ c.model_card.created }}{% endif %}
 </p>
 <nav>{% for section in sections %}<a href="#{{ section.anchor }}">{{ section.title }}</a>{% endfor %}</nav>
 </header>
@@ -82,7 +83,11 @@ details { margin: 4px 0; } summary { cursor: pointer; }
 {% set f = c.final.metrics %}
 <section id="summary">
 <h2>Final test metrics</h2>
+{% if c.boosting %}
+<p class="note">Pooled over the held-out customers of {{ c.boosting.final_banks if c.boosting.final_banks is not none else "the" }} of the {{ c.boosting.banks | length }} banks, the finished ensemble of {{ c.boosting.trees | length }} trees.
+{% else %}
 <p class="note">Pooled over every bank's held-out customers{% if c.final.server_round %}, model of round {{ c.final.server_round }}{% endif %}.
+{% endif %}
 Computed by the coordinator from the banks' summed score histograms and loss sums: no score left a bank.</p>
 <div class="tiles">
 {% for label, value in [("AUC", f.auc | num(4)), ("KS", f.ks | num(4)), ("Gini", f.gini | num(4)),
@@ -97,7 +102,7 @@ Computed by the coordinator from the banks' summed score histograms and loss sum
 {% if "performance" in present %}
 <section id="performance">
 <h2>Discrimination: ROC, KS and score distribution</h2>
-<p class="note">From the final evaluation's summed score histograms (round {{ c.scores.server_round }},
+<p class="note">From the final evaluation's summed score histograms ({% if c.boosting %}the ensemble of {{ c.scores.server_round }} trees{% else %}round {{ c.scores.server_round }}{% endif %},
 {{ c.scores.defaulters | length }} equal-width bins per class on [0, 1]); thresholds are bin edges.</p>
 <div class="charts">
 <figure><img src="{{ fig.roc }}" alt="ROC curve"><figcaption>ROC: defaulters flagged against non-defaulters flagged, as the cut-off falls.</figcaption></figure>
@@ -123,6 +128,48 @@ cadence skipped it or its evaluation was lost; <i>aborted</i>: too few banks, th
 <td class="n">{{ r.auc | num(4) }}</td><td class="n">{{ r.ks | num(4) }}</td><td class="n">{{ r.loss | num(4) }}</td>
 <td class="n">{{ r.train_loss | num(4) }}</td><td class="n">{{ r.banks | length }}</td>
 <td class="n">{{ r.max_epsilon_spent | num(3) }}</td><td class="n">{{ r.seconds | num(1) }}</td></tr>
+{% endfor %}
+</tbody></table></div>
+</div>
+</section>
+{% endif %}
+{% if "trees" in present %}
+{% set b = c.boosting %}
+<section id="trees">
+<h2>Trees</h2>
+<p class="note">One exchange per tree level: each of the {{ b.banks | length }} banks ({{ b.banks | join(", ") }}; {{ b.training_rows | count }} training rows)
+answered every level with its gradient histograms of the level's open nodes, summed {{ "by secure aggregation" if c.secure_aggregation else "in the clear" }};
+the coordinator chose the splits from the sum. A tree's leaves are its splits plus one. Base score {{ b.base_score | num(4) }};
+{{ b.trees | sum(attribute="levels") }} levels in {{ b.seconds | num(1) }} s.</p>
+<div class="pair">
+{% if fig.trees %}<figure><img src="{{ fig.trees }}" alt="Seconds per tree"><figcaption>Each tree's seconds (its levels' summed exchange and split choice), stacked by level.</figcaption></figure>{% endif %}
+<details{% if b.trees | length <= 20 %} open{% endif %}><summary>{{ b.trees | length }} trees</summary>
+<div class="wide"><table>
+<thead><tr><th class="n">tree</th><th class="n">levels</th><th class="n">splits</th><th class="n">leaves</th><th class="n">seconds</th></tr></thead>
+<tbody>
+{% for t in b.trees %}
+<tr><td class="n">{{ t.tree }}</td><td class="n">{{ t.levels }}</td><td class="n">{{ t.splits }}</td><td class="n">{{ t.leaves }}</td><td class="n">{{ t.seconds | num(2) }}</td></tr>
+{% endfor %}
+</tbody></table></div>
+</details>
+</div>
+</section>
+{% endif %}
+{% if "importance" in present %}
+<section id="importance">
+<h2>Feature importance</h2>
+<p class="note">Over every split of the ensemble (<code>model/model_card.json</code>, <code>"feature_importance"</code>), most total gain first:
+how many splits use the feature, their total gain (the training loss they removed, XGBoost's <i>total_gain</i>) and total cover
+(the Hessian sum of the rows they divided, XGBoost's <i>total_cover</i>). The coordinator has these from the summed histograms it chose the splits from: nothing more is released.
+{%- if c.privacy and c.privacy.banks %} The banks had privacy budgets: those sums, hence the gains and covers, carry their noise.{% endif %}</p>
+<div class="pair">
+{% if fig.importance %}<figure><img src="{{ fig.importance }}" alt="Feature importance by total gain"><figcaption>Total gain of each feature the trees split on (at most 25: those with the most).</figcaption></figure>{% endif %}
+<div class="wide"><table>
+<thead><tr><th>feature</th><th class="n">splits</th><th class="n">total gain</th><th class="n">share of gain</th><th class="n">total cover</th></tr></thead>
+<tbody>
+{% for f in c.importance %}
+<tr{% if not f.splits %} class="absent"{% endif %}><td>{{ f.feature }}</td><td class="n">{{ f.splits }}</td><td class="n">{{ f.total_gain | num(4) }}</td>
+<td class="n">{{ f.gain_share | pct }}</td><td class="n">{{ f.total_cover | num(2) }}</td></tr>
 {% endfor %}
 </tbody></table></div>
 </div>
@@ -256,7 +303,11 @@ IV below 0.02: not predictive; 0.02 to 0.1 weak; 0.1 to 0.3 medium; 0.3 to 0.5 s
 {% if "configuration" in present %}
 <section id="configuration">
 <h2>Run configuration</h2>
+{% if c.boosting %}
+<p class="note">The boosting hyperparameters (<code>metrics.json</code>, <code>"params"</code>).</p>
+{% else %}
 <p class="note">As the run was started (<code>metrics.json</code>, <code>"config"</code>; Flower's run-config keys).</p>
+{% endif %}
 <div class="pair">
 {% if c.config %}<table><thead><tr><th>setting</th><th>value</th></tr></thead><tbody>
 {% for key, value in c.config %}<tr><td><code>{{ key }}</code></td><td>{{ value }}</td></tr>{% endfor %}
@@ -271,18 +322,26 @@ IV below 0.02: not predictive; 0.02 to 0.1 weak; 0.1 to 0.3 medium; 0.3 to 0.5 s
 {% set m = c.model_card %}
 <section id="model-card">
 <h2>Model card</h2>
+{% if m.model_kind == "gbdt" %}
+<p class="note"><code>model/{{ m.weights_file }}</code> is the ensemble in XGBoost's JSON format; <code>model_card.json</code> says how to build
+its input matrix from a bank's CSV (one float32 column per feature) and <code>encoder.json</code> holds the run's bins.
+{% if m.package_digest %}<code>manifest.json</code>, signed with the coordinator's audit key, holds every file's hash.{% else %}The folder has no signed manifest.{% endif %}</p>
+{% else %}
 <p class="note"><code>model/</code> is a signed package: <code>model_card.json</code> holds what scoring needs
 (schema, encoder, architecture, the weights' hash) and <code>manifest.json</code>, signed with the coordinator's audit key,
 every file's hash. A bank checks it with <code>fedcredit model verify</code> before it scores with it.</p>
+{% endif %}
 <table><tbody>
 <tr><th>format</th><td>{{ m.card_format }}</td></tr>
-<tr><th>written</th><td>{{ m.created }}</td></tr>
+{% if m.created %}<tr><th>written</th><td>{{ m.created }}</td></tr>{% endif %}
 {% if m.package_digest %}<tr><th>package digest</th><td><code class="hash">{{ m.package_digest }}</code></td></tr>
 <tr><th>signed by</th><td><code class="hash">{{ m.signer_fingerprint }}</code></td></tr>{% endif %}
-<tr><th>schema</th><td>{{ m.schema_name }} <code class="hash">{{ m.schema_sha256 }}</code></td></tr>
-<tr><th>model</th><td>{{ m.model_kind }}{% if m.hidden_sizes %}, hidden layers {{ m.hidden_sizes | join(", ") }}{% endif %}, {{ m.n_inputs }} inputs</td></tr>
-<tr><th>encoding</th><td>{{ m.encoding }} (feature statistics: {{ m.feature_stats }})</td></tr>
-<tr><th>weights</th><td>{{ m.weights_file }} <code class="hash">{{ m.weights_sha256 }}</code></td></tr>
+<tr><th>schema</th><td>{{ m.schema_name or c.schema_name or "" }} <code class="hash">{{ m.schema_sha256 }}</code></td></tr>
+<tr><th>model</th><td>{{ m.model_kind }}{% if m.hidden_sizes %}, hidden layers {{ m.hidden_sizes | join(", ") }}{% endif %}{% if m.trees is not none %}, {{ m.trees }} trees{% endif %}, {{ m.n_inputs }} inputs</td></tr>
+{% if m.objective %}<tr><th>objective</th><td>{{ m.objective }}</td></tr>{% endif %}
+<tr><th>encoding</th><td>{{ m.encoding }} (feature statistics: {{ m.feature_stats }}){% if m.model_kind == "gbdt" %}: the bin edges are the trees' split candidates{% endif %}</td></tr>
+{% for rule, text in m.matrix %}<tr><th>input {{ rule | replace("_", " ") }}</th><td>{{ text }}</td></tr>{% endfor %}
+<tr><th>{{ "model file" if m.model_kind == "gbdt" else "weights" }}</th><td>{{ m.weights_file }} <code class="hash">{{ m.weights_sha256 }}</code></td></tr>
 </tbody></table>
 <details><summary>{{ m.features | length }} input features</summary>
 <table><thead><tr><th>feature</th><th>encoding</th><th class="n">model inputs</th></tr></thead><tbody>

@@ -8,17 +8,24 @@ no scorecard) is None here and left out of the page.
 
 The model card is read by :mod:`.card`; the governance sections (calibration,
 fairness, WoE/IV, scorecard) by :mod:`.governance`, from the forms of the issue's
-output contract.
+output contract; a boosting run's trees and feature importance by :mod:`.boosting`
+(its configuration is its boosting hyperparameters, ``metrics.json``'s ``params``).
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from coordinator.app.report.boosting import (
+    BoostingSection,
+    FeatureImportance,
+    read_boosting,
+    read_feature_importance,
+)
 from coordinator.app.report.card import ModelCardSection, read_model_card
 from coordinator.app.report.governance import (
     CalibrationSection,
@@ -121,7 +128,11 @@ class PrivacySection:
 
 @dataclass(frozen=True)
 class ReportContents:
-    """Everything the page shows; None (or empty) sections are left out."""
+    """Everything the page shows; None (or empty) sections are left out.
+
+    ``boosting`` and ``importance``: a boosting run's trees and feature importance;
+    its ``config`` holds its boosting hyperparameters.
+    """
 
     title: str
     status: str | None
@@ -141,6 +152,8 @@ class ReportContents:
     woe_iv: tuple[FeatureWoe, ...]
     scorecard: tuple[ScorecardRow, ...]
     model_card: ModelCardSection | None
+    boosting: BoostingSection | None = None
+    importance: tuple[FeatureImportance, ...] = ()
 
 
 def read_contents(metrics: Path, model: Path) -> ReportContents:
@@ -165,15 +178,33 @@ def read_contents(metrics: Path, model: Path) -> ReportContents:
     scorecard_path = model / SCORECARD_FILE
     model_card = read_model_card(card_path) if card_path.is_file() else None
     scorecard = read_scorecard(scorecard_path) if scorecard_path.is_file() else ()
+    importance = read_feature_importance(card_path) if card_path.is_file() else ()
     try:
-        return _contents(
+        contents = _contents(
             document,
             default_title=metrics.parent.name,
             model_card=model_card,
             scorecard=scorecard,
         )
+        boosting = read_boosting(document)
     except (KeyError, TypeError, ValueError) as exc:
         raise ValueError(f"{metrics}: unexpected content ({type(exc).__name__}: {exc})") from exc
+    if boosting is None:
+        return contents
+    return replace(
+        contents, boosting=boosting, importance=importance, config=_boosting_config(document)
+    )
+
+
+def _boosting_config(document: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
+    """A boosting run's hyperparameters (``params``); an unset base score is the run's."""
+    rows = []
+    for key, value in (document.get("params") or {}).items():
+        text = _text(value)
+        if key == "base_score" and value is None:
+            text = f"the banks' default rate: {float(document['base_score']):.4f}"
+        rows.append((str(key), text))
+    return tuple(rows)
 
 
 def _read_json(path: Path) -> dict[str, Any]:

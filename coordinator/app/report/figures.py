@@ -22,6 +22,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from matplotlib.typing import RcKeyType
 
+from coordinator.app.report.boosting import FeatureImportance, TreeRow
 from coordinator.app.report.contents import ReportContents, RoundRow
 from coordinator.app.report.curves import (
     KsCurve,
@@ -51,7 +52,8 @@ _NON_DEFAULTER = "#2471a3"
 _NEUTRAL = "#7f8c8d"
 _SIZE = (5.2, 3.6)
 _MOST_FEATURES = 25
-"""Most features the information-value chart shows (the tables list every one)."""
+"""Most features the information-value and importance charts show (the tables list
+every one)."""
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,8 @@ class ReportFigures:
     distribution: str | None = None
     calibration: str | None = None
     information_value: str | None = None
+    trees: str | None = None
+    importance: str | None = None
 
 
 def draw_figures(contents: ReportContents) -> ReportFigures:
@@ -76,6 +80,8 @@ def draw_figures(contents: ReportContents) -> ReportFigures:
         distribution=_distribution_chart(score_distribution(*_classes(scores))) if scores else None,
         calibration=_calibration_chart(contents.calibration) if contents.calibration else None,
         information_value=_iv_chart(contents.woe_iv) if contents.woe_iv else None,
+        trees=_trees_chart(contents.boosting.trees) if contents.boosting else None,
+        importance=_importance_chart(contents.importance),
     )
 
 
@@ -240,6 +246,53 @@ def _iv_chart(features: Sequence[FeatureWoe]) -> str:
             axis.axvline(bound, color=_NEUTRAL, linestyle=":", linewidth=1)
         axis.set_xlabel("information value (dotted: 0.02, 0.1, 0.3)")
         axis.set_title("Information value per feature")
+        axis.grid(axis="y", visible=False)
+
+    height = max(_SIZE[1], 0.22 * len(shown) + 1.0)
+    return _svg_uri(draw, size=(_SIZE[0], height))
+
+
+def _trees_chart(trees: Sequence[TreeRow]) -> str | None:
+    """Seconds per tree, stacked by level depth (None: no tree)."""
+    if not trees:
+        return None
+    depths = max(row.levels for row in trees)
+    colours = matplotlib.colormaps["Blues"](np.linspace(0.35, 0.9, max(depths, 1)))
+
+    def draw(axis: Axes) -> None:
+        numbers = [row.tree for row in trees]
+        below = np.zeros(len(trees))
+        for depth in range(depths):
+            seconds = np.array(
+                [row.level_seconds[depth] if depth < row.levels else 0.0 for row in trees]
+            )
+            axis.bar(numbers, seconds, bottom=below, color=colours[depth], label=f"depth {depth}")
+            below += seconds
+        axis.set_xlabel("tree")
+        axis.set_ylabel("seconds")
+        axis.set_title("Seconds per tree, by level")
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+        axis.set_ylim(0, 1.3 * (float(below.max()) or 1.0))  # room for the legend above
+        axis.legend(fontsize=7, ncols=min(depths, 4), loc="upper center")
+
+    return _svg_uri(draw)
+
+
+def _importance_chart(features: Sequence[FeatureImportance]) -> str | None:
+    """Total gain of the features used by a split, most first (None: none was)."""
+    used = [item for item in features if item.splits > 0]
+    if not used:
+        return None
+    shown = used[:_MOST_FEATURES][::-1]  # most gain at the top
+
+    def draw(axis: Axes) -> None:
+        axis.barh(
+            [item.feature for item in shown],
+            [item.total_gain for item in shown],
+            color=_NON_DEFAULTER,
+        )
+        axis.set_xlabel("total gain (loss reduction of the feature's splits)")
+        axis.set_title("Feature importance: total gain")
         axis.grid(axis="y", visible=False)
 
     height = max(_SIZE[1], 0.22 * len(shown) + 1.0)

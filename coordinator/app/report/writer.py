@@ -19,7 +19,8 @@ def write_report(*, metrics: Path, model: Path, report: Path) -> Path:
     metrics : pathlib.Path
         The run's ``metrics.json``.
     model : pathlib.Path
-        The run's model folder (its card and, for a scorecard, ``scorecard.csv``).
+        The run's model folder (its card and, for a scorecard, ``scorecard.csv``; a
+        boosting run's also ``encoder.json`` and ``xgboost.json``).
     report : pathlib.Path
         Where to write the page (``OUT/report.html``); replaced if it exists.
 

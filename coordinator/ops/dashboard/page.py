@@ -53,7 +53,7 @@ function render(state) {
     state.banks.map(b => [b.name, h("span", {class: b.status === "online" || b.status === "simulated" ? "good" : (b.status === "offline" ? "bad" : "")}, b.status), b.node_id, budgetBar(b.epsilon, b.max_epsilon), b.rounds, b.refusals, b.dropouts]),
     "No bank registered yet."));
   fill("runs", table(["run", "status", "rounds", "final AUC", "submitted", "audit log", "report"],
-    state.runs.map(r => [r.current ? h("strong", {}, r.name) : r.name, r.status, r.rounds_done + " / " + (r.rounds_planned ?? "?"), num(r.final_auc, 4), r.submitted ? when(r.submitted) : "–",
+    state.runs.map(r => [r.current ? h("strong", {}, r.name) : r.name, r.status, r.rounds_done + " / " + (r.rounds_planned ?? "?") + (r.progress_unit === "trees" ? " trees" : ""), num(r.final_auc, 4), r.submitted ? when(r.submitted) : "–",
       r.audit === null ? "–" : h("span", {class: r.audit ? "good" : "bad"}, r.audit ? "verified" : "BROKEN"), r.report ? h("a", {href: r.report}, "report.html") : "–"]),
     "No run launched yet."));
 }

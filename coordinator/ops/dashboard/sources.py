@@ -31,7 +31,8 @@ from coordinator.ops.dashboard.run_view import (
     read_json,
     run_document,
 )
-from coordinator.ops.runs import LAUNCH_FILE, RUN_NAME, read_launch, resolve_run
+from coordinator.ops.runs import LAUNCH_FILE, RUN_NAME, read_launch, resolve_run, run_progress
+from credit.model_spec import ModelKind
 from deploy.web import file_signature
 
 __all__ = ["SIMULATION_FILE", "ConsortiumSource", "SimulationSource"]
@@ -193,15 +194,20 @@ def _submitted(folder: Path) -> str:
 def _run_row(folder: Path, run: dict[str, Any], *, current: bool) -> dict[str, Any]:
     """One row of the runs table, from the run's view (what its own log says)."""
     launch = read_json(folder / LAUNCH_FILE)
-    planned = run["planned_rounds"]
-    if planned is None and launch is not None:  # not started: the launch's plan
-        planned = (launch.get("config") or {}).get("num-server-rounds")
+    config = (launch or {}).get("config") or {}
+    done, planned, unit = run["completed_rounds"], run["planned_rounds"], "rounds"
+    if config.get("model") == ModelKind.GBDT:  # a boosting run counts its trees
+        progress = run_progress(folder, config)
+        done, planned, unit = progress.done, progress.planned, progress.unit
+    elif planned is None:  # not started: the launch's plan
+        planned = config.get("num-server-rounds")
     return {
         "name": folder.name,
         "current": current,
         "status": run["status"],
-        "rounds_done": run["completed_rounds"],
+        "rounds_done": done,
         "rounds_planned": planned,
+        "progress_unit": unit,
         "submitted": _submitted(folder) if launch is not None else None,
         "final_auc": (run["final"] or {}).get("auc"),
         "report": run["report"],

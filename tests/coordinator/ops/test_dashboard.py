@@ -227,6 +227,23 @@ def test_a_consortium_follows_its_latest_run_and_lists_the_others(consortium: Co
         assert source.file(name) is None, name
 
 
+def test_a_boosting_run_is_counted_in_trees(consortium: Consortium) -> None:
+    """A boosting run writes no round entries: its row counts the trees it grew (from its
+    checkpoint while it runs) against the launch's ``trees``."""
+    run = _launched(consortium, "trees", "2026-11-02T09:00:00Z")
+    write_launch(
+        run.folder,
+        {"run_name": "trees", "config": {"model": "gbdt", "trees": 4},
+         "submissions": [{"submitted_at": "2026-11-02T09:00:00Z", "flower_run_id": 8}]},
+    )  # fmt: skip
+    run.start()
+    (run.folder / "boosting-checkpoint.json").write_text(json.dumps({"trees": [{}, {}, {}]}))
+
+    [row] = ConsortiumSource(consortium).state()["runs"]
+
+    assert (row["rounds_done"], row["rounds_planned"], row["progress_unit"]) == (3, 4, "trees")
+
+
 def test_a_run_log_not_signed_with_the_consortiums_key_is_flagged(
     consortium: Consortium,
 ) -> None:

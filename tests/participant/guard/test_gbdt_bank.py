@@ -175,6 +175,42 @@ def test_a_node_with_fewer_rows_than_the_policy_s_minimum_is_released_as_zeros()
     assert not only_the_larger_child.histograms.any()
 
 
+def test_a_small_node_is_not_handed_back_as_a_difference_one_level_down() -> None:
+    """The attack: split off a small node, ask for it (zeros), then split its larger
+    sibling so that every row goes left and ask for that left child. Derived as the
+    root minus the zeroed node, the sibling still holds the small node's rows, and the
+    root's histogram minus the left child's would be the small node's exact histogram.
+    The bank releases everything below a small pair as zeros."""
+    codes, _ = _data()
+    tiny = SplitOrder(node=0, feature=0, split_bin=1, default_left=False)
+    small_rows = int(np.count_nonzero(codes[:, 0] < 1))
+    assert 0 < small_rows < ROWS // 4  # node 1 is small, node 2 holds the rest
+    bank = _bank(GbdtPolicy(min_node_rows=ROWS // 4))
+    root = bank.level(_orders(max_depth=3)).histograms[0]
+    small = bank.level(_orders(depth=1, splits=(tiny,), nodes=(1,), max_depth=3))
+    everything_left = SplitOrder(node=2, feature=1, split_bin=BINS - 1, default_left=True)
+
+    left = bank.level(_orders(depth=2, splits=(everything_left,), nodes=(5,), max_depth=3))
+
+    assert not small.histograms.any()
+    assert not left.histograms.any()
+    nodes = np.where(codes[:, 0] < 1, 1, 5).astype(np.int64)
+    exact_small_node = _expected(nodes, (1,))[0]
+    assert not np.array_equal(root - left.histograms[0], exact_small_node)
+
+
+def test_nodes_away_from_a_small_pair_are_released_as_they_are() -> None:
+    policy = GbdtPolicy(min_node_rows=5)
+    bank = _bank(policy)
+    bank.level(_orders())
+
+    children = bank.level(_orders(depth=1, splits=(ROOT_SPLIT,)))
+
+    counts = np.bincount(_after_root_split(), minlength=3)[1:]
+    assert counts.min() >= policy.min_node_rows
+    assert np.array_equal(children.histograms, _expected(_after_root_split(), (1, 2)))
+
+
 def _ledger(tmp_path: Path, max_epsilon: float = 4.0) -> PrivacyLedger:
     budget = PrivacyBudget(max_epsilon=max_epsilon, delta=1e-4)
     return PrivacyLedger(tmp_path / "ledger.jsonl", bank="acme", budget=budget)

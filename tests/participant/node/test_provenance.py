@@ -17,6 +17,7 @@ from participant.node.node_keys import BankKeyFiles
 from participant.node.provenance import check_received, package_model_sha256
 from participant.node.supernode import NodePlan, NodeSettings, node_plan
 from tests.participant.guard.bank_messages import hold_out
+from tests.support.gbdt_packages import build_gbdt_package
 from tests.support.packages import build_test_package
 
 
@@ -111,3 +112,21 @@ def test_model_verify_with_home_names_the_banks_receipt_or_refuses(
     accepted = _verify(folder, "--home", node)
     assert accepted.exit_code == 0, accepted.output
     assert "run q3 round 4: evaluate" in accepted.output
+
+
+def test_model_verify_with_home_refuses_boosted_trees_in_one_line(
+    node: Path, tmp_path: Path
+) -> None:
+    """Fail closed: a boosting run's bank log names no model, so nothing vouches for the
+    trees (even a log that names other models does not help)."""
+    folder = build_gbdt_package(tmp_path)
+    audit = NodePlan.load(node).guard.audit_settings()
+    assert audit is not None
+    with AuditLog.open(audit.log_path, audit.key_path, "bank-a") as log:
+        log.append("evaluate", {"run": "q3", "server_round": 1, "model_sha256": "1" * 64})
+    refused = _verify(folder, "--home", node)
+    assert refused.exit_code == 2
+    lines = refused.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), refused.stderr
+    assert "a boosted-trees package's provenance cannot be checked" in lines[0]
+    assert _verify(folder).exit_code == 0  # whole and signed: only the provenance is unknown

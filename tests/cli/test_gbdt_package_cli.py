@@ -1,0 +1,132 @@
+"""A boosted-trees package through ``fedcredit model verify``, ``score``, ``serve`` and
+``monitor --model``: any changed byte refused in one line; the service answers exactly
+what ``fedcredit score`` writes."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import httpx
+import pandas as pd
+import pytest
+from click.testing import Result
+from typer.testing import CliRunner
+
+from cli.app import app
+from credit.package import load_package
+from credit.scoring import check_applicants
+from serving import ServiceSettings, ServiceThread, create_app
+from serving.applicants import DEFAULT_MAX_BATCH
+from tests.serving.conftest import as_applicants
+from tests.support.gbdt_packages import GBDT_FILES, build_gbdt_package
+from tests.support.packages import applicant_rows, signer_public_path
+
+SERVED_ROWS = 2_000
+"""Rows through HTTP and through ``fedcredit score`` (several service batches)."""
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_gbdt_package(tmp_path_factory.mktemp("cli-gbdt"))
+
+
+@pytest.fixture
+def package(built: Path, tmp_path: Path) -> Path:
+    return Path(shutil.copytree(built, tmp_path / "model"))
+
+
+@pytest.fixture
+def applicants(tmp_path: Path) -> Path:
+    path = tmp_path / "applicants.csv"
+    applicant_rows(400, 300).to_csv(path, index=False)
+    return path
+
+
+def _run(*args: str | Path) -> Result:
+    return CliRunner().invoke(app, [str(arg) for arg in args])
+
+
+def _one_error_line(result: Result) -> str:
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize("name", GBDT_FILES)
+def test_one_changed_byte_is_refused_by_verify_score_and_serve(
+    package: Path, applicants: Path, tmp_path: Path, name: str
+) -> None:
+    data = bytearray((package / name).read_bytes())
+    data[len(data) // 2] ^= 0x01
+    (package / name).write_bytes(bytes(data))
+    expected = r"manifest\.(json|sig): " if name.startswith("manifest") else f"{name}: sha256"
+    line = _one_error_line(_run("model", "verify", package))
+    assert re.search(expected, line)
+    out = tmp_path / "scores.csv"
+    assert _one_error_line(_run("score", "--model", package, "--data", applicants, "--out", out))
+    assert not out.exists()
+    assert re.search(expected, _one_error_line(_run("serve", "--model", package, "--port", "0")))
+
+
+def test_verify_lists_the_trees_files_signed_by_the_pinned_key(built: Path) -> None:
+    signer = signer_public_path(built.parent.parent)
+    result = _run("model", "verify", built, "--signer", signer)
+    assert result.exit_code == 0, result.output
+    assert "intact, 6 files signed" in result.output
+    assert "xgboost.json" in result.output and "encoder.json" in result.output
+    assert f"(the pinned key {signer})" in result.output
+
+
+def test_monitor_refuses_trees_without_development_bins_in_one_line(
+    built: Path, applicants: Path, tmp_path: Path
+) -> None:
+    line = _one_error_line(
+        _run("monitor", "--model", built, "--later-data", applicants, "--out", tmp_path / "m")
+    )
+    assert "--model: the package holds no development bins" in line
+    assert "boosted-trees run releases no development bins" in line
+
+
+def test_the_service_answers_exactly_what_fedcredit_score_writes(
+    built: Path, tmp_path: Path
+) -> None:
+    applicants = tmp_path / "applicants.csv"
+    applicant_rows(0, SERVED_ROWS).to_csv(applicants, index=False)
+    scored = tmp_path / "scored.csv"
+    signer = signer_public_path(built.parent.parent)
+    result = _run(
+        "score", "--model", built, "--data", applicants, "--out", scored, "--signer", signer
+    )
+    assert result.exit_code == 0, result.output
+    written = pd.read_csv(scored, keep_default_na=False)
+    package = load_package(built)
+    checked = check_applicants(
+        pd.read_csv(applicants, dtype=str, keep_default_na=False), package.schema, source="x"
+    )
+    assert checked.data is not None
+    rows = as_applicants(checked.data.frame)
+    settings = ServiceSettings.build(port=0)
+    answers = []
+    with (
+        ServiceThread(create_app(package, settings), settings) as url,
+        httpx.Client(base_url=url, timeout=60.0) as client,
+    ):
+        assert client.get("/v1/model").json()["kind"] == "gbdt"
+        for start in range(0, len(rows), DEFAULT_MAX_BATCH):
+            batch = {"applicants": rows[start : start + DEFAULT_MAX_BATCH]}
+            answer = client.post("/v1/score", json=batch)
+            assert answer.status_code == 200, answer.text
+            answers.extend(answer.json()["results"])
+    assert len(answers) == len(written) == SERVED_ROWS
+    assert [a["probability"] for a in answers] == written["probability"].tolist()
+    assert [a["score"] for a in answers] == written["score"].tolist()
+    assert [a["decision"] for a in answers] == written["decision"].tolist()
+    top_k = package.scoring.top_k
+    texts = written[[f"reason_{k + 1}" for k in range(top_k)]].to_numpy().tolist()
+    assert [
+        [r["text"] for r in a["reasons"]] + [""] * (top_k - len(a["reasons"])) for a in answers
+    ] == texts
+    assert sum(len(a["reasons"]) for a in answers) > SERVED_ROWS  # reasons are given
