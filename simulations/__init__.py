@@ -3,8 +3,10 @@
 Research-only behaviour lives here and reaches the banks' ClientApp only through the
 simulation's own wiring: which file each simulated bank reads (:class:`PartitionPlan`),
 its simulated budget (``budgets``), simulated dropouts (a Flower mod,
-:mod:`simulations.dropouts`) and, with ``--reproducible-noise``, DP noise keyed from
-the seed (:mod:`simulations.noise`). Nothing here is a field the coordinator sends.
+:mod:`simulations.dropouts`), with ``--reproducible-noise``, DP noise keyed from
+the seed (:mod:`simulations.noise`), and the banks' secure-aggregation counters read
+from their session store (:mod:`simulations.secagg_costs`). Nothing here is a field
+the coordinator sends.
 """
 
 from __future__ import annotations
