@@ -1,13 +1,12 @@
-"""Gradient-boosted trees on shared bins, centralised part (benchmark, not a test).
+"""Gradient-boosted trees on shared bins: central, fedcredit federated, references (benchmark).
 
 For every seed, on exactly the held-out customers of ``bench/quality.py``
 (``HoldOut.for_simulation(fraction=0.2, seed=seed)``): bin edges from the feature
 statistics of the training rows (what the banks' summed statistics give, ``grid-bins``
-1024, up to 255 quantile bins), then
+1024, up to 255 quantile bins; ``bench/_gbdt_data.py``), then
 
 * ``credit.gbdt.train_central`` (the trainer federated training reproduces exactly);
-* the lossless check: the same rows split over 5 IID banks, histograms summed level by
-  level (a plain sum standing in for the secure sum), trees compared with central;
+* the same rows split over 5 IID banks, histograms summed level by level in the clear;
 * XGBoost ``tree_method="hist"`` on the same bins (the bin codes as data, one XGBoost
   bin per code) with the same hyperparameters;
 * LightGBM with ``bench/quality.py``'s settings (the README's reference);
@@ -16,22 +15,32 @@ and, per split of ``bench/quality.py`` (the same banks: :func:`simulations.parti
 at the seed, as ``fedcredit simulate`` splits), every federated system of
 :data:`FEDERATED_SYSTEMS` with the same number of trees in all and the same depth:
 
+* ``fedcredit_gbdt``: fedcredit's federated boosting in this process, secure
+  aggregation on (``bench/_gbdt_federated.py``: the banks' guards, the coordinator's
+  level loop, one round of the real SecAgg protocol per level), its trees compared with
+  ``train_central`` on the split's pooled training rows (lossless check);
 * ``flower_xgb_bagging``: Flower's ``FedXgbBagging`` on Flower's Simulation Engine
   (``bench/_flower_xgb_bagging.py``), each bank adding one tree a round.
+
+Then, on the first seed, seconds per tree by banks and by depth (secure and plain
+sums; ``--speed-*``), one ``fedcredit simulate --model gbdt --secure-aggregation`` run
+over Flower with its exchanges timed from the audit logs (``--flower-trees``;
+``bench/_flower_exchanges.py``), and at every seed the test AUC of small ensembles
+under a per-bank DP budget (ε 1, 4, ∞; ``--dp-split``).
 
 Every model is scored on the held-out customers with :mod:`credit.metrics` (exact:
 :data:`~simulations.exact.EXACT_SCORE_BINS` score bins). The default hyperparameters
 were chosen on a validation part of the training rows only (``bench/gbdt_tuning.py``),
 never on the held-out customers.
 
-Writes ``bench/results/gbdt.json`` (``--out``) and the Markdown tables next to it. The
-federated fedcredit runs (``fedcredit simulate --model gbdt``, secure aggregation, DP)
-are one more entry of :data:`FEDERATED_SYSTEMS`.
+Writes ``bench/results/gbdt.json`` (``--out``) and the Markdown tables next to it
+(``bench/_gbdt_report.py``, with ``bench/results/quality.json``'s federated logistic
+regression and MLP rows beside).
 
 Usage::
 
     .venv/bin/python bench/gbdt.py                    # 3 seeds, 300 trees
-    .venv/bin/python bench/gbdt.py --seeds 0 --trees 50 --splits education
+    .venv/bin/python bench/gbdt.py --seeds 0 --trees 10 --speed-trees 2 --flower-trees 0
 """
 
 from __future__ import annotations
@@ -40,21 +49,21 @@ import argparse
 import json
 import os
 import platform
-import statistics
+import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
-from _flower_xgb_bagging import BankRows, bagging_rounds, run_bagging, xgboost_params
+from _flower_exchanges import exchange_phases
+from _flower_xgb_bagging import bagging_rounds, run_bagging, xgboost_params
+from _gbdt_data import SPLITS, SeedData, bank_rows, metrics, probabilities, seed_data
+from _gbdt_federated import DP_CONFIGS, DP_DELTA, fedcredit_gbdt, private, speed
+from _gbdt_report import markdown
+from _simulate import simulate
 from numpy.typing import NDArray
 
-from credit.datasets import embedded_data_path
-from credit.encoding import FeatureEncoder, fit_encoder
-from credit.feature_stats import compute_feature_stats
 from credit.gbdt import (
     BankBoosting,
     BoostingParams,
@@ -62,83 +71,13 @@ from credit.gbdt import (
     FeatureBins,
     TreeGrower,
     base_score_from_counts,
-    bins_from_encoder,
-    raw_matrix,
     sample_features,
     train_central,
 )
-from credit.loading import load_bank_csv
-from credit.metrics import credit_metrics, summarize_scores
-from credit.schema import DatasetSchema, load_schema
-from participant.guard.bank import held_out_rows
-from participant.guard.settings import HoldOut
-from simulations.exact import EXACT_SCORE_BINS
-from simulations.partition import partition_data
-from simulations.settings import PartitionScheme, PartitionSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 BANKS = 5
-SPLITS: dict[str, tuple[PartitionSettings, int]] = {
-    # bench/quality.py's splits: (partition settings, banks for iid and dirichlet).
-    "iid-5": (PartitionSettings(partition=PartitionScheme.IID), 5),
-    "dirichlet-0.5-5": (PartitionSettings(partition=PartitionScheme.DIRICHLET, alpha=0.5), 5),
-    "education": (
-        PartitionSettings(partition=PartitionScheme.COLUMN, partition_column="EDUCATION"),
-        5,
-    ),
-}
-
-
-@dataclass(frozen=True, eq=False)
-class SeedData:
-    """One seed's rows, hold-out, bins and matrices, shared by every system."""
-
-    seed: int
-    frame: pd.DataFrame
-    schema: DatasetSchema
-    train: NDArray[np.bool_]
-    encoder: FeatureEncoder
-    bins: FeatureBins
-    raw: NDArray[np.float32]
-    codes: NDArray[np.uint8]
-    labels: NDArray[np.int64]
-    base_score: float
-
-
-def seed_data(seed: int, params: BoostingParams) -> SeedData:
-    """The embedded rows, ``bench/quality.py``'s held-out customers at ``seed``, the bins."""
-    schema = load_schema()
-    frame = load_bank_csv(embedded_data_path(), schema).frame
-    train = ~held_out_rows(frame, schema, HoldOut.for_simulation(fraction=0.2, seed=seed))
-    stats = compute_feature_stats(frame.loc[train], schema)
-    encoder = fit_encoder(schema, stats=stats, quantile_bins=params.max_bins)
-    bins = bins_from_encoder(encoder)
-    raw = raw_matrix(frame, encoder)
-    labels = frame[schema.target].to_numpy(dtype=np.int64)
-    return SeedData(
-        seed=seed,
-        frame=frame,
-        schema=schema,
-        train=train,
-        encoder=encoder,
-        bins=bins,
-        raw=raw,
-        codes=bins.codes(raw),
-        labels=labels,
-        base_score=base_score_from_counts(int(labels[train].sum()), int(train.sum())),
-    )
-
-
-def metrics(labels: NDArray[np.int64], probabilities: NDArray[np.floating]) -> dict[str, float]:
-    """Test AUC and KS of default probabilities, by :mod:`credit.metrics` (exact bins)."""
-    scores = credit_metrics(summarize_scores(probabilities, labels, EXACT_SCORE_BINS))
-    return {"auc": scores.auc, "ks": scores.ks}
-
-
-def probabilities(margins: NDArray[np.float64]) -> NDArray[np.float64]:
-    result: NDArray[np.float64] = 1.0 / (1.0 + np.exp(-margins))
-    return result
 
 
 def federated_sum(
@@ -246,21 +185,6 @@ def central_systems(data: SeedData, params: BoostingParams) -> dict[str, object]
     }
 
 
-def bank_rows(data: SeedData, split: str) -> list[BankRows]:
-    """The banks of ``split`` at the seed (as ``fedcredit simulate`` splits), training rows only."""
-    settings, n_banks = SPLITS[split]
-    partitions = partition_data(settings, n_banks=n_banks, schema_file="", seed=data.seed)
-    if len(partitions.frame) != len(data.frame):
-        raise RuntimeError(
-            f"split '{split}' read {len(partitions.frame)} rows, not {len(data.frame)}"
-        )
-    banks = []
-    for part in partitions.partitions:
-        rows = part.rows[data.train[part.rows]]
-        banks.append(BankRows(name=part.name, features=data.raw[rows], labels=data.labels[rows]))
-    return banks
-
-
 def flower_xgb_bagging(data: SeedData, split: str, params: BoostingParams) -> dict[str, object]:
     """Flower's FedXgbBagging over the split's banks: ``params.n_trees`` trees in all."""
     import xgboost
@@ -284,69 +208,42 @@ def flower_xgb_bagging(data: SeedData, split: str, params: BoostingParams) -> di
 FederatedSystem = Callable[[SeedData, str, BoostingParams], dict[str, object]]
 FEDERATED_SYSTEMS: dict[str, FederatedSystem] = {
     # Each returns at least auc, ks, banks and trees for one split at one seed.
+    "fedcredit_gbdt": fedcredit_gbdt,
     "flower_xgb_bagging": flower_xgb_bagging,
 }
-FEDERATED_NAMES = {"flower_xgb_bagging": "Flower XGBoost bagging (FedXgbBagging)"}
 
 
-def run_seed(seed: int, params: BoostingParams, splits: list[str]) -> dict[str, object]:
-    data = seed_data(seed, params)
+def over_flower(trees: int, depth: int, out: Path) -> dict[str, object]:
+    """``fedcredit simulate --model gbdt`` over Flower (5 IID banks, secure aggregation):
+    the coordinator's seconds per level and per tree from ``metrics.json``."""
+    arguments = ["--model", "gbdt", "--banks", str(BANKS), "--trees", str(trees)]
+    arguments += ["--max-depth", str(depth), "--secure-aggregation", "--seed", "0"]
+    document, wall = simulate(arguments, out)
+    seconds = [float(level["seconds"]) for level in document["levels"]]
+    return {
+        "banks": BANKS,
+        "trees": trees,
+        "depth": depth,
+        "levels": len(seconds),
+        "seconds_per_tree": sum(seconds) / trees,
+        "seconds_per_level": sum(seconds) / len(seconds),
+        "wall_seconds": wall,
+        "exchanges": exchange_phases(out / "audit"),
+    }
+
+
+def run_seed(seed: int, params: BoostingParams, args: argparse.Namespace) -> dict[str, object]:
+    data = seed_data(seed, params.max_bins)
     run: dict[str, object] = {"seed": seed, **central_systems(data, params)}
     for system, measure in FEDERATED_SYSTEMS.items():
-        run[system] = {split: measure(data, split, params) for split in splits}
+        run[system] = {split: measure(data, split, params) for split in args.splits}
+    if args.dp_split != "none":
+        data_for = {c.max_bins: seed_data(seed, c.max_bins) for c in DP_CONFIGS.values()}
+        run["dp"] = private(data_for, args.dp_split, repeats=args.dp_repeats)
     return run
 
 
-def _mean_sd(values: list[float]) -> str:
-    spread = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.mean(values):.4f} ± {spread:.4f}"
-
-
-def federated_table(runs: list[dict[str, object]], splits: list[str]) -> list[str]:
-    lines = [
-        "| split | system | banks | trees | test AUC | test KS |",
-        "|---|---|---|---|---|---|",
-    ]
-    for split in splits:
-        for system in FEDERATED_SYSTEMS:
-            rows = [run[system][split] for run in runs]  # type: ignore[index]
-            banks, trees = rows[0]["banks"], rows[0]["trees"]
-            aucs, kss = [row["auc"] for row in rows], [row["ks"] for row in rows]
-            name = FEDERATED_NAMES.get(system, system)
-            lines.append(
-                f"| {split} | {name} | {banks} | {trees} | {_mean_sd(aucs)} | {_mean_sd(kss)} |"
-            )
-    return lines
-
-
-def markdown(runs: list[dict[str, object]], params: BoostingParams, splits: list[str]) -> str:
-    def cell(key: str, metric: str) -> str:
-        return _mean_sd([run[key][metric] for run in runs])  # type: ignore[index]
-
-    lines = ["| model (central, same held-out customers) | test AUC | test KS |", "|---|---|---|"]
-    for key, name in (
-        ("gbdt_central", "fedcredit GBDT, central trainer"),
-        ("gbdt_5_banks_summed", "fedcredit GBDT, 5 IID banks, summed histograms"),
-        ("xgboost_hist_same_bins", "XGBoost hist, same bins"),
-        ("lightgbm_central", "LightGBM (bench/quality.py reference)"),
-    ):
-        lines.append(f"| {name} | {cell(key, 'auc')} | {cell(key, 'ks')} |")
-    identical = all(run["identical_trees"] for run in runs)
-    per_tree = statistics.mean(float(run["seconds_per_tree_central"]) for run in runs)  # type: ignore[arg-type]
-    lines.append("")
-    if splits:
-        lines += [*federated_table(runs, splits), ""]
-    lines.append(
-        f"{params.n_trees} trees, depth {params.max_depth}, learning rate "
-        f"{params.learning_rate}, λ {params.reg_lambda}, min child weight "
-        f"{params.min_child_weight}, up to {params.max_bins} bins; "
-        f"{len(runs)} seeds (mean ± sd). 5-bank trees identical to central: {identical}. "
-        f"Central training {per_tree:.3f} s per tree."
-    )
-    return "\n".join(lines) + "\n"
-
-
-def main() -> None:
+def arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--trees", type=int, default=300)
@@ -362,8 +259,20 @@ def main() -> None:
         default=list(SPLITS),
         help="splits the federated systems run on (none: the central part only)",
     )
+    parser.add_argument(
+        "--speed-trees", type=int, default=10, help="trees per speed point (0: none)"
+    )
+    parser.add_argument("--speed-banks", type=int, nargs="+", default=[5, 10, 20])
+    parser.add_argument("--speed-depths", type=int, nargs="+", default=[2, 4, 6])
+    parser.add_argument("--dp-split", choices=[*SPLITS, "none"], default="education")
+    parser.add_argument("--dp-repeats", type=int, default=3, help="DP runs per ε and seed")
+    parser.add_argument("--flower-trees", type=int, default=20, help="trees over Flower (0: none)")
     parser.add_argument("--out", type=Path, default=RESULTS / "gbdt.json")
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = arguments()
     params = BoostingParams(
         n_trees=args.trees,
         max_depth=args.depth,
@@ -375,18 +284,32 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     runs = []
     for seed in args.seeds:
-        run = run_seed(seed, params, args.splits)
+        run = run_seed(seed, params, args)
         print(json.dumps(run), flush=True)
         runs.append(run)
-    document = {
+    document: dict[str, object] = {
         "generated": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
         "params": params.model_dump(),
         "splits": args.splits,
+        "dp_delta": DP_DELTA,
         "runs": runs,
     }
+    if args.speed_trees:
+        speed_params = params.model_copy(update={"n_trees": args.speed_trees})
+        document["speed"] = speed(
+            seed_data(args.seeds[0], params.max_bins),
+            speed_params,
+            banks=args.speed_banks,
+            depths=args.speed_depths,
+        )
+    if args.flower_trees:
+        with tempfile.TemporaryDirectory() as folder:
+            document["over_flower"] = over_flower(
+                args.flower_trees, max(args.speed_depths), Path(folder) / "run"
+            )
     args.out.write_text(json.dumps(document, indent=2) + "\n")
-    table = markdown(runs, params, args.splits)
+    table = markdown(document)
     args.out.with_suffix(".md").write_text(table)
     print(table)
 

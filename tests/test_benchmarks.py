@@ -269,22 +269,78 @@ def test_the_scale_benchmark_reads_a_runs_rounds_memory_and_graph() -> None:
 def test_the_gbdt_benchmark_compares_central_banks_and_references(tmp_path: Path) -> None:
     out = tmp_path / "gbdt.json"
     command = [sys.executable, "bench/gbdt.py", "--seeds", "0", "--trees", "20", "--depth", "2"]
-    command += ["--out", str(out)]
+    command += ["--speed-trees", "1", "--speed-banks", "3", "--speed-depths", "2"]
+    command += ["--dp-repeats", "1", "--flower-trees", "0", "--out", str(out)]
     completed = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert completed.returncode == 0, completed.stderr[-3000:]
-    (run,) = json.loads(out.read_text())["runs"]
+    document = json.loads(out.read_text())
+    (run,) = document["runs"]
     assert run["identical_trees"] is True and run["auc_difference_summed"] == 0.0
     for model in ("gbdt_central", "xgboost_hist_same_bins", "lightgbm_central"):
         assert 0.6 < run[model]["auc"] < 0.9
-    bagging = run["flower_xgb_bagging"]
-    assert list(bagging) == ["iid-5", "dirichlet-0.5-5", "education"]
+    bagging, ours = run["flower_xgb_bagging"], run["fedcredit_gbdt"]
+    assert list(bagging) == list(ours) == ["iid-5", "dirichlet-0.5-5", "education"]
     assert [row["banks"] for row in bagging.values()] == [5, 5, 4]  # EDUCATION: 1, 2, 3, other
+    assert [row["banks"] for row in ours.values()] == [5, 5, 4]
     for row in bagging.values():
         assert row["trees"] == row["rounds"] * row["banks"] == 20
         assert 0.6 < row["auc"] < 0.9 and 0 < row["ks"] < 1
+    for row in ours.values():  # secure aggregation: the central trees on the split's rows
+        assert row["identical_trees"] is True and row["auc_difference_central"] == 0.0
+        assert row["pooled_rows_are_the_training_rows"] is True
+        assert (
+            row["trees"] == 20 and row["levels"] == 40 and row["auc"] == run["gbdt_central"]["auc"]
+        )
+    assert [(r["banks"], r["depth"], r["secure_aggregation"]) for r in document["speed"]] == [
+        (3, 2, True),
+        (3, 2, False),
+    ]
+    secure = document["speed"][0]
+    assert secure["critical_path_seconds_per_tree"] <= secure["seconds_per_tree"]
+    assert [(r["epsilon"], r["banks"]) for r in run["dp"]][:3] == [(1.0, 4), (4.0, 4), (None, 4)]
+    for row in run["dp"]:
+        assert row["epsilon"] is None or 0 < row["max_epsilon_spent"] <= row["epsilon"]
+        assert 0.5 < row["auc"] < 0.9
     table = out.with_suffix(".md").read_text()
     assert table.startswith("| model (central")
     assert "| education | Flower XGBoost bagging (FedXgbBagging) |" in table
+    assert "| education | fedcredit GBDT, secure aggregation | 4 | 20 |" in table
+
+
+def _audit_entry(event: str, time: str, data: dict[str, object]) -> str:
+    return json.dumps({"event": event, "time": f"2026-11-30T18:00:{time}+00:00", "data": data})
+
+
+def test_the_flower_exchange_phases_come_from_the_audit_logs(tmp_path: Path) -> None:
+    from bench._flower_exchanges import exchange_phases
+
+    coordinator = [
+        _audit_entry("exchange", "00.000", {"stage": "unmask", "sent": {"seq": 1}}),
+        _audit_entry("exchange", "01.000", {"stage": "gbdt-level", "sent": {"seq": 2}}),
+        _audit_entry("exchange", "01.500", {"stage": "consistency", "sent": {"seq": 3}}),
+    ]
+    (tmp_path / "coordinator.jsonl").write_text("\n".join(coordinator) + "\n")
+    for bank, (level, consistency) in enumerate([("00.100", "01.200"), ("00.400", "01.300")]):
+        lines = [
+            _audit_entry("coordinator-head", level, {"seq": 2}),
+            _audit_entry("coordinator-head", consistency, {"seq": 3}),
+        ]
+        (tmp_path / f"bank-{bank + 1}.jsonl").write_text("\n".join(lines) + "\n")
+
+    phases = exchange_phases(tmp_path)
+
+    assert set(phases) == {"gbdt-level", "consistency"}
+    expected = {"exchanges": 1, "total": 1.0, "to_first_bank": 0.1, "bank_spread": 0.3}
+    assert phases["gbdt-level"] == pytest.approx({**expected, "last_bank_to_end": 0.6})
+    assert phases["consistency"] == pytest.approx(
+        {
+            "exchanges": 1,
+            "total": 0.5,
+            "to_first_bank": 0.2,
+            "bank_spread": 0.1,
+            "last_bank_to_end": 0.2,
+        }
+    )
 
 
 # bench/_flower_xgb_bagging.py: Flower's XGBoost bagging, the benchmark's comparison (fast).
