@@ -62,10 +62,19 @@ class SecureLevelSum:
         Node id -> the bank's secure-aggregation participant (same node ids).
     run : int
         The run id the participants were made for.
+    keep_aggregators : bool, default False
+        Keep every level's aggregator in :attr:`aggregators` (what the coordinator held:
+        masked inputs and sums; a test inspects them). Otherwise only the last level's
+        is kept: a 300-tree run would hold gigabytes of masked vectors.
     """
 
     def __init__(
-        self, banks: Mapping[int, GbdtBank], participants: Mapping[int, Participant], *, run: int
+        self,
+        banks: Mapping[int, GbdtBank],
+        participants: Mapping[int, Participant],
+        *,
+        run: int,
+        keep_aggregators: bool = False,
     ) -> None:
         if set(banks) != set(participants):
             raise ValueError("every bank needs its participant (same node ids)")
@@ -75,8 +84,9 @@ class SecureLevelSum:
         self._threshold = default_threshold(len(self._roster))
         self._run = run
         self._round = 0
+        self._keep = keep_aggregators
         self.aggregators: list[RoundAggregator] = []
-        """Every level's aggregator (what the coordinator holds: masked inputs and the sum)."""
+        """The levels' aggregators (every level's with ``keep_aggregators``, else the last)."""
 
     def __call__(self, orders: LevelOrders) -> NDArray[np.int64]:
         """The unmasked sum of the banks' masked level histograms."""
@@ -92,7 +102,7 @@ class SecureLevelSum:
             code=HISTOGRAM_RING,
             length=1 + int(np.prod(shape)),
         )
-        self.aggregators.append(aggregator)
+        self.aggregators = [*self.aggregators, aggregator] if self._keep else [aggregator]
         for node, participant in self._participants.items():
             advertisement = participant.advertise(server_round, self._roster, self._threshold)
             aggregator.add_advertisement(node, advertisement)

@@ -266,6 +266,7 @@ def test_the_scale_benchmark_reads_a_runs_rounds_memory_and_graph() -> None:
     }
 
 
+@pytest.mark.slow  # Flower's bagging starts Ray: minutes
 def test_the_gbdt_benchmark_compares_central_banks_and_references(tmp_path: Path) -> None:
     out = tmp_path / "gbdt.json"
     command = [sys.executable, "bench/gbdt.py", "--seeds", "0", "--trees", "20", "--depth", "2"]

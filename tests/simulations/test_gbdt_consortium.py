@@ -75,7 +75,7 @@ def _federated(
     banks: dict[int, GbdtBank], labels: np.ndarray, *, secure: bool
 ) -> tuple[BoostingRun, PlainLevelSum | SecureLevelSum, list[LevelRecord]]:
     level_sum: PlainLevelSum | SecureLevelSum = (
-        SecureLevelSum(banks, consortium(BANKS, run=7).participants, run=7)
+        SecureLevelSum(banks, consortium(BANKS, run=7).participants, run=7, keep_aggregators=True)
         if secure
         else PlainLevelSum(banks)
     )
@@ -217,7 +217,9 @@ def test_a_coordinator_resumed_from_its_checkpoint_grows_the_central_trees(
     codes, labels = _rows()
     central = train_central(codes, labels, params, np.random.default_rng(0), bins=BINS)
     banks = _banks(codes, labels)
-    level_sum = SecureLevelSum(banks, consortium(BANKS, run=7).participants, run=7)
+    level_sum = SecureLevelSum(
+        banks, consortium(BANKS, run=7).participants, run=7, keep_aggregators=True
+    )
     path = tmp_path / CHECKPOINT_FILE
     base_score = base_score_from_counts(int(labels.sum()), len(labels))
 
