@@ -84,3 +84,18 @@ def test_the_benchmark_writes_counts_table_and_plot(tmp_path: Path) -> None:
     )
     assert out.with_suffix(".md").read_text().startswith("| banks | graph | k |")
     assert (tmp_path / "scale.png").stat().st_size > 0
+
+
+def test_the_roster_checks_benchmark_runs_both_ways_and_restores_the_memory() -> None:
+    import privacy.secagg.members as members
+    from bench.roster_checks import both_ways
+
+    remembering = members.ed25519_verifies
+
+    row = both_ways(12, seed=0)
+
+    assert members.ed25519_verifies is remembering
+    assert row["banks"] == 12
+    for label in ("remembered", "every_check"):
+        assert row[label]["advertise_seconds"] >= 0 and row[label]["round_seconds"] > 0
+    assert row["round_ratio"] is not None and row["round_ratio"] > 0

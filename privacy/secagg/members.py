@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import json
 import re
@@ -40,7 +41,17 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from credit.errors import ConfigError
 
-__all__ = ["Member", "MemberList", "UnknownMember", "member_name"]
+__all__ = [
+    "VERIFIED_CACHE",
+    "Member",
+    "MemberList",
+    "UnknownMember",
+    "ed25519_verifies",
+    "member_name",
+]
+
+VERIFIED_CACHE = 1 << 15
+"""Signature checks a process remembers (:func:`ed25519_verifies`; about 15 MB at most)."""
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 _KEY_BYTES = 32
@@ -100,11 +111,24 @@ class Member:
 
     def verifies(self, signature: bytes, message: bytes) -> bool:
         """Whether ``signature`` is this member's Ed25519 signature of ``message``."""
-        try:
-            Ed25519PublicKey.from_public_bytes(self.signing_key).verify(signature, message)
-        except (InvalidSignature, ValueError):
-            return False
-        return True
+        return ed25519_verifies(self.signing_key, signature, message)
+
+
+@functools.lru_cache(maxsize=VERIFIED_CACHE)
+def ed25519_verifies(signing_key: bytes, signature: bytes, message: bytes) -> bool:
+    """Whether ``signature`` is the Ed25519 signature of ``message`` under ``signing_key``.
+
+    The answer is a function of the three byte strings alone (``cryptography``'s
+    verification is deterministic), so a process remembers its last
+    :data:`VERIFIED_CACHE` answers: many simulated banks in one worker process verify
+    the same roster's N enrollment signatures once, not once each (N² checks at N
+    banks). A deployed bank is a process of its own and checks each signature itself.
+    """
+    try:
+        Ed25519PublicKey.from_public_bytes(signing_key).verify(signature, message)
+    except (InvalidSignature, ValueError):
+        return False
+    return True
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from credit.errors import ConfigError
-from privacy.secagg.members import Member, MemberList, UnknownMember
+from privacy.secagg.members import Member, MemberList, UnknownMember, ed25519_verifies
 
 
 def _raw(key: Ed25519PrivateKey) -> bytes:
@@ -65,6 +65,27 @@ def test_a_member_verifies_only_its_own_signature(
     assert not members.member("bank-b").verifies(signature, message)
     assert not members.member("bank-a").verifies(signature, message + b"!")
     assert not members.member("bank-a").verifies(b"short", message)
+
+
+def test_a_remembered_check_answers_as_a_fresh_one_and_remembers_refusals(
+    members: MemberList, keys: dict[str, Ed25519PrivateKey]
+) -> None:
+    """Many simulated banks in one process check the same signatures: the second check is
+    remembered, and a forged signature, key or message is never taken for a remembered
+    genuine one (the three byte strings are the key)."""
+    message = b"enrollment of node 7"
+    signature = keys["bank-c"].sign(message)
+    bank_c = members.member("bank-c")
+    forged = bytes([signature[0] ^ 1]) + signature[1:]
+    assert bank_c.verifies(signature, message)
+    hits = ed25519_verifies.cache_info().hits
+
+    assert bank_c.verifies(signature, message)
+    assert ed25519_verifies.cache_info().hits == hits + 1
+    assert not bank_c.verifies(forged, message)
+    assert not members.member("bank-b").verifies(signature, message)
+    assert not bank_c.verifies(signature, message + b" ")
+    assert not bank_c.verifies(forged, message)  # remembered as refused
 
 
 def test_an_unknown_name_is_refused_by_name(members: MemberList) -> None:
