@@ -20,6 +20,7 @@ from click.core import ParameterSource
 
 from cli.console import Column, say, show_table
 from credit.errors import ConfigError
+from credit.run_config import BOOSTING_FLAGS
 
 __all__ = [
     "BOOSTING_FLAGS",
@@ -71,19 +72,6 @@ MaxBins = Annotated[
         "feature statistics), 2-255."
     ),
 ]
-
-BOOSTING_FLAGS = {
-    "trees": "--trees",
-    "max_depth": "--max-depth",
-    "tree_learning_rate": "--tree-learning-rate",
-    "reg_lambda": "--reg-lambda",
-    "gamma": "--gamma",
-    "min_child_weight": "--min-child-weight",
-    "subsample": "--subsample",
-    "colsample": "--colsample",
-    "max_bins": "--max-bins",
-}
-"""RunConfig field -> flag (what a validation error names)."""
 
 _SGD_FLAGS = {
     "rounds": "--rounds",

@@ -37,7 +37,7 @@ if TYPE_CHECKING:  # the governance package imports scipy: the operator's comman
     from credit.gbdt import BoostingParams
     from credit.governance.scorecard import ScoreScaling
 
-__all__ = ["AUTOMATIC", "RunConfig"]
+__all__ = ["AUTOMATIC", "BOOSTING_FLAGS", "RunConfig"]
 
 _FLOWER_RENAMES = {"num-server-rounds": "rounds"}
 _NOT_DIGESTED = frozenset({"out-dir", "resume", "audit-key"})
@@ -50,6 +50,20 @@ pins them equal; that module imports scipy, which the operator's commands skip).
 
 AUTOMATIC = -1
 """``evaluate-every``: every round without privacy budgets, the last round's only with them."""
+
+BOOSTING_FLAGS = {
+    "trees": "--trees",
+    "max_depth": "--max-depth",
+    "tree_learning_rate": "--tree-learning-rate",
+    "reg_lambda": "--reg-lambda",
+    "gamma": "--gamma",
+    "min_child_weight": "--min-child-weight",
+    "subsample": "--subsample",
+    "colsample": "--colsample",
+    "max_bins": "--max-bins",
+}
+"""The boosting fields and the flags that set them (``simulate`` and ``coordinator
+launch`` alike): what a validation error names."""
 
 
 class RunConfig(BaseModel):

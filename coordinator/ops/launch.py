@@ -51,7 +51,7 @@ from coordinator.ops.runs import (
 )
 from credit.errors import ConfigError, OperationFailed
 from credit.model_spec import ModelKind
-from credit.run_config import RunConfig
+from credit.run_config import BOOSTING_FLAGS, RunConfig
 
 __all__ = [
     "LaunchResult",
@@ -125,15 +125,7 @@ _FLAGS = {
     "pdo": "--pdo",
     "base_score": "--base-score",
     "base_odds": "--base-odds",
-    "trees": "--trees",
-    "max_depth": "--max-depth",
-    "tree_learning_rate": "--tree-learning-rate",
-    "reg_lambda": "--reg-lambda",
-    "gamma": "--gamma",
-    "min_child_weight": "--min-child-weight",
-    "subsample": "--subsample",
-    "colsample": "--colsample",
-    "max_bins": "--max-bins",
+    **BOOSTING_FLAGS,
 }
 """Run settings only a launch flag (or the run's own recorded config) sets: errors name the flag."""
 
