@@ -52,6 +52,7 @@ __all__ = [
     "bin_counts",
     "fit_woe_encoder",
     "layout_of",
+    "reported_woe_tables",
     "scorecard_of",
     "tables_from_document",
     "woe_iv_document",
@@ -147,6 +148,21 @@ def _counts(cells: ClassCells, layout: BinLayout) -> BinCounts:
 def woe_tables(counts: Mapping[str, BinCounts]) -> dict[str, WoeTable]:
     """Each feature's WoE/IV table from its summed counts, settled once per bin."""
     return {name: woe_table(settle_counts(part)) for name, part in counts.items()}
+
+
+def reported_woe_tables(counts: Mapping[str, BinCounts]) -> dict[str, WoeTable]:
+    """:func:`woe_tables` for the report: a feature whose settled counts hold no event or
+    no non-event (DP noise clipped at zero can leave one class empty) has no table.
+
+    A run whose encoder does not need WoE values only reports them; it must not fail
+    because the noise emptied one class of one feature.
+    """
+    tables = {}
+    for name, part in counts.items():
+        settled = settle_counts(part)
+        if float(np.sum(settled.events)) > 0 and float(np.sum(settled.non_events)) > 0:
+            tables[name] = woe_table(settled)
+    return tables
 
 
 @dataclass(frozen=True, eq=False)  # holds tables: compared by identity

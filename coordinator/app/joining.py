@@ -29,7 +29,7 @@ from credit.messages import BankIntro, feature_stats_from_record, secagg
 from credit.records import record_of
 from credit.run_config import RunConfig
 from credit.schema import DatasetSchema
-from credit.woe_binning import bin_counts, fit_woe_encoder, woe_tables
+from credit.woe_binning import bin_counts, fit_woe_encoder, reported_woe_tables, woe_tables
 from privacy.secagg.graph import GraphChoice
 
 __all__ = ["RunEncoding", "SetupReply", "aggregation_for", "fit_run_encoding", "setup_reply_parser"]
@@ -118,10 +118,11 @@ def fit_run_encoding(
         schema, kind=EncodingKind.BINNED, source=config.feature_stats, stats=settled,
         quantile_bins=config.quantile_bins,
     )  # fmt: skip
-    tables = woe_tables(bin_counts(summed, binned, schema))
+    counts = bin_counts(summed, binned, schema)
     if config.encoding is EncodingKind.WOE:
-        fitted = fit_woe_encoder(binned, tables)
+        fitted = fit_woe_encoder(binned, woe_tables(counts))
         return RunEncoding(encoder=fitted.encoder, woe=fitted.tables)
+    tables = reported_woe_tables(counts)
     if config.encoding is EncodingKind.BINNED:
         return RunEncoding(encoder=binned, woe=tables)
     encoder = fit_encoder(

@@ -209,3 +209,17 @@ def test_merging_properties(counts: BinCounts, trend: MonotonicTrend, share: flo
     # Deterministic.
     again = merge_bins(counts, trend=trend, min_bin_share=share)
     assert again.edges == merged.edges and again.trend is merged.trend
+
+
+def test_the_report_leaves_out_a_feature_whose_noisy_counts_hold_one_class_only() -> None:
+    """DP noise clipped at zero can empty one class of one feature: a run that only
+    reports WoE values keeps the other features' tables and does not fail."""
+    from credit.woe_binning import reported_woe_tables
+
+    emptied = _counts([40, 30, 20], [-5, -2, 0])  # noisy non-events, all clipped to zero
+    usual = _counts([40, 30, 20], [100, 80, 60])
+
+    tables = reported_woe_tables({"emptied": emptied, "usual": usual})
+
+    assert list(tables) == ["usual"]
+    assert tables["usual"].iv == woe_table(usual).iv
