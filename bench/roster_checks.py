@@ -1,13 +1,16 @@
-"""Simulated banks that remember signature checks per process, against checking every one.
+"""Simulated banks that remember roster checks per process, against checking every one.
 
 At set-up each bank verifies the roster's N enrollment signatures (once per run). In a
 simulation many banks share a worker process and the same roster, so without a memory
-the process makes N² Ed25519 checks; :func:`privacy.secagg.members.ed25519_verifies`
-remembers its answers per process (a pure function of key, signature and message).
-This runs one round of the real protocol on the sparse graph (:mod:`bench._secagg_costs`,
-every bank in this one process: the extreme case; Flower's Simulation Engine on two
-cores has two worker processes) both ways, one after the other, and reports the banks'
-advertise time (where the roster is checked) and the whole round's.
+the process builds N² enrollment statements and makes N² Ed25519 checks. A process
+remembers three pure functions of their arguments: a roster's enrollment check
+(:func:`privacy.secagg.signed.enrollments_problem`), each Ed25519 check
+(:func:`privacy.secagg.members.ed25519_verifies`) and a round's cyclic order of the
+sparse graph. This runs one round of the real protocol on the sparse graph
+(:mod:`bench._secagg_costs`, every bank in this one process: the extreme case;
+Flower's Simulation Engine on two cores has two worker processes) both ways, one after
+the other, and reports the banks' advertise time (where the roster is checked) and
+the whole round's.
 
 Writes ``bench/results/roster_checks.json``.
 
@@ -20,14 +23,18 @@ Usage (from the repository root)::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import privacy.secagg.graph as graph
 import privacy.secagg.members as members
+import privacy.secagg.signed as signed
 from bench.secagg_graph import LOGREG_PARAMS, measure
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,16 +43,10 @@ RESULTS = ROOT / "bench" / "results"
 
 def both_ways(n: int, *, seed: int) -> dict[str, Any]:
     """One sparse round of ``n`` banks remembering checks, then one checking every one."""
-    remembering = members.ed25519_verifies
-    remembering.cache_clear()
     rows: dict[str, Any] = {"banks": n}
     for label in ("remembered", "every_check"):
-        if label == "every_check":
-            members.ed25519_verifies = remembering.__wrapped__  # type: ignore[assignment]
-        try:
+        with _memories(on=label == "remembered"):
             entry = measure(n, "sparse", params=LOGREG_PARAMS, seed=seed)
-        finally:
-            members.ed25519_verifies = remembering
         rows[label] = {
             "advertise_seconds": entry["seconds"]["banks_advertise"],
             "round_seconds": entry["round_wall_seconds"],
@@ -55,6 +56,30 @@ def both_ways(n: int, *, seed: int) -> dict[str, Any]:
             rows["every_check"][f"{stage}_seconds"], rows["remembered"][f"{stage}_seconds"]
         )
     return rows
+
+
+MEMORIES = (
+    (members, "ed25519_verifies"),
+    (signed, "enrollments_problem"),
+    (graph, "_cyclic_order"),
+)
+"""The per-process memories (module, name of the remembering function)."""
+
+
+@contextlib.contextmanager
+def _memories(*, on: bool) -> Iterator[None]:
+    """Every memory of :data:`MEMORIES` emptied, and (``on`` False) replaced by the
+    function it remembers; put back on exit."""
+    kept = {(module, name): getattr(module, name) for module, name in MEMORIES}
+    for (module, name), remembering in kept.items():
+        remembering.cache_clear()
+        if not on:
+            setattr(module, name, remembering.__wrapped__)
+    try:
+        yield
+    finally:
+        for (module, name), remembering in kept.items():
+            setattr(module, name, remembering)
 
 
 def _ratio(slower: float, faster: float) -> float | None:

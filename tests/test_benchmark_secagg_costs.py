@@ -87,14 +87,14 @@ def test_the_benchmark_writes_counts_table_and_plot(tmp_path: Path) -> None:
 
 
 def test_the_roster_checks_benchmark_runs_both_ways_and_restores_the_memory() -> None:
-    import privacy.secagg.members as members
-    from bench.roster_checks import both_ways
+    from bench.roster_checks import MEMORIES, both_ways
 
-    remembering = members.ed25519_verifies
+    remembering = [getattr(module, name) for module, name in MEMORIES]
 
     row = both_ways(40, seed=0)  # enough banks that a round takes more than 0.1 s
 
-    assert members.ed25519_verifies is remembering
+    assert [getattr(module, name) for module, name in MEMORIES] == remembering
+    assert all(hasattr(function, "cache_info") for function in remembering)
     assert row["banks"] == 40
     for label in ("remembered", "every_check"):
         assert row[label]["advertise_seconds"] >= 0 and row[label]["round_seconds"] > 0

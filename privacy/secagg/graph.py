@@ -202,7 +202,7 @@ class CommunicationGraph:
         if plan.kind is GraphKind.COMPLETE:
             order = tuple(members)
         else:
-            order = _cyclic_order(members, plan.degree, seed)
+            order = _cyclic_order(tuple(members), plan.degree, seed)
         return cls(plan=plan, neighbours=_Neighbours(plan, order), digest=_digest(plan, seed))
 
     def holders(self, owner: int) -> frozenset[int]:
@@ -283,12 +283,15 @@ def harary_neighbours(ids: list[int], degree: int, seed: bytes) -> dict[int, fro
     ValueError
         ``degree`` is odd, below 2 or not below the number of ids.
     """
-    order = _cyclic_order(ids, degree, seed)
+    order = _cyclic_order(tuple(ids), degree, seed)
     plan = GraphPlan(GraphKind.SPARSE, len(ids), degree, 2, len(ids))
     return dict(_Neighbours(plan, order))
 
 
-def _cyclic_order(ids: list[int], degree: int, seed: bytes) -> tuple[int, ...]:
+@functools.lru_cache(maxsize=64)
+def _cyclic_order(ids: tuple[int, ...], degree: int, seed: bytes) -> tuple[int, ...]:
+    """``ids`` in the order ``seed`` gives them (remembered per process: a pure function
+    of its arguments, computed by every simulated bank of a worker for one round)."""
     if degree % 2 or not 2 <= degree < len(ids):
         raise ValueError(f"degree must be even and in [2, {len(ids) - 1}]; got {degree}")
     return tuple(sorted(ids, key=lambda node: _position(seed, node)))

@@ -166,10 +166,16 @@ class MemberList:
         UnknownMember
             ``name`` is not on the list.
         """
-        for member in self.members:
-            if member.name == name:
-                return member
-        raise UnknownMember(name, self.consortium)
+        member = self._by_name.get(name)
+        if member is None:
+            raise UnknownMember(name, self.consortium)
+        return member
+
+    @functools.cached_property
+    def _by_name(self) -> dict[str, Member]:
+        """The members by name, built on first lookup (a bank checking a roster of N
+        looks up N names; a scan would make that N² comparisons)."""
+        return {member.name: member for member in self.members}
 
     def canonical_bytes(self) -> bytes:
         """The list as canonical JSON (what the fingerprint hashes and the file holds)."""

@@ -36,6 +36,7 @@ reach ``t`` shares of anyone's secret with fake members.
 
 from __future__ import annotations
 
+import functools
 import struct
 from collections.abc import Mapping, Set
 from dataclasses import dataclass
@@ -58,8 +59,12 @@ __all__ = [
     "advertisement_statement",
     "check_roster",
     "enrollment_statement",
+    "enrollments_problem",
     "survivors_statement",
 ]
+
+ROSTER_CACHE = 16
+"""Rosters whose enrollments a process remembers as checked (see :func:`enrollments_problem`)."""
 
 ENROLL_LABEL = b"fedcredit/secagg/enroll/v1"
 ADVERTISE_LABEL = b"fedcredit/secagg/advertise/v2"
@@ -310,14 +315,43 @@ def _roster_problem(
             f"the roster has {len(roster)} member(s); the bank's policy needs >= "
             f"{policy.min_roster}"
         )
-    for node, entry in sorted(roster.items()) if verify else ():
+    if not verify:
+        return None
+    entries = tuple(
+        (node, entry.member, entry.encryption_key, entry.signature)
+        for node, entry in sorted(roster.items())
+    )
+    return enrollments_problem(identity.members, run, entries)
+
+
+Enrollment = tuple[int, str, bytes, bytes]
+"""A roster entry as the enrollment check reads it: node, member, encryption key, signature."""
+
+
+@functools.lru_cache(maxsize=ROSTER_CACHE)
+def enrollments_problem(
+    members: MemberList, run: int, entries: tuple[Enrollment, ...]
+) -> str | None:
+    """The first entry whose enrollment ``members`` did not sign for ``run`` (None: all did).
+
+    The answer is a function of the pinned list, the run and the exact entries alone,
+    so a process remembers its last :data:`ROSTER_CACHE` answers, as it remembers
+    signature checks (:func:`~privacy.secagg.members.ed25519_verifies`): the many
+    simulated banks of one worker process check one roster of N once, not N times
+    (N² statements). A roster differing in any byte of any entry is checked afresh.
+    """
+    for node, member, encryption_key, signature in entries:
         statement = enrollment_statement(
-            consortium=identity.consortium,
+            consortium=members.consortium,
             run=run,
             node=node,
-            member=entry.member,
-            encryption_key=entry.encryption_key,
+            member=member,
+            encryption_key=encryption_key,
         )
-        if not identity.verifies(entry.member, entry.signature, statement):
-            return f"the enrollment of node {node} ('{entry.member}') is not signed by that member"
+        try:
+            signed = members.member(member).verifies(signature, statement)
+        except UnknownMember:
+            signed = False
+        if not signed:
+            return f"the enrollment of node {node} ('{member}') is not signed by that member"
     return None
