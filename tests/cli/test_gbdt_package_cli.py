@@ -11,15 +11,13 @@ from pathlib import Path
 import httpx
 import pandas as pd
 import pytest
-from click.testing import Result
-from typer.testing import CliRunner
 
-from cli.app import app
 from credit.package import load_package
 from credit.scoring import check_applicants
 from serving import ServiceSettings, ServiceThread, create_app
 from serving.applicants import DEFAULT_MAX_BATCH
 from tests.serving.conftest import as_applicants
+from tests.support.cli import invoke, one_error_line
 from tests.support.gbdt_packages import GBDT_FILES, build_gbdt_package
 from tests.support.packages import applicant_rows, signer_public_path
 
@@ -44,17 +42,6 @@ def applicants(tmp_path: Path) -> Path:
     return path
 
 
-def _run(*args: str | Path) -> Result:
-    return CliRunner().invoke(app, [str(arg) for arg in args])
-
-
-def _one_error_line(result: Result) -> str:
-    assert result.exit_code == 2, result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    return lines[0]
-
-
 @pytest.mark.parametrize("name", GBDT_FILES)
 def test_one_changed_byte_is_refused_by_verify_score_and_serve(
     package: Path, applicants: Path, tmp_path: Path, name: str
@@ -63,17 +50,17 @@ def test_one_changed_byte_is_refused_by_verify_score_and_serve(
     data[len(data) // 2] ^= 0x01
     (package / name).write_bytes(bytes(data))
     expected = r"manifest\.(json|sig): " if name.startswith("manifest") else f"{name}: sha256"
-    line = _one_error_line(_run("model", "verify", package))
+    line = one_error_line(invoke("model", "verify", package))
     assert re.search(expected, line)
     out = tmp_path / "scores.csv"
-    assert _one_error_line(_run("score", "--model", package, "--data", applicants, "--out", out))
+    assert one_error_line(invoke("score", "--model", package, "--data", applicants, "--out", out))
     assert not out.exists()
-    assert re.search(expected, _one_error_line(_run("serve", "--model", package, "--port", "0")))
+    assert re.search(expected, one_error_line(invoke("serve", "--model", package, "--port", "0")))
 
 
 def test_verify_lists_the_trees_files_signed_by_the_pinned_key(built: Path) -> None:
     signer = signer_public_path(built.parent.parent)
-    result = _run("model", "verify", built, "--signer", signer)
+    result = invoke("model", "verify", built, "--signer", signer)
     assert result.exit_code == 0, result.output
     assert "intact, 6 files signed" in result.output
     assert "xgboost.json" in result.output and "encoder.json" in result.output
@@ -83,8 +70,8 @@ def test_verify_lists_the_trees_files_signed_by_the_pinned_key(built: Path) -> N
 def test_monitor_refuses_trees_without_development_bins_in_one_line(
     built: Path, applicants: Path, tmp_path: Path
 ) -> None:
-    line = _one_error_line(
-        _run("monitor", "--model", built, "--later-data", applicants, "--out", tmp_path / "m")
+    line = one_error_line(
+        invoke("monitor", "--model", built, "--later-data", applicants, "--out", tmp_path / "m")
     )
     assert "--model: the package holds no development bins" in line
     assert "boosted-trees run releases no development bins" in line
@@ -97,7 +84,7 @@ def test_the_service_answers_exactly_what_fedcredit_score_writes(
     applicant_rows(0, SERVED_ROWS).to_csv(applicants, index=False)
     scored = tmp_path / "scored.csv"
     signer = signer_public_path(built.parent.parent)
-    result = _run(
+    result = invoke(
         "score", "--model", built, "--data", applicants, "--out", scored, "--signer", signer
     )
     assert result.exit_code == 0, result.output

@@ -10,16 +10,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from click.testing import Result
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from typer.testing import CliRunner
 
-from cli.app import app
 from credit.audit import load_or_create_signing_key, public_key_pem
 from credit.package import load_package
 from credit.package.manifest import sign_folder
 from credit.scoring import Scorer, check_applicants, score_csv
 from credit.scoring.batch import spreadsheet_safe
+from tests.support.cli import invoke, one_error_line
 from tests.support.packages import (
     PACKAGE_FILES,
     applicant_rows,
@@ -46,19 +44,8 @@ def applicants(tmp_path: Path) -> Path:
     return path
 
 
-def _run(*args: str | Path) -> Result:
-    return CliRunner().invoke(app, [str(arg) for arg in args])
-
-
-def _one_error_line(result: Result) -> str:
-    assert result.exit_code == 2, result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    return lines[0]
-
-
 def test_verify_prints_digest_signer_run_and_files(built: Path) -> None:
-    result = _run("model", "verify", built, "--signer", signer_public_path(built.parent))
+    result = invoke("model", "verify", built, "--signer", signer_public_path(built.parent))
     assert result.exit_code == 0, result.output
     digest = load_package(built).digest
     assert f"digest   {digest}" in result.stdout
@@ -70,7 +57,7 @@ def test_verify_prints_digest_signer_run_and_files(built: Path) -> None:
 
 def test_score_writes_the_contract_columns(package: Path, applicants: Path, tmp_path: Path) -> None:
     out = tmp_path / "scores.csv"
-    result = _run("score", "--model", package, "--data", applicants, "--out", out)
+    result = invoke("score", "--model", package, "--data", applicants, "--out", out)
     assert result.exit_code == 0, result.output
     written = pd.read_csv(out, dtype={"ID": str}, keep_default_na=False)
     reasons = [f"reason_{k}" for k in range(1, 5)]
@@ -98,7 +85,7 @@ def test_score_without_id_column_and_with_options(package: Path, tmp_path: Path)
     data = tmp_path / "no-id.csv"
     applicant_rows(0, 50).drop(columns=["ID"]).to_csv(data, index=False)
     out = tmp_path / "scores.csv"
-    result = _run(
+    result = invoke(
         "score", "--model", package, "--data", data, "--out", out, "--cutoff", "1", "--top-k", "2"
     )
     assert result.exit_code == 0, result.output
@@ -115,9 +102,9 @@ def test_one_changed_byte_is_refused_by_verify_and_score(
     data[len(data) // 2] ^= 0x01
     (package / name).write_bytes(bytes(data))
     expected = r"manifest\.(json|sig): " if name.startswith("manifest") else f"{name}: sha256"
-    assert re.search(expected, _one_error_line(_run("model", "verify", package)))
+    assert re.search(expected, one_error_line(invoke("model", "verify", package)))
     out = tmp_path / "scores.csv"
-    _one_error_line(_run("score", "--model", package, "--data", applicants, "--out", out))
+    one_error_line(invoke("score", "--model", package, "--data", applicants, "--out", out))
     assert not out.exists()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
@@ -135,13 +122,13 @@ def test_a_changed_package_is_refused_by_verify_and_score(
         other = tmp_path / "other.pub"
         other.write_bytes(public_key_pem(Ed25519PrivateKey.generate().public_key()))
         signer = ["--signer", str(other)]
-    line = _one_error_line(_run("model", "verify", package, *signer))
+    line = one_error_line(invoke("model", "verify", package, *signer))
     assert {"added file": "notes.txt: not listed", "missing file": "scorecard.csv: missing",
             "other signer": "not by the pinned signer"}[change] in line  # fmt: skip
     out = tmp_path / "scores.csv"
     assert (
-        _one_error_line(
-            _run("score", "--model", package, "--data", applicants, "--out", out, *signer)
+        one_error_line(
+            invoke("score", "--model", package, "--data", applicants, "--out", out, *signer)
         )
         == line
     )
@@ -157,8 +144,8 @@ def test_bad_data_lists_every_violation_and_writes_nothing(package: Path, tmp_pa
     frame.to_csv(data, index=False)
     out = tmp_path / "scores.csv"
     out.write_text("an earlier file\n")
-    result = _run("score", "--model", package, "--data", data, "--out", out)
-    line = _one_error_line(result)
+    result = invoke("score", "--model", package, "--data", data, "--out", out)
+    line = one_error_line(result)
     assert line == f"error: {data}: 4 problems in 4 columns; fix the file and check it again"
     for text in ("PAY_2", "missing column", "ID", "duplicate id", "LIMIT_BAL", "-1", "AGE", "old"):
         assert text in result.stdout
@@ -170,15 +157,15 @@ def test_bad_data_lists_every_violation_and_writes_nothing(package: Path, tmp_pa
 def test_unreadable_data_and_bad_flags_are_one_line(package: Path, tmp_path: Path) -> None:
     out = tmp_path / "scores.csv"
     missing = tmp_path / "none.csv"
-    line = _one_error_line(_run("score", "--model", package, "--data", missing, "--out", out))
+    line = one_error_line(invoke("score", "--model", package, "--data", missing, "--out", out))
     assert line == f"error: {missing}: file not found (check the path to the data file)"
     data = tmp_path / "a.csv"
     applicant_rows(0, 5).to_csv(data, index=False)
-    line = _one_error_line(
-        _run("score", "--model", package, "--data", data, "--out", tmp_path / "no" / "s.csv")
+    line = one_error_line(
+        invoke("score", "--model", package, "--data", data, "--out", tmp_path / "no" / "s.csv")
     )
     assert "--out: folder" in line
-    result = _run("score", "--model", package, "--data", data, "--out", out, "--cutoff", "2")
+    result = invoke("score", "--model", package, "--data", data, "--out", out, "--cutoff", "2")
     assert result.exit_code == 2
     assert not out.exists()
 
@@ -198,7 +185,7 @@ def test_a_header_without_rows_gives_a_header(package: Path, tmp_path: Path) -> 
     data = tmp_path / "empty.csv"
     applicant_rows(0, 0).to_csv(data, index=False)
     out = tmp_path / "scores.csv"
-    result = _run("score", "--model", package, "--data", data, "--out", out)
+    result = invoke("score", "--model", package, "--data", data, "--out", out)
     assert result.exit_code == 0, result.output
     header = "ID,probability,score,decision,reason_1,reason_2,reason_3,reason_4"
     assert out.read_text().strip() == header
@@ -221,7 +208,7 @@ def test_a_reason_text_that_reads_as_a_formula_is_neutralised_in_the_csv(
         signing_key=load_or_create_signing_key(signer_key_path(tmp_path / "x")),
     )
     out = tmp_path / "scores.csv"
-    result = _run("score", "--model", package, "--data", applicants, "--out", out)
+    result = invoke("score", "--model", package, "--data", applicants, "--out", out)
     assert result.exit_code == 0, result.output
     reasons = pd.read_csv(out, dtype=str, keep_default_na=False).filter(like="reason_")
     cells = [cell for cell in reasons.to_numpy().ravel() if cell]

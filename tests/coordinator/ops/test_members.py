@@ -35,6 +35,7 @@ from deploy.bundle import Bundle
 from deploy.services import ServiceError
 from participant.node.node_keys import BankKeyFiles, generate_bank_keys
 from privacy.secagg.members import MemberList
+from tests.support.cli import one_error_line
 
 
 @pytest.fixture
@@ -221,14 +222,6 @@ def _invoke(*args: str) -> Result:
     return CliRunner().invoke(app, ["coordinator", *args])
 
 
-def _one_error_line(result: Result) -> str:
-    assert result.exit_code == 2, (result.stdout, result.stderr)
-    assert "Traceback" not in result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    return lines[0]
-
-
 def test_add_participant_command_takes_audit_pub_beside_the_node_key_or_refuses(
     consortium: Consortium, tmp_path: Path, fake_superlink: list[tuple[str, ...]]
 ) -> None:
@@ -238,14 +231,14 @@ def test_add_participant_command_takes_audit_pub_beside_the_node_key_or_refuses(
     lone.mkdir()
     (lone / "node.pub").write_bytes(keys.node_public.read_bytes())
 
-    missing = _one_error_line(
+    missing = one_error_line(
         _invoke("add-participant", root, "bank-a", "--public-key", str(lone / "node.pub"))
     )
     assert missing == (
         f"error: --audit-key: no audit.pub beside {lone / 'node.pub'}: pass the bank's audit "
         "key (the audit.pub that `fedcredit participant keygen` wrote) with --audit-key"
     )
-    wrong = _one_error_line(
+    wrong = one_error_line(
         _invoke(
             "add-participant", root, "bank-a", "--public-key", str(keys.node_public),
             "--audit-key", str(keys.node_public),
@@ -269,7 +262,7 @@ def test_members_command_prints_the_list_and_its_fingerprint_and_writes_it(
     consortium: Consortium, tmp_path: Path, fake_superlink: list[tuple[str, ...]]
 ) -> None:
     root = str(consortium.paths.root)
-    assert "no bank is registered" in _one_error_line(_invoke("members", root))
+    assert "no bank is registered" in one_error_line(_invoke("members", root))
     a = _add(consortium, tmp_path, "bank-a")
     _add(consortium, tmp_path, "bank-b")
     out = tmp_path / "to-send" / "members.json"
@@ -284,7 +277,7 @@ def test_members_command_prints_the_list_and_its_fingerprint_and_writes_it(
     assert hashlib.sha256(_raw(a.audit_public)).hexdigest() in result.stdout
     assert "compare this fingerprint with each other out of band" in result.stdout
     unwritable = _invoke("members", root, "--out", str(tmp_path / "no" / "such" / "m.json"))
-    assert "cannot write the member list" in _one_error_line(unwritable)
+    assert "cannot write the member list" in one_error_line(unwritable)
 
 
 def test_a_record_without_an_audit_key_blocks_the_list_with_what_to_do(
@@ -295,7 +288,7 @@ def test_a_record_without_an_audit_key_blocks_the_list_with_what_to_do(
     with pytest.raises(ConfigError, match="no audit key is recorded for bank-old"):
         add_participant(consortium, "bank-a", keys.node_public, keys.audit_public)
     assert fake_superlink == []  # refused before registering
-    line = _one_error_line(_invoke("members", str(consortium.paths.root)))
+    line = one_error_line(_invoke("members", str(consortium.paths.root)))
     assert "remove each with `fedcredit coordinator remove-participant`" in line
     assert "add it again with --audit-key" in line
     assert remove_participant(consortium, "bank-old").members is None  # revoking still works
@@ -321,4 +314,4 @@ def test_revoking_never_waits_on_the_member_list(
 def test_a_consortium_name_the_member_list_cannot_carry_is_refused(tmp_path: Path) -> None:
     for name in ("Nordic", "nordic.credit", "nordic_credit"):
         result = _invoke("init", str(tmp_path / name), "--name", name, "--host", "h")
-        assert _one_error_line(result).startswith("error: fedcredit coordinator init: 'name'")
+        assert one_error_line(result).startswith("error: fedcredit coordinator init: 'name'")

@@ -28,6 +28,7 @@ from participant.node.node_keys import BankKeyFiles, generate_bank_keys
 from participant.node.supernode import NodePlan, StartedNode
 from privacy.secagg.members import MemberList
 from tests.participant.node.conftest import CONSORTIUM, member_list
+from tests.support.cli import one_error_line
 
 
 @pytest.fixture
@@ -62,15 +63,6 @@ def start(
         return CliRunner().invoke(app, ["participant", "start", *base, *extra])
 
     return run
-
-
-def _one_error_line(result: Result) -> str:
-    assert result.exit_code == 2, (result.stdout, result.stderr)
-    assert isinstance(result.exception, SystemExit), repr(result.exception)
-    assert "Traceback" not in result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    return lines[0]
 
 
 def _plan(tmp_path: Path) -> NodePlan:
@@ -139,7 +131,7 @@ def test_the_threshold_policy_flags_reach_the_guard(
 def test_a_weaker_threshold_policy_is_refused_naming_the_flag(
     start: Callable[..., Result], tmp_path: Path, flags: list[str], expected: str
 ) -> None:
-    line = _one_error_line(start(*flags))
+    line = one_error_line(start(*flags))
     assert line.startswith(f"error: fedcredit participant start: {expected}"), line
     assert not (tmp_path / "node" / "node.json").exists()
 
@@ -150,7 +142,7 @@ def test_a_bank_not_on_the_list_is_refused(
     others = tmp_path / "others.json"
     member_list(keys, "bank-c", bank="bank-b").write(others)  # bank-a's key, under bank-b
 
-    line = _one_error_line(start("--members", str(others)))
+    line = one_error_line(start("--members", str(others)))
     assert line == (
         f"error: {others}: 'bank-a' is not on the member list of '{CONSORTIUM}' (members: "
         "bank-b, bank-c); ask the operator for the current list (`fedcredit coordinator "
@@ -166,7 +158,7 @@ def test_a_list_naming_the_bank_by_another_key_is_refused(
     swapped = tmp_path / "swapped.json"
     member_list(impostor, "bank-b", "bank-c").write(swapped)  # bank-a under another key
 
-    line = _one_error_line(start("--members", str(swapped)))
+    line = one_error_line(start("--members", str(swapped)))
     assert line.startswith(f"error: {swapped}: the list names 'bank-a' by another key")
     assert "do not start" in line and "--audit-key" in line
     assert not (tmp_path / "node" / "node.json").exists()
@@ -179,7 +171,7 @@ def test_a_list_of_another_consortium_is_refused(
     theirs = tmp_path / "theirs.json"
     MemberList(consortium="southern", members=ours.members).write(theirs)
 
-    line = _one_error_line(start("--members", str(theirs)))
+    line = one_error_line(start("--members", str(theirs)))
     assert "member list of consortium 'southern', not of 'nordic'" in line
 
 
@@ -199,10 +191,10 @@ def test_a_bad_member_list_file_is_one_line_naming_it(
 ) -> None:
     bad = tmp_path / "bad.json"
     bad.write_text(content)
-    line = _one_error_line(start("--members", str(bad)))
+    line = one_error_line(start("--members", str(bad)))
     assert line.startswith(f"error: {bad}: ") and expected in line, line
     missing = tmp_path / "missing.json"
-    assert f"{missing}: cannot read the member list" in _one_error_line(
+    assert f"{missing}: cannot read the member list" in one_error_line(
         start("--members", str(missing))
     )
 
@@ -211,7 +203,7 @@ def test_a_missing_audit_key_is_refused_before_anything_is_written(
     start: Callable[..., Result], tmp_path: Path
 ) -> None:
     nowhere = tmp_path / "nowhere.key"
-    line = _one_error_line(start("--audit-key", str(nowhere)))
+    line = one_error_line(start("--audit-key", str(nowhere)))
     assert line.startswith(f"error: {nowhere}: no audit key here") and "--audit-key" in line
     assert not nowhere.exists()  # never created: the list names the key keygen made
 
@@ -225,7 +217,7 @@ def test_a_bundle_without_a_list_needs_members(
     )
     (bundle.folder / "members.json").unlink()
 
-    line = _one_error_line(start())
+    line = one_error_line(start())
     assert line.startswith(
         "error: --members: no member list to pin: the bundle has no members.json"
     )
@@ -270,19 +262,19 @@ def test_a_pinned_list_changed_on_disk_is_refused_at_start_and_by_the_guard_serv
     copy = tmp_path / "node" / "members.json"
     member_list(keys, "bank-b", "bank-c", "bank-x").write(copy)  # edited after pinning
 
-    line = _one_error_line(start())
+    line = one_error_line(start())
     assert line.startswith(f"error: {copy}: the pinned member list changed on disk")
     assert f"the pinned one {guard.members_fingerprint}" in line
 
     # The guard service itself (`participant run-guard`, started by `start`) refuses too.
     service = CliRunner().invoke(app, ["participant", "run-guard", "--home", str(copy.parent)])
-    line = _one_error_line(service)
+    line = one_error_line(service)
     assert line.startswith(f"error: {copy}: the member list's fingerprint is ")
     assert f"not the pinned {guard.members_fingerprint}" in line
 
     copy.unlink()
     gone = CliRunner().invoke(app, ["participant", "run-guard", "--home", str(copy.parent)])
-    assert f"{copy}: cannot read the member list" in _one_error_line(gone)
+    assert f"{copy}: cannot read the member list" in one_error_line(gone)
 
 
 def test_status_shows_the_pinned_list(start: Callable[..., Result], tmp_path: Path) -> None:
@@ -325,7 +317,7 @@ def test_a_pinned_copy_gone_from_disk_asks_for_the_list_again(
     copy = tmp_path / "node" / "members.json"
     copy.unlink()
 
-    line = _one_error_line(start())
+    line = one_error_line(start())
     assert line.startswith(f"error: {copy}: cannot read the member list")
     assert f"this node pinned {pinned} there: pass the member list with --members" in line
     again = start("--members", str(bundle.folder / "members.json"))
