@@ -8,18 +8,12 @@ import re
 import shutil
 from pathlib import Path
 
-import httpx
-import pandas as pd
 import pytest
 
-from credit.package import load_package
-from credit.scoring import check_applicants
-from serving import ServiceSettings, ServiceThread, create_app
-from serving.applicants import DEFAULT_MAX_BATCH
-from tests.serving.conftest import as_applicants
 from tests.support.cli import invoke, one_error_line
 from tests.support.gbdt_packages import GBDT_FILES, build_gbdt_package
 from tests.support.packages import applicant_rows, signer_public_path
+from tests.support.served import assert_served_as_scored
 
 SERVED_ROWS = 2_000
 """Rows through HTTP and through ``fedcredit score`` (several service batches)."""
@@ -82,38 +76,7 @@ def test_the_service_answers_exactly_what_fedcredit_score_writes(
 ) -> None:
     applicants = tmp_path / "applicants.csv"
     applicant_rows(0, SERVED_ROWS).to_csv(applicants, index=False)
-    scored = tmp_path / "scored.csv"
     signer = signer_public_path(built.parent.parent)
-    result = invoke(
-        "score", "--model", built, "--data", applicants, "--out", scored, "--signer", signer
-    )
-    assert result.exit_code == 0, result.output
-    written = pd.read_csv(scored, keep_default_na=False)
-    package = load_package(built)
-    checked = check_applicants(
-        pd.read_csv(applicants, dtype=str, keep_default_na=False), package.schema, source="x"
-    )
-    assert checked.data is not None
-    rows = as_applicants(checked.data.frame)
-    settings = ServiceSettings.build(port=0)
-    answers = []
-    with (
-        ServiceThread(create_app(package, settings), settings) as url,
-        httpx.Client(base_url=url, timeout=60.0) as client,
-    ):
-        assert client.get("/v1/model").json()["kind"] == "gbdt"
-        for start in range(0, len(rows), DEFAULT_MAX_BATCH):
-            batch = {"applicants": rows[start : start + DEFAULT_MAX_BATCH]}
-            answer = client.post("/v1/score", json=batch)
-            assert answer.status_code == 200, answer.text
-            answers.extend(answer.json()["results"])
-    assert len(answers) == len(written) == SERVED_ROWS
-    assert [a["probability"] for a in answers] == written["probability"].tolist()
-    assert [a["score"] for a in answers] == written["score"].tolist()
-    assert [a["decision"] for a in answers] == written["decision"].tolist()
-    top_k = package.scoring.top_k
-    texts = written[[f"reason_{k + 1}" for k in range(top_k)]].to_numpy().tolist()
-    assert [
-        [r["text"] for r in a["reasons"]] + [""] * (top_k - len(a["reasons"])) for a in answers
-    ] == texts
+    answers = assert_served_as_scored(built, applicants, signer, tmp_path / "scored.csv")
+    assert len(answers) == SERVED_ROWS
     assert sum(len(a["reasons"]) for a in answers) > SERVED_ROWS  # reasons are given

@@ -24,9 +24,7 @@ from cli.app import app
 from credit.datasets import embedded_data_path
 from credit.governance.stability import psi_critical_value
 from credit.package import load_package
-from credit.scoring import Scorer, check_applicants
-from serving import ServiceSettings, ServiceThread, create_app
-from serving.applicants import DEFAULT_MAX_BATCH
+from credit.scoring import Scorer
 from tests.serving.conftest import as_applicants, typed_rows
 from tests.support.packages import (
     applicant_rows,
@@ -34,6 +32,7 @@ from tests.support.packages import (
     resign_with_noisy_development,
     signer_public_path,
 )
+from tests.support.served import assert_served_as_scored
 
 FEDCREDIT = Path(sys.executable).parent / "fedcredit"
 START_TIMEOUT = 60.0
@@ -252,36 +251,6 @@ def test_the_service_answers_exactly_what_fedcredit_score_writes(
     pd.read_csv(embedded_data_path(), dtype=str, keep_default_na=False).to_csv(
         applicants, index=False
     )
-    scored = tmp_path / "scored.csv"
-    result = CliRunner().invoke(
-        app, ["score", "--model", str(package_dir), "--data", str(applicants), "--out",
-              str(scored), "--signer", str(signer_public_path(package_home))],
-    )  # fmt: skip
-    assert result.exit_code == 0, result.output
-    written = pd.read_csv(scored, keep_default_na=False)
-    package = load_package(package_dir)
-    checked = check_applicants(
-        pd.read_csv(applicants, dtype=str, keep_default_na=False), package.schema, source="x"
-    )
-    assert checked.data is not None
-    rows = as_applicants(checked.data.frame)
-    settings = ServiceSettings.build(port=0)
-    answers = []
-    with (
-        ServiceThread(create_app(package, settings), settings) as url,
-        httpx.Client(base_url=url, timeout=60.0) as client,
-    ):
-        for start in range(0, len(rows), DEFAULT_MAX_BATCH):
-            batch = {"applicants": rows[start : start + DEFAULT_MAX_BATCH]}
-            answer = client.post("/v1/score", json=batch)
-            assert answer.status_code == 200, answer.text
-            answers.extend(answer.json()["results"])
-    assert len(answers) == len(written) == 30_000
-    assert [a["probability"] for a in answers] == written["probability"].tolist()
-    assert [a["score"] for a in answers] == written["score"].tolist()
-    assert [a["decision"] for a in answers] == written["decision"].tolist()
-    top_k = package.scoring.top_k
-    texts = written[[f"reason_{k + 1}" for k in range(top_k)]].to_numpy().tolist()
-    assert [
-        [r["text"] for r in a["reasons"]] + [""] * (top_k - len(a["reasons"])) for a in answers
-    ] == texts
+    signer = signer_public_path(package_home)
+    answers = assert_served_as_scored(package_dir, applicants, signer, tmp_path / "scored.csv")
+    assert len(answers) == 30_000
