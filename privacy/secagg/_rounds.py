@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import functools
 import struct
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -156,15 +157,24 @@ class SecAggCost:
 
 def _graph_of(run: int, roster: Mapping[int, RosterEntry], plan: GraphPlan) -> CommunicationGraph:
     """The round's graph as every party computes it: ``plan`` over the signed roster."""
+    return _remembered_graph(run, tuple(sorted(roster.items())), plan)
+
+
+@functools.lru_cache(maxsize=16)
+def _remembered_graph(
+    run: int, roster: tuple[tuple[int, RosterEntry], ...], plan: GraphPlan
+) -> CommunicationGraph:
+    """:func:`_graph_of`, remembered per process: a pure function of the run, the exact
+    roster and the plan, which every simulated bank of a worker computes for a round."""
     enrollments = {
         node: b"".join(
             struct.pack(">I", len(part)) + part
             for part in (entry.member.encode(), entry.encryption_key, entry.signature)
         )
-        for node, entry in roster.items()
+        for node, entry in roster
     }
     return CommunicationGraph.build(
-        plan, list(roster), graph_seed(run=run, enrollments=enrollments)
+        plan, [node for node, _ in roster], graph_seed(run=run, enrollments=enrollments)
     )
 
 

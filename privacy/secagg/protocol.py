@@ -58,11 +58,14 @@ participant and round.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import json
 import os
 from collections.abc import Mapping, Set
 from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
 
 import numpy as np
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
@@ -136,7 +139,7 @@ class _RoundSecrets:
     stage: ParticipantStage
     mask_private: bytes
     self_seed: bytes
-    roster: dict[int, RosterEntry]
+    roster: Mapping[int, RosterEntry]  # read-only: shared by a process's banks
     plan: GraphPlan
     run: int
     me: int
@@ -221,12 +224,16 @@ class Participant:
         secrets = self._rounds.get(server_round)
         return secrets.stage if secrets is not None else ParticipantStage.NONE
 
-    def roster_size(self, server_round: int) -> int:
-        """Members of ``server_round``'s roster (the round must be advertised)."""
+    def roster(self, server_round: int) -> Mapping[int, RosterEntry]:
+        """``server_round``'s checked roster, read-only (the round must be advertised)."""
         secrets = self._rounds.get(server_round)
         if secrets is None:
             raise StageError(f"participant {self.me}", server_round, "advertised", "none")
-        return len(secrets.roster)
+        return secrets.roster
+
+    def roster_size(self, server_round: int) -> int:
+        """Members of ``server_round``'s roster (the round must be advertised)."""
+        return len(self.roster(server_round))
 
     def threshold(self, server_round: int) -> int:
         """The threshold this participant advertised ``server_round``'s keys with."""
@@ -291,7 +298,7 @@ class Participant:
             stage=ParticipantStage.ADVERTISED,
             mask_private=mask_private.private_bytes_raw(),
             self_seed=os.urandom(KEY_BYTES),
-            roster=dict(roster),
+            roster=MappingProxyType(dict(roster)),
             plan=plan,
             run=self.run,
             me=self.me,
@@ -725,10 +732,7 @@ def _secrets_to_json(s: _RoundSecrets) -> dict[str, object]:
         "stage": s.stage.value,
         "mask_private": _b64(s.mask_private),
         "self_seed": _b64(s.self_seed),
-        "roster": {
-            str(k): [e.member, _b64(e.encryption_key), _b64(e.signature)]
-            for k, e in s.roster.items()
-        },
+        "roster": _roster_json(tuple(s.roster.items())),
         "run": s.run,
         "me": s.me,
         "plan": [
@@ -755,10 +759,7 @@ def _secrets_to_json(s: _RoundSecrets) -> dict[str, object]:
 
 def _secrets_from_json(s: dict[str, object]) -> _RoundSecrets:
     raw: dict[str, object] = s
-    roster = {
-        int(k): RosterEntry(member=str(v[0]), encryption_key=_unb64(v[1]), signature=_unb64(v[2]))
-        for k, v in _mapping(raw["roster"]).items()
-    }
+    roster = _roster_from_json(tuple((k, *_list(v)) for k, v in _mapping(raw["roster"]).items()))
     survivors = raw["survivors"]
     plan = _list(raw["plan"])
     return _RoundSecrets(
@@ -778,13 +779,36 @@ def _secrets_from_json(s: dict[str, object]) -> _RoundSecrets:
     )
 
 
+# A roster of N entries is most of a participant's state, and every simulated bank of a
+# worker process holds the same one: its encoding and decoding are remembered per
+# process, as pure functions of the exact entries (any changed byte is another key).
+_ROSTER_MEMORY = 16
+
+
+@functools.lru_cache(maxsize=_ROSTER_MEMORY)
+def _roster_json(entries: tuple[tuple[int, RosterEntry], ...]) -> dict[str, list[str]]:
+    """The roster as the state's JSON holds it (read-only: shared by every caller)."""
+    return {str(node): [e.member, _b64(e.encryption_key), _b64(e.signature)] for node, e in entries}
+
+
+@functools.lru_cache(maxsize=_ROSTER_MEMORY)
+def _roster_from_json(entries: tuple[tuple[object, ...], ...]) -> Mapping[int, RosterEntry]:
+    """Inverse of :func:`_roster_json` (a read-only mapping, shared by every caller)."""
+    roster = {}
+    for node, member, encryption_key, signature in entries:
+        roster[int(str(node))] = RosterEntry(
+            member=str(member), encryption_key=_unb64(encryption_key), signature=_unb64(signature)
+        )
+    return MappingProxyType(roster)
+
+
 def _mapping(value: object) -> dict[str, list[str] | str]:
     if not isinstance(value, dict):
         raise TypeError(f"expected a mapping in the participant state; got {type(value).__name__}")
     return value
 
 
-def _list(value: object) -> list[int]:
+def _list(value: object) -> list[Any]:
     if not isinstance(value, list):
         raise TypeError(f"expected a list in the participant state; got {type(value).__name__}")
     return value

@@ -10,7 +10,10 @@ for, is checked afresh and refused.
 
 from __future__ import annotations
 
+import base64
+import json
 from dataclasses import replace
+from types import MappingProxyType
 
 import pytest
 
@@ -73,3 +76,30 @@ def test_a_roster_remembered_for_one_run_is_refused_in_another() -> None:
 
     with pytest.raises(RosterRefused, match="is not signed by that member"):
         same_bank_next_run.advertise(ROUND, roster, THRESHOLD)
+
+
+def test_banks_of_a_process_share_one_decoded_roster_and_a_changed_byte_is_its_own() -> None:
+    """A participant's saved state holds its round's roster; a process decodes one
+    roster once for all its banks (read-only), and a state whose roster differs in one
+    byte decodes to that roster, not the remembered one."""
+    members = consortium(BANKS)
+    roster = members.roster()
+    first, second = list(members.participants.values())[:2]
+    for bank in (first, second):
+        bank.advertise(ROUND, roster, THRESHOLD)
+    loaded = [
+        Participant.from_bytes(bank.to_bytes(), bank.identity).roster(ROUND)
+        for bank in (first, second)
+    ]
+    assert loaded[0] is loaded[1] and dict(loaded[0]) == roster
+    assert isinstance(loaded[0], MappingProxyType)  # no bank can change the shared one
+
+    state = json.loads(second.to_bytes())
+    victim = str(next(node for node in roster if node != second.me))
+    signature = base64.b64decode(state["rounds"][str(ROUND)]["roster"][victim][2])
+    state["rounds"][str(ROUND)]["roster"][victim][2] = base64.b64encode(
+        _flipped(signature)
+    ).decode()
+    changed = Participant.from_bytes(json.dumps(state).encode(), second.identity)
+    assert changed.roster(ROUND)[int(victim)].signature == _flipped(signature)
+    assert Participant.from_bytes(second.to_bytes(), second.identity).roster(ROUND) is loaded[1]
