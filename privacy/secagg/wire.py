@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 from collections.abc import Callable, Mapping
+from types import MappingProxyType
 from typing import Any, TypeVar
 
 from credit.errors import MalformedMessage
@@ -100,7 +102,17 @@ def encode_roster(roster: Mapping[int, RosterEntry]) -> bytes:
 
 
 def decode_roster(data: bytes) -> dict[int, RosterEntry]:
-    """Inverse of :func:`encode_roster`."""
+    """Inverse of :func:`encode_roster`.
+
+    Remembered per process for the last few rosters (a pure function of the bytes):
+    every simulated bank of a worker decodes the same N-member roster each round.
+    Each caller gets its own dict.
+    """
+    return dict(_decoded_roster(data))
+
+
+@functools.lru_cache(maxsize=8)
+def _decoded_roster(data: bytes) -> Mapping[int, RosterEntry]:
     raw = _load(data, "roster")
 
     def entry(value: Any) -> RosterEntry:
@@ -113,7 +125,7 @@ def decode_roster(data: bytes) -> dict[int, RosterEntry]:
             signature=_b64(value["signature"]),
         )
 
-    return _guarded("roster", lambda: {int(k): entry(v) for k, v in raw.items()})
+    return MappingProxyType(_guarded("roster", lambda: {int(k): entry(v) for k, v in raw.items()}))
 
 
 def encode_survivors(survivors: frozenset[int]) -> bytes:

@@ -17,8 +17,10 @@ from types import MappingProxyType
 
 import pytest
 
+from credit.errors import MalformedMessage
 from privacy.secagg.protocol import Participant, ParticipantStage, default_threshold
 from privacy.secagg.signed import RosterEntry, RosterRefused, enrollments_problem
+from privacy.secagg.wire import decode_roster, encode_roster
 from tests.support.secagg import consortium
 
 ROUND = 1
@@ -103,3 +105,14 @@ def test_banks_of_a_process_share_one_decoded_roster_and_a_changed_byte_is_its_o
     changed = Participant.from_bytes(json.dumps(state).encode(), second.identity)
     assert changed.roster(ROUND)[int(victim)].signature == _flipped(signature)
     assert Participant.from_bytes(second.to_bytes(), second.identity).roster(ROUND) is loaded[1]
+
+
+def test_a_relayed_roster_is_decoded_once_per_process_into_each_callers_own_dict() -> None:
+    roster = consortium(BANKS).roster()
+    data = encode_roster(roster)
+    first, second = decode_roster(data), decode_roster(bytes(data))
+    assert first == second == roster and first is not second
+    first.clear()  # a caller's dict is its own
+    assert decode_roster(data) == roster
+    with pytest.raises(MalformedMessage, match="roster"):
+        decode_roster(data[:-2])
