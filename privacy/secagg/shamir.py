@@ -85,21 +85,44 @@ def combine_shares(shares: Mapping[int, Share] | list[Share], *, length: int) ->
 
 
 def interpolate_at_zero(points: list[Share]) -> int:
-    """The field element at x = 0 of the polynomial through ``points`` (Lagrange)."""
+    """The field element at x = 0 of the polynomial through ``points`` (Lagrange).
+
+    With ``X = prod_j (-x_j)``, the basis polynomial ``i`` at 0 is ``X / d_i`` where
+    ``d_i = (-x_i) * prod_{j != i} (x_i - x_j)``; the ``t`` denominators are inverted
+    together with one field inversion (Montgomery's batch inversion) instead of ``t``.
+    """
     if not points:
         raise ValueError("no shares to combine")
     xs = [p.x for p in points]
     if len(set(xs)) != len(xs):
         raise ValueError("shares with the same x-coordinate")
-    value = 0
-    for i, point in enumerate(points):
-        numerator, denominator = 1, 1
-        for j, other in enumerate(points):
+    product = 1
+    for x in xs:
+        product = product * -x % PRIME
+    denominators = []
+    for i, x in enumerate(xs):
+        denominator = -x % PRIME
+        for j, other in enumerate(xs):
             if i != j:
-                numerator = numerator * (-other.x) % PRIME
-                denominator = denominator * (point.x - other.x) % PRIME
-        value = (value + point.y * numerator * pow(denominator, -1, PRIME)) % PRIME
-    return value
+                denominator = denominator * (x - other) % PRIME
+        denominators.append(denominator)
+    value = 0
+    for point, inverse in zip(points, _inverses(denominators), strict=True):
+        value = (value + point.y * inverse) % PRIME
+    return value * product % PRIME
+
+
+def _inverses(values: list[int]) -> list[int]:
+    """The field inverses of non-zero ``values``, with one inversion (Montgomery's trick)."""
+    prefix = [1]
+    for value in values:
+        prefix.append(prefix[-1] * value % PRIME)
+    inverse = pow(prefix[-1], -1, PRIME)
+    inverses = [0] * len(values)
+    for index in range(len(values) - 1, -1, -1):
+        inverses[index] = inverse * prefix[index] % PRIME
+        inverse = inverse * values[index] % PRIME
+    return inverses
 
 
 def _evaluate(coefficients: list[int], x: int) -> int:
