@@ -290,12 +290,8 @@ class RoundAggregator:
         return total, self._request.survivors
 
     def _reconstruct(self, owner: int) -> bytes:
-        holders = self.graph.holders(owner)
-        shares = [
-            Share.from_bytes(reveal[owner])
-            for holder, reveal in self._reveals.items()
-            if owner in reveal and holder in holders
-        ]
+        revealed = (self._reveals.get(holder, {}) for holder in sorted(self.graph.holders(owner)))
+        shares = [Share.from_bytes(reveal[owner]) for reveal in revealed if owner in reveal]
         if len(shares) < self.threshold:
             raise SecAggAborted(self.server_round, "unmask", len(shares), self.threshold)
         self.cost = self.cost + SecAggCost(reconstructions=1)
