@@ -133,6 +133,11 @@ __all__ = [
 
 _SEED, _KEY = "self-mask seed", "masking key"
 
+# A roster of N entries is most of a participant's state, and every simulated bank of a
+# worker process holds the same one: its digest, encoding and decoding are remembered
+# per process, as pure functions of the exact entries (any changed byte is another key).
+_ROSTER_MEMORY = 16
+
 
 @dataclass
 class _RoundSecrets:
@@ -648,9 +653,14 @@ class Participant:
 
 def _roster_digest(roster: Mapping[int, RosterEntry]) -> str:
     """SHA-256 (hex) of a roster's exact entries: a roster verified once is known again."""
+    return _entries_digest(tuple(sorted(roster.items())))
+
+
+@functools.lru_cache(maxsize=_ROSTER_MEMORY)
+def _entries_digest(entries: tuple[tuple[int, RosterEntry], ...]) -> str:
+    """:func:`_roster_digest` of sorted entries, remembered per process (a pure function)."""
     digest = hashlib.sha256()
-    for node in sorted(roster):
-        entry = roster[node]
+    for node, entry in entries:
         for part in (
             str(node).encode(),
             entry.member.encode(),
@@ -777,12 +787,6 @@ def _secrets_from_json(s: dict[str, object]) -> _RoundSecrets:
         revealed={int(k): str(v) for k, v in _mapping(raw["revealed"]).items()},
         whole_roster=bool(raw.get("whole_roster", False)),
     )
-
-
-# A roster of N entries is most of a participant's state, and every simulated bank of a
-# worker process holds the same one: its encoding and decoding are remembered per
-# process, as pure functions of the exact entries (any changed byte is another key).
-_ROSTER_MEMORY = 16
 
 
 @functools.lru_cache(maxsize=_ROSTER_MEMORY)
