@@ -1,12 +1,11 @@
 """``experiment run`` on a cell of examples/grids/privacy_utility.toml reproduces the benchmark.
 
 The README's privacy-utility table comes from ``bench/results/privacy_utility.json``
-(per-run figures). One run of the example grid (seed 0, 5 IID banks, logistic
-regression, no DP) goes through ``fedcredit experiment run`` as a one-run grid, in
-the folder the whole grid would give it, and must give the stored figures to the
-last digit. The grid sets ``reproducible-noise``, so its DP cells repeat exactly too
-once the benchmark is measured with it (``tests/simulations/test_reproducible_noise.py``
-checks that a flagged DP run repeats).
+(per-run figures). Two runs of the example grid (seed 0, 5 IID banks, logistic
+regression; no DP, and DP at epsilon = 1) go through ``fedcredit experiment run`` as
+one-run grids, in the folders the whole grid would give them, and must give the
+stored figures to the last digit. The grid sets ``reproducible-noise``, so the DP
+cell's noise and sampling are keyed from the seed and repeat exactly.
 """
 
 from __future__ import annotations
@@ -33,11 +32,15 @@ GRID = ROOT / "examples" / "grids" / "privacy_utility.toml"
 MEASURED = ROOT / "bench" / "results" / "privacy_utility.json"
 
 
-def test_a_cell_reproduces_the_benchmarks_figures(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("grid_epsilon", "stored_epsilon"), [("none", "inf"), (1, 1)])
+def test_a_cell_reproduces_the_benchmarks_figures(
+    tmp_path: Path, grid_epsilon: str | int, stored_epsilon: str | int
+) -> None:
     document = tomllib.loads(GRID.read_text(encoding="utf-8"))
     split, setup = document["vary"]["split"][0], document["vary"]["setup"][0]
     assert (split["partition"], setup["model"]) == ("iid", "logreg")
-    cell = {**document["fixed"], **split, **setup, "seed": 0, "epsilon": "none"}
+    assert grid_epsilon in document["vary"]["epsilon"]
+    cell = {**document["fixed"], **split, **setup, "seed": 0, "epsilon": grid_epsilon}
     path = tmp_path / "cell.toml"
     path.write_text(tomli_w.dumps({"fixed": cell}), encoding="utf-8")
     (run,) = load_grid(path, simulate_options()).runs
@@ -62,8 +65,12 @@ def test_a_cell_reproduces_the_benchmarks_figures(tmp_path: Path) -> None:
     (figures,) = [
         r
         for r in measured["runs"]
-        if (r["split"], r["model"], r["epsilon"], r["seed"]) == ("iid", "logreg", "inf", 0)
+        if (r["split"], r["model"], r["epsilon"], r["seed"]) == ("iid", "logreg", stored_epsilon, 0)
     ]
     for metric in ("auc", "ks", "released_auc", "released_ks"):
         assert float(row[metric]) == figures[metric], metric
-    assert row["max_epsilon_spent"] == "" and figures["max_epsilon_spent"] is None
+    if figures["max_epsilon_spent"] is None:
+        assert row["max_epsilon_spent"] == ""
+    else:
+        assert float(row["max_epsilon_spent"]) == figures["max_epsilon_spent"]
+        assert 0 < figures["max_epsilon_spent"] <= float(grid_epsilon)
