@@ -196,7 +196,7 @@ def _rdp_of(noise_multiplier: float, sample_rate: float, steps: int) -> NDArray[
     return steps * np.asarray(_rdp_per_step(noise_multiplier, sample_rate), dtype=np.float64)
 
 
-@functools.lru_cache(maxsize=1024)
+@functools.lru_cache(maxsize=8192)
 def _rdp_per_step(noise_multiplier: float, sample_rate: float) -> tuple[float, ...]:
     """One step's RDP at every order (cached: a run repeats the same few events)."""
     rdp = privacy_analysis.compute_rdp(
@@ -288,7 +288,36 @@ def calibrate_noise_multiplier(
         raise ValueError(f"steps_per_round must be >= 1; got {steps_per_round}")
     if rows not in ROW_SETS:
         raise ValueError(f"rows must be one of {ROW_SETS}; got {rows!r}")
-    already = _rdp([event for event in spent if event.rows == rows])
+    composed = tuple(
+        (event.noise_multiplier, event.sample_rate, event.steps)
+        for event in spent
+        if event.rows == rows
+    )
+    return _calibrated(composed, planned_rounds, steps_per_round, sample_rate, max_epsilon, delta)
+
+
+@functools.lru_cache(maxsize=4096)
+def _calibrated(
+    composed: tuple[tuple[float, float, int], ...],
+    planned_rounds: int,
+    steps_per_round: int,
+    sample_rate: float,
+    max_epsilon: float,
+    delta: float,
+) -> float:
+    """:func:`calibrate_noise_multiplier` of what the composition depends on.
+
+    A pure function of its arguments, remembered per process: the simulated banks of
+    one worker with the same budget and training rows calibrate alike.
+
+    Raises
+    ------
+    ValueError
+        No noise multiplier up to 1000 fits the remaining budget.
+    """
+    already = np.zeros(len(RDP_ORDERS))
+    for noise_multiplier, rate, steps in composed:
+        already += _rdp_of(noise_multiplier, rate, steps)
     total_steps = planned_rounds * steps_per_round
 
     def epsilon_at(noise_multiplier: float) -> float:

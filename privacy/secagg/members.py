@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import collections
 import functools
 import hashlib
 import json
@@ -144,8 +145,8 @@ class MemberList:
                 "consortium name must be lowercase letters, digits and '-' (1-63); "
                 f"got {self.consortium!r}"
             )
-        names = [member.name for member in self.members]
-        duplicates = sorted({name for name in names if names.count(name) > 1})
+        counts = collections.Counter(member.name for member in self.members)
+        duplicates = sorted(name for name, count in counts.items() if count > 1)
         if duplicates:
             raise ValueError(f"member list names {duplicates} more than once")
         keys = [member.signing_key for member in self.members]
@@ -188,7 +189,7 @@ class MemberList:
         }
         return json.dumps(document, sort_keys=True, separators=(",", ":")).encode()
 
-    @property
+    @functools.cached_property
     def fingerprint(self) -> str:
         """``SHA256:<base64>`` of the canonical form: what banks compare out of band."""
         digest = hashlib.sha256(self.canonical_bytes()).digest()
@@ -209,6 +210,11 @@ class MemberList:
             Not JSON, a field missing or of the wrong type, a key that is not 32
             base64 bytes, a name used twice; the message names the field.
         """
+        return _parsed(data if isinstance(data, bytes) else data.encode(), source)
+
+    @classmethod
+    def _parse(cls, data: bytes, source: str) -> MemberList:
+        """:meth:`from_json` without the memory (see :func:`_parsed`)."""
         try:
             document = json.loads(data)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -237,6 +243,13 @@ class MemberList:
                 f"cannot read the member list ({exc.strerror})", source=str(path)
             ) from exc
         return cls.from_json(data, source=str(path))
+
+
+@functools.lru_cache(maxsize=8)
+def _parsed(data: bytes, source: str) -> MemberList:
+    """:meth:`MemberList.parse`, remembered per process: a pure function of the file's
+    bytes (an immutable list), which a simulated worker reads at every bank's message."""
+    return MemberList._parse(data, source)
 
 
 def _member(entry: Any, index: int, source: str) -> Member:

@@ -114,6 +114,31 @@ def test_calibration_accounts_for_what_is_already_spent() -> None:
     assert after > fresh
 
 
+def _calibrate(spent: list[DpEvent], sample_rate: float) -> float:
+    return calibrate_noise_multiplier(
+        spent=spent, planned_rounds=3, sample_rate=sample_rate, steps_per_round=20,
+        max_epsilon=1.0, delta=1e-5,
+    )  # fmt: skip
+
+
+def test_a_process_remembers_a_calibration_by_what_it_depends_on() -> None:
+    """Simulated banks of one worker with the same budget and training rows calibrate
+    alike: the second is remembered. Another release spent, or another sampling rate,
+    is another calibration; a release of the other row set does not count."""
+    from privacy.accounting import _calibrated
+
+    spent = [DpEvent(round=0, noise_multiplier=7.0, sample_rate=1.0, steps=1, max_grad_norm=1.0)]
+    held_out = DpEvent(round=1, noise_multiplier=0.7, sample_rate=1.0, steps=1,
+                       max_grad_norm=1.0, kind="evaluation-release", rows="test")  # fmt: skip
+    _calibrated.cache_clear()
+    first = _calibrate(spent, 0.05)
+    assert _calibrate([*spent, held_out], 0.05) == first
+    assert _calibrated.cache_info().hits == 1
+    assert _calibrate([], 0.05) < first
+    assert _calibrate(spent, 0.06) != first
+    assert _calibrated.cache_info().misses == 3
+
+
 def test_impossible_budget_is_refused() -> None:
     with pytest.raises(ValueError, match="cannot cover"):
         calibrate_noise_multiplier(

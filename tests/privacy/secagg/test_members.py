@@ -150,3 +150,23 @@ def test_a_name_or_key_listed_twice_is_refused() -> None:
 def test_a_missing_file_names_the_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"members\.json: cannot read the member list"):
         MemberList.load(tmp_path / "members.json")
+
+
+def test_a_list_read_again_is_remembered_and_a_changed_byte_is_read_afresh(
+    members: MemberList, tmp_path: Path
+) -> None:
+    """Every simulated bank of a worker reads the pinned list at each message: the same
+    bytes give the same (immutable) list; other bytes are parsed, and refused, afresh."""
+    data = members.canonical_bytes()
+    assert MemberList.from_json(data) is MemberList.from_json(bytes(data))
+    assert MemberList.from_json(data) == members
+    document = json.loads(data)
+    document["members"][0]["signing_key"] = base64.b64encode(
+        _raw(Ed25519PrivateKey.generate())
+    ).decode()
+    changed = MemberList.from_json(json.dumps(document).encode())
+    assert changed.fingerprint != members.fingerprint
+    document["members"].append(document["members"][1])
+    for _ in range(2):
+        with pytest.raises(ConfigError, match=r"names \['bank-b'\] more than once"):
+            MemberList.from_json(json.dumps(document))
