@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import functools
 import struct
-from collections.abc import Mapping, Set
+from collections.abc import Callable, Mapping, Set
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -57,6 +57,7 @@ __all__ = [
     "RosterRefused",
     "SignatureRefused",
     "advertisement_statement",
+    "check_enrollments",
     "check_roster",
     "enrollment_statement",
     "enrollments_problem",
@@ -71,6 +72,12 @@ ADVERTISE_LABEL = b"fedcredit/secagg/advertise/v2"
 SURVIVORS_LABEL = b"fedcredit/secagg/survivors/v1"
 
 Field = bytes | str | int
+
+Enrollment = tuple[int, str, bytes, bytes]
+"""A roster entry as the enrollment check reads it: node, member, encryption key, signature."""
+
+Verifier = Callable[[str, bytes, bytes], bool]
+"""``verifies(member, signature, statement)``: whether that member signed the statement."""
 
 
 class RosterRefused(ValueError):
@@ -168,10 +175,12 @@ class Identity:
 
     def verifies(self, member: str, signature: bytes, statement: bytes) -> bool:
         """Whether ``member`` (on the pinned list) signed ``statement``."""
-        try:
-            return self.members.member(member).verifies(signature, statement)
-        except UnknownMember:
-            return False
+        return _listed_verifies(self.members, member, signature, statement)
+
+    def unsigned_enrollment(self, run: int, entries: tuple[Enrollment, ...]) -> str | None:
+        """The first of ``entries`` whose member did not sign its enrollment in ``run``
+        (None: all did), remembered per process (:func:`enrollments_problem`)."""
+        return enrollments_problem(self.members, run, entries)
 
 
 @dataclass(frozen=True)
@@ -321,11 +330,7 @@ def _roster_problem(
         (node, entry.member, entry.encryption_key, entry.signature)
         for node, entry in sorted(roster.items())
     )
-    return enrollments_problem(identity.members, run, entries)
-
-
-Enrollment = tuple[int, str, bytes, bytes]
-"""A roster entry as the enrollment check reads it: node, member, encryption key, signature."""
+    return identity.unsigned_enrollment(run, entries)
 
 
 @functools.lru_cache(maxsize=ROSTER_CACHE)
@@ -340,18 +345,35 @@ def enrollments_problem(
     simulated banks of one worker process check one roster of N once, not N times
     (N² statements). A roster differing in any byte of any entry is checked afresh.
     """
+    return check_enrollments(
+        members.consortium, run, entries, functools.partial(_listed_verifies, members)
+    )
+
+
+def check_enrollments(
+    consortium: str, run: int, entries: tuple[Enrollment, ...], verifies: Verifier
+) -> str | None:
+    """The first of ``entries`` whose enrollment ``verifies`` refuses (None: none).
+
+    ``verifies(member, signature, statement)`` checks one signature; every entry is
+    checked (no memory).
+    """
     for node, member, encryption_key, signature in entries:
         statement = enrollment_statement(
-            consortium=members.consortium,
+            consortium=consortium,
             run=run,
             node=node,
             member=member,
             encryption_key=encryption_key,
         )
-        try:
-            signed = members.member(member).verifies(signature, statement)
-        except UnknownMember:
-            signed = False
-        if not signed:
+        if not verifies(member, signature, statement):
             return f"the enrollment of node {node} ('{member}') is not signed by that member"
     return None
+
+
+def _listed_verifies(members: MemberList, member: str, signature: bytes, statement: bytes) -> bool:
+    """Whether ``member`` is on ``members`` and signed ``statement``."""
+    try:
+        return members.member(member).verifies(signature, statement)
+    except UnknownMember:
+        return False
