@@ -247,7 +247,7 @@ class MemberList:
 
 @functools.lru_cache(maxsize=8)
 def _parsed(data: bytes, source: str) -> MemberList:
-    """:meth:`MemberList.parse`, remembered per process: a pure function of the file's
+    """:meth:`MemberList._parse`, remembered per process: a pure function of the file's
     bytes (an immutable list), which a simulated worker reads at every bank's message."""
     return MemberList._parse(data, source)
 
